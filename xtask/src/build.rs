@@ -1,0 +1,282 @@
+//! Building nodes: prepare the work tree (sources, files, dependencies), run the recipe's
+//! phases in the sandbox, check declared outputs, normalise, write the manifest and move the
+//! result into the store atomically. A failed build leaves no store entry.
+
+use crate::fetch::Fetcher;
+use crate::graph::Graph;
+use crate::lock::StoreLock;
+use crate::manifest::{self, Manifest};
+use crate::project::Project;
+use crate::recipe::Loaded;
+use crate::sandbox::{self, Bind, Spec};
+use crate::store::{self, InputHashes};
+use crate::toolchain::{self, Toolchain};
+use crate::{archive, cli, image, kconfig, progress};
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// SOURCE_DATE_EPOCH of every build unless a recipe sets its own in `env`
+/// (2024-01-01T00:00:00Z; fixed, so that no build depends on when it ran).
+pub const DEFAULT_SOURCE_DATE_EPOCH: i64 = 1_704_067_200;
+
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub jobs: usize,
+    /// Rebuild these nodes even if the store has them, writing to `rebuild_into` instead.
+    pub rebuild: Vec<String>,
+    /// Where rebuilt nodes go (never the store). Required when `rebuild` is not empty.
+    pub rebuild_into: Option<PathBuf>,
+    /// Host directory for work trees (default out/work); audits vary it.
+    pub work_root: Option<PathBuf>,
+    /// Extra environment for the *host side* of nothing: the sandbox ignores the host env.
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct BuildResult {
+    pub name: String,
+    pub entry: PathBuf,
+    pub manifest: Manifest,
+    /// Store entries of every node of the closure, by name.
+    pub entries: BTreeMap<String, PathBuf>,
+}
+
+pub fn build(project: &Project, graph: &Graph, fetcher: &Fetcher, target: &str, opts: &Options) -> Result<BuildResult> {
+    let order = graph.closure(target)?;
+    let _lock = StoreLock::exclusive(&project.store())?;
+    let tc = toolchain::ensure(project, fetcher)?;
+    let mut hashes = InputHashes::new(graph, project, &tc.id);
+    let mut entries = BTreeMap::new();
+    let mut last = None;
+    for name in &order {
+        let l = graph.get(name)?;
+        let ih = hashes.get(name)?;
+        let rebuild = opts.rebuild.contains(name);
+        let (entry, m) = match store::lookup(project, name, &l.recipe.version, &ih) {
+            Some(m) if !rebuild => {
+                if !opts.quiet {
+                    progress::say(&format!("cached {name} {} [{}]", l.recipe.version, &ih[..16]));
+                }
+                (store::entry_dir(project, name, &l.recipe.version, &ih), m)
+            }
+            _ => {
+                let dest = match (&opts.rebuild_into, rebuild) {
+                    (Some(dir), true) => dir.join(format!("{}-{name}", &ih[..16])),
+                    _ => store::entry_dir(project, name, &l.recipe.version, &ih),
+                };
+                let m = build_node(project, fetcher, &tc, l, &ih, &entries, opts, &dest)?;
+                (dest, m)
+            }
+        };
+        entries.insert(name.clone(), entry.clone());
+        last = Some((name.clone(), entry, m));
+    }
+    let (name, entry, manifest) = last.context("empty build graph")?;
+    Ok(BuildResult { name, entry, manifest, entries })
+}
+
+/// Fixed environment plus the recipe's own.
+pub fn env_for(l: &Loaded, jobs: usize) -> (Vec<(String, String)>, i64) {
+    let sde = l.recipe.env.get("SOURCE_DATE_EPOCH").and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_SOURCE_DATE_EPOCH);
+    let mut env = sandbox::base_env(sde, jobs);
+    for (k, v) in &l.recipe.env {
+        env.retain(|(ek, _)| ek != k);
+        env.push((k.clone(), v.clone()));
+    }
+    (env, sde)
+}
+
+/// Prepare `work/build` and `work/out` for a node; returns the sandbox binds.
+fn prepare(project: &Project, fetcher: &Fetcher, l: &Loaded, work: &Path, deps: &BTreeMap<String, PathBuf>) -> Result<Vec<Bind>> {
+    if work.exists() {
+        fs::remove_dir_all(work).with_context(|| format!("clearing {}", work.display()))?;
+    }
+    let bdir = work.join("build");
+    let odir = work.join("out");
+    fs::create_dir_all(&bdir)?;
+    fs::create_dir_all(&odir)?;
+    let wants = cli::wants_for(&l.recipe)?;
+    for (s, w) in l.recipe.sources.iter().zip(wants) {
+        let blob = fetcher.fetch(&w).with_context(|| format!("fetching {}", s.file))?;
+        if s.unpack {
+            let t = progress::Timer::start();
+            archive::extract(&blob, &bdir.join("src"), s.strip_components)?;
+            progress::say(&format!("  unpacked {} in {}", s.file, t.elapsed()));
+        } else {
+            fs::create_dir_all(bdir.join("sources"))?;
+            fs::copy(&blob, bdir.join("sources").join(&s.file))?;
+        }
+    }
+    for f in &l.recipe.files {
+        let dest = bdir.join("files").join(f);
+        fs::create_dir_all(dest.parent().unwrap_or(&bdir))?;
+        fs::copy(project.recipes.join(f), &dest).with_context(|| format!("copying recipes/{f}"))?;
+    }
+    let mut binds = vec![
+        Bind { src: bdir.clone(), dest: "/build".into(), rw: true },
+        Bind { src: odir.clone(), dest: "/out".into(), rw: true },
+    ];
+    for d in &l.recipe.deps {
+        let entry = deps.get(d).with_context(|| format!("dependency {d} not built"))?;
+        let mp = bdir.join("deps").join(d);
+        fs::create_dir_all(&mp)?;
+        binds.push(Bind { src: store::out_dir(entry), dest: PathBuf::from("/build/deps").join(d), rw: false });
+    }
+    Ok(binds)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_node(project: &Project, fetcher: &Fetcher, tc: &Toolchain, l: &Loaded, ih: &str, deps: &BTreeMap<String, PathBuf>, opts: &Options, dest: &Path) -> Result<Manifest> {
+    let r = &l.recipe;
+    let work_root = opts.work_root.clone().unwrap_or_else(|| project.work());
+    let work = work_root.join(format!("{}-{}", &ih[..16], r.name));
+    let logs = match &opts.rebuild_into {
+        Some(d) if opts.rebuild.contains(&r.name) => d.join("logs"),
+        _ => project.logs(),
+    };
+    fs::create_dir_all(&logs)?;
+    let log = logs.join(format!("{}-{}.log", r.name, &ih[..16]));
+    let _ = fs::remove_file(&log);
+    progress::say(&format!("build {} {} [{}] on toolchain {}; log: {}", r.name, r.version, &ih[..16], tc.label(), log.display()));
+    let timer = progress::Timer::start();
+    let spinner = progress::spinner(&format!("building {}", r.name));
+    let result = (|| -> Result<()> {
+        let binds = prepare(project, fetcher, l, &work, deps)?;
+        let (env, sde) = env_for(l, opts.jobs.max(1));
+        let ctx = PhaseCtx { tc, binds: &binds, env: &env, work: &work, log: &log };
+        if !r.build.configure.trim().is_empty() {
+            ctx.run_script("configure", &r.build.configure)?;
+        }
+        if let Some(k) = &r.kconfig {
+            kconfig::check_files(&work.join("build").join(k.config.trim_start_matches('/')), &k.fragments.iter().map(|f| work.join("build/files").join(f)).collect::<Vec<_>>())
+                .with_context(|| format!("{}: kernel configuration check", l.path.display()))?;
+        }
+        if let Some(spec) = &r.rootfs {
+            image::assemble_rootfs(project, tc, l, spec, deps, &work.join("out"), sde)?;
+        }
+        if let Some(spec) = &r.image {
+            image::make_ext4(&ctx, l, spec, ih, deps)?;
+        }
+        if !r.build.script.trim().is_empty() {
+            ctx.run_script("build", &r.build.script)?;
+        }
+        for o in &r.build.outputs {
+            let p = work.join("out").join(o);
+            if fs::symlink_metadata(&p).is_err() {
+                bail!("declared output `{o}` was not produced under /out");
+            }
+        }
+        manifest::normalize(&work.join("out"), sde)?;
+        Ok(())
+    })();
+    spinner.finish_and_clear();
+    if let Err(e) = result {
+        let tail = tail_lines(&log, 25);
+        if !tail.is_empty() {
+            eprintln!("---- last lines of {} ----\n{tail}\n----", log.display());
+        }
+        let _ = fs::remove_dir_all(&work);
+        return Err(e.context(format!("build of {} failed after {}; log: {}", r.name, timer.elapsed(), log.display())));
+    }
+    let files = manifest::scan(&work.join("out"))?;
+    let m = Manifest { name: r.name.clone(), version: r.version.clone(), input_hash: ih.to_string(), toolchain: tc.id.clone(), output_hash: manifest::output_hash(&files), files };
+    commit_entry(&work, dest, &m)?;
+    progress::say(&format!("built {} in {} -> {}", r.name, timer.elapsed(), dest.display()));
+    Ok(m)
+}
+
+/// Move `work/out` into a temp entry beside `dest`, write the manifest, fsync, rename.
+fn commit_entry(work: &Path, dest: &Path, m: &Manifest) -> Result<()> {
+    let parent = dest.parent().context("store entry has no parent")?;
+    fs::create_dir_all(parent)?;
+    let tmp = parent.join(format!(".tmp-{}-{}", m.name, std::process::id()));
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp)?;
+    }
+    fs::create_dir(&tmp)?;
+    fs::rename(work.join("out"), tmp.join("out"))?;
+    let mpath = tmp.join("manifest.json");
+    let f = fs::File::create(&mpath)?;
+    serde_json::to_writer_pretty(&f, m)?;
+    f.sync_all()?;
+    if dest.exists() {
+        fs::remove_dir_all(dest)?;
+    }
+    fs::rename(&tmp, dest).with_context(|| format!("moving into {}", dest.display()))?;
+    fs::File::open(parent)?.sync_all()?;
+    let _ = fs::remove_dir_all(work);
+    Ok(())
+}
+
+pub struct PhaseCtx<'a> {
+    pub tc: &'a Toolchain,
+    pub binds: &'a [Bind],
+    pub env: &'a [(String, String)],
+    pub work: &'a Path,
+    pub log: &'a Path,
+}
+
+impl PhaseCtx<'_> {
+    pub fn run_script(&self, phase: &str, script: &str) -> Result<()> {
+        let dir = self.work.join("build/.reprovm");
+        fs::create_dir_all(&dir)?;
+        fs::write(dir.join(format!("{phase}.sh")), script)?;
+        self.run(phase, vec!["/bin/sh".into(), "-eu".into(), format!("/build/.reprovm/{phase}.sh")])
+    }
+
+    pub fn run(&self, phase: &str, argv: Vec<String>) -> Result<()> {
+        use std::io::Write;
+        let mut lf = fs::OpenOptions::new().create(true).append(true).open(self.log)?;
+        writeln!(lf, "==== reprovm phase {phase}: {}", argv.join(" "))?;
+        drop(lf);
+        let cwd = if self.work.join("build/src").is_dir() { "/build/src" } else { "/build" };
+        let spec = Spec { root: self.tc.root.clone(), binds: self.binds.to_vec(), env: self.env.to_vec(), cwd: cwd.into(), argv, root_rw: false };
+        let code = sandbox::run(&spec, &self.work.join(format!("sandbox-{phase}.json")), self.log)?;
+        if code != 0 {
+            bail!("phase `{phase}` exited with status {code}");
+        }
+        Ok(())
+    }
+}
+
+pub fn tail_lines(path: &Path, n: usize) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// `cargo xtask menuconfig`: configure the kernel recipe, run menuconfig interactively in
+/// the sandbox, and write the minimal result (savedefconfig) back to the recipe's base config.
+pub fn menuconfig(project: &Project, fetcher: &Fetcher, recipe: &str) -> Result<()> {
+    let graph = Graph::load(&project.recipes)?;
+    let l = graph.get(recipe)?;
+    let k = l.recipe.kconfig.as_ref().with_context(|| format!("{}: not a kernel recipe (no [kconfig])", l.path.display()))?;
+    let tc = toolchain::ensure(project, fetcher)?;
+    let work = project.work().join(format!("menuconfig-{recipe}"));
+    let binds = prepare(project, fetcher, l, &work, &BTreeMap::new())?;
+    let (env, _) = env_for(l, cli::default_jobs());
+    let log = work.join("menuconfig.log");
+    let ctx = PhaseCtx { tc: &tc, binds: &binds, env: &env, work: &work, log: &log };
+    ctx.run_script("configure", &l.recipe.build.configure)?;
+    let objdir = Path::new(&k.config).parent().map(|p| p.display().to_string()).unwrap_or_default();
+    let spec = Spec {
+        root: tc.root.clone(),
+        binds: binds.clone(),
+        env: env.iter().cloned().chain([("TERM".to_string(), std::env::var("TERM").unwrap_or_else(|_| "xterm".into()))]).collect(),
+        cwd: "/build/src".into(),
+        argv: vec!["/bin/sh".into(), "-c".into(), format!("make O={objdir} menuconfig && make O={objdir} savedefconfig")],
+        root_rw: false,
+    };
+    let code = sandbox::run_interactive(&spec, &work.join("sandbox-menuconfig.json"))?;
+    anyhow::ensure!(code == 0, "menuconfig exited with status {code}");
+    let saved = work.join("build").join(objdir.trim_start_matches('/')).join("defconfig");
+    let base = l.recipe.files.first().context("kernel recipe lists no config files")?;
+    let dest = project.recipes.join(base);
+    let tmp = dest.with_extension("tmp");
+    fs::copy(&saved, &tmp)?;
+    fs::rename(&tmp, &dest)?;
+    progress::say(&format!("wrote {} (savedefconfig); rebuild with `cargo xtask build {recipe}`", dest.display()));
+    Ok(())
+}

@@ -1,0 +1,199 @@
+//! Command line: clap definitions and dispatch. Each command's work lives in its own module.
+
+use crate::fetch::{Fetcher, Want};
+use crate::graph::Graph;
+use crate::project::Project;
+use crate::{audit, build, debian, image, plan, progress, qemu, toolchain};
+use anyhow::{Context, Result};
+use clap::{CommandFactory, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "reprovm: bit-for-bit reproducible Linux kernels and disk images from hash-pinned recipes",
+    long_about = "reprovm builds a Linux kernel (bzImage + modules) and a bootable ext4 hd.img holding busybox, dropbear and iproute2, \
+from recipes in recipes/*.toml whose every input is pinned by sha256. Builds run in a hermetic namespace sandbox over a pinned Debian toolchain.\n\n\
+First steps:\n  cargo xtask fetch              download and verify every pinned source\n  cargo xtask plan hd-image      show the build graph and input hashes\n  cargo xtask build hd-image     build out/hd.img and out/bzImage\n  cargo xtask run                boot it in QEMU",
+    version
+)]
+pub struct Cli {
+    /// Recipe directory (default: recipes/ in the repository).
+    #[arg(long, global = true, env = "REPROVM_RECIPES", value_name = "DIR")]
+    pub recipes: Option<PathBuf>,
+    /// Output directory holding store, cache, logs and links (default: out/).
+    #[arg(long, global = true, env = "REPROVM_OUT", value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Download cache (default: OUT/cache); blobs are stored by sha256.
+    #[arg(long, global = true, env = "REPROVM_CACHE", value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+    /// Local mirror directory tried before the network (files by name or sha256/<hash>); repeatable.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub mirror: Vec<PathBuf>,
+    /// Use only the cache and --mirror directories; never touch the network.
+    #[arg(long, global = true)]
+    pub offline: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Download and verify every pinned source (or those of TARGET and its dependencies).
+    Fetch {
+        target: Option<String>,
+    },
+    /// Print the build graph of TARGET with input hashes and cached/not-cached state.
+    Plan {
+        target: String,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Build TARGET and its dependencies in the sandbox (kernel, busybox, dropbear, iproute2, hd-image, ...).
+    Build {
+        target: String,
+        /// Parallel jobs inside the sandbox (outputs do not depend on it; default: CPU count).
+        #[arg(long, short)]
+        jobs: Option<usize>,
+    },
+    /// The pinned Debian toolchain: `lock` resolves it, `materialize` (default) builds its root.
+    Toolchain {
+        #[command(subcommand)]
+        action: Option<ToolchainAction>,
+    },
+    /// Run menuconfig for a kernel recipe in the sandbox and write the result back to its config.
+    Menuconfig {
+        #[arg(default_value = "kernel")]
+        recipe: String,
+    },
+    /// Boot out/bzImage with out/hd.img under QEMU (serial console here, SSH on 127.0.0.1:PORT).
+    Run(qemu::RunArgs),
+    /// Rebuild targets from scratch under varied conditions and explain any difference.
+    Audit(audit::AuditArgs),
+    /// Record expected output hashes in pins/.
+    Pin {
+        #[command(subcommand)]
+        what: PinWhat,
+    },
+    /// Print shell completions.
+    Completions {
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ToolchainAction {
+    /// Resolve toolchain/packages.toml against the Debian mirror into pins/toolchain.lock.
+    Lock,
+    /// Fetch, verify and extract every locked .deb into the toolchain store entry.
+    Materialize,
+    /// Print the toolchain identity and root.
+    Show,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PinWhat {
+    /// Record the current outputs of TARGETS (default: kernel busybox dropbear iproute2 hd-image) in pins/outputs.toml.
+    Outputs {
+        targets: Vec<String>,
+    },
+}
+
+pub fn run() -> Result<()> {
+    let cli = Cli::parse();
+    let project = Project::new(cli.recipes.clone(), cli.out.clone(), cli.cache.clone());
+    let fetcher = Fetcher::new(&project.cache, cli.mirror.clone(), cli.offline);
+    match cli.command {
+        Command::Fetch { target } => fetch(&project, &fetcher, target.as_deref()),
+        Command::Plan { target, json } => {
+            let graph = Graph::load(&project.recipes)?;
+            let tc = toolchain::identity(&project)?;
+            let nodes = plan::plan(&project, &graph, &target, &tc, &fetcher)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&nodes)?);
+            } else {
+                print!("{}", plan::render(&nodes, &tc));
+            }
+            Ok(())
+        }
+        Command::Build { target, jobs } => {
+            let graph = Graph::load(&project.recipes)?;
+            let opts = build::Options { jobs: jobs.unwrap_or_else(default_jobs), ..Default::default() };
+            let res = build::build(&project, &graph, &fetcher, &target, &opts)?;
+            image::link_results(&project, &graph, &target, &res)?;
+            println!("{}", res.entry.display());
+            Ok(())
+        }
+        Command::Toolchain { action } => match action.unwrap_or(ToolchainAction::Materialize) {
+            ToolchainAction::Lock => toolchain::lock(&project, &fetcher),
+            ToolchainAction::Materialize => {
+                let tc = toolchain::ensure(&project, &fetcher)?;
+                println!("{}", tc.root.display());
+                Ok(())
+            }
+            ToolchainAction::Show => {
+                println!("toolchain {}", toolchain::identity(&project)?);
+                Ok(())
+            }
+        },
+        Command::Menuconfig { recipe } => build::menuconfig(&project, &fetcher, &recipe),
+        Command::Run(args) => qemu::run(&project, &args),
+        Command::Audit(args) => audit::run(&project, &fetcher, &args),
+        Command::Pin { what: PinWhat::Outputs { targets } } => audit::pin_outputs(&project, &fetcher, &targets),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "cargo-xtask", &mut std::io::stdout());
+            Ok(())
+        }
+    }
+}
+
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// Every source pin of the graph (or of a target's closure) as fetch requests.
+pub fn wants(graph: &Graph, target: Option<&str>) -> Result<Vec<Want>> {
+    let names = match target {
+        Some(t) => graph.closure(t)?,
+        None => graph.recipes.keys().cloned().collect(),
+    };
+    let mut out = Vec::new();
+    for n in names {
+        out.extend(wants_for(&graph.get(&n)?.recipe)?);
+    }
+    Ok(out)
+}
+
+/// Fetch requests for one recipe's sources: upstream URLs first, then the Debian archive.
+pub fn wants_for(recipe: &crate::recipe::Recipe) -> Result<Vec<Want>> {
+    let mirrors = debian::mirrors();
+    let mut out = Vec::new();
+    for s in &recipe.sources {
+        let mut urls = s.urls.clone();
+        if let Some(d) = &s.debian {
+            urls.extend(debian::source_urls(&mirrors, &d.package, &d.file));
+        }
+        out.push(Want { file: s.file.clone(), sha256: s.sha256.clone(), size: s.size, urls });
+    }
+    Ok(out)
+}
+
+fn fetch(project: &Project, fetcher: &Fetcher, target: Option<&str>) -> Result<()> {
+    let graph = Graph::load(&project.recipes)?;
+    let wants = wants(&graph, target)?;
+    let timer = progress::Timer::start();
+    let mut hits = 0;
+    for w in &wants {
+        let hit = fetcher.is_cached(&w.sha256, w.size);
+        let p = fetcher.fetch(w).with_context(|| format!("fetching {}", w.file))?;
+        if hit {
+            hits += 1;
+        }
+        println!("{}  {}  {}", w.sha256, w.file, if hit { "cached" } else { "fetched" });
+        let _ = p;
+    }
+    progress::say(&format!("{} sources verified ({hits} from cache) in {}", wants.len(), timer.elapsed()));
+    Ok(())
+}

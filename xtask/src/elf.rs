@@ -1,0 +1,150 @@
+//! ELF facts read with goblin: the interpreter and DT_NEEDED closure of dynamic binaries,
+//! resolved inside a given root (the pinned toolchain, never the host), and per-section
+//! hashes for audits.
+
+use anyhow::{bail, Context, Result};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::{Component, Path, PathBuf};
+
+/// Library directories of a Debian amd64 root, in ld.so's order.
+pub const DEFAULT_LIB_DIRS: [&str; 4] = ["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib"];
+
+pub struct DynInfo {
+    pub interp: Option<String>,
+    pub needed: Vec<String>,
+}
+
+pub fn is_elf(data: &[u8]) -> bool {
+    data.starts_with(b"\x7fELF")
+}
+
+pub fn dyn_info(data: &[u8]) -> Result<DynInfo> {
+    let elf = goblin::elf::Elf::parse(data)?;
+    Ok(DynInfo { interp: elf.interpreter.map(str::to_string), needed: elf.libraries.iter().map(|s| s.to_string()).collect() })
+}
+
+/// Resolve `path` (absolute, as seen inside `root`) to a real file inside root, following
+/// symlinks with absolute targets re-rooted. Errors if it leaves the root or does not exist.
+pub fn resolve_in_root(root: &Path, path: &Path) -> Result<PathBuf> {
+    let mut todo: VecDeque<PathBuf> = path.components().filter(|c| matches!(c, Component::Normal(_) | Component::ParentDir)).map(|c| PathBuf::from(c.as_os_str())).collect();
+    let mut cur = PathBuf::from("/");
+    let mut hops = 0;
+    while let Some(c) = todo.pop_front() {
+        if c == Path::new("..") {
+            cur.pop();
+            continue;
+        }
+        let next = cur.join(&c);
+        let host = root.join(next.strip_prefix("/").unwrap_or(&next));
+        let meta = std::fs::symlink_metadata(&host).with_context(|| format!("{} not found in {}", next.display(), root.display()))?;
+        if meta.file_type().is_symlink() {
+            hops += 1;
+            if hops > 40 {
+                bail!("too many symlinks resolving {}", path.display());
+            }
+            let target = std::fs::read_link(&host)?;
+            let mut rest: VecDeque<PathBuf> = target.components().filter(|c| matches!(c, Component::Normal(_) | Component::ParentDir)).map(|c| PathBuf::from(c.as_os_str())).collect();
+            rest.extend(todo.drain(..));
+            todo = rest;
+            if target.is_absolute() {
+                cur = PathBuf::from("/");
+            }
+        } else {
+            cur = next;
+        }
+    }
+    Ok(cur)
+}
+
+/// For dynamic ELF files, the interpreter and the transitive DT_NEEDED libraries found in
+/// `lib_dirs` inside `root`. Returns install path (inside the root's namespace) -> the real
+/// file inside `root` holding its bytes.
+pub fn closure(root: &Path, files: &[Vec<u8>], lib_dirs: &[String]) -> Result<BTreeMap<PathBuf, PathBuf>> {
+    let mut out = BTreeMap::new();
+    let mut seen = BTreeSet::new();
+    let mut queue: VecDeque<Vec<u8>> = files.iter().filter(|d| is_elf(d)).cloned().collect();
+    while let Some(data) = queue.pop_front() {
+        let info = dyn_info(&data)?;
+        let mut wanted: Vec<(PathBuf, PathBuf)> = Vec::new();
+        if let Some(interp) = &info.interp {
+            let real = resolve_in_root(root, Path::new(interp)).with_context(|| format!("interpreter {interp}"))?;
+            wanted.push((PathBuf::from(interp), real));
+        }
+        for lib in &info.needed {
+            let mut found = None;
+            for d in lib_dirs {
+                let p = Path::new(d).join(lib);
+                if let Ok(real) = resolve_in_root(root, &p) {
+                    found = Some((p, real));
+                    break;
+                }
+            }
+            match found {
+                Some(f) => wanted.push(f),
+                None => bail!("library {lib} not found in {} under {}", lib_dirs.join(":"), root.display()),
+            }
+        }
+        for (install, real) in wanted {
+            if seen.insert(install.clone()) {
+                let bytes = std::fs::read(root.join(real.strip_prefix("/").unwrap_or(&real)))?;
+                queue.push_back(bytes);
+                out.insert(install, real);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// sha256 of every section of an ELF file, by name (for audits).
+pub fn section_hashes(data: &[u8]) -> Result<BTreeMap<String, (u64, u64, String)>> {
+    let elf = goblin::elf::Elf::parse(data)?;
+    let mut out = BTreeMap::new();
+    for sh in &elf.section_headers {
+        let name = elf.shdr_strtab.get_at(sh.sh_name).unwrap_or("?").to_string();
+        let (off, size) = (sh.sh_offset, sh.sh_size);
+        let bytes = if sh.sh_type == goblin::elf::section_header::SHT_NOBITS {
+            &[][..]
+        } else {
+            data.get(off as usize..(off + size) as usize).unwrap_or(&[])
+        };
+        out.insert(name, (off, size, crate::hash::sha256_bytes(bytes)));
+    }
+    Ok(out)
+}
+
+/// Symbols (name -> value) of an ELF file, for audits.
+pub fn symbols(data: &[u8]) -> Result<BTreeMap<String, u64>> {
+    let elf = goblin::elf::Elf::parse(data)?;
+    let mut out = BTreeMap::new();
+    for s in elf.syms.iter() {
+        if let Some(n) = elf.strtab.get_at(s.st_name) {
+            if !n.is_empty() {
+                out.insert(n.to_string(), s.st_value);
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn host_sh_closure_has_libc_and_loader() {
+        let data = std::fs::read("/bin/sh").unwrap();
+        let dirs: Vec<String> = DEFAULT_LIB_DIRS.iter().map(|s| s.to_string()).collect();
+        let c = closure(Path::new("/"), &[data], &dirs).unwrap();
+        let names: Vec<String> = c.keys().map(|p| p.display().to_string()).collect();
+        assert!(names.iter().any(|n| n.ends_with("libc.so.6")), "{names:?}");
+        assert!(names.iter().any(|n| n.contains("ld-linux")), "{names:?}");
+    }
+    #[test]
+    fn resolve_follows_absolute_links_inside_root() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("usr/lib")).unwrap();
+        std::fs::write(t.path().join("usr/lib/real"), "x").unwrap();
+        std::os::unix::fs::symlink("usr/lib", t.path().join("lib")).unwrap();
+        std::os::unix::fs::symlink("/lib/real", t.path().join("usr/lib/abs")).unwrap();
+        assert_eq!(resolve_in_root(t.path(), Path::new("/lib/abs")).unwrap(), PathBuf::from("/usr/lib/real"));
+    }
+}

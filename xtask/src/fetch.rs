@@ -1,0 +1,293 @@
+//! Content-addressed fetching, like Nix's fixed-output derivations: one pinned sha256, many
+//! origins (the cache, local mirror directories, upstream URLs, the Debian archive). The first
+//! origin whose bytes hash right wins; nothing unverified ever enters the cache.
+
+use crate::hash::{sha256_file, HashingWriter};
+use crate::progress::{self, human_bytes, Timer};
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// What to fetch: a file name (for mirrors and messages), its pin and where it may be found.
+#[derive(Debug, Clone)]
+pub struct Want {
+    pub file: String,
+    pub sha256: String,
+    pub size: u64,
+    pub urls: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("{file}: no origin had the pinned bytes (sha256 {sha256}): {}", attempts.join("; "))]
+    AllOriginsFailed { file: String, sha256: String, attempts: Vec<String> },
+    #[error("{file}: not in the cache or a mirror and --offline was given (sha256 {sha256}); run `cargo xtask fetch` online or pass --mirror DIR")]
+    Offline { file: String, sha256: String },
+    #[error("cache {path}: {source}")]
+    Cache { path: String, source: io::Error },
+}
+
+/// Why one origin failed; the caller decides whether to try the next.
+#[derive(Debug)]
+enum AttemptError {
+    Missing(String),
+    Transfer(String),
+    Mismatch { expected: String, got: String, size: u64, expected_size: u64 },
+}
+
+impl std::fmt::Display for AttemptError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AttemptError::Missing(m) | AttemptError::Transfer(m) => f.write_str(m),
+            AttemptError::Mismatch { expected, got, size, expected_size } => {
+                write!(f, "hash mismatch: expected sha256 {expected} ({expected_size} bytes), got sha256 {got} ({size} bytes); refused")
+            }
+        }
+    }
+}
+
+pub struct Fetcher {
+    cache: PathBuf,
+    mirrors: Vec<PathBuf>,
+    offline: bool,
+    agent: ureq::Agent,
+}
+
+impl Fetcher {
+    pub fn new(cache: &Path, mirrors: Vec<PathBuf>, offline: bool) -> Fetcher {
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(15))
+            .timeout_read(Duration::from_secs(60))
+            .user_agent("reprovm-fetch/1")
+            .build();
+        Fetcher { cache: cache.to_path_buf(), mirrors, offline, agent }
+    }
+
+    /// Where a verified blob with this hash lives (whether or not it exists yet).
+    pub fn cache_path(&self, sha256: &str) -> PathBuf {
+        self.cache.join("sha256").join(sha256)
+    }
+
+    /// Present in the cache. The name is the hash and only verified bytes are ever renamed
+    /// there, so a size check is enough: no re-hashing of large tarballs on every run.
+    pub fn is_cached(&self, sha256: &str, size: u64) -> bool {
+        fs::metadata(self.cache_path(sha256)).map(|m| m.len() == size).unwrap_or(false)
+    }
+
+    pub fn fetch(&self, want: &Want) -> Result<PathBuf, FetchError> {
+        let dest = self.cache_path(&want.sha256);
+        if self.is_cached(&want.sha256, want.size) {
+            return Ok(dest);
+        }
+        let mut attempts = Vec::new();
+        for dir in &self.mirrors {
+            for cand in [dir.join(&want.file), dir.join("sha256").join(&want.sha256)] {
+                if !cand.is_file() {
+                    continue;
+                }
+                let origin = format!("mirror {}", cand.display());
+                match self.store_from(want, &origin, |w| {
+                    let mut f = File::open(&cand).map_err(|e| AttemptError::Transfer(e.to_string()))?;
+                    io::copy(&mut f, w).map_err(|e| AttemptError::Transfer(e.to_string()))?;
+                    Ok(())
+                }) {
+                    Ok(p) => return Ok(p),
+                    Err(e) => attempts.push(format!("{origin}: {e}")),
+                }
+            }
+        }
+        if self.offline {
+            if attempts.is_empty() {
+                return Err(FetchError::Offline { file: want.file.clone(), sha256: want.sha256.clone() });
+            }
+            return Err(FetchError::AllOriginsFailed { file: want.file.clone(), sha256: want.sha256.clone(), attempts });
+        }
+        for url in &want.urls {
+            match self.store_from(want, url, |w| self.download(url, want, w)) {
+                Ok(p) => return Ok(p),
+                Err(e) => attempts.push(format!("{url}: {e}")),
+            }
+        }
+        if attempts.is_empty() {
+            attempts.push("no origins configured (add urls, a [debian] origin or --mirror DIR)".into());
+        }
+        Err(FetchError::AllOriginsFailed { file: want.file.clone(), sha256: want.sha256.clone(), attempts })
+    }
+
+    /// Stream one origin into a temp file in the cache, verify size and sha256, fsync and
+    /// rename into place. Every failure removes the temp file (NamedTempFile drops it).
+    fn store_from(
+        &self,
+        want: &Want,
+        origin: &str,
+        fill: impl FnOnce(&mut HashingWriter<&mut File>) -> Result<(), AttemptError>,
+    ) -> Result<PathBuf, AttemptError> {
+        let tmpdir = self.cache.join("tmp");
+        let dest = self.cache_path(&want.sha256);
+        let mk = |e: io::Error| AttemptError::Transfer(format!("cache: {e}"));
+        fs::create_dir_all(&tmpdir).map_err(mk)?;
+        fs::create_dir_all(dest.parent().unwrap_or(&self.cache)).map_err(mk)?;
+        let mut tmp = tempfile::Builder::new().prefix(&want.sha256[..16]).suffix(".part").tempfile_in(&tmpdir).map_err(mk)?;
+        let timer = Timer::start();
+        if !progress::interactive() {
+            progress::say(&format!("fetch {} ({}) from {origin}", want.file, human_bytes(want.size)));
+        }
+        let got = {
+            let file = tmp.as_file_mut();
+            let mut w = HashingWriter::new(file);
+            fill(&mut w)?;
+            let written = w.written;
+            let (_, got) = w.finish();
+            (got, written)
+        };
+        if got.0 != want.sha256 || got.1 != want.size {
+            return Err(AttemptError::Mismatch { expected: want.sha256.clone(), got: got.0, size: got.1, expected_size: want.size });
+        }
+        tmp.as_file().sync_all().map_err(mk)?;
+        tmp.persist(&dest).map_err(|e| mk(e.error))?;
+        if let Some(parent) = dest.parent() {
+            File::open(parent).and_then(|d| d.sync_all()).map_err(mk)?;
+        }
+        if !progress::interactive() {
+            progress::say(&format!("fetched {} in {} -> {}", want.file, timer.elapsed(), dest.display()));
+        }
+        Ok(dest)
+    }
+
+    fn download(&self, url: &str, want: &Want, w: &mut dyn Write) -> Result<(), AttemptError> {
+        if let Some(path) = url.strip_prefix("file://") {
+            let mut f = File::open(path).map_err(|e| AttemptError::Missing(e.to_string()))?;
+            io::copy(&mut f, w).map_err(|e| AttemptError::Transfer(e.to_string()))?;
+            return Ok(());
+        }
+        let resp = match self.agent.get(url).set("Accept-Encoding", "identity").call() {
+            Ok(r) => r,
+            Err(ureq::Error::Status(code, _)) => return Err(AttemptError::Missing(format!("HTTP {code}"))),
+            Err(e) => return Err(AttemptError::Transfer(one_line(&e.to_string()))),
+        };
+        let pb = progress::bytes_bar(want.size, &want.file);
+        let mut reader = pb.wrap_read(resp.into_reader().take(want.size + 1));
+        let r = io::copy(&mut reader, w);
+        pb.finish_and_clear();
+        r.map_err(|e| AttemptError::Transfer(format!("transfer failed: {}", one_line(&e.to_string()))))?;
+        Ok(())
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.replace('\n', " ")
+}
+
+/// Verify a file already on disk against a pin (used for lock files of local inputs).
+pub fn verify_file(path: &Path, sha256: &str) -> anyhow::Result<()> {
+    let (got, _) = sha256_file(path)?;
+    anyhow::ensure!(got == sha256, "{}: sha256 mismatch: expected {sha256}, got {got}", path.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::sha256_bytes;
+    use std::io::{BufRead, BufReader};
+    use std::net::TcpListener;
+
+    /// A tiny HTTP/1.1 server on 127.0.0.1: path -> (status, body, truncate_after).
+    fn serve(routes: Vec<(&'static str, u16, Vec<u8>, Option<usize>)>) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(32) {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    continue;
+                }
+                let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                }
+                let route = routes.iter().find(|r| r.0 == path);
+                let (status, body, cut) = match route {
+                    Some((_, s, b, c)) => (*s, b.clone(), *c),
+                    None => (404, b"not found".to_vec(), None),
+                };
+                let head = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                let _ = stream.write_all(head.as_bytes());
+                let n = cut.unwrap_or(body.len());
+                let _ = stream.write_all(&body[..n]);
+                let _ = stream.flush();
+                // Dropping the stream closes the connection (mid-body when truncated).
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    fn want(body: &[u8], urls: Vec<String>) -> Want {
+        Want { file: "x.tar.gz".into(), sha256: sha256_bytes(body), size: body.len() as u64, urls }
+    }
+
+    fn cache_is_empty(cache: &Path) -> bool {
+        let count = |d: PathBuf| fs::read_dir(d).map(|r| r.count()).unwrap_or(0);
+        count(cache.join("sha256")) == 0 && count(cache.join("tmp")) == 0
+    }
+
+    #[test]
+    fn wrong_hash_is_refused_and_not_cached() {
+        let base = serve(vec![("/x", 200, b"evil bytes".to_vec(), None)]);
+        let t = tempfile::tempdir().unwrap();
+        let f = Fetcher::new(t.path(), vec![], false);
+        let mut w = want(b"good bytes", vec![format!("{base}/x")]);
+        w.size = 10;
+        let e = f.fetch(&w).unwrap_err().to_string();
+        assert!(e.contains(&format!("expected sha256 {}", sha256_bytes(b"good bytes"))), "{e}");
+        assert!(e.contains(&format!("got sha256 {}", sha256_bytes(b"evil bytes"))), "{e}");
+        assert!(cache_is_empty(t.path()));
+    }
+
+    #[test]
+    fn truncated_download_leaves_nothing() {
+        let body = vec![7u8; 100_000];
+        let base = serve(vec![("/x", 200, body.clone(), Some(1000))]);
+        let t = tempfile::tempdir().unwrap();
+        let f = Fetcher::new(t.path(), vec![], false);
+        let e = f.fetch(&want(&body, vec![format!("{base}/x")])).unwrap_err().to_string();
+        assert!(e.contains("no origin had the pinned bytes"), "{e}");
+        assert!(cache_is_empty(t.path()));
+    }
+
+    #[test]
+    fn first_origin_404_then_second_succeeds_then_cache_hit() {
+        let body = b"the real tarball".to_vec();
+        let base = serve(vec![("/good", 200, body.clone(), None)]);
+        let t = tempfile::tempdir().unwrap();
+        let f = Fetcher::new(t.path(), vec![], false);
+        let w = want(&body, vec![format!("{base}/missing"), format!("{base}/good")]);
+        let p = f.fetch(&w).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), body);
+        // Second fetch: a cache hit with no network (every URL now points nowhere).
+        let offline = Fetcher::new(t.path(), vec![], true);
+        let w2 = Want { urls: vec!["http://127.0.0.1:1/nope".into()], ..w };
+        assert_eq!(offline.fetch(&w2).unwrap(), p);
+    }
+
+    #[test]
+    fn mirror_directory_and_offline() {
+        let body = b"mirrored".to_vec();
+        let t = tempfile::tempdir().unwrap();
+        let mirror = t.path().join("mirror");
+        fs::create_dir(&mirror).unwrap();
+        fs::write(mirror.join("x.tar.gz"), &body).unwrap();
+        let cache = t.path().join("cache");
+        let f = Fetcher::new(&cache, vec![mirror], true);
+        assert_eq!(fs::read(f.fetch(&want(&body, vec![])).unwrap()).unwrap(), body);
+        let none = Fetcher::new(&t.path().join("c2"), vec![], true);
+        let e = none.fetch(&want(&body, vec![])).unwrap_err();
+        assert!(matches!(e, FetchError::Offline { .. }));
+    }
+}
