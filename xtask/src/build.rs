@@ -43,7 +43,13 @@ pub struct BuildResult {
     pub entries: BTreeMap<String, PathBuf>,
 }
 
-pub fn build(project: &Project, graph: &Graph, fetcher: &Fetcher, target: &str, opts: &Options) -> Result<BuildResult> {
+pub fn build(
+    project: &Project,
+    graph: &Graph,
+    fetcher: &Fetcher,
+    target: &str,
+    opts: &Options,
+) -> Result<BuildResult> {
     let order = graph.closure(target)?;
     let _lock = StoreLock::exclusive(&project.store())?;
     let tc = toolchain::ensure(project, fetcher)?;
@@ -57,7 +63,11 @@ pub fn build(project: &Project, graph: &Graph, fetcher: &Fetcher, target: &str, 
         let (entry, m) = match store::lookup(project, name, &l.recipe.version, &ih) {
             Some(m) if !rebuild => {
                 if !opts.quiet {
-                    progress::say(&format!("cached {name} {} [{}]", l.recipe.version, &ih[..16]));
+                    progress::say(&format!(
+                        "cached {name} {} [{}]",
+                        l.recipe.version,
+                        &ih[..16]
+                    ));
                 }
                 (store::entry_dir(project, name, &l.recipe.version, &ih), m)
             }
@@ -74,12 +84,22 @@ pub fn build(project: &Project, graph: &Graph, fetcher: &Fetcher, target: &str, 
         last = Some((name.clone(), entry, m));
     }
     let (name, entry, manifest) = last.context("empty build graph")?;
-    Ok(BuildResult { name, entry, manifest, entries })
+    Ok(BuildResult {
+        name,
+        entry,
+        manifest,
+        entries,
+    })
 }
 
 /// Fixed environment plus the recipe's own.
 pub fn env_for(l: &Loaded, jobs: usize) -> (Vec<(String, String)>, i64) {
-    let sde = l.recipe.env.get("SOURCE_DATE_EPOCH").and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_SOURCE_DATE_EPOCH);
+    let sde = l
+        .recipe
+        .env
+        .get("SOURCE_DATE_EPOCH")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_SOURCE_DATE_EPOCH);
     let mut env = sandbox::base_env(sde, jobs);
     for (k, v) in &l.recipe.env {
         env.retain(|(ek, _)| ek != k);
@@ -89,7 +109,13 @@ pub fn env_for(l: &Loaded, jobs: usize) -> (Vec<(String, String)>, i64) {
 }
 
 /// Prepare `work/build` and `work/out` for a node; returns the sandbox binds.
-fn prepare(project: &Project, fetcher: &Fetcher, l: &Loaded, work: &Path, deps: &BTreeMap<String, PathBuf>) -> Result<Vec<Bind>> {
+fn prepare(
+    project: &Project,
+    fetcher: &Fetcher,
+    l: &Loaded,
+    work: &Path,
+    deps: &BTreeMap<String, PathBuf>,
+) -> Result<Vec<Bind>> {
     if work.exists() {
         fs::remove_dir_all(work).with_context(|| format!("clearing {}", work.display()))?;
     }
@@ -99,7 +125,9 @@ fn prepare(project: &Project, fetcher: &Fetcher, l: &Loaded, work: &Path, deps: 
     fs::create_dir_all(&odir)?;
     let wants = cli::wants_for(&l.recipe)?;
     for (s, w) in l.recipe.sources.iter().zip(wants) {
-        let blob = fetcher.fetch(&w).with_context(|| format!("fetching {}", s.file))?;
+        let blob = fetcher
+            .fetch(&w)
+            .with_context(|| format!("fetching {}", s.file))?;
         if s.unpack {
             let t = progress::Timer::start();
             archive::extract(&blob, &bdir.join("src"), s.strip_components)?;
@@ -115,20 +143,43 @@ fn prepare(project: &Project, fetcher: &Fetcher, l: &Loaded, work: &Path, deps: 
         fs::copy(project.recipes.join(f), &dest).with_context(|| format!("copying recipes/{f}"))?;
     }
     let mut binds = vec![
-        Bind { src: bdir.clone(), dest: "/build".into(), rw: true },
-        Bind { src: odir.clone(), dest: "/out".into(), rw: true },
+        Bind {
+            src: bdir.clone(),
+            dest: "/build".into(),
+            rw: true,
+        },
+        Bind {
+            src: odir.clone(),
+            dest: "/out".into(),
+            rw: true,
+        },
     ];
     for d in &l.recipe.deps {
-        let entry = deps.get(d).with_context(|| format!("dependency {d} not built"))?;
+        let entry = deps
+            .get(d)
+            .with_context(|| format!("dependency {d} not built"))?;
         let mp = bdir.join("deps").join(d);
         fs::create_dir_all(&mp)?;
-        binds.push(Bind { src: store::out_dir(entry), dest: PathBuf::from("/build/deps").join(d), rw: false });
+        binds.push(Bind {
+            src: store::out_dir(entry),
+            dest: PathBuf::from("/build/deps").join(d),
+            rw: false,
+        });
     }
     Ok(binds)
 }
 
 #[allow(clippy::too_many_arguments)]
-fn build_node(project: &Project, fetcher: &Fetcher, tc: &Toolchain, l: &Loaded, ih: &str, deps: &BTreeMap<String, PathBuf>, opts: &Options, dest: &Path) -> Result<Manifest> {
+fn build_node(
+    project: &Project,
+    fetcher: &Fetcher,
+    tc: &Toolchain,
+    l: &Loaded,
+    ih: &str,
+    deps: &BTreeMap<String, PathBuf>,
+    opts: &Options,
+    dest: &Path,
+) -> Result<Manifest> {
     let r = &l.recipe;
     let work_root = opts.work_root.clone().unwrap_or_else(|| project.work());
     let work = work_root.join(format!("{}-{}", &ih[..16], r.name));
@@ -139,19 +190,38 @@ fn build_node(project: &Project, fetcher: &Fetcher, tc: &Toolchain, l: &Loaded, 
     fs::create_dir_all(&logs)?;
     let log = logs.join(format!("{}-{}.log", r.name, &ih[..16]));
     let _ = fs::remove_file(&log);
-    progress::say(&format!("build {} {} [{}] on toolchain {}; log: {}", r.name, r.version, &ih[..16], tc.label(), log.display()));
+    progress::say(&format!(
+        "build {} {} [{}] on toolchain {}; log: {}",
+        r.name,
+        r.version,
+        &ih[..16],
+        tc.label(),
+        log.display()
+    ));
     let timer = progress::Timer::start();
     let spinner = progress::spinner(&format!("building {}", r.name));
     let result = (|| -> Result<()> {
         let binds = prepare(project, fetcher, l, &work, deps)?;
         let (env, sde) = env_for(l, opts.jobs.max(1));
-        let ctx = PhaseCtx { tc, binds: &binds, env: &env, work: &work, log: &log };
+        let ctx = PhaseCtx {
+            tc,
+            binds: &binds,
+            env: &env,
+            work: &work,
+            log: &log,
+        };
         if !r.build.configure.trim().is_empty() {
             ctx.run_script("configure", &r.build.configure)?;
         }
         if let Some(k) = &r.kconfig {
-            kconfig::check_files(&work.join("build").join(k.config.trim_start_matches('/')), &k.fragments.iter().map(|f| work.join("build/files").join(f)).collect::<Vec<_>>())
-                .with_context(|| format!("{}: kernel configuration check", l.path.display()))?;
+            kconfig::check_files(
+                &work.join("build").join(k.config.trim_start_matches('/')),
+                &k.fragments
+                    .iter()
+                    .map(|f| work.join("build/files").join(f))
+                    .collect::<Vec<_>>(),
+            )
+            .with_context(|| format!("{}: kernel configuration check", l.path.display()))?;
         }
         if let Some(spec) = &r.rootfs {
             image::assemble_rootfs(project, tc, l, spec, deps, &work.join("out"), sde)?;
@@ -178,12 +248,29 @@ fn build_node(project: &Project, fetcher: &Fetcher, tc: &Toolchain, l: &Loaded, 
             eprintln!("---- last lines of {} ----\n{tail}\n----", log.display());
         }
         let _ = fs::remove_dir_all(&work);
-        return Err(e.context(format!("build of {} failed after {}; log: {}", r.name, timer.elapsed(), log.display())));
+        return Err(e.context(format!(
+            "build of {} failed after {}; log: {}",
+            r.name,
+            timer.elapsed(),
+            log.display()
+        )));
     }
     let files = manifest::scan(&work.join("out"))?;
-    let m = Manifest { name: r.name.clone(), version: r.version.clone(), input_hash: ih.to_string(), toolchain: tc.id.clone(), output_hash: manifest::output_hash(&files), files };
+    let m = Manifest {
+        name: r.name.clone(),
+        version: r.version.clone(),
+        input_hash: ih.to_string(),
+        toolchain: tc.id.clone(),
+        output_hash: manifest::output_hash(&files),
+        files,
+    };
     commit_entry(&work, dest, &m)?;
-    progress::say(&format!("built {} in {} -> {}", r.name, timer.elapsed(), dest.display()));
+    progress::say(&format!(
+        "built {} in {} -> {}",
+        r.name,
+        timer.elapsed(),
+        dest.display()
+    ));
     Ok(m)
 }
 
@@ -223,17 +310,42 @@ impl PhaseCtx<'_> {
         let dir = self.work.join("build/.reprovm");
         fs::create_dir_all(&dir)?;
         fs::write(dir.join(format!("{phase}.sh")), script)?;
-        self.run(phase, vec!["/bin/sh".into(), "-eu".into(), format!("/build/.reprovm/{phase}.sh")])
+        self.run(
+            phase,
+            vec![
+                "/bin/sh".into(),
+                "-eu".into(),
+                format!("/build/.reprovm/{phase}.sh"),
+            ],
+        )
     }
 
     pub fn run(&self, phase: &str, argv: Vec<String>) -> Result<()> {
         use std::io::Write;
-        let mut lf = fs::OpenOptions::new().create(true).append(true).open(self.log)?;
+        let mut lf = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log)?;
         writeln!(lf, "==== reprovm phase {phase}: {}", argv.join(" "))?;
         drop(lf);
-        let cwd = if self.work.join("build/src").is_dir() { "/build/src" } else { "/build" };
-        let spec = Spec { root: self.tc.root.clone(), binds: self.binds.to_vec(), env: self.env.to_vec(), cwd: cwd.into(), argv, root_rw: false };
-        let code = sandbox::run(&spec, &self.work.join(format!("sandbox-{phase}.json")), self.log)?;
+        let cwd = if self.work.join("build/src").is_dir() {
+            "/build/src"
+        } else {
+            "/build"
+        };
+        let spec = Spec {
+            root: self.tc.root.clone(),
+            binds: self.binds.to_vec(),
+            env: self.env.to_vec(),
+            cwd: cwd.into(),
+            argv,
+            root_rw: false,
+        };
+        let code = sandbox::run(
+            &spec,
+            &self.work.join(format!("sandbox-{phase}.json")),
+            self.log,
+        )?;
         if code != 0 {
             bail!("phase `{phase}` exited with status {code}");
         }
@@ -252,31 +364,65 @@ pub fn tail_lines(path: &Path, n: usize) -> String {
 pub fn menuconfig(project: &Project, fetcher: &Fetcher, recipe: &str) -> Result<()> {
     let graph = Graph::load(&project.recipes)?;
     let l = graph.get(recipe)?;
-    let k = l.recipe.kconfig.as_ref().with_context(|| format!("{}: not a kernel recipe (no [kconfig])", l.path.display()))?;
+    let k = l
+        .recipe
+        .kconfig
+        .as_ref()
+        .with_context(|| format!("{}: not a kernel recipe (no [kconfig])", l.path.display()))?;
     let tc = toolchain::ensure(project, fetcher)?;
     let work = project.work().join(format!("menuconfig-{recipe}"));
     let binds = prepare(project, fetcher, l, &work, &BTreeMap::new())?;
     let (env, _) = env_for(l, cli::default_jobs());
     let log = work.join("menuconfig.log");
-    let ctx = PhaseCtx { tc: &tc, binds: &binds, env: &env, work: &work, log: &log };
+    let ctx = PhaseCtx {
+        tc: &tc,
+        binds: &binds,
+        env: &env,
+        work: &work,
+        log: &log,
+    };
     ctx.run_script("configure", &l.recipe.build.configure)?;
-    let objdir = Path::new(&k.config).parent().map(|p| p.display().to_string()).unwrap_or_default();
+    let objdir = Path::new(&k.config)
+        .parent()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
     let spec = Spec {
         root: tc.root.clone(),
         binds: binds.clone(),
-        env: env.iter().cloned().chain([("TERM".to_string(), std::env::var("TERM").unwrap_or_else(|_| "xterm".into()))]).collect(),
+        env: env
+            .iter()
+            .cloned()
+            .chain([(
+                "TERM".to_string(),
+                std::env::var("TERM").unwrap_or_else(|_| "xterm".into()),
+            )])
+            .collect(),
         cwd: "/build/src".into(),
-        argv: vec!["/bin/sh".into(), "-c".into(), format!("make O={objdir} menuconfig && make O={objdir} savedefconfig")],
+        argv: vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            format!("make O={objdir} menuconfig && make O={objdir} savedefconfig"),
+        ],
         root_rw: false,
     };
     let code = sandbox::run_interactive(&spec, &work.join("sandbox-menuconfig.json"))?;
     anyhow::ensure!(code == 0, "menuconfig exited with status {code}");
-    let saved = work.join("build").join(objdir.trim_start_matches('/')).join("defconfig");
-    let base = l.recipe.files.first().context("kernel recipe lists no config files")?;
+    let saved = work
+        .join("build")
+        .join(objdir.trim_start_matches('/'))
+        .join("defconfig");
+    let base = l
+        .recipe
+        .files
+        .first()
+        .context("kernel recipe lists no config files")?;
     let dest = project.recipes.join(base);
     let tmp = dest.with_extension("tmp");
     fs::copy(&saved, &tmp)?;
     fs::rename(&tmp, &dest)?;
-    progress::say(&format!("wrote {} (savedefconfig); rebuild with `cargo xtask build {recipe}`", dest.display()));
+    progress::say(&format!(
+        "wrote {} (savedefconfig); rebuild with `cargo xtask build {recipe}`",
+        dest.display()
+    ));
     Ok(())
 }

@@ -34,6 +34,10 @@ pub struct Cli {
     /// Use only the cache and --mirror directories; never touch the network.
     #[arg(long, global = true)]
     pub offline: bool,
+    /// Development only: build over a root made of host programs instead of the pinned
+    /// toolchain. Outputs are marked HOST TOOLCHAIN and are not reproducible across hosts.
+    #[arg(long, global = true)]
+    pub host_toolchain: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -41,9 +45,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Download and verify every pinned source (or those of TARGET and its dependencies).
-    Fetch {
-        target: Option<String>,
-    },
+    Fetch { target: Option<String> },
     /// Print the build graph of TARGET with input hashes and cached/not-cached state.
     Plan {
         target: String,
@@ -70,6 +72,8 @@ pub enum Command {
     },
     /// Boot out/bzImage with out/hd.img under QEMU (serial console here, SSH on 127.0.0.1:PORT).
     Run(qemu::RunArgs),
+    /// Boot the image, log in over SSH with a fresh key, check uname/ip/modules/modprobe, power off.
+    BootTest(qemu::BootTestArgs),
     /// Rebuild targets from scratch under varied conditions and explain any difference.
     Audit(audit::AuditArgs),
     /// Record expected output hashes in pins/.
@@ -78,9 +82,7 @@ pub enum Command {
         what: PinWhat,
     },
     /// Print shell completions.
-    Completions {
-        shell: clap_complete::Shell,
-    },
+    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Subcommand, Debug)]
@@ -96,14 +98,13 @@ pub enum ToolchainAction {
 #[derive(Subcommand, Debug)]
 pub enum PinWhat {
     /// Record the current outputs of TARGETS (default: kernel busybox dropbear iproute2 hd-image) in pins/outputs.toml.
-    Outputs {
-        targets: Vec<String>,
-    },
+    Outputs { targets: Vec<String> },
 }
 
 pub fn run() -> Result<()> {
     let cli = Cli::parse();
-    let project = Project::new(cli.recipes.clone(), cli.out.clone(), cli.cache.clone());
+    let mut project = Project::new(cli.recipes.clone(), cli.out.clone(), cli.cache.clone());
+    project.host_toolchain = cli.host_toolchain;
     let fetcher = Fetcher::new(&project.cache, cli.mirror.clone(), cli.offline);
     match cli.command {
         Command::Fetch { target } => fetch(&project, &fetcher, target.as_deref()),
@@ -120,7 +121,10 @@ pub fn run() -> Result<()> {
         }
         Command::Build { target, jobs } => {
             let graph = Graph::load(&project.recipes)?;
-            let opts = build::Options { jobs: jobs.unwrap_or_else(default_jobs), ..Default::default() };
+            let opts = build::Options {
+                jobs: jobs.unwrap_or_else(default_jobs),
+                ..Default::default()
+            };
             let res = build::build(&project, &graph, &fetcher, &target, &opts)?;
             image::link_results(&project, &graph, &target, &res)?;
             println!("{}", res.entry.display());
@@ -140,17 +144,27 @@ pub fn run() -> Result<()> {
         },
         Command::Menuconfig { recipe } => build::menuconfig(&project, &fetcher, &recipe),
         Command::Run(args) => qemu::run(&project, &args),
+        Command::BootTest(args) => qemu::boot_test(&project, &args),
         Command::Audit(args) => audit::run(&project, &fetcher, &args),
-        Command::Pin { what: PinWhat::Outputs { targets } } => audit::pin_outputs(&project, &fetcher, &targets),
+        Command::Pin {
+            what: PinWhat::Outputs { targets },
+        } => audit::pin_outputs(&project, &fetcher, &targets),
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "cargo-xtask", &mut std::io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "cargo-xtask",
+                &mut std::io::stdout(),
+            );
             Ok(())
         }
     }
 }
 
 pub fn default_jobs() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 /// Every source pin of the graph (or of a target's closure) as fetch requests.
@@ -172,10 +186,18 @@ pub fn wants_for(recipe: &crate::recipe::Recipe) -> Result<Vec<Want>> {
     let mut out = Vec::new();
     for s in &recipe.sources {
         let mut urls = s.urls.clone();
+        let mut aliases = Vec::new();
         if let Some(d) = &s.debian {
             urls.extend(debian::source_urls(&mirrors, &d.package, &d.file));
+            aliases.push(d.file.clone());
         }
-        out.push(Want { file: s.file.clone(), sha256: s.sha256.clone(), size: s.size, urls });
+        out.push(Want {
+            file: s.file.clone(),
+            sha256: s.sha256.clone(),
+            size: s.size,
+            urls,
+            aliases,
+        });
     }
     Ok(out)
 }
@@ -187,13 +209,24 @@ fn fetch(project: &Project, fetcher: &Fetcher, target: Option<&str>) -> Result<(
     let mut hits = 0;
     for w in &wants {
         let hit = fetcher.is_cached(&w.sha256, w.size);
-        let p = fetcher.fetch(w).with_context(|| format!("fetching {}", w.file))?;
+        let p = fetcher
+            .fetch(w)
+            .with_context(|| format!("fetching {}", w.file))?;
         if hit {
             hits += 1;
         }
-        println!("{}  {}  {}", w.sha256, w.file, if hit { "cached" } else { "fetched" });
+        println!(
+            "{}  {}  {}",
+            w.sha256,
+            w.file,
+            if hit { "cached" } else { "fetched" }
+        );
         let _ = p;
     }
-    progress::say(&format!("{} sources verified ({hits} from cache) in {}", wants.len(), timer.elapsed()));
+    progress::say(&format!(
+        "{} sources verified ({hits} from cache) in {}",
+        wants.len(),
+        timer.elapsed()
+    ));
     Ok(())
 }

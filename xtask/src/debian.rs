@@ -11,7 +11,10 @@ pub const MIRROR_ENV: &str = "REPROVM_DEBIAN_MIRROR";
 /// Only archives that carry a `pool/` for Debian main are kept (security archives included).
 pub fn mirrors() -> Vec<String> {
     if let Ok(v) = std::env::var(MIRROR_ENV) {
-        let list: Vec<String> = v.split_whitespace().map(|s| s.trim_end_matches('/').to_string()).collect();
+        let list: Vec<String> = v
+            .split_whitespace()
+            .map(|s| s.trim_end_matches('/').to_string())
+            .collect();
         if !list.is_empty() {
             return list;
         }
@@ -28,7 +31,9 @@ pub fn mirrors_from_apt(etc_apt: &Path) -> Vec<String> {
     }
     let mut out: Vec<String> = Vec::new();
     for f in files {
-        let Ok(text) = std::fs::read_to_string(&f) else { continue };
+        let Ok(text) = std::fs::read_to_string(&f) else {
+            continue;
+        };
         let name = f.to_string_lossy();
         let found = if name.ends_with(".sources") {
             parse_deb822(&text)
@@ -50,7 +55,17 @@ fn looks_debian(uri: &str, suites: &[&str]) -> bool {
     (uri.starts_with("http://") || uri.starts_with("https://") || uri.starts_with("file:"))
         && suites.iter().any(|s| {
             let base = s.split(['-', '/']).next().unwrap_or(s);
-            matches!(base, "bookworm" | "trixie" | "bullseye" | "sid" | "stable" | "oldstable" | "testing" | "unstable")
+            matches!(
+                base,
+                "bookworm"
+                    | "trixie"
+                    | "bullseye"
+                    | "sid"
+                    | "stable"
+                    | "oldstable"
+                    | "testing"
+                    | "unstable"
+            )
         })
 }
 
@@ -123,7 +138,10 @@ pub fn source_urls(mirrors: &[String], package: &str, file: &str) -> Vec<String>
     for m in mirrors {
         urls.push(format!("{m}/{pool}/{file}"));
         // The security archive keeps its pool under pool/updates/.
-        urls.push(format!("{m}/{}/{file}", pool.replacen("pool/", "pool/updates/", 1)));
+        urls.push(format!(
+            "{m}/{}/{file}",
+            pool.replacen("pool/", "pool/updates/", 1)
+        ));
     }
     urls
 }
@@ -147,7 +165,14 @@ mod tests {
             "Types: deb\nURIs: http://m.example/debian\nSuites: bookworm bookworm-updates\nComponents: main\n\nTypes: deb\nURIs: https://other.example/apt\nSuites: cloud-sdk\n",
         )
         .unwrap();
-        std::fs::write(t.path().join("sources.list"), "deb [arch=amd64] http://m2.example/debian/ bookworm main\n# deb http://x/ y z\n").unwrap();
-        assert_eq!(mirrors_from_apt(t.path()), vec!["http://m2.example/debian", "http://m.example/debian"]);
+        std::fs::write(
+            t.path().join("sources.list"),
+            "deb [arch=amd64] http://m2.example/debian/ bookworm main\n# deb http://x/ y z\n",
+        )
+        .unwrap();
+        assert_eq!(
+            mirrors_from_apt(t.path()),
+            vec!["http://m2.example/debian", "http://m.example/debian"]
+        );
     }
 }

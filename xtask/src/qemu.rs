@@ -1,14 +1,315 @@
-//! Booting images under QEMU (issue 5).
-use crate::project::Project;
-use anyhow::{bail, Result};
+//! Booting images under QEMU: `cargo xtask run` (interactive, like xcluster's `xc start` for
+//! one VM) and `cargo xtask boot-test` (automated: boot, log in over SSH, check, power off).
 
-#[derive(clap::Args, Debug)]
+use crate::project::Project;
+use anyhow::{bail, Context, Result};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args, Debug, Clone)]
 pub struct RunArgs {
-    /// Extra kernel command line.
+    /// Kernel (default: out/bzImage).
     #[arg(long)]
-    pub append: Option<String>,
+    pub kernel: Option<PathBuf>,
+    /// Disk image (default: out/hd.img).
+    #[arg(long)]
+    pub image: Option<PathBuf>,
+    /// Extra kernel command line (e.g. `reprovm.ip=10.0.2.15/24 reprovm.hostname=vm1`).
+    #[arg(long, default_value = "")]
+    pub append: String,
+    /// Host port on 127.0.0.1 forwarded to the guest's SSH port.
+    #[arg(long, default_value_t = 10022)]
+    pub ssh_port: u16,
+    /// Public key file installed as root's authorized_keys (through QEMU fw_cfg).
+    #[arg(long)]
+    pub ssh_key: Option<PathBuf>,
+    /// Write to the image (default: changes are discarded, the image stays as built).
+    #[arg(long)]
+    pub persist: bool,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 256)]
+    pub memory: u32,
 }
 
-pub fn run(_p: &Project, _a: &RunArgs) -> Result<()> {
-    bail!("run is not implemented yet (issue 5)")
+fn qemu_command(project: &Project, a: &RunArgs) -> Result<Command> {
+    let kernel = a
+        .kernel
+        .clone()
+        .unwrap_or_else(|| project.out.join("bzImage"));
+    let image = a
+        .image
+        .clone()
+        .unwrap_or_else(|| project.out.join("hd.img"));
+    for p in [&kernel, &image] {
+        anyhow::ensure!(
+            p.is_file(),
+            "{} not found: run `cargo xtask build hd-image` first",
+            p.display()
+        );
+    }
+    let qemu = which("qemu-system-x86_64").context(
+        "qemu-system-x86_64 not found: install it (Debian: apt-get install qemu-system-x86)",
+    )?;
+    let mut c = Command::new(qemu);
+    let accel = if Path::new("/dev/kvm").exists() {
+        "kvm:tcg"
+    } else {
+        "tcg"
+    };
+    c.args([
+        "-machine",
+        "q35",
+        "-accel",
+        accel,
+        "-m",
+        &a.memory.to_string(),
+        "-no-reboot",
+        "-nodefaults",
+    ]);
+    c.arg("-kernel").arg(&kernel);
+    let snap = if a.persist { "" } else { ",snapshot=on" };
+    c.arg("-drive").arg(format!(
+        "file={},format=raw,if=virtio{snap}",
+        image.display()
+    ));
+    c.args([
+        "-netdev",
+        &format!("user,id=n0,hostfwd=tcp:127.0.0.1:{}-:22", a.ssh_port),
+        "-device",
+        "virtio-net-pci,netdev=n0",
+    ]);
+    c.args(["-device", "virtio-rng-pci"]);
+    if let Some(k) = &a.ssh_key {
+        c.arg("-fw_cfg").arg(format!(
+            "name=opt/reprovm/authorized_keys,file={}",
+            k.display()
+        ));
+    }
+    c.arg("-append").arg(
+        format!("root=/dev/vda rw console=ttyS0 panic=-1 {}", a.append)
+            .trim()
+            .to_string(),
+    );
+    Ok(c)
+}
+
+pub fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(name))
+            .find(|f| f.is_file())
+    })
+}
+
+pub fn run(project: &Project, a: &RunArgs) -> Result<()> {
+    let mut c = qemu_command(project, a)?;
+    c.args(["-nographic", "-serial", "mon:stdio"]);
+    eprintln!(
+        "booting (serial console here; Ctrl-A X quits; ssh -p {} root@127.0.0.1)",
+        a.ssh_port
+    );
+    let st = c.status().context("starting QEMU")?;
+    anyhow::ensure!(st.success(), "QEMU exited with {st}");
+    Ok(())
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct BootTestArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Seconds to wait for the guest to boot and answer SSH.
+    #[arg(long, default_value_t = 300)]
+    pub timeout: u64,
+}
+
+struct Vm {
+    child: Child,
+    console: PathBuf,
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn ssh(port: u16, key: &Path, cmd: &str) -> Result<(bool, String)> {
+    let out = Command::new("ssh")
+        .args(["-p", &port.to_string(), "-i"])
+        .arg(key)
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=10",
+            "-o",
+            "LogLevel=ERROR",
+            "root@127.0.0.1",
+            cmd,
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .context("running ssh (install openssh-client)")?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok((out.status.success(), text))
+}
+
+/// Boot, log in with a key made now, run the checks, power off. Fails with the console log.
+pub fn boot_test(project: &Project, a: &BootTestArgs) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let key = dir.path().join("id_ed25519");
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .context("running ssh-keygen (install openssh-client)")?;
+    anyhow::ensure!(st.success(), "ssh-keygen failed");
+    let mut args = a.run.clone();
+    args.ssh_key = Some(key.with_extension("pub"));
+    args.ssh_port = free_port()?;
+    let console = project.out.join("boot-test-console.log");
+    let mut c = qemu_command(project, &args)?;
+    c.args(["-display", "none", "-serial"])
+        .arg(format!("file:{}", console.display()));
+    c.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let release = std::fs::read_to_string(project.out.join("kernel.release"))
+        .ok()
+        .map(|s| s.trim().to_string());
+    eprintln!(
+        "boot-test: booting under QEMU ({}), console log {}",
+        if Path::new("/dev/kvm").exists() {
+            "KVM"
+        } else {
+            "TCG"
+        },
+        console.display()
+    );
+    let started = Instant::now();
+    let mut vm = Vm {
+        child: c.spawn().context("starting QEMU")?,
+        console,
+    };
+    let result = (|| -> Result<()> {
+        let deadline = started + Duration::from_secs(a.timeout);
+        loop {
+            if let Some(st) = vm.child.try_wait()? {
+                let mut err = String::new();
+                if let Some(mut e) = vm.child.stderr.take() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                bail!("QEMU exited early ({st}): {}", err.trim());
+            }
+            let log = std::fs::read_to_string(&vm.console).unwrap_or_default();
+            if log.contains("reprovm: boot complete") {
+                break;
+            }
+            if log.contains("Kernel panic") {
+                bail!("kernel panic");
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "no 'reprovm: boot complete' on the console after {}s",
+                    a.timeout
+                );
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        eprintln!(
+            "boot-test: userspace up after {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
+        let mut last = String::new();
+        let mut ok = false;
+        while Instant::now() < deadline {
+            let (good, out) = ssh(args.ssh_port, &key, "true")?;
+            if good {
+                ok = true;
+                break;
+            }
+            last = out;
+            std::thread::sleep(Duration::from_secs(2));
+        }
+        anyhow::ensure!(ok, "SSH login failed: {}", last.trim());
+        let checks: [(&str, &str); 4] = [
+            ("uname -r", "uname -r"),
+            ("ip -V", "ip -V"),
+            ("modules", "ls /lib/modules/$(uname -r)"),
+            (
+                "modprobe dummy",
+                "modprobe dummy && grep -w dummy /proc/modules && ip link show dummy0",
+            ),
+        ];
+        for (name, cmd) in checks {
+            let (good, out) = ssh(args.ssh_port, &key, cmd)?;
+            eprintln!("boot-test: $ {cmd}\n{}", out.trim_end());
+            anyhow::ensure!(good, "`{cmd}` failed in the guest");
+            match name {
+                "uname -r" => {
+                    if let Some(r) = &release {
+                        anyhow::ensure!(
+                            out.trim() == r,
+                            "guest runs kernel {} but {r} was built",
+                            out.trim()
+                        );
+                    }
+                }
+                "ip -V" => anyhow::ensure!(out.contains("iproute2"), "unexpected `ip -V` output"),
+                "modules" => anyhow::ensure!(
+                    out.contains("modules.dep"),
+                    "no modules.dep in /lib/modules"
+                ),
+                _ => anyhow::ensure!(out.contains("dummy"), "dummy module not loaded"),
+            }
+        }
+        let _ = ssh(args.ssh_port, &key, "poweroff");
+        let stop = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < stop {
+            if let Some(st) = vm.child.try_wait()? {
+                eprintln!(
+                    "boot-test: guest powered off ({st}) after {:.1}s in all",
+                    started.elapsed().as_secs_f64()
+                );
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        bail!("guest did not power off within 120s")
+    })();
+    if let Err(e) = result {
+        let log = std::fs::read_to_string(&vm.console).unwrap_or_default();
+        let tail: Vec<&str> = log
+            .lines()
+            .rev()
+            .take(60)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        eprintln!(
+            "---- console log ({}) ----\n{}\n----",
+            vm.console.display(),
+            tail.join("\n")
+        );
+        return Err(e.context("boot test failed"));
+    }
+    Ok(())
 }

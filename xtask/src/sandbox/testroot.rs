@@ -6,16 +6,40 @@ use crate::elf;
 use anyhow::{Context, Result};
 use std::path::Path;
 
-pub const PROGRAMS: [&str; 16] = [
-    "/bin/sh", "/bin/bash", "/bin/cat", "/bin/ls", "/bin/mkdir", "/bin/touch", "/bin/sleep", "/bin/hostname",
-    "/usr/bin/env", "/usr/bin/sort", "/usr/bin/id", "/bin/grep", "/usr/bin/head", "/bin/rm", "/usr/bin/sha256sum", "/bin/echo",
+pub const PROGRAMS: &[&str] = &[
+    "/bin/sh",
+    "/bin/bash",
+    "/bin/cat",
+    "/bin/ls",
+    "/bin/mkdir",
+    "/bin/touch",
+    "/bin/sleep",
+    "/bin/hostname",
+    "/usr/bin/env",
+    "/usr/bin/sort",
+    "/usr/bin/id",
+    "/bin/grep",
+    "/usr/bin/head",
+    "/bin/rm",
+    "/usr/bin/sha256sum",
+    "/bin/echo",
+    "/bin/chmod",
+    "/usr/bin/wc",
+    "/usr/bin/tail",
+    "/bin/cp",
+    "/bin/mv",
+    "/bin/sed",
+    "/usr/bin/tr",
+    "/usr/bin/cut",
 ];
 
 /// Populate `root` with PROGRAMS (those present), their libraries and the mount points.
 pub fn make(root: &Path) -> Result<()> {
     let mut datas = Vec::new();
     for p in PROGRAMS {
-        let Ok(real) = std::fs::canonicalize(p) else { continue };
+        let Ok(real) = std::fs::canonicalize(p) else {
+            continue;
+        };
         let data = std::fs::read(&real)?;
         let dest = root.join(p.trim_start_matches('/'));
         std::fs::create_dir_all(dest.parent().unwrap_or(root))?;
@@ -23,7 +47,10 @@ pub fn make(root: &Path) -> Result<()> {
         std::fs::set_permissions(&dest, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
         datas.push(data);
     }
-    let dirs: Vec<String> = elf::DEFAULT_LIB_DIRS.iter().map(|s| s.to_string()).collect();
+    let dirs: Vec<String> = elf::DEFAULT_LIB_DIRS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     for (install, real) in elf::closure(Path::new("/"), &datas, &dirs)? {
         let dest = root.join(install.strip_prefix("/").unwrap_or(&install));
         std::fs::create_dir_all(dest.parent().unwrap_or(root))?;
