@@ -30,7 +30,8 @@ pub struct Options {
     pub rebuild_into: Option<PathBuf>,
     /// Host directory for work trees (default out/work); audits vary it.
     pub work_root: Option<PathBuf>,
-    /// Extra environment for the *host side* of nothing: the sandbox ignores the host env.
+    /// Re-create unpacked directories' entries in reverse order (audit variation).
+    pub shuffle_dirents: bool,
     pub quiet: bool,
 }
 
@@ -43,13 +44,7 @@ pub struct BuildResult {
     pub entries: BTreeMap<String, PathBuf>,
 }
 
-pub fn build(
-    project: &Project,
-    graph: &Graph,
-    fetcher: &Fetcher,
-    target: &str,
-    opts: &Options,
-) -> Result<BuildResult> {
+pub fn build(project: &Project, graph: &Graph, fetcher: &Fetcher, target: &str, opts: &Options) -> Result<BuildResult> {
     let order = graph.closure(target)?;
     let _lock = StoreLock::exclusive(&project.store())?;
     let tc = toolchain::ensure(project, fetcher)?;
@@ -63,11 +58,7 @@ pub fn build(
         let (entry, m) = match store::lookup(project, name, &l.recipe.version, &ih) {
             Some(m) if !rebuild => {
                 if !opts.quiet {
-                    progress::say(&format!(
-                        "cached {name} {} [{}]",
-                        l.recipe.version,
-                        &ih[..16]
-                    ));
+                    progress::say(&format!("cached {name} {} [{}]", l.recipe.version, &ih[..16]));
                 }
                 (store::entry_dir(project, name, &l.recipe.version, &ih), m)
             }
@@ -84,22 +75,12 @@ pub fn build(
         last = Some((name.clone(), entry, m));
     }
     let (name, entry, manifest) = last.context("empty build graph")?;
-    Ok(BuildResult {
-        name,
-        entry,
-        manifest,
-        entries,
-    })
+    Ok(BuildResult { name, entry, manifest, entries })
 }
 
 /// Fixed environment plus the recipe's own.
 pub fn env_for(l: &Loaded, jobs: usize) -> (Vec<(String, String)>, i64) {
-    let sde = l
-        .recipe
-        .env
-        .get("SOURCE_DATE_EPOCH")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(DEFAULT_SOURCE_DATE_EPOCH);
+    let sde = l.recipe.env.get("SOURCE_DATE_EPOCH").and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_SOURCE_DATE_EPOCH);
     let mut env = sandbox::base_env(sde, jobs);
     for (k, v) in &l.recipe.env {
         env.retain(|(ek, _)| ek != k);
@@ -109,25 +90,16 @@ pub fn env_for(l: &Loaded, jobs: usize) -> (Vec<(String, String)>, i64) {
 }
 
 /// Prepare `work/build` and `work/out` for a node; returns the sandbox binds.
-fn prepare(
-    project: &Project,
-    fetcher: &Fetcher,
-    l: &Loaded,
-    work: &Path,
-    deps: &BTreeMap<String, PathBuf>,
-) -> Result<Vec<Bind>> {
+fn prepare(project: &Project, fetcher: &Fetcher, l: &Loaded, work: &Path, odir: &Path, deps: &BTreeMap<String, PathBuf>) -> Result<Vec<Bind>> {
     if work.exists() {
         fs::remove_dir_all(work).with_context(|| format!("clearing {}", work.display()))?;
     }
     let bdir = work.join("build");
-    let odir = work.join("out");
     fs::create_dir_all(&bdir)?;
     fs::create_dir_all(&odir)?;
     let wants = cli::wants_for(&l.recipe)?;
     for (s, w) in l.recipe.sources.iter().zip(wants) {
-        let blob = fetcher
-            .fetch(&w)
-            .with_context(|| format!("fetching {}", s.file))?;
+        let blob = fetcher.fetch(&w).with_context(|| format!("fetching {}", s.file))?;
         if s.unpack {
             let t = progress::Timer::start();
             archive::extract(&blob, &bdir.join("src"), s.strip_components)?;
@@ -142,29 +114,12 @@ fn prepare(
         fs::create_dir_all(dest.parent().unwrap_or(&bdir))?;
         fs::copy(project.recipes.join(f), &dest).with_context(|| format!("copying recipes/{f}"))?;
     }
-    let mut binds = vec![
-        Bind {
-            src: bdir.clone(),
-            dest: "/build".into(),
-            rw: true,
-        },
-        Bind {
-            src: odir.clone(),
-            dest: "/out".into(),
-            rw: true,
-        },
-    ];
+    let mut binds = vec![Bind { src: bdir.clone(), dest: "/build".into(), rw: true }, Bind { src: odir.to_path_buf(), dest: "/out".into(), rw: true }];
     for d in &l.recipe.deps {
-        let entry = deps
-            .get(d)
-            .with_context(|| format!("dependency {d} not built"))?;
+        let entry = deps.get(d).with_context(|| format!("dependency {d} not built"))?;
         let mp = bdir.join("deps").join(d);
         fs::create_dir_all(&mp)?;
-        binds.push(Bind {
-            src: store::out_dir(entry),
-            dest: PathBuf::from("/build/deps").join(d),
-            rw: false,
-        });
+        binds.push(Bind { src: store::out_dir(entry), dest: PathBuf::from("/build/deps").join(d), rw: false });
     }
     Ok(binds)
 }
@@ -190,41 +145,38 @@ fn build_node(
     fs::create_dir_all(&logs)?;
     let log = logs.join(format!("{}-{}.log", r.name, &ih[..16]));
     let _ = fs::remove_file(&log);
-    progress::say(&format!(
-        "build {} {} [{}] on toolchain {}; log: {}",
-        r.name,
-        r.version,
-        &ih[..16],
-        tc.label(),
-        log.display()
-    ));
+    progress::say(&format!("build {} {} [{}] on toolchain {}; log: {}", r.name, r.version, &ih[..16], tc.label(), log.display()));
     let timer = progress::Timer::start();
+    // Outputs are written straight into a temp entry beside the final one (same file system),
+    // so committing is one rename; a failure removes it.
+    let parent = dest.parent().context("store entry has no parent")?;
+    fs::create_dir_all(parent)?;
+    let tmp_entry = parent.join(format!(".tmp-{}-{}", r.name, std::process::id()));
+    if tmp_entry.exists() {
+        fs::remove_dir_all(&tmp_entry)?;
+    }
+    let odir = tmp_entry.join("out");
+    fs::create_dir_all(&odir)?;
     let spinner = progress::spinner(&format!("building {}", r.name));
     let result = (|| -> Result<()> {
-        let binds = prepare(project, fetcher, l, &work, deps)?;
+        let binds = prepare(project, fetcher, l, &work, &odir, deps)?;
+        if opts.shuffle_dirents && work.join("build/src").is_dir() {
+            shuffle_dirents(&work.join("build/src"))?;
+        }
         let (env, sde) = env_for(l, opts.jobs.max(1));
-        let ctx = PhaseCtx {
-            tc,
-            binds: &binds,
-            env: &env,
-            work: &work,
-            log: &log,
-        };
+        let ctx = PhaseCtx { tc, binds: &binds, env: &env, work: &work, log: &log };
         if !r.build.configure.trim().is_empty() {
             ctx.run_script("configure", &r.build.configure)?;
         }
         if let Some(k) = &r.kconfig {
             kconfig::check_files(
                 &work.join("build").join(k.config.trim_start_matches('/')),
-                &k.fragments
-                    .iter()
-                    .map(|f| work.join("build/files").join(f))
-                    .collect::<Vec<_>>(),
+                &k.fragments.iter().map(|f| work.join("build/files").join(f)).collect::<Vec<_>>(),
             )
             .with_context(|| format!("{}: kernel configuration check", l.path.display()))?;
         }
         if let Some(spec) = &r.rootfs {
-            image::assemble_rootfs(project, tc, l, spec, deps, &work.join("out"), sde)?;
+            image::assemble_rootfs(project, tc, l, spec, deps, &odir, sde)?;
         }
         if let Some(spec) = &r.image {
             image::make_ext4(&ctx, l, spec, ih, deps)?;
@@ -233,12 +185,12 @@ fn build_node(
             ctx.run_script("build", &r.build.script)?;
         }
         for o in &r.build.outputs {
-            let p = work.join("out").join(o);
+            let p = odir.join(o);
             if fs::symlink_metadata(&p).is_err() {
                 bail!("declared output `{o}` was not produced under /out");
             }
         }
-        manifest::normalize(&work.join("out"), sde)?;
+        manifest::normalize(&odir, sde)?;
         Ok(())
     })();
     spinner.finish_and_clear();
@@ -248,14 +200,10 @@ fn build_node(
             eprintln!("---- last lines of {} ----\n{tail}\n----", log.display());
         }
         let _ = fs::remove_dir_all(&work);
-        return Err(e.context(format!(
-            "build of {} failed after {}; log: {}",
-            r.name,
-            timer.elapsed(),
-            log.display()
-        )));
+        let _ = fs::remove_dir_all(&tmp_entry);
+        return Err(e.context(format!("build of {} failed after {}; log: {}", r.name, timer.elapsed(), log.display())));
     }
-    let files = manifest::scan(&work.join("out"))?;
+    let files = manifest::scan(&odir)?;
     let m = Manifest {
         name: r.name.clone(),
         version: r.version.clone(),
@@ -264,36 +212,24 @@ fn build_node(
         output_hash: manifest::output_hash(&files),
         files,
     };
-    commit_entry(&work, dest, &m)?;
-    progress::say(&format!(
-        "built {} in {} -> {}",
-        r.name,
-        timer.elapsed(),
-        dest.display()
-    ));
+    commit_entry(&tmp_entry, dest, &m)?;
+    let _ = fs::remove_dir_all(&work);
+    progress::say(&format!("built {} in {} -> {}", r.name, timer.elapsed(), dest.display()));
     Ok(m)
 }
 
-/// Move `work/out` into a temp entry beside `dest`, write the manifest, fsync, rename.
-fn commit_entry(work: &Path, dest: &Path, m: &Manifest) -> Result<()> {
-    let parent = dest.parent().context("store entry has no parent")?;
-    fs::create_dir_all(parent)?;
-    let tmp = parent.join(format!(".tmp-{}-{}", m.name, std::process::id()));
-    if tmp.exists() {
-        fs::remove_dir_all(&tmp)?;
-    }
-    fs::create_dir(&tmp)?;
-    fs::rename(work.join("out"), tmp.join("out"))?;
-    let mpath = tmp.join("manifest.json");
-    let f = fs::File::create(&mpath)?;
+/// Write the manifest into the temp entry, fsync, and rename it into place.
+fn commit_entry(tmp: &Path, dest: &Path, m: &Manifest) -> Result<()> {
+    let f = fs::File::create(tmp.join("manifest.json"))?;
     serde_json::to_writer_pretty(&f, m)?;
     f.sync_all()?;
     if dest.exists() {
         fs::remove_dir_all(dest)?;
     }
-    fs::rename(&tmp, dest).with_context(|| format!("moving into {}", dest.display()))?;
-    fs::File::open(parent)?.sync_all()?;
-    let _ = fs::remove_dir_all(work);
+    fs::rename(tmp, dest).with_context(|| format!("moving into {}", dest.display()))?;
+    if let Some(parent) = dest.parent() {
+        fs::File::open(parent)?.sync_all()?;
+    }
     Ok(())
 }
 
@@ -310,47 +246,44 @@ impl PhaseCtx<'_> {
         let dir = self.work.join("build/.reprovm");
         fs::create_dir_all(&dir)?;
         fs::write(dir.join(format!("{phase}.sh")), script)?;
-        self.run(
-            phase,
-            vec![
-                "/bin/sh".into(),
-                "-eu".into(),
-                format!("/build/.reprovm/{phase}.sh"),
-            ],
-        )
+        self.run(phase, vec!["/bin/sh".into(), "-eu".into(), format!("/build/.reprovm/{phase}.sh")])
     }
 
     pub fn run(&self, phase: &str, argv: Vec<String>) -> Result<()> {
         use std::io::Write;
-        let mut lf = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log)?;
+        let mut lf = fs::OpenOptions::new().create(true).append(true).open(self.log)?;
         writeln!(lf, "==== reprovm phase {phase}: {}", argv.join(" "))?;
         drop(lf);
-        let cwd = if self.work.join("build/src").is_dir() {
-            "/build/src"
-        } else {
-            "/build"
-        };
-        let spec = Spec {
-            root: self.tc.root.clone(),
-            binds: self.binds.to_vec(),
-            env: self.env.to_vec(),
-            cwd: cwd.into(),
-            argv,
-            root_rw: false,
-        };
-        let code = sandbox::run(
-            &spec,
-            &self.work.join(format!("sandbox-{phase}.json")),
-            self.log,
-        )?;
+        let cwd = if self.work.join("build/src").is_dir() { "/build/src" } else { "/build" };
+        let spec = Spec { root: self.tc.root.clone(), binds: self.binds.to_vec(), env: self.env.to_vec(), cwd: cwd.into(), argv, root_rw: false };
+        let code = sandbox::run(&spec, &self.work.join(format!("sandbox-{phase}.json")), self.log)?;
         if code != 0 {
             bail!("phase `{phase}` exited with status {code}");
         }
         Ok(())
     }
+}
+
+/// Re-create every directory's entries in reverse name order, so that readdir order differs
+/// from the first build's (reprotest's disorderfs, without FUSE).
+pub fn shuffle_dirents(root: &Path) -> Result<()> {
+    let mut dirs: Vec<PathBuf> =
+        walkdir::WalkDir::new(root).into_iter().filter_map(|e| e.ok()).filter(|e| e.file_type().is_dir()).map(|e| e.into_path()).collect();
+    dirs.sort_by(|a, b| b.cmp(a));
+    for d in dirs {
+        let hold = d.join(".reprovm-shuffle");
+        fs::create_dir(&hold)?;
+        let mut names: Vec<_> = fs::read_dir(&d)?.flatten().map(|e| e.file_name()).filter(|n| n != ".reprovm-shuffle").collect();
+        names.sort();
+        for n in &names {
+            fs::rename(d.join(n), hold.join(n))?;
+        }
+        for n in names.iter().rev() {
+            fs::rename(hold.join(n), d.join(n))?;
+        }
+        fs::remove_dir(&hold)?;
+    }
+    Ok(())
 }
 
 pub fn tail_lines(path: &Path, n: usize) -> String {
@@ -364,65 +297,32 @@ pub fn tail_lines(path: &Path, n: usize) -> String {
 pub fn menuconfig(project: &Project, fetcher: &Fetcher, recipe: &str) -> Result<()> {
     let graph = Graph::load(&project.recipes)?;
     let l = graph.get(recipe)?;
-    let k = l
-        .recipe
-        .kconfig
-        .as_ref()
-        .with_context(|| format!("{}: not a kernel recipe (no [kconfig])", l.path.display()))?;
+    let k = l.recipe.kconfig.as_ref().with_context(|| format!("{}: not a kernel recipe (no [kconfig])", l.path.display()))?;
     let tc = toolchain::ensure(project, fetcher)?;
     let work = project.work().join(format!("menuconfig-{recipe}"));
-    let binds = prepare(project, fetcher, l, &work, &BTreeMap::new())?;
+    let odir = work.join("out");
+    let binds = prepare(project, fetcher, l, &work, &odir, &BTreeMap::new())?;
     let (env, _) = env_for(l, cli::default_jobs());
     let log = work.join("menuconfig.log");
-    let ctx = PhaseCtx {
-        tc: &tc,
-        binds: &binds,
-        env: &env,
-        work: &work,
-        log: &log,
-    };
+    let ctx = PhaseCtx { tc: &tc, binds: &binds, env: &env, work: &work, log: &log };
     ctx.run_script("configure", &l.recipe.build.configure)?;
-    let objdir = Path::new(&k.config)
-        .parent()
-        .map(|p| p.display().to_string())
-        .unwrap_or_default();
+    let objdir = Path::new(&k.config).parent().map(|p| p.display().to_string()).unwrap_or_default();
     let spec = Spec {
         root: tc.root.clone(),
         binds: binds.clone(),
-        env: env
-            .iter()
-            .cloned()
-            .chain([(
-                "TERM".to_string(),
-                std::env::var("TERM").unwrap_or_else(|_| "xterm".into()),
-            )])
-            .collect(),
+        env: env.iter().cloned().chain([("TERM".to_string(), std::env::var("TERM").unwrap_or_else(|_| "xterm".into()))]).collect(),
         cwd: "/build/src".into(),
-        argv: vec![
-            "/bin/sh".into(),
-            "-c".into(),
-            format!("make O={objdir} menuconfig && make O={objdir} savedefconfig"),
-        ],
+        argv: vec!["/bin/sh".into(), "-c".into(), format!("make O={objdir} menuconfig && make O={objdir} savedefconfig")],
         root_rw: false,
     };
     let code = sandbox::run_interactive(&spec, &work.join("sandbox-menuconfig.json"))?;
     anyhow::ensure!(code == 0, "menuconfig exited with status {code}");
-    let saved = work
-        .join("build")
-        .join(objdir.trim_start_matches('/'))
-        .join("defconfig");
-    let base = l
-        .recipe
-        .files
-        .first()
-        .context("kernel recipe lists no config files")?;
+    let saved = work.join("build").join(objdir.trim_start_matches('/')).join("defconfig");
+    let base = l.recipe.files.first().context("kernel recipe lists no config files")?;
     let dest = project.recipes.join(base);
     let tmp = dest.with_extension("tmp");
     fs::copy(&saved, &tmp)?;
     fs::rename(&tmp, &dest)?;
-    progress::say(&format!(
-        "wrote {} (savedefconfig); rebuild with `cargo xtask build {recipe}`",
-        dest.display()
-    ));
+    progress::say(&format!("wrote {} (savedefconfig); rebuild with `cargo xtask build {recipe}`", dest.display()));
     Ok(())
 }

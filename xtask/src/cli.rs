@@ -59,6 +59,17 @@ pub enum Command {
         /// Parallel jobs inside the sandbox (outputs do not depend on it; default: CPU count).
         #[arg(long, short)]
         jobs: Option<usize>,
+        /// Audit internals: rebuild NODE even if stored, into --rebuild-into (never the store).
+        #[arg(long, hide = true)]
+        rebuild: Vec<String>,
+        #[arg(long, hide = true)]
+        rebuild_into: Option<PathBuf>,
+        /// Host directory for work trees (default OUT/work).
+        #[arg(long, hide = true)]
+        work_root: Option<PathBuf>,
+        /// Audit internals: re-create every unpacked directory's entries in reverse order.
+        #[arg(long, hide = true)]
+        shuffle_dirents: bool,
     },
     /// The pinned Debian toolchain: `lock` resolves it, `materialize` (default) builds its root.
     Toolchain {
@@ -119,14 +130,15 @@ pub fn run() -> Result<()> {
             }
             Ok(())
         }
-        Command::Build { target, jobs } => {
+        Command::Build { target, jobs, rebuild, rebuild_into, work_root, shuffle_dirents } => {
             let graph = Graph::load(&project.recipes)?;
-            let opts = build::Options {
-                jobs: jobs.unwrap_or_else(default_jobs),
-                ..Default::default()
-            };
+            anyhow::ensure!(rebuild.is_empty() || rebuild_into.is_some(), "--rebuild needs --rebuild-into");
+            let audit_mode = !rebuild.is_empty();
+            let opts = build::Options { jobs: jobs.unwrap_or_else(default_jobs), rebuild, rebuild_into, work_root, shuffle_dirents, quiet: false };
             let res = build::build(&project, &graph, &fetcher, &target, &opts)?;
-            image::link_results(&project, &graph, &target, &res)?;
+            if !audit_mode {
+                image::link_results(&project, &graph, &target, &res)?;
+            }
             println!("{}", res.entry.display());
             Ok(())
         }
@@ -146,25 +158,16 @@ pub fn run() -> Result<()> {
         Command::Run(args) => qemu::run(&project, &args),
         Command::BootTest(args) => qemu::boot_test(&project, &args),
         Command::Audit(args) => audit::run(&project, &fetcher, &args),
-        Command::Pin {
-            what: PinWhat::Outputs { targets },
-        } => audit::pin_outputs(&project, &fetcher, &targets),
+        Command::Pin { what: PinWhat::Outputs { targets } } => audit::pin_outputs(&project, &fetcher, &targets),
         Command::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "cargo-xtask",
-                &mut std::io::stdout(),
-            );
+            clap_complete::generate(shell, &mut Cli::command(), "cargo-xtask", &mut std::io::stdout());
             Ok(())
         }
     }
 }
 
 pub fn default_jobs() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
 /// Every source pin of the graph (or of a target's closure) as fetch requests.
@@ -191,13 +194,7 @@ pub fn wants_for(recipe: &crate::recipe::Recipe) -> Result<Vec<Want>> {
             urls.extend(debian::source_urls(&mirrors, &d.package, &d.file));
             aliases.push(d.file.clone());
         }
-        out.push(Want {
-            file: s.file.clone(),
-            sha256: s.sha256.clone(),
-            size: s.size,
-            urls,
-            aliases,
-        });
+        out.push(Want { file: s.file.clone(), sha256: s.sha256.clone(), size: s.size, urls, aliases });
     }
     Ok(out)
 }
@@ -209,24 +206,13 @@ fn fetch(project: &Project, fetcher: &Fetcher, target: Option<&str>) -> Result<(
     let mut hits = 0;
     for w in &wants {
         let hit = fetcher.is_cached(&w.sha256, w.size);
-        let p = fetcher
-            .fetch(w)
-            .with_context(|| format!("fetching {}", w.file))?;
+        let p = fetcher.fetch(w).with_context(|| format!("fetching {}", w.file))?;
         if hit {
             hits += 1;
         }
-        println!(
-            "{}  {}  {}",
-            w.sha256,
-            w.file,
-            if hit { "cached" } else { "fetched" }
-        );
+        println!("{}  {}  {}", w.sha256, w.file, if hit { "cached" } else { "fetched" });
         let _ = p;
     }
-    progress::say(&format!(
-        "{} sources verified ({hits} from cache) in {}",
-        wants.len(),
-        timer.elapsed()
-    ));
+    progress::say(&format!("{} sources verified ({hits} from cache) in {}", wants.len(), timer.elapsed()));
     Ok(())
 }

@@ -7,12 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Component, Path, PathBuf};
 
 /// Library directories of a Debian amd64 root, in ld.so's order.
-pub const DEFAULT_LIB_DIRS: [&str; 4] = [
-    "/lib/x86_64-linux-gnu",
-    "/usr/lib/x86_64-linux-gnu",
-    "/lib64",
-    "/usr/lib",
-];
+pub const DEFAULT_LIB_DIRS: [&str; 4] = ["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib"];
 
 pub struct DynInfo {
     pub interp: Option<String>,
@@ -25,20 +20,14 @@ pub fn is_elf(data: &[u8]) -> bool {
 
 pub fn dyn_info(data: &[u8]) -> Result<DynInfo> {
     let elf = goblin::elf::Elf::parse(data)?;
-    Ok(DynInfo {
-        interp: elf.interpreter.map(str::to_string),
-        needed: elf.libraries.iter().map(|s| s.to_string()).collect(),
-    })
+    Ok(DynInfo { interp: elf.interpreter.map(str::to_string), needed: elf.libraries.iter().map(|s| s.to_string()).collect() })
 }
 
 /// Resolve `path` (absolute, as seen inside `root`) to a real file inside root, following
 /// symlinks with absolute targets re-rooted. Errors if it leaves the root or does not exist.
 pub fn resolve_in_root(root: &Path, path: &Path) -> Result<PathBuf> {
-    let mut todo: VecDeque<PathBuf> = path
-        .components()
-        .filter(|c| matches!(c, Component::Normal(_) | Component::ParentDir))
-        .map(|c| PathBuf::from(c.as_os_str()))
-        .collect();
+    let mut todo: VecDeque<PathBuf> =
+        path.components().filter(|c| matches!(c, Component::Normal(_) | Component::ParentDir)).map(|c| PathBuf::from(c.as_os_str())).collect();
     let mut cur = PathBuf::from("/");
     let mut hops = 0;
     while let Some(c) = todo.pop_front() {
@@ -48,19 +37,15 @@ pub fn resolve_in_root(root: &Path, path: &Path) -> Result<PathBuf> {
         }
         let next = cur.join(&c);
         let host = root.join(next.strip_prefix("/").unwrap_or(&next));
-        let meta = std::fs::symlink_metadata(&host)
-            .with_context(|| format!("{} not found in {}", next.display(), root.display()))?;
+        let meta = std::fs::symlink_metadata(&host).with_context(|| format!("{} not found in {}", next.display(), root.display()))?;
         if meta.file_type().is_symlink() {
             hops += 1;
             if hops > 40 {
                 bail!("too many symlinks resolving {}", path.display());
             }
             let target = std::fs::read_link(&host)?;
-            let mut rest: VecDeque<PathBuf> = target
-                .components()
-                .filter(|c| matches!(c, Component::Normal(_) | Component::ParentDir))
-                .map(|c| PathBuf::from(c.as_os_str()))
-                .collect();
+            let mut rest: VecDeque<PathBuf> =
+                target.components().filter(|c| matches!(c, Component::Normal(_) | Component::ParentDir)).map(|c| PathBuf::from(c.as_os_str())).collect();
             rest.extend(todo.drain(..));
             todo = rest;
             if target.is_absolute() {
@@ -76,11 +61,7 @@ pub fn resolve_in_root(root: &Path, path: &Path) -> Result<PathBuf> {
 /// For dynamic ELF files, the interpreter and the transitive DT_NEEDED libraries found in
 /// `lib_dirs` inside `root`. Returns install path (inside the root's namespace) -> the real
 /// file inside `root` holding its bytes.
-pub fn closure(
-    root: &Path,
-    files: &[Vec<u8>],
-    lib_dirs: &[String],
-) -> Result<BTreeMap<PathBuf, PathBuf>> {
+pub fn closure(root: &Path, files: &[Vec<u8>], lib_dirs: &[String]) -> Result<BTreeMap<PathBuf, PathBuf>> {
     let mut out = BTreeMap::new();
     let mut seen = BTreeSet::new();
     let mut queue: VecDeque<Vec<u8>> = files.iter().filter(|d| is_elf(d)).cloned().collect();
@@ -88,8 +69,7 @@ pub fn closure(
         let info = dyn_info(&data)?;
         let mut wanted: Vec<(PathBuf, PathBuf)> = Vec::new();
         if let Some(interp) = &info.interp {
-            let real = resolve_in_root(root, Path::new(interp))
-                .with_context(|| format!("interpreter {interp}"))?;
+            let real = resolve_in_root(root, Path::new(interp)).with_context(|| format!("interpreter {interp}"))?;
             wanted.push((PathBuf::from(interp), real));
         }
         for lib in &info.needed {
@@ -103,11 +83,7 @@ pub fn closure(
             }
             match found {
                 Some(f) => wanted.push(f),
-                None => bail!(
-                    "library {lib} not found in {} under {}",
-                    lib_dirs.join(":"),
-                    root.display()
-                ),
+                None => bail!("library {lib} not found in {} under {}", lib_dirs.join(":"), root.display()),
             }
         }
         for (install, real) in wanted {
@@ -126,17 +102,9 @@ pub fn section_hashes(data: &[u8]) -> Result<BTreeMap<String, (u64, u64, String)
     let elf = goblin::elf::Elf::parse(data)?;
     let mut out = BTreeMap::new();
     for sh in &elf.section_headers {
-        let name = elf
-            .shdr_strtab
-            .get_at(sh.sh_name)
-            .unwrap_or("?")
-            .to_string();
+        let name = elf.shdr_strtab.get_at(sh.sh_name).unwrap_or("?").to_string();
         let (off, size) = (sh.sh_offset, sh.sh_size);
-        let bytes = if sh.sh_type == goblin::elf::section_header::SHT_NOBITS {
-            &[][..]
-        } else {
-            data.get(off as usize..(off + size) as usize).unwrap_or(&[])
-        };
+        let bytes = if sh.sh_type == goblin::elf::section_header::SHT_NOBITS { &[][..] } else { data.get(off as usize..(off + size) as usize).unwrap_or(&[]) };
         out.insert(name, (off, size, crate::hash::sha256_bytes(bytes)));
     }
     Ok(out)
@@ -175,9 +143,6 @@ mod tests {
         std::fs::write(t.path().join("usr/lib/real"), "x").unwrap();
         std::os::unix::fs::symlink("usr/lib", t.path().join("lib")).unwrap();
         std::os::unix::fs::symlink("/lib/real", t.path().join("usr/lib/abs")).unwrap();
-        assert_eq!(
-            resolve_in_root(t.path(), Path::new("/lib/abs")).unwrap(),
-            PathBuf::from("/usr/lib/real")
-        );
+        assert_eq!(resolve_in_root(t.path(), Path::new("/lib/abs")).unwrap(), PathBuf::from("/usr/lib/real"));
     }
 }

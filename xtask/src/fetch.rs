@@ -23,11 +23,7 @@ pub struct Want {
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     #[error("{file}: no origin had the pinned bytes (sha256 {sha256}): {}", attempts.join("; "))]
-    AllOriginsFailed {
-        file: String,
-        sha256: String,
-        attempts: Vec<String>,
-    },
+    AllOriginsFailed { file: String, sha256: String, attempts: Vec<String> },
     #[error("{file}: not in the cache or a mirror and --offline was given (sha256 {sha256}); run `cargo xtask fetch` online or pass --mirror DIR")]
     Offline { file: String, sha256: String },
     #[error("cache {path}: {source}")]
@@ -39,24 +35,14 @@ pub enum FetchError {
 enum AttemptError {
     Missing(String),
     Transfer(String),
-    Mismatch {
-        expected: String,
-        got: String,
-        size: u64,
-        expected_size: u64,
-    },
+    Mismatch { expected: String, got: String, size: u64, expected_size: u64 },
 }
 
 impl std::fmt::Display for AttemptError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             AttemptError::Missing(m) | AttemptError::Transfer(m) => f.write_str(m),
-            AttemptError::Mismatch {
-                expected,
-                got,
-                size,
-                expected_size,
-            } => {
+            AttemptError::Mismatch { expected, got, size, expected_size } => {
                 write!(f, "hash mismatch: expected sha256 {expected} ({expected_size} bytes), got sha256 {got} ({size} bytes); refused")
             }
         }
@@ -72,17 +58,9 @@ pub struct Fetcher {
 
 impl Fetcher {
     pub fn new(cache: &Path, mirrors: Vec<PathBuf>, offline: bool) -> Fetcher {
-        let agent = ureq::AgentBuilder::new()
-            .timeout_connect(Duration::from_secs(15))
-            .timeout_read(Duration::from_secs(60))
-            .user_agent("reprovm-fetch/1")
-            .build();
-        Fetcher {
-            cache: cache.to_path_buf(),
-            mirrors,
-            offline,
-            agent,
-        }
+        let agent =
+            ureq::AgentBuilder::new().timeout_connect(Duration::from_secs(15)).timeout_read(Duration::from_secs(60)).user_agent("reprovm-fetch/1").build();
+        Fetcher { cache: cache.to_path_buf(), mirrors, offline, agent }
     }
 
     /// Where a verified blob with this hash lives (whether or not it exists yet).
@@ -93,9 +71,7 @@ impl Fetcher {
     /// Present in the cache. The name is the hash and only verified bytes are ever renamed
     /// there, so a size check is enough: no re-hashing of large tarballs on every run.
     pub fn is_cached(&self, sha256: &str, size: u64) -> bool {
-        fs::metadata(self.cache_path(sha256))
-            .map(|m| m.len() == size)
-            .unwrap_or(false)
+        fs::metadata(self.cache_path(sha256)).map(|m| m.len() == size).unwrap_or(false)
     }
 
     pub fn fetch(&self, want: &Want) -> Result<PathBuf, FetchError> {
@@ -106,18 +82,14 @@ impl Fetcher {
         let mut attempts = Vec::new();
         for dir in &self.mirrors {
             let names = std::iter::once(&want.file).chain(want.aliases.iter());
-            let cands: Vec<PathBuf> = names
-                .map(|n| dir.join(n))
-                .chain([dir.join("sha256").join(&want.sha256)])
-                .collect();
+            let cands: Vec<PathBuf> = names.map(|n| dir.join(n)).chain([dir.join("sha256").join(&want.sha256)]).collect();
             for cand in cands {
                 if !cand.is_file() {
                     continue;
                 }
                 let origin = format!("mirror {}", cand.display());
                 match self.store_from(want, &origin, |w| {
-                    let mut f =
-                        File::open(&cand).map_err(|e| AttemptError::Transfer(e.to_string()))?;
+                    let mut f = File::open(&cand).map_err(|e| AttemptError::Transfer(e.to_string()))?;
                     io::copy(&mut f, w).map_err(|e| AttemptError::Transfer(e.to_string()))?;
                     Ok(())
                 }) {
@@ -128,16 +100,9 @@ impl Fetcher {
         }
         if self.offline {
             if attempts.is_empty() {
-                return Err(FetchError::Offline {
-                    file: want.file.clone(),
-                    sha256: want.sha256.clone(),
-                });
+                return Err(FetchError::Offline { file: want.file.clone(), sha256: want.sha256.clone() });
             }
-            return Err(FetchError::AllOriginsFailed {
-                file: want.file.clone(),
-                sha256: want.sha256.clone(),
-                attempts,
-            });
+            return Err(FetchError::AllOriginsFailed { file: want.file.clone(), sha256: want.sha256.clone(), attempts });
         }
         for url in &want.urls {
             match self.store_from(want, url, |w| self.download(url, want, w)) {
@@ -146,14 +111,9 @@ impl Fetcher {
             }
         }
         if attempts.is_empty() {
-            attempts
-                .push("no origins configured (add urls, a [debian] origin or --mirror DIR)".into());
+            attempts.push("no origins configured (add urls, a [debian] origin or --mirror DIR)".into());
         }
-        Err(FetchError::AllOriginsFailed {
-            file: want.file.clone(),
-            sha256: want.sha256.clone(),
-            attempts,
-        })
+        Err(FetchError::AllOriginsFailed { file: want.file.clone(), sha256: want.sha256.clone(), attempts })
     }
 
     /// Stream one origin into a temp file in the cache, verify size and sha256, fsync and
@@ -169,18 +129,10 @@ impl Fetcher {
         let mk = |e: io::Error| AttemptError::Transfer(format!("cache: {e}"));
         fs::create_dir_all(&tmpdir).map_err(mk)?;
         fs::create_dir_all(dest.parent().unwrap_or(&self.cache)).map_err(mk)?;
-        let mut tmp = tempfile::Builder::new()
-            .prefix(&want.sha256[..16])
-            .suffix(".part")
-            .tempfile_in(&tmpdir)
-            .map_err(mk)?;
+        let mut tmp = tempfile::Builder::new().prefix(&want.sha256[..16]).suffix(".part").tempfile_in(&tmpdir).map_err(mk)?;
         let timer = Timer::start();
         if !progress::interactive() {
-            progress::say(&format!(
-                "fetch {} ({}) from {origin}",
-                want.file,
-                human_bytes(want.size)
-            ));
+            progress::say(&format!("fetch {} ({}) from {origin}", want.file, human_bytes(want.size)));
         }
         let got = {
             let file = tmp.as_file_mut();
@@ -191,12 +143,7 @@ impl Fetcher {
             (got, written)
         };
         if got.0 != want.sha256 || got.1 != want.size {
-            return Err(AttemptError::Mismatch {
-                expected: want.sha256.clone(),
-                got: got.0,
-                size: got.1,
-                expected_size: want.size,
-            });
+            return Err(AttemptError::Mismatch { expected: want.sha256.clone(), got: got.0, size: got.1, expected_size: want.size });
         }
         tmp.as_file().sync_all().map_err(mk)?;
         tmp.persist(&dest).map_err(|e| mk(e.error))?;
@@ -204,12 +151,7 @@ impl Fetcher {
             File::open(parent).and_then(|d| d.sync_all()).map_err(mk)?;
         }
         if !progress::interactive() {
-            progress::say(&format!(
-                "fetched {} in {} -> {}",
-                want.file,
-                timer.elapsed(),
-                dest.display()
-            ));
+            progress::say(&format!("fetched {} in {} -> {}", want.file, timer.elapsed(), dest.display()));
         }
         Ok(dest)
     }
@@ -220,25 +162,16 @@ impl Fetcher {
             io::copy(&mut f, w).map_err(|e| AttemptError::Transfer(e.to_string()))?;
             return Ok(());
         }
-        let resp = match self
-            .agent
-            .get(url)
-            .set("Accept-Encoding", "identity")
-            .call()
-        {
+        let resp = match self.agent.get(url).set("Accept-Encoding", "identity").call() {
             Ok(r) => r,
-            Err(ureq::Error::Status(code, _)) => {
-                return Err(AttemptError::Missing(format!("HTTP {code}")))
-            }
+            Err(ureq::Error::Status(code, _)) => return Err(AttemptError::Missing(format!("HTTP {code}"))),
             Err(e) => return Err(AttemptError::Transfer(one_line(&e.to_string()))),
         };
         let pb = progress::bytes_bar(want.size, &want.file);
         let mut reader = pb.wrap_read(resp.into_reader().take(want.size + 1));
         let r = io::copy(&mut reader, w);
         pb.finish_and_clear();
-        r.map_err(|e| {
-            AttemptError::Transfer(format!("transfer failed: {}", one_line(&e.to_string())))
-        })?;
+        r.map_err(|e| AttemptError::Transfer(format!("transfer failed: {}", one_line(&e.to_string()))))?;
         Ok(())
     }
 }
@@ -250,11 +183,7 @@ fn one_line(s: &str) -> String {
 /// Verify a file already on disk against a pin (used for lock files of local inputs).
 pub fn verify_file(path: &Path, sha256: &str) -> anyhow::Result<()> {
     let (got, _) = sha256_file(path)?;
-    anyhow::ensure!(
-        got == sha256,
-        "{}: sha256 mismatch: expected {sha256}, got {got}",
-        path.display()
-    );
+    anyhow::ensure!(got == sha256, "{}: sha256 mismatch: expected {sha256}, got {got}", path.display());
     Ok(())
 }
 
@@ -289,10 +218,7 @@ mod tests {
                     Some((_, s, b, c)) => (*s, b.clone(), *c),
                     None => (404, b"not found".to_vec(), None),
                 };
-                let head = format!(
-                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
+                let head = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
                 let _ = stream.write_all(head.as_bytes());
                 let n = cut.unwrap_or(body.len());
                 let _ = stream.write_all(&body[..n]);
@@ -304,13 +230,7 @@ mod tests {
     }
 
     fn want(body: &[u8], urls: Vec<String>) -> Want {
-        Want {
-            file: "x.tar.gz".into(),
-            sha256: sha256_bytes(body),
-            size: body.len() as u64,
-            urls,
-            aliases: vec![],
-        }
+        Want { file: "x.tar.gz".into(), sha256: sha256_bytes(body), size: body.len() as u64, urls, aliases: vec![] }
     }
 
     fn cache_is_empty(cache: &Path) -> bool {
@@ -326,14 +246,8 @@ mod tests {
         let mut w = want(b"good bytes", vec![format!("{base}/x")]);
         w.size = 10;
         let e = f.fetch(&w).unwrap_err().to_string();
-        assert!(
-            e.contains(&format!("expected sha256 {}", sha256_bytes(b"good bytes"))),
-            "{e}"
-        );
-        assert!(
-            e.contains(&format!("got sha256 {}", sha256_bytes(b"evil bytes"))),
-            "{e}"
-        );
+        assert!(e.contains(&format!("expected sha256 {}", sha256_bytes(b"good bytes"))), "{e}");
+        assert!(e.contains(&format!("got sha256 {}", sha256_bytes(b"evil bytes"))), "{e}");
         assert!(cache_is_empty(t.path()));
     }
 
@@ -343,10 +257,7 @@ mod tests {
         let base = serve(vec![("/x", 200, body.clone(), Some(1000))]);
         let t = tempfile::tempdir().unwrap();
         let f = Fetcher::new(t.path(), vec![], false);
-        let e = f
-            .fetch(&want(&body, vec![format!("{base}/x")]))
-            .unwrap_err()
-            .to_string();
+        let e = f.fetch(&want(&body, vec![format!("{base}/x")])).unwrap_err().to_string();
         assert!(e.contains("no origin had the pinned bytes"), "{e}");
         assert!(cache_is_empty(t.path()));
     }
@@ -357,18 +268,12 @@ mod tests {
         let base = serve(vec![("/good", 200, body.clone(), None)]);
         let t = tempfile::tempdir().unwrap();
         let f = Fetcher::new(t.path(), vec![], false);
-        let w = want(
-            &body,
-            vec![format!("{base}/missing"), format!("{base}/good")],
-        );
+        let w = want(&body, vec![format!("{base}/missing"), format!("{base}/good")]);
         let p = f.fetch(&w).unwrap();
         assert_eq!(fs::read(&p).unwrap(), body);
         // Second fetch: a cache hit with no network (every URL now points nowhere).
         let offline = Fetcher::new(t.path(), vec![], true);
-        let w2 = Want {
-            urls: vec!["http://127.0.0.1:1/nope".into()],
-            ..w
-        };
+        let w2 = Want { urls: vec!["http://127.0.0.1:1/nope".into()], ..w };
         assert_eq!(offline.fetch(&w2).unwrap(), p);
     }
 
@@ -381,10 +286,7 @@ mod tests {
         fs::write(mirror.join("x.tar.gz"), &body).unwrap();
         let cache = t.path().join("cache");
         let f = Fetcher::new(&cache, vec![mirror], true);
-        assert_eq!(
-            fs::read(f.fetch(&want(&body, vec![])).unwrap()).unwrap(),
-            body
-        );
+        assert_eq!(fs::read(f.fetch(&want(&body, vec![])).unwrap()).unwrap(), body);
         let none = Fetcher::new(&t.path().join("c2"), vec![], true);
         let e = none.fetch(&want(&body, vec![])).unwrap_err();
         assert!(matches!(e, FetchError::Offline { .. }));

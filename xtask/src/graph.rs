@@ -16,8 +16,7 @@ impl Graph {
     pub fn load(dir: &Path) -> Result<Graph> {
         let base = dir.parent().unwrap_or(dir);
         let mut recipes = BTreeMap::new();
-        let entries = std::fs::read_dir(dir)
-            .with_context(|| format!("reading recipe directory {}", dir.display()))?;
+        let entries = std::fs::read_dir(dir).with_context(|| format!("reading recipe directory {}", dir.display()))?;
         let mut paths: Vec<_> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
         paths.sort();
         for path in paths {
@@ -25,8 +24,7 @@ impl Graph {
                 continue;
             }
             let display = display_rel(&path, base);
-            let text =
-                std::fs::read_to_string(&path).with_context(|| format!("reading {display}"))?;
+            let text = std::fs::read_to_string(&path).with_context(|| format!("reading {display}"))?;
             let recipe = recipe::parse(&path, &text, &display)?;
             recipes.insert(recipe.name.clone(), Loaded { recipe, path, text });
         }
@@ -40,10 +38,7 @@ impl Graph {
             Some(l) => Ok(l),
             None => {
                 let known: Vec<&str> = self.recipes.keys().map(String::as_str).collect();
-                bail!(
-                    "unknown target `{name}`: known recipes are {}",
-                    known.join(", ")
-                )
+                bail!("unknown target `{name}`: known recipes are {}", known.join(", "))
             }
         }
     }
@@ -52,15 +47,8 @@ impl Graph {
         for l in self.recipes.values() {
             for d in &l.recipe.deps {
                 if !self.recipes.contains_key(d) {
-                    let (line, col) = l
-                        .text
-                        .find(&format!("\"{d}\""))
-                        .map(|o| recipe::line_col(&l.text, o + 1))
-                        .unwrap_or((1, 1));
-                    bail!(
-                        "{}:{line}:{col}: unknown dependency `{d}`: no recipes/{d}.toml (add it or remove it from `deps`)",
-                        display_rel(&l.path, base)
-                    );
+                    let (line, col) = l.text.find(&format!("\"{d}\"")).map(|o| recipe::line_col(&l.text, o + 1)).unwrap_or((1, 1));
+                    bail!("{}:{line}:{col}: unknown dependency `{d}`: no recipes/{d}.toml (add it or remove it from `deps`)", display_rel(&l.path, base));
                 }
             }
         }
@@ -73,14 +61,7 @@ impl Graph {
         Ok(())
     }
 
-    fn visit(
-        &self,
-        name: &str,
-        stack: &mut Vec<String>,
-        done: &mut BTreeSet<String>,
-        order: &mut Vec<String>,
-        base: &Path,
-    ) -> Result<()> {
+    fn visit(&self, name: &str, stack: &mut Vec<String>, done: &mut BTreeSet<String>, order: &mut Vec<String>, base: &Path) -> Result<()> {
         if done.contains(name) {
             return Ok(());
         }
@@ -88,11 +69,7 @@ impl Graph {
             let mut cycle: Vec<&str> = stack[pos..].iter().map(String::as_str).collect();
             cycle.push(name);
             let l = &self.recipes[name];
-            bail!(
-                "{}: dependency cycle: {} (remove one of these `deps`)",
-                display_rel(&l.path, base),
-                cycle.join(" -> ")
-            );
+            bail!("{}: dependency cycle: {} (remove one of these `deps`)", display_rel(&l.path, base), cycle.join(" -> "));
         }
         stack.push(name.to_string());
         for d in &self.recipes[name].recipe.deps {
@@ -109,13 +86,7 @@ impl Graph {
         self.get(target)?;
         let mut order = Vec::new();
         let mut done = BTreeSet::new();
-        self.visit(
-            target,
-            &mut Vec::new(),
-            &mut done,
-            &mut order,
-            Path::new("/"),
-        )?;
+        self.visit(target, &mut Vec::new(), &mut done, &mut order, Path::new("/"))?;
         Ok(order)
     }
 }
@@ -126,10 +97,7 @@ mod tests {
 
     fn write(dir: &Path, name: &str, deps: &[&str]) {
         let deps: Vec<String> = deps.iter().map(|d| format!("\"{d}\"")).collect();
-        let text = format!(
-            "name = \"{name}\"\nversion = \"1\"\ndeps = [{}]\n[build]\nscript = \"true\"\n",
-            deps.join(", ")
-        );
+        let text = format!("name = \"{name}\"\nversion = \"1\"\ndeps = [{}]\n[build]\nscript = \"true\"\n", deps.join(", "));
         std::fs::write(dir.join(format!("{name}.toml")), text).unwrap();
     }
 
@@ -153,10 +121,7 @@ mod tests {
         write(&d, "a", &["b"]);
         write(&d, "b", &["a"]);
         let e = format!("{:#}", Graph::load(&d).unwrap_err());
-        assert!(
-            e.starts_with("recipes/a.toml: dependency cycle: a -> b -> a"),
-            "{e}"
-        );
+        assert!(e.starts_with("recipes/a.toml: dependency cycle: a -> b -> a"), "{e}");
         assert!(!e.contains('\n'));
         write(&d, "b", &["zzz"]);
         let e = format!("{:#}", Graph::load(&d).unwrap_err());

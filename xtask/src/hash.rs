@@ -32,9 +32,7 @@ pub fn sha256_reader(r: &mut dyn Read) -> io::Result<(String, u64)> {
 }
 
 pub fn is_sha256_hex(s: &str) -> bool {
-    s.len() == 64
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// A writer that hashes and counts everything written through it.
@@ -46,11 +44,7 @@ pub struct HashingWriter<W: Write> {
 
 impl<W: Write> HashingWriter<W> {
     pub fn new(inner: W) -> Self {
-        HashingWriter {
-            inner,
-            hasher: Sha256::new(),
-            written: 0,
-        }
+        HashingWriter { inner, hasher: Sha256::new(), written: 0 }
     }
     pub fn finish(self) -> (W, String) {
         (self.inner, hex::encode(self.hasher.finalize()))
@@ -81,8 +75,7 @@ impl Hasher {
     }
     /// Length-prefixed field so that no two field sequences collide.
     pub fn field(&mut self, key: &str, value: &[u8]) {
-        self.0
-            .update(format!("{}:{}:{}:", key.len(), key, value.len()).as_bytes());
+        self.0.update(format!("{}:{}:{}:", key.len(), key, value.len()).as_bytes());
         self.0.update(value);
         self.0.update(b"\n");
     }
@@ -96,10 +89,7 @@ mod tests {
     use super::*;
     #[test]
     fn known_vector() {
-        assert_eq!(
-            sha256_bytes(b"abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(sha256_bytes(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         assert!(is_sha256_hex(&sha256_bytes(b"")));
         assert!(!is_sha256_hex("ABC"));
     }

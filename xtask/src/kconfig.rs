@@ -26,10 +26,7 @@ pub fn parse(text: &str) -> BTreeMap<String, String> {
 }
 
 /// Options of `wanted` that `final_config` does not hold, as "CONFIG_X=want (got: have)".
-pub fn dropped(
-    wanted: &BTreeMap<String, String>,
-    final_config: &BTreeMap<String, String>,
-) -> Vec<String> {
+pub fn dropped(wanted: &BTreeMap<String, String>, final_config: &BTreeMap<String, String>) -> Vec<String> {
     let mut out = Vec::new();
     for (k, want) in wanted {
         let have = final_config.get(k).map(String::as_str).unwrap_or("n");
@@ -42,26 +39,18 @@ pub fn dropped(
 }
 
 pub fn check_files(config: &Path, fragments: &[PathBuf]) -> Result<()> {
-    let final_text = std::fs::read_to_string(config)
-        .with_context(|| format!("reading the final {}", config.display()))?;
+    let final_text = std::fs::read_to_string(config).with_context(|| format!("reading the final {}", config.display()))?;
     let final_cfg = parse(&final_text);
     let mut missing = Vec::new();
     for f in fragments {
-        let text = std::fs::read_to_string(f)
-            .with_context(|| format!("reading fragment {}", f.display()))?;
+        let text = std::fs::read_to_string(f).with_context(|| format!("reading fragment {}", f.display()))?;
         for d in dropped(&parse(&text), &final_cfg) {
-            let name = f
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
+            let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             missing.push(format!("{d} [{name}]"));
         }
     }
     if !missing.is_empty() {
-        bail!(
-            "options a fragment asked for did not survive olddefconfig (unmet dependencies?): {}",
-            missing.join(", ")
-        );
+        bail!("options a fragment asked for did not survive olddefconfig (unmet dependencies?): {}", missing.join(", "));
     }
     Ok(())
 }
@@ -73,14 +62,7 @@ mod tests {
     fn names_every_dropped_option() {
         let want = parse("CONFIG_A=y\nCONFIG_B=m\n# CONFIG_C is not set\nCONFIG_D=\"x\"\n");
         let have = parse("CONFIG_A=y\nCONFIG_B=y\nCONFIG_C=y\n");
-        assert_eq!(
-            dropped(&want, &have),
-            vec![
-                "CONFIG_B=m (got: y)",
-                "CONFIG_C=n (got: y)",
-                "CONFIG_D=\"x\" (got: not set)"
-            ]
-        );
+        assert_eq!(dropped(&want, &have), vec!["CONFIG_B=m (got: y)", "CONFIG_C=n (got: y)", "CONFIG_D=\"x\" (got: not set)"]);
         assert!(dropped(&parse("# CONFIG_Z is not set"), &have).is_empty());
     }
 }

@@ -17,13 +17,7 @@ pub struct Node {
     pub sources: Vec<(String, bool)>,
 }
 
-pub fn plan(
-    project: &Project,
-    graph: &Graph,
-    target: &str,
-    toolchain_id: &str,
-    fetcher: &Fetcher,
-) -> Result<Vec<Node>> {
+pub fn plan(project: &Project, graph: &Graph, target: &str, toolchain_id: &str, fetcher: &Fetcher) -> Result<Vec<Node>> {
     let order = graph.closure(target)?;
     let mut hashes = InputHashes::new(graph, project, toolchain_id);
     let mut nodes = Vec::new();
@@ -31,20 +25,8 @@ pub fn plan(
         let l = graph.get(&name)?;
         let ih = hashes.get(&name)?;
         let built = store::lookup(project, &name, &l.recipe.version, &ih).is_some();
-        let sources = l
-            .recipe
-            .sources
-            .iter()
-            .map(|s| (s.file.clone(), fetcher.is_cached(&s.sha256, s.size)))
-            .collect();
-        nodes.push(Node {
-            name: name.clone(),
-            version: l.recipe.version.clone(),
-            input_hash: ih,
-            built,
-            deps: l.recipe.deps.clone(),
-            sources,
-        });
+        let sources = l.recipe.sources.iter().map(|s| (s.file.clone(), fetcher.is_cached(&s.sha256, s.size))).collect();
+        nodes.push(Node { name: name.clone(), version: l.recipe.version.clone(), input_hash: ih, built, deps: l.recipe.deps.clone(), sources });
     }
     Ok(nodes)
 }
@@ -54,20 +36,12 @@ pub fn render(nodes: &[Node], toolchain_id: &str) -> String {
     let _ = writeln!(s, "toolchain {toolchain_id}");
     for n in nodes {
         let state = if n.built { "cached" } else { "to build" };
-        let _ = writeln!(
-            s,
-            "{:<12} {:<10} {}  [{state}]",
-            n.name, n.version, n.input_hash
-        );
+        let _ = writeln!(s, "{:<12} {:<10} {}  [{state}]", n.name, n.version, n.input_hash);
         if !n.deps.is_empty() {
             let _ = writeln!(s, "    deps: {}", n.deps.join(", "));
         }
         for (file, cached) in &n.sources {
-            let _ = writeln!(
-                s,
-                "    source {file} [{}]",
-                if *cached { "in cache" } else { "to fetch" }
-            );
+            let _ = writeln!(s, "    source {file} [{}]", if *cached { "in cache" } else { "to fetch" });
         }
     }
     s

@@ -20,14 +20,7 @@ impl Project {
         let recipes = recipes.unwrap_or_else(|| root.join("recipes"));
         let out = out.unwrap_or_else(|| root.join("out"));
         let cache = cache.unwrap_or_else(|| out.join("cache"));
-        Project {
-            pins: root.join("pins"),
-            root,
-            recipes,
-            out,
-            cache,
-            host_toolchain: false,
-        }
+        Project { pins: root.join("pins"), root, recipes, out, cache, host_toolchain: false }
     }
 
     pub fn store(&self) -> PathBuf {
@@ -55,18 +48,11 @@ pub fn repo_root() -> PathBuf {
     if let Ok(dir) = std::env::var("REPROVM_ROOT") {
         return PathBuf::from(dir);
     }
-    let manifest = std::env::var("CARGO_MANIFEST_DIR")
-        .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
-    Path::new(&manifest)
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."))
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
+    Path::new(&manifest).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
 }
 
 /// Path relative to `base` for messages, falling back to the full path.
 pub fn display_rel(path: &Path, base: &Path) -> String {
-    path.strip_prefix(base)
-        .unwrap_or(path)
-        .display()
-        .to_string()
+    path.strip_prefix(base).unwrap_or(path).display().to_string()
 }

@@ -34,82 +34,35 @@ pub struct RunArgs {
 }
 
 fn qemu_command(project: &Project, a: &RunArgs) -> Result<Command> {
-    let kernel = a
-        .kernel
-        .clone()
-        .unwrap_or_else(|| project.out.join("bzImage"));
-    let image = a
-        .image
-        .clone()
-        .unwrap_or_else(|| project.out.join("hd.img"));
+    let kernel = a.kernel.clone().unwrap_or_else(|| project.out.join("bzImage"));
+    let image = a.image.clone().unwrap_or_else(|| project.out.join("hd.img"));
     for p in [&kernel, &image] {
-        anyhow::ensure!(
-            p.is_file(),
-            "{} not found: run `cargo xtask build hd-image` first",
-            p.display()
-        );
+        anyhow::ensure!(p.is_file(), "{} not found: run `cargo xtask build hd-image` first", p.display());
     }
-    let qemu = which("qemu-system-x86_64").context(
-        "qemu-system-x86_64 not found: install it (Debian: apt-get install qemu-system-x86)",
-    )?;
+    let qemu = which("qemu-system-x86_64").context("qemu-system-x86_64 not found: install it (Debian: apt-get install qemu-system-x86)")?;
     let mut c = Command::new(qemu);
-    let accel = if Path::new("/dev/kvm").exists() {
-        "kvm:tcg"
-    } else {
-        "tcg"
-    };
-    c.args([
-        "-machine",
-        "q35",
-        "-accel",
-        accel,
-        "-m",
-        &a.memory.to_string(),
-        "-no-reboot",
-        "-nodefaults",
-    ]);
+    let accel = if Path::new("/dev/kvm").exists() { "kvm:tcg" } else { "tcg" };
+    c.args(["-machine", "q35", "-accel", accel, "-m", &a.memory.to_string(), "-no-reboot", "-nodefaults"]);
     c.arg("-kernel").arg(&kernel);
     let snap = if a.persist { "" } else { ",snapshot=on" };
-    c.arg("-drive").arg(format!(
-        "file={},format=raw,if=virtio{snap}",
-        image.display()
-    ));
-    c.args([
-        "-netdev",
-        &format!("user,id=n0,hostfwd=tcp:127.0.0.1:{}-:22", a.ssh_port),
-        "-device",
-        "virtio-net-pci,netdev=n0",
-    ]);
+    c.arg("-drive").arg(format!("file={},format=raw,if=virtio{snap}", image.display()));
+    c.args(["-netdev", &format!("user,id=n0,hostfwd=tcp:127.0.0.1:{}-:22", a.ssh_port), "-device", "virtio-net-pci,netdev=n0"]);
     c.args(["-device", "virtio-rng-pci"]);
     if let Some(k) = &a.ssh_key {
-        c.arg("-fw_cfg").arg(format!(
-            "name=opt/reprovm/authorized_keys,file={}",
-            k.display()
-        ));
+        c.arg("-fw_cfg").arg(format!("name=opt/reprovm/authorized_keys,file={}", k.display()));
     }
-    c.arg("-append").arg(
-        format!("root=/dev/vda rw console=ttyS0 panic=-1 {}", a.append)
-            .trim()
-            .to_string(),
-    );
+    c.arg("-append").arg(format!("root=/dev/vda rw console=ttyS0 panic=-1 {}", a.append).trim().to_string());
     Ok(c)
 }
 
 pub fn which(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join(name))
-            .find(|f| f.is_file())
-    })
+    std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|f| f.is_file()))
 }
 
 pub fn run(project: &Project, a: &RunArgs) -> Result<()> {
     let mut c = qemu_command(project, a)?;
     c.args(["-nographic", "-serial", "mon:stdio"]);
-    eprintln!(
-        "booting (serial console here; Ctrl-A X quits; ssh -p {} root@127.0.0.1)",
-        a.ssh_port
-    );
+    eprintln!("booting (serial console here; Ctrl-A X quits; ssh -p {} root@127.0.0.1)", a.ssh_port);
     let st = c.status().context("starting QEMU")?;
     anyhow::ensure!(st.success(), "QEMU exited with {st}");
     Ok(())
@@ -137,9 +90,7 @@ impl Drop for Vm {
 }
 
 fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 fn ssh(port: u16, key: &Path, cmd: &str) -> Result<(bool, String)> {
@@ -163,11 +114,7 @@ fn ssh(port: u16, key: &Path, cmd: &str) -> Result<(bool, String)> {
         .stdin(Stdio::null())
         .output()
         .context("running ssh (install openssh-client)")?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     Ok((out.status.success(), text))
 }
 
@@ -175,39 +122,20 @@ fn ssh(port: u16, key: &Path, cmd: &str) -> Result<(bool, String)> {
 pub fn boot_test(project: &Project, a: &BootTestArgs) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let key = dir.path().join("id_ed25519");
-    let st = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(&key)
-        .status()
-        .context("running ssh-keygen (install openssh-client)")?;
+    let st =
+        Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&key).status().context("running ssh-keygen (install openssh-client)")?;
     anyhow::ensure!(st.success(), "ssh-keygen failed");
     let mut args = a.run.clone();
     args.ssh_key = Some(key.with_extension("pub"));
     args.ssh_port = free_port()?;
     let console = project.out.join("boot-test-console.log");
     let mut c = qemu_command(project, &args)?;
-    c.args(["-display", "none", "-serial"])
-        .arg(format!("file:{}", console.display()));
-    c.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let release = std::fs::read_to_string(project.out.join("kernel.release"))
-        .ok()
-        .map(|s| s.trim().to_string());
-    eprintln!(
-        "boot-test: booting under QEMU ({}), console log {}",
-        if Path::new("/dev/kvm").exists() {
-            "KVM"
-        } else {
-            "TCG"
-        },
-        console.display()
-    );
+    c.args(["-display", "none", "-serial"]).arg(format!("file:{}", console.display()));
+    c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    let release = std::fs::read_to_string(project.out.join("kernel.release")).ok().map(|s| s.trim().to_string());
+    eprintln!("boot-test: booting under QEMU ({}), console log {}", if Path::new("/dev/kvm").exists() { "KVM" } else { "TCG" }, console.display());
     let started = Instant::now();
-    let mut vm = Vm {
-        child: c.spawn().context("starting QEMU")?,
-        console,
-    };
+    let mut vm = Vm { child: c.spawn().context("starting QEMU")?, console };
     let result = (|| -> Result<()> {
         let deadline = started + Duration::from_secs(a.timeout);
         loop {
@@ -226,17 +154,11 @@ pub fn boot_test(project: &Project, a: &BootTestArgs) -> Result<()> {
                 bail!("kernel panic");
             }
             if Instant::now() > deadline {
-                bail!(
-                    "no 'reprovm: boot complete' on the console after {}s",
-                    a.timeout
-                );
+                bail!("no 'reprovm: boot complete' on the console after {}s", a.timeout);
             }
             std::thread::sleep(Duration::from_millis(500));
         }
-        eprintln!(
-            "boot-test: userspace up after {:.1}s",
-            started.elapsed().as_secs_f64()
-        );
+        eprintln!("boot-test: userspace up after {:.1}s", started.elapsed().as_secs_f64());
         let mut last = String::new();
         let mut ok = false;
         while Instant::now() < deadline {
@@ -253,10 +175,7 @@ pub fn boot_test(project: &Project, a: &BootTestArgs) -> Result<()> {
             ("uname -r", "uname -r"),
             ("ip -V", "ip -V"),
             ("modules", "ls /lib/modules/$(uname -r)"),
-            (
-                "modprobe dummy",
-                "modprobe dummy && grep -w dummy /proc/modules && ip link show dummy0",
-            ),
+            ("modprobe dummy", "modprobe dummy && grep -w dummy /proc/modules && ip link show dummy0"),
         ];
         for (name, cmd) in checks {
             let (good, out) = ssh(args.ssh_port, &key, cmd)?;
@@ -265,18 +184,11 @@ pub fn boot_test(project: &Project, a: &BootTestArgs) -> Result<()> {
             match name {
                 "uname -r" => {
                     if let Some(r) = &release {
-                        anyhow::ensure!(
-                            out.trim() == r,
-                            "guest runs kernel {} but {r} was built",
-                            out.trim()
-                        );
+                        anyhow::ensure!(out.trim() == r, "guest runs kernel {} but {r} was built", out.trim());
                     }
                 }
                 "ip -V" => anyhow::ensure!(out.contains("iproute2"), "unexpected `ip -V` output"),
-                "modules" => anyhow::ensure!(
-                    out.contains("modules.dep"),
-                    "no modules.dep in /lib/modules"
-                ),
+                "modules" => anyhow::ensure!(out.contains("modules.dep"), "no modules.dep in /lib/modules"),
                 _ => anyhow::ensure!(out.contains("dummy"), "dummy module not loaded"),
             }
         }
@@ -284,10 +196,7 @@ pub fn boot_test(project: &Project, a: &BootTestArgs) -> Result<()> {
         let stop = Instant::now() + Duration::from_secs(120);
         while Instant::now() < stop {
             if let Some(st) = vm.child.try_wait()? {
-                eprintln!(
-                    "boot-test: guest powered off ({st}) after {:.1}s in all",
-                    started.elapsed().as_secs_f64()
-                );
+                eprintln!("boot-test: guest powered off ({st}) after {:.1}s in all", started.elapsed().as_secs_f64());
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(500));
@@ -296,19 +205,8 @@ pub fn boot_test(project: &Project, a: &BootTestArgs) -> Result<()> {
     })();
     if let Err(e) = result {
         let log = std::fs::read_to_string(&vm.console).unwrap_or_default();
-        let tail: Vec<&str> = log
-            .lines()
-            .rev()
-            .take(60)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
-        eprintln!(
-            "---- console log ({}) ----\n{}\n----",
-            vm.console.display(),
-            tail.join("\n")
-        );
+        let tail: Vec<&str> = log.lines().rev().take(60).collect::<Vec<_>>().into_iter().rev().collect();
+        eprintln!("---- console log ({}) ----\n{}\n----", vm.console.display(), tail.join("\n"));
         return Err(e.context("boot test failed"));
     }
     Ok(())

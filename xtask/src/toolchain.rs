@@ -65,11 +65,7 @@ pub struct Toolchain {
 
 impl Toolchain {
     pub fn label(&self) -> String {
-        let short = if self.id.starts_with("host-") {
-            &self.id[..]
-        } else {
-            &self.id[..16]
-        };
+        let short = if self.id.starts_with("host-") { &self.id[..] } else { &self.id[..16] };
         format!("{short} ({})", self.version_label)
     }
 }
@@ -80,12 +76,7 @@ pub fn identity(project: &Project) -> Result<String> {
         return Ok(host_root(project)?.0);
     }
     let path = project.toolchain_lock();
-    let text = fs::read_to_string(&path).with_context(|| {
-        format!(
-            "reading {} (create it with `cargo xtask toolchain lock`)",
-            path.display()
-        )
-    })?;
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {} (create it with `cargo xtask toolchain lock`)", path.display()))?;
     let mut h = Hasher::new("reprovm-toolchain");
     h.field("materializer", MATERIALIZER_VERSION.as_bytes());
     h.field("lock", text.as_bytes());
@@ -145,15 +136,7 @@ fn depends(s: &Stanza) -> Vec<Vec<String>> {
         for group in s.get(field).split(',') {
             let alts: Vec<String> = group
                 .split('|')
-                .map(|a| {
-                    a.split_whitespace()
-                        .next()
-                        .unwrap_or("")
-                        .split(':')
-                        .next()
-                        .unwrap_or("")
-                        .to_string()
-                })
+                .map(|a| a.split_whitespace().next().unwrap_or("").split(':').next().unwrap_or("").to_string())
                 .filter(|a| !a.is_empty())
                 .collect();
             if !alts.is_empty() {
@@ -165,11 +148,7 @@ fn depends(s: &Stanza) -> Vec<Vec<String>> {
 }
 
 /// Resolve the closure of `spec.packages` over two indices (main and backports).
-pub fn resolve(
-    spec: &PackageSpec,
-    main: &[Stanza],
-    backports: &[Stanza],
-) -> Result<Vec<LockedDeb>> {
+pub fn resolve(spec: &PackageSpec, main: &[Stanza], backports: &[Stanza]) -> Result<Vec<LockedDeb>> {
     let mut by_name: BTreeMap<&str, (&Stanza, &str)> = BTreeMap::new();
     for s in main {
         by_name.entry(s.get("Package")).or_insert((s, &spec.suite));
@@ -183,10 +162,7 @@ pub fn resolve(
     for (name, (s, _)) in &by_name {
         for p in s.get("Provides").split(',') {
             if let Some(p) = p.split_whitespace().next() {
-                providers
-                    .entry(p.to_string())
-                    .or_default()
-                    .insert(name.to_string());
+                providers.entry(p.to_string()).or_default().insert(name.to_string());
             }
         }
     }
@@ -201,10 +177,7 @@ pub fn resolve(
         };
         chosen.insert(name.clone());
         for alts in depends(s) {
-            if alts
-                .iter()
-                .any(|a| chosen.contains(a) || spec.exclude.contains(a))
-            {
+            if alts.iter().any(|a| chosen.contains(a) || spec.exclude.contains(a)) {
                 continue;
             }
             let pick = alts.iter().find_map(|a| {
@@ -216,11 +189,7 @@ pub fn resolve(
             });
             match pick {
                 Some(p) => queue.push_back(p),
-                None => bail!(
-                    "`{name}` depends on `{}`, which nothing in {} provides",
-                    alts.join(" | "),
-                    spec.suite
-                ),
+                None => bail!("`{name}` depends on `{}`, which nothing in {} provides", alts.join(" | "), spec.suite),
             }
         }
     }
@@ -233,66 +202,41 @@ pub fn resolve(
             arch: s.get("Architecture").to_string(),
             suite: suite.to_string(),
             filename: s.get("Filename").to_string(),
-            size: s
-                .get("Size")
-                .parse()
-                .with_context(|| format!("{name}: bad Size"))?,
+            size: s.get("Size").parse().with_context(|| format!("{name}: bad Size"))?,
             sha256: s.get("SHA256").to_string(),
         });
     }
     Ok(out)
 }
 
-fn fetch_index(
-    agent: &ureq::Agent,
-    mirrors: &[String],
-    suite: &str,
-    arch: &str,
-) -> Result<Vec<Stanza>> {
+fn fetch_index(agent: &ureq::Agent, mirrors: &[String], suite: &str, arch: &str) -> Result<Vec<Stanza>> {
     let mut errs = Vec::new();
     for m in mirrors {
         let url = format!("{m}/dists/{suite}/main/binary-{arch}/Packages.xz");
         match agent.get(&url).call() {
             Ok(resp) => {
                 let mut text = String::new();
-                xz2::read::XzDecoder::new(resp.into_reader())
-                    .read_to_string(&mut text)
-                    .with_context(|| format!("reading {url}"))?;
+                xz2::read::XzDecoder::new(resp.into_reader()).read_to_string(&mut text).with_context(|| format!("reading {url}"))?;
                 return Ok(parse_packages(&text));
             }
             Err(e) => errs.push(format!("{url}: {e}")),
         }
     }
-    bail!(
-        "no mirror had the {suite} index ({}); set {} to a Debian mirror",
-        errs.join("; "),
-        debian::MIRROR_ENV
-    )
+    bail!("no mirror had the {suite} index ({}); set {} to a Debian mirror", errs.join("; "), debian::MIRROR_ENV)
 }
 
 /// `cargo xtask toolchain lock`
 pub fn lock(project: &Project, _fetcher: &Fetcher) -> Result<()> {
     let spec_path = project.toolchain_spec();
-    let text = fs::read_to_string(&spec_path)
-        .with_context(|| format!("reading {}", spec_path.display()))?;
-    let spec: PackageSpec = toml::from_str(&text)
-        .map_err(|e| anyhow::format_err!("{}: {}", spec_path.display(), e.message()))?;
+    let text = fs::read_to_string(&spec_path).with_context(|| format!("reading {}", spec_path.display()))?;
+    let spec: PackageSpec = toml::from_str(&text).map_err(|e| anyhow::format_err!("{}: {}", spec_path.display(), e.message()))?;
     let mirrors = debian::mirrors();
-    anyhow::ensure!(
-        !mirrors.is_empty(),
-        "no Debian mirror configured: set {} or add one to /etc/apt/sources.list.d",
-        debian::MIRROR_ENV
-    );
-    let agent = ureq::AgentBuilder::new()
-        .timeout_connect(std::time::Duration::from_secs(15))
-        .build();
+    anyhow::ensure!(!mirrors.is_empty(), "no Debian mirror configured: set {} or add one to /etc/apt/sources.list.d", debian::MIRROR_ENV);
+    let agent = ureq::AgentBuilder::new().timeout_connect(std::time::Duration::from_secs(15)).build();
     let main = fetch_index(&agent, &mirrors, &spec.suite, &spec.arch)?;
     let bpo = fetch_index(&agent, &mirrors, &spec.backports_suite, &spec.arch)?;
     let debs = resolve(&spec, &main, &bpo)?;
-    let lockfile = LockFile {
-        suite: spec.suite.clone(),
-        packages: debs,
-    };
+    let lockfile = LockFile { suite: spec.suite.clone(), packages: debs };
     let body = format!(
         "# Generated by `cargo xtask toolchain lock` from toolchain/packages.toml. Do not edit.\n# {} packages; every .deb is fetched by sha256.\n{}",
         lockfile.packages.len(),
@@ -301,12 +245,7 @@ pub fn lock(project: &Project, _fetcher: &Fetcher) -> Result<()> {
     let old = fs::read_to_string(project.toolchain_lock()).unwrap_or_default();
     write_atomic(&project.toolchain_lock(), body.as_bytes())?;
     let changed = old != body;
-    progress::say(&format!(
-        "{} {} ({} packages)",
-        if changed { "wrote" } else { "unchanged" },
-        project.toolchain_lock().display(),
-        lockfile.packages.len()
-    ));
+    progress::say(&format!("{} {} ({} packages)", if changed { "wrote" } else { "unchanged" }, project.toolchain_lock().display(), lockfile.packages.len()));
     Ok(())
 }
 
@@ -316,9 +255,7 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     std::io::Write::write_all(&mut tmp, data)?;
     tmp.as_file().sync_all()?;
-    tmp.persist(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("writing {}", path.display()))?;
+    tmp.persist(path).map_err(|e| e.error).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 
@@ -329,36 +266,19 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
 pub fn ensure(project: &Project, fetcher: &Fetcher) -> Result<Toolchain> {
     if project.host_toolchain {
         let (id, root) = host_root(project)?;
-        return Ok(Toolchain {
-            id,
-            root,
-            version_label: "HOST TOOLCHAIN: not pinned, development only".into(),
-        });
+        return Ok(Toolchain { id, root, version_label: "HOST TOOLCHAIN: not pinned, development only".into() });
     }
     let id = identity(project)?;
     let lockf = read_lock(project)?;
-    let gcc = lockf
-        .packages
-        .iter()
-        .find(|p| p.name == "gcc-12")
-        .map(|p| format!("gcc {}", p.version))
-        .unwrap_or_default();
+    let gcc = lockf.packages.iter().find(|p| p.name == "gcc-12").map(|p| format!("gcc {}", p.version)).unwrap_or_default();
     let label = format!("debian {} {gcc}", lockf.suite);
     let dir = project.out.join("toolchain").join(&id[..32]);
     let root = dir.join("root");
     if dir.join("manifest.json").is_file() {
-        return Ok(Toolchain {
-            id,
-            root,
-            version_label: label,
-        });
+        return Ok(Toolchain { id, root, version_label: label });
     }
     materialize(project, fetcher, &lockf, &dir)?;
-    Ok(Toolchain {
-        id,
-        root,
-        version_label: label,
-    })
+    Ok(Toolchain { id, root, version_label: label })
 }
 
 /// Development mode: a root of host programs and their libraries (see sandbox::testroot).
@@ -385,10 +305,7 @@ fn merged_usr(rel: &Path) -> PathBuf {
     let mut comps = rel.components();
     if let Some(first) = comps.next() {
         let f = first.as_os_str().to_string_lossy();
-        if matches!(
-            f.as_ref(),
-            "bin" | "sbin" | "lib" | "lib64" | "lib32" | "libx32"
-        ) {
+        if matches!(f.as_ref(), "bin" | "sbin" | "lib" | "lib64" | "lib32" | "libx32") {
             return Path::new("usr").join(rel);
         }
     }
@@ -442,10 +359,7 @@ fn unpack_deb(deb: &Path, root: &Path) -> Result<()> {
         let mode = e.header().mode().unwrap_or(0o644) & 0o777;
         match e.header().entry_type() {
             tar::EntryType::Directory => {
-                if fs::symlink_metadata(&dest)
-                    .map(|m| m.file_type().is_symlink())
-                    .unwrap_or(false)
-                {
+                if fs::symlink_metadata(&dest).map(|m| m.file_type().is_symlink()).unwrap_or(false) {
                     continue; // e.g. a directory another package made a symlink
                 }
                 fs::create_dir_all(&dest)?;
@@ -457,10 +371,7 @@ fn unpack_deb(deb: &Path, root: &Path) -> Result<()> {
                 let _ = fs::remove_file(&dest);
                 let mut f = fs::File::create(&dest)?;
                 std::io::copy(&mut e, &mut f)?;
-                fs::set_permissions(
-                    &dest,
-                    std::os::unix::fs::PermissionsExt::from_mode(mode | 0o200),
-                )?;
+                fs::set_permissions(&dest, std::os::unix::fs::PermissionsExt::from_mode(mode | 0o200))?;
             }
             tar::EntryType::Symlink => {
                 let target = e.link_name()?.map(|l| l.into_owned()).unwrap_or_default();
@@ -472,9 +383,7 @@ fn unpack_deb(deb: &Path, root: &Path) -> Result<()> {
             }
             tar::EntryType::Link => {
                 let target = e.link_name()?.map(|l| l.into_owned()).unwrap_or_default();
-                let Some(trel) = archive::safe_relative(&target, 0)? else {
-                    bail!("bad hard link in {}", deb.display())
-                };
+                let Some(trel) = archive::safe_relative(&target, 0)? else { bail!("bad hard link in {}", deb.display()) };
                 let _ = fs::remove_file(&dest);
                 fs::hard_link(root.join(merged_usr(&trel)), &dest)?;
             }
@@ -486,12 +395,7 @@ fn unpack_deb(deb: &Path, root: &Path) -> Result<()> {
 
 fn link_if_missing(root: &Path, link: &str, target: &str) -> Result<()> {
     let p = root.join(link);
-    if fs::symlink_metadata(&p).is_err()
-        && root
-            .join(Path::new(link).parent().unwrap_or(Path::new("")))
-            .join(target)
-            .exists()
-    {
+    if fs::symlink_metadata(&p).is_err() && root.join(Path::new(link).parent().unwrap_or(Path::new(""))).join(target).exists() {
         std::os::unix::fs::symlink(target, &p)?;
     }
     Ok(())
@@ -526,16 +430,8 @@ fn fixups(root: &Path) -> Result<()> {
 fn materialize(project: &Project, fetcher: &Fetcher, lockf: &LockFile, dir: &Path) -> Result<()> {
     let timer = progress::Timer::start();
     let mirrors = debian::mirrors();
-    progress::say(&format!(
-        "materialising toolchain: {} packages from {}",
-        lockf.packages.len(),
-        project.toolchain_lock().display()
-    ));
-    let tmp = dir.with_file_name(format!(
-        ".tmp-{}-{}",
-        dir.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id()
-    ));
+    progress::say(&format!("materialising toolchain: {} packages from {}", lockf.packages.len(), project.toolchain_lock().display()));
+    let tmp = dir.with_file_name(format!(".tmp-{}-{}", dir.file_name().unwrap_or_default().to_string_lossy(), std::process::id()));
     if tmp.exists() {
         fs::remove_dir_all(&tmp)?;
     }
@@ -548,28 +444,15 @@ fn materialize(project: &Project, fetcher: &Fetcher, lockf: &LockFile, dir: &Pat
     let mut pkgs = lockf.packages.clone();
     pkgs.sort_by(|a, b| a.name.cmp(&b.name));
     for p in &pkgs {
-        let file = p
-            .filename
-            .rsplit('/')
-            .next()
-            .unwrap_or(&p.filename)
-            .to_string();
+        let file = p.filename.rsplit('/').next().unwrap_or(&p.filename).to_string();
         let want = Want {
             file: file.clone(),
             sha256: p.sha256.clone(),
             size: p.size,
-            urls: mirrors
-                .iter()
-                .map(|m| format!("{m}/{}", p.filename))
-                .collect(),
+            urls: mirrors.iter().map(|m| format!("{m}/{}", p.filename)).collect(),
             aliases: vec![],
         };
-        let deb = fetcher.fetch(&want).with_context(|| {
-            format!(
-                "toolchain package {} {} (pins/toolchain.lock)",
-                p.name, p.version
-            )
-        })?;
+        let deb = fetcher.fetch(&want).with_context(|| format!("toolchain package {} {} (pins/toolchain.lock)", p.name, p.version))?;
         unpack_deb(&deb, &root).with_context(|| format!("unpacking {file}"))?;
     }
     fixups(&root)?;
@@ -584,11 +467,7 @@ fn materialize(project: &Project, fetcher: &Fetcher, lockf: &LockFile, dir: &Pat
         root_rw: false,
     };
     let code = sandbox::run_with_rw_root(&spec, &tmp.join("ldconfig.json"), &log)?;
-    anyhow::ensure!(
-        code == 0,
-        "ldconfig in the new toolchain failed: {}",
-        fs::read_to_string(&log).unwrap_or_default().trim()
-    );
+    anyhow::ensure!(code == 0, "ldconfig in the new toolchain failed: {}", fs::read_to_string(&log).unwrap_or_default().trim());
     let _ = fs::remove_dir_all(root.join("var/cache/ldconfig"));
     manifest::normalize(&root, TOOLCHAIN_EPOCH)?;
     let files = manifest::scan(&root)?;
@@ -600,20 +479,13 @@ fn materialize(project: &Project, fetcher: &Fetcher, lockf: &LockFile, dir: &Pat
         fs::remove_dir_all(dir)?;
     }
     fs::rename(&tmp, dir)?;
-    progress::say(&format!(
-        "toolchain ready in {} (tree {}) -> {}",
-        timer.elapsed(),
-        &tree[..16],
-        dir.display()
-    ));
+    progress::say(&format!("toolchain ready in {} (tree {}) -> {}", timer.elapsed(), &tree[..16], dir.display()));
     Ok(())
 }
 
 /// The recorded tree hash of a materialised toolchain.
 pub fn tree_hash(tc: &Toolchain) -> Result<String> {
-    let m: serde_json::Value = serde_json::from_slice(&fs::read(
-        tc.root.parent().context("root")?.join("manifest.json"),
-    )?)?;
+    let m: serde_json::Value = serde_json::from_slice(&fs::read(tc.root.parent().context("root")?.join("manifest.json"))?)?;
     Ok(m["tree_hash"].as_str().unwrap_or_default().to_string())
 }
 
@@ -643,27 +515,15 @@ Package: e2fsprogs\nVersion: 1.47.0\nArchitecture: amd64\nFilename: pool/main/e/
         let names: Vec<&str> = r.iter().map(|d| d.name.as_str()).collect();
         assert_eq!(names, vec!["cpp", "e2fsprogs", "gcc", "libc6", "mawk"]);
         let e2 = r.iter().find(|d| d.name == "e2fsprogs").unwrap();
-        assert_eq!(
-            (e2.version.as_str(), e2.suite.as_str()),
-            ("1.47.2", "bookworm-backports")
-        );
-        let bad = PackageSpec {
-            packages: vec!["nope".into()],
-            ..spec
-        };
-        assert!(resolve(&bad, &main, &bpo)
-            .unwrap_err()
-            .to_string()
-            .contains("`nope` is not in bookworm"));
+        assert_eq!((e2.version.as_str(), e2.suite.as_str()), ("1.47.2", "bookworm-backports"));
+        let bad = PackageSpec { packages: vec!["nope".into()], ..spec };
+        assert!(resolve(&bad, &main, &bpo).unwrap_err().to_string().contains("`nope` is not in bookworm"));
     }
 
     #[test]
     fn merged_usr_mapping() {
         assert_eq!(merged_usr(Path::new("bin/sh")), PathBuf::from("usr/bin/sh"));
-        assert_eq!(
-            merged_usr(Path::new("lib/x86_64-linux-gnu/libc.so.6")),
-            PathBuf::from("usr/lib/x86_64-linux-gnu/libc.so.6")
-        );
+        assert_eq!(merged_usr(Path::new("lib/x86_64-linux-gnu/libc.so.6")), PathBuf::from("usr/lib/x86_64-linux-gnu/libc.so.6"));
         assert_eq!(merged_usr(Path::new("etc/x")), PathBuf::from("etc/x"));
     }
 }

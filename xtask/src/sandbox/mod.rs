@@ -70,20 +70,13 @@ pub fn run(spec: &Spec, spec_path: &Path, log: &Path) -> Result<i32> {
     preflight::check()?;
     for m in MOUNT_POINTS {
         let p = spec.root.join(m);
-        anyhow::ensure!(
-            p.is_dir(),
-            "sandbox root {} lacks the mount point /{m}; rematerialise it",
-            spec.root.display()
-        );
+        anyhow::ensure!(p.is_dir(), "sandbox root {} lacks the mount point /{m}; rematerialise it", spec.root.display());
     }
     let json = serde_json::to_vec_pretty(spec)?;
     std::fs::write(spec_path, json).with_context(|| format!("writing {}", spec_path.display()))?;
-    let exe = std::env::current_exe().context("locating the xtask binary")?;
-    let logf = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .with_context(|| format!("opening {}", log.display()))?;
+    // /proc/self/exe works even if the binary was replaced on disk while a build runs.
+    let exe = PathBuf::from("/proc/self/exe");
+    let logf = std::fs::OpenOptions::new().create(true).append(true).open(log).with_context(|| format!("opening {}", log.display()))?;
     let status = Command::new(exe)
         .env_clear()
         .env(INIT_ENV, spec_path)
@@ -99,11 +92,7 @@ pub fn run(spec: &Spec, spec_path: &Path, log: &Path) -> Result<i32> {
 pub fn run_interactive(spec: &Spec, spec_path: &Path) -> Result<i32> {
     preflight::check()?;
     std::fs::write(spec_path, serde_json::to_vec_pretty(spec)?)?;
-    let exe = std::env::current_exe()?;
-    let status = Command::new(exe)
-        .env_clear()
-        .env(INIT_ENV, spec_path)
-        .status()?;
+    let status = Command::new("/proc/self/exe").env_clear().env(INIT_ENV, spec_path).status()?;
     Ok(status.code().unwrap_or(137))
 }
 

@@ -10,16 +10,13 @@ pub enum SandboxError {
 }
 
 fn read_sysctl(path: &str) -> Option<String> {
-    std::fs::read_to_string(path)
-        .ok()
-        .map(|s| s.trim().to_string())
+    std::fs::read_to_string(path).ok().map(|s| s.trim().to_string())
 }
 
 /// Explain a namespace failure in terms of the host's configuration.
 pub fn diagnose(detail: &str) -> SandboxError {
     let mut fixes = Vec::new();
-    if read_sysctl("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1")
-    {
+    if read_sysctl("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1") {
         fixes.push("AppArmor restricts unprivileged user namespaces (Ubuntu 23.10+): run `sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`, or install an AppArmor profile granting `userns,` to this binary (see README, 'Sandbox requirements')".to_string());
     }
     if read_sysctl("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
@@ -31,10 +28,7 @@ pub fn diagnose(detail: &str) -> SandboxError {
     if fixes.is_empty() {
         fixes.push("run on a Linux host that allows user namespaces (inside Docker: --privileged or seccomp=unconfined)".into());
     }
-    SandboxError::UserNsDenied {
-        detail: detail.to_string(),
-        fix: fixes.join("; or "),
-    }
+    SandboxError::UserNsDenied { detail: detail.to_string(), fix: fixes.join("; or ") }
 }
 
 /// Probe once per process: a child that unshares every namespace, writes its id maps and
@@ -45,8 +39,7 @@ pub fn check() -> Result<(), SandboxError> {
 }
 
 fn probe() -> Result<(), SandboxError> {
-    let exe = std::env::current_exe().map_err(|e| diagnose(&e.to_string()))?;
-    let out = std::process::Command::new(exe)
+    let out = std::process::Command::new("/proc/self/exe")
         .env_clear()
         .env(super::INIT_ENV, "probe")
         .stdin(std::process::Stdio::null())

@@ -31,6 +31,9 @@ pub const PROGRAMS: &[&str] = &[
     "/bin/sed",
     "/usr/bin/tr",
     "/usr/bin/cut",
+    "/bin/date",
+    "/bin/dd",
+    "/usr/bin/od",
 ];
 
 /// Populate `root` with PROGRAMS (those present), their libraries and the mount points.
@@ -47,10 +50,7 @@ pub fn make(root: &Path) -> Result<()> {
         std::fs::set_permissions(&dest, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
         datas.push(data);
     }
-    let dirs: Vec<String> = elf::DEFAULT_LIB_DIRS
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let dirs: Vec<String> = elf::DEFAULT_LIB_DIRS.iter().map(|s| s.to_string()).collect();
     for (install, real) in elf::closure(Path::new("/"), &datas, &dirs)? {
         let dest = root.join(install.strip_prefix("/").unwrap_or(&install));
         std::fs::create_dir_all(dest.parent().unwrap_or(root))?;
