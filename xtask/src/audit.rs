@@ -5,7 +5,6 @@
 
 use crate::build::{self, Options};
 use crate::fetch::Fetcher;
-use crate::graph::Graph;
 use crate::manifest::{self, FileEntry, Manifest};
 use crate::project::Project;
 use crate::sandbox::{self, Bind, Spec};
@@ -98,7 +97,7 @@ fn pin_of(m: &Manifest) -> PinnedOutput {
 
 /// `cargo xtask pin outputs [TARGETS]`: build (or reuse) and record, showing what changed.
 pub fn pin_outputs(project: &Project, fetcher: &Fetcher, targets: &[String]) -> Result<()> {
-    let graph = Graph::load(&project.recipes)?;
+    let graph = project.graph()?;
     let targets: Vec<String> = if targets.is_empty() { DEFAULT_TARGETS.iter().map(|s| s.to_string()).collect() } else { targets.to_vec() };
     let mut pins = read_pins(project)?;
     let old = pins.clone();
@@ -160,7 +159,7 @@ fn variations(jobs: usize) -> Vec<(String, String)> {
 }
 
 pub fn run(project: &Project, fetcher: &Fetcher, args: &AuditArgs) -> Result<()> {
-    let graph = Graph::load(&project.recipes)?;
+    let graph = project.graph()?;
     let targets: Vec<String> = if args.targets.is_empty() { DEFAULT_TARGETS.iter().map(|s| s.to_string()).collect() } else { args.targets.clone() };
     let pins = read_pins(project)?;
     let tc = toolchain::ensure(project, fetcher)?;
@@ -256,6 +255,9 @@ fn rebuild(project: &Project, target: &str, into: &Path, work_root: &Path, jobs:
     );
     if project.host_toolchain {
         inner = inner.replacen("' --recipes", "' --host-toolchain --recipes", 1);
+    }
+    for u in &project.uses {
+        inner.push_str(&format!(" --use '{u}'"));
     }
     // SAFETY: getuid has no preconditions.
     let root = unsafe { libc::getuid() } == 0;
@@ -494,7 +496,7 @@ pub fn write_bundle(project: &Project, report: &Report, path: &Path) -> Result<(
     let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     files.insert("report.json".into(), serde_json::to_vec_pretty(report)?);
     files.insert("report.txt".into(), render(report).into_bytes());
-    let graph = Graph::load(&project.recipes)?;
+    let graph = project.graph()?;
     for t in &report.targets {
         let l = graph.get(&t.name)?;
         let entry = store::entry_dir(project, &t.name, &l.recipe.version, &t.input_hash);

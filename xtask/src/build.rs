@@ -37,11 +37,8 @@ pub struct Options {
 
 #[derive(Debug, Clone)]
 pub struct BuildResult {
-    pub name: String,
     pub entry: PathBuf,
     pub manifest: Manifest,
-    /// Store entries of every node of the closure, by name.
-    pub entries: BTreeMap<String, PathBuf>,
 }
 
 pub fn build(project: &Project, graph: &Graph, fetcher: &Fetcher, target: &str, opts: &Options) -> Result<BuildResult> {
@@ -49,7 +46,7 @@ pub fn build(project: &Project, graph: &Graph, fetcher: &Fetcher, target: &str, 
     let _lock = StoreLock::exclusive(&project.store())?;
     let tc = toolchain::ensure(project, fetcher)?;
     let mut hashes = InputHashes::new(graph, project, &tc.id);
-    let mut entries = BTreeMap::new();
+    let mut entries: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut last = None;
     for name in &order {
         let l = graph.get(name)?;
@@ -67,15 +64,16 @@ pub fn build(project: &Project, graph: &Graph, fetcher: &Fetcher, target: &str, 
                     (Some(dir), true) => dir.join(format!("{}-{name}", &ih[..16])),
                     _ => store::entry_dir(project, name, &l.recipe.version, &ih),
                 };
-                let m = build_node(project, fetcher, &tc, l, &ih, &entries, opts, &dest)?;
+                let node_deps: BTreeMap<String, PathBuf> = l.recipe.deps.iter().map(|d| (d.clone(), entries[graph.resolve(d)].clone())).collect();
+                let m = build_node(project, fetcher, &tc, l, &ih, &node_deps, opts, &dest)?;
                 (dest, m)
             }
         };
         entries.insert(name.clone(), entry.clone());
         last = Some((name.clone(), entry, m));
     }
-    let (name, entry, manifest) = last.context("empty build graph")?;
-    Ok(BuildResult { name, entry, manifest, entries })
+    let (_, entry, manifest) = last.context("empty build graph")?;
+    Ok(BuildResult { entry, manifest })
 }
 
 /// Fixed environment plus the recipe's own.
@@ -96,7 +94,7 @@ fn prepare(project: &Project, fetcher: &Fetcher, l: &Loaded, work: &Path, odir: 
     }
     let bdir = work.join("build");
     fs::create_dir_all(&bdir)?;
-    fs::create_dir_all(&odir)?;
+    fs::create_dir_all(odir)?;
     let wants = cli::wants_for(&l.recipe)?;
     for (s, w) in l.recipe.sources.iter().zip(wants) {
         let blob = fetcher.fetch(&w).with_context(|| format!("fetching {}", s.file))?;
@@ -156,7 +154,7 @@ fn build_node(
         fs::remove_dir_all(&tmp_entry)?;
     }
     let odir = tmp_entry.join("out");
-    fs::create_dir_all(&odir)?;
+    fs::create_dir_all(odir.as_path())?;
     let spinner = progress::spinner(&format!("building {}", r.name));
     let result = (|| -> Result<()> {
         let binds = prepare(project, fetcher, l, &work, &odir, deps)?;
@@ -295,7 +293,7 @@ pub fn tail_lines(path: &Path, n: usize) -> String {
 /// `cargo xtask menuconfig`: configure the kernel recipe, run menuconfig interactively in
 /// the sandbox, and write the minimal result (savedefconfig) back to the recipe's base config.
 pub fn menuconfig(project: &Project, fetcher: &Fetcher, recipe: &str) -> Result<()> {
-    let graph = Graph::load(&project.recipes)?;
+    let graph = project.graph()?;
     let l = graph.get(recipe)?;
     let k = l.recipe.kconfig.as_ref().with_context(|| format!("{}: not a kernel recipe (no [kconfig])", l.path.display()))?;
     let tc = toolchain::ensure(project, fetcher)?;

@@ -34,6 +34,10 @@ pub struct Cli {
     /// Use only the cache and --mirror directories; never touch the network.
     #[arg(long, global = true)]
     pub offline: bool,
+    /// Substitute a dependency: `--use kernel=kernel-krata` builds every `kernel` dependency
+    /// (the image's modules and bzImage) from recipes/kernel-krata.toml. Repeatable.
+    #[arg(long = "use", global = true, value_name = "DEP=RECIPE")]
+    pub uses: Vec<String>,
     /// Development only: build over a root made of host programs instead of the pinned
     /// toolchain. Outputs are marked HOST TOOLCHAIN and are not reproducible across hosts.
     #[arg(long, global = true)]
@@ -92,6 +96,13 @@ pub enum Command {
         #[command(subcommand)]
         what: PinWhat,
     },
+    /// Run a command in the build sandbox over the pinned toolchain (empty /build and /out).
+    SandboxExec {
+        #[arg(trailing_var_arg = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// Measure: `plan` on a cached graph, warm toolchain materialisation, sandbox overhead.
+    Bench(crate::bench::BenchArgs),
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
 }
@@ -116,11 +127,12 @@ pub fn run() -> Result<()> {
     let cli = Cli::parse();
     let mut project = Project::new(cli.recipes.clone(), cli.out.clone(), cli.cache.clone());
     project.host_toolchain = cli.host_toolchain;
+    project.uses = cli.uses.clone();
     let fetcher = Fetcher::new(&project.cache, cli.mirror.clone(), cli.offline);
     match cli.command {
         Command::Fetch { target } => fetch(&project, &fetcher, target.as_deref()),
         Command::Plan { target, json } => {
-            let graph = Graph::load(&project.recipes)?;
+            let graph = project.graph()?;
             let tc = toolchain::identity(&project)?;
             let nodes = plan::plan(&project, &graph, &target, &tc, &fetcher)?;
             if json {
@@ -131,7 +143,7 @@ pub fn run() -> Result<()> {
             Ok(())
         }
         Command::Build { target, jobs, rebuild, rebuild_into, work_root, shuffle_dirents } => {
-            let graph = Graph::load(&project.recipes)?;
+            let graph = project.graph()?;
             anyhow::ensure!(rebuild.is_empty() || rebuild_into.is_some(), "--rebuild needs --rebuild-into");
             let audit_mode = !rebuild.is_empty();
             let opts = build::Options { jobs: jobs.unwrap_or_else(default_jobs), rebuild, rebuild_into, work_root, shuffle_dirents, quiet: false };
@@ -159,6 +171,12 @@ pub fn run() -> Result<()> {
         Command::BootTest(args) => qemu::boot_test(&project, &args),
         Command::Audit(args) => audit::run(&project, &fetcher, &args),
         Command::Pin { what: PinWhat::Outputs { targets } } => audit::pin_outputs(&project, &fetcher, &targets),
+        Command::SandboxExec { cmd } => {
+            let tc = toolchain::ensure(&project, &fetcher)?;
+            let code = crate::sandbox::exec_capture(&tc.root, &cmd)?;
+            std::process::exit(code);
+        }
+        Command::Bench(args) => crate::bench::run(&project, &fetcher, &args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "cargo-xtask", &mut std::io::stdout());
             Ok(())
@@ -200,7 +218,7 @@ pub fn wants_for(recipe: &crate::recipe::Recipe) -> Result<Vec<Want>> {
 }
 
 fn fetch(project: &Project, fetcher: &Fetcher, target: Option<&str>) -> Result<()> {
-    let graph = Graph::load(&project.recipes)?;
+    let graph = project.graph()?;
     let wants = wants(&graph, target)?;
     let timer = progress::Timer::start();
     let mut hits = 0;

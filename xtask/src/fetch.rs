@@ -2,7 +2,7 @@
 //! origins (the cache, local mirror directories, upstream URLs, the Debian archive). The first
 //! origin whose bytes hash right wins; nothing unverified ever enters the cache.
 
-use crate::hash::{sha256_file, HashingWriter};
+use crate::hash::HashingWriter;
 use crate::progress::{self, human_bytes, Timer};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -26,8 +26,6 @@ pub enum FetchError {
     AllOriginsFailed { file: String, sha256: String, attempts: Vec<String> },
     #[error("{file}: not in the cache or a mirror and --offline was given (sha256 {sha256}); run `cargo xtask fetch` online or pass --mirror DIR")]
     Offline { file: String, sha256: String },
-    #[error("cache {path}: {source}")]
-    Cache { path: String, source: io::Error },
 }
 
 /// Why one origin failed; the caller decides whether to try the next.
@@ -180,54 +178,11 @@ fn one_line(s: &str) -> String {
     s.replace('\n', " ")
 }
 
-/// Verify a file already on disk against a pin (used for lock files of local inputs).
-pub fn verify_file(path: &Path, sha256: &str) -> anyhow::Result<()> {
-    let (got, _) = sha256_file(path)?;
-    anyhow::ensure!(got == sha256, "{}: sha256 mismatch: expected {sha256}, got {got}", path.display());
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::hash::sha256_bytes;
-    use std::io::{BufRead, BufReader};
-    use std::net::TcpListener;
-
-    /// A tiny HTTP/1.1 server on 127.0.0.1: path -> (status, body, truncate_after).
-    fn serve(routes: Vec<(&'static str, u16, Vec<u8>, Option<usize>)>) -> String {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().take(32) {
-                let Ok(mut stream) = stream else { continue };
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut line = String::new();
-                if reader.read_line(&mut line).is_err() {
-                    continue;
-                }
-                let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-                loop {
-                    let mut h = String::new();
-                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-                        break;
-                    }
-                }
-                let route = routes.iter().find(|r| r.0 == path);
-                let (status, body, cut) = match route {
-                    Some((_, s, b, c)) => (*s, b.clone(), *c),
-                    None => (404, b"not found".to_vec(), None),
-                };
-                let head = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
-                let _ = stream.write_all(head.as_bytes());
-                let n = cut.unwrap_or(body.len());
-                let _ = stream.write_all(&body[..n]);
-                let _ = stream.flush();
-                // Dropping the stream closes the connection (mid-body when truncated).
-            }
-        });
-        format!("http://{addr}")
-    }
+    use crate::testutil::serve;
 
     fn want(body: &[u8], urls: Vec<String>) -> Want {
         Want { file: "x.tar.gz".into(), sha256: sha256_bytes(body), size: body.len() as u64, urls, aliases: vec![] }

@@ -9,6 +9,9 @@ use std::path::Path;
 #[derive(Debug)]
 pub struct Graph {
     pub recipes: BTreeMap<String, Loaded>,
+    /// Dependency substitutions (`--use kernel=kernel-lts`): every dependency named by the key
+    /// is built from the recipe named by the value, and still appears under the key's name.
+    pub aliases: BTreeMap<String, String>,
 }
 
 impl Graph {
@@ -28,9 +31,24 @@ impl Graph {
             let recipe = recipe::parse(&path, &text, &display)?;
             recipes.insert(recipe.name.clone(), Loaded { recipe, path, text });
         }
-        let graph = Graph { recipes };
+        let graph = Graph { recipes, aliases: BTreeMap::new() };
         graph.check_deps(base)?;
         Ok(graph)
+    }
+
+    /// Apply `DEP=RECIPE` substitutions, checking that RECIPE exists.
+    pub fn with_aliases(mut self, subs: &[String]) -> Result<Graph> {
+        for s in subs {
+            let (dep, recipe) = s.split_once('=').with_context(|| format!("--use {s}: expected DEP=RECIPE, e.g. kernel=kernel-krata"))?;
+            self.get(recipe)?;
+            self.aliases.insert(dep.to_string(), recipe.to_string());
+        }
+        Ok(self)
+    }
+
+    /// The recipe a dependency name stands for.
+    pub fn resolve<'a>(&'a self, dep: &'a str) -> &'a str {
+        self.aliases.get(dep).map(String::as_str).unwrap_or(dep)
     }
 
     pub fn get(&self, name: &str) -> Result<&Loaded> {
@@ -73,7 +91,7 @@ impl Graph {
         }
         stack.push(name.to_string());
         for d in &self.recipes[name].recipe.deps {
-            self.visit(d, stack, done, order, base)?;
+            self.visit(self.resolve(d), stack, done, order, base)?;
         }
         stack.pop();
         done.insert(name.to_string());
@@ -83,6 +101,7 @@ impl Graph {
 
     /// The target and everything it depends on, dependencies first.
     pub fn closure(&self, target: &str) -> Result<Vec<String>> {
+        let target = self.resolve(target);
         self.get(target)?;
         let mut order = Vec::new();
         let mut done = BTreeSet::new();

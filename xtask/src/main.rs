@@ -3,6 +3,7 @@
 
 mod archive;
 mod audit;
+mod bench;
 mod build;
 mod cli;
 mod debian;
@@ -21,6 +22,8 @@ mod qemu;
 mod recipe;
 mod sandbox;
 mod store;
+#[cfg(test)]
+mod testutil;
 mod toolchain;
 
 fn main() {

@@ -15,6 +15,7 @@ pub struct Node {
     pub built: bool,
     pub deps: Vec<String>,
     pub sources: Vec<(String, bool)>,
+    pub description: String,
 }
 
 pub fn plan(project: &Project, graph: &Graph, target: &str, toolchain_id: &str, fetcher: &Fetcher) -> Result<Vec<Node>> {
@@ -26,7 +27,15 @@ pub fn plan(project: &Project, graph: &Graph, target: &str, toolchain_id: &str, 
         let ih = hashes.get(&name)?;
         let built = store::lookup(project, &name, &l.recipe.version, &ih).is_some();
         let sources = l.recipe.sources.iter().map(|s| (s.file.clone(), fetcher.is_cached(&s.sha256, s.size))).collect();
-        nodes.push(Node { name: name.clone(), version: l.recipe.version.clone(), input_hash: ih, built, deps: l.recipe.deps.clone(), sources });
+        nodes.push(Node {
+            name: name.clone(),
+            version: l.recipe.version.clone(),
+            input_hash: ih,
+            built,
+            deps: l.recipe.deps.clone(),
+            sources,
+            description: l.recipe.description.clone(),
+        });
     }
     Ok(nodes)
 }
@@ -37,6 +46,9 @@ pub fn render(nodes: &[Node], toolchain_id: &str) -> String {
     for n in nodes {
         let state = if n.built { "cached" } else { "to build" };
         let _ = writeln!(s, "{:<12} {:<10} {}  [{state}]", n.name, n.version, n.input_hash);
+        if !n.description.is_empty() {
+            let _ = writeln!(s, "    {}", n.description);
+        }
         if !n.deps.is_empty() {
             let _ = writeln!(s, "    deps: {}", n.deps.join(", "));
         }

@@ -12,6 +12,8 @@ pub struct Project {
     pub cache: PathBuf,
     /// Development mode: the sandbox root is made of host programs (named in every output).
     pub host_toolchain: bool,
+    /// Dependency substitutions from `--use DEP=RECIPE`.
+    pub uses: Vec<String>,
 }
 
 impl Project {
@@ -20,7 +22,12 @@ impl Project {
         let recipes = recipes.unwrap_or_else(|| root.join("recipes"));
         let out = out.unwrap_or_else(|| root.join("out"));
         let cache = cache.unwrap_or_else(|| out.join("cache"));
-        Project { pins: root.join("pins"), root, recipes, out, cache, host_toolchain: false }
+        Project { pins: root.join("pins"), root, recipes, out, cache, host_toolchain: false, uses: Vec::new() }
+    }
+
+    /// The recipe graph with this run's substitutions applied.
+    pub fn graph(&self) -> anyhow::Result<crate::graph::Graph> {
+        crate::graph::Graph::load(&self.recipes)?.with_aliases(&self.uses)
     }
 
     pub fn store(&self) -> PathBuf {

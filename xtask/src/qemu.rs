@@ -51,7 +51,7 @@ fn qemu_command(project: &Project, a: &RunArgs) -> Result<Command> {
     if let Some(k) = &a.ssh_key {
         c.arg("-fw_cfg").arg(format!("name=opt/reprovm/authorized_keys,file={}", k.display()));
     }
-    c.arg("-append").arg(format!("root=/dev/vda rw console=ttyS0 panic=-1 {}", a.append).trim().to_string());
+    c.arg("-append").arg(format!("root=/dev/vda rw console=ttyS0 panic=-1 {}", a.append).trim());
     Ok(c)
 }
 

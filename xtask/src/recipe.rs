@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 pub struct Recipe {
     pub name: String,
     pub version: String,
+    /// One line for humans (shown by `plan`).
     #[serde(default)]
     pub description: String,
     /// Other recipes whose outputs this one reads (mounted read-only at /build/deps/NAME).
@@ -60,6 +61,9 @@ pub struct SourcePin {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct DebianFile {
     pub package: String,
+    /// The Debian source version holding this file (documentation; the pool path needs only
+    /// the package and file name).
+    #[allow(dead_code)]
     pub version: String,
     pub file: String,
 }

@@ -48,7 +48,7 @@ impl<'a> InputHashes<'a> {
         }
         let deps = l.recipe.deps.clone();
         for d in deps {
-            let dh = self.get(&d)?;
+            let dh = self.get(self.graph.resolve(&d))?;
             h.field("dep", format!("{d} {dh}").as_bytes());
         }
         h.field("toolchain", self.toolchain_id.as_bytes());

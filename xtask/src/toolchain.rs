@@ -483,12 +483,6 @@ fn materialize(project: &Project, fetcher: &Fetcher, lockf: &LockFile, dir: &Pat
     Ok(())
 }
 
-/// The recorded tree hash of a materialised toolchain.
-pub fn tree_hash(tc: &Toolchain) -> Result<String> {
-    let m: serde_json::Value = serde_json::from_slice(&fs::read(tc.root.parent().context("root")?.join("manifest.json"))?)?;
-    Ok(m["tree_hash"].as_str().unwrap_or_default().to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -518,6 +512,36 @@ Package: e2fsprogs\nVersion: 1.47.0\nArchitecture: amd64\nFilename: pool/main/e/
         assert_eq!((e2.version.as_str(), e2.suite.as_str()), ("1.47.2", "bookworm-backports"));
         let bad = PackageSpec { packages: vec!["nope".into()], ..spec };
         assert!(resolve(&bad, &main, &bpo).unwrap_err().to_string().contains("`nope` is not in bookworm"));
+    }
+
+    #[test]
+    fn deb_with_wrong_hash_is_refused() {
+        let fake_deb = b"!<arch>\nnot really a deb".to_vec();
+        let base = crate::testutil::serve(vec![("/debian/pool/main/f/fake/fake_1_amd64.deb", 200, fake_deb, None)]);
+        let t = tempfile::tempdir().unwrap();
+        let mut project = Project::new(None, Some(t.path().join("out")), None);
+        project.pins = t.path().join("pins");
+        fs::create_dir_all(&project.pins).unwrap();
+        let lock = LockFile {
+            suite: "bookworm".into(),
+            packages: vec![LockedDeb {
+                name: "fake".into(),
+                version: "1".into(),
+                arch: "amd64".into(),
+                suite: "bookworm".into(),
+                filename: "pool/main/f/fake/fake_1_amd64.deb".into(),
+                size: 25,
+                sha256: "0".repeat(64),
+            }],
+        };
+        fs::write(project.toolchain_lock(), toml::to_string(&lock).unwrap()).unwrap();
+        std::env::set_var(debian::MIRROR_ENV, format!("{base}/debian"));
+        let fetcher = Fetcher::new(&project.cache, vec![], false);
+        let e = format!("{:#}", ensure(&project, &fetcher).unwrap_err());
+        std::env::remove_var(debian::MIRROR_ENV);
+        assert!(e.contains("toolchain package fake 1") && e.contains("hash mismatch"), "{e}");
+        assert!(!project.cache.join("sha256").join("0".repeat(64)).exists());
+        assert!(!project.out.join("toolchain").read_dir().map(|mut d| d.any(|e| e.unwrap().path().join("manifest.json").exists())).unwrap_or(false));
     }
 
     #[test]

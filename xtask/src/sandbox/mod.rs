@@ -102,3 +102,23 @@ pub fn run_with_rw_root(spec: &Spec, spec_path: &Path, log: &Path) -> Result<i32
     s.root_rw = true;
     run(&s, spec_path, log)
 }
+
+/// Run `cmd` over `root` with empty /build and /out; its output goes to our stdout/stderr.
+pub fn exec_capture(root: &Path, cmd: &[String]) -> Result<i32> {
+    let t = tempfile::tempdir()?;
+    let (b, o) = (t.path().join("build"), t.path().join("out"));
+    std::fs::create_dir_all(&b)?;
+    std::fs::create_dir_all(&o)?;
+    let spec = Spec {
+        root: root.to_path_buf(),
+        binds: vec![Bind { src: b, dest: "/build".into(), rw: true }, Bind { src: o, dest: "/out".into(), rw: true }],
+        env: base_env(crate::build::DEFAULT_SOURCE_DATE_EPOCH, 1),
+        cwd: "/build".into(),
+        argv: vec!["/bin/sh".into(), "-c".into(), "exec \"$@\"".into(), "sh".into()].into_iter().chain(cmd.iter().cloned()).collect(),
+        root_rw: false,
+    };
+    let log = t.path().join("log");
+    let code = run(&spec, &t.path().join("spec.json"), &log)?;
+    print!("{}", std::fs::read_to_string(&log).unwrap_or_default());
+    Ok(code)
+}
