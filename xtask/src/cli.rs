@@ -49,7 +49,12 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Download and verify every pinned source (or those of TARGET and its dependencies).
-    Fetch { target: Option<String> },
+    Fetch {
+        target: Option<String>,
+        /// Print every source with its pin and origins as JSON instead of fetching.
+        #[arg(long)]
+        list: bool,
+    },
     /// Print the build graph of TARGET with input hashes and cached/not-cached state.
     Plan {
         target: String,
@@ -130,7 +135,21 @@ pub fn run() -> Result<()> {
     project.uses = cli.uses.clone();
     let fetcher = Fetcher::new(&project.cache, cli.mirror.clone(), cli.offline);
     match cli.command {
-        Command::Fetch { target } => fetch(&project, &fetcher, target.as_deref()),
+        Command::Fetch { target, list: true } => {
+            let graph = project.graph()?;
+            let mut out = Vec::new();
+            for (name, l) in &graph.recipes {
+                if target.as_deref().is_some_and(|t| !graph.closure(t).map(|c| c.contains(name)).unwrap_or(false)) {
+                    continue;
+                }
+                for w in wants_for(&l.recipe)? {
+                    out.push(serde_json::json!({ "recipe": name, "file": w.file, "sha256": w.sha256, "size": w.size, "urls": w.urls }));
+                }
+            }
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(())
+        }
+        Command::Fetch { target, list: false } => fetch(&project, &fetcher, target.as_deref()),
         Command::Plan { target, json } => {
             let graph = project.graph()?;
             let tc = toolchain::identity(&project)?;

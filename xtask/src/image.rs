@@ -323,11 +323,11 @@ pub fn make_ext4(ctx: &PhaseCtx, l: &Loaded, spec: &ImageSpec, input_hash: &str,
     let script = format!(
         "export LC_ALL=C MKE2FS_CONFIG={conf}\n\
          mke2fs -V 2>&1 | head -1\n\
-         mke2fs -q -F -t ext4 -b 4096 -L '{label}' -U {uuid} \\\n  -E hash_seed={seed},nodiscard,lazy_itable_init=0,lazy_journal_init=0,no_copy_xattrs,root_owner=0:0 \\\n  -d /build/deps/{rootfs}/rootfs.tar /out/hd.img {size}M\n\
-         e2fsck -fn /out/hd.img\n{qcow2}",
+         mke2fs -q -F -t ext4 -b 4096 -L '{label}' -U {uuid} \\\n  -E hash_seed={seed},nodiscard,lazy_itable_init=0,lazy_journal_init=0,no_copy_xattrs,root_owner=0:0 \\\n  -d /build/deps/{rootfs}/rootfs.tar \"$OUT\"/hd.img {size}M\n\
+         e2fsck -fn \"$OUT\"/hd.img\n{qcow2}",
         label = spec.label,
         rootfs = spec.rootfs,
-        qcow2 = if spec.qcow2 { "qemu-img convert -f raw -O qcow2 /out/hd.img /out/hd.qcow2\n" } else { "" },
+        qcow2 = if spec.qcow2 { "qemu-img convert -f raw -O qcow2 \"$OUT\"/hd.img \"$OUT\"/hd.qcow2\n" } else { "" },
     );
     ctx.run_script("mke2fs", &script)
 }

@@ -58,6 +58,8 @@ pub fn base_env(source_date_epoch: i64, jobs: usize) -> Vec<(String, String)> {
         ("LANG".into(), "C".into()),
         ("SOURCE_DATE_EPOCH".into(), source_date_epoch.to_string()),
         ("JOBS".into(), jobs.to_string()),
+        // Where outputs go; recipes write to "$OUT" so the same scripts run under Nix.
+        ("OUT".into(), "/out".into()),
         ("TMPDIR".into(), "/tmp".into()),
         ("TERM".into(), "dumb".into()),
         ("PYTHONHASHSEED".into(), "0".into()),
