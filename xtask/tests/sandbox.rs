@@ -206,3 +206,41 @@ fn audit_passes_for_a_reproducible_recipe_and_explains_a_nondeterministic_one() 
     let names: Vec<&str> = z.file_names().collect();
     assert!(names.contains(&"report.json") && names.contains(&"nondet/store-manifest.json"), "{names:?}");
 }
+
+#[test]
+fn overlays_apply_in_order_and_bad_ones_stop_the_image() {
+    let t = tempfile::tempdir().unwrap();
+    let recipes = recipes_in(t.path());
+    let out = t.path().join("out");
+    // A directory overlay works.
+    fs::create_dir_all(recipes.join("overlay/etc")).unwrap();
+    fs::write(recipes.join("overlay/etc/motd"), "hello\n").unwrap();
+    let o = build(&recipes, &out, "overlaid", &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let list = fs::read_to_string(store_out(&out, "overlaid").join("out/rootfs.list")).unwrap();
+    assert!(list.contains("/etc/motd") && list.contains("/etc/build-env"), "{list}");
+
+    // Missing overlay: a one-line error naming it, and no store entry.
+    fs::remove_dir_all(recipes.join("overlay")).unwrap();
+    let out2 = t.path().join("out2");
+    let o = build(&recipes, &out2, "overlaid", &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("overlay `overlay`"), "{err}");
+
+    // Hostile tarball overlay: refused, no image.
+    let tarball = recipes.join("overlay");
+    let mut b = tar::Builder::new(fs::File::create(&tarball).unwrap());
+    let mut h = tar::Header::new_gnu();
+    h.as_old_mut().name[..14].copy_from_slice(b"../../etc/evil");
+    h.set_size(0);
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_cksum();
+    b.append(&h, std::io::empty()).unwrap();
+    b.finish().unwrap();
+    drop(b);
+    let o = build(&recipes, &out2, "overlaid", &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("overlay `overlay` refused") && err.contains("path traversal"), "{err}");
+    let left: Vec<_> = fs::read_dir(out2.join("store")).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().contains("overlaid")).collect();
+    assert!(left.is_empty(), "{left:?}");
+}
