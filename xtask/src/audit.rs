@@ -17,11 +17,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-pub const DEFAULT_TARGETS: [&str; 5] = ["kernel", "busybox", "dropbear", "iproute2", "hd-image"];
+pub const DEFAULT_TARGETS: [&str; 6] = ["kernel", "busybox", "dropbear", "iproute2", "rootfs", "hd-image"];
 
 #[derive(clap::Args, Debug)]
 pub struct AuditArgs {
-    /// Targets to rebuild and compare (default: kernel busybox dropbear iproute2 hd-image).
+    /// Targets to rebuild and compare (default: kernel busybox dropbear iproute2 rootfs hd-image).
     pub targets: Vec<String>,
     /// Print the report as JSON on stdout.
     #[arg(long)]

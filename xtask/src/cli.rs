@@ -124,7 +124,7 @@ pub enum ToolchainAction {
 
 #[derive(Subcommand, Debug)]
 pub enum PinWhat {
-    /// Record the current outputs of TARGETS (default: kernel busybox dropbear iproute2 hd-image) in pins/outputs.toml.
+    /// Record the current outputs of TARGETS (default: kernel busybox dropbear iproute2 rootfs hd-image) in pins/outputs.toml.
     Outputs { targets: Vec<String> },
 }
 

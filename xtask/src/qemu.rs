@@ -28,6 +28,9 @@ pub struct RunArgs {
     /// Write to the image (default: changes are discarded, the image stays as built).
     #[arg(long)]
     pub persist: bool,
+    /// Use KVM (default: TCG, which works everywhere, including hosts whose /dev/kvm is unusable).
+    #[arg(long)]
+    pub kvm: bool,
     /// Guest memory in MiB.
     #[arg(long, default_value_t = 256)]
     pub memory: u32,
@@ -41,8 +44,7 @@ fn qemu_command(project: &Project, a: &RunArgs) -> Result<Command> {
     }
     let qemu = which("qemu-system-x86_64").context("qemu-system-x86_64 not found: install it (Debian: apt-get install qemu-system-x86)")?;
     let mut c = Command::new(qemu);
-    let accel = if Path::new("/dev/kvm").exists() { "kvm:tcg" } else { "tcg" };
-    c.args(["-machine", "q35", "-accel", accel, "-m", &a.memory.to_string(), "-no-reboot", "-nodefaults"]);
+    c.args(["-accel", if a.kvm { "kvm" } else { "tcg" }, "-machine", "q35", "-m", &a.memory.to_string(), "-no-reboot", "-nodefaults"]);
     c.arg("-kernel").arg(&kernel);
     let snap = if a.persist { "" } else { ",snapshot=on" };
     c.arg("-drive").arg(format!("file={},format=raw,if=virtio{snap}", image.display()));
@@ -133,7 +135,7 @@ pub fn boot_test(project: &Project, a: &BootTestArgs) -> Result<()> {
     c.args(["-display", "none", "-serial"]).arg(format!("file:{}", console.display()));
     c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
     let release = std::fs::read_to_string(project.out.join("kernel.release")).ok().map(|s| s.trim().to_string());
-    eprintln!("boot-test: booting under QEMU ({}), console log {}", if Path::new("/dev/kvm").exists() { "KVM" } else { "TCG" }, console.display());
+    eprintln!("boot-test: booting under QEMU ({}), console log {}", if a.run.kvm { "KVM" } else { "TCG" }, console.display());
     let started = Instant::now();
     let mut vm = Vm { child: c.spawn().context("starting QEMU")?, console };
     let result = (|| -> Result<()> {
