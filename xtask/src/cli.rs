@@ -213,9 +213,14 @@ pub fn wants(graph: &Graph, target: Option<&str>) -> Result<Vec<Want>> {
         Some(t) => graph.closure(t)?,
         None => graph.recipes.keys().cloned().collect(),
     };
-    let mut out = Vec::new();
+    let mut out: Vec<Want> = Vec::new();
     for n in names {
-        out.extend(wants_for(&graph.get(&n)?.recipe)?);
+        for w in wants_for(&graph.get(&n)?.recipe)? {
+            // Several recipes may pin the same bytes (kernel recipes sharing a tarball).
+            if !out.iter().any(|o| o.sha256 == w.sha256) {
+                out.push(w);
+            }
+        }
     }
     Ok(out)
 }
