@@ -244,3 +244,26 @@ fn overlays_apply_in_order_and_bad_ones_stop_the_image() {
     let left: Vec<_> = fs::read_dir(out2.join("store")).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().contains("overlaid")).collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[test]
+fn without_user_namespaces_the_build_stops_and_names_the_fix() {
+    if !is_root() {
+        eprintln!("skipped: needs root to lower user.max_user_namespaces inside a private user namespace");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let recipes = recipes_in(t.path());
+    let out = t.path().join("out");
+    // Inside a fresh user namespace, forbid nested ones (per-namespace limit), then build.
+    let inner = format!(
+        "echo 0 > /proc/sys/user/max_user_namespaces && exec {} --host-toolchain --recipes {} --out {} build repro",
+        env!("CARGO_BIN_EXE_xtask"),
+        recipes.display(),
+        out.display()
+    );
+    let o = Command::new("unshare").args(["--user", "--map-root-user", "sh", "-c", &inner]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "built without a sandbox: {err}");
+    assert!(err.contains("user namespaces are unavailable") && err.contains("sysctl -w user.max_user_namespaces"), "{err}");
+    assert!(fs::read_dir(out.join("store")).unwrap().flatten().all(|e| !e.file_name().to_string_lossy().contains("repro")));
+}
