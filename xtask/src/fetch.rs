@@ -129,7 +129,8 @@ impl Fetcher {
         fs::create_dir_all(dest.parent().unwrap_or(&self.cache)).map_err(mk)?;
         let mut tmp = tempfile::Builder::new().prefix(&want.sha256[..16]).suffix(".part").tempfile_in(&tmpdir).map_err(mk)?;
         let timer = Timer::start();
-        if !progress::interactive() {
+        // Without a terminal: a start line for large files, one result line for every file.
+        if !progress::interactive() && want.size > 8 << 20 {
             progress::say(&format!("fetch {} ({}) from {origin}", want.file, human_bytes(want.size)));
         }
         let got = {
@@ -149,7 +150,7 @@ impl Fetcher {
             File::open(parent).and_then(|d| d.sync_all()).map_err(mk)?;
         }
         if !progress::interactive() {
-            progress::say(&format!("fetched {} in {} -> {}", want.file, timer.elapsed(), dest.display()));
+            progress::say(&format!("fetched {} ({}) from {origin} in {}", want.file, human_bytes(want.size), timer.elapsed()));
         }
         Ok(dest)
     }
