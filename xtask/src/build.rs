@@ -304,23 +304,51 @@ pub fn menuconfig(project: &Project, fetcher: &Fetcher, recipe: &str) -> Result<
     let log = work.join("menuconfig.log");
     let ctx = PhaseCtx { tc: &tc, binds: &binds, env: &env, work: &work, log: &log };
     ctx.run_script("configure", &l.recipe.build.configure)?;
-    let objdir = Path::new(&k.config).parent().map(|p| p.display().to_string()).unwrap_or_default();
+    let config = work.join("build").join(k.config.trim_start_matches('/'));
+    let before = fs::read_to_string(&config).with_context(|| format!("reading {}", config.display()))?;
+    let objdir = format!("/build/{}", Path::new(&k.config).parent().map(|p| p.display().to_string()).unwrap_or_default());
+    // The terminal is the host's: give menuconfig the host's terminfo entry for it.
+    let term = std::env::var("TERM").unwrap_or_else(|_| "xterm".into());
+    let first = term.chars().next().unwrap_or('x').to_string();
+    for dir in ["/etc/terminfo", "/lib/terminfo", "/usr/share/terminfo", "/usr/lib/terminfo"] {
+        let src = Path::new(dir).join(&first).join(&term);
+        if src.is_file() {
+            let dest = work.join("build/.terminfo").join(&first);
+            fs::create_dir_all(&dest)?;
+            fs::copy(&src, dest.join(&term))?;
+            break;
+        }
+    }
     let spec = Spec {
         root: tc.root.clone(),
         binds: binds.clone(),
-        env: env.iter().cloned().chain([("TERM".to_string(), std::env::var("TERM").unwrap_or_else(|_| "xterm".into()))]).collect(),
+        env: env
+            .iter()
+            .filter(|(k, _)| k != "TERM")
+            .cloned()
+            .chain([("TERM".to_string(), term), ("TERMINFO".to_string(), "/build/.terminfo".to_string())])
+            .collect(),
         cwd: "/build/src".into(),
-        argv: vec!["/bin/sh".into(), "-c".into(), format!("make O={objdir} menuconfig && make O={objdir} savedefconfig")],
+        argv: vec!["/bin/sh".into(), "-c".into(), format!("make O={objdir} ARCH=x86_64 menuconfig")],
         root_rw: false,
     };
     let code = sandbox::run_interactive(&spec, &work.join("sandbox-menuconfig.json"))?;
     anyhow::ensure!(code == 0, "menuconfig exited with status {code}");
-    let saved = work.join("build").join(objdir.trim_start_matches('/')).join("defconfig");
-    let base = l.recipe.files.first().context("kernel recipe lists no config files")?;
-    let dest = project.recipes.join(base);
-    let tmp = dest.with_extension("tmp");
-    fs::copy(&saved, &tmp)?;
-    fs::rename(&tmp, &dest)?;
-    progress::say(&format!("wrote {} (savedefconfig); rebuild with `cargo xtask build {recipe}`", dest.display()));
+    let after = fs::read_to_string(&config)?;
+    // Record what changed as explicit lines in the recipe's last fragment: merged onto the same
+    // base and run through olddefconfig, the fragments then reproduce this exact .config, and
+    // the fragment check keeps guarding every changed option.
+    let changed = kconfig::changed_lines(&kconfig::parse(&before), &kconfig::parse(&after));
+    if changed.is_empty() {
+        progress::say("menuconfig: no change");
+        let _ = fs::remove_dir_all(&work);
+        return Ok(());
+    }
+    let frag = k.fragments.last().context("kernel recipe has no fragments")?;
+    let dest = project.recipes.join(frag);
+    let text = fs::read_to_string(&dest).unwrap_or_default();
+    toolchain::write_atomic(&dest, kconfig::apply_to_fragment(&text, &changed).as_bytes())?;
+    progress::say(&format!("menuconfig: {} options changed, recorded in {}; rebuild with `cargo xtask build {recipe}`", changed.len(), dest.display()));
+    let _ = fs::remove_dir_all(&work);
     Ok(())
 }

@@ -55,9 +55,43 @@ pub fn check_files(config: &Path, fragments: &[PathBuf]) -> Result<()> {
     Ok(())
 }
 
+/// Lines (`CONFIG_X=v` / `# CONFIG_X is not set`) for every option whose value changed.
+pub fn changed_lines(before: &BTreeMap<String, String>, after: &BTreeMap<String, String>) -> Vec<String> {
+    let mut keys: Vec<&String> = before.keys().chain(after.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let line = |k: &str, v: &str| if v == "n" { format!("# {k} is not set") } else { format!("{k}={v}") };
+    keys.into_iter()
+        .filter_map(|k| {
+            let (b, a) = (before.get(k).map(String::as_str).unwrap_or("n"), after.get(k).map(String::as_str).unwrap_or("n"));
+            (b != a).then(|| line(k, a))
+        })
+        .collect()
+}
+
+/// Replace or append the given option lines in a fragment, keeping everything else.
+pub fn apply_to_fragment(text: &str, lines: &[String]) -> String {
+    let new = parse(&lines.join("\n"));
+    let mut out: Vec<String> = text.lines().filter(|l| parse(l).keys().all(|k| !new.contains_key(k))).map(str::to_string).collect();
+    out.push("# changed with `cargo xtask menuconfig`".into());
+    out.extend(lines.iter().cloned());
+    out.join("\n") + "\n"
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[test]
+    fn menuconfig_changes_become_fragment_lines() {
+        let before = parse("CONFIG_A=y\nCONFIG_B=m\n# CONFIG_C is not set\n");
+        let after = parse("CONFIG_A=y\nCONFIG_C=y\nCONFIG_D=\"x\"\n");
+        let ch = changed_lines(&before, &after);
+        assert_eq!(ch, vec!["# CONFIG_B is not set", "CONFIG_C=y", "CONFIG_D=\"x\""]);
+        let frag = apply_to_fragment("# comment\nCONFIG_A=y\nCONFIG_B=m\n", &ch);
+        assert_eq!(frag, "# comment\nCONFIG_A=y\n# changed with `cargo xtask menuconfig`\n# CONFIG_B is not set\nCONFIG_C=y\nCONFIG_D=\"x\"\n");
+        assert!(dropped(&parse(&frag), &after).is_empty());
+    }
+
     #[test]
     fn names_every_dropped_option() {
         let want = parse("CONFIG_A=y\nCONFIG_B=m\n# CONFIG_C is not set\nCONFIG_D=\"x\"\n");
