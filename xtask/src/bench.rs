@@ -91,14 +91,7 @@ fn overhead(project: &Project, fetcher: &Fetcher, target: &str) -> Result<()> {
     // Both timings include unpacking the sources, as the sandboxed build does.
     progress::say("bench: bare host build (host tools) ...");
     let start = Instant::now();
-    for w in crate::cli::wants_for(&l.recipe)? {
-        crate::archive::extract(&fetcher.fetch(&w)?, &b.join("src"), 1)?;
-    }
-    for f in &l.recipe.files {
-        let d = b.join("files").join(f);
-        std::fs::create_dir_all(d.parent().context("path")?)?;
-        std::fs::copy(project.recipes.join(f), d)?;
-    }
+    build::stage_inputs(project, fetcher, l, &b)?;
     std::fs::write(work.path().join("configure.sh"), &l.recipe.build.configure)?;
     std::fs::write(work.path().join("build.sh"), &l.recipe.build.script)?;
     let (env, _) = build::env_for(l, jobs);

@@ -87,14 +87,9 @@ pub fn env_for(l: &Loaded, jobs: usize) -> (Vec<(String, String)>, i64) {
     (env, sde)
 }
 
-/// Prepare `work/build` and `work/out` for a node; returns the sandbox binds.
-fn prepare(project: &Project, fetcher: &Fetcher, l: &Loaded, work: &Path, odir: &Path, deps: &BTreeMap<String, PathBuf>) -> Result<Vec<Bind>> {
-    if work.exists() {
-        fs::remove_dir_all(work).with_context(|| format!("clearing {}", work.display()))?;
-    }
-    let bdir = work.join("build");
-    fs::create_dir_all(&bdir)?;
-    fs::create_dir_all(odir)?;
+/// Put a recipe's inputs into `bdir`: sources unpacked to `src/` (or copied to `sources/`),
+/// declared files to `files/`. Shared by builds and the overhead benchmark.
+pub fn stage_inputs(project: &Project, fetcher: &Fetcher, l: &Loaded, bdir: &Path) -> Result<()> {
     let wants = cli::wants_for(&l.recipe)?;
     for (s, w) in l.recipe.sources.iter().zip(wants) {
         let blob = fetcher.fetch(&w).with_context(|| format!("fetching {}", s.file))?;
@@ -109,9 +104,21 @@ fn prepare(project: &Project, fetcher: &Fetcher, l: &Loaded, work: &Path, odir: 
     }
     for f in &l.recipe.files {
         let dest = bdir.join("files").join(f);
-        fs::create_dir_all(dest.parent().unwrap_or(&bdir))?;
+        fs::create_dir_all(dest.parent().unwrap_or(bdir))?;
         fs::copy(project.recipes.join(f), &dest).with_context(|| format!("copying recipes/{f}"))?;
     }
+    Ok(())
+}
+
+/// Prepare `work/build` and `work/out` for a node; returns the sandbox binds.
+fn prepare(project: &Project, fetcher: &Fetcher, l: &Loaded, work: &Path, odir: &Path, deps: &BTreeMap<String, PathBuf>) -> Result<Vec<Bind>> {
+    if work.exists() {
+        fs::remove_dir_all(work).with_context(|| format!("clearing {}", work.display()))?;
+    }
+    let bdir = work.join("build");
+    fs::create_dir_all(&bdir)?;
+    fs::create_dir_all(odir)?;
+    stage_inputs(project, fetcher, l, &bdir)?;
     let mut binds = vec![Bind { src: bdir.clone(), dest: "/build".into(), rw: true }, Bind { src: odir.to_path_buf(), dest: "/out".into(), rw: true }];
     for d in &l.recipe.deps {
         let entry = deps.get(d).with_context(|| format!("dependency {d} not built"))?;
