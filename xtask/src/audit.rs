@@ -4,11 +4,11 @@
 //! compressed payload, ext4 inodes, text diffs). Like reprotest + diffoscope, built in.
 
 use crate::build::{self, Options};
+use crate::explain::{self, FileDiff, Tools};
 use crate::fetch::Fetcher;
-use crate::manifest::{self, FileEntry, Manifest};
+use crate::manifest::{self, Manifest};
 use crate::project::Project;
-use crate::sandbox::{self, Bind, Spec};
-use crate::{elf, progress, store, toolchain};
+use crate::{progress, store, toolchain};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -35,14 +35,6 @@ pub struct AuditArgs {
     /// Keep the rebuilt outputs even when they match.
     #[arg(long)]
     pub keep: bool,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct FileDiff {
-    pub path: String,
-    /// "content", "mode", "type", "only-in-store", "only-in-rebuild".
-    pub kind: String,
-    pub explanation: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -184,7 +176,8 @@ pub fn run(project: &Project, fetcher: &Fetcher, args: &AuditArgs) -> Result<()>
         let _ = fs::remove_dir_all(&work_root);
         let entry_rebuilt = into.join(format!("{}-{t}", &first.manifest.input_hash[..16]));
         let pin = pins.get(t);
-        let mut diffs = compare(&first.manifest, &rebuilt, &store::out_dir(&first.entry), &store::out_dir(&entry_rebuilt), &tc)?;
+        let mut diffs =
+            explain::compare(&first.manifest.files, &rebuilt.files, &store::out_dir(&first.entry), &store::out_dir(&entry_rebuilt), &Tools::Sandbox(&tc.root));
         if let Some(p) = pin {
             if p.output_hash != first.manifest.output_hash {
                 diffs.extend(compare_with_pin(p, &first.manifest));
@@ -278,33 +271,6 @@ fn rebuild(project: &Project, target: &str, into: &Path, work_root: &Path, jobs:
     manifest::read(&entry.join("manifest.json"))
 }
 
-/// Compare two manifests file by file and explain each difference.
-pub fn compare(a: &Manifest, b: &Manifest, dir_a: &Path, dir_b: &Path, tc: &toolchain::Toolchain) -> Result<Vec<FileDiff>> {
-    let ma: BTreeMap<&str, &FileEntry> = a.files.iter().map(|f| (f.path.as_str(), f)).collect();
-    let mb: BTreeMap<&str, &FileEntry> = b.files.iter().map(|f| (f.path.as_str(), f)).collect();
-    let mut out = Vec::new();
-    for (p, fa) in &ma {
-        match mb.get(p) {
-            None => out.push(FileDiff { path: p.to_string(), kind: "only-in-store".into(), explanation: vec![] }),
-            Some(fb) if fa.kind != fb.kind => {
-                out.push(FileDiff { path: p.to_string(), kind: "type".into(), explanation: vec![format!("{} vs {}", fa.kind, fb.kind)] })
-            }
-            Some(fb) if fa.sha256 != fb.sha256 || fa.target != fb.target => {
-                let explanation = explain(&dir_a.join(p), &dir_b.join(p), tc).unwrap_or_else(|e| vec![format!("could not explain: {e:#}")]);
-                out.push(FileDiff { path: p.to_string(), kind: "content".into(), explanation });
-            }
-            Some(fb) if fa.mode != fb.mode => {
-                out.push(FileDiff { path: p.to_string(), kind: "mode".into(), explanation: vec![format!("{:o} vs {:o}", fa.mode, fb.mode)] })
-            }
-            _ => {}
-        }
-    }
-    for p in mb.keys().filter(|p| !ma.contains_key(*p)) {
-        out.push(FileDiff { path: p.to_string(), kind: "only-in-rebuild".into(), explanation: vec![] });
-    }
-    Ok(out)
-}
-
 fn compare_with_pin(pin: &PinnedOutput, m: &Manifest) -> Vec<FileDiff> {
     let mut out = Vec::new();
     let now: BTreeMap<&str, &str> = m.files.iter().filter_map(|f| f.sha256.as_deref().map(|s| (f.path.as_str(), s))).collect();
@@ -324,147 +290,6 @@ fn compare_with_pin(pin: &PinnedOutput, m: &Manifest) -> Vec<FileDiff> {
         out.push(FileDiff { path: p.to_string(), kind: "pin".into(), explanation: vec![format!("produced but not pinned{note}")] });
     }
     out
-}
-
-/// Explain why two versions of one file differ.
-pub fn explain(a: &Path, b: &Path, tc: &toolchain::Toolchain) -> Result<Vec<String>> {
-    let da = fs::read(a)?;
-    let db = fs::read(b)?;
-    if elf::is_elf(&da) && elf::is_elf(&db) {
-        return explain_elf(&da, &db);
-    }
-    if is_bzimage(&da) && is_bzimage(&db) {
-        return Ok(explain_bzimage(&da, &db));
-    }
-    if is_ext4(&da) && is_ext4(&db) {
-        return explain_ext4(a, b, tc);
-    }
-    if let (Ok(ta), Ok(tb)) = (std::str::from_utf8(&da), std::str::from_utf8(&db)) {
-        if !ta.contains('\0') && !tb.contains('\0') {
-            let diff = similar::TextDiff::from_lines(ta, tb).unified_diff().context_radius(2).header("store", "rebuild").to_string();
-            return Ok(diff.lines().take(80).map(str::to_string).collect());
-        }
-    }
-    Ok(vec![binary_summary(&da, &db)])
-}
-
-fn binary_summary(a: &[u8], b: &[u8]) -> String {
-    let first = a.iter().zip(b).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len()));
-    let count = a.iter().zip(b).filter(|(x, y)| x != y).count() + a.len().abs_diff(b.len());
-    format!("binary: sizes {} vs {}, first difference at offset {first:#x}, {count} bytes differ", a.len(), b.len())
-}
-
-pub fn explain_elf(a: &[u8], b: &[u8]) -> Result<Vec<String>> {
-    let sa = elf::section_hashes(a)?;
-    let sb = elf::section_hashes(b)?;
-    let mut out = vec![format!("ELF: sizes {} vs {}", a.len(), b.len())];
-    for (name, (off, size, h)) in &sa {
-        match sb.get(name) {
-            Some((ob, sizeb, hb)) if hb != h => {
-                let first = a
-                    .get(*off as usize..(*off + *size) as usize)
-                    .zip(b.get(*ob as usize..(*ob + *sizeb) as usize))
-                    .and_then(|(x, y)| x.iter().zip(y).position(|(p, q)| p != q));
-                let at = first.map(|f| format!(", first difference at section offset {f:#x} (file offset {:#x})", *off as usize + f)).unwrap_or_default();
-                out.push(format!("section {name} differs (offset {off:#x}, size {size} vs {sizeb}{at})"));
-            }
-            None => out.push(format!("section {name} only in the store build")),
-            _ => {}
-        }
-    }
-    for name in sb.keys().filter(|n| !sa.contains_key(*n)) {
-        out.push(format!("section {name} only in the rebuild"));
-    }
-    let (ya, yb) = (elf::symbols(a).unwrap_or_default(), elf::symbols(b).unwrap_or_default());
-    let moved: Vec<String> = ya.iter().filter_map(|(n, v)| yb.get(n).filter(|w| *w != v).map(|w| format!("{n} {v:#x} -> {w:#x}"))).take(20).collect();
-    if !moved.is_empty() {
-        out.push(format!("symbols at different addresses: {}", moved.join(", ")));
-    }
-    Ok(out)
-}
-
-fn is_bzimage(d: &[u8]) -> bool {
-    d.len() > 0x260 && &d[0x202..0x206] == b"HdrS"
-}
-
-/// Setup header of an x86 boot image: where the (compressed) payload lies.
-pub fn explain_bzimage(a: &[u8], b: &[u8]) -> Vec<String> {
-    let field = |d: &[u8], off: usize| u32::from_le_bytes([d[off], d[off + 1], d[off + 2], d[off + 3]]) as usize;
-    let setup = |d: &[u8]| (d[0x1f1].max(4) as usize + 1) * 512;
-    let (sa, pa, la) = (setup(a), field(a, 0x248), field(a, 0x24c));
-    let start = sa + pa;
-    let first = a.iter().zip(b).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len()));
-    let region = if first < sa {
-        "in the real-mode setup code/header".to_string()
-    } else if first >= start && first < start + la {
-        format!("in the compressed kernel payload (payload at {start:#x}, {la} bytes): the vmlinux inside differs; compare vmlinux")
-    } else {
-        "in the protected-mode decompressor stub".to_string()
-    };
-    vec![format!("bzImage: setup {sa} bytes; first difference at {first:#x}, {region}"), binary_summary(a, b)]
-}
-
-fn is_ext4(d: &[u8]) -> bool {
-    d.len() > 0x43a && d[0x438] == 0x53 && d[0x439] == 0xef
-}
-
-/// Use the toolchain's debugfs/dumpe2fs in the sandbox to list inodes and superblocks of both
-/// images, then report the superblock fields and files/inodes that differ.
-pub fn explain_ext4(a: &Path, b: &Path, tc: &toolchain::Toolchain) -> Result<Vec<String>> {
-    let work = tempfile::tempdir()?;
-    let outd = work.path().join("out");
-    let build = work.path().join("build");
-    fs::create_dir_all(&outd)?;
-    fs::create_dir_all(build.join("img"))?;
-    let ia = build.join("img/a.img");
-    let ib = build.join("img/b.img");
-    fs::hard_link(a, &ia).or_else(|_| fs::copy(a, &ia).map(|_| ()))?;
-    fs::hard_link(b, &ib).or_else(|_| fs::copy(b, &ib).map(|_| ()))?;
-    let script = "for x in a b; do dumpe2fs -h /build/img/$x.img > /out/$x.super 2>/dev/null; \
-                  debugfs -R 'rdump / /out/'$x /build/img/$x.img >/dev/null 2>&1 || true; mkdir -p /out/$x; \
-                  debugfs -R 'ls -l -p /' /build/img/$x.img > /out/$x.root 2>/dev/null; done\n";
-    fs::write(build.join("explain.sh"), script)?;
-    fs::create_dir_all(outd.join("a"))?;
-    fs::create_dir_all(outd.join("b"))?;
-    let spec = Spec {
-        root: tc.root.clone(),
-        binds: vec![Bind { src: build.clone(), dest: "/build".into(), rw: true }, Bind { src: outd.clone(), dest: "/out".into(), rw: true }],
-        env: sandbox::base_env(0, 1),
-        cwd: "/build".into(),
-        argv: vec!["/bin/sh".into(), "/build/explain.sh".into()],
-        root_rw: false,
-    };
-    sandbox::run(&spec, &work.path().join("spec.json"), &work.path().join("log"))?;
-    let mut out = Vec::new();
-    let sa = fs::read_to_string(outd.join("a.super")).unwrap_or_default();
-    let sb = fs::read_to_string(outd.join("b.super")).unwrap_or_default();
-    for (x, y) in sa.lines().zip(sb.lines()) {
-        if x != y {
-            out.push(format!("superblock: `{x}` vs `{y}`"));
-        }
-    }
-    let fa = manifest::scan(&outd.join("a")).unwrap_or_default();
-    let fb = manifest::scan(&outd.join("b")).unwrap_or_default();
-    let ma: BTreeMap<_, _> = fa.iter().map(|f| (f.path.clone(), f)).collect();
-    for f in &fb {
-        match ma.get(&f.path) {
-            None => out.push(format!("file /{} only in the rebuild's image", f.path)),
-            Some(g) if g.sha256 != f.sha256 || g.mode != f.mode || g.target != f.target => out.push(format!("file /{} differs inside the image", f.path)),
-            _ => {}
-        }
-    }
-    let root_a = fs::read_to_string(outd.join("a.root")).unwrap_or_default();
-    let root_b = fs::read_to_string(outd.join("b.root")).unwrap_or_default();
-    for (x, y) in root_a.lines().zip(root_b.lines()) {
-        if x != y {
-            out.push(format!("root directory inode entry: `{x}` vs `{y}`"));
-        }
-    }
-    if out.is_empty() {
-        out.push("same files and superblock summary: the difference is in inode/bitmap/journal metadata (times, allocation order)".into());
-    }
-    out.push(binary_summary(&fs::read(a)?, &fs::read(b)?));
-    Ok(out)
 }
 
 pub fn render(r: &Report) -> String {
@@ -583,14 +408,5 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(1100));
         write_zip(&t.path().join("2.zip"), &files).unwrap();
         assert_eq!(fs::read(t.path().join("1.zip")).unwrap(), fs::read(t.path().join("2.zip")).unwrap());
-    }
-
-    #[test]
-    fn text_and_binary_explanations() {
-        let a = b"line1\nline2 2024-01-01\n";
-        let b = b"line1\nline2 2026-11-22\n";
-        let d = similar::TextDiff::from_lines(std::str::from_utf8(a).unwrap(), std::str::from_utf8(b).unwrap()).unified_diff().to_string();
-        assert!(d.contains("-line2 2024-01-01") && d.contains("+line2 2026-11-22"));
-        assert!(binary_summary(&[0, 1, 2], &[0, 9, 2]).contains("offset 0x1, 1 bytes differ"));
     }
 }

@@ -181,7 +181,8 @@ fn build_node(
             .with_context(|| format!("{}: kernel configuration check", l.path.display()))?;
         }
         if let Some(spec) = &r.rootfs {
-            image::assemble_rootfs(project, tc, l, spec, deps, &odir, sde)?;
+            let dep_outs = deps.iter().map(|(n, e)| (n.clone(), store::out_dir(e))).collect();
+            image::assemble_rootfs(&project.recipes, &tc.root, l, spec, &dep_outs, &odir, sde)?;
         }
         if let Some(spec) = &r.image {
             image::make_ext4(&ctx, l, spec, ih, deps)?;

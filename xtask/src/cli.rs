@@ -1,5 +1,6 @@
 //! Command line: clap definitions and dispatch. Each command's work lives in its own module.
 
+use crate::explain::{self, Tools};
 use crate::fetch::{Fetcher, Want};
 use crate::graph::Graph;
 use crate::project::Project;
@@ -96,6 +97,22 @@ pub enum Command {
     BootTest(qemu::BootTestArgs),
     /// Rebuild targets from scratch under varied conditions and explain any difference.
     Audit(audit::AuditArgs),
+    /// Compare two output trees (or two files) and explain every difference: ELF sections,
+    /// bzImage payload, ext4 superblock and files, text diffs. Exit code 1 if they differ.
+    Diff {
+        a: PathBuf,
+        b: PathBuf,
+        /// Print the differences as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Read ext4 images with debugfs/dumpe2fs from PATH instead of the pinned toolchain's
+        /// (for use inside another sandbox, such as a Nix check).
+        #[arg(long)]
+        host_tools: bool,
+    },
+    /// Nix and other builders: run the xtask's own steps of a [rootfs]/[image] recipe.
+    #[command(hide = true)]
+    Assemble(crate::assemble::AssembleArgs),
     /// Record expected output hashes in pins/.
     Pin {
         #[command(subcommand)]
@@ -195,6 +212,25 @@ pub fn run() -> Result<()> {
             let code = crate::sandbox::exec_capture(&tc.root, &cmd)?;
             std::process::exit(code);
         }
+        Command::Diff { a, b, json, host_tools } => {
+            let tc;
+            let tools = if host_tools {
+                Tools::Path
+            } else {
+                tc = toolchain::ensure(&project, &fetcher)?;
+                Tools::Sandbox(&tc.root)
+            };
+            let diffs = explain::diff_paths(&a, &b, &tools)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&diffs)?);
+            } else if diffs.is_empty() {
+                println!("{} and {} are identical", a.display(), b.display());
+            } else {
+                print!("{} and {} differ:\n{}", a.display(), b.display(), explain::render(&diffs));
+            }
+            std::process::exit(if diffs.is_empty() { 0 } else { 1 });
+        }
+        Command::Assemble(args) => crate::assemble::run(&project, &args),
         Command::Bench(args) => crate::bench::run(&project, &fetcher, &args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "cargo-xtask", &mut std::io::stdout());

@@ -12,6 +12,9 @@ pub const DEFAULT_LIB_DIRS: [&str; 4] = ["/lib/x86_64-linux-gnu", "/usr/lib/x86_
 pub struct DynInfo {
     pub interp: Option<String>,
     pub needed: Vec<String>,
+    /// Directories searched before the default ones: DT_RUNPATH, or DT_RPATH when there is no
+    /// RUNPATH (ld.so ignores RPATH then). Binaries from a Nix store carry these.
+    pub search: Vec<String>,
 }
 
 pub fn is_elf(data: &[u8]) -> bool {
@@ -20,7 +23,30 @@ pub fn is_elf(data: &[u8]) -> bool {
 
 pub fn dyn_info(data: &[u8]) -> Result<DynInfo> {
     let elf = goblin::elf::Elf::parse(data)?;
-    Ok(DynInfo { interp: elf.interpreter.map(str::to_string), needed: elf.libraries.iter().map(|s| s.to_string()).collect() })
+    let paths = if elf.runpaths.is_empty() { &elf.rpaths } else { &elf.runpaths };
+    let search = paths.iter().flat_map(|p| p.split(':')).filter(|p| !p.is_empty()).map(str::to_string).collect();
+    Ok(DynInfo { interp: elf.interpreter.map(str::to_string), needed: elf.libraries.iter().map(|s| s.to_string()).collect(), search })
+}
+
+/// `a/b/../c` -> `a/c` without touching the file system (for install paths built from RUNPATH).
+fn lexical(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A RUNPATH entry with `$ORIGIN` (the directory of the object, as installed) expanded.
+fn expand_origin(dir: &str, installed_at: &Path) -> String {
+    let origin = installed_at.parent().map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|| "/".into());
+    dir.replace("${ORIGIN}", &origin).replace("$ORIGIN", &origin)
 }
 
 /// Resolve `path` (absolute, as seen inside `root`) to a real file inside root, following
@@ -58,38 +84,36 @@ pub fn resolve_in_root(root: &Path, path: &Path) -> Result<PathBuf> {
     Ok(cur)
 }
 
-/// For dynamic ELF files, the interpreter and the transitive DT_NEEDED libraries found in
-/// `lib_dirs` inside `root`. Returns install path (inside the root's namespace) -> the real
-/// file inside `root` holding its bytes.
-pub fn closure(root: &Path, files: &[Vec<u8>], lib_dirs: &[String]) -> Result<BTreeMap<PathBuf, PathBuf>> {
+/// For dynamic ELF files (given with the path they are installed at), the interpreter and the
+/// transitive DT_NEEDED libraries, searched in each object's RUNPATH/RPATH and then `lib_dirs`,
+/// all inside `root`. Returns install path (inside the root's namespace: where ld.so will look
+/// at run time) -> the real file inside `root` holding its bytes.
+pub fn closure(root: &Path, files: &[(PathBuf, Vec<u8>)], lib_dirs: &[String]) -> Result<BTreeMap<PathBuf, PathBuf>> {
     let mut out = BTreeMap::new();
     let mut seen = BTreeSet::new();
-    let mut queue: VecDeque<Vec<u8>> = files.iter().filter(|d| is_elf(d)).cloned().collect();
-    while let Some(data) = queue.pop_front() {
-        let info = dyn_info(&data)?;
+    let mut queue: VecDeque<(PathBuf, Vec<u8>)> = files.iter().filter(|(_, d)| is_elf(d)).cloned().collect();
+    while let Some((at, data)) = queue.pop_front() {
+        let info = dyn_info(&data).with_context(|| format!("reading ELF {}", at.display()))?;
         let mut wanted: Vec<(PathBuf, PathBuf)> = Vec::new();
         if let Some(interp) = &info.interp {
-            let real = resolve_in_root(root, Path::new(interp)).with_context(|| format!("interpreter {interp}"))?;
+            let real = resolve_in_root(root, Path::new(interp)).with_context(|| format!("interpreter {interp} of {}", at.display()))?;
             wanted.push((PathBuf::from(interp), real));
         }
+        let search: Vec<String> = info.search.iter().map(|d| expand_origin(d, &at)).chain(lib_dirs.iter().cloned()).collect();
         for lib in &info.needed {
-            let mut found = None;
-            for d in lib_dirs {
-                let p = Path::new(d).join(lib);
-                if let Ok(real) = resolve_in_root(root, &p) {
-                    found = Some((p, real));
-                    break;
-                }
-            }
+            let found = search.iter().find_map(|d| {
+                let p = lexical(&Path::new(d).join(lib));
+                resolve_in_root(root, &p).ok().map(|real| (p, real))
+            });
             match found {
                 Some(f) => wanted.push(f),
-                None => bail!("library {lib} not found in {} under {}", lib_dirs.join(":"), root.display()),
+                None => bail!("library {lib} (needed by {}) not found in {} under {}", at.display(), search.join(":"), root.display()),
             }
         }
         for (install, real) in wanted {
             if seen.insert(install.clone()) {
                 let bytes = std::fs::read(root.join(real.strip_prefix("/").unwrap_or(&real)))?;
-                queue.push_back(bytes);
+                queue.push_back((install.clone(), bytes));
                 out.insert(install, real);
             }
         }
@@ -131,10 +155,37 @@ mod tests {
     fn host_sh_closure_has_libc_and_loader() {
         let data = std::fs::read("/bin/sh").unwrap();
         let dirs: Vec<String> = DEFAULT_LIB_DIRS.iter().map(|s| s.to_string()).collect();
-        let c = closure(Path::new("/"), &[data], &dirs).unwrap();
+        let c = closure(Path::new("/"), &[("/bin/sh".into(), data)], &dirs).unwrap();
         let names: Vec<String> = c.keys().map(|p| p.display().to_string()).collect();
         assert!(names.iter().any(|n| n.ends_with("libc.so.6")), "{names:?}");
         assert!(names.iter().any(|n| n.contains("ld-linux")), "{names:?}");
+    }
+    #[test]
+    fn runpath_with_origin_is_searched_first() {
+        // A program whose library lives beside it, found only through RUNPATH=$ORIGIN/../lib,
+        // the way Nix-built binaries find theirs.
+        let t = tempfile::tempdir().unwrap();
+        let (bin, lib) = (t.path().join("app/bin"), t.path().join("app/lib"));
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::create_dir_all(&lib).unwrap();
+        std::fs::write(t.path().join("foo.c"), "int foo(void) { return 1; }\n").unwrap();
+        std::fs::write(t.path().join("main.c"), "int foo(void); int main(void) { return foo(); }\n").unwrap();
+        let cc = |args: &[&str]| {
+            let st = std::process::Command::new("cc").current_dir(t.path()).args(args).status().expect("cc (gcc) is needed by this test");
+            assert!(st.success(), "cc {args:?}");
+        };
+        cc(&["-shared", "-fPIC", "-o", "app/lib/libfoo.so", "foo.c"]);
+        cc(&["-o", "app/bin/main", "main.c", "-Lapp/lib", "-lfoo", "-Wl,--enable-new-dtags,-rpath,$ORIGIN/../lib"]);
+        let main = bin.join("main");
+        let info = dyn_info(&std::fs::read(&main).unwrap()).unwrap();
+        assert_eq!(info.search, vec!["$ORIGIN/../lib".to_string()]);
+        let dirs: Vec<String> = DEFAULT_LIB_DIRS.iter().map(|s| s.to_string()).collect();
+        let c = closure(Path::new("/"), &[(main.clone(), std::fs::read(&main).unwrap())], &dirs).unwrap();
+        assert_eq!(c.get(&lib.join("libfoo.so")), Some(&lib.join("libfoo.so")), "{c:?}");
+        assert!(c.keys().any(|k| k.ends_with("libc.so.6")), "{c:?}");
+        // Without the RUNPATH the library is not found, and the error names the program.
+        let err = closure(Path::new("/"), &[(PathBuf::from("/elsewhere/main"), std::fs::read(&main).unwrap())], &dirs).unwrap_err();
+        assert!(format!("{err:#}").contains("libfoo.so (needed by /elsewhere/main)"), "{err:#}");
     }
     #[test]
     fn resolve_follows_absolute_links_inside_root() {

@@ -13,7 +13,6 @@ use crate::hash::Hasher;
 use crate::project::Project;
 use crate::recipe::{ImageSpec, Loaded, RootfsSpec};
 use crate::store;
-use crate::toolchain::Toolchain;
 use crate::{archive, elf};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
@@ -98,7 +97,9 @@ impl Tree {
         let node = if ft.is_symlink() {
             Node::Symlink { target: fs::read_link(src)?.to_string_lossy().into_owned() }
         } else if ft.is_dir() {
-            Node::Dir { mode: mode & 0o7755 }
+            // Directory modes of host trees are not content: git does not record them and the
+            // Nix store makes every directory 0555. Special bits stay.
+            Node::Dir { mode: (mode & 0o7000) | 0o755 }
         } else if ft.is_file() {
             Node::File { data: fs::read(src)?, mode: if mode & 0o111 != 0 { 0o755 } else { 0o644 } }
         } else {
@@ -205,8 +206,10 @@ fn parse_arrow(s: &str) -> Result<(&str, &str)> {
     s.split_once("->").map(|(a, b)| (a.trim(), b.trim())).with_context(|| format!("`{s}`: expected `SRC -> DEST`"))
 }
 
-/// Build the root file system of a `[rootfs]` recipe into `out/rootfs.tar`.
-pub fn assemble_rootfs(project: &Project, tc: &Toolchain, l: &Loaded, spec: &RootfsSpec, deps: &BTreeMap<String, PathBuf>, out: &Path, sde: i64) -> Result<()> {
+/// Build the root file system of a `[rootfs]` recipe into `out/rootfs.tar`. `deps` maps each
+/// dependency to its output directory; shared libraries come from `root` (the pinned toolchain
+/// in the xtask's builds, `/` inside a Nix build, where RUNPATHs point into /nix/store).
+pub fn assemble_rootfs(recipes: &Path, root: &Path, l: &Loaded, spec: &RootfsSpec, deps: &BTreeMap<String, PathBuf>, out: &Path, sde: i64) -> Result<()> {
     let here = |m: String| format!("{}: {m}", l.path.display());
     let mut tree = Tree::default();
     for d in &spec.dirs {
@@ -220,12 +223,12 @@ pub fn assemble_rootfs(project: &Project, tc: &Toolchain, l: &Loaded, spec: &Roo
         let (src, dest) = parse_arrow(i).map_err(|e| anyhow::format_err!(here(e.to_string())))?;
         let (dep, rel) = src.split_once(':').with_context(|| here(format!("`{i}`: expected `DEP:PATH -> DEST`")))?;
         let entry = deps.get(dep).with_context(|| here(format!("`{i}`: `{dep}` is not a dependency")))?;
-        tree.add_host(&store::out_dir(entry).join(rel), &clean(dest)?).with_context(|| here(format!("installing `{i}`")))?;
+        tree.add_host(&entry.join(rel), &clean(dest)?).with_context(|| here(format!("installing `{i}`")))?;
     }
     if let Some(links) = &spec.applet_links {
         let (dep, rel) = links.split_once(':').with_context(|| here(format!("applet-links `{links}`: expected DEP:PATH")))?;
         let entry = deps.get(dep).with_context(|| here(format!("`{dep}` is not a dependency")))?;
-        let text = fs::read_to_string(store::out_dir(entry).join(rel))?;
+        let text = fs::read_to_string(entry.join(rel))?;
         for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
             let p = clean(line)?;
             if !tree.nodes.contains_key(&p) {
@@ -247,19 +250,23 @@ pub fn assemble_rootfs(project: &Project, tc: &Toolchain, l: &Loaded, spec: &Roo
         tree.insert(&clean(f[0])?, Node::Device { block: f[1] == "b", major: num(f[2])?, minor: num(f[3])?, mode });
     }
     for o in &spec.overlays {
-        let p = store::resolve_overlay(&project.recipes, o);
+        let p = store::resolve_overlay(recipes, o);
         let meta = fs::metadata(&p).with_context(|| here(format!("overlay `{o}` not found at {}", p.display())))?;
         let r = if meta.is_dir() { tree.add_host(&p, Path::new("")) } else { tree.add_tar(&p) };
         r.with_context(|| here(format!("overlay `{o}` refused")))?;
     }
-    // Libraries and loader of dynamic binaries, from the pinned toolchain (never the host).
-    let elves: Vec<Vec<u8>> =
-        tree.nodes.values().filter_map(|n| if let Node::File { data, .. } = n { elf::is_elf(data).then(|| data.clone()) } else { None }).collect();
+    // Libraries and loader of dynamic binaries, from `root` (never the host's own /lib).
+    let elves: Vec<(PathBuf, Vec<u8>)> = tree
+        .nodes
+        .iter()
+        .filter_map(|(p, n)| if let Node::File { data, .. } = n { elf::is_elf(data).then(|| (Path::new("/").join(p), data.clone())) } else { None })
+        .collect();
     let dirs = if spec.library_path.is_empty() { elf::DEFAULT_LIB_DIRS.iter().map(|s| s.to_string()).collect() } else { spec.library_path.clone() };
-    for (install, real) in elf::closure(&tc.root, &elves, &dirs).context("resolving shared libraries in the toolchain")? {
+    let libs = elf::closure(root, &elves, &dirs).with_context(|| format!("resolving shared libraries under {}", root.display()))?;
+    for (install, real) in libs {
         let rel = clean(&install.to_string_lossy())?;
         if !tree.nodes.contains_key(&rel) {
-            let data = fs::read(tc.root.join(real.strip_prefix("/").unwrap_or(&real)))?;
+            let data = fs::read(root.join(real.strip_prefix("/").unwrap_or(&real)))?;
             tree.insert(&rel, Node::File { data, mode: 0o755 });
         }
     }
@@ -306,13 +313,14 @@ pub fn image_size_mib(spec: &ImageSpec, content_bytes: u64) -> u64 {
     (mib + mib * headroom / 100 + 32).max(64)
 }
 
-/// Run mke2fs (and e2fsck -fn) from the toolchain inside the sandbox.
-pub fn make_ext4(ctx: &PhaseCtx, l: &Loaded, spec: &ImageSpec, input_hash: &str, deps: &BTreeMap<String, PathBuf>) -> Result<()> {
-    let rootfs = deps.get(&spec.rootfs).with_context(|| format!("{}: image rootfs `{}` is not a dependency", l.path.display(), spec.rootfs))?;
-    let content: u64 = fs::read_to_string(store::out_dir(rootfs).join("content-bytes")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
-    let size = image_size_mib(spec, content);
-    let uuid = derived_uuid(input_hash, "fs-uuid");
-    let seed = derived_uuid(input_hash, "hash-seed");
+/// The shell script that makes the ext4 image (and qcow2) of an `[image]` recipe. It runs with
+/// the recipe's files in /build/files, the rootfs at /build/deps/ROOTFS and `$OUT`: in the
+/// xtask's sandbox over the pinned toolchain, or in a Nix build with nixpkgs' e2fsprogs.
+/// `id` seeds the file system UUID and directory hash seed (the node's input hash).
+pub fn mke2fs_script(l: &Loaded, spec: &ImageSpec, id: &str, rootfs_content_bytes: u64) -> Result<String> {
+    let size = image_size_mib(spec, rootfs_content_bytes);
+    let uuid = derived_uuid(id, "fs-uuid");
+    let seed = derived_uuid(id, "hash-seed");
     let conf = l
         .recipe
         .files
@@ -320,7 +328,7 @@ pub fn make_ext4(ctx: &PhaseCtx, l: &Loaded, spec: &ImageSpec, input_hash: &str,
         .find(|f| f.ends_with("mke2fs.conf"))
         .map(|f| format!("/build/files/{f}"))
         .with_context(|| format!("{}: list a vendored mke2fs.conf in `files`", l.path.display()))?;
-    let script = format!(
+    Ok(format!(
         "export LC_ALL=C MKE2FS_CONFIG={conf}\n\
          mke2fs -V 2>&1 | head -1\n\
          mke2fs -q -F -t ext4 -b 4096 -L '{label}' -U {uuid} \\\n  -E hash_seed={seed},nodiscard,lazy_itable_init=0,lazy_journal_init=0,no_copy_xattrs,root_owner=0:0 \\\n  -d /build/deps/{rootfs}/rootfs.tar \"$OUT\"/hd.img {size}M\n\
@@ -328,7 +336,18 @@ pub fn make_ext4(ctx: &PhaseCtx, l: &Loaded, spec: &ImageSpec, input_hash: &str,
         label = spec.label,
         rootfs = spec.rootfs,
         qcow2 = if spec.qcow2 { "qemu-img convert -f raw -O qcow2 \"$OUT\"/hd.img \"$OUT\"/hd.qcow2\n" } else { "" },
-    );
+    ))
+}
+
+/// The rootfs content size an `[image]` recipe sizes itself by (written by `assemble_rootfs`).
+pub fn rootfs_content_bytes(rootfs_out: &Path) -> u64 {
+    fs::read_to_string(rootfs_out.join("content-bytes")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
+}
+
+/// Run mke2fs (and e2fsck -fn) from the toolchain inside the sandbox.
+pub fn make_ext4(ctx: &PhaseCtx, l: &Loaded, spec: &ImageSpec, input_hash: &str, deps: &BTreeMap<String, PathBuf>) -> Result<()> {
+    let rootfs = deps.get(&spec.rootfs).with_context(|| format!("{}: image rootfs `{}` is not a dependency", l.path.display(), spec.rootfs))?;
+    let script = mke2fs_script(l, spec, input_hash, rootfs_content_bytes(&store::out_dir(rootfs)))?;
     ctx.run_script("mke2fs", &script)
 }
 

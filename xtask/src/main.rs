@@ -2,12 +2,14 @@
 //! kernels and disk images. See ARCHITECTURE.md for the map of this crate.
 
 mod archive;
+mod assemble;
 mod audit;
 mod bench;
 mod build;
 mod cli;
 mod debian;
 mod elf;
+mod explain;
 mod fetch;
 mod graph;
 mod hash;

@@ -4,7 +4,7 @@
 
 use crate::elf;
 use anyhow::{Context, Result};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub const PROGRAMS: &[&str] = &[
     "/bin/sh",
@@ -48,7 +48,7 @@ pub fn make(root: &Path) -> Result<()> {
         std::fs::create_dir_all(dest.parent().unwrap_or(root))?;
         std::fs::write(&dest, &data)?;
         std::fs::set_permissions(&dest, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
-        datas.push(data);
+        datas.push((PathBuf::from(p), data));
     }
     let dirs: Vec<String> = elf::DEFAULT_LIB_DIRS.iter().map(|s| s.to_string()).collect();
     for (install, real) in elf::closure(Path::new("/"), &datas, &dirs)? {
