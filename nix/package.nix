@@ -1,54 +1,107 @@
-# One function: a reprovm recipe -> a derivation built with nixpkgs' stdenv.
+# One function: reprovm recipes -> derivations.
 #
 # The recipe's scripts run unchanged: Nix's sandbox build directory is /build (like the
 # xtask's), sources are unpacked to /build/src, recipe files copied to /build/files,
-# dependencies linked at /build/deps/NAME, and outputs go to "$OUT" (= $out).
-# Recipes whose outputs the xtask assembles itself ([rootfs], [image]) are not built here.
-{ pkgs, recipesDir }:
+# dependencies linked at /build/deps/NAME, outputs go to "$OUT" (= $out), and the environment
+# is the xtask sandbox's (TZ, locale, HOME, hash seeds, SOURCE_DATE_EPOCH). [rootfs] and
+# [image] recipes run the xtask's own assembly code (`xtask assemble`), so both builders make
+# the root file system and the ext4 image the same way (and check [kconfig] the same way).
+#
+# Only builtins and these attributes of `pkgs` are used, so any package set that provides
+# them works: fetchurl, stdenv.mkDerivation, writeText, and tool packages by name (missing
+# ones are skipped). nixpkgs is one such set; tests/nix/pinned-toolchain-pkgs.nix is another.
+#
+# Returns { packages = { NAME = drv; }; rebuilt = { NAME = drv; }; } where `rebuilt.NAME`
+# builds NAME again from the same inputs (the same dependency derivations) as a separate
+# derivation: comparing the two is the reproducibility check of nix/checks.nix.
+{ pkgs, recipesDir, xtask }:
 let
-  lib = pkgs.lib;
   reader = import ./recipe.nix;
   recipes = reader.readRecipes recipesDir;
 
-  tools = with pkgs; [ bc bison flex perl elfutils openssl kmod cpio pkg-config python3 which file rsync ];
-  libs = with pkgs; [ libxcrypt zlib libmnl libcap ncurses elfutils openssl ];
+  concatMap = f: l: builtins.concatStringsSep "" (map f l);
+  shellArg = s: "'" + builtins.replaceStrings [ "'" ] [ "'\\''" ] s + "'";
+  pick = names: builtins.filter (p: p != null) (map (n: pkgs.${n} or null) names);
 
-  mk = self: name:
+  tools = pick [ "bc" "bison" "flex" "perl" "elfutils" "openssl" "kmod" "cpio" "pkg-config" "python3" "which" "file" "rsync" ];
+  libs = pick [ "libxcrypt" "zlib" "libmnl" "libcap" "ncurses" "elfutils" "openssl" ];
+  imageTools = pick [ "e2fsprogs" (if pkgs ? qemu-utils then "qemu-utils" else "qemu") ];
+
+  # The xtask sandbox's base environment (xtask/src/sandbox/mod.rs: base_env).
+  baseEnv = {
+    TZ = "UTC";
+    LC_ALL = "C";
+    LANG = "C";
+    HOME = "/homeless";
+    TERM = "dumb";
+    PYTHONHASHSEED = "0";
+    PERL_HASH_SEED = "0";
+    SOURCE_DATE_EPOCH = "1704067200";
+  };
+
+  # Recipes with steps the xtask runs itself between configure and script.
+  isAssembled = r: r ? rootfs || r ? image || r ? kconfig;
+
+  mk = deps: name: salt:
     let
       r = recipes.${name};
       build = r.build or { };
-      srcs = map (s: pkgs.fetchurl (reader.sourceArgs s)) (r.source or [ ]);
-      strips = map (s: toString (s.strip-components or 1)) (r.source or [ ]);
-      deps = r.deps or [ ];
+      env = baseEnv // (r.env or { });
+      srcs = map (s: { src = pkgs.fetchurl (reader.sourceArgs s); strip = toString (s.strip-components or 1); unpack = s.unpack or true; file = s.file; }) (r.source or [ ]);
+      depNames = r.deps or [ ];
+      # Seeds the image UUID and hash seed: the recipe and its dependencies' store paths (which
+      # stand for everything they were built from), never the salt of a rebuild.
+      id = builtins.hashString "sha256" (builtins.unsafeDiscardStringContext (builtins.toJSON {
+        inherit name;
+        recipe = r;
+        deps = map (d: "${deps.${d}}") depNames;
+        files = map (f: builtins.hashFile "sha256" (recipesDir + "/${f}")) (r.files or [ ]);
+      }));
+      stage = ''
+        [ "$NIX_BUILD_TOP" = /build ] || { echo "reprovm recipes need Nix's sandbox (build dir /build)" >&2; exit 1; }
+        export OUT=$out JOBS=$NIX_BUILD_CORES TMPDIR=/tmp
+        [ -d /tmp ] || export TMPDIR=/build/tmp
+        mkdir -p $out /build/src /build/files /build/deps $TMPDIR
+        ${concatMap (s: if s.unpack
+          then "tar -xf ${s.src} -C /build/src --strip-components=${s.strip}\n"
+          else "mkdir -p /build/sources; cp ${s.src} /build/sources/${s.file}\n") srcs}
+        # nixpkgs' sandbox has no /usr/bin/env: point the sources' shebangs into the store.
+        if command -v patchShebangs >/dev/null 2>&1; then patchShebangs --build /build/src >/dev/null; fi
+        ${concatMap (f: "mkdir -p $(dirname /build/files/${f}); cp ${recipesDir + "/${f}"} /build/files/${f}\n") (r.files or [ ])}
+        ${concatMap (d: "ln -s ${deps.${d}} /build/deps/${d}\n") depNames}
+        ${concatMap (k: "export ${k}=${shellArg env.${k}}\n") (builtins.attrNames env)}
+        cd /build/src
+      '';
+      assemble = if isAssembled r then ''
+        ${xtask}/bin/xtask --recipes ${recipesDir} assemble ${name} --id ${id}
+      '' else "";
     in
-    assert !(r ? rootfs || r ? image);
     pkgs.stdenv.mkDerivation ({
       pname = name;
       version = r.version;
-      nativeBuildInputs = tools;
+      nativeBuildInputs = tools ++ (if r ? image then imageTools else [ ]);
       buildInputs = libs;
       dontUnpack = true;
       dontConfigure = true;
       dontInstall = true;
       dontFixup = true;
-      # Kernel builds must not pick up nixpkgs' hardening flags twice; recipes set their own.
+      # Recipes set their own compiler flags; nixpkgs' hardening wrappers would add more.
       hardeningDisable = [ "all" ];
-      SOURCE_DATE_EPOCH = (r.env or { }).SOURCE_DATE_EPOCH or "1704067200";
-      buildPhase = ''
-        [ "$NIX_BUILD_TOP" = /build ] || { echo "reprovm recipes need Nix's sandbox (build dir /build)"; exit 1; }
-        export OUT=$out JOBS=$NIX_BUILD_CORES
-        mkdir -p $out /build/src /build/files /build/deps
-        ${lib.concatStrings (lib.zipListsWith (src: strip: "tar -xf ${src} -C /build/src --strip-components=${strip}\n") srcs strips)}
-        ${lib.concatMapStrings (f: "mkdir -p $(dirname /build/files/${f}); cp ${recipesDir + "/${f}"} /build/files/${f}\n") (r.files or [ ])}
-        ${lib.concatMapStrings (d: "ln -s ${self.${d}} /build/deps/${d}\n") deps}
-        cd /build/src
-        ${lib.concatStrings (lib.mapAttrsToList (k: v: "export ${k}=${lib.escapeShellArg v}\n") (r.env or { }))}
+      buildPhase = stage + ''
         sh -eu ${pkgs.writeText "${name}-configure.sh" (build.configure or "")}
+      '' + assemble + ''
         sh -eu ${pkgs.writeText "${name}-build.sh" (build.script or "")}
+        for o in ${concatMap (o: shellArg o + " ") (build.outputs or [ ])}; do
+          [ -e "$OUT/$o" ] || [ -L "$OUT/$o" ] || { echo "declared output \`$o' was not produced under \$OUT" >&2; exit 1; }
+        done
       '';
-    });
+    } // (if salt == null then { } else { REPROVM_REBUILD = salt; }));
 
-  buildable = lib.filterAttrs (_: r: !(r ? rootfs || r ? image)) recipes;
-  packages = lib.fix (self: lib.mapAttrs (name: _: mk self name) buildable);
+  # The kernel-krata variant and other alternatives build too; the image uses `kernel`.
+  buildable = recipes;
+  packages = let self = builtins.mapAttrs (name: _: mk self name null) buildable; in self;
+  rebuilt = builtins.mapAttrs (name: _: mk packages name "rebuild") buildable;
 in
-packages
+{
+  inherit packages rebuilt;
+}

@@ -43,7 +43,9 @@ pub fn compare(a: &[FileEntry], b: &[FileEntry], dir_a: &Path, dir_b: &Path, too
                 let explanation = explain(&dir_a.join(p), &dir_b.join(p), tools).unwrap_or_else(|e| vec![format!("could not explain: {e:#}")]);
                 out.push(FileDiff { path: p.to_string(), kind: "content".into(), explanation });
             }
-            Some(fb) if fa.mode != fb.mode => {
+            // Write permission is not compared: stores take it away (Nix makes everything
+            // 0444/0555), and no file in an output is meant to be written.
+            Some(fb) if fa.mode & !0o222 != fb.mode & !0o222 => {
                 out.push(FileDiff { path: p.to_string(), kind: "mode".into(), explanation: vec![format!("{:o} vs {:o}", fa.mode, fb.mode)] })
             }
             _ => {}
@@ -258,9 +260,15 @@ mod tests {
         fs::write(b.join("etc/motd"), "built 2026-11-22\n").unwrap();
         fs::write(a.join("gone"), "1").unwrap();
         fs::write(b.join("new"), "2").unwrap();
+        // Read-only copies (as in /nix/store) are not a difference; a lost execute bit is.
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(b.join("same"), fs::Permissions::from_mode(0o444)).unwrap();
+        fs::write(a.join("tool"), "#!/bin/sh\n").unwrap();
+        fs::write(b.join("tool"), "#!/bin/sh\n").unwrap();
+        fs::set_permissions(a.join("tool"), fs::Permissions::from_mode(0o755)).unwrap();
         let d = diff_paths(&a, &b, &Tools::Path).unwrap();
         let kinds: Vec<(&str, &str)> = d.iter().map(|d| (d.path.as_str(), d.kind.as_str())).collect();
-        assert_eq!(kinds, vec![("etc/motd", "content"), ("gone", "only-in-store"), ("new", "only-in-rebuild")]);
+        assert_eq!(kinds, vec![("etc/motd", "content"), ("gone", "only-in-store"), ("tool", "mode"), ("new", "only-in-rebuild")]);
         assert!(d[0].explanation.iter().any(|l| l == "+built 2026-11-22"), "{:?}", d[0].explanation);
         assert!(diff_paths(&a.join("same"), &b.join("same"), &Tools::Path).unwrap().is_empty());
         assert!(format!("{:#}", diff_paths(&a, &t.path().join("nope"), &Tools::Path).unwrap_err()).contains("does not exist"));

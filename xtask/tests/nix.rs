@@ -1,15 +1,15 @@
 //! The flake's recipe reader (nix/recipe.nix), evaluated offline with no nixpkgs, must produce
 //! exactly the pins and origins the xtask reads from the same TOML.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 #[test]
 fn nix_reads_the_same_pins_and_urls_as_the_xtask() {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let repo = repo();
     let Ok(nix) = Command::new("nix-instantiate")
         .args(["--store", "dummy://", "--eval", "--strict", "--json", "-E", "(import ./nix/recipe.nix).allSources ./recipes"])
-        .current_dir(repo)
+        .current_dir(&repo)
         .output()
     else {
         assert!(std::env::var("REPROVM_FULL").is_err(), "nix-instantiate is required in the full tier (apt-get install nix-bin)");
@@ -48,8 +48,186 @@ fn nix_reads_the_same_pins_and_urls_as_the_xtask() {
     let nix_count: usize = nix.as_object().unwrap().values().map(|v| v.as_array().unwrap().len()).sum();
     assert_eq!(compared, nix_count, "nix and the xtask see different numbers of sources");
     assert!(compared >= 4);
-    for f in ["flake.nix", "nix/recipe.nix", "nix/package.nix"] {
-        let o = Command::new("nix-instantiate").args(["--parse", f]).current_dir(repo).output().unwrap();
+    for f in [
+        "flake.nix",
+        "nix/recipe.nix",
+        "nix/package.nix",
+        "nix/checks.nix",
+        "tests/nix/build.nix",
+        "tests/nix/pinned-toolchain-pkgs.nix",
+        "tests/nix/flake-outputs.nix",
+    ] {
+        let o = Command::new("nix-instantiate").args(["--parse", f]).current_dir(&repo).output().unwrap();
         assert!(o.status.success(), "{f}: {}", String::from_utf8_lossy(&o.stderr));
     }
+}
+
+/// The flake's outputs function, evaluated with a stand-in for nixpkgs (tests/nix/flake-outputs.nix):
+/// the packages and checks the issue asks for exist on each system and every derivation
+/// instantiates. `--readonly-mode` computes .drv paths without writing to the store.
+#[test]
+fn flake_outputs_evaluate_to_derivations() {
+    let repo = repo();
+    let Ok(o) = Command::new("nix-instantiate")
+        .args(["--readonly-mode", "--eval", "--strict", "--json", "tests/nix/flake-outputs.nix", "--arg", "xtaskBin", "./Cargo.toml"])
+        .current_dir(&repo)
+        .output()
+    else {
+        assert!(std::env::var("REPROVM_FULL").is_err(), "nix-instantiate is required in the full tier (apt-get install nix-bin)");
+        eprintln!("skipped: nix-instantiate not installed");
+        return;
+    };
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let names = |k: &str, sys: &str| -> Vec<String> { v[k][sys].as_array().unwrap().iter().map(|n| n.as_str().unwrap().to_string()).collect() };
+    let x86 = names("packages", "x86_64-linux");
+    for p in ["kernel", "busybox", "dropbear", "iproute2", "hd-image", "xtask", "default"] {
+        assert!(x86.contains(&p.to_string()), "packages.x86_64-linux lacks {p}: {x86:?}");
+    }
+    assert_eq!(names("packages", "aarch64-linux"), ["busybox", "default", "dropbear", "iproute2", "xtask"]);
+    let checks = names("checks", "x86_64-linux");
+    for p in ["kernel", "busybox", "dropbear", "iproute2", "rootfs", "hd-image"] {
+        assert!(checks.contains(&p.to_string()) && checks.contains(&format!("reproducible-{p}")), "checks.x86_64-linux lacks {p}: {checks:?}");
+    }
+    assert_eq!(v["apps"]["x86_64-linux"], "app");
+    assert_eq!(names("devShells", "x86_64-linux"), ["default"]);
+    for (name, drv) in v["drvs"].as_object().unwrap() {
+        assert!(drv.as_str().unwrap().ends_with(".drv"), "{name}: {drv}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Full tier: real Nix builds of the flake's derivations.
+//
+// There is no nixpkgs here, so nix/package.nix gets the package set of
+// tests/nix/pinned-toolchain-pkgs.nix: Nix's own sandbox (not the xtask's) with the pinned
+// Debian toolchain mounted as its /usr. The same toolchain in a different sandbox must give
+// the same bytes as the xtask; the Nix-built image must boot; nix/checks.nix must pass on the
+// real packages and fail, with an explanation, on a recipe that embeds the time.
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn xtask(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .env_remove("REPROVM_OUT")
+        .env_remove("REPROVM_RECIPES")
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap()
+}
+
+fn xtask_ok(args: &[&str]) -> String {
+    let o = xtask(args);
+    assert!(o.status.success(), "cargo xtask {} failed", args.join(" "));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// nix-build tests/nix/build.nix in Nix's sandbox over the pinned toolchain.
+fn nix_build(toolchain: &Path, extra: &[&str]) -> std::process::Output {
+    let tc = toolchain.display();
+    let mounts = format!("/usr={tc}/usr /bin={tc}/usr/bin /lib={tc}/usr/lib /lib64={tc}/usr/lib64 /sbin={tc}/usr/sbin /etc/ld.so.cache={tc}/etc/ld.so.cache");
+    let mut c = Command::new("nix-build");
+    c.arg(repo().join("tests/nix/build.nix"))
+        .args(["--arg", "xtaskBin", env!("CARGO_BIN_EXE_xtask"), "--no-out-link"])
+        .args(["--option", "sandbox", "true", "--option", "extra-sandbox-paths", &mounts])
+        .args(extra);
+    eprintln!("running {c:?}");
+    c.output().unwrap()
+}
+
+fn store_paths(o: &std::process::Output) -> Vec<PathBuf> {
+    assert!(o.status.success(), "nix-build failed:\n{}", tail(&o.stderr, 60));
+    String::from_utf8_lossy(&o.stdout).lines().map(PathBuf::from).collect()
+}
+
+fn tail(b: &[u8], n: usize) -> String {
+    let s = String::from_utf8_lossy(b);
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[test]
+fn nix_builds_match_the_xtask_and_boot() {
+    if std::env::var("REPROVM_FULL").as_deref() != Ok("1") {
+        eprintln!("skipped: set REPROVM_FULL=1 to build the flake's derivations with Nix");
+        return;
+    }
+    assert!(Command::new("nix-build").arg("--version").output().is_ok(), "nix-build is required in the full tier (apt-get install nix-bin)");
+    let toolchain = PathBuf::from(xtask_ok(&["toolchain"]).trim());
+
+    // No network: put every pinned source into the Nix store under the name and hash its
+    // fetchurl pins, which is the path the fixed-output derivation would produce.
+    xtask_ok(&["fetch"]);
+    let list: Vec<serde_json::Value> = serde_json::from_str(&xtask_ok(&["fetch", "--list"])).unwrap();
+    let seed = tempfile::tempdir().unwrap();
+    let mut add = Command::new("nix-store");
+    add.args(["--add-fixed", "sha256"]);
+    for s in &list {
+        let named = seed.path().join(s["file"].as_str().unwrap());
+        if !named.exists() {
+            std::fs::hard_link(repo().join("out/cache/sha256").join(s["sha256"].as_str().unwrap()), &named).unwrap();
+            add.arg(&named);
+        }
+    }
+    assert!(add.status().unwrap().success(), "nix-store --add-fixed failed");
+
+    // 1. Build the packages with Nix.
+    let names = ["kernel", "busybox", "dropbear", "iproute2", "rootfs", "hd-image"];
+    let mut args = Vec::new();
+    for n in names {
+        args.extend(["-A", n]);
+    }
+    let built = store_paths(&nix_build(&toolchain, &args));
+    assert_eq!(built.len(), names.len());
+
+    // 2. The same recipes and toolchain in another sandbox: the same bytes as the xtask's
+    //    store (write bits aside: the Nix store is read-only). The image differs only in what
+    //    its id seeds (UUID, directory hash seed), never in a file.
+    for (name, nix_out) in names.iter().zip(&built) {
+        let entry = PathBuf::from(xtask_ok(&["build", name]).lines().last().unwrap());
+        let o = xtask(&["diff", "--json", entry.join("out").to_str().unwrap(), nix_out.to_str().unwrap()]);
+        let diffs: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+        eprintln!("{name}: xtask {} vs nix {}: {}", entry.display(), nix_out.display(), serde_json::to_string_pretty(&diffs).unwrap());
+        if *name != "hd-image" {
+            assert!(o.status.success() && diffs.is_empty(), "{name}: the Nix build differs from the xtask's");
+            continue;
+        }
+        let paths: Vec<&str> = diffs.iter().map(|d| d["path"].as_str().unwrap()).collect();
+        assert!(paths.iter().all(|p| *p == "hd.img" || *p == "hd.qcow2"), "hd-image: unexpected differences {paths:?}");
+        let img = diffs.iter().find(|d| d["path"] == "hd.img").expect("the image UUID comes from a different id, so hd.img must differ");
+        let lines: Vec<&str> = img["explanation"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+        assert!(lines.iter().any(|l| l.contains("Filesystem UUID")), "{lines:?}");
+        assert!(!lines.iter().any(|l| l.contains("inside the image") || l.contains("only in")), "files inside the images differ: {lines:?}");
+    }
+
+    // 3. Nix's own determinism check, then the flake's checks (a second derivation of each
+    //    package, compared by `xtask diff` inside Nix).
+    let again = nix_build(&toolchain, &["--check", "-A", "rootfs", "-A", "hd-image"]);
+    assert!(again.status.success(), "nix-build --check found a difference:\n{}", tail(&again.stderr, 40));
+    let checks = store_paths(&nix_build(&toolchain, &["-A", "checks"]));
+    assert_eq!(checks.len(), 5, "{checks:?}");
+    for c in &checks {
+        let report = std::fs::read_to_string(c).unwrap();
+        assert!(report.contains("are identical"), "{}: {report}", c.display());
+    }
+
+    // 4. A check that cannot fail would be worthless: a recipe that embeds the time fails its
+    //    check, and the log names the file and shows the changed line.
+    let bad = tempfile::tempdir().unwrap();
+    std::fs::write(
+        bad.path().join("stamp.toml"),
+        "name = \"stamp\"\nversion = \"1\"\n[build]\nscript = \"date +%s%N > \\\"$OUT\\\"/stamp; echo same > \\\"$OUT\\\"/same\"\noutputs = [\"stamp\"]\n",
+    )
+    .unwrap();
+    let o = nix_build(&toolchain, &["--arg", "recipesDir", bad.path().to_str().unwrap(), "--arg", "checkNames", "[ \"stamp\" ]", "-A", "checks"]);
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "the check of a time-stamping recipe passed");
+    assert!(log.contains("stamp (content)") && !log.contains("same (content)"), "{}", tail(&o.stderr, 40));
+
+    // 5. Boot the Nix-built kernel and image.
+    let (kernel, image) = (&built[0], &built[5]);
+    xtask_ok(&["boot-test", "--kernel", kernel.join("bzImage").to_str().unwrap(), "--image", image.join("hd.img").to_str().unwrap()]);
 }
