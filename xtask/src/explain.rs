@@ -70,6 +70,10 @@ pub fn explain(a: &Path, b: &Path, tools: &Tools) -> Result<Vec<String>> {
     if is_ext4(&da) && is_ext4(&db) {
         return explain_ext4(a, b, tools);
     }
+    if da.starts_with(b"QFI\xfb") && db.starts_with(b"QFI\xfb") {
+        // qemu-img output is a function of the raw image: the reason is there.
+        return Ok(vec!["qcow2: a conversion of the raw image; compare the raw images for the reason".into(), binary_summary(&da, &db)]);
+    }
     if let (Ok(ta), Ok(tb)) = (std::str::from_utf8(&da), std::str::from_utf8(&db)) {
         if !ta.contains('\0') && !tb.contains('\0') {
             let diff = similar::TextDiff::from_lines(ta, tb).unified_diff().context_radius(2).header("store", "rebuild").to_string();

@@ -1,0 +1,79 @@
+//! Fast tier: `xtask assemble`, the entry point other builders (nix/package.nix) use for the
+//! xtask's own rootfs assembly, run the way a Nix build runs it: dependencies under
+//! BUILD/deps/NAME, libraries looked up under `/` (RUNPATH first, then the library path).
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+fn assemble(recipes: &Path, build: &Path, out: &Path, recipe: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .env_remove("REPROVM_OUT")
+        .arg("--recipes")
+        .arg(recipes)
+        .args(["assemble", recipe, "--sysroot", "/", "--build-dir"])
+        .arg(build)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn assemble_builds_a_rootfs_from_dependency_dirs_with_their_libraries() {
+    let t = tempfile::tempdir().unwrap();
+    let recipes = t.path().join("recipes");
+    fs::create_dir_all(&recipes).unwrap();
+    fs::write(recipes.join("tools.toml"), "name = \"tools\"\nversion = \"1\"\n[build]\nscript = \"true\"\n").unwrap();
+    fs::write(
+        recipes.join("mini.toml"),
+        "name = \"mini\"\nversion = \"1\"\ndeps = [\"tools\"]\n[rootfs]\ndirs = [\"tmp:1777\"]\ninstall = [\"tools:bin/prog -> bin/prog\"]\n\
+         symlinks = [\"init -> /bin/prog\"]\nlibrary-path = [\"/lib/x86_64-linux-gnu\", \"/usr/lib/x86_64-linux-gnu\", \"/lib64\"]\n[build]\noutputs = [\"rootfs.tar\"]\n",
+    )
+    .unwrap();
+    // The dependency's output as a Nix build sees it: read-only files and directories.
+    let build = t.path().join("build");
+    let bin = build.join("deps/tools/bin");
+    fs::create_dir_all(&bin).unwrap();
+    fs::copy(fs::canonicalize("/bin/true").unwrap(), bin.join("prog")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(bin.join("prog"), fs::Permissions::from_mode(0o555)).unwrap();
+    fs::set_permissions(&bin, fs::Permissions::from_mode(0o555)).unwrap();
+
+    let out = t.path().join("out");
+    let o = assemble(&recipes, &build, &out, "mini");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let list = fs::read_to_string(out.join("rootfs.list")).unwrap();
+    assert!(list.contains("d 0755 /bin\n"), "read-only dirs are normalised:\n{list}");
+    assert!(list.contains("f 0755 /bin/prog "), "{list}");
+    assert!(list.contains("d 1777 /tmp\n"), "{list}");
+    assert!(list.contains("l 0777 /init -> /bin/prog\n"), "{list}");
+    assert!(list.lines().any(|l| l.starts_with("f 0755 /lib/x86_64-linux-gnu/libc.so.6 ")), "libc not taken along:\n{list}");
+    assert!(list.lines().any(|l| l.contains("ld-linux-x86-64.so.2")), "loader not taken along:\n{list}");
+    let mut names: Vec<String> = tar::Archive::new(fs::File::open(out.join("rootfs.tar")).unwrap())
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    let sorted = {
+        let mut s = names.clone();
+        s.sort();
+        s
+    };
+    assert_eq!(names, sorted, "tar members are not sorted");
+    names.retain(|n| n == "bin/prog");
+    assert_eq!(names.len(), 1);
+
+    // Same inputs, same bytes.
+    let again = t.path().join("again");
+    assert!(assemble(&recipes, &build, &again, "mini").status.success());
+    assert_eq!(fs::read(out.join("rootfs.tar")).unwrap(), fs::read(again.join("rootfs.tar")).unwrap());
+
+    // A missing dependency output and a plain-script recipe are refused with the fix named.
+    let o = assemble(&recipes, &t.path().join("empty"), &t.path().join("o2"), "mini");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("dependency `tools` is missing"), "{err}");
+    let o = assemble(&recipes, &build, &t.path().join("o3"), "tools");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("this one is a plain script"), "{err}");
+}
