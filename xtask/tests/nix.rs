@@ -125,17 +125,37 @@ fn xtask_ok(args: &[&str]) -> String {
     String::from_utf8(o.stdout).unwrap()
 }
 
-/// nix-build tests/nix/build.nix in Nix's sandbox over the pinned toolchain.
+/// nix-build tests/nix/build.nix in Nix's sandbox over the pinned toolchain. Build logs stay
+/// in Nix (`nix log DRV`); stderr shows what is being built, and a failure's last 80 log lines.
 fn nix_build(toolchain: &Path, extra: &[&str]) -> std::process::Output {
     let tc = toolchain.display();
     let mounts = format!("/usr={tc}/usr /bin={tc}/usr/bin /lib={tc}/usr/lib /lib64={tc}/usr/lib64 /sbin={tc}/usr/sbin /etc/ld.so.cache={tc}/etc/ld.so.cache");
     let mut c = Command::new("nix-build");
     c.arg(repo().join("tests/nix/build.nix"))
-        .args(["--arg", "xtaskBin", env!("CARGO_BIN_EXE_xtask"), "--no-out-link"])
-        .args(["--option", "sandbox", "true", "--option", "extra-sandbox-paths", &mounts])
+        .args(["--arg", "xtaskBin", env!("CARGO_BIN_EXE_xtask"), "--no-out-link", "--no-build-output"])
+        .args(["--option", "sandbox", "true", "--option", "extra-sandbox-paths", &mounts, "--option", "log-lines", "80"])
         .args(extra);
-    eprintln!("running {c:?}");
-    c.output().unwrap()
+    eprintln!("nix-build {}", extra.join(" "));
+    let t = std::time::Instant::now();
+    let mut child = c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let err = child.stderr.take().unwrap();
+    let collect = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufRead::lines(std::io::BufReader::new(err)).map_while(Result::ok) {
+            if line.starts_with("building '") {
+                eprintln!("  {line} ({:.0?})", t.elapsed());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all.into_bytes()
+    });
+    let mut stdout = Vec::new();
+    std::io::Read::read_to_end(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    let status = child.wait().unwrap();
+    let stderr = collect.join().unwrap();
+    eprintln!("  {} in {:.0?}", if status.success() { "done" } else { "failed" }, t.elapsed());
+    std::process::Output { status, stdout, stderr }
 }
 
 fn store_paths(o: &std::process::Output) -> Vec<PathBuf> {
