@@ -52,7 +52,7 @@ pub fn run(project: &Project, a: &AssembleArgs) -> Result<()> {
         (Some(spec), _) => image::assemble_rootfs(&project.recipes, &a.sysroot, l, spec, &deps, &a.out, sde),
         (None, Some(spec)) => {
             let rootfs = deps.get(&spec.rootfs).with_context(|| format!("{}: image rootfs `{}` is not a dependency", l.path.display(), spec.rootfs))?;
-            let script = image::mke2fs_script(l, spec, &a.id, image::rootfs_content_bytes(rootfs))?;
+            let script = image::mke2fs_script(l, spec, &a.id, image::rootfs_content_bytes(rootfs), &a.build_dir)?;
             run_sh(&script, &a.out)
         }
         (None, None) if r.kconfig.is_some() => Ok(()),

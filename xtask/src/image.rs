@@ -314,10 +314,11 @@ pub fn image_size_mib(spec: &ImageSpec, content_bytes: u64) -> u64 {
 }
 
 /// The shell script that makes the ext4 image (and qcow2) of an `[image]` recipe. It runs with
-/// the recipe's files in /build/files, the rootfs at /build/deps/ROOTFS and `$OUT`: in the
+/// the recipe's files in BUILD/files, the rootfs at BUILD/deps/ROOTFS and `$OUT`: in the
 /// xtask's sandbox over the pinned toolchain, or in a Nix build with nixpkgs' e2fsprogs.
 /// `id` seeds the file system UUID and directory hash seed (the node's input hash).
-pub fn mke2fs_script(l: &Loaded, spec: &ImageSpec, id: &str, rootfs_content_bytes: u64) -> Result<String> {
+pub fn mke2fs_script(l: &Loaded, spec: &ImageSpec, id: &str, rootfs_content_bytes: u64, build_dir: &Path) -> Result<String> {
+    let build = build_dir.display();
     let size = image_size_mib(spec, rootfs_content_bytes);
     let uuid = derived_uuid(id, "fs-uuid");
     let seed = derived_uuid(id, "hash-seed");
@@ -326,12 +327,13 @@ pub fn mke2fs_script(l: &Loaded, spec: &ImageSpec, id: &str, rootfs_content_byte
         .files
         .iter()
         .find(|f| f.ends_with("mke2fs.conf"))
-        .map(|f| format!("/build/files/{f}"))
+        .map(|f| format!("{build}/files/{f}"))
         .with_context(|| format!("{}: list a vendored mke2fs.conf in `files`", l.path.display()))?;
     Ok(format!(
         "export LC_ALL=C MKE2FS_CONFIG={conf}\n\
-         mke2fs -V 2>&1 | head -1\n\
-         mke2fs -q -F -t ext4 -b 4096 -L '{label}' -U {uuid} \\\n  -E hash_seed={seed},nodiscard,lazy_itable_init=0,lazy_journal_init=0,no_copy_xattrs,root_owner=0:0 \\\n  -d /build/deps/{rootfs}/rootfs.tar \"$OUT\"/hd.img {size}M\n\
+         v=\"$(mke2fs -V 2>&1 | head -1 | cut -d' ' -f2)\"; echo \"mke2fs $v\"\n\
+         case \"$v\" in 1.[0-3]*|1.4[0-6].*|1.47.0|1.47.0-*) echo \"mke2fs $v cannot make this image reproducibly from a tarball: e2fsprogs >= 1.47.1 is needed\" >&2; exit 1;; esac\n\
+         mke2fs -q -F -t ext4 -b 4096 -L '{label}' -U {uuid} \\\n  -E hash_seed={seed},nodiscard,lazy_itable_init=0,lazy_journal_init=0,no_copy_xattrs,root_owner=0:0 \\\n  -d {build}/deps/{rootfs}/rootfs.tar \"$OUT\"/hd.img {size}M\n\
          e2fsck -fn \"$OUT\"/hd.img\n{qcow2}",
         label = spec.label,
         rootfs = spec.rootfs,
@@ -347,7 +349,7 @@ pub fn rootfs_content_bytes(rootfs_out: &Path) -> u64 {
 /// Run mke2fs (and e2fsck -fn) from the toolchain inside the sandbox.
 pub fn make_ext4(ctx: &PhaseCtx, l: &Loaded, spec: &ImageSpec, input_hash: &str, deps: &BTreeMap<String, PathBuf>) -> Result<()> {
     let rootfs = deps.get(&spec.rootfs).with_context(|| format!("{}: image rootfs `{}` is not a dependency", l.path.display(), spec.rootfs))?;
-    let script = mke2fs_script(l, spec, input_hash, rootfs_content_bytes(&store::out_dir(rootfs)))?;
+    let script = mke2fs_script(l, spec, input_hash, rootfs_content_bytes(&store::out_dir(rootfs)), Path::new("/build"))?;
     ctx.run_script("mke2fs", &script)
 }
 

@@ -77,3 +77,57 @@ fn assemble_builds_a_rootfs_from_dependency_dirs_with_their_libraries() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("this one is a plain script"), "{err}");
 }
+
+/// The image step uses mke2fs from PATH inside another builder. It must refuse an e2fsprogs
+/// whose `mke2fs -d` is not reproducible (< 1.47.1, e.g. Debian 12's 1.47.0) and otherwise
+/// make an image; which of the two happens depends on the host's e2fsprogs, both are checked.
+#[test]
+fn assemble_image_requires_a_reproducible_mke2fs() {
+    let Ok(v) = Command::new("mke2fs").arg("-V").env("PATH", "/usr/sbin:/sbin:/usr/bin:/bin").output() else {
+        panic!("mke2fs (e2fsprogs) is needed by this test");
+    };
+    let version = String::from_utf8_lossy(&v.stderr).lines().next().unwrap_or("").split_whitespace().nth(1).unwrap_or("").to_string();
+    let t = tempfile::tempdir().unwrap();
+    let recipes = t.path().join("recipes");
+    fs::create_dir_all(recipes.join("img")).unwrap();
+    fs::write(recipes.join("img/mke2fs.conf"), "[defaults]\n\tbase_features = sparse_super,large_file,filetype,resize_inode,dir_index,ext_attr\n").unwrap();
+    fs::write(recipes.join("root.toml"), "name = \"root\"\nversion = \"1\"\n[build]\nscript = \"true\"\n").unwrap();
+    fs::write(
+        recipes.join("disk.toml"),
+        "name = \"disk\"\nversion = \"1\"\ndeps = [\"root\"]\nfiles = [\"img/mke2fs.conf\"]\n[image]\nrootfs = \"root\"\nlabel = \"t\"\nsize-mib = 8\n[build]\noutputs = [\"hd.img\"]\n",
+    )
+    .unwrap();
+    let build = t.path().join("build");
+    fs::create_dir_all(build.join("deps/root")).unwrap();
+    fs::create_dir_all(build.join("files/img")).unwrap();
+    fs::copy(recipes.join("img/mke2fs.conf"), build.join("files/img/mke2fs.conf")).unwrap();
+    let mut tar = tar::Builder::new(fs::File::create(build.join("deps/root/rootfs.tar")).unwrap());
+    let mut h = tar::Header::new_gnu();
+    h.set_path("hello").unwrap();
+    h.set_size(3);
+    h.set_mode(0o644);
+    h.set_cksum();
+    tar.append(&h, &b"hi\n"[..]).unwrap();
+    tar.finish().unwrap();
+    drop(tar);
+    let out = t.path().join("out");
+    let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .env("PATH", format!("/usr/sbin:/sbin:{}", std::env::var("PATH").unwrap_or_default()))
+        .arg("--recipes")
+        .arg(&recipes)
+        .args(["assemble", "disk", "--id", "test", "--build-dir"])
+        .arg(&build)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    let old = version.starts_with("1.4") && version.as_str() < "1.47.1" || version.starts_with("1.3");
+    if old {
+        assert!(!o.status.success() && err.contains("e2fsprogs >= 1.47.1 is needed"), "mke2fs {version}: {err}");
+        assert!(!out.join("hd.img").exists() || fs::metadata(out.join("hd.img")).unwrap().len() == 0);
+    } else {
+        assert!(o.status.success(), "mke2fs {version}: {err}");
+        assert_eq!(fs::metadata(out.join("hd.img")).unwrap().len(), 8 << 20);
+    }
+}
