@@ -1,23 +1,28 @@
 //! The flake's recipe reader (nix/recipe.nix), evaluated offline with no nixpkgs, must produce
-//! exactly the pins and origins the xtask reads from the same TOML.
+//! exactly the pins and origins the xtask reads from the same TOML; the flake's outputs must
+//! evaluate; and (full tier) Nix must build the flake's derivations to the xtask's bytes.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// Evaluate with `nix-instantiate ARGS` in the repository and parse the JSON it prints; None
+/// (the test skips) when Nix is not installed, which the full tier does not allow.
+fn nix_eval(args: &[&str]) -> Option<serde_json::Value> {
+    let Ok(o) = Command::new("nix-instantiate").args(["--eval", "--strict", "--json"]).args(args).current_dir(repo()).output() else {
+        assert!(std::env::var("REPROVM_FULL").is_err(), "nix-instantiate is required in the full tier (apt-get install nix-bin)");
+        eprintln!("skipped: nix-instantiate not installed");
+        return None;
+    };
+    assert!(o.status.success(), "nix-instantiate {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    Some(serde_json::from_slice(&o.stdout).unwrap())
+}
+
 #[test]
 fn nix_reads_the_same_pins_and_urls_as_the_xtask() {
     let repo = repo();
-    let Ok(nix) = Command::new("nix-instantiate")
-        .args(["--store", "dummy://", "--eval", "--strict", "--json", "-E", "(import ./nix/recipe.nix).allSources ./recipes"])
-        .current_dir(&repo)
-        .output()
-    else {
-        assert!(std::env::var("REPROVM_FULL").is_err(), "nix-instantiate is required in the full tier (apt-get install nix-bin)");
-        eprintln!("skipped: nix-instantiate not installed");
+    let Some(nix) = nix_eval(&["--store", "dummy://", "-E", "(import ./nix/recipe.nix).allSources ./recipes"]) else {
         return;
     };
-    assert!(nix.status.success(), "{}", String::from_utf8_lossy(&nix.stderr));
-    let nix: serde_json::Value = serde_json::from_slice(&nix.stdout).unwrap();
     let x = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .args(["fetch", "--list"])
         .env("REPROVM_DEBIAN_MIRROR", "http://mirror.invalid/debian")
@@ -67,18 +72,9 @@ fn nix_reads_the_same_pins_and_urls_as_the_xtask() {
 /// instantiates. `--readonly-mode` computes .drv paths without writing to the store.
 #[test]
 fn flake_outputs_evaluate_to_derivations() {
-    let repo = repo();
-    let Ok(o) = Command::new("nix-instantiate")
-        .args(["--readonly-mode", "--eval", "--strict", "--json", "tests/nix/flake-outputs.nix", "--arg", "xtaskBin", "./Cargo.toml"])
-        .current_dir(&repo)
-        .output()
-    else {
-        assert!(std::env::var("REPROVM_FULL").is_err(), "nix-instantiate is required in the full tier (apt-get install nix-bin)");
-        eprintln!("skipped: nix-instantiate not installed");
+    let Some(v) = nix_eval(&["--readonly-mode", "tests/nix/flake-outputs.nix", "--arg", "xtaskBin", "./Cargo.toml"]) else {
         return;
     };
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let names = |k: &str, sys: &str| -> Vec<String> { v[k][sys].as_array().unwrap().iter().map(|n| n.as_str().unwrap().to_string()).collect() };
     let x86 = names("packages", "x86_64-linux");
     for p in ["kernel", "busybox", "dropbear", "iproute2", "hd-image", "xtask", "default"] {
