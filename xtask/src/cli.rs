@@ -110,7 +110,7 @@ pub enum Command {
         #[arg(long)]
         host_tools: bool,
     },
-    /// Nix and other builders: run the xtask's own steps of a [rootfs]/[image] recipe.
+    /// Nix and other builders: run the xtask's own steps of a [kconfig]/[rootfs]/[image] recipe.
     #[command(hide = true)]
     Assemble(crate::assemble::AssembleArgs),
     /// Record expected output hashes in pins/.
