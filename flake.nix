@@ -47,7 +47,7 @@
 
       devShells = forAll (system: pkgs: {
         default = pkgs.mkShell {
-          packages = with pkgs; [ cargo rustc clippy rustfmt qemu openssh util-linux e2fsprogs nix ];
+          packages = with pkgs; [ cargo rustc clippy rustfmt qemu openssh util-linux e2fsprogs nix nixpkgs-fmt ];
         };
       });
 

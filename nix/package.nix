@@ -72,9 +72,10 @@ let
         ${concatMap (k: "export ${k}=${shellArg env.${k}}\n") (builtins.attrNames env)}
         cd /build/src
       '';
-      assemble = if isAssembled r then ''
-        ${xtask}/bin/xtask --recipes ${recipesDir} assemble ${name} --id ${id}
-      '' else "";
+      assemble =
+        if isAssembled r then ''
+          ${xtask}/bin/xtask --recipes ${recipesDir} assemble ${name} --id ${id}
+        '' else "";
     in
     pkgs.stdenv.mkDerivation ({
       pname = name;

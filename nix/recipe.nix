@@ -8,9 +8,12 @@ let
 
   # Debian pool directory of a source package: pool/main/b/busybox, pool/main/libc/libcap2.
   poolDir = pkg:
-    let prefix = if hasPrefix "lib" pkg && builtins.stringLength pkg > 3
-                 then builtins.substring 0 4 pkg else builtins.substring 0 1 pkg;
-    in "pool/main/${prefix}/${pkg}";
+    let
+      prefix =
+        if hasPrefix "lib" pkg && builtins.stringLength pkg > 3
+        then builtins.substring 0 4 pkg else builtins.substring 0 1 pkg;
+    in
+    "pool/main/${prefix}/${pkg}";
 
   # fetchurl arguments for one [[source]] table.
   sourceArgs = s: {
@@ -27,10 +30,13 @@ let
     let
       files = builtins.attrNames (builtins.readDir dir);
       tomls = builtins.filter (hasSuffix ".toml") files;
-    in builtins.listToAttrs (map (f: {
-      name = builtins.substring 0 (builtins.stringLength f - 5) f;
-      value = readRecipe (dir + "/${f}");
-    }) tomls);
+    in
+    builtins.listToAttrs (map
+      (f: {
+        name = builtins.substring 0 (builtins.stringLength f - 5) f;
+        value = readRecipe (dir + "/${f}");
+      })
+      tomls);
 
   # { NAME = [ fetchurl args ]; } for every recipe.
   allSources = dir: builtins.mapAttrs (_: r: map sourceArgs (r.source or [ ])) (readRecipes dir);

@@ -31,8 +31,16 @@ rec {
   });
 
   stdenv.mkDerivation = a: builtins.derivation (builtins.removeAttrs a [
-    "pname" "version" "nativeBuildInputs" "buildInputs" "buildPhase"
-    "dontUnpack" "dontConfigure" "dontInstall" "dontFixup" "hardeningDisable"
+    "pname"
+    "version"
+    "nativeBuildInputs"
+    "buildInputs"
+    "buildPhase"
+    "dontUnpack"
+    "dontConfigure"
+    "dontInstall"
+    "dontFixup"
+    "hardeningDisable"
   ] // {
     name = "${a.pname}-${a.version}";
     inherit system PATH;
