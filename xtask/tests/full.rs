@@ -1,6 +1,6 @@
 //! Full tier: the real sources, the pinned toolchain, the kernel and image builds, the audit
-//! and the QEMU boot test. Runs when REPROVM_FULL=1 (CI sets it); takes ~45 minutes on 2 cores. The
-//! Nix builds of the same recipes (~11 minutes more) are in `nix.rs`.
+//! and the QEMU boot test. Runs when REPROVM_FULL=1 (CI sets it); takes ~26 minutes on 2 cores. The
+//! Nix builds of the same recipes (~10 minutes more) are in `nix.rs`.
 //! Everything happens in the repository's out/ so a developer's cache is reused.
 
 use std::path::{Path, PathBuf};
