@@ -11,7 +11,7 @@
 # them works: fetchurl, stdenv.mkDerivation, writeText, and tool packages by name (missing
 # ones are skipped). nixpkgs is one such set; tests/nix/pinned-toolchain-pkgs.nix is another.
 #
-# Returns { packages = { NAME = drv; }; rebuilt = { NAME = drv; }; } where `rebuilt.NAME`
+# Returns { packages = { NAME = drv; }; rebuilt = { NAME = drv; }; baseEnv; } where `rebuilt.NAME`
 # builds NAME again from the same inputs (the same dependency derivations) as a separate
 # derivation: comparing the two is the reproducibility check of nix/checks.nix.
 { pkgs, recipesDir, xtask }:
@@ -27,7 +27,8 @@ let
   libs = pick [ "libxcrypt" "zlib" "libmnl" "libcap" "ncurses" "elfutils" "openssl" ];
   imageTools = pick [ "e2fsprogs" (if pkgs ? qemu-utils then "qemu-utils" else "qemu") ];
 
-  # The xtask sandbox's base environment (xtask/src/sandbox/mod.rs: base_env).
+  # The xtask sandbox's base environment (xtask/src/sandbox/mod.rs: base_env; PATH, JOBS, OUT and
+  # TMPDIR are set per builder). xtask/tests/nix.rs checks it against the real sandbox's.
   baseEnv = {
     TZ = "UTC";
     LC_ALL = "C";
@@ -104,5 +105,5 @@ let
   rebuilt = builtins.mapAttrs (name: _: mk packages name "rebuild") buildable;
 in
 {
-  inherit packages rebuilt;
+  inherit packages rebuilt baseEnv;
 }

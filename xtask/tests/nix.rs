@@ -67,6 +67,29 @@ fn nix_reads_the_same_pins_and_urls_as_the_xtask() {
     }
 }
 
+/// nix/package.nix repeats the sandbox's fixed environment (Nix needs it at evaluation time);
+/// it must equal what a build in the xtask's sandbox really sees, variable for variable.
+#[test]
+fn nix_build_environment_is_the_sandbox_environment() {
+    let Some(nix) = nix_eval(&["--store", "dummy://", "-E", "(import ./nix/package.nix { pkgs = { }; recipesDir = ./recipes; xtask = null; }).baseEnv"]) else {
+        return;
+    };
+    let out = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["--host-toolchain", "--out", out.path().to_str().unwrap(), "sandbox-exec", "--", "env"])
+        .env_remove("REPROVM_RECIPES")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let sandbox: std::collections::BTreeMap<String, String> =
+        String::from_utf8_lossy(&o.stdout).lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    // Set per builder: the tools' PATH, the job count, the output and temp directories, the shell's PWD.
+    let per_builder = ["PATH", "JOBS", "OUT", "TMPDIR", "PWD", "SHLVL", "_"];
+    let expected: std::collections::BTreeMap<String, String> = sandbox.into_iter().filter(|(k, _)| !per_builder.contains(&k.as_str())).collect();
+    let nix: std::collections::BTreeMap<String, String> = nix.as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())).collect();
+    assert_eq!(nix, expected, "nix/package.nix baseEnv differs from the sandbox's environment");
+}
+
 /// The flake's outputs function, evaluated with a stand-in for nixpkgs (tests/nix/flake-outputs.nix):
 /// the packages and checks the issue asks for exist on each system and every derivation
 /// instantiates. `--readonly-mode` computes .drv paths without writing to the store.
