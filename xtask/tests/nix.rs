@@ -115,6 +115,25 @@ fn flake_outputs_evaluate_to_derivations() {
     }
 }
 
+/// The preflight of the full tier's Nix builds names what is missing and the fix, in one line.
+#[test]
+fn nix_preflight_names_missing_build_users_and_the_fix() {
+    if nix_eval(&["--store", "dummy://", "-E", "1"]).is_none() {
+        return;
+    }
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        let e = nix_ready_for_builds(None).unwrap_err();
+        assert!(e.contains("needs root"), "{e}");
+        return;
+    }
+    let e = nix_ready_for_builds(Some("build-users-group = reprovm-no-such-group")).unwrap_err();
+    assert!(!e.contains('\n'), "{e}");
+    assert!(e.contains("the group reprovm-no-such-group does not exist") && e.contains("tests/nix/setup-build-users"), "{e}");
+    // Single-user mode (an empty group) needs nothing more.
+    assert_eq!(nix_ready_for_builds(Some("build-users-group =")), Ok(()));
+}
+
 // ---------------------------------------------------------------------------------------
 // Full tier: real Nix builds of the flake's derivations.
 //
@@ -153,6 +172,8 @@ fn nix_build(toolchain: &Path, extra: &[&str]) -> std::process::Output {
     c.arg(repo().join("tests/nix/build.nix"))
         .args(["--arg", "xtaskBin", env!("CARGO_BIN_EXE_xtask"), "--no-out-link", "--no-build-output"])
         .args(["--option", "sandbox", "true", "--option", "extra-sandbox-paths", &mounts, "--option", "log-lines", "80"])
+        // Everything comes from the local store: never ask a binary cache (no network here).
+        .args(["--option", "substituters", ""])
         .args(extra);
     eprintln!("nix-build {}", extra.join(" "));
     let t = std::time::Instant::now();
@@ -177,6 +198,46 @@ fn nix_build(toolchain: &Path, extra: &[&str]) -> std::process::Output {
     std::process::Output { status, stdout, stderr }
 }
 
+/// A setting as this Nix resolves it (nix.conf, NIX_CONFIG and compiled-in defaults).
+fn nix_setting(name: &str, nix_config: Option<&str>) -> Result<String, String> {
+    let mut c = Command::new("nix");
+    if let Some(conf) = nix_config {
+        c.env("NIX_CONFIG", conf);
+    }
+    let o = c
+        .args(["--extra-experimental-features", "nix-command", "show-config"])
+        .output()
+        .map_err(|e| format!("cannot run `nix` ({e}); fix: apt-get install nix-bin"))?;
+    if !o.status.success() {
+        return Err(format!("`nix show-config` failed: {}", String::from_utf8_lossy(&o.stderr).trim()));
+    }
+    let text = String::from_utf8_lossy(&o.stdout);
+    let value = text.lines().find_map(|l| l.split_once(" = ").filter(|(k, _)| k.trim() == name).map(|(_, v)| v.trim().to_string()));
+    Ok(value.unwrap_or_default())
+}
+
+/// What real builds need from the host, checked before any `nix-build` so that a missing
+/// piece is named in one line with its fix instead of failing deep inside Nix.
+/// `nix_config` is added as NIX_CONFIG (the tests' way to vary the setting).
+fn nix_ready_for_builds(nix_config: Option<&str>) -> Result<(), String> {
+    let group = nix_setting("build-users-group", nix_config)?;
+    // SAFETY: getuid has no preconditions.
+    let root = unsafe { libc::getuid() } == 0;
+    if !root && std::env::var_os("NIX_REMOTE").is_none() {
+        return Err("the tests use Nix's local store, which needs root (or a running nix-daemon and NIX_REMOTE=daemon)".into());
+    }
+    if group.is_empty() || !root {
+        return Ok(()); // single-user mode, or the daemon owns the build users
+    }
+    let groups = std::fs::read_to_string("/etc/group").map_err(|e| format!("reading /etc/group: {e}"))?;
+    let fix = "fix: run `sudo tests/nix/setup-build-users` (what Debian's nix-setup-systemd does, without systemd); see README, Requirements";
+    match groups.lines().map(|l| l.split(':').collect::<Vec<_>>()).find(|f| f.first() == Some(&group.as_str())) {
+        None => Err(format!("build-users-group = {group}, but the group {group} does not exist; {fix}")),
+        Some(f) if f.get(3).is_none_or(|m| m.trim().is_empty()) => Err(format!("the group {group} has no members to build as; {fix}")),
+        Some(_) => Ok(()),
+    }
+}
+
 fn store_paths(o: &std::process::Output) -> Vec<PathBuf> {
     assert!(o.status.success(), "nix-build failed:\n{}", tail(&o.stderr, 60));
     String::from_utf8_lossy(&o.stdout).lines().map(PathBuf::from).collect()
@@ -194,7 +255,9 @@ fn nix_builds_match_the_xtask_and_boot() {
         eprintln!("skipped: set REPROVM_FULL=1 to build the flake's derivations with Nix");
         return;
     }
-    assert!(Command::new("nix-build").arg("--version").output().is_ok(), "nix-build is required in the full tier (apt-get install nix-bin)");
+    if let Err(missing) = nix_ready_for_builds(None) {
+        panic!("Nix is not set up for builds: {missing}");
+    }
     let toolchain = PathBuf::from(xtask_ok(&["toolchain"]).trim());
 
     // No network: put every pinned source into the Nix store under the name and hash its
