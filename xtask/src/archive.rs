@@ -36,13 +36,19 @@ pub fn detect(path: &Path) -> Result<Format> {
     } else if n >= 262 && &h[257..262] == b"ustar" {
         Format::Tar
     } else {
-        bail!("{}: unknown archive format (expected tar, tar.gz, tar.bz2, tar.xz, tar.zst or zip)", path.display())
+        bail!(
+            "{}: unknown archive format (expected tar, tar.gz, tar.bz2, tar.xz, tar.zst or zip)",
+            path.display()
+        )
     })
 }
 
 /// Open a decompressing reader for a (possibly compressed) tar stream.
 pub fn tar_reader(path: &Path, fmt: Format) -> Result<Box<dyn Read>> {
-    let f = BufReader::with_capacity(1 << 20, File::open(path).with_context(|| format!("opening {}", path.display()))?);
+    let f = BufReader::with_capacity(
+        1 << 20,
+        File::open(path).with_context(|| format!("opening {}", path.display()))?,
+    );
     Ok(match fmt {
         Format::Tar => Box::new(f),
         Format::TarGz => Box::new(flate2::read::MultiGzDecoder::new(f)),
@@ -57,7 +63,11 @@ pub fn tar_reader(path: &Path, fmt: Format) -> Result<Box<dyn Read>> {
 pub fn extract(archive: &Path, dest: &Path, strip: usize) -> Result<()> {
     let fmt = detect(archive)?;
     fs::create_dir_all(dest)?;
-    let r = if fmt == Format::Zip { extract_zip(archive, dest, strip) } else { extract_tar(tar_reader(archive, fmt)?, dest, strip) };
+    let r = if fmt == Format::Zip {
+        extract_zip(archive, dest, strip)
+    } else {
+        extract_tar(tar_reader(archive, fmt)?, dest, strip)
+    };
     r.with_context(|| format!("refusing to extract {}", archive.display()))
 }
 
@@ -90,7 +100,11 @@ pub fn safe_relative(name: &Path, strip: usize) -> Result<Option<PathBuf>> {
 /// A symlink at `rel` with `target` must resolve inside the extraction root.
 pub fn check_symlink(rel: &Path, target: &Path) -> Result<()> {
     if target.is_absolute() {
-        bail!("symlink `{}` -> `{}` points outside the target (absolute)", rel.display(), target.display());
+        bail!(
+            "symlink `{}` -> `{}` points outside the target (absolute)",
+            rel.display(),
+            target.display()
+        );
     }
     let mut depth: i64 = rel.components().count() as i64 - 1;
     for c in target.components() {
@@ -100,7 +114,11 @@ pub fn check_symlink(rel: &Path, target: &Path) -> Result<()> {
             _ => {}
         }
         if depth < 0 {
-            bail!("symlink `{}` -> `{}` points outside the target", rel.display(), target.display());
+            bail!(
+                "symlink `{}` -> `{}` points outside the target",
+                rel.display(),
+                target.display()
+            );
         }
     }
     Ok(())
@@ -114,7 +132,11 @@ fn check_no_symlink_parent(dest: &Path, rel: &Path) -> Result<()> {
         p.push(c);
         if let Ok(m) = fs::symlink_metadata(&p) {
             if m.file_type().is_symlink() {
-                bail!("entry `{}` would be written through the symlink `{}`", rel.display(), p.display());
+                bail!(
+                    "entry `{}` would be written through the symlink `{}`",
+                    rel.display(),
+                    p.display()
+                );
             }
         }
     }
@@ -127,7 +149,13 @@ fn extract_tar(r: Box<dyn Read>, dest: &Path, strip: usize) -> Result<()> {
     for entry in ar.entries()? {
         let mut entry = entry?;
         let kind = entry.header().entry_type();
-        if matches!(kind, tar::EntryType::XGlobalHeader | tar::EntryType::XHeader | tar::EntryType::GNULongName | tar::EntryType::GNULongLink) {
+        if matches!(
+            kind,
+            tar::EntryType::XGlobalHeader
+                | tar::EntryType::XHeader
+                | tar::EntryType::GNULongName
+                | tar::EntryType::GNULongLink
+        ) {
             continue;
         }
         let name = entry.path()?.into_owned();
@@ -152,7 +180,10 @@ fn extract_tar(r: Box<dyn Read>, dest: &Path, strip: usize) -> Result<()> {
                 io::copy(&mut entry, &mut f)?;
                 f.set_permissions(fs::Permissions::from_mode(mode & 0o7777 & !0o6000))?;
                 drop(f);
-                filetime::set_file_mtime(&target, filetime::FileTime::from_unix_time(mtime as i64, 0))?;
+                filetime::set_file_mtime(
+                    &target,
+                    filetime::FileTime::from_unix_time(mtime as i64, 0),
+                )?;
             }
             tar::EntryType::Symlink => {
                 let link = entry.link_name()?.map(|l| l.into_owned()).unwrap_or_default();
@@ -167,21 +198,39 @@ fn extract_tar(r: Box<dyn Read>, dest: &Path, strip: usize) -> Result<()> {
             }
             tar::EntryType::Link => {
                 let link = entry.link_name()?.map(|l| l.into_owned()).unwrap_or_default();
-                let Some(src_rel) = safe_relative(&link, strip).map_err(|e| anyhow::format_err!("hard link `{}`: {e}", rel.display()))? else {
-                    bail!("hard link `{}` -> `{}` points outside the target", rel.display(), link.display())
+                let Some(src_rel) = safe_relative(&link, strip)
+                    .map_err(|e| anyhow::format_err!("hard link `{}`: {e}", rel.display()))?
+                else {
+                    bail!(
+                        "hard link `{}` -> `{}` points outside the target",
+                        rel.display(),
+                        link.display()
+                    )
                 };
                 check_no_symlink_parent(dest, &src_rel)?;
                 let src = dest.join(&src_rel);
-                let meta = fs::symlink_metadata(&src)
-                    .with_context(|| format!("hard link `{}` -> `{}`: target not extracted before it", rel.display(), link.display()))?;
+                let meta = fs::symlink_metadata(&src).with_context(|| {
+                    format!(
+                        "hard link `{}` -> `{}`: target not extracted before it",
+                        rel.display(),
+                        link.display()
+                    )
+                })?;
                 if meta.file_type().is_symlink() {
-                    bail!("hard link `{}` -> `{}` points at a symlink", rel.display(), link.display());
+                    bail!(
+                        "hard link `{}` -> `{}` points at a symlink",
+                        rel.display(),
+                        link.display()
+                    );
                 }
                 remove_existing(&target)?;
                 fs::hard_link(&src, &target)?;
             }
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
-                bail!("entry `{}` is a device node or fifo; source archives may not contain them", rel.display())
+                bail!(
+                    "entry `{}` is a device node or fifo; source archives may not contain them",
+                    rel.display()
+                )
             }
             other => bail!("entry `{}` has unsupported type {other:?}", rel.display()),
         }
@@ -274,27 +323,35 @@ mod tests {
 
     #[test]
     fn path_traversal_refused() {
-        let (t, r) = try_extract(&hostile_tar(&[("ok", tar::EntryType::Regular, ""), ("../evil", tar::EntryType::Regular, "")]));
+        let (t, r) = try_extract(&hostile_tar(&[
+            ("ok", tar::EntryType::Regular, ""),
+            ("../evil", tar::EntryType::Regular, ""),
+        ]));
         assert!(format!("{:#}", r.unwrap_err()).contains("path traversal"));
         assert!(!t.path().join("evil").exists());
     }
 
     #[test]
     fn absolute_path_refused() {
-        let (_t, r) = try_extract(&hostile_tar(&[("/tmp/reprovm-evil", tar::EntryType::Regular, "")]));
+        let (_t, r) =
+            try_extract(&hostile_tar(&[("/tmp/reprovm-evil", tar::EntryType::Regular, "")]));
         assert!(format!("{:#}", r.unwrap_err()).contains("absolute path"));
         assert!(!Path::new("/tmp/reprovm-evil").exists());
     }
 
     #[test]
     fn symlink_escape_refused() {
-        let (_t, r) = try_extract(&hostile_tar(&[("d/link", tar::EntryType::Symlink, "../../outside")]));
+        let (_t, r) =
+            try_extract(&hostile_tar(&[("d/link", tar::EntryType::Symlink, "../../outside")]));
         assert!(format!("{:#}", r.unwrap_err()).contains("points outside"));
         let (_t, r) = try_extract(&hostile_tar(&[("link", tar::EntryType::Symlink, "/etc")]));
         assert!(format!("{:#}", r.unwrap_err()).contains("absolute"));
         // A symlink that stays inside, then a write through it, is refused too.
-        let (_t, r) =
-            try_extract(&hostile_tar(&[("d/x", tar::EntryType::Regular, ""), ("l", tar::EntryType::Symlink, "d"), ("l/y", tar::EntryType::Regular, "")]));
+        let (_t, r) = try_extract(&hostile_tar(&[
+            ("d/x", tar::EntryType::Regular, ""),
+            ("l", tar::EntryType::Symlink, "d"),
+            ("l/y", tar::EntryType::Regular, ""),
+        ]));
         assert!(format!("{:#}", r.unwrap_err()).contains("through the symlink"));
     }
 

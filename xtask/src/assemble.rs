@@ -35,16 +35,26 @@ pub fn run(project: &Project, a: &AssembleArgs) -> Result<()> {
     let graph = project.graph()?;
     let l = graph.get(&a.recipe)?;
     let r = &l.recipe;
-    let deps: BTreeMap<String, PathBuf> = r.deps.iter().map(|d| (d.clone(), a.build_dir.join("deps").join(d))).collect();
+    let deps: BTreeMap<String, PathBuf> =
+        r.deps.iter().map(|d| (d.clone(), a.build_dir.join("deps").join(d))).collect();
     for (d, p) in &deps {
         if !p.is_dir() {
-            bail!("{}: dependency `{d}` is missing: expected its output at {}", l.path.display(), p.display());
+            bail!(
+                "{}: dependency `{d}` is missing: expected its output at {}",
+                l.path.display(),
+                p.display()
+            );
         }
     }
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    let sde = r.env.get("SOURCE_DATE_EPOCH").and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_SOURCE_DATE_EPOCH);
+    let sde = r
+        .env
+        .get("SOURCE_DATE_EPOCH")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_SOURCE_DATE_EPOCH);
     if let Some(k) = &r.kconfig {
-        let fragments: Vec<PathBuf> = k.fragments.iter().map(|f| a.build_dir.join("files").join(f)).collect();
+        let fragments: Vec<PathBuf> =
+            k.fragments.iter().map(|f| a.build_dir.join("files").join(f)).collect();
         kconfig::check_files(&a.build_dir.join(k.config.trim_start_matches('/')), &fragments)
             .with_context(|| format!("{}: kernel configuration check", l.path.display()))?;
     }
@@ -62,7 +72,12 @@ pub fn run(project: &Project, a: &AssembleArgs) -> Result<()> {
 
 /// Run a recipe script with the tools on PATH (the caller's sandbox provides them).
 fn run_sh(script: &str, out: &Path) -> Result<()> {
-    let st = std::process::Command::new("sh").arg("-euc").arg(script).env("OUT", out).status().context("running sh")?;
+    let st = std::process::Command::new("sh")
+        .arg("-euc")
+        .arg(script)
+        .env("OUT", out)
+        .status()
+        .context("running sh")?;
     if !st.success() {
         bail!("image script failed ({st}):\n{script}");
     }

@@ -17,7 +17,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-pub const DEFAULT_TARGETS: [&str; 6] = ["kernel", "busybox", "dropbear", "iproute2", "rootfs", "hd-image"];
+pub const DEFAULT_TARGETS: [&str; 6] =
+    ["kernel", "busybox", "dropbear", "iproute2", "rootfs", "hd-image"];
 
 #[derive(clap::Args, Debug)]
 pub struct AuditArgs {
@@ -77,24 +78,41 @@ pub struct PinnedOutput {
 pub fn read_pins(project: &Project) -> Result<BTreeMap<String, PinnedOutput>> {
     let p = project.outputs_pin();
     match fs::read_to_string(&p) {
-        Ok(text) => toml::from_str(&text).map_err(|e| anyhow::format_err!("{}: {}", p.display(), e.message())),
+        Ok(text) => toml::from_str(&text)
+            .map_err(|e| anyhow::format_err!("{}: {}", p.display(), e.message())),
         Err(_) => Ok(BTreeMap::new()),
     }
 }
 
 fn pin_of(m: &Manifest) -> PinnedOutput {
-    let files = m.files.iter().filter_map(|f| f.sha256.clone().map(|s| (f.path.clone(), s))).collect();
-    PinnedOutput { version: m.version.clone(), input_hash: m.input_hash.clone(), output_hash: m.output_hash.clone(), files }
+    let files =
+        m.files.iter().filter_map(|f| f.sha256.clone().map(|s| (f.path.clone(), s))).collect();
+    PinnedOutput {
+        version: m.version.clone(),
+        input_hash: m.input_hash.clone(),
+        output_hash: m.output_hash.clone(),
+        files,
+    }
 }
 
 /// `cargo xtask pin outputs [TARGETS]`: build (or reuse) and record, showing what changed.
 pub fn pin_outputs(project: &Project, fetcher: &Fetcher, targets: &[String]) -> Result<()> {
     let graph = project.graph()?;
-    let targets: Vec<String> = if targets.is_empty() { DEFAULT_TARGETS.iter().map(|s| s.to_string()).collect() } else { targets.to_vec() };
+    let targets: Vec<String> = if targets.is_empty() {
+        DEFAULT_TARGETS.iter().map(|s| s.to_string()).collect()
+    } else {
+        targets.to_vec()
+    };
     let mut pins = read_pins(project)?;
     let old = pins.clone();
     for t in &targets {
-        let res = build::build(project, &graph, fetcher, t, &Options { jobs: crate::cli::default_jobs(), ..Default::default() })?;
+        let res = build::build(
+            project,
+            &graph,
+            fetcher,
+            t,
+            &Options { jobs: crate::cli::default_jobs(), ..Default::default() },
+        )?;
         pins.insert(t.clone(), pin_of(&res.manifest));
     }
     let mut changes = Vec::new();
@@ -139,20 +157,30 @@ pub fn pin_outputs(project: &Project, fetcher: &Fetcher, targets: &[String]) -> 
 /// Host-side variations of the rebuild (the sandbox must make all of them irrelevant).
 fn variations(jobs: usize) -> Vec<(String, String)> {
     vec![
-        ("build root path".into(), "a different, longer work directory on another file system when possible".into()),
+        (
+            "build root path".into(),
+            "a different, longer work directory on another file system when possible".into(),
+        ),
         ("wall-clock time".into(), "the rebuild runs later than the first build".into()),
         ("TZ".into(), "Pacific/Kiritimati (UTC+14) instead of the caller's".into()),
         ("umask".into(), "0002".into()),
         ("locale".into(), "LANG/LC_ALL=et_EE.UTF-8".into()),
         ("hostname".into(), "reprovm-audit-other (UTS namespace, when root)".into()),
         ("parallelism".into(), format!("-j{jobs}")),
-        ("directory order".into(), "every source directory's entries re-created in reverse order".into()),
+        (
+            "directory order".into(),
+            "every source directory's entries re-created in reverse order".into(),
+        ),
     ]
 }
 
 pub fn run(project: &Project, fetcher: &Fetcher, args: &AuditArgs) -> Result<()> {
     let graph = project.graph()?;
-    let targets: Vec<String> = if args.targets.is_empty() { DEFAULT_TARGETS.iter().map(|s| s.to_string()).collect() } else { args.targets.clone() };
+    let targets: Vec<String> = if args.targets.is_empty() {
+        DEFAULT_TARGETS.iter().map(|s| s.to_string()).collect()
+    } else {
+        args.targets.clone()
+    };
     let pins = read_pins(project)?;
     let tc = toolchain::ensure(project, fetcher)?;
     let audit_root = project.out.join("audit");
@@ -160,7 +188,13 @@ pub fn run(project: &Project, fetcher: &Fetcher, args: &AuditArgs) -> Result<()>
     let mut reports = Vec::new();
     for t in &targets {
         // 1. The reference: the store entry (built now if missing, never overwritten).
-        let first = build::build(project, &graph, fetcher, t, &Options { jobs: crate::cli::default_jobs(), quiet: true, ..Default::default() })?;
+        let first = build::build(
+            project,
+            &graph,
+            fetcher,
+            t,
+            &Options { jobs: crate::cli::default_jobs(), quiet: true, ..Default::default() },
+        )?;
         // 2. The rebuild, in another process under varied host conditions, into the audit dir.
         let into = audit_root.join(format!("{t}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&into);
@@ -176,8 +210,13 @@ pub fn run(project: &Project, fetcher: &Fetcher, args: &AuditArgs) -> Result<()>
         let _ = fs::remove_dir_all(&work_root);
         let entry_rebuilt = into.join(format!("{}-{t}", &first.manifest.input_hash[..16]));
         let pin = pins.get(t);
-        let mut diffs =
-            explain::compare(&first.manifest.files, &rebuilt.files, &store::out_dir(&first.entry), &store::out_dir(&entry_rebuilt), &Tools::Sandbox(&tc.root));
+        let mut diffs = explain::compare(
+            &first.manifest.files,
+            &rebuilt.files,
+            &store::out_dir(&first.entry),
+            &store::out_dir(&entry_rebuilt),
+            &Tools::Sandbox(&tc.root),
+        );
         if let Some(p) = pin {
             if p.output_hash != first.manifest.output_hash {
                 diffs.extend(compare_with_pin(p, &first.manifest));
@@ -195,7 +234,10 @@ pub fn run(project: &Project, fetcher: &Fetcher, args: &AuditArgs) -> Result<()>
             pinned_output_hash: pin.map(|p| p.output_hash.clone()),
             matches_store,
             matches_pin,
-            variations: variations(args.rebuild_jobs).into_iter().map(|(k, v)| format!("{k}: {v}")).collect(),
+            variations: variations(args.rebuild_jobs)
+                .into_iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect(),
             differences: diffs,
             rebuild_dir,
         });
@@ -230,12 +272,25 @@ fn varied_work_root(project: &Project, target: &str) -> PathBuf {
     let shm = Path::new("/dev/shm");
     let big = matches!(target, "kernel");
     if !big && shm.is_dir() {
-        return shm.join(format!("reprovm-audit-variant-build-root-{}-{}", target, std::process::id()));
+        return shm.join(format!(
+            "reprovm-audit-variant-build-root-{}-{}",
+            target,
+            std::process::id()
+        ));
     }
-    project.out.join(format!("audit/a-much-longer-variant-build-root-path/{target}-{}", std::process::id()))
+    project.out.join(format!(
+        "audit/a-much-longer-variant-build-root-path/{target}-{}",
+        std::process::id()
+    ))
 }
 
-fn rebuild(project: &Project, target: &str, into: &Path, work_root: &Path, jobs: usize) -> Result<Manifest> {
+fn rebuild(
+    project: &Project,
+    target: &str,
+    into: &Path,
+    work_root: &Path,
+    jobs: usize,
+) -> Result<Manifest> {
     let exe = std::env::current_exe()?;
     let mut inner = format!(
         "umask 0002; exec '{}' --recipes '{}' --out '{}' --cache '{}' build '{target}' --jobs {jobs} --rebuild '{target}' --rebuild-into '{}' --work-root '{}' --shuffle-dirents",
@@ -263,17 +318,29 @@ fn rebuild(project: &Project, target: &str, into: &Path, work_root: &Path, jobs:
         c.args(["-c", &inner]);
         c
     };
-    c.env("TZ", "Pacific/Kiritimati").env("LANG", "et_EE.UTF-8").env("LC_ALL", "et_EE.UTF-8").env("REPROVM_AUDIT_CANARY", "1");
+    c.env("TZ", "Pacific/Kiritimati")
+        .env("LANG", "et_EE.UTF-8")
+        .env("LC_ALL", "et_EE.UTF-8")
+        .env("REPROVM_AUDIT_CANARY", "1");
     c.stdout(std::process::Stdio::from(std::io::stderr()));
     let st = c.status().context("starting the rebuild")?;
-    anyhow::ensure!(st.success(), "the audit rebuild of {target} failed (logs in {})", into.join("logs").display());
-    let entry = fs::read_dir(into)?.flatten().map(|e| e.path()).find(|p| p.join("manifest.json").is_file()).context("the rebuild produced no entry")?;
+    anyhow::ensure!(
+        st.success(),
+        "the audit rebuild of {target} failed (logs in {})",
+        into.join("logs").display()
+    );
+    let entry = fs::read_dir(into)?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.join("manifest.json").is_file())
+        .context("the rebuild produced no entry")?;
     manifest::read(&entry.join("manifest.json"))
 }
 
 fn compare_with_pin(pin: &PinnedOutput, m: &Manifest) -> Vec<FileDiff> {
     let mut out = Vec::new();
-    let now: BTreeMap<&str, &str> = m.files.iter().filter_map(|f| f.sha256.as_deref().map(|s| (f.path.as_str(), s))).collect();
+    let now: BTreeMap<&str, &str> =
+        m.files.iter().filter_map(|f| f.sha256.as_deref().map(|s| (f.path.as_str(), s))).collect();
     let note = if pin.input_hash != m.input_hash {
         " (the pin was recorded for other inputs: re-pin with `cargo xtask pin outputs` if the change is intended)"
     } else {
@@ -282,12 +349,24 @@ fn compare_with_pin(pin: &PinnedOutput, m: &Manifest) -> Vec<FileDiff> {
     for (p, h) in &pin.files {
         match now.get(p.as_str()) {
             Some(x) if x == h => {}
-            Some(x) => out.push(FileDiff { path: p.clone(), kind: "pin".into(), explanation: vec![format!("pinned {h}, store has {x}{note}")] }),
-            None => out.push(FileDiff { path: p.clone(), kind: "pin".into(), explanation: vec![format!("pinned but not produced{note}")] }),
+            Some(x) => out.push(FileDiff {
+                path: p.clone(),
+                kind: "pin".into(),
+                explanation: vec![format!("pinned {h}, store has {x}{note}")],
+            }),
+            None => out.push(FileDiff {
+                path: p.clone(),
+                kind: "pin".into(),
+                explanation: vec![format!("pinned but not produced{note}")],
+            }),
         }
     }
     for p in now.keys().filter(|p| !pin.files.contains_key(**p)) {
-        out.push(FileDiff { path: p.to_string(), kind: "pin".into(), explanation: vec![format!("produced but not pinned{note}")] });
+        out.push(FileDiff {
+            path: p.to_string(),
+            kind: "pin".into(),
+            explanation: vec![format!("produced but not pinned{note}")],
+        });
     }
     out
 }
@@ -300,8 +379,15 @@ pub fn render(r: &Report) -> String {
             Some(false) => "DIFFERS from pins/outputs.toml",
             None => "no pin",
         };
-        let store = if t.matches_store { "identical to the store" } else { "DIFFERS from the store" };
-        s.push_str(&format!("{:<10} {} rebuild {}; {}\n", t.name, &t.rebuild_output_hash[..16], store, pin));
+        let store =
+            if t.matches_store { "identical to the store" } else { "DIFFERS from the store" };
+        s.push_str(&format!(
+            "{:<10} {} rebuild {}; {}\n",
+            t.name,
+            &t.rebuild_output_hash[..16],
+            store,
+            pin
+        ));
         for d in &t.differences {
             s.push_str(&format!("  {} [{}]\n", d.path, d.kind));
             for e in &d.explanation {
@@ -312,7 +398,11 @@ pub fn render(r: &Report) -> String {
             s.push_str(&format!("  rebuilt outputs kept in {dir}\n"));
         }
     }
-    s.push_str(if r.ok { "audit: all outputs reproduced bit for bit\n" } else { "audit: NOT reproducible\n" });
+    s.push_str(if r.ok {
+        "audit: all outputs reproduced bit for bit\n"
+    } else {
+        "audit: NOT reproducible\n"
+    });
     s
 }
 
@@ -328,7 +418,9 @@ pub fn write_bundle(project: &Project, report: &Report, path: &Path) -> Result<(
         if let Ok(m) = fs::read(entry.join("manifest.json")) {
             files.insert(format!("{}/store-manifest.json", t.name), m);
         }
-        if let Ok(log) = fs::read(project.logs().join(format!("{}-{}.log", t.name, &t.input_hash[..16]))) {
+        if let Ok(log) =
+            fs::read(project.logs().join(format!("{}-{}.log", t.name, &t.input_hash[..16])))
+        {
             files.insert(format!("{}/store-build.log", t.name), log);
         }
         let logs = match &t.rebuild_dir {
@@ -352,7 +444,8 @@ pub fn write_zip(path: &Path, files: &BTreeMap<String, Vec<u8>>) -> Result<()> {
     {
         let f = fs::File::create(&tmp)?;
         let mut z = zip::ZipWriter::new(f);
-        let time = zip::DateTime::from_date_and_time(1980, 1, 1, 0, 0, 0).map_err(|_| anyhow::format_err!("bad zip time"))?;
+        let time = zip::DateTime::from_date_and_time(1980, 1, 1, 0, 0, 0)
+            .map_err(|_| anyhow::format_err!("bad zip time"))?;
         let opts = zip::write::SimpleFileOptions::default()
             .compression_method(zip::CompressionMethod::Deflated)
             .compression_level(Some(6))
@@ -387,7 +480,11 @@ mod tests {
                 matches_store: false,
                 matches_pin: None,
                 variations: vec!["umask: 0002".into()],
-                differences: vec![FileDiff { path: "bin/busybox".into(), kind: "content".into(), explanation: vec!["section .rodata differs".into()] }],
+                differences: vec![FileDiff {
+                    path: "bin/busybox".into(),
+                    kind: "content".into(),
+                    explanation: vec!["section .rodata differs".into()],
+                }],
                 rebuild_dir: Some("/x".into()),
             }],
         };
@@ -407,6 +504,9 @@ mod tests {
         write_zip(&t.path().join("1.zip"), &files).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(1100));
         write_zip(&t.path().join("2.zip"), &files).unwrap();
-        assert_eq!(fs::read(t.path().join("1.zip")).unwrap(), fs::read(t.path().join("2.zip")).unwrap());
+        assert_eq!(
+            fs::read(t.path().join("1.zip")).unwrap(),
+            fs::read(t.path().join("2.zip")).unwrap()
+        );
     }
 }

@@ -56,7 +56,10 @@ pub fn run(project: &Project, fetcher: &Fetcher, a: &BenchArgs) -> Result<()> {
             toolchain::ensure(project, fetcher)?; // warm the cache first
             let start = Instant::now();
             toolchain::ensure(&p, fetcher)?;
-            println!("toolchain materialisation from a warm cache: {:.1} s", start.elapsed().as_secs_f64());
+            println!(
+                "toolchain materialisation from a warm cache: {:.1} s",
+                start.elapsed().as_secs_f64()
+            );
         }
         "overhead" => overhead(project, fetcher, &a.target)?,
         other => anyhow::bail!("unknown benchmark `{other}` (plan, toolchain, overhead)"),
@@ -72,14 +75,26 @@ fn overhead(project: &Project, fetcher: &Fetcher, target: &str) -> Result<()> {
     let l = graph.get(target)?;
     let jobs = crate::cli::default_jobs();
     let into = tempfile::tempdir_in(&project.out)?;
-    build::build(project, &graph, fetcher, target, &Options { jobs, quiet: true, ..Default::default() })?;
+    build::build(
+        project,
+        &graph,
+        fetcher,
+        target,
+        &Options { jobs, quiet: true, ..Default::default() },
+    )?;
     let start = Instant::now();
     build::build(
         project,
         &graph,
         fetcher,
         target,
-        &Options { jobs, rebuild: vec![target.into()], rebuild_into: Some(into.path().to_path_buf()), quiet: true, ..Default::default() },
+        &Options {
+            jobs,
+            rebuild: vec![target.into()],
+            rebuild_into: Some(into.path().to_path_buf()),
+            quiet: true,
+            ..Default::default()
+        },
     )?;
     let sandboxed = start.elapsed();
 
@@ -107,7 +122,8 @@ fn overhead(project: &Project, fetcher: &Fetcher, target: &str) -> Result<()> {
         c.env(k, v);
     }
     let log = work.path().join("bare.log");
-    c.stdout(std::fs::File::create(&log)?).stderr(std::fs::File::create(work.path().join("bare.err"))?);
+    c.stdout(std::fs::File::create(&log)?)
+        .stderr(std::fs::File::create(work.path().join("bare.err"))?);
     let st = c.status().context("running unshare (needs root for the bare build's bind mounts)")?;
     let bare = start.elapsed();
     anyhow::ensure!(

@@ -41,7 +41,13 @@ pub struct BuildResult {
     pub manifest: Manifest,
 }
 
-pub fn build(project: &Project, graph: &Graph, fetcher: &Fetcher, target: &str, opts: &Options) -> Result<BuildResult> {
+pub fn build(
+    project: &Project,
+    graph: &Graph,
+    fetcher: &Fetcher,
+    target: &str,
+    opts: &Options,
+) -> Result<BuildResult> {
     let order = graph.closure(target)?;
     let _lock = StoreLock::exclusive(&project.store())?;
     let tc = toolchain::ensure(project, fetcher)?;
@@ -64,7 +70,12 @@ pub fn build(project: &Project, graph: &Graph, fetcher: &Fetcher, target: &str, 
                     (Some(dir), true) => dir.join(format!("{}-{name}", &ih[..16])),
                     _ => store::entry_dir(project, name, &l.recipe.version, &ih),
                 };
-                let node_deps: BTreeMap<String, PathBuf> = l.recipe.deps.iter().map(|d| (d.clone(), entries[graph.resolve(d)].clone())).collect();
+                let node_deps: BTreeMap<String, PathBuf> = l
+                    .recipe
+                    .deps
+                    .iter()
+                    .map(|d| (d.clone(), entries[graph.resolve(d)].clone()))
+                    .collect();
                 let m = build_node(project, fetcher, &tc, l, &ih, &node_deps, opts, &dest)?;
                 (dest, m)
             }
@@ -78,7 +89,12 @@ pub fn build(project: &Project, graph: &Graph, fetcher: &Fetcher, target: &str, 
 
 /// Fixed environment plus the recipe's own.
 pub fn env_for(l: &Loaded, jobs: usize) -> (Vec<(String, String)>, i64) {
-    let sde = l.recipe.env.get("SOURCE_DATE_EPOCH").and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_SOURCE_DATE_EPOCH);
+    let sde = l
+        .recipe
+        .env
+        .get("SOURCE_DATE_EPOCH")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_SOURCE_DATE_EPOCH);
     let mut env = sandbox::base_env(sde, jobs);
     for (k, v) in &l.recipe.env {
         env.retain(|(ek, _)| ek != k);
@@ -111,7 +127,14 @@ pub fn stage_inputs(project: &Project, fetcher: &Fetcher, l: &Loaded, bdir: &Pat
 }
 
 /// Prepare `work/build` and `work/out` for a node; returns the sandbox binds.
-fn prepare(project: &Project, fetcher: &Fetcher, l: &Loaded, work: &Path, odir: &Path, deps: &BTreeMap<String, PathBuf>) -> Result<Vec<Bind>> {
+fn prepare(
+    project: &Project,
+    fetcher: &Fetcher,
+    l: &Loaded,
+    work: &Path,
+    odir: &Path,
+    deps: &BTreeMap<String, PathBuf>,
+) -> Result<Vec<Bind>> {
     if work.exists() {
         fs::remove_dir_all(work).with_context(|| format!("clearing {}", work.display()))?;
     }
@@ -119,12 +142,19 @@ fn prepare(project: &Project, fetcher: &Fetcher, l: &Loaded, work: &Path, odir: 
     fs::create_dir_all(&bdir)?;
     fs::create_dir_all(odir)?;
     stage_inputs(project, fetcher, l, &bdir)?;
-    let mut binds = vec![Bind { src: bdir.clone(), dest: "/build".into(), rw: true }, Bind { src: odir.to_path_buf(), dest: "/out".into(), rw: true }];
+    let mut binds = vec![
+        Bind { src: bdir.clone(), dest: "/build".into(), rw: true },
+        Bind { src: odir.to_path_buf(), dest: "/out".into(), rw: true },
+    ];
     for d in &l.recipe.deps {
         let entry = deps.get(d).with_context(|| format!("dependency {d} not built"))?;
         let mp = bdir.join("deps").join(d);
         fs::create_dir_all(&mp)?;
-        binds.push(Bind { src: store::out_dir(entry), dest: PathBuf::from("/build/deps").join(d), rw: false });
+        binds.push(Bind {
+            src: store::out_dir(entry),
+            dest: PathBuf::from("/build/deps").join(d),
+            rw: false,
+        });
     }
     Ok(binds)
 }
@@ -150,7 +180,14 @@ fn build_node(
     fs::create_dir_all(&logs)?;
     let log = logs.join(format!("{}-{}.log", r.name, &ih[..16]));
     let _ = fs::remove_file(&log);
-    progress::say(&format!("build {} {} [{}] on toolchain {}; log: {}", r.name, r.version, &ih[..16], tc.label(), log.display()));
+    progress::say(&format!(
+        "build {} {} [{}] on toolchain {}; log: {}",
+        r.name,
+        r.version,
+        &ih[..16],
+        tc.label(),
+        log.display()
+    ));
     let timer = progress::Timer::start();
     // Outputs are written straight into a temp entry beside the final one (same file system),
     // so committing is one rename; a failure removes it.
@@ -207,7 +244,12 @@ fn build_node(
         }
         let _ = fs::remove_dir_all(&work);
         let _ = fs::remove_dir_all(&tmp_entry);
-        return Err(e.context(format!("build of {} failed after {}; log: {}", r.name, timer.elapsed(), log.display())));
+        return Err(e.context(format!(
+            "build of {} failed after {}; log: {}",
+            r.name,
+            timer.elapsed(),
+            log.display()
+        )));
     }
     let files = manifest::scan(&odir)?;
     let m = Manifest {
@@ -261,7 +303,14 @@ impl PhaseCtx<'_> {
         writeln!(lf, "==== reprovm phase {phase}: {}", argv.join(" "))?;
         drop(lf);
         let cwd = if self.work.join("build/src").is_dir() { "/build/src" } else { "/build" };
-        let spec = Spec { root: self.tc.root.clone(), binds: self.binds.to_vec(), env: self.env.to_vec(), cwd: cwd.into(), argv, root_rw: false };
+        let spec = Spec {
+            root: self.tc.root.clone(),
+            binds: self.binds.to_vec(),
+            env: self.env.to_vec(),
+            cwd: cwd.into(),
+            argv,
+            root_rw: false,
+        };
         let code = sandbox::run(&spec, &self.work.join(format!("sandbox-{phase}.json")), self.log)?;
         if code != 0 {
             bail!("phase `{phase}` exited with status {code}");
@@ -273,13 +322,21 @@ impl PhaseCtx<'_> {
 /// Re-create every directory's entries in reverse name order, so that readdir order differs
 /// from the first build's (reprotest's disorderfs, without FUSE).
 pub fn shuffle_dirents(root: &Path) -> Result<()> {
-    let mut dirs: Vec<PathBuf> =
-        walkdir::WalkDir::new(root).into_iter().filter_map(|e| e.ok()).filter(|e| e.file_type().is_dir()).map(|e| e.into_path()).collect();
+    let mut dirs: Vec<PathBuf> = walkdir::WalkDir::new(root)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_dir())
+        .map(|e| e.into_path())
+        .collect();
     dirs.sort_by(|a, b| b.cmp(a));
     for d in dirs {
         let hold = d.join(".reprovm-shuffle");
         fs::create_dir(&hold)?;
-        let mut names: Vec<_> = fs::read_dir(&d)?.flatten().map(|e| e.file_name()).filter(|n| n != ".reprovm-shuffle").collect();
+        let mut names: Vec<_> = fs::read_dir(&d)?
+            .flatten()
+            .map(|e| e.file_name())
+            .filter(|n| n != ".reprovm-shuffle")
+            .collect();
         names.sort();
         for n in &names {
             fs::rename(d.join(n), hold.join(n))?;
@@ -303,7 +360,11 @@ pub fn tail_lines(path: &Path, n: usize) -> String {
 pub fn menuconfig(project: &Project, fetcher: &Fetcher, recipe: &str) -> Result<()> {
     let graph = project.graph()?;
     let l = graph.get(recipe)?;
-    let k = l.recipe.kconfig.as_ref().with_context(|| format!("{}: not a kernel recipe (no [kconfig])", l.path.display()))?;
+    let k = l
+        .recipe
+        .kconfig
+        .as_ref()
+        .with_context(|| format!("{}: not a kernel recipe (no [kconfig])", l.path.display()))?;
     let tc = toolchain::ensure(project, fetcher)?;
     let work = project.work().join(format!("menuconfig-{recipe}"));
     let odir = work.join("out");
@@ -313,8 +374,12 @@ pub fn menuconfig(project: &Project, fetcher: &Fetcher, recipe: &str) -> Result<
     let ctx = PhaseCtx { tc: &tc, binds: &binds, env: &env, work: &work, log: &log };
     ctx.run_script("configure", &l.recipe.build.configure)?;
     let config = work.join("build").join(k.config.trim_start_matches('/'));
-    let before = fs::read_to_string(&config).with_context(|| format!("reading {}", config.display()))?;
-    let objdir = format!("/build/{}", Path::new(&k.config).parent().map(|p| p.display().to_string()).unwrap_or_default());
+    let before =
+        fs::read_to_string(&config).with_context(|| format!("reading {}", config.display()))?;
+    let objdir = format!(
+        "/build/{}",
+        Path::new(&k.config).parent().map(|p| p.display().to_string()).unwrap_or_default()
+    );
     // The terminal is the host's: give menuconfig the host's terminfo entry for it.
     let term = std::env::var("TERM").unwrap_or_else(|_| "xterm".into());
     let first = term.chars().next().unwrap_or('x').to_string();
@@ -334,10 +399,17 @@ pub fn menuconfig(project: &Project, fetcher: &Fetcher, recipe: &str) -> Result<
             .iter()
             .filter(|(k, _)| k != "TERM")
             .cloned()
-            .chain([("TERM".to_string(), term), ("TERMINFO".to_string(), "/build/.terminfo".to_string())])
+            .chain([
+                ("TERM".to_string(), term),
+                ("TERMINFO".to_string(), "/build/.terminfo".to_string()),
+            ])
             .collect(),
         cwd: "/build/src".into(),
-        argv: vec!["/bin/sh".into(), "-c".into(), format!("make O={objdir} ARCH=x86_64 menuconfig")],
+        argv: vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            format!("make O={objdir} ARCH=x86_64 menuconfig"),
+        ],
         root_rw: false,
     };
     let code = sandbox::run_interactive(&spec, &work.join("sandbox-menuconfig.json"))?;
@@ -356,7 +428,11 @@ pub fn menuconfig(project: &Project, fetcher: &Fetcher, recipe: &str) -> Result<
     let dest = project.recipes.join(frag);
     let text = fs::read_to_string(&dest).unwrap_or_default();
     toolchain::write_atomic(&dest, kconfig::apply_to_fragment(&text, &changed).as_bytes())?;
-    progress::say(&format!("menuconfig: {} options changed, recorded in {}; rebuild with `cargo xtask build {recipe}`", changed.len(), dest.display()));
+    progress::say(&format!(
+        "menuconfig: {} options changed, recorded in {}; rebuild with `cargo xtask build {recipe}`",
+        changed.len(),
+        dest.display()
+    ));
     let _ = fs::remove_dir_all(&work);
     Ok(())
 }

@@ -156,7 +156,10 @@ pub fn run() -> Result<()> {
             let graph = project.graph()?;
             let mut out = Vec::new();
             for (name, l) in &graph.recipes {
-                if target.as_deref().is_some_and(|t| !graph.closure(t).map(|c| c.contains(name)).unwrap_or(false)) {
+                if target
+                    .as_deref()
+                    .is_some_and(|t| !graph.closure(t).map(|c| c.contains(name)).unwrap_or(false))
+                {
                     continue;
                 }
                 for w in wants_for(&l.recipe)? {
@@ -180,9 +183,19 @@ pub fn run() -> Result<()> {
         }
         Command::Build { target, jobs, rebuild, rebuild_into, work_root, shuffle_dirents } => {
             let graph = project.graph()?;
-            anyhow::ensure!(rebuild.is_empty() || rebuild_into.is_some(), "--rebuild needs --rebuild-into");
+            anyhow::ensure!(
+                rebuild.is_empty() || rebuild_into.is_some(),
+                "--rebuild needs --rebuild-into"
+            );
             let audit_mode = !rebuild.is_empty();
-            let opts = build::Options { jobs: jobs.unwrap_or_else(default_jobs), rebuild, rebuild_into, work_root, shuffle_dirents, quiet: false };
+            let opts = build::Options {
+                jobs: jobs.unwrap_or_else(default_jobs),
+                rebuild,
+                rebuild_into,
+                work_root,
+                shuffle_dirents,
+                quiet: false,
+            };
             let res = build::build(&project, &graph, &fetcher, &target, &opts)?;
             if !audit_mode {
                 image::link_results(&project, &graph, &target, &res)?;
@@ -206,7 +219,9 @@ pub fn run() -> Result<()> {
         Command::Run(args) => qemu::run(&project, &args),
         Command::BootTest(args) => qemu::boot_test(&project, &args),
         Command::Audit(args) => audit::run(&project, &fetcher, &args),
-        Command::Pin { what: PinWhat::Outputs { targets } } => audit::pin_outputs(&project, &fetcher, &targets),
+        Command::Pin { what: PinWhat::Outputs { targets } } => {
+            audit::pin_outputs(&project, &fetcher, &targets)
+        }
         Command::SandboxExec { cmd } => {
             let tc = toolchain::ensure(&project, &fetcher)?;
             let code = crate::sandbox::exec_capture(&tc.root, &cmd)?;
@@ -233,7 +248,12 @@ pub fn run() -> Result<()> {
         Command::Assemble(args) => crate::assemble::run(&project, &args),
         Command::Bench(args) => crate::bench::run(&project, &fetcher, &args),
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "cargo-xtask", &mut std::io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "cargo-xtask",
+                &mut std::io::stdout(),
+            );
             Ok(())
         }
     }
@@ -272,7 +292,13 @@ pub fn wants_for(recipe: &crate::recipe::Recipe) -> Result<Vec<Want>> {
             urls.extend(debian::source_urls(&mirrors, &d.package, &d.file));
             aliases.push(d.file.clone());
         }
-        out.push(Want { file: s.file.clone(), sha256: s.sha256.clone(), size: s.size, urls, aliases });
+        out.push(Want {
+            file: s.file.clone(),
+            sha256: s.sha256.clone(),
+            size: s.size,
+            urls,
+            aliases,
+        });
     }
     Ok(out)
 }
@@ -291,6 +317,10 @@ fn fetch(project: &Project, fetcher: &Fetcher, target: Option<&str>) -> Result<(
         println!("{}  {}  {}", w.sha256, w.file, if hit { "cached" } else { "fetched" });
         let _ = p;
     }
-    progress::say(&format!("{} sources verified ({hits} from cache) in {}", wants.len(), timer.elapsed()));
+    progress::say(&format!(
+        "{} sources verified ({hits} from cache) in {}",
+        wants.len(),
+        timer.elapsed()
+    ));
     Ok(())
 }

@@ -11,7 +11,8 @@ pub const MIRROR_ENV: &str = "REPROVM_DEBIAN_MIRROR";
 /// Only archives that carry a `pool/` for Debian main are kept (security archives included).
 pub fn mirrors() -> Vec<String> {
     if let Ok(v) = std::env::var(MIRROR_ENV) {
-        let list: Vec<String> = v.split_whitespace().map(|s| s.trim_end_matches('/').to_string()).collect();
+        let list: Vec<String> =
+            v.split_whitespace().map(|s| s.trim_end_matches('/').to_string()).collect();
         if !list.is_empty() {
             return list;
         }
@@ -52,7 +53,17 @@ fn looks_debian(uri: &str, suites: &[&str]) -> bool {
     (uri.starts_with("http://") || uri.starts_with("https://") || uri.starts_with("file:"))
         && suites.iter().any(|s| {
             let base = s.split(['-', '/']).next().unwrap_or(s);
-            matches!(base, "bookworm" | "trixie" | "bullseye" | "sid" | "stable" | "oldstable" | "testing" | "unstable")
+            matches!(
+                base,
+                "bookworm"
+                    | "trixie"
+                    | "bullseye"
+                    | "sid"
+                    | "stable"
+                    | "oldstable"
+                    | "testing"
+                    | "unstable"
+            )
         })
 }
 
@@ -110,7 +121,11 @@ fn parse_one_line(text: &str) -> Vec<String> {
 
 /// Pool directory of a source package: `pool/main/b/busybox`, `pool/main/libc/libcap2`.
 pub fn pool_dir(source_package: &str) -> String {
-    let prefix = if source_package.starts_with("lib") && source_package.len() > 3 { &source_package[..4] } else { &source_package[..1] };
+    let prefix = if source_package.starts_with("lib") && source_package.len() > 3 {
+        &source_package[..4]
+    } else {
+        &source_package[..1]
+    };
     format!("pool/main/{prefix}/{source_package}")
 }
 
@@ -145,7 +160,14 @@ mod tests {
             "Types: deb\nURIs: http://m.example/debian\nSuites: bookworm bookworm-updates\nComponents: main\n\nTypes: deb\nURIs: https://other.example/apt\nSuites: cloud-sdk\n",
         )
         .unwrap();
-        std::fs::write(t.path().join("sources.list"), "deb [arch=amd64] http://m2.example/debian/ bookworm main\n# deb http://x/ y z\n").unwrap();
-        assert_eq!(mirrors_from_apt(t.path()), vec!["http://m2.example/debian", "http://m.example/debian"]);
+        std::fs::write(
+            t.path().join("sources.list"),
+            "deb [arch=amd64] http://m2.example/debian/ bookworm main\n# deb http://x/ y z\n",
+        )
+        .unwrap();
+        assert_eq!(
+            mirrors_from_apt(t.path()),
+            vec!["http://m2.example/debian", "http://m.example/debian"]
+        );
     }
 }

@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Component, Path, PathBuf};
 
 /// Library directories of a Debian amd64 root, in ld.so's order.
-pub const DEFAULT_LIB_DIRS: [&str; 4] = ["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib"];
+pub const DEFAULT_LIB_DIRS: [&str; 4] =
+    ["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib"];
 
 pub struct DynInfo {
     pub interp: Option<String>,
@@ -24,8 +25,17 @@ pub fn is_elf(data: &[u8]) -> bool {
 pub fn dyn_info(data: &[u8]) -> Result<DynInfo> {
     let elf = goblin::elf::Elf::parse(data)?;
     let paths = if elf.runpaths.is_empty() { &elf.rpaths } else { &elf.runpaths };
-    let search = paths.iter().flat_map(|p| p.split(':')).filter(|p| !p.is_empty()).map(str::to_string).collect();
-    Ok(DynInfo { interp: elf.interpreter.map(str::to_string), needed: elf.libraries.iter().map(|s| s.to_string()).collect(), search })
+    let search = paths
+        .iter()
+        .flat_map(|p| p.split(':'))
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect();
+    Ok(DynInfo {
+        interp: elf.interpreter.map(str::to_string),
+        needed: elf.libraries.iter().map(|s| s.to_string()).collect(),
+        search,
+    })
 }
 
 /// `a/b/../c` -> `a/c` without touching the file system (for install paths built from RUNPATH).
@@ -45,15 +55,21 @@ fn lexical(p: &Path) -> PathBuf {
 
 /// A RUNPATH entry with `$ORIGIN` (the directory of the object, as installed) expanded.
 fn expand_origin(dir: &str, installed_at: &Path) -> String {
-    let origin = installed_at.parent().map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|| "/".into());
+    let origin = installed_at
+        .parent()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "/".into());
     dir.replace("${ORIGIN}", &origin).replace("$ORIGIN", &origin)
 }
 
 /// Resolve `path` (absolute, as seen inside `root`) to a real file inside root, following
 /// symlinks with absolute targets re-rooted. Errors if it leaves the root or does not exist.
 pub fn resolve_in_root(root: &Path, path: &Path) -> Result<PathBuf> {
-    let mut todo: VecDeque<PathBuf> =
-        path.components().filter(|c| matches!(c, Component::Normal(_) | Component::ParentDir)).map(|c| PathBuf::from(c.as_os_str())).collect();
+    let mut todo: VecDeque<PathBuf> = path
+        .components()
+        .filter(|c| matches!(c, Component::Normal(_) | Component::ParentDir))
+        .map(|c| PathBuf::from(c.as_os_str()))
+        .collect();
     let mut cur = PathBuf::from("/");
     let mut hops = 0;
     while let Some(c) = todo.pop_front() {
@@ -63,15 +79,19 @@ pub fn resolve_in_root(root: &Path, path: &Path) -> Result<PathBuf> {
         }
         let next = cur.join(&c);
         let host = root.join(next.strip_prefix("/").unwrap_or(&next));
-        let meta = std::fs::symlink_metadata(&host).with_context(|| format!("{} not found in {}", next.display(), root.display()))?;
+        let meta = std::fs::symlink_metadata(&host)
+            .with_context(|| format!("{} not found in {}", next.display(), root.display()))?;
         if meta.file_type().is_symlink() {
             hops += 1;
             if hops > 40 {
                 bail!("too many symlinks resolving {}", path.display());
             }
             let target = std::fs::read_link(&host)?;
-            let mut rest: VecDeque<PathBuf> =
-                target.components().filter(|c| matches!(c, Component::Normal(_) | Component::ParentDir)).map(|c| PathBuf::from(c.as_os_str())).collect();
+            let mut rest: VecDeque<PathBuf> = target
+                .components()
+                .filter(|c| matches!(c, Component::Normal(_) | Component::ParentDir))
+                .map(|c| PathBuf::from(c.as_os_str()))
+                .collect();
             rest.extend(todo.drain(..));
             todo = rest;
             if target.is_absolute() {
@@ -88,18 +108,29 @@ pub fn resolve_in_root(root: &Path, path: &Path) -> Result<PathBuf> {
 /// transitive DT_NEEDED libraries, searched in each object's RUNPATH/RPATH and then `lib_dirs`,
 /// all inside `root`. Returns install path (inside the root's namespace: where ld.so will look
 /// at run time) -> the real file inside `root` holding its bytes.
-pub fn closure(root: &Path, files: &[(PathBuf, Vec<u8>)], lib_dirs: &[String]) -> Result<BTreeMap<PathBuf, PathBuf>> {
+pub fn closure(
+    root: &Path,
+    files: &[(PathBuf, Vec<u8>)],
+    lib_dirs: &[String],
+) -> Result<BTreeMap<PathBuf, PathBuf>> {
     let mut out = BTreeMap::new();
     let mut seen = BTreeSet::new();
-    let mut queue: VecDeque<(PathBuf, Vec<u8>)> = files.iter().filter(|(_, d)| is_elf(d)).cloned().collect();
+    let mut queue: VecDeque<(PathBuf, Vec<u8>)> =
+        files.iter().filter(|(_, d)| is_elf(d)).cloned().collect();
     while let Some((at, data)) = queue.pop_front() {
         let info = dyn_info(&data).with_context(|| format!("reading ELF {}", at.display()))?;
         let mut wanted: Vec<(PathBuf, PathBuf)> = Vec::new();
         if let Some(interp) = &info.interp {
-            let real = resolve_in_root(root, Path::new(interp)).with_context(|| format!("interpreter {interp} of {}", at.display()))?;
+            let real = resolve_in_root(root, Path::new(interp))
+                .with_context(|| format!("interpreter {interp} of {}", at.display()))?;
             wanted.push((PathBuf::from(interp), real));
         }
-        let search: Vec<String> = info.search.iter().map(|d| expand_origin(d, &at)).chain(lib_dirs.iter().cloned()).collect();
+        let search: Vec<String> = info
+            .search
+            .iter()
+            .map(|d| expand_origin(d, &at))
+            .chain(lib_dirs.iter().cloned())
+            .collect();
         for lib in &info.needed {
             let found = search.iter().find_map(|d| {
                 let p = lexical(&Path::new(d).join(lib));
@@ -107,7 +138,12 @@ pub fn closure(root: &Path, files: &[(PathBuf, Vec<u8>)], lib_dirs: &[String]) -
             });
             match found {
                 Some(f) => wanted.push(f),
-                None => bail!("library {lib} (needed by {}) not found in {} under {}", at.display(), search.join(":"), root.display()),
+                None => bail!(
+                    "library {lib} (needed by {}) not found in {} under {}",
+                    at.display(),
+                    search.join(":"),
+                    root.display()
+                ),
             }
         }
         for (install, real) in wanted {
@@ -128,7 +164,11 @@ pub fn section_hashes(data: &[u8]) -> Result<BTreeMap<String, (u64, u64, String)
     for sh in &elf.section_headers {
         let name = elf.shdr_strtab.get_at(sh.sh_name).unwrap_or("?").to_string();
         let (off, size) = (sh.sh_offset, sh.sh_size);
-        let bytes = if sh.sh_type == goblin::elf::section_header::SHT_NOBITS { &[][..] } else { data.get(off as usize..(off + size) as usize).unwrap_or(&[]) };
+        let bytes = if sh.sh_type == goblin::elf::section_header::SHT_NOBITS {
+            &[][..]
+        } else {
+            data.get(off as usize..(off + size) as usize).unwrap_or(&[])
+        };
         out.insert(name, (off, size, crate::hash::sha256_bytes(bytes)));
     }
     Ok(out)
@@ -169,22 +209,43 @@ mod tests {
         std::fs::create_dir_all(&bin).unwrap();
         std::fs::create_dir_all(&lib).unwrap();
         std::fs::write(t.path().join("foo.c"), "int foo(void) { return 1; }\n").unwrap();
-        std::fs::write(t.path().join("main.c"), "int foo(void); int main(void) { return foo(); }\n").unwrap();
+        std::fs::write(
+            t.path().join("main.c"),
+            "int foo(void); int main(void) { return foo(); }\n",
+        )
+        .unwrap();
         let cc = |args: &[&str]| {
-            let st = std::process::Command::new("cc").current_dir(t.path()).args(args).status().expect("cc (gcc) is needed by this test");
+            let st = std::process::Command::new("cc")
+                .current_dir(t.path())
+                .args(args)
+                .status()
+                .expect("cc (gcc) is needed by this test");
             assert!(st.success(), "cc {args:?}");
         };
         cc(&["-shared", "-fPIC", "-o", "app/lib/libfoo.so", "foo.c"]);
-        cc(&["-o", "app/bin/main", "main.c", "-Lapp/lib", "-lfoo", "-Wl,--enable-new-dtags,-rpath,$ORIGIN/../lib"]);
+        cc(&[
+            "-o",
+            "app/bin/main",
+            "main.c",
+            "-Lapp/lib",
+            "-lfoo",
+            "-Wl,--enable-new-dtags,-rpath,$ORIGIN/../lib",
+        ]);
         let main = bin.join("main");
         let info = dyn_info(&std::fs::read(&main).unwrap()).unwrap();
         assert_eq!(info.search, vec!["$ORIGIN/../lib".to_string()]);
         let dirs: Vec<String> = DEFAULT_LIB_DIRS.iter().map(|s| s.to_string()).collect();
-        let c = closure(Path::new("/"), &[(main.clone(), std::fs::read(&main).unwrap())], &dirs).unwrap();
+        let c = closure(Path::new("/"), &[(main.clone(), std::fs::read(&main).unwrap())], &dirs)
+            .unwrap();
         assert_eq!(c.get(&lib.join("libfoo.so")), Some(&lib.join("libfoo.so")), "{c:?}");
         assert!(c.keys().any(|k| k.ends_with("libc.so.6")), "{c:?}");
         // Without the RUNPATH the library is not found, and the error names the program.
-        let err = closure(Path::new("/"), &[(PathBuf::from("/elsewhere/main"), std::fs::read(&main).unwrap())], &dirs).unwrap_err();
+        let err = closure(
+            Path::new("/"),
+            &[(PathBuf::from("/elsewhere/main"), std::fs::read(&main).unwrap())],
+            &dirs,
+        )
+        .unwrap_err();
         assert!(format!("{err:#}").contains("libfoo.so (needed by /elsewhere/main)"), "{err:#}");
     }
     #[test]
@@ -194,6 +255,9 @@ mod tests {
         std::fs::write(t.path().join("usr/lib/real"), "x").unwrap();
         std::os::unix::fs::symlink("usr/lib", t.path().join("lib")).unwrap();
         std::os::unix::fs::symlink("/lib/real", t.path().join("usr/lib/abs")).unwrap();
-        assert_eq!(resolve_in_root(t.path(), Path::new("/lib/abs")).unwrap(), PathBuf::from("/usr/lib/real"));
+        assert_eq!(
+            resolve_in_root(t.path(), Path::new("/lib/abs")).unwrap(),
+            PathBuf::from("/usr/lib/real")
+        );
     }
 }

@@ -29,30 +29,49 @@ pub struct FileDiff {
 }
 
 /// Compare two file lists (manifests) file by file and explain each difference.
-pub fn compare(a: &[FileEntry], b: &[FileEntry], dir_a: &Path, dir_b: &Path, tools: &Tools) -> Vec<FileDiff> {
+pub fn compare(
+    a: &[FileEntry],
+    b: &[FileEntry],
+    dir_a: &Path,
+    dir_b: &Path,
+    tools: &Tools,
+) -> Vec<FileDiff> {
     let ma: BTreeMap<&str, &FileEntry> = a.iter().map(|f| (f.path.as_str(), f)).collect();
     let mb: BTreeMap<&str, &FileEntry> = b.iter().map(|f| (f.path.as_str(), f)).collect();
     let mut out = Vec::new();
     for (p, fa) in &ma {
         match mb.get(p) {
-            None => out.push(FileDiff { path: p.to_string(), kind: "only-in-store".into(), explanation: vec![] }),
-            Some(fb) if fa.kind != fb.kind => {
-                out.push(FileDiff { path: p.to_string(), kind: "type".into(), explanation: vec![format!("{} vs {}", fa.kind, fb.kind)] })
-            }
+            None => out.push(FileDiff {
+                path: p.to_string(),
+                kind: "only-in-store".into(),
+                explanation: vec![],
+            }),
+            Some(fb) if fa.kind != fb.kind => out.push(FileDiff {
+                path: p.to_string(),
+                kind: "type".into(),
+                explanation: vec![format!("{} vs {}", fa.kind, fb.kind)],
+            }),
             Some(fb) if fa.sha256 != fb.sha256 || fa.target != fb.target => {
-                let explanation = explain(&dir_a.join(p), &dir_b.join(p), tools).unwrap_or_else(|e| vec![format!("could not explain: {e:#}")]);
+                let explanation = explain(&dir_a.join(p), &dir_b.join(p), tools)
+                    .unwrap_or_else(|e| vec![format!("could not explain: {e:#}")]);
                 out.push(FileDiff { path: p.to_string(), kind: "content".into(), explanation });
             }
             // Write permission is not compared: stores take it away (Nix makes everything
             // 0444/0555), and no file in an output is meant to be written.
-            Some(fb) if fa.mode & !0o222 != fb.mode & !0o222 => {
-                out.push(FileDiff { path: p.to_string(), kind: "mode".into(), explanation: vec![format!("{:o} vs {:o}", fa.mode, fb.mode)] })
-            }
+            Some(fb) if fa.mode & !0o222 != fb.mode & !0o222 => out.push(FileDiff {
+                path: p.to_string(),
+                kind: "mode".into(),
+                explanation: vec![format!("{:o} vs {:o}", fa.mode, fb.mode)],
+            }),
             _ => {}
         }
     }
     for p in mb.keys().filter(|p| !ma.contains_key(*p)) {
-        out.push(FileDiff { path: p.to_string(), kind: "only-in-rebuild".into(), explanation: vec![] });
+        out.push(FileDiff {
+            path: p.to_string(),
+            kind: "only-in-rebuild".into(),
+            explanation: vec![],
+        });
     }
     out
 }
@@ -72,11 +91,18 @@ pub fn explain(a: &Path, b: &Path, tools: &Tools) -> Result<Vec<String>> {
     }
     if da.starts_with(b"QFI\xfb") && db.starts_with(b"QFI\xfb") {
         // qemu-img output is a function of the raw image: the reason is there.
-        return Ok(vec!["qcow2: a conversion of the raw image; compare the raw images for the reason".into(), binary_summary(&da, &db)]);
+        return Ok(vec![
+            "qcow2: a conversion of the raw image; compare the raw images for the reason".into(),
+            binary_summary(&da, &db),
+        ]);
     }
     if let (Ok(ta), Ok(tb)) = (std::str::from_utf8(&da), std::str::from_utf8(&db)) {
         if !ta.contains('\0') && !tb.contains('\0') {
-            let diff = similar::TextDiff::from_lines(ta, tb).unified_diff().context_radius(2).header("store", "rebuild").to_string();
+            let diff = similar::TextDiff::from_lines(ta, tb)
+                .unified_diff()
+                .context_radius(2)
+                .header("store", "rebuild")
+                .to_string();
             return Ok(diff.lines().take(80).map(str::to_string).collect());
         }
     }
@@ -86,7 +112,11 @@ pub fn explain(a: &Path, b: &Path, tools: &Tools) -> Result<Vec<String>> {
 fn binary_summary(a: &[u8], b: &[u8]) -> String {
     let first = a.iter().zip(b).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len()));
     let count = a.iter().zip(b).filter(|(x, y)| x != y).count() + a.len().abs_diff(b.len());
-    format!("binary: sizes {} vs {}, first difference at offset {first:#x}, {count} bytes differ", a.len(), b.len())
+    format!(
+        "binary: sizes {} vs {}, first difference at offset {first:#x}, {count} bytes differ",
+        a.len(),
+        b.len()
+    )
 }
 
 pub fn explain_elf(a: &[u8], b: &[u8]) -> Result<Vec<String>> {
@@ -100,8 +130,17 @@ pub fn explain_elf(a: &[u8], b: &[u8]) -> Result<Vec<String>> {
                     .get(*off as usize..(*off + *size) as usize)
                     .zip(b.get(*ob as usize..(*ob + *sizeb) as usize))
                     .and_then(|(x, y)| x.iter().zip(y).position(|(p, q)| p != q));
-                let at = first.map(|f| format!(", first difference at section offset {f:#x} (file offset {:#x})", *off as usize + f)).unwrap_or_default();
-                out.push(format!("section {name} differs (offset {off:#x}, size {size} vs {sizeb}{at})"));
+                let at = first
+                    .map(|f| {
+                        format!(
+                            ", first difference at section offset {f:#x} (file offset {:#x})",
+                            *off as usize + f
+                        )
+                    })
+                    .unwrap_or_default();
+                out.push(format!(
+                    "section {name} differs (offset {off:#x}, size {size} vs {sizeb}{at})"
+                ));
             }
             None => out.push(format!("section {name} only in the store build")),
             _ => {}
@@ -111,7 +150,11 @@ pub fn explain_elf(a: &[u8], b: &[u8]) -> Result<Vec<String>> {
         out.push(format!("section {name} only in the rebuild"));
     }
     let (ya, yb) = (elf::symbols(a).unwrap_or_default(), elf::symbols(b).unwrap_or_default());
-    let moved: Vec<String> = ya.iter().filter_map(|(n, v)| yb.get(n).filter(|w| *w != v).map(|w| format!("{n} {v:#x} -> {w:#x}"))).take(20).collect();
+    let moved: Vec<String> = ya
+        .iter()
+        .filter_map(|(n, v)| yb.get(n).filter(|w| *w != v).map(|w| format!("{n} {v:#x} -> {w:#x}")))
+        .take(20)
+        .collect();
     if !moved.is_empty() {
         out.push(format!("symbols at different addresses: {}", moved.join(", ")));
     }
@@ -124,7 +167,9 @@ fn is_bzimage(d: &[u8]) -> bool {
 
 /// Setup header of an x86 boot image: where the (compressed) payload lies.
 pub fn explain_bzimage(a: &[u8], b: &[u8]) -> Vec<String> {
-    let field = |d: &[u8], off: usize| u32::from_le_bytes([d[off], d[off + 1], d[off + 2], d[off + 3]]) as usize;
+    let field = |d: &[u8], off: usize| {
+        u32::from_le_bytes([d[off], d[off + 1], d[off + 2], d[off + 3]]) as usize
+    };
     let setup = |d: &[u8]| (d[0x1f1].max(4) as usize + 1) * 512;
     let (sa, pa, la) = (setup(a), field(a, 0x248), field(a, 0x24c));
     let start = sa + pa;
@@ -136,7 +181,10 @@ pub fn explain_bzimage(a: &[u8], b: &[u8]) -> Vec<String> {
     } else {
         "in the protected-mode decompressor stub".to_string()
     };
-    vec![format!("bzImage: setup {sa} bytes; first difference at {first:#x}, {region}"), binary_summary(a, b)]
+    vec![
+        format!("bzImage: setup {sa} bytes; first difference at {first:#x}, {region}"),
+        binary_summary(a, b),
+    ]
 }
 
 fn is_ext4(d: &[u8]) -> bool {
@@ -166,16 +214,29 @@ pub fn explain_ext4(a: &Path, b: &Path, tools: &Tools) -> Result<Vec<String>> {
         Tools::Sandbox(root) => {
             let spec = Spec {
                 root: root.to_path_buf(),
-                binds: vec![Bind { src: build.clone(), dest: "/build".into(), rw: true }, Bind { src: outd.clone(), dest: "/out".into(), rw: true }],
+                binds: vec![
+                    Bind { src: build.clone(), dest: "/build".into(), rw: true },
+                    Bind { src: outd.clone(), dest: "/out".into(), rw: true },
+                ],
                 env: sandbox::base_env(0, 1),
                 cwd: "/build".into(),
-                argv: vec!["/bin/sh".into(), "/build/explain.sh".into(), "/build".into(), "/out".into()],
+                argv: vec![
+                    "/bin/sh".into(),
+                    "/build/explain.sh".into(),
+                    "/build".into(),
+                    "/out".into(),
+                ],
                 root_rw: false,
             };
             sandbox::run(&spec, &work.path().join("spec.json"), &work.path().join("log"))?;
         }
         Tools::Path => {
-            let st = std::process::Command::new("sh").arg(build.join("explain.sh")).arg(&build).arg(&outd).status().context("running sh for debugfs")?;
+            let st = std::process::Command::new("sh")
+                .arg(build.join("explain.sh"))
+                .arg(&build)
+                .arg(&outd)
+                .status()
+                .context("running sh for debugfs")?;
             anyhow::ensure!(st.success(), "listing the images with debugfs/dumpe2fs failed");
         }
     }
@@ -193,7 +254,9 @@ pub fn explain_ext4(a: &Path, b: &Path, tools: &Tools) -> Result<Vec<String>> {
     for f in &fb {
         match ma.get(&f.path) {
             None => out.push(format!("file /{} only in the rebuild's image", f.path)),
-            Some(g) if g.sha256 != f.sha256 || g.mode != f.mode || g.target != f.target => out.push(format!("file /{} differs inside the image", f.path)),
+            Some(g) if g.sha256 != f.sha256 || g.mode != f.mode || g.target != f.target => {
+                out.push(format!("file /{} differs inside the image", f.path))
+            }
             _ => {}
         }
     }
@@ -213,14 +276,20 @@ pub fn explain_ext4(a: &Path, b: &Path, tools: &Tools) -> Result<Vec<String>> {
 
 /// `diff A B`: compare two output directories (or two files) and explain every difference.
 pub fn diff_paths(a: &Path, b: &Path, tools: &Tools) -> Result<Vec<FileDiff>> {
-    let meta = |p: &Path| fs::metadata(p).with_context(|| format!("{} does not exist", p.display()));
+    let meta =
+        |p: &Path| fs::metadata(p).with_context(|| format!("{} does not exist", p.display()));
     let (ma, mb) = (meta(a)?, meta(b)?);
     if ma.is_file() && mb.is_file() {
         if fs::read(a)? == fs::read(b)? {
             return Ok(Vec::new());
         }
-        let explanation = explain(a, b, tools).unwrap_or_else(|e| vec![format!("could not explain: {e:#}")]);
-        return Ok(vec![FileDiff { path: a.display().to_string(), kind: "content".into(), explanation }]);
+        let explanation =
+            explain(a, b, tools).unwrap_or_else(|e| vec![format!("could not explain: {e:#}")]);
+        return Ok(vec![FileDiff {
+            path: a.display().to_string(),
+            kind: "content".into(),
+            explanation,
+        }]);
     }
     let fa = manifest::scan(a).with_context(|| format!("reading {}", a.display()))?;
     let fb = manifest::scan(b).with_context(|| format!("reading {}", b.display()))?;
@@ -247,7 +316,12 @@ mod tests {
     fn text_and_binary_explanations() {
         let a = b"line1\nline2 2024-01-01\n";
         let b = b"line1\nline2 2026-11-22\n";
-        let d = similar::TextDiff::from_lines(std::str::from_utf8(a).unwrap(), std::str::from_utf8(b).unwrap()).unified_diff().to_string();
+        let d = similar::TextDiff::from_lines(
+            std::str::from_utf8(a).unwrap(),
+            std::str::from_utf8(b).unwrap(),
+        )
+        .unified_diff()
+        .to_string();
         assert!(d.contains("-line2 2024-01-01") && d.contains("+line2 2026-11-22"));
         assert!(binary_summary(&[0, 1, 2], &[0, 9, 2]).contains("offset 0x1, 1 bytes differ"));
     }
@@ -271,10 +345,24 @@ mod tests {
         fs::write(b.join("tool"), "#!/bin/sh\n").unwrap();
         fs::set_permissions(a.join("tool"), fs::Permissions::from_mode(0o755)).unwrap();
         let d = diff_paths(&a, &b, &Tools::Path).unwrap();
-        let kinds: Vec<(&str, &str)> = d.iter().map(|d| (d.path.as_str(), d.kind.as_str())).collect();
-        assert_eq!(kinds, vec![("etc/motd", "content"), ("gone", "only-in-store"), ("tool", "mode"), ("new", "only-in-rebuild")]);
-        assert!(d[0].explanation.iter().any(|l| l == "+built 2026-11-22"), "{:?}", d[0].explanation);
+        let kinds: Vec<(&str, &str)> =
+            d.iter().map(|d| (d.path.as_str(), d.kind.as_str())).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                ("etc/motd", "content"),
+                ("gone", "only-in-store"),
+                ("tool", "mode"),
+                ("new", "only-in-rebuild")
+            ]
+        );
+        assert!(
+            d[0].explanation.iter().any(|l| l == "+built 2026-11-22"),
+            "{:?}",
+            d[0].explanation
+        );
         assert!(diff_paths(&a.join("same"), &b.join("same"), &Tools::Path).unwrap().is_empty());
-        assert!(format!("{:#}", diff_paths(&a, &t.path().join("nope"), &Tools::Path).unwrap_err()).contains("does not exist"));
+        assert!(format!("{:#}", diff_paths(&a, &t.path().join("nope"), &Tools::Path).unwrap_err())
+            .contains("does not exist"));
     }
 }

@@ -56,8 +56,11 @@ pub struct Fetcher {
 
 impl Fetcher {
     pub fn new(cache: &Path, mirrors: Vec<PathBuf>, offline: bool) -> Fetcher {
-        let agent =
-            ureq::AgentBuilder::new().timeout_connect(Duration::from_secs(15)).timeout_read(Duration::from_secs(60)).user_agent("reprovm-fetch/1").build();
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(15))
+            .timeout_read(Duration::from_secs(60))
+            .user_agent("reprovm-fetch/1")
+            .build();
         Fetcher { cache: cache.to_path_buf(), mirrors, offline, agent }
     }
 
@@ -80,14 +83,16 @@ impl Fetcher {
         let mut attempts = Vec::new();
         for dir in &self.mirrors {
             let names = std::iter::once(&want.file).chain(want.aliases.iter());
-            let cands: Vec<PathBuf> = names.map(|n| dir.join(n)).chain([dir.join("sha256").join(&want.sha256)]).collect();
+            let cands: Vec<PathBuf> =
+                names.map(|n| dir.join(n)).chain([dir.join("sha256").join(&want.sha256)]).collect();
             for cand in cands {
                 if !cand.is_file() {
                     continue;
                 }
                 let origin = format!("mirror {}", cand.display());
                 match self.store_from(want, &origin, |w| {
-                    let mut f = File::open(&cand).map_err(|e| AttemptError::Transfer(e.to_string()))?;
+                    let mut f =
+                        File::open(&cand).map_err(|e| AttemptError::Transfer(e.to_string()))?;
                     io::copy(&mut f, w).map_err(|e| AttemptError::Transfer(e.to_string()))?;
                     Ok(())
                 }) {
@@ -98,9 +103,16 @@ impl Fetcher {
         }
         if self.offline {
             if attempts.is_empty() {
-                return Err(FetchError::Offline { file: want.file.clone(), sha256: want.sha256.clone() });
+                return Err(FetchError::Offline {
+                    file: want.file.clone(),
+                    sha256: want.sha256.clone(),
+                });
             }
-            return Err(FetchError::AllOriginsFailed { file: want.file.clone(), sha256: want.sha256.clone(), attempts });
+            return Err(FetchError::AllOriginsFailed {
+                file: want.file.clone(),
+                sha256: want.sha256.clone(),
+                attempts,
+            });
         }
         for url in &want.urls {
             match self.store_from(want, url, |w| self.download(url, want, w)) {
@@ -109,9 +121,14 @@ impl Fetcher {
             }
         }
         if attempts.is_empty() {
-            attempts.push("no origins configured (add urls, a [debian] origin or --mirror DIR)".into());
+            attempts
+                .push("no origins configured (add urls, a [debian] origin or --mirror DIR)".into());
         }
-        Err(FetchError::AllOriginsFailed { file: want.file.clone(), sha256: want.sha256.clone(), attempts })
+        Err(FetchError::AllOriginsFailed {
+            file: want.file.clone(),
+            sha256: want.sha256.clone(),
+            attempts,
+        })
     }
 
     /// Stream one origin into a temp file in the cache, verify size and sha256, fsync and
@@ -127,11 +144,19 @@ impl Fetcher {
         let mk = |e: io::Error| AttemptError::Transfer(format!("cache: {e}"));
         fs::create_dir_all(&tmpdir).map_err(mk)?;
         fs::create_dir_all(dest.parent().unwrap_or(&self.cache)).map_err(mk)?;
-        let mut tmp = tempfile::Builder::new().prefix(&want.sha256[..16]).suffix(".part").tempfile_in(&tmpdir).map_err(mk)?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(&want.sha256[..16])
+            .suffix(".part")
+            .tempfile_in(&tmpdir)
+            .map_err(mk)?;
         let timer = Timer::start();
         // Without a terminal: a start line for large files, one result line for every file.
         if !progress::interactive() && want.size > 8 << 20 {
-            progress::say(&format!("fetch {} ({}) from {origin}", want.file, human_bytes(want.size)));
+            progress::say(&format!(
+                "fetch {} ({}) from {origin}",
+                want.file,
+                human_bytes(want.size)
+            ));
         }
         let got = {
             let file = tmp.as_file_mut();
@@ -142,7 +167,12 @@ impl Fetcher {
             (got, written)
         };
         if got.0 != want.sha256 || got.1 != want.size {
-            return Err(AttemptError::Mismatch { expected: want.sha256.clone(), got: got.0, size: got.1, expected_size: want.size });
+            return Err(AttemptError::Mismatch {
+                expected: want.sha256.clone(),
+                got: got.0,
+                size: got.1,
+                expected_size: want.size,
+            });
         }
         tmp.as_file().sync_all().map_err(mk)?;
         tmp.persist(&dest).map_err(|e| mk(e.error))?;
@@ -150,7 +180,12 @@ impl Fetcher {
             File::open(parent).and_then(|d| d.sync_all()).map_err(mk)?;
         }
         if !progress::interactive() {
-            progress::say(&format!("fetched {} ({}) from {origin} in {}", want.file, human_bytes(want.size), timer.elapsed()));
+            progress::say(&format!(
+                "fetched {} ({}) from {origin} in {}",
+                want.file,
+                human_bytes(want.size),
+                timer.elapsed()
+            ));
         }
         Ok(dest)
     }
@@ -163,14 +198,18 @@ impl Fetcher {
         }
         let resp = match self.agent.get(url).set("Accept-Encoding", "identity").call() {
             Ok(r) => r,
-            Err(ureq::Error::Status(code, _)) => return Err(AttemptError::Missing(format!("HTTP {code}"))),
+            Err(ureq::Error::Status(code, _)) => {
+                return Err(AttemptError::Missing(format!("HTTP {code}")))
+            }
             Err(e) => return Err(AttemptError::Transfer(one_line(&e.to_string()))),
         };
         let pb = progress::bytes_bar(want.size, &want.file);
         let mut reader = pb.wrap_read(resp.into_reader().take(want.size + 1));
         let r = io::copy(&mut reader, w);
         pb.finish_and_clear();
-        r.map_err(|e| AttemptError::Transfer(format!("transfer failed: {}", one_line(&e.to_string()))))?;
+        r.map_err(|e| {
+            AttemptError::Transfer(format!("transfer failed: {}", one_line(&e.to_string())))
+        })?;
         Ok(())
     }
 }
@@ -186,7 +225,13 @@ mod tests {
     use crate::testutil::serve;
 
     fn want(body: &[u8], urls: Vec<String>) -> Want {
-        Want { file: "x.tar.gz".into(), sha256: sha256_bytes(body), size: body.len() as u64, urls, aliases: vec![] }
+        Want {
+            file: "x.tar.gz".into(),
+            sha256: sha256_bytes(body),
+            size: body.len() as u64,
+            urls,
+            aliases: vec![],
+        }
     }
 
     fn cache_is_empty(cache: &Path) -> bool {

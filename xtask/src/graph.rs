@@ -19,7 +19,8 @@ impl Graph {
     pub fn load(dir: &Path) -> Result<Graph> {
         let base = dir.parent().unwrap_or(dir);
         let mut recipes = BTreeMap::new();
-        let entries = std::fs::read_dir(dir).with_context(|| format!("reading recipe directory {}", dir.display()))?;
+        let entries = std::fs::read_dir(dir)
+            .with_context(|| format!("reading recipe directory {}", dir.display()))?;
         let mut paths: Vec<_> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
         paths.sort();
         for path in paths {
@@ -27,7 +28,8 @@ impl Graph {
                 continue;
             }
             let display = display_rel(&path, base);
-            let text = std::fs::read_to_string(&path).with_context(|| format!("reading {display}"))?;
+            let text =
+                std::fs::read_to_string(&path).with_context(|| format!("reading {display}"))?;
             let recipe = recipe::parse(&path, &text, &display)?;
             recipes.insert(recipe.name.clone(), Loaded { recipe, path, text });
         }
@@ -39,7 +41,9 @@ impl Graph {
     /// Apply `DEP=RECIPE` substitutions, checking that RECIPE exists.
     pub fn with_aliases(mut self, subs: &[String]) -> Result<Graph> {
         for s in subs {
-            let (dep, recipe) = s.split_once('=').with_context(|| format!("--use {s}: expected DEP=RECIPE, e.g. kernel=kernel-krata"))?;
+            let (dep, recipe) = s.split_once('=').with_context(|| {
+                format!("--use {s}: expected DEP=RECIPE, e.g. kernel=kernel-krata")
+            })?;
             self.get(recipe)?;
             self.aliases.insert(dep.to_string(), recipe.to_string());
         }
@@ -65,7 +69,11 @@ impl Graph {
         for l in self.recipes.values() {
             for d in &l.recipe.deps {
                 if !self.recipes.contains_key(d) {
-                    let (line, col) = l.text.find(&format!("\"{d}\"")).map(|o| recipe::line_col(&l.text, o + 1)).unwrap_or((1, 1));
+                    let (line, col) = l
+                        .text
+                        .find(&format!("\"{d}\""))
+                        .map(|o| recipe::line_col(&l.text, o + 1))
+                        .unwrap_or((1, 1));
                     bail!("{}:{line}:{col}: unknown dependency `{d}`: no recipes/{d}.toml (add it or remove it from `deps`)", display_rel(&l.path, base));
                 }
             }
@@ -79,7 +87,14 @@ impl Graph {
         Ok(())
     }
 
-    fn visit(&self, name: &str, stack: &mut Vec<String>, done: &mut BTreeSet<String>, order: &mut Vec<String>, base: &Path) -> Result<()> {
+    fn visit(
+        &self,
+        name: &str,
+        stack: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+        order: &mut Vec<String>,
+        base: &Path,
+    ) -> Result<()> {
         if done.contains(name) {
             return Ok(());
         }
@@ -87,7 +102,11 @@ impl Graph {
             let mut cycle: Vec<&str> = stack[pos..].iter().map(String::as_str).collect();
             cycle.push(name);
             let l = &self.recipes[name];
-            bail!("{}: dependency cycle: {} (remove one of these `deps`)", display_rel(&l.path, base), cycle.join(" -> "));
+            bail!(
+                "{}: dependency cycle: {} (remove one of these `deps`)",
+                display_rel(&l.path, base),
+                cycle.join(" -> ")
+            );
         }
         stack.push(name.to_string());
         for d in &self.recipes[name].recipe.deps {
@@ -116,7 +135,10 @@ mod tests {
 
     fn write(dir: &Path, name: &str, deps: &[&str]) {
         let deps: Vec<String> = deps.iter().map(|d| format!("\"{d}\"")).collect();
-        let text = format!("name = \"{name}\"\nversion = \"1\"\ndeps = [{}]\n[build]\nscript = \"true\"\n", deps.join(", "));
+        let text = format!(
+            "name = \"{name}\"\nversion = \"1\"\ndeps = [{}]\n[build]\nscript = \"true\"\n",
+            deps.join(", ")
+        );
         std::fs::write(dir.join(format!("{name}.toml")), text).unwrap();
     }
 

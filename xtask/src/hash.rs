@@ -89,7 +89,10 @@ mod tests {
     use super::*;
     #[test]
     fn known_vector() {
-        assert_eq!(sha256_bytes(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            sha256_bytes(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         assert!(is_sha256_hex(&sha256_bytes(b"")));
         assert!(!is_sha256_hex("ABC"));
     }

@@ -60,13 +60,20 @@ impl Tree {
                 self.nodes.insert(p.clone(), Node::Dir { mode: 0o755 });
             }
         }
-        if matches!(node, Node::Dir { .. }) && matches!(self.nodes.get(path), Some(Node::Dir { .. })) {
+        if matches!(node, Node::Dir { .. })
+            && matches!(self.nodes.get(path), Some(Node::Dir { .. }))
+        {
             self.nodes.insert(path.to_path_buf(), node);
             return;
         }
         // Replacing a directory by a non-directory drops its children.
         if matches!(self.nodes.get(path), Some(Node::Dir { .. })) {
-            let children: Vec<PathBuf> = self.nodes.keys().filter(|k| k.starts_with(path) && k.as_path() != path).cloned().collect();
+            let children: Vec<PathBuf> = self
+                .nodes
+                .keys()
+                .filter(|k| k.starts_with(path) && k.as_path() != path)
+                .cloned()
+                .collect();
             for c in children {
                 self.nodes.remove(&c);
             }
@@ -76,12 +83,14 @@ impl Tree {
 
     /// Copy a host file or directory tree into `dest`.
     pub fn add_host(&mut self, src: &Path, dest: &Path) -> Result<()> {
-        let meta = fs::symlink_metadata(src).with_context(|| format!("{} does not exist", src.display()))?;
+        let meta = fs::symlink_metadata(src)
+            .with_context(|| format!("{} does not exist", src.display()))?;
         if meta.is_dir() {
             for e in walkdir::WalkDir::new(src).sort_by_file_name() {
                 let e = e?;
                 let rel = e.path().strip_prefix(src)?;
-                let d = if rel.as_os_str().is_empty() { dest.to_path_buf() } else { dest.join(rel) };
+                let d =
+                    if rel.as_os_str().is_empty() { dest.to_path_buf() } else { dest.join(rel) };
                 self.add_one(e.path(), &d)?;
             }
             Ok(())
@@ -130,7 +139,9 @@ impl Tree {
                     e.read_to_end(&mut data)?;
                     Node::File { data, mode }
                 }
-                tar::EntryType::Symlink => Node::Symlink { target: e.link_name()?.unwrap_or_default().to_string_lossy().into_owned() },
+                tar::EntryType::Symlink => Node::Symlink {
+                    target: e.link_name()?.unwrap_or_default().to_string_lossy().into_owned(),
+                },
                 tar::EntryType::Char | tar::EntryType::Block => Node::Device {
                     block: e.header().entry_type() == tar::EntryType::Block,
                     major: e.header().device_major()?.unwrap_or(0),
@@ -139,10 +150,16 @@ impl Tree {
                 },
                 tar::EntryType::Link => {
                     let target = e.link_name()?.unwrap_or_default().into_owned();
-                    let Some(t) = archive::safe_relative(&target, 0)? else { bail!("hard link `{}` has an empty target", rel.display()) };
+                    let Some(t) = archive::safe_relative(&target, 0)? else {
+                        bail!("hard link `{}` has an empty target", rel.display())
+                    };
                     match self.nodes.get(&t) {
                         Some(n @ Node::File { .. }) => n.clone(),
-                        _ => bail!("hard link `{}` -> `{}`: target is not a file earlier in the tarball", rel.display(), target.display()),
+                        _ => bail!(
+                            "hard link `{}` -> `{}`: target is not a file earlier in the tarball",
+                            rel.display(),
+                            target.display()
+                        ),
                     }
                 }
                 other => bail!("entry `{}` has unsupported type {other:?}", rel.display()),
@@ -183,7 +200,11 @@ impl Tree {
                     b.append_link(&mut h, path, target)?;
                 }
                 Node::Device { block, major, minor, mode } => {
-                    h.set_entry_type(if *block { tar::EntryType::Block } else { tar::EntryType::Char });
+                    h.set_entry_type(if *block {
+                        tar::EntryType::Block
+                    } else {
+                        tar::EntryType::Char
+                    });
                     h.set_mode(*mode);
                     h.set_size(0);
                     h.set_device_major(*major)?;
@@ -198,35 +219,58 @@ impl Tree {
 
     /// Bytes of file content (for sizing images).
     pub fn content_bytes(&self) -> u64 {
-        self.nodes.values().map(|n| if let Node::File { data, .. } = n { data.len() as u64 } else { 0 }).sum()
+        self.nodes
+            .values()
+            .map(|n| if let Node::File { data, .. } = n { data.len() as u64 } else { 0 })
+            .sum()
     }
 }
 
 fn parse_arrow(s: &str) -> Result<(&str, &str)> {
-    s.split_once("->").map(|(a, b)| (a.trim(), b.trim())).with_context(|| format!("`{s}`: expected `SRC -> DEST`"))
+    s.split_once("->")
+        .map(|(a, b)| (a.trim(), b.trim()))
+        .with_context(|| format!("`{s}`: expected `SRC -> DEST`"))
 }
 
 /// Build the root file system of a `[rootfs]` recipe into `out/rootfs.tar`. `deps` maps each
 /// dependency to its output directory; shared libraries come from `root` (the pinned toolchain
 /// in the xtask's builds, `/` inside a Nix build, where RUNPATHs point into /nix/store).
-pub fn assemble_rootfs(recipes: &Path, root: &Path, l: &Loaded, spec: &RootfsSpec, deps: &BTreeMap<String, PathBuf>, out: &Path, sde: i64) -> Result<()> {
+pub fn assemble_rootfs(
+    recipes: &Path,
+    root: &Path,
+    l: &Loaded,
+    spec: &RootfsSpec,
+    deps: &BTreeMap<String, PathBuf>,
+    out: &Path,
+    sde: i64,
+) -> Result<()> {
     let here = |m: String| format!("{}: {m}", l.path.display());
     let mut tree = Tree::default();
     for d in &spec.dirs {
         let (p, mode) = match d.split_once(':') {
-            Some((p, m)) => (p, u32::from_str_radix(m, 8).map_err(|_| anyhow::format_err!(here(format!("bad mode in `{d}`"))))?),
+            Some((p, m)) => (
+                p,
+                u32::from_str_radix(m, 8)
+                    .map_err(|_| anyhow::format_err!(here(format!("bad mode in `{d}`"))))?,
+            ),
             None => (d.as_str(), 0o755),
         };
         tree.insert(&clean(p)?, Node::Dir { mode });
     }
     for i in &spec.install {
         let (src, dest) = parse_arrow(i).map_err(|e| anyhow::format_err!(here(e.to_string())))?;
-        let (dep, rel) = src.split_once(':').with_context(|| here(format!("`{i}`: expected `DEP:PATH -> DEST`")))?;
-        let entry = deps.get(dep).with_context(|| here(format!("`{i}`: `{dep}` is not a dependency")))?;
-        tree.add_host(&entry.join(rel), &clean(dest)?).with_context(|| here(format!("installing `{i}`")))?;
+        let (dep, rel) = src
+            .split_once(':')
+            .with_context(|| here(format!("`{i}`: expected `DEP:PATH -> DEST`")))?;
+        let entry =
+            deps.get(dep).with_context(|| here(format!("`{i}`: `{dep}` is not a dependency")))?;
+        tree.add_host(&entry.join(rel), &clean(dest)?)
+            .with_context(|| here(format!("installing `{i}`")))?;
     }
     if let Some(links) = &spec.applet_links {
-        let (dep, rel) = links.split_once(':').with_context(|| here(format!("applet-links `{links}`: expected DEP:PATH")))?;
+        let (dep, rel) = links
+            .split_once(':')
+            .with_context(|| here(format!("applet-links `{links}`: expected DEP:PATH")))?;
         let entry = deps.get(dep).with_context(|| here(format!("`{dep}` is not a dependency")))?;
         let text = fs::read_to_string(entry.join(rel))?;
         for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
@@ -237,7 +281,8 @@ pub fn assemble_rootfs(recipes: &Path, root: &Path, l: &Loaded, spec: &RootfsSpe
         }
     }
     for s in &spec.symlinks {
-        let (link, target) = parse_arrow(s).map_err(|e| anyhow::format_err!(here(e.to_string())))?;
+        let (link, target) =
+            parse_arrow(s).map_err(|e| anyhow::format_err!(here(e.to_string())))?;
         tree.insert(&clean(link)?, Node::Symlink { target: target.to_string() });
     }
     for d in &spec.devices {
@@ -245,13 +290,21 @@ pub fn assemble_rootfs(recipes: &Path, root: &Path, l: &Loaded, spec: &RootfsSpe
         if f.len() != 5 || !(f[1] == "c" || f[1] == "b") {
             bail!(here(format!("device `{d}`: expected `PATH c|b MAJOR MINOR MODE`")));
         }
-        let num = |s: &str| s.parse::<u32>().map_err(|_| anyhow::format_err!(here(format!("device `{d}`: bad number `{s}`"))));
-        let mode = u32::from_str_radix(f[4], 8).map_err(|_| anyhow::format_err!(here(format!("device `{d}`: bad mode"))))?;
-        tree.insert(&clean(f[0])?, Node::Device { block: f[1] == "b", major: num(f[2])?, minor: num(f[3])?, mode });
+        let num = |s: &str| {
+            s.parse::<u32>()
+                .map_err(|_| anyhow::format_err!(here(format!("device `{d}`: bad number `{s}`"))))
+        };
+        let mode = u32::from_str_radix(f[4], 8)
+            .map_err(|_| anyhow::format_err!(here(format!("device `{d}`: bad mode"))))?;
+        tree.insert(
+            &clean(f[0])?,
+            Node::Device { block: f[1] == "b", major: num(f[2])?, minor: num(f[3])?, mode },
+        );
     }
     for o in &spec.overlays {
         let p = store::resolve_overlay(recipes, o);
-        let meta = fs::metadata(&p).with_context(|| here(format!("overlay `{o}` not found at {}", p.display())))?;
+        let meta = fs::metadata(&p)
+            .with_context(|| here(format!("overlay `{o}` not found at {}", p.display())))?;
         let r = if meta.is_dir() { tree.add_host(&p, Path::new("")) } else { tree.add_tar(&p) };
         r.with_context(|| here(format!("overlay `{o}` refused")))?;
     }
@@ -259,10 +312,21 @@ pub fn assemble_rootfs(recipes: &Path, root: &Path, l: &Loaded, spec: &RootfsSpe
     let elves: Vec<(PathBuf, Vec<u8>)> = tree
         .nodes
         .iter()
-        .filter_map(|(p, n)| if let Node::File { data, .. } = n { elf::is_elf(data).then(|| (Path::new("/").join(p), data.clone())) } else { None })
+        .filter_map(|(p, n)| {
+            if let Node::File { data, .. } = n {
+                elf::is_elf(data).then(|| (Path::new("/").join(p), data.clone()))
+            } else {
+                None
+            }
+        })
         .collect();
-    let dirs = if spec.library_path.is_empty() { elf::DEFAULT_LIB_DIRS.iter().map(|s| s.to_string()).collect() } else { spec.library_path.clone() };
-    let libs = elf::closure(root, &elves, &dirs).with_context(|| format!("resolving shared libraries under {}", root.display()))?;
+    let dirs = if spec.library_path.is_empty() {
+        elf::DEFAULT_LIB_DIRS.iter().map(|s| s.to_string()).collect()
+    } else {
+        spec.library_path.clone()
+    };
+    let libs = elf::closure(root, &elves, &dirs)
+        .with_context(|| format!("resolving shared libraries under {}", root.display()))?;
     for (install, real) in libs {
         let rel = clean(&install.to_string_lossy())?;
         if !tree.nodes.contains_key(&rel) {
@@ -279,9 +343,18 @@ pub fn assemble_rootfs(recipes: &Path, root: &Path, l: &Loaded, spec: &RootfsSpe
     for (p, n) in &tree.nodes {
         let line = match n {
             Node::Dir { mode } => format!("d {mode:04o} /{}\n", p.display()),
-            Node::File { data, mode } => format!("f {mode:04o} /{} {} {}\n", p.display(), data.len(), crate::hash::sha256_bytes(data)),
+            Node::File { data, mode } => format!(
+                "f {mode:04o} /{} {} {}\n",
+                p.display(),
+                data.len(),
+                crate::hash::sha256_bytes(data)
+            ),
             Node::Symlink { target } => format!("l 0777 /{} -> {target}\n", p.display()),
-            Node::Device { block, major, minor, mode } => format!("{} {mode:04o} /{} {major}:{minor}\n", if *block { 'b' } else { 'c' }, p.display()),
+            Node::Device { block, major, minor, mode } => format!(
+                "{} {mode:04o} /{} {major}:{minor}\n",
+                if *block { 'b' } else { 'c' },
+                p.display()
+            ),
         };
         listing.push_str(&line);
     }
@@ -317,7 +390,13 @@ pub fn image_size_mib(spec: &ImageSpec, content_bytes: u64) -> u64 {
 /// the recipe's files in BUILD/files, the rootfs at BUILD/deps/ROOTFS and `$OUT`: in the
 /// xtask's sandbox over the pinned toolchain, or in a Nix build with nixpkgs' e2fsprogs.
 /// `id` seeds the file system UUID and directory hash seed (the node's input hash).
-pub fn mke2fs_script(l: &Loaded, spec: &ImageSpec, id: &str, rootfs_content_bytes: u64, build_dir: &Path) -> Result<String> {
+pub fn mke2fs_script(
+    l: &Loaded,
+    spec: &ImageSpec,
+    id: &str,
+    rootfs_content_bytes: u64,
+    build_dir: &Path,
+) -> Result<String> {
     let build = build_dir.display();
     let size = image_size_mib(spec, rootfs_content_bytes);
     let uuid = derived_uuid(id, "fs-uuid");
@@ -343,13 +422,30 @@ pub fn mke2fs_script(l: &Loaded, spec: &ImageSpec, id: &str, rootfs_content_byte
 
 /// The rootfs content size an `[image]` recipe sizes itself by (written by `assemble_rootfs`).
 pub fn rootfs_content_bytes(rootfs_out: &Path) -> u64 {
-    fs::read_to_string(rootfs_out.join("content-bytes")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
+    fs::read_to_string(rootfs_out.join("content-bytes"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// Run mke2fs (and e2fsck -fn) from the toolchain inside the sandbox.
-pub fn make_ext4(ctx: &PhaseCtx, l: &Loaded, spec: &ImageSpec, input_hash: &str, deps: &BTreeMap<String, PathBuf>) -> Result<()> {
-    let rootfs = deps.get(&spec.rootfs).with_context(|| format!("{}: image rootfs `{}` is not a dependency", l.path.display(), spec.rootfs))?;
-    let script = mke2fs_script(l, spec, input_hash, rootfs_content_bytes(&store::out_dir(rootfs)), Path::new("/build"))?;
+pub fn make_ext4(
+    ctx: &PhaseCtx,
+    l: &Loaded,
+    spec: &ImageSpec,
+    input_hash: &str,
+    deps: &BTreeMap<String, PathBuf>,
+) -> Result<()> {
+    let rootfs = deps.get(&spec.rootfs).with_context(|| {
+        format!("{}: image rootfs `{}` is not a dependency", l.path.display(), spec.rootfs)
+    })?;
+    let script = mke2fs_script(
+        l,
+        spec,
+        input_hash,
+        rootfs_content_bytes(&store::out_dir(rootfs)),
+        Path::new("/build"),
+    )?;
     ctx.run_script("mke2fs", &script)
 }
 
@@ -380,7 +476,12 @@ pub fn sparse_copy(src: &Path, dest: &Path) -> Result<()> {
 
 /// After a build, copy well-known outputs to `out/` (out/bzImage, out/hd.img), so that the
 /// store stays read-only and QEMU can write to its own copy.
-pub fn link_results(project: &Project, _graph: &Graph, _target: &str, res: &BuildResult) -> Result<()> {
+pub fn link_results(
+    project: &Project,
+    _graph: &Graph,
+    _target: &str,
+    res: &BuildResult,
+) -> Result<()> {
     for name in ["hd.img", "bzImage", "hd.qcow2", "kernel.release"] {
         let src = store::out_dir(&res.entry).join(name);
         if src.is_file() {
@@ -401,15 +502,25 @@ mod tests {
         let mut t = Tree::default();
         t.insert(Path::new("usr/bin/x"), Node::File { data: b"x".to_vec(), mode: 0o755 });
         t.insert(Path::new("bin/sh"), Node::Symlink { target: "busybox".into() });
-        t.insert(Path::new("dev/console"), Node::Device { block: false, major: 5, minor: 1, mode: 0o600 });
+        t.insert(
+            Path::new("dev/console"),
+            Node::Device { block: false, major: 5, minor: 1, mode: 0o600 },
+        );
         let mut a = Vec::new();
         t.write_tar(&mut a, 1).unwrap();
         let mut b = Vec::new();
         t.write_tar(&mut b, 1).unwrap();
         assert_eq!(a, b);
         let mut ar = tar::Archive::new(a.as_slice());
-        let names: Vec<String> = ar.entries().unwrap().map(|e| e.unwrap().path().unwrap().display().to_string()).collect();
-        assert_eq!(names, vec!["bin", "bin/sh", "dev", "dev/console", "usr", "usr/bin", "usr/bin/x"]);
+        let names: Vec<String> = ar
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        assert_eq!(
+            names,
+            vec!["bin", "bin/sh", "dev", "dev/console", "usr", "usr/bin", "usr/bin/x"]
+        );
     }
 
     #[test]

@@ -14,13 +14,19 @@ impl StoreLock {
     pub fn exclusive(store: &Path) -> Result<StoreLock> {
         std::fs::create_dir_all(store).with_context(|| format!("creating {}", store.display()))?;
         let path = store.join(".lock");
-        let file = OpenOptions::new().create(true).truncate(false).write(true).open(&path).with_context(|| format!("opening {}", path.display()))?;
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
         // SAFETY: flock on a valid, owned descriptor.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             eprintln!("waiting for another reprovm process holding {}", path.display());
             // SAFETY: as above.
             if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-                return Err(std::io::Error::last_os_error()).with_context(|| format!("locking {}", path.display()));
+                return Err(std::io::Error::last_os_error())
+                    .with_context(|| format!("locking {}", path.display()));
             }
         }
         Ok(StoreLock { _file: file })
@@ -35,7 +41,11 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let _l = StoreLock::exclusive(t.path()).unwrap();
         // flock(1) from util-linux in another process must fail to take it without waiting.
-        let st = std::process::Command::new("flock").arg("-n").arg(t.path().join(".lock")).arg("true").status();
+        let st = std::process::Command::new("flock")
+            .arg("-n")
+            .arg(t.path().join(".lock"))
+            .arg("true")
+            .status();
         if let Ok(st) = st {
             assert!(!st.success(), "a second process took the store lock");
         }

@@ -41,14 +41,38 @@ pub fn scan(dir: &Path) -> Result<Vec<FileEntry>> {
         let ft = meta.file_type();
         let entry = if ft.is_symlink() {
             let t = std::fs::read_link(e.path())?;
-            FileEntry { path: rel, kind: "symlink".into(), mode: 0o777, size: None, sha256: None, target: Some(t.to_string_lossy().into_owned()) }
+            FileEntry {
+                path: rel,
+                kind: "symlink".into(),
+                mode: 0o777,
+                size: None,
+                sha256: None,
+                target: Some(t.to_string_lossy().into_owned()),
+            }
         } else if ft.is_dir() {
-            FileEntry { path: rel, kind: "dir".into(), mode, size: None, sha256: None, target: None }
+            FileEntry {
+                path: rel,
+                kind: "dir".into(),
+                mode,
+                size: None,
+                sha256: None,
+                target: None,
+            }
         } else if ft.is_file() {
             let (sha, size) = sha256_file(e.path())?;
-            FileEntry { path: rel, kind: "file".into(), mode, size: Some(size), sha256: Some(sha), target: None }
+            FileEntry {
+                path: rel,
+                kind: "file".into(),
+                mode,
+                size: Some(size),
+                sha256: Some(sha),
+                target: None,
+            }
         } else {
-            anyhow::bail!("{}: outputs may only hold files, directories and symlinks", e.path().display());
+            anyhow::bail!(
+                "{}: outputs may only hold files, directories and symlinks",
+                e.path().display()
+            );
         };
         out.push(entry);
     }
@@ -58,7 +82,14 @@ pub fn scan(dir: &Path) -> Result<Vec<FileEntry>> {
 pub fn output_hash(files: &[FileEntry]) -> String {
     let mut h = Hasher::new("reprovm-output-v1");
     for f in files {
-        let line = format!("{} {} {:o} {} {}", f.kind, f.path, f.mode, f.sha256.as_deref().unwrap_or("-"), f.target.as_deref().unwrap_or("-"));
+        let line = format!(
+            "{} {} {:o} {} {}",
+            f.kind,
+            f.path,
+            f.mode,
+            f.sha256.as_deref().unwrap_or("-"),
+            f.target.as_deref().unwrap_or("-")
+        );
         h.field("entry", line.as_bytes());
     }
     h.finish()
@@ -74,15 +105,18 @@ pub fn normalize(dir: &Path, epoch: i64) -> Result<()> {
         if !meta.file_type().is_symlink() {
             let mode = meta.permissions().mode() & 0o777 & !0o022;
             let mode = if meta.is_dir() { mode | 0o755 } else { mode | 0o444 };
-            std::fs::set_permissions(e.path(), std::fs::Permissions::from_mode(mode)).with_context(|| format!("chmod {}", e.path().display()))?;
+            std::fs::set_permissions(e.path(), std::fs::Permissions::from_mode(mode))
+                .with_context(|| format!("chmod {}", e.path().display()))?;
         }
-        filetime::set_symlink_file_times(e.path(), t, t).with_context(|| format!("setting times on {}", e.path().display()))?;
+        filetime::set_symlink_file_times(e.path(), t, t)
+            .with_context(|| format!("setting times on {}", e.path().display()))?;
     }
     Ok(())
 }
 
 pub fn read(path: &Path) -> Result<Manifest> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
@@ -99,7 +133,8 @@ mod tests {
         let a = scan(t.path()).unwrap();
         assert_eq!(a.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(), vec!["d", "d/f", "l"]);
         let h1 = output_hash(&a);
-        std::fs::set_permissions(t.path().join("d/f"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(t.path().join("d/f"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
         assert_ne!(h1, output_hash(&scan(t.path()).unwrap()));
     }
 }

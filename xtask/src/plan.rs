@@ -18,7 +18,13 @@ pub struct Node {
     pub description: String,
 }
 
-pub fn plan(project: &Project, graph: &Graph, target: &str, toolchain_id: &str, fetcher: &Fetcher) -> Result<Vec<Node>> {
+pub fn plan(
+    project: &Project,
+    graph: &Graph,
+    target: &str,
+    toolchain_id: &str,
+    fetcher: &Fetcher,
+) -> Result<Vec<Node>> {
     let order = graph.closure(target)?;
     let mut hashes = InputHashes::new(graph, project, toolchain_id);
     let mut nodes = Vec::new();
@@ -26,7 +32,12 @@ pub fn plan(project: &Project, graph: &Graph, target: &str, toolchain_id: &str, 
         let l = graph.get(&name)?;
         let ih = hashes.get(&name)?;
         let built = store::lookup(project, &name, &l.recipe.version, &ih).is_some();
-        let sources = l.recipe.sources.iter().map(|s| (s.file.clone(), fetcher.is_cached(&s.sha256, s.size))).collect();
+        let sources = l
+            .recipe
+            .sources
+            .iter()
+            .map(|s| (s.file.clone(), fetcher.is_cached(&s.sha256, s.size)))
+            .collect();
         nodes.push(Node {
             name: name.clone(),
             version: l.recipe.version.clone(),
@@ -53,7 +64,11 @@ pub fn render(nodes: &[Node], toolchain_id: &str) -> String {
             let _ = writeln!(s, "    deps: {}", n.deps.join(", "));
         }
         for (file, cached) in &n.sources {
-            let _ = writeln!(s, "    source {file} [{}]", if *cached { "in cache" } else { "to fetch" });
+            let _ = writeln!(
+                s,
+                "    source {file} [{}]",
+                if *cached { "in cache" } else { "to fetch" }
+            );
         }
     }
     s

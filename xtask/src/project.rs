@@ -22,7 +22,15 @@ impl Project {
         let recipes = recipes.unwrap_or_else(|| root.join("recipes"));
         let out = out.unwrap_or_else(|| root.join("out"));
         let cache = cache.unwrap_or_else(|| out.join("cache"));
-        Project { pins: root.join("pins"), root, recipes, out, cache, host_toolchain: false, uses: Vec::new() }
+        Project {
+            pins: root.join("pins"),
+            root,
+            recipes,
+            out,
+            cache,
+            host_toolchain: false,
+            uses: Vec::new(),
+        }
     }
 
     /// The recipe graph with this run's substitutions applied.
@@ -55,7 +63,8 @@ pub fn repo_root() -> PathBuf {
     if let Ok(dir) = std::env::var("REPROVM_ROOT") {
         return PathBuf::from(dir);
     }
-    let manifest = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
+    let manifest = std::env::var("CARGO_MANIFEST_DIR")
+        .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
     Path::new(&manifest).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
 }
 

@@ -40,15 +40,35 @@ fn qemu_command(project: &Project, a: &RunArgs) -> Result<Command> {
     let kernel = a.kernel.clone().unwrap_or_else(|| project.out.join("bzImage"));
     let image = a.image.clone().unwrap_or_else(|| project.out.join("hd.img"));
     for p in [&kernel, &image] {
-        anyhow::ensure!(p.is_file(), "{} not found: run `cargo xtask build hd-image` first", p.display());
+        anyhow::ensure!(
+            p.is_file(),
+            "{} not found: run `cargo xtask build hd-image` first",
+            p.display()
+        );
     }
-    let qemu = which("qemu-system-x86_64").context("qemu-system-x86_64 not found: install it (Debian: apt-get install qemu-system-x86)")?;
+    let qemu = which("qemu-system-x86_64").context(
+        "qemu-system-x86_64 not found: install it (Debian: apt-get install qemu-system-x86)",
+    )?;
     let mut c = Command::new(qemu);
-    c.args(["-accel", if a.kvm { "kvm" } else { "tcg" }, "-machine", "q35", "-m", &a.memory.to_string(), "-no-reboot", "-nodefaults"]);
+    c.args([
+        "-accel",
+        if a.kvm { "kvm" } else { "tcg" },
+        "-machine",
+        "q35",
+        "-m",
+        &a.memory.to_string(),
+        "-no-reboot",
+        "-nodefaults",
+    ]);
     c.arg("-kernel").arg(&kernel);
     let snap = if a.persist { "" } else { ",snapshot=on" };
     c.arg("-drive").arg(format!("file={},format=raw,if=virtio{snap}", image.display()));
-    c.args(["-netdev", &format!("user,id=n0,hostfwd=tcp:127.0.0.1:{}-:22", a.ssh_port), "-device", "virtio-net-pci,netdev=n0"]);
+    c.args([
+        "-netdev",
+        &format!("user,id=n0,hostfwd=tcp:127.0.0.1:{}-:22", a.ssh_port),
+        "-device",
+        "virtio-net-pci,netdev=n0",
+    ]);
     c.args(["-device", "virtio-rng-pci"]);
     if let Some(k) = &a.ssh_key {
         c.arg("-fw_cfg").arg(format!("name=opt/reprovm/authorized_keys,file={}", k.display()));
@@ -58,13 +78,17 @@ fn qemu_command(project: &Project, a: &RunArgs) -> Result<Command> {
 }
 
 pub fn which(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|f| f.is_file()))
+    std::env::var_os("PATH")
+        .and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|f| f.is_file()))
 }
 
 pub fn run(project: &Project, a: &RunArgs) -> Result<()> {
     let mut c = qemu_command(project, a)?;
     c.args(["-nographic", "-serial", "mon:stdio"]);
-    eprintln!("booting (serial console here; Ctrl-A X quits; ssh -p {} root@127.0.0.1)", a.ssh_port);
+    eprintln!(
+        "booting (serial console here; Ctrl-A X quits; ssh -p {} root@127.0.0.1)",
+        a.ssh_port
+    );
     let st = c.status().context("starting QEMU")?;
     anyhow::ensure!(st.success(), "QEMU exited with {st}");
     Ok(())
@@ -116,7 +140,8 @@ fn ssh(port: u16, key: &Path, cmd: &str) -> Result<(bool, String)> {
         .stdin(Stdio::null())
         .output()
         .context("running ssh (install openssh-client)")?;
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     Ok((out.status.success(), text))
 }
 
@@ -124,8 +149,11 @@ fn ssh(port: u16, key: &Path, cmd: &str) -> Result<(bool, String)> {
 pub fn boot_test(project: &Project, a: &BootTestArgs) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let key = dir.path().join("id_ed25519");
-    let st =
-        Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&key).status().context("running ssh-keygen (install openssh-client)")?;
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .context("running ssh-keygen (install openssh-client)")?;
     anyhow::ensure!(st.success(), "ssh-keygen failed");
     let mut args = a.run.clone();
     args.ssh_key = Some(key.with_extension("pub"));
@@ -134,8 +162,14 @@ pub fn boot_test(project: &Project, a: &BootTestArgs) -> Result<()> {
     let mut c = qemu_command(project, &args)?;
     c.args(["-display", "none", "-serial"]).arg(format!("file:{}", console.display()));
     c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
-    let release = std::fs::read_to_string(project.out.join("kernel.release")).ok().map(|s| s.trim().to_string());
-    eprintln!("boot-test: booting under QEMU ({}), console log {}", if a.run.kvm { "KVM" } else { "TCG" }, console.display());
+    let release = std::fs::read_to_string(project.out.join("kernel.release"))
+        .ok()
+        .map(|s| s.trim().to_string());
+    eprintln!(
+        "boot-test: booting under QEMU ({}), console log {}",
+        if a.run.kvm { "KVM" } else { "TCG" },
+        console.display()
+    );
     let started = Instant::now();
     let mut vm = Vm { child: c.spawn().context("starting QEMU")?, console };
     let result = (|| -> Result<()> {
@@ -177,7 +211,10 @@ pub fn boot_test(project: &Project, a: &BootTestArgs) -> Result<()> {
             ("uname -r", "uname -r"),
             ("ip -V", "ip -V"),
             ("modules", "ls /lib/modules/$(uname -r)"),
-            ("modprobe dummy", "modprobe dummy && grep -w dummy /proc/modules && ip link show dummy0"),
+            (
+                "modprobe dummy",
+                "modprobe dummy && grep -w dummy /proc/modules && ip link show dummy0",
+            ),
         ];
         for (name, cmd) in checks {
             let (good, out) = ssh(args.ssh_port, &key, cmd)?;
@@ -186,11 +223,17 @@ pub fn boot_test(project: &Project, a: &BootTestArgs) -> Result<()> {
             match name {
                 "uname -r" => {
                     if let Some(r) = &release {
-                        anyhow::ensure!(out.trim() == r, "guest runs kernel {} but {r} was built", out.trim());
+                        anyhow::ensure!(
+                            out.trim() == r,
+                            "guest runs kernel {} but {r} was built",
+                            out.trim()
+                        );
                     }
                 }
                 "ip -V" => anyhow::ensure!(out.contains("iproute2"), "unexpected `ip -V` output"),
-                "modules" => anyhow::ensure!(out.contains("modules.dep"), "no modules.dep in /lib/modules"),
+                "modules" => {
+                    anyhow::ensure!(out.contains("modules.dep"), "no modules.dep in /lib/modules")
+                }
                 _ => anyhow::ensure!(out.contains("dummy"), "dummy module not loaded"),
             }
         }
@@ -198,7 +241,10 @@ pub fn boot_test(project: &Project, a: &BootTestArgs) -> Result<()> {
         let stop = Instant::now() + Duration::from_secs(120);
         while Instant::now() < stop {
             if let Some(st) = vm.child.try_wait()? {
-                eprintln!("boot-test: guest powered off ({st}) after {:.1}s in all", started.elapsed().as_secs_f64());
+                eprintln!(
+                    "boot-test: guest powered off ({st}) after {:.1}s in all",
+                    started.elapsed().as_secs_f64()
+                );
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(500));
@@ -207,7 +253,8 @@ pub fn boot_test(project: &Project, a: &BootTestArgs) -> Result<()> {
     })();
     if let Err(e) = result {
         let log = std::fs::read_to_string(&vm.console).unwrap_or_default();
-        let tail: Vec<&str> = log.lines().rev().take(60).collect::<Vec<_>>().into_iter().rev().collect();
+        let tail: Vec<&str> =
+            log.lines().rev().take(60).collect::<Vec<_>>().into_iter().rev().collect();
         eprintln!("---- console log ({}) ----\n{}\n----", vm.console.display(), tail.join("\n"));
         return Err(e.context("boot test failed"));
     }

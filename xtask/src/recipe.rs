@@ -179,20 +179,34 @@ fn validate(path: &Path, text: &str, display: &str, r: &Recipe) -> Result<(), Re
     };
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
     if r.name != stem {
-        return Err(err("name", format!("recipe name `{}` must match the file name `{stem}.toml`", r.name)));
+        return Err(err(
+            "name",
+            format!("recipe name `{}` must match the file name `{stem}.toml`", r.name),
+        ));
     }
-    if r.name.is_empty() || !r.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
-        return Err(err("name", format!("recipe name `{}` may only use letters, digits, '-', '_' and '.'", r.name)));
+    if r.name.is_empty()
+        || !r.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    {
+        return Err(err(
+            "name",
+            format!("recipe name `{}` may only use letters, digits, '-', '_' and '.'", r.name),
+        ));
     }
     for s in &r.sources {
         if !is_sha256_hex(&s.sha256) {
-            return Err(err(&s.sha256, format!("source `{}`: sha256 must be 64 lowercase hex digits", s.file)));
+            return Err(err(
+                &s.sha256,
+                format!("source `{}`: sha256 must be 64 lowercase hex digits", s.file),
+            ));
         }
         if s.urls.is_empty() && s.debian.is_none() {
             // Still fetchable from --mirror and the cache; allowed but say nothing.
         }
         if s.file.contains('/') || s.file.is_empty() {
-            return Err(err(&s.file, format!("source file name `{}` must be a plain file name", s.file)));
+            return Err(err(
+                &s.file,
+                format!("source file name `{}` must be a plain file name", s.file),
+            ));
         }
     }
     for f in r.files.iter().chain(r.kconfig.iter().flat_map(|k| k.fragments.iter())) {
@@ -203,12 +217,18 @@ fn validate(path: &Path, text: &str, display: &str, r: &Recipe) -> Result<(), Re
     if let Some(k) = &r.kconfig {
         for frag in &k.fragments {
             if !r.files.contains(frag) {
-                return Err(err(frag, format!("kconfig fragment `{frag}` must also be listed in `files`")));
+                return Err(err(
+                    frag,
+                    format!("kconfig fragment `{frag}` must also be listed in `files`"),
+                ));
             }
         }
     }
     if r.rootfs.is_none() && r.image.is_none() && r.build.script.trim().is_empty() {
-        return Err(err("[build]", "[build] needs a `script` (or the recipe needs [rootfs] or [image])".into()));
+        return Err(err(
+            "[build]",
+            "[build] needs a `script` (or the recipe needs [rootfs] or [image])".into(),
+        ));
     }
     Ok(())
 }
@@ -256,14 +276,19 @@ script = "true"
 
     #[test]
     fn unknown_key_is_refused() {
-        let e = parse_str(&OK.replace("version = \"1\"", "version = \"1\"\nflavour = \"x\"")).unwrap_err().to_string();
+        let e = parse_str(&OK.replace("version = \"1\"", "version = \"1\"\nflavour = \"x\""))
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("recipes/t.toml:4:"), "{e}");
         assert!(e.contains("unknown field `flavour`"), "{e}");
     }
 
     #[test]
     fn missing_sha256_is_refused() {
-        let text = OK.replace("sha256 = \"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\"\n", "");
+        let text = OK.replace(
+            "sha256 = \"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\"\n",
+            "",
+        );
         let e = parse_str(&text).unwrap_err().to_string();
         assert!(e.contains("missing field `sha256`"), "{e}");
         assert!(e.starts_with("recipes/t.toml:"), "{e}");

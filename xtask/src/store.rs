@@ -19,7 +19,12 @@ pub struct InputHashes<'a> {
 
 impl<'a> InputHashes<'a> {
     pub fn new(graph: &'a Graph, project: &'a Project, toolchain_id: &str) -> Self {
-        InputHashes { graph, project, toolchain_id: toolchain_id.to_string(), memo: BTreeMap::new() }
+        InputHashes {
+            graph,
+            project,
+            toolchain_id: toolchain_id.to_string(),
+            memo: BTreeMap::new(),
+        }
     }
 
     /// sha256 over: the recipe text, the hash of every declared file and overlay, the pinned
@@ -34,13 +39,21 @@ impl<'a> InputHashes<'a> {
         h.field("recipe", l.text.as_bytes());
         for f in &l.recipe.files {
             let p = self.project.recipes.join(f);
-            let (sha, _) = sha256_file(&p).with_context(|| format!("recipe {name}: file `{f}` listed in `files`"))?;
+            let (sha, _) = sha256_file(&p)
+                .with_context(|| format!("recipe {name}: file `{f}` listed in `files`"))?;
             h.field("file", format!("{f} {sha}").as_bytes());
         }
         if let Some(rootfs) = &l.recipe.rootfs {
             for o in &rootfs.overlays {
                 let p = resolve_overlay(&self.project.recipes, o);
-                h.field("overlay", format!("{o} {}", tree_hash(&p).with_context(|| format!("recipe {name}: overlay `{o}`"))?).as_bytes());
+                h.field(
+                    "overlay",
+                    format!(
+                        "{o} {}",
+                        tree_hash(&p).with_context(|| format!("recipe {name}: overlay `{o}`"))?
+                    )
+                    .as_bytes(),
+                );
             }
         }
         for s in &l.recipe.sources {
@@ -68,7 +81,8 @@ pub fn resolve_overlay(recipes: &Path, o: &str) -> PathBuf {
 
 /// Content hash of a file or directory tree (types, modes of files, contents, link targets).
 pub fn tree_hash(path: &Path) -> Result<String> {
-    let meta = std::fs::metadata(path).with_context(|| format!("{} does not exist", path.display()))?;
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("{} does not exist", path.display()))?;
     if meta.is_file() {
         return Ok(sha256_file(path)?.0);
     }

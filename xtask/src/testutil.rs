@@ -27,7 +27,10 @@ pub fn serve(routes: Vec<(&'static str, u16, Vec<u8>, Option<usize>)>) -> String
                 Some((_, s, b, c)) => (*s, b.clone(), *c),
                 None => (404, b"not found".to_vec(), None),
             };
-            let head = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+            let head = format!(
+                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
             let _ = stream.write_all(head.as_bytes());
             let n = cut.unwrap_or(body.len());
             let _ = stream.write_all(&body[..n]);

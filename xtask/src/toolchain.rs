@@ -76,7 +76,9 @@ pub fn identity(project: &Project) -> Result<String> {
         return Ok(host_root(project)?.0);
     }
     let path = project.toolchain_lock();
-    let text = fs::read_to_string(&path).with_context(|| format!("reading {} (create it with `cargo xtask toolchain lock`)", path.display()))?;
+    let text = fs::read_to_string(&path).with_context(|| {
+        format!("reading {} (create it with `cargo xtask toolchain lock`)", path.display())
+    })?;
     let mut h = Hasher::new("reprovm-toolchain");
     h.field("materializer", MATERIALIZER_VERSION.as_bytes());
     h.field("lock", text.as_bytes());
@@ -136,7 +138,15 @@ fn depends(s: &Stanza) -> Vec<Vec<String>> {
         for group in s.get(field).split(',') {
             let alts: Vec<String> = group
                 .split('|')
-                .map(|a| a.split_whitespace().next().unwrap_or("").split(':').next().unwrap_or("").to_string())
+                .map(|a| {
+                    a.split_whitespace()
+                        .next()
+                        .unwrap_or("")
+                        .split(':')
+                        .next()
+                        .unwrap_or("")
+                        .to_string()
+                })
                 .filter(|a| !a.is_empty())
                 .collect();
             if !alts.is_empty() {
@@ -148,7 +158,11 @@ fn depends(s: &Stanza) -> Vec<Vec<String>> {
 }
 
 /// Resolve the closure of `spec.packages` over two indices (main and backports).
-pub fn resolve(spec: &PackageSpec, main: &[Stanza], backports: &[Stanza]) -> Result<Vec<LockedDeb>> {
+pub fn resolve(
+    spec: &PackageSpec,
+    main: &[Stanza],
+    backports: &[Stanza],
+) -> Result<Vec<LockedDeb>> {
     let mut by_name: BTreeMap<&str, (&Stanza, &str)> = BTreeMap::new();
     for s in main {
         by_name.entry(s.get("Package")).or_insert((s, &spec.suite));
@@ -189,7 +203,11 @@ pub fn resolve(spec: &PackageSpec, main: &[Stanza], backports: &[Stanza]) -> Res
             });
             match pick {
                 Some(p) => queue.push_back(p),
-                None => bail!("`{name}` depends on `{}`, which nothing in {} provides", alts.join(" | "), spec.suite),
+                None => bail!(
+                    "`{name}` depends on `{}`, which nothing in {} provides",
+                    alts.join(" | "),
+                    spec.suite
+                ),
             }
         }
     }
@@ -209,30 +227,48 @@ pub fn resolve(spec: &PackageSpec, main: &[Stanza], backports: &[Stanza]) -> Res
     Ok(out)
 }
 
-fn fetch_index(agent: &ureq::Agent, mirrors: &[String], suite: &str, arch: &str) -> Result<Vec<Stanza>> {
+fn fetch_index(
+    agent: &ureq::Agent,
+    mirrors: &[String],
+    suite: &str,
+    arch: &str,
+) -> Result<Vec<Stanza>> {
     let mut errs = Vec::new();
     for m in mirrors {
         let url = format!("{m}/dists/{suite}/main/binary-{arch}/Packages.xz");
         match agent.get(&url).call() {
             Ok(resp) => {
                 let mut text = String::new();
-                xz2::read::XzDecoder::new(resp.into_reader()).read_to_string(&mut text).with_context(|| format!("reading {url}"))?;
+                xz2::read::XzDecoder::new(resp.into_reader())
+                    .read_to_string(&mut text)
+                    .with_context(|| format!("reading {url}"))?;
                 return Ok(parse_packages(&text));
             }
             Err(e) => errs.push(format!("{url}: {e}")),
         }
     }
-    bail!("no mirror had the {suite} index ({}); set {} to a Debian mirror", errs.join("; "), debian::MIRROR_ENV)
+    bail!(
+        "no mirror had the {suite} index ({}); set {} to a Debian mirror",
+        errs.join("; "),
+        debian::MIRROR_ENV
+    )
 }
 
 /// `cargo xtask toolchain lock`
 pub fn lock(project: &Project, _fetcher: &Fetcher) -> Result<()> {
     let spec_path = project.toolchain_spec();
-    let text = fs::read_to_string(&spec_path).with_context(|| format!("reading {}", spec_path.display()))?;
-    let spec: PackageSpec = toml::from_str(&text).map_err(|e| anyhow::format_err!("{}: {}", spec_path.display(), e.message()))?;
+    let text = fs::read_to_string(&spec_path)
+        .with_context(|| format!("reading {}", spec_path.display()))?;
+    let spec: PackageSpec = toml::from_str(&text)
+        .map_err(|e| anyhow::format_err!("{}: {}", spec_path.display(), e.message()))?;
     let mirrors = debian::mirrors();
-    anyhow::ensure!(!mirrors.is_empty(), "no Debian mirror configured: set {} or add one to /etc/apt/sources.list.d", debian::MIRROR_ENV);
-    let agent = ureq::AgentBuilder::new().timeout_connect(std::time::Duration::from_secs(15)).build();
+    anyhow::ensure!(
+        !mirrors.is_empty(),
+        "no Debian mirror configured: set {} or add one to /etc/apt/sources.list.d",
+        debian::MIRROR_ENV
+    );
+    let agent =
+        ureq::AgentBuilder::new().timeout_connect(std::time::Duration::from_secs(15)).build();
     let main = fetch_index(&agent, &mirrors, &spec.suite, &spec.arch)?;
     let bpo = fetch_index(&agent, &mirrors, &spec.backports_suite, &spec.arch)?;
     let debs = resolve(&spec, &main, &bpo)?;
@@ -245,7 +281,12 @@ pub fn lock(project: &Project, _fetcher: &Fetcher) -> Result<()> {
     let old = fs::read_to_string(project.toolchain_lock()).unwrap_or_default();
     write_atomic(&project.toolchain_lock(), body.as_bytes())?;
     let changed = old != body;
-    progress::say(&format!("{} {} ({} packages)", if changed { "wrote" } else { "unchanged" }, project.toolchain_lock().display(), lockfile.packages.len()));
+    progress::say(&format!(
+        "{} {} ({} packages)",
+        if changed { "wrote" } else { "unchanged" },
+        project.toolchain_lock().display(),
+        lockfile.packages.len()
+    ));
     Ok(())
 }
 
@@ -255,7 +296,9 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     std::io::Write::write_all(&mut tmp, data)?;
     tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error).with_context(|| format!("writing {}", path.display()))?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 
@@ -266,11 +309,20 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
 pub fn ensure(project: &Project, fetcher: &Fetcher) -> Result<Toolchain> {
     if project.host_toolchain {
         let (id, root) = host_root(project)?;
-        return Ok(Toolchain { id, root, version_label: "HOST TOOLCHAIN: not pinned, development only".into() });
+        return Ok(Toolchain {
+            id,
+            root,
+            version_label: "HOST TOOLCHAIN: not pinned, development only".into(),
+        });
     }
     let id = identity(project)?;
     let lockf = read_lock(project)?;
-    let gcc = lockf.packages.iter().find(|p| p.name == "gcc-12").map(|p| format!("gcc {}", p.version)).unwrap_or_default();
+    let gcc = lockf
+        .packages
+        .iter()
+        .find(|p| p.name == "gcc-12")
+        .map(|p| format!("gcc {}", p.version))
+        .unwrap_or_default();
     let label = format!("debian {} {gcc}", lockf.suite);
     let dir = project.out.join("toolchain").join(&id[..32]);
     let root = dir.join("root");
@@ -359,7 +411,8 @@ fn unpack_deb(deb: &Path, root: &Path) -> Result<()> {
         let mode = e.header().mode().unwrap_or(0o644) & 0o777;
         match e.header().entry_type() {
             tar::EntryType::Directory => {
-                if fs::symlink_metadata(&dest).map(|m| m.file_type().is_symlink()).unwrap_or(false) {
+                if fs::symlink_metadata(&dest).map(|m| m.file_type().is_symlink()).unwrap_or(false)
+                {
                     continue; // e.g. a directory another package made a symlink
                 }
                 fs::create_dir_all(&dest)?;
@@ -371,7 +424,10 @@ fn unpack_deb(deb: &Path, root: &Path) -> Result<()> {
                 let _ = fs::remove_file(&dest);
                 let mut f = fs::File::create(&dest)?;
                 std::io::copy(&mut e, &mut f)?;
-                fs::set_permissions(&dest, std::os::unix::fs::PermissionsExt::from_mode(mode | 0o200))?;
+                fs::set_permissions(
+                    &dest,
+                    std::os::unix::fs::PermissionsExt::from_mode(mode | 0o200),
+                )?;
             }
             tar::EntryType::Symlink => {
                 let target = e.link_name()?.map(|l| l.into_owned()).unwrap_or_default();
@@ -383,7 +439,9 @@ fn unpack_deb(deb: &Path, root: &Path) -> Result<()> {
             }
             tar::EntryType::Link => {
                 let target = e.link_name()?.map(|l| l.into_owned()).unwrap_or_default();
-                let Some(trel) = archive::safe_relative(&target, 0)? else { bail!("bad hard link in {}", deb.display()) };
+                let Some(trel) = archive::safe_relative(&target, 0)? else {
+                    bail!("bad hard link in {}", deb.display())
+                };
                 let _ = fs::remove_file(&dest);
                 fs::hard_link(root.join(merged_usr(&trel)), &dest)?;
             }
@@ -395,7 +453,9 @@ fn unpack_deb(deb: &Path, root: &Path) -> Result<()> {
 
 fn link_if_missing(root: &Path, link: &str, target: &str) -> Result<()> {
     let p = root.join(link);
-    if fs::symlink_metadata(&p).is_err() && root.join(Path::new(link).parent().unwrap_or(Path::new(""))).join(target).exists() {
+    if fs::symlink_metadata(&p).is_err()
+        && root.join(Path::new(link).parent().unwrap_or(Path::new(""))).join(target).exists()
+    {
         std::os::unix::fs::symlink(target, &p)?;
     }
     Ok(())
@@ -430,8 +490,16 @@ fn fixups(root: &Path) -> Result<()> {
 fn materialize(project: &Project, fetcher: &Fetcher, lockf: &LockFile, dir: &Path) -> Result<()> {
     let timer = progress::Timer::start();
     let mirrors = debian::mirrors();
-    progress::say(&format!("materialising toolchain: {} packages from {}", lockf.packages.len(), project.toolchain_lock().display()));
-    let tmp = dir.with_file_name(format!(".tmp-{}-{}", dir.file_name().unwrap_or_default().to_string_lossy(), std::process::id()));
+    progress::say(&format!(
+        "materialising toolchain: {} packages from {}",
+        lockf.packages.len(),
+        project.toolchain_lock().display()
+    ));
+    let tmp = dir.with_file_name(format!(
+        ".tmp-{}-{}",
+        dir.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
     if tmp.exists() {
         fs::remove_dir_all(&tmp)?;
     }
@@ -452,7 +520,9 @@ fn materialize(project: &Project, fetcher: &Fetcher, lockf: &LockFile, dir: &Pat
             urls: mirrors.iter().map(|m| format!("{m}/{}", p.filename)).collect(),
             aliases: vec![],
         };
-        let deb = fetcher.fetch(&want).with_context(|| format!("toolchain package {} {} (pins/toolchain.lock)", p.name, p.version))?;
+        let deb = fetcher.fetch(&want).with_context(|| {
+            format!("toolchain package {} {} (pins/toolchain.lock)", p.name, p.version)
+        })?;
         unpack_deb(&deb, &root).with_context(|| format!("unpacking {file}"))?;
     }
     fixups(&root)?;
@@ -467,7 +537,11 @@ fn materialize(project: &Project, fetcher: &Fetcher, lockf: &LockFile, dir: &Pat
         root_rw: false,
     };
     let code = sandbox::run_with_rw_root(&spec, &tmp.join("ldconfig.json"), &log)?;
-    anyhow::ensure!(code == 0, "ldconfig in the new toolchain failed: {}", fs::read_to_string(&log).unwrap_or_default().trim());
+    anyhow::ensure!(
+        code == 0,
+        "ldconfig in the new toolchain failed: {}",
+        fs::read_to_string(&log).unwrap_or_default().trim()
+    );
     let _ = fs::remove_dir_all(root.join("var/cache/ldconfig"));
     manifest::normalize(&root, TOOLCHAIN_EPOCH)?;
     let files = manifest::scan(&root)?;
@@ -479,7 +553,12 @@ fn materialize(project: &Project, fetcher: &Fetcher, lockf: &LockFile, dir: &Pat
         fs::remove_dir_all(dir)?;
     }
     fs::rename(&tmp, dir)?;
-    progress::say(&format!("toolchain ready in {} (tree {}) -> {}", timer.elapsed(), &tree[..16], dir.display()));
+    progress::say(&format!(
+        "toolchain ready in {} (tree {}) -> {}",
+        timer.elapsed(),
+        &tree[..16],
+        dir.display()
+    ));
     Ok(())
 }
 
@@ -511,13 +590,21 @@ Package: e2fsprogs\nVersion: 1.47.0\nArchitecture: amd64\nFilename: pool/main/e/
         let e2 = r.iter().find(|d| d.name == "e2fsprogs").unwrap();
         assert_eq!((e2.version.as_str(), e2.suite.as_str()), ("1.47.2", "bookworm-backports"));
         let bad = PackageSpec { packages: vec!["nope".into()], ..spec };
-        assert!(resolve(&bad, &main, &bpo).unwrap_err().to_string().contains("`nope` is not in bookworm"));
+        assert!(resolve(&bad, &main, &bpo)
+            .unwrap_err()
+            .to_string()
+            .contains("`nope` is not in bookworm"));
     }
 
     #[test]
     fn deb_with_wrong_hash_is_refused() {
         let fake_deb = b"!<arch>\nnot really a deb".to_vec();
-        let base = crate::testutil::serve(vec![("/debian/pool/main/f/fake/fake_1_amd64.deb", 200, fake_deb, None)]);
+        let base = crate::testutil::serve(vec![(
+            "/debian/pool/main/f/fake/fake_1_amd64.deb",
+            200,
+            fake_deb,
+            None,
+        )]);
         let t = tempfile::tempdir().unwrap();
         let mut project = Project::new(None, Some(t.path().join("out")), None);
         project.pins = t.path().join("pins");
@@ -541,13 +628,21 @@ Package: e2fsprogs\nVersion: 1.47.0\nArchitecture: amd64\nFilename: pool/main/e/
         std::env::remove_var(debian::MIRROR_ENV);
         assert!(e.contains("toolchain package fake 1") && e.contains("hash mismatch"), "{e}");
         assert!(!project.cache.join("sha256").join("0".repeat(64)).exists());
-        assert!(!project.out.join("toolchain").read_dir().map(|mut d| d.any(|e| e.unwrap().path().join("manifest.json").exists())).unwrap_or(false));
+        assert!(!project
+            .out
+            .join("toolchain")
+            .read_dir()
+            .map(|mut d| d.any(|e| e.unwrap().path().join("manifest.json").exists()))
+            .unwrap_or(false));
     }
 
     #[test]
     fn merged_usr_mapping() {
         assert_eq!(merged_usr(Path::new("bin/sh")), PathBuf::from("usr/bin/sh"));
-        assert_eq!(merged_usr(Path::new("lib/x86_64-linux-gnu/libc.so.6")), PathBuf::from("usr/lib/x86_64-linux-gnu/libc.so.6"));
+        assert_eq!(
+            merged_usr(Path::new("lib/x86_64-linux-gnu/libc.so.6")),
+            PathBuf::from("usr/lib/x86_64-linux-gnu/libc.so.6")
+        );
         assert_eq!(merged_usr(Path::new("etc/x")), PathBuf::from("etc/x"));
     }
 }

@@ -24,7 +24,11 @@ fn assemble_builds_a_rootfs_from_dependency_dirs_with_their_libraries() {
     let t = tempfile::tempdir().unwrap();
     let recipes = t.path().join("recipes");
     fs::create_dir_all(&recipes).unwrap();
-    fs::write(recipes.join("tools.toml"), "name = \"tools\"\nversion = \"1\"\n[build]\nscript = \"true\"\n").unwrap();
+    fs::write(
+        recipes.join("tools.toml"),
+        "name = \"tools\"\nversion = \"1\"\n[build]\nscript = \"true\"\n",
+    )
+    .unwrap();
     fs::write(
         recipes.join("mini.toml"),
         "name = \"mini\"\nversion = \"1\"\ndeps = [\"tools\"]\n[rootfs]\ndirs = [\"tmp:1777\"]\ninstall = [\"tools:bin/prog -> bin/prog\"]\n\
@@ -48,8 +52,14 @@ fn assemble_builds_a_rootfs_from_dependency_dirs_with_their_libraries() {
     assert!(list.contains("f 0755 /bin/prog "), "{list}");
     assert!(list.contains("d 1777 /tmp\n"), "{list}");
     assert!(list.contains("l 0777 /init -> /bin/prog\n"), "{list}");
-    assert!(list.lines().any(|l| l.starts_with("f 0755 /lib/x86_64-linux-gnu/libc.so.6 ")), "libc not taken along:\n{list}");
-    assert!(list.lines().any(|l| l.contains("ld-linux-x86-64.so.2")), "loader not taken along:\n{list}");
+    assert!(
+        list.lines().any(|l| l.starts_with("f 0755 /lib/x86_64-linux-gnu/libc.so.6 ")),
+        "libc not taken along:\n{list}"
+    );
+    assert!(
+        list.lines().any(|l| l.contains("ld-linux-x86-64.so.2")),
+        "loader not taken along:\n{list}"
+    );
     let mut names: Vec<String> = tar::Archive::new(fs::File::open(out.join("rootfs.tar")).unwrap())
         .entries()
         .unwrap()
@@ -67,7 +77,10 @@ fn assemble_builds_a_rootfs_from_dependency_dirs_with_their_libraries() {
     // Same inputs, same bytes.
     let again = t.path().join("again");
     assert!(assemble(&recipes, &build, &again, "mini").status.success());
-    assert_eq!(fs::read(out.join("rootfs.tar")).unwrap(), fs::read(again.join("rootfs.tar")).unwrap());
+    assert_eq!(
+        fs::read(out.join("rootfs.tar")).unwrap(),
+        fs::read(again.join("rootfs.tar")).unwrap()
+    );
 
     // A missing dependency output and a plain-script recipe are refused with the fix named.
     let o = assemble(&recipes, &t.path().join("empty"), &t.path().join("o2"), "mini");
@@ -83,15 +96,28 @@ fn assemble_builds_a_rootfs_from_dependency_dirs_with_their_libraries() {
 /// make an image; which of the two happens depends on the host's e2fsprogs, both are checked.
 #[test]
 fn assemble_image_requires_a_reproducible_mke2fs() {
-    let Ok(v) = Command::new("mke2fs").arg("-V").env("PATH", "/usr/sbin:/sbin:/usr/bin:/bin").output() else {
+    let Ok(v) =
+        Command::new("mke2fs").arg("-V").env("PATH", "/usr/sbin:/sbin:/usr/bin:/bin").output()
+    else {
         panic!("mke2fs (e2fsprogs) is needed by this test");
     };
-    let version = String::from_utf8_lossy(&v.stderr).lines().next().unwrap_or("").split_whitespace().nth(1).unwrap_or("").to_string();
+    let version = String::from_utf8_lossy(&v.stderr)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("")
+        .to_string();
     let t = tempfile::tempdir().unwrap();
     let recipes = t.path().join("recipes");
     fs::create_dir_all(recipes.join("img")).unwrap();
     fs::write(recipes.join("img/mke2fs.conf"), "[defaults]\n\tbase_features = sparse_super,large_file,filetype,resize_inode,dir_index,ext_attr\n").unwrap();
-    fs::write(recipes.join("root.toml"), "name = \"root\"\nversion = \"1\"\n[build]\nscript = \"true\"\n").unwrap();
+    fs::write(
+        recipes.join("root.toml"),
+        "name = \"root\"\nversion = \"1\"\n[build]\nscript = \"true\"\n",
+    )
+    .unwrap();
     fs::write(
         recipes.join("disk.toml"),
         "name = \"disk\"\nversion = \"1\"\ndeps = [\"root\"]\nfiles = [\"img/mke2fs.conf\"]\n[image]\nrootfs = \"root\"\nlabel = \"t\"\nsize-mib = 8\n[build]\noutputs = [\"hd.img\"]\n",
@@ -122,10 +148,16 @@ fn assemble_image_requires_a_reproducible_mke2fs() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
-    let old = version.starts_with("1.4") && version.as_str() < "1.47.1" || version.starts_with("1.3");
+    let old =
+        version.starts_with("1.4") && version.as_str() < "1.47.1" || version.starts_with("1.3");
     if old {
-        assert!(!o.status.success() && err.contains("e2fsprogs >= 1.47.1 is needed"), "mke2fs {version}: {err}");
-        assert!(!out.join("hd.img").exists() || fs::metadata(out.join("hd.img")).unwrap().len() == 0);
+        assert!(
+            !o.status.success() && err.contains("e2fsprogs >= 1.47.1 is needed"),
+            "mke2fs {version}: {err}"
+        );
+        assert!(
+            !out.join("hd.img").exists() || fs::metadata(out.join("hd.img")).unwrap().len() == 0
+        );
     } else {
         assert!(o.status.success(), "mke2fs {version}: {err}");
         assert_eq!(fs::metadata(out.join("hd.img")).unwrap().len(), 8 << 20);

@@ -44,7 +44,10 @@ fn full_pipeline() {
     let first = ok(&["fetch"]);
     assert_eq!(first.lines().count(), 4, "{first}");
     let again = ok(&["--offline", "fetch"]);
-    assert!(again.lines().all(|l| l.ends_with("cached")), "second fetch was not a pure cache hit:\n{again}");
+    assert!(
+        again.lines().all(|l| l.ends_with("cached")),
+        "second fetch was not a pure cache hit:\n{again}"
+    );
 
     // 2. The pinned toolchain: two fresh materialisations give the same tree; gcc is Debian's.
     let t = tempfile::tempdir_in(repo().join("out")).unwrap();
@@ -52,19 +55,34 @@ fn full_pipeline() {
     let mut trees = Vec::new();
     for name in ["tc-a", "tc-b"] {
         let out = t.path().join(name);
-        let root = ok(&["--out", out.to_str().unwrap(), "--cache", cache.to_str().unwrap(), "toolchain"]);
-        let manifest: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(Path::new(root.trim()).parent().unwrap().join("manifest.json")).unwrap()).unwrap();
+        let root =
+            ok(&["--out", out.to_str().unwrap(), "--cache", cache.to_str().unwrap(), "toolchain"]);
+        let manifest: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(Path::new(root.trim()).parent().unwrap().join("manifest.json")).unwrap(),
+        )
+        .unwrap();
         trees.push(manifest["tree_hash"].as_str().unwrap().to_string());
     }
     assert_eq!(trees[0], trees[1], "two materialisations of the toolchain differ");
     let gcc = ok(&["sandbox-exec", "--", "gcc", "--version"]);
     let lock = std::fs::read_to_string(repo().join("pins/toolchain.lock")).unwrap();
     let gcc12 = lock.split("[[package]]").find(|p| p.contains("name = \"gcc-12\"")).unwrap();
-    let version = gcc12.lines().find_map(|l| l.strip_prefix("version = ")).unwrap().trim_matches('"');
-    assert!(gcc.starts_with(&format!("gcc (Debian {version})")), "sandbox gcc is not the pinned one: {gcc}");
-    let host_gcc = Command::new("gcc").arg("--version").output().map(|o| String::from_utf8_lossy(&o.stdout).to_string()).unwrap_or_default();
-    eprintln!("sandbox: {}host:    {}", gcc.lines().next().unwrap_or(""), host_gcc.lines().next().unwrap_or("(no host gcc)"));
+    let version =
+        gcc12.lines().find_map(|l| l.strip_prefix("version = ")).unwrap().trim_matches('"');
+    assert!(
+        gcc.starts_with(&format!("gcc (Debian {version})")),
+        "sandbox gcc is not the pinned one: {gcc}"
+    );
+    let host_gcc = Command::new("gcc")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+        .unwrap_or_default();
+    eprintln!(
+        "sandbox: {}host:    {}",
+        gcc.lines().next().unwrap_or(""),
+        host_gcc.lines().next().unwrap_or("(no host gcc)")
+    );
 
     // 3. A kernel fragment asking for an option that cannot be enabled fails, naming it.
     let bad = t.path().join("bad-recipes");
@@ -73,15 +91,33 @@ fn full_pipeline() {
     std::fs::write(bad.join("kernel/impossible.config"), "CONFIG_XEN_PV=y\n").unwrap();
     let k = std::fs::read_to_string(repo().join("recipes/kernel.toml")).unwrap();
     let k = k
-        .replace("files = [\"kernel/vm.config\"]", "files = [\"kernel/vm.config\", \"kernel/impossible.config\"]")
-        .replace("fragments = [\"kernel/vm.config\"]", "fragments = [\"kernel/vm.config\", \"kernel/impossible.config\"]");
+        .replace(
+            "files = [\"kernel/vm.config\"]",
+            "files = [\"kernel/vm.config\", \"kernel/impossible.config\"]",
+        )
+        .replace(
+            "fragments = [\"kernel/vm.config\"]",
+            "fragments = [\"kernel/vm.config\", \"kernel/impossible.config\"]",
+        );
     std::fs::write(bad.join("kernel.toml"), k).unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["--recipes", bad.to_str().unwrap(), "--out", t.path().join("bad-out").to_str().unwrap(), "--cache", cache.to_str().unwrap(), "build", "kernel"])
+        .args([
+            "--recipes",
+            bad.to_str().unwrap(),
+            "--out",
+            t.path().join("bad-out").to_str().unwrap(),
+            "--cache",
+            cache.to_str().unwrap(),
+            "build",
+            "kernel",
+        ])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("CONFIG_XEN_PV=y (got: not set) [impossible.config]"), "{err}");
+    assert!(
+        !o.status.success() && err.contains("CONFIG_XEN_PV=y (got: not set) [impossible.config]"),
+        "{err}"
+    );
 
     // 4. Build everything, then rebuild each target from scratch under varied conditions and
     //    compare with the store and with pins/outputs.toml.

@@ -8,8 +8,16 @@ use std::process::Command;
 /// Evaluate with `nix-instantiate ARGS` in the repository and parse the JSON it prints; None
 /// (the test skips) when Nix is not installed, which the full tier does not allow.
 fn nix_eval(args: &[&str]) -> Option<serde_json::Value> {
-    let Ok(o) = Command::new("nix-instantiate").args(["--eval", "--strict", "--json"]).args(args).current_dir(repo()).output() else {
-        assert!(std::env::var("REPROVM_FULL").is_err(), "nix-instantiate is required in the full tier (apt-get install nix-bin)");
+    let Ok(o) = Command::new("nix-instantiate")
+        .args(["--eval", "--strict", "--json"])
+        .args(args)
+        .current_dir(repo())
+        .output()
+    else {
+        assert!(
+            std::env::var("REPROVM_FULL").is_err(),
+            "nix-instantiate is required in the full tier (apt-get install nix-bin)"
+        );
         eprintln!("skipped: nix-instantiate not installed");
         return None;
     };
@@ -20,7 +28,9 @@ fn nix_eval(args: &[&str]) -> Option<serde_json::Value> {
 #[test]
 fn nix_reads_the_same_pins_and_urls_as_the_xtask() {
     let repo = repo();
-    let Some(nix) = nix_eval(&["--store", "dummy://", "-E", "(import ./nix/recipe.nix).allSources ./recipes"]) else {
+    let Some(nix) =
+        nix_eval(&["--store", "dummy://", "-E", "(import ./nix/recipe.nix).allSources ./recipes"])
+    else {
         return;
     };
     let x = Command::new(env!("CARGO_BIN_EXE_xtask"))
@@ -35,22 +45,36 @@ fn nix_reads_the_same_pins_and_urls_as_the_xtask() {
     for s in &xtask {
         let recipe = s["recipe"].as_str().unwrap();
         let file = s["file"].as_str().unwrap();
-        let n = nix[recipe].as_array().unwrap().iter().find(|n| n["name"] == file).unwrap_or_else(|| panic!("nix lacks {recipe}/{file}"));
+        let n = nix[recipe]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == file)
+            .unwrap_or_else(|| panic!("nix lacks {recipe}/{file}"));
         assert_eq!(n["sha256"], s["sha256"], "{recipe}/{file}");
-        let nix_urls: Vec<&str> = n["urls"].as_array().unwrap().iter().map(|u| u.as_str().unwrap()).collect();
-        let x_urls: Vec<&str> = s["urls"].as_array().unwrap().iter().map(|u| u.as_str().unwrap()).collect();
+        let nix_urls: Vec<&str> =
+            n["urls"].as_array().unwrap().iter().map(|u| u.as_str().unwrap()).collect();
+        let x_urls: Vec<&str> =
+            s["urls"].as_array().unwrap().iter().map(|u| u.as_str().unwrap()).collect();
         // Upstream URLs: identical and in the same order.
         let up = |v: &[&str]| {
-            v.iter().filter(|u| !u.starts_with("mirror://") && !u.starts_with("http://mirror.invalid/")).map(|u| u.to_string()).collect::<Vec<_>>()
+            v.iter()
+                .filter(|u| !u.starts_with("mirror://") && !u.starts_with("http://mirror.invalid/"))
+                .map(|u| u.to_string())
+                .collect::<Vec<_>>()
         };
         assert_eq!(up(&nix_urls), up(&x_urls), "{recipe}/{file}");
         // Debian origin: the same pool path (Nix resolves mirror://debian, the xtask its configured mirror).
         for m in nix_urls.iter().filter_map(|u| u.strip_prefix("mirror://debian/")) {
-            assert!(x_urls.contains(&format!("http://mirror.invalid/debian/{m}").as_str()), "{recipe}/{file}: {m} not among {x_urls:?}");
+            assert!(
+                x_urls.contains(&format!("http://mirror.invalid/debian/{m}").as_str()),
+                "{recipe}/{file}: {m} not among {x_urls:?}"
+            );
         }
         compared += 1;
     }
-    let nix_count: usize = nix.as_object().unwrap().values().map(|v| v.as_array().unwrap().len()).sum();
+    let nix_count: usize =
+        nix.as_object().unwrap().values().map(|v| v.as_array().unwrap().len()).sum();
     assert_eq!(compared, nix_count, "nix and the xtask see different numbers of sources");
     assert!(compared >= 4);
     for f in [
@@ -62,7 +86,11 @@ fn nix_reads_the_same_pins_and_urls_as_the_xtask() {
         "tests/nix/pinned-toolchain-pkgs.nix",
         "tests/nix/flake-outputs.nix",
     ] {
-        let o = Command::new("nix-instantiate").args(["--parse", f]).current_dir(&repo).output().unwrap();
+        let o = Command::new("nix-instantiate")
+            .args(["--parse", f])
+            .current_dir(&repo)
+            .output()
+            .unwrap();
         assert!(o.status.success(), "{f}: {}", String::from_utf8_lossy(&o.stderr));
     }
 }
@@ -71,22 +99,43 @@ fn nix_reads_the_same_pins_and_urls_as_the_xtask() {
 /// it must equal what a build in the xtask's sandbox really sees, variable for variable.
 #[test]
 fn nix_build_environment_is_the_sandbox_environment() {
-    let Some(nix) = nix_eval(&["--store", "dummy://", "-E", "(import ./nix/package.nix { pkgs = { }; recipesDir = ./recipes; xtask = null; }).baseEnv"]) else {
+    let Some(nix) = nix_eval(&[
+        "--store",
+        "dummy://",
+        "-E",
+        "(import ./nix/package.nix { pkgs = { }; recipesDir = ./recipes; xtask = null; }).baseEnv",
+    ]) else {
         return;
     };
     let out = tempfile::tempdir().unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["--host-toolchain", "--out", out.path().to_str().unwrap(), "sandbox-exec", "--", "env"])
+        .args([
+            "--host-toolchain",
+            "--out",
+            out.path().to_str().unwrap(),
+            "sandbox-exec",
+            "--",
+            "env",
+        ])
         .env_remove("REPROVM_RECIPES")
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let sandbox: std::collections::BTreeMap<String, String> =
-        String::from_utf8_lossy(&o.stdout).lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let sandbox: std::collections::BTreeMap<String, String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     // Set per builder: the tools' PATH, the job count, the output and temp directories, the shell's PWD.
     let per_builder = ["PATH", "JOBS", "OUT", "TMPDIR", "PWD", "SHLVL", "_"];
-    let expected: std::collections::BTreeMap<String, String> = sandbox.into_iter().filter(|(k, _)| !per_builder.contains(&k.as_str())).collect();
-    let nix: std::collections::BTreeMap<String, String> = nix.as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())).collect();
+    let expected: std::collections::BTreeMap<String, String> =
+        sandbox.into_iter().filter(|(k, _)| !per_builder.contains(&k.as_str())).collect();
+    let nix: std::collections::BTreeMap<String, String> = nix
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+        .collect();
     assert_eq!(nix, expected, "nix/package.nix baseEnv differs from the sandbox's environment");
 }
 
@@ -95,18 +144,32 @@ fn nix_build_environment_is_the_sandbox_environment() {
 /// instantiates. `--readonly-mode` computes .drv paths without writing to the store.
 #[test]
 fn flake_outputs_evaluate_to_derivations() {
-    let Some(v) = nix_eval(&["--readonly-mode", "tests/nix/flake-outputs.nix", "--arg", "xtaskBin", "./Cargo.toml"]) else {
+    let Some(v) = nix_eval(&[
+        "--readonly-mode",
+        "tests/nix/flake-outputs.nix",
+        "--arg",
+        "xtaskBin",
+        "./Cargo.toml",
+    ]) else {
         return;
     };
-    let names = |k: &str, sys: &str| -> Vec<String> { v[k][sys].as_array().unwrap().iter().map(|n| n.as_str().unwrap().to_string()).collect() };
+    let names = |k: &str, sys: &str| -> Vec<String> {
+        v[k][sys].as_array().unwrap().iter().map(|n| n.as_str().unwrap().to_string()).collect()
+    };
     let x86 = names("packages", "x86_64-linux");
     for p in ["kernel", "busybox", "dropbear", "iproute2", "hd-image", "xtask", "default"] {
         assert!(x86.contains(&p.to_string()), "packages.x86_64-linux lacks {p}: {x86:?}");
     }
-    assert_eq!(names("packages", "aarch64-linux"), ["busybox", "default", "dropbear", "iproute2", "xtask"]);
+    assert_eq!(
+        names("packages", "aarch64-linux"),
+        ["busybox", "default", "dropbear", "iproute2", "xtask"]
+    );
     let checks = names("checks", "x86_64-linux");
     for p in ["kernel", "busybox", "dropbear", "iproute2", "rootfs", "hd-image"] {
-        assert!(checks.contains(&p.to_string()) && checks.contains(&format!("reproducible-{p}")), "checks.x86_64-linux lacks {p}: {checks:?}");
+        assert!(
+            checks.contains(&p.to_string()) && checks.contains(&format!("reproducible-{p}")),
+            "checks.x86_64-linux lacks {p}: {checks:?}"
+        );
     }
     assert_eq!(v["apps"]["x86_64-linux"], "app");
     assert_eq!(names("devShells", "x86_64-linux"), ["default"]);
@@ -129,7 +192,11 @@ fn nix_preflight_names_missing_build_users_and_the_fix() {
     }
     let e = nix_ready_for_builds(Some("build-users-group = reprovm-no-such-group")).unwrap_err();
     assert!(!e.contains('\n'), "{e}");
-    assert!(e.contains("the group reprovm-no-such-group does not exist") && e.contains("tests/nix/setup-build-users"), "{e}");
+    assert!(
+        e.contains("the group reprovm-no-such-group does not exist")
+            && e.contains("tests/nix/setup-build-users"),
+        "{e}"
+    );
     // Single-user mode (an empty group) needs nothing more.
     assert_eq!(nix_ready_for_builds(Some("build-users-group =")), Ok(()));
 }
@@ -170,14 +237,34 @@ fn nix_build(toolchain: &Path, extra: &[&str]) -> std::process::Output {
     let mounts = format!("/usr={tc}/usr /bin={tc}/usr/bin /lib={tc}/usr/lib /lib64={tc}/usr/lib64 /sbin={tc}/usr/sbin /etc/ld.so.cache={tc}/etc/ld.so.cache");
     let mut c = Command::new("nix-build");
     c.arg(repo().join("tests/nix/build.nix"))
-        .args(["--arg", "xtaskBin", env!("CARGO_BIN_EXE_xtask"), "--no-out-link", "--no-build-output"])
-        .args(["--option", "sandbox", "true", "--option", "extra-sandbox-paths", &mounts, "--option", "log-lines", "80"])
+        .args([
+            "--arg",
+            "xtaskBin",
+            env!("CARGO_BIN_EXE_xtask"),
+            "--no-out-link",
+            "--no-build-output",
+        ])
+        .args([
+            "--option",
+            "sandbox",
+            "true",
+            "--option",
+            "extra-sandbox-paths",
+            &mounts,
+            "--option",
+            "log-lines",
+            "80",
+        ])
         // Everything comes from the local store: never ask a binary cache (no network here).
         .args(["--option", "substituters", ""])
         .args(extra);
     eprintln!("nix-build {}", extra.join(" "));
     let t = std::time::Instant::now();
-    let mut child = c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut child = c
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let err = child.stderr.take().unwrap();
     let collect = std::thread::spawn(move || {
         let mut all = String::new();
@@ -209,10 +296,15 @@ fn nix_setting(name: &str, nix_config: Option<&str>) -> Result<String, String> {
         .output()
         .map_err(|e| format!("cannot run `nix` ({e}); fix: apt-get install nix-bin"))?;
     if !o.status.success() {
-        return Err(format!("`nix show-config` failed: {}", String::from_utf8_lossy(&o.stderr).trim()));
+        return Err(format!(
+            "`nix show-config` failed: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ));
     }
     let text = String::from_utf8_lossy(&o.stdout);
-    let value = text.lines().find_map(|l| l.split_once(" = ").filter(|(k, _)| k.trim() == name).map(|(_, v)| v.trim().to_string()));
+    let value = text.lines().find_map(|l| {
+        l.split_once(" = ").filter(|(k, _)| k.trim() == name).map(|(_, v)| v.trim().to_string())
+    });
     Ok(value.unwrap_or_default())
 }
 
@@ -229,11 +321,20 @@ fn nix_ready_for_builds(nix_config: Option<&str>) -> Result<(), String> {
     if group.is_empty() || !root {
         return Ok(()); // single-user mode, or the daemon owns the build users
     }
-    let groups = std::fs::read_to_string("/etc/group").map_err(|e| format!("reading /etc/group: {e}"))?;
+    let groups =
+        std::fs::read_to_string("/etc/group").map_err(|e| format!("reading /etc/group: {e}"))?;
     let fix = "fix: run `sudo tests/nix/setup-build-users` (what Debian's nix-setup-systemd does, without systemd); see README, Requirements";
-    match groups.lines().map(|l| l.split(':').collect::<Vec<_>>()).find(|f| f.first() == Some(&group.as_str())) {
-        None => Err(format!("build-users-group = {group}, but the group {group} does not exist; {fix}")),
-        Some(f) if f.get(3).is_none_or(|m| m.trim().is_empty()) => Err(format!("the group {group} has no members to build as; {fix}")),
+    match groups
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.first() == Some(&group.as_str()))
+    {
+        None => {
+            Err(format!("build-users-group = {group}, but the group {group} does not exist; {fix}"))
+        }
+        Some(f) if f.get(3).is_none_or(|m| m.trim().is_empty()) => {
+            Err(format!("the group {group} has no members to build as; {fix}"))
+        }
         Some(_) => Ok(()),
     }
 }
@@ -263,14 +364,19 @@ fn nix_builds_match_the_xtask_and_boot() {
     // No network: put every pinned source into the Nix store under the name and hash its
     // fetchurl pins, which is the path the fixed-output derivation would produce.
     xtask_ok(&["fetch"]);
-    let list: Vec<serde_json::Value> = serde_json::from_str(&xtask_ok(&["fetch", "--list"])).unwrap();
+    let list: Vec<serde_json::Value> =
+        serde_json::from_str(&xtask_ok(&["fetch", "--list"])).unwrap();
     let seed = tempfile::tempdir().unwrap();
     let mut add = Command::new("nix-store");
     add.args(["--add-fixed", "sha256"]);
     for s in &list {
         let named = seed.path().join(s["file"].as_str().unwrap());
         if !named.exists() {
-            std::fs::hard_link(repo().join("out/cache/sha256").join(s["sha256"].as_str().unwrap()), &named).unwrap();
+            std::fs::hard_link(
+                repo().join("out/cache/sha256").join(s["sha256"].as_str().unwrap()),
+                &named,
+            )
+            .unwrap();
             add.arg(&named);
         }
     }
@@ -290,25 +396,52 @@ fn nix_builds_match_the_xtask_and_boot() {
     //    its id seeds (UUID, directory hash seed), never in a file.
     for (name, nix_out) in names.iter().zip(&built) {
         let entry = PathBuf::from(xtask_ok(&["build", name]).lines().last().unwrap());
-        let o = xtask(&["diff", "--json", entry.join("out").to_str().unwrap(), nix_out.to_str().unwrap()]);
+        let o = xtask(&[
+            "diff",
+            "--json",
+            entry.join("out").to_str().unwrap(),
+            nix_out.to_str().unwrap(),
+        ]);
         let diffs: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
-        eprintln!("{name}: xtask {} vs nix {}: {}", entry.display(), nix_out.display(), serde_json::to_string_pretty(&diffs).unwrap());
+        eprintln!(
+            "{name}: xtask {} vs nix {}: {}",
+            entry.display(),
+            nix_out.display(),
+            serde_json::to_string_pretty(&diffs).unwrap()
+        );
         if *name != "hd-image" {
-            assert!(o.status.success() && diffs.is_empty(), "{name}: the Nix build differs from the xtask's");
+            assert!(
+                o.status.success() && diffs.is_empty(),
+                "{name}: the Nix build differs from the xtask's"
+            );
             continue;
         }
         let paths: Vec<&str> = diffs.iter().map(|d| d["path"].as_str().unwrap()).collect();
-        assert!(paths.iter().all(|p| *p == "hd.img" || *p == "hd.qcow2"), "hd-image: unexpected differences {paths:?}");
-        let img = diffs.iter().find(|d| d["path"] == "hd.img").expect("the image UUID comes from a different id, so hd.img must differ");
-        let lines: Vec<&str> = img["explanation"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+        assert!(
+            paths.iter().all(|p| *p == "hd.img" || *p == "hd.qcow2"),
+            "hd-image: unexpected differences {paths:?}"
+        );
+        let img = diffs
+            .iter()
+            .find(|d| d["path"] == "hd.img")
+            .expect("the image UUID comes from a different id, so hd.img must differ");
+        let lines: Vec<&str> =
+            img["explanation"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
         assert!(lines.iter().any(|l| l.contains("Filesystem UUID")), "{lines:?}");
-        assert!(!lines.iter().any(|l| l.contains("inside the image") || l.contains("only in")), "files inside the images differ: {lines:?}");
+        assert!(
+            !lines.iter().any(|l| l.contains("inside the image") || l.contains("only in")),
+            "files inside the images differ: {lines:?}"
+        );
     }
 
     // 3. Nix's own determinism check, then the flake's checks (a second derivation of each
     //    package, compared by `xtask diff` inside Nix).
     let again = nix_build(&toolchain, &["--check", "-A", "rootfs", "-A", "hd-image"]);
-    assert!(again.status.success(), "nix-build --check found a difference:\n{}", tail(&again.stderr, 40));
+    assert!(
+        again.status.success(),
+        "nix-build --check found a difference:\n{}",
+        tail(&again.stderr, 40)
+    );
     let checks = store_paths(&nix_build(&toolchain, &["-A", "checks"]));
     assert_eq!(checks.len(), 5, "{checks:?}");
     for c in &checks {
@@ -324,12 +457,34 @@ fn nix_builds_match_the_xtask_and_boot() {
         "name = \"stamp\"\nversion = \"1\"\n[build]\nscript = \"date +%s%N > \\\"$OUT\\\"/stamp; echo same > \\\"$OUT\\\"/same\"\noutputs = [\"stamp\"]\n",
     )
     .unwrap();
-    let o = nix_build(&toolchain, &["--arg", "recipesDir", bad.path().to_str().unwrap(), "--arg", "checkNames", "[ \"stamp\" ]", "-A", "checks"]);
+    let o = nix_build(
+        &toolchain,
+        &[
+            "--arg",
+            "recipesDir",
+            bad.path().to_str().unwrap(),
+            "--arg",
+            "checkNames",
+            "[ \"stamp\" ]",
+            "-A",
+            "checks",
+        ],
+    );
     let log = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "the check of a time-stamping recipe passed");
-    assert!(log.contains("stamp (content)") && !log.contains("same (content)"), "{}", tail(&o.stderr, 40));
+    assert!(
+        log.contains("stamp (content)") && !log.contains("same (content)"),
+        "{}",
+        tail(&o.stderr, 40)
+    );
 
     // 5. Boot the Nix-built kernel and image.
     let (kernel, image) = (&built[0], &built[5]);
-    xtask_ok(&["boot-test", "--kernel", kernel.join("bzImage").to_str().unwrap(), "--image", image.join("hd.img").to_str().unwrap()]);
+    xtask_ok(&[
+        "boot-test",
+        "--kernel",
+        kernel.join("bzImage").to_str().unwrap(),
+        "--image",
+        image.join("hd.img").to_str().unwrap(),
+    ]);
 }

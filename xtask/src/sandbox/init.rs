@@ -63,8 +63,10 @@ fn enter_namespaces() -> Result<()> {
 /// The preflight: namespaces, id maps, a tmpfs mount and loopback, then exit.
 fn probe() -> Result<()> {
     enter_namespaces()?;
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>).context("making / private")?;
-    mount(Some("tmpfs"), "/tmp", Some("tmpfs"), MsFlags::empty(), None::<&str>).context("mounting a tmpfs")?;
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .context("making / private")?;
+    mount(Some("tmpfs"), "/tmp", Some("tmpfs"), MsFlags::empty(), None::<&str>)
+        .context("mounting a tmpfs")?;
     loopback_up()?;
     Ok(())
 }
@@ -78,7 +80,8 @@ fn die_with_parent() {
 
 fn stage1(spec_path: &Path) -> Result<i32> {
     die_with_parent();
-    let text = std::fs::read(spec_path).with_context(|| format!("reading {}", spec_path.display()))?;
+    let text =
+        std::fs::read(spec_path).with_context(|| format!("reading {}", spec_path.display()))?;
     let spec: Spec = serde_json::from_slice(&text)?;
     enter_namespaces()?;
     // SAFETY: single-threaded process (re-executed binary before any thread is spawned).
@@ -141,7 +144,8 @@ fn bind(src: &Path, dest: &Path, rw: bool) -> Result<()> {
 
 fn remount_ro(dest: &Path) -> Result<()> {
     let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | locked_flags(dest);
-    mount(None::<&str>, dest, None::<&str>, flags, None::<&str>).with_context(|| format!("read-only remount of {}", dest.display()))
+    mount(None::<&str>, dest, None::<&str>, flags, None::<&str>)
+        .with_context(|| format!("read-only remount of {}", dest.display()))
 }
 
 fn inside(root: &Path, p: &Path) -> PathBuf {
@@ -150,15 +154,30 @@ fn inside(root: &Path, p: &Path) -> PathBuf {
 
 fn stage2(spec: &Spec) -> Result<i32> {
     die_with_parent();
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>).context("making / private")?;
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .context("making / private")?;
     let root = &spec.root;
     bind(root, root, true)?;
     for b in &spec.binds {
         bind(&b.src, &inside(root, &b.dest), b.rw)?;
     }
     let nosuid = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
-    mount(Some("proc"), &inside(root, Path::new("/proc")), Some("proc"), nosuid | MsFlags::MS_NOEXEC, None::<&str>).context("mounting /proc")?;
-    mount(Some("tmpfs"), &inside(root, Path::new("/tmp")), Some("tmpfs"), nosuid, Some("mode=1777")).context("mounting /tmp")?;
+    mount(
+        Some("proc"),
+        &inside(root, Path::new("/proc")),
+        Some("proc"),
+        nosuid | MsFlags::MS_NOEXEC,
+        None::<&str>,
+    )
+    .context("mounting /proc")?;
+    mount(
+        Some("tmpfs"),
+        &inside(root, Path::new("/tmp")),
+        Some("tmpfs"),
+        nosuid,
+        Some("mode=1777"),
+    )
+    .context("mounting /tmp")?;
     setup_dev(&inside(root, Path::new("/dev")))?;
     // pivot_root(".", ".") then detach the old root: the host tree is gone from this namespace.
     nix::unistd::chdir(root.as_path()).context("chdir to the new root")?;
@@ -176,8 +195,10 @@ fn stage2(spec: &Spec) -> Result<i32> {
     loopback_up()?;
     nix::sys::stat::umask(Mode::from_bits_truncate(0o022));
 
-    let argv: Vec<CString> = spec.argv.iter().map(|a| CString::new(a.as_str())).collect::<Result<_, _>>()?;
-    let env: Vec<CString> = spec.env.iter().map(|(k, v)| CString::new(format!("{k}={v}"))).collect::<Result<_, _>>()?;
+    let argv: Vec<CString> =
+        spec.argv.iter().map(|a| CString::new(a.as_str())).collect::<Result<_, _>>()?;
+    let env: Vec<CString> =
+        spec.env.iter().map(|(k, v)| CString::new(format!("{k}={v}"))).collect::<Result<_, _>>()?;
     if argv.is_empty() {
         bail!("empty command");
     }
@@ -211,18 +232,32 @@ fn reap_until(main: Pid) -> i32 {
 }
 
 fn setup_dev(dev: &Path) -> Result<()> {
-    mount(Some("tmpfs"), dev, Some("tmpfs"), MsFlags::MS_NOSUID, Some("mode=0755")).context("mounting /dev")?;
+    mount(Some("tmpfs"), dev, Some("tmpfs"), MsFlags::MS_NOSUID, Some("mode=0755"))
+        .context("mounting /dev")?;
     for name in ["null", "zero", "full", "random", "urandom", "tty"] {
         let target = dev.join(name);
         std::fs::write(&target, b"").with_context(|| format!("creating {}", target.display()))?;
         bind(&Path::new("/dev").join(name), &target, true)?;
     }
-    for (name, target) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")] {
+    for (name, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
         std::os::unix::fs::symlink(target, dev.join(name))?;
     }
     std::fs::create_dir(dev.join("shm"))?;
     std::fs::create_dir(dev.join("pts"))?;
-    if mount(Some("devpts"), &dev.join("pts"), Some("devpts"), MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, Some("newinstance,ptmxmode=0666,mode=620")).is_ok() {
+    if mount(
+        Some("devpts"),
+        &dev.join("pts"),
+        Some("devpts"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=620"),
+    )
+    .is_ok()
+    {
         std::os::unix::fs::symlink("pts/ptmx", dev.join("ptmx"))?;
     }
     Ok(())

@@ -72,13 +72,21 @@ pub fn run(spec: &Spec, spec_path: &Path, log: &Path) -> Result<i32> {
     preflight::check()?;
     for m in MOUNT_POINTS {
         let p = spec.root.join(m);
-        anyhow::ensure!(p.is_dir(), "sandbox root {} lacks the mount point /{m}; rematerialise it", spec.root.display());
+        anyhow::ensure!(
+            p.is_dir(),
+            "sandbox root {} lacks the mount point /{m}; rematerialise it",
+            spec.root.display()
+        );
     }
     let json = serde_json::to_vec_pretty(spec)?;
     std::fs::write(spec_path, json).with_context(|| format!("writing {}", spec_path.display()))?;
     // /proc/self/exe works even if the binary was replaced on disk while a build runs.
     let exe = PathBuf::from("/proc/self/exe");
-    let logf = std::fs::OpenOptions::new().create(true).append(true).open(log).with_context(|| format!("opening {}", log.display()))?;
+    let logf = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
     let status = Command::new(exe)
         .env_clear()
         .env(INIT_ENV, spec_path)
@@ -113,10 +121,16 @@ pub fn exec_capture(root: &Path, cmd: &[String]) -> Result<i32> {
     std::fs::create_dir_all(&o)?;
     let spec = Spec {
         root: root.to_path_buf(),
-        binds: vec![Bind { src: b, dest: "/build".into(), rw: true }, Bind { src: o, dest: "/out".into(), rw: true }],
+        binds: vec![
+            Bind { src: b, dest: "/build".into(), rw: true },
+            Bind { src: o, dest: "/out".into(), rw: true },
+        ],
         env: base_env(crate::build::DEFAULT_SOURCE_DATE_EPOCH, 1),
         cwd: "/build".into(),
-        argv: vec!["/bin/sh".into(), "-c".into(), "exec \"$@\"".into(), "sh".into()].into_iter().chain(cmd.iter().cloned()).collect(),
+        argv: vec!["/bin/sh".into(), "-c".into(), "exec \"$@\"".into(), "sh".into()]
+            .into_iter()
+            .chain(cmd.iter().cloned())
+            .collect(),
         root_rw: false,
     };
     let log = t.path().join("log");

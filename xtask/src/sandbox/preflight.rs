@@ -16,7 +16,8 @@ fn read_sysctl(path: &str) -> Option<String> {
 /// Explain a namespace failure in terms of the host's configuration.
 pub fn diagnose(detail: &str) -> SandboxError {
     let mut fixes = Vec::new();
-    if read_sysctl("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1") {
+    if read_sysctl("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1")
+    {
         fixes.push("AppArmor restricts unprivileged user namespaces (Ubuntu 23.10+): run `sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`, or install an AppArmor profile granting `userns,` to this binary (see README, 'Sandbox requirements')".to_string());
     }
     if read_sysctl("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
