@@ -50,14 +50,6 @@ let
       env = baseEnv // (r.env or { });
       srcs = map (s: { src = pkgs.fetchurl (reader.sourceArgs s); strip = toString (s.strip-components or 1); unpack = s.unpack or true; file = s.file; }) (r.source or [ ]);
       depNames = r.deps or [ ];
-      # Seeds the image UUID and hash seed: the recipe and its dependencies' store paths (which
-      # stand for everything they were built from), never the salt of a rebuild.
-      id = builtins.hashString "sha256" (builtins.unsafeDiscardStringContext (builtins.toJSON {
-        inherit name;
-        recipe = r;
-        deps = map (d: "${deps.${d}}") depNames;
-        files = map (f: builtins.hashFile "sha256" (recipesDir + "/${f}")) (r.files or [ ]);
-      }));
       stage = ''
         [ "$NIX_BUILD_TOP" = /build ] || { echo "reprovm recipes need Nix's sandbox (build dir /build)" >&2; exit 1; }
         export OUT=$out JOBS=$NIX_BUILD_CORES TMPDIR=/tmp
@@ -75,7 +67,7 @@ let
       '';
       assemble =
         if isAssembled r then ''
-          ${xtask}/bin/xtask --recipes ${recipesDir} assemble ${name} --id ${id}
+          ${xtask}/bin/xtask --recipes ${recipesDir} assemble ${name}
         '' else "";
     in
     pkgs.stdenv.mkDerivation ({

@@ -1,24 +1,20 @@
-//! `assemble RECIPE`: the steps the xtask performs itself between a recipe's `configure` and
-//! `script` (the `[kconfig]` check, the deterministic rootfs tar, the mke2fs invocation), run
-//! inside someone else's build sandbox. Nix's derivations call this (nix/package.nix), so both
-//! builders share one implementation. It follows the recipe conventions: the build directory
-//! /build, dependencies at /build/deps/NAME, recipe files at /build/files, outputs to $OUT.
+//! `assemble RECIPE`: the steps a builder runs between a recipe's `configure` and `script`
+//! (`steps.rs`: the `[kconfig]` check, the rootfs tar, the mke2fs image), run inside someone
+//! else's build sandbox with the tools on its PATH. Nix's derivations call this
+//! (nix/package.nix), so both builders run one implementation.
 
-use crate::build::DEFAULT_SOURCE_DATE_EPOCH;
 use crate::project::Project;
-use crate::{image, kconfig};
+use crate::steps::{self, ScriptRunner, StepPaths};
+use crate::util;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 #[derive(clap::Args, Debug)]
 pub struct AssembleArgs {
-    /// The `[rootfs]` or `[image]` recipe to assemble.
+    /// The `[kconfig]`, `[rootfs]` or `[image]` recipe to assemble.
     pub recipe: String,
-    /// Seeds the image's file system UUID and hash seed (the xtask uses the input hash; Nix
-    /// passes a hash of the dependencies' store paths).
-    #[arg(long, default_value = "")]
-    pub id: String,
     /// The recipe's build directory (holding files/ and deps/NAME).
     #[arg(long, default_value = "/build")]
     pub build_dir: PathBuf,
@@ -31,55 +27,63 @@ pub struct AssembleArgs {
     pub out: PathBuf,
 }
 
-pub fn run(project: &Project, a: &AssembleArgs) -> Result<()> {
-    let graph = project.graph()?;
-    let l = graph.get(&a.recipe)?;
-    let r = &l.recipe;
-    let deps: BTreeMap<String, PathBuf> =
-        r.deps.iter().map(|d| (d.clone(), a.build_dir.join("deps").join(d))).collect();
-    for (d, p) in &deps {
-        if !p.is_dir() {
-            bail!(
-                "{}: dependency `{d}` is missing: expected its output at {}",
-                l.path.display(),
-                p.display()
-            );
-        }
+/// Shell steps with `sh` from PATH, in the caller's environment plus `$OUT`.
+struct HostSh<'a> {
+    build_dir: &'a Path,
+    out: &'a Path,
+}
+
+impl ScriptRunner for HostSh<'_> {
+    fn build_dir(&self) -> &Path {
+        self.build_dir
     }
-    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    let sde = r
-        .env
-        .get("SOURCE_DATE_EPOCH")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(DEFAULT_SOURCE_DATE_EPOCH);
-    if let Some(k) = &r.kconfig {
-        let fragments: Vec<PathBuf> =
-            k.fragments.iter().map(|f| a.build_dir.join("files").join(f)).collect();
-        kconfig::check_files(&a.build_dir.join(k.config.trim_start_matches('/')), &fragments)
-            .with_context(|| format!("{}: kernel configuration check", l.path.display()))?;
-    }
-    match (&r.rootfs, &r.image) {
-        (Some(spec), _) => image::assemble_rootfs(&project.recipes, &a.sysroot, l, spec, &deps, &a.out, sde),
-        (None, Some(spec)) => {
-            let rootfs = deps.get(&spec.rootfs).with_context(|| format!("{}: image rootfs `{}` is not a dependency", l.path.display(), spec.rootfs))?;
-            let script = image::mke2fs_script(l, spec, &a.id, image::rootfs_content_bytes(rootfs), &a.build_dir)?;
-            run_sh(&script, &a.out)
-        }
-        (None, None) if r.kconfig.is_some() => Ok(()),
-        (None, None) => bail!("{}: `assemble` is for [kconfig], [rootfs] and [image] recipes; this one is a plain script", l.path.display()),
+
+    fn run_script(&self, phase: &str, script: &str) -> Result<()> {
+        util::run_checked(
+            Command::new("sh")
+                .arg("-euc")
+                .arg(script)
+                .arg(phase)
+                .env("OUT", self.out)
+                .current_dir(self.build_dir),
+        )
+        .with_context(|| format!("phase `{phase}`"))
     }
 }
 
-/// Run a recipe script with the tools on PATH (the caller's sandbox provides them).
-fn run_sh(script: &str, out: &Path) -> Result<()> {
-    let st = std::process::Command::new("sh")
-        .arg("-euc")
-        .arg(script)
-        .env("OUT", out)
-        .status()
-        .context("running sh")?;
-    if !st.success() {
-        bail!("image script failed ({st}):\n{script}");
+impl AssembleArgs {
+    pub fn run(&self, project: &Project) -> Result<()> {
+        let graph = project.graph()?;
+        let l = graph.get(&self.recipe)?;
+        let r = &l.recipe;
+        if r.kconfig.is_none() && r.rootfs.is_none() && r.image.is_none() {
+            bail!("{}: `assemble` is for [kconfig], [rootfs] and [image] recipes; this one is a plain script", l.path.display());
+        }
+        let deps: BTreeMap<String, PathBuf> =
+            r.deps.iter().map(|d| (d.clone(), self.build_dir.join("deps").join(d))).collect();
+        for (d, p) in &deps {
+            if !p.is_dir() {
+                bail!(
+                    "{}: dependency `{d}` is missing: expected its output at {}",
+                    l.path.display(),
+                    p.display()
+                );
+            }
+        }
+        std::fs::create_dir_all(&self.out)
+            .with_context(|| format!("creating {}", self.out.display()))?;
+        let paths = StepPaths {
+            recipes: &project.recipes,
+            build: &self.build_dir,
+            deps: &deps,
+            out: &self.out,
+            lib_root: &self.sysroot,
+        };
+        steps::assemble(
+            l,
+            &paths,
+            r.source_date_epoch(),
+            &HostSh { build_dir: &self.build_dir, out: &self.out },
+        )
     }
-    Ok(())
 }

@@ -4,21 +4,19 @@
 //! compressed payload, ext4 inodes, text diffs). Like reprotest + diffoscope, built in.
 
 use crate::build::{self, Options};
-use crate::explain::{self, FileDiff, Tools};
+use crate::explain::{self, DiffKind, FileDiff, Sides, Tools};
 use crate::fetch::Fetcher;
 use crate::manifest::{self, Manifest};
+use crate::pins::{self, PinnedOutput};
 use crate::project::Project;
-use crate::{progress, store, toolchain};
+use crate::{lock, progress, store, toolchain, util};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::fs;
 use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-pub const DEFAULT_TARGETS: [&str; 6] =
-    ["kernel", "busybox", "dropbear", "iproute2", "rootfs", "hd-image"];
 
 #[derive(clap::Args, Debug)]
 pub struct AuditArgs {
@@ -31,14 +29,24 @@ pub struct AuditArgs {
     #[arg(long, value_name = "FILE.zip")]
     pub bundle: Option<PathBuf>,
     /// Parallel jobs of the rebuild (the first build used the CPU count; default 1).
-    #[arg(long, default_value_t = 1)]
-    pub rebuild_jobs: usize,
+    #[arg(long, default_value_t = std::num::NonZeroUsize::MIN)]
+    pub rebuild_jobs: std::num::NonZeroUsize,
     /// Keep the rebuilt outputs even when they match.
     #[arg(long)]
     pub keep: bool,
 }
 
+/// One host-side variation of the rebuild, and whether it could be applied here.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Variation {
+    pub name: String,
+    pub detail: String,
+    pub applied: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
 pub struct TargetReport {
     pub name: String,
     pub input_hash: String,
@@ -48,12 +56,13 @@ pub struct TargetReport {
     pub matches_store: bool,
     /// None when no pin exists for this target.
     pub matches_pin: Option<bool>,
-    pub variations: Vec<String>,
+    pub variations: Vec<Variation>,
     pub differences: Vec<FileDiff>,
     pub rebuild_dir: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
 pub struct Report {
     pub schema: String,
     pub toolchain: String,
@@ -61,279 +70,266 @@ pub struct Report {
     pub targets: Vec<TargetReport>,
 }
 
-pub const SCHEMA: &str = "reprovm-audit/1";
+pub const SCHEMA: &str = "reprovm-audit/2";
 
-// ---------------------------------------------------------------------------------------
-// pins/outputs.toml
+const SIDES: Sides = Sides { a: "the store", b: "the rebuild" };
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
-#[serde(deny_unknown_fields)]
-pub struct PinnedOutput {
-    pub version: String,
-    pub input_hash: String,
-    pub output_hash: String,
-    pub files: BTreeMap<String, String>,
+/// How the rebuild's host differs from the first build's.
+struct Conditions {
+    work_root: PathBuf,
+    on_tmpfs: bool,
+    other_hostname: bool,
+    jobs: usize,
 }
 
-pub fn read_pins(project: &Project) -> Result<BTreeMap<String, PinnedOutput>> {
-    let p = project.outputs_pin();
-    match fs::read_to_string(&p) {
-        Ok(text) => toml::from_str(&text)
-            .map_err(|e| anyhow::format_err!("{}: {}", p.display(), e.message())),
-        Err(_) => Ok(BTreeMap::new()),
+impl Conditions {
+    fn variations(&self) -> Vec<Variation> {
+        let v = |name: &str, detail: String, applied: bool| Variation {
+            name: name.into(),
+            detail,
+            applied,
+        };
+        vec![
+            v(
+                "build root path",
+                format!(
+                    "work trees under {} ({})",
+                    self.work_root.display(),
+                    if self.on_tmpfs { "tmpfs, another file system" } else { "a longer path on the same file system" }
+                ),
+                true,
+            ),
+            v("wall-clock time", "the rebuild runs later than the first build".into(), true),
+            v("directory order", "every source directory's entries re-created in reverse order".into(), true),
+            v("parallelism", format!("-j{}", self.jobs), true),
+            v("umask", "0002 in the rebuilding process".into(), true),
+            v(
+                "environment",
+                "TZ=Pacific/Kiritimati, LANG=LC_ALL=et_EE.UTF-8 and an unknown variable in the rebuilding process".into(),
+                true,
+            ),
+            v(
+                "hostname",
+                if self.other_hostname {
+                    "reprovm-audit-other (own UTS namespace)".into()
+                } else {
+                    "not varied: a UTS namespace of its own needs root".into()
+                },
+                self.other_hostname,
+            ),
+        ]
     }
 }
 
-fn pin_of(m: &Manifest) -> PinnedOutput {
-    let files =
-        m.files.iter().filter_map(|f| f.sha256.clone().map(|s| (f.path.clone(), s))).collect();
-    PinnedOutput {
-        version: m.version.clone(),
-        input_hash: m.input_hash.clone(),
-        output_hash: m.output_hash.clone(),
-        files,
-    }
-}
-
-/// `cargo xtask pin outputs [TARGETS]`: build (or reuse) and record, showing what changed.
-pub fn pin_outputs(project: &Project, fetcher: &Fetcher, targets: &[String]) -> Result<()> {
-    let graph = project.graph()?;
-    let targets: Vec<String> = if targets.is_empty() {
-        DEFAULT_TARGETS.iter().map(|s| s.to_string()).collect()
-    } else {
-        targets.to_vec()
-    };
-    let mut pins = read_pins(project)?;
-    let old = pins.clone();
-    for t in &targets {
-        let res = build::build(
-            project,
-            &graph,
-            fetcher,
-            t,
-            &Options { jobs: crate::cli::default_jobs(), ..Default::default() },
-        )?;
-        pins.insert(t.clone(), pin_of(&res.manifest));
-    }
-    let mut changes = Vec::new();
-    for (name, new) in &pins {
-        match old.get(name) {
-            None => changes.push(format!("+ {name}: {}", new.output_hash)),
-            Some(o) if o.output_hash != new.output_hash => {
-                changes.push(format!("~ {name}: {} -> {}", o.output_hash, new.output_hash));
-                for (f, h) in &new.files {
-                    match o.files.get(f) {
-                        None => changes.push(format!("    + {f} {h}")),
-                        Some(oh) if oh != h => changes.push(format!("    ~ {f} {oh} -> {h}")),
-                        _ => {}
-                    }
-                }
-                for f in o.files.keys().filter(|f| !new.files.contains_key(*f)) {
-                    changes.push(format!("    - {f}"));
-                }
-            }
-            _ => {}
-        }
-    }
-    let body = format!(
-        "# Expected output hashes, written by `cargo xtask pin outputs`. `cargo xtask audit` compares\n# fresh rebuilds with these; they are produced with the pinned toolchain (pins/toolchain.lock).\n{}",
-        toml::to_string(&pins)?
-    );
-    toolchain::write_atomic(&project.outputs_pin(), body.as_bytes())?;
-    if changes.is_empty() {
-        println!("{}: unchanged", project.outputs_pin().display());
-    } else {
-        println!("{}:", project.outputs_pin().display());
-        for c in changes {
-            println!("{c}");
-        }
-    }
-    Ok(())
-}
-
-// ---------------------------------------------------------------------------------------
-// The audit run
-
-/// Host-side variations of the rebuild (the sandbox must make all of them irrelevant).
-fn variations(jobs: usize) -> Vec<(String, String)> {
-    vec![
-        (
-            "build root path".into(),
-            "a different, longer work directory on another file system when possible".into(),
-        ),
-        ("wall-clock time".into(), "the rebuild runs later than the first build".into()),
-        ("TZ".into(), "Pacific/Kiritimati (UTC+14) instead of the caller's".into()),
-        ("umask".into(), "0002".into()),
-        ("locale".into(), "LANG/LC_ALL=et_EE.UTF-8".into()),
-        ("hostname".into(), "reprovm-audit-other (UTS namespace, when root)".into()),
-        ("parallelism".into(), format!("-j{jobs}")),
-        (
-            "directory order".into(),
-            "every source directory's entries re-created in reverse order".into(),
-        ),
-    ]
-}
-
-pub fn run(project: &Project, fetcher: &Fetcher, args: &AuditArgs) -> Result<()> {
-    let graph = project.graph()?;
-    let targets: Vec<String> = if args.targets.is_empty() {
-        DEFAULT_TARGETS.iter().map(|s| s.to_string()).collect()
-    } else {
-        args.targets.clone()
-    };
-    let pins = read_pins(project)?;
-    let tc = toolchain::ensure(project, fetcher)?;
-    let audit_root = project.out.join("audit");
-    fs::create_dir_all(&audit_root)?;
-    let mut reports = Vec::new();
-    for t in &targets {
-        // 1. The reference: the store entry (built now if missing, never overwritten).
-        let first = build::build(
-            project,
-            &graph,
-            fetcher,
-            t,
-            &Options { jobs: crate::cli::default_jobs(), quiet: true, ..Default::default() },
-        )?;
-        // 2. The rebuild, in another process under varied host conditions, into the audit dir.
-        let into = audit_root.join(format!("{t}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&into);
-        fs::create_dir_all(&into)?;
-        let work_root = varied_work_root(project, t);
-        progress::say(&format!(
-            "audit {t}: rebuilding from scratch with -j{} under varied conditions (work {}, log in {})",
-            args.rebuild_jobs,
-            work_root.display(),
-            into.join("logs").display()
-        ));
-        let rebuilt = rebuild(project, t, &into, &work_root, args.rebuild_jobs)?;
-        let _ = fs::remove_dir_all(&work_root);
-        let entry_rebuilt = into.join(format!("{}-{t}", &first.manifest.input_hash[..16]));
-        let pin = pins.get(t);
-        let mut diffs = explain::compare(
-            &first.manifest.files,
-            &rebuilt.files,
-            &store::out_dir(&first.entry),
-            &store::out_dir(&entry_rebuilt),
-            &Tools::Sandbox(&tc.root),
-        );
-        if let Some(p) = pin {
-            if p.output_hash != first.manifest.output_hash {
+impl AuditArgs {
+    pub fn run(&self, project: &Project, fetcher: &Fetcher) -> Result<()> {
+        let graph = project.graph()?;
+        let targets = pins::targets_or_default(&self.targets);
+        let pins = pins::read_pins(project)?;
+        let tc = {
+            let _lock = lock::store_exclusive(&project.out)?;
+            toolchain::ensure(project, fetcher)?
+        };
+        let audit_root = project.out.join("audit");
+        std::fs::create_dir_all(&audit_root)?;
+        let mut reports = Vec::new();
+        for t in &targets {
+            let node = graph.resolve(t).to_string();
+            // 1. The reference: the store entry (built now if missing, never overwritten).
+            let opts = Options { jobs: util::default_jobs(), quiet: true, ..Default::default() };
+            let first = build::build(project, &graph, fetcher, t, &opts)?;
+            // 2. The rebuild, in another process under varied host conditions, into the audit dir.
+            let into = audit_root.join(format!("{t}-{}", std::process::id()));
+            remove(&into)?;
+            std::fs::create_dir_all(&into)?;
+            let cond =
+                varied_conditions(project, &graph.get(&node)?.recipe, self.rebuild_jobs.get())?;
+            progress::say(&format!(
+                "audit {t}: rebuilding from scratch with -j{} under varied conditions (work {}, log in {})",
+                cond.jobs,
+                cond.work_root.display(),
+                into.join("logs").display()
+            ));
+            let rebuilt = rebuild(project, t, &into, &cond);
+            remove(&cond.work_root)?;
+            let rebuilt = rebuilt?;
+            let entry_rebuilt = into.join(format!("{}-{node}", &first.manifest.input_hash[..16]));
+            let pin = pins.get(t);
+            let mut diffs = explain::compare(
+                &first.manifest.files,
+                &rebuilt.files,
+                &store::out_dir(&first.entry),
+                &store::out_dir(&entry_rebuilt),
+                &Tools::Sandbox(&tc.root),
+                &SIDES,
+            );
+            if let Some(p) = pin.filter(|p| p.output_hash != first.manifest.output_hash) {
                 diffs.extend(compare_with_pin(p, &first.manifest));
             }
+            let matches_store = rebuilt.output_hash == first.manifest.output_hash;
+            let matches_pin = pin.map(|p| p.output_hash == rebuilt.output_hash);
+            let keep = !matches_store || matches_pin == Some(false) || self.keep;
+            reports.push(TargetReport {
+                name: t.clone(),
+                input_hash: first.manifest.input_hash.clone(),
+                store_output_hash: first.manifest.output_hash.clone(),
+                rebuild_output_hash: rebuilt.output_hash.clone(),
+                pinned_output_hash: pin.map(|p| p.output_hash.clone()),
+                matches_store,
+                matches_pin,
+                variations: cond.variations(),
+                differences: diffs,
+                rebuild_dir: keep.then(|| entry_rebuilt.display().to_string()),
+            });
+            if !keep {
+                let keep_logs = audit_root.join(format!("{t}-last-logs"));
+                remove(&keep_logs)?;
+                std::fs::rename(into.join("logs"), &keep_logs)?;
+                remove(&into)?;
+            }
         }
-        let matches_store = rebuilt.output_hash == first.manifest.output_hash;
-        let matches_pin = pin.map(|p| p.output_hash == rebuilt.output_hash);
-        let keep = !matches_store || matches_pin == Some(false) || args.keep;
-        let rebuild_dir = if keep { Some(entry_rebuilt.display().to_string()) } else { None };
-        reports.push(TargetReport {
-            name: t.clone(),
-            input_hash: first.manifest.input_hash.clone(),
-            store_output_hash: first.manifest.output_hash.clone(),
-            rebuild_output_hash: rebuilt.output_hash.clone(),
-            pinned_output_hash: pin.map(|p| p.output_hash.clone()),
-            matches_store,
-            matches_pin,
-            variations: variations(args.rebuild_jobs)
-                .into_iter()
-                .map(|(k, v)| format!("{k}: {v}"))
-                .collect(),
-            differences: diffs,
-            rebuild_dir,
-        });
-        if !keep {
-            let logs = into.join("logs");
-            let keep_logs = audit_root.join(format!("{t}-last-logs"));
-            let _ = fs::remove_dir_all(&keep_logs);
-            let _ = fs::rename(&logs, &keep_logs);
-            let _ = fs::remove_dir_all(&into);
+        let ok = reports.iter().all(|r| r.matches_store && r.matches_pin != Some(false));
+        let report =
+            Report { schema: SCHEMA.into(), toolchain: tc.id.clone(), ok, targets: reports };
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print!("{}", render(&report));
         }
+        if let Some(b) = &self.bundle {
+            write_bundle(project, &report, b)?;
+            progress::say(&format!("bundle written to {}", b.display()));
+        }
+        if !ok {
+            bail!("audit found differences (see the report above)");
+        }
+        Ok(())
     }
-    let ok = reports.iter().all(|r| r.matches_store && r.matches_pin != Some(false));
-    let report = Report { schema: SCHEMA.into(), toolchain: tc.id.clone(), ok, targets: reports };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", render(&report));
-    }
-    if let Some(b) = &args.bundle {
-        write_bundle(project, &report, b)?;
-        progress::say(&format!("bundle written to {}", b.display()));
-    }
-    if !ok {
-        bail!("audit found differences (see the report above)");
-    }
-    Ok(())
 }
 
-/// A work root on a different file system and path (tmpfs when it has room), so that path
-/// length, file system and directory order all differ from the first build.
-fn varied_work_root(project: &Project, target: &str) -> PathBuf {
-    let shm = Path::new("/dev/shm");
-    let big = matches!(target, "kernel");
-    if !big && shm.is_dir() {
-        return shm.join(format!(
-            "reprovm-audit-variant-build-root-{}-{}",
-            target,
-            std::process::id()
-        ));
+fn remove(p: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(p) {
+        Ok(_) => crate::beneath::Dir::open(p.parent().context("no parent")?)?
+            .remove_all(Path::new(p.file_name().context("no name")?)),
+        Err(_) => Ok(()),
     }
-    project.out.join(format!(
-        "audit/a-much-longer-variant-build-root-path/{target}-{}",
-        std::process::id()
-    ))
 }
 
-fn rebuild(
+/// Room (bytes) a node's work tree needs, estimated from its compressed sources: unpacked
+/// and built, a tree is about 16 times its tarball (the kernel: 138 MB -> ~2 GB).
+fn work_tree_estimate(r: &crate::recipe::Recipe) -> u64 {
+    r.sources.iter().map(|s| s.size).sum::<u64>() * 16 + (256 << 20)
+}
+
+/// Free bytes of the file system at `path`, and whether it is a tmpfs.
+fn free_space(path: &Path) -> Option<(u64, bool)> {
+    let st = rustix::fs::statfs(path).ok()?;
+    const TMPFS_MAGIC: i64 = 0x0102_1994;
+    Some((st.f_bavail * st.f_bsize as u64, st.f_type as i64 == TMPFS_MAGIC))
+}
+
+/// The rebuild's work root: on tmpfs (/dev/shm) when it has room for this node with half of
+/// the available memory to spare, so that the path, its length, the file system and directory
+/// order all differ from the first build; else a longer path beside the store.
+fn varied_conditions(
     project: &Project,
-    target: &str,
-    into: &Path,
-    work_root: &Path,
+    r: &crate::recipe::Recipe,
     jobs: usize,
-) -> Result<Manifest> {
-    let exe = std::env::current_exe()?;
-    let mut inner = format!(
-        "umask 0002; exec '{}' --recipes '{}' --out '{}' --cache '{}' build '{target}' --jobs {jobs} --rebuild '{target}' --rebuild-into '{}' --work-root '{}' --shuffle-dirents",
-        exe.display(),
-        project.recipes.display(),
-        project.out.display(),
-        project.cache.display(),
-        into.display(),
-        work_root.display()
-    );
-    if project.host_toolchain {
-        inner = inner.replacen("' --recipes", "' --host-toolchain --recipes", 1);
-    }
-    for u in &project.uses {
-        inner.push_str(&format!(" --use '{u}'"));
-    }
-    // SAFETY: getuid has no preconditions.
-    let root = unsafe { libc::getuid() } == 0;
-    let mut c = if root && crate::qemu::which("unshare").is_some() {
-        let mut c = Command::new("unshare");
-        c.args(["--uts", "sh", "-c", &format!("hostname reprovm-audit-other; {inner}")]);
-        c
-    } else {
-        let mut c = Command::new("sh");
-        c.args(["-c", &inner]);
-        c
+) -> Result<Conditions> {
+    let need = work_tree_estimate(r);
+    let mem_available = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines().find_map(|l| {
+                l.strip_prefix("MemAvailable:")
+                    .map(|v| v.trim().trim_end_matches(" kB").to_string())
+            })
+        })
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map(|kb| kb * 1024);
+    let shm = Path::new("/dev/shm");
+    let fits = match (free_space(shm), mem_available) {
+        (Some((free, true)), Some(mem)) => free > need && mem / 2 > need,
+        _ => false,
     };
+    let (work_root, on_tmpfs) = if fits {
+        (
+            shm.join(format!("reprovm-audit-variant-build-root-{}-{}", r.name, std::process::id())),
+            true,
+        )
+    } else {
+        (
+            project.out.join(format!(
+                "audit/a-much-longer-variant-build-root-path/{}-{}",
+                r.name,
+                std::process::id()
+            )),
+            false,
+        )
+    };
+    Ok(Conditions { work_root, on_tmpfs, other_hostname: sandbox_root(), jobs })
+}
+
+fn sandbox_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Rebuild `target` in a child xtask: umask 0002, another hostname (as root), another
+/// environment, fewer jobs, another work root, reversed directory order.
+fn rebuild(project: &Project, target: &str, into: &Path, cond: &Conditions) -> Result<Manifest> {
+    let mut c = Command::new(std::env::current_exe()?);
+    if project.host_toolchain {
+        c.arg("--host-toolchain");
+    }
+    c.arg("--recipes")
+        .arg(&project.recipes)
+        .arg("--out")
+        .arg(&project.out)
+        .arg("--cache")
+        .arg(&project.cache);
+    for u in &project.uses {
+        c.arg("--use").arg(u);
+    }
+    c.args([
+        "build",
+        target,
+        "--jobs",
+        &cond.jobs.to_string(),
+        "--rebuild",
+        target,
+        "--shuffle-dirents",
+    ]);
+    c.arg("--rebuild-into").arg(into).arg("--work-root").arg(&cond.work_root);
     c.env("TZ", "Pacific/Kiritimati")
         .env("LANG", "et_EE.UTF-8")
         .env("LC_ALL", "et_EE.UTF-8")
         .env("REPROVM_AUDIT_CANARY", "1");
     c.stdout(std::process::Stdio::from(std::io::stderr()));
-    let st = c.status().context("starting the rebuild")?;
-    anyhow::ensure!(
-        st.success(),
-        "the audit rebuild of {target} failed (logs in {})",
-        into.join("logs").display()
-    );
-    let entry = fs::read_dir(into)?
+    let other_hostname = cond.other_hostname;
+    // SAFETY: between fork and exec only async-signal-safe calls (umask, unshare, sethostname).
+    unsafe {
+        c.pre_exec(move || {
+            libc::umask(0o002);
+            if other_hostname {
+                if libc::unshare(libc::CLONE_NEWUTS) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let name = b"reprovm-audit-other";
+                if libc::sethostname(name.as_ptr().cast(), name.len()) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    util::run_checked(&mut c).with_context(|| {
+        format!("the audit rebuild of {target} failed (logs in {})", into.join("logs").display())
+    })?;
+    let entry = std::fs::read_dir(into)?
         .flatten()
         .map(|e| e.path())
         .find(|p| p.join("manifest.json").is_file())
-        .context("the rebuild produced no entry")?;
+        .with_context(|| format!("the rebuild of {target} left no entry in {}", into.display()))?;
     manifest::read(&entry.join("manifest.json"))
 }
 
@@ -346,27 +342,20 @@ fn compare_with_pin(pin: &PinnedOutput, m: &Manifest) -> Vec<FileDiff> {
     } else {
         ""
     };
+    let diff = |path: &str, e: String| FileDiff {
+        path: path.to_string(),
+        kind: DiffKind::Pin,
+        explanation: vec![e],
+    };
     for (p, h) in &pin.files {
         match now.get(p.as_str()) {
             Some(x) if x == h => {}
-            Some(x) => out.push(FileDiff {
-                path: p.clone(),
-                kind: "pin".into(),
-                explanation: vec![format!("pinned {h}, store has {x}{note}")],
-            }),
-            None => out.push(FileDiff {
-                path: p.clone(),
-                kind: "pin".into(),
-                explanation: vec![format!("pinned but not produced{note}")],
-            }),
+            Some(x) => out.push(diff(p, format!("pinned {h}, store has {x}{note}"))),
+            None => out.push(diff(p, format!("pinned but not produced{note}"))),
         }
     }
     for p in now.keys().filter(|p| !pin.files.contains_key(**p)) {
-        out.push(FileDiff {
-            path: p.to_string(),
-            kind: "pin".into(),
-            explanation: vec![format!("produced but not pinned{note}")],
-        });
+        out.push(diff(p, format!("produced but not pinned{note}")));
     }
     out
 }
@@ -382,18 +371,16 @@ pub fn render(r: &Report) -> String {
         let store =
             if t.matches_store { "identical to the store" } else { "DIFFERS from the store" };
         s.push_str(&format!(
-            "{:<10} {} rebuild {}; {}\n",
+            "{:<10} {} rebuild {store}; {pin}\n",
             t.name,
-            &t.rebuild_output_hash[..16],
-            store,
-            pin
+            &t.rebuild_output_hash[..16]
         ));
-        for d in &t.differences {
-            s.push_str(&format!("  {} [{}]\n", d.path, d.kind));
-            for e in &d.explanation {
-                s.push_str(&format!("    {e}\n"));
-            }
+        let skipped: Vec<&str> =
+            t.variations.iter().filter(|v| !v.applied).map(|v| v.name.as_str()).collect();
+        if !skipped.is_empty() {
+            s.push_str(&format!("  not varied here: {}\n", skipped.join(", ")));
         }
+        s.push_str(&explain::render(&t.differences, &SIDES));
         if let Some(dir) = &t.rebuild_dir {
             s.push_str(&format!("  rebuilt outputs kept in {dir}\n"));
         }
@@ -406,6 +393,15 @@ pub fn render(r: &Report) -> String {
     s
 }
 
+/// Read a file that may legitimately be absent (a log of a build made elsewhere).
+fn read_optional(p: &Path) -> Result<Option<Vec<u8>>> {
+    match std::fs::read(p) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", p.display())),
+    }
+}
+
 /// A zip whose bytes depend only on its contents: sorted names, fixed times, fixed method.
 pub fn write_bundle(project: &Project, report: &Report, path: &Path) -> Result<()> {
     let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
@@ -413,37 +409,37 @@ pub fn write_bundle(project: &Project, report: &Report, path: &Path) -> Result<(
     files.insert("report.txt".into(), render(report).into_bytes());
     let graph = project.graph()?;
     for t in &report.targets {
-        let l = graph.get(&t.name)?;
-        let entry = store::entry_dir(project, &t.name, &l.recipe.version, &t.input_hash);
-        if let Ok(m) = fs::read(entry.join("manifest.json")) {
-            files.insert(format!("{}/store-manifest.json", t.name), m);
-        }
-        if let Ok(log) =
-            fs::read(project.logs().join(format!("{}-{}.log", t.name, &t.input_hash[..16])))
-        {
-            files.insert(format!("{}/store-build.log", t.name), log);
-        }
+        let node = graph.resolve(&t.name);
+        let l = graph.get(node)?;
+        let entry = store::entry_dir(project, node, &l.recipe.version, &t.input_hash);
+        let log_name = format!("{node}-{}.log", &t.input_hash[..16]);
+        let mut add = |name: String, p: PathBuf| -> Result<()> {
+            if let Some(b) = read_optional(&p)? {
+                files.insert(name, b);
+            }
+            Ok(())
+        };
+        add(format!("{}/store-manifest.json", t.name), entry.join("manifest.json"))?;
+        add(format!("{}/store-build.log", t.name), project.logs().join(&log_name))?;
         let logs = match &t.rebuild_dir {
-            Some(d) => Path::new(d).parent().map(|p| p.join("logs")).unwrap_or_default(),
+            Some(d) => {
+                add(
+                    format!("{}/rebuild-manifest.json", t.name),
+                    Path::new(d).join("manifest.json"),
+                )?;
+                Path::new(d).parent().context("rebuild directory without a parent")?.join("logs")
+            }
             None => project.out.join("audit").join(format!("{}-last-logs", t.name)),
         };
-        if let Some(d) = &t.rebuild_dir {
-            if let Ok(m) = fs::read(Path::new(d).join("manifest.json")) {
-                files.insert(format!("{}/rebuild-manifest.json", t.name), m);
-            }
-        }
-        if let Ok(log) = fs::read(logs.join(format!("{}-{}.log", t.name, &t.input_hash[..16]))) {
-            files.insert(format!("{}/rebuild.log", t.name), log);
-        }
+        add(format!("{}/rebuild.log", t.name), logs.join(&log_name))?;
     }
     write_zip(path, &files)
 }
 
 pub fn write_zip(path: &Path, files: &BTreeMap<String, Vec<u8>>) -> Result<()> {
-    let tmp = path.with_extension("zip.tmp");
+    let mut buf = std::io::Cursor::new(Vec::new());
     {
-        let f = fs::File::create(&tmp)?;
-        let mut z = zip::ZipWriter::new(f);
+        let mut z = zip::ZipWriter::new(&mut buf);
         let time = zip::DateTime::from_date_and_time(1980, 1, 1, 0, 0, 0)
             .map_err(|_| anyhow::format_err!("bad zip time"))?;
         let opts = zip::write::SimpleFileOptions::default()
@@ -455,19 +451,23 @@ pub fn write_zip(path: &Path, files: &BTreeMap<String, Vec<u8>>) -> Result<()> {
             z.start_file(name.as_str(), opts)?;
             z.write_all(data)?;
         }
-        z.finish()?.sync_all()?;
+        z.finish()?;
     }
-    fs::rename(&tmp, path)?;
-    Ok(())
+    util::write_atomic(path, &buf.into_inner())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn report_json_round_trips() {
-        let r = Report {
+    fn sample() -> Report {
+        let cond = Conditions {
+            work_root: "/dev/shm/w".into(),
+            on_tmpfs: true,
+            other_hostname: false,
+            jobs: 1,
+        };
+        Report {
             schema: SCHEMA.into(),
             toolchain: "t".into(),
             ok: false,
@@ -479,20 +479,37 @@ mod tests {
                 pinned_output_hash: None,
                 matches_store: false,
                 matches_pin: None,
-                variations: vec!["umask: 0002".into()],
+                variations: cond.variations(),
                 differences: vec![FileDiff {
                     path: "bin/busybox".into(),
-                    kind: "content".into(),
+                    kind: DiffKind::Content,
                     explanation: vec!["section .rodata differs".into()],
                 }],
                 rebuild_dir: Some("/x".into()),
             }],
-        };
+        }
+    }
+
+    #[test]
+    fn report_json_round_trips() {
+        let r = sample();
         let text = serde_json::to_string(&r).unwrap();
-        let back: Report = serde_json::from_str(&text).unwrap();
-        assert_eq!(r, back);
+        assert_eq!(serde_json::from_str::<Report>(&text).unwrap(), r);
         // Unknown schema shapes are refused rather than half-read.
         assert!(serde_json::from_str::<Report>("{\"schema\":\"x\"}").is_err());
+    }
+
+    #[test]
+    fn rendered_report_names_variations_not_applied() {
+        expect_test::expect![[r#"
+            busybox    cccccccccccccccc rebuild DIFFERS from the store; no pin
+              not varied here: hostname
+              bin/busybox (content)
+                  section .rodata differs
+              rebuilt outputs kept in /x
+            audit: NOT reproducible
+        "#]]
+        .assert_eq(&render(&sample()));
     }
 
     #[test]
@@ -505,8 +522,25 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(1100));
         write_zip(&t.path().join("2.zip"), &files).unwrap();
         assert_eq!(
-            fs::read(t.path().join("1.zip")).unwrap(),
-            fs::read(t.path().join("2.zip")).unwrap()
+            std::fs::read(t.path().join("1.zip")).unwrap(),
+            std::fs::read(t.path().join("2.zip")).unwrap()
         );
+    }
+
+    #[test]
+    fn big_nodes_do_not_go_to_tmpfs_by_name() {
+        // kernel-krata is as big as kernel: the estimate, not the name, decides.
+        let r = |name: &str, size: u64| -> crate::recipe::Recipe {
+            let text = format!(
+                "name = \"{name}\"\nversion = \"1\"\n[[source]]\nfile = \"x.tar.xz\"\nsha256 = \"{}\"\nsize = {size}\n[build]\nscript = \"true\"\n",
+                "a".repeat(64)
+            );
+            crate::recipe::parse(Path::new(&format!("{name}.toml")), &text, name).unwrap()
+        };
+        assert_eq!(
+            work_tree_estimate(&r("kernel", 137_945_728)),
+            work_tree_estimate(&r("kernel-krata", 137_945_728))
+        );
+        assert!(work_tree_estimate(&r("kernel-krata", 137_945_728)) > 2_000_000_000);
     }
 }

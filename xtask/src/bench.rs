@@ -2,25 +2,41 @@
 //! `plan` on a cached graph, toolchain materialisation from a warm cache, and the sandbox's
 //! overhead against a bare host `make` of the same tree and configuration.
 
-use crate::build::{self, Options};
+use crate::build::{self, Options, BUILD_DIR};
 use crate::fetch::Fetcher;
 use crate::project::Project;
-use crate::{plan, progress, toolchain};
+use crate::{lock, plan, progress, toolchain, util};
 use anyhow::{Context, Result};
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    /// plan | toolchain | overhead
-    #[arg(default_value = "plan")]
-    pub what: String,
-    /// Target for `plan` and `overhead`.
-    #[arg(long, default_value = "hd-image")]
-    pub target: String,
-    /// Repetitions for `plan`.
-    #[arg(long, default_value_t = 20)]
-    pub runs: usize,
+    #[command(subcommand)]
+    pub what: Bench,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Bench {
+    /// `plan TARGET` on the current graph, repeated: median time in-process.
+    Plan {
+        #[arg(default_value = "hd-image")]
+        target: String,
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+    },
+    /// Materialise the toolchain into a fresh directory from a warm cache.
+    Toolchain,
+    /// TARGET built in the sandbox, then with the host's tools on the same tree: the ratio.
+    /// The bare half needs root (bind mounts) and the host's build tools.
+    Overhead {
+        #[arg(default_value = "busybox")]
+        target: String,
+    },
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -28,52 +44,55 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-pub fn run(project: &Project, fetcher: &Fetcher, a: &BenchArgs) -> Result<()> {
-    match a.what.as_str() {
-        "plan" => {
-            let mut times = Vec::new();
-            let mut cached = 0;
-            for _ in 0..a.runs {
-                let t = Instant::now();
-                let graph = project.graph()?;
-                let tc = toolchain::identity(project)?;
-                let nodes = plan::plan(project, &graph, &a.target, &tc, fetcher)?;
-                times.push(t.elapsed());
-                cached = nodes.iter().filter(|n| n.built).count();
+impl BenchArgs {
+    pub fn run(&self, project: &Project, fetcher: &Fetcher) -> Result<()> {
+        match &self.what {
+            Bench::Plan { target, runs } => {
+                let mut times = Vec::new();
+                let mut cached = 0;
+                for _ in 0..(*runs).max(1) {
+                    let t = Instant::now();
+                    let graph = project.graph()?;
+                    let tc = toolchain::identity(project)?;
+                    let p = plan::plan(project, &graph, target, &tc, fetcher)?;
+                    times.push(t.elapsed());
+                    cached = p.nodes.iter().filter(|n| n.built).count();
+                }
+                let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
+                println!(
+                    "plan {target}: median {:.1} ms over {runs} runs ({profile} build; {cached} of the nodes cached)",
+                    median(times).as_secs_f64() * 1e3
+                );
             }
-            let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
-            println!(
-                "plan {}: median {:.1} ms over {} runs ({profile} build; {cached} of the nodes cached)",
-                a.target,
-                median(times).as_secs_f64() * 1e3,
-                a.runs
-            );
+            Bench::Toolchain => {
+                let t = tempfile::tempdir_in(&project.out)?;
+                let mut p = project.clone();
+                p.out = t.path().to_path_buf();
+                {
+                    let _lock = lock::store_exclusive(&project.out)?;
+                    toolchain::ensure(project, fetcher)?; // warm the cache first
+                }
+                let _lock = lock::store_exclusive(&p.out)?;
+                let start = Instant::now();
+                toolchain::ensure(&p, fetcher)?;
+                println!(
+                    "toolchain materialisation from a warm cache: {:.1} s",
+                    start.elapsed().as_secs_f64()
+                );
+            }
+            Bench::Overhead { target } => overhead(project, fetcher, target)?,
         }
-        "toolchain" => {
-            let t = tempfile::tempdir_in(&project.out)?;
-            let mut p = project.clone();
-            p.out = t.path().to_path_buf();
-            toolchain::ensure(project, fetcher)?; // warm the cache first
-            let start = Instant::now();
-            toolchain::ensure(&p, fetcher)?;
-            println!(
-                "toolchain materialisation from a warm cache: {:.1} s",
-                start.elapsed().as_secs_f64()
-            );
-        }
-        "overhead" => overhead(project, fetcher, &a.target)?,
-        other => anyhow::bail!("unknown benchmark `{other}` (plan, toolchain, overhead)"),
+        Ok(())
     }
-    Ok(())
 }
 
 /// Build TARGET in the sandbox, then run the same configure and build scripts on the same
-/// tree with the host's tools (only a mount namespace to provide /build and /out), and
-/// report the ratio of wall times.
+/// tree with the host's tools (only a mount namespace to provide /build and /out), and report
+/// the ratio of wall times. Both timings include unpacking the sources.
 fn overhead(project: &Project, fetcher: &Fetcher, target: &str) -> Result<()> {
     let graph = project.graph()?;
     let l = graph.get(target)?;
-    let jobs = crate::cli::default_jobs();
+    let jobs = util::default_jobs();
     let into = tempfile::tempdir_in(&project.out)?;
     build::build(
         project,
@@ -83,55 +102,85 @@ fn overhead(project: &Project, fetcher: &Fetcher, target: &str) -> Result<()> {
         &Options { jobs, quiet: true, ..Default::default() },
     )?;
     let start = Instant::now();
-    build::build(
-        project,
-        &graph,
-        fetcher,
-        target,
-        &Options {
-            jobs,
-            rebuild: vec![target.into()],
-            rebuild_into: Some(into.path().to_path_buf()),
-            quiet: true,
-            ..Default::default()
-        },
-    )?;
+    let opts = Options {
+        jobs,
+        rebuild: vec![target.into()],
+        rebuild_into: Some(into.path().to_path_buf()),
+        quiet: true,
+        ..Default::default()
+    };
+    build::build(project, &graph, fetcher, target, &opts)?;
     let sandboxed = start.elapsed();
 
     // Bare: same sources, same scripts, host tools, no sandbox beyond a mount namespace.
     let work = tempfile::tempdir_in(&project.out)?;
-    let b = work.path().join("build");
-    let o = work.path().join("out");
+    let (b, o) = (work.path().join("build"), work.path().join("out"));
     std::fs::create_dir_all(&o)?;
-    // Both timings include unpacking the sources, as the sandboxed build does.
     progress::say("bench: bare host build (host tools) ...");
     let start = Instant::now();
     build::stage_inputs(project, fetcher, l, &b)?;
-    std::fs::write(work.path().join("configure.sh"), &l.recipe.build.configure)?;
-    std::fs::write(work.path().join("build.sh"), &l.recipe.build.script)?;
-    let (env, _) = build::env_for(l, jobs);
-    let inner = format!(
-        "mkdir -p /build /out && mount --bind {b} /build && mount --bind {o} /out && cd /build/src && sh -eu {w}/configure.sh && sh -eu {w}/build.sh",
-        b = b.display(),
-        o = o.display(),
-        w = work.path().display()
-    );
-    let mut c = Command::new("unshare");
-    c.args(["-m", "--propagation", "private", "sh", "-c", &inner]);
-    for (k, v) in env.iter().filter(|(k, _)| k != "PATH") {
-        c.env(k, v);
+    let env = build::env_for(l, jobs);
+    for (phase, script) in
+        [("configure", &l.recipe.build.configure), ("build", &l.recipe.build.script)]
+    {
+        let file = work.path().join(format!("{phase}.sh"));
+        std::fs::write(&file, script)?;
+        let mut c = Command::new("sh");
+        c.arg("-eu").arg(&file).env_clear().envs(env.iter().filter(|(k, _)| k != "PATH").cloned());
+        c.env("PATH", std::env::var_os("PATH").unwrap_or_default());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(work.path().join("bare.log"))?;
+        c.stdout(log.try_clone()?).stderr(log);
+        bind_build_dirs(&mut c, &b, &o)?;
+        util::run_checked(&mut c).with_context(|| {
+            format!(
+                "the bare host build failed; see {} (it needs root and the host's build tools: make gcc bc bison flex libelf-dev libssl-dev)",
+                work.path().join("bare.log").display()
+            )
+        })?;
     }
-    let log = work.path().join("bare.log");
-    c.stdout(std::fs::File::create(&log)?)
-        .stderr(std::fs::File::create(work.path().join("bare.err"))?);
-    let st = c.status().context("running unshare (needs root for the bare build's bind mounts)")?;
     let bare = start.elapsed();
-    anyhow::ensure!(
-        st.success(),
-        "the bare host build failed; see {} (host needs the build tools: make gcc bc bison flex libelf-dev libssl-dev)",
-        work.path().join("bare.err").display()
-    );
     let (s, h) = (sandboxed.as_secs_f64(), bare.as_secs_f64());
     println!("overhead {target} -j{jobs}: sandboxed {s:.1} s, bare host make {h:.1} s, ratio {:.3} ({:+.1}%)", s / h, (s / h - 1.0) * 100.0);
+    Ok(())
+}
+
+/// In the child: a private mount namespace with `build` at /build and `out` at /out, then
+/// start in /build/src, as the sandbox does.
+fn bind_build_dirs(c: &mut Command, build: &Path, out: &Path) -> Result<()> {
+    let cstr = |p: &Path| CString::new(p.as_os_str().as_bytes()).context("path with a NUL byte");
+    let (b, o) = (cstr(build)?, cstr(out)?);
+    let (build_mp, out_mp) = (cstr(Path::new(BUILD_DIR))?, cstr(Path::new("/out"))?);
+    let src = cstr(&Path::new(BUILD_DIR).join("src"))?;
+    let root = cstr(Path::new("/"))?;
+    // SAFETY: only async-signal-safe system calls between fork and exec; all strings were
+    // allocated before.
+    unsafe {
+        c.pre_exec(move || {
+            let check =
+                |r: libc::c_int| if r == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) };
+            check(libc::unshare(libc::CLONE_NEWNS))?;
+            check(libc::mount(
+                std::ptr::null(),
+                root.as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ))?;
+            for (from, to) in [(&b, &build_mp), (&o, &out_mp)] {
+                let _ = libc::mkdir(to.as_ptr(), 0o755);
+                check(libc::mount(
+                    from.as_ptr(),
+                    to.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND,
+                    std::ptr::null(),
+                ))?;
+            }
+            check(libc::chdir(src.as_ptr()))
+        });
+    }
     Ok(())
 }

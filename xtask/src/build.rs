@@ -1,25 +1,71 @@
 //! Building nodes: prepare the work tree (sources, files, dependencies), run the recipe's
-//! phases in the sandbox, check declared outputs, normalise, write the manifest and move the
-//! result into the store atomically. A failed build leaves no store entry.
+//! phases in the sandbox with the shared steps between them (`steps.rs`), check declared
+//! outputs, normalise, write the manifest and move the result into the store atomically.
+//! Every failure removes the temp entry and the work tree; a build killed outright leaves them
+//! for the next run's sweep (`lock.rs`).
 
+use crate::beneath::{Dir, Kind};
 use crate::fetch::Fetcher;
 use crate::graph::Graph;
-use crate::lock::StoreLock;
 use crate::manifest::{self, Manifest};
 use crate::project::Project;
 use crate::recipe::Loaded;
 use crate::sandbox::{self, Bind, Spec};
+use crate::steps::{self, ScriptRunner, StepPaths};
 use crate::store::{self, InputHashes};
 use crate::toolchain::{self, Toolchain};
-use crate::{archive, cli, image, kconfig, progress};
+use crate::{archive, lock, progress, results, sources, util};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
-use std::fs;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// SOURCE_DATE_EPOCH of every build unless a recipe sets its own in `env`
 /// (2024-01-01T00:00:00Z; fixed, so that no build depends on when it ran).
 pub const DEFAULT_SOURCE_DATE_EPOCH: i64 = 1_704_067_200;
+
+/// The build directory as recipe scripts see it.
+pub const BUILD_DIR: &str = "/build";
+
+#[derive(clap::Args, Debug)]
+pub struct BuildArgs {
+    pub target: String,
+    /// Parallel jobs inside the sandbox (outputs do not depend on it; default: CPU count).
+    #[arg(long, short)]
+    pub jobs: Option<NonZeroUsize>,
+    /// Audit internals: rebuild NODE even if stored, into --rebuild-into (never the store).
+    #[arg(long, hide = true, requires = "rebuild_into")]
+    pub rebuild: Vec<String>,
+    #[arg(long, hide = true)]
+    pub rebuild_into: Option<PathBuf>,
+    /// Host directory for work trees (default OUT/work).
+    #[arg(long, hide = true)]
+    pub work_root: Option<PathBuf>,
+    /// Audit internals: re-create every unpacked directory's entries in reverse order.
+    #[arg(long, hide = true)]
+    pub shuffle_dirents: bool,
+}
+
+impl BuildArgs {
+    pub fn run(&self, project: &Project, fetcher: &Fetcher) -> Result<()> {
+        let graph = project.graph()?;
+        let opts = Options {
+            jobs: self.jobs.map_or_else(util::default_jobs, NonZeroUsize::get),
+            rebuild: self.rebuild.clone(),
+            rebuild_into: self.rebuild_into.clone(),
+            work_root: self.work_root.clone(),
+            shuffle_dirents: self.shuffle_dirents,
+            quiet: false,
+        };
+        let res = build(project, &graph, fetcher, &self.target, &opts)?;
+        if opts.rebuild.is_empty() {
+            results::link(&project.out, &res.entry, &res.manifest)?;
+        }
+        println!("{}", res.entry.display());
+        Ok(())
+    }
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -48,17 +94,24 @@ pub fn build(
     target: &str,
     opts: &Options,
 ) -> Result<BuildResult> {
+    anyhow::ensure!(opts.jobs > 0, "-j 0: the job count must be at least 1");
+    anyhow::ensure!(
+        opts.rebuild.is_empty() || opts.rebuild_into.is_some(),
+        "--rebuild needs --rebuild-into"
+    );
     let order = graph.closure(target)?;
-    let _lock = StoreLock::exclusive(&project.store())?;
+    let _lock = lock::store_exclusive(&project.out)?;
     let tc = toolchain::ensure(project, fetcher)?;
-    let mut hashes = InputHashes::new(graph, project, &tc.id);
+    let mut hashes = InputHashes::new(graph, project, &tc.id)?;
     let mut entries: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut last = None;
     for name in &order {
         let l = graph.get(name)?;
         let ih = hashes.get(name)?;
-        let rebuild = opts.rebuild.contains(name);
-        let (entry, m) = match store::lookup(project, name, &l.recipe.version, &ih) {
+        let rebuild =
+            opts.rebuild.contains(name) || opts.rebuild.iter().any(|r| graph.resolve(r) == name);
+        let stored = store::lookup(project, name, &l.recipe.version, &ih)?;
+        let (entry, m) = match stored {
             Some(m) if !rebuild => {
                 if !opts.quiet {
                     progress::say(&format!("cached {name} {} [{}]", l.recipe.version, &ih[..16]));
@@ -70,64 +123,73 @@ pub fn build(
                     (Some(dir), true) => dir.join(format!("{}-{name}", &ih[..16])),
                     _ => store::entry_dir(project, name, &l.recipe.version, &ih),
                 };
-                let node_deps: BTreeMap<String, PathBuf> = l
+                let deps: BTreeMap<String, PathBuf> = l
                     .recipe
                     .deps
                     .iter()
                     .map(|d| (d.clone(), entries[graph.resolve(d)].clone()))
                     .collect();
-                let m = build_node(project, fetcher, &tc, l, &ih, &node_deps, opts, &dest)?;
+                let m = build_node(project, fetcher, &tc, l, &ih, &deps, opts, &dest)?;
                 (dest, m)
             }
         };
         entries.insert(name.clone(), entry.clone());
-        last = Some((name.clone(), entry, m));
+        last = Some((entry, m));
     }
-    let (_, entry, manifest) = last.context("empty build graph")?;
+    let (entry, manifest) = last.context("empty build graph")?;
     Ok(BuildResult { entry, manifest })
 }
 
 /// Fixed environment plus the recipe's own.
-pub fn env_for(l: &Loaded, jobs: usize) -> (Vec<(String, String)>, i64) {
-    let sde = l
-        .recipe
-        .env
-        .get("SOURCE_DATE_EPOCH")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(DEFAULT_SOURCE_DATE_EPOCH);
-    let mut env = sandbox::base_env(sde, jobs);
+pub fn env_for(l: &Loaded, jobs: usize) -> Vec<(String, String)> {
+    let mut env = sandbox::base_env(l.recipe.source_date_epoch(), jobs);
     for (k, v) in &l.recipe.env {
         env.retain(|(ek, _)| ek != k);
         env.push((k.clone(), v.clone()));
     }
-    (env, sde)
+    env
 }
 
-/// Put a recipe's inputs into `bdir`: sources unpacked to `src/` (or copied to `sources/`),
-/// declared files to `files/`. Shared by builds and the overhead benchmark.
-pub fn stage_inputs(project: &Project, fetcher: &Fetcher, l: &Loaded, bdir: &Path) -> Result<()> {
-    let wants = cli::wants_for(&l.recipe)?;
-    for (s, w) in l.recipe.sources.iter().zip(wants) {
+/// Put a recipe's inputs into the build directory `build`: sources unpacked to `src/` (or
+/// copied to `sources/`), declared files to `files/`, an empty `src/` when nothing is unpacked
+/// (scripts always start there). Shared by builds, menuconfig and the overhead benchmark.
+pub fn stage_inputs(project: &Project, fetcher: &Fetcher, l: &Loaded, build: &Path) -> Result<()> {
+    let bdir = Dir::create(build)?;
+    bdir.create_dir_all(Path::new("src"))?;
+    for (s, w) in
+        l.recipe.sources.iter().zip(sources::wants_for(&l.recipe, &project.debian_mirrors))
+    {
         let blob = fetcher.fetch(&w).with_context(|| format!("fetching {}", s.file))?;
         if s.unpack {
             let t = progress::Timer::start();
-            archive::extract(&blob, &bdir.join("src"), s.strip_components)?;
+            archive::extract(&blob, &bdir.open_dir(Path::new("src"))?, s.strip_components)?;
             progress::say(&format!("  unpacked {} in {}", s.file, t.elapsed()));
         } else {
-            fs::create_dir_all(bdir.join("sources"))?;
-            fs::copy(&blob, bdir.join("sources").join(&s.file))?;
+            let cache = Dir::open(blob.parent().context("cache blob without a directory")?)?;
+            let name = blob.file_name().context("cache blob without a name")?;
+            copy_file(&cache, Path::new(name), &bdir, &Path::new("sources").join(&s.file))?;
         }
     }
+    let recipes = Dir::open(&project.recipes)?;
     for f in &l.recipe.files {
-        let dest = bdir.join("files").join(f);
-        fs::create_dir_all(dest.parent().unwrap_or(bdir))?;
-        fs::copy(project.recipes.join(f), &dest).with_context(|| format!("copying recipes/{f}"))?;
+        copy_file(&recipes, Path::new(f), &bdir, &Path::new("files").join(f))
+            .with_context(|| format!("{}: file `{f}`", l.path.display()))?;
     }
     Ok(())
 }
 
-/// Prepare `work/build` and `work/out` for a node; returns the sandbox binds.
-fn prepare(
+/// Copy the regular file `from` beneath `src` to `to` beneath `dest` (mode 0644 or 0755).
+pub fn copy_file(src: &Dir, from: &Path, dest: &Dir, to: &Path) -> Result<()> {
+    let mut r = src.open_file(from)?;
+    let exec = src.metadata(from)?.is_some_and(|m| m.mode & 0o111 != 0);
+    let mut w = dest.create_file(to, if exec { 0o755 } else { 0o644 })?;
+    std::io::copy(&mut r, &mut w)
+        .with_context(|| format!("copying {}", src.path().join(from).display()))?;
+    Ok(())
+}
+
+/// Prepare `work/build` for a node; returns the sandbox binds.
+pub fn prepare(
     project: &Project,
     fetcher: &Fetcher,
     l: &Loaded,
@@ -135,28 +197,42 @@ fn prepare(
     odir: &Path,
     deps: &BTreeMap<String, PathBuf>,
 ) -> Result<Vec<Bind>> {
-    if work.exists() {
-        fs::remove_dir_all(work).with_context(|| format!("clearing {}", work.display()))?;
-    }
     let bdir = work.join("build");
-    fs::create_dir_all(&bdir)?;
-    fs::create_dir_all(odir)?;
     stage_inputs(project, fetcher, l, &bdir)?;
     let mut binds = vec![
-        Bind { src: bdir.clone(), dest: "/build".into(), rw: true },
+        Bind { src: bdir.clone(), dest: BUILD_DIR.into(), rw: true },
         Bind { src: odir.to_path_buf(), dest: "/out".into(), rw: true },
     ];
+    let b = Dir::open(&bdir)?;
     for d in &l.recipe.deps {
         let entry = deps.get(d).with_context(|| format!("dependency {d} not built"))?;
-        let mp = bdir.join("deps").join(d);
-        fs::create_dir_all(&mp)?;
+        b.create_dir_all(&Path::new("deps").join(d))?;
         binds.push(Bind {
             src: store::out_dir(entry),
-            dest: PathBuf::from("/build/deps").join(d),
+            dest: Path::new(BUILD_DIR).join("deps").join(d),
             rw: false,
         });
     }
     Ok(binds)
+}
+
+/// A temp store entry and its work tree: removed on drop unless committed, so every error
+/// path of a build leaves nothing behind.
+struct Scratch {
+    tmp_entry: PathBuf,
+    work: PathBuf,
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        for p in [&self.work, &self.tmp_entry] {
+            if let (Some(parent), Some(name)) = (p.parent(), p.file_name()) {
+                if let Ok(d) = Dir::open(parent) {
+                    let _ = d.remove_all(Path::new(name));
+                }
+            }
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -172,146 +248,169 @@ fn build_node(
 ) -> Result<Manifest> {
     let r = &l.recipe;
     let work_root = opts.work_root.clone().unwrap_or_else(|| project.work());
-    let work = work_root.join(format!("{}-{}", &ih[..16], r.name));
+    // A rebuild for an audit keeps its logs beside its outputs, away from the store's.
     let logs = match &opts.rebuild_into {
-        Some(d) if opts.rebuild.contains(&r.name) => d.join("logs"),
+        Some(d) if dest.starts_with(d) => d.join("logs"),
         _ => project.logs(),
     };
-    fs::create_dir_all(&logs)?;
     let log = logs.join(format!("{}-{}.log", r.name, &ih[..16]));
-    let _ = fs::remove_file(&log);
+    Dir::create(&logs)?.remove_all(Path::new(log.file_name().context("log name")?))?;
+    let timeout = r.timeout()?;
     progress::say(&format!(
-        "build {} {} [{}] on toolchain {}; log: {}",
+        "build {} {} [{}] on toolchain {}; timeout {}; log: {}",
         r.name,
         r.version,
         &ih[..16],
         tc.label(),
+        progress::human_duration(timeout),
         log.display()
     ));
     let timer = progress::Timer::start();
     // Outputs are written straight into a temp entry beside the final one (same file system),
-    // so committing is one rename; a failure removes it.
+    // so committing is one rename.
     let parent = dest.parent().context("store entry has no parent")?;
-    fs::create_dir_all(parent)?;
-    let tmp_entry = parent.join(format!(".tmp-{}-{}", r.name, std::process::id()));
-    if tmp_entry.exists() {
-        fs::remove_dir_all(&tmp_entry)?;
-    }
-    let odir = tmp_entry.join("out");
-    fs::create_dir_all(odir.as_path())?;
+    let scratch = Scratch {
+        tmp_entry: parent.join(format!(".tmp-{}-{}", r.name, std::process::id())),
+        work: work_root.join(format!("{}-{}", &ih[..16], r.name)),
+    };
+    let pdir = Dir::create(parent)?;
+    pdir.remove_all(Path::new(scratch.tmp_entry.file_name().context("temp entry name")?))?;
+    Dir::create(&work_root)?
+        .remove_all(Path::new(scratch.work.file_name().context("work name")?))?;
+    let odir = store::out_dir(&scratch.tmp_entry);
+    Dir::create(&odir)?;
     let spinner = progress::spinner(&format!("building {}", r.name));
-    let result = (|| -> Result<()> {
-        let binds = prepare(project, fetcher, l, &work, &odir, deps)?;
-        if opts.shuffle_dirents && work.join("build/src").is_dir() {
-            shuffle_dirents(&work.join("build/src"))?;
+    let result = (|| -> Result<Manifest> {
+        let binds = prepare(project, fetcher, l, &scratch.work, &odir, deps)?;
+        let src = scratch.work.join("build/src");
+        if opts.shuffle_dirents {
+            shuffle_dirents(&Dir::open(&src)?)?;
         }
-        let (env, sde) = env_for(l, opts.jobs.max(1));
-        let ctx = PhaseCtx { tc, binds: &binds, env: &env, work: &work, log: &log };
+        let env = env_for(l, opts.jobs);
+        let runner =
+            SandboxRunner { tc, binds: &binds, env: &env, work: &scratch.work, log: &log, timeout };
         if !r.build.configure.trim().is_empty() {
-            ctx.run_script("configure", &r.build.configure)?;
+            runner.run_script("configure", &r.build.configure)?;
         }
-        if let Some(k) = &r.kconfig {
-            kconfig::check_files(
-                &work.join("build").join(k.config.trim_start_matches('/')),
-                &k.fragments.iter().map(|f| work.join("build/files").join(f)).collect::<Vec<_>>(),
-            )
-            .with_context(|| format!("{}: kernel configuration check", l.path.display()))?;
-        }
-        if let Some(spec) = &r.rootfs {
-            let dep_outs = deps.iter().map(|(n, e)| (n.clone(), store::out_dir(e))).collect();
-            image::assemble_rootfs(&project.recipes, &tc.root, l, spec, &dep_outs, &odir, sde)?;
-        }
-        if let Some(spec) = &r.image {
-            image::make_ext4(&ctx, l, spec, ih, deps)?;
-        }
+        let dep_outs: BTreeMap<String, PathBuf> =
+            deps.iter().map(|(n, e)| (n.clone(), store::out_dir(e))).collect();
+        let paths = StepPaths {
+            recipes: &project.recipes,
+            build: &scratch.work.join("build"),
+            deps: &dep_outs,
+            out: &odir,
+            lib_root: &tc.root,
+        };
+        steps::assemble(l, &paths, r.source_date_epoch(), &runner)?;
         if !r.build.script.trim().is_empty() {
-            ctx.run_script("build", &r.build.script)?;
+            runner.run_script("build", &r.build.script)?;
         }
-        for o in &r.build.outputs {
-            let p = odir.join(o);
-            if fs::symlink_metadata(&p).is_err() {
-                bail!("declared output `{o}` was not produced under /out");
-            }
-        }
-        manifest::normalize(&odir, sde)?;
-        Ok(())
+        check_outputs(l, &odir)?;
+        manifest::normalize(&odir, r.source_date_epoch())?;
+        let files = manifest::scan(&odir)?;
+        Ok(Manifest {
+            name: r.name.clone(),
+            version: r.version.clone(),
+            input_hash: ih.to_string(),
+            toolchain: tc.id.clone(),
+            output_hash: manifest::output_hash(&files),
+            files,
+        })
     })();
     spinner.finish_and_clear();
-    if let Err(e) = result {
-        let tail = tail_lines(&log, 25);
-        if !tail.is_empty() {
-            eprintln!("---- last lines of {} ----\n{tail}\n----", log.display());
+    let m = match result {
+        Ok(m) => m,
+        Err(e) => {
+            let tail = util::tail_lines(&log, 25);
+            if !tail.is_empty() {
+                eprintln!("---- last lines of {} ----\n{tail}\n----", log.display());
+            }
+            return Err(e.context(format!(
+                "build of {} failed after {}; log: {}",
+                r.name,
+                timer.elapsed(),
+                log.display()
+            )));
         }
-        let _ = fs::remove_dir_all(&work);
-        let _ = fs::remove_dir_all(&tmp_entry);
-        return Err(e.context(format!(
-            "build of {} failed after {}; log: {}",
-            r.name,
-            timer.elapsed(),
-            log.display()
-        )));
-    }
-    let files = manifest::scan(&odir)?;
-    let m = Manifest {
-        name: r.name.clone(),
-        version: r.version.clone(),
-        input_hash: ih.to_string(),
-        toolchain: tc.id.clone(),
-        output_hash: manifest::output_hash(&files),
-        files,
     };
-    commit_entry(&tmp_entry, dest, &m)?;
-    let _ = fs::remove_dir_all(&work);
+    commit_entry(&scratch.tmp_entry, dest, &m)?;
     progress::say(&format!("built {} in {} -> {}", r.name, timer.elapsed(), dest.display()));
+    drop(scratch); // the work tree goes; the temp entry is now `dest`
     Ok(m)
 }
 
-/// Write the manifest into the temp entry, fsync, and rename it into place.
-fn commit_entry(tmp: &Path, dest: &Path, m: &Manifest) -> Result<()> {
-    let f = fs::File::create(tmp.join("manifest.json"))?;
-    serde_json::to_writer_pretty(&f, m)?;
-    f.sync_all()?;
-    if dest.exists() {
-        fs::remove_dir_all(dest)?;
-    }
-    fs::rename(tmp, dest).with_context(|| format!("moving into {}", dest.display()))?;
-    if let Some(parent) = dest.parent() {
-        fs::File::open(parent)?.sync_all()?;
+/// Every declared output exists under `$OUT`, reached without passing through a symlink, and
+/// is a regular file or a directory.
+fn check_outputs(l: &Loaded, odir: &Path) -> Result<()> {
+    let out = Dir::open(odir)?;
+    for o in &l.recipe.build.outputs {
+        match out.metadata(Path::new(o)).with_context(|| format!("declared output `{o}`"))? {
+            None => bail!("declared output `{o}` was not produced under $OUT"),
+            Some(m) if m.kind == Kind::File || m.kind == Kind::Dir => {}
+            Some(m) => {
+                bail!("declared output `{o}` is a {:?}, not a regular file or directory", m.kind)
+            }
+        }
     }
     Ok(())
 }
 
-pub struct PhaseCtx<'a> {
+/// Write the manifest into the temp entry, fsync, and rename it into place.
+fn commit_entry(tmp: &Path, dest: &Path, m: &Manifest) -> Result<()> {
+    let t = Dir::open(tmp)?;
+    t.write_atomic(Path::new("manifest.json"), &serde_json::to_vec_pretty(m)?, 0o644)?;
+    let parent = Dir::open(dest.parent().context("store entry has no parent")?)?;
+    let name = Path::new(dest.file_name().context("store entry has no name")?);
+    // An audit's rebuild directory may hold an older attempt; the store never does (lookup
+    // found nothing), but a stale copy would be replaced here too.
+    parent.remove_all(name)?;
+    parent.rename(Path::new(tmp.file_name().context("temp entry name")?), name)?;
+    std::fs::File::open(parent.path())?.sync_all()?;
+    Ok(())
+}
+
+/// Runs phases of one node in the sandbox over the toolchain.
+pub struct SandboxRunner<'a> {
     pub tc: &'a Toolchain,
     pub binds: &'a [Bind],
     pub env: &'a [(String, String)],
     pub work: &'a Path,
     pub log: &'a Path,
+    pub timeout: Duration,
 }
 
-impl PhaseCtx<'_> {
-    pub fn run_script(&self, phase: &str, script: &str) -> Result<()> {
-        let dir = self.work.join("build/.reprovm");
-        fs::create_dir_all(&dir)?;
-        fs::write(dir.join(format!("{phase}.sh")), script)?;
-        self.run(phase, vec!["/bin/sh".into(), "-eu".into(), format!("/build/.reprovm/{phase}.sh")])
+impl ScriptRunner for SandboxRunner<'_> {
+    fn build_dir(&self) -> &Path {
+        Path::new(BUILD_DIR)
     }
 
-    pub fn run(&self, phase: &str, argv: Vec<String>) -> Result<()> {
+    fn run_script(&self, phase: &str, script: &str) -> Result<()> {
+        let dir = Dir::open(&self.work.join("build"))?;
+        let rel = Path::new(".reprovm").join(format!("{phase}.sh"));
+        dir.write_atomic(&rel, script.as_bytes(), 0o644)?;
+        let argv = vec![
+            "/bin/sh".into(),
+            "-eu".into(),
+            Path::new(BUILD_DIR).join(&rel).display().to_string(),
+        ];
         use std::io::Write;
-        let mut lf = fs::OpenOptions::new().create(true).append(true).open(self.log)?;
+        let mut lf = std::fs::OpenOptions::new().create(true).append(true).open(self.log)?;
         writeln!(lf, "==== reprovm phase {phase}: {}", argv.join(" "))?;
         drop(lf);
-        let cwd = if self.work.join("build/src").is_dir() { "/build/src" } else { "/build" };
         let spec = Spec {
             root: self.tc.root.clone(),
             binds: self.binds.to_vec(),
             env: self.env.to_vec(),
-            cwd: cwd.into(),
+            cwd: Path::new(BUILD_DIR).join("src"),
             argv,
             root_rw: false,
         };
-        let code = sandbox::run(&spec, &self.work.join(format!("sandbox-{phase}.json")), self.log)?;
+        let code = sandbox::run(
+            &spec,
+            &self.work.join(format!("sandbox-{phase}.json")),
+            self.log,
+            Some(self.timeout),
+        )?;
         if code != 0 {
             bail!("phase `{phase}` exited with status {code}");
         }
@@ -321,118 +420,22 @@ impl PhaseCtx<'_> {
 
 /// Re-create every directory's entries in reverse name order, so that readdir order differs
 /// from the first build's (reprotest's disorderfs, without FUSE).
-pub fn shuffle_dirents(root: &Path) -> Result<()> {
-    let mut dirs: Vec<PathBuf> = walkdir::WalkDir::new(root)
-        .into_iter()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().is_dir())
-        .map(|e| e.into_path())
-        .collect();
+pub fn shuffle_dirents(root: &Dir) -> Result<()> {
+    let mut dirs: Vec<PathBuf> = vec![PathBuf::new()];
+    dirs.extend(root.walk()?.into_iter().filter(|e| e.kind == Kind::Dir).map(|e| e.path));
     dirs.sort_by(|a, b| b.cmp(a));
     for d in dirs {
-        let hold = d.join(".reprovm-shuffle");
-        fs::create_dir(&hold)?;
-        let mut names: Vec<_> = fs::read_dir(&d)?
-            .flatten()
-            .map(|e| e.file_name())
-            .filter(|n| n != ".reprovm-shuffle")
-            .collect();
-        names.sort();
+        let dir = root.open_dir(&d)?;
+        let hold = Path::new(".reprovm-shuffle");
+        let names = dir.names()?;
+        dir.create_dir_all(hold)?;
         for n in &names {
-            fs::rename(d.join(n), hold.join(n))?;
+            dir.rename(Path::new(n), &hold.join(n))?;
         }
         for n in names.iter().rev() {
-            fs::rename(hold.join(n), d.join(n))?;
+            dir.rename(&hold.join(n), Path::new(n))?;
         }
-        fs::remove_dir(&hold)?;
+        dir.remove_all(hold)?;
     }
-    Ok(())
-}
-
-pub fn tail_lines(path: &Path, n: usize) -> String {
-    let text = fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-/// `cargo xtask menuconfig`: configure the kernel recipe, run menuconfig interactively in
-/// the sandbox, and write the minimal result (savedefconfig) back to the recipe's base config.
-pub fn menuconfig(project: &Project, fetcher: &Fetcher, recipe: &str) -> Result<()> {
-    let graph = project.graph()?;
-    let l = graph.get(recipe)?;
-    let k = l
-        .recipe
-        .kconfig
-        .as_ref()
-        .with_context(|| format!("{}: not a kernel recipe (no [kconfig])", l.path.display()))?;
-    let tc = toolchain::ensure(project, fetcher)?;
-    let work = project.work().join(format!("menuconfig-{recipe}"));
-    let odir = work.join("out");
-    let binds = prepare(project, fetcher, l, &work, &odir, &BTreeMap::new())?;
-    let (env, _) = env_for(l, cli::default_jobs());
-    let log = work.join("menuconfig.log");
-    let ctx = PhaseCtx { tc: &tc, binds: &binds, env: &env, work: &work, log: &log };
-    ctx.run_script("configure", &l.recipe.build.configure)?;
-    let config = work.join("build").join(k.config.trim_start_matches('/'));
-    let before =
-        fs::read_to_string(&config).with_context(|| format!("reading {}", config.display()))?;
-    let objdir = format!(
-        "/build/{}",
-        Path::new(&k.config).parent().map(|p| p.display().to_string()).unwrap_or_default()
-    );
-    // The terminal is the host's: give menuconfig the host's terminfo entry for it.
-    let term = std::env::var("TERM").unwrap_or_else(|_| "xterm".into());
-    let first = term.chars().next().unwrap_or('x').to_string();
-    for dir in ["/etc/terminfo", "/lib/terminfo", "/usr/share/terminfo", "/usr/lib/terminfo"] {
-        let src = Path::new(dir).join(&first).join(&term);
-        if src.is_file() {
-            let dest = work.join("build/.terminfo").join(&first);
-            fs::create_dir_all(&dest)?;
-            fs::copy(&src, dest.join(&term))?;
-            break;
-        }
-    }
-    let spec = Spec {
-        root: tc.root.clone(),
-        binds: binds.clone(),
-        env: env
-            .iter()
-            .filter(|(k, _)| k != "TERM")
-            .cloned()
-            .chain([
-                ("TERM".to_string(), term),
-                ("TERMINFO".to_string(), "/build/.terminfo".to_string()),
-            ])
-            .collect(),
-        cwd: "/build/src".into(),
-        argv: vec![
-            "/bin/sh".into(),
-            "-c".into(),
-            format!("make O={objdir} ARCH=x86_64 menuconfig"),
-        ],
-        root_rw: false,
-    };
-    let code = sandbox::run_interactive(&spec, &work.join("sandbox-menuconfig.json"))?;
-    anyhow::ensure!(code == 0, "menuconfig exited with status {code}");
-    let after = fs::read_to_string(&config)?;
-    // Record what changed as explicit lines in the recipe's last fragment: merged onto the same
-    // base and run through olddefconfig, the fragments then reproduce this exact .config, and
-    // the fragment check keeps guarding every changed option.
-    let changed = kconfig::changed_lines(&kconfig::parse(&before), &kconfig::parse(&after));
-    if changed.is_empty() {
-        progress::say("menuconfig: no change");
-        let _ = fs::remove_dir_all(&work);
-        return Ok(());
-    }
-    let frag = k.fragments.last().context("kernel recipe has no fragments")?;
-    let dest = project.recipes.join(frag);
-    let text = fs::read_to_string(&dest).unwrap_or_default();
-    toolchain::write_atomic(&dest, kconfig::apply_to_fragment(&text, &changed).as_bytes())?;
-    progress::say(&format!(
-        "menuconfig: {} options changed, recorded in {}; rebuild with `cargo xtask build {recipe}`",
-        changed.len(),
-        dest.display()
-    ));
-    let _ = fs::remove_dir_all(&work);
     Ok(())
 }

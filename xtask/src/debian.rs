@@ -67,26 +67,16 @@ fn looks_debian(uri: &str, suites: &[&str]) -> bool {
         })
 }
 
-/// deb822 stanzas: `Types:`, `URIs:`, `Suites:`.
+/// deb822 `.sources` paragraphs: `URIs:`, `Suites:`, `Enabled:`.
 fn parse_deb822(text: &str) -> Vec<String> {
     let mut out = Vec::new();
-    for stanza in text.split("\n\n") {
-        let mut uris = Vec::new();
-        let mut suites = Vec::new();
-        let mut enabled = true;
-        for line in stanza.lines() {
-            let line = line.trim();
-            if let Some(v) = line.strip_prefix("URIs:") {
-                uris.extend(v.split_whitespace().map(str::to_string));
-            } else if let Some(v) = line.strip_prefix("Suites:") {
-                suites.extend(v.split_whitespace().map(str::to_string));
-            } else if let Some(v) = line.strip_prefix("Enabled:") {
-                enabled = v.trim() != "no";
-            }
+    for p in crate::deb822::paragraphs(text) {
+        if p.get("Enabled") == "no" {
+            continue;
         }
-        let s: Vec<&str> = suites.iter().map(String::as_str).collect();
-        for u in uris {
-            if enabled && looks_debian(&u, &s) {
+        let suites: Vec<&str> = p.get("Suites").split_whitespace().collect();
+        for u in p.get("URIs").split_whitespace() {
+            if looks_debian(u, &suites) {
                 out.push(u.trim_end_matches('/').to_string());
             }
         }
@@ -120,13 +110,14 @@ fn parse_one_line(text: &str) -> Vec<String> {
 }
 
 /// Pool directory of a source package: `pool/main/b/busybox`, `pool/main/libc/libcap2`.
+/// Recipes validate package names (`recipe.rs`); an invalid one still never panics here.
 pub fn pool_dir(source_package: &str) -> String {
     let prefix = if source_package.starts_with("lib") && source_package.len() > 3 {
-        &source_package[..4]
+        source_package.get(..4)
     } else {
-        &source_package[..1]
+        source_package.get(..1)
     };
-    format!("pool/main/{prefix}/{source_package}")
+    format!("pool/main/{}/{source_package}", prefix.unwrap_or(""))
 }
 
 /// Candidate URLs for a file of a Debian source package on every configured mirror.

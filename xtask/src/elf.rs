@@ -2,6 +2,7 @@
 //! resolved inside a given root (the pinned toolchain, never the host), and per-section
 //! hashes for audits.
 
+use crate::beneath::Dir;
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Component, Path, PathBuf};
@@ -62,54 +63,13 @@ fn expand_origin(dir: &str, installed_at: &Path) -> String {
     dir.replace("${ORIGIN}", &origin).replace("$ORIGIN", &origin)
 }
 
-/// Resolve `path` (absolute, as seen inside `root`) to a real file inside root, following
-/// symlinks with absolute targets re-rooted. Errors if it leaves the root or does not exist.
-pub fn resolve_in_root(root: &Path, path: &Path) -> Result<PathBuf> {
-    let mut todo: VecDeque<PathBuf> = path
-        .components()
-        .filter(|c| matches!(c, Component::Normal(_) | Component::ParentDir))
-        .map(|c| PathBuf::from(c.as_os_str()))
-        .collect();
-    let mut cur = PathBuf::from("/");
-    let mut hops = 0;
-    while let Some(c) = todo.pop_front() {
-        if c == Path::new("..") {
-            cur.pop();
-            continue;
-        }
-        let next = cur.join(&c);
-        let host = root.join(next.strip_prefix("/").unwrap_or(&next));
-        let meta = std::fs::symlink_metadata(&host)
-            .with_context(|| format!("{} not found in {}", next.display(), root.display()))?;
-        if meta.file_type().is_symlink() {
-            hops += 1;
-            if hops > 40 {
-                bail!("too many symlinks resolving {}", path.display());
-            }
-            let target = std::fs::read_link(&host)?;
-            let mut rest: VecDeque<PathBuf> = target
-                .components()
-                .filter(|c| matches!(c, Component::Normal(_) | Component::ParentDir))
-                .map(|c| PathBuf::from(c.as_os_str()))
-                .collect();
-            rest.extend(todo.drain(..));
-            todo = rest;
-            if target.is_absolute() {
-                cur = PathBuf::from("/");
-            }
-        } else {
-            cur = next;
-        }
-    }
-    Ok(cur)
-}
-
 /// For dynamic ELF files (given with the path they are installed at), the interpreter and the
 /// transitive DT_NEEDED libraries, searched in each object's RUNPATH/RPATH and then `lib_dirs`,
-/// all inside `root`. Returns install path (inside the root's namespace: where ld.so will look
-/// at run time) -> the real file inside `root` holding its bytes.
+/// all inside `root` (symlinks followed as the root's own programs see them, never above it).
+/// Returns install path (where ld.so will look at run time) -> the file holding its bytes,
+/// relative to `root`.
 pub fn closure(
-    root: &Path,
+    root: &Dir,
     files: &[(PathBuf, Vec<u8>)],
     lib_dirs: &[String],
 ) -> Result<BTreeMap<PathBuf, PathBuf>> {
@@ -121,7 +81,8 @@ pub fn closure(
         let info = dyn_info(&data).with_context(|| format!("reading ELF {}", at.display()))?;
         let mut wanted: Vec<(PathBuf, PathBuf)> = Vec::new();
         if let Some(interp) = &info.interp {
-            let real = resolve_in_root(root, Path::new(interp))
+            let real = root
+                .resolve_in_root(Path::new(interp), true)
                 .with_context(|| format!("interpreter {interp} of {}", at.display()))?;
             wanted.push((PathBuf::from(interp), real));
         }
@@ -134,7 +95,7 @@ pub fn closure(
         for lib in &info.needed {
             let found = search.iter().find_map(|d| {
                 let p = lexical(&Path::new(d).join(lib));
-                resolve_in_root(root, &p).ok().map(|real| (p, real))
+                root.resolve_in_root(&p, true).ok().map(|real| (p, real))
             });
             match found {
                 Some(f) => wanted.push(f),
@@ -142,13 +103,13 @@ pub fn closure(
                     "library {lib} (needed by {}) not found in {} under {}",
                     at.display(),
                     search.join(":"),
-                    root.display()
+                    root.path().display()
                 ),
             }
         }
         for (install, real) in wanted {
             if seen.insert(install.clone()) {
-                let bytes = std::fs::read(root.join(real.strip_prefix("/").unwrap_or(&real)))?;
+                let bytes = root.read(&real)?;
                 queue.push_back((install.clone(), bytes));
                 out.insert(install, real);
             }
@@ -195,7 +156,8 @@ mod tests {
     fn host_sh_closure_has_libc_and_loader() {
         let data = std::fs::read("/bin/sh").unwrap();
         let dirs: Vec<String> = DEFAULT_LIB_DIRS.iter().map(|s| s.to_string()).collect();
-        let c = closure(Path::new("/"), &[("/bin/sh".into(), data)], &dirs).unwrap();
+        let c = closure(&Dir::open(Path::new("/")).unwrap(), &[("/bin/sh".into(), data)], &dirs)
+            .unwrap();
         let names: Vec<String> = c.keys().map(|p| p.display().to_string()).collect();
         assert!(names.iter().any(|n| n.ends_with("libc.so.6")), "{names:?}");
         assert!(names.iter().any(|n| n.contains("ld-linux")), "{names:?}");
@@ -235,29 +197,21 @@ mod tests {
         let info = dyn_info(&std::fs::read(&main).unwrap()).unwrap();
         assert_eq!(info.search, vec!["$ORIGIN/../lib".to_string()]);
         let dirs: Vec<String> = DEFAULT_LIB_DIRS.iter().map(|s| s.to_string()).collect();
-        let c = closure(Path::new("/"), &[(main.clone(), std::fs::read(&main).unwrap())], &dirs)
-            .unwrap();
-        assert_eq!(c.get(&lib.join("libfoo.so")), Some(&lib.join("libfoo.so")), "{c:?}");
+        let root = Dir::open(Path::new("/")).unwrap();
+        let c = closure(&root, &[(main.clone(), std::fs::read(&main).unwrap())], &dirs).unwrap();
+        assert_eq!(
+            c.get(&lib.join("libfoo.so")),
+            Some(&lib.join("libfoo.so").strip_prefix("/").unwrap().to_path_buf()),
+            "{c:?}"
+        );
         assert!(c.keys().any(|k| k.ends_with("libc.so.6")), "{c:?}");
         // Without the RUNPATH the library is not found, and the error names the program.
         let err = closure(
-            Path::new("/"),
+            &root,
             &[(PathBuf::from("/elsewhere/main"), std::fs::read(&main).unwrap())],
             &dirs,
         )
         .unwrap_err();
         assert!(format!("{err:#}").contains("libfoo.so (needed by /elsewhere/main)"), "{err:#}");
-    }
-    #[test]
-    fn resolve_follows_absolute_links_inside_root() {
-        let t = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(t.path().join("usr/lib")).unwrap();
-        std::fs::write(t.path().join("usr/lib/real"), "x").unwrap();
-        std::os::unix::fs::symlink("usr/lib", t.path().join("lib")).unwrap();
-        std::os::unix::fs::symlink("/lib/real", t.path().join("usr/lib/abs")).unwrap();
-        assert_eq!(
-            resolve_in_root(t.path(), Path::new("/lib/abs")).unwrap(),
-            PathBuf::from("/usr/lib/real")
-        );
     }
 }

@@ -1,16 +1,58 @@
 //! Why do two builds differ? File-by-file comparison of two output trees, and per-format
 //! explanations: ELF sections and symbols, the bzImage setup header versus its compressed
-//! payload, ext4 superblocks and files (read with debugfs/dumpe2fs), unified diffs for text.
-//! Used by `audit` (store versus rebuild) and by `diff` (any two trees, e.g. inside a Nix check).
+//! payload, ext4 superblocks and files (read with dumpe2fs/debugfs), unified diffs for text.
+//! Used by `audit` (store versus rebuild) and by `diff` (any two trees, e.g. in a Nix check).
 
+use crate::beneath::Dir;
 use crate::elf;
+use crate::fetch::Fetcher;
 use crate::manifest::{self, FileEntry};
+use crate::project::Project;
 use crate::sandbox::{self, Bind, Spec};
-use anyhow::{Context, Result};
+use crate::{lock, toolchain, util};
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
-use std::fs;
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+#[derive(clap::Args, Debug)]
+pub struct DiffArgs {
+    pub a: PathBuf,
+    pub b: PathBuf,
+    /// Print the differences as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Read ext4 images with debugfs/dumpe2fs from PATH instead of the pinned toolchain's
+    /// (for use inside another sandbox, such as a Nix check).
+    #[arg(long)]
+    pub host_tools: bool,
+}
+
+impl DiffArgs {
+    /// Exit code 0 when identical, 1 when they differ.
+    pub fn run(&self, project: &Project, fetcher: &Fetcher) -> Result<i32> {
+        let tc;
+        let tools = if self.host_tools {
+            Tools::Path
+        } else {
+            let _lock = lock::store_exclusive(&project.out)?;
+            tc = toolchain::ensure(project, fetcher)?;
+            Tools::Sandbox(&tc.root)
+        };
+        let (la, lb) = (self.a.display().to_string(), self.b.display().to_string());
+        let sides = Sides { a: &la, b: &lb };
+        let diffs = diff_paths(&self.a, &self.b, &tools, &sides)?;
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&diffs)?);
+        } else if diffs.is_empty() {
+            println!("{la} and {lb} are identical");
+        } else {
+            print!("{la} and {lb} differ:\n{}", render(&diffs, &sides));
+        }
+        Ok(if diffs.is_empty() { 0 } else { 1 })
+    }
+}
 
 /// Where the e2fsprogs used to look inside ext4 images come from.
 pub enum Tools<'a> {
@@ -20,11 +62,32 @@ pub enum Tools<'a> {
     Path,
 }
 
+/// What the two sides are called in explanations ("store"/"rebuild", or the two paths).
+pub struct Sides<'a> {
+    pub a: &'a str,
+    pub b: &'a str,
+}
+
+/// How a path differs.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum DiffKind {
+    Content,
+    Mode,
+    Type,
+    /// Present only on the first side (the store, or A).
+    OnlyInA,
+    /// Present only on the second side (the rebuild, or B).
+    OnlyInB,
+    /// Differs from pins/outputs.toml.
+    Pin,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
 pub struct FileDiff {
     pub path: String,
-    /// "content", "mode", "type", "only-in-store", "only-in-rebuild".
-    pub kind: String,
+    pub kind: DiffKind,
     pub explanation: Vec<String>,
 }
 
@@ -35,59 +98,54 @@ pub fn compare(
     dir_a: &Path,
     dir_b: &Path,
     tools: &Tools,
+    sides: &Sides,
 ) -> Vec<FileDiff> {
     let ma: BTreeMap<&str, &FileEntry> = a.iter().map(|f| (f.path.as_str(), f)).collect();
     let mb: BTreeMap<&str, &FileEntry> = b.iter().map(|f| (f.path.as_str(), f)).collect();
     let mut out = Vec::new();
+    let diff =
+        |path: &str, kind, explanation| FileDiff { path: path.to_string(), kind, explanation };
     for (p, fa) in &ma {
         match mb.get(p) {
-            None => out.push(FileDiff {
-                path: p.to_string(),
-                kind: "only-in-store".into(),
-                explanation: vec![],
-            }),
-            Some(fb) if fa.kind != fb.kind => out.push(FileDiff {
-                path: p.to_string(),
-                kind: "type".into(),
-                explanation: vec![format!("{} vs {}", fa.kind, fb.kind)],
-            }),
+            None => out.push(diff(p, DiffKind::OnlyInA, vec![format!("only in {}", sides.a)])),
+            Some(fb) if fa.kind != fb.kind => {
+                out.push(diff(p, DiffKind::Type, vec![format!("{} vs {}", fa.kind, fb.kind)]))
+            }
             Some(fb) if fa.sha256 != fb.sha256 || fa.target != fb.target => {
-                let explanation = explain(&dir_a.join(p), &dir_b.join(p), tools)
-                    .unwrap_or_else(|e| vec![format!("could not explain: {e:#}")]);
-                out.push(FileDiff { path: p.to_string(), kind: "content".into(), explanation });
+                let explanation = if fa.target != fb.target {
+                    vec![format!("symlink to {:?} vs {:?}", fa.target, fb.target)]
+                } else {
+                    explain(&dir_a.join(p), &dir_b.join(p), tools, sides)
+                        .unwrap_or_else(|e| vec![format!("could not explain: {e:#}")])
+                };
+                out.push(diff(p, DiffKind::Content, explanation));
             }
             // Write permission is not compared: stores take it away (Nix makes everything
             // 0444/0555), and no file in an output is meant to be written.
-            Some(fb) if fa.mode & !0o222 != fb.mode & !0o222 => out.push(FileDiff {
-                path: p.to_string(),
-                kind: "mode".into(),
-                explanation: vec![format!("{:o} vs {:o}", fa.mode, fb.mode)],
-            }),
+            Some(fb) if fa.mode & !0o222 != fb.mode & !0o222 => {
+                out.push(diff(p, DiffKind::Mode, vec![format!("{:o} vs {:o}", fa.mode, fb.mode)]))
+            }
             _ => {}
         }
     }
     for p in mb.keys().filter(|p| !ma.contains_key(*p)) {
-        out.push(FileDiff {
-            path: p.to_string(),
-            kind: "only-in-rebuild".into(),
-            explanation: vec![],
-        });
+        out.push(diff(p, DiffKind::OnlyInB, vec![format!("only in {}", sides.b)]));
     }
     out
 }
 
 /// Explain why two versions of one file differ.
-pub fn explain(a: &Path, b: &Path, tools: &Tools) -> Result<Vec<String>> {
-    let da = fs::read(a)?;
-    let db = fs::read(b)?;
+pub fn explain(a: &Path, b: &Path, tools: &Tools, sides: &Sides) -> Result<Vec<String>> {
+    let da = std::fs::read(a).with_context(|| format!("reading {}", a.display()))?;
+    let db = std::fs::read(b).with_context(|| format!("reading {}", b.display()))?;
     if elf::is_elf(&da) && elf::is_elf(&db) {
-        return explain_elf(&da, &db);
+        return explain_elf(&da, &db, sides);
     }
     if is_bzimage(&da) && is_bzimage(&db) {
         return Ok(explain_bzimage(&da, &db));
     }
     if is_ext4(&da) && is_ext4(&db) {
-        return explain_ext4(a, b, tools);
+        return explain_ext4(a, b, tools, sides);
     }
     if da.starts_with(b"QFI\xfb") && db.starts_with(b"QFI\xfb") {
         // qemu-img output is a function of the raw image: the reason is there.
@@ -101,7 +159,7 @@ pub fn explain(a: &Path, b: &Path, tools: &Tools) -> Result<Vec<String>> {
             let diff = similar::TextDiff::from_lines(ta, tb)
                 .unified_diff()
                 .context_radius(2)
-                .header("store", "rebuild")
+                .header(sides.a, sides.b)
                 .to_string();
             return Ok(diff.lines().take(80).map(str::to_string).collect());
         }
@@ -119,7 +177,7 @@ fn binary_summary(a: &[u8], b: &[u8]) -> String {
     )
 }
 
-pub fn explain_elf(a: &[u8], b: &[u8]) -> Result<Vec<String>> {
+pub fn explain_elf(a: &[u8], b: &[u8], sides: &Sides) -> Result<Vec<String>> {
     let sa = elf::section_hashes(a)?;
     let sb = elf::section_hashes(b)?;
     let mut out = vec![format!("ELF: sizes {} vs {}", a.len(), b.len())];
@@ -142,14 +200,14 @@ pub fn explain_elf(a: &[u8], b: &[u8]) -> Result<Vec<String>> {
                     "section {name} differs (offset {off:#x}, size {size} vs {sizeb}{at})"
                 ));
             }
-            None => out.push(format!("section {name} only in the store build")),
+            None => out.push(format!("section {name} only in {}", sides.a)),
             _ => {}
         }
     }
     for name in sb.keys().filter(|n| !sa.contains_key(*n)) {
-        out.push(format!("section {name} only in the rebuild"));
+        out.push(format!("section {name} only in {}", sides.b));
     }
-    let (ya, yb) = (elf::symbols(a).unwrap_or_default(), elf::symbols(b).unwrap_or_default());
+    let (ya, yb) = (elf::symbols(a)?, elf::symbols(b)?);
     let moved: Vec<String> = ya
         .iter()
         .filter_map(|(n, v)| yb.get(n).filter(|w| *w != v).map(|w| format!("{n} {v:#x} -> {w:#x}")))
@@ -191,25 +249,25 @@ fn is_ext4(d: &[u8]) -> bool {
     d.len() > 0x43a && d[0x438] == 0x53 && d[0x439] == 0xef
 }
 
-/// Use the toolchain's debugfs/dumpe2fs in the sandbox to list inodes and superblocks of both
-/// images, then report the superblock fields and files/inodes that differ.
-pub fn explain_ext4(a: &Path, b: &Path, tools: &Tools) -> Result<Vec<String>> {
+/// List both images with dumpe2fs (superblock) and debugfs (every file, extracted), then name
+/// the superblock fields and the files that differ, on either side.
+pub fn explain_ext4(a: &Path, b: &Path, tools: &Tools, sides: &Sides) -> Result<Vec<String>> {
     let work = tempfile::tempdir()?;
     let outd = work.path().join("out");
     let build = work.path().join("build");
-    fs::create_dir_all(&outd)?;
-    fs::create_dir_all(build.join("img"))?;
-    let ia = build.join("img/a.img");
-    let ib = build.join("img/b.img");
-    fs::hard_link(a, &ia).or_else(|_| fs::copy(a, &ia).map(|_| ()))?;
-    fs::hard_link(b, &ib).or_else(|_| fs::copy(b, &ib).map(|_| ()))?;
-    // $1: directory holding img/{a,b}.img; $2: where listings and extracted trees go.
-    let script = "for x in a b; do dumpe2fs -h \"$1\"/img/$x.img > \"$2\"/$x.super 2>/dev/null; \
-                  debugfs -R \"rdump / $2/$x\" \"$1\"/img/$x.img >/dev/null 2>&1 || true; \
-                  debugfs -R 'ls -l -p /' \"$1\"/img/$x.img > \"$2\"/$x.root 2>/dev/null; done\n";
-    fs::write(build.join("explain.sh"), script)?;
-    fs::create_dir_all(outd.join("a"))?;
-    fs::create_dir_all(outd.join("b"))?;
+    for d in [&outd, &build.join("img")] {
+        std::fs::create_dir_all(d)?;
+    }
+    for (src, name) in [(a, "a.img"), (b, "b.img")] {
+        let dest = build.join("img").join(name);
+        std::fs::hard_link(src, &dest).or_else(|_| std::fs::copy(src, &dest).map(|_| ()))?;
+    }
+    // $1: directory holding img/{a,b}.img; $2: where the listings and extracted trees go. Every
+    // step must succeed, and debugfs (which exits 0 on most errors) must print no error.
+    let script = "set -eu\nfor x in a b; do\n  dumpe2fs -h \"$1/img/$x.img\" > \"$2/$x.super\" 2> \"$2/$x.err\"\n  \
+                  mkdir \"$2/$x\"\n  debugfs -R \"rdump / $2/$x\" \"$1/img/$x.img\" >> \"$2/$x.err\" 2>&1\n  \
+                  if grep -v '^debugfs ' \"$2/$x.err\" | grep -q .; then cat \"$2/$x.err\" >&2; exit 3; fi\ndone\n";
+    std::fs::write(build.join("explain.sh"), script)?;
     match tools {
         Tools::Sandbox(root) => {
             let spec = Spec {
@@ -228,79 +286,96 @@ pub fn explain_ext4(a: &Path, b: &Path, tools: &Tools) -> Result<Vec<String>> {
                 ],
                 root_rw: false,
             };
-            sandbox::run(&spec, &work.path().join("spec.json"), &work.path().join("log"))?;
+            let log = work.path().join("log");
+            let code = sandbox::run(&spec, &work.path().join("spec.json"), &log, None)?;
+            if code != 0 {
+                bail!(
+                    "reading the images with dumpe2fs/debugfs failed (status {code}): {}",
+                    util::tail_lines(&log, 10)
+                );
+            }
         }
         Tools::Path => {
-            let st = std::process::Command::new("sh")
-                .arg(build.join("explain.sh"))
-                .arg(&build)
-                .arg(&outd)
-                .status()
-                .context("running sh for debugfs")?;
-            anyhow::ensure!(st.success(), "listing the images with debugfs/dumpe2fs failed");
+            util::output_checked(
+                Command::new("sh").arg(build.join("explain.sh")).arg(&build).arg(&outd),
+            )?;
         }
     }
     let mut out = Vec::new();
-    let sa = fs::read_to_string(outd.join("a.super")).unwrap_or_default();
-    let sb = fs::read_to_string(outd.join("b.super")).unwrap_or_default();
-    for (x, y) in sa.lines().zip(sb.lines()) {
+    let read = |p: PathBuf| {
+        std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))
+    };
+    let (sa, sb) = (read(outd.join("a.super"))?, read(outd.join("b.super"))?);
+    let fields = |s: &str| -> BTreeMap<String, String> {
+        s.lines()
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect()
+    };
+    let (fa, fb) = (fields(&sa), fields(&sb));
+    let keys: BTreeSet<&String> = fa.keys().chain(fb.keys()).collect();
+    for k in keys {
+        let (x, y) = (
+            fa.get(k).map(String::as_str).unwrap_or("-"),
+            fb.get(k).map(String::as_str).unwrap_or("-"),
+        );
         if x != y {
-            out.push(format!("superblock: `{x}` vs `{y}`"));
+            out.push(format!("superblock {k}: `{x}` vs `{y}`"));
         }
     }
-    let fa = manifest::scan(&outd.join("a")).unwrap_or_default();
-    let fb = manifest::scan(&outd.join("b")).unwrap_or_default();
-    let ma: BTreeMap<_, _> = fa.iter().map(|f| (f.path.clone(), f)).collect();
-    for f in &fb {
-        match ma.get(&f.path) {
-            None => out.push(format!("file /{} only in the rebuild's image", f.path)),
-            Some(g) if g.sha256 != f.sha256 || g.mode != f.mode || g.target != f.target => {
-                out.push(format!("file /{} differs inside the image", f.path))
-            }
-            _ => {}
-        }
-    }
-    let root_a = fs::read_to_string(outd.join("a.root")).unwrap_or_default();
-    let root_b = fs::read_to_string(outd.join("b.root")).unwrap_or_default();
-    for (x, y) in root_a.lines().zip(root_b.lines()) {
-        if x != y {
-            out.push(format!("root directory inode entry: `{x}` vs `{y}`"));
-        }
+    let files_a = manifest::scan_dir(&Dir::open(&outd.join("a"))?)?;
+    let files_b = manifest::scan_dir(&Dir::open(&outd.join("b"))?)?;
+    let inner = compare(&files_a, &files_b, &outd.join("a"), &outd.join("b"), tools, sides);
+    for d in inner {
+        let what = match d.kind {
+            DiffKind::OnlyInA => format!("only in {}'s image", sides.a),
+            DiffKind::OnlyInB => format!("only in {}'s image", sides.b),
+            _ => "differs inside the image".to_string(),
+        };
+        out.push(format!("file /{} {what}", d.path));
     }
     if out.is_empty() {
         out.push("same files and superblock summary: the difference is in inode/bitmap/journal metadata (times, allocation order)".into());
     }
-    out.push(binary_summary(&fs::read(a)?, &fs::read(b)?));
+    out.push(binary_summary(&std::fs::read(a)?, &std::fs::read(b)?));
     Ok(out)
 }
 
 /// `diff A B`: compare two output directories (or two files) and explain every difference.
-pub fn diff_paths(a: &Path, b: &Path, tools: &Tools) -> Result<Vec<FileDiff>> {
+pub fn diff_paths(a: &Path, b: &Path, tools: &Tools, sides: &Sides) -> Result<Vec<FileDiff>> {
     let meta =
-        |p: &Path| fs::metadata(p).with_context(|| format!("{} does not exist", p.display()));
+        |p: &Path| std::fs::metadata(p).with_context(|| format!("{} does not exist", p.display()));
     let (ma, mb) = (meta(a)?, meta(b)?);
     if ma.is_file() && mb.is_file() {
-        if fs::read(a)? == fs::read(b)? {
+        if std::fs::read(a)? == std::fs::read(b)? {
             return Ok(Vec::new());
         }
-        let explanation =
-            explain(a, b, tools).unwrap_or_else(|e| vec![format!("could not explain: {e:#}")]);
+        let explanation = explain(a, b, tools, sides)
+            .unwrap_or_else(|e| vec![format!("could not explain: {e:#}")]);
         return Ok(vec![FileDiff {
             path: a.display().to_string(),
-            kind: "content".into(),
+            kind: DiffKind::Content,
             explanation,
         }]);
     }
     let fa = manifest::scan(a).with_context(|| format!("reading {}", a.display()))?;
     let fb = manifest::scan(b).with_context(|| format!("reading {}", b.display()))?;
-    Ok(compare(&fa, &fb, a, b, tools))
+    Ok(compare(&fa, &fb, a, b, tools, sides))
 }
 
 /// Human-readable lines for a list of differences.
-pub fn render(diffs: &[FileDiff]) -> String {
+pub fn render(diffs: &[FileDiff], sides: &Sides) -> String {
     let mut s = String::new();
     for d in diffs {
-        s.push_str(&format!("  {} ({})\n", d.path, d.kind));
+        let kind = match d.kind {
+            DiffKind::OnlyInA => format!("only in {}", sides.a),
+            DiffKind::OnlyInB => format!("only in {}", sides.b),
+            k => serde_json::to_value(k)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+        };
+        s.push_str(&format!("  {} ({kind})\n", d.path));
         for e in &d.explanation {
             s.push_str(&format!("      {e}\n"));
         }
@@ -312,17 +387,20 @@ pub fn render(diffs: &[FileDiff]) -> String {
 mod tests {
     use super::*;
 
+    const SIDES: Sides = Sides { a: "A", b: "B" };
+
     #[test]
     fn text_and_binary_explanations() {
-        let a = b"line1\nline2 2024-01-01\n";
-        let b = b"line1\nline2 2026-11-22\n";
-        let d = similar::TextDiff::from_lines(
-            std::str::from_utf8(a).unwrap(),
-            std::str::from_utf8(b).unwrap(),
-        )
-        .unified_diff()
-        .to_string();
-        assert!(d.contains("-line2 2024-01-01") && d.contains("+line2 2026-11-22"));
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("a"), "line1\nline2 2024-01-01\n").unwrap();
+        std::fs::write(t.path().join("b"), "line1\nline2 2026-11-22\n").unwrap();
+        let e = explain(&t.path().join("a"), &t.path().join("b"), &Tools::Path, &SIDES).unwrap();
+        assert!(
+            e.contains(&"-line2 2024-01-01".to_string())
+                && e.contains(&"+line2 2026-11-22".to_string()),
+            "{e:?}"
+        );
+        assert!(e.iter().any(|l| l == "--- A"), "{e:?}");
         assert!(binary_summary(&[0, 1, 2], &[0, 9, 2]).contains("offset 0x1, 1 bytes differ"));
     }
 
@@ -331,29 +409,28 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let (a, b) = (t.path().join("a"), t.path().join("b"));
         for d in [&a, &b] {
-            fs::create_dir_all(d.join("etc")).unwrap();
-            fs::write(d.join("same"), "x").unwrap();
+            std::fs::create_dir_all(d.join("etc")).unwrap();
+            std::fs::write(d.join("same"), "x").unwrap();
         }
-        fs::write(a.join("etc/motd"), "built 2024-01-01\n").unwrap();
-        fs::write(b.join("etc/motd"), "built 2026-11-22\n").unwrap();
-        fs::write(a.join("gone"), "1").unwrap();
-        fs::write(b.join("new"), "2").unwrap();
+        std::fs::write(a.join("etc/motd"), "built 2024-01-01\n").unwrap();
+        std::fs::write(b.join("etc/motd"), "built 2026-11-22\n").unwrap();
+        std::fs::write(a.join("gone"), "1").unwrap();
+        std::fs::write(b.join("new"), "2").unwrap();
         // Read-only copies (as in /nix/store) are not a difference; a lost execute bit is.
         use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(b.join("same"), fs::Permissions::from_mode(0o444)).unwrap();
-        fs::write(a.join("tool"), "#!/bin/sh\n").unwrap();
-        fs::write(b.join("tool"), "#!/bin/sh\n").unwrap();
-        fs::set_permissions(a.join("tool"), fs::Permissions::from_mode(0o755)).unwrap();
-        let d = diff_paths(&a, &b, &Tools::Path).unwrap();
-        let kinds: Vec<(&str, &str)> =
-            d.iter().map(|d| (d.path.as_str(), d.kind.as_str())).collect();
+        std::fs::set_permissions(b.join("same"), std::fs::Permissions::from_mode(0o444)).unwrap();
+        std::fs::write(a.join("tool"), "#!/bin/sh\n").unwrap();
+        std::fs::write(b.join("tool"), "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(a.join("tool"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let d = diff_paths(&a, &b, &Tools::Path, &SIDES).unwrap();
+        let kinds: Vec<(&str, DiffKind)> = d.iter().map(|d| (d.path.as_str(), d.kind)).collect();
         assert_eq!(
             kinds,
             vec![
-                ("etc/motd", "content"),
-                ("gone", "only-in-store"),
-                ("tool", "mode"),
-                ("new", "only-in-rebuild")
+                ("etc/motd", DiffKind::Content),
+                ("gone", DiffKind::OnlyInA),
+                ("tool", DiffKind::Mode),
+                ("new", DiffKind::OnlyInB)
             ]
         );
         assert!(
@@ -361,8 +438,48 @@ mod tests {
             "{:?}",
             d[0].explanation
         );
-        assert!(diff_paths(&a.join("same"), &b.join("same"), &Tools::Path).unwrap().is_empty());
-        assert!(format!("{:#}", diff_paths(&a, &t.path().join("nope"), &Tools::Path).unwrap_err())
-            .contains("does not exist"));
+        // (A header line keeps the indentation of the rendered lines visible to expect-test.)
+        expect_test::expect![[r#"
+            differences:
+              etc/motd (content)
+                  --- A
+                  +++ B
+                  @@ -1 +1 @@
+                  -built 2024-01-01
+                  +built 2026-11-22
+              gone (only in A)
+                  only in A
+              tool (mode)
+                  755 vs 644
+              new (only in B)
+                  only in B
+        "#]]
+        .assert_eq(&format!("differences:\n{}", render(&d, &SIDES)));
+        assert!(diff_paths(&a.join("same"), &b.join("same"), &Tools::Path, &SIDES)
+            .unwrap()
+            .is_empty());
+        assert!(format!(
+            "{:#}",
+            diff_paths(&a, &t.path().join("nope"), &Tools::Path, &SIDES).unwrap_err()
+        )
+        .contains("does not exist"));
+    }
+
+    #[test]
+    fn a_failing_image_reader_is_an_error_not_an_empty_explanation() {
+        let t = tempfile::tempdir().unwrap();
+        let mut img = vec![0u8; 0x500];
+        img[0x438] = 0x53;
+        img[0x439] = 0xef;
+        std::fs::write(t.path().join("a.img"), &img).unwrap();
+        img[0x4ff] = 1;
+        std::fs::write(t.path().join("b.img"), &img).unwrap();
+        // Not real ext4: dumpe2fs fails, and that is reported, not read as "no difference".
+        let e =
+            explain_ext4(&t.path().join("a.img"), &t.path().join("b.img"), &Tools::Path, &SIDES);
+        match e {
+            Err(e) => assert!(format!("{e:#}").contains("failed"), "{e:#}"),
+            Ok(lines) => panic!("a broken image was explained as {lines:?}"),
+        }
     }
 }

@@ -3,11 +3,13 @@
 //! origin whose bytes hash right wins; nothing unverified ever enters the cache.
 
 use crate::hash::HashingWriter;
+use crate::http::{Client, HttpError};
+use crate::lock::Lock;
 use crate::progress::{self, human_bytes, Timer};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::OnceLock;
 
 /// What to fetch: a file name (for mirrors and messages), its pin and where it may be found.
 #[derive(Debug, Clone)]
@@ -51,17 +53,51 @@ pub struct Fetcher {
     cache: PathBuf,
     mirrors: Vec<PathBuf>,
     offline: bool,
-    agent: ureq::Agent,
+    client: Client,
+    /// Held shared while this process may write temp files in the cache (see `cache_lock`).
+    lock: OnceLock<Lock>,
 }
 
 impl Fetcher {
     pub fn new(cache: &Path, mirrors: Vec<PathBuf>, offline: bool) -> Fetcher {
-        let agent = ureq::AgentBuilder::new()
-            .timeout_connect(Duration::from_secs(15))
-            .timeout_read(Duration::from_secs(60))
-            .user_agent("reprovm-fetch/1")
-            .build();
-        Fetcher { cache: cache.to_path_buf(), mirrors, offline, agent }
+        Fetcher {
+            cache: cache.to_path_buf(),
+            mirrors,
+            offline,
+            client: Client::new(),
+            lock: OnceLock::new(),
+        }
+    }
+
+    /// Before the first write to the cache: take `cache/.lock`. If nobody else holds it, no
+    /// other process is downloading, so every `tmp/*.part` is left by a killed process and is
+    /// removed; then keep the lock shared for as long as this process lives.
+    fn cache_lock(&self) -> io::Result<()> {
+        if self.lock.get().is_some() {
+            return Ok(());
+        }
+        let path = self.cache.join(".lock");
+        let to_io = |e: anyhow::Error| io::Error::other(format!("{e:#}"));
+        let lock = match Lock::try_exclusive(&path).map_err(to_io)? {
+            Some(ex) => {
+                let tmp = self.cache.join("tmp");
+                if let Ok(rd) = fs::read_dir(&tmp) {
+                    for e in rd.flatten() {
+                        if e.file_name().to_string_lossy().ends_with(".part") {
+                            progress::say(&format!(
+                                "removing {} (left by an interrupted fetch)",
+                                e.path().display()
+                            ));
+                            fs::remove_file(e.path())?;
+                        }
+                    }
+                }
+                ex.downgrade().map_err(to_io)?
+            }
+            None => Lock::shared(&path).map_err(to_io)?,
+        };
+        let _ = self.lock.set(lock);
+        Ok(())
     }
 
     /// Where a verified blob with this hash lives (whether or not it exists yet).
@@ -143,6 +179,7 @@ impl Fetcher {
         let dest = self.cache_path(&want.sha256);
         let mk = |e: io::Error| AttemptError::Transfer(format!("cache: {e}"));
         fs::create_dir_all(&tmpdir).map_err(mk)?;
+        self.cache_lock().map_err(mk)?;
         fs::create_dir_all(dest.parent().unwrap_or(&self.cache)).map_err(mk)?;
         let mut tmp = tempfile::Builder::new()
             .prefix(&want.sha256[..16])
@@ -196,15 +233,12 @@ impl Fetcher {
             io::copy(&mut f, w).map_err(|e| AttemptError::Transfer(e.to_string()))?;
             return Ok(());
         }
-        let resp = match self.agent.get(url).set("Accept-Encoding", "identity").call() {
-            Ok(r) => r,
-            Err(ureq::Error::Status(code, _)) => {
-                return Err(AttemptError::Missing(format!("HTTP {code}")))
-            }
-            Err(e) => return Err(AttemptError::Transfer(one_line(&e.to_string()))),
-        };
+        let body = self.client.get(url).map_err(|e| match e {
+            HttpError::Status(_) => AttemptError::Missing(e.to_string()),
+            HttpError::Transport(m) => AttemptError::Transfer(m),
+        })?;
         let pb = progress::bytes_bar(want.size, &want.file);
-        let mut reader = pb.wrap_read(resp.into_reader().take(want.size + 1));
+        let mut reader = pb.wrap_read(body.take(want.size + 1));
         let r = io::copy(&mut reader, w);
         pb.finish_and_clear();
         r.map_err(|e| {

@@ -44,7 +44,18 @@ impl Graph {
             let (dep, recipe) = s.split_once('=').with_context(|| {
                 format!("--use {s}: expected DEP=RECIPE, e.g. kernel=kernel-krata")
             })?;
-            self.get(recipe)?;
+            self.get(recipe).with_context(|| format!("--use {s}"))?;
+            let used: std::collections::BTreeSet<&str> = self
+                .recipes
+                .values()
+                .flat_map(|l| l.recipe.deps.iter().map(String::as_str))
+                .collect();
+            if !used.contains(dep) {
+                bail!(
+                    "--use {s}: no recipe depends on `{dep}`; dependencies that can be substituted: {}",
+                    used.into_iter().collect::<Vec<_>>().join(", ")
+                );
+            }
             self.aliases.insert(dep.to_string(), recipe.to_string());
         }
         Ok(self)
@@ -140,6 +151,26 @@ mod tests {
             deps.join(", ")
         );
         std::fs::write(dir.join(format!("{name}.toml")), text).unwrap();
+    }
+
+    #[test]
+    fn use_of_an_unknown_dependency_name_is_an_error() {
+        let t = tempfile::tempdir().unwrap();
+        for (n, deps) in [("a", "[]"), ("b", "[\"a\"]"), ("a2", "[]")] {
+            std::fs::write(
+                t.path().join(format!("{n}.toml")),
+                format!(
+                    "name = \"{n}\"\nversion = \"1\"\ndeps = {deps}\n[build]\nscript = \"true\"\n"
+                ),
+            )
+            .unwrap();
+        }
+        let g = || Graph::load(t.path()).unwrap();
+        assert_eq!(g().with_aliases(&["a=a2".into()]).unwrap().resolve("a"), "a2");
+        let e = g().with_aliases(&["typo=a2".into()]).unwrap_err().to_string();
+        assert!(e.contains("no recipe depends on `typo`") && e.contains("substituted: a"), "{e}");
+        let e = format!("{:#}", g().with_aliases(&["a=nope".into()]).unwrap_err());
+        assert!(e.contains("unknown target `nope`"), "{e}");
     }
 
     #[test]

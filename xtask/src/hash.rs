@@ -80,7 +80,10 @@ impl Hasher {
         self.0.update(b"\n");
     }
     pub fn finish(self) -> String {
-        hex::encode(self.0.finalize())
+        hex::encode(self.finish_bytes())
+    }
+    pub fn finish_bytes(self) -> [u8; 32] {
+        self.0.finalize().into()
     }
 }
 

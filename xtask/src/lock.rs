@@ -1,53 +1,156 @@
-//! An advisory lock on the store so that two xtask processes never write it at once.
+//! Advisory locks (flock) on the store and the download cache, and the sweep of what a killed
+//! process left behind: taking the store lock exclusively means no other process is writing
+//! the store, so every temp entry and work tree found then is stale and is removed.
 
+use crate::beneath::Dir;
 use anyhow::{Context, Result};
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
-pub struct StoreLock {
-    _file: File,
+/// A held lock; released when dropped (or when the process dies, however it dies).
+#[derive(Debug)]
+pub struct Lock {
+    file: File,
 }
 
-impl StoreLock {
-    /// Take the exclusive lock, telling the user when another process holds it.
-    pub fn exclusive(store: &Path) -> Result<StoreLock> {
-        std::fs::create_dir_all(store).with_context(|| format!("creating {}", store.display()))?;
-        let path = store.join(".lock");
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        // SAFETY: flock on a valid, owned descriptor.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+fn open(path: &Path) -> Result<File> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))
+}
+
+fn flock(file: &File, op: libc::c_int) -> std::io::Result<()> {
+    // SAFETY: flock on a valid, owned descriptor.
+    if unsafe { libc::flock(file.as_raw_fd(), op) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+impl Lock {
+    /// Take `path` exclusively, telling the user when another process holds it.
+    pub fn exclusive(path: &Path) -> Result<Lock> {
+        let file = open(path)?;
+        if flock(&file, libc::LOCK_EX | libc::LOCK_NB).is_err() {
             eprintln!("waiting for another reprovm process holding {}", path.display());
-            // SAFETY: as above.
-            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-                return Err(std::io::Error::last_os_error())
-                    .with_context(|| format!("locking {}", path.display()));
+            flock(&file, libc::LOCK_EX).with_context(|| format!("locking {}", path.display()))?;
+        }
+        Ok(Lock { file })
+    }
+
+    /// Take `path` exclusively if nobody holds it at all right now.
+    pub fn try_exclusive(path: &Path) -> Result<Option<Lock>> {
+        let file = open(path)?;
+        match flock(&file, libc::LOCK_EX | libc::LOCK_NB) {
+            Ok(()) => Ok(Some(Lock { file })),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("locking {}", path.display())),
+        }
+    }
+
+    /// Take `path` shared (several holders at once; excludes an exclusive holder).
+    pub fn shared(path: &Path) -> Result<Lock> {
+        let file = open(path)?;
+        flock(&file, libc::LOCK_SH).with_context(|| format!("locking {}", path.display()))?;
+        Ok(Lock { file })
+    }
+
+    /// Turn an exclusive lock into a shared one without letting go of it.
+    pub fn downgrade(self) -> Result<Lock> {
+        flock(&self.file, libc::LOCK_SH).context("downgrading a lock")?;
+        Ok(self)
+    }
+}
+
+/// The store lock of an output directory, taken exclusively; on the way in, the temp entries
+/// and work trees of killed processes are removed (nobody else can be writing them).
+pub fn store_exclusive(out: &Path) -> Result<Lock> {
+    let lock = Lock::exclusive(&out.join("store").join(".lock"))?;
+    sweep_stale(out)?;
+    Ok(lock)
+}
+
+/// Remove `store/.tmp-*`, `toolchain/.tmp-*` and everything in `work/`.
+fn sweep_stale(out: &Path) -> Result<()> {
+    for (dir, prefix) in [("store", Some(".tmp-")), ("toolchain", Some(".tmp-")), ("work", None)] {
+        let path = out.join(dir);
+        if !path.is_dir() {
+            continue;
+        }
+        let d = Dir::open(&path)?;
+        for name in d.names()? {
+            let stale = match prefix {
+                Some(p) => name.to_string_lossy().starts_with(p),
+                None => true,
+            };
+            if stale {
+                crate::progress::say(&format!(
+                    "removing {} (left by an interrupted run)",
+                    path.join(&name).display()
+                ));
+                d.remove_all(Path::new(&name))?;
             }
         }
-        Ok(StoreLock { _file: file })
     }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
     #[test]
     fn second_lock_in_another_process_blocks() {
         let t = tempfile::tempdir().unwrap();
-        let _l = StoreLock::exclusive(t.path()).unwrap();
+        let path = t.path().join(".lock");
+        let _l = Lock::exclusive(&path).unwrap();
         // flock(1) from util-linux in another process must fail to take it without waiting.
         let st = std::process::Command::new("flock")
             .arg("-n")
-            .arg(t.path().join(".lock"))
+            .arg(&path)
             .arg("true")
-            .status();
-        if let Ok(st) = st {
-            assert!(!st.success(), "a second process took the store lock");
+            .status()
+            .expect("flock(1) from util-linux is needed by this test");
+        assert!(!st.success(), "a second process took the lock");
+    }
+
+    #[test]
+    fn shared_holders_coexist_and_exclude_the_sweeper() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join(".lock");
+        let a = Lock::shared(&path).unwrap();
+        let b = Lock::shared(&path).unwrap();
+        assert!(Lock::try_exclusive(&path).unwrap().is_none());
+        drop((a, b));
+        let ex = Lock::try_exclusive(&path).unwrap().expect("free lock");
+        let _shared = ex.downgrade().unwrap();
+        let _another = Lock::shared(&path).unwrap();
+    }
+
+    #[test]
+    fn taking_the_store_lock_sweeps_stale_temp_entries() {
+        let t = tempfile::tempdir().unwrap();
+        let out = t.path();
+        for p in [
+            "store/.tmp-kernel-123/out",
+            "store/abc-kernel-1/out",
+            "work/abc-kernel/build",
+            "toolchain/.tmp-x/root",
+        ] {
+            std::fs::create_dir_all(out.join(p)).unwrap();
         }
+        let _l = store_exclusive(out).unwrap();
+        assert!(!out.join("store/.tmp-kernel-123").exists());
+        assert!(!out.join("toolchain/.tmp-x").exists());
+        assert!(!out.join("work/abc-kernel").exists());
+        assert!(out.join("store/abc-kernel-1/out").exists(), "a real entry was swept");
     }
 }

@@ -1,16 +1,38 @@
 //! Output manifests: every file of a store entry with its type, mode, size and sha256, and
-//! one `output_hash` over all of it (the identity compared by audits and pins).
+//! one `output_hash` over all of it (the identity compared by audits and pins). Trees are read
+//! through directory handles (`beneath.rs`): a symlink is recorded as a symlink, never followed.
 
-use crate::hash::{sha256_file, Hasher};
-use anyhow::{Context, Result};
+use crate::beneath::{Dir, Kind};
+use crate::hash::{sha256_reader, Hasher};
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use std::os::unix::fs::PermissionsExt;
+use std::fmt;
 use std::path::Path;
 
+/// What an output path is.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum FileKind {
+    File,
+    Dir,
+    Symlink,
+}
+
+impl fmt::Display for FileKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FileKind::File => "file",
+            FileKind::Dir => "dir",
+            FileKind::Symlink => "symlink",
+        })
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
 pub struct FileEntry {
     pub path: String,
-    pub kind: String,
+    pub kind: FileKind,
     pub mode: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
@@ -21,6 +43,7 @@ pub struct FileEntry {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
 pub struct Manifest {
     pub name: String,
     pub version: String,
@@ -30,49 +53,59 @@ pub struct Manifest {
     pub files: Vec<FileEntry>,
 }
 
-/// Walk `dir` in byte order of paths and describe every entry.
+/// Describe every entry below `dir`, in byte order of paths (each directory before its
+/// contents). Devices, FIFOs and sockets are refused: outputs hold files, directories and
+/// symlinks only.
 pub fn scan(dir: &Path) -> Result<Vec<FileEntry>> {
+    scan_dir(&Dir::open(dir)?)
+}
+
+/// [`scan`] of an open directory.
+pub fn scan_dir(d: &Dir) -> Result<Vec<FileEntry>> {
+    let dir = d.path();
     let mut out = Vec::new();
-    for e in walkdir::WalkDir::new(dir).min_depth(1).sort_by_file_name() {
-        let e = e?;
-        let rel = e.path().strip_prefix(dir)?.to_string_lossy().into_owned();
-        let meta = e.path().symlink_metadata()?;
-        let mode = meta.permissions().mode() & 0o7777;
-        let ft = meta.file_type();
-        let entry = if ft.is_symlink() {
-            let t = std::fs::read_link(e.path())?;
-            FileEntry {
-                path: rel,
-                kind: "symlink".into(),
-                mode: 0o777,
-                size: None,
-                sha256: None,
-                target: Some(t.to_string_lossy().into_owned()),
+    for e in d.walk()? {
+        let path = e.path.to_string_lossy().into_owned();
+        let entry = match e.kind {
+            Kind::Symlink => {
+                let t = d.read_link(&e.path)?;
+                let target = Some(t.to_string_lossy().into_owned());
+                FileEntry {
+                    path,
+                    kind: FileKind::Symlink,
+                    mode: 0o777,
+                    size: None,
+                    sha256: None,
+                    target,
+                }
             }
-        } else if ft.is_dir() {
-            FileEntry {
-                path: rel,
-                kind: "dir".into(),
-                mode,
+            Kind::Dir => FileEntry {
+                path,
+                kind: FileKind::Dir,
+                mode: e.mode,
                 size: None,
                 sha256: None,
                 target: None,
+            },
+            Kind::File => {
+                let mut f = d.open_file(&e.path)?;
+                let (sha, size) = sha256_reader(&mut f)
+                    .with_context(|| format!("reading {}", dir.join(&e.path).display()))?;
+                FileEntry {
+                    path,
+                    kind: FileKind::File,
+                    mode: e.mode,
+                    size: Some(size),
+                    sha256: Some(sha),
+                    target: None,
+                }
             }
-        } else if ft.is_file() {
-            let (sha, size) = sha256_file(e.path())?;
-            FileEntry {
-                path: rel,
-                kind: "file".into(),
-                mode,
-                size: Some(size),
-                sha256: Some(sha),
-                target: None,
+            Kind::Special => {
+                bail!(
+                    "{}: outputs may only hold files, directories and symlinks",
+                    dir.join(&e.path).display()
+                )
             }
-        } else {
-            anyhow::bail!(
-                "{}: outputs may only hold files, directories and symlinks",
-                e.path().display()
-            );
         };
         out.push(entry);
     }
@@ -96,24 +129,32 @@ pub fn output_hash(files: &[FileEntry]) -> String {
 }
 
 /// Canonicalise an output tree like Nix does: mtimes to SOURCE_DATE_EPOCH, no setuid/setgid,
-/// no group/other write bits.
+/// no group/other write bits, everything readable. Symlinks keep their (meaningless) mode.
 pub fn normalize(dir: &Path, epoch: i64) -> Result<()> {
-    let t = filetime::FileTime::from_unix_time(epoch, 0);
-    for e in walkdir::WalkDir::new(dir).contents_first(true) {
-        let e = e?;
-        let meta = e.path().symlink_metadata()?;
-        if !meta.file_type().is_symlink() {
-            let mode = meta.permissions().mode() & 0o777 & !0o022;
-            let mode = if meta.is_dir() { mode | 0o755 } else { mode | 0o444 };
-            std::fs::set_permissions(e.path(), std::fs::Permissions::from_mode(mode))
-                .with_context(|| format!("chmod {}", e.path().display()))?;
+    let d = Dir::open(dir)?;
+    let entries = d.walk()?;
+    // Deepest first: re-timing a child must not come after its directory's final time.
+    for e in entries.iter().rev() {
+        match e.kind {
+            Kind::Special => {
+                bail!(
+                    "{}: outputs may only hold files, directories and symlinks",
+                    dir.join(&e.path).display()
+                )
+            }
+            Kind::Symlink => {}
+            Kind::Dir => d.set_mode(&e.path, (e.mode & 0o777 & !0o022) | 0o755)?,
+            Kind::File => d.set_mode(&e.path, (e.mode & 0o777 & !0o022) | 0o444)?,
         }
-        filetime::set_symlink_file_times(e.path(), t, t)
-            .with_context(|| format!("setting times on {}", e.path().display()))?;
+        d.set_mtime(&e.path, epoch)?;
     }
-    Ok(())
+    let top = d.metadata(Path::new(""))?.context("output directory vanished")?;
+    d.set_mode(Path::new(""), (top.mode & 0o777 & !0o022) | 0o755)?;
+    d.set_mtime(Path::new(""), epoch)
 }
 
+/// Read a manifest file. A missing file is an error here; callers that treat "absent" as
+/// "not built" check for it first (see `store::lookup`).
 pub fn read(path: &Path) -> Result<Manifest> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -123,6 +164,8 @@ pub fn read(path: &Path) -> Result<Manifest> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
     #[test]
     fn scan_and_hash_see_content_and_mode() {
         let t = tempfile::tempdir().unwrap();
@@ -136,5 +179,62 @@ mod tests {
         std::fs::set_permissions(t.path().join("d/f"), std::fs::Permissions::from_mode(0o755))
             .unwrap();
         assert_ne!(h1, output_hash(&scan(t.path()).unwrap()));
+    }
+
+    #[test]
+    fn a_symlink_out_is_recorded_not_followed_and_its_target_untouched() {
+        let t = tempfile::tempdir().unwrap();
+        let host = t.path().join("host");
+        std::fs::write(&host, "secret").unwrap();
+        std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let out = t.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        std::os::unix::fs::symlink(&host, out.join("hd.img")).unwrap();
+        normalize(&out, 1).unwrap();
+        let files = scan(&out).unwrap();
+        assert_eq!(files[0].kind, FileKind::Symlink);
+        assert_eq!(files[0].target.as_deref(), Some(host.to_str().unwrap()));
+        assert!(files[0].sha256.is_none());
+        let m = std::fs::metadata(&host).unwrap();
+        assert_eq!(
+            m.permissions().mode() & 0o777,
+            0o600,
+            "normalize chmod-ed the symlink's target"
+        );
+    }
+
+    #[test]
+    fn a_fifo_is_refused_by_name() {
+        let t = tempfile::tempdir().unwrap();
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            t.path().join("pipe").as_path(),
+            rustix::fs::Mode::from_raw_mode(0o644),
+        )
+        .unwrap();
+        let e = normalize(t.path(), 1).unwrap_err();
+        assert!(format!("{e:#}").contains("pipe: outputs may only hold"), "{e:#}");
+    }
+
+    #[test]
+    fn manifest_json_round_trips_with_the_same_kind_strings() {
+        let m = Manifest {
+            name: "n".into(),
+            version: "1".into(),
+            input_hash: "i".into(),
+            toolchain: "t".into(),
+            output_hash: "o".into(),
+            files: vec![FileEntry {
+                path: "l".into(),
+                kind: FileKind::Symlink,
+                mode: 0o777,
+                size: None,
+                sha256: None,
+                target: Some("x".into()),
+            }],
+        };
+        let text = serde_json::to_string(&m).unwrap();
+        assert!(text.contains("\"kind\":\"symlink\""), "{text}");
+        assert_eq!(serde_json::from_str::<Manifest>(&text).unwrap(), m);
     }
 }

@@ -14,6 +14,8 @@ pub struct Project {
     pub host_toolchain: bool,
     /// Dependency substitutions from `--use DEP=RECIPE`.
     pub uses: Vec<String>,
+    /// Debian mirror base URLs (`REPROVM_DEBIAN_MIRROR` or the host's apt sources).
+    pub debian_mirrors: Vec<String>,
 }
 
 impl Project {
@@ -30,6 +32,7 @@ impl Project {
             cache,
             host_toolchain: false,
             uses: Vec::new(),
+            debian_mirrors: crate::debian::mirrors(),
         }
     }
 

@@ -46,7 +46,7 @@ fn qemu_command(project: &Project, a: &RunArgs) -> Result<Command> {
             p.display()
         );
     }
-    let qemu = which("qemu-system-x86_64").context(
+    let qemu = crate::util::find_on_path("qemu-system-x86_64").context(
         "qemu-system-x86_64 not found: install it (Debian: apt-get install qemu-system-x86)",
     )?;
     let mut c = Command::new(qemu);
@@ -77,12 +77,13 @@ fn qemu_command(project: &Project, a: &RunArgs) -> Result<Command> {
     Ok(c)
 }
 
-pub fn which(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")
-        .and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|f| f.is_file()))
+impl RunArgs {
+    pub fn run(&self, project: &Project) -> Result<()> {
+        run(project, self)
+    }
 }
 
-pub fn run(project: &Project, a: &RunArgs) -> Result<()> {
+fn run(project: &Project, a: &RunArgs) -> Result<()> {
     let mut c = qemu_command(project, a)?;
     c.args(["-nographic", "-serial", "mon:stdio"]);
     eprintln!(
@@ -145,16 +146,20 @@ fn ssh(port: u16, key: &Path, cmd: &str) -> Result<(bool, String)> {
     Ok((out.status.success(), text))
 }
 
+impl BootTestArgs {
+    pub fn run(&self, project: &Project) -> Result<()> {
+        boot_test(project, self)
+    }
+}
+
 /// Boot, log in with a key made now, run the checks, power off. Fails with the console log.
-pub fn boot_test(project: &Project, a: &BootTestArgs) -> Result<()> {
+fn boot_test(project: &Project, a: &BootTestArgs) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let key = dir.path().join("id_ed25519");
-    let st = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(&key)
-        .status()
-        .context("running ssh-keygen (install openssh-client)")?;
-    anyhow::ensure!(st.success(), "ssh-keygen failed");
+    crate::util::run_checked(
+        Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&key),
+    )
+    .context("making a key for the test (install openssh-client)")?;
     let mut args = a.run.clone();
     args.ssh_key = Some(key.with_extension("pub"));
     args.ssh_port = free_port()?;

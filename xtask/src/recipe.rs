@@ -6,7 +6,11 @@
 use crate::hash::is_sha256_hex;
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+/// How long a build may run when its recipe names no `timeout`.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(4 * 3600);
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -35,6 +39,47 @@ pub struct Recipe {
     pub rootfs: Option<RootfsSpec>,
     /// ext4 image parameters.
     pub image: Option<ImageSpec>,
+    /// Longest time the build may take, e.g. "90m", "4h", "30s" (default 4h); after it the
+    /// whole sandbox is killed and the log's tail shown.
+    pub timeout: Option<String>,
+}
+
+impl Recipe {
+    /// The recipe's SOURCE_DATE_EPOCH (its `[env]` value, validated at parse time).
+    pub fn source_date_epoch(&self) -> i64 {
+        self.env
+            .get("SOURCE_DATE_EPOCH")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(crate::build::DEFAULT_SOURCE_DATE_EPOCH)
+    }
+
+    /// The build's time limit.
+    pub fn timeout(&self) -> anyhow::Result<Duration> {
+        match &self.timeout {
+            None => Ok(DEFAULT_TIMEOUT),
+            Some(t) => {
+                parse_duration(t).map_err(|e| anyhow::format_err!("recipe {}: {e}", self.name))
+            }
+        }
+    }
+}
+
+/// "30s", "90m", "4h" (a positive whole number and a unit).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad =
+        || format!("timeout `{s}`: expected a number with a unit, like \"90m\", \"4h\" or \"30s\"");
+    let (num, unit) = s.trim().split_at(s.trim().len().saturating_sub(1));
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(bad()),
+    };
+    if secs == 0 {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs(secs))
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -131,6 +176,131 @@ pub struct ImageSpec {
     pub qcow2: bool,
 }
 
+/// `DEP:SRC -> DEST` of `[rootfs] install`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Install {
+    pub dep: String,
+    pub src: PathBuf,
+    pub dest: PathBuf,
+}
+
+/// `PATH c|b MAJOR MINOR MODE` of `[rootfs] devices`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    pub path: PathBuf,
+    pub block: bool,
+    pub major: u32,
+    pub minor: u32,
+    pub mode: u32,
+}
+
+/// A path inside a tree (a rootfs, a dependency's output, the recipes): relative (a leading
+/// `/` is allowed and means the tree's top where `allow_root` says so), never `..`.
+pub fn tree_path(p: &str, allow_root: bool) -> Result<PathBuf, String> {
+    let mut out = PathBuf::new();
+    for c in Path::new(p).components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::CurDir => {}
+            Component::RootDir if allow_root => {}
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(format!("`{p}` must be a relative path"))
+            }
+            Component::ParentDir => return Err(format!("`{p}` must not contain `..`")),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        return Err(format!("`{p}` names no file"));
+    }
+    Ok(out)
+}
+
+fn arrow(s: &str) -> Result<(&str, &str), String> {
+    s.split_once("->")
+        .map(|(a, b)| (a.trim(), b.trim()))
+        .ok_or_else(|| format!("`{s}`: expected `SRC -> DEST`"))
+}
+
+/// `DEP:PATH`, with PATH inside the dependency's output.
+pub fn dep_path(s: &str) -> Result<(String, PathBuf), String> {
+    let (dep, rel) = s.split_once(':').ok_or_else(|| format!("`{s}`: expected `DEP:PATH`"))?;
+    Ok((dep.trim().to_string(), tree_path(rel.trim(), false)?))
+}
+
+/// One `install` entry: `DEP:SRC -> DEST`.
+pub fn parse_install(i: &str) -> Result<Install, String> {
+    let (src, dest) = arrow(i)?;
+    let (dep, src) = dep_path(src).map_err(|e| format!("install {e}"))?;
+    Ok(Install { dep, src, dest: tree_path(dest, true)? })
+}
+
+/// One `dirs` entry: `PATH[:MODE]` (default 0755).
+pub fn parse_dir(d: &str) -> Result<(PathBuf, u32), String> {
+    match d.split_once(':') {
+        Some((p, m)) => Ok((
+            tree_path(p, true)?,
+            u32::from_str_radix(m, 8).map_err(|_| format!("`{d}`: bad octal mode"))?,
+        )),
+        None => Ok((tree_path(d, true)?, 0o755)),
+    }
+}
+
+/// One `symlinks` entry: `LINK -> TARGET` (the target is symlink content, stored as is).
+pub fn parse_symlink(s: &str) -> Result<(PathBuf, String), String> {
+    let (link, target) = arrow(s)?;
+    if target.is_empty() {
+        return Err(format!("`{s}`: empty symlink target"));
+    }
+    Ok((tree_path(link, true)?, target.to_string()))
+}
+
+/// One `devices` entry: `PATH c|b MAJOR MINOR MODE`.
+pub fn parse_device(d: &str) -> Result<Device, String> {
+    let f: Vec<&str> = d.split_whitespace().collect();
+    if f.len() != 5 || !(f[1] == "c" || f[1] == "b") {
+        return Err(format!("device `{d}`: expected `PATH c|b MAJOR MINOR MODE`"));
+    }
+    let num = |s: &str| s.parse::<u32>().map_err(|_| format!("device `{d}`: bad number `{s}`"));
+    Ok(Device {
+        path: tree_path(f[0], true)?,
+        block: f[1] == "b",
+        major: num(f[2])?,
+        minor: num(f[3])?,
+        mode: u32::from_str_radix(f[4], 8).map_err(|_| format!("device `{d}`: bad octal mode"))?,
+    })
+}
+
+/// Debian package name syntax (Policy 5.6.1): lowercase letters, digits, `+ - .`, at least two
+/// characters, starting with a letter or digit.
+fn is_debian_package(s: &str) -> bool {
+    s.len() >= 2
+        && s.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b))
+}
+
+/// Debian version syntax (Policy 5.6.12): `[EPOCH:]UPSTREAM[-REVISION]`, upstream starting
+/// with a digit, from `A-Za-z0-9.+~-`.
+fn is_debian_version(s: &str) -> bool {
+    let rest = match s.split_once(':') {
+        Some((epoch, rest)) => {
+            if epoch.is_empty() || !epoch.bytes().all(|b| b.is_ascii_digit()) {
+                return false;
+            }
+            rest
+        }
+        None => s,
+    };
+    rest.bytes().next().is_some_and(|b| b.is_ascii_digit())
+        && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b"+.~-".contains(&b))
+}
+
+/// A file name in the Debian archive's pool: no directories, from `A-Za-z0-9.+~_-`.
+fn is_debian_file(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"+.~_-".contains(&b))
+}
+
 fn default_true() -> bool {
     true
 }
@@ -209,12 +379,38 @@ fn validate(path: &Path, text: &str, display: &str, r: &Recipe) -> Result<(), Re
             ));
         }
     }
-    for f in r.files.iter().chain(r.kconfig.iter().flat_map(|k| k.fragments.iter())) {
-        if f.starts_with('/') || f.split('/').any(|c| c == "..") {
-            return Err(err(f, format!("file `{f}` must be a relative path inside recipes/")));
+    for s in &r.sources {
+        if let Some(d) = &s.debian {
+            if !is_debian_package(&d.package) {
+                return Err(err(&format!("\"{}\"", d.package), format!(
+                    "debian.package `{}` is not a Debian package name (lowercase letters, digits, `+-.`, at least 2)",
+                    d.package
+                )));
+            }
+            if !is_debian_version(&d.version) {
+                return Err(err(
+                    &d.version,
+                    format!(
+                        "debian.version `{}` is not a Debian version ([EPOCH:]UPSTREAM[-REVISION])",
+                        d.version
+                    ),
+                ));
+            }
+            if !is_debian_file(&d.file) {
+                return Err(err(
+                    &format!("\"{}\"", d.file),
+                    format!("debian.file `{}` must be a plain file name of the pool", d.file),
+                ));
+            }
         }
     }
+    for f in r.files.iter().chain(r.kconfig.iter().flat_map(|k| k.fragments.iter())) {
+        tree_path(f, false).map_err(|e| err(f, format!("file {e} inside recipes/")))?;
+    }
     if let Some(k) = &r.kconfig {
+        tree_path(&k.config, false).map_err(|e| {
+            err(&k.config, format!("kconfig.config {e} inside the build directory"))
+        })?;
         for frag in &k.fragments {
             if !r.files.contains(frag) {
                 return Err(err(
@@ -223,6 +419,63 @@ fn validate(path: &Path, text: &str, display: &str, r: &Recipe) -> Result<(), Re
                 ));
             }
         }
+    }
+    if let Some(fs) = &r.rootfs {
+        for i in &fs.install {
+            let inst = parse_install(i).map_err(|e| err(i, e))?;
+            if !r.deps.contains(&inst.dep) {
+                return Err(err(i, format!("install from `{}`, which is not in `deps`", inst.dep)));
+            }
+        }
+        for d in &fs.dirs {
+            parse_dir(d).map_err(|e| err(d, e))?;
+        }
+        for l in &fs.symlinks {
+            parse_symlink(l).map_err(|e| err(l, e))?;
+        }
+        for d in &fs.devices {
+            parse_device(d).map_err(|e| err(d, e))?;
+        }
+        if let Some(a) = &fs.applet_links {
+            dep_path(a).map_err(|e| err(a, format!("applet-links {e}")))?;
+        }
+        for o in &fs.overlays {
+            tree_path(o, false).map_err(|e| err(o, format!("overlay {e} inside recipes/")))?;
+        }
+        for l in &fs.library_path {
+            if l.split('/').any(|c| c == "..") || !l.starts_with('/') {
+                return Err(err(l, format!("library-path `{l}` must be an absolute directory of the toolchain, without `..`")));
+            }
+        }
+    }
+    if let Some(img) = &r.image {
+        let own = img.rootfs == r.name && r.rootfs.is_some();
+        if !own && !r.deps.contains(&img.rootfs) {
+            return Err(err(&img.rootfs, format!(
+                "image rootfs `{}` must be a dependency (or this recipe itself, when it has [rootfs])",
+                img.rootfs
+            )));
+        }
+        let label_ok = !img.label.is_empty()
+            && img.label.len() <= 16
+            && img.label.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if !label_ok {
+            return Err(err(
+                &img.label,
+                format!("image label `{}`: 1 to 16 of A-Z a-z 0-9 . _ -", img.label),
+            ));
+        }
+    }
+    if let Some(v) = r.env.get("SOURCE_DATE_EPOCH") {
+        if v.parse::<u64>().is_err() {
+            return Err(err(
+                v,
+                format!("SOURCE_DATE_EPOCH `{v}` must be a whole number of seconds"),
+            ));
+        }
+    }
+    if let Some(t) = &r.timeout {
+        parse_duration(t).map_err(|e| err(t, e))?;
     }
     if r.rootfs.is_none() && r.image.is_none() && r.build.script.trim().is_empty() {
         return Err(err(
@@ -300,6 +553,86 @@ script = "true"
         assert!(e.contains("64 lowercase hex"), "{e}");
         let e = parse_str(&OK.replace("name = \"t\"", "name = \"u\"")).unwrap_err().to_string();
         assert!(e.contains("must match the file name"), "{e}");
+    }
+
+    #[test]
+    fn debian_fields_follow_debian_syntax() {
+        let with = |pkg: &str, ver: &str, file: &str| {
+            let text = OK.replace(
+                "size = 3\n",
+                &format!("size = 3\ndebian = {{ package = \"{pkg}\", version = \"{ver}\", file = \"{file}\" }}\n"),
+            );
+            parse_str(&text)
+        };
+        assert!(with("busybox", "1:1.35.0-4+deb12u1", "busybox_1.35.0.orig.tar.bz2").is_ok());
+        for (pkg, ver, file, what) in [
+            ("", "1", "f.tar", "debian.package ``"),
+            ("B", "1", "f.tar", "debian.package `B`"),
+            ("a/b", "1", "f.tar", "debian.package `a/b`"),
+            ("busybox", "x1", "f.tar", "debian.version `x1`"),
+            ("busybox", "1 2", "f.tar", "debian.version `1 2`"),
+            ("busybox", "1", "../f.tar", "debian.file `../f.tar`"),
+            ("busybox", "1", "a/f.tar", "debian.file `a/f.tar`"),
+        ] {
+            let e = with(pkg, ver, file).unwrap_err().to_string();
+            assert!(
+                e.starts_with("recipes/t.toml:") && e.contains(what),
+                "{pkg} {ver} {file}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn absolute_and_parent_paths_are_refused_with_their_position() {
+        let rootfs = |table: &str| {
+            parse_str(&format!(
+                "name = \"t\"\nversion = \"1\"\ndeps = [\"d\"]\n[rootfs]\n{table}\n[build]\noutputs = []\n"
+            ))
+        };
+        for (table, line, what) in [
+            (
+                "install = [\"d:bin/x -> /bin/x\", \"d:../../etc/passwd -> etc/x\"]",
+                5,
+                "must not contain `..`",
+            ),
+            ("install = [\"d:/etc/passwd -> etc/x\"]", 5, "must be a relative path"),
+            ("install = [\"e:bin/x -> bin/x\"]", 5, "not in `deps`"),
+            ("applet-links = \"d:../links\"", 5, "must not contain `..`"),
+            ("overlays = [\"/home/me/overlay\"]", 5, "must be a relative path"),
+            ("overlays = [\"../elsewhere\"]", 5, "must not contain `..`"),
+            ("dirs = [\"../tmp:1777\"]", 5, "must not contain `..`"),
+            ("devices = [\"dev/../../x c 1 3 0666\"]", 5, "must not contain `..`"),
+            ("symlinks = [\"../l -> /x\"]", 5, "must not contain `..`"),
+        ] {
+            let e = rootfs(table).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!("recipes/t.toml:{line}:")) && e.contains(what),
+                "{table}: {e}"
+            );
+        }
+        // Absolute paths inside the rootfs mean its top, and symlink targets are content.
+        assert!(rootfs("install = [\"d:bin/x -> /bin/x\"]\nsymlinks = [\"init -> /bin/busybox\"]")
+            .is_ok());
+        let e =
+            parse_str(&OK.replace("version = \"1\"", "version = \"1\"\nfiles = [\"/etc/passwd\"]"))
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("must be a relative path"), "{e}");
+    }
+
+    #[test]
+    fn timeouts_parse_and_bad_ones_are_refused() {
+        assert_eq!(parse_duration("90m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("4h"), Ok(Duration::from_secs(14400)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        for bad in ["", "0s", "10", "1d", "m", "-1m"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        let e = parse_str(&OK.replace("version = \"1\"", "version = \"1\"\ntimeout = \"soon\""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("recipes/t.toml:4:12:") && e.contains("timeout `soon`"), "{e}");
+        assert_eq!(parse_str(OK).unwrap().timeout().unwrap(), DEFAULT_TIMEOUT);
     }
 
     #[test]

@@ -136,12 +136,13 @@ fn assemble_image_requires_a_reproducible_mke2fs() {
     tar.append(&h, &b"hi\n"[..]).unwrap();
     tar.finish().unwrap();
     drop(tar);
+    fs::write(build.join("deps/root/content-bytes"), "3").unwrap();
     let out = t.path().join("out");
     let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .env("PATH", format!("/usr/sbin:/sbin:{}", std::env::var("PATH").unwrap_or_default()))
         .arg("--recipes")
         .arg(&recipes)
-        .args(["assemble", "disk", "--id", "test", "--build-dir"])
+        .args(["assemble", "disk", "--build-dir"])
         .arg(&build)
         .arg("--out")
         .arg(&out)

@@ -196,7 +196,7 @@ fn outputs_do_not_depend_on_checkout_path_tz_umask_locale_hostname_or_jobs() {
     );
     assert_eq!(
         fs::read_to_string(store_out(&out_b, "repro").join("out/pwd")).unwrap().trim(),
-        "/build"
+        "/build/src"
     );
     assert_eq!(ma, mb, "the same recipe built under different host conditions differs");
 }
@@ -275,7 +275,7 @@ fn audit_passes_for_a_reproducible_recipe_and_explains_a_nondeterministic_one() 
     let o = audit("nondet", &["--json", "--bundle", bundle.to_str().unwrap()]);
     assert!(!o.status.success(), "a nondeterministic recipe passed the audit");
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(report["schema"], "reprovm-audit/1");
+    assert_eq!(report["schema"], "reprovm-audit/2");
     assert_eq!(report["ok"], false);
     let diffs = report["targets"][0]["differences"].as_array().unwrap();
     let by_path = |p: &str| {
@@ -286,7 +286,7 @@ fn audit_passes_for_a_reproducible_recipe_and_explains_a_nondeterministic_one() 
             .unwrap_or_default()
     };
     assert!(by_path("prog").contains("section .rodata differs"), "{diffs:?}");
-    assert!(by_path("stamp").contains("+++ rebuild"), "{diffs:?}");
+    assert!(by_path("stamp").contains("+++ the rebuild"), "{diffs:?}");
     assert!(diffs.iter().all(|d| d["path"] != "stable"), "{diffs:?}");
     let z = zip::ZipArchive::new(fs::File::open(&bundle).unwrap()).unwrap();
     let names: Vec<&str> = z.file_names().collect();

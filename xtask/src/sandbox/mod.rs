@@ -1,17 +1,24 @@
 //! The hermetic build sandbox: Linux user, mount, PID, network, UTS and IPC namespaces set up
 //! in Rust (no bwrap). The xtask binary re-executes itself as the namespace's init; see
 //! `init.rs`. Inside: the toolchain root read-only as `/`, the work tree at `/build`, the
-//! output at `/out`, fresh `/proc`, a minimal `/dev`, tmpfs `/tmp`, uid/gid 0, hostname
-//! `reprovm`, loopback only, a fixed environment. Every process dies with the build.
+//! output at `/out`, fresh `/proc` with `/proc/sys` read-only, a minimal `/dev`, tmpfs `/tmp`,
+//! uid/gid 0, hostname `reprovm`, loopback only, a fixed environment. The build itself runs
+//! in a nested user namespace (the mounts are locked), with no capabilities, `no_new_privs`
+//! and a seccomp filter (`lockdown.rs`, `seccomp.rs`). Every process dies with the build; a
+//! build that outlives its timeout is killed whole.
 
+mod ids;
 mod init;
+mod lockdown;
 mod preflight;
+mod seccomp;
 pub mod testroot;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 pub use init::maybe_run_init;
 #[allow(unused_imports)]
@@ -28,6 +35,7 @@ pub const HOME: &str = "/homeless";
 pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Bind {
     pub src: PathBuf,
     pub dest: PathBuf,
@@ -36,6 +44,7 @@ pub struct Bind {
 
 /// Everything the init needs, serialised to JSON next to the work tree.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Spec {
     /// Read-only root (the toolchain store entry).
     pub root: PathBuf,
@@ -46,6 +55,15 @@ pub struct Spec {
     /// Leave the root writable (only for fix-ups of a root being materialised).
     #[serde(default)]
     pub root_rw: bool,
+}
+
+/// What the init reads: the spec and, when the xtask runs as root, the host id the sandbox's
+/// uid/gid 0 maps to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InitSpec {
+    spec: Spec,
+    host_id: Option<u32>,
 }
 
 /// The fixed environment every build sees; nothing from the host leaks in.
@@ -67,50 +85,113 @@ pub fn base_env(source_date_epoch: i64, jobs: usize) -> Vec<(String, String)> {
     ]
 }
 
-/// Run `spec` in a fresh sandbox; stdout and stderr go to `log`. Returns the exit code.
-pub fn run(spec: &Spec, spec_path: &Path, log: &Path) -> Result<i32> {
-    preflight::check()?;
-    for m in MOUNT_POINTS {
-        let p = spec.root.join(m);
-        anyhow::ensure!(
-            p.is_dir(),
-            "sandbox root {} lacks the mount point /{m}; rematerialise it",
-            spec.root.display()
-        );
+/// A sandbox that outlived its time limit (killed, with everything in it).
+#[derive(Debug, thiserror::Error)]
+#[error("timed out after {}: the sandbox and every process in it were killed", crate::progress::human_duration(*.0))]
+pub struct Timeout(pub Duration);
+
+/// A started sandbox: the lease of its host id and the trees handed to that id.
+struct Prepared {
+    lease: Option<ids::Lease>,
+    writable: Vec<PathBuf>,
+}
+
+impl Prepared {
+    /// Check the root, lease an id when root, hand the writable trees to it, write the spec.
+    fn new(spec: &Spec, spec_path: &Path) -> Result<Prepared> {
+        preflight::check()?;
+        for m in MOUNT_POINTS {
+            let p = spec.root.join(m);
+            anyhow::ensure!(
+                p.is_dir(),
+                "sandbox root {} lacks the mount point /{m}; rematerialise it",
+                spec.root.display()
+            );
+        }
+        let mut writable: Vec<PathBuf> =
+            spec.binds.iter().filter(|b| b.rw).map(|b| b.src.clone()).collect();
+        if spec.root_rw {
+            writable.push(spec.root.clone());
+        }
+        let lease = if ids::is_root() { Some(ids::lease()?) } else { None };
+        if let Some(l) = &lease {
+            for w in &writable {
+                ids::chown_tree(w, l.id, l.id)
+                    .with_context(|| format!("handing {} to the sandbox's id", w.display()))?;
+            }
+        }
+        let init = InitSpec { spec: spec.clone(), host_id: lease.as_ref().map(|l| l.id) };
+        std::fs::write(spec_path, serde_json::to_vec_pretty(&init)?)
+            .with_context(|| format!("writing {}", spec_path.display()))?;
+        Ok(Prepared { lease, writable })
     }
-    let json = serde_json::to_vec_pretty(spec)?;
-    std::fs::write(spec_path, json).with_context(|| format!("writing {}", spec_path.display()))?;
+
+    /// Take the writable trees back for root (they are the host's files again).
+    fn finish(self) -> Result<()> {
+        if self.lease.is_some() {
+            for w in &self.writable {
+                ids::chown_tree(w, 0, 0).with_context(|| format!("taking back {}", w.display()))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn init_command(spec_path: &Path) -> Command {
     // /proc/self/exe works even if the binary was replaced on disk while a build runs.
-    let exe = PathBuf::from("/proc/self/exe");
+    let mut c = Command::new("/proc/self/exe");
+    c.env_clear().env(INIT_ENV, spec_path);
+    c
+}
+
+/// Wait for the init, killing it (and so the whole sandbox) when `timeout` passes.
+fn wait(child: &mut Child, timeout: Option<Duration>) -> Result<ExitStatus> {
+    let start = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait()? {
+            return Ok(st);
+        }
+        if timeout.is_some_and(|t| start.elapsed() > t) {
+            // The init is the parent of the namespace's PID 1, which dies with it
+            // (PR_SET_PDEATHSIG); with PID 1 gone the kernel kills every process inside.
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(Timeout(timeout.unwrap_or_default()).into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn code_of(st: ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(9))
+}
+
+/// Run `spec` in a fresh sandbox; stdout and stderr go to `log`. Returns the exit code.
+pub fn run(spec: &Spec, spec_path: &Path, log: &Path, timeout: Option<Duration>) -> Result<i32> {
+    let prepared = Prepared::new(spec, spec_path)?;
     let logf = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .with_context(|| format!("opening {}", log.display()))?;
-    let status = Command::new(exe)
-        .env_clear()
-        .env(INIT_ENV, spec_path)
+    let mut child = init_command(spec_path)
         .stdin(Stdio::null())
         .stdout(logf.try_clone()?)
         .stderr(logf)
-        .status()
+        .spawn()
         .context("starting the sandbox")?;
-    Ok(status.code().unwrap_or(128 + 9))
+    let status = wait(&mut child, timeout);
+    prepared.finish()?;
+    Ok(code_of(status?))
 }
 
 /// Like `run`, but with the terminal attached (menuconfig).
 pub fn run_interactive(spec: &Spec, spec_path: &Path) -> Result<i32> {
-    preflight::check()?;
-    std::fs::write(spec_path, serde_json::to_vec_pretty(spec)?)?;
-    let status = Command::new("/proc/self/exe").env_clear().env(INIT_ENV, spec_path).status()?;
-    Ok(status.code().unwrap_or(137))
-}
-
-/// Like `run`, but the root stays writable (toolchain fix-ups such as ldconfig).
-pub fn run_with_rw_root(spec: &Spec, spec_path: &Path, log: &Path) -> Result<i32> {
-    let mut s = spec.clone();
-    s.root_rw = true;
-    run(&s, spec_path, log)
+    let prepared = Prepared::new(spec, spec_path)?;
+    let status = init_command(spec_path).status().context("starting the sandbox");
+    prepared.finish()?;
+    Ok(code_of(status?))
 }
 
 /// Run `cmd` over `root` with empty /build and /out; its output goes to our stdout/stderr.
@@ -134,7 +215,10 @@ pub fn exec_capture(root: &Path, cmd: &[String]) -> Result<i32> {
         root_rw: false,
     };
     let log = t.path().join("log");
-    let code = run(&spec, &t.path().join("spec.json"), &log)?;
-    print!("{}", std::fs::read_to_string(&log).unwrap_or_default());
+    let code = run(&spec, &t.path().join("spec.json"), &log, None)?;
+    print!(
+        "{}",
+        std::fs::read_to_string(&log).with_context(|| format!("reading {}", log.display()))?
+    );
     Ok(code)
 }

@@ -51,7 +51,9 @@ pub fn make(root: &Path) -> Result<()> {
         datas.push((PathBuf::from(p), data));
     }
     let dirs: Vec<String> = elf::DEFAULT_LIB_DIRS.iter().map(|s| s.to_string()).collect();
-    for (install, real) in elf::closure(Path::new("/"), &datas, &dirs)? {
+    for (install, real) in elf::closure(&crate::beneath::Dir::open(Path::new("/"))?, &datas, &dirs)?
+    {
+        let real = Path::new("/").join(real);
         let dest = root.join(install.strip_prefix("/").unwrap_or(&install));
         std::fs::create_dir_all(dest.parent().unwrap_or(root))?;
         std::fs::copy(&real, &dest).with_context(|| format!("copying {}", real.display()))?;

@@ -1,0 +1,48 @@
+//! The one HTTP client: connect and read timeouts, identity encoding (bytes are hashed as
+//! they arrive, so no transparent decompression), errors that say which URL and why.
+
+use std::io::Read;
+use std::time::Duration;
+
+/// Why a GET failed; callers try the next origin either way.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// The server answered, without the file.
+    #[error("HTTP {0}")]
+    Status(u16),
+    /// No answer, or a broken one.
+    #[error("{0}")]
+    Transport(String),
+}
+
+/// A client with timeouts for every request (a stalled mirror cannot hang a build).
+#[derive(Clone)]
+pub struct Client {
+    agent: ureq::Agent,
+}
+
+impl Default for Client {
+    fn default() -> Self {
+        Client::new()
+    }
+}
+
+impl Client {
+    pub fn new() -> Client {
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(15))
+            .timeout_read(Duration::from_secs(60))
+            .user_agent("reprovm/1")
+            .build();
+        Client { agent }
+    }
+
+    /// Start a GET; the body is read from the returned reader.
+    pub fn get(&self, url: &str) -> Result<Box<dyn Read + Send + Sync + 'static>, HttpError> {
+        match self.agent.get(url).set("Accept-Encoding", "identity").call() {
+            Ok(r) => Ok(r.into_reader()),
+            Err(ureq::Error::Status(code, _)) => Err(HttpError::Status(code)),
+            Err(e) => Err(HttpError::Transport(e.to_string().replace('\n', " "))),
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! Small general helpers shared by unrelated modules (nothing here knows about recipes).
+
+use anyhow::{Context, Result};
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Parallel jobs when none are given: the CPU count.
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// Write `data` to `path` through a temp file in the same directory, fsync and rename, so a
+/// reader sees the old bytes or the new ones and never half of them.
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let dir = path.parent().context("no parent directory")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    std::io::Write::write_all(&mut tmp, data)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("writing {}", path.display()))?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+/// The first `name` on the caller's PATH.
+pub fn find_on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|f| f.is_file()))
+}
+
+/// The last `n` lines of a text file ("" when it cannot be read: for error messages only).
+pub fn tail_lines(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// A command line for messages: the program and its arguments, quoted where needed. Never
+/// executed: commands are always built argument by argument.
+pub fn display_command(cmd: &Command) -> String {
+    let quote = |s: &OsStr| {
+        let s = s.to_string_lossy();
+        if !s.is_empty()
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
+        {
+            s.into_owned()
+        } else {
+            format!("'{}'", s.replace('\'', "'\\''"))
+        }
+    };
+    std::iter::once(quote(cmd.get_program()))
+        .chain(cmd.get_args().map(quote))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Run `cmd` to completion; a failure to start or a non-zero exit is an error naming the
+/// command line and the exit status.
+pub fn run_checked(cmd: &mut Command) -> Result<()> {
+    let status =
+        cmd.status().with_context(|| format!("could not start `{}`", display_command(cmd)))?;
+    anyhow::ensure!(status.success(), "`{}` failed ({status})", display_command(cmd));
+    Ok(())
+}
+
+/// Run `cmd` and return its stdout; errors name the command line, the exit status and the
+/// end of its stderr.
+pub fn output_checked(cmd: &mut Command) -> Result<Vec<u8>> {
+    let out =
+        cmd.output().with_context(|| format!("could not start `{}`", display_command(cmd)))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = err.lines().rev().take(5).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        anyhow::bail!("`{}` failed ({}): {}", display_command(cmd), out.status, tail.join(" | "));
+    }
+    Ok(out.stdout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_lines_are_quoted_for_display() {
+        let mut c = Command::new("sh");
+        c.args(["-c", "echo 'hi there'", "/a b/c"]);
+        assert_eq!(display_command(&c), "sh -c 'echo '\\''hi there'\\''' '/a b/c'");
+    }
+
+    #[test]
+    fn failing_commands_name_argv_and_status() {
+        let e = run_checked(Command::new("sh").args(["-c", "exit 3"])).unwrap_err().to_string();
+        assert!(e.contains("`sh -c 'exit 3'` failed") && e.contains("exit status: 3"), "{e}");
+        let e = output_checked(Command::new("sh").args(["-c", "echo oops >&2; exit 4"]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("exit status: 4") && e.contains("oops"), "{e}");
+        let e = run_checked(&mut Command::new("/nonexistent/tool")).unwrap_err().to_string();
+        assert!(e.contains("could not start `/nonexistent/tool`"), "{e}");
+    }
+}
