@@ -364,6 +364,9 @@ fn push_rev(stack: &mut Vec<OsString>, p: &Path) {
 /// Hostile archives for tests here and in `toolchain` (.debs).
 #[cfg(test)]
 pub mod tests_support {
+    /// Entries of [`hostile_tar`]: name, type, link target.
+    pub type Entries<'a> = &'a [(&'a str, tar::EntryType, &'a str)];
+
     /// Build a tar.gz with raw headers, so hostile names are written as-is.
     pub fn hostile_tar(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
         let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());

@@ -29,21 +29,36 @@ pub struct Tree {
 impl Tree {
     /// Insert, creating parent directories (0755) as needed. Later inserts replace earlier ones
     /// (overlays are applied in order), except that a directory never replaces a directory's
-    /// contents.
-    pub fn insert(&mut self, path: &Path, node: Node) {
+    /// contents. As on a real file system, nothing is written through a symlink: a path whose
+    /// parent, or a directory whose place, is a symlink of the tree is refused.
+    pub fn insert(&mut self, path: &Path, node: Node) -> Result<()> {
         let mut p = PathBuf::new();
         let comps: Vec<_> = path.components().collect();
         for c in &comps[..comps.len().saturating_sub(1)] {
             p.push(c);
-            if !matches!(self.nodes.get(&p), Some(Node::Dir { .. })) {
-                self.nodes.insert(p.clone(), Node::Dir { mode: 0o755 });
+            match self.nodes.get(&p) {
+                Some(Node::Dir { .. }) => {}
+                Some(Node::Symlink { .. }) => {
+                    bail!(
+                        "`{}` would be written through the symlink `{}`",
+                        path.display(),
+                        p.display()
+                    )
+                }
+                _ => {
+                    self.nodes.insert(p.clone(), Node::Dir { mode: 0o755 });
+                }
             }
         }
-        if matches!(node, Node::Dir { .. })
-            && matches!(self.nodes.get(path), Some(Node::Dir { .. }))
-        {
-            self.nodes.insert(path.to_path_buf(), node);
-            return;
+        match (&node, self.nodes.get(path)) {
+            (Node::Dir { .. }, Some(Node::Dir { .. })) => {
+                self.nodes.insert(path.to_path_buf(), node);
+                return Ok(());
+            }
+            (Node::Dir { .. }, Some(Node::Symlink { .. })) => {
+                bail!("directory `{}` would replace a symlink", path.display())
+            }
+            _ => {}
         }
         // Replacing a directory by a non-directory drops its children.
         if matches!(self.nodes.get(path), Some(Node::Dir { .. })) {
@@ -58,6 +73,7 @@ impl Tree {
             }
         }
         self.nodes.insert(path.to_path_buf(), node);
+        Ok(())
     }
 
     /// Copy the file, symlink or directory tree `rel` beneath `base` into `dest`. Nothing is
@@ -95,7 +111,7 @@ impl Tree {
         if dest.as_os_str().is_empty() {
             return Ok(()); // the root directory itself
         }
-        self.insert(dest, node);
+        self.insert(dest, node)?;
         Ok(())
     }
 
@@ -141,7 +157,7 @@ impl Tree {
                 }
                 other => bail!("entry `{}` has unsupported type {other:?}", rel.display()),
             };
-            self.insert(&rel, node);
+            self.insert(&rel, node).with_context(|| format!("entry `{}`", rel.display()))?;
         }
         Ok(())
     }
@@ -223,7 +239,7 @@ pub fn assemble(
     let mut tree = Tree::default();
     for d in &spec.dirs {
         let (p, mode) = recipe::parse_dir(d).map_err(bad)?;
-        tree.insert(&p, Node::Dir { mode });
+        tree.insert(&p, Node::Dir { mode }).map_err(|e| bad(format!("dirs `{d}`: {e}")))?;
     }
     for i in &spec.install {
         let inst = recipe::parse_install(i).map_err(bad)?;
@@ -238,20 +254,22 @@ pub fn assemble(
             let p = recipe::tree_path(line, true)
                 .map_err(|e| bad(format!("applet-links `{links}`: {e}")))?;
             if !tree.nodes.contains_key(&p) {
-                tree.insert(&p, Node::Symlink { target: "/bin/busybox".into() });
+                tree.insert(&p, Node::Symlink { target: "/bin/busybox".into() })?;
             }
         }
     }
     for s in &spec.symlinks {
         let (link, target) = recipe::parse_symlink(s).map_err(bad)?;
-        tree.insert(&link, Node::Symlink { target });
+        tree.insert(&link, Node::Symlink { target })
+            .map_err(|e| bad(format!("symlinks `{s}`: {e}")))?;
     }
     for d in &spec.devices {
         let dev = recipe::parse_device(d).map_err(bad)?;
         tree.insert(
             &dev.path,
             Node::Device { block: dev.block, major: dev.major, minor: dev.minor, mode: dev.mode },
-        );
+        )
+        .map_err(|e| bad(format!("devices `{d}`: {e}")))?;
     }
     let recipes_dir = Dir::open(recipes)?;
     for o in &spec.overlays {
@@ -288,7 +306,7 @@ pub fn assemble(
     for (install, real) in libs {
         let rel = recipe::tree_path(&install.to_string_lossy(), true).map_err(bad)?;
         if !tree.nodes.contains_key(&rel) {
-            tree.insert(&rel, Node::File { data: root_dir.read(&real)?, mode: 0o755 });
+            tree.insert(&rel, Node::File { data: root_dir.read(&real)?, mode: 0o755 })?;
         }
     }
     let out_dir = Dir::open(out)?;
@@ -338,12 +356,13 @@ mod tests {
     #[test]
     fn tar_is_deterministic_and_sorted() {
         let mut t = Tree::default();
-        t.insert(Path::new("usr/bin/x"), Node::File { data: b"x".to_vec(), mode: 0o755 });
-        t.insert(Path::new("bin/sh"), Node::Symlink { target: "busybox".into() });
+        t.insert(Path::new("usr/bin/x"), Node::File { data: b"x".to_vec(), mode: 0o755 }).unwrap();
+        t.insert(Path::new("bin/sh"), Node::Symlink { target: "busybox".into() }).unwrap();
         t.insert(
             Path::new("dev/console"),
             Node::Device { block: false, major: 5, minor: 1, mode: 0o600 },
-        );
+        )
+        .unwrap();
         let mut a = Vec::new();
         t.write_tar(&mut a, 1).unwrap();
         let mut b = Vec::new();
@@ -359,6 +378,30 @@ mod tests {
             names,
             vec!["bin", "bin/sh", "dev", "dev/console", "usr", "usr/bin", "usr/bin/x"]
         );
+    }
+
+    #[test]
+    fn overlay_writes_through_its_own_symlinks_are_refused() {
+        use crate::archive::tests_support::{hostile_tar, Entries};
+        use tar::EntryType::{Directory, Regular, Symlink};
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("o.tar.gz");
+        let cases: [(Entries, &str); 2] = [
+            (
+                &[("etc", Symlink, "/tmp"), ("etc/passwd", Regular, "")],
+                "`etc/passwd` would be written through the symlink `etc`",
+            ),
+            (
+                &[("run", Symlink, "/var/run"), ("run/", Directory, "")],
+                "directory `run` would replace a symlink",
+            ),
+        ];
+        for (entries, what) in cases {
+            std::fs::write(&p, hostile_tar(entries)).unwrap();
+            let mut t = Tree::default();
+            let e = format!("{:#}", t.add_tar(std::fs::File::open(&p).unwrap()).unwrap_err());
+            assert!(e.contains(what), "{e}");
+        }
     }
 
     #[test]

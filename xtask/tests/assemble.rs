@@ -2,13 +2,15 @@
 //! xtask's own rootfs assembly, run the way a Nix build runs it: dependencies under
 //! BUILD/deps/NAME, libraries looked up under `/` (RUNPATH first, then the library path).
 
+mod support;
+
 use std::fs;
 use std::path::Path;
 use std::process::Command;
+use support::xtask;
 
 fn assemble(recipes: &Path, build: &Path, out: &Path, recipe: &str) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .env_remove("REPROVM_OUT")
+    xtask()
         .arg("--recipes")
         .arg(recipes)
         .args(["assemble", recipe, "--sysroot", "/", "--build-dir"])
@@ -138,7 +140,7 @@ fn assemble_image_requires_a_reproducible_mke2fs() {
     drop(tar);
     fs::write(build.join("deps/root/content-bytes"), "3").unwrap();
     let out = t.path().join("out");
-    let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
+    let o = xtask()
         .env("PATH", format!("/usr/sbin:/sbin:{}", std::env::var("PATH").unwrap_or_default()))
         .arg("--recipes")
         .arg(&recipes)

@@ -3,41 +3,15 @@
 //! Nix builds of the same recipes (~10 minutes more) are in `nix.rs`.
 //! Everything happens in the repository's out/ so a developer's cache is reused.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod support;
 
-fn enabled() -> bool {
-    if std::env::var("REPROVM_FULL").as_deref() == Ok("1") {
-        return true;
-    }
-    eprintln!("full tier skipped: set REPROVM_FULL=1 to build the kernel and image and boot them");
-    false
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-fn xtask(args: &[&str]) -> Output {
-    let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(args)
-        .env_remove("REPROVM_OUT")
-        .env_remove("REPROVM_RECIPES")
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .unwrap();
-    o
-}
-
-fn ok(args: &[&str]) -> String {
-    let o = xtask(args);
-    assert!(o.status.success(), "cargo xtask {} failed", args.join(" "));
-    String::from_utf8(o.stdout).unwrap()
-}
+use std::path::Path;
+use std::process::Command;
+use support::{repo, xtask_ok as ok, *};
 
 #[test]
 fn full_pipeline() {
-    if !enabled() {
+    if !full_tier("the real pipeline: fetch, toolchain, kernel and image builds, audit, boot") {
         return;
     }
     // 1. All four real sources from the Debian archive, verified; then a cache hit offline.
@@ -100,7 +74,7 @@ fn full_pipeline() {
             "fragments = [\"kernel/vm.config\", \"kernel/impossible.config\"]",
         );
     std::fs::write(bad.join("kernel.toml"), k).unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
+    let o = xtask()
         .args([
             "--recipes",
             bad.to_str().unwrap(),

@@ -2,25 +2,28 @@
 //! exactly the pins and origins the xtask reads from the same TOML; the flake's outputs must
 //! evaluate; and (full tier) Nix must build the flake's derivations to the xtask's bytes.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use support::{repo, xtask_in_repo as xtask, xtask_ok};
 
 /// Evaluate with `nix-instantiate ARGS` in the repository and parse the JSON it prints; None
-/// (the test skips) when Nix is not installed, which the full tier does not allow.
+/// (a loud skip) when Nix is not installed, which the full tier does not allow.
 fn nix_eval(args: &[&str]) -> Option<serde_json::Value> {
-    let Ok(o) = Command::new("nix-instantiate")
+    if !support::have_tool(
+        "nix-instantiate",
+        &["--version"],
+        "evaluating the flake (Debian: nix-bin)",
+    ) {
+        return None;
+    }
+    let o = Command::new("nix-instantiate")
         .args(["--eval", "--strict", "--json"])
         .args(args)
         .current_dir(repo())
         .output()
-    else {
-        assert!(
-            std::env::var("REPROVM_FULL").is_err(),
-            "nix-instantiate is required in the full tier (apt-get install nix-bin)"
-        );
-        eprintln!("skipped: nix-instantiate not installed");
-        return None;
-    };
+        .unwrap();
     assert!(o.status.success(), "nix-instantiate {args:?}: {}", String::from_utf8_lossy(&o.stderr));
     Some(serde_json::from_slice(&o.stdout).unwrap())
 }
@@ -33,7 +36,7 @@ fn nix_reads_the_same_pins_and_urls_as_the_xtask() {
     else {
         return;
     };
-    let x = Command::new(env!("CARGO_BIN_EXE_xtask"))
+    let x = support::xtask()
         .args(["fetch", "--list"])
         .env("REPROVM_DEBIAN_MIRROR", "http://mirror.invalid/debian")
         .env_remove("REPROVM_RECIPES")
@@ -108,7 +111,7 @@ fn nix_build_environment_is_the_sandbox_environment() {
         return;
     };
     let out = tempfile::tempdir().unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
+    let o = support::xtask()
         .args([
             "--host-toolchain",
             "--out",
@@ -209,26 +212,6 @@ fn nix_preflight_names_missing_build_users_and_the_fix() {
 // Debian toolchain mounted as its /usr. The same toolchain in a different sandbox must give
 // the same bytes as the xtask; the Nix-built image must boot; nix/checks.nix must pass on the
 // real packages and fail, with an explanation, on a recipe that embeds the time.
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-fn xtask(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(args)
-        .env_remove("REPROVM_OUT")
-        .env_remove("REPROVM_RECIPES")
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .unwrap()
-}
-
-fn xtask_ok(args: &[&str]) -> String {
-    let o = xtask(args);
-    assert!(o.status.success(), "cargo xtask {} failed", args.join(" "));
-    String::from_utf8(o.stdout).unwrap()
-}
 
 /// nix-build tests/nix/build.nix in Nix's sandbox over the pinned toolchain. Build logs stay
 /// in Nix (`nix log DRV`); stderr shows what is being built, and a failure's last 80 log lines.
@@ -352,8 +335,7 @@ fn tail(b: &[u8], n: usize) -> String {
 
 #[test]
 fn nix_builds_match_the_xtask_and_boot() {
-    if std::env::var("REPROVM_FULL").as_deref() != Ok("1") {
-        eprintln!("skipped: set REPROVM_FULL=1 to build the flake's derivations with Nix");
+    if !support::full_tier("real Nix builds of the flake's derivations") {
         return;
     }
     if let Err(missing) = nix_ready_for_builds(None) {

@@ -2,59 +2,23 @@
 //! these run in seconds without the pinned toolchain. The pinned-toolchain checks (gcc version,
 //! identical materialisations) are in `full.rs`.
 
+mod support;
+
 use std::fs;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use support::*;
 
-fn xtask() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_xtask"));
-    c.env_remove("REPROVM_RECIPES").env_remove("REPROVM_OUT");
-    c
-}
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/sandbox")
-}
-
-/// Copy the fixture recipes to `dir/recipes`.
-fn recipes_in(dir: &Path) -> PathBuf {
-    let r = dir.join("recipes");
-    fs::create_dir_all(&r).unwrap();
-    for e in fs::read_dir(fixtures()).unwrap() {
-        let e = e.unwrap();
-        fs::copy(e.path(), r.join(e.file_name())).unwrap();
-    }
-    r
-}
-
-fn build(recipes: &Path, out: &Path, target: &str, extra: &[&str]) -> Output {
-    xtask()
-        .arg("--host-toolchain")
-        .arg("--recipes")
-        .arg(recipes)
-        .arg("--out")
-        .arg(out)
-        .arg("build")
-        .arg(target)
-        .args(extra)
-        .output()
+fn host_toolchain_root(out: &Path) -> PathBuf {
+    fs::read_dir(out.join("toolchain"))
         .unwrap()
-}
-
-fn store_out(out: &Path, name: &str) -> PathBuf {
-    let store = out.join("store");
-    for e in fs::read_dir(&store).unwrap() {
-        let p = e.unwrap().path();
-        if p.file_name().unwrap().to_string_lossy().contains(&format!("-{name}-")) {
-            return p;
-        }
-    }
-    panic!("no store entry for {name} in {}", store.display());
-}
-
-fn is_root() -> bool {
-    // SAFETY: getuid has no preconditions.
-    unsafe { libc::getuid() == 0 }
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with("host-"))
+        .expect("no host toolchain root")
+        .path()
+        .join("root")
 }
 
 #[test]
@@ -87,11 +51,8 @@ fn sandbox_blocks_network_host_files_writes_processes() {
     let o = build(&recipes, &out, "escape", &[]);
     let _ = fs::remove_file(&planted_tmp);
     let _ = fs::remove_file(&planted_root);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("HOST TOOLCHAIN"),
-        "host mode must name itself"
-    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("HOST TOOLCHAIN"), "host mode must name itself");
 
     let entry = store_out(&out, "escape");
     let results = fs::read_to_string(entry.join("out/results")).unwrap();
@@ -117,7 +78,7 @@ fn sandbox_blocks_network_host_files_writes_processes() {
     assert!(pids.contains(&1) && pids.len() < 10, "sandbox saw host processes: {pids:?}");
     // Nothing written inside reached the host's /tmp, and no process outlived the build.
     assert!(!std::env::temp_dir().join(&marker).exists());
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(300));
     for e in fs::read_dir("/proc").unwrap().flatten() {
         if let Ok(cmd) = fs::read(e.path().join("cmdline")) {
             assert!(
@@ -127,16 +88,121 @@ fn sandbox_blocks_network_host_files_writes_processes() {
             );
         }
     }
-    let toolchain = fs::read_dir(out.join("toolchain"))
+    let root = host_toolchain_root(&out);
+    assert!(!root.join("escape-test").exists() && !root.join("usr/escape-test").exists());
+}
+
+/// A build script cannot change its sandbox: no remount of its read-only binds (the root,
+/// /usr, a dependency), no namespaces, no mount API, no ptrace, no module or kexec, no sysctl;
+/// it has no capabilities. The dependency's entry and the toolchain root are unchanged, and
+/// the only mounts it sees are the sandbox's own.
+#[test]
+fn a_build_cannot_change_its_mounts_privileges_or_the_host() {
+    let t = tempfile::tempdir().unwrap();
+    let recipes = recipes_in(t.path());
+    compile_static(&recipes.join("probe.c"), &recipes.join("probe"));
+    let out = t.path().join("out");
+    let o = build(&recipes, &out, "repro", &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let dep_before = snapshot(&store_out(&out, "repro"));
+    let root_before = snapshot(&host_toolchain_root(&out));
+
+    let o = build(&recipes, &out, "locked", &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let results = fs::read_to_string(store_out(&out, "locked").join("out/results")).unwrap();
+    eprintln!("{results}");
+    assert!(!results.contains("ALLOWED"), "the build changed its sandbox:\n{results}");
+    for attempt in [
+        "remount-rw /:",
+        "remount-rw /usr:",
+        "remount-rw /build/deps/repro:",
+        "umount dependency:",
+        "write dependency:",
+        "unshare user:",
+        "clone user:",
+        "clone3:",
+        "open_tree:",
+        "fsopen:",
+        "pivot_root:",
+        "setns to PID 1's mounts:",
+        "add_key:",
+        "bpf:",
+        "ptrace pid 1:",
+        "open /proc/1/mem:",
+        "kexec_load:",
+        "init_module:",
+        "io_uring_setup:",
+        "unshare tool: blocked",
+        "perl remount: blocked",
+    ] {
+        assert!(
+            results.lines().any(|l| l.starts_with(attempt) && l.contains("blocked")),
+            "{attempt} missing:\n{results}"
+        );
+    }
+    assert!(results.contains("effective capabilities: 0 0"), "{results}");
+    // Every /proc/sys entry that could be read was written back, and none took the write.
+    let tried: u32 = results
+        .lines()
+        .find_map(|l| l.strip_prefix("sysctls tried: "))
         .unwrap()
-        .flatten()
-        .find(|e| e.file_name().to_string_lossy().starts_with("host-"))
+        .split(',')
+        .next()
         .unwrap()
-        .path();
+        .parse()
+        .unwrap();
+    assert!(tried > 100, "{results}");
+    assert!(results.contains(", written: 0"), "{results}");
+    // The mounts in the sandbox are its own: the root, /build (+ the dependency), /out,
+    // /proc (+ /proc/sys), /dev (+ its device binds and pts), /tmp. No other host path.
+    let allowed = |m: &str| {
+        m == "/"
+            || m == "/build"
+            || m == "/build/deps/repro"
+            || m == "/out"
+            || m == "/tmp"
+            || m.starts_with("/proc")
+            || m.starts_with("/dev")
+    };
+    let mounts: Vec<&str> = results.lines().filter_map(|l| l.strip_prefix("mount: ")).collect();
     assert!(
-        !toolchain.join("root/escape-test").exists()
-            && !toolchain.join("root/usr/escape-test").exists()
+        mounts.contains(&"/build/deps/repro") && mounts.iter().all(|m| allowed(m)),
+        "{mounts:?}"
     );
+    assert_eq!(
+        snapshot(&store_out(&out, "repro")),
+        dep_before,
+        "the dependency's store entry changed"
+    );
+    assert_eq!(snapshot(&host_toolchain_root(&out)), root_before, "the toolchain root changed");
+}
+
+/// Run as root, the build is never host root: its uid 0 is an unprivileged host id, which
+/// owns nothing outside the sandbox's own trees.
+#[test]
+fn as_root_the_build_runs_as_an_unprivileged_host_id() {
+    if !is_root() {
+        eprintln!(
+            "SKIPPED: this checks the id mapping of a root invocation; run as root (CI does)"
+        );
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let o = xtask()
+        .args(["--host-toolchain", "--out"])
+        .arg(t.path().join("out"))
+        .args(["sandbox-exec", "--", "/bin/cat", "/proc/self/uid_map", "/proc/self/status"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    let map: Vec<u64> =
+        text.lines().next().unwrap().split_whitespace().map(|f| f.parse().unwrap()).collect();
+    // The build's own namespace maps 0 to the id below it, which is not 0 on the host.
+    let uid_line = text.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert_eq!(map[0], 0, "{text}");
+    assert!(map[1] >= 1000 && map[2] == 1, "uid 0 of the build is host uid {}: {text}", map[1]);
+    assert!(uid_line.split_whitespace().skip(1).all(|u| u == "0"), "{uid_line}");
 }
 
 #[test]
@@ -156,30 +222,33 @@ fn outputs_do_not_depend_on_checkout_path_tz_umask_locale_hostname_or_jobs() {
         .env("LC_ALL", "C")
         .output()
         .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    // Second build: other umask, TZ, locale, parallelism, a leaked variable, and (as root) another hostname.
-    let exe = env!("CARGO_BIN_EXE_xtask");
-    let inner = format!(
-        "umask 077; {} exec {exe} --host-toolchain --recipes {} --out {} build repro --jobs 7",
-        if is_root() { "hostname other-host-name;" } else { "" },
-        b.display(),
-        out_b.display()
-    );
-    let mut c = if is_root() { Command::new("unshare") } else { Command::new("sh") };
-    if is_root() {
-        c.args(["--uts", "sh", "-c", &inner]);
-    } else {
-        c.args(["-c", &inner]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Second build: other umask, TZ, locale, parallelism, a leaked variable, and (as root)
+    // another hostname, set in the child before exec.
+    let mut c = xtask();
+    c.args(["--host-toolchain", "--recipes"])
+        .arg(&b)
+        .arg("--out")
+        .arg(&out_b)
+        .args(["build", "repro", "--jobs", "7"]);
+    c.env("TZ", "Pacific/Auckland").env("LC_ALL", "C.UTF-8").env("LANG", "et_EE.UTF-8");
+    c.env("REPROVM_LEAK_CANARY", "1").env("MAKEFLAGS", "-j9");
+    let root = is_root();
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        c.pre_exec(move || {
+            libc::umask(0o077);
+            if root
+                && (libc::unshare(libc::CLONE_NEWUTS) != 0
+                    || libc::sethostname(c"other-host-name".as_ptr(), 15) != 0)
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
-    let o = c
-        .env("TZ", "Pacific/Auckland")
-        .env("LC_ALL", "C.UTF-8")
-        .env("LANG", "et_EE.UTF-8")
-        .env("REPROVM_LEAK_CANARY", "1")
-        .env("MAKEFLAGS", "-j9")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = c.output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
     let ma = fs::read_to_string(store_out(&out_a, "repro").join("manifest.json")).unwrap();
     let mb = fs::read_to_string(store_out(&out_b, "repro").join("manifest.json")).unwrap();
     let env = fs::read_to_string(store_out(&out_b, "repro").join("out/env")).unwrap();
@@ -201,6 +270,19 @@ fn outputs_do_not_depend_on_checkout_path_tz_umask_locale_hostname_or_jobs() {
     assert_eq!(ma, mb, "the same recipe built under different host conditions differs");
 }
 
+/// No temp entry, work tree or half-written result is left by a failing build.
+fn assert_clean(out: &Path, name: &str) {
+    let store: Vec<String> = fs::read_dir(out.join("store"))
+        .map(|r| r.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    assert!(
+        store.iter().all(|n| !n.contains(name) && !n.starts_with(".tmp-")),
+        "left in the store: {store:?}"
+    );
+    let work = fs::read_dir(out.join("work")).map(|r| r.count()).unwrap_or(0);
+    assert_eq!(work, 0, "work tree left behind");
+}
+
 #[test]
 fn failing_build_shows_log_tail_and_leaves_no_store_entry() {
     let t = tempfile::tempdir().unwrap();
@@ -208,20 +290,228 @@ fn failing_build_shows_log_tail_and_leaves_no_store_entry() {
     let out = t.path().join("out");
     let o = build(&recipes, &out, "fail", &[]);
     assert!(!o.status.success());
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = stderr(&o);
     assert!(err.contains("fail-log-line-5"), "no log tail: {err}");
     assert!(err.contains(&out.join("logs").display().to_string()), "no log path: {err}");
     assert!(err.contains("exited with status 3"), "{err}");
-    let entries: Vec<_> = fs::read_dir(out.join("store"))
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().contains("fail"))
-        .collect();
-    assert!(entries.is_empty(), "a failed build left {entries:?}");
+    assert_clean(&out, "fail");
+    // A FIFO in $OUT: refused by name, and nothing is left either.
+    let o = build(&recipes, &out, "fifo", &[]);
     assert!(
-        fs::read_dir(out.join("work")).map(|r| r.count()).unwrap_or(0) == 0,
-        "work tree left behind"
+        !o.status.success() && stderr(&o).contains("pipe: outputs may only hold files"),
+        "{}",
+        stderr(&o)
     );
+    assert_clean(&out, "fifo");
+}
+
+#[test]
+fn a_build_past_its_timeout_is_killed_whole() {
+    let t = tempfile::tempdir().unwrap();
+    let recipes = recipes_in(t.path());
+    let out = t.path().join("out");
+    let start = Instant::now();
+    let o = build(&recipes, &out, "slow", &[]);
+    let took = start.elapsed();
+    let err = stderr(&o);
+    assert!(!o.status.success() && err.contains("timed out after 2.0s"), "{err}");
+    assert!(err.contains("started"), "no log tail: {err}");
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    assert_clean(&out, "slow");
+    std::thread::sleep(Duration::from_millis(300));
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmd) = fs::read(e.path().join("cmdline")) {
+            assert!(
+                !String::from_utf8_lossy(&cmd).starts_with("sleep\u{0}60"),
+                "the build's sleep survived"
+            );
+        }
+    }
+}
+
+/// A declared result that is a symlink to a host file is refused, and no byte of the host file
+/// reaches out/; a rootfs cannot install through a dependency's symlink either.
+#[test]
+fn symlinks_out_of_outputs_are_never_followed() {
+    let t = tempfile::tempdir().unwrap();
+    let recipes = recipes_in(t.path());
+    let host = t.path().join("host");
+    fs::create_dir(&host).unwrap();
+    let secret = "host secret 3f9a";
+    fs::write(host.join("secret"), secret).unwrap();
+    fs::write(
+        recipes.join("params"),
+        format!("HOST_FILE={}\nHOST_DIR={}\n", host.join("secret").display(), host.display()),
+    )
+    .unwrap();
+    let out = t.path().join("out");
+    let o = build(&recipes, &out, "linkout", &[]);
+    assert!(!o.status.success(), "a symlink result was accepted");
+    assert!(stderr(&o).contains("declared output `hd.img` is a Symlink"), "{}", stderr(&o));
+    assert!(!out.join("hd.img").exists());
+    let o = build(&recipes, &out, "linkroot", &[]);
+    assert!(!o.status.success(), "an install through a symlink was accepted");
+    assert!(stderr(&o).contains("`etc` is a symlink"), "{}", stderr(&o));
+    // Nothing anywhere under out/ holds the host file's bytes.
+    for (p, (_, _, data)) in snapshot(&out) {
+        assert!(
+            !String::from_utf8_lossy(&data).contains(secret),
+            "{} holds the host file",
+            p.display()
+        );
+    }
+}
+
+/// `kill -9` of a fetch and of a build: the next run removes what they left.
+#[test]
+fn what_a_killed_run_leaves_is_swept_by_the_next() {
+    let t = tempfile::tempdir().unwrap();
+    let recipes = recipes_in(t.path());
+    let out = t.path().join("out");
+    let wait_for = |what: &str, found: &dyn Fn() -> bool| {
+        let start = Instant::now();
+        while !found() {
+            assert!(start.elapsed() < Duration::from_secs(30), "no {what} appeared");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let count = |dir: PathBuf, f: &dyn Fn(&str) -> bool| {
+        fs::read_dir(dir)
+            .map(|r| r.flatten().filter(|e| f(&e.file_name().to_string_lossy())).count())
+            .unwrap_or(0)
+    };
+    // A build: kill the xtask while the sandbox sleeps.
+    let mut child = xtask()
+        .arg("--host-toolchain")
+        .arg("--recipes")
+        .arg(&recipes)
+        .arg("--out")
+        .arg(&out)
+        .args(["build", "slow"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("build log line", &|| {
+        fs::read_dir(out.join("logs")).map(|r| r.count() > 0).unwrap_or(false)
+            && count(out.join("store"), &|n| n.starts_with(".tmp-")) > 0
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(count(out.join("store"), &|n| n.starts_with(".tmp-")) > 0);
+    assert!(count(out.join("work"), &|_| true) > 0);
+    // A fetch: a source served slowly from 127.0.0.1, killed mid-download.
+    let body = vec![7u8; 4 << 20];
+    let sha = {
+        let o =
+            Command::new("sha256sum").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+        use std::io::Write;
+        let mut o = o;
+        o.stdin.take().unwrap().write_all(&body).unwrap();
+        String::from_utf8(o.wait_with_output().unwrap().stdout).unwrap()[..64].to_string()
+    };
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in listener.incoming().take(1) {
+            let mut s = s.unwrap();
+            use std::io::{Read, Write};
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+            for chunk in body.chunks(4096) {
+                if s.write_all(chunk).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    });
+    fs::write(
+        recipes.join("src.toml"),
+        format!("name = \"src\"\nversion = \"1\"\n[[source]]\nfile = \"s.tar\"\nsha256 = \"{sha}\"\nsize = {}\nurls = [\"http://127.0.0.1:{port}/s.tar\"]\n[build]\nscript = \"true\"\n", 4 << 20),
+    )
+    .unwrap();
+    let mut child = xtask()
+        .arg("--recipes")
+        .arg(&recipes)
+        .arg("--out")
+        .arg(&out)
+        .args(["fetch", "src"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill once bytes have arrived (the .part exists before the connection is made).
+    let downloading = || {
+        fs::read_dir(out.join("cache/tmp"))
+            .map(|r| {
+                r.flatten().any(|e| {
+                    e.file_name().to_string_lossy().ends_with(".part")
+                        && e.metadata().is_ok_and(|m| m.len() > 8192)
+                })
+            })
+            .unwrap_or(false)
+    };
+    wait_for("partial download", &downloading);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(count(out.join("cache/tmp"), &|n| n.ends_with(".part")), 1);
+    // The next run of each kind sweeps: a build of something else, a fetch that fails offline.
+    let o = build(&recipes, &out, "repro", &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("left by an interrupted run"), "{}", stderr(&o));
+    assert_eq!(count(out.join("store"), &|n| n.starts_with(".tmp-")), 0);
+    assert_eq!(count(out.join("work"), &|_| true), 0);
+    let o = xtask()
+        .arg("--offline")
+        .arg("--recipes")
+        .arg(&recipes)
+        .arg("--out")
+        .arg(&out)
+        .args(["fetch", "src"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    // (--offline never writes the cache, so the sweep comes with the next online fetch.)
+    let o = xtask()
+        .arg("--recipes")
+        .arg(&recipes)
+        .arg("--out")
+        .arg(&out)
+        .args(["fetch", "src"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "the server is gone; the fetch cannot succeed: {}", stderr(&o));
+    assert!(stderr(&o).contains("left by an interrupted fetch"), "{}", stderr(&o));
+    assert_eq!(count(out.join("cache/tmp"), &|n| n.ends_with(".part")), 0);
+}
+
+#[test]
+fn command_line_mistakes_are_one_line_errors() {
+    let t = tempfile::tempdir().unwrap();
+    let recipes = recipes_in(t.path());
+    let out = t.path().join("out");
+    let run = |args: &[&str]| {
+        let o = xtask()
+            .arg("--host-toolchain")
+            .arg("--recipes")
+            .arg(&recipes)
+            .arg("--out")
+            .arg(&out)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{args:?} succeeded");
+        stderr(&o)
+    };
+    let e = run(&["build", "repro", "-j", "0"]);
+    assert!(e.contains("invalid value '0'"), "{e}");
+    let e = run(&["--use", "typo=repro", "build", "overlaid"]);
+    assert!(e.contains("no recipe depends on `typo`"), "{e}");
+    let e = run(&["--mirror", "/nonexistent/mirror", "fetch"]);
+    assert!(e.contains("--mirror /nonexistent/mirror: not a directory"), "{e}");
+    let e = run(&["fetch", "--list", "no-such-target"]);
+    assert!(e.contains("unknown target `no-such-target`"), "{e}");
 }
 
 #[test]
@@ -236,7 +526,7 @@ fn malformed_recipe_gives_one_line_error_naming_the_file() {
     .unwrap();
     let o = xtask().arg("--recipes").arg(&r).args(["plan", "bad"]).output().unwrap();
     assert!(!o.status.success());
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = stderr(&o);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("recipes/bad.toml:3:1: unknown field `colour`"), "{err}");
 }
@@ -268,7 +558,7 @@ fn audit_passes_for_a_reproducible_recipe_and_explains_a_nondeterministic_one() 
             .unwrap()
     };
     let o = audit("repro", &[]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("all outputs reproduced"));
 
     let bundle = t.path().join("report.zip");
@@ -288,6 +578,9 @@ fn audit_passes_for_a_reproducible_recipe_and_explains_a_nondeterministic_one() 
     assert!(by_path("prog").contains("section .rodata differs"), "{diffs:?}");
     assert!(by_path("stamp").contains("+++ the rebuild"), "{diffs:?}");
     assert!(diffs.iter().all(|d| d["path"] != "stable"), "{diffs:?}");
+    let variations = report["targets"][0]["variations"].as_array().unwrap();
+    let hostname = variations.iter().find(|v| v["name"] == "hostname").unwrap();
+    assert_eq!(hostname["applied"], is_root(), "{hostname}");
     let z = zip::ZipArchive::new(fs::File::open(&bundle).unwrap()).unwrap();
     let names: Vec<&str> = z.file_names().collect();
     assert!(
@@ -305,7 +598,7 @@ fn overlays_apply_in_order_and_bad_ones_stop_the_image() {
     fs::create_dir_all(recipes.join("overlay/etc")).unwrap();
     fs::write(recipes.join("overlay/etc/motd"), "hello\n").unwrap();
     let o = build(&recipes, &out, "overlaid", &[]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{}", stderr(&o));
     let list = fs::read_to_string(store_out(&out, "overlaid").join("out/rootfs.list")).unwrap();
     assert!(list.contains("/etc/motd") && list.contains("/etc/build-env"), "{list}");
 
@@ -313,7 +606,7 @@ fn overlays_apply_in_order_and_bad_ones_stop_the_image() {
     fs::remove_dir_all(recipes.join("overlay")).unwrap();
     let out2 = t.path().join("out2");
     let o = build(&recipes, &out2, "overlaid", &[]);
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = stderr(&o);
     assert!(!o.status.success() && err.contains("overlay `overlay`"), "{err}");
 
     // Hostile tarball overlay: refused, no image.
@@ -328,26 +621,21 @@ fn overlays_apply_in_order_and_bad_ones_stop_the_image() {
     b.finish().unwrap();
     drop(b);
     let o = build(&recipes, &out2, "overlaid", &[]);
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = stderr(&o);
     assert!(
         !o.status.success()
             && err.contains("overlay `overlay` refused")
             && err.contains("path traversal"),
         "{err}"
     );
-    let left: Vec<_> = fs::read_dir(out2.join("store"))
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().contains("overlaid"))
-        .collect();
-    assert!(left.is_empty(), "{left:?}");
+    assert_clean(&out2, "overlaid");
 }
 
 #[test]
 fn without_user_namespaces_the_build_stops_and_names_the_fix() {
     if !is_root() {
         eprintln!(
-            "skipped: needs root to lower user.max_user_namespaces inside a private user namespace"
+            "SKIPPED: needs root to lower user.max_user_namespaces inside a private user namespace"
         );
         return;
     }
@@ -355,17 +643,25 @@ fn without_user_namespaces_the_build_stops_and_names_the_fix() {
     let recipes = recipes_in(t.path());
     let out = t.path().join("out");
     // Inside a fresh user namespace, forbid nested ones (per-namespace limit), then build.
-    let inner = format!(
-        "echo 0 > /proc/sys/user/max_user_namespaces && exec {} --host-toolchain --recipes {} --out {} build repro",
-        env!("CARGO_BIN_EXE_xtask"),
-        recipes.display(),
-        out.display()
-    );
     let o = Command::new("unshare")
-        .args(["--user", "--map-root-user", "sh", "-c", &inner])
+        .args([
+            "--user",
+            "--map-root-user",
+            "sh",
+            "-c",
+            "echo 0 > /proc/sys/user/max_user_namespaces && exec \"$@\"",
+            "sh",
+        ])
+        .arg(env!("CARGO_BIN_EXE_xtask"))
+        .arg("--host-toolchain")
+        .arg("--recipes")
+        .arg(&recipes)
+        .arg("--out")
+        .arg(&out)
+        .args(["build", "repro"])
         .output()
         .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = stderr(&o);
     assert!(!o.status.success(), "built without a sandbox: {err}");
     assert!(
         err.contains("user namespaces are unavailable")

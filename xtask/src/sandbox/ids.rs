@@ -25,9 +25,13 @@ pub struct Lease {
     _lock: Lock,
 }
 
-/// True when this process is host root (the sandbox must then map to a leased id).
+/// True when this process is host root: uid 0 in the initial user namespace (whose map is
+/// the identity over every id). Root inside a user namespace (a rootless container, `unshare
+/// -r`) is an unprivileged user for this purpose: its sandbox maps its own uid.
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
+        && std::fs::read_to_string("/proc/self/uid_map")
+            .is_ok_and(|m| m.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"])
 }
 
 /// Ids named in /etc/passwd or /etc/group are somebody's: never leased.

@@ -34,6 +34,10 @@ pub const PROGRAMS: &[&str] = &[
     "/bin/date",
     "/bin/dd",
     "/usr/bin/od",
+    "/bin/ln",
+    "/usr/bin/mkfifo",
+    "/usr/bin/unshare",
+    "/usr/bin/perl",
 ];
 
 /// Populate `root` with PROGRAMS (those present), their libraries and the mount points.

@@ -237,12 +237,11 @@ mod tests {
 
     #[test]
     fn hostile_debs_are_refused_with_the_entry_named() {
-        use crate::archive::tests_support::hostile_tar;
+        use crate::archive::tests_support::{hostile_tar, Entries};
         use tar::EntryType::{Directory, Link, Regular, Symlink};
         let t = tempfile::tempdir().unwrap();
         let sentinel = t.path().join("sentinel");
         std::fs::create_dir(&sentinel).unwrap();
-        type Entries<'a> = &'a [(&'a str, tar::EntryType, &'a str)];
         let cases: [(Entries, &str); 4] = [
             // Each link harmless alone, escaping together (relative chains may not climb
             // above the root even in a root file system).
@@ -269,6 +268,39 @@ mod tests {
                 .exists()
                 .then(|| std::fs::remove_dir_all(t.path().join("root")).unwrap());
         }
+        assert_eq!(std::fs::read_dir(&sentinel).unwrap().count(), 0);
+        // Through the real path: a local --mirror directory serving a hostile .deb whose hash
+        // is the locked one. Materialisation stops naming the package and the entry.
+        let mirror = t.path().join("mirror");
+        std::fs::create_dir(&mirror).unwrap();
+        let bytes =
+            deb_with(hostile_tar(&[("./etc/l", Symlink, "/usr"), ("./etc/l/x", Regular, "")]));
+        std::fs::write(mirror.join("hostile_1_amd64.deb"), &bytes).unwrap();
+        let mut project = Project::new(None, Some(t.path().join("out")), None);
+        project.pins = t.path().join("pins");
+        project.debian_mirrors = vec![];
+        std::fs::create_dir_all(&project.pins).unwrap();
+        let lock = LockFile {
+            suite: "bookworm".into(),
+            packages: vec![LockedDeb {
+                name: "hostile".into(),
+                version: "1".into(),
+                arch: "amd64".into(),
+                suite: "bookworm".into(),
+                filename: "pool/main/h/hostile/hostile_1_amd64.deb".into(),
+                size: bytes.len() as u64,
+                sha256: crate::hash::sha256_bytes(&bytes),
+            }],
+        };
+        std::fs::write(project.toolchain_lock(), toml::to_string(&lock).unwrap()).unwrap();
+        let e = format!(
+            "{:#}",
+            ensure(&project, &Fetcher::new(&project.cache, vec![mirror], true)).unwrap_err()
+        );
+        assert!(
+            e.contains("unpacking hostile_1_amd64.deb") && e.contains("entry `etc/l/x`"),
+            "{e}"
+        );
         assert_eq!(std::fs::read_dir(&sentinel).unwrap().count(), 0);
         // Absolute targets are the root's own: allowed in a root file system.
         let deb = t.path().join("ok.deb");

@@ -1,0 +1,154 @@
+//! Helpers shared by the integration tests (`mod support;` in each test file).
+#![allow(dead_code)] // each test file uses a different subset
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// The fixture recipes of the fast tier.
+pub fn fixtures() -> PathBuf {
+    repo().join("tests/fixtures/sandbox")
+}
+
+/// `cargo xtask` (the binary under test), with the caller's REPROVM_* locations removed.
+pub fn xtask() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    c.env_remove("REPROVM_RECIPES").env_remove("REPROVM_OUT").env_remove("REPROVM_CACHE");
+    c
+}
+
+/// Run `cargo xtask ARGS` in the repository's own out/, stderr passed through.
+pub fn xtask_in_repo(args: &[&str]) -> Output {
+    xtask().args(args).stderr(std::process::Stdio::inherit()).output().unwrap()
+}
+
+/// Like [`xtask_in_repo`], failing the test unless it succeeds; returns stdout.
+pub fn xtask_ok(args: &[&str]) -> String {
+    let o = xtask_in_repo(args);
+    assert!(o.status.success(), "cargo xtask {} failed", args.join(" "));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// Copy the fixture recipes to `dir/recipes`.
+pub fn recipes_in(dir: &Path) -> PathBuf {
+    let r = dir.join("recipes");
+    fs::create_dir_all(&r).unwrap();
+    for e in fs::read_dir(fixtures()).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() {
+            fs::copy(e.path(), r.join(e.file_name())).unwrap();
+        }
+    }
+    r
+}
+
+/// `xtask --host-toolchain --recipes R --out O build TARGET EXTRA...`
+pub fn build(recipes: &Path, out: &Path, target: &str, extra: &[&str]) -> Output {
+    xtask()
+        .arg("--host-toolchain")
+        .arg("--recipes")
+        .arg(recipes)
+        .arg("--out")
+        .arg(out)
+        .arg("build")
+        .arg(target)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The store entry of `name` in `out` (there must be exactly one).
+pub fn store_out(out: &Path, name: &str) -> PathBuf {
+    let store = out.join("store");
+    let found: Vec<PathBuf> = fs::read_dir(&store)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().into_owned();
+            !n.starts_with('.') && n.contains(&format!("-{name}-"))
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "entries for {name} in {}: {found:?}", store.display());
+    found.into_iter().next().unwrap()
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: getuid has no preconditions.
+    unsafe { libc::getuid() == 0 }
+}
+
+/// True in the full tier (REPROVM_FULL=1); otherwise says loudly what is skipped.
+pub fn full_tier(what: &str) -> bool {
+    if std::env::var("REPROVM_FULL").as_deref() == Ok("1") {
+        return true;
+    }
+    eprintln!("SKIPPED (fast tier): {what}; set REPROVM_FULL=1 to run it");
+    false
+}
+
+/// Whether `program` runs here. Missing: a loud skip, and a failure in the full tier, where
+/// CI installs everything the tests need.
+pub fn have_tool(program: &str, args: &[&str], why: &str) -> bool {
+    if Command::new(program).args(args).output().is_ok() {
+        return true;
+    }
+    assert!(
+        std::env::var("REPROVM_FULL").is_err(),
+        "{program} is required in the full tier ({why})"
+    );
+    eprintln!("SKIPPED: {program} is not installed ({why})");
+    false
+}
+
+/// Type, mode and content (or link target) of every entry below `dir`: equal snapshots mean
+/// nothing under `dir` changed.
+pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (String, u32, Vec<u8>)> {
+    let mut out = BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let m = fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(dir).unwrap().to_path_buf();
+            let mode = m.permissions().mode();
+            if m.file_type().is_symlink() {
+                out.insert(
+                    rel,
+                    (
+                        "link".into(),
+                        mode,
+                        fs::read_link(&p).unwrap().into_os_string().into_encoded_bytes(),
+                    ),
+                );
+            } else if m.is_dir() {
+                out.insert(rel, ("dir".into(), mode, Vec::new()));
+                todo.push(p);
+            } else {
+                out.insert(rel, ("file".into(), mode, fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+/// Compile a C file into a static binary with the host's cc.
+pub fn compile_static(src: &Path, dest: &Path) {
+    let st = Command::new("cc")
+        .args(["-static", "-O2", "-o"])
+        .arg(dest)
+        .arg(src)
+        .status()
+        .expect("cc (gcc with static libc, Debian: gcc libc6-dev) is needed by this test");
+    assert!(st.success(), "compiling {}", src.display());
+}
