@@ -18,7 +18,7 @@ pub fn diagnose(detail: &str) -> SandboxError {
     let mut fixes = Vec::new();
     if read_sysctl("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1")
     {
-        fixes.push("AppArmor restricts unprivileged user namespaces (Ubuntu 23.10+): run `sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`, or install an AppArmor profile granting `userns,` to this binary (see README, 'Sandbox requirements')".to_string());
+        fixes.push("AppArmor restricts unprivileged user namespaces (Ubuntu 23.10+): run `sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`, or install an AppArmor profile granting `userns,` to this binary (see README, Requirements)".to_string());
     }
     if read_sysctl("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
         fixes.push("run `sudo sysctl -w kernel.unprivileged_userns_clone=1`".into());
