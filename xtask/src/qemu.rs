@@ -90,9 +90,7 @@ fn run(project: &Project, a: &RunArgs) -> Result<()> {
         "booting (serial console here; Ctrl-A X quits; ssh -p {} root@127.0.0.1)",
         a.ssh_port
     );
-    let st = c.status().context("starting QEMU")?;
-    anyhow::ensure!(st.success(), "QEMU exited with {st}");
-    Ok(())
+    crate::util::run_checked(&mut c)
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -176,7 +174,9 @@ fn boot_test(project: &Project, a: &BootTestArgs) -> Result<()> {
         console.display()
     );
     let started = Instant::now();
-    let mut vm = Vm { child: c.spawn().context("starting QEMU")?, console };
+    let shown = crate::util::display_command(&c);
+    let mut vm =
+        Vm { child: c.spawn().with_context(|| format!("could not start `{shown}`"))?, console };
     let result = (|| -> Result<()> {
         let deadline = started + Duration::from_secs(a.timeout);
         loop {
@@ -185,7 +185,7 @@ fn boot_test(project: &Project, a: &BootTestArgs) -> Result<()> {
                 if let Some(mut e) = vm.child.stderr.take() {
                     let _ = e.read_to_string(&mut err);
                 }
-                bail!("QEMU exited early ({st}): {}", err.trim());
+                bail!("`{shown}` exited early ({st}): {}", err.trim());
             }
             let log = std::fs::read_to_string(&vm.console).unwrap_or_default();
             if log.contains("reprovm: boot complete") {

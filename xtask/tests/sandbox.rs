@@ -589,6 +589,68 @@ fn audit_passes_for_a_reproducible_recipe_and_explains_a_nondeterministic_one() 
     );
 }
 
+/// The audit's rebuild is launched argument by argument: quotes and spaces in paths are just
+/// characters (they broke the shell string it used to build), and an aliased target is
+/// rebuilt as the recipe it stands for.
+#[test]
+fn audit_survives_odd_paths_and_aliases() {
+    let t = tempfile::tempdir().unwrap();
+    let odd = t.path().join("it's a \"dir\" $(x)");
+    let recipes = recipes_in(&odd);
+    fs::copy(recipes.join("repro.toml"), recipes.join("repro2.toml")).unwrap();
+    let text = fs::read_to_string(recipes.join("repro2.toml"))
+        .unwrap()
+        .replace("name = \"repro\"", "name = \"repro2\"");
+    fs::write(recipes.join("repro2.toml"), text).unwrap();
+    let out = odd.join("out dir");
+    let audit = |extra: &[&str]| {
+        xtask()
+            .arg("--host-toolchain")
+            .arg("--recipes")
+            .arg(&recipes)
+            .arg("--out")
+            .arg(&out)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = audit(&["audit", "repro"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = audit(&["--use", "repro=repro2", "audit", "repro"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("all outputs reproduced"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}
+
+#[test]
+fn menuconfig_with_an_unreadable_fragment_stops_before_anything_runs() {
+    let t = tempfile::tempdir().unwrap();
+    let recipes = recipes_in(t.path());
+    fs::write(
+        recipes.join("kcfg.toml"),
+        "name = \"kcfg\"\nversion = \"1\"\nfiles = [\"frag.config\"]\n[kconfig]\nconfig = \"obj/.config\"\nfragments = [\"frag.config\"]\n[build]\nscript = \"true\"\n",
+    )
+    .unwrap();
+    let o = xtask()
+        .arg("--host-toolchain")
+        .arg("--recipes")
+        .arg(&recipes)
+        .arg("--out")
+        .arg(t.path().join("out"))
+        .args(["menuconfig", "kcfg"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("frag.config"), "{}", stderr(&o));
+    assert!(
+        !t.path().join("out/work").exists(),
+        "menuconfig started work before reading its fragment"
+    );
+}
+
 #[test]
 fn overlays_apply_in_order_and_bad_ones_stop_the_image() {
     let t = tempfile::tempdir().unwrap();

@@ -235,6 +235,43 @@ mod tests {
         out
     }
 
+    /// dpkg reads data.tar.gz as a stream of gzip members; so must the extractor (the
+    /// toolchain used to stop after the first member and lose the rest silently).
+    #[test]
+    fn multi_member_gzip_data_is_read_whole() {
+        use std::io::Write;
+        let tar_of = |name: &str, data: &[u8], finish: bool| {
+            let mut b = tar::Builder::new(Vec::new());
+            let mut h = tar::Header::new_gnu();
+            h.set_path(name).unwrap();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append(&h, data).unwrap();
+            if finish {
+                b.into_inner().unwrap()
+            } else {
+                let mut v = b.into_inner().unwrap();
+                v.truncate(v.len() - 1024); // no end-of-archive marker in the first member
+                v
+            }
+        };
+        let mut gz = Vec::new();
+        for (tar, finish) in
+            [(tar_of("usr/a", b"first", false), false), (tar_of("usr/b", b"second", true), true)]
+        {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(&tar).unwrap();
+            gz.extend(e.finish().unwrap());
+            let _ = finish;
+        }
+        let t = tempfile::tempdir().unwrap();
+        let deb = t.path().join("m.deb");
+        std::fs::write(&deb, deb_with(gz)).unwrap();
+        materialize::unpack_deb(&deb, &Dir::create(&t.path().join("root")).unwrap()).unwrap();
+        assert_eq!(std::fs::read(t.path().join("root/usr/b")).unwrap(), b"second");
+    }
+
     #[test]
     fn hostile_debs_are_refused_with_the_entry_named() {
         use crate::archive::tests_support::{hostile_tar, Entries};
