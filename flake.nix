@@ -1,78 +1,130 @@
 {
   description = "reprovm: reproducible Linux VM kernels and disk images from hash-pinned recipes";
 
+  # A supported NixOS release, pinned by flake.lock (rev and narHash; README "Nix" says where
+  # they came from and how to move to the next release). nixos-26.05 has Nix >= 2.18 as its
+  # minimum and a rustc that satisfies Cargo.toml's rust-version (asserted below).
+  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-26.05";
+
   # The recipes (recipes/*.toml) are the single source of pins: nix/recipe.nix reads them with
   # builtins.fromTOML and every source becomes fetchurl { urls = all origins; sha256 = pin; }.
   # nix/package.nix turns recipes into derivations; nix/checks.nix rebuilds and compares them.
-  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-24.11";
+  outputs = {
+    self,
+    nixpkgs,
+  }: let
+    inherit (nixpkgs) lib;
+    fs = lib.fileset;
+    systems = ["x86_64-linux" "aarch64-linux"];
+    forAll = f: lib.genAttrs systems (system: f system nixpkgs.legacyPackages.${system});
 
-  outputs = { self, nixpkgs }:
-    let
-      systems = [ "x86_64-linux" "aarch64-linux" ];
-      forAll = f: nixpkgs.lib.genAttrs systems (system: f system nixpkgs.legacyPackages.${system});
+    # Every derivation sees only its own sources, never a path into the flake's source (which
+    # would make it depend on the whole checkout): a README edit changes no derivation, a
+    # recipe edit does not rebuild the xtask. The xtask's source is the Cargo workspace;
+    # nix/package.nix gives each recipe a slice of ./recipes (its TOML, files, dependencies).
+    xtaskSrc = fs.toSource {
+      root = ./.;
+      fileset = fs.unions [./Cargo.toml ./Cargo.lock ./.cargo ./xtask];
+    };
+    # What the app's xtask reads at run time: recipes, the toolchain specs and the pins.
+    projectSrc = fs.toSource {
+      root = ./.;
+      fileset = fs.unions [./recipes ./pins ./toolchain];
+    };
 
-      xtaskFor = pkgs: pkgs.rustPlatform.buildRustPackage {
-        pname = "reprovm-xtask";
-        version = "0.1.0";
-        src = nixpkgs.lib.cleanSource ./.;
-        cargoLock.lockFile = ./Cargo.lock;
-        cargoBuildFlags = [ "-p" "xtask" ];
-        doCheck = false; # its tests need user namespaces, the pinned toolchain and a Debian mirror
-      };
+    rustVersion = (builtins.fromTOML (builtins.readFile ./Cargo.toml)).workspace.package.rust-version;
 
-      recipesFor = pkgs: import ./nix/package.nix {
+    xtaskFor = pkgs:
+      assert lib.assertMsg (lib.versionAtLeast pkgs.rustc.version rustVersion)
+      "reprovm needs rustc >= ${rustVersion} (Cargo.toml rust-version); this nixpkgs has ${pkgs.rustc.version}";
+        pkgs.rustPlatform.buildRustPackage {
+          pname = "reprovm-xtask";
+          version = "0.1.0";
+          src = xtaskSrc;
+          cargoLock.lockFile = xtaskSrc + "/Cargo.lock";
+          cargoBuildFlags = ["-p" "xtask"];
+          doCheck = false; # its tests need user namespaces, the pinned toolchain and a Debian mirror
+        };
+
+    recipesFor = pkgs:
+      import ./nix/package.nix {
         inherit pkgs;
         recipesDir = ./recipes;
         xtask = xtaskFor pkgs;
       };
 
-      # The kernel recipes build x86_64 kernels (ARCH=x86_64); the image needs one. On aarch64
-      # the userland builds natively.
-      namesFor = system:
-        if system == "x86_64-linux"
-        then [ "kernel" "kernel-krata" "busybox" "dropbear" "iproute2" "rootfs" "hd-image" ]
-        else [ "busybox" "dropbear" "iproute2" ];
-      # kernel-krata is a variant for Xen zones: a package, not part of `nix flake check`.
-      checkNamesFor = system: builtins.filter (n: n != "kernel-krata") (namesFor system);
-      only = names: set: builtins.listToAttrs (map (n: { name = n; value = set.${n}; }) names);
+    # `nix run`: the xtask, told where the project is. In a reprovm checkout (the current
+    # directory or above) it uses that checkout; anywhere else the flake's own recipes and
+    # pins (REPROVM_DEFAULT_ROOT). Outputs go to ./out unless REPROVM_OUT says otherwise.
+    appFor = pkgs:
+      pkgs.writeShellScriptBin "reprovm" ''
+        export REPROVM_DEFAULT_ROOT=${projectSrc}
+        export REPROVM_OUT="''${REPROVM_OUT:-$PWD/out}"
+        exec ${xtaskFor pkgs}/bin/xtask "$@"
+      '';
+
+    # The kernel recipes build x86_64 kernels (ARCH=x86_64); the image needs one. On aarch64
+    # the userland builds natively.
+    namesFor = system:
+      if system == "x86_64-linux"
+      then ["kernel" "kernel-krata" "busybox" "dropbear" "iproute2" "rootfs" "hd-image"]
+      else ["busybox" "dropbear" "iproute2"];
+    # kernel-krata is a variant for Xen zones: a package, not part of `nix flake check`.
+    checkNamesFor = system: builtins.filter (n: n != "kernel-krata") (namesFor system);
+    only = names: set:
+      builtins.listToAttrs (map (n: {
+          name = n;
+          value = set.${n};
+        })
+        names);
+  in {
+    lib.recipes = import ./nix/recipe.nix;
+
+    packages = forAll (system: pkgs:
+      only (namesFor system) (recipesFor pkgs).packages
+      // {
+        xtask = xtaskFor pkgs;
+        reprovm = appFor pkgs;
+        default = self.packages.${system}.reprovm;
+      });
+
+    # `nix develop`: cargo and friends, the tools the boot test and `xtask run` use (QEMU for
+    # the host's architecture only, and qemu-img), and the Nix formatter.
+    devShells = forAll (system: pkgs: {
+      default = pkgs.mkShell {
+        packages = with pkgs; [cargo rustc clippy rustfmt qemu_kvm qemu-utils openssh util-linux e2fsprogs alejandra];
+      };
+    });
+
+    apps = forAll (system: pkgs: {
+      default = {
+        type = "app";
+        program = "${appFor pkgs}/bin/reprovm";
+      };
+    });
+
+    # `nix fmt`: the formatter CI checks the Nix files with (alejandra).
+    formatter = forAll (system: pkgs: pkgs.alejandra);
+
+    # `nix flake check` builds every package, then builds each a second time and compares
+    # the two (reproducible-NAME, with `xtask diff` explaining any difference). The kernel
+    # checks repeat a long build; one alone: `nix build .#checks.x86_64-linux.reproducible-busybox`.
+    checks = forAll (system: pkgs: let
+      p = recipesFor pkgs;
     in
-    {
-      lib.recipes = import ./nix/recipe.nix;
-
-      packages = forAll (system: pkgs:
-        only (namesFor system) (recipesFor pkgs).packages // {
-          xtask = xtaskFor pkgs;
-          default = self.packages.${system}.xtask;
-        });
-
-      devShells = forAll (system: pkgs: {
-        default = pkgs.mkShell {
-          packages = with pkgs; [ cargo rustc clippy rustfmt qemu openssh util-linux e2fsprogs nix nixpkgs-fmt ];
-        };
+      only (checkNamesFor system) p.packages
+      // import ./nix/checks.nix {
+        inherit pkgs;
+        inherit (p) packages rebuilt;
+        xtask = xtaskFor pkgs;
+        names = checkNamesFor system;
+      }
+      // {
+        # Every recipe's pins evaluate (the same check xtask/tests/nix.rs runs offline).
+        recipes-eval = pkgs.runCommand "reprovm-recipes-eval" {} ''
+          echo ${builtins.hashString "sha256" (builtins.toJSON ((import ./nix/recipe.nix).allSources ./recipes))} > $out
+        '';
+        xtask = xtaskFor pkgs;
       });
-
-      apps = forAll (system: pkgs: {
-        default = { type = "app"; program = "${self.packages.${system}.xtask}/bin/xtask"; };
-      });
-
-      # `nix flake check` builds every package, then builds each a second time and compares
-      # the two (reproducible-NAME, with `xtask diff` explaining any difference). The kernel
-      # checks repeat a long build; one alone: `nix build .#checks.x86_64-linux.reproducible-busybox`.
-      checks = forAll (system: pkgs:
-        let p = recipesFor pkgs; in
-        only (checkNamesFor system) p.packages
-        // import ./nix/checks.nix {
-          inherit pkgs;
-          inherit (p) packages rebuilt;
-          xtask = xtaskFor pkgs;
-          names = checkNamesFor system;
-        }
-        // {
-          # Every recipe's pins evaluate (the same check xtask/tests/nix.rs runs offline).
-          recipes-eval = pkgs.runCommand "reprovm-recipes-eval" { } ''
-            echo ${builtins.hashString "sha256" (builtins.toJSON ((import ./nix/recipe.nix).allSources ./recipes))} > $out
-          '';
-          xtask = xtaskFor pkgs;
-        });
-    };
+  };
 }

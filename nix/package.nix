@@ -1,9 +1,11 @@
 # One function: reprovm recipes -> derivations.
 #
-# The recipe's scripts run unchanged: Nix's sandbox build directory is /build (like the
-# xtask's), sources are unpacked to /build/src, recipe files copied to /build/files,
-# dependencies linked at /build/deps/NAME, outputs go to "$OUT" (= $out), and the environment
-# is the xtask sandbox's (TZ, locale, HOME, hash seeds, SOURCE_DATE_EPOCH). [rootfs] and
+# The recipe's scripts run unchanged: they name their build directory "$REPROVM_BUILD", which
+# is /build in the xtask's sandbox and Nix's build directory here ($NIX_BUILD_TOP: /build in
+# Nix's sandbox, a temporary directory without it). Sources are unpacked to $REPROVM_BUILD/src,
+# recipe files copied to $REPROVM_BUILD/files, dependencies linked at $REPROVM_BUILD/deps/NAME,
+# outputs go to "$OUT" (= $out), and the environment is the xtask sandbox's (TZ, locale, HOME,
+# hash seeds, SOURCE_DATE_EPOCH). [rootfs] and
 # [image] recipes run the xtask's own assembly code (`xtask assemble`), so both builders make
 # the root file system and the ext4 image the same way (and check [kconfig] the same way).
 #
@@ -11,24 +13,36 @@
 # them works: fetchurl, stdenv.mkDerivation, writeText, and tool packages by name (missing
 # ones are skipped). nixpkgs is one such set; tests/nix/pinned-toolchain-pkgs.nix is another.
 #
+# `recipesDir` is the recipes directory as a path (each derivation gets its own slice of it).
+#
 # Returns { packages = { NAME = drv; }; rebuilt = { NAME = drv; }; baseEnv; } where `rebuilt.NAME`
 # builds NAME again from the same inputs (the same dependency derivations) as a separate
 # derivation: comparing the two is the reproducibility check of nix/checks.nix.
-{ pkgs, recipesDir, xtask }:
-let
+{
+  pkgs,
+  recipesDir,
+  xtask,
+}: let
   reader = import ./recipe.nix;
   recipes = reader.readRecipes recipesDir;
 
   concatMap = f: l: builtins.concatStringsSep "" (map f l);
-  shellArg = s: "'" + builtins.replaceStrings [ "'" ] [ "'\\''" ] s + "'";
+  shellArg = s: "'" + builtins.replaceStrings ["'"] ["'\\''"] s + "'";
   pick = names: builtins.filter (p: p != null) (map (n: pkgs.${n} or null) names);
 
-  tools = pick [ "bc" "bison" "flex" "perl" "elfutils" "openssl" "kmod" "cpio" "pkg-config" "python3" "which" "file" "rsync" ];
-  libs = pick [ "libxcrypt" "zlib" "libmnl" "libcap" "ncurses" "elfutils" "openssl" ];
-  imageTools = pick [ "e2fsprogs" (if pkgs ? qemu-utils then "qemu-utils" else "qemu") ];
+  tools = pick ["bc" "bison" "flex" "perl" "elfutils" "openssl" "kmod" "cpio" "pkg-config" "python3" "which" "file" "rsync"];
+  libs = pick ["libxcrypt" "zlib" "libmnl" "libcap" "ncurses" "elfutils" "openssl"];
+  imageTools = pick [
+    "e2fsprogs"
+    (
+      if pkgs ? qemu-utils
+      then "qemu-utils"
+      else "qemu"
+    )
+  ];
 
-  # The xtask sandbox's base environment (xtask/src/sandbox/mod.rs: base_env; PATH, JOBS, OUT and
-  # TMPDIR are set per builder). xtask/tests/nix.rs checks it against the real sandbox's.
+  # The xtask sandbox's base environment (xtask/src/sandbox/mod.rs: base_env; PATH, JOBS, OUT,
+  # TMPDIR and REPROVM_BUILD are set per builder). xtask/tests/nix.rs checks it against the real sandbox's.
   baseEnv = {
     TZ = "UTC";
     LC_ALL = "C";
@@ -43,59 +57,107 @@ let
   # Recipes with steps the xtask runs itself between configure and script.
   isAssembled = r: r ? rootfs || r ? image || r ? kconfig;
 
-  mk = deps: name: salt:
-    let
-      r = recipes.${name};
-      build = r.build or { };
-      env = baseEnv // (r.env or { });
-      srcs = map (s: { src = pkgs.fetchurl (reader.sourceArgs s); strip = toString (s.strip-components or 1); unpack = s.unpack or true; file = s.file; }) (r.source or [ ]);
-      depNames = r.deps or [ ];
-      stage = ''
-        [ "$NIX_BUILD_TOP" = /build ] || { echo "reprovm recipes need Nix's sandbox (build dir /build)" >&2; exit 1; }
-        export OUT=$out JOBS=$NIX_BUILD_CORES TMPDIR=/tmp
-        [ -d /tmp ] || export TMPDIR=/build/tmp
-        mkdir -p $out /build/src /build/files /build/deps $TMPDIR
-        ${concatMap (s: if s.unpack
-          then "tar -xf ${s.src} -C /build/src --strip-components=${s.strip}\n"
-          else "mkdir -p /build/sources; cp ${s.src} /build/sources/${s.file}\n") srcs}
-        # nixpkgs' sandbox has no /usr/bin/env: point the sources' shebangs into the store.
-        if command -v patchShebangs >/dev/null 2>&1; then patchShebangs --build /build/src >/dev/null; fi
-        ${concatMap (f: "mkdir -p $(dirname /build/files/${f}); cp ${recipesDir + "/${f}"} /build/files/${f}\n") (r.files or [ ])}
-        ${concatMap (d: "ln -s ${deps.${d}} /build/deps/${d}\n") depNames}
-        ${concatMap (k: "export ${k}=${shellArg env.${k}}\n") (builtins.attrNames env)}
-        cd /build/src
-      '';
-      assemble =
-        if isAssembled r then ''
-          ${xtask}/bin/xtask --recipes ${recipesDir} assemble ${name}
-        '' else "";
+  # The slice of the recipes directory one recipe's derivation sees: its TOML, its files,
+  # fragments and overlays, and the TOMLs of its dependency closure (which `xtask assemble`
+  # loads as a graph). A store path of its own, so editing one recipe rebuilds only what
+  # depends on it (a path inside the flake's source would carry the whole checkout).
+  hasPrefix = p: s: builtins.substring 0 (builtins.stringLength p) s == p;
+  closure = name: [name] ++ builtins.concatLists (map closure (recipes.${name}.deps or []));
+  slice = name: let
+    r = recipes.${name};
+    wanted =
+      map (n: "${n}.toml") (closure name)
+      ++ (r.files or [])
+      ++ (r.kconfig.fragments or [])
+      ++ (r.rootfs.overlays or []);
+    root = toString recipesDir + "/";
+    keep = path: _: let
+      rel = builtins.substring (builtins.stringLength root) (-1) path;
     in
+      builtins.any (w: rel == w || hasPrefix (w + "/") rel || hasPrefix (rel + "/") w) wanted;
+  in
+    builtins.path {
+      path = recipesDir;
+      name = "reprovm-recipes-${name}";
+      filter = keep;
+    };
+
+  mk = deps: name: salt: let
+    r = recipes.${name};
+    own = slice name;
+    build = r.build or {};
+    env = baseEnv // (r.env or {});
+    srcs = map (s: {
+      src = pkgs.fetchurl (reader.sourceArgs s);
+      strip = toString (s.strip-components or 1);
+      unpack = s.unpack or true;
+      file = s.file;
+    }) (r.source or []);
+    depNames = r.deps or [];
+    stage = ''
+      export REPROVM_BUILD="$NIX_BUILD_TOP" OUT=$out JOBS=$NIX_BUILD_CORES TMPDIR=/tmp
+      b="$REPROVM_BUILD"
+      [ -d /tmp ] && [ -w /tmp ] || export TMPDIR="$b"/tmp
+      mkdir -p $out "$b"/src "$b"/files "$b"/deps "$TMPDIR"
+      ${concatMap (s:
+        if s.unpack
+        then "tar -xf ${s.src} -C \"$b\"/src --strip-components=${s.strip}\n"
+        else "mkdir -p \"$b\"/sources; cp ${s.src} \"$b\"/sources/${s.file}\n")
+      srcs}
+      # nixpkgs' sandbox has no /usr/bin/env: point the sources' shebangs into the store.
+      if command -v patchShebangs >/dev/null 2>&1; then patchShebangs --build "$b"/src >/dev/null; fi
+      ${concatMap (f: "mkdir -p \"$(dirname \"$b\"/files/${f})\"; cp ${own}/${f} \"$b\"/files/${f}\n") (r.files or [])}
+      ${concatMap (d: "ln -s ${deps.${d}} \"$b\"/deps/${d}\n") depNames}
+      ${concatMap (k: "export ${k}=${shellArg env.${k}}\n") (builtins.attrNames env)}
+      cd "$b"/src
+    '';
+    assemble =
+      if isAssembled r
+      then ''
+        ${xtask}/bin/xtask --recipes ${own} assemble ${name}
+      ''
+      else "";
+  in
     pkgs.stdenv.mkDerivation ({
-      pname = name;
-      version = r.version;
-      nativeBuildInputs = tools ++ (if r ? image then imageTools else [ ]);
-      buildInputs = libs;
-      dontUnpack = true;
-      dontConfigure = true;
-      dontInstall = true;
-      dontFixup = true;
-      # Recipes set their own compiler flags; nixpkgs' hardening wrappers would add more.
-      hardeningDisable = [ "all" ];
-      buildPhase = stage + ''
-        sh -eu ${pkgs.writeText "${name}-configure.sh" (build.configure or "")}
-      '' + assemble + ''
-        sh -eu ${pkgs.writeText "${name}-build.sh" (build.script or "")}
-        for o in ${concatMap (o: shellArg o + " ") (build.outputs or [ ])}; do
-          [ -e "$OUT/$o" ] || [ -L "$OUT/$o" ] || { echo "declared output \`$o' was not produced under \$OUT" >&2; exit 1; }
-        done
-      '';
-    } // (if salt == null then { } else { REPROVM_REBUILD = salt; }));
+        pname = name;
+        version = r.version;
+        nativeBuildInputs =
+          tools
+          ++ (
+            if r ? image
+            then imageTools
+            else []
+          );
+        buildInputs = libs;
+        dontUnpack = true;
+        dontConfigure = true;
+        dontInstall = true;
+        dontFixup = true;
+        # Recipes set their own compiler flags; nixpkgs' hardening wrappers would add more.
+        hardeningDisable = ["all"];
+        buildPhase =
+          stage
+          + ''
+            sh -eu ${pkgs.writeText "${name}-configure.sh" (build.configure or "")}
+          ''
+          + assemble
+          + ''
+            sh -eu ${pkgs.writeText "${name}-build.sh" (build.script or "")}
+            for o in ${concatMap (o: shellArg o + " ") (build.outputs or [])}; do
+              [ -e "$OUT/$o" ] || [ -L "$OUT/$o" ] || { echo "declared output \`$o' was not produced under \$OUT" >&2; exit 1; }
+            done
+          '';
+      }
+      // (
+        if salt == null
+        then {}
+        else {REPROVM_REBUILD = salt;}
+      ));
 
   # The kernel-krata variant and other alternatives build too; the image uses `kernel`.
   buildable = recipes;
   packages = let self = builtins.mapAttrs (name: _: mk self name null) buildable; in self;
   rebuilt = builtins.mapAttrs (name: _: mk packages name "rebuild") buildable;
-in
-{
+in {
   inherit packages rebuilt baseEnv;
 }

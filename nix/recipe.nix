@@ -2,35 +2,55 @@
 # The same sha256 pins as `cargo xtask fetch`; every origin becomes one of fetchurl's `urls`.
 let
   hasPrefix = p: s: builtins.substring 0 (builtins.stringLength p) s == p;
-  hasSuffix = x: s:
-    let n = builtins.stringLength s; k = builtins.stringLength x;
-    in n >= k && builtins.substring (n - k) k s == x;
+  hasSuffix = x: s: let
+    n = builtins.stringLength s;
+    k = builtins.stringLength x;
+  in
+    n >= k && builtins.substring (n - k) k s == x;
 
   # Debian pool directory of a source package: pool/main/b/busybox, pool/main/libc/libcap2.
-  poolDir = pkg:
-    let
-      prefix =
-        if hasPrefix "lib" pkg && builtins.stringLength pkg > 3
-        then builtins.substring 0 4 pkg else builtins.substring 0 1 pkg;
-    in
-    "pool/main/${prefix}/${pkg}";
+  poolDir = pkg: let
+    prefix =
+      if hasPrefix "lib" pkg && builtins.stringLength pkg > 3
+      then builtins.substring 0 4 pkg
+      else builtins.substring 0 1 pkg;
+  in "pool/main/${prefix}/${pkg}";
 
-  # fetchurl arguments for one [[source]] table.
+  # Debian's snapshot archive: every file the archive ever published, by time, after the pool
+  # has dropped it (the xtask's default too: xtask/src/debian.rs, DEFAULT_SNAPSHOT).
+  snapshotBase = "https://snapshot.debian.org";
+  # A pool file at a snapshot time; the security archive keeps its pool under pool/updates/.
+  snapshotUrls = time: pool: [
+    "${snapshotBase}/archive/debian/${time}/${pool}"
+    "${snapshotBase}/archive/debian-security/${time}/${builtins.replaceStrings ["pool/"] ["pool/updates/"] pool}"
+  ];
+
+  # fetchurl arguments for one [[source]] table: upstream URLs, the Debian mirror, then the
+  # snapshot archive at the recipe's time (the xtask's order, without its configured mirrors).
   sourceArgs = s: {
     name = s.file;
     sha256 = s.sha256;
-    urls = (s.urls or [ ])
-      ++ (if s ? debian then [ "mirror://debian/${poolDir s.debian.package}/${s.debian.file}" ] else [ ]);
+    urls =
+      (s.urls or [])
+      ++ (
+        if s ? debian
+        then ["mirror://debian/${poolDir s.debian.package}/${s.debian.file}"]
+        else []
+      )
+      ++ (
+        if s ? debian.snapshot
+        then snapshotUrls s.debian.snapshot "${poolDir s.debian.package}/${s.debian.file}"
+        else []
+      );
   };
 
   readRecipe = path: builtins.fromTOML (builtins.readFile path);
 
   # { NAME = recipe; } for every recipes/*.toml.
-  readRecipes = dir:
-    let
-      files = builtins.attrNames (builtins.readDir dir);
-      tomls = builtins.filter (hasSuffix ".toml") files;
-    in
+  readRecipes = dir: let
+    files = builtins.attrNames (builtins.readDir dir);
+    tomls = builtins.filter (hasSuffix ".toml") files;
+  in
     builtins.listToAttrs (map
       (f: {
         name = builtins.substring 0 (builtins.stringLength f - 5) f;
@@ -39,8 +59,7 @@ let
       tomls);
 
   # { NAME = [ fetchurl args ]; } for every recipe.
-  allSources = dir: builtins.mapAttrs (_: r: map sourceArgs (r.source or [ ])) (readRecipes dir);
-in
-{
-  inherit poolDir sourceArgs readRecipe readRecipes allSources;
+  allSources = dir: builtins.mapAttrs (_: r: map sourceArgs (r.source or [])) (readRecipes dir);
+in {
+  inherit poolDir snapshotUrls sourceArgs readRecipe readRecipes allSources;
 }

@@ -1,15 +1,22 @@
 # Entry point for xtask/tests/nix.rs: the flake's package function (nix/package.nix) and its
 # reproducibility checks (nix/checks.nix) over the pinned-toolchain package set.
-{ xtaskBin, recipesDir ? ../../recipes, checkNames ? [ "busybox" "dropbear" "iproute2" "rootfs" "hd-image" ] }:
-let
-  pkgs = import ./pinned-toolchain-pkgs.nix { inherit xtaskBin; };
-  p = import ../../nix/package.nix { inherit pkgs recipesDir; inherit (pkgs) xtask; };
-in
-p.packages // {
-  checks = import ../../nix/checks.nix {
-    inherit pkgs;
-    inherit (p) packages rebuilt;
+{
+  xtaskBin,
+  recipesDir ? ../../recipes,
+  checkNames ? ["busybox" "dropbear" "iproute2" "rootfs" "hd-image"],
+}: let
+  pkgs = import ./pinned-toolchain-pkgs.nix {inherit xtaskBin;};
+  p = import ../../nix/package.nix {
+    inherit pkgs recipesDir;
     inherit (pkgs) xtask;
-    names = checkNames;
   };
-}
+in
+  p.packages
+  // {
+    checks = import ../../nix/checks.nix {
+      inherit pkgs;
+      inherit (p) packages rebuilt;
+      inherit (pkgs) xtask;
+      names = checkNames;
+    };
+  }

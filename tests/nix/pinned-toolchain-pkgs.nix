@@ -6,51 +6,67 @@
 #
 # fetchurl is a real fixed-output derivation; with no network the test first adds each pinned
 # source to the store with `nix-store --add-fixed sha256 FILE` (same path, same hash).
-{ xtaskBin, system ? "x86_64-linux" }:
-let
+{
+  xtaskBin,
+  system ? "x86_64-linux",
+}: let
   PATH = "/usr/bin:/usr/sbin";
-  sh = script: [ "-euc" script ];
-in
-rec {
-  fetchurl = { name, sha256, urls }: builtins.derivation {
-    inherit name system PATH;
-    builder = "/bin/sh";
-    args = sh "echo 'no network: add ${name} with nix-store --add-fixed sha256' >&2; exit 1";
-    urls = builtins.concatStringsSep " " urls;
-    outputHashMode = "flat";
-    outputHashAlgo = "sha256";
-    outputHash = sha256;
-  };
+  sh = script: ["-euc" script];
+in rec {
+  fetchurl = {
+    name,
+    sha256,
+    urls,
+  }:
+    builtins.derivation {
+      inherit name system PATH;
+      builder = "/bin/sh";
+      args = sh "echo 'no network: add ${name} with nix-store --add-fixed sha256' >&2; exit 1";
+      urls = builtins.concatStringsSep " " urls;
+      outputHashMode = "flat";
+      outputHashAlgo = "sha256";
+      outputHash = sha256;
+    };
 
   writeText = builtins.toFile;
 
-  runCommand = name: env: script: builtins.derivation (env // {
-    inherit name system PATH;
-    builder = "/bin/bash";
-    args = sh script;
-  });
+  runCommand = name: env: script:
+    builtins.derivation (env
+      // {
+        inherit name system PATH;
+        builder = "/bin/bash";
+        args = sh script;
+      });
 
-  stdenv.mkDerivation = a: builtins.derivation (builtins.removeAttrs a [
-    "pname"
-    "version"
-    "nativeBuildInputs"
-    "buildInputs"
-    "buildPhase"
-    "dontUnpack"
-    "dontConfigure"
-    "dontInstall"
-    "dontFixup"
-    "hardeningDisable"
-  ] // {
-    name = "${a.pname}-${a.version}";
-    inherit system PATH;
-    builder = "/bin/bash";
-    args = sh a.buildPhase;
-  });
+  stdenv.mkDerivation = a:
+    builtins.derivation (builtins.removeAttrs a [
+        "pname"
+        "version"
+        "nativeBuildInputs"
+        "buildInputs"
+        "buildPhase"
+        "dontUnpack"
+        "dontConfigure"
+        "dontInstall"
+        "dontFixup"
+        "hardeningDisable"
+      ]
+      // {
+        name = "${a.pname}-${a.version}";
+        inherit system PATH;
+        builder = "/bin/bash";
+        args = sh a.buildPhase;
+      });
 
   # The xtask binary the test runs (cargo's), copied into the store.
-  xtask = runCommand "reprovm-xtask" { bin = builtins.path { path = xtaskBin; name = "xtask"; }; } ''
-    mkdir -p $out/bin
-    cp $bin $out/bin/xtask
-  '';
+  xtask =
+    runCommand "reprovm-xtask" {
+      bin = builtins.path {
+        path = xtaskBin;
+        name = "xtask";
+      };
+    } ''
+      mkdir -p $out/bin
+      cp $bin $out/bin/xtask
+    '';
 }

@@ -15,8 +15,9 @@ use std::process::Command;
 pub struct AssembleArgs {
     /// The `[kconfig]`, `[rootfs]` or `[image]` recipe to assemble.
     pub recipe: String,
-    /// The recipe's build directory (holding files/ and deps/NAME).
-    #[arg(long, default_value = "/build")]
+    /// The recipe's build directory (holding files/ and deps/NAME): `$REPROVM_BUILD`, which
+    /// both builders set.
+    #[arg(long, env = "REPROVM_BUILD", default_value = crate::sandbox::BUILD_DIR)]
     pub build_dir: PathBuf,
     /// Root in which the shared libraries of installed programs are looked up (`/` in Nix:
     /// programs there find theirs through RUNPATH into /nix/store).

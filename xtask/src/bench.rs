@@ -2,9 +2,10 @@
 //! `plan` on a cached graph, toolchain materialisation from a warm cache, and the sandbox's
 //! overhead against a bare host `make` of the same tree and configuration.
 
-use crate::build::{self, Options, BUILD_DIR};
+use crate::build::{self, Options};
 use crate::fetch::Fetcher;
 use crate::project::Project;
+use crate::sandbox::BUILD_DIR;
 use crate::{lock, plan, progress, toolchain, util};
 use anyhow::{Context, Result};
 use std::ffi::CString;

@@ -25,9 +25,6 @@ use std::time::Duration;
 /// (2024-01-01T00:00:00Z; fixed, so that no build depends on when it ran).
 pub const DEFAULT_SOURCE_DATE_EPOCH: i64 = 1_704_067_200;
 
-/// The build directory as recipe scripts see it.
-pub const BUILD_DIR: &str = "/build";
-
 #[derive(clap::Args, Debug)]
 pub struct BuildArgs {
     pub target: String,
@@ -156,9 +153,7 @@ pub fn env_for(l: &Loaded, jobs: usize) -> Vec<(String, String)> {
 pub fn stage_inputs(project: &Project, fetcher: &Fetcher, l: &Loaded, build: &Path) -> Result<()> {
     let bdir = Dir::create(build)?;
     bdir.create_dir_all(Path::new("src"))?;
-    for (s, w) in
-        l.recipe.sources.iter().zip(sources::wants_for(&l.recipe, &project.debian_mirrors))
-    {
+    for (s, w) in l.recipe.sources.iter().zip(sources::wants_for(&l.recipe, project)) {
         let blob = fetcher.fetch(&w).with_context(|| format!("fetching {}", s.file))?;
         if s.unpack {
             let t = progress::Timer::start();
@@ -200,7 +195,7 @@ pub fn prepare(
     let bdir = work.join("build");
     stage_inputs(project, fetcher, l, &bdir)?;
     let mut binds = vec![
-        Bind { src: bdir.clone(), dest: BUILD_DIR.into(), rw: true },
+        Bind { src: bdir.clone(), dest: sandbox::BUILD_DIR.into(), rw: true },
         Bind { src: odir.to_path_buf(), dest: "/out".into(), rw: true },
     ];
     let b = Dir::open(&bdir)?;
@@ -209,7 +204,7 @@ pub fn prepare(
         b.create_dir_all(&Path::new("deps").join(d))?;
         binds.push(Bind {
             src: store::out_dir(entry),
-            dest: Path::new(BUILD_DIR).join("deps").join(d),
+            dest: Path::new(sandbox::BUILD_DIR).join("deps").join(d),
             rw: false,
         });
     }
@@ -381,7 +376,7 @@ pub struct SandboxRunner<'a> {
 
 impl ScriptRunner for SandboxRunner<'_> {
     fn build_dir(&self) -> &Path {
-        Path::new(BUILD_DIR)
+        Path::new(sandbox::BUILD_DIR)
     }
 
     fn run_script(&self, phase: &str, script: &str) -> Result<()> {
@@ -391,7 +386,7 @@ impl ScriptRunner for SandboxRunner<'_> {
         let argv = vec![
             "/bin/sh".into(),
             "-eu".into(),
-            Path::new(BUILD_DIR).join(&rel).display().to_string(),
+            Path::new(sandbox::BUILD_DIR).join(&rel).display().to_string(),
         ];
         use std::io::Write;
         let mut lf = std::fs::OpenOptions::new().create(true).append(true).open(self.log)?;
@@ -401,7 +396,7 @@ impl ScriptRunner for SandboxRunner<'_> {
             root: self.tc.root.clone(),
             binds: self.binds.to_vec(),
             env: self.env.to_vec(),
-            cwd: Path::new(BUILD_DIR).join("src"),
+            cwd: Path::new(sandbox::BUILD_DIR).join("src"),
             argv,
             root_rw: false,
         };

@@ -81,6 +81,9 @@ pub enum Command {
     Pin(pins::PinArgs),
     /// Run a command in the build sandbox over the pinned toolchain (empty /build and /out).
     SandboxExec(toolchain::ExecArgs),
+    /// Run a program of the pinned Nix (pins/nix.lock: Debian trixie's Nix 2.26), e.g.
+    /// `cargo xtask nix nix-build -A kernel`, without installing it or touching the host's libc.
+    Nix(toolchain::NixArgs),
     /// Measure: `plan` on a cached graph, warm toolchain materialisation, sandbox overhead.
     Bench(bench::BenchArgs),
     /// Print shell completions.
@@ -115,6 +118,7 @@ pub fn run() -> Result<i32> {
         Command::Assemble(args) => args.run(&project)?,
         Command::Pin(args) => args.run(&project, &fetcher)?,
         Command::SandboxExec(args) => return args.run(&project, &fetcher),
+        Command::Nix(args) => return args.run(&project, &fetcher),
         Command::Bench(args) => args.run(&project, &fetcher)?,
         Command::Completions { shell } => {
             clap_complete::generate(

@@ -6,6 +6,64 @@ use std::path::Path;
 /// Environment variable naming Debian mirror base URLs (space separated), checked first.
 pub const MIRROR_ENV: &str = "REPROVM_DEBIAN_MIRROR";
 
+/// Environment variable naming Debian snapshot-archive base URLs (space separated).
+pub const SNAPSHOT_ENV: &str = "REPROVM_DEBIAN_SNAPSHOT";
+
+/// Debian's snapshot archive: every file the archive ever published, by time. Unlike the pool
+/// (which drops superseded versions) it keeps pinned sources fetchable; it has one public
+/// address, the default here and in nix/recipe.nix, replaced by `REPROVM_DEBIAN_SNAPSHOT`.
+pub const DEFAULT_SNAPSHOT: &str = "https://snapshot.debian.org";
+
+/// Snapshot-archive base URLs.
+pub fn snapshots() -> Vec<String> {
+    match std::env::var(SNAPSHOT_ENV) {
+        Ok(v) => v.split_whitespace().map(|s| s.trim_end_matches('/').to_string()).collect(),
+        Err(_) => vec![DEFAULT_SNAPSHOT.to_string()],
+    }
+}
+
+/// A snapshot time as the archive names them: `YYYYMMDDTHHMMSSZ`.
+pub fn is_snapshot_time(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 16
+        && b[8] == b'T'
+        && b[15] == b'Z'
+        && b[..8].iter().chain(&b[9..15]).all(u8::is_ascii_digit)
+}
+
+/// Now, as a snapshot time (UTC).
+pub fn snapshot_time_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    snapshot_time(secs)
+}
+
+/// Seconds since the epoch as a snapshot time (UTC).
+pub fn snapshot_time(secs: u64) -> String {
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// URLs of a pool file in the snapshot archive at `time`: `BASE/archive/ARCHIVE/TIME/POOLPATH`.
+/// `pool_path` is relative to the archive root (`pool/main/...`); security updates live in
+/// the `debian-security` archive under `pool/updates/`.
+pub fn snapshot_urls(bases: &[String], time: &str, pool_path: &str) -> Vec<String> {
+    let archive = if pool_path.starts_with("pool/updates/") { "debian-security" } else { "debian" };
+    bases.iter().map(|b| format!("{b}/archive/{archive}/{time}/{pool_path}")).collect()
+}
+
 /// Mirror base URLs (e.g. `http://HOST/debian`), from `$REPROVM_DEBIAN_MIRROR` or else the
 /// host's apt sources (`/etc/apt/sources.list` and `/etc/apt/sources.list.d/*.{list,sources}`).
 /// Only archives that carry a `pool/` for Debian main are kept (security archives included).
@@ -120,21 +178,42 @@ pub fn pool_dir(source_package: &str) -> String {
     format!("pool/main/{}/{source_package}", prefix.unwrap_or(""))
 }
 
+/// Candidate pool paths of a file of a Debian source package (main archive, security archive).
+pub fn source_pool_paths(package: &str, file: &str) -> [String; 2] {
+    let pool = pool_dir(package);
+    [format!("{pool}/{file}"), format!("{}/{file}", pool.replacen("pool/", "pool/updates/", 1))]
+}
+
 /// Candidate URLs for a file of a Debian source package on every configured mirror.
 pub fn source_urls(mirrors: &[String], package: &str, file: &str) -> Vec<String> {
-    let pool = pool_dir(package);
-    let mut urls = Vec::new();
-    for m in mirrors {
-        urls.push(format!("{m}/{pool}/{file}"));
-        // The security archive keeps its pool under pool/updates/.
-        urls.push(format!("{m}/{}/{file}", pool.replacen("pool/", "pool/updates/", 1)));
-    }
-    urls
+    let paths = source_pool_paths(package, file);
+    mirrors.iter().flat_map(|m| paths.iter().map(move |p| format!("{m}/{p}"))).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn snapshot_times_and_urls() {
+        assert_eq!(snapshot_time(0), "19700101T000000Z");
+        assert_eq!(snapshot_time(1_784_011_430), "20260714T064350Z");
+        assert_eq!(snapshot_time(951_782_400), "20000229T000000Z");
+        assert!(is_snapshot_time("20261123T120000Z"));
+        for bad in ["20261123", "20261123T1200Z", "2026112xT120000Z", "20261123T120000z"] {
+            assert!(!is_snapshot_time(bad), "{bad}");
+        }
+        let [main, security] = source_pool_paths("linux", "linux_6.1.176.orig.tar.xz");
+        let bases = vec!["http://s".to_string()];
+        assert_eq!(
+            snapshot_urls(&bases, "20261123T120000Z", &main),
+            ["http://s/archive/debian/20261123T120000Z/pool/main/l/linux/linux_6.1.176.orig.tar.xz"]
+        );
+        assert_eq!(
+            snapshot_urls(&bases, "20261123T120000Z", &security),
+            ["http://s/archive/debian-security/20261123T120000Z/pool/updates/main/l/linux/linux_6.1.176.orig.tar.xz"]
+        );
+    }
 
     #[test]
     fn pool_paths() {

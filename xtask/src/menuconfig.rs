@@ -4,9 +4,10 @@
 //! as tinyconfig, so it would not be a correct fragment.)
 
 use crate::beneath::Dir;
-use crate::build::{self, SandboxRunner, BUILD_DIR};
+use crate::build::{self, SandboxRunner};
 use crate::fetch::Fetcher;
 use crate::project::Project;
+use crate::sandbox::BUILD_DIR;
 use crate::sandbox::{self, Spec};
 use crate::steps::ScriptRunner;
 use crate::{kconfig, lock, progress, toolchain, util};

@@ -124,8 +124,19 @@ pub fn pin_outputs(project: &Project, fetcher: &Fetcher, targets: &[String]) -> 
     );
     util::write_atomic(&project.outputs_pin(), body.as_bytes())?;
     let lines = changes(&old, &pins);
-    if lines.is_empty() {
+    let new_inputs: Vec<&str> = pins
+        .iter()
+        .filter(|(n, p)| old.get(*n).is_some_and(|o| o.input_hash != p.input_hash))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    if lines.is_empty() && new_inputs.is_empty() {
         println!("{}: unchanged", project.outputs_pin().display());
+    } else if lines.is_empty() {
+        println!(
+            "{}: outputs unchanged (the same bytes); new input hashes for {}",
+            project.outputs_pin().display(),
+            new_inputs.join(" ")
+        );
     } else {
         println!("{}:", project.outputs_pin().display());
         for c in lines {

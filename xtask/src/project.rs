@@ -16,6 +16,8 @@ pub struct Project {
     pub uses: Vec<String>,
     /// Debian mirror base URLs (`REPROVM_DEBIAN_MIRROR` or the host's apt sources).
     pub debian_mirrors: Vec<String>,
+    /// Debian snapshot-archive base URLs (`REPROVM_DEBIAN_SNAPSHOT` or the public one).
+    pub debian_snapshots: Vec<String>,
 }
 
 impl Project {
@@ -33,6 +35,7 @@ impl Project {
             host_toolchain: false,
             uses: Vec::new(),
             debian_mirrors: crate::debian::mirrors(),
+            debian_snapshots: crate::debian::snapshots(),
         }
     }
 
@@ -56,22 +59,87 @@ impl Project {
     pub fn outputs_pin(&self) -> PathBuf {
         self.pins.join("outputs.toml")
     }
-    pub fn toolchain_spec(&self) -> PathBuf {
-        self.root.join("toolchain").join("packages.toml")
-    }
 }
 
-/// The repository root: the parent of the xtask crate (works from any cwd, like cargo does).
+/// Environment variable naming the project root (recipes/, pins/, toolchain/); checked first.
+pub const ROOT_ENV: &str = "REPROVM_ROOT";
+/// The root used when no checkout is found: the Nix app sets it to the flake's own copy of
+/// recipes/, pins/ and toolchain/ (so `nix run github:...` works from any directory).
+pub const DEFAULT_ROOT_ENV: &str = "REPROVM_DEFAULT_ROOT";
+
+/// The project root, in this order: `$REPROVM_ROOT`; the checkout the running xtask belongs to
+/// (`cargo xtask`: the parent of the xtask crate, at run or build time); the nearest ancestor
+/// of the current directory that is a reprovm checkout (like cargo finding `Cargo.toml`);
+/// `$REPROVM_DEFAULT_ROOT`; else the current directory (commands then name what is missing).
 pub fn repo_root() -> PathBuf {
-    if let Ok(dir) = std::env::var("REPROVM_ROOT") {
-        return PathBuf::from(dir);
+    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let crate_dirs = [env("CARGO_MANIFEST_DIR"), Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")))];
+    find_root(
+        env(ROOT_ENV),
+        &crate_dirs.into_iter().flatten().collect::<Vec<_>>(),
+        std::env::current_dir().ok().as_deref(),
+        env(DEFAULT_ROOT_ENV),
+    )
+}
+
+/// [`repo_root`]'s search, on explicit inputs.
+fn find_root(
+    root_env: Option<PathBuf>,
+    crate_dirs: &[PathBuf],
+    cwd: Option<&Path>,
+    default_env: Option<PathBuf>,
+) -> PathBuf {
+    if let Some(dir) = root_env {
+        return dir;
     }
-    let manifest = std::env::var("CARGO_MANIFEST_DIR")
-        .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
-    Path::new(&manifest).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+    crate_dirs
+        .iter()
+        .filter_map(|d| d.parent())
+        .chain(cwd.into_iter().flat_map(Path::ancestors))
+        .find(|d| is_project_root(d))
+        .map(Path::to_path_buf)
+        .or(default_env)
+        .or_else(|| cwd.map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// A directory holding a reprovm project: recipes and the toolchain lock.
+pub fn is_project_root(dir: &Path) -> bool {
+    dir.join("recipes").is_dir() && dir.join("pins").join("toolchain.lock").is_file()
 }
 
 /// Path relative to `base` for messages, falling back to the full path.
 pub fn display_rel(path: &Path, base: &Path) -> String {
     path.strip_prefix(base).unwrap_or(path).display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_search_order() {
+        let t = tempfile::tempdir().unwrap();
+        let checkout = t.path().join("checkout");
+        std::fs::create_dir_all(checkout.join("recipes")).unwrap();
+        std::fs::create_dir_all(checkout.join("pins")).unwrap();
+        std::fs::write(checkout.join("pins/toolchain.lock"), "").unwrap();
+        let deep = checkout.join("recipes/kernel");
+        std::fs::create_dir_all(&deep).unwrap();
+        let elsewhere = t.path().join("elsewhere");
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        let gone_crate = [PathBuf::from("/build/source/xtask")];
+        let store = PathBuf::from("/nix/store/x-reprovm-project");
+
+        // REPROVM_ROOT wins over everything.
+        assert_eq!(find_root(Some(elsewhere.clone()), &[], Some(&deep), None), elsewhere);
+        // The checkout the xtask was built in.
+        assert_eq!(find_root(None, &[checkout.join("xtask")], Some(&elsewhere), None), checkout);
+        // A Nix-built xtask (its build directory is gone) run inside a checkout finds it
+        // from the current directory, before the flake's own copy.
+        assert_eq!(find_root(None, &gone_crate, Some(&deep), Some(store.clone())), checkout);
+        // Outside any checkout: the flake's copy, else the current directory.
+        assert_eq!(find_root(None, &gone_crate, Some(&elsewhere), Some(store.clone())), store);
+        assert_eq!(find_root(None, &gone_crate, Some(&elsewhere), None), elsewhere);
+    }
 }

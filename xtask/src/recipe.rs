@@ -111,6 +111,9 @@ pub struct DebianFile {
     #[allow(dead_code)]
     pub version: String,
     pub file: String,
+    /// A time (`YYYYMMDDTHHMMSSZ`) at which the file was in the archive: Debian's snapshot
+    /// archive serves it from then on, after the pool has dropped it.
+    pub snapshot: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -394,6 +397,12 @@ fn validate(path: &Path, text: &str, display: &str, r: &Recipe) -> Result<(), Re
                         "debian.version `{}` is not a Debian version ([EPOCH:]UPSTREAM[-REVISION])",
                         d.version
                     ),
+                ));
+            }
+            if let Some(t) = d.snapshot.as_deref().filter(|t| !crate::debian::is_snapshot_time(t)) {
+                return Err(err(
+                    t,
+                    format!("debian.snapshot `{t}` is not a snapshot time like 20261123T120000Z"),
                 ));
             }
             if !is_debian_file(&d.file) {

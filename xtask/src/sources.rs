@@ -33,11 +33,11 @@ impl FetchArgs {
     pub fn run(&self, project: &Project, fetcher: &Fetcher) -> Result<()> {
         let graph = project.graph()?;
         if self.list {
-            let listing = list(&graph, self.target.as_deref(), &project.debian_mirrors)?;
+            let listing = list(&graph, self.target.as_deref(), project)?;
             println!("{}", serde_json::to_string_pretty(&listing)?);
             return Ok(());
         }
-        let wants = wants(&graph, self.target.as_deref(), &project.debian_mirrors)?;
+        let wants = wants(&graph, self.target.as_deref(), project)?;
         let timer = progress::Timer::start();
         let mut hits = 0;
         for w in &wants {
@@ -65,10 +65,10 @@ fn recipe_names(graph: &Graph, target: Option<&str>) -> Result<Vec<String>> {
 
 /// Every source pin of the graph (or of a target's closure), one request per distinct hash
 /// (kernel recipes share a tarball).
-pub fn wants(graph: &Graph, target: Option<&str>, mirrors: &[String]) -> Result<Vec<Want>> {
+pub fn wants(graph: &Graph, target: Option<&str>, project: &Project) -> Result<Vec<Want>> {
     let mut out: Vec<Want> = Vec::new();
     for name in recipe_names(graph, target)? {
-        for w in wants_for(&graph.get(&name)?.recipe, mirrors) {
+        for w in wants_for(&graph.get(&name)?.recipe, project) {
             if !out.iter().any(|o| o.sha256 == w.sha256) {
                 out.push(w);
             }
@@ -78,10 +78,10 @@ pub fn wants(graph: &Graph, target: Option<&str>, mirrors: &[String]) -> Result<
 }
 
 /// `fetch --list`: one entry per recipe and source.
-pub fn list(graph: &Graph, target: Option<&str>, mirrors: &[String]) -> Result<Vec<SourceListing>> {
+pub fn list(graph: &Graph, target: Option<&str>, project: &Project) -> Result<Vec<SourceListing>> {
     let mut out = Vec::new();
     for name in recipe_names(graph, target)? {
-        for w in wants_for(&graph.get(&name)?.recipe, mirrors) {
+        for w in wants_for(&graph.get(&name)?.recipe, project) {
             out.push(SourceListing {
                 recipe: name.clone(),
                 file: w.file,
@@ -94,8 +94,9 @@ pub fn list(graph: &Graph, target: Option<&str>, mirrors: &[String]) -> Result<V
     Ok(out)
 }
 
-/// Fetch requests for one recipe's sources: upstream URLs first, then the Debian archive.
-pub fn wants_for(recipe: &Recipe, mirrors: &[String]) -> Vec<Want> {
+/// Fetch requests for one recipe's sources: upstream URLs first, then the Debian mirrors, then
+/// Debian's snapshot archive (at the recipe's snapshot time).
+pub fn wants_for(recipe: &Recipe, project: &Project) -> Vec<Want> {
     recipe
         .sources
         .iter()
@@ -103,7 +104,12 @@ pub fn wants_for(recipe: &Recipe, mirrors: &[String]) -> Vec<Want> {
             let mut urls = s.urls.clone();
             let mut aliases = Vec::new();
             if let Some(d) = &s.debian {
-                urls.extend(debian::source_urls(mirrors, &d.package, &d.file));
+                urls.extend(debian::source_urls(&project.debian_mirrors, &d.package, &d.file));
+                if let Some(time) = &d.snapshot {
+                    for path in debian::source_pool_paths(&d.package, &d.file) {
+                        urls.extend(debian::snapshot_urls(&project.debian_snapshots, time, &path));
+                    }
+                }
                 aliases.push(d.file.clone());
             }
             Want { file: s.file.clone(), sha256: s.sha256.clone(), size: s.size, urls, aliases }
@@ -128,5 +134,88 @@ mod tests {
         assert_eq!(serde_json::from_str::<Vec<SourceListing>>(&text).unwrap(), vec![l]);
         let extra = text.replace("\"size\"", "\"extra\":1,\"size\"");
         assert!(serde_json::from_str::<Vec<SourceListing>>(&extra).is_err());
+    }
+
+    /// Once the pool has dropped a version, the snapshot archive is the origin: a source
+    /// (main archive) and toolchain .debs (main and security archives) laid out as the
+    /// archive serves them, behind a mirror that has none of them.
+    #[test]
+    fn snapshot_archive_serves_what_the_pool_dropped() {
+        use crate::hash::sha256_bytes as sha256_hex;
+        use std::path::Path;
+        let time = "20261123T132506Z";
+        let tarball = b"linux source".to_vec();
+        let (deb, security_deb) = (b"!<arch>\nbinutils".to_vec(), b"!<arch>\nlibc6".to_vec());
+        let base = crate::testutil::serve(vec![
+            (
+                "/archive/debian/20261123T132506Z/pool/main/l/linux/linux_6.1.176.orig.tar.xz",
+                200,
+                tarball.clone(),
+                None,
+            ),
+            (
+                "/archive/debian/20261123T132506Z/pool/main/b/binutils/binutils_2.40-2_amd64.deb",
+                200,
+                deb.clone(),
+                None,
+            ),
+            (
+                "/archive/debian-security/20261123T132506Z/pool/updates/main/g/glibc/libc6_2.36-9+deb12u99_amd64.deb",
+                200,
+                security_deb.clone(),
+                None,
+            ),
+        ]);
+        let t = tempfile::tempdir().unwrap();
+        let mut project = Project::new(None, Some(t.path().join("out")), None);
+        project.debian_mirrors = vec![format!("{base}/debian")]; // serves nothing: 404
+        project.debian_snapshots = vec![base.clone()];
+        let fetcher = Fetcher::new(&project.cache, vec![], false);
+
+        let text = format!(
+            "name = \"k\"\nversion = \"1\"\n[[source]]\nfile = \"linux-6.1.176.tar.xz\"\nsha256 = \"{}\"\nsize = {}\ndebian = {{ package = \"linux\", version = \"6.1.176-1\", file = \"linux_6.1.176.orig.tar.xz\", snapshot = \"{time}\" }}\n[build]\nscript = \"true\"\n",
+            sha256_hex(&tarball),
+            tarball.len()
+        );
+        let recipe = crate::recipe::parse(Path::new("k.toml"), &text, "k.toml").unwrap();
+        let [want] = wants_for(&recipe, &project).try_into().unwrap();
+        assert_eq!(
+            want.urls.last().unwrap(),
+            &format!("{base}/archive/debian-security/{time}/pool/updates/main/l/linux/linux_6.1.176.orig.tar.xz")
+        );
+        let got = fetcher.fetch(&want).unwrap();
+        assert_eq!(std::fs::read(got).unwrap(), tarball);
+
+        let locked = |name: &str, filename: &str, bytes: &[u8]| crate::toolchain::LockedDeb {
+            name: name.into(),
+            version: "1".into(),
+            arch: "amd64".into(),
+            suite: "bookworm".into(),
+            filename: filename.into(),
+            size: bytes.len() as u64,
+            sha256: sha256_hex(bytes),
+        };
+        let packages = vec![
+            locked("binutils", "pool/main/b/binutils/binutils_2.40-2_amd64.deb", &deb),
+            locked(
+                "libc6",
+                "pool/updates/main/g/glibc/libc6_2.36-9+deb12u99_amd64.deb",
+                &security_deb,
+            ),
+        ];
+        let mut lock = crate::toolchain::LockFile {
+            suite: "bookworm".into(),
+            snapshot: Some(time.into()),
+            packages,
+        };
+        for (p, bytes) in lock.packages.iter().zip([&deb, &security_deb]) {
+            let got = fetcher.fetch(&crate::toolchain::deb_want(&project, &lock, p)).unwrap();
+            assert_eq!(&std::fs::read(got).unwrap(), bytes);
+        }
+        // Without the lock's time there is no snapshot origin, and the mirror has nothing.
+        lock.snapshot = None;
+        let fresh = Fetcher::new(&t.path().join("empty-cache"), vec![], false);
+        let e = fresh.fetch(&crate::toolchain::deb_want(&project, &lock, &lock.packages[0]));
+        assert!(e.is_err());
     }
 }

@@ -1,37 +1,94 @@
 //! The flake's recipe reader (nix/recipe.nix), evaluated offline with no nixpkgs, must produce
 //! exactly the pins and origins the xtask reads from the same TOML; the flake's outputs must
-//! evaluate; and (full tier) Nix must build the flake's derivations to the xtask's bytes.
+//! evaluate against the nixpkgs flake.lock pins, each derivation over only its own sources; and
+//! (full tier) Nix must build the flake's derivations to the xtask's bytes.
+//!
+//! Every Nix program here is the pinned one (`cargo xtask nix`: pins/nix.lock, Debian trixie's
+//! Nix 2.26, which current nixpkgs supports), never the host's.
 
 mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 use support::{repo, xtask_in_repo as xtask, xtask_ok};
 
-/// Evaluate with `nix-instantiate ARGS` in the repository and parse the JSON it prints; None
-/// (a loud skip) when Nix is not installed, which the full tier does not allow.
-fn nix_eval(args: &[&str]) -> Option<serde_json::Value> {
-    if !support::have_tool(
-        "nix-instantiate",
-        &["--version"],
-        "evaluating the flake (Debian: nix-bin)",
-    ) {
-        return None;
+/// `cargo xtask nix PROGRAM`, materialising the pinned Nix on first use. None (a loud skip) in
+/// the fast tier when that is impossible here (no Debian mirror); the full tier requires it.
+fn nix(program: &str) -> Option<Command> {
+    static READY: OnceLock<Result<(), String>> = OnceLock::new();
+    let ready = READY.get_or_init(|| {
+        let o = support::xtask().args(["nix", "nix", "--version"]).output().unwrap();
+        if o.status.success() {
+            eprintln!("pinned Nix: {}", String::from_utf8_lossy(&o.stdout).trim());
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&o.stderr).trim().to_string())
+        }
+    });
+    match ready {
+        Ok(()) => {
+            let mut c = support::xtask();
+            c.args(["nix", program]).current_dir(repo());
+            Some(c)
+        }
+        Err(e) => {
+            assert!(
+                std::env::var("REPROVM_FULL").is_err(),
+                "the pinned Nix is required in the full tier: {e}"
+            );
+            eprintln!("SKIPPED: the pinned Nix cannot be materialised here: {e}");
+            None
+        }
     }
-    let o = Command::new("nix-instantiate")
-        .args(["--eval", "--strict", "--json"])
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "nix-instantiate {args:?}: {}", String::from_utf8_lossy(&o.stderr));
-    Some(serde_json::from_slice(&o.stdout).unwrap())
+}
+
+/// `nix` with the new command line and flakes enabled.
+fn nix_cli() -> Option<Command> {
+    let mut c = nix("nix")?;
+    c.args(["--extra-experimental-features", "nix-command flakes"]);
+    Some(c)
+}
+
+/// Run and parse the JSON it prints, failing the test (with Nix's message) otherwise.
+fn json_of(mut c: Command) -> serde_json::Value {
+    let o = c.output().unwrap();
+    assert!(o.status.success(), "{c:?}: {}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// Evaluate with `nix-instantiate --eval --strict --json ARGS` in the repository.
+fn nix_eval(args: &[&str]) -> Option<serde_json::Value> {
+    let mut c = nix("nix-instantiate")?;
+    c.args(["--eval", "--strict", "--json"]).args(args);
+    Some(json_of(c))
+}
+
+/// A Nix expression for an absolute path (a string appended to `/.`, so any name works).
+fn nix_path(p: &Path) -> String {
+    let s = p.to_str().unwrap();
+    assert!(!s.contains(['"', '\\', '$']), "{s}");
+    format!("(/. + \"{s}\")")
+}
+
+/// tests/nix/flake-outputs.nix for the checkout at `root`: the flake evaluated against the
+/// stand-in nixpkgs, into a throwaway store under `store` (the sources are copied there, as
+/// Nix does, so their store paths are real).
+fn flake_outputs(root: &Path, store: &Path) -> Option<serde_json::Value> {
+    let mut c = nix_cli()?;
+    let expr = format!(
+        "import {} {{ xtaskBin = {}; root = {}; }}",
+        nix_path(&repo().join("tests/nix/flake-outputs.nix")),
+        nix_path(&repo().join("Cargo.toml")),
+        nix_path(root)
+    );
+    c.args(["eval", "--impure", "--json", "--store"]).arg(store).args(["--expr", &expr]);
+    Some(json_of(c))
 }
 
 #[test]
 fn nix_reads_the_same_pins_and_urls_as_the_xtask() {
-    let repo = repo();
-    let Some(nix) =
+    let Some(nix_sources) =
         nix_eval(&["--store", "dummy://", "-E", "(import ./nix/recipe.nix).allSources ./recipes"])
     else {
         return;
@@ -39,7 +96,7 @@ fn nix_reads_the_same_pins_and_urls_as_the_xtask() {
     let x = support::xtask()
         .args(["fetch", "--list"])
         .env("REPROVM_DEBIAN_MIRROR", "http://mirror.invalid/debian")
-        .env_remove("REPROVM_RECIPES")
+        .env_remove("REPROVM_DEBIAN_SNAPSHOT")
         .output()
         .unwrap();
     assert!(x.status.success(), "{}", String::from_utf8_lossy(&x.stderr));
@@ -48,7 +105,7 @@ fn nix_reads_the_same_pins_and_urls_as_the_xtask() {
     for s in &xtask {
         let recipe = s["recipe"].as_str().unwrap();
         let file = s["file"].as_str().unwrap();
-        let n = nix[recipe]
+        let n = nix_sources[recipe]
             .as_array()
             .unwrap()
             .iter()
@@ -59,7 +116,7 @@ fn nix_reads_the_same_pins_and_urls_as_the_xtask() {
             n["urls"].as_array().unwrap().iter().map(|u| u.as_str().unwrap()).collect();
         let x_urls: Vec<&str> =
             s["urls"].as_array().unwrap().iter().map(|u| u.as_str().unwrap()).collect();
-        // Upstream URLs: identical and in the same order.
+        // Upstream and snapshot-archive URLs: identical and in the same order.
         let up = |v: &[&str]| {
             v.iter()
                 .filter(|u| !u.starts_with("mirror://") && !u.starts_with("http://mirror.invalid/"))
@@ -77,9 +134,14 @@ fn nix_reads_the_same_pins_and_urls_as_the_xtask() {
         compared += 1;
     }
     let nix_count: usize =
-        nix.as_object().unwrap().values().map(|v| v.as_array().unwrap().len()).sum();
+        nix_sources.as_object().unwrap().values().map(|v| v.as_array().unwrap().len()).sum();
     assert_eq!(compared, nix_count, "nix and the xtask see different numbers of sources");
     assert!(compared >= 4);
+    let snapshots = xtask
+        .iter()
+        .flat_map(|s| s["urls"].as_array().unwrap())
+        .filter(|u| u.as_str().unwrap().contains("/archive/debian/"));
+    assert!(snapshots.count() >= 5, "every Debian origin has a snapshot-archive URL");
     for f in [
         "flake.nix",
         "nix/recipe.nix",
@@ -89,11 +151,7 @@ fn nix_reads_the_same_pins_and_urls_as_the_xtask() {
         "tests/nix/pinned-toolchain-pkgs.nix",
         "tests/nix/flake-outputs.nix",
     ] {
-        let o = Command::new("nix-instantiate")
-            .args(["--parse", f])
-            .current_dir(&repo)
-            .output()
-            .unwrap();
+        let o = nix("nix-instantiate").unwrap().args(["--parse", f]).output().unwrap();
         assert!(o.status.success(), "{f}: {}", String::from_utf8_lossy(&o.stderr));
     }
 }
@@ -130,7 +188,7 @@ fn nix_build_environment_is_the_sandbox_environment() {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     // Set per builder: the tools' PATH, the job count, the output and temp directories, the shell's PWD.
-    let per_builder = ["PATH", "JOBS", "OUT", "TMPDIR", "PWD", "SHLVL", "_"];
+    let per_builder = ["PATH", "JOBS", "OUT", "TMPDIR", "REPROVM_BUILD", "PWD", "SHLVL", "_"];
     let expected: std::collections::BTreeMap<String, String> =
         sandbox.into_iter().filter(|(k, _)| !per_builder.contains(&k.as_str())).collect();
     let nix: std::collections::BTreeMap<String, String> = nix
@@ -142,30 +200,27 @@ fn nix_build_environment_is_the_sandbox_environment() {
     assert_eq!(nix, expected, "nix/package.nix baseEnv differs from the sandbox's environment");
 }
 
-/// The flake's outputs function, evaluated with a stand-in for nixpkgs (tests/nix/flake-outputs.nix):
-/// the packages and checks the issue asks for exist on each system and every derivation
-/// instantiates. `--readonly-mode` computes .drv paths without writing to the store.
+/// The flake's outputs function, evaluated with a stand-in for nixpkgs (tests/nix/flake-outputs.nix)
+/// given the nixpkgs flake.lock pins: the packages and checks the issue asks for exist on each
+/// system, every derivation instantiates, the devShell and formatter are the intended ones.
 #[test]
 fn flake_outputs_evaluate_to_derivations() {
-    let Some(v) = nix_eval(&[
-        "--readonly-mode",
-        "tests/nix/flake-outputs.nix",
-        "--arg",
-        "xtaskBin",
-        "./Cargo.toml",
-    ]) else {
+    let store = tempfile::tempdir().unwrap();
+    let Some(v) = flake_outputs(&repo(), store.path()) else {
         return;
     };
     let names = |k: &str, sys: &str| -> Vec<String> {
         v[k][sys].as_array().unwrap().iter().map(|n| n.as_str().unwrap().to_string()).collect()
     };
     let x86 = names("packages", "x86_64-linux");
-    for p in ["kernel", "busybox", "dropbear", "iproute2", "hd-image", "xtask", "default"] {
+    for p in
+        ["kernel", "busybox", "dropbear", "iproute2", "hd-image", "xtask", "reprovm", "default"]
+    {
         assert!(x86.contains(&p.to_string()), "packages.x86_64-linux lacks {p}: {x86:?}");
     }
     assert_eq!(
         names("packages", "aarch64-linux"),
-        ["busybox", "default", "dropbear", "iproute2", "xtask"]
+        ["busybox", "default", "dropbear", "iproute2", "reprovm", "xtask"]
     );
     let checks = names("checks", "x86_64-linux");
     for p in ["kernel", "busybox", "dropbear", "iproute2", "rootfs", "hd-image"] {
@@ -176,15 +231,152 @@ fn flake_outputs_evaluate_to_derivations() {
     }
     assert_eq!(v["apps"]["x86_64-linux"], "app");
     assert_eq!(names("devShells", "x86_64-linux"), ["default"]);
+    let tools: Vec<&str> =
+        v["devShellTools"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    assert!(tools.contains(&"qemu_kvm") && tools.contains(&"qemu-utils"), "{tools:?}");
+    assert!(!tools.contains(&"qemu"), "the devShell must not pull every QEMU target: {tools:?}");
+    assert_eq!(v["formatter"], "alejandra");
+    // The app finds the flake's own recipes when run outside a checkout.
+    let app = v["appText"].as_str().unwrap();
+    assert!(
+        app.contains("REPROVM_DEFAULT_ROOT=/nix/store/") && app.contains("/bin/xtask"),
+        "{app}"
+    );
     for (name, drv) in v["drvs"].as_object().unwrap() {
         assert!(drv.as_str().unwrap().ends_with(".drv"), "{name}: {drv}");
+    }
+    // The nixpkgs the flake gets is the one flake.lock pins, for the branch flake.nix follows.
+    let url = v["inputUrl"].as_str().unwrap();
+    let o = &v["original"];
+    assert_eq!(
+        url,
+        format!(
+            "github:{}/{}/{}",
+            o["owner"].as_str().unwrap(),
+            o["repo"].as_str().unwrap(),
+            o["ref"].as_str().unwrap()
+        )
+    );
+    let locked = &v["locked"];
+    assert_eq!(
+        (locked["type"].as_str(), locked["owner"].as_str()),
+        (Some("github"), Some("NixOS"))
+    );
+    let rev = locked["rev"].as_str().unwrap();
+    assert!(rev.len() == 40 && rev.bytes().all(|b| b.is_ascii_hexdigit()), "{rev}");
+    assert!(locked["narHash"].as_str().unwrap().starts_with("sha256-"));
+}
+
+/// `nix flake metadata --offline`: flake.lock is complete for flake.nix's inputs (Nix would
+/// otherwise have to update it, which --no-update-lock-file refuses) and pins the rev the
+/// stand-in evaluation was given.
+#[test]
+fn flake_lock_is_complete_and_used_offline() {
+    let Some(mut c) = nix_cli() else {
+        return;
+    };
+    let store = tempfile::tempdir().unwrap();
+    // A copy of the checkout as a flake in a directory of its own (path:), so that the test
+    // sees the working tree and copies no build outputs.
+    let copy = tempfile::tempdir().unwrap();
+    copy_project(&repo(), copy.path());
+    c.args(["flake", "metadata", "--offline", "--json", "--no-update-lock-file", "--store"])
+        .arg(store.path())
+        .arg(format!("path:{}", copy.path().display()));
+    let meta = json_of(c);
+    let lock: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo().join("flake.lock")).unwrap()).unwrap();
+    let locked = &meta["locks"]["nodes"]["nixpkgs"]["locked"];
+    assert_eq!(locked, &lock["nodes"]["nixpkgs"]["locked"]);
+    eprintln!(
+        "nix flake metadata: nixpkgs github:NixOS/nixpkgs/{} (narHash {})",
+        locked["rev"].as_str().unwrap(),
+        locked["narHash"].as_str().unwrap()
+    );
+    let standin = flake_outputs(&repo(), store.path()).unwrap();
+    assert_eq!(standin["locked"], *locked);
+}
+
+/// What the flake's derivations need of the checkout: flake.nix, flake.lock, nix/, the
+/// Cargo workspace, the recipes, pins and toolchain specs, and README.md.
+fn copy_project(from: &Path, to: &Path) {
+    for item in [
+        "flake.nix",
+        "flake.lock",
+        "README.md",
+        "Cargo.toml",
+        "Cargo.lock",
+        ".cargo",
+        "xtask/Cargo.toml",
+        "xtask/src",
+        "nix",
+        "recipes",
+        "pins",
+        "toolchain",
+    ] {
+        support::copy_tree(&from.join(item), &to.join(item));
+    }
+}
+
+/// Each derivation depends on its own sources only (lib.fileset): a README edit changes no
+/// derivation; a recipe edit changes that recipe's derivations, not the xtask; an xtask edit
+/// changes the xtask and what runs it, not plain recipes.
+#[test]
+fn an_edit_changes_only_the_derivations_over_it() {
+    let store = tempfile::tempdir().unwrap();
+    let copy = tempfile::tempdir().unwrap();
+    copy_project(&repo(), copy.path());
+    let drvs = || -> Option<std::collections::BTreeMap<String, String>> {
+        let v = flake_outputs(copy.path(), store.path())?;
+        Some(serde_json::from_value(v["drvs"].clone()).unwrap())
+    };
+    let Some(before) = drvs() else {
+        return;
+    };
+    let append = |file: &str, text: &str| {
+        let p = copy.path().join(file);
+        let mut s = std::fs::read_to_string(&p).unwrap();
+        s.push_str(text);
+        std::fs::write(p, s).unwrap();
+    };
+    let changed = |a: &std::collections::BTreeMap<String, String>,
+                   b: &std::collections::BTreeMap<String, String>| {
+        a.iter().filter(|(k, v)| b[*k] != **v).map(|(k, _)| k.clone()).collect::<Vec<_>>()
+    };
+
+    append("README.md", "\nAn edit of the documentation.\n");
+    let after_readme = drvs().unwrap();
+    assert_eq!(
+        changed(&before, &after_readme),
+        Vec::<String>::new(),
+        "a README edit changed derivations"
+    );
+
+    append("recipes/hd-image.toml", "\n# an edit of the image recipe\n");
+    let after_recipe = drvs().unwrap();
+    let c = changed(&after_readme, &after_recipe);
+    for d in ["hd-image", "reproducible-hd-image"] {
+        assert!(c.contains(&d.to_string()), "{d} did not change with its recipe: {c:?}");
+    }
+    for d in ["xtask", "kernel", "busybox", "rootfs"] {
+        assert!(!c.contains(&d.to_string()), "{d} changed with hd-image's recipe: {c:?}");
+    }
+
+    append("xtask/src/main.rs", "\n// an edit of the xtask\n");
+    let after_xtask = drvs().unwrap();
+    let c = changed(&after_recipe, &after_xtask);
+    for d in ["xtask", "rootfs", "hd-image", "kernel"] {
+        assert!(c.contains(&d.to_string()), "{d} did not change with the xtask it runs: {c:?}");
+    }
+    for d in ["busybox", "dropbear", "iproute2"] {
+        assert!(!c.contains(&d.to_string()), "{d} (a plain script) changed with the xtask: {c:?}");
     }
 }
 
 /// The preflight of the full tier's Nix builds names what is missing and the fix, in one line.
 #[test]
 fn nix_preflight_names_missing_build_users_and_the_fix() {
-    if nix_eval(&["--store", "dummy://", "-E", "1"]).is_none() {
+    if nix("nix").is_none() {
         return;
     }
     // SAFETY: getuid has no preconditions.
@@ -218,7 +410,7 @@ fn nix_preflight_names_missing_build_users_and_the_fix() {
 fn nix_build(toolchain: &Path, extra: &[&str]) -> std::process::Output {
     let tc = toolchain.display();
     let mounts = format!("/usr={tc}/usr /bin={tc}/usr/bin /lib={tc}/usr/lib /lib64={tc}/usr/lib64 /sbin={tc}/usr/sbin /etc/ld.so.cache={tc}/etc/ld.so.cache");
-    let mut c = Command::new("nix-build");
+    let mut c = nix("nix-build").unwrap();
     c.arg(repo().join("tests/nix/build.nix"))
         .args([
             "--arg",
@@ -231,8 +423,10 @@ fn nix_build(toolchain: &Path, extra: &[&str]) -> std::process::Output {
             "--option",
             "sandbox",
             "true",
+            // All of the sandbox's paths (replacing Nix's own /bin/sh): the toolchain's
+            // /bin/sh is dash, as in the xtask's sandbox.
             "--option",
-            "extra-sandbox-paths",
+            "sandbox-paths",
             &mounts,
             "--option",
             "log-lines",
@@ -270,17 +464,17 @@ fn nix_build(toolchain: &Path, extra: &[&str]) -> std::process::Output {
 
 /// A setting as this Nix resolves it (nix.conf, NIX_CONFIG and compiled-in defaults).
 fn nix_setting(name: &str, nix_config: Option<&str>) -> Result<String, String> {
-    let mut c = Command::new("nix");
+    let mut c = nix_cli().ok_or("the pinned Nix cannot be materialised")?;
     if let Some(conf) = nix_config {
         c.env("NIX_CONFIG", conf);
     }
     let o = c
-        .args(["--extra-experimental-features", "nix-command", "show-config"])
+        .args(["config", "show"])
         .output()
-        .map_err(|e| format!("cannot run `nix` ({e}); fix: apt-get install nix-bin"))?;
+        .map_err(|e| format!("running `nix config show`: {e}"))?;
     if !o.status.success() {
         return Err(format!(
-            "`nix show-config` failed: {}",
+            "`nix config show` failed: {}",
             String::from_utf8_lossy(&o.stderr).trim()
         ));
     }
@@ -349,7 +543,7 @@ fn nix_builds_match_the_xtask_and_boot() {
     let list: Vec<serde_json::Value> =
         serde_json::from_str(&xtask_ok(&["fetch", "--list"])).unwrap();
     let seed = tempfile::tempdir().unwrap();
-    let mut add = Command::new("nix-store");
+    let mut add = nix("nix-store").unwrap();
     add.args(["--add-fixed", "sha256"]);
     for s in &list {
         let named = seed.path().join(s["file"].as_str().unwrap());

@@ -66,6 +66,10 @@ struct InitSpec {
     host_id: Option<u32>,
 }
 
+/// The build directory as recipe scripts see it (and `$REPROVM_BUILD`: recipes name it through
+/// that variable, which Nix sets to its own build directory).
+pub const BUILD_DIR: &str = "/build";
+
 /// The fixed environment every build sees; nothing from the host leaks in.
 pub fn base_env(source_date_epoch: i64, jobs: usize) -> Vec<(String, String)> {
     vec![
@@ -78,6 +82,7 @@ pub fn base_env(source_date_epoch: i64, jobs: usize) -> Vec<(String, String)> {
         ("JOBS".into(), jobs.to_string()),
         // Where outputs go; recipes write to "$OUT" so the same scripts run under Nix.
         ("OUT".into(), "/out".into()),
+        ("REPROVM_BUILD".into(), BUILD_DIR.into()),
         ("TMPDIR".into(), "/tmp".into()),
         ("TERM".into(), "dumb".into()),
         ("PYTHONHASHSEED".into(), "0".into()),
@@ -203,11 +208,11 @@ pub fn exec_capture(root: &Path, cmd: &[String]) -> Result<i32> {
     let spec = Spec {
         root: root.to_path_buf(),
         binds: vec![
-            Bind { src: b, dest: "/build".into(), rw: true },
+            Bind { src: b, dest: BUILD_DIR.into(), rw: true },
             Bind { src: o, dest: "/out".into(), rw: true },
         ],
         env: base_env(crate::build::DEFAULT_SOURCE_DATE_EPOCH, 1),
-        cwd: "/build".into(),
+        cwd: BUILD_DIR.into(),
         argv: vec!["/bin/sh".into(), "-c".into(), "exec \"$@\"".into(), "sh".into()]
             .into_iter()
             .chain(cmd.iter().cloned())

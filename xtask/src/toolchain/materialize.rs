@@ -11,7 +11,7 @@ use crate::fetch::{Fetcher, Want};
 use crate::hash::sha256_file;
 use crate::project::Project;
 use crate::sandbox::{self, Spec};
-use crate::{archive, manifest, progress};
+use crate::{archive, debian, manifest, progress};
 use anyhow::{bail, Context, Result};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -98,19 +98,36 @@ fn fixups(root: &Dir) -> Result<()> {
     Ok(())
 }
 
+/// The fetch request of a locked .deb: by its sha256, from each Debian mirror, then from
+/// Debian's snapshot archive at the lock's time (after the pool has dropped the version).
+pub fn deb_want(project: &Project, lockf: &LockFile, p: &super::resolve::LockedDeb) -> Want {
+    let mirrors = project.debian_mirrors.iter().map(|m| format!("{m}/{}", p.filename));
+    let snapshots = lockf
+        .snapshot
+        .iter()
+        .flat_map(|t| debian::snapshot_urls(&project.debian_snapshots, t, &p.filename));
+    Want {
+        file: p.filename.rsplit('/').next().unwrap_or(&p.filename).to_string(),
+        sha256: p.sha256.clone(),
+        size: p.size,
+        urls: mirrors.chain(snapshots).collect(),
+        aliases: vec![],
+    }
+}
+
 /// Build the root for `lockf` into `dir` (`dir/root` and `dir/manifest.json`).
 pub fn materialize(
     project: &Project,
     fetcher: &Fetcher,
+    set: super::PackageSet,
     lockf: &LockFile,
     dir: &Path,
 ) -> Result<()> {
     let timer = progress::Timer::start();
-    let mirrors = &project.debian_mirrors;
     progress::say(&format!(
-        "materialising toolchain: {} packages from {}",
+        "materialising {} packages from {}",
         lockf.packages.len(),
-        project.toolchain_lock().display()
+        set.lock(project).display()
     ));
     let parent = Dir::create(dir.parent().context("toolchain directory has no parent")?)?;
     let name =
@@ -126,46 +143,44 @@ pub fn materialize(
     let mut pkgs = lockf.packages.clone();
     pkgs.sort_by(|a, b| a.name.cmp(&b.name));
     for p in &pkgs {
-        let file = p.filename.rsplit('/').next().unwrap_or(&p.filename).to_string();
-        let want = Want {
-            file: file.clone(),
-            sha256: p.sha256.clone(),
-            size: p.size,
-            urls: mirrors.iter().map(|m| format!("{m}/{}", p.filename)).collect(),
-            aliases: vec![],
-        };
+        let want = deb_want(project, lockf, p);
+        let file = want.file.clone();
         let deb = fetcher.fetch(&want).with_context(|| {
-            format!("toolchain package {} {} (pins/toolchain.lock)", p.name, p.version)
+            format!("package {} {} ({})", p.name, p.version, set.lock(project).display())
         })?;
         unpack_deb(&deb, &root).with_context(|| format!("unpacking {file}"))?;
     }
     archive::check_links(&root, None, archive::Links::RootFileSystem)?;
     fixups(&root)?;
-    // The ld.so cache, written by the toolchain's own ldconfig inside the sandbox.
     let tmp_path = parent.path().join(&tmp_name);
-    let log = tmp_path.join("ldconfig.log");
-    let spec = Spec {
-        root: tmp_path.join("root"),
-        binds: vec![],
-        env: sandbox::base_env(TOOLCHAIN_EPOCH, 1),
-        cwd: "/".into(),
-        argv: vec!["/usr/sbin/ldconfig".into()],
-        root_rw: true,
-    };
-    let code = sandbox::run(&spec, &tmp_path.join("ldconfig.json"), &log, None)?;
-    anyhow::ensure!(
-        code == 0,
-        "ldconfig in the new toolchain failed: {}",
-        crate::util::tail_lines(&log, 20)
-    );
-    root.remove_all(Path::new("var/cache/ldconfig"))?;
-    tmp.remove_all(Path::new("ldconfig.json"))?;
+    // The build toolchain is a sandbox root: its programs need an ld.so cache, written by its
+    // own ldconfig inside the sandbox. The Nix tools run through their loader with an explicit
+    // library path and need none.
+    if set == super::PackageSet::Build {
+        let log = tmp_path.join("ldconfig.log");
+        let spec = Spec {
+            root: tmp_path.join("root"),
+            binds: vec![],
+            env: sandbox::base_env(TOOLCHAIN_EPOCH, 1),
+            cwd: "/".into(),
+            argv: vec!["/usr/sbin/ldconfig".into()],
+            root_rw: true,
+        };
+        let code = sandbox::run(&spec, &tmp_path.join("ldconfig.json"), &log, None)?;
+        anyhow::ensure!(
+            code == 0,
+            "ldconfig in the new toolchain failed: {}",
+            crate::util::tail_lines(&log, 20)
+        );
+        root.remove_all(Path::new("var/cache/ldconfig"))?;
+        tmp.remove_all(Path::new("ldconfig.json"))?;
+    }
     manifest::normalize(&tmp_path.join("root"), TOOLCHAIN_EPOCH)?;
     let tree = manifest::output_hash(&manifest::scan(&tmp_path.join("root"))?);
     let m = ToolchainManifest {
         tree_hash: tree.clone(),
         packages: pkgs.len(),
-        lock_sha256: sha256_file(&project.toolchain_lock())?.0,
+        lock_sha256: sha256_file(&set.lock(project))?.0,
     };
     tmp.write_atomic(Path::new("manifest.json"), &serde_json::to_vec_pretty(&m)?, 0o644)?;
     parent.remove_all(Path::new(&name))?;

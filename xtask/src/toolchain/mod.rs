@@ -1,6 +1,7 @@
-//! The pinned toolchain: Debian 12 packages resolved into `pins/toolchain.lock`
-//! (`resolve.rs`), materialised into one root (`materialize.rs`). Its identity feeds every
-//! input hash. Also the `toolchain` and `sandbox-exec` commands.
+//! Pinned package sets: the build toolchain (Debian 12 packages in `pins/toolchain.lock`, whose
+//! identity feeds every input hash) and the Nix tools the full tier builds with (Debian 13's
+//! nix-bin in `pins/nix.lock`). Each is resolved by `resolve.rs` and materialised into a root by
+//! `materialize.rs`. Also the `toolchain`, `sandbox-exec` and `nix` commands.
 
 mod materialize;
 mod resolve;
@@ -14,6 +15,42 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 pub use resolve::LockFile;
+#[cfg(test)]
+pub use {materialize::deb_want, resolve::LockedDeb};
+
+/// A pinned set of Debian packages and where its spec and lock live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PackageSet {
+    /// The build toolchain: `toolchain/packages.toml`, `pins/toolchain.lock`.
+    Build,
+    /// Nix, for the full tier's Nix builds: `toolchain/nix.toml`, `pins/nix.lock`.
+    Nix,
+}
+
+impl PackageSet {
+    pub const ALL: [PackageSet; 2] = [PackageSet::Build, PackageSet::Nix];
+
+    pub fn spec(self, project: &Project) -> PathBuf {
+        project.root.join("toolchain").join(match self {
+            PackageSet::Build => "packages.toml",
+            PackageSet::Nix => "nix.toml",
+        })
+    }
+
+    pub fn lock(self, project: &Project) -> PathBuf {
+        match self {
+            PackageSet::Build => project.toolchain_lock(),
+            PackageSet::Nix => project.pins.join("nix.lock"),
+        }
+    }
+
+    fn domain(self) -> &'static str {
+        match self {
+            PackageSet::Build => "reprovm-toolchain",
+            PackageSet::Nix => "reprovm-nix-tools",
+        }
+    }
+}
 
 /// Bump when materialisation changes what ends up in the root.
 const MATERIALIZER_VERSION: &str = "3";
@@ -51,6 +88,75 @@ impl ToolchainArgs {
             }
         }
     }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct NixArgs {
+    /// The Nix program (nix, nix-build, nix-instantiate, nix-store, ...) and its arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    pub argv: Vec<String>,
+}
+
+impl NixArgs {
+    /// Replace this process with the pinned Nix program.
+    pub fn run(&self, project: &Project, fetcher: &Fetcher) -> Result<i32> {
+        // Nix runs beside builds: the store lock is taken only to materialise it.
+        let tools = match find_set(project, PackageSet::Nix)? {
+            Some(t) => t,
+            None => {
+                let _lock = lock::store_exclusive(&project.out)?;
+                ensure_set(project, fetcher, PackageSet::Nix)?
+            }
+        };
+        let mut c = nix_command(&tools.root, &self.argv[0])?;
+        c.args(&self.argv[1..]);
+        let e = std::os::unix::process::CommandExt::exec(&mut c);
+        Err(anyhow::Error::new(e).context(format!("running {}", crate::util::display_command(&c))))
+    }
+}
+
+/// A command running `program` from a materialised Nix tools root through that root's own
+/// dynamic loader and libraries: the host's libc is not involved, nor replaced.
+pub fn nix_command(root: &Path, program: &str) -> Result<std::process::Command> {
+    anyhow::ensure!(
+        !program.is_empty() && program.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'),
+        "`{program}` is not a Nix program name"
+    );
+    let dir = crate::beneath::Dir::open(root)?;
+    let loader = dir.resolve_in_root(Path::new("/lib64/ld-linux-x86-64.so.2"), true)?;
+    let binary =
+        dir.resolve_in_root(&Path::new("/usr/bin").join(program), true).with_context(|| {
+            format!("`{program}` is not a program of the pinned Nix (pins/nix.lock)")
+        })?;
+    let libs: Vec<String> = ["usr/lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu/nix", "usr/lib"]
+        .iter()
+        .map(|l| root.join(l))
+        .filter(|p| p.is_dir())
+        .map(|p| p.display().to_string())
+        .collect();
+    let mut c = std::process::Command::new(root.join(loader));
+    // argv[0] selects the program inside Nix's multi-call binary.
+    c.arg("--argv0").arg(program).arg("--library-path").arg(libs.join(":")).arg(root.join(binary));
+    c.env("NIX_CONFIG", nix_config(root, std::env::var("NIX_CONFIG").ok().as_deref()));
+    Ok(c)
+}
+
+/// Settings the pinned Nix needs because it runs from a tools root, not from `/usr`, followed
+/// by the caller's own `NIX_CONFIG` (later lines win, so the caller can override them):
+/// - `build-hook =`: the default hook re-executes `/proc/self/exe`, which is the dynamic
+///   loader here, not Nix (the tests build locally; remote builders need an installed Nix);
+/// - `sandbox-paths`: Debian's build of Nix gives its sandbox `/bin/sh` from
+///   `/usr/bin/bash-static`, which is inside the tools root, not on the host.
+pub fn nix_config(root: &Path, user: Option<&str>) -> String {
+    let mut conf = format!(
+        "build-hook =\nsandbox-paths = /bin/sh={}\n",
+        root.join("usr/bin/bash-static").display()
+    );
+    if let Some(user) = user {
+        conf.push_str(user);
+        conf.push('\n');
+    }
+    conf
 }
 
 #[derive(clap::Args, Debug)]
@@ -101,20 +207,30 @@ pub fn identity(project: &Project) -> Result<String> {
     if project.host_toolchain {
         return Ok(host_root(project)?.0);
     }
-    let path = project.toolchain_lock();
+    Ok(set_identity(PackageSet::Build, &read_lock(project, PackageSet::Build)?))
+}
+
+/// A package set's identity: what its root holds (each package's name, version, architecture,
+/// file and sha256, and how they are put together), not where the files may be fetched from.
+fn set_identity(set: PackageSet, lock: &LockFile) -> String {
+    let mut h = Hasher::new(set.domain());
+    h.field("materializer", MATERIALIZER_VERSION.as_bytes());
+    h.field("suite", lock.suite.as_bytes());
+    let mut pkgs: Vec<_> = lock.packages.iter().collect();
+    pkgs.sort_by(|a, b| a.name.cmp(&b.name));
+    for p in pkgs {
+        let line =
+            format!("{} {} {} {} {} {}", p.name, p.version, p.arch, p.filename, p.size, p.sha256);
+        h.field("package", line.as_bytes());
+    }
+    h.finish()
+}
+
+pub fn read_lock(project: &Project, set: PackageSet) -> Result<LockFile> {
+    let path = set.lock(project);
     let text = std::fs::read_to_string(&path).with_context(|| {
         format!("reading {} (create it with `cargo xtask toolchain lock`)", path.display())
     })?;
-    let mut h = Hasher::new("reprovm-toolchain");
-    h.field("materializer", MATERIALIZER_VERSION.as_bytes());
-    h.field("lock", text.as_bytes());
-    Ok(h.finish())
-}
-
-pub fn read_lock(project: &Project) -> Result<LockFile> {
-    let path = project.toolchain_lock();
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     toml::from_str(&text).map_err(|e| anyhow::format_err!("{}: {}", path.display(), e.message()))
 }
 
@@ -129,23 +245,46 @@ pub fn ensure(project: &Project, fetcher: &Fetcher) -> Result<Toolchain> {
             version_label: "HOST TOOLCHAIN: not pinned, development only".into(),
         });
     }
-    let id = identity(project)?;
-    let lockf = read_lock(project)?;
-    let gcc =
-        lockf.packages.iter().find(|p| p.name == "gcc-12").map(|p| format!("gcc {}", p.version));
-    let label = format!("debian {} {}", lockf.suite, gcc.unwrap_or_default());
+    ensure_set(project, fetcher, PackageSet::Build)
+}
+
+/// The root of a package set, materialising it if needed. The caller holds the store lock.
+pub fn ensure_set(project: &Project, fetcher: &Fetcher, set: PackageSet) -> Result<Toolchain> {
+    let (toolchain, lockf, dir) = locate_set(project, set)?;
+    if !dir.join("manifest.json").is_file() {
+        materialize::materialize(project, fetcher, set, &lockf, &dir)?;
+    }
+    Ok(toolchain)
+}
+
+/// The root of a package set if it is already materialised. Needs no lock: a root appears by
+/// a rename, complete with its manifest, and is never changed afterwards.
+pub fn find_set(project: &Project, set: PackageSet) -> Result<Option<Toolchain>> {
+    let (toolchain, _, dir) = locate_set(project, set)?;
+    Ok(dir.join("manifest.json").is_file().then_some(toolchain))
+}
+
+/// Where the root of a package set lives (`out/toolchain/ID`), checking the manifest of an
+/// existing one.
+fn locate_set(project: &Project, set: PackageSet) -> Result<(Toolchain, LockFile, PathBuf)> {
+    let lockf = read_lock(project, set)?;
+    let id = set_identity(set, &lockf);
+    let key = match set {
+        PackageSet::Build => "gcc-12",
+        PackageSet::Nix => "nix-bin",
+    };
+    let version =
+        lockf.packages.iter().find(|p| p.name == key).map(|p| format!("{key} {}", p.version));
+    let label = format!("debian {} {}", lockf.suite, version.unwrap_or_default());
     let dir = project.out.join("toolchain").join(&id[..32]);
-    let root = dir.join("root");
     let manifest_path = dir.join("manifest.json");
     if manifest_path.is_file() {
         let text = std::fs::read(&manifest_path)?;
         serde_json::from_slice::<ToolchainManifest>(&text).with_context(|| {
             format!("{}: damaged; remove {} and run again", manifest_path.display(), dir.display())
         })?;
-        return Ok(Toolchain { id, root, version_label: label });
     }
-    materialize::materialize(project, fetcher, &lockf, &dir)?;
-    Ok(Toolchain { id, root, version_label: label })
+    Ok((Toolchain { id, root: dir.join("root"), version_label: label }, lockf, dir))
 }
 
 /// Development mode: a root of host programs and their libraries (see sandbox::testroot).
@@ -190,6 +329,7 @@ mod tests {
         std::fs::create_dir_all(&project.pins).unwrap();
         let lock = LockFile {
             suite: "bookworm".into(),
+            snapshot: None,
             packages: vec![LockedDeb {
                 name: "fake".into(),
                 version: "1".into(),
@@ -203,7 +343,12 @@ mod tests {
         std::fs::write(project.toolchain_lock(), toml::to_string(&lock).unwrap()).unwrap();
         let fetcher = Fetcher::new(&project.cache, vec![], false);
         let e = format!("{:#}", ensure(&project, &fetcher).unwrap_err());
-        assert!(e.contains("toolchain package fake 1") && e.contains("hash mismatch"), "{e}");
+        assert!(
+            e.contains("package fake 1 (")
+                && e.contains("toolchain.lock")
+                && e.contains("hash mismatch"),
+            "{e}"
+        );
         assert!(!project.cache.join("sha256").join("0".repeat(64)).exists());
         let any_root = std::fs::read_dir(project.out.join("toolchain"))
             .map(|mut d| d.any(|e| e.unwrap().path().join("manifest.json").exists()))
@@ -319,6 +464,7 @@ mod tests {
         std::fs::create_dir_all(&project.pins).unwrap();
         let lock = LockFile {
             suite: "bookworm".into(),
+            snapshot: None,
             packages: vec![LockedDeb {
                 name: "hostile".into(),
                 version: "1".into(),

@@ -152,3 +152,22 @@ pub fn compile_static(src: &Path, dest: &Path) {
         .expect("cc (gcc with static libc, Debian: gcc libc6-dev) is needed by this test");
     assert!(st.success(), "compiling {}", src.display());
 }
+
+/// Copy a file or a directory tree (regular files, directories and symlinks, modes kept).
+pub fn copy_tree(from: &Path, to: &Path) {
+    let m = fs::symlink_metadata(from).unwrap_or_else(|e| panic!("{}: {e}", from.display()));
+    if let Some(parent) = to.parent() {
+        fs::create_dir_all(parent).unwrap();
+    }
+    if m.file_type().is_symlink() {
+        std::os::unix::fs::symlink(fs::read_link(from).unwrap(), to).unwrap();
+    } else if m.is_dir() {
+        fs::create_dir_all(to).unwrap();
+        for e in fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            copy_tree(&e.path(), &to.join(e.file_name()));
+        }
+    } else {
+        fs::copy(from, to).unwrap();
+    }
+}
