@@ -8,9 +8,22 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The virtual machine a guest boots in.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Machine {
+    /// A PC (q35) with virtio-pci devices, booting a bzImage: the xcluster way.
+    Pc,
+    /// QEMU's microvm: Firecracker's machine model (virtio-mmio devices described by ACPI, no
+    /// PCI, no firmware), booting the uncompressed ELF vmlinux through its PVH entry point.
+    Microvm,
+}
+
 #[derive(clap::Args, Debug, Clone)]
 pub struct RunArgs {
-    /// Kernel (default: out/bzImage).
+    /// The machine to boot in.
+    #[arg(long, value_enum, default_value_t = Machine::Pc)]
+    pub machine: Machine,
+    /// Kernel (default: out/bzImage; with `--machine microvm`, the kernel recipe's vmlinux).
     #[arg(long)]
     pub kernel: Option<PathBuf>,
     /// Disk image (default: out/hd.img).
@@ -37,7 +50,13 @@ pub struct RunArgs {
 }
 
 fn qemu_command(project: &Project, a: &RunArgs) -> Result<Command> {
-    let kernel = a.kernel.clone().unwrap_or_else(|| project.out.join("bzImage"));
+    let kernel = match (&a.kernel, a.machine) {
+        (Some(k), _) => k.clone(),
+        (None, Machine::Pc) => project.out.join("bzImage"),
+        (None, Machine::Microvm) => bail!(
+            "--machine microvm boots the uncompressed vmlinux, as Firecracker does: pass --kernel $(cargo xtask build kernel | tail -n1)/out/vmlinux"
+        ),
+    };
     let image = a.image.clone().unwrap_or_else(|| project.out.join("hd.img"));
     for p in [&kernel, &image] {
         anyhow::ensure!(
@@ -50,11 +69,16 @@ fn qemu_command(project: &Project, a: &RunArgs) -> Result<Command> {
         "qemu-system-x86_64 not found: install it (Debian: apt-get install qemu-system-x86)",
     )?;
     let mut c = Command::new(qemu);
+    // virtio devices on the machine's transport: PCI on a PC, MMIO on microvm.
+    let (machine, bus) = match a.machine {
+        Machine::Pc => ("q35", "pci"),
+        Machine::Microvm => ("microvm", "device"),
+    };
     c.args([
         "-accel",
         if a.kvm { "kvm" } else { "tcg" },
         "-machine",
-        "q35",
+        machine,
         "-m",
         &a.memory.to_string(),
         "-no-reboot",
@@ -62,14 +86,15 @@ fn qemu_command(project: &Project, a: &RunArgs) -> Result<Command> {
     ]);
     c.arg("-kernel").arg(&kernel);
     let snap = if a.persist { "" } else { ",snapshot=on" };
-    c.arg("-drive").arg(format!("file={},format=raw,if=virtio{snap}", image.display()));
+    c.arg("-drive").arg(format!("id=d0,file={},format=raw,if=none{snap}", image.display()));
+    c.args(["-device", &format!("virtio-blk-{bus},drive=d0")]);
     c.args([
         "-netdev",
         &format!("user,id=n0,hostfwd=tcp:127.0.0.1:{}-:22", a.ssh_port),
         "-device",
-        "virtio-net-pci,netdev=n0",
+        &format!("virtio-net-{bus},netdev=n0"),
     ]);
-    c.args(["-device", "virtio-rng-pci"]);
+    c.args(["-device", &format!("virtio-rng-{bus}")]);
     if let Some(k) = &a.ssh_key {
         c.arg("-fw_cfg").arg(format!("name=opt/reprovm/authorized_keys,file={}", k.display()));
     }
@@ -162,6 +187,13 @@ fn boot_test(project: &Project, a: &BootTestArgs) -> Result<()> {
     args.ssh_key = Some(key.with_extension("pub"));
     args.ssh_port = free_port()?;
     let console = project.out.join("boot-test-console.log");
+    // A log left by an earlier boot would answer for this one before QEMU truncates it.
+    match std::fs::remove_file(&console) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("removing {}", console.display()))
+        }
+        _ => {}
+    }
     let mut c = qemu_command(project, &args)?;
     c.args(["-display", "none", "-serial"]).arg(format!("file:{}", console.display()));
     c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
@@ -169,7 +201,9 @@ fn boot_test(project: &Project, a: &BootTestArgs) -> Result<()> {
         .ok()
         .map(|s| s.trim().to_string());
     eprintln!(
-        "boot-test: booting under QEMU ({}), console log {}",
+        "boot-test: booting {} under QEMU ({:?}, {}), console log {}",
+        args.kernel.as_deref().unwrap_or(&project.out.join("bzImage")).display(),
+        a.run.machine,
         if a.run.kvm { "KVM" } else { "TCG" },
         console.display()
     );
