@@ -67,10 +67,23 @@
     # the userland builds natively.
     namesFor = system:
       if system == "x86_64-linux"
-      then ["kernel" "kernel-krata" "busybox" "dropbear" "iproute2" "rootfs" "hd-image"]
+      then [
+        "kernel"
+        "kernel-krata"
+        "busybox"
+        "dropbear"
+        "iproute2"
+        "rootfs"
+        "hd-image"
+        "krata-kernel-oci"
+        "firecracker-kernel-bin-oci"
+        "firecracker-kernel-modules-oci"
+        "hd-image-oci"
+      ]
       else ["busybox" "dropbear" "iproute2"];
-    # kernel-krata is a variant for Xen zones: a package, not part of `nix flake check`.
-    checkNamesFor = system: builtins.filter (n: n != "kernel-krata") (namesFor system);
+    # kernel-krata is a variant for Xen zones (and krata-kernel-oci its image): packages, not
+    # part of `nix flake check`, which would otherwise build a second kernel twice.
+    checkNamesFor = system: builtins.filter (n: n != "kernel-krata" && n != "krata-kernel-oci") (namesFor system);
     only = names: set:
       builtins.listToAttrs (map (n: {
           name = n;

@@ -55,21 +55,22 @@
   };
 
   # Recipes with steps the xtask runs itself between configure and script.
-  isAssembled = r: r ? rootfs || r ? image || r ? kconfig;
+  isAssembled = r: r ? rootfs || r ? image || r ? kconfig || r ? oci;
 
-  # The slice of the recipes directory one recipe's derivation sees: its TOML, its files,
-  # fragments and overlays, and the TOMLs of its dependency closure (which `xtask assemble`
-  # loads as a graph). A store path of its own, so editing one recipe rebuilds only what
-  # depends on it (a path inside the flake's source would carry the whole checkout).
+  # The slice of the recipes directory one recipe's derivation sees: the TOML, files,
+  # fragments and overlays of every recipe in its dependency closure (which `xtask assemble`
+  # loads as a graph, and whose content digest is an OCI layout's revision: the xtask's
+  # oci::recipes_digest covers exactly this set). A store path of its own, so editing one
+  # recipe rebuilds only what depends on it (a path inside the flake's source would carry
+  # the whole checkout).
   hasPrefix = p: s: builtins.substring 0 (builtins.stringLength p) s == p;
   closure = name: [name] ++ builtins.concatLists (map closure (recipes.${name}.deps or []));
   slice = name: let
-    r = recipes.${name};
-    wanted =
-      map (n: "${n}.toml") (closure name)
-      ++ (r.files or [])
-      ++ (r.kconfig.fragments or [])
-      ++ (r.rootfs.overlays or []);
+    own = n: let
+      r = recipes.${n};
+    in
+      ["${n}.toml"] ++ (r.files or []) ++ (r.kconfig.fragments or []) ++ (r.rootfs.overlays or []);
+    wanted = builtins.concatLists (map own (closure name));
     root = toString recipesDir + "/";
     keep = path: _: let
       rel = builtins.substring (builtins.stringLength root) (-1) path;

@@ -20,7 +20,7 @@ use std::process::Command;
 
 #[derive(clap::Args, Debug)]
 pub struct AuditArgs {
-    /// Targets to rebuild and compare (default: kernel busybox dropbear iproute2 rootfs hd-image).
+    /// Targets to rebuild and compare (default: every published output, as `pin outputs`).
     pub targets: Vec<String>,
     /// Print the report as JSON on stdout.
     #[arg(long)]
@@ -164,7 +164,7 @@ impl AuditArgs {
                 &SIDES,
             );
             if let Some(p) = pin.filter(|p| p.output_hash != first.manifest.output_hash) {
-                diffs.extend(compare_with_pin(p, &first.manifest));
+                diffs.extend(compare_with_pin(p, &first.manifest, &store::out_dir(&first.entry))?);
             }
             let matches_store = rebuilt.output_hash == first.manifest.output_hash;
             let matches_pin = pin.map(|p| p.output_hash == rebuilt.output_hash);
@@ -333,7 +333,7 @@ fn rebuild(project: &Project, target: &str, into: &Path, cond: &Conditions) -> R
     manifest::read(&entry.join("manifest.json"))
 }
 
-fn compare_with_pin(pin: &PinnedOutput, m: &Manifest) -> Vec<FileDiff> {
+fn compare_with_pin(pin: &PinnedOutput, m: &Manifest, out_dir: &Path) -> Result<Vec<FileDiff>> {
     let mut out = Vec::new();
     let now: BTreeMap<&str, &str> =
         m.files.iter().filter_map(|f| f.sha256.as_deref().map(|s| (f.path.as_str(), s))).collect();
@@ -357,7 +357,21 @@ fn compare_with_pin(pin: &PinnedOutput, m: &Manifest) -> Vec<FileDiff> {
     for p in now.keys().filter(|p| !pin.files.contains_key(**p)) {
         out.push(diff(p, format!("produced but not pinned{note}")));
     }
-    out
+    let manifests = pins::oci_manifests(out_dir)?;
+    for (tag, d) in &pin.oci_manifests {
+        match manifests.get(tag) {
+            Some(x) if x == d => {}
+            Some(x) => out.push(diff(
+                &format!("OCI manifest {tag}"),
+                format!("pinned {d}, store has {x}{note}"),
+            )),
+            None => out.push(diff(
+                &format!("OCI manifest {tag}"),
+                format!("pinned but not in index.json{note}"),
+            )),
+        }
+    }
+    Ok(out)
 }
 
 pub fn render(r: &Report) -> String {

@@ -60,6 +60,10 @@ pub struct Entry {
     /// Permission bits (including setuid/setgid/sticky).
     pub mode: u32,
     pub size: u64,
+    /// Device and inode, and the number of names the inode has (hard links share them).
+    pub dev: u64,
+    pub ino: u64,
+    pub nlink: u64,
 }
 
 const DIR_FLAGS: OFlags =
@@ -491,6 +495,9 @@ fn entry(rel: &Path, st: &Stat) -> Entry {
         kind: Kind::of(st),
         mode: st.st_mode & 0o7777,
         size: st.st_size as u64,
+        dev: st.st_dev,
+        ino: st.st_ino,
+        nlink: st.st_nlink,
     }
 }
 

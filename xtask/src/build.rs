@@ -58,6 +58,7 @@ impl BuildArgs {
         let res = build(project, &graph, fetcher, &self.target, &opts)?;
         if opts.rebuild.is_empty() {
             results::link(&project.out, &res.entry, &res.manifest)?;
+            results::link_layout(&project.out, &self.target, &res.entry)?;
         }
         println!("{}", res.entry.display());
         Ok(())

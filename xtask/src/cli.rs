@@ -5,7 +5,7 @@
 use crate::fetch::Fetcher;
 use crate::project::Project;
 use crate::{
-    assemble, audit, bench, build, explain, menuconfig, pins, plan, qemu, sources, toolchain,
+    assemble, audit, bench, build, explain, menuconfig, oci, pins, plan, qemu, sources, toolchain,
 };
 use anyhow::{bail, Result};
 use clap::{CommandFactory, Parser, Subcommand};
@@ -81,6 +81,10 @@ pub enum Command {
     Pin(pins::PinArgs),
     /// Run a command in the build sandbox over the pinned toolchain (empty /build and /out).
     SandboxExec(toolchain::ExecArgs),
+    /// Push a recipe's OCI layout to a registry (`push krata-kernel-oci REGISTRY/REPO`).
+    Push(oci::registry::PushArgs),
+    /// Pull an image or artifact from a registry into a new OCI layout directory.
+    Pull(oci::registry::PullArgs),
     /// Run a program of the pinned Nix (pins/nix.lock: Debian trixie's Nix 2.26), e.g.
     /// `cargo xtask nix nix-build -A kernel`, without installing it or touching the host's libc.
     Nix(toolchain::NixArgs),
@@ -119,6 +123,8 @@ pub fn run() -> Result<i32> {
         Command::Pin(args) => args.run(&project, &fetcher)?,
         Command::SandboxExec(args) => return args.run(&project, &fetcher),
         Command::Nix(args) => return args.run(&project, &fetcher),
+        Command::Push(args) => args.run(&project, &fetcher)?,
+        Command::Pull(args) => args.run()?,
         Command::Bench(args) => args.run(&project, &fetcher)?,
         Command::Completions { shell } => {
             clap_complete::generate(

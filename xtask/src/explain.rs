@@ -131,6 +131,23 @@ pub fn compare(
     for p in mb.keys().filter(|p| !ma.contains_key(*p)) {
         out.push(diff(p, DiffKind::OnlyInB, vec![format!("only in {}", sides.b)]));
     }
+    // OCI layouts: blobs are named by their digests, so a changed blob shows as one only in A
+    // and one only in B. Say instead which manifest, blob and file inside a layer differ.
+    let in_layout = |d: &FileDiff| d.path == "index.json" || d.path.starts_with("blobs/");
+    if out.iter().any(in_layout) && crate::oci::diff::both_layouts(dir_a, dir_b) {
+        let explained = crate::oci::diff::explain_layouts(dir_a, dir_b, tools, sides);
+        match explained {
+            Ok(layout_diffs) => {
+                out.retain(|d| !in_layout(d));
+                out.extend(layout_diffs);
+            }
+            Err(e) => out.push(diff(
+                "index.json",
+                DiffKind::Content,
+                vec![format!("could not compare the OCI layouts: {e:#}")],
+            )),
+        }
+    }
     out
 }
 

@@ -21,6 +21,7 @@ mod kconfig;
 mod lock;
 mod manifest;
 mod menuconfig;
+mod oci;
 mod pins;
 mod plan;
 mod progress;

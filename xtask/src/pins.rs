@@ -10,9 +10,20 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Targets audited and pinned when none are named.
-pub const DEFAULT_TARGETS: [&str; 6] =
-    ["kernel", "busybox", "dropbear", "iproute2", "rootfs", "hd-image"];
+/// Targets audited and pinned when none are named: every output the project publishes.
+pub const DEFAULT_TARGETS: [&str; 11] = [
+    "kernel",
+    "busybox",
+    "dropbear",
+    "iproute2",
+    "rootfs",
+    "hd-image",
+    "kernel-krata",
+    "krata-kernel-oci",
+    "firecracker-kernel-bin-oci",
+    "firecracker-kernel-modules-oci",
+    "hd-image-oci",
+];
 
 #[derive(clap::Args, Debug)]
 pub struct PinArgs {
@@ -22,7 +33,7 @@ pub struct PinArgs {
 
 #[derive(clap::Subcommand, Debug)]
 pub enum PinWhat {
-    /// Record the current outputs of TARGETS (default: kernel busybox dropbear iproute2 rootfs hd-image) in pins/outputs.toml.
+    /// Record the current outputs of TARGETS (default: every published output, see `DEFAULT_TARGETS`) in pins/outputs.toml.
     Outputs { targets: Vec<String> },
 }
 
@@ -40,6 +51,10 @@ pub struct PinnedOutput {
     pub version: String,
     pub input_hash: String,
     pub output_hash: String,
+    /// OCI layouts: the digest of each manifest in index.json, by tag (or by artifact type
+    /// for untagged referrers): what a registry and `skopeo inspect` show.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub oci_manifests: BTreeMap<String, String>,
     pub files: BTreeMap<String, String>,
 }
 
@@ -63,15 +78,35 @@ pub fn read_pins(project: &Project) -> Result<BTreeMap<String, PinnedOutput>> {
     toml::from_str(&text).map_err(|e| anyhow::format_err!("{}: {}", p.display(), e.message()))
 }
 
-pub fn pin_of(m: &Manifest) -> PinnedOutput {
+/// The pin of a built node (`out` is its output directory).
+pub fn pin_of(m: &Manifest, out: &std::path::Path) -> Result<PinnedOutput> {
     let files =
         m.files.iter().filter_map(|f| f.sha256.clone().map(|s| (f.path.clone(), s))).collect();
-    PinnedOutput {
+    Ok(PinnedOutput {
         version: m.version.clone(),
         input_hash: m.input_hash.clone(),
         output_hash: m.output_hash.clone(),
+        oci_manifests: oci_manifests(out)?,
         files,
+    })
+}
+
+/// The manifests of an OCI layout by tag (referrers by artifact type); empty for other outputs.
+pub fn oci_manifests(out: &std::path::Path) -> Result<BTreeMap<String, String>> {
+    if !out.join("oci-layout").is_file() {
+        return Ok(BTreeMap::new());
     }
+    let layout = crate::oci::layout::Layout::open(out)?;
+    let mut map = BTreeMap::new();
+    for (tag, d) in layout.manifests() {
+        let key = match (tag, d.artifact_type()) {
+            (Some(t), _) => t,
+            (None, Some(at)) => format!("referrer {at}"),
+            (None, None) => "untagged".to_string(),
+        };
+        map.insert(key, d.digest().to_string());
+    }
+    Ok(map)
 }
 
 /// Lines describing how `new` differs from `old` (empty when nothing changed).
@@ -85,6 +120,13 @@ pub fn changes(
             None => out.push(format!("+ {name}: {}", n.output_hash)),
             Some(o) if o.output_hash != n.output_hash => {
                 out.push(format!("~ {name}: {} -> {}", o.output_hash, n.output_hash));
+                for (tag, d) in &n.oci_manifests {
+                    match o.oci_manifests.get(tag) {
+                        Some(od) if od == d => {}
+                        Some(od) => out.push(format!("    manifest {tag}: {od} -> {d}")),
+                        None => out.push(format!("    + manifest {tag}: {d}")),
+                    }
+                }
                 for (f, h) in &n.files {
                     match o.files.get(f) {
                         None => out.push(format!("    + {f} {h}")),
@@ -115,7 +157,7 @@ pub fn pin_outputs(project: &Project, fetcher: &Fetcher, targets: &[String]) -> 
             &t,
             &Options { jobs: util::default_jobs(), ..Default::default() },
         )?;
-        pins.insert(t, pin_of(&res.manifest));
+        pins.insert(t, pin_of(&res.manifest, &crate::store::out_dir(&res.entry))?);
     }
     let body = format!(
         "# Expected output hashes, written by `cargo xtask pin outputs`. `cargo xtask audit` compares\n\
@@ -169,6 +211,7 @@ mod tests {
             version: "1".into(),
             input_hash: "i".into(),
             output_hash: h.into(),
+            oci_manifests: BTreeMap::new(),
             files: files.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
         };
         let old = BTreeMap::from([("k".to_string(), pin("o1", &[("a", "1"), ("b", "2")]))]);

@@ -39,6 +39,8 @@ pub struct Recipe {
     pub rootfs: Option<RootfsSpec>,
     /// ext4 image parameters.
     pub image: Option<ImageSpec>,
+    /// An OCI image layout made of files the configure script prepared (written to `$OUT`).
+    pub oci: Option<OciSpec>,
     /// Longest time the build may take, e.g. "90m", "4h", "30s" (default 4h); after it the
     /// whole sandbox is killed and the log's tail shown.
     pub timeout: Option<String>,
@@ -177,6 +179,70 @@ pub struct ImageSpec {
     /// Also produce hd.qcow2 via `qemu-img convert`.
     #[serde(default)]
     pub qcow2: bool,
+}
+
+/// `[oci]`: an OCI image layout. Either an image (`layer`: a directory under the build
+/// directory that becomes its one layer, with an image config for `architecture`/linux) or an
+/// artifact (`artifact-type` and one `[[oci.file]]` per layer). `[[oci.referrer]]` attaches
+/// further artifacts whose `subject` is the main manifest (OCI 1.1 referrers).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct OciSpec {
+    /// Tags: `org.opencontainers.image.ref.name` in index.json, and what `push` sets.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Image: the directory (relative to the build directory) that is the layer's root.
+    pub layer: Option<String>,
+    /// Image: the config's architecture (Go's names; default amd64). The OS is linux.
+    pub architecture: Option<String>,
+    /// Artifact: its `artifactType`.
+    pub artifact_type: Option<String>,
+    /// Artifact: its files, one layer each (the file's name is its title).
+    #[serde(default, rename = "file")]
+    pub files: Vec<OciFile>,
+    /// Artifacts attached to the main manifest.
+    #[serde(default, rename = "referrer")]
+    pub referrers: Vec<OciReferrer>,
+    /// Manifest annotations added to (or replacing) the defaults: created (from
+    /// SOURCE_DATE_EPOCH), version (the recipe's), revision (the recipes' content digest),
+    /// title (the recipe's name).
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// A file of an OCI artifact: a path relative to the build directory and its media type.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct OciFile {
+    pub path: String,
+    pub media_type: String,
+}
+
+/// `[[oci.referrer]]`: an artifact about the main manifest (e.g. the kernel's .config).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct OciReferrer {
+    pub artifact_type: String,
+    #[serde(rename = "file")]
+    pub files: Vec<OciFile>,
+}
+
+/// An OCI tag: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}` (distribution-spec).
+pub fn is_oci_tag(t: &str) -> bool {
+    (1..=128).contains(&t.len())
+        && t.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// A media type `type/subtype[+suffix]` (RFC 6838 restricted names, no parameters).
+pub fn is_media_type(m: &str) -> bool {
+    let ok = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 127
+            && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+    };
+    m.split_once('/').is_some_and(|(t, s)| ok(t) && ok(s))
 }
 
 /// `DEP:SRC -> DEST` of `[rootfs] install`.
@@ -486,11 +552,69 @@ fn validate(path: &Path, text: &str, display: &str, r: &Recipe) -> Result<(), Re
     if let Some(t) = &r.timeout {
         parse_duration(t).map_err(|e| err(t, e))?;
     }
-    if r.rootfs.is_none() && r.image.is_none() && r.build.script.trim().is_empty() {
+    if let Some(o) = &r.oci {
+        validate_oci(o).map_err(|(needle, msg)| err(&needle, msg))?;
+    }
+    if r.rootfs.is_none()
+        && r.image.is_none()
+        && r.oci.is_none()
+        && r.build.script.trim().is_empty()
+    {
         return Err(err(
             "[build]",
-            "[build] needs a `script` (or the recipe needs [rootfs] or [image])".into(),
+            "[build] needs a `script` (or the recipe needs [rootfs], [image] or [oci])".into(),
         ));
+    }
+    Ok(())
+}
+
+/// `[oci]`: an image or an artifact, never both; valid tags, media types and paths. Errors
+/// are (text to point at, message).
+fn validate_oci(o: &OciSpec) -> Result<(), (String, String)> {
+    match (&o.layer, &o.artifact_type, o.files.is_empty()) {
+        (Some(l), None, true) => {
+            tree_path(l, false)
+                .map_err(|e| (l.clone(), format!("oci.layer {e} inside the build directory")))?;
+        }
+        (None, Some(_), false) => {}
+        _ => {
+            return Err((
+                "[oci]".into(),
+                "[oci] is an image (`layer`) or an artifact (`artifact-type` and [[oci.file]]), not both or neither".into(),
+            ))
+        }
+    }
+    if o.artifact_type.is_some() && o.architecture.is_some() {
+        return Err(("architecture".into(), "oci.architecture is for images (`layer`)".into()));
+    }
+    for t in &o.tags {
+        if !is_oci_tag(t) {
+            return Err((
+                t.clone(),
+                format!("oci tag `{t}`: 1 to 128 of A-Z a-z 0-9 . _ -, not starting with . or -"),
+            ));
+        }
+    }
+    let types = o.artifact_type.iter().chain(o.referrers.iter().map(|r| &r.artifact_type));
+    let files = o.files.iter().chain(o.referrers.iter().flat_map(|r| r.files.iter()));
+    for m in types.chain(files.clone().map(|f| &f.media_type)) {
+        if !is_media_type(m) {
+            return Err((m.clone(), format!("`{m}` is not a media type (type/subtype)")));
+        }
+    }
+    for f in files {
+        tree_path(&f.path, false)
+            .map_err(|e| (f.path.clone(), format!("oci file {e} inside the build directory")))?;
+    }
+    if let Some(r) = o.referrers.iter().find(|r| r.files.is_empty()) {
+        return Err((
+            r.artifact_type.clone(),
+            "an oci referrer needs at least one [[file]]".into(),
+        ));
+    }
+    if let Some(k) = o.annotations.keys().find(|k| k.is_empty() || k.contains(char::is_whitespace))
+    {
+        return Err((k.clone(), format!("oci annotation key `{k}` is empty or has spaces")));
     }
     Ok(())
 }

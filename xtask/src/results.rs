@@ -30,6 +30,26 @@ struct Stamp {
     mtime_ns: i128,
 }
 
+/// An OCI layout result: `out/oci/NAME` becomes a symlink to the entry's read-only output
+/// (a layout is only read: by skopeo, umoci, `push`), replaced atomically when it changes.
+pub fn link_layout(out_dir: &Path, name: &str, entry: &Path) -> Result<()> {
+    let layout = store::out_dir(entry);
+    if !layout.join("oci-layout").is_file() {
+        return Ok(());
+    }
+    let dir = Dir::create(&out_dir.join("oci"))?;
+    if dir.metadata(Path::new(name))?.is_some_and(|m| m.kind == Kind::Symlink)
+        && dir.read_link(Path::new(name))? == layout
+    {
+        return Ok(());
+    }
+    let tmp = format!(".tmp-{name}-{}", std::process::id());
+    dir.symlink(&layout, Path::new(&tmp))?;
+    dir.rename(Path::new(&tmp), Path::new(name))?;
+    progress::say(&format!("{} -> {}", out_dir.join("oci").join(name).display(), layout.display()));
+    Ok(())
+}
+
 /// Copy the entry's results to `out_dir`.
 pub fn link(out_dir: &Path, entry: &Path, manifest: &Manifest) -> Result<()> {
     let src = Dir::open(&store::out_dir(entry))?;

@@ -12,6 +12,9 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+/// Version of the rootfs tar this code writes (see `steps::versions`).
+pub const STEP_VERSION: &str = "rootfs-v1";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Node {
     Dir { mode: u32 },

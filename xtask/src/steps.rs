@@ -1,5 +1,6 @@
 //! The steps a builder runs between a recipe's `configure` and `script`, in one function for
-//! every builder: the `[kconfig]` check, the `[rootfs]` tar, then the `[image]` (mke2fs). The
+//! every builder: the `[kconfig]` check, the `[rootfs]` tar, the `[image]` (mke2fs), then the
+//! `[oci]` layout. The
 //! xtask runs them around its sandbox phases (`build.rs`); Nix runs them through the hidden
 //! `xtask assemble` inside its own sandbox (`assemble.rs`, nix/package.nix). Only how a shell
 //! step is run differs, through [`ScriptRunner`].
@@ -9,6 +10,23 @@ use crate::{image, kconfig, rootfs};
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+/// The versions of the engine's own steps a recipe uses, for its input hash: a step whose
+/// output format changes bumps its version, so store entries made by the old code are not
+/// taken for the new (as a new builder makes a new derivation in Nix).
+pub fn versions(r: &crate::recipe::Recipe) -> Vec<&'static str> {
+    let mut v = Vec::new();
+    if r.rootfs.is_some() {
+        v.push(crate::rootfs::STEP_VERSION);
+    }
+    if r.image.is_some() {
+        v.push(crate::image::STEP_VERSION);
+    }
+    if r.oci.is_some() {
+        v.push(crate::oci::STEP_VERSION);
+    }
+    v
+}
 
 /// Runs a recipe's shell steps where its tools are: the xtask's sandbox over the pinned
 /// toolchain, or `sh` on PATH inside another builder's sandbox.
@@ -81,6 +99,21 @@ pub fn assemble(
             runner.build_dir(),
         )?;
         runner.run_script("mke2fs", &script)?;
+    }
+    if let Some(spec) = &r.oci {
+        // The graph of the recipes this builder sees (all of recipes/, or Nix's slice of it):
+        // the revision covers the same closure in both.
+        let graph = crate::graph::Graph::load(paths.recipes)?;
+        let inputs = crate::oci::OciInputs {
+            recipe: l,
+            spec,
+            build: paths.build,
+            deps: paths.deps,
+            source_date_epoch,
+            revision: crate::oci::recipes_digest(paths.recipes, &graph, &r.name)?,
+        };
+        crate::oci::assemble(&inputs, paths.out)
+            .with_context(|| format!("{}: writing the OCI layout", l.path.display()))?;
     }
     Ok(())
 }

@@ -30,7 +30,8 @@ impl<'a> InputHashes<'a> {
     }
 
     /// sha256 over: the recipe text, the hash of every declared file and overlay, the pinned
-    /// hash of every source, the input hash of every dependency, and the toolchain identity.
+    /// hash of every source, the input hash of every dependency, the versions of the engine's
+    /// steps it uses (`steps::versions`), and the toolchain identity.
     /// Not over where the checkout is, nor `-j`: outputs must not depend on them.
     pub fn get(&mut self, name: &str) -> Result<String> {
         if let Some(h) = self.memo.get(name) {
@@ -61,6 +62,9 @@ impl<'a> InputHashes<'a> {
         for d in &l.recipe.deps {
             let dh = self.get(self.graph.resolve(d))?;
             h.field("dep", format!("{d} {dh}").as_bytes());
+        }
+        for v in crate::steps::versions(&l.recipe) {
+            h.field("step", v.as_bytes());
         }
         h.field("toolchain", self.toolchain_id.as_bytes());
         let out = h.finish();

@@ -5,6 +5,45 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// A point in time as UTC calendar fields (for timestamps that must come from a given epoch,
+/// never from the clock: snapshot times, OCI `created`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UtcTime {
+    pub year: i64,
+    pub month: u32,
+    pub day: u32,
+    pub hour: u32,
+    pub minute: u32,
+    pub second: u32,
+}
+
+impl UtcTime {
+    /// Seconds since 1970-01-01T00:00:00Z (Howard Hinnant's civil_from_days).
+    pub fn from_unix(secs: u64) -> UtcTime {
+        let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        let (hour, minute, second) =
+            ((rem / 3600) as u32, (rem % 3600 / 60) as u32, (rem % 60) as u32);
+        UtcTime { year, month, day, hour, minute, second }
+    }
+
+    /// RFC 3339, as OCI's `created` fields use: `2024-01-01T00:00:00Z`.
+    pub fn rfc3339(&self) -> String {
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            self.year, self.month, self.day, self.hour, self.minute, self.second
+        )
+    }
+}
+
 /// Parallel jobs when none are given: the CPU count.
 pub fn default_jobs() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)

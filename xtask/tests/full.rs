@@ -1,6 +1,7 @@
 //! Full tier: the real sources, the pinned toolchain, the kernel and image builds, the audit
-//! and the QEMU boot test. Runs when REPROVM_FULL=1 (CI sets it); takes ~26 minutes on 2 cores. The
-//! Nix builds of the same recipes (~10 minutes more) are in `nix.rs`.
+//! of every published output (both kernels, the userland, the image, the OCI layouts) and the
+//! QEMU boot test. Runs when REPROVM_FULL=1 (CI sets it). The Nix builds of the same recipes
+//! are in `nix.rs`, the OCI tools, registry and other machines' boots in `oci.rs`.
 //! Everything happens in the repository's out/ so a developer's cache is reused.
 
 mod support;
@@ -60,20 +61,17 @@ fn full_pipeline() {
 
     // 3. A kernel fragment asking for an option that cannot be enabled fails, naming it.
     let bad = t.path().join("bad-recipes");
-    std::fs::create_dir_all(bad.join("kernel")).unwrap();
-    std::fs::copy(repo().join("recipes/kernel/vm.config"), bad.join("kernel/vm.config")).unwrap();
+    support::copy_tree(&repo().join("recipes/kernel"), &bad.join("kernel"));
     std::fs::write(bad.join("kernel/impossible.config"), "CONFIG_XEN_PV=y\n").unwrap();
-    let k = std::fs::read_to_string(repo().join("recipes/kernel.toml")).unwrap();
-    let k = k
-        .replace(
-            "files = [\"kernel/vm.config\"]",
-            "files = [\"kernel/vm.config\", \"kernel/impossible.config\"]",
-        )
-        .replace(
-            "fragments = [\"kernel/vm.config\"]",
-            "fragments = [\"kernel/vm.config\", \"kernel/impossible.config\"]",
-        );
-    std::fs::write(bad.join("kernel.toml"), k).unwrap();
+    let mut k: toml::Table =
+        std::fs::read_to_string(repo().join("recipes/kernel.toml")).unwrap().parse().unwrap();
+    let fragment = toml::Value::from("kernel/impossible.config");
+    k["files"].as_array_mut().unwrap().push(fragment.clone());
+    k["kconfig"]["fragments"].as_array_mut().unwrap().push(fragment);
+    let merged =
+        format!("{} kernel/impossible.config", k["env"]["KERNEL_FRAGMENTS"].as_str().unwrap());
+    k["env"]["KERNEL_FRAGMENTS"] = merged.into();
+    std::fs::write(bad.join("kernel.toml"), toml::to_string(&k).unwrap()).unwrap();
     let o = xtask()
         .args([
             "--recipes",

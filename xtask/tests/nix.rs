@@ -559,7 +559,17 @@ fn nix_builds_match_the_xtask_and_boot() {
     assert!(add.status().unwrap().success(), "nix-store --add-fixed failed");
 
     // 1. Build the packages with Nix.
-    let names = ["kernel", "busybox", "dropbear", "iproute2", "rootfs", "hd-image"];
+    let names = [
+        "kernel",
+        "busybox",
+        "dropbear",
+        "iproute2",
+        "rootfs",
+        "hd-image",
+        "firecracker-kernel-bin-oci",
+        "firecracker-kernel-modules-oci",
+        "hd-image-oci",
+    ];
     let mut args = Vec::new();
     for n in names {
         args.extend(["-A", n]);
