@@ -34,6 +34,25 @@ pub struct AuditArgs {
     /// Keep the rebuilt outputs even when they match.
     #[arg(long)]
     pub keep: bool,
+    /// Also compare each rebuild with what this binary cache (`REGISTRY/REPO`) holds for the
+    /// same inputs, as Debian's rebuilders check the archive.
+    #[arg(long, value_name = "REPO")]
+    pub against: Option<String>,
+}
+
+/// How a rebuild compares with a binary cache's entry for the same input hash.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CacheComparison {
+    pub repository: String,
+    /// The cache's output hash; None when the cache has no entry for these inputs.
+    pub output_hash: Option<String>,
+    /// The key that signed the entry, if a trusted one (`--trusted-key`).
+    pub signed_by: Option<String>,
+    /// Why the signature does not make it trusted, when it does not.
+    pub untrusted: Option<String>,
+    pub matches: bool,
+    pub differences: Vec<FileDiff>,
 }
 
 /// One host-side variation of the rebuild, and whether it could be applied here.
@@ -59,6 +78,9 @@ pub struct TargetReport {
     pub variations: Vec<Variation>,
     pub differences: Vec<FileDiff>,
     pub rebuild_dir: Option<String>,
+    /// With `--against`: the cache's entry compared with this machine's rebuild.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheComparison>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -70,7 +92,7 @@ pub struct Report {
     pub targets: Vec<TargetReport>,
 }
 
-pub const SCHEMA: &str = "reprovm-audit/2";
+pub const SCHEMA: &str = "reprovm-audit/3";
 
 const SIDES: Sides = Sides { a: "the store", b: "the rebuild" };
 
@@ -123,6 +145,11 @@ impl Conditions {
 
 impl AuditArgs {
     pub fn run(&self, project: &Project, fetcher: &Fetcher) -> Result<()> {
+        // An audit rebuilds here: nothing it compares may come from a cache.
+        let mut project = project.clone();
+        project.set_substituters(Vec::new(), project.trusted_keys.clone(), false);
+        let project = &project;
+        let against = self.against.as_deref().map(crate::cache::Cache::connect).transpose()?;
         let graph = project.graph()?;
         let targets = pins::targets_or_default(&self.targets);
         let pins = pins::read_pins(project)?;
@@ -180,6 +207,17 @@ impl AuditArgs {
                 variations: cond.variations(),
                 differences: diffs,
                 rebuild_dir: keep.then(|| entry_rebuilt.display().to_string()),
+                cache: match &against {
+                    Some(c) => Some(compare_with_cache(
+                        project,
+                        c,
+                        &graph.get(&node)?.recipe,
+                        &rebuilt,
+                        &store::out_dir(&entry_rebuilt),
+                        &Tools::Sandbox(&tc.root),
+                    )?),
+                    None => None,
+                },
             });
             if !keep {
                 let keep_logs = audit_root.join(format!("{t}-last-logs"));
@@ -188,7 +226,11 @@ impl AuditArgs {
                 remove(&into)?;
             }
         }
-        let ok = reports.iter().all(|r| r.matches_store && r.matches_pin != Some(false));
+        let ok = reports.iter().all(|r| {
+            r.matches_store
+                && r.matches_pin != Some(false)
+                && r.cache.as_ref().is_none_or(|c| c.matches)
+        });
         let report =
             Report { schema: SCHEMA.into(), toolchain: tc.id.clone(), ok, targets: reports };
         if self.json {
@@ -205,6 +247,82 @@ impl AuditArgs {
         }
         Ok(())
     }
+}
+
+/// Fetch the cache's entry for the rebuilt node (integrity checked, signature only reported)
+/// and explain how it differs from this machine's rebuild.
+fn compare_with_cache(
+    project: &Project,
+    cache: &crate::cache::Cache,
+    r: &crate::recipe::Recipe,
+    rebuilt: &Manifest,
+    rebuilt_out: &Path,
+    tools: &Tools,
+) -> Result<CacheComparison> {
+    use crate::cache::{entry, keys};
+    let want = entry::Wanted {
+        name: &r.name,
+        version: &r.version,
+        input_hash: &rebuilt.input_hash,
+        source_date_epoch: r.source_date_epoch(),
+    };
+    let trusted = project
+        .trusted_keys
+        .iter()
+        .map(|p| keys::PublicKey::load(p))
+        .collect::<Result<Vec<_>>>()?;
+    let work = tempfile::tempdir()?;
+    let mut c = CacheComparison {
+        repository: cache.text.clone(),
+        output_hash: None,
+        signed_by: None,
+        untrusted: None,
+        matches: false,
+        differences: Vec::new(),
+    };
+    let fetched =
+        entry::fetch(&cache.registry, &cache.repo, &want, entry::Trust::CompareOnly, work.path());
+    let fetched = match fetched {
+        Ok(f) => f,
+        Err(entry::Refusal::Mismatch(why)) => {
+            c.differences.push(FileDiff {
+                path: r.name.clone(),
+                kind: DiffKind::Content,
+                explanation: vec![format!("the cache's entry is not what it claims: {why}")],
+            });
+            return Ok(c);
+        }
+        Err(e) => bail!("{}: {e}", cache.text),
+    };
+    let Some(m) = fetched else {
+        c.differences.push(FileDiff {
+            path: r.name.clone(),
+            kind: DiffKind::OnlyInB,
+            explanation: vec![format!(
+                "{} has no entry for input hash {}",
+                cache.text, rebuilt.input_hash
+            )],
+        });
+        return Ok(c);
+    };
+    match entry::signature_status(&cache.registry, &cache.repo, &want, &trusted)? {
+        Ok(key) => c.signed_by = Some(key),
+        Err(why) => c.untrusted = Some(why.to_string()),
+    }
+    c.matches = m.output_hash == rebuilt.output_hash;
+    c.output_hash = Some(m.output_hash.clone());
+    if !c.matches {
+        let sides = Sides { a: "the cache", b: "this machine" };
+        c.differences = explain::compare(
+            &m.files,
+            &rebuilt.files,
+            &store::out_dir(work.path()),
+            rebuilt_out,
+            tools,
+            &sides,
+        );
+    }
+    Ok(c)
 }
 
 fn remove(p: &Path) -> Result<()> {
@@ -395,6 +513,23 @@ pub fn render(r: &Report) -> String {
             s.push_str(&format!("  not varied here: {}\n", skipped.join(", ")));
         }
         s.push_str(&explain::render(&t.differences, &SIDES));
+        if let Some(c) = &t.cache {
+            let trust = match (&c.signed_by, &c.untrusted) {
+                (Some(k), _) => format!("signed by {k}"),
+                (None, Some(why)) => why.clone(),
+                (None, None) => String::new(),
+            };
+            let verdict = match (&c.output_hash, c.matches) {
+                (None, _) => "has no entry for these inputs".to_string(),
+                (Some(_), true) => format!("holds the same bytes ({trust})"),
+                (Some(h), false) => format!("holds OTHER bytes: {} ({trust})", &h[..16]),
+            };
+            s.push_str(&format!("  cache {} {verdict}\n", c.repository));
+            s.push_str(&explain::render(
+                &c.differences,
+                &Sides { a: "the cache", b: "this machine" },
+            ));
+        }
         if let Some(dir) = &t.rebuild_dir {
             s.push_str(&format!("  rebuilt outputs kept in {dir}\n"));
         }
@@ -500,6 +635,18 @@ mod tests {
                     explanation: vec!["section .rodata differs".into()],
                 }],
                 rebuild_dir: Some("/x".into()),
+                cache: Some(CacheComparison {
+                    repository: "http://127.0.0.1:5000/cache".into(),
+                    output_hash: Some("d".repeat(64)),
+                    signed_by: None,
+                    untrusted: Some("it is signed by `ci`, which is not a trusted key".into()),
+                    matches: false,
+                    differences: vec![FileDiff {
+                        path: "bin/busybox".into(),
+                        kind: DiffKind::Content,
+                        explanation: vec!["section .text differs".into()],
+                    }],
+                }),
             }],
         }
     }
@@ -520,6 +667,9 @@ mod tests {
               not varied here: hostname
               bin/busybox (content)
                   section .rodata differs
+              cache http://127.0.0.1:5000/cache holds OTHER bytes: dddddddddddddddd (it is signed by `ci`, which is not a trusted key)
+              bin/busybox (content)
+                  section .text differs
               rebuilt outputs kept in /x
             audit: NOT reproducible
         "#]]

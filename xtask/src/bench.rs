@@ -1,6 +1,7 @@
 //! Benchmarks, reported as figures and ratios measured in one run (never timed tests):
-//! `plan` on a cached graph, toolchain materialisation from a warm cache, and the sandbox's
-//! overhead against a bare host `make` of the same tree and configuration.
+//! `plan` on a cached graph, toolchain materialisation from a warm cache, the sandbox's
+//! overhead against a bare host `make` of the same tree and configuration, and a build on a
+//! fresh machine from a binary cache against the same build done locally.
 
 use crate::build::{self, Options};
 use crate::fetch::Fetcher;
@@ -36,6 +37,16 @@ pub enum Bench {
     /// The bare half needs root (bind mounts) and the host's build tools.
     Overhead {
         #[arg(default_value = "busybox")]
+        target: String,
+    },
+    /// TARGET built from scratch in a fresh out dir (toolchain materialisation included, the
+    /// download cache shared), pushed to CACHE signed with a key made for the run, then built
+    /// in another fresh out dir and download cache with CACHE as the only substituter: the
+    /// ratio of the two wall times. CACHE is a repository you own (`http://` for loopback).
+    Substitute {
+        #[arg(long, value_name = "REPO")]
+        cache: String,
+        #[arg(default_value = "hd-image")]
         target: String,
     },
 }
@@ -82,9 +93,49 @@ impl BenchArgs {
                 );
             }
             Bench::Overhead { target } => overhead(project, fetcher, target)?,
+            Bench::Substitute { cache, target } => substitute(project, fetcher, cache, target)?,
         }
         Ok(())
     }
+}
+
+/// Local build from scratch, push, substituted build on a fresh machine: the ratio.
+fn substitute(project: &Project, fetcher: &Fetcher, cache: &str, target: &str) -> Result<()> {
+    let work = tempfile::tempdir_in(&project.out)?;
+    let opts = Options { jobs: util::default_jobs(), quiet: true, ..Default::default() };
+    let mut local = project.clone();
+    local.out = work.path().join("local");
+    local.set_substituters(Vec::new(), Vec::new(), false);
+    progress::say(&format!("bench: building {target} from scratch in {}", local.out.display()));
+    let start = Instant::now();
+    build::build(&local, &local.graph()?, fetcher, target, &opts)?;
+    let built = start.elapsed();
+
+    let key = work.path().join("bench.key");
+    crate::cache::keys::generate("reprovm-bench", &key)?;
+    let secret = crate::cache::keys::SecretKey::load(&key)?;
+    crate::cache::push(&local, fetcher, cache, target, Some(&secret))?;
+
+    let mut fresh = project.clone();
+    fresh.out = work.path().join("fresh");
+    fresh.cache = fresh.out.join("cache");
+    fresh.set_substituters(vec![cache.to_string()], vec![key.with_extension("pub")], true);
+    let mut fresh_fetcher = Fetcher::new(&fresh.cache, Vec::new(), false);
+    for m in fresh.substitution()?.source_mirrors() {
+        fresh_fetcher.add_blob_source(m);
+    }
+    progress::say(&format!("bench: building {target} on a fresh out dir from {cache} only"));
+    let start = Instant::now();
+    build::build(&fresh, &fresh.graph()?, &fresh_fetcher, target, &opts)?;
+    let substituted = start.elapsed();
+    let materialised = fresh.out.join("toolchain").exists();
+    let (s, b) = (substituted.as_secs_f64(), built.as_secs_f64());
+    println!(
+        "substitute {target}: from the cache {s:.1} s, built locally {b:.1} s, ratio {:.3} (toolchain materialised on the fresh machine: {})",
+        s / b,
+        if materialised { "yes" } else { "no" }
+    );
+    Ok(())
 }
 
 /// Build TARGET in the sandbox, then run the same configure and build scripts on the same

@@ -99,9 +99,17 @@ pub fn build(
     );
     let order = graph.closure(target)?;
     let _lock = lock::store_exclusive(&project.out)?;
-    let tc = toolchain::ensure(project, fetcher)?;
-    let mut hashes = InputHashes::new(graph, project, &tc.id)?;
+    // The toolchain's root is made only when a node has to be built here: its identity (for
+    // input hashes) comes from the lock.
+    let mut tc: Option<Toolchain> = None;
+    let tc_id = match toolchain::pinned_identity(project)? {
+        Some(id) => id,
+        None => tc.insert(toolchain::ensure(project, fetcher)?).id.clone(),
+    };
+    let subs = if project.substituters.is_empty() { None } else { Some(project.substitution()?) };
+    let mut hashes = InputHashes::new(graph, project, &tc_id)?;
     let mut entries: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let (mut cached, mut substituted, mut built) = (0, 0, 0);
     let mut last = None;
     for name in &order {
         let l = graph.get(name)?;
@@ -114,6 +122,7 @@ pub fn build(
                 if !opts.quiet {
                     progress::say(&format!("cached {name} {} [{}]", l.recipe.version, &ih[..16]));
                 }
+                cached += 1;
                 (store::entry_dir(project, name, &l.recipe.version, &ih), m)
             }
             _ => {
@@ -121,13 +130,35 @@ pub fn build(
                     (Some(dir), true) => dir.join(format!("{}-{name}", &ih[..16])),
                     _ => store::entry_dir(project, name, &l.recipe.version, &ih),
                 };
+                // A rebuild is a build by definition; everything else may come from a cache.
+                let from_cache = match (&subs, rebuild) {
+                    (Some(subs), false) => subs.substitute(l, &ih, &dest)?,
+                    _ => None,
+                };
+                if let Some(m) = from_cache {
+                    substituted += 1;
+                    entries.insert(name.clone(), dest.clone());
+                    last = Some((dest, m));
+                    continue;
+                }
+                if subs.as_ref().is_some_and(|s| s.only) && !rebuild {
+                    bail!(
+                        "{name} [{}]: no substituter has a trusted entry and --substitute-only was given",
+                        &ih[..16]
+                    );
+                }
+                let tc = match &tc {
+                    Some(tc) => tc,
+                    None => tc.insert(toolchain::ensure(project, fetcher)?),
+                };
+                built += 1;
                 let deps: BTreeMap<String, PathBuf> = l
                     .recipe
                     .deps
                     .iter()
                     .map(|d| (d.clone(), entries[graph.resolve(d)].clone()))
                     .collect();
-                let m = build_node(project, fetcher, &tc, l, &ih, &deps, opts, &dest)?;
+                let m = build_node(project, fetcher, tc, l, &ih, &deps, opts, &dest)?;
                 (dest, m)
             }
         };
@@ -135,6 +166,22 @@ pub fn build(
         last = Some((entry, m));
     }
     let (entry, manifest) = last.context("empty build graph")?;
+    // Recorded while the store lock is held, so that a gc waiting for it sees this closure.
+    if opts.rebuild_into.is_none() {
+        let entries = entries
+            .values()
+            .filter_map(|e| e.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        crate::gc::record_build(
+            project,
+            &crate::gc::BuildRecord { target: target.to_string(), entries },
+        )?;
+    }
+    if !opts.quiet && (substituted > 0 || subs.is_some()) {
+        progress::say(&format!(
+            "{target}: {substituted} substituted, {built} built, {cached} already in the store"
+        ));
+    }
     Ok(BuildResult { entry, manifest })
 }
 

@@ -5,7 +5,8 @@
 use crate::fetch::Fetcher;
 use crate::project::Project;
 use crate::{
-    assemble, audit, bench, build, explain, menuconfig, oci, pins, plan, qemu, sources, toolchain,
+    assemble, audit, bench, build, cache, explain, gc, menuconfig, oci, pins, plan, qemu, sources,
+    toolchain,
 };
 use anyhow::{bail, Result};
 use clap::{CommandFactory, Parser, Subcommand};
@@ -49,6 +50,29 @@ pub struct Cli {
     /// toolchain. Outputs are marked HOST TOOLCHAIN and are not reproducible across hosts.
     #[arg(long, global = true)]
     pub host_toolchain: bool,
+    /// A binary cache to take store entries, sources and .debs from before building them
+    /// (`REGISTRY/REPO`, `http://` for a registry on this machine without TLS); repeatable.
+    #[arg(
+        long = "substituter",
+        global = true,
+        env = "REPROVM_SUBSTITUTERS",
+        value_delimiter = ' ',
+        value_name = "REPO"
+    )]
+    pub substituters: Vec<String>,
+    /// A public key (`cache keygen`'s FILE.pub) whose signatures make cache entries trusted;
+    /// repeatable. Entries signed by no trusted key are never used.
+    #[arg(
+        long = "trusted-key",
+        global = true,
+        env = "REPROVM_TRUSTED_KEYS",
+        value_delimiter = ' ',
+        value_name = "FILE"
+    )]
+    pub trusted_keys: Vec<PathBuf>,
+    /// Fail instead of building a node that no substituter provides.
+    #[arg(long, global = true)]
+    pub substitute_only: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -85,6 +109,11 @@ pub enum Command {
     Push(oci::registry::PushArgs),
     /// Pull an image or artifact from a registry into a new OCI layout directory.
     Pull(oci::registry::PullArgs),
+    /// The binary cache on an OCI registry: `push` a closure and its sources, `keygen`.
+    Cache(cache::CacheArgs),
+    /// Remove store entries, cache files and toolchains that the pins and the last builds do
+    /// not reach (`--dry-run` lists them).
+    Gc(gc::GcArgs),
     /// Run a program of the pinned Nix (pins/nix.lock: Debian trixie's Nix 2.26), e.g.
     /// `cargo xtask nix nix-build -A kernel`, without installing it or touching the host's libc.
     Nix(toolchain::NixArgs),
@@ -108,7 +137,13 @@ pub fn run() -> Result<i32> {
     let mut project = Project::new(cli.recipes, cli.out, cli.cache);
     project.host_toolchain = cli.host_toolchain;
     project.uses = cli.uses;
-    let fetcher = Fetcher::new(&project.cache, cli.mirror, cli.offline);
+    project.set_substituters(cli.substituters, cli.trusted_keys, cli.substitute_only);
+    let mut fetcher = Fetcher::new(&project.cache, cli.mirror, cli.offline);
+    if !project.substituters.is_empty() {
+        for mirror in project.substitution()?.source_mirrors() {
+            fetcher.add_blob_source(mirror);
+        }
+    }
     match cli.command {
         Command::Fetch(args) => args.run(&project, &fetcher)?,
         Command::Plan(args) => args.run(&project, &fetcher)?,
@@ -125,6 +160,8 @@ pub fn run() -> Result<i32> {
         Command::Nix(args) => return args.run(&project, &fetcher),
         Command::Push(args) => args.run(&project, &fetcher)?,
         Command::Pull(args) => args.run()?,
+        Command::Cache(args) => args.run(&project, &fetcher)?,
+        Command::Gc(args) => args.run(&project)?,
         Command::Bench(args) => args.run(&project, &fetcher)?,
         Command::Completions { shell } => {
             clap_complete::generate(

@@ -1,6 +1,7 @@
 //! Content-addressed fetching, like Nix's fixed-output derivations: one pinned sha256, many
-//! origins (the cache, local mirror directories, upstream URLs, the Debian archive). The first
-//! origin whose bytes hash right wins; nothing unverified ever enters the cache.
+//! origins (the cache, local mirror directories, content-addressed blob sources such as a
+//! binary cache's registry, upstream URLs, the Debian archive). The first origin whose bytes
+//! hash right wins; nothing unverified ever enters the cache.
 
 use crate::hash::HashingWriter;
 use crate::http::{Client, HttpError};
@@ -49,9 +50,19 @@ impl std::fmt::Display for AttemptError {
     }
 }
 
+/// An origin that serves blobs by their sha256 (a registry used as a binary cache).
+pub trait BlobSource: Send + Sync {
+    /// For messages: where the blobs come from.
+    fn describe(&self) -> String;
+    /// Write the blob to `w`: Ok(false) when the source does not have it, Err with a one-line
+    /// reason when it failed (what was written is then discarded).
+    fn fetch_blob(&self, sha256: &str, size: u64, w: &mut dyn Write) -> Result<bool, String>;
+}
+
 pub struct Fetcher {
     cache: PathBuf,
     mirrors: Vec<PathBuf>,
+    blob_sources: Vec<Box<dyn BlobSource>>,
     offline: bool,
     client: Client,
     /// Held shared while this process may write temp files in the cache (see `cache_lock`).
@@ -63,10 +74,16 @@ impl Fetcher {
         Fetcher {
             cache: cache.to_path_buf(),
             mirrors,
+            blob_sources: Vec::new(),
             offline,
             client: Client::new(),
             lock: OnceLock::new(),
         }
+    }
+
+    /// Try `source` after the mirrors and before upstream URLs (not with --offline).
+    pub fn add_blob_source(&mut self, source: Box<dyn BlobSource>) {
+        self.blob_sources.push(source);
     }
 
     /// Before the first write to the cache: take `cache/.lock`. If nobody else holds it, no
@@ -149,6 +166,25 @@ impl Fetcher {
                 sha256: want.sha256.clone(),
                 attempts,
             });
+        }
+        for source in &self.blob_sources {
+            let origin = source.describe();
+            let mut absent = false;
+            let r = self.store_from(want, &origin, |w| {
+                match source.fetch_blob(&want.sha256, want.size, w) {
+                    Ok(true) => Ok(()),
+                    Ok(false) => {
+                        absent = true;
+                        Err(AttemptError::Missing("not there".into()))
+                    }
+                    Err(e) => Err(AttemptError::Transfer(e)),
+                }
+            });
+            match r {
+                Ok(p) => return Ok(p),
+                Err(_) if absent => attempts.push(format!("{origin}: not there")),
+                Err(e) => attempts.push(format!("{origin}: {e}")),
+            }
         }
         for url in &want.urls {
             match self.store_from(want, url, |w| self.download(url, want, w)) {

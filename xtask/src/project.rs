@@ -18,6 +18,13 @@ pub struct Project {
     pub debian_mirrors: Vec<String>,
     /// Debian snapshot-archive base URLs (`REPROVM_DEBIAN_SNAPSHOT` or the public one).
     pub debian_snapshots: Vec<String>,
+    /// Binary caches to substitute from (`--substituter`), the keys that make their entries
+    /// trusted, and whether building instead is an error.
+    /// Set through [`Project::set_substituters`].
+    pub substituters: Vec<String>,
+    pub trusted_keys: Vec<PathBuf>,
+    pub substitute_only: bool,
+    substitution: std::sync::OnceLock<std::sync::Arc<crate::cache::Substituters>>,
 }
 
 impl Project {
@@ -36,7 +43,32 @@ impl Project {
             uses: Vec::new(),
             debian_mirrors: crate::debian::mirrors(),
             debian_snapshots: crate::debian::snapshots(),
+            substituters: Vec::new(),
+            trusted_keys: Vec::new(),
+            substitute_only: false,
+            substitution: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Set the binary caches to substitute from (and forget any already connected).
+    pub fn set_substituters(&mut self, texts: Vec<String>, trusted_keys: Vec<PathBuf>, only: bool) {
+        self.substituters = texts;
+        self.trusted_keys = trusted_keys;
+        self.substitute_only = only;
+        self.substitution = std::sync::OnceLock::new();
+    }
+
+    /// The run's substituters, connected once (their keys loaded).
+    pub fn substitution(&self) -> anyhow::Result<std::sync::Arc<crate::cache::Substituters>> {
+        if let Some(s) = self.substitution.get() {
+            return Ok(s.clone());
+        }
+        let s = std::sync::Arc::new(crate::cache::Substituters::new(
+            &self.substituters,
+            &self.trusted_keys,
+            self.substitute_only,
+        )?);
+        Ok(self.substitution.get_or_init(|| s).clone())
     }
 
     /// The recipe graph with this run's substitutions applied.

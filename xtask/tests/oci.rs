@@ -10,7 +10,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use support::{full_tier, have_tool, repo, xtask_ok as ok};
 
 /// `cargo xtask ARGS` in the repository with stdout and stderr captured.
@@ -77,53 +77,6 @@ fn unpack(layout: &Path, tag: &str, dest: &Path) -> PathBuf {
         ],
     );
     dest.join("rootfs")
-}
-
-/// Debian's docker-registry on a free loopback port with a temporary config and storage;
-/// killed when dropped.
-struct Registry {
-    child: Child,
-    addr: String,
-    storage: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Registry {
-    fn start() -> Registry {
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let addr = format!("127.0.0.1:{port}");
-        let storage = dir.path().join("storage");
-        let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
-                storage.display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("docker-registry (Debian: docker-registry)");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while std::net::TcpStream::connect(&addr).is_err() {
-            assert!(std::time::Instant::now() < deadline, "the registry did not listen on {addr}");
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        Registry { child, addr, storage, _dir: dir }
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]
@@ -273,7 +226,7 @@ fn oci_layouts_through_tools_a_registry_and_boots() {
 
     // 4. A real registry: push (a second push sends no blob), pull into a fresh directory:
     //    the same bytes; a blob corrupted in the registry's storage is refused, naming it.
-    let registry = Registry::start();
+    let registry = support::LocalRegistry::start();
     for (target, repo_name) in [("krata-kernel-oci", "krata-kernel"), ("hd-image-oci", "hd-image")]
     {
         let dest = format!("{}/reprovm/{repo_name}", registry.addr);

@@ -193,8 +193,11 @@ mod tests {
             tree.write_atomic(Path::new(p), data, 0o644).unwrap();
         }
         let w = LayoutWriter::create(dir).unwrap();
-        let (hex, size, _) =
-            w.blob_stream(|o| crate::oci::layer::write_gzip_tar(&tree, 0, o)).unwrap();
+        let (hex, size, _) = w
+            .blob_stream(|o| {
+                crate::oci::layer::write_gzip_tar(&tree, 0, crate::oci::layer::Modes::Normalize, o)
+            })
+            .unwrap();
         let layer = descriptor(MediaType::ImageLayerGzip, &hex, size, BTreeMap::new()).unwrap();
         let config = w
             .blob_json(

@@ -18,6 +18,16 @@ use std::path::{Path, PathBuf};
 /// of this level for a given flate2 backend, which Cargo.lock pins).
 pub const GZIP_LEVEL: u32 = 6;
 
+/// Which modes a layer records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Modes {
+    /// 0755/0644 (images: the same whichever builder or store the files were copied from).
+    Normalize,
+    /// The tree's own permission bits (store entries in the binary cache, whose output hash
+    /// covers them).
+    Keep,
+}
+
 /// What a layer is, as its descriptors and the image config name it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayerDigests {
@@ -29,14 +39,19 @@ pub struct LayerDigests {
 }
 
 /// Write the gzip-compressed tar of `tree` to `out`; returns its digests.
-pub fn write_gzip_tar(tree: &Dir, epoch: i64, out: impl Write) -> Result<LayerDigests> {
+pub fn write_gzip_tar(
+    tree: &Dir,
+    epoch: i64,
+    modes: Modes,
+    out: impl Write,
+) -> Result<LayerDigests> {
     let blob = HashingWriter::new(out);
     let gz = flate2::GzBuilder::new()
         .mtime(0)
         .operating_system(255)
         .write(blob, flate2::Compression::new(GZIP_LEVEL));
     let tar = HashingWriter::new(gz);
-    let tar = write_tar(tree, epoch, tar)?;
+    let tar = write_tar(tree, epoch, modes, tar)?;
     let (gz, diff_id_sha256) = tar.finish();
     let blob = gz.finish().context("finishing the gzip stream")?;
     let blob_size = blob.written;
@@ -46,7 +61,7 @@ pub fn write_gzip_tar(tree: &Dir, epoch: i64, out: impl Write) -> Result<LayerDi
 }
 
 /// Write the tar of `tree` to `out` and return `out`.
-pub fn write_tar<W: Write>(tree: &Dir, epoch: i64, out: W) -> Result<W> {
+pub fn write_tar<W: Write>(tree: &Dir, epoch: i64, modes: Modes, out: W) -> Result<W> {
     let mtime = u64::try_from(epoch).context("SOURCE_DATE_EPOCH before 1970")?;
     let mut builder = tar::Builder::new(out);
     builder.mode(tar::HeaderMode::Deterministic);
@@ -57,7 +72,10 @@ pub fn write_tar<W: Write>(tree: &Dir, epoch: i64, out: W) -> Result<W> {
         h.set_uid(0);
         h.set_gid(0);
         h.set_mtime(mtime);
-        h.set_mode(normal_mode(e.kind, e.mode));
+        h.set_mode(match modes {
+            Modes::Normalize => normal_mode(e.kind, e.mode),
+            Modes::Keep => e.mode & 0o777,
+        });
         h.set_size(0);
         match e.kind {
             Kind::Dir => {
@@ -135,8 +153,8 @@ mod tests {
         tb.set_mode(Path::new("boot/vmlinux"), 0o555).unwrap();
         tb.set_mode(Path::new("kernel"), 0o700).unwrap();
         let (mut ba, mut bb) = (Vec::new(), Vec::new());
-        let da = write_gzip_tar(&ta, 1_704_067_200, &mut ba).unwrap();
-        let db = write_gzip_tar(&tb, 1_704_067_200, &mut bb).unwrap();
+        let da = write_gzip_tar(&ta, 1_704_067_200, Modes::Normalize, &mut ba).unwrap();
+        let db = write_gzip_tar(&tb, 1_704_067_200, Modes::Normalize, &mut bb).unwrap();
         assert_eq!(ba, bb);
         assert_eq!(da, db);
         assert_eq!(da.blob_sha256, crate::hash::sha256_bytes(&ba));
@@ -144,7 +162,7 @@ mod tests {
         assert_eq!(&ba[..10], &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255]);
 
         // Read back: sorted, root-owned, epoch times, one file and a hard link to it.
-        let tar = write_tar(&ta, 1_704_067_200, Vec::new()).unwrap();
+        let tar = write_tar(&ta, 1_704_067_200, Modes::Normalize, Vec::new()).unwrap();
         assert_eq!(da.diff_id_sha256, crate::hash::sha256_bytes(&tar));
         let mut listing = Vec::new();
         for entry in tar::Archive::new(&tar[..]).entries().unwrap() {
@@ -181,7 +199,7 @@ mod tests {
             nix::sys::stat::Mode::from_bits_truncate(0o644),
         )
         .unwrap();
-        let e = write_tar(&d, 0, Vec::new()).unwrap_err();
+        let e = write_tar(&d, 0, Modes::Normalize, Vec::new()).unwrap_err();
         assert!(format!("{e:#}").contains("`fifo` is a device, FIFO or socket"), "{e:#}");
     }
 }

@@ -7,6 +7,7 @@
 //! recipes that define it (`revision`), so the manifest digest is the same on every machine
 //! and for every builder, and `pins/outputs.toml` pins it.
 
+pub mod client;
 pub mod diff;
 pub mod layer;
 pub mod layout;
@@ -152,8 +153,9 @@ pub fn assemble(i: &OciInputs, out: &Path) -> Result<()> {
             let tree = base
                 .open_dir(&rel)
                 .with_context(|| format!("{}: oci.layer `{layer_dir}`", i.recipe.path.display()))?;
-            let (hex, size, digests) =
-                w.blob_stream(|out| layer::write_gzip_tar(&tree, i.source_date_epoch, out))?;
+            let (hex, size, digests) = w.blob_stream(|out| {
+                layer::write_gzip_tar(&tree, i.source_date_epoch, layer::Modes::Normalize, out)
+            })?;
             debug_assert_eq!(
                 (hex.as_str(), size),
                 (digests.blob_sha256.as_str(), digests.blob_size)

@@ -5,22 +5,20 @@
 //! their digests survive), blobs the registry already has are not sent again, and every blob
 //! pulled is checked against its digest before the layout appears (temp directory, rename).
 
+use super::client::{
+    at_digest, at_tag, explicit_tag, parse_reference, rate, Registry, INDEX_TYPE, MANIFEST_TYPE,
+};
 use super::layout::{self, canonical_json, Layout, LayoutWriter, REF_NAME};
 use crate::build::{self, Options};
 use crate::fetch::Fetcher;
 use crate::progress;
 use crate::project::Project;
 use anyhow::{bail, Context, Result};
-use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference};
+use oci_client::Reference;
 use oci_spec::image::{Descriptor, ImageIndex, ImageIndexBuilder, ImageManifest, MediaType};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-const INDEX_TYPE: &str = "application/vnd.oci.image.index.v1+json";
-const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 
 #[derive(clap::Args, Debug)]
 pub struct PushArgs {
@@ -60,7 +58,7 @@ impl PushArgs {
         let reference = parse_reference(&self.reference)?;
         let registry = Registry::connect(&reference, self.plain_http)?;
         let extra_tag = explicit_tag(&self.reference).then(|| reference.tag()).flatten();
-        registry.runtime.block_on(push(&registry, &Layout::open(&dir)?, &reference, extra_tag))
+        registry.block_on(push(&registry, &Layout::open(&dir)?, &reference, extra_tag))
     }
 }
 
@@ -71,100 +69,19 @@ impl PullArgs {
             bail!("{}: name a tag (:TAG) or a digest (@sha256:...) to pull", self.reference);
         }
         let registry = Registry::connect(&reference, self.plain_http)?;
-        registry.runtime.block_on(pull(&registry, &reference, &self.dir))
+        registry.block_on(pull(&registry, &reference, &self.dir))
     }
 }
 
-/// Whether the reference text names a tag (the parser fills in `latest` when it does not).
-fn explicit_tag(s: &str) -> bool {
-    !s.contains('@') && s.rsplit('/').next().is_some_and(|last| last.contains(':'))
-}
-
-fn parse_reference(s: &str) -> Result<Reference> {
-    s.parse::<Reference>()
-        .with_context(|| format!("`{s}` is not an image reference (REGISTRY/REPO[:TAG|@DIGEST])"))
-}
-
-/// A client for one registry, with its credentials, on a runtime of its own.
-pub struct Registry {
-    client: Client,
-    auth: RegistryAuth,
-    runtime: tokio::runtime::Runtime,
-}
-
-impl Registry {
-    pub fn connect(reference: &Reference, plain_http: bool) -> Result<Registry> {
-        // reqwest over rustls needs a crypto provider; ring, as ureq uses. Installing fails
-        // only when one is already installed, which is what we want.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let host = reference.resolve_registry().to_string();
-        let protocol = if plain_http {
-            if !is_loopback(&host) {
-                bail!("--plain-http is only for registries on this machine (127.0.0.1, ::1, localhost), not {host}");
-            }
-            ClientProtocol::HttpsExcept(vec![host.clone()])
-        } else {
-            ClientProtocol::Https
-        };
-        let config = ClientConfig {
-            protocol,
-            read_timeout: Some(std::time::Duration::from_secs(120)),
-            connect_timeout: Some(std::time::Duration::from_secs(20)),
-            ..Default::default()
-        };
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        Ok(Registry { client: Client::new(config), auth: credentials(&host)?, runtime })
-    }
-}
-
-/// `host[:port]` is this machine.
-fn is_loopback(host: &str) -> bool {
-    let name = match host.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host),
-    };
-    name == "localhost" || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-/// Credentials for `host` from the docker config; anonymous when it names none.
-fn credentials(host: &str) -> Result<RegistryAuth> {
-    use docker_credential::{CredentialRetrievalError as E, DockerCredential};
-    match docker_credential::get_credential(host) {
-        Ok(DockerCredential::UsernamePassword(u, p)) => Ok(RegistryAuth::Basic(u, p)),
-        Ok(DockerCredential::IdentityToken(t)) => Ok(RegistryAuth::Bearer(t)),
-        Err(E::ConfigNotFound | E::NoCredentialConfigured | E::ConfigReadError) => {
-            Ok(RegistryAuth::Anonymous)
-        }
-        Err(e) => Err(anyhow::anyhow!("credentials for {host} from the docker config.json: {e:?}")),
-    }
-}
-
-fn at_digest(r: &Reference, digest: &str) -> Reference {
-    Reference::with_digest(r.registry().to_string(), r.repository().to_string(), digest.to_string())
-}
-
-fn at_tag(r: &Reference, tag: &str) -> Reference {
-    Reference::with_tag(r.registry().to_string(), r.repository().to_string(), tag.to_string())
-}
-
-/// Send one blob unless the registry has it.
+/// Send one blob of a layout unless the registry has it, saying which.
 async fn push_blob(reg: &Registry, r: &Reference, layout: &Layout, d: &Descriptor) -> Result<()> {
     let digest = d.digest().to_string();
-    if reg
-        .client
-        .blob_exists(r, &digest)
-        .await
-        .with_context(|| format!("asking {r} for {digest}"))?
-    {
+    if reg.has_blob(r, &digest).await? {
         progress::say(&format!("  {digest}: already there ({})", progress::human_bytes(d.size())));
         return Ok(());
     }
-    let data = layout.blob(d)?;
     let t = Instant::now();
-    reg.client
-        .push_blob(r, data, &digest)
-        .await
-        .with_context(|| format!("pushing {digest} to {r}"))?;
+    reg.send_blob(r, &digest, layout.blob(d)?).await?;
     progress::say(&format!(
         "  {digest}: sent {} in {}",
         progress::human_bytes(d.size()),
@@ -173,22 +90,12 @@ async fn push_blob(reg: &Registry, r: &Reference, layout: &Layout, d: &Descripto
     Ok(())
 }
 
-fn rate(bytes: u64, since: Instant) -> String {
-    let s = since.elapsed().as_secs_f64().max(1e-3);
-    format!(
-        "{} ({}/s)",
-        progress::human_duration(since.elapsed()),
-        progress::human_bytes((bytes as f64 / s) as u64)
-    )
-}
-
 async fn push(
     reg: &Registry,
     layout: &Layout,
     reference: &Reference,
     extra_tag: Option<&str>,
 ) -> Result<()> {
-    reg.client.store_auth_if_needed(reference.resolve_registry(), &reg.auth).await;
     let manifests = layout.manifests();
     let main = manifests
         .first()
@@ -211,35 +118,21 @@ async fn push(
             for l in manifest.layers() {
                 push_blob(reg, reference, layout, l).await?;
             }
-            put_manifest(reg, &at_digest(reference, &digest), bytes.clone(), MANIFEST_TYPE).await?;
+            reg.put_manifest(&at_digest(reference, &digest), bytes.clone(), MANIFEST_TYPE).await?;
             if let Some(subject) = manifest.subject() {
                 add_referrer(reg, reference, subject, d, &manifest).await?;
             }
         }
         if let Some(tag) = tag {
-            put_manifest(reg, &at_tag(reference, tag), bytes.clone(), MANIFEST_TYPE).await?;
+            reg.put_manifest(&at_tag(reference, tag), bytes.clone(), MANIFEST_TYPE).await?;
             progress::say(&format!("  tagged {digest} as {tag}"));
         }
     }
     if let Some(tag) = extra_tag {
         let bytes = layout.blob(&main)?;
-        put_manifest(reg, &at_tag(reference, tag), bytes, MANIFEST_TYPE).await?;
+        reg.put_manifest(&at_tag(reference, tag), bytes, MANIFEST_TYPE).await?;
         progress::say(&format!("  tagged {} as {tag}", main.digest()));
     }
-    Ok(())
-}
-
-async fn put_manifest(
-    reg: &Registry,
-    r: &Reference,
-    bytes: Vec<u8>,
-    media_type: &str,
-) -> Result<()> {
-    let content_type = media_type.parse().context("media type header")?;
-    reg.client
-        .push_manifest_raw(r, bytes, content_type)
-        .await
-        .with_context(|| format!("putting the manifest {r}"))?;
     Ok(())
 }
 
@@ -270,7 +163,7 @@ async fn add_referrer(
         .media_type(MediaType::ImageIndex)
         .manifests(entries)
         .build()?;
-    put_manifest(reg, &at, canonical_json(&index)?, INDEX_TYPE).await?;
+    reg.put_manifest(&at, canonical_json(&index)?, INDEX_TYPE).await?;
     progress::say(&format!(
         "  {} refers to {} (referrers tag {tag})",
         d.digest(),
@@ -281,20 +174,11 @@ async fn add_referrer(
 
 /// The referrers index at `at` (a `sha256-<hex>` tag), or None when the registry has none.
 async fn referrers_index(reg: &Registry, at: &Reference) -> Result<Option<ImageIndex>> {
-    use oci_client::errors::{OciDistributionError as E, OciErrorCode};
-    match reg.client.pull_manifest_raw(at, &reg.auth, &[INDEX_TYPE]).await {
-        Ok((bytes, _)) => Ok(Some(
+    match reg.manifest(at, &[INDEX_TYPE]).await? {
+        Some((bytes, _)) => Ok(Some(
             serde_json::from_slice(&bytes).with_context(|| format!("the referrers index {at}"))?,
         )),
-        Err(E::ImageManifestNotFoundError(_)) | Err(E::ServerError { code: 404, .. }) => Ok(None),
-        Err(E::RegistryError { envelope, .. })
-            if envelope.errors.iter().any(|e| {
-                matches!(e.code, OciErrorCode::ManifestUnknown | OciErrorCode::NotFound)
-            }) =>
-        {
-            Ok(None)
-        }
-        Err(e) => Err(anyhow::Error::new(e).context(format!("reading the referrers index {at}"))),
+        None => Ok(None),
     }
 }
 
@@ -304,17 +188,15 @@ async fn pull(reg: &Registry, reference: &Reference, dir: &Path) -> Result<()> {
     if std::fs::symlink_metadata(dir).is_ok() {
         bail!("{} exists; pull writes a new layout", dir.display());
     }
-    reg.client.store_auth_if_needed(reference.resolve_registry(), &reg.auth).await;
     let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent)?;
     let tmp = tempfile::Builder::new().prefix(".pull-").tempdir_in(parent)?;
     let w = LayoutWriter::create(tmp.path())?;
 
     let (bytes, digest) = reg
-        .client
-        .pull_manifest_raw(reference, &reg.auth, &[MANIFEST_TYPE])
-        .await
-        .with_context(|| format!("pulling the manifest {reference}"))?;
+        .manifest(reference, &[MANIFEST_TYPE])
+        .await?
+        .with_context(|| format!("{reference}: the registry has no such manifest"))?;
     let main = store_manifest(reg, reference, &w, &bytes, &digest).await?;
     progress::say(&format!("pulled {reference} = {digest}"));
     let mut index = match reference.tag().filter(|_| reference.digest().is_none()) {
@@ -327,10 +209,9 @@ async fn pull(reg: &Registry, reference: &Reference, dir: &Path) -> Result<()> {
         for r in referrers.manifests() {
             let at = at_digest(reference, r.digest().as_ref());
             let (rb, rd) = reg
-                .client
-                .pull_manifest_raw(&at, &reg.auth, &[MANIFEST_TYPE])
-                .await
-                .with_context(|| format!("pulling the referrer {at}"))?;
+                .manifest(&at, &[MANIFEST_TYPE])
+                .await?
+                .with_context(|| format!("the referrer {at} is listed but missing"))?;
             let mut d = store_manifest(reg, reference, &w, &rb, &rd).await?;
             d.set_artifact_type(r.artifact_type().clone());
             index.push(d);
@@ -364,17 +245,7 @@ async fn store_manifest(
         let want = d.digest().to_string();
         let t = Instant::now();
         let mut buf = Vec::new();
-        reg.client
-            .pull_blob(reference, want.as_str(), &mut buf)
-            .await
-            .map_err(|e| anyhow::anyhow!("blob {want} from {reference} refused: {e}"))?;
-        let got = crate::hash::sha256_bytes(&buf);
-        if format!("sha256:{got}") != want || buf.len() as u64 != d.size() {
-            bail!(
-                "blob {want} from {reference} refused: it holds {} bytes with sha256:{got}",
-                buf.len()
-            );
-        }
+        reg.blob_into(reference, &want, d.size(), &mut buf).await?;
         w.blob_bytes(&buf)?;
         progress::say(&format!("  {want}: {}", rate(d.size(), t)));
     }
@@ -388,30 +259,4 @@ fn with_ref_name(d: &Descriptor, tag: &str) -> Descriptor {
     a.insert(REF_NAME.to_string(), tag.to_string());
     out.set_annotations(Some(a));
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn plain_http_only_for_loopback() {
-        for h in ["127.0.0.1:5000", "localhost:5000", "[::1]:5000", "127.0.0.1", "localhost"] {
-            assert!(is_loopback(h), "{h}");
-        }
-        for h in
-            ["10.0.0.1:5000", "registry.example:5000", "[2001:db8::1]:443", "localhost.example"]
-        {
-            assert!(!is_loopback(h), "{h}");
-        }
-        let r = parse_reference("10.0.0.1:5000/reprovm/kernel:1").unwrap();
-        assert!(explicit_tag("10.0.0.1:5000/reprovm/kernel:1"));
-        assert!(!explicit_tag("10.0.0.1:5000/reprovm/kernel"));
-        assert!(!explicit_tag("10.0.0.1:5000/reprovm/kernel@sha256:00"));
-        let e = Registry::connect(&r, true).err().unwrap();
-        assert!(
-            e.to_string().contains("--plain-http is only for registries on this machine"),
-            "{e}"
-        );
-    }
 }

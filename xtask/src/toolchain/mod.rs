@@ -14,9 +14,10 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+pub use materialize::deb_want;
 pub use resolve::LockFile;
 #[cfg(test)]
-pub use {materialize::deb_want, resolve::LockedDeb};
+pub use resolve::LockedDeb;
 
 /// A pinned set of Debian packages and where its spec and lock live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,10 +205,10 @@ pub struct ToolchainManifest {
 
 /// The toolchain identity without materialising it (for `plan`).
 pub fn identity(project: &Project) -> Result<String> {
-    if project.host_toolchain {
-        return Ok(host_root(project)?.0);
+    match pinned_identity(project)? {
+        Some(id) => Ok(id),
+        None => Ok(host_root(project)?.0),
     }
-    Ok(set_identity(PackageSet::Build, &read_lock(project, PackageSet::Build)?))
 }
 
 /// A package set's identity: what its root holds (each package's name, version, architecture,
@@ -246,6 +247,26 @@ pub fn ensure(project: &Project, fetcher: &Fetcher) -> Result<Toolchain> {
         });
     }
     ensure_set(project, fetcher, PackageSet::Build)
+}
+
+/// The identity of the pinned build toolchain, read from its lock without materialising it
+/// (builds whose every node is substituted never need its root); None in `--host-toolchain`
+/// mode, whose identity is the hash of a root that must be made first.
+pub fn pinned_identity(project: &Project) -> Result<Option<String>> {
+    if project.host_toolchain {
+        return Ok(None);
+    }
+    Ok(Some(set_identity(PackageSet::Build, &read_lock(project, PackageSet::Build)?)))
+}
+
+/// The directory name (under out/toolchain) of a package set's root, whether or not it is
+/// materialised; None when its lock is missing.
+pub fn set_dir(project: &Project, set: PackageSet) -> Result<Option<String>> {
+    if !set.lock(project).is_file() {
+        return Ok(None);
+    }
+    let id = set_identity(set, &read_lock(project, set)?);
+    Ok(Some(id[..32].to_string()))
 }
 
 /// The root of a package set, materialising it if needed. The caller holds the store lock.

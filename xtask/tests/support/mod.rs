@@ -171,3 +171,70 @@ pub fn copy_tree(from: &Path, to: &Path) {
         fs::copy(from, to).unwrap();
     }
 }
+
+/// Debian's docker-registry on a free loopback port with a temporary config and storage;
+/// killed when dropped.
+pub struct LocalRegistry {
+    child: std::process::Child,
+    pub addr: String,
+    pub storage: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl LocalRegistry {
+    pub fn start() -> LocalRegistry {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let addr = format!("127.0.0.1:{port}");
+        let storage = dir.path().join("storage");
+        let config = dir.path().join("config.yml");
+        fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+                storage.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("docker-registry (Debian: docker-registry)");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(std::time::Instant::now() < deadline, "the registry did not listen on {addr}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        LocalRegistry { child, addr, storage, _dir: dir }
+    }
+
+    /// The data file of a blob in the registry's storage.
+    pub fn blob_file(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.storage.join("docker/registry/v2/blobs/sha256").join(&hex[..2]).join(hex).join("data")
+    }
+
+    /// The manifest the registry holds under `repo:tag`, parsed.
+    pub fn manifest(&self, repo: &str, tag: &str) -> serde_json::Value {
+        let link = self
+            .storage
+            .join("docker/registry/v2/repositories")
+            .join(repo)
+            .join("_manifests/tags")
+            .join(tag)
+            .join("current/link");
+        let digest =
+            fs::read_to_string(&link).unwrap_or_else(|e| panic!("{}: {e}", link.display()));
+        serde_json::from_slice(&fs::read(self.blob_file(digest.trim())).unwrap()).unwrap()
+    }
+}
+
+impl Drop for LocalRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,187 @@
+//! Signing keys of the binary cache, in Nix's format: a secret key file holds
+//! `NAME:BASE64(seed ‖ public key)` (64 bytes, libsodium's layout, as
+//! `nix-store --generate-binary-cache-key` writes it), the public key file `NAME:BASE64(public key)`.
+//! Ed25519 through `ring` (already the TLS stack's crypto): signatures are deterministic, so
+//! a re-push of the same entry carries the same signature.
+
+use anyhow::{bail, Context, Result};
+use base64::Engine;
+use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
+use std::path::Path;
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// A secret key, loaded.
+pub struct SecretKey {
+    pub name: String,
+    pair: Ed25519KeyPair,
+}
+
+/// A trusted public key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicKey {
+    pub name: String,
+    bytes: Vec<u8>,
+}
+
+/// Key names: what a signature says it was made with.
+fn check_name(name: &str) -> Result<()> {
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+        bail!("key name `{name}`: use letters, digits, '.', '_' and '-'");
+    }
+    Ok(())
+}
+
+/// `NAME:BASE64` from a key file.
+fn read_key_file(path: &Path) -> Result<(String, Vec<u8>)> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let (name, data) = text
+        .trim()
+        .split_once(':')
+        .with_context(|| format!("{}: not a key file (NAME:BASE64)", path.display()))?;
+    check_name(name)?;
+    let bytes =
+        B64.decode(data).with_context(|| format!("{}: the key is not base64", path.display()))?;
+    Ok((name.to_string(), bytes))
+}
+
+/// Make a key pair named `name`: the secret key at `path` (mode 0600, never overwritten) and
+/// the public key at `path.pub`. Returns the public key line.
+pub fn generate(name: &str, path: &Path) -> Result<String> {
+    check_name(name)?;
+    let rng = ring::rand::SystemRandom::new();
+    let seed: [u8; 32] = ring::rand::generate(&rng)
+        .map_err(|_| anyhow::anyhow!("no randomness from the system"))?
+        .expose();
+    let pair =
+        Ed25519KeyPair::from_seed_unchecked(&seed).map_err(|e| anyhow::anyhow!("ed25519: {e}"))?;
+    let public = pair.public_key().as_ref().to_vec();
+    let mut secret = seed.to_vec();
+    secret.extend_from_slice(&public);
+    let pub_path = path.with_extension("pub");
+    for p in [path, pub_path.as_path()] {
+        if p.exists() {
+            bail!("{} exists; keys are never overwritten (remove it first)", p.display());
+        }
+    }
+    write_new(path, format!("{name}:{}\n", B64.encode(&secret)).as_bytes(), 0o600)?;
+    let line = format!("{name}:{}", B64.encode(&public));
+    write_new(&pub_path, format!("{line}\n").as_bytes(), 0o644)?;
+    Ok(line)
+}
+
+/// Create `path` with `mode` (it must not exist), write, fsync.
+fn write_new(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+impl SecretKey {
+    pub fn load(path: &Path) -> Result<SecretKey> {
+        let (name, bytes) = read_key_file(path)?;
+        if bytes.len() != 64 {
+            bail!(
+                "{}: a secret key is 64 bytes (seed and public key), this one {}",
+                path.display(),
+                bytes.len()
+            );
+        }
+        let pair = Ed25519KeyPair::from_seed_and_public_key(&bytes[..32], &bytes[32..])
+            .map_err(|e| anyhow::anyhow!("{}: not an ed25519 key pair: {e}", path.display()))?;
+        Ok(SecretKey { name, pair })
+    }
+
+    /// `NAME:BASE64(signature)` over `message`.
+    pub fn sign(&self, message: &[u8]) -> String {
+        format!("{}:{}", self.name, B64.encode(self.pair.sign(message).as_ref()))
+    }
+}
+
+impl PublicKey {
+    pub fn load(path: &Path) -> Result<PublicKey> {
+        let (name, bytes) = read_key_file(path)?;
+        if bytes.len() != 32 {
+            bail!("{}: a public key is 32 bytes, this one {}", path.display(), bytes.len());
+        }
+        Ok(PublicKey { name, bytes })
+    }
+}
+
+/// Why a signature does not make an entry trusted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Untrusted {
+    #[error("it is not signed")]
+    Unsigned,
+    #[error("it is signed by `{0}`, which is not a trusted key")]
+    UnknownKey(String),
+    #[error("its signature by `{0}` does not verify")]
+    BadSignature(String),
+    #[error("its signature is malformed")]
+    Malformed,
+}
+
+/// Check `signature` (`NAME:BASE64`) over `message` against the trusted keys.
+pub fn verify(
+    trusted: &[PublicKey],
+    signature: Option<&str>,
+    message: &[u8],
+) -> Result<String, Untrusted> {
+    let sig = signature.ok_or(Untrusted::Unsigned)?;
+    let (name, data) = sig.split_once(':').ok_or(Untrusted::Malformed)?;
+    let bytes = B64.decode(data).map_err(|_| Untrusted::Malformed)?;
+    let key = trusted
+        .iter()
+        .find(|k| k.name == name)
+        .ok_or_else(|| Untrusted::UnknownKey(name.to_string()))?;
+    UnparsedPublicKey::new(&ED25519, &key.bytes)
+        .verify(message, &bytes)
+        .map_err(|_| Untrusted::BadSignature(name.to_string()))?;
+    Ok(name.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sign_verify_and_every_refusal() {
+        let t = tempfile::tempdir().unwrap();
+        let (a, b) = (t.path().join("a.key"), t.path().join("b.key"));
+        let line = generate("ci-1", &a).unwrap();
+        generate("other", &b).unwrap();
+        assert!(line.starts_with("ci-1:"));
+        assert!(generate("ci-1", &a).unwrap_err().to_string().contains("never overwritten"));
+        let mode =
+            std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&a).unwrap().permissions());
+        assert_eq!(mode & 0o777, 0o600);
+
+        let secret = SecretKey::load(&a).unwrap();
+        let trusted = vec![PublicKey::load(&a.with_extension("pub")).unwrap()];
+        let sig = secret.sign(b"entry");
+        assert_eq!(secret.sign(b"entry"), sig, "ed25519 signatures are deterministic");
+        assert_eq!(verify(&trusted, Some(&sig), b"entry"), Ok("ci-1".into()));
+        assert_eq!(verify(&trusted, None, b"entry"), Err(Untrusted::Unsigned));
+        assert_eq!(
+            verify(&trusted, Some(&sig), b"another entry"),
+            Err(Untrusted::BadSignature("ci-1".into()))
+        );
+        let other = SecretKey::load(&b).unwrap().sign(b"entry");
+        assert_eq!(
+            verify(&trusted, Some(&other), b"entry"),
+            Err(Untrusted::UnknownKey("other".into()))
+        );
+        assert_eq!(verify(&trusted, Some("ci-1:***"), b"entry"), Err(Untrusted::Malformed));
+        // A public key file is not a secret key.
+        assert!(SecretKey::load(&a.with_extension("pub")).is_err());
+    }
+}

@@ -1,0 +1,391 @@
+//! The binary cache on an OCI registry (Debian's docker-registry on 127.0.0.1) and `gc`.
+//!
+//! Fast tier (tiny recipes from tests/fixtures/cache over `--host-toolchain`): a signed push
+//! substitutes a whole closure in a fresh out dir; every refusal (untrusted key, no signature,
+//! tampered layer, output hash mismatch, a transfer cut mid-blob, an unreachable registry)
+//! is named and the node built locally, leaving nothing half-written; `--substitute-only`
+//! fails instead; gc frees exactly the unreachable entries and waits for a running build.
+//! Full tier: the real closure of hd-image substituted on a fresh out dir with no compile and
+//! no toolchain, and every source and .deb fetched from the registry alone.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use support::{have_tool, snapshot, store_out, LocalRegistry};
+
+/// Fixture recipes copied to `dir/recipes`.
+fn recipes(dir: &Path) -> PathBuf {
+    let r = dir.join("recipes");
+    support::copy_tree(&support::repo().join("tests/fixtures/cache"), &r);
+    r
+}
+
+/// `xtask --host-toolchain --recipes R --out OUT ARGS`: (success, stdout + stderr).
+fn x(recipes: &Path, out: &Path, args: &[&str]) -> (bool, String) {
+    let o = support::xtask()
+        .arg("--host-toolchain")
+        .arg("--recipes")
+        .arg(recipes)
+        .arg("--out")
+        .arg(out)
+        .args(args)
+        .output()
+        .unwrap();
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    (o.status.success(), text)
+}
+
+fn ok(recipes: &Path, out: &Path, args: &[&str]) -> String {
+    let (good, text) = x(recipes, out, args);
+    assert!(good, "xtask {} failed:\n{text}", args.join(" "));
+    text
+}
+
+fn registry() -> Option<LocalRegistry> {
+    have_tool(
+        "docker-registry",
+        &["--version"],
+        "a real registry for the binary cache (Debian: docker-registry)",
+    )
+    .then(LocalRegistry::start)
+}
+
+/// No temp or half-made entry in a store.
+fn store_is_clean(out: &Path) {
+    for e in std::fs::read_dir(out.join("store")).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name == ".lock" {
+            continue;
+        }
+        assert!(!name.starts_with('.'), "left in the store: {name}");
+        assert!(e.path().join("manifest.json").is_file(), "{name} has no manifest.json");
+    }
+}
+
+/// A proxy to `upstream` that cuts the transfer of one blob halfway (after its headers and
+/// half its body) and passes everything else, one request per connection.
+fn cutting_proxy(upstream: String, cut_digest: String) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let upstream = upstream.clone();
+            let cut = cut_digest.clone();
+            std::thread::spawn(move || {
+                let _ = serve_one(client, &upstream, &cut);
+            });
+        }
+    });
+    addr
+}
+
+fn serve_one(mut client: TcpStream, upstream: &str, cut: &str) -> std::io::Result<()> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if client.read(&mut byte)? == 0 {
+            return Ok(());
+        }
+        head.push(byte[0]);
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let body_len: usize = text
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string())
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; body_len];
+    client.read_exact(&mut body)?;
+    let mut up = TcpStream::connect(upstream)?;
+    // One request per connection: the upstream closes after answering.
+    let head = text.replacen("\r\n", "\r\nConnection: close\r\n", 1);
+    up.write_all(head.as_bytes())?;
+    up.write_all(&body)?;
+    let mut response = Vec::new();
+    up.read_to_end(&mut response)?;
+    let first_line = text.lines().next().unwrap_or("");
+    if first_line.starts_with("GET ") && first_line.contains(&format!("/blobs/{cut}")) {
+        let split = response.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4).unwrap_or(0);
+        let half = split + (response.len() - split) / 2;
+        client.write_all(&response[..half])?;
+        return Ok(()); // the connection closes mid-body
+    }
+    client.write_all(&response)
+}
+
+#[test]
+fn substitutes_verify_refuse_and_fall_back() {
+    let Some(reg) = registry() else { return };
+    let t = tempfile::tempdir().unwrap();
+    let r = recipes(t.path());
+    let out = |n: &str| t.path().join(n);
+    let repo = |name: &str| format!("http://{}/{name}", reg.addr);
+    let (ci, other) = (t.path().join("ci.key"), t.path().join("other.key"));
+    ok(&r, &out("a"), &["cache", "keygen", ci.to_str().unwrap()]);
+    ok(&r, &out("a"), &["cache", "keygen", other.to_str().unwrap(), "--name", "other"]);
+    let (ci_pub, other_pub) = (ci.with_extension("pub"), other.with_extension("pub"));
+    let trust = |key: &Path| vec!["--trusted-key".to_string(), key.to_str().unwrap().to_string()];
+    let build_from = |o: &str, repo: &str, extra: &[String]| {
+        let mut args: Vec<String> = vec!["--substituter".into(), repo.into()];
+        args.extend(extra.iter().cloned());
+        args.extend(["build".into(), "top".into()]);
+        x(&r, &out(o), &args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+
+    // Machine A builds and pushes, signed; a second push sends nothing.
+    ok(&r, &out("a"), &["build", "top"]);
+    let pushed = ok(
+        &r,
+        &out("a"),
+        &["cache", "push", &repo("cache"), "top", "--sign-key", ci.to_str().unwrap()],
+    );
+    assert!(pushed.contains("2 entries pushed, 0 already there"), "{pushed}");
+    let again = ok(
+        &r,
+        &out("a"),
+        &["cache", "push", &repo("cache"), "top", "--sign-key", ci.to_str().unwrap()],
+    );
+    assert!(again.contains("0 entries pushed, 2 already there"), "{again}");
+
+    // Machine B substitutes the whole closure: the same bytes, nothing built.
+    let (good, text) = build_from("b", &repo("cache"), &trust(&ci_pub));
+    assert!(good && text.contains("top: 2 substituted, 0 built"), "{text}");
+    for node in ["base", "top"] {
+        assert_eq!(
+            snapshot(&store_out(&out("a"), node).join("out")),
+            snapshot(&store_out(&out("b"), node).join("out")),
+            "{node}"
+        );
+    }
+    store_is_clean(&out("b"));
+
+    // Refusals: each named, then the node is built here.
+    let (good, text) = build_from("c", &repo("cache"), &trust(&other_pub));
+    assert!(good, "{text}");
+    assert!(text.contains("untrusted: it is signed by `ci`, which is not a trusted key"), "{text}");
+    assert!(text.contains("top: 0 substituted, 2 built"), "{text}");
+    let (good, text) = build_from(
+        "d",
+        &repo("cache"),
+        &[trust(&other_pub), vec!["--substitute-only".into()]].concat(),
+    );
+    assert!(!good && text.contains("--substitute-only"), "{text}");
+
+    ok(&r, &out("a"), &["cache", "push", &repo("unsigned"), "top"]);
+    let (good, text) = build_from("e", &repo("unsigned"), &trust(&ci_pub));
+    assert!(
+        good && text.contains("untrusted: it is not signed")
+            && text.contains("0 substituted, 2 built"),
+        "{text}"
+    );
+
+    // A tampered layer in the registry's storage: refused by digest; top still substitutes.
+    let ih_base =
+        std::fs::read_to_string(store_out(&out("a"), "base").join("manifest.json")).unwrap();
+    let ih_base: serde_json::Value = serde_json::from_str(&ih_base).unwrap();
+    let ih_base = ih_base["input_hash"].as_str().unwrap().to_string();
+    ok(
+        &r,
+        &out("a"),
+        &["cache", "push", &repo("tampered"), "top", "--sign-key", ci.to_str().unwrap()],
+    );
+    let layer =
+        reg.manifest("tampered", &ih_base)["layers"][0]["digest"].as_str().unwrap().to_string();
+    let blob = reg.blob_file(&layer);
+    let original = std::fs::read(&blob).unwrap();
+    let mut bytes = original.clone();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&blob, bytes).unwrap();
+    let (good, text) = build_from("f", &repo("tampered"), &trust(&ci_pub));
+    assert!(
+        good && text.contains(&format!("blob {layer}")) && text.contains("refused base"),
+        "{text}"
+    );
+    assert!(text.contains("top: 1 substituted, 1 built"), "{text}");
+    store_is_clean(&out("f"));
+    // The registry shares blobs between repositories: put the original back.
+    std::fs::write(&blob, original).unwrap();
+
+    // An entry whose tree is not what its manifest says (pushed from a store altered after
+    // the build): the signature is fine, the unpacked output hash is not.
+    let altered = store_out(&out("a"), "base").join("out/share/data");
+    let mut perms = std::fs::metadata(&altered).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
+    std::fs::set_permissions(&altered, perms).unwrap();
+    std::fs::write(&altered, "altered\n").unwrap();
+    ok(
+        &r,
+        &out("a"),
+        &["cache", "push", &repo("mismatch"), "base", "--sign-key", ci.to_str().unwrap()],
+    );
+    let (good, text) = build_from("g", &repo("mismatch"), &trust(&ci_pub));
+    assert!(good && text.contains("the unpacked output hashes to"), "{text}");
+    store_is_clean(&out("g"));
+
+    // The registry goes away in the middle of a blob: refused, built here, nothing left over.
+    ok(&r, &out("b"), &["cache", "push", &repo("cut"), "top", "--sign-key", ci.to_str().unwrap()]);
+    let ih_top: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(store_out(&out("b"), "top").join("manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let top_layer = reg.manifest("cut", ih_top["input_hash"].as_str().unwrap())["layers"][0]
+        ["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let proxy = cutting_proxy(reg.addr.clone(), top_layer.clone());
+    let (good, text) = build_from("h", &format!("http://{proxy}/cut"), &trust(&ci_pub));
+    assert!(
+        good && text.contains("refused top") && text.contains("top: 1 substituted, 1 built"),
+        "{text}"
+    );
+    store_is_clean(&out("h"));
+
+    // Nobody listening: refused, built.
+    let (good, text) = build_from("i", "http://127.0.0.1:1/cache", &trust(&ci_pub));
+    assert!(good && text.contains("refused") && text.contains("0 substituted, 2 built"), "{text}");
+}
+
+#[test]
+fn gc_frees_the_unreachable_and_waits_for_builds() {
+    let t = tempfile::tempdir().unwrap();
+    let r = recipes(t.path());
+    let out = t.path().join("out");
+    ok(&r, &out, &["build", "top"]);
+    let old: Vec<PathBuf> = ["base", "top"].iter().map(|n| store_out(&out, n)).collect();
+    // A new version of base makes the first two entries stale.
+    let base = std::fs::read_to_string(r.join("base.toml")).unwrap();
+    std::fs::write(r.join("base.toml"), base.replace("base 1", "base 2")).unwrap();
+    ok(&r, &out, &["build", "top"]);
+    let listed = ok(&r, &out, &["gc", "--keep-last", "1", "--dry-run"]);
+    for e in &old {
+        let name = e.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(listed.contains(&format!("would remove store entry {name}")), "{listed}");
+        assert!(e.exists(), "--dry-run removed {name}");
+    }
+    assert!(listed.contains("would free 2 store entries"), "{listed}");
+    let freed = ok(&r, &out, &["gc", "--keep-last", "1"]);
+    assert!(freed.contains("freed 2 store entries"), "{freed}");
+    for e in &old {
+        assert!(!e.exists(), "{} survived gc", e.display());
+    }
+    // The current closure is intact and still a cache hit.
+    let again = ok(&r, &out, &["build", "top"]);
+    assert!(again.contains("cached top") && again.contains("cached base"), "{again}");
+
+    // A build running during gc: gc waits for it, the build completes and is kept.
+    let mut slow = support::xtask()
+        .arg("--host-toolchain")
+        .arg("--recipes")
+        .arg(&r)
+        .arg("--out")
+        .arg(&out)
+        .args(["build", "slowish"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = out.join("logs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !std::fs::read_dir(&log)
+        .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("slowish")))
+        .unwrap_or(false)
+    {
+        assert!(std::time::Instant::now() < deadline, "slowish never started");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let gc = ok(&r, &out, &["gc", "--keep-last", "1"]);
+    let status = slow.wait().unwrap();
+    assert!(status.success(), "the build beside gc failed");
+    assert!(gc.contains("waiting for another reprovm process"), "gc did not wait: {gc}");
+    assert!(store_out(&out, "slowish").join("out/done").is_file());
+}
+
+/// `xtask ARGS` in the repository's project with `out` as its output directory and the Debian
+/// archive unreachable: (success, stdout + stderr).
+fn x_repo(out: &Path, args: &[&str]) -> (bool, String) {
+    let o = support::xtask()
+        .arg("--out")
+        .arg(out)
+        .args(args)
+        .env("REPROVM_DEBIAN_MIRROR", "http://127.0.0.1:1/debian")
+        .env("REPROVM_DEBIAN_SNAPSHOT", "http://127.0.0.1:1")
+        .output()
+        .unwrap();
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    (o.status.success(), text)
+}
+
+#[test]
+fn a_fresh_machine_takes_hd_image_and_its_sources_from_the_cache() {
+    if !support::full_tier("the hd-image closure and its sources through a real registry") {
+        return;
+    }
+    let Some(reg) = registry() else { return };
+    let t = tempfile::tempdir_in(support::repo().join("out")).unwrap();
+    let key = t.path().join("ci.key");
+    support::xtask_ok(&["cache", "keygen", key.to_str().unwrap()]);
+    let repo = format!("http://{}/reprovm", reg.addr);
+    let pushed = support::xtask_ok(&[
+        "cache",
+        "push",
+        &repo,
+        "hd-image",
+        "--sign-key",
+        key.to_str().unwrap(),
+    ]);
+    eprintln!("{pushed}");
+    let sub = ["--substituter", repo.as_str(), "--trusted-key"];
+    let trusted = key.with_extension("pub");
+
+    // The whole closure from the cache: nothing compiled, no toolchain, the same image.
+    let fresh = t.path().join("fresh");
+    let mut args: Vec<&str> = sub.to_vec();
+    args.extend([trusted.to_str().unwrap(), "build", "hd-image"]);
+    let (good, text) = x_repo(&fresh, &args);
+    assert!(good, "{text}");
+    assert!(text.contains("hd-image: 6 substituted, 0 built"), "{text}");
+    assert!(!text.lines().any(|l| l.starts_with("build ")), "something was built:\n{text}");
+    assert!(!fresh.join("toolchain").exists(), "the toolchain was materialised");
+    assert_eq!(
+        std::fs::read(fresh.join("hd.img")).unwrap(),
+        std::fs::read(support::repo().join("out/hd.img")).unwrap(),
+        "the substituted hd.img differs from the one built here"
+    );
+
+    // Sources and .debs by digest from the registry alone (the Debian archive unreachable).
+    let sources = t.path().join("sources");
+    let mut args: Vec<&str> = sub.to_vec();
+    args.extend([trusted.to_str().unwrap(), "fetch", "hd-image"]);
+    let (good, text) = x_repo(&sources, &args);
+    let from_cache = text
+        .lines()
+        .filter(|l| l.starts_with("fetched ") && l.contains(&format!("from cache {repo}")))
+        .count();
+    assert!(good && from_cache == 4, "{text}");
+    let mut args: Vec<&str> = sub.to_vec();
+    args.extend([trusted.to_str().unwrap(), "toolchain"]);
+    let (good, text) = x_repo(&sources, &args);
+    assert!(good, "{text}");
+    let root = text
+        .lines()
+        .map(|l| PathBuf::from(l.trim()))
+        .find(|p| p.ends_with("root") && p.is_dir())
+        .unwrap_or_else(|| panic!("no toolchain root printed:\n{text}"));
+    let here = support::xtask_ok(&["toolchain"]);
+    let manifest =
+        |root: &Path| std::fs::read(root.parent().unwrap().join("manifest.json")).unwrap();
+    assert_eq!(
+        manifest(&root),
+        manifest(Path::new(here.trim())),
+        "a toolchain from the cache's .debs differs"
+    );
+}
