@@ -330,6 +330,9 @@ fn a_fresh_machine_takes_hd_image_and_its_sources_from_the_cache() {
         return;
     }
     let Some(reg) = registry() else { return };
+    // This test binary may run first on a fresh checkout: build what it pushes (a store hit
+    // when another test already built it), which also creates out/ and out/hd.img.
+    support::xtask_ok(&["build", "hd-image"]);
     let t = tempfile::tempdir_in(support::repo().join("out")).unwrap();
     let key = t.path().join("ci.key");
     support::xtask_ok(&["cache", "keygen", key.to_str().unwrap()]);
