@@ -79,6 +79,9 @@
         "firecracker-kernel-bin-oci"
         "firecracker-kernel-modules-oci"
         "hd-image-oci"
+        "initramfs"
+        "efi-image"
+        "iso"
       ]
       else ["busybox" "dropbear" "iproute2"];
     # kernel-krata is a variant for Xen zones (and krata-kernel-oci its image): packages, not

@@ -55,7 +55,7 @@
   };
 
   # Recipes with steps the xtask runs itself between configure and script.
-  isAssembled = r: r ? rootfs || r ? image || r ? kconfig || r ? oci;
+  isAssembled = r: r ? rootfs || r ? image || r ? kconfig || r ? oci || r ? initramfs || r ? uefi || r ? iso;
 
   # The slice of the recipes directory one recipe's derivation sees: the TOML, files,
   # fragments and overlays of every recipe in its dependency closure (which `xtask assemble`

@@ -57,8 +57,8 @@ impl AssembleArgs {
         let graph = project.graph()?;
         let l = graph.get(&self.recipe)?;
         let r = &l.recipe;
-        if r.kconfig.is_none() && r.rootfs.is_none() && r.image.is_none() && r.oci.is_none() {
-            bail!("{}: `assemble` is for [kconfig], [rootfs], [image] and [oci] recipes; this one is a plain script", l.path.display());
+        if crate::steps::versions(r).is_empty() && r.kconfig.is_none() {
+            bail!("{}: `assemble` is for recipes with engine steps ([kconfig], [rootfs], [image], [initramfs], [uefi], [iso], [oci]); this one is a plain script", l.path.display());
         }
         let deps: BTreeMap<String, PathBuf> =
             r.deps.iter().map(|d| (d.clone(), self.build_dir.join("deps").join(d))).collect();

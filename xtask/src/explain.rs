@@ -164,6 +164,9 @@ pub fn explain(a: &Path, b: &Path, tools: &Tools, sides: &Sides) -> Result<Vec<S
     if is_ext4(&da) && is_ext4(&db) {
         return explain_ext4(a, b, tools, sides);
     }
+    if let Some(lines) = crate::media::explain::explain(&da, &db) {
+        return Ok(lines);
+    }
     if da.starts_with(b"QFI\xfb") && db.starts_with(b"QFI\xfb") {
         // qemu-img output is a function of the raw image: the reason is there.
         return Ok(vec![

@@ -22,6 +22,7 @@ mod image;
 mod kconfig;
 mod lock;
 mod manifest;
+mod media;
 mod menuconfig;
 mod oci;
 mod pins;

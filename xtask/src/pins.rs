@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Targets audited and pinned when none are named: every output the project publishes.
-pub const DEFAULT_TARGETS: [&str; 11] = [
+pub const DEFAULT_TARGETS: [&str; 14] = [
     "kernel",
     "busybox",
     "dropbear",
@@ -23,6 +23,9 @@ pub const DEFAULT_TARGETS: [&str; 11] = [
     "firecracker-kernel-bin-oci",
     "firecracker-kernel-modules-oci",
     "hd-image-oci",
+    "initramfs",
+    "efi-image",
+    "iso",
 ];
 
 #[derive(clap::Args, Debug)]

@@ -18,18 +18,39 @@ pub enum Machine {
     Microvm,
 }
 
+/// What to boot: the medium, and with it how the guest starts.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// out/bzImage with out/hd.img as root (`-kernel`; `build hd-image`).
+    Image,
+    /// out/bzImage with out/initramfs.cpio.gz and no disk: a live system (`build initramfs`).
+    Initramfs,
+    /// out/efi.img through OVMF (UEFI), no `-kernel` (`build efi-image`).
+    EfiImage,
+    /// out/efi.vhd, the fixed VHD form, through QEMU's vpc driver and OVMF.
+    EfiVhd,
+    /// out/efi.vmdk, the stream-optimised VMDK form, through QEMU's vmdk driver and OVMF.
+    EfiVmdk,
+    /// out/reprovm.iso as a CD-ROM through OVMF (`build iso`).
+    Iso,
+}
+
 #[derive(clap::Args, Debug, Clone)]
 pub struct RunArgs {
-    /// The machine to boot in.
+    /// The medium to boot.
+    #[arg(long, value_enum, default_value_t = Target::Image)]
+    pub target: Target,
+    /// The machine to boot in (microvm: `--target image` only).
     #[arg(long, value_enum, default_value_t = Machine::Pc)]
     pub machine: Machine,
     /// Kernel (default: out/bzImage; with `--machine microvm`, the kernel recipe's vmlinux).
     #[arg(long)]
     pub kernel: Option<PathBuf>,
-    /// Disk image (default: out/hd.img).
+    /// Disk image (default: out/hd.img, or the target's).
     #[arg(long)]
     pub image: Option<PathBuf>,
-    /// Extra kernel command line (e.g. `reprovm.ip=10.0.2.15/24 reprovm.hostname=vm1`).
+    /// Extra kernel command line (e.g. `reprovm.ip=10.0.2.15/24 reprovm.hostname=vm1`); the
+    /// UEFI targets carry theirs inside the unified kernel image.
     #[arg(long, default_value = "")]
     pub append: String,
     /// Host port on 127.0.0.1 forwarded to the guest's SSH port.
@@ -47,23 +68,25 @@ pub struct RunArgs {
     /// Guest memory in MiB.
     #[arg(long, default_value_t = 256)]
     pub memory: u32,
+    /// UEFI firmware for the UEFI targets (default: Debian's ovmf, /usr/share/ovmf/OVMF.fd).
+    #[arg(long)]
+    pub firmware: Option<PathBuf>,
+}
+
+/// A file the boot needs, named with the build that makes it when it is missing.
+fn need(p: PathBuf, build: &str) -> Result<PathBuf> {
+    anyhow::ensure!(
+        p.is_file(),
+        "{} not found: run `cargo xtask build {build}` first",
+        p.display()
+    );
+    Ok(p)
 }
 
 fn qemu_command(project: &Project, a: &RunArgs) -> Result<Command> {
-    let kernel = match (&a.kernel, a.machine) {
-        (Some(k), _) => k.clone(),
-        (None, Machine::Pc) => project.out.join("bzImage"),
-        (None, Machine::Microvm) => bail!(
-            "--machine microvm boots the uncompressed vmlinux, as Firecracker does: pass --kernel $(cargo xtask build kernel | tail -n1)/out/vmlinux"
-        ),
-    };
-    let image = a.image.clone().unwrap_or_else(|| project.out.join("hd.img"));
-    for p in [&kernel, &image] {
-        anyhow::ensure!(
-            p.is_file(),
-            "{} not found: run `cargo xtask build hd-image` first",
-            p.display()
-        );
+    let out = |f: &str| project.out.join(f);
+    if a.machine == Machine::Microvm && a.target != Target::Image {
+        bail!("--machine microvm boots a kernel and a disk (--target image)");
     }
     let qemu = crate::util::find_on_path("qemu-system-x86_64").context(
         "qemu-system-x86_64 not found: install it (Debian: apt-get install qemu-system-x86)",
@@ -84,10 +107,72 @@ fn qemu_command(project: &Project, a: &RunArgs) -> Result<Command> {
         "-no-reboot",
         "-nodefaults",
     ]);
-    c.arg("-kernel").arg(&kernel);
     let snap = if a.persist { "" } else { ",snapshot=on" };
-    c.arg("-drive").arg(format!("id=d0,file={},format=raw,if=none{snap}", image.display()));
-    c.args(["-device", &format!("virtio-blk-{bus},drive=d0")]);
+    let disk = |c: &mut Command, file: &Path, format: &str| {
+        c.arg("-drive").arg(format!("id=d0,file={},format={format},if=none{snap}", file.display()));
+        c.args(["-device", &format!("virtio-blk-{bus},drive=d0")]);
+    };
+    let uefi =
+        matches!(a.target, Target::EfiImage | Target::EfiVhd | Target::EfiVmdk | Target::Iso);
+    if uefi {
+        if !a.append.is_empty() {
+            bail!("--target {:?} boots a unified kernel image, whose command line is built in; --append is for image and initramfs", a.target);
+        }
+        let fw = a.firmware.clone().unwrap_or_else(|| PathBuf::from("/usr/share/ovmf/OVMF.fd"));
+        anyhow::ensure!(
+            fw.is_file(),
+            "{}: no UEFI firmware; install it (Debian: apt-get install ovmf) or pass --firmware",
+            fw.display()
+        );
+        c.arg("-bios").arg(fw);
+    }
+    match a.target {
+        Target::Image => {
+            let kernel = match (&a.kernel, a.machine) {
+                (Some(k), _) => k.clone(),
+                (None, Machine::Pc) => need(out("bzImage"), "hd-image")?,
+                (None, Machine::Microvm) => bail!(
+                    "--machine microvm boots the uncompressed vmlinux, as Firecracker does: pass --kernel $(cargo xtask build kernel | tail -n1)/out/vmlinux"
+                ),
+            };
+            let image = need(a.image.clone().unwrap_or_else(|| out("hd.img")), "hd-image")?;
+            c.arg("-kernel").arg(need(kernel, "hd-image")?);
+            disk(&mut c, &image, "raw");
+            c.arg("-append")
+                .arg(format!("root=/dev/vda rw console=ttyS0 panic=-1 {}", a.append).trim());
+        }
+        Target::Initramfs => {
+            let kernel = need(a.kernel.clone().unwrap_or_else(|| out("bzImage")), "initramfs")?;
+            c.arg("-kernel")
+                .arg(kernel)
+                .arg("-initrd")
+                .arg(need(out("initramfs.cpio.gz"), "initramfs")?);
+            c.arg("-append").arg(format!("console=ttyS0 panic=-1 {}", a.append).trim());
+        }
+        Target::EfiImage => disk(
+            &mut c,
+            &need(a.image.clone().unwrap_or_else(|| out("efi.img")), "efi-image")?,
+            "raw",
+        ),
+        Target::EfiVhd => disk(
+            &mut c,
+            &need(a.image.clone().unwrap_or_else(|| out("efi.vhd")), "efi-image")?,
+            "vpc",
+        ),
+        Target::EfiVmdk => disk(
+            &mut c,
+            &need(a.image.clone().unwrap_or_else(|| out("efi.vmdk")), "efi-image")?,
+            "vmdk",
+        ),
+        Target::Iso => {
+            let iso = need(a.image.clone().unwrap_or_else(|| out("reprovm.iso")), "iso")?;
+            c.arg("-drive").arg(format!(
+                "file={},format=raw,media=cdrom,if=none,id=cd0,readonly=on",
+                iso.display()
+            ));
+            c.args(["-device", "ide-cd,drive=cd0,bus=ide.0"]);
+        }
+    }
     c.args([
         "-netdev",
         &format!("user,id=n0,hostfwd=tcp:127.0.0.1:{}-:22", a.ssh_port),
@@ -98,7 +183,6 @@ fn qemu_command(project: &Project, a: &RunArgs) -> Result<Command> {
     if let Some(k) = &a.ssh_key {
         c.arg("-fw_cfg").arg(format!("name=opt/reprovm/authorized_keys,file={}", k.display()));
     }
-    c.arg("-append").arg(format!("root=/dev/vda rw console=ttyS0 panic=-1 {}", a.append).trim());
     Ok(c)
 }
 
@@ -201,8 +285,13 @@ fn boot_test(project: &Project, a: &BootTestArgs) -> Result<()> {
         .ok()
         .map(|s| s.trim().to_string());
     eprintln!(
-        "boot-test: booting {} under QEMU ({:?}, {}), console log {}",
-        args.kernel.as_deref().unwrap_or(&project.out.join("bzImage")).display(),
+        "boot-test: booting {:?} {} under QEMU ({:?}, {}), console log {}",
+        a.run.target,
+        args.kernel
+            .as_deref()
+            .or(args.image.as_deref())
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
         a.run.machine,
         if a.run.kvm { "KVM" } else { "TCG" },
         console.display()

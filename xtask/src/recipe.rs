@@ -41,6 +41,12 @@ pub struct Recipe {
     pub image: Option<ImageSpec>,
     /// An OCI image layout made of files the configure script prepared (written to `$OUT`).
     pub oci: Option<OciSpec>,
+    /// A dependency's root file system as `initramfs.cpio.gz`.
+    pub initramfs: Option<InitramfsSpec>,
+    /// A UEFI-bootable GPT disk (`efi.img`) and its VHD/VMDK/OVA/qcow2 forms.
+    pub uefi: Option<UefiSpec>,
+    /// A hybrid ISO 9660 image booting a live system through UEFI (El Torito).
+    pub iso: Option<IsoSpec>,
     /// Longest time the build may take, e.g. "90m", "4h", "30s" (default 4h); after it the
     /// whole sandbox is killed and the log's tail shown.
     pub timeout: Option<String>,
@@ -226,6 +232,57 @@ pub struct OciReferrer {
     #[serde(rename = "file")]
     pub files: Vec<OciFile>,
 }
+
+/// `[initramfs]`: the root file system tar of a dependency as a newc cpio (gzip).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct InitramfsSpec {
+    /// The dependency whose output holds rootfs.tar.
+    pub rootfs: String,
+}
+
+/// `[uefi]`: a GPT disk whose EFI system partition holds a unified kernel image (systemd's
+/// stub + the kernel + command line + os-release) and whose second partition is an `[image]`
+/// dependency's hd.img, mounted by PARTUUID; plus the forms named in `formats`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct UefiSpec {
+    /// The dependency holding hd.img.
+    pub image: String,
+    /// The dependency holding bzImage.
+    pub kernel: String,
+    /// A file of `files`: the unified kernel image's .osrel.
+    pub os_release: String,
+    /// Added to the kernel command line (after `root=PARTUUID=… rw console=ttyS0 panic=-1`).
+    #[serde(default)]
+    pub cmdline: String,
+    /// Size of the EFI system partition in MiB (default 64).
+    pub esp_size_mib: Option<u64>,
+    /// Other forms of efi.img: `vhd` (fixed), `vmdk` (stream-optimised), `ova`, `qcow2`.
+    #[serde(default)]
+    pub formats: Vec<String>,
+}
+
+/// `[iso]`: a hybrid ISO whose El Torito EFI image (also a GPT partition) holds a unified
+/// kernel image with the initramfs: a live system, no disk needed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct IsoSpec {
+    /// The dependency holding bzImage.
+    pub kernel: String,
+    /// The dependency holding initramfs.cpio.gz.
+    pub initramfs: String,
+    /// A file of `files`: the unified kernel image's .osrel.
+    pub os_release: String,
+    /// ISO 9660 volume id: 1 to 32 of A-Z 0-9 _.
+    pub volume_id: String,
+    /// Added to the kernel command line (after `console=ttyS0 panic=-1`).
+    #[serde(default)]
+    pub cmdline: String,
+}
+
+/// The forms `[uefi] formats` may name.
+pub const DISK_FORMATS: [&str; 4] = ["vhd", "vmdk", "ova", "qcow2"];
 
 /// An OCI tag: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}` (distribution-spec).
 pub fn is_oci_tag(t: &str) -> bool {
@@ -555,15 +612,77 @@ fn validate(path: &Path, text: &str, display: &str, r: &Recipe) -> Result<(), Re
     if let Some(o) = &r.oci {
         validate_oci(o).map_err(|(needle, msg)| err(&needle, msg))?;
     }
+    validate_media(r).map_err(|(needle, msg)| err(&needle, msg))?;
     if r.rootfs.is_none()
         && r.image.is_none()
         && r.oci.is_none()
+        && r.initramfs.is_none()
+        && r.uefi.is_none()
+        && r.iso.is_none()
         && r.build.script.trim().is_empty()
     {
         return Err(err(
             "[build]",
-            "[build] needs a `script` (or the recipe needs [rootfs], [image] or [oci])".into(),
+            "[build] needs a `script` (or the recipe needs [rootfs], [image], [oci], [initramfs], [uefi] or [iso])".into(),
         ));
+    }
+    Ok(())
+}
+
+/// `[initramfs]`, `[uefi]`, `[iso]`: their dependencies are dependencies, their os-release a
+/// declared file, formats and volume ids valid. Errors are (text to point at, message).
+fn validate_media(r: &Recipe) -> Result<(), (String, String)> {
+    let dep = |d: &String, what: &str| -> Result<(), (String, String)> {
+        if r.deps.contains(d) {
+            Ok(())
+        } else {
+            Err((d.clone(), format!("{what} `{d}` must be in `deps`")))
+        }
+    };
+    let file = |f: &String| -> Result<(), (String, String)> {
+        if r.files.contains(f) {
+            Ok(())
+        } else {
+            Err((f.clone(), format!("os-release `{f}` must also be listed in `files`")))
+        }
+    };
+    if let Some(i) = &r.initramfs {
+        dep(&i.rootfs, "initramfs.rootfs")?;
+    }
+    if let Some(u) = &r.uefi {
+        dep(&u.image, "uefi.image")?;
+        dep(&u.kernel, "uefi.kernel")?;
+        file(&u.os_release)?;
+        if let Some(f) = u.formats.iter().find(|f| !DISK_FORMATS.contains(&f.as_str())) {
+            return Err((
+                f.clone(),
+                format!("uefi format `{f}`: one of {}", DISK_FORMATS.join(", ")),
+            ));
+        }
+        if u.formats.iter().any(|f| f == "ova") && !u.formats.iter().any(|f| f == "vmdk") {
+            return Err(("ova".into(), "uefi format `ova` carries the `vmdk`: name it too".into()));
+        }
+        if u.esp_size_mib.is_some_and(|m| !(33..=4096).contains(&m)) {
+            return Err((
+                "esp-size-mib".into(),
+                "esp-size-mib: 33 to 4096 (a FAT32 EFI system partition)".into(),
+            ));
+        }
+    }
+    if let Some(i) = &r.iso {
+        dep(&i.kernel, "iso.kernel")?;
+        dep(&i.initramfs, "iso.initramfs")?;
+        file(&i.os_release)?;
+        let ok = (1..=32).contains(&i.volume_id.len())
+            && i.volume_id
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+        if !ok {
+            return Err((
+                i.volume_id.clone(),
+                format!("iso volume-id `{}`: 1 to 32 of A-Z 0-9 _", i.volume_id),
+            ));
+        }
     }
     Ok(())
 }

@@ -17,7 +17,19 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 /// Files copied to `out/` when a build produces them.
-pub const RESULTS: [&str; 4] = ["hd.img", "bzImage", "hd.qcow2", "kernel.release"];
+pub const RESULTS: [&str; 11] = [
+    "hd.img",
+    "bzImage",
+    "hd.qcow2",
+    "kernel.release",
+    "initramfs.cpio.gz",
+    "efi.img",
+    "efi.vhd",
+    "efi.vmdk",
+    "efi.qcow2",
+    "reprovm.ova",
+    "reprovm.iso",
+];
 
 const STAMPS: &str = ".results.json";
 

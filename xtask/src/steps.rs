@@ -1,6 +1,6 @@
 //! The steps a builder runs between a recipe's `configure` and `script`, in one function for
-//! every builder: the `[kconfig]` check, the `[rootfs]` tar, the `[image]` (mke2fs), then the
-//! `[oci]` layout. The
+//! every builder: the `[kconfig]` check, the `[rootfs]` tar, the `[image]` (mke2fs), the boot
+//! media (`[initramfs]`, `[uefi]`, `[iso]`), then the `[oci]` layout. The
 //! xtask runs them around its sandbox phases (`build.rs`); Nix runs them through the hidden
 //! `xtask assemble` inside its own sandbox (`assemble.rs`, nix/package.nix). Only how a shell
 //! step is run differs, through [`ScriptRunner`].
@@ -21,6 +21,9 @@ pub fn versions(r: &crate::recipe::Recipe) -> Vec<&'static str> {
     }
     if r.image.is_some() {
         v.push(crate::image::STEP_VERSION);
+    }
+    if r.initramfs.is_some() || r.uefi.is_some() || r.iso.is_some() {
+        v.push(crate::media::STEP_VERSION);
     }
     if r.oci.is_some() {
         v.push(crate::oci::STEP_VERSION);
@@ -100,6 +103,7 @@ pub fn assemble(
         )?;
         runner.run_script("mke2fs", &script)?;
     }
+    crate::media::assemble(l, paths, source_date_epoch, runner)?;
     if let Some(spec) = &r.oci {
         // The graph of the recipes this builder sees (all of recipes/, or Nix's slice of it):
         // the revision covers the same closure in both.

@@ -213,9 +213,19 @@ fn flake_outputs_evaluate_to_derivations() {
         v[k][sys].as_array().unwrap().iter().map(|n| n.as_str().unwrap().to_string()).collect()
     };
     let x86 = names("packages", "x86_64-linux");
-    for p in
-        ["kernel", "busybox", "dropbear", "iproute2", "hd-image", "xtask", "reprovm", "default"]
-    {
+    for p in [
+        "kernel",
+        "busybox",
+        "dropbear",
+        "iproute2",
+        "hd-image",
+        "initramfs",
+        "efi-image",
+        "iso",
+        "xtask",
+        "reprovm",
+        "default",
+    ] {
         assert!(x86.contains(&p.to_string()), "packages.x86_64-linux lacks {p}: {x86:?}");
     }
     assert_eq!(
@@ -223,7 +233,8 @@ fn flake_outputs_evaluate_to_derivations() {
         ["busybox", "default", "dropbear", "iproute2", "reprovm", "xtask"]
     );
     let checks = names("checks", "x86_64-linux");
-    for p in ["kernel", "busybox", "dropbear", "iproute2", "rootfs", "hd-image"] {
+    for p in ["kernel", "busybox", "dropbear", "iproute2", "rootfs", "hd-image", "efi-image", "iso"]
+    {
         assert!(
             checks.contains(&p.to_string()) && checks.contains(&format!("reproducible-{p}")),
             "checks.x86_64-linux lacks {p}: {checks:?}"
@@ -569,6 +580,9 @@ fn nix_builds_match_the_xtask_and_boot() {
         "firecracker-kernel-bin-oci",
         "firecracker-kernel-modules-oci",
         "hd-image-oci",
+        "initramfs",
+        "efi-image",
+        "iso",
     ];
     let mut args = Vec::new();
     for n in names {

@@ -10,8 +10,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use support::{full_tier, have_tool, repo, xtask_ok as ok};
+use support::{full_tier, have_tool, repo, run_tool as run, xtask_ok as ok};
 
 /// `cargo xtask ARGS` in the repository with stdout and stderr captured.
 fn captured(args: &[&str]) -> (bool, String) {
@@ -19,18 +18,6 @@ fn captured(args: &[&str]) -> (bool, String) {
     let text =
         format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     (o.status.success(), text)
-}
-
-/// `program ARGS` must succeed; returns stdout.
-fn run(program: &str, args: &[&str]) -> String {
-    let o = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"));
-    assert!(
-        o.status.success(),
-        "{program} {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
 }
 
 /// Build TARGET and return its layout (the store entry's output).

@@ -83,6 +83,18 @@ pub fn store_out(out: &Path, name: &str) -> PathBuf {
     found.into_iter().next().unwrap()
 }
 
+/// `program ARGS` (a host tool) must succeed; returns its stdout.
+pub fn run_tool(program: &str, args: &[&str]) -> String {
+    let o = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(
+        o.status.success(),
+        "{program} {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
 pub fn is_root() -> bool {
     // SAFETY: getuid has no preconditions.
     unsafe { libc::getuid() == 0 }
