@@ -352,6 +352,19 @@ fn symlinks_out_of_outputs_are_never_followed() {
     let o = build(&recipes, &out, "linkroot", &[]);
     assert!(!o.status.success(), "an install through a symlink was accepted");
     assert!(stderr(&o).contains("`etc` is a symlink"), "{}", stderr(&o));
+    // The media steps read dependencies beneath their outputs too: an initramfs of a
+    // rootfs.tar that is a symlink to a host file (here a tar, so that following it would
+    // succeed) is refused.
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(secret.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    tar.append_data(&mut h, "secret", secret.as_bytes()).unwrap();
+    fs::write(host.join("secret"), tar.into_inner().unwrap()).unwrap();
+    let o = build(&recipes, &out, "linkinitramfs", &[]);
+    assert!(!o.status.success(), "a rootfs.tar symlink was followed");
+    assert!(stderr(&o).contains("rootfs.tar: is a symlink (never followed)"), "{}", stderr(&o));
     // Nothing anywhere under out/ holds the host file's bytes.
     for (p, (_, _, data)) in snapshot(&out) {
         assert!(

@@ -53,22 +53,32 @@ pub fn derived_u32(seed: &str, name: &str) -> u32 {
     u32::from_be_bytes([b[0], b[1], b[2], b[3]])
 }
 
-fn dep<'a>(paths: &'a StepPaths, l: &Loaded, name: &str) -> Result<&'a PathBuf> {
-    paths
+/// The regular file `file` of dependency `name`'s output, opened beneath it: a symlink there
+/// (to a host file, say) is refused, never followed.
+fn dep_file(paths: &StepPaths, l: &Loaded, name: &str, file: &str) -> Result<std::fs::File> {
+    let out = paths
         .deps
         .get(name)
-        .with_context(|| format!("{}: `{name}` is not a dependency", l.path.display()))
+        .with_context(|| format!("{}: `{name}` is not a dependency", l.path.display()))?;
+    Dir::open(out)?.open_file(Path::new(file))
 }
 
-fn sha256_of(path: &Path) -> Result<String> {
-    Ok(crate::hash::sha256_file(path).with_context(|| format!("reading {}", path.display()))?.0)
+/// The sha256 of `file` (from its start), which is left at its end.
+fn sha256_of(file: &mut std::fs::File, name: &str) -> Result<String> {
+    file.seek(SeekFrom::Start(0))?;
+    Ok(crate::hash::sha256_reader(file).with_context(|| format!("reading {name}"))?.0)
+}
+
+/// One of the recipe's files (staged in the build directory), read beneath it.
+fn recipe_file(paths: &StepPaths, rel: &str) -> Result<Vec<u8>> {
+    Dir::open(&paths.build.join("files"))?.read(Path::new(rel))
 }
 
 /// `[initramfs]`: the dependency's rootfs.tar as `$OUT/initramfs.cpio.gz`.
 pub fn initramfs(l: &Loaded, spec: &InitramfsSpec, paths: &StepPaths, epoch: i64) -> Result<()> {
-    let tar = dep(paths, l, &spec.rootfs)?.join("rootfs.tar");
+    let tar = dep_file(paths, l, &spec.rootfs, "rootfs.tar")?;
     let mut tree = crate::rootfs::Tree::default();
-    tree.add_tar(std::fs::File::open(&tar).with_context(|| format!("opening {}", tar.display()))?)?;
+    tree.add_tar(tar)?;
     let mtime =
         u32::try_from(epoch).context("SOURCE_DATE_EPOCH outside the cpio format's range")?;
     let out = Dir::open(paths.out)?;
@@ -146,16 +156,20 @@ pub fn uefi(
     runner: &dyn ScriptRunner,
 ) -> Result<()> {
     let epoch_u = u64::try_from(epoch).context("SOURCE_DATE_EPOCH before 1970")?;
-    let hd = dep(paths, l, &spec.image)?.join("hd.img");
-    let kernel = dep(paths, l, &spec.kernel)?.join("bzImage");
-    let root_size = std::fs::metadata(&hd).with_context(|| format!("{}", hd.display()))?.len();
-    anyhow::ensure!(root_size % MIB == 0, "{}: {root_size} bytes, not whole MiB", hd.display());
+    let mut hd = dep_file(paths, l, &spec.image, "hd.img")?;
+    let mut kernel = dep_file(paths, l, &spec.kernel, "bzImage")?;
+    let root_size = hd.metadata()?.len();
+    anyhow::ensure!(
+        root_size % MIB == 0,
+        "{}'s hd.img: {root_size} bytes, not whole MiB",
+        spec.image
+    );
     let esp_size = spec.esp_size_mib.unwrap_or(64) * MIB;
-    let osrel = std::fs::read(paths.build.join("files").join(&spec.os_release))?;
+    let osrel = recipe_file(paths, &spec.os_release)?;
     let seed = format!(
         "hd.img {} bzImage {} os-release {} esp {esp_size} cmdline {:?}",
-        sha256_of(&hd)?,
-        sha256_of(&kernel)?,
+        sha256_of(&mut hd, "hd.img")?,
+        sha256_of(&mut kernel, "bzImage")?,
         crate::hash::sha256_bytes(&osrel),
         spec.cmdline
     );
@@ -219,7 +233,8 @@ pub fn uefi(
         f.seek(SeekFrom::Start(esp_first * gpt::SECTOR))?;
         f.write_all(&esp)?;
         f.seek(SeekFrom::Start(root_first * gpt::SECTOR))?;
-        std::io::copy(&mut std::fs::File::open(&hd)?, &mut f)?;
+        hd.seek(SeekFrom::Start(0))?;
+        std::io::copy(&mut hd, &mut f)?;
         f.sync_all()?;
     }
     let raw_size = sectors * gpt::SECTOR;
@@ -273,13 +288,13 @@ pub fn iso(
     runner: &dyn ScriptRunner,
 ) -> Result<()> {
     let epoch_u = u64::try_from(epoch).context("SOURCE_DATE_EPOCH before 1970")?;
-    let kernel = dep(paths, l, &spec.kernel)?.join("bzImage");
-    let initramfs = dep(paths, l, &spec.initramfs)?.join("initramfs.cpio.gz");
-    let osrel = std::fs::read(paths.build.join("files").join(&spec.os_release))?;
+    let mut kernel = dep_file(paths, l, &spec.kernel, "bzImage")?;
+    let mut initramfs = dep_file(paths, l, &spec.initramfs, "initramfs.cpio.gz")?;
+    let osrel = recipe_file(paths, &spec.os_release)?;
     let seed = format!(
         "bzImage {} initramfs {} os-release {} cmdline {:?} volume {}",
-        sha256_of(&kernel)?,
-        sha256_of(&initramfs)?,
+        sha256_of(&mut kernel, "bzImage")?,
+        sha256_of(&mut initramfs, "initramfs.cpio.gz")?,
         crate::hash::sha256_bytes(&osrel),
         spec.cmdline,
         spec.volume_id
