@@ -13,27 +13,54 @@ pub fn convert_script(raw: &str, vmdk: &str) -> String {
     )
 }
 
-/// Set the descriptor's `CID=` to `cid` (8 hex digits, same length: nothing moves).
-pub fn set_cid(vmdk: &mut [u8], cid: u32) -> Result<()> {
-    if vmdk.len() < 4 || &vmdk[..4] != b"KDMV" {
+/// The embedded descriptor's byte range, from the sparse header (descriptorOffset and
+/// descriptorSize, in sectors, at bytes 28 and 36).
+fn descriptor_range(vmdk: &[u8]) -> Result<std::ops::Range<usize>> {
+    if vmdk.len() < 512 || &vmdk[..4] != b"KDMV" {
         bail!("not a VMDK (no KDMV magic)");
     }
-    // The embedded descriptor lies in the first sectors; search only there.
-    let head = &vmdk[..vmdk.len().min(64 * 512)];
-    let at = find(head, b"\nCID=").context("the VMDK descriptor has no CID")? + 5;
-    let digits = &vmdk[at..at + 8];
-    if !digits.iter().all(u8::is_ascii_hexdigit) {
-        bail!("the VMDK descriptor's CID is not 8 hex digits");
+    let field = |at: usize| u64::from_le_bytes(vmdk[at..at + 8].try_into().unwrap());
+    let (offset, size) = (field(28), field(36));
+    let start = usize::try_from(offset.saturating_mul(512)).context("descriptor offset")?;
+    let end = usize::try_from(offset.saturating_add(size).saturating_mul(512))
+        .context("descriptor size")?;
+    if offset == 0 || size == 0 || end > vmdk.len() {
+        bail!("the VMDK has no embedded descriptor (offset {offset}, size {size} sectors)");
     }
-    vmdk[at..at + 8].copy_from_slice(format!("{cid:08x}").as_bytes());
+    Ok(start..end)
+}
+
+/// Set the descriptor's `CID=` to `cid`, written as 8 hex digits. qemu-img writes its random
+/// CID with `%x`, so it has 1 to 8 digits: the rest of the descriptor text moves within the
+/// descriptor's NUL padding, and the sectors around it stay as they are.
+pub fn set_cid(vmdk: &mut [u8], cid: u32) -> Result<()> {
+    let range = descriptor_range(vmdk)?;
+    let region = &vmdk[range.clone()];
+    let text_len = region.iter().position(|&b| b == 0).unwrap_or(region.len());
+    let text = &region[..text_len];
+    let at = find(text, b"\nCID=").context("the VMDK descriptor has no CID")? + 5;
+    let digits = text[at..].iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if !(1..=8).contains(&digits) || text.get(at + digits) != Some(&b'\n') {
+        bail!("the VMDK descriptor's CID is not 1 to 8 hex digits and a newline");
+    }
+    let mut rewritten = Vec::with_capacity(region.len());
+    rewritten.extend_from_slice(&text[..at]);
+    rewritten.extend_from_slice(format!("{cid:08x}").as_bytes());
+    rewritten.extend_from_slice(&text[at + digits..]);
+    if rewritten.len() > region.len() {
+        bail!("the VMDK descriptor has no room for an 8-digit CID");
+    }
+    rewritten.resize(region.len(), 0);
+    vmdk[range].copy_from_slice(&rewritten);
     Ok(())
 }
 
 /// The descriptor's CID.
 pub fn cid(vmdk: &[u8]) -> Option<String> {
-    let head = &vmdk[..vmdk.len().min(64 * 512)];
-    let at = find(head, b"\nCID=")? + 5;
-    Some(String::from_utf8_lossy(&vmdk[at..at + 8]).into_owned())
+    let region = &vmdk[descriptor_range(vmdk).ok()?];
+    let at = find(region, b"\nCID=")? + 5;
+    let digits = region[at..].iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    Some(String::from_utf8_lossy(&region[at..at + digits]).into_owned())
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -44,15 +71,47 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 mod tests {
     use super::*;
 
+    /// A sparse header whose descriptor (sector 1, 1 sector) holds `text`, then a grain.
+    fn vmdk(text: &str) -> Vec<u8> {
+        let mut v = vec![0u8; 3 * 512];
+        v[..4].copy_from_slice(b"KDMV");
+        v[28..36].copy_from_slice(&1u64.to_le_bytes());
+        v[36..44].copy_from_slice(&1u64.to_le_bytes());
+        v[512..512 + text.len()].copy_from_slice(text.as_bytes());
+        v[1024..].fill(0xaa);
+        v
+    }
+
     #[test]
     fn cid_is_replaced_in_place() {
-        let mut v = b"KDMV....# Disk DescriptorFile\nversion=1\nCID=5f1e2d3c\nparentCID=ffffffff\n"
-            .to_vec();
+        let mut v = vmdk("# Disk DescriptorFile\nversion=1\nCID=5f1e2d3c\nparentCID=ffffffff\n");
         let len = v.len();
         set_cid(&mut v, 0xdeadbeef).unwrap();
         assert_eq!(v.len(), len);
         assert_eq!(cid(&v).as_deref(), Some("deadbeef"));
         assert!(String::from_utf8_lossy(&v).contains("parentCID=ffffffff"));
         assert!(set_cid(&mut b"QFI\xfb".to_vec(), 1).is_err());
+    }
+
+    #[test]
+    fn a_short_random_cid_becomes_eight_digits_and_nothing_else_moves() {
+        // qemu-img prints its CID with %x: 7 digits one time in 16.
+        let text = "# Disk DescriptorFile\nversion=1\nCID=e1e2d3c\nparentCID=ffffffff\n";
+        let mut v = vmdk(text);
+        set_cid(&mut v, 0x0000beef).unwrap();
+        let want = text.replace("CID=e1e2d3c\n", "CID=0000beef\n");
+        assert_eq!(&v[512..512 + want.len()], want.as_bytes());
+        assert!(v[512 + want.len()..1024].iter().all(|&b| b == 0));
+        assert!(v[1024..].iter().all(|&b| b == 0xaa), "the grain after the descriptor moved");
+        assert_eq!(cid(&v).as_deref(), Some("0000beef"));
+    }
+
+    #[test]
+    fn a_descriptor_without_room_or_cid_is_refused() {
+        let full = format!("version=1\nCID=1\n{}\n", "x".repeat(512 - 17));
+        assert_eq!(full.len(), 512);
+        let e = set_cid(&mut vmdk(&full), 1).unwrap_err().to_string();
+        assert!(e.contains("no room"), "{e}");
+        assert!(set_cid(&mut vmdk("version=1\n"), 1).is_err());
     }
 }
