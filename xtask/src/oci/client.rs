@@ -196,8 +196,18 @@ impl Registry {
             .map_err(|e| anyhow::anyhow!("blob {digest} from {r} refused: {e}"))?;
         let mut hashing = HashingWriter::new(w);
         while let Some(chunk) = stream.stream.next().await {
-            let chunk =
-                chunk.with_context(|| format!("blob {digest} from {r}: the transfer broke off"))?;
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                // oci-client checks the digest itself at the end of the stream: what arrived
+                // is not the blob, which is a refusal, not a broken transfer.
+                Err(e) if is_digest_mismatch(&e) => {
+                    bail!("blob {digest} from {r} refused: {}", e.into_inner().unwrap())
+                }
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("blob {digest} from {r}: the transfer broke off"))
+                }
+            };
             std::io::Write::write_all(&mut hashing, &chunk)?;
         }
         let got = hashing.written;
@@ -209,9 +219,28 @@ impl Registry {
     }
 }
 
+/// Whether a stream error is oci-client's digest verification failing.
+fn is_digest_mismatch(e: &std::io::Error) -> bool {
+    use oci_client::errors::DigestError;
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<DigestError>())
+        .is_some_and(|d| matches!(d, DigestError::VerificationError { .. }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_digest_mismatch_is_told_from_a_broken_transfer() {
+        let mismatch = std::io::Error::other(oci_client::errors::DigestError::VerificationError {
+            expected: "sha256:aa".into(),
+            actual: "sha256:bb".into(),
+        });
+        assert!(is_digest_mismatch(&mismatch));
+        assert!(!is_digest_mismatch(&std::io::Error::other("connection reset")));
+        assert!(!is_digest_mismatch(&std::io::ErrorKind::UnexpectedEof.into()));
+    }
 
     #[test]
     fn plain_http_only_for_loopback() {
