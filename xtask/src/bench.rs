@@ -42,10 +42,11 @@ pub enum Bench {
     /// TARGET built from scratch in a fresh out dir (toolchain materialisation included, the
     /// download cache shared), pushed to CACHE signed with a key made for the run, then built
     /// in another fresh out dir and download cache with CACHE as the only substituter: the
-    /// ratio of the two wall times. CACHE is a repository you own (`http://` for loopback).
+    /// ratio of the two wall times. REPO is a repository you own (`http://` for loopback).
+    /// (`--registry`, not `--cache`: that is the global download-cache directory.)
     Substitute {
         #[arg(long, value_name = "REPO")]
-        cache: String,
+        registry: String,
         #[arg(default_value = "hd-image")]
         target: String,
     },
@@ -93,7 +94,9 @@ impl BenchArgs {
                 );
             }
             Bench::Overhead { target } => overhead(project, fetcher, target)?,
-            Bench::Substitute { cache, target } => substitute(project, fetcher, cache, target)?,
+            Bench::Substitute { registry, target } => {
+                substitute(project, fetcher, registry, target)?
+            }
         }
         Ok(())
     }

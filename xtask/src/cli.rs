@@ -174,3 +174,27 @@ pub fn run() -> Result<i32> {
     }
     Ok(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// A subcommand argument named like a global one (bench substitute's `--cache` once) is a
+    /// panic when the matches are read, not a parse error: parse such commands here.
+    #[test]
+    fn commands_with_values_parse_into_their_structs() {
+        for argv in [
+            &["xtask", "bench", "substitute", "--registry", "http://127.0.0.1:5000/b", "busybox"][..],
+            &["xtask", "--cache", "/tmp/c", "cache", "push", "http://127.0.0.1:5000/c"][..],
+            &["xtask", "boot-test", "--target", "efi-vhd"][..],
+        ] {
+            Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+        }
+    }
+}
