@@ -138,8 +138,13 @@ fn qemu_command(project: &Project, a: &RunArgs) -> Result<Command> {
             let image = need(a.image.clone().unwrap_or_else(|| out("hd.img")), "hd-image")?;
             c.arg("-kernel").arg(need(kernel, "hd-image")?);
             disk(&mut c, &image, "raw");
-            c.arg("-append")
-                .arg(format!("root=/dev/vda rw console=ttyS0 panic=-1 {}", a.append).trim());
+            let clock = match (a.machine, a.kvm) {
+                (Machine::Microvm, false) => tcg_tsc_parameter(),
+                _ => String::new(),
+            };
+            c.arg("-append").arg(
+                format!("root=/dev/vda rw console=ttyS0 panic=-1 {clock} {}", a.append).trim(),
+            );
         }
         Target::Initramfs => {
             let kernel = need(a.kernel.clone().unwrap_or_else(|| out("bzImage")), "initramfs")?;
@@ -184,6 +189,56 @@ fn qemu_command(project: &Project, a: &RunArgs) -> Result<Command> {
         c.arg("-fw_cfg").arg(format!("name=opt/reprovm/authorized_keys,file={}", k.display()));
     }
     Ok(c)
+}
+
+/// The kernel parameter that tells a TCG guest on QEMU's microvm its TSC frequency.
+///
+/// microvm has no HPET and no ACPI PM timer, so the kernel can calibrate its TSC only against
+/// the PIT. Under TCG that calibration is timing-sensitive and misses (measured: 3 boots in 10 on
+/// a 2-core host); the kernel then marks the TSC unstable, no timer interrupt ever reaches it, and
+/// it hangs before userspace. Firecracker gives its guests kvm-clock instead. Under TCG the
+/// guest's RDTSC returns the host's TSC (QEMU's `cpu_get_host_ticks`), so its frequency is
+/// measured here, against the monotonic clock, and handed over as `tsc_early_khz=`, which makes
+/// the kernel skip calibration. Empty (with a warning) where it cannot be measured.
+fn tcg_tsc_parameter() -> String {
+    match host_tsc_khz() {
+        Some(khz) => format!("tsc_early_khz={khz}"),
+        None => {
+            eprintln!(
+                "warning: the host's TSC frequency is unknown (not x86_64, or no constant_tsc); the microvm guest calibrates its own and may hang under TCG"
+            );
+            String::new()
+        }
+    }
+}
+
+/// The host's TSC frequency in kHz, measured over 100 ms; None unless the CPU says its TSC runs
+/// at a constant rate.
+#[cfg(target_arch = "x86_64")]
+fn host_tsc_khz() -> Option<u64> {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let constant = cpuinfo
+        .lines()
+        .filter(|line| line.starts_with("flags"))
+        .any(|line| line.split_whitespace().any(|flag| flag == "constant_tsc"));
+    if !constant {
+        return None;
+    }
+    let started = Instant::now();
+    // SAFETY: RDTSC reads a counter; every x86_64 CPU has it, and it touches no memory.
+    let first = unsafe { std::arch::x86_64::_rdtsc() };
+    std::thread::sleep(Duration::from_millis(100));
+    // SAFETY: as above.
+    let last = unsafe { std::arch::x86_64::_rdtsc() };
+    let micros = started.elapsed().as_micros();
+    let khz = u128::from(last.wrapping_sub(first)) * 1000 / micros.max(1);
+    let khz = u64::try_from(khz).ok()?;
+    (100_000..=20_000_000).contains(&khz).then_some(khz)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn host_tsc_khz() -> Option<u64> {
+    None
 }
 
 impl RunArgs {
@@ -387,4 +442,25 @@ fn boot_test(project: &Project, a: &BootTestArgs) -> Result<()> {
         return Err(e.context("boot test failed"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn the_host_tsc_frequency_is_measured_when_the_tsc_is_constant() {
+        let constant = std::fs::read_to_string("/proc/cpuinfo").unwrap().contains(" constant_tsc");
+        let (first, second) = (host_tsc_khz(), host_tsc_khz());
+        assert_eq!(first.is_some(), constant, "{first:?}");
+        assert_eq!(second.is_some(), constant, "{second:?}");
+        if let (Some(first), Some(second)) = (first, second) {
+            // Two measurements of one clock agree to within 2 %.
+            assert!(first.abs_diff(second) * 50 < first, "{first} kHz vs {second} kHz");
+            let parameter = tcg_tsc_parameter();
+            let khz: u64 = parameter.strip_prefix("tsc_early_khz=").unwrap().parse().unwrap();
+            assert!(first.abs_diff(khz) * 50 < first, "{parameter} vs {first} kHz");
+        }
+    }
 }
