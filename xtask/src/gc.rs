@@ -5,7 +5,9 @@
 //! the pinned targets as the recipes are now, and the closures of the last N `build` commands
 //! (recorded in `out/builds.jsonl`); the cache files of every pinned source and of both
 //! toolchain locks; the current toolchain roots. Everything else in `out/store`,
-//! `out/cache/sha256` and `out/toolchain` goes (`--dry-run` lists it with its size).
+//! `out/cache/sha256` and `out/toolchain` goes (`--dry-run` lists it with its size), and so do
+//! the rebuild trees that `audit` kept for inspection (`out/audit/TARGET-PID`) once the audit
+//! that made them has exited; the `TARGET-last-logs` directories stay.
 
 use crate::beneath::{Dir, Kind};
 use crate::project::Project;
@@ -61,6 +63,7 @@ pub struct Garbage {
     pub entries: Vec<(String, u64)>,
     pub cache_files: Vec<(String, u64)>,
     pub toolchains: Vec<(String, u64)>,
+    pub audit_trees: Vec<(String, u64)>,
 }
 
 impl GcArgs {
@@ -74,6 +77,7 @@ impl GcArgs {
             ("store entry", &g.entries, project.store()),
             ("cache file", &g.cache_files, project.cache.join("sha256")),
             ("toolchain", &g.toolchains, project.out.join("toolchain")),
+            ("audit tree", &g.audit_trees, project.out.join("audit")),
         ] {
             for (name, size) in list {
                 if self.dry_run {
@@ -84,13 +88,17 @@ impl GcArgs {
                 }
             }
         }
-        let freed = total(&g.entries) + total(&g.cache_files) + total(&g.toolchains);
+        let freed = total(&g.entries)
+            + total(&g.cache_files)
+            + total(&g.toolchains)
+            + total(&g.audit_trees);
         println!(
-            "{} {} store entries, {} cache files, {} toolchains: {}",
+            "{} {} store entries, {} cache files, {} toolchains, {} audit trees: {}",
             if self.dry_run { "would free" } else { "freed" },
             g.entries.len(),
             g.cache_files.len(),
             g.toolchains.len(),
+            g.audit_trees.len(),
             progress::human_bytes(freed)
         );
         Ok(())
@@ -144,7 +152,22 @@ pub fn find(project: &Project, keep_last: usize) -> Result<Garbage> {
             g.toolchains.push((name, size));
         }
     }
+    for (name, size) in children(&project.out.join("audit"))? {
+        if audit_pid(&name).is_some_and(|pid| !Path::new("/proc").join(pid.to_string()).exists()) {
+            g.audit_trees.push((name, size));
+        }
+    }
     Ok(g)
+}
+
+/// The process id in the name of an audit's rebuild tree (`TARGET-PID`); None for anything
+/// else (`TARGET-last-logs`).
+fn audit_pid(name: &str) -> Option<u32> {
+    let (target, pid) = name.rsplit_once('-')?;
+    if target.is_empty() || pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    pid.parse().ok()
 }
 
 /// The store entry directory name of a node.
@@ -192,4 +215,20 @@ fn children(dir: &Path) -> Result<Vec<(String, u64)>> {
         out.push((name, size));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audit_trees_are_named_by_target_and_process() {
+        assert_eq!(audit_pid("hd-image-4242"), Some(4242));
+        assert_eq!(audit_pid("kernel-krata-7"), Some(7));
+        assert_eq!(audit_pid("hd-image-last-logs"), None);
+        assert_eq!(audit_pid("-42"), None);
+        assert_eq!(audit_pid("iso-"), None);
+        assert_eq!(audit_pid("iso-+42"), None);
+        assert_eq!(audit_pid("iso-99999999999"), None);
+    }
 }

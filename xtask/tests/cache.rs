@@ -264,7 +264,24 @@ fn gc_frees_the_unreachable_and_waits_for_builds() {
     let base = std::fs::read_to_string(r.join("base.toml")).unwrap();
     std::fs::write(r.join("base.toml"), base.replace("base 1", "base 2")).unwrap();
     ok(&r, &out, &["build", "top"]);
+    // Audit rebuild trees: one whose audit has exited (no process can have that id: it is
+    // above the kernel's largest pid_max), one of a running audit (this test's own id), and the
+    // last logs, which stay.
+    let audit = out.join("audit");
+    let (exited, running, logs) = (
+        audit.join("top-999999999"),
+        audit.join(format!("top-{}", std::process::id())),
+        audit.join("top-last-logs"),
+    );
+    for d in [&exited, &running, &logs] {
+        std::fs::create_dir_all(d.join("sub")).unwrap();
+        std::fs::write(d.join("sub/file"), b"rebuilt").unwrap();
+    }
     let listed = ok(&r, &out, &["gc", "--keep-last", "1", "--dry-run"]);
+    assert!(listed.contains("would remove audit tree top-999999999 ("), "{listed}");
+    assert!(!listed.contains("audit tree top-last-logs"), "{listed}");
+    assert!(!listed.contains(&format!("audit tree top-{}", std::process::id())), "{listed}");
+    assert!(exited.exists(), "--dry-run removed {}", exited.display());
     for e in &old {
         let name = e.file_name().unwrap().to_string_lossy().into_owned();
         assert!(listed.contains(&format!("would remove store entry {name}")), "{listed}");
@@ -272,7 +289,8 @@ fn gc_frees_the_unreachable_and_waits_for_builds() {
     }
     assert!(listed.contains("would free 2 store entries"), "{listed}");
     let freed = ok(&r, &out, &["gc", "--keep-last", "1"]);
-    assert!(freed.contains("freed 2 store entries"), "{freed}");
+    assert!(freed.contains("freed 2 store entries") && freed.contains("1 audit trees"), "{freed}");
+    assert!(!exited.exists() && running.is_dir() && logs.is_dir(), "{freed}");
     for e in &old {
         assert!(!e.exists(), "{} survived gc", e.display());
     }
