@@ -224,16 +224,33 @@ fn host_tsc_khz() -> Option<u64> {
     if !constant {
         return None;
     }
-    let started = Instant::now();
-    // SAFETY: RDTSC reads a counter; every x86_64 CPU has it, and it touches no memory.
-    let first = unsafe { std::arch::x86_64::_rdtsc() };
+    let (started, first) = clock_and_tsc()?;
     std::thread::sleep(Duration::from_millis(100));
-    // SAFETY: as above.
-    let last = unsafe { std::arch::x86_64::_rdtsc() };
-    let micros = started.elapsed().as_micros();
-    let khz = u128::from(last.wrapping_sub(first)) * 1000 / micros.max(1);
+    let (ended, last) = clock_and_tsc()?;
+    let nanos = ended.duration_since(started).as_nanos();
+    let khz = u128::from(last.checked_sub(first)?) * 1_000_000 / nanos.max(1);
     let khz = u64::try_from(khz).ok()?;
     (100_000..=20_000_000).contains(&khz).then_some(khz)
+}
+
+/// The monotonic clock and the TSC read at (nearly) one moment: the clock read between two TSC
+/// reads, paired with their midpoint, retried when the process was preempted in between (the
+/// two TSC reads more than 100,000 ticks apart, a few tens of microseconds), so a busy host
+/// does not skew the measurement.
+#[cfg(target_arch = "x86_64")]
+fn clock_and_tsc() -> Option<(Instant, u64)> {
+    for _ in 0..100 {
+        // SAFETY: RDTSC reads a counter; every x86_64 CPU has it, and it touches no memory.
+        let before = unsafe { std::arch::x86_64::_rdtsc() };
+        let now = Instant::now();
+        // SAFETY: as above.
+        let after = unsafe { std::arch::x86_64::_rdtsc() };
+        let width = after.checked_sub(before)?;
+        if width < 100_000 {
+            return Some((now, before + width / 2));
+        }
+    }
+    None
 }
 
 #[cfg(not(target_arch = "x86_64"))]
