@@ -277,7 +277,15 @@ fn gc_frees_the_unreachable_and_waits_for_builds() {
         std::fs::create_dir_all(d.join("sub")).unwrap();
         std::fs::write(d.join("sub/file"), b"rebuilt").unwrap();
     }
+    // Hostile: a finished audit's "tree" that is a symlink to a directory outside out/. gc
+    // removes the link and never what it points at.
+    let outside = t.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("precious"), b"keep").unwrap();
+    let link = audit.join("top-999999998");
+    std::os::unix::fs::symlink(&outside, &link).unwrap();
     let listed = ok(&r, &out, &["gc", "--keep-last", "1", "--dry-run"]);
+    assert!(listed.contains("would remove audit tree top-999999998 ("), "{listed}");
     assert!(listed.contains("would remove audit tree top-999999999 ("), "{listed}");
     assert!(!listed.contains("audit tree top-last-logs"), "{listed}");
     assert!(!listed.contains(&format!("audit tree top-{}", std::process::id())), "{listed}");
@@ -289,8 +297,10 @@ fn gc_frees_the_unreachable_and_waits_for_builds() {
     }
     assert!(listed.contains("would free 2 store entries"), "{listed}");
     let freed = ok(&r, &out, &["gc", "--keep-last", "1"]);
-    assert!(freed.contains("freed 2 store entries") && freed.contains("1 audit trees"), "{freed}");
+    assert!(freed.contains("freed 2 store entries") && freed.contains("2 audit trees"), "{freed}");
     assert!(!exited.exists() && running.is_dir() && logs.is_dir(), "{freed}");
+    assert!(link.symlink_metadata().is_err(), "the symlinked audit tree survived gc");
+    assert_eq!(std::fs::read(outside.join("precious")).unwrap(), b"keep");
     for e in &old {
         assert!(!e.exists(), "{} survived gc", e.display());
     }

@@ -201,7 +201,7 @@ impl Registry {
                 // oci-client checks the digest itself at the end of the stream: what arrived
                 // is not the blob, which is a refusal, not a broken transfer.
                 Err(e) if is_digest_mismatch(&e) => {
-                    bail!("blob {digest} from {r} refused: {}", e.into_inner().unwrap())
+                    bail!("blob {digest} from {r} refused: {e}")
                 }
                 Err(e) => {
                     return Err(e)
