@@ -69,7 +69,6 @@
       if system == "x86_64-linux"
       then [
         "kernel"
-        "kernel-krata"
         "busybox"
         "dropbear"
         "iproute2"
@@ -84,9 +83,6 @@
         "iso"
       ]
       else ["busybox" "dropbear" "iproute2"];
-    # kernel-krata is a variant for Xen zones (and krata-kernel-oci its image): packages, not
-    # part of `nix flake check`, which would otherwise build a second kernel twice.
-    checkNamesFor = system: builtins.filter (n: n != "kernel-krata" && n != "krata-kernel-oci") (namesFor system);
     only = names: set:
       builtins.listToAttrs (map (n: {
           name = n;
@@ -128,12 +124,12 @@
     checks = forAll (system: pkgs: let
       p = recipesFor pkgs;
     in
-      only (checkNamesFor system) p.packages
+      only (namesFor system) p.packages
       // import ./nix/checks.nix {
         inherit pkgs;
         inherit (p) packages rebuilt;
         xtask = xtaskFor pkgs;
-        names = checkNamesFor system;
+        names = namesFor system;
       }
       // {
         # Every recipe's pins evaluate (the same check xtask/tests/nix.rs runs offline).

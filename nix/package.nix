@@ -155,7 +155,8 @@
         else {REPROVM_REBUILD = salt;}
       ));
 
-  # The kernel-krata variant and other alternatives build too; the image uses `kernel`.
+  # Alternatives (a `kernel-NAME` recipe for `--use kernel=kernel-NAME`) build too; the image
+  # uses `kernel`.
   buildable = recipes;
   packages = let self = builtins.mapAttrs (name: _: mk self name null) buildable; in self;
   rebuilt = builtins.mapAttrs (name: _: mk packages name "rebuild") buildable;

@@ -11,14 +11,13 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Targets audited and pinned when none are named: every output the project publishes.
-pub const DEFAULT_TARGETS: [&str; 14] = [
+pub const DEFAULT_TARGETS: [&str; 13] = [
     "kernel",
     "busybox",
     "dropbear",
     "iproute2",
     "rootfs",
     "hd-image",
-    "kernel-krata",
     "krata-kernel-oci",
     "firecracker-kernel-bin-oci",
     "firecracker-kernel-modules-oci",
