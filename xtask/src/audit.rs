@@ -28,9 +28,10 @@ pub struct AuditArgs {
     /// Write a deterministic zip with the report, both manifests and the logs.
     #[arg(long, value_name = "FILE.zip")]
     pub bundle: Option<PathBuf>,
-    /// Parallel jobs of the rebuild (the first build used the CPU count; default 1).
-    #[arg(long, default_value_t = std::num::NonZeroUsize::MIN)]
-    pub rebuild_jobs: std::num::NonZeroUsize,
+    /// Parallel jobs of the rebuild (default: one more than the CPU count a build uses, so
+    /// that make schedules differently without the rebuild running serially).
+    #[arg(long)]
+    pub rebuild_jobs: Option<std::num::NonZeroUsize>,
     /// Keep the rebuilt outputs even when they match.
     #[arg(long)]
     pub keep: bool,
@@ -123,7 +124,11 @@ impl Conditions {
             ),
             v("wall-clock time", "the rebuild runs later than the first build".into(), true),
             v("directory order", "every source directory's entries re-created in reverse order".into(), true),
-            v("parallelism", format!("-j{}", self.jobs), true),
+            v(
+                "parallelism",
+                format!("-j{} (a build runs -j{})", self.jobs, util::default_jobs()),
+                self.jobs != util::default_jobs(),
+            ),
             v("umask", "0002 in the rebuilding process".into(), true),
             v(
                 "environment",
@@ -144,6 +149,11 @@ impl Conditions {
 }
 
 impl AuditArgs {
+    /// The rebuild's job count: given, or the CPU count plus one.
+    fn rebuild_jobs(&self) -> usize {
+        self.rebuild_jobs.map_or_else(|| util::default_jobs() + 1, std::num::NonZeroUsize::get)
+    }
+
     pub fn run(&self, project: &Project, fetcher: &Fetcher) -> Result<()> {
         // An audit rebuilds here: nothing it compares may come from a cache.
         let mut project = project.clone();
@@ -169,8 +179,7 @@ impl AuditArgs {
             let into = audit_root.join(format!("{t}-{}", std::process::id()));
             remove(&into)?;
             std::fs::create_dir_all(&into)?;
-            let cond =
-                varied_conditions(project, &graph.get(&node)?.recipe, self.rebuild_jobs.get())?;
+            let cond = varied_conditions(project, &graph.get(&node)?.recipe, self.rebuild_jobs())?;
             progress::say(&format!(
                 "audit {t}: rebuilding from scratch with -j{} under varied conditions (work {}, log in {})",
                 cond.jobs,
@@ -393,7 +402,7 @@ fn sandbox_root() -> bool {
 }
 
 /// Rebuild `target` in a child xtask: umask 0002, another hostname (as root), another
-/// environment, fewer jobs, another work root, reversed directory order.
+/// environment, another job count, another work root, reversed directory order.
 fn rebuild(project: &Project, target: &str, into: &Path, cond: &Conditions) -> Result<Manifest> {
     let mut c = Command::new(std::env::current_exe()?);
     if project.host_toolchain {
