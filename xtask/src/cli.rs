@@ -117,6 +117,10 @@ pub enum Command {
     /// Run a program of the pinned Nix (pins/nix.lock: Debian trixie's Nix 2.26), e.g.
     /// `cargo xtask nix nix-build -A kernel`, without installing it or touching the host's libc.
     Nix(toolchain::NixArgs),
+    /// Run a program of the pinned host tools (pins/tools.lock: Debian trixie's QEMU, OVMF,
+    /// ssh, skopeo, umoci, squashfs-tools, docker-registry, gdisk, fdisk, dosfstools, mtools,
+    /// xorriso), e.g. `cargo xtask tool qemu-img info out/efi.vhd`, without installing it.
+    Tool(crate::host_tools::ToolArgs),
     /// Measure: `plan` on a cached graph, warm toolchain materialisation, sandbox overhead.
     Bench(bench::BenchArgs),
     /// Print shell completions.
@@ -150,14 +154,15 @@ pub fn run() -> Result<i32> {
         Command::Build(args) => args.run(&project, &fetcher)?,
         Command::Toolchain(args) => args.run(&project, &fetcher)?,
         Command::Menuconfig(args) => args.run(&project, &fetcher)?,
-        Command::Run(args) => args.run(&project)?,
-        Command::BootTest(args) => args.run(&project)?,
+        Command::Run(args) => args.run(&project, &fetcher)?,
+        Command::BootTest(args) => args.run(&project, &fetcher)?,
         Command::Audit(args) => args.run(&project, &fetcher)?,
         Command::Diff(args) => return args.run(&project, &fetcher),
         Command::Assemble(args) => args.run(&project)?,
         Command::Pin(args) => args.run(&project, &fetcher)?,
         Command::SandboxExec(args) => return args.run(&project, &fetcher),
         Command::Nix(args) => return args.run(&project, &fetcher),
+        Command::Tool(args) => return args.run(&project, &fetcher),
         Command::Push(args) => args.run(&project, &fetcher)?,
         Command::Pull(args) => args.run()?,
         Command::Cache(args) => args.run(&project, &fetcher)?,

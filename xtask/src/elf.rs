@@ -19,6 +19,43 @@ pub struct DynInfo {
     pub search: Vec<String>,
 }
 
+/// The interpreter (PT_INTERP) of the ELF program `f`, read from its headers only (programs
+/// like QEMU are tens of MiB); None for a static program. Not an ELF file is an error.
+pub fn interpreter(f: &mut std::fs::File) -> Result<Option<String>> {
+    use goblin::elf::{program_header::PT_INTERP, Elf, ProgramHeader};
+    use std::io::{Read, Seek, SeekFrom};
+    let mut head = Vec::new();
+    f.by_ref().take(64 << 10).read_to_end(&mut head)?;
+    if !is_elf(&head) {
+        bail!("not an ELF program");
+    }
+    let header = Elf::parse_header(&head).context("ELF header")?;
+    let ctx = goblin::container::Ctx::new(
+        if header.e_ident[goblin::elf::header::EI_CLASS] == goblin::elf::header::ELFCLASS64 {
+            goblin::container::Container::Big
+        } else {
+            goblin::container::Container::Little
+        },
+        if header.e_ident[goblin::elf::header::EI_DATA] == goblin::elf::header::ELFDATA2MSB {
+            goblin::container::Endian::Big
+        } else {
+            goblin::container::Endian::Little
+        },
+    );
+    let headers =
+        ProgramHeader::parse(&head, header.e_phoff as usize, header.e_phnum as usize, ctx)
+            .context("ELF program headers (beyond the first 64 KiB?)")?;
+    let Some(interp) = headers.iter().find(|p| p.p_type == PT_INTERP) else {
+        return Ok(None);
+    };
+    anyhow::ensure!(interp.p_filesz <= 4096, "a PT_INTERP of {} bytes", interp.p_filesz);
+    let mut name = vec![0; interp.p_filesz as usize];
+    f.seek(SeekFrom::Start(interp.p_offset))?;
+    f.read_exact(&mut name)?;
+    let name = name.split(|b| *b == 0).next().unwrap_or_default();
+    Ok(Some(String::from_utf8(name.to_vec()).context("PT_INTERP is not UTF-8")?))
+}
+
 pub fn is_elf(data: &[u8]) -> bool {
     data.starts_with(b"\x7fELF")
 }

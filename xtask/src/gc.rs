@@ -135,7 +135,7 @@ pub fn find(project: &Project, keep_last: usize) -> Result<Garbage> {
     let mut pins_kept: BTreeSet<String> =
         crate::sources::wants(&graph, None, project)?.into_iter().map(|w| w.sha256).collect();
     let mut toolchains_kept = BTreeSet::new();
-    for set in [PackageSet::Build, PackageSet::Nix] {
+    for set in PackageSet::ALL {
         let Ok(lockf) = toolchain::read_lock(project, set) else { continue };
         pins_kept.extend(lockf.packages.iter().map(|p| p.sha256.clone()));
         if let Some(dir) = toolchain::set_dir(project, set)? {

@@ -17,6 +17,7 @@ mod fetch;
 mod gc;
 mod graph;
 mod hash;
+mod host_tools;
 mod http;
 mod image;
 mod kconfig;

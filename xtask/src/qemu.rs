@@ -1,6 +1,8 @@
 //! Booting images under QEMU: `cargo xtask run` (interactive, like xcluster's `xc start` for
 //! one VM) and `cargo xtask boot-test` (automated: boot, log in over SSH, check, power off).
 
+use crate::fetch::Fetcher;
+use crate::host_tools::HostTools;
 use crate::project::Project;
 use anyhow::{bail, Context, Result};
 use std::io::Read;
@@ -62,15 +64,126 @@ pub struct RunArgs {
     /// Write to the image (default: changes are discarded, the image stays as built).
     #[arg(long)]
     pub persist: bool,
-    /// Use KVM (default: TCG, which works everywhere, including hosts whose /dev/kvm is unusable).
-    #[arg(long)]
+    /// The accelerator: `auto` uses KVM where /dev/kvm is usable and TCG (which works
+    /// everywhere) elsewhere.
+    #[arg(long, value_enum, default_value_t = Accel::Auto)]
+    pub accel: Accel,
+    /// Same as `--accel kvm` (the spelling before `--accel`).
+    #[arg(long, hide = true, conflicts_with = "accel")]
     pub kvm: bool,
     /// Guest memory in MiB.
     #[arg(long, default_value_t = 256)]
     pub memory: u32,
-    /// UEFI firmware for the UEFI targets (default: Debian's ovmf, /usr/share/ovmf/OVMF.fd).
-    #[arg(long)]
+    /// A QEMU system emulator of the host to use instead of the pinned one (pins/tools.lock).
+    #[arg(long, value_name = "PATH")]
+    pub qemu: Option<PathBuf>,
+    /// UEFI firmware for the UEFI targets, as one image for `-bios` (default: the pinned OVMF,
+    /// its code read-only and a fresh copy of its variable store as flash).
+    #[arg(long, value_name = "FILE")]
     pub firmware: Option<PathBuf>,
+}
+
+/// Which accelerator QEMU runs the guest with.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    /// KVM when /dev/kvm can be opened and answers, else TCG.
+    Auto,
+    /// Hardware virtualisation (fails where /dev/kvm is unusable).
+    Kvm,
+    /// QEMU's own code translation: slower, everywhere.
+    Tcg,
+}
+
+impl RunArgs {
+    /// The accelerator this run uses: `auto` asks [`kvm_usable`].
+    fn accelerator(&self, project: &Project, tools: &HostTools) -> Result<Accel> {
+        Ok(match (self.kvm, self.accel) {
+            (true, _) => Accel::Kvm,
+            (false, Accel::Auto) => {
+                let qemu = match &self.qemu {
+                    Some(q) => Command::new(q),
+                    None => tools.command("qemu-system-x86_64")?,
+                };
+                if kvm_usable(project, tools, qemu)? {
+                    Accel::Kvm
+                } else {
+                    Accel::Tcg
+                }
+            }
+            (false, chosen) => chosen,
+        })
+    }
+}
+
+/// Whether guests run under KVM here. /dev/kvm answering its API is not enough: nested or
+/// restricted hosts (this project's CI machines among them) run a trivial vCPU but hang a
+/// real guest. So QEMU boots the pinned OVMF under KVM with no disk, which must print to its
+/// serial console within 10 s (it does in about a second under TCG, faster under KVM). The
+/// verdict is kept in `out/kvm-probe.json` for this host boot and this QEMU.
+fn kvm_usable(project: &Project, tools: &HostTools, mut qemu: Command) -> Result<bool> {
+    if !kvm_device_answers() {
+        return Ok(false);
+    }
+    #[derive(serde::Serialize, serde::Deserialize, PartialEq)]
+    struct Verdict {
+        boot_id: String,
+        qemu: String,
+        usable: bool,
+    }
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .context("reading /proc/sys/kernel/random/boot_id")?
+        .trim()
+        .to_string();
+    let shown = crate::util::display_command(&qemu);
+    let cache = project.out.join("kvm-probe.json");
+    if let Ok(text) = std::fs::read(&cache) {
+        if let Ok(v) = serde_json::from_slice::<Verdict>(&text) {
+            if v.boot_id == boot_id && v.qemu == shown {
+                return Ok(v.usable);
+            }
+        }
+    }
+    let firmware = tools.ovmf()?;
+    qemu.args(["-accel", "kvm", "-machine", "q35", "-m", "128", "-nodefaults", "-display"])
+        .args(["none", "-no-reboot", "-serial", "stdio", "-bios"])
+        .arg(&firmware.code)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let started = Instant::now();
+    let mut child = qemu
+        .spawn()
+        .with_context(|| format!("starting `{}`", crate::util::display_command(&qemu)))?;
+    let mut stdout = child.stdout.take().context("probe stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut byte = [0u8; 1];
+        let _ = tx.send(stdout.read(&mut byte).map(|n| n == 1).unwrap_or(false));
+    });
+    let usable = rx.recv_timeout(Duration::from_secs(10)).unwrap_or(false);
+    let _ = child.kill();
+    let _ = child.wait();
+    eprintln!(
+        "KVM: {} (OVMF under KVM {} in {:.1}s; verdict kept in {})",
+        if usable { "usable" } else { "/dev/kvm is there, but guests do not run under it: TCG" },
+        if usable { "printed" } else { "printed nothing" },
+        started.elapsed().as_secs_f64(),
+        cache.display()
+    );
+    let verdict = Verdict { boot_id, qemu: shown, usable };
+    crate::util::write_atomic(&cache, &serde_json::to_vec_pretty(&verdict)?)?;
+    Ok(usable)
+}
+
+/// Whether /dev/kvm opens read-write and speaks the stable KVM API (version 12).
+fn kvm_device_answers() -> bool {
+    let Ok(f) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm") else {
+        return false;
+    };
+    const KVM_GET_API_VERSION: libc::c_ulong = 0xAE00;
+    // SAFETY: KVM_GET_API_VERSION takes no argument and only returns a number.
+    let version = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&f), KVM_GET_API_VERSION) };
+    version == 12
 }
 
 /// A file the boot needs, named with the build that makes it when it is missing.
@@ -83,15 +196,23 @@ fn need(p: PathBuf, build: &str) -> Result<PathBuf> {
     Ok(p)
 }
 
-fn qemu_command(project: &Project, a: &RunArgs) -> Result<Command> {
+/// The QEMU command line for a boot; `scratch` is a directory that lives as long as the
+/// guest (it holds the firmware's writable variable store).
+fn qemu_command(
+    project: &Project,
+    tools: &HostTools,
+    a: &RunArgs,
+    scratch: &Path,
+) -> Result<Command> {
     let out = |f: &str| project.out.join(f);
     if a.machine == Machine::Microvm && a.target != Target::Image {
         bail!("--machine microvm boots a kernel and a disk (--target image)");
     }
-    let qemu = crate::util::find_on_path("qemu-system-x86_64").context(
-        "qemu-system-x86_64 not found: install it (Debian: apt-get install qemu-system-x86)",
-    )?;
-    let mut c = Command::new(qemu);
+    let accel = a.accelerator(project, tools)?;
+    let mut c = match &a.qemu {
+        Some(q) => Command::new(q),
+        None => tools.command("qemu-system-x86_64")?,
+    };
     // virtio devices on the machine's transport: PCI on a PC, MMIO on microvm.
     let (machine, bus) = match a.machine {
         Machine::Pc => ("q35", "pci"),
@@ -99,7 +220,7 @@ fn qemu_command(project: &Project, a: &RunArgs) -> Result<Command> {
     };
     c.args([
         "-accel",
-        if a.kvm { "kvm" } else { "tcg" },
+        if accel == Accel::Kvm { "kvm" } else { "tcg" },
         "-machine",
         machine,
         "-m",
@@ -118,13 +239,23 @@ fn qemu_command(project: &Project, a: &RunArgs) -> Result<Command> {
         if !a.append.is_empty() {
             bail!("--target {:?} boots a unified kernel image, whose command line is built in; --append is for image and initramfs", a.target);
         }
-        let fw = a.firmware.clone().unwrap_or_else(|| PathBuf::from("/usr/share/ovmf/OVMF.fd"));
-        anyhow::ensure!(
-            fw.is_file(),
-            "{}: no UEFI firmware; install it (Debian: apt-get install ovmf) or pass --firmware",
-            fw.display()
-        );
-        c.arg("-bios").arg(fw);
+        match &a.firmware {
+            Some(fw) => {
+                anyhow::ensure!(fw.is_file(), "--firmware {}: no such file", fw.display());
+                c.arg("-bios").arg(fw);
+            }
+            None => {
+                let fw = tools.ovmf()?;
+                let vars = scratch.join("OVMF_VARS.fd");
+                std::fs::copy(&fw.vars, &vars)
+                    .with_context(|| format!("copying {}", fw.vars.display()))?;
+                c.arg("-drive").arg(format!(
+                    "if=pflash,format=raw,unit=0,readonly=on,file={}",
+                    fw.code.display()
+                ));
+                c.arg("-drive").arg(format!("if=pflash,format=raw,unit=1,file={}", vars.display()));
+            }
+        }
     }
     match a.target {
         Target::Image => {
@@ -138,8 +269,8 @@ fn qemu_command(project: &Project, a: &RunArgs) -> Result<Command> {
             let image = need(a.image.clone().unwrap_or_else(|| out("hd.img")), "hd-image")?;
             c.arg("-kernel").arg(need(kernel, "hd-image")?);
             disk(&mut c, &image, "raw");
-            let clock = match (a.machine, a.kvm) {
-                (Machine::Microvm, false) => tcg_tsc_parameter(),
+            let clock = match (a.machine, accel) {
+                (Machine::Microvm, Accel::Tcg) => tcg_tsc_parameter(),
                 _ => String::new(),
             };
             c.arg("-append").arg(
@@ -259,13 +390,14 @@ fn host_tsc_khz() -> Option<u64> {
 }
 
 impl RunArgs {
-    pub fn run(&self, project: &Project) -> Result<()> {
-        run(project, self)
+    pub fn run(&self, project: &Project, fetcher: &Fetcher) -> Result<()> {
+        run(project, &HostTools::get(project, fetcher)?, self)
     }
 }
 
-fn run(project: &Project, a: &RunArgs) -> Result<()> {
-    let mut c = qemu_command(project, a)?;
+fn run(project: &Project, tools: &HostTools, a: &RunArgs) -> Result<()> {
+    let scratch = tempfile::tempdir()?;
+    let mut c = qemu_command(project, tools, a, scratch.path())?;
     c.args(["-nographic", "-serial", "mon:stdio"]);
     eprintln!(
         "booting (serial console here; Ctrl-A X quits; ssh -p {} root@127.0.0.1)",
@@ -299,9 +431,11 @@ fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-fn ssh(port: u16, key: &Path, cmd: &str) -> Result<(bool, String)> {
-    let out = Command::new("ssh")
-        .args(["-p", &port.to_string(), "-i"])
+fn ssh(tools: &HostTools, port: u16, key: &Path, cmd: &str) -> Result<(bool, String)> {
+    let out = tools
+        .command("ssh")?
+        // Neither the host's nor the user's ssh configuration applies.
+        .args(["-F", "/dev/null", "-p", &port.to_string(), "-i"])
         .arg(key)
         .args([
             "-o",
@@ -319,27 +453,29 @@ fn ssh(port: u16, key: &Path, cmd: &str) -> Result<(bool, String)> {
         ])
         .stdin(Stdio::null())
         .output()
-        .context("running ssh (install openssh-client)")?;
+        .context("running the pinned ssh")?;
     let text =
         format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     Ok((out.status.success(), text))
 }
 
 impl BootTestArgs {
-    pub fn run(&self, project: &Project) -> Result<()> {
-        boot_test(project, self)
+    pub fn run(&self, project: &Project, fetcher: &Fetcher) -> Result<()> {
+        boot_test(project, &HostTools::get(project, fetcher)?, self)
     }
 }
 
 /// Boot, log in with a key made now, run the checks, power off. Fails with the console log.
-fn boot_test(project: &Project, a: &BootTestArgs) -> Result<()> {
+fn boot_test(project: &Project, tools: &HostTools, a: &BootTestArgs) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let key = dir.path().join("id_ed25519");
     crate::util::run_checked(
-        Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&key),
+        tools.command("ssh-keygen")?.args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&key),
     )
-    .context("making a key for the test (install openssh-client)")?;
+    .context("making a key for the test")?;
     let mut args = a.run.clone();
+    args.accel = args.accelerator(project, tools)?;
+    args.kvm = false;
     args.ssh_key = Some(key.with_extension("pub"));
     args.ssh_port = free_port()?;
     let console = project.out.join("boot-test-console.log");
@@ -350,22 +486,26 @@ fn boot_test(project: &Project, a: &BootTestArgs) -> Result<()> {
         }
         _ => {}
     }
-    let mut c = qemu_command(project, &args)?;
+    let mut c = qemu_command(project, tools, &args, dir.path())?;
     c.args(["-display", "none", "-serial"]).arg(format!("file:{}", console.display()));
     c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
     let release = std::fs::read_to_string(project.out.join("kernel.release"))
         .ok()
         .map(|s| s.trim().to_string());
     eprintln!(
-        "boot-test: booting {:?} {} under QEMU ({:?}, {}), console log {}",
+        "boot-test: booting {:?} {} under {} ({:?}, {:?}), console log {}",
         a.run.target,
         args.kernel
             .as_deref()
             .or(args.image.as_deref())
             .map(|p| p.display().to_string())
             .unwrap_or_default(),
+        match &a.run.qemu {
+            Some(q) => format!("the host's {}", q.display()),
+            None => format!("the pinned QEMU ({})", tools.label),
+        },
         a.run.machine,
-        if a.run.kvm { "KVM" } else { "TCG" },
+        args.accel,
         console.display()
     );
     let started = Instant::now();
@@ -398,7 +538,7 @@ fn boot_test(project: &Project, a: &BootTestArgs) -> Result<()> {
         let mut last = String::new();
         let mut ok = false;
         while Instant::now() < deadline {
-            let (good, out) = ssh(args.ssh_port, &key, "true")?;
+            let (good, out) = ssh(tools, args.ssh_port, &key, "true")?;
             if good {
                 ok = true;
                 break;
@@ -417,7 +557,7 @@ fn boot_test(project: &Project, a: &BootTestArgs) -> Result<()> {
             ),
         ];
         for (name, cmd) in checks {
-            let (good, out) = ssh(args.ssh_port, &key, cmd)?;
+            let (good, out) = ssh(tools, args.ssh_port, &key, cmd)?;
             eprintln!("boot-test: $ {cmd}\n{}", out.trim_end());
             anyhow::ensure!(good, "`{cmd}` failed in the guest");
             match name {
@@ -437,7 +577,7 @@ fn boot_test(project: &Project, a: &BootTestArgs) -> Result<()> {
                 _ => anyhow::ensure!(out.contains("dummy"), "dummy module not loaded"),
             }
         }
-        let _ = ssh(args.ssh_port, &key, "poweroff");
+        let _ = ssh(tools, args.ssh_port, &key, "poweroff");
         let stop = Instant::now() + Duration::from_secs(120);
         while Instant::now() < stop {
             if let Some(st) = vm.child.try_wait()? {

@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 /// A point in time as UTC calendar fields (for timestamps that must come from a given epoch,
@@ -62,12 +62,6 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))?;
     std::fs::File::open(dir)?.sync_all()?;
     Ok(())
-}
-
-/// The first `name` on the caller's PATH.
-pub fn find_on_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")
-        .and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|f| f.is_file()))
 }
 
 /// The last `n` lines of a text file ("" when it cannot be read: for error messages only).

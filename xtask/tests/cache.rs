@@ -13,7 +13,7 @@ mod support;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use support::{have_tool, snapshot, store_out, LocalRegistry};
+use support::{host_tools, snapshot, store_out, LocalRegistry};
 
 /// Fixture recipes copied to `dir/recipes`.
 fn recipes(dir: &Path) -> PathBuf {
@@ -45,12 +45,8 @@ fn ok(recipes: &Path, out: &Path, args: &[&str]) -> String {
 }
 
 fn registry() -> Option<LocalRegistry> {
-    have_tool(
-        "docker-registry",
-        &["--version"],
-        "a real registry for the binary cache (Debian: docker-registry)",
-    )
-    .then(LocalRegistry::start)
+    host_tools("a real registry for the binary cache: the pinned docker-registry")
+        .then(LocalRegistry::start)
 }
 
 /// No temp or half-made entry in a store.

@@ -8,7 +8,7 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use support::{full_tier, have_tool, repo, run_tool as run, xtask_ok as ok};
+use support::{full_tier, host_tools, repo, run_tool as run, tool, xtask_ok as ok};
 
 /// Build TARGET; its store entry's output directory.
 fn built(target: &str) -> PathBuf {
@@ -36,20 +36,7 @@ fn boot_media_are_well_formed_and_boot() {
     if !full_tier("boot media: structure checks by third-party tools and UEFI/initramfs boots") {
         return;
     }
-    for (tool, args, why) in [
-        ("sfdisk", &["--version"][..], "reading GPT (Debian: fdisk)"),
-        ("sgdisk", &["--version"][..], "verifying GPT (Debian: gdisk)"),
-        ("fsck.fat", &["--help"][..], "checking FAT (Debian: dosfstools)"),
-        ("mdir", &["--version"][..], "listing FAT (Debian: mtools)"),
-        ("xorriso", &["-version"][..], "reading ISO 9660 and El Torito (Debian: xorriso)"),
-        ("qemu-img", &["--version"][..], "reading VHD/VMDK/qcow2 (Debian: qemu-utils)"),
-    ] {
-        assert!(have_tool(tool, args, why));
-    }
-    assert!(
-        Path::new("/usr/share/ovmf/OVMF.fd").is_file(),
-        "no /usr/share/ovmf/OVMF.fd: the UEFI boots need Debian's ovmf"
-    );
+    assert!(host_tools("sfdisk, sgdisk, fsck.fat, mtools, xorriso, qemu-img, QEMU and OVMF"));
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
 
@@ -86,7 +73,7 @@ fn boot_media_are_well_formed_and_boot() {
     let esp = w.join("esp.img");
     extract(&img, start * sector, size * sector, &esp);
     run("fsck.fat", &["-n", esp.to_str().unwrap()]);
-    let listing = std::process::Command::new("mdir")
+    let listing = tool("mdir")
         .args(["-b", "-i", esp.to_str().unwrap(), "::/EFI/BOOT"])
         .env("MTOOLS_SKIP_CHECK", "1")
         .output()
@@ -94,7 +81,7 @@ fn boot_media_are_well_formed_and_boot() {
     assert!(String::from_utf8_lossy(&listing.stdout).contains("BOOTX64.EFI"), "{listing:?}");
     // The ESP's copy is the UKI published beside the disk.
     let copy = w.join("esp-uki");
-    let o = std::process::Command::new("mcopy")
+    let o = tool("mcopy")
         .args([
             "-n",
             "-i",

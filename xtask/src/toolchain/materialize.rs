@@ -98,6 +98,27 @@ fn fixups(root: &Dir) -> Result<()> {
     Ok(())
 }
 
+/// Rewrite every absolute symlink as a relative one to the same place in the root. The host
+/// tools run on the host, not in a sandbox whose `/` is this root: QEMU opening
+/// `usr/share/qemu/x -> /usr/share/seabios/x` must land in this root's seabios, never the
+/// host's. Links were checked to stay inside the root, and `bin`, `lib`, ... are relative
+/// links to `usr/...`, so `../` up to the root followed by the old target names the same file.
+pub fn relative_links(root: &Dir) -> Result<()> {
+    for e in root.walk()? {
+        if e.kind != crate::beneath::Kind::Symlink {
+            continue;
+        }
+        let target = root.read_link(&e.path)?;
+        let Ok(inside) = target.strip_prefix("/") else { continue };
+        let depth = e.path.parent().map_or(0, |p| p.components().count());
+        let mut relative: PathBuf = std::iter::repeat_n("..", depth).collect();
+        relative.push(inside);
+        root.remove_all(&e.path)?;
+        root.symlink(&relative, &e.path)?;
+    }
+    Ok(())
+}
+
 /// The fetch request of a locked .deb: by its sha256, from each Debian mirror, then from
 /// Debian's snapshot archive at the lock's time (after the pool has dropped the version).
 pub fn deb_want(project: &Project, lockf: &LockFile, p: &super::resolve::LockedDeb) -> Want {
@@ -152,6 +173,9 @@ pub fn materialize(
     }
     archive::check_links(&root, None, archive::Links::RootFileSystem)?;
     fixups(&root)?;
+    if set == super::PackageSet::Tools {
+        relative_links(&root)?;
+    }
     let tmp_path = parent.path().join(&tmp_name);
     // The build toolchain is a sandbox root: its programs need an ld.so cache, written by its
     // own ldconfig inside the sandbox. The Nix tools run through their loader with an explicit

@@ -20,21 +20,25 @@ pub use resolve::LockFile;
 pub use resolve::LockedDeb;
 
 /// A pinned set of Debian packages and where its spec and lock live.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum PackageSet {
     /// The build toolchain: `toolchain/packages.toml`, `pins/toolchain.lock`.
     Build,
     /// Nix, for the full tier's Nix builds: `toolchain/nix.toml`, `pins/nix.lock`.
     Nix,
+    /// The programs reprovm runs on the host (QEMU, firmware, ssh, the readers):
+    /// `toolchain/tools.toml`, `pins/tools.lock`.
+    Tools,
 }
 
 impl PackageSet {
-    pub const ALL: [PackageSet; 2] = [PackageSet::Build, PackageSet::Nix];
+    pub const ALL: [PackageSet; 3] = [PackageSet::Build, PackageSet::Nix, PackageSet::Tools];
 
     pub fn spec(self, project: &Project) -> PathBuf {
         project.root.join("toolchain").join(match self {
             PackageSet::Build => "packages.toml",
             PackageSet::Nix => "nix.toml",
+            PackageSet::Tools => "tools.toml",
         })
     }
 
@@ -42,6 +46,7 @@ impl PackageSet {
         match self {
             PackageSet::Build => project.toolchain_lock(),
             PackageSet::Nix => project.pins.join("nix.lock"),
+            PackageSet::Tools => project.pins.join("tools.lock"),
         }
     }
 
@@ -49,6 +54,7 @@ impl PackageSet {
         match self {
             PackageSet::Build => "reprovm-toolchain",
             PackageSet::Nix => "reprovm-nix-tools",
+            PackageSet::Tools => "reprovm-host-tools",
         }
     }
 }
@@ -64,10 +70,14 @@ pub struct ToolchainArgs {
     pub action: Option<ToolchainAction>,
 }
 
-#[derive(clap::Subcommand, Debug, Clone, Copy)]
+#[derive(clap::Subcommand, Debug, Clone)]
 pub enum ToolchainAction {
-    /// Resolve toolchain/packages.toml against the Debian mirror into pins/toolchain.lock.
-    Lock,
+    /// Resolve toolchain/packages.toml, nix.toml and tools.toml against the Debian mirror into
+    /// pins/toolchain.lock, nix.lock and tools.lock (or only the SETs named).
+    Lock {
+        #[arg(value_enum)]
+        sets: Vec<PackageSet>,
+    },
     /// Fetch, verify and extract every locked .deb into the toolchain store entry.
     Materialize,
     /// Print the toolchain identity and root.
@@ -76,8 +86,10 @@ pub enum ToolchainAction {
 
 impl ToolchainArgs {
     pub fn run(&self, project: &Project, fetcher: &Fetcher) -> Result<()> {
-        match self.action.unwrap_or(ToolchainAction::Materialize) {
-            ToolchainAction::Lock => resolve::lock(project),
+        match self.action.clone().unwrap_or(ToolchainAction::Materialize) {
+            ToolchainAction::Lock { sets } => {
+                resolve::lock(project, if sets.is_empty() { &PackageSet::ALL[..] } else { &sets })
+            }
             ToolchainAction::Materialize => {
                 let _lock = lock::store_exclusive(&project.out)?;
                 println!("{}", ensure(project, fetcher)?.root.display());
@@ -124,21 +136,46 @@ pub fn nix_command(root: &Path, program: &str) -> Result<std::process::Command> 
         "`{program}` is not a Nix program name"
     );
     let dir = crate::beneath::Dir::open(root)?;
-    let loader = dir.resolve_in_root(Path::new("/lib64/ld-linux-x86-64.so.2"), true)?;
     let binary =
         dir.resolve_in_root(&Path::new("/usr/bin").join(program), true).with_context(|| {
             format!("`{program}` is not a program of the pinned Nix (pins/nix.lock)")
         })?;
-    let libs: Vec<String> = ["usr/lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu/nix", "usr/lib"]
+    // argv[0] selects the program inside Nix's multi-call binary.
+    let mut c = root_program(root, &binary, program)?;
+    c.env("NIX_CONFIG", nix_config(root, std::env::var("NIX_CONFIG").ok().as_deref()));
+    Ok(c)
+}
+
+/// Library directories of a materialised root that its programs search, in ld.so's order
+/// (Nix keeps its own libraries in a subdirectory).
+const ROOT_LIBRARY_DIRS: [&str; 3] =
+    ["usr/lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu/nix", "usr/lib"];
+
+/// A command running the program `file` (relative to `root`, already resolved inside it) on
+/// the host with the root's own dynamic loader and libraries, seen by itself as `argv0`. A
+/// dynamic program runs as `ROOT/LOADER --argv0 ARGV0 --library-path ROOT/LIBS ROOT/FILE`, so
+/// no library of the host is loaded (the path replaces the host's ld.so cache; it is not in
+/// the environment, so children the program starts are unaffected); a static one runs as it is.
+pub fn root_program(root: &Path, file: &Path, argv0: &str) -> Result<std::process::Command> {
+    let dir = crate::beneath::Dir::open(root)?;
+    let interpreter = crate::elf::interpreter(&mut dir.open_file(file)?)
+        .with_context(|| format!("{}", root.join(file).display()))?;
+    let Some(interpreter) = interpreter else {
+        let mut c = std::process::Command::new(root.join(file));
+        std::os::unix::process::CommandExt::arg0(&mut c, argv0);
+        return Ok(c);
+    };
+    let loader = dir.resolve_in_root(Path::new(&interpreter), true).with_context(|| {
+        format!("the loader {interpreter} of {} is not in {}", file.display(), root.display())
+    })?;
+    let libs: Vec<String> = ROOT_LIBRARY_DIRS
         .iter()
         .map(|l| root.join(l))
         .filter(|p| p.is_dir())
         .map(|p| p.display().to_string())
         .collect();
     let mut c = std::process::Command::new(root.join(loader));
-    // argv[0] selects the program inside Nix's multi-call binary.
-    c.arg("--argv0").arg(program).arg("--library-path").arg(libs.join(":")).arg(root.join(binary));
-    c.env("NIX_CONFIG", nix_config(root, std::env::var("NIX_CONFIG").ok().as_deref()));
+    c.arg("--argv0").arg(argv0).arg("--library-path").arg(libs.join(":")).arg(root.join(file));
     Ok(c)
 }
 
@@ -293,6 +330,7 @@ fn locate_set(project: &Project, set: PackageSet) -> Result<(Toolchain, LockFile
     let key = match set {
         PackageSet::Build => "gcc-12",
         PackageSet::Nix => "nix-bin",
+        PackageSet::Tools => "qemu-system-x86",
     };
     let version =
         lockf.packages.iter().find(|p| p.name == key).map(|p| format!("{key} {}", p.version));

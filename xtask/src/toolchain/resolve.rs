@@ -179,10 +179,10 @@ fn fetch_index(
     )
 }
 
-/// `cargo xtask toolchain lock`: resolve every package set into its lock.
-pub fn lock(project: &Project) -> Result<()> {
-    for set in super::PackageSet::ALL {
-        lock_set(project, set)?;
+/// `cargo xtask toolchain lock [SET...]`: resolve package sets into their locks.
+pub fn lock(project: &Project, sets: &[super::PackageSet]) -> Result<()> {
+    for set in sets {
+        lock_set(project, *set)?;
     }
     Ok(())
 }

@@ -83,9 +83,18 @@ pub fn store_out(out: &Path, name: &str) -> PathBuf {
     found.into_iter().next().unwrap()
 }
 
-/// `program ARGS` (a host tool) must succeed; returns its stdout.
+/// A command running `program` of the pinned host tools (`cargo xtask tool PROGRAM`):
+/// QEMU, ssh, skopeo, umoci, unsquashfs, docker-registry, sgdisk, sfdisk, fsck.fat, mtools,
+/// xorriso, qemu-img, as pins/tools.lock has them. Nothing is taken from the host.
+pub fn tool(program: &str) -> Command {
+    let mut c = xtask();
+    c.args(["tool", program]);
+    c
+}
+
+/// `program ARGS` of the pinned host tools must succeed; returns its stdout.
 pub fn run_tool(program: &str, args: &[&str]) -> String {
-    let o = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"));
+    let o = tool(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"));
     assert!(
         o.status.success(),
         "{program} {}: {}",
@@ -93,6 +102,26 @@ pub fn run_tool(program: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&o.stderr)
     );
     String::from_utf8(o.stdout).unwrap()
+}
+
+/// Whether the pinned host tools can run here. In the full tier they are materialised from
+/// pins/tools.lock (fetched like the toolchain) and must be; the fast tier never downloads, so
+/// it uses them only when they are materialised or their .debs are in the cache, and otherwise
+/// says loudly what it skips.
+pub fn host_tools(why: &str) -> bool {
+    let full = std::env::var("REPROVM_FULL").as_deref() == Ok("1");
+    let mut c = xtask();
+    if !full {
+        c.arg("--offline");
+    }
+    let o = c.args(["tool", "--list"]).output().unwrap();
+    if o.status.success() {
+        return true;
+    }
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!full, "the pinned host tools are required in the full tier ({why}): {err}");
+    eprintln!("SKIPPED: the pinned host tools are not materialised and the fast tier does not download them ({why}); `cargo xtask tool --list` materialises them");
+    false
 }
 
 pub fn is_root() -> bool {
@@ -184,8 +213,8 @@ pub fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
-/// Debian's docker-registry on a free loopback port with a temporary config and storage;
-/// killed when dropped.
+/// Debian's docker-registry (of the pinned host tools) on a free loopback port with a
+/// temporary config and storage; killed when dropped.
 pub struct LocalRegistry {
     child: std::process::Child,
     pub addr: String,
@@ -208,13 +237,14 @@ impl LocalRegistry {
             ),
         )
         .unwrap();
-        let child = Command::new("docker-registry")
+        // `xtask tool` replaces itself with the registry: the child is the registry.
+        let child = tool("docker-registry")
             .arg("serve")
             .arg(&config)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
-            .expect("docker-registry (Debian: docker-registry)");
+            .expect("the pinned docker-registry (cargo xtask tool docker-registry)");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while std::net::TcpStream::connect(&addr).is_err() {
             assert!(std::time::Instant::now() < deadline, "the registry did not listen on {addr}");
