@@ -141,7 +141,11 @@ fn nix_reads_the_same_pins_and_urls_as_the_xtask() {
         let urls = s["urls"].as_array().unwrap();
         let debian = urls.iter().any(|u| u.as_str().unwrap().starts_with("http://mirror.invalid/"));
         let snapshot = urls.iter().any(|u| u.as_str().unwrap().contains("/archive/debian/"));
-        assert!(!debian || snapshot, "{}: a Debian origin without a snapshot-archive URL", s["file"]);
+        assert!(
+            !debian || snapshot,
+            "{}: a Debian origin without a snapshot-archive URL",
+            s["file"]
+        );
     }
     for f in [
         "flake.nix",
