@@ -152,6 +152,36 @@ fn set_file_time(f: &File, mtime: u64) -> io::Result<()> {
     f.set_times(std::fs::FileTimes::new().set_modified(UNIX_EPOCH + Duration::from_secs(mtime)))
 }
 
+/// A reader of at most `limit` bytes of `inner`: one byte more is an error (naming the
+/// limit), not a quiet end, so an archive that unpacks to more than it declared is refused
+/// while it streams.
+pub struct Bounded<R> {
+    inner: R,
+    limit: u64,
+    read: u64,
+}
+
+impl<R: Read> Bounded<R> {
+    pub fn new(inner: R, limit: u64) -> Bounded<R> {
+        Bounded { inner, limit, read: 0 }
+    }
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let room = (self.limit - self.read).saturating_add(1).min(buf.len() as u64) as usize;
+        let n = self.inner.read(&mut buf[..room])?;
+        self.read += n as u64;
+        if self.read > self.limit {
+            return Err(io::Error::other(format!(
+                "it unpacks to more than the {} bytes declared",
+                self.limit
+            )));
+        }
+        Ok(n)
+    }
+}
+
 /// Extract a tar stream into `dest`; `map` rewrites member paths (merged /usr for .debs).
 /// Returns the symlinks it created, for [`check_links`] (callers check once the whole tree is
 /// in place: a later entry can change where an earlier link leads).

@@ -54,6 +54,9 @@ pub struct CacheComparison {
     pub untrusted: Option<String>,
     pub matches: bool,
     pub differences: Vec<FileDiff>,
+    /// The digest of the registry document compared (read once, signature checked on it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document: Option<String>,
 }
 
 /// One host-side variation of the rebuild, and whether it could be applied here.
@@ -221,6 +224,7 @@ impl AuditArgs {
                         project,
                         c,
                         &graph.get(&node)?.recipe,
+                        &tc.id,
                         &rebuilt,
                         &store::out_dir(&entry_rebuilt),
                         &Tools::Sandbox(&tc.root),
@@ -258,12 +262,15 @@ impl AuditArgs {
     }
 }
 
-/// Fetch the cache's entry for the rebuilt node (integrity checked, signature only reported)
-/// and explain how it differs from this machine's rebuild.
+/// Fetch the cache's entry for the rebuilt node (every registry document read once; integrity
+/// checked as for a substitution; the signature on that same document reported) and explain
+/// how it differs from this machine's rebuild. It matches only when the bytes are the same and
+/// a trusted key signed it: an unsigned entry is what a substituter would refuse.
 fn compare_with_cache(
     project: &Project,
     cache: &crate::cache::Cache,
     r: &crate::recipe::Recipe,
+    toolchain: &str,
     rebuilt: &Manifest,
     rebuilt_out: &Path,
     tools: &Tools,
@@ -273,6 +280,7 @@ fn compare_with_cache(
         name: &r.name,
         version: &r.version,
         input_hash: &rebuilt.input_hash,
+        toolchain,
         source_date_epoch: r.source_date_epoch(),
     };
     let trusted = project
@@ -280,7 +288,7 @@ fn compare_with_cache(
         .iter()
         .map(|p| keys::PublicKey::load(p))
         .collect::<Result<Vec<_>>>()?;
-    let work = tempfile::tempdir()?;
+    let work = tempfile::tempdir_in(&project.out)?;
     let mut c = CacheComparison {
         repository: cache.text.clone(),
         output_hash: None,
@@ -288,11 +296,28 @@ fn compare_with_cache(
         untrusted: None,
         matches: false,
         differences: Vec::new(),
+        document: None,
     };
-    let fetched =
-        entry::fetch(&cache.registry, &cache.repo, &want, entry::Trust::CompareOnly, work.path());
-    let fetched = match fetched {
-        Ok(f) => f,
+    let fetched = entry::fetch(
+        &cache.registry,
+        &cache.repo,
+        &want,
+        entry::Trust::CompareOnly(&trusted),
+        work.path(),
+    );
+    let taken = match fetched {
+        Ok(Some(t)) => t,
+        Ok(None) => {
+            c.differences.push(FileDiff {
+                path: r.name.clone(),
+                kind: DiffKind::OnlyInB,
+                explanation: vec![format!(
+                    "{} has no entry for input hash {}",
+                    cache.text, rebuilt.input_hash
+                )],
+            });
+            return Ok(c);
+        }
         Err(entry::Refusal::Mismatch(why)) => {
             c.differences.push(FileDiff {
                 path: r.name.clone(),
@@ -303,27 +328,18 @@ fn compare_with_cache(
         }
         Err(e) => bail!("{}: {e}", cache.text),
     };
-    let Some(m) = fetched else {
-        c.differences.push(FileDiff {
-            path: r.name.clone(),
-            kind: DiffKind::OnlyInB,
-            explanation: vec![format!(
-                "{} has no entry for input hash {}",
-                cache.text, rebuilt.input_hash
-            )],
-        });
-        return Ok(c);
-    };
-    match entry::signature_status(&cache.registry, &cache.repo, &want, &trusted)? {
-        Ok(key) => c.signed_by = Some(key),
+    match &taken.signature {
+        Ok(key) => c.signed_by = Some(key.clone()),
         Err(why) => c.untrusted = Some(why.to_string()),
     }
-    c.matches = m.output_hash == rebuilt.output_hash;
-    c.output_hash = Some(m.output_hash.clone());
-    if !c.matches {
+    let same = taken.manifest.output_hash == rebuilt.output_hash;
+    c.matches = same && c.signed_by.is_some();
+    c.output_hash = Some(taken.manifest.output_hash.clone());
+    c.document = Some(taken.document.clone());
+    if !same {
         let sides = Sides { a: "the cache", b: "this machine" };
         c.differences = explain::compare(
-            &m.files,
+            &taken.manifest.files,
             &rebuilt.files,
             &store::out_dir(work.path()),
             rebuilt_out,
@@ -655,6 +671,7 @@ mod tests {
                         kind: DiffKind::Content,
                         explanation: vec!["section .text differs".into()],
                     }],
+                    document: Some(format!("sha256:{}", "e".repeat(64))),
                 }),
             }],
         }

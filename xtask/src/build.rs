@@ -132,7 +132,7 @@ pub fn build(
                 };
                 // A rebuild is a build by definition; everything else may come from a cache.
                 let from_cache = match (&subs, rebuild) {
-                    (Some(subs), false) => subs.substitute(l, &ih, &dest)?,
+                    (Some(subs), false) => subs.substitute(l, &ih, &tc_id, &dest)?,
                     _ => None,
                 };
                 if let Some(m) = from_cache {

@@ -91,7 +91,10 @@ pub struct FileDiff {
     pub explanation: Vec<String>,
 }
 
-/// Compare two file lists (manifests) file by file and explain each difference.
+/// Compare two file lists (manifests) file by file and explain each difference. Files are
+/// read beneath `dir_a` and `dir_b` by directory handle, never through a symlink: a tree from
+/// a registry (or a build) whose file list says "file" where it holds a link to a host file
+/// gets "could not explain", not that host file's content.
 pub fn compare(
     a: &[FileEntry],
     b: &[FileEntry],
@@ -115,7 +118,8 @@ pub fn compare(
                 let explanation = if fa.target != fb.target {
                     vec![format!("symlink to {:?} vs {:?}", fa.target, fb.target)]
                 } else {
-                    explain(&dir_a.join(p), &dir_b.join(p), tools, sides)
+                    let read = |dir: &Path| Dir::open(dir).and_then(|d| d.read(Path::new(p)));
+                    (|| explain_contents(&read(dir_a)?, &read(dir_b)?, tools, sides))()
                         .unwrap_or_else(|e| vec![format!("could not explain: {e:#}")])
                 };
                 out.push(diff(p, DiffKind::Content, explanation));
@@ -151,10 +155,16 @@ pub fn compare(
     out
 }
 
-/// Explain why two versions of one file differ.
+/// Explain why two files, named by the user, differ.
 pub fn explain(a: &Path, b: &Path, tools: &Tools, sides: &Sides) -> Result<Vec<String>> {
     let da = std::fs::read(a).with_context(|| format!("reading {}", a.display()))?;
     let db = std::fs::read(b).with_context(|| format!("reading {}", b.display()))?;
+    explain_contents(&da, &db, tools, sides)
+}
+
+/// Explain why two versions of one file's content differ.
+pub fn explain_contents(da: &[u8], db: &[u8], tools: &Tools, sides: &Sides) -> Result<Vec<String>> {
+    let (da, db) = (da.to_vec(), db.to_vec());
     if elf::is_elf(&da) && elf::is_elf(&db) {
         return explain_elf(&da, &db, sides);
     }
@@ -162,7 +172,7 @@ pub fn explain(a: &Path, b: &Path, tools: &Tools, sides: &Sides) -> Result<Vec<S
         return Ok(explain_bzimage(&da, &db));
     }
     if is_ext4(&da) && is_ext4(&db) {
-        return explain_ext4(a, b, tools, sides);
+        return explain_ext4(&da, &db, tools, sides);
     }
     if let Some(lines) = crate::media::explain::explain(&da, &db) {
         return Ok(lines);
@@ -271,16 +281,15 @@ fn is_ext4(d: &[u8]) -> bool {
 
 /// List both images with dumpe2fs (superblock) and debugfs (every file, extracted), then name
 /// the superblock fields and the files that differ, on either side.
-pub fn explain_ext4(a: &Path, b: &Path, tools: &Tools, sides: &Sides) -> Result<Vec<String>> {
+pub fn explain_ext4(a: &[u8], b: &[u8], tools: &Tools, sides: &Sides) -> Result<Vec<String>> {
     let work = tempfile::tempdir()?;
     let outd = work.path().join("out");
     let build = work.path().join("build");
     for d in [&outd, &build.join("img")] {
         std::fs::create_dir_all(d)?;
     }
-    for (src, name) in [(a, "a.img"), (b, "b.img")] {
-        let dest = build.join("img").join(name);
-        std::fs::hard_link(src, &dest).or_else(|_| std::fs::copy(src, &dest).map(|_| ()))?;
+    for (data, name) in [(a, "a.img"), (b, "b.img")] {
+        std::fs::write(build.join("img").join(name), data)?;
     }
     // $1: directory holding img/{a,b}.img; $2: where the listings and extracted trees go. Every
     // step must succeed, and debugfs (which exits 0 on most errors) must print no error.
@@ -357,7 +366,7 @@ pub fn explain_ext4(a: &Path, b: &Path, tools: &Tools, sides: &Sides) -> Result<
     if out.is_empty() {
         out.push("same files and superblock summary: the difference is in inode/bitmap/journal metadata (times, allocation order)".into());
     }
-    out.push(binary_summary(&std::fs::read(a)?, &std::fs::read(b)?));
+    out.push(binary_summary(a, b));
     Ok(out)
 }
 
@@ -485,18 +494,41 @@ mod tests {
         .contains("does not exist"));
     }
 
+    /// A tree whose file list says "file" where the tree holds a symlink to a host file (what
+    /// a registry's forged list once made `audit --against` print): the host file is never read.
+    #[test]
+    fn a_symlink_where_the_list_says_file_is_never_followed() {
+        let t = tempfile::tempdir().unwrap();
+        let host = t.path().join("host-secret");
+        std::fs::write(&host, "TOP SECRET host bytes\n").unwrap();
+        let (a, b) = (t.path().join("a"), t.path().join("b"));
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        std::fs::write(a.join("f"), "mine\n").unwrap();
+        std::os::unix::fs::symlink(&host, b.join("f")).unwrap();
+        let listed = |sha: &str| FileEntry {
+            path: "f".into(),
+            kind: manifest::FileKind::File,
+            mode: 0o644,
+            size: Some(5),
+            sha256: Some(sha.into()),
+            target: None,
+        };
+        let d = compare(&[listed("aa")], &[listed("bb")], &a, &b, &Tools::Path, &SIDES);
+        let text = format!("{d:?}");
+        assert!(!text.contains("SECRET"), "{text}");
+        assert!(text.contains("could not explain"), "{text}");
+    }
+
     #[test]
     fn a_failing_image_reader_is_an_error_not_an_empty_explanation() {
-        let t = tempfile::tempdir().unwrap();
         let mut img = vec![0u8; 0x500];
         img[0x438] = 0x53;
         img[0x439] = 0xef;
-        std::fs::write(t.path().join("a.img"), &img).unwrap();
+        let a = img.clone();
         img[0x4ff] = 1;
-        std::fs::write(t.path().join("b.img"), &img).unwrap();
         // Not real ext4: dumpe2fs fails, and that is reported, not read as "no difference".
-        let e =
-            explain_ext4(&t.path().join("a.img"), &t.path().join("b.img"), &Tools::Path, &SIDES);
+        let e = explain_ext4(&a, &img, &Tools::Path, &SIDES);
         match e {
             Err(e) => assert!(format!("{e:#}").contains("failed"), "{e:#}"),
             Ok(lines) => panic!("a broken image was explained as {lines:?}"),

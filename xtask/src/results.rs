@@ -36,6 +36,9 @@ const STAMPS: &str = ".results.json";
 /// What a copy in `out/` was made from, and how to recognise it untouched.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 struct Stamp {
+    /// The store entry the copy was made from.
+    #[serde(default)]
+    entry: String,
     sha256: String,
     size: u64,
     inode: u64,
@@ -84,10 +87,12 @@ pub fn link(out_dir: &Path, entry: &Path, manifest: &Manifest) -> Result<()> {
         }
         let sha = f.sha256.clone().context("manifest file without sha256")?;
         let current = dest.metadata(Path::new(name))?.map(|m| (m.kind, m.size));
+        let from = entry.display().to_string();
         let untouched = match (stamps.get(name), current) {
             (Some(s), Some((Kind::File, size))) => {
                 let md = std::fs::symlink_metadata(out_dir.join(name))?;
-                s.sha256 == sha
+                s.entry == from
+                    && s.sha256 == sha
                     && s.size == size
                     && s.inode == md.ino()
                     && s.mtime_ns == mtime_ns(&md)
@@ -101,7 +106,13 @@ pub fn link(out_dir: &Path, entry: &Path, manifest: &Manifest) -> Result<()> {
         let md = std::fs::symlink_metadata(out_dir.join(name))?;
         stamps.insert(
             name.to_string(),
-            Stamp { sha256: sha, size: md.len(), inode: md.ino(), mtime_ns: mtime_ns(&md) },
+            Stamp {
+                entry: from,
+                sha256: sha,
+                size: md.len(),
+                inode: md.ino(),
+                mtime_ns: mtime_ns(&md),
+            },
         );
         progress::say(&format!(
             "{} <- {}",
@@ -193,6 +204,23 @@ mod tests {
             std::fs::read(out.join("hd.img")).unwrap(),
             std::fs::read(store::out_dir(&entry).join("hd.img")).unwrap()
         );
+    }
+
+    /// A manifest that lies about a result (the sha256 of what `out/` already holds) cannot
+    /// leave a stale copy: another entry is copied again (the registry case of issue 21).
+    #[test]
+    fn a_result_from_another_entry_is_copied_whatever_its_manifest_claims() {
+        let t = tempfile::tempdir().unwrap();
+        let (old, old_m) =
+            entry_with(t.path(), |out| std::fs::write(out.join("hd.img"), b"old").unwrap());
+        let out = t.path().join("out");
+        link(&out, &old, &old_m).unwrap();
+        let newer = t.path().join("other");
+        std::fs::create_dir_all(store::out_dir(&newer)).unwrap();
+        std::fs::write(store::out_dir(&newer).join("hd.img"), b"new").unwrap();
+        // Its manifest says hd.img is the old bytes.
+        link(&out, &newer, &old_m).unwrap();
+        assert_eq!(std::fs::read(out.join("hd.img")).unwrap(), b"new");
     }
 
     #[test]

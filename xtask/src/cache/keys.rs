@@ -139,14 +139,16 @@ pub fn verify(
     let sig = signature.ok_or(Untrusted::Unsigned)?;
     let (name, data) = sig.split_once(':').ok_or(Untrusted::Malformed)?;
     let bytes = B64.decode(data).map_err(|_| Untrusted::Malformed)?;
-    let key = trusted
-        .iter()
-        .find(|k| k.name == name)
-        .ok_or_else(|| Untrusted::UnknownKey(name.to_string()))?;
-    UnparsedPublicKey::new(&ED25519, &key.bytes)
-        .verify(message, &bytes)
-        .map_err(|_| Untrusted::BadSignature(name.to_string()))?;
-    Ok(name.to_string())
+    // Several trusted keys may share a name (a key being rotated): any of them may verify.
+    let mut named = trusted.iter().filter(|k| k.name == name).peekable();
+    if named.peek().is_none() {
+        return Err(Untrusted::UnknownKey(name.to_string()));
+    }
+    if named.any(|k| UnparsedPublicKey::new(&ED25519, &k.bytes).verify(message, &bytes).is_ok()) {
+        Ok(name.to_string())
+    } else {
+        Err(Untrusted::BadSignature(name.to_string()))
+    }
 }
 
 #[cfg(test)]
@@ -183,5 +185,16 @@ mod tests {
         assert_eq!(verify(&trusted, Some("ci-1:***"), b"entry"), Err(Untrusted::Malformed));
         // A public key file is not a secret key.
         assert!(SecretKey::load(&a.with_extension("pub")).is_err());
+        // Key rotation: two trusted keys named alike; a signature by either verifies.
+        let c = t.path().join("c.key");
+        generate("ci-1", &c).unwrap();
+        let rotated = SecretKey::load(&c).unwrap().sign(b"entry");
+        assert_eq!(
+            verify(&trusted, Some(&rotated), b"entry"),
+            Err(Untrusted::BadSignature("ci-1".into()))
+        );
+        let both = vec![trusted[0].clone(), PublicKey::load(&c.with_extension("pub")).unwrap()];
+        assert_eq!(verify(&both, Some(&rotated), b"entry"), Ok("ci-1".into()));
+        assert_eq!(verify(&both, Some(&sig), b"entry"), Ok("ci-1".into()));
     }
 }

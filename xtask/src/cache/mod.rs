@@ -18,13 +18,12 @@ pub mod keys;
 use crate::build::{self, Options};
 use crate::fetch::{BlobSource, Fetcher};
 use crate::manifest::Manifest;
-use crate::oci::client::{at_tag, parse_repository, rate, Registry, MANIFEST_TYPE};
+use crate::oci::client::{parse_repository, rate, Reference, Registry, MANIFEST_TYPE};
 use crate::oci::layout::{canonical_json, descriptor};
 use crate::progress;
 use crate::project::Project;
 use crate::recipe::Loaded;
 use anyhow::{bail, Context, Result};
-use oci_client::Reference;
 use oci_spec::image::{ImageManifestBuilder, MediaType};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -157,8 +156,8 @@ pub fn push(
     for w in &wants {
         let path = fetcher.fetch(w).with_context(|| format!("fetching {} to push it", w.file))?;
         let digest = format!("sha256:{}", w.sha256);
-        let data = std::fs::read(&path)?;
-        if cache.registry.block_on(cache.registry.send_blob(&cache.repo, &digest, data))? {
+        let mut data = std::fs::File::open(&path)?;
+        if cache.registry.send_blob(&cache.repo, &digest, w.size, &mut data)? {
             blobs_sent += 1;
             sent += w.size;
         }
@@ -185,13 +184,12 @@ pub fn push(
         .layers(layers.clone())
         .build()?;
     let tag = format!("sources-{}", &list[..32]);
-    cache.registry.block_on(async {
-        cache.registry.send_blob(&cache.repo, &format!("sha256:{empty_hex}"), empty).await?;
-        cache
-            .registry
-            .put_manifest(&at_tag(&cache.repo, &tag), canonical_json(&manifest)?, MANIFEST_TYPE)
-            .await
-    })?;
+    cache.registry.send_blob(&cache.repo, &format!("sha256:{empty_hex}"), 2, &mut &empty[..])?;
+    cache.registry.put_manifest(
+        &cache.repo.at_tag(&tag),
+        &canonical_json(&manifest)?,
+        MANIFEST_TYPE,
+    )?;
     progress::say(&format!(
         "cache {repository}: {pushed} entries pushed, {present} already there; {} sources and .debs ({blobs_sent} sent) listed as {tag}; {} sent in {}",
         layers.len(),
@@ -243,15 +241,22 @@ impl Substituters {
             .collect()
     }
 
-    /// Take `l` [`ih`] from the first substituter that has a trusted, verified entry, and
-    /// commit it at `dest` (a store entry path). None when none has one that passes; every
-    /// refusal is said with its reason.
-    pub fn substitute(&self, l: &Loaded, ih: &str, dest: &Path) -> Result<Option<Manifest>> {
+    /// Take `l` [`ih`] (built on `toolchain`) from the first substituter that has a trusted,
+    /// verified entry, and commit it at `dest` (a store entry path). None when none has one
+    /// that passes; every refusal is said with its reason.
+    pub fn substitute(
+        &self,
+        l: &Loaded,
+        ih: &str,
+        toolchain: &str,
+        dest: &Path,
+    ) -> Result<Option<Manifest>> {
         let r = &l.recipe;
         let want = entry::Wanted {
             name: &r.name,
             version: &r.version,
             input_hash: ih,
+            toolchain,
             source_date_epoch: r.source_date_epoch(),
         };
         let parent =
@@ -265,7 +270,7 @@ impl Substituters {
             let result =
                 entry::fetch(&c.registry, &c.repo, &want, entry::Trust::Keys(&self.trusted), &tmp);
             match result {
-                Ok(Some(m)) => {
+                Ok(Some(taken)) => {
                     let name = dest.file_name().context("store entry has no name")?;
                     parent.remove_all(Path::new(name))?;
                     parent.rename(Path::new(&tmp_name), Path::new(name))?;
@@ -278,7 +283,7 @@ impl Substituters {
                         c.text,
                         progress::human_duration(t.elapsed())
                     ));
-                    return Ok(Some(m));
+                    return Ok(Some(taken.manifest));
                 }
                 Ok(None) => parent.remove_all(Path::new(&tmp_name))?,
                 Err(refusal) => {
@@ -312,12 +317,10 @@ impl BlobSource for SourceMirror {
     ) -> Result<bool, String> {
         let reg = &self.0.registry;
         let digest = format!("sha256:{sha256}");
-        reg.block_on(async {
-            if !reg.has_blob(&self.0.repo, &digest).await.map_err(|e| format!("{e:#}"))? {
-                return Ok(false);
-            }
-            reg.blob_into(&self.0.repo, &digest, size, w).await.map_err(|e| format!("{e:#}"))?;
-            Ok(true)
-        })
+        if !reg.has_blob(&self.0.repo, &digest).map_err(|e| e.to_string())? {
+            return Ok(false);
+        }
+        reg.blob_into(&self.0.repo, &digest, size, w).map_err(|e| e.to_string())?;
+        Ok(true)
     }
 }

@@ -150,7 +150,8 @@ fn layers(
         _ => None,
     };
     let Some(format) = format.filter(|_| x.media_type() == y.media_type()) else {
-        let explanation = explain::explain(&pa, &pb, tools, sides)?;
+        let explanation =
+            explain::explain_contents(&std::fs::read(&pa)?, &std::fs::read(&pb)?, tools, sides)?;
         return Ok(vec![FileDiff { path: at.to_string(), kind: DiffKind::Content, explanation }]);
     };
     let unpack = |blob: &Path, name: &str| -> Result<PathBuf> {

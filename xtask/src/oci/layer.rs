@@ -36,6 +36,8 @@ pub struct LayerDigests {
     pub blob_size: u64,
     /// sha256 of the uncompressed tar (the config's `rootfs.diff_ids`).
     pub diff_id_sha256: String,
+    /// Length of the uncompressed tar: what unpacking it may read at most.
+    pub tar_size: u64,
 }
 
 /// Write the gzip-compressed tar of `tree` to `out`; returns its digests.
@@ -52,12 +54,13 @@ pub fn write_gzip_tar(
         .write(blob, flate2::Compression::new(GZIP_LEVEL));
     let tar = HashingWriter::new(gz);
     let tar = write_tar(tree, epoch, modes, tar)?;
+    let tar_size = tar.written;
     let (gz, diff_id_sha256) = tar.finish();
     let blob = gz.finish().context("finishing the gzip stream")?;
     let blob_size = blob.written;
     let (mut inner, blob_sha256) = blob.finish();
     inner.flush()?;
-    Ok(LayerDigests { blob_sha256, blob_size, diff_id_sha256 })
+    Ok(LayerDigests { blob_sha256, blob_size, diff_id_sha256, tar_size })
 }
 
 /// Write the tar of `tree` to `out` and return `out`.

@@ -172,6 +172,26 @@ impl Layout {
         Ok(data)
     }
 
+    /// Check a blob against its descriptor's digest and size, reading it as a stream (layers
+    /// may be large).
+    pub fn check_blob(&self, d: &Descriptor) -> Result<()> {
+        let hex = d.digest().digest();
+        let mut f = self.dir.open_file(&blob_path(hex))?;
+        let mut w = HashingWriter::new(std::io::sink());
+        std::io::copy(&mut f, &mut w)?;
+        let size = w.written;
+        let (_, got) = w.finish();
+        if got != hex || size != d.size() {
+            bail!(
+                "{}: blob {} holds {size} bytes with sha256 {got}, not what its descriptor says ({} bytes)",
+                self.dir.path().display(),
+                d.digest(),
+                d.size()
+            );
+        }
+        Ok(())
+    }
+
     /// The manifests of index.json with their tags (`ref.name`, if any).
     pub fn manifests(&self) -> Vec<(Option<String>, Descriptor)> {
         self.index
@@ -188,10 +208,10 @@ impl Layout {
             let bytes = self.blob(&m)?;
             let manifest: oci_spec::image::ImageManifest = serde_json::from_slice(&bytes)
                 .with_context(|| format!("manifest {} is not an OCI image manifest", m.digest()))?;
-            self.blob(manifest.config())?;
+            self.check_blob(manifest.config())?;
             seen.push(manifest.config().clone());
             for l in manifest.layers() {
-                self.blob(l)?;
+                self.check_blob(l)?;
                 seen.push(l.clone());
             }
             seen.push(m);

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests (`mod support;` in each test file).
 #![allow(dead_code)] // each test file uses a different subset
 
+pub mod registry;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

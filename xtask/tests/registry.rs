@@ -1,0 +1,556 @@
+//! A registry is untrusted (fast tier): a hostile registry on 127.0.0.1
+//! (`support::registry::FakeRegistry`) serves altered copies of honestly pushed, signed store
+//! entries and crafted documents, 401 challenges and redirects, to `--substituter` builds,
+//! `audit --against` and `pull`. One test per way it tried to get through: each is refused
+//! with what was expected and what came, nothing it sent reaches the store or `out/`, no
+//! credential leaves for another origin, and memory stays bounded whatever it streams.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use support::registry::{Body, FakeRegistry, Request, Response};
+use support::store_out;
+
+/// Tiny recipes (base, top) built over host programs, pushed honestly to a fresh registry.
+struct Fixture {
+    t: tempfile::TempDir,
+    recipes: PathBuf,
+    reg: FakeRegistry,
+    key: PathBuf,
+}
+
+impl Fixture {
+    /// Build top (and base) in out `a` and push the closure to `cache`, signed unless not.
+    fn new(signed: bool) -> Fixture {
+        let t = tempfile::tempdir().unwrap();
+        let recipes = t.path().join("recipes");
+        support::copy_tree(&support::repo().join("tests/fixtures/cache"), &recipes);
+        let reg = FakeRegistry::start();
+        let key = t.path().join("ci.key");
+        let f = Fixture { t, recipes, reg, key };
+        f.ok("a", &["cache", "keygen", f.key.to_str().unwrap()]);
+        f.ok("a", &["build", "top"]);
+        let (repo, key) = (f.reg.repo("cache"), f.key.to_str().unwrap().to_string());
+        let mut push = vec!["cache", "push", repo.as_str(), "top"];
+        if signed {
+            push.extend(["--sign-key", key.as_str()]);
+        }
+        f.ok("a", &push);
+        f
+    }
+
+    fn out(&self, name: &str) -> PathBuf {
+        self.t.path().join(name)
+    }
+
+    fn command(&self, out: &str, args: &[&str]) -> Command {
+        let mut c = support::xtask();
+        c.arg("--host-toolchain")
+            .arg("--recipes")
+            .arg(&self.recipes)
+            .arg("--out")
+            .arg(self.out(out))
+            .args(args)
+            .env("DOCKER_CONFIG", self.t.path().join("no-docker-config"))
+            .env_remove(REALMS);
+        c
+    }
+
+    fn x(&self, out: &str, args: &[&str]) -> (bool, String) {
+        output(&mut self.command(out, args))
+    }
+
+    fn ok(&self, out: &str, args: &[&str]) -> String {
+        let (good, text) = self.x(out, args);
+        assert!(good, "xtask {} failed:\n{text}", args.join(" "));
+        text
+    }
+
+    /// `--substituter cache --trusted-key ci.pub build top` into a fresh out dir.
+    fn substitute(&self, out: &str) -> (bool, String) {
+        let (repo, key) = (self.reg.repo("cache"), self.key.with_extension("pub"));
+        self.x(
+            out,
+            &["--substituter", &repo, "--trusted-key", key.to_str().unwrap(), "build", "top"],
+        )
+    }
+
+    /// The input hash of `node` as built in out `a`.
+    fn input_hash(&self, node: &str) -> String {
+        let m: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(store_out(&self.out("a"), node).join("manifest.json")).unwrap(),
+        )
+        .unwrap();
+        m["input_hash"].as_str().unwrap().to_string()
+    }
+
+    /// The registry's document for `node`, parsed.
+    fn document(&self, node: &str) -> serde_json::Value {
+        let st = self.reg.state.lock().unwrap();
+        serde_json::from_slice(&st.manifest("cache", &self.input_hash(node)).unwrap()).unwrap()
+    }
+}
+
+const REALMS: &str = "REPROVM_REGISTRY_TOKEN_REALMS";
+
+fn output(c: &mut Command) -> (bool, String) {
+    let o = c.output().unwrap();
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    (o.status.success(), text)
+}
+
+/// No temp or half-made entry in a store, and no layer file anywhere in it.
+fn store_is_clean(out: &Path) {
+    for e in std::fs::read_dir(out.join("store")).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name == ".lock" {
+            continue;
+        }
+        assert!(!name.starts_with('.'), "left in the store: {name}");
+        assert!(e.path().join("manifest.json").is_file(), "{name} has no manifest.json");
+        assert!(!e.path().join(".layer.tar.gz").exists(), "{name} kept its layer file");
+    }
+}
+
+/// Run `c` to completion, sampling its peak RSS (VmHWM) as it runs; (success, text, peak KiB).
+fn with_peak_rss(c: &mut Command) -> (bool, String, u64) {
+    let mut child = c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let status = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    loop {
+        if let Ok(s) = std::fs::read_to_string(&status) {
+            if let Some(kb) = s
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches(" kB").parse::<u64>().ok())
+            {
+                peak = peak.max(kb);
+            }
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let o = child.wait_with_output().unwrap();
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    (o.status.success(), text, peak)
+}
+
+/// An honest push substitutes (the harness itself works), with every document read once.
+#[test]
+fn the_honest_registry_substitutes() {
+    let f = Fixture::new(true);
+    let (good, text) = f.substitute("b");
+    assert!(good && text.contains("top: 2 substituted, 0 built"), "{text}");
+    store_is_clean(&f.out("b"));
+}
+
+/// 1. A forged config (the entry's manifest.json) on an honestly signed entry: the signature
+///    covers the config's digest, so the altered document is untrusted, and nothing is stored.
+#[test]
+fn a_forged_config_breaks_the_signature() {
+    let f = Fixture::new(true);
+    let ih = f.input_hash("base");
+    let mut doc = f.document("base");
+    let config_digest = doc["config"]["digest"].as_str().unwrap().to_string();
+    let forged = {
+        let st = f.reg.state.lock().unwrap();
+        let mut m: serde_json::Value = serde_json::from_slice(&st.blobs[&config_digest]).unwrap();
+        m["files"].as_array_mut().unwrap().push(serde_json::json!({
+            "path": "share/extra", "kind": "file", "mode": 420, "size": 1,
+            "sha256": "0".repeat(64)
+        }));
+        serde_json::to_vec_pretty(&m).unwrap()
+    };
+    let forged_digest = f.reg.state.lock().unwrap().put_blob(forged.clone());
+    doc["config"]["digest"] = forged_digest.into();
+    doc["config"]["size"] = forged.len().into();
+    let doc_bytes = serde_json::to_vec(&doc).unwrap();
+    f.reg.state.lock().unwrap().put_manifest("cache", &ih, doc_bytes);
+    let (good, text) = f.substitute("b");
+    assert!(good, "{text}");
+    assert!(
+        text.contains("refused base")
+            && text.contains("untrusted: its signature by `ci` does not verify"),
+        "{text}"
+    );
+    assert!(text.contains("top: 1 substituted, 1 built"), "{text}");
+    store_is_clean(&f.out("b"));
+}
+
+/// 1. A config that lies although the signature holds (a signer that signs what its store
+///    says, and its store was altered after the build): the manifest.json stored is computed
+///    from the verified tree, and the registry's copy must be it, so the lie is refused.
+#[test]
+fn a_signed_config_that_lies_about_the_tree_is_refused() {
+    let f = Fixture::new(false);
+    let entry = store_out(&f.out("a"), "base");
+    let path = entry.join("manifest.json");
+    let mut perms = std::fs::metadata(&path).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
+    std::fs::set_permissions(&path, perms).unwrap();
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    m["files"].as_array_mut().unwrap().push(serde_json::json!({
+        "path": "share/extra", "kind": "file", "mode": 420, "size": 1, "sha256": "0".repeat(64)
+    }));
+    std::fs::write(&path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    let repo = f.reg.repo("lies");
+    f.ok("a", &["cache", "push", &repo, "base", "--sign-key", f.key.to_str().unwrap()]);
+    let key = f.key.with_extension("pub");
+    let (good, text) = f
+        .x("b", &["--substituter", &repo, "--trusted-key", key.to_str().unwrap(), "build", "base"]);
+    assert!(good, "{text}");
+    assert!(
+        text.contains("is not the one its verified tree gives: it lists `share/extra`"),
+        "{text}"
+    );
+    assert!(text.contains("base: 0 substituted, 1 built"), "{text}");
+    store_is_clean(&f.out("b"));
+}
+
+/// 3 and 4. `audit --against` reads the registry's document once, and an unsigned entry never
+///    counts as a match, however equal its bytes.
+#[test]
+fn audit_against_reads_once_and_wants_a_signature() {
+    let f = Fixture::new(false);
+    let ih = f.input_hash("base");
+    let before = f.reg.requests_to(&format!("/manifests/{ih}")).len();
+    let o = f
+        .command("a", &["audit", "base", "--json", "--against", &f.reg.repo("cache")])
+        .output()
+        .unwrap();
+    let gets = f.reg.requests_to(&format!("/manifests/{ih}")).len() - before;
+    assert_eq!(gets, 1, "the audit read the entry's document {gets} times");
+    assert!(!o.status.success(), "an unsigned entry passed the audit");
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let cache = &report["targets"][0]["cache"];
+    assert_eq!(cache["matches"], false, "{cache}");
+    assert_eq!(cache["untrusted"], "it is not signed", "{cache}");
+    assert_eq!(cache["output_hash"], report["targets"][0]["rebuild_output_hash"], "{cache}");
+    assert!(cache["document"].as_str().unwrap().starts_with("sha256:"), "{cache}");
+}
+
+/// 5. Credentials go to the registry's own origin only: a Bearer challenge naming a realm on
+///    another origin gets an anonymous token request, unless that realm is allowed; a blob
+///    redirected to another origin is fetched without them.
+#[test]
+fn credentials_stay_with_the_registry() {
+    let f = Fixture::new(true);
+    let realm = FakeRegistry::start();
+    realm.hostile(|req: &Request, _| {
+        req.path().starts_with("/token").then(|| Response::new(200, br#"{"token":"t0k"}"#.to_vec()))
+    });
+    let storage = FakeRegistry::start();
+    let layer = f.document("base")["layers"][0]["digest"].as_str().unwrap().to_string();
+    let layer_bytes = f.reg.state.lock().unwrap().blobs[&layer].clone();
+    storage.hostile(move |req: &Request, _| {
+        Some(Response::new(
+            200,
+            if req.path() == "/layer" { layer_bytes.clone() } else { Vec::new() },
+        ))
+    });
+    let (realm_addr, storage_addr) = (realm.addr.clone(), storage.addr.clone());
+    let layer_path = format!("/blobs/{layer}");
+    f.reg.hostile(move |req: &Request, _| {
+        if req.path() == "/v2/" {
+            return None;
+        }
+        if req.header("Authorization") != Some("Bearer t0k") {
+            return Some(Response::new(401, Vec::new()).header(
+                "WWW-Authenticate",
+                &format!(r#"Bearer realm="http://{realm_addr}/token",service="fake",scope="repository:cache:pull""#),
+            ));
+        }
+        if req.method == "GET" && req.path().ends_with(&layer_path) {
+            return Some(Response::new(307, Vec::new()).header("Location", &format!("http://{storage_addr}/layer")));
+        }
+        None
+    });
+    let config = f.t.path().join("docker");
+    std::fs::create_dir_all(&config).unwrap();
+    let auth = base64_encode(b"user:s3cret");
+    std::fs::write(
+        config.join("config.json"),
+        format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, f.reg.addr),
+    )
+    .unwrap();
+    let (repo, key) = (f.reg.repo("cache"), f.key.with_extension("pub"));
+    let args =
+        ["--substituter", repo.as_str(), "--trusted-key", key.to_str().unwrap(), "build", "top"];
+    let (good, text) = output(f.command("b", &args).env("DOCKER_CONFIG", &config));
+    assert!(good && text.contains("top: 2 substituted, 0 built"), "{text}");
+    let leaked = |reg: &FakeRegistry| {
+        reg.requests.lock().unwrap().iter().filter(|r| r.header("Authorization").is_some()).count()
+    };
+    assert_eq!(leaked(&realm), 0, "credentials went to a realm on another origin");
+    assert!(!realm.requests_to("/token").is_empty(), "no token was asked for");
+    assert_eq!(leaked(&storage), 0, "credentials followed a redirect to another origin");
+    assert!(!storage.requests_to("/layer").is_empty(), "the redirect was not followed");
+    // Allowed, the realm gets them (Basic, over loopback).
+    let (good, text) = output(
+        f.command("c", &args)
+            .env("DOCKER_CONFIG", &config)
+            .env(REALMS, format!("http://{}/token", realm.addr)),
+    );
+    assert!(good && text.contains("top: 2 substituted"), "{text}");
+    let basic = format!("Basic {auth}");
+    assert!(
+        realm
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|r| r.header("Authorization") == Some(basic.as_str())),
+        "an allowed realm did not get the credentials"
+    );
+}
+
+/// 5. A redirect off this machine over plain HTTP is refused before any connection.
+#[test]
+fn plain_http_never_leaves_the_machine() {
+    let f = Fixture::new(true);
+    let layer = f.document("base")["layers"][0]["digest"].as_str().unwrap().to_string();
+    f.reg.hostile(move |req: &Request, _| {
+        (req.method == "GET" && req.path().ends_with(&layer)).then(|| {
+            Response::new(302, Vec::new()).header("Location", "http://192.0.2.1:5000/layer")
+        })
+    });
+    let (good, text) = f.substitute("b");
+    assert!(good && text.contains("refusing plain HTTP to 192.0.2.1"), "{text}");
+    assert!(text.contains("top: 1 substituted, 1 built"), "{text}");
+}
+
+/// 6. A 400 MiB manifest is refused at the 4 MiB limit, with memory to match.
+#[test]
+fn a_huge_manifest_is_refused_at_its_limit() {
+    let f = Fixture::new(true);
+    let ih = f.input_hash("base");
+    f.reg.hostile(move |req: &Request, _| {
+        (req.method == "GET" && req.path().ends_with(&format!("/manifests/{ih}"))).then(|| {
+            Response {
+                status: 200,
+                headers: vec![(
+                    "Content-Type".into(),
+                    "application/vnd.oci.image.manifest.v1+json".into(),
+                )],
+                body: Body::Endless { byte: b' ', len: 400 << 20 },
+                content_length: None,
+            }
+        })
+    });
+    let (repo, key) = (f.reg.repo("cache"), f.key.with_extension("pub"));
+    let started = Instant::now();
+    let (good, text, peak_kib) = with_peak_rss(&mut f.command(
+        "b",
+        &["--substituter", &repo, "--trusted-key", key.to_str().unwrap(), "build", "base"],
+    ));
+    eprintln!(
+        "a 400 MiB manifest: refused in {:.1}s, peak RSS {peak_kib} KiB",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(good && text.contains("is larger than the limit of 4194304 bytes"), "{text}");
+    assert!(peak_kib < 64 << 10, "peak RSS {peak_kib} KiB");
+    store_is_clean(&f.out("b"));
+}
+
+/// 6. A blob that sends more than its descriptor declares is cut off while it streams, whether
+///    it announces the size (refused before a byte) or not (refused at the first byte over).
+#[test]
+fn a_blob_that_lies_about_its_size_is_cut_off() {
+    let f = Fixture::new(true);
+    let doc = f.document("base");
+    let (config, layer) = (
+        doc["config"]["digest"].as_str().unwrap().to_string(),
+        doc["layers"][0]["digest"].as_str().unwrap().to_string(),
+    );
+    let announce = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = announce.clone();
+    f.reg.hostile(move |req: &Request, _| {
+        let lie =
+            req.method == "GET" && (req.path().ends_with(&config) || req.path().ends_with(&layer));
+        lie.then(|| Response {
+            status: 200,
+            headers: Vec::new(),
+            body: Body::Endless { byte: 0, len: 1 << 30 },
+            content_length: if flag.load(std::sync::atomic::Ordering::SeqCst) {
+                None
+            } else {
+                Some(None)
+            },
+        })
+    });
+    let started = Instant::now();
+    let (repo, key) = (f.reg.repo("cache"), f.key.with_extension("pub"));
+    let args =
+        ["--substituter", repo.as_str(), "--trusted-key", key.to_str().unwrap(), "build", "base"];
+    let (good, text, peak_kib) = with_peak_rss(&mut f.command("b", &args));
+    eprintln!(
+        "a 1 GiB blob declared small: refused in {:.1}s, peak RSS {peak_kib} KiB",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        good && text.contains("it sends more than the")
+            && text.contains("bytes its descriptor declares"),
+        "{text}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(20), "the lie was streamed to the end");
+    assert!(peak_kib < 64 << 10, "peak RSS {peak_kib} KiB");
+    store_is_clean(&f.out("b"));
+    announce.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (good, text) = f.x("c", &args);
+    assert!(
+        good && text.contains("the registry announces 1073741824 bytes, the descriptor declares"),
+        "{text}"
+    );
+    store_is_clean(&f.out("c"));
+}
+
+/// 7. A layer that unpacks to more than the entry declared is refused while it unpacks
+///    (here an unsigned entry compared by `audit --against`, whose tar size says 10 bytes).
+#[test]
+fn a_layer_that_unpacks_beyond_its_declared_size_is_refused() {
+    let f = Fixture::new(false);
+    let ih = f.input_hash("base");
+    let mut doc = f.document("base");
+    doc["annotations"]["dev.reprovm.tar-size"] = "10".into();
+    f.reg.state.lock().unwrap().put_manifest("cache", &ih, serde_json::to_vec(&doc).unwrap());
+    let (good, text) = f.x("a", &["audit", "base", "--against", &f.reg.repo("cache")]);
+    assert!(!good && text.contains("it unpacks to more than the 10 bytes declared"), "{text}");
+}
+
+/// 8. `pull` keeps only the referrers whose subject is the image, under their own
+///    artifactType, once each.
+#[test]
+fn pull_keeps_only_true_referrers() {
+    let reg = FakeRegistry::start();
+    let (main, good_ref) = {
+        let mut st = reg.state.lock().unwrap();
+        let config = st.put_blob(b"{}".to_vec());
+        let layer = st.put_blob(b"layer bytes".to_vec());
+        let manifest = |subject: Option<&str>, artifact: Option<&str>| {
+            let mut m = serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": config, "size": 2},
+                "layers": [{"mediaType": "application/octet-stream", "digest": layer, "size": 11}],
+            });
+            if let Some(s) = subject {
+                m["subject"] = serde_json::json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": s, "size": 1});
+            }
+            if let Some(a) = artifact {
+                m["artifactType"] = a.into();
+            }
+            serde_json::to_vec(&m).unwrap()
+        };
+        let main = st.put_manifest("img", "v1", manifest(None, None));
+        let good =
+            st.put_manifest("img", "good", manifest(Some(&main), Some("application/x.good")));
+        let no_subject =
+            st.put_manifest("img", "nosub", manifest(None, Some("application/x.nosub")));
+        let other = st.put_manifest(
+            "img",
+            "other",
+            manifest(Some(&format!("sha256:{}", "0".repeat(64))), Some("application/x.other")),
+        );
+        let entry = |d: &str, a: &str| serde_json::json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": d, "size": 1, "artifactType": a});
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [
+                entry(&good, "application/x.relabelled"),
+                entry(&good, "application/x.good"),
+                entry(&no_subject, "application/x.nosub"),
+                entry(&other, "application/x.other"),
+            ],
+        });
+        st.put_manifest("img", &main.replace(':', "-"), serde_json::to_vec(&index).unwrap());
+        (main, good)
+    };
+    let t = tempfile::tempdir().unwrap();
+    let dest = t.path().join("pulled");
+    let (good, text) = output(support::xtask().args([
+        "pull",
+        &format!("{}/img:v1", reg.addr),
+        dest.to_str().unwrap(),
+        "--plain-http",
+    ]));
+    assert!(good, "{text}");
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dest.join("index.json")).unwrap()).unwrap();
+    let listed: Vec<(String, String)> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["digest"].as_str().unwrap().to_string(),
+                m["artifactType"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [(main, String::new()), (good_ref, "application/x.good".to_string())],
+        "{text}"
+    );
+}
+
+/// 6. A pull of a 1 GiB layer streams it to disk: memory stays bounded, the digest is checked,
+///    and a refused pull leaves nothing, nor does a killed one after the next pull.
+#[test]
+fn pull_streams_large_blobs_and_sweeps_what_killed_pulls_left() {
+    let reg = FakeRegistry::start();
+    let big = 1u64 << 30;
+    {
+        let mut st = reg.state.lock().unwrap();
+        let config = st.put_blob(b"{}".to_vec());
+        let m = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": config, "size": 2},
+            "layers": [{"mediaType": "application/octet-stream", "digest": format!("sha256:{}", "1".repeat(64)), "size": big}],
+        });
+        st.put_manifest("img", "big", serde_json::to_vec(&m).unwrap());
+    }
+    reg.hostile(move |req: &Request, _| {
+        req.path().contains("/blobs/sha256:1111").then(|| Response {
+            status: 200,
+            headers: Vec::new(),
+            body: Body::Endless { byte: 7, len: big },
+            content_length: None,
+        })
+    });
+    let t = tempfile::tempdir().unwrap();
+    let stale = t.path().join(".pull-999999999-old");
+    std::fs::create_dir_all(stale.join("blobs")).unwrap();
+    let dest = t.path().join("pulled");
+    let started = Instant::now();
+    let (good, text, peak_kib) = with_peak_rss(support::xtask().args([
+        "pull",
+        &format!("{}/img:big", reg.addr),
+        dest.to_str().unwrap(),
+        "--plain-http",
+    ]));
+    eprintln!(
+        "pull of a 1 GiB layer: {:.1}s, peak RSS {peak_kib} KiB",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(!good && text.contains(&format!("its {big} bytes hash to sha256:")), "{text}");
+    assert!(peak_kib < 64 << 10, "peak RSS {peak_kib} KiB");
+    let left: Vec<String> = std::fs::read_dir(t.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(left.is_empty(), "left beside the layout: {left:?}");
+}
+
+fn base64_encode(data: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
