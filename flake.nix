@@ -24,7 +24,7 @@
     # nix/package.nix gives each recipe a slice of ./recipes (its TOML, files, dependencies).
     xtaskSrc = fs.toSource {
       root = ./.;
-      fileset = fs.unions [./Cargo.toml ./Cargo.lock ./.cargo ./xtask];
+      fileset = fs.unions [./Cargo.toml ./Cargo.lock ./.cargo ./xtask ./crates];
     };
     # What the app's xtask reads at run time: recipes, the toolchain specs and the pins.
     projectSrc = fs.toSource {

@@ -2,14 +2,15 @@
 //! each command is an args struct with a `run` method in the module that owns it, and no
 //! module below this one imports it.
 
-use crate::fetch::Fetcher;
-use crate::project::Project;
-use crate::{
-    assemble, audit, bench, build, cache, explain, gc, menuconfig, oci, pins, plan, qemu, sources,
-    toolchain,
-};
 use anyhow::{bail, Result};
 use clap::{CommandFactory, Parser, Subcommand};
+use reprovm::mechanisms::fetch::Fetcher;
+use reprovm::model::pins;
+use reprovm::model::project::Project;
+use reprovm::ops::boot as qemu;
+use reprovm::ops::{assemble, audit, bench, build, gc, menuconfig, plan, publish};
+use reprovm::steps::substitution as cache;
+use reprovm::steps::{explain, sources, toolchain};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -106,9 +107,9 @@ pub enum Command {
     /// Run a command in the build sandbox over the pinned toolchain (empty /build and /out).
     SandboxExec(toolchain::ExecArgs),
     /// Push a recipe's OCI layout to a registry (`push krata-kernel-oci REGISTRY/REPO`).
-    Push(oci::registry::PushArgs),
+    Push(publish::PushArgs),
     /// Pull an image or artifact from a registry into a new OCI layout directory.
-    Pull(oci::registry::PullArgs),
+    Pull(publish::PullArgs),
     /// The binary cache on an OCI registry: `push` a closure and its sources, `keygen`.
     Cache(cache::CacheArgs),
     /// Remove store entries, cache files and toolchains that the pins and the last builds do
@@ -120,7 +121,7 @@ pub enum Command {
     /// Run a program of the pinned host tools (pins/tools.lock: Debian trixie's QEMU, OVMF,
     /// ssh, skopeo, umoci, squashfs-tools, docker-registry, gdisk, fdisk, dosfstools, mtools,
     /// xorriso), e.g. `cargo xtask tool qemu-img info out/efi.vhd`, without installing it.
-    Tool(crate::host_tools::ToolArgs),
+    Tool(reprovm::steps::host_tools::ToolArgs),
     /// Measure: `plan` on a cached graph, warm toolchain materialisation, sandbox overhead.
     Bench(bench::BenchArgs),
     /// Print shell completions.

@@ -1,0 +1,231 @@
+//! `pins/outputs.toml`: the expected output hash of each target (and of each of its files),
+//! written by `cargo xtask pin outputs` and compared by `audit`.
+
+use crate::mechanisms::fetch::Fetcher;
+use crate::model::manifest::Manifest;
+use crate::model::project::Project;
+use crate::ops::build::{self, Options};
+use anyhow::{Context, Result};
+use reprovm_fs::util;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Targets audited and pinned when none are named: every output the project publishes.
+pub const DEFAULT_TARGETS: [&str; 13] = [
+    "kernel",
+    "busybox",
+    "dropbear",
+    "iproute2",
+    "rootfs",
+    "hd-image",
+    "krata-kernel-oci",
+    "firecracker-kernel-bin-oci",
+    "firecracker-kernel-modules-oci",
+    "hd-image-oci",
+    "initramfs",
+    "efi-image",
+    "iso",
+];
+
+#[derive(clap::Args, Debug)]
+pub struct PinArgs {
+    #[command(subcommand)]
+    pub what: PinWhat,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum PinWhat {
+    /// Record the current outputs of TARGETS (default: every published output, see `DEFAULT_TARGETS`) in pins/outputs.toml.
+    Outputs { targets: Vec<String> },
+}
+
+impl PinArgs {
+    pub fn run(&self, project: &Project, fetcher: &Fetcher) -> Result<()> {
+        match &self.what {
+            PinWhat::Outputs { targets } => pin_outputs(project, fetcher, targets),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PinnedOutput {
+    pub version: String,
+    pub input_hash: String,
+    pub output_hash: String,
+    /// OCI layouts: the digest of each manifest in index.json, by tag (or by artifact type
+    /// for untagged referrers): what a registry and `skopeo inspect` show.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub oci_manifests: BTreeMap<String, String>,
+    pub files: BTreeMap<String, String>,
+}
+
+/// The targets a command is about: those named, or [`DEFAULT_TARGETS`].
+pub fn targets_or_default(targets: &[String]) -> Vec<String> {
+    if targets.is_empty() {
+        DEFAULT_TARGETS.iter().map(|s| s.to_string()).collect()
+    } else {
+        targets.to_vec()
+    }
+}
+
+/// The pins; a missing file means no pins, an unreadable or malformed one is an error.
+pub fn read_pins(project: &Project) -> Result<BTreeMap<String, PinnedOutput>> {
+    let p = project.outputs_pin();
+    let text = match std::fs::read_to_string(&p) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", p.display())),
+    };
+    toml::from_str(&text).map_err(|e| anyhow::format_err!("{}: {}", p.display(), e.message()))
+}
+
+/// The pin of a built node (`out` is its output directory).
+pub fn pin_of(m: &Manifest, out: &std::path::Path) -> Result<PinnedOutput> {
+    let files =
+        m.files.iter().filter_map(|f| f.sha256.clone().map(|s| (f.path.clone(), s))).collect();
+    Ok(PinnedOutput {
+        version: m.version.clone(),
+        input_hash: m.input_hash.clone(),
+        output_hash: m.output_hash.clone(),
+        oci_manifests: oci_manifests(out)?,
+        files,
+    })
+}
+
+/// The manifests of an OCI layout by tag (referrers by artifact type); empty for other outputs.
+pub fn oci_manifests(out: &std::path::Path) -> Result<BTreeMap<String, String>> {
+    if !out.join("oci-layout").is_file() {
+        return Ok(BTreeMap::new());
+    }
+    let layout = reprovm_oci::layout::Layout::open(out)?;
+    let mut map = BTreeMap::new();
+    for (tag, d) in layout.manifests() {
+        let key = match (tag, d.artifact_type()) {
+            (Some(t), _) => t,
+            (None, Some(at)) => format!("referrer {at}"),
+            (None, None) => "untagged".to_string(),
+        };
+        map.insert(key, d.digest().to_string());
+    }
+    Ok(map)
+}
+
+/// Lines describing how `new` differs from `old` (empty when nothing changed).
+pub fn changes(
+    old: &BTreeMap<String, PinnedOutput>,
+    new: &BTreeMap<String, PinnedOutput>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, n) in new {
+        match old.get(name) {
+            None => out.push(format!("+ {name}: {}", n.output_hash)),
+            Some(o) if o.output_hash != n.output_hash => {
+                out.push(format!("~ {name}: {} -> {}", o.output_hash, n.output_hash));
+                for (tag, d) in &n.oci_manifests {
+                    match o.oci_manifests.get(tag) {
+                        Some(od) if od == d => {}
+                        Some(od) => out.push(format!("    manifest {tag}: {od} -> {d}")),
+                        None => out.push(format!("    + manifest {tag}: {d}")),
+                    }
+                }
+                for (f, h) in &n.files {
+                    match o.files.get(f) {
+                        None => out.push(format!("    + {f} {h}")),
+                        Some(oh) if oh != h => out.push(format!("    ~ {f} {oh} -> {h}")),
+                        _ => {}
+                    }
+                }
+                for f in o.files.keys().filter(|f| !n.files.contains_key(*f)) {
+                    out.push(format!("    - {f}"));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// `cargo xtask pin outputs [TARGETS]`: build (or reuse) and record, showing what changed.
+pub fn pin_outputs(project: &Project, fetcher: &Fetcher, targets: &[String]) -> Result<()> {
+    let graph = project.graph()?;
+    let mut pins = read_pins(project)?;
+    let old = pins.clone();
+    for t in targets_or_default(targets) {
+        let res = build::build(
+            project,
+            &graph,
+            fetcher,
+            &t,
+            &Options { jobs: util::default_jobs(), ..Default::default() },
+        )?;
+        pins.insert(t, pin_of(&res.manifest, &crate::model::store::out_dir(&res.entry))?);
+    }
+    let body = format!(
+        "# Expected output hashes, written by `cargo xtask pin outputs`. `cargo xtask audit` compares\n\
+         # fresh rebuilds with these; they are produced with the pinned toolchain (pins/toolchain.lock).\n{}",
+        toml::to_string(&pins)?
+    );
+    util::write_atomic(&project.outputs_pin(), body.as_bytes())?;
+    let lines = changes(&old, &pins);
+    let new_inputs: Vec<&str> = pins
+        .iter()
+        .filter(|(n, p)| old.get(*n).is_some_and(|o| o.input_hash != p.input_hash))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    if lines.is_empty() && new_inputs.is_empty() {
+        println!("{}: unchanged", project.outputs_pin().display());
+    } else if lines.is_empty() {
+        println!(
+            "{}: outputs unchanged (the same bytes); new input hashes for {}",
+            project.outputs_pin().display(),
+            new_inputs.join(" ")
+        );
+    } else {
+        println!("{}:", project.outputs_pin().display());
+        for c in lines {
+            println!("{c}");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unreadable_pins_are_an_error_and_missing_pins_are_none() {
+        let t = tempfile::tempdir().unwrap();
+        let mut p = Project::new(None, Some(t.path().join("out")), None);
+        p.pins = t.path().join("pins");
+        assert!(read_pins(&p).unwrap().is_empty());
+        std::fs::create_dir_all(p.outputs_pin()).unwrap(); // a directory: unreadable as a file
+        assert!(format!("{:#}", read_pins(&p).unwrap_err()).contains("reading"));
+        std::fs::remove_dir(p.outputs_pin()).unwrap();
+        std::fs::write(p.outputs_pin(), "[kernel]\nversion = 1\n").unwrap();
+        assert!(read_pins(&p).is_err());
+    }
+
+    #[test]
+    fn changes_name_changed_added_and_removed_files() {
+        let pin = |h: &str, files: &[(&str, &str)]| PinnedOutput {
+            version: "1".into(),
+            input_hash: "i".into(),
+            output_hash: h.into(),
+            oci_manifests: BTreeMap::new(),
+            files: files.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+        };
+        let old = BTreeMap::from([("k".to_string(), pin("o1", &[("a", "1"), ("b", "2")]))]);
+        let new = BTreeMap::from([
+            ("k".to_string(), pin("o2", &[("a", "1"), ("c", "3")])),
+            ("n".to_string(), pin("o3", &[])),
+        ]);
+        expect_test::expect![[r#"
+            ~ k: o1 -> o2
+                + c 3
+                - b
+            + n: o3"#]]
+        .assert_eq(&changes(&old, &new).join("\n"));
+    }
+}

@@ -1,0 +1,179 @@
+//! Where things live: the repository, recipes, pins, the output tree and the download cache.
+
+use std::path::{Path, PathBuf};
+
+/// All paths the engine reads or writes. Built once from the CLI's global options.
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub root: PathBuf,
+    pub recipes: PathBuf,
+    pub pins: PathBuf,
+    pub out: PathBuf,
+    pub cache: PathBuf,
+    /// Development mode: the sandbox root is made of host programs (named in every output).
+    pub host_toolchain: bool,
+    /// Dependency substitutions from `--use DEP=RECIPE`.
+    pub uses: Vec<String>,
+    /// Debian mirror base URLs (`REPROVM_DEBIAN_MIRROR` or the host's apt sources).
+    pub debian_mirrors: Vec<String>,
+    /// Debian snapshot-archive base URLs (`REPROVM_DEBIAN_SNAPSHOT` or the public one).
+    pub debian_snapshots: Vec<String>,
+    /// Binary caches to substitute from (`--substituter`), the keys that make their entries
+    /// trusted, and whether building instead is an error.
+    /// Set through [`Project::set_substituters`].
+    pub substituters: Vec<String>,
+    pub trusted_keys: Vec<PathBuf>,
+    pub substitute_only: bool,
+    substitution: std::sync::OnceLock<std::sync::Arc<crate::steps::substitution::Substituters>>,
+}
+
+impl Project {
+    pub fn new(recipes: Option<PathBuf>, out: Option<PathBuf>, cache: Option<PathBuf>) -> Project {
+        let root = repo_root();
+        let recipes = recipes.unwrap_or_else(|| root.join("recipes"));
+        let out = out.unwrap_or_else(|| root.join("out"));
+        let cache = cache.unwrap_or_else(|| out.join("cache"));
+        Project {
+            pins: root.join("pins"),
+            root,
+            recipes,
+            out,
+            cache,
+            host_toolchain: false,
+            uses: Vec::new(),
+            debian_mirrors: crate::mechanisms::debian::mirrors(),
+            debian_snapshots: crate::mechanisms::debian::snapshots(),
+            substituters: Vec::new(),
+            trusted_keys: Vec::new(),
+            substitute_only: false,
+            substitution: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Set the binary caches to substitute from (and forget any already connected).
+    pub fn set_substituters(&mut self, texts: Vec<String>, trusted_keys: Vec<PathBuf>, only: bool) {
+        self.substituters = texts;
+        self.trusted_keys = trusted_keys;
+        self.substitute_only = only;
+        self.substitution = std::sync::OnceLock::new();
+    }
+
+    /// The run's substituters, connected once (their keys loaded).
+    pub fn substitution(
+        &self,
+    ) -> anyhow::Result<std::sync::Arc<crate::steps::substitution::Substituters>> {
+        if let Some(s) = self.substitution.get() {
+            return Ok(s.clone());
+        }
+        let s = std::sync::Arc::new(crate::steps::substitution::Substituters::new(
+            &self.substituters,
+            &self.trusted_keys,
+            self.substitute_only,
+        )?);
+        Ok(self.substitution.get_or_init(|| s).clone())
+    }
+
+    /// The recipe graph with this run's substitutions applied.
+    pub fn graph(&self) -> anyhow::Result<crate::model::graph::Graph> {
+        crate::model::graph::Graph::load(&self.recipes)?.with_aliases(&self.uses)
+    }
+
+    pub fn store(&self) -> PathBuf {
+        self.out.join("store")
+    }
+    pub fn logs(&self) -> PathBuf {
+        self.out.join("logs")
+    }
+    pub fn work(&self) -> PathBuf {
+        self.out.join("work")
+    }
+    pub fn toolchain_lock(&self) -> PathBuf {
+        self.pins.join("toolchain.lock")
+    }
+    pub fn outputs_pin(&self) -> PathBuf {
+        self.pins.join("outputs.toml")
+    }
+}
+
+/// Environment variable naming the project root (recipes/, pins/, toolchain/); checked first.
+pub const ROOT_ENV: &str = "REPROVM_ROOT";
+/// The root used when no checkout is found: the Nix app sets it to the flake's own copy of
+/// recipes/, pins/ and toolchain/ (so `nix run github:...` works from any directory).
+pub const DEFAULT_ROOT_ENV: &str = "REPROVM_DEFAULT_ROOT";
+
+/// The project root, in this order: `$REPROVM_ROOT`; the checkout the running xtask belongs to
+/// (`cargo xtask`: the parent of the xtask crate, at run or build time); the nearest ancestor
+/// of the current directory that is a reprovm checkout (like cargo finding `Cargo.toml`);
+/// `$REPROVM_DEFAULT_ROOT`; else the current directory (commands then name what is missing).
+pub fn repo_root() -> PathBuf {
+    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let crate_dirs = [env("CARGO_MANIFEST_DIR"), Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")))];
+    find_root(
+        env(ROOT_ENV),
+        &crate_dirs.into_iter().flatten().collect::<Vec<_>>(),
+        std::env::current_dir().ok().as_deref(),
+        env(DEFAULT_ROOT_ENV),
+    )
+}
+
+/// [`repo_root`]'s search, on explicit inputs.
+fn find_root(
+    root_env: Option<PathBuf>,
+    crate_dirs: &[PathBuf],
+    cwd: Option<&Path>,
+    default_env: Option<PathBuf>,
+) -> PathBuf {
+    if let Some(dir) = root_env {
+        return dir;
+    }
+    crate_dirs
+        .iter()
+        .filter_map(|d| d.parent())
+        .chain(cwd.into_iter().flat_map(Path::ancestors))
+        .find(|d| is_project_root(d))
+        .map(Path::to_path_buf)
+        .or(default_env)
+        .or_else(|| cwd.map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// A directory holding a reprovm project: recipes and the toolchain lock.
+pub fn is_project_root(dir: &Path) -> bool {
+    dir.join("recipes").is_dir() && dir.join("pins").join("toolchain.lock").is_file()
+}
+
+/// Path relative to `base` for messages, falling back to the full path.
+pub fn display_rel(path: &Path, base: &Path) -> String {
+    path.strip_prefix(base).unwrap_or(path).display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_search_order() {
+        let t = tempfile::tempdir().unwrap();
+        let checkout = t.path().join("checkout");
+        std::fs::create_dir_all(checkout.join("recipes")).unwrap();
+        std::fs::create_dir_all(checkout.join("pins")).unwrap();
+        std::fs::write(checkout.join("pins/toolchain.lock"), "").unwrap();
+        let deep = checkout.join("recipes/kernel");
+        std::fs::create_dir_all(&deep).unwrap();
+        let elsewhere = t.path().join("elsewhere");
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        let gone_crate = [PathBuf::from("/build/source/xtask")];
+        let store = PathBuf::from("/nix/store/x-reprovm-project");
+
+        // REPROVM_ROOT wins over everything.
+        assert_eq!(find_root(Some(elsewhere.clone()), &[], Some(&deep), None), elsewhere);
+        // The checkout the xtask was built in.
+        assert_eq!(find_root(None, &[checkout.join("xtask")], Some(&elsewhere), None), checkout);
+        // A Nix-built xtask (its build directory is gone) run inside a checkout finds it
+        // from the current directory, before the flake's own copy.
+        assert_eq!(find_root(None, &gone_crate, Some(&deep), Some(store.clone())), checkout);
+        // Outside any checkout: the flake's copy, else the current directory.
+        assert_eq!(find_root(None, &gone_crate, Some(&elsewhere), Some(store.clone())), store);
+        assert_eq!(find_root(None, &gone_crate, Some(&elsewhere), None), elsewhere);
+    }
+}

@@ -1,0 +1,276 @@
+//! The store: input hashes of build nodes (Nix-style input addressing) and the entries
+//! `out/store/<hash>-<name>-<version>/` that hold their outputs and manifests.
+
+use crate::model::graph::Graph;
+use crate::model::manifest::{self, Manifest};
+use crate::model::project::Project;
+use anyhow::{bail, Context, Result};
+use reprovm_fs::beneath::{Dir, Kind};
+use reprovm_fs::hash::{sha256_reader, Hasher};
+use reprovm_fs::lock::Lock;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Input hashes of a set of nodes, memoised: each is computed once per run.
+pub struct InputHashes<'a> {
+    graph: &'a Graph,
+    recipes: Dir,
+    toolchain_id: String,
+    memo: BTreeMap<String, String>,
+}
+
+impl<'a> InputHashes<'a> {
+    pub fn new(graph: &'a Graph, project: &Project, toolchain_id: &str) -> Result<Self> {
+        let recipes = Dir::open(&project.recipes)?;
+        Ok(InputHashes {
+            graph,
+            recipes,
+            toolchain_id: toolchain_id.to_string(),
+            memo: BTreeMap::new(),
+        })
+    }
+
+    /// sha256 over: the recipe text, the hash of every declared file and overlay, the pinned
+    /// hash of every source, the input hash of every dependency, the versions of the engine's
+    /// steps it uses (`steps::versions`), and the toolchain identity.
+    /// Not over where the checkout is, nor `-j`: outputs must not depend on them.
+    pub fn get(&mut self, name: &str) -> Result<String> {
+        if let Some(h) = self.memo.get(name) {
+            return Ok(h.clone());
+        }
+        let l = self.graph.get(name)?;
+        let mut h = Hasher::new("reprovm-input-v1");
+        h.field("name", name.as_bytes());
+        h.field("recipe", l.text.as_bytes());
+        for f in &l.recipe.files {
+            let mut file = self
+                .recipes
+                .open_file(Path::new(f))
+                .with_context(|| format!("recipe {name}: file `{f}` listed in `files`"))?;
+            let (sha, _) = sha256_reader(&mut file)?;
+            h.field("file", format!("{f} {sha}").as_bytes());
+        }
+        if let Some(rootfs) = &l.recipe.rootfs {
+            for o in &rootfs.overlays {
+                let th = tree_hash(&self.recipes, Path::new(o))
+                    .with_context(|| format!("recipe {name}: overlay `{o}`"))?;
+                h.field("overlay", format!("{o} {th}").as_bytes());
+            }
+        }
+        for s in &l.recipe.sources {
+            h.field("source", format!("{} {} {}", s.file, s.sha256, s.strip_components).as_bytes());
+        }
+        for d in &l.recipe.deps {
+            let dh = self.get(self.graph.resolve(d))?;
+            h.field("dep", format!("{d} {dh}").as_bytes());
+        }
+        for v in crate::steps::sequence::versions(&l.recipe) {
+            h.field("step", v.as_bytes());
+        }
+        h.field("toolchain", self.toolchain_id.as_bytes());
+        let out = h.finish();
+        self.memo.insert(name.to_string(), out.clone());
+        Ok(out)
+    }
+}
+
+/// Content hash of a file or directory tree beneath `base` (types, modes of files, contents,
+/// link targets); symlinks are hashed as symlinks.
+pub fn tree_hash(base: &Dir, rel: &Path) -> Result<String> {
+    let meta = base
+        .metadata(rel)?
+        .with_context(|| format!("{} does not exist", base.path().join(rel).display()))?;
+    match meta.kind {
+        Kind::File => Ok(sha256_reader(&mut base.open_file(rel)?)?.0),
+        Kind::Dir => Ok(manifest::output_hash(&manifest::scan_dir(&base.open_dir(rel)?)?)),
+        _ => bail!("{}: an overlay is a directory or a tarball", base.path().join(rel).display()),
+    }
+}
+
+/// Store entry directory for a node.
+pub fn entry_dir(project: &Project, name: &str, version: &str, input_hash: &str) -> PathBuf {
+    project.store().join(format!("{}-{name}-{version}", &input_hash[..32]))
+}
+
+/// The entry's manifest: None when the node is not built (entries appear by atomic rename
+/// only, with their manifest). An entry whose manifest cannot be read or does not belong to
+/// it is an error naming the fix, never "not built".
+pub fn lookup(
+    project: &Project,
+    name: &str,
+    version: &str,
+    input_hash: &str,
+) -> Result<Option<Manifest>> {
+    let dir = entry_dir(project, name, version, input_hash);
+    if std::fs::symlink_metadata(&dir).is_err() {
+        return Ok(None);
+    }
+    let fix = format!("remove {} and build again", dir.display());
+    let m = manifest::read(&dir.join("manifest.json"))
+        .with_context(|| format!("damaged store entry; {fix}"))?;
+    if m.input_hash != input_hash || m.name != name {
+        bail!(
+            "store entry {} holds {} [{}], not {name} [{input_hash}]; {fix}",
+            dir.display(),
+            m.name,
+            m.input_hash
+        );
+    }
+    Ok(Some(m))
+}
+
+/// The outputs of a built node.
+pub fn out_dir(entry: &Path) -> PathBuf {
+    entry.join("out")
+}
+
+/// The store lock of an output directory, held exclusively: no other reprovm process writes
+/// the store, the toolchain roots or the work trees while it lives. Functions that write them
+/// take a `&StoreLock`, so holding it is a fact the compiler checks, not a comment.
+#[derive(Debug)]
+pub struct StoreLock {
+    _lock: Lock,
+}
+
+/// The store lock of an output directory, taken exclusively; on the way in, the temp entries
+/// and work trees of killed processes are removed (nobody else can be writing them).
+pub fn store_exclusive(out: &Path) -> Result<StoreLock> {
+    let lock = Lock::exclusive(&out.join("store").join(".lock"))?;
+    sweep_stale(out)?;
+    Ok(StoreLock { _lock: lock })
+}
+
+/// Remove `store/.tmp-*`, `toolchain/.tmp-*` and everything in `work/`.
+fn sweep_stale(out: &Path) -> Result<()> {
+    for (dir, prefix) in [("store", Some(".tmp-")), ("toolchain", Some(".tmp-")), ("work", None)] {
+        let path = out.join(dir);
+        if !path.is_dir() {
+            continue;
+        }
+        let d = Dir::open(&path)?;
+        for name in d.names()? {
+            let stale = match prefix {
+                Some(p) => name.to_string_lossy().starts_with(p),
+                None => true,
+            };
+            if stale {
+                reprovm_fs::progress::say(&format!(
+                    "removing {} (left by an interrupted run)",
+                    path.join(&name).display()
+                ));
+                d.remove_all(Path::new(&name))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::graph::Graph;
+
+    const SHA: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+
+    fn setup(root: &Path) {
+        let r = root.join("recipes");
+        std::fs::create_dir_all(r.join("over/etc")).unwrap();
+        std::fs::write(
+            r.join("dep.toml"),
+            "name = \"dep\"\nversion = \"1\"\n[build]\nscript = \"true\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            r.join("top.toml"),
+            format!(
+                "name = \"top\"\nversion = \"1\"\ndeps = [\"dep\"]\nfiles = [\"conf\"]\n\
+                 [[source]]\nfile = \"s.tar.gz\"\nsha256 = \"{SHA}\"\nsize = 3\n\
+                 [rootfs]\noverlays = [\"over\"]\n[build]\nscript = \"true\"\n"
+            ),
+        )
+        .unwrap();
+        std::fs::write(r.join("conf"), "x=1\n").unwrap();
+        std::fs::write(r.join("over/etc/motd"), "hi\n").unwrap();
+    }
+
+    fn hash(root: &Path, toolchain: &str) -> String {
+        let mut p = Project::new(Some(root.join("recipes")), Some(root.join("out")), None);
+        p.root = root.to_path_buf();
+        let g = Graph::load(&p.recipes).unwrap();
+        InputHashes::new(&g, &p, toolchain).unwrap().get("top").unwrap()
+    }
+
+    /// The core invariant: the input hash changes with each input and with nothing else.
+    #[test]
+    fn input_hash_follows_every_input_and_nothing_else() {
+        let t = tempfile::tempdir().unwrap();
+        let a = t.path().join("a");
+        setup(&a);
+        let base = hash(&a, "tc1");
+        // Not the checkout path.
+        let b = t.path().join("a-much-longer/checkout/path");
+        setup(&b);
+        assert_eq!(hash(&b, "tc1"), base, "moved checkout changed the input hash");
+        let r = a.join("recipes");
+        let edit = |f: &str, from: &str, to: &str| {
+            let p = r.join(f);
+            let s = std::fs::read_to_string(&p).unwrap();
+            assert!(s.contains(from), "{f} lacks {from}");
+            std::fs::write(&p, s.replacen(from, to, 1)).unwrap();
+        };
+        let mut seen = vec![base.clone()];
+        let mut check = |what: &str| {
+            let h = hash(&a, "tc1");
+            assert!(!seen.contains(&h), "{what} did not change the input hash");
+            seen.push(h);
+        };
+        edit("top.toml", "script = \"true\"", "script = \"true \"");
+        check("the recipe text");
+        edit("conf", "x=1", "x=2");
+        check("a declared file");
+        edit("over/etc/motd", "hi", "ho");
+        check("an overlay file");
+        edit("top.toml", "size = 3\n", "size = 3\nstrip-components = 2\n");
+        check("a source's unpacking");
+        edit("top.toml", SHA, &SHA.replace("ba78", "ba79"));
+        check("a source pin");
+        edit("dep.toml", "script = \"true\"", "script = \"false\"");
+        check("a dependency");
+        assert!(
+            !seen.contains(&hash(&a, "tc2")),
+            "the toolchain identity did not change the input hash"
+        );
+    }
+
+    #[test]
+    fn a_damaged_entry_is_an_error_not_a_cache_miss() {
+        let t = tempfile::tempdir().unwrap();
+        let p = Project::new(Some(t.path().join("recipes")), Some(t.path().join("out")), None);
+        let ih = "c".repeat(64);
+        assert!(lookup(&p, "n", "1", &ih).unwrap().is_none());
+        let dir = entry_dir(&p, "n", "1", &ih);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("manifest.json"), "{ truncated").unwrap();
+        let e = format!("{:#}", lookup(&p, "n", "1", &ih).unwrap_err());
+        assert!(e.contains("damaged store entry") && e.contains("remove"), "{e}");
+    }
+
+    #[test]
+    fn taking_the_store_lock_sweeps_stale_temp_entries() {
+        let t = tempfile::tempdir().unwrap();
+        let out = t.path();
+        for p in [
+            "store/.tmp-kernel-123/out",
+            "store/abc-kernel-1/out",
+            "work/abc-kernel/build",
+            "toolchain/.tmp-x/root",
+        ] {
+            std::fs::create_dir_all(out.join(p)).unwrap();
+        }
+        let _l = store_exclusive(out).unwrap();
+        assert!(!out.join("store/.tmp-kernel-123").exists());
+        assert!(!out.join("toolchain/.tmp-x").exists());
+        assert!(!out.join("work/abc-kernel").exists());
+        assert!(out.join("store/abc-kernel-1/out").exists(), "a real entry was swept");
+    }
+}

@@ -1,0 +1,90 @@
+//! `assemble RECIPE`: the steps a builder runs between a recipe's `configure` and `script`
+//! (`steps.rs`: the `[kconfig]` check, the rootfs tar, the mke2fs image), run inside someone
+//! else's build sandbox with the tools on its PATH. Nix's derivations call this
+//! (nix/package.nix), so both builders run one implementation.
+
+use crate::model::project::Project;
+use crate::steps::sequence::{self, ScriptRunner, StepPaths};
+use anyhow::{bail, Context, Result};
+use reprovm_fs::util;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+#[derive(clap::Args, Debug)]
+pub struct AssembleArgs {
+    /// The `[kconfig]`, `[rootfs]` or `[image]` recipe to assemble.
+    pub recipe: String,
+    /// The recipe's build directory (holding files/ and deps/NAME): `$REPROVM_BUILD`, which
+    /// both builders set.
+    #[arg(long, env = "REPROVM_BUILD", default_value = reprovm_sandbox::BUILD_DIR)]
+    pub build_dir: PathBuf,
+    /// Root in which the shared libraries of installed programs are looked up (`/` in Nix:
+    /// programs there find theirs through RUNPATH into /nix/store).
+    #[arg(long, default_value = "/")]
+    pub sysroot: PathBuf,
+    /// Output directory (default: $OUT).
+    #[arg(long, env = "OUT")]
+    pub out: PathBuf,
+}
+
+/// Shell steps with `sh` from PATH, in the caller's environment plus `$OUT`.
+struct HostSh<'a> {
+    build_dir: &'a Path,
+    out: &'a Path,
+}
+
+impl ScriptRunner for HostSh<'_> {
+    fn build_dir(&self) -> &Path {
+        self.build_dir
+    }
+
+    fn run_script(&self, phase: &str, script: &str) -> Result<()> {
+        util::run_checked(
+            Command::new("sh")
+                .arg("-euc")
+                .arg(script)
+                .arg(phase)
+                .env("OUT", self.out)
+                .current_dir(self.build_dir),
+        )
+        .with_context(|| format!("phase `{phase}`"))
+    }
+}
+
+impl AssembleArgs {
+    pub fn run(&self, project: &Project) -> Result<()> {
+        let graph = project.graph()?;
+        let l = graph.get(&self.recipe)?;
+        let r = &l.recipe;
+        if crate::steps::sequence::versions(r).is_empty() && r.kconfig.is_none() {
+            bail!("{}: `assemble` is for recipes with engine steps ([kconfig], [rootfs], [image], [initramfs], [uefi], [iso], [oci]); this one is a plain script", l.path.display());
+        }
+        let deps: BTreeMap<String, PathBuf> =
+            r.deps.iter().map(|d| (d.clone(), self.build_dir.join("deps").join(d))).collect();
+        for (d, p) in &deps {
+            if !p.is_dir() {
+                bail!(
+                    "{}: dependency `{d}` is missing: expected its output at {}",
+                    l.path.display(),
+                    p.display()
+                );
+            }
+        }
+        std::fs::create_dir_all(&self.out)
+            .with_context(|| format!("creating {}", self.out.display()))?;
+        let paths = StepPaths {
+            recipes: &project.recipes,
+            build: &self.build_dir,
+            deps: &deps,
+            out: &self.out,
+            lib_root: &self.sysroot,
+        };
+        sequence::assemble(
+            l,
+            &paths,
+            r.source_date_epoch(),
+            &HostSh { build_dir: &self.build_dir, out: &self.out },
+        )
+    }
+}

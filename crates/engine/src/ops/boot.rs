@@ -1,0 +1,623 @@
+//! Booting images under QEMU: `cargo xtask run` (interactive, like xcluster's `xc start` for
+//! one VM) and `cargo xtask boot-test` (automated: boot, log in over SSH, check, power off).
+
+use crate::mechanisms::fetch::Fetcher;
+use crate::model::project::Project;
+use crate::steps::host_tools::HostTools;
+use anyhow::{bail, Context, Result};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The virtual machine a guest boots in.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Machine {
+    /// A PC (q35) with virtio-pci devices, booting a bzImage: the xcluster way.
+    Pc,
+    /// QEMU's microvm: Firecracker's machine model (virtio-mmio devices described by ACPI, no
+    /// PCI, no firmware), booting the uncompressed ELF vmlinux through its PVH entry point.
+    Microvm,
+}
+
+/// What to boot: the medium, and with it how the guest starts.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// out/bzImage with out/hd.img as root (`-kernel`; `build hd-image`).
+    Image,
+    /// out/bzImage with out/initramfs.cpio.gz and no disk: a live system (`build initramfs`).
+    Initramfs,
+    /// out/efi.img through OVMF (UEFI), no `-kernel` (`build efi-image`).
+    EfiImage,
+    /// out/efi.vhd, the fixed VHD form, through QEMU's vpc driver and OVMF.
+    EfiVhd,
+    /// out/efi.vmdk, the stream-optimised VMDK form, through QEMU's vmdk driver and OVMF.
+    EfiVmdk,
+    /// out/reprovm.iso as a CD-ROM through OVMF (`build iso`).
+    Iso,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    /// The medium to boot.
+    #[arg(long, value_enum, default_value_t = Target::Image)]
+    pub target: Target,
+    /// The machine to boot in (microvm: `--target image` only).
+    #[arg(long, value_enum, default_value_t = Machine::Pc)]
+    pub machine: Machine,
+    /// Kernel (default: out/bzImage; with `--machine microvm`, the kernel recipe's vmlinux).
+    #[arg(long)]
+    pub kernel: Option<PathBuf>,
+    /// Disk image (default: out/hd.img, or the target's).
+    #[arg(long)]
+    pub image: Option<PathBuf>,
+    /// Extra kernel command line (e.g. `reprovm.ip=10.0.2.15/24 reprovm.hostname=vm1`); the
+    /// UEFI targets carry theirs inside the unified kernel image.
+    #[arg(long, default_value = "")]
+    pub append: String,
+    /// Host port on 127.0.0.1 forwarded to the guest's SSH port.
+    #[arg(long, default_value_t = 10022)]
+    pub ssh_port: u16,
+    /// Public key file installed as root's authorized_keys (through QEMU fw_cfg).
+    #[arg(long)]
+    pub ssh_key: Option<PathBuf>,
+    /// Write to the image (default: changes are discarded, the image stays as built).
+    #[arg(long)]
+    pub persist: bool,
+    /// The accelerator: `auto` uses KVM where /dev/kvm is usable and TCG (which works
+    /// everywhere) elsewhere.
+    #[arg(long, value_enum, default_value_t = Accel::Auto)]
+    pub accel: Accel,
+    /// Same as `--accel kvm` (the spelling before `--accel`).
+    #[arg(long, hide = true, conflicts_with = "accel")]
+    pub kvm: bool,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 256)]
+    pub memory: u32,
+    /// A QEMU system emulator of the host to use instead of the pinned one (pins/tools.lock).
+    #[arg(long, value_name = "PATH")]
+    pub qemu: Option<PathBuf>,
+    /// UEFI firmware for the UEFI targets, as one image for `-bios` (default: the pinned OVMF,
+    /// its code read-only and a fresh copy of its variable store as flash).
+    #[arg(long, value_name = "FILE")]
+    pub firmware: Option<PathBuf>,
+}
+
+/// Which accelerator QEMU runs the guest with.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    /// KVM when /dev/kvm can be opened and answers, else TCG.
+    Auto,
+    /// Hardware virtualisation (fails where /dev/kvm is unusable).
+    Kvm,
+    /// QEMU's own code translation: slower, everywhere.
+    Tcg,
+}
+
+impl RunArgs {
+    /// The accelerator this run uses: `auto` asks [`kvm_usable`].
+    fn accelerator(&self, project: &Project, tools: &HostTools) -> Result<Accel> {
+        Ok(match (self.kvm, self.accel) {
+            (true, _) => Accel::Kvm,
+            (false, Accel::Auto) => {
+                let qemu = match &self.qemu {
+                    Some(q) => Command::new(q),
+                    None => tools.command("qemu-system-x86_64")?,
+                };
+                if kvm_usable(project, tools, qemu)? {
+                    Accel::Kvm
+                } else {
+                    Accel::Tcg
+                }
+            }
+            (false, chosen) => chosen,
+        })
+    }
+}
+
+/// Whether guests run under KVM here. /dev/kvm answering its API is not enough: nested or
+/// restricted hosts (this project's CI machines among them) run a trivial vCPU but hang a
+/// real guest. So QEMU boots the pinned OVMF under KVM with no disk, which must print to its
+/// serial console within 10 s (it does in about a second under TCG, faster under KVM). The
+/// verdict is kept in `out/kvm-probe.json` for this host boot and this QEMU.
+fn kvm_usable(project: &Project, tools: &HostTools, mut qemu: Command) -> Result<bool> {
+    if !kvm_device_answers() {
+        return Ok(false);
+    }
+    #[derive(serde::Serialize, serde::Deserialize, PartialEq)]
+    struct Verdict {
+        boot_id: String,
+        qemu: String,
+        usable: bool,
+    }
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .context("reading /proc/sys/kernel/random/boot_id")?
+        .trim()
+        .to_string();
+    let shown = reprovm_fs::util::display_command(&qemu);
+    let cache = project.out.join("kvm-probe.json");
+    if let Ok(text) = std::fs::read(&cache) {
+        if let Ok(v) = serde_json::from_slice::<Verdict>(&text) {
+            if v.boot_id == boot_id && v.qemu == shown {
+                return Ok(v.usable);
+            }
+        }
+    }
+    let firmware = tools.ovmf()?;
+    qemu.args(["-accel", "kvm", "-machine", "q35", "-m", "128", "-nodefaults", "-display"])
+        .args(["none", "-no-reboot", "-serial", "stdio", "-bios"])
+        .arg(&firmware.code)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let started = Instant::now();
+    let mut child = qemu
+        .spawn()
+        .with_context(|| format!("starting `{}`", reprovm_fs::util::display_command(&qemu)))?;
+    let mut stdout = child.stdout.take().context("probe stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut byte = [0u8; 1];
+        let _ = tx.send(stdout.read(&mut byte).map(|n| n == 1).unwrap_or(false));
+    });
+    let usable = rx.recv_timeout(Duration::from_secs(10)).unwrap_or(false);
+    let _ = child.kill();
+    let _ = child.wait();
+    eprintln!(
+        "KVM: {} (OVMF under KVM {} in {:.1}s; verdict kept in {})",
+        if usable { "usable" } else { "/dev/kvm is there, but guests do not run under it: TCG" },
+        if usable { "printed" } else { "printed nothing" },
+        started.elapsed().as_secs_f64(),
+        cache.display()
+    );
+    let verdict = Verdict { boot_id, qemu: shown, usable };
+    reprovm_fs::util::write_atomic(&cache, &serde_json::to_vec_pretty(&verdict)?)?;
+    Ok(usable)
+}
+
+/// Whether /dev/kvm opens read-write and speaks the stable KVM API (version 12).
+fn kvm_device_answers() -> bool {
+    let Ok(f) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm") else {
+        return false;
+    };
+    const KVM_GET_API_VERSION: libc::c_ulong = 0xAE00;
+    // SAFETY: KVM_GET_API_VERSION takes no argument and only returns a number.
+    let version = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&f), KVM_GET_API_VERSION) };
+    version == 12
+}
+
+/// A file the boot needs, named with the build that makes it when it is missing.
+fn need(p: PathBuf, build: &str) -> Result<PathBuf> {
+    anyhow::ensure!(
+        p.is_file(),
+        "{} not found: run `cargo xtask build {build}` first",
+        p.display()
+    );
+    Ok(p)
+}
+
+/// The QEMU command line for a boot; `scratch` is a directory that lives as long as the
+/// guest (it holds the firmware's writable variable store).
+fn qemu_command(
+    project: &Project,
+    tools: &HostTools,
+    a: &RunArgs,
+    scratch: &Path,
+) -> Result<Command> {
+    let out = |f: &str| project.out.join(f);
+    if a.machine == Machine::Microvm && a.target != Target::Image {
+        bail!("--machine microvm boots a kernel and a disk (--target image)");
+    }
+    let accel = a.accelerator(project, tools)?;
+    let mut c = match &a.qemu {
+        Some(q) => Command::new(q),
+        None => tools.command("qemu-system-x86_64")?,
+    };
+    // virtio devices on the machine's transport: PCI on a PC, MMIO on microvm.
+    let (machine, bus) = match a.machine {
+        Machine::Pc => ("q35", "pci"),
+        Machine::Microvm => ("microvm", "device"),
+    };
+    c.args([
+        "-accel",
+        if accel == Accel::Kvm { "kvm" } else { "tcg" },
+        "-machine",
+        machine,
+        "-m",
+        &a.memory.to_string(),
+        "-no-reboot",
+        "-nodefaults",
+    ]);
+    let snap = if a.persist { "" } else { ",snapshot=on" };
+    let disk = |c: &mut Command, file: &Path, format: &str| {
+        c.arg("-drive").arg(format!("id=d0,file={},format={format},if=none{snap}", file.display()));
+        c.args(["-device", &format!("virtio-blk-{bus},drive=d0")]);
+    };
+    let uefi =
+        matches!(a.target, Target::EfiImage | Target::EfiVhd | Target::EfiVmdk | Target::Iso);
+    if uefi {
+        if !a.append.is_empty() {
+            bail!("--target {:?} boots a unified kernel image, whose command line is built in; --append is for image and initramfs", a.target);
+        }
+        match &a.firmware {
+            Some(fw) => {
+                anyhow::ensure!(fw.is_file(), "--firmware {}: no such file", fw.display());
+                c.arg("-bios").arg(fw);
+            }
+            None => {
+                let fw = tools.ovmf()?;
+                let vars = scratch.join("OVMF_VARS.fd");
+                std::fs::copy(&fw.vars, &vars)
+                    .with_context(|| format!("copying {}", fw.vars.display()))?;
+                c.arg("-drive").arg(format!(
+                    "if=pflash,format=raw,unit=0,readonly=on,file={}",
+                    fw.code.display()
+                ));
+                c.arg("-drive").arg(format!("if=pflash,format=raw,unit=1,file={}", vars.display()));
+            }
+        }
+    }
+    match a.target {
+        Target::Image => {
+            let kernel = match (&a.kernel, a.machine) {
+                (Some(k), _) => k.clone(),
+                (None, Machine::Pc) => need(out("bzImage"), "hd-image")?,
+                (None, Machine::Microvm) => bail!(
+                    "--machine microvm boots the uncompressed vmlinux, as Firecracker does: pass --kernel $(cargo xtask build kernel | tail -n1)/out/vmlinux"
+                ),
+            };
+            let image = need(a.image.clone().unwrap_or_else(|| out("hd.img")), "hd-image")?;
+            c.arg("-kernel").arg(need(kernel, "hd-image")?);
+            disk(&mut c, &image, "raw");
+            let clock = match (a.machine, accel) {
+                (Machine::Microvm, Accel::Tcg) => tcg_tsc_parameter(),
+                _ => String::new(),
+            };
+            c.arg("-append").arg(
+                format!("root=/dev/vda rw console=ttyS0 panic=-1 {clock} {}", a.append).trim(),
+            );
+        }
+        Target::Initramfs => {
+            let kernel = need(a.kernel.clone().unwrap_or_else(|| out("bzImage")), "initramfs")?;
+            c.arg("-kernel")
+                .arg(kernel)
+                .arg("-initrd")
+                .arg(need(out("initramfs.cpio.gz"), "initramfs")?);
+            c.arg("-append").arg(format!("console=ttyS0 panic=-1 {}", a.append).trim());
+        }
+        Target::EfiImage => disk(
+            &mut c,
+            &need(a.image.clone().unwrap_or_else(|| out("efi.img")), "efi-image")?,
+            "raw",
+        ),
+        Target::EfiVhd => disk(
+            &mut c,
+            &need(a.image.clone().unwrap_or_else(|| out("efi.vhd")), "efi-image")?,
+            "vpc",
+        ),
+        Target::EfiVmdk => disk(
+            &mut c,
+            &need(a.image.clone().unwrap_or_else(|| out("efi.vmdk")), "efi-image")?,
+            "vmdk",
+        ),
+        Target::Iso => {
+            let iso = need(a.image.clone().unwrap_or_else(|| out("reprovm.iso")), "iso")?;
+            c.arg("-drive").arg(format!(
+                "file={},format=raw,media=cdrom,if=none,id=cd0,readonly=on",
+                iso.display()
+            ));
+            c.args(["-device", "ide-cd,drive=cd0,bus=ide.0"]);
+        }
+    }
+    c.args([
+        "-netdev",
+        &format!("user,id=n0,hostfwd=tcp:127.0.0.1:{}-:22", a.ssh_port),
+        "-device",
+        &format!("virtio-net-{bus},netdev=n0"),
+    ]);
+    c.args(["-device", &format!("virtio-rng-{bus}")]);
+    if let Some(k) = &a.ssh_key {
+        c.arg("-fw_cfg").arg(format!("name=opt/reprovm/authorized_keys,file={}", k.display()));
+    }
+    Ok(c)
+}
+
+/// The kernel parameter that tells a TCG guest on QEMU's microvm its TSC frequency.
+///
+/// microvm has no HPET and no ACPI PM timer, so the kernel can calibrate its TSC only against
+/// the PIT. Under TCG that calibration is timing-sensitive and misses (measured: 3 boots in 10 on
+/// a 2-core host); the kernel then marks the TSC unstable, no timer interrupt ever reaches it, and
+/// it hangs before userspace. Firecracker gives its guests kvm-clock instead. Under TCG the
+/// guest's RDTSC returns the host's TSC (QEMU's `cpu_get_host_ticks`), so its frequency is
+/// measured here, against the monotonic clock, and handed over as `tsc_early_khz=`, which makes
+/// the kernel skip calibration. Empty (with a warning) where it cannot be measured.
+fn tcg_tsc_parameter() -> String {
+    match host_tsc_khz() {
+        Some(khz) => format!("tsc_early_khz={khz}"),
+        None => {
+            eprintln!(
+                "warning: the host's TSC frequency is unknown (not x86_64, or no constant_tsc); the microvm guest calibrates its own and may hang under TCG"
+            );
+            String::new()
+        }
+    }
+}
+
+/// The host's TSC frequency in kHz, measured over 100 ms; None unless the CPU says its TSC runs
+/// at a constant rate.
+#[cfg(target_arch = "x86_64")]
+fn host_tsc_khz() -> Option<u64> {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let constant = cpuinfo
+        .lines()
+        .filter(|line| line.starts_with("flags"))
+        .any(|line| line.split_whitespace().any(|flag| flag == "constant_tsc"));
+    if !constant {
+        return None;
+    }
+    let (started, first) = clock_and_tsc()?;
+    std::thread::sleep(Duration::from_millis(100));
+    let (ended, last) = clock_and_tsc()?;
+    let nanos = ended.duration_since(started).as_nanos();
+    let khz = u128::from(last.checked_sub(first)?) * 1_000_000 / nanos.max(1);
+    let khz = u64::try_from(khz).ok()?;
+    (100_000..=20_000_000).contains(&khz).then_some(khz)
+}
+
+/// The monotonic clock and the TSC read at (nearly) one moment: the clock read between two TSC
+/// reads, paired with their midpoint, retried when the process was preempted in between (the
+/// two TSC reads more than 100,000 ticks apart, a few tens of microseconds), so a busy host
+/// does not skew the measurement.
+#[cfg(target_arch = "x86_64")]
+fn clock_and_tsc() -> Option<(Instant, u64)> {
+    for _ in 0..100 {
+        // SAFETY: RDTSC reads a counter; every x86_64 CPU has it, and it touches no memory.
+        let before = unsafe { std::arch::x86_64::_rdtsc() };
+        let now = Instant::now();
+        // SAFETY: as above.
+        let after = unsafe { std::arch::x86_64::_rdtsc() };
+        let width = after.checked_sub(before)?;
+        if width < 100_000 {
+            return Some((now, before + width / 2));
+        }
+    }
+    None
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn host_tsc_khz() -> Option<u64> {
+    None
+}
+
+impl RunArgs {
+    pub fn run(&self, project: &Project, fetcher: &Fetcher) -> Result<()> {
+        run(project, &HostTools::get(project, fetcher)?, self)
+    }
+}
+
+fn run(project: &Project, tools: &HostTools, a: &RunArgs) -> Result<()> {
+    let scratch = tempfile::tempdir()?;
+    let mut c = qemu_command(project, tools, a, scratch.path())?;
+    c.args(["-nographic", "-serial", "mon:stdio"]);
+    eprintln!(
+        "booting (serial console here; Ctrl-A X quits; ssh -p {} root@127.0.0.1)",
+        a.ssh_port
+    );
+    reprovm_fs::util::run_checked(&mut c)
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct BootTestArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Seconds to wait for the guest to boot and answer SSH.
+    #[arg(long, default_value_t = 300)]
+    pub timeout: u64,
+}
+
+struct Vm {
+    child: Child,
+    console: PathBuf,
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn ssh(tools: &HostTools, port: u16, key: &Path, cmd: &str) -> Result<(bool, String)> {
+    let out = tools
+        .command("ssh")?
+        // Neither the host's nor the user's ssh configuration applies.
+        .args(["-F", "/dev/null", "-p", &port.to_string(), "-i"])
+        .arg(key)
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=10",
+            "-o",
+            "LogLevel=ERROR",
+            "root@127.0.0.1",
+            cmd,
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .context("running the pinned ssh")?;
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    Ok((out.status.success(), text))
+}
+
+impl BootTestArgs {
+    pub fn run(&self, project: &Project, fetcher: &Fetcher) -> Result<()> {
+        boot_test(project, &HostTools::get(project, fetcher)?, self)
+    }
+}
+
+/// Boot, log in with a key made now, run the checks, power off. Fails with the console log.
+fn boot_test(project: &Project, tools: &HostTools, a: &BootTestArgs) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let key = dir.path().join("id_ed25519");
+    reprovm_fs::util::run_checked(
+        tools.command("ssh-keygen")?.args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&key),
+    )
+    .context("making a key for the test")?;
+    let mut args = a.run.clone();
+    args.accel = args.accelerator(project, tools)?;
+    args.kvm = false;
+    args.ssh_key = Some(key.with_extension("pub"));
+    args.ssh_port = free_port()?;
+    let console = project.out.join("boot-test-console.log");
+    // A log left by an earlier boot would answer for this one before QEMU truncates it.
+    match std::fs::remove_file(&console) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("removing {}", console.display()))
+        }
+        _ => {}
+    }
+    let mut c = qemu_command(project, tools, &args, dir.path())?;
+    c.args(["-display", "none", "-serial"]).arg(format!("file:{}", console.display()));
+    c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    let release = std::fs::read_to_string(project.out.join("kernel.release"))
+        .ok()
+        .map(|s| s.trim().to_string());
+    eprintln!(
+        "boot-test: booting {:?} {} under {} ({:?}, {:?}), console log {}",
+        a.run.target,
+        args.kernel
+            .as_deref()
+            .or(args.image.as_deref())
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+        match &a.run.qemu {
+            Some(q) => format!("the host's {}", q.display()),
+            None => format!("the pinned QEMU ({})", tools.label),
+        },
+        a.run.machine,
+        args.accel,
+        console.display()
+    );
+    let started = Instant::now();
+    let shown = reprovm_fs::util::display_command(&c);
+    let mut vm =
+        Vm { child: c.spawn().with_context(|| format!("could not start `{shown}`"))?, console };
+    let result = (|| -> Result<()> {
+        let deadline = started + Duration::from_secs(a.timeout);
+        loop {
+            if let Some(st) = vm.child.try_wait()? {
+                let mut err = String::new();
+                if let Some(mut e) = vm.child.stderr.take() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                bail!("`{shown}` exited early ({st}): {}", err.trim());
+            }
+            let log = std::fs::read_to_string(&vm.console).unwrap_or_default();
+            if log.contains("reprovm: boot complete") {
+                break;
+            }
+            if log.contains("Kernel panic") {
+                bail!("kernel panic");
+            }
+            if Instant::now() > deadline {
+                bail!("no 'reprovm: boot complete' on the console after {}s", a.timeout);
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        eprintln!("boot-test: userspace up after {:.1}s", started.elapsed().as_secs_f64());
+        let mut last = String::new();
+        let mut ok = false;
+        while Instant::now() < deadline {
+            let (good, out) = ssh(tools, args.ssh_port, &key, "true")?;
+            if good {
+                ok = true;
+                break;
+            }
+            last = out;
+            std::thread::sleep(Duration::from_secs(2));
+        }
+        anyhow::ensure!(ok, "SSH login failed: {}", last.trim());
+        let checks: [(&str, &str); 4] = [
+            ("uname -r", "uname -r"),
+            ("ip -V", "ip -V"),
+            ("modules", "ls /lib/modules/$(uname -r)"),
+            (
+                "modprobe dummy",
+                "modprobe dummy && grep -w dummy /proc/modules && ip link show dummy0",
+            ),
+        ];
+        for (name, cmd) in checks {
+            let (good, out) = ssh(tools, args.ssh_port, &key, cmd)?;
+            eprintln!("boot-test: $ {cmd}\n{}", out.trim_end());
+            anyhow::ensure!(good, "`{cmd}` failed in the guest");
+            match name {
+                "uname -r" => {
+                    if let Some(r) = &release {
+                        anyhow::ensure!(
+                            out.trim() == r,
+                            "guest runs kernel {} but {r} was built",
+                            out.trim()
+                        );
+                    }
+                }
+                "ip -V" => anyhow::ensure!(out.contains("iproute2"), "unexpected `ip -V` output"),
+                "modules" => {
+                    anyhow::ensure!(out.contains("modules.dep"), "no modules.dep in /lib/modules")
+                }
+                _ => anyhow::ensure!(out.contains("dummy"), "dummy module not loaded"),
+            }
+        }
+        let _ = ssh(tools, args.ssh_port, &key, "poweroff");
+        let stop = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < stop {
+            if let Some(st) = vm.child.try_wait()? {
+                eprintln!(
+                    "boot-test: guest powered off ({st}) after {:.1}s in all",
+                    started.elapsed().as_secs_f64()
+                );
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        bail!("guest did not power off within 120s")
+    })();
+    if let Err(e) = result {
+        let log = std::fs::read_to_string(&vm.console).unwrap_or_default();
+        let tail: Vec<&str> =
+            log.lines().rev().take(60).collect::<Vec<_>>().into_iter().rev().collect();
+        eprintln!("---- console log ({}) ----\n{}\n----", vm.console.display(), tail.join("\n"));
+        return Err(e.context("boot test failed"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn the_host_tsc_frequency_is_measured_when_the_tsc_is_constant() {
+        let constant = std::fs::read_to_string("/proc/cpuinfo").unwrap().contains(" constant_tsc");
+        let (first, second) = (host_tsc_khz(), host_tsc_khz());
+        assert_eq!(first.is_some(), constant, "{first:?}");
+        assert_eq!(second.is_some(), constant, "{second:?}");
+        if let (Some(first), Some(second)) = (first, second) {
+            // Two measurements of one clock agree to within 2 %.
+            assert!(first.abs_diff(second) * 50 < first, "{first} kHz vs {second} kHz");
+            let parameter = tcg_tsc_parameter();
+            let khz: u64 = parameter.strip_prefix("tsc_early_khz=").unwrap().parse().unwrap();
+            assert!(first.abs_diff(khz) * 50 < first, "{parameter} vs {first} kHz");
+        }
+    }
+}

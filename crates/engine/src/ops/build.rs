@@ -1,0 +1,484 @@
+//! Building nodes: prepare the work tree (sources, files, dependencies), run the recipe's
+//! phases in the sandbox with the shared steps between them (`steps.rs`), check declared
+//! outputs, normalise, write the manifest and move the result into the store atomically.
+//! Every failure removes the temp entry and the work tree; a build killed outright leaves them
+//! for the next run's sweep (`lock.rs`).
+
+use crate::mechanisms::fetch::Fetcher;
+use crate::model::graph::Graph;
+use crate::model::manifest::{self, Manifest};
+use crate::model::project::Project;
+use crate::model::recipe::Loaded;
+use crate::model::store::{self, InputHashes};
+use crate::steps::results;
+use crate::steps::sequence::{self, ScriptRunner, StepPaths};
+use crate::steps::sources;
+use crate::steps::toolchain::{self, Toolchain};
+use anyhow::{bail, Context, Result};
+use reprovm_fs::archive;
+use reprovm_fs::beneath::{Dir, Kind};
+use reprovm_fs::progress;
+use reprovm_fs::util;
+use reprovm_sandbox::{self as sandbox, Bind, Spec};
+use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(clap::Args, Debug)]
+pub struct BuildArgs {
+    pub target: String,
+    /// Parallel jobs inside the sandbox (outputs do not depend on it; default: CPU count).
+    #[arg(long, short)]
+    pub jobs: Option<NonZeroUsize>,
+    /// Audit internals: rebuild NODE even if stored, into --rebuild-into (never the store).
+    #[arg(long, hide = true, requires = "rebuild_into")]
+    pub rebuild: Vec<String>,
+    #[arg(long, hide = true)]
+    pub rebuild_into: Option<PathBuf>,
+    /// Host directory for work trees (default OUT/work).
+    #[arg(long, hide = true)]
+    pub work_root: Option<PathBuf>,
+    /// Audit internals: re-create every unpacked directory's entries in reverse order.
+    #[arg(long, hide = true)]
+    pub shuffle_dirents: bool,
+}
+
+impl BuildArgs {
+    pub fn run(&self, project: &Project, fetcher: &Fetcher) -> Result<()> {
+        let graph = project.graph()?;
+        let opts = Options {
+            jobs: self.jobs.map_or_else(util::default_jobs, NonZeroUsize::get),
+            rebuild: self.rebuild.clone(),
+            rebuild_into: self.rebuild_into.clone(),
+            work_root: self.work_root.clone(),
+            shuffle_dirents: self.shuffle_dirents,
+            quiet: false,
+        };
+        let res = build(project, &graph, fetcher, &self.target, &opts)?;
+        if opts.rebuild.is_empty() {
+            results::link(&project.out, &res.entry, &res.manifest)?;
+            results::link_layout(&project.out, &self.target, &res.entry)?;
+        }
+        println!("{}", res.entry.display());
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub jobs: usize,
+    /// Rebuild these nodes even if the store has them, writing to `rebuild_into` instead.
+    pub rebuild: Vec<String>,
+    /// Where rebuilt nodes go (never the store). Required when `rebuild` is not empty.
+    pub rebuild_into: Option<PathBuf>,
+    /// Host directory for work trees (default out/work); audits vary it.
+    pub work_root: Option<PathBuf>,
+    /// Re-create unpacked directories' entries in reverse order (audit variation).
+    pub shuffle_dirents: bool,
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct BuildResult {
+    pub entry: PathBuf,
+    pub manifest: Manifest,
+}
+
+pub fn build(
+    project: &Project,
+    graph: &Graph,
+    fetcher: &Fetcher,
+    target: &str,
+    opts: &Options,
+) -> Result<BuildResult> {
+    anyhow::ensure!(opts.jobs > 0, "-j 0: the job count must be at least 1");
+    anyhow::ensure!(
+        opts.rebuild.is_empty() || opts.rebuild_into.is_some(),
+        "--rebuild needs --rebuild-into"
+    );
+    let order = graph.closure(target)?;
+    let _lock = crate::model::store::store_exclusive(&project.out)?;
+    // The toolchain's root is made only when a node has to be built here: its identity (for
+    // input hashes) comes from the lock.
+    let mut tc: Option<Toolchain> = None;
+    let tc_id = match toolchain::pinned_identity(project)? {
+        Some(id) => id,
+        None => tc.insert(toolchain::ensure(project, fetcher)?).id.clone(),
+    };
+    let subs = if project.substituters.is_empty() { None } else { Some(project.substitution()?) };
+    let mut hashes = InputHashes::new(graph, project, &tc_id)?;
+    let mut entries: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let (mut cached, mut substituted, mut built) = (0, 0, 0);
+    let mut last = None;
+    for name in &order {
+        let l = graph.get(name)?;
+        let ih = hashes.get(name)?;
+        let rebuild =
+            opts.rebuild.contains(name) || opts.rebuild.iter().any(|r| graph.resolve(r) == name);
+        let stored = store::lookup(project, name, &l.recipe.version, &ih)?;
+        let (entry, m) = match stored {
+            Some(m) if !rebuild => {
+                if !opts.quiet {
+                    progress::say(&format!("cached {name} {} [{}]", l.recipe.version, &ih[..16]));
+                }
+                cached += 1;
+                (store::entry_dir(project, name, &l.recipe.version, &ih), m)
+            }
+            _ => {
+                let dest = match (&opts.rebuild_into, rebuild) {
+                    (Some(dir), true) => dir.join(format!("{}-{name}", &ih[..16])),
+                    _ => store::entry_dir(project, name, &l.recipe.version, &ih),
+                };
+                // A rebuild is a build by definition; everything else may come from a cache.
+                let from_cache = match (&subs, rebuild) {
+                    (Some(subs), false) => subs.substitute(l, &ih, &tc_id, &dest)?,
+                    _ => None,
+                };
+                if let Some(m) = from_cache {
+                    substituted += 1;
+                    entries.insert(name.clone(), dest.clone());
+                    last = Some((dest, m));
+                    continue;
+                }
+                if subs.as_ref().is_some_and(|s| s.only) && !rebuild {
+                    bail!(
+                        "{name} [{}]: no substituter has a trusted entry and --substitute-only was given",
+                        &ih[..16]
+                    );
+                }
+                let tc = match &tc {
+                    Some(tc) => tc,
+                    None => tc.insert(toolchain::ensure(project, fetcher)?),
+                };
+                built += 1;
+                let deps: BTreeMap<String, PathBuf> = l
+                    .recipe
+                    .deps
+                    .iter()
+                    .map(|d| (d.clone(), entries[graph.resolve(d)].clone()))
+                    .collect();
+                let m = build_node(project, fetcher, tc, l, &ih, &deps, opts, &dest)?;
+                (dest, m)
+            }
+        };
+        entries.insert(name.clone(), entry.clone());
+        last = Some((entry, m));
+    }
+    let (entry, manifest) = last.context("empty build graph")?;
+    // Recorded while the store lock is held, so that a gc waiting for it sees this closure.
+    if opts.rebuild_into.is_none() {
+        let entries = entries
+            .values()
+            .filter_map(|e| e.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        crate::ops::gc::record_build(
+            project,
+            &crate::ops::gc::BuildRecord { target: target.to_string(), entries },
+        )?;
+    }
+    if !opts.quiet && (substituted > 0 || subs.is_some()) {
+        progress::say(&format!(
+            "{target}: {substituted} substituted, {built} built, {cached} already in the store"
+        ));
+    }
+    Ok(BuildResult { entry, manifest })
+}
+
+/// Fixed environment plus the recipe's own.
+pub fn env_for(l: &Loaded, jobs: usize) -> Vec<(String, String)> {
+    let mut env = sandbox::base_env(l.recipe.source_date_epoch(), jobs);
+    for (k, v) in &l.recipe.env {
+        env.retain(|(ek, _)| ek != k);
+        env.push((k.clone(), v.clone()));
+    }
+    env
+}
+
+/// Put a recipe's inputs into the build directory `build`: sources unpacked to `src/` (or
+/// copied to `sources/`), declared files to `files/`, an empty `src/` when nothing is unpacked
+/// (scripts always start there). Shared by builds, menuconfig and the overhead benchmark.
+pub fn stage_inputs(project: &Project, fetcher: &Fetcher, l: &Loaded, build: &Path) -> Result<()> {
+    let bdir = Dir::create(build)?;
+    bdir.create_dir_all(Path::new("src"))?;
+    for (s, w) in l.recipe.sources.iter().zip(sources::wants_for(&l.recipe, project)) {
+        let blob = fetcher.fetch(&w).with_context(|| format!("fetching {}", s.file))?;
+        if s.unpack {
+            let t = progress::Timer::start();
+            archive::extract(&blob, &bdir.open_dir(Path::new("src"))?, s.strip_components)?;
+            progress::say(&format!("  unpacked {} in {}", s.file, t.elapsed()));
+        } else {
+            let cache = Dir::open(blob.parent().context("cache blob without a directory")?)?;
+            let name = blob.file_name().context("cache blob without a name")?;
+            copy_file(&cache, Path::new(name), &bdir, &Path::new("sources").join(&s.file))?;
+        }
+    }
+    let recipes = Dir::open(&project.recipes)?;
+    for f in &l.recipe.files {
+        copy_file(&recipes, Path::new(f), &bdir, &Path::new("files").join(f))
+            .with_context(|| format!("{}: file `{f}`", l.path.display()))?;
+    }
+    Ok(())
+}
+
+/// Copy the regular file `from` beneath `src` to `to` beneath `dest` (mode 0644 or 0755).
+pub fn copy_file(src: &Dir, from: &Path, dest: &Dir, to: &Path) -> Result<()> {
+    let mut r = src.open_file(from)?;
+    let exec = src.metadata(from)?.is_some_and(|m| m.mode & 0o111 != 0);
+    let mut w = dest.create_file(to, if exec { 0o755 } else { 0o644 })?;
+    std::io::copy(&mut r, &mut w)
+        .with_context(|| format!("copying {}", src.path().join(from).display()))?;
+    Ok(())
+}
+
+/// Prepare `work/build` for a node; returns the sandbox binds.
+pub fn prepare(
+    project: &Project,
+    fetcher: &Fetcher,
+    l: &Loaded,
+    work: &Path,
+    odir: &Path,
+    deps: &BTreeMap<String, PathBuf>,
+) -> Result<Vec<Bind>> {
+    let bdir = work.join("build");
+    stage_inputs(project, fetcher, l, &bdir)?;
+    let mut binds = vec![
+        Bind { src: bdir.clone(), dest: sandbox::BUILD_DIR.into(), rw: true },
+        Bind { src: odir.to_path_buf(), dest: "/out".into(), rw: true },
+    ];
+    let b = Dir::open(&bdir)?;
+    for d in &l.recipe.deps {
+        let entry = deps.get(d).with_context(|| format!("dependency {d} not built"))?;
+        b.create_dir_all(&Path::new("deps").join(d))?;
+        binds.push(Bind {
+            src: store::out_dir(entry),
+            dest: Path::new(sandbox::BUILD_DIR).join("deps").join(d),
+            rw: false,
+        });
+    }
+    Ok(binds)
+}
+
+/// A temp store entry and its work tree: removed on drop unless committed, so every error
+/// path of a build leaves nothing behind.
+struct Scratch {
+    tmp_entry: PathBuf,
+    work: PathBuf,
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        for p in [&self.work, &self.tmp_entry] {
+            if let (Some(parent), Some(name)) = (p.parent(), p.file_name()) {
+                if let Ok(d) = Dir::open(parent) {
+                    let _ = d.remove_all(Path::new(name));
+                }
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_node(
+    project: &Project,
+    fetcher: &Fetcher,
+    tc: &Toolchain,
+    l: &Loaded,
+    ih: &str,
+    deps: &BTreeMap<String, PathBuf>,
+    opts: &Options,
+    dest: &Path,
+) -> Result<Manifest> {
+    let r = &l.recipe;
+    let work_root = opts.work_root.clone().unwrap_or_else(|| project.work());
+    // A rebuild for an audit keeps its logs beside its outputs, away from the store's.
+    let logs = match &opts.rebuild_into {
+        Some(d) if dest.starts_with(d) => d.join("logs"),
+        _ => project.logs(),
+    };
+    let log = logs.join(format!("{}-{}.log", r.name, &ih[..16]));
+    Dir::create(&logs)?.remove_all(Path::new(log.file_name().context("log name")?))?;
+    let timeout = r.timeout()?;
+    progress::say(&format!(
+        "build {} {} [{}] on toolchain {}; timeout {}; log: {}",
+        r.name,
+        r.version,
+        &ih[..16],
+        tc.label(),
+        progress::human_duration(timeout),
+        log.display()
+    ));
+    let timer = progress::Timer::start();
+    // Outputs are written straight into a temp entry beside the final one (same file system),
+    // so committing is one rename.
+    let parent = dest.parent().context("store entry has no parent")?;
+    let scratch = Scratch {
+        tmp_entry: parent.join(format!(".tmp-{}-{}", r.name, std::process::id())),
+        work: work_root.join(format!("{}-{}", &ih[..16], r.name)),
+    };
+    let pdir = Dir::create(parent)?;
+    pdir.remove_all(Path::new(scratch.tmp_entry.file_name().context("temp entry name")?))?;
+    Dir::create(&work_root)?
+        .remove_all(Path::new(scratch.work.file_name().context("work name")?))?;
+    let odir = store::out_dir(&scratch.tmp_entry);
+    Dir::create(&odir)?;
+    let spinner = progress::spinner(&format!("building {}", r.name));
+    let result = (|| -> Result<Manifest> {
+        let binds = prepare(project, fetcher, l, &scratch.work, &odir, deps)?;
+        let src = scratch.work.join("build/src");
+        if opts.shuffle_dirents {
+            shuffle_dirents(&Dir::open(&src)?)?;
+        }
+        let env = env_for(l, opts.jobs);
+        let runner =
+            SandboxRunner { tc, binds: &binds, env: &env, work: &scratch.work, log: &log, timeout };
+        if !r.build.configure.trim().is_empty() {
+            runner.run_script("configure", &r.build.configure)?;
+        }
+        let dep_outs: BTreeMap<String, PathBuf> =
+            deps.iter().map(|(n, e)| (n.clone(), store::out_dir(e))).collect();
+        let paths = StepPaths {
+            recipes: &project.recipes,
+            build: &scratch.work.join("build"),
+            deps: &dep_outs,
+            out: &odir,
+            lib_root: &tc.root,
+        };
+        sequence::assemble(l, &paths, r.source_date_epoch(), &runner)?;
+        if !r.build.script.trim().is_empty() {
+            runner.run_script("build", &r.build.script)?;
+        }
+        check_outputs(l, &odir)?;
+        manifest::normalize(&odir, r.source_date_epoch())?;
+        let files = manifest::scan(&odir)?;
+        Ok(Manifest {
+            name: r.name.clone(),
+            version: r.version.clone(),
+            input_hash: ih.to_string(),
+            toolchain: tc.id.clone(),
+            output_hash: manifest::output_hash(&files),
+            files,
+        })
+    })();
+    spinner.finish_and_clear();
+    let m = match result {
+        Ok(m) => m,
+        Err(e) => {
+            let tail = util::tail_lines(&log, 25);
+            if !tail.is_empty() {
+                eprintln!("---- last lines of {} ----\n{tail}\n----", log.display());
+            }
+            return Err(e.context(format!(
+                "build of {} failed after {}; log: {}",
+                r.name,
+                timer.elapsed(),
+                log.display()
+            )));
+        }
+    };
+    commit_entry(&scratch.tmp_entry, dest, &m)?;
+    progress::say(&format!("built {} in {} -> {}", r.name, timer.elapsed(), dest.display()));
+    drop(scratch); // the work tree goes; the temp entry is now `dest`
+    Ok(m)
+}
+
+/// Every declared output exists under `$OUT`, reached without passing through a symlink, and
+/// is a regular file or a directory.
+fn check_outputs(l: &Loaded, odir: &Path) -> Result<()> {
+    let out = Dir::open(odir)?;
+    for o in &l.recipe.build.outputs {
+        match out.metadata(Path::new(o)).with_context(|| format!("declared output `{o}`"))? {
+            None => bail!("declared output `{o}` was not produced under $OUT"),
+            Some(m) if m.kind == Kind::File || m.kind == Kind::Dir => {}
+            Some(m) => {
+                bail!("declared output `{o}` is a {:?}, not a regular file or directory", m.kind)
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Write the manifest into the temp entry, fsync, and rename it into place.
+fn commit_entry(tmp: &Path, dest: &Path, m: &Manifest) -> Result<()> {
+    let t = Dir::open(tmp)?;
+    t.write_atomic(Path::new("manifest.json"), &serde_json::to_vec_pretty(m)?, 0o644)?;
+    let parent = Dir::open(dest.parent().context("store entry has no parent")?)?;
+    let name = Path::new(dest.file_name().context("store entry has no name")?);
+    // An audit's rebuild directory may hold an older attempt; the store never does (lookup
+    // found nothing), but a stale copy would be replaced here too.
+    parent.remove_all(name)?;
+    parent.rename(Path::new(tmp.file_name().context("temp entry name")?), name)?;
+    std::fs::File::open(parent.path())?.sync_all()?;
+    Ok(())
+}
+
+/// Runs phases of one node in the sandbox over the toolchain.
+pub struct SandboxRunner<'a> {
+    pub tc: &'a Toolchain,
+    pub binds: &'a [Bind],
+    pub env: &'a [(String, String)],
+    pub work: &'a Path,
+    pub log: &'a Path,
+    pub timeout: Duration,
+}
+
+impl ScriptRunner for SandboxRunner<'_> {
+    fn build_dir(&self) -> &Path {
+        Path::new(sandbox::BUILD_DIR)
+    }
+
+    fn run_script(&self, phase: &str, script: &str) -> Result<()> {
+        let dir = Dir::open(&self.work.join("build"))?;
+        let rel = Path::new(".reprovm").join(format!("{phase}.sh"));
+        dir.write_atomic(&rel, script.as_bytes(), 0o644)?;
+        let argv = vec![
+            "/bin/sh".into(),
+            "-eu".into(),
+            Path::new(sandbox::BUILD_DIR).join(&rel).display().to_string(),
+        ];
+        use std::io::Write;
+        let mut lf = std::fs::OpenOptions::new().create(true).append(true).open(self.log)?;
+        writeln!(lf, "==== reprovm phase {phase}: {}", argv.join(" "))?;
+        drop(lf);
+        let spec = Spec {
+            root: self.tc.root.clone(),
+            binds: self.binds.to_vec(),
+            env: self.env.to_vec(),
+            cwd: Path::new(sandbox::BUILD_DIR).join("src"),
+            argv,
+            root_rw: false,
+        };
+        let code = sandbox::run(
+            &spec,
+            &self.work.join(format!("sandbox-{phase}.json")),
+            self.log,
+            Some(self.timeout),
+        )?;
+        if code != 0 {
+            bail!("phase `{phase}` exited with status {code}");
+        }
+        Ok(())
+    }
+}
+
+/// Re-create every directory's entries in reverse name order, so that readdir order differs
+/// from the first build's (reprotest's disorderfs, without FUSE).
+pub fn shuffle_dirents(root: &Dir) -> Result<()> {
+    let mut dirs: Vec<PathBuf> = vec![PathBuf::new()];
+    dirs.extend(root.walk()?.into_iter().filter(|e| e.kind == Kind::Dir).map(|e| e.path));
+    dirs.sort_by(|a, b| b.cmp(a));
+    for d in dirs {
+        let dir = root.open_dir(&d)?;
+        let hold = Path::new(".reprovm-shuffle");
+        let names = dir.names()?;
+        dir.create_dir_all(hold)?;
+        for n in &names {
+            dir.rename(Path::new(n), &hold.join(n))?;
+        }
+        for n in names.iter().rev() {
+            dir.rename(&hold.join(n), Path::new(n))?;
+        }
+        dir.remove_all(hold)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,238 @@
+//! `gc`: remove what nothing reaches, under the store lock (so it waits for running builds
+//! and never removes what one of them is using).
+//!
+//! Reached, and kept: the store entries the pins name (`pins/outputs.toml`), the closures of
+//! the pinned targets as the recipes are now, and the closures of the last N `build` commands
+//! (recorded in `out/builds.jsonl`); the cache files of every pinned source and of both
+//! toolchain locks; the current toolchain roots. Everything else in `out/store`,
+//! `out/cache/sha256` and `out/toolchain` goes (`--dry-run` lists it with its size), and so do
+//! the rebuild trees that `audit` kept for inspection (`out/audit/TARGET-PID`) once the audit
+//! that made them has exited; the `TARGET-last-logs` directories stay.
+
+use crate::model::pins;
+use crate::model::project::Project;
+use crate::model::store::{self, InputHashes};
+use crate::steps::toolchain::{self, PackageSet};
+use anyhow::{Context, Result};
+use reprovm_fs::beneath::{Dir, Kind};
+use reprovm_fs::lock;
+use reprovm_fs::progress;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// The record of builds whose closures `gc` keeps.
+const HISTORY: &str = "builds.jsonl";
+
+#[derive(clap::Args, Debug)]
+pub struct GcArgs {
+    /// List what would be removed and how much space it takes, remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Also keep the closures of the last N `build` commands.
+    #[arg(long, default_value_t = 3)]
+    pub keep_last: usize,
+}
+
+/// One `build` command, as the history records it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BuildRecord {
+    pub target: String,
+    /// Store entry directory names of its closure.
+    pub entries: Vec<String>,
+}
+
+/// Append a build to the history (called by `build`, under the store lock it still holds or
+/// just released: the file is appended to with one write).
+pub fn record_build(project: &Project, record: &BuildRecord) -> Result<()> {
+    use std::io::Write;
+    let path = project.out.join(HISTORY);
+    let mut line = serde_json::to_vec(record)?;
+    line.push(b'\n');
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    f.write_all(&line)?;
+    Ok(())
+}
+
+/// What gc would remove, by kind.
+#[derive(Debug, Default)]
+pub struct Garbage {
+    pub entries: Vec<(String, u64)>,
+    pub cache_files: Vec<(String, u64)>,
+    pub toolchains: Vec<(String, u64)>,
+    pub audit_trees: Vec<(String, u64)>,
+}
+
+impl GcArgs {
+    pub fn run(&self, project: &Project) -> Result<()> {
+        let _store = crate::model::store::store_exclusive(&project.out)?;
+        // Downloads in progress hold the cache lock shared: wait for them.
+        let _cache = lock::Lock::exclusive(&project.cache.join(".lock"))?;
+        let g = find(project, self.keep_last)?;
+        let total = |v: &[(String, u64)]| v.iter().map(|(_, s)| s).sum::<u64>();
+        for (kind, list, dir) in [
+            ("store entry", &g.entries, project.store()),
+            ("cache file", &g.cache_files, project.cache.join("sha256")),
+            ("toolchain", &g.toolchains, project.out.join("toolchain")),
+            ("audit tree", &g.audit_trees, project.out.join("audit")),
+        ] {
+            for (name, size) in list {
+                if self.dry_run {
+                    println!("would remove {kind} {name} ({})", progress::human_bytes(*size));
+                } else {
+                    Dir::open(&dir)?.remove_all(Path::new(name))?;
+                    println!("removed {kind} {name} ({})", progress::human_bytes(*size));
+                }
+            }
+        }
+        let freed = total(&g.entries)
+            + total(&g.cache_files)
+            + total(&g.toolchains)
+            + total(&g.audit_trees);
+        println!(
+            "{} {} store entries, {} cache files, {} toolchains, {} audit trees: {}",
+            if self.dry_run { "would free" } else { "freed" },
+            g.entries.len(),
+            g.cache_files.len(),
+            g.toolchains.len(),
+            g.audit_trees.len(),
+            progress::human_bytes(freed)
+        );
+        Ok(())
+    }
+}
+
+/// Everything unreachable (the caller holds the store and cache locks).
+pub fn find(project: &Project, keep_last: usize) -> Result<Garbage> {
+    let graph = project.graph()?;
+    let mut keep: BTreeSet<String> = BTreeSet::new();
+    let pinned = pins::read_pins(project)?;
+    for (target, p) in &pinned {
+        keep.insert(entry_name(project, target, &p.version, &p.input_hash)?);
+    }
+    if let Some(tc_id) = toolchain::pinned_identity(project)? {
+        let mut hashes = InputHashes::new(&graph, project, &tc_id)?;
+        for target in pinned.keys().filter(|t| graph.get(t).is_ok()) {
+            for name in graph.closure(target)? {
+                let l = graph.get(&name)?;
+                keep.insert(entry_name(project, &name, &l.recipe.version, &hashes.get(&name)?)?);
+            }
+        }
+    }
+    for record in history(project)?.iter().rev().take(keep_last) {
+        keep.extend(record.entries.iter().cloned());
+    }
+    let mut g = Garbage::default();
+    for (name, size) in children(&project.store())? {
+        if !keep.contains(&name) {
+            g.entries.push((name, size));
+        }
+    }
+
+    let mut pins_kept: BTreeSet<String> = crate::steps::sources::wants(&graph, None, project)?
+        .into_iter()
+        .map(|w| w.sha256)
+        .collect();
+    let mut toolchains_kept = BTreeSet::new();
+    for set in PackageSet::ALL {
+        let Ok(lockf) = toolchain::read_lock(project, set) else { continue };
+        pins_kept.extend(lockf.packages.iter().map(|p| p.sha256.clone()));
+        if let Some(dir) = toolchain::set_dir(project, set)? {
+            toolchains_kept.insert(dir);
+        }
+    }
+    for (name, size) in children(&project.cache.join("sha256"))? {
+        if !pins_kept.contains(&name) {
+            g.cache_files.push((name, size));
+        }
+    }
+    for (name, size) in children(&project.out.join("toolchain"))? {
+        if !toolchains_kept.contains(&name) {
+            g.toolchains.push((name, size));
+        }
+    }
+    for (name, size) in children(&project.out.join("audit"))? {
+        if audit_pid(&name).is_some_and(|pid| !Path::new("/proc").join(pid.to_string()).exists()) {
+            g.audit_trees.push((name, size));
+        }
+    }
+    Ok(g)
+}
+
+/// The process id in the name of an audit's rebuild tree (`TARGET-PID`); None for anything
+/// else (`TARGET-last-logs`).
+fn audit_pid(name: &str) -> Option<u32> {
+    let (target, pid) = name.rsplit_once('-')?;
+    if target.is_empty() || pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    pid.parse().ok()
+}
+
+/// The store entry directory name of a node.
+fn entry_name(project: &Project, name: &str, version: &str, input_hash: &str) -> Result<String> {
+    let dir = store::entry_dir(project, name, version, input_hash);
+    Ok(dir.file_name().context("entry name")?.to_string_lossy().into_owned())
+}
+
+/// The recorded builds, oldest first; a damaged line is an error naming the file.
+fn history(project: &Project) -> Result<Vec<BuildRecord>> {
+    let path = project.out.join(HISTORY);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, l)| {
+            serde_json::from_str(l).with_context(|| {
+                format!("{}:{}: not a build record; remove the line", path.display(), i + 1)
+            })
+        })
+        .collect()
+}
+
+/// The entries of a directory (dot-names excluded: locks and temp entries) and their sizes.
+fn children(dir: &Path) -> Result<Vec<(String, u64)>> {
+    if !dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    let d = Dir::open(dir)?;
+    let mut out = Vec::new();
+    for name in d.names()? {
+        let name = name.to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        let meta = d.metadata(Path::new(&name))?.context("vanished")?;
+        let size = match meta.kind {
+            Kind::Dir => d.open_dir(Path::new(&name))?.walk()?.iter().map(|e| e.size).sum(),
+            _ => meta.size,
+        };
+        out.push((name, size));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audit_trees_are_named_by_target_and_process() {
+        assert_eq!(audit_pid("hd-image-4242"), Some(4242));
+        assert_eq!(audit_pid("kernel-krata-7"), Some(7));
+        assert_eq!(audit_pid("hd-image-last-logs"), None);
+        assert_eq!(audit_pid("-42"), None);
+        assert_eq!(audit_pid("iso-"), None);
+        assert_eq!(audit_pid("iso-+42"), None);
+        assert_eq!(audit_pid("iso-99999999999"), None);
+    }
+}

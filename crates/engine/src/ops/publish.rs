@@ -1,0 +1,360 @@
+//! `push TARGET REF` and `pull REF DIR`: OCI layouts to and from any registry that speaks the
+//! distribution protocol, through this project's client (`client.rs`). Manifests travel as the
+//! exact bytes of the layout (so their digests survive), blobs the registry already has are not
+//! sent again, and a pull streams every blob into a temporary layout, each checked against its
+//! descriptor's digest and size as it arrives, then renames it into place.
+//!
+//! What a pull keeps of what the registry says refers to an image: only manifests whose
+//! `subject` is that image's digest, each under its own `artifactType`, once each, at most
+//! [`MAX_REFERRERS`] of them.
+
+use crate::mechanisms::fetch::Fetcher;
+use crate::model::project::Project;
+use crate::ops::build::{self, Options};
+use anyhow::{bail, Context, Result};
+use oci_spec::image::{Descriptor, ImageIndex, ImageIndexBuilder, ImageManifest, MediaType};
+use reprovm_fs::progress;
+use reprovm_oci::client::{
+    explicit_tag, rate, Reference, Registry, RegistryError, INDEX_TYPE, MANIFEST_LIMIT,
+    MANIFEST_TYPE,
+};
+use reprovm_oci::layout::{self, canonical_json, Layout, LayoutWriter, REF_NAME};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// The most layers a pulled manifest may have.
+pub const MAX_LAYERS: usize = 256;
+/// The most referrers a pull keeps of one image.
+pub const MAX_REFERRERS: usize = 64;
+/// The largest image config a pull takes.
+pub const CONFIG_LIMIT: u64 = 4 << 20;
+
+#[derive(clap::Args, Debug)]
+pub struct PushArgs {
+    /// A recipe whose output is an OCI layout (built first if needed), e.g. krata-kernel-oci.
+    pub target: String,
+    /// Destination repository, `REGISTRY/REPO` or `REGISTRY/REPO:TAG`. Every tag of the
+    /// layout is pushed; `:TAG` adds one for its main manifest.
+    pub reference: String,
+    /// Speak plain HTTP (only to 127.0.0.1, ::1 or localhost).
+    #[arg(long)]
+    pub plain_http: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PullArgs {
+    /// `REGISTRY/REPO:TAG` or `REGISTRY/REPO@sha256:...`.
+    pub reference: String,
+    /// Directory to create as the OCI layout (must not exist).
+    pub dir: PathBuf,
+    /// Speak plain HTTP (only to 127.0.0.1, ::1 or localhost).
+    #[arg(long)]
+    pub plain_http: bool,
+}
+
+impl PushArgs {
+    pub fn run(&self, project: &Project, fetcher: &Fetcher) -> Result<()> {
+        let graph = project.graph()?;
+        let opts = Options { jobs: reprovm_fs::util::default_jobs(), ..Default::default() };
+        let res = build::build(project, &graph, fetcher, &self.target, &opts)?;
+        let dir = crate::model::store::out_dir(&res.entry);
+        if !dir.join("oci-layout").is_file() {
+            bail!(
+                "{}'s output is not an OCI layout; push a recipe with [oci] (e.g. krata-kernel-oci)",
+                self.target
+            );
+        }
+        let reference = Reference::parse(&self.reference)?;
+        let registry = Registry::connect(&reference, self.plain_http)?;
+        let extra_tag = explicit_tag(&self.reference).then(|| reference.tag()).flatten();
+        push(&registry, &Layout::open(&dir)?, &reference, extra_tag)
+    }
+}
+
+impl PullArgs {
+    pub fn run(&self) -> Result<()> {
+        let reference = Reference::parse(&self.reference)?;
+        if !explicit_tag(&self.reference) && reference.digest().is_none() {
+            bail!("{}: name a tag (:TAG) or a digest (@sha256:...) to pull", self.reference);
+        }
+        let registry = Registry::connect(&reference, self.plain_http)?;
+        pull(&registry, &reference, &self.dir)
+    }
+}
+
+/// Send one blob of a layout unless the registry has it, saying which.
+fn push_blob(reg: &Registry, r: &Reference, layout: &Layout, d: &Descriptor) -> Result<()> {
+    let digest = d.digest().to_string();
+    let t = Instant::now();
+    let mut file = layout.dir.open_file(&layout::blob_path(d.digest().digest()))?;
+    if reg.send_blob(r, &digest, d.size(), &mut file)? {
+        progress::say(&format!(
+            "  {digest}: sent {} in {}",
+            progress::human_bytes(d.size()),
+            rate(d.size(), t)
+        ));
+    } else {
+        progress::say(&format!("  {digest}: already there ({})", progress::human_bytes(d.size())));
+    }
+    Ok(())
+}
+
+fn push(
+    reg: &Registry,
+    layout: &Layout,
+    reference: &Reference,
+    extra_tag: Option<&str>,
+) -> Result<()> {
+    layout.verify().context("the layout to push does not verify")?;
+    let manifests = layout.manifests();
+    let main = manifests
+        .first()
+        .map(|(_, d)| d.clone())
+        .context("the layout's index.json lists no manifest")?;
+    // Every manifest once (a manifest listed under several tags is sent once per tag).
+    let mut sent = BTreeSet::new();
+    for (tag, d) in &manifests {
+        let digest = d.digest().to_string();
+        let bytes = layout.blob(d)?;
+        let manifest: ImageManifest = serde_json::from_slice(&bytes)
+            .with_context(|| format!("manifest {digest} of the layout"))?;
+        if sent.insert(digest.clone()) {
+            progress::say(&format!(
+                "pushing {digest} to {}/{}",
+                reference.registry(),
+                reference.repository()
+            ));
+            push_blob(reg, reference, layout, manifest.config())?;
+            for l in manifest.layers() {
+                push_blob(reg, reference, layout, l)?;
+            }
+            reg.put_manifest(&reference.at_digest(&digest), &bytes, MANIFEST_TYPE)?;
+            if let Some(subject) = manifest.subject() {
+                add_referrer(reg, reference, subject, d, &manifest)?;
+            }
+        }
+        if let Some(tag) = tag {
+            reg.put_manifest(&reference.at_tag(tag), &bytes, MANIFEST_TYPE)?;
+            progress::say(&format!("  tagged {digest} as {tag}"));
+        }
+    }
+    if let Some(tag) = extra_tag {
+        let bytes = layout.blob(&main)?;
+        reg.put_manifest(&reference.at_tag(tag), &bytes, MANIFEST_TYPE)?;
+        progress::say(&format!("  tagged {} as {tag}", main.digest()));
+    }
+    Ok(())
+}
+
+/// The referrers tag schema (distribution-spec): registries without the referrers API (such
+/// as distribution 2.x) find a manifest's referrers in an index tagged `sha256-<hex>`, which
+/// the client keeps. Add `d` to it.
+fn add_referrer(
+    reg: &Registry,
+    reference: &Reference,
+    subject: &Descriptor,
+    d: &Descriptor,
+    manifest: &ImageManifest,
+) -> Result<()> {
+    let tag = subject.digest().to_string().replace(':', "-");
+    let at = reference.at_tag(&tag);
+    let mut entries = match referrers_index(reg, &at)? {
+        Some(index) => index.manifests().clone(),
+        None => Vec::new(),
+    };
+    if entries.iter().any(|e| e.digest() == d.digest()) {
+        return Ok(());
+    }
+    let mut entry = d.clone();
+    entry.set_artifact_type(manifest.artifact_type().clone());
+    entry.set_annotations(manifest.annotations().clone());
+    entries.push(entry);
+    let index = ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageIndex)
+        .manifests(entries)
+        .build()?;
+    reg.put_manifest(&at, &canonical_json(&index)?, INDEX_TYPE)?;
+    progress::say(&format!(
+        "  {} refers to {} (referrers tag {tag})",
+        d.digest(),
+        subject.digest()
+    ));
+    Ok(())
+}
+
+/// The referrers index at `at` (a `sha256-<hex>` tag), or None when the registry has none.
+fn referrers_index(reg: &Registry, at: &Reference) -> Result<Option<ImageIndex>> {
+    match reg.manifest(at, &[INDEX_TYPE])? {
+        Some(f) => Ok(Some(
+            serde_json::from_slice(&f.bytes)
+                .with_context(|| format!("the referrers index {at} is not an OCI image index"))?,
+        )),
+        None => Ok(None),
+    }
+}
+
+/// The name of a pull's temporary layout beside `dir`: `.pull-PID-NAME`, so that the next
+/// pull into the same directory can tell a killed one's leftovers (its PID is gone).
+fn pull_temp_name(dir: &Path) -> String {
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    format!(".pull-{}-{name}", std::process::id())
+}
+
+/// Remove `.pull-PID-*` directories in `parent` whose process has exited.
+fn sweep_pulls(parent: &reprovm_fs::beneath::Dir) -> Result<()> {
+    for name in parent.names()? {
+        let name = name.to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(".pull-") else { continue };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists() {
+            parent.remove_all(Path::new(&name))?;
+        }
+    }
+    Ok(())
+}
+
+/// Pull `reference` (its manifest, config and layers, and the artifacts that refer to it)
+/// into a new layout at `dir`.
+fn pull(reg: &Registry, reference: &Reference, dir: &Path) -> Result<()> {
+    if std::fs::symlink_metadata(dir).is_ok() {
+        bail!("{} exists; pull writes a new layout", dir.display());
+    }
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent_dir = reprovm_fs::beneath::Dir::create(parent)?;
+    sweep_pulls(&parent_dir)?;
+    let tmp_name = pull_temp_name(dir);
+    parent_dir.remove_all(Path::new(&tmp_name))?;
+    let tmp = parent.join(&tmp_name);
+    let result = (|| -> Result<()> {
+        let w = LayoutWriter::create(&tmp)?;
+        let main = reg
+            .manifest(reference, &[MANIFEST_TYPE])?
+            .with_context(|| format!("{reference}: the registry has no such manifest"))?;
+        let main_d = store_manifest(reg, reference, &w, &main.bytes, &main.digest, None)?;
+        progress::say(&format!("pulled {reference} = {}", main.digest));
+        let mut index = match reference.tag().filter(|_| reference.digest().is_none()) {
+            Some(tag) => vec![with_ref_name(&main_d, tag)],
+            None => vec![main_d.clone()],
+        };
+        // Artifacts that refer to it, through the referrers tag schema: only those whose
+        // subject is this image, each once.
+        let referrers_tag = main.digest.replace(':', "-");
+        let mut kept = BTreeSet::new();
+        if let Some(referrers) = referrers_index(reg, &reference.at_tag(&referrers_tag))? {
+            for r in referrers.manifests() {
+                let digest = r.digest().to_string();
+                if !kept.insert(digest.clone()) {
+                    continue;
+                }
+                if kept.len() > MAX_REFERRERS {
+                    bail!(
+                        "{reference}: the registry lists more than {MAX_REFERRERS} referrers of {}",
+                        main.digest
+                    );
+                }
+                let at = reference.at_digest(&digest);
+                let f = reg
+                    .manifest(&at, &[MANIFEST_TYPE])?
+                    .with_context(|| format!("the referrer {at} is listed but missing"))?;
+                let d = store_manifest(reg, reference, &w, &f.bytes, &f.digest, Some(&main.digest));
+                match d {
+                    Ok(d) => index.push(d),
+                    Err(e) if is_not_a_referrer(&e) => {
+                        progress::say(&format!("  skipped {digest}: {e:#}"));
+                        kept.remove(&digest);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        w.finish(index)?;
+        Layout::open(&tmp)?.verify().context("the pulled layout does not verify")?;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        parent_dir.remove_all(Path::new(&tmp_name))?;
+        return Err(e);
+    }
+    std::fs::rename(&tmp, dir)
+        .with_context(|| format!("renaming the pulled layout to {}", dir.display()))?;
+    progress::say(&format!("wrote {}", dir.display()));
+    Ok(())
+}
+
+/// A listed referrer that does not refer to the image is skipped, not an error.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct NotAReferrer(String);
+
+fn is_not_a_referrer(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<NotAReferrer>().is_some()
+}
+
+/// Check a manifest (bytes already checked against its digest by the client), fetch its config
+/// and layers into the layout (each streamed, checked against digest and size), store it and
+/// describe it with its own `artifactType`. With `subject`, it must refer to that digest.
+fn store_manifest(
+    reg: &Registry,
+    reference: &Reference,
+    w: &LayoutWriter,
+    bytes: &[u8],
+    digest: &str,
+    subject: Option<&str>,
+) -> Result<Descriptor> {
+    anyhow::ensure!(bytes.len() as u64 <= MANIFEST_LIMIT, "manifest {digest}: too large");
+    let manifest: ImageManifest = serde_json::from_slice(bytes).with_context(|| {
+        format!("{digest} from {reference} is not an OCI image manifest (an index is not pulled)")
+    })?;
+    if let Some(subject) = subject {
+        let says = manifest.subject().as_ref().map(|s| s.digest().to_string());
+        if says.as_deref() != Some(subject) {
+            return Err(NotAReferrer(format!(
+                "listed as a referrer of {subject}, its subject is {}",
+                says.as_deref().unwrap_or("missing")
+            ))
+            .into());
+        }
+    }
+    if manifest.layers().len() > MAX_LAYERS {
+        bail!("manifest {digest} has {} layers, more than {MAX_LAYERS}", manifest.layers().len());
+    }
+    if manifest.config().size() > CONFIG_LIMIT {
+        bail!(
+            "manifest {digest}: its config declares {} bytes, more than the limit of {CONFIG_LIMIT}",
+            manifest.config().size()
+        );
+    }
+    for d in std::iter::once(manifest.config()).chain(manifest.layers()) {
+        let want = d.digest().to_string();
+        let t = Instant::now();
+        let (hex, size, ()) = w.blob_stream(|out| {
+            reg.blob_into(reference, &want, d.size(), out)
+                .map_err(|e: RegistryError| anyhow::Error::msg(e.to_string()))
+        })?;
+        anyhow::ensure!(
+            format!("sha256:{hex}") == want && size == d.size(),
+            "blob {want}: stored bytes differ"
+        );
+        progress::say(&format!("  {want}: {}", rate(d.size(), t)));
+    }
+    let hex = w.blob_bytes(bytes)?;
+    let mut d =
+        layout::descriptor(MediaType::ImageManifest, &hex, bytes.len() as u64, BTreeMap::new())?;
+    if subject.is_some() {
+        // A referrer is listed under its own artifactType, whatever the registry's list said.
+        d.set_artifact_type(manifest.artifact_type().clone());
+    }
+    Ok(d)
+}
+
+fn with_ref_name(d: &Descriptor, tag: &str) -> Descriptor {
+    let mut out = d.clone();
+    let mut a = out.annotations().clone().unwrap_or_default();
+    a.insert(REF_NAME.to_string(), tag.to_string());
+    out.set_annotations(Some(a));
+    out
+}

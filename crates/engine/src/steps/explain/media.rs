@@ -1,0 +1,228 @@
+//! Why two boot media differ, by field: GPT headers and partition entries, FAT boot sectors,
+//! ISO 9660 primary volume descriptors, VHD footers, VMDK descriptors and PE (UKI) headers (`explain.rs` calls
+//! [`explain`] before falling back to a byte summary). Each format's identifiers and dates are
+//! exactly the fields where reproducibility is usually lost, so those are named.
+
+use crate::steps::media::gpt::SECTOR;
+
+/// The field differences between `a` and `b` when both are one of the formats; None otherwise.
+pub fn explain(a: &[u8], b: &[u8]) -> Option<Vec<String>> {
+    if is_gpt(a) && is_gpt(b) {
+        return Some(gpt(a, b));
+    }
+    if is_vhd(a) && is_vhd(b) {
+        return Some(vhd(a, b));
+    }
+    if a.starts_with(b"KDMV") && b.starts_with(b"KDMV") {
+        let (ca, cb) = (crate::steps::media::vmdk::cid(a), crate::steps::media::vmdk::cid(b));
+        let mut out = vec!["VMDK (stream-optimised)".to_string()];
+        if ca != cb {
+            out.push(format!("descriptor CID: {ca:?} vs {cb:?}"));
+        }
+        out.push(if a.len() == b.len() {
+            "grains: same size".into()
+        } else {
+            format!(
+                "sizes {} vs {}: the compressed grains differ (the raw disks do)",
+                a.len(),
+                b.len()
+            )
+        });
+        return Some(out);
+    }
+    if is_iso(a) && is_iso(b) {
+        return Some(iso(a, b));
+    }
+    if is_fat(a) && is_fat(b) {
+        return Some(fat(a, b));
+    }
+    if let (Some((ta, ca)), Some((tb, cb))) =
+        (crate::steps::media::pe::header_fields(a), crate::steps::media::pe::header_fields(b))
+    {
+        let mut out = vec!["PE image (EFI)".to_string()];
+        field(&mut out, "COFF TimeDateStamp", ta, tb);
+        field(&mut out, "optional header CheckSum", ca, cb);
+        if a.len() != b.len() {
+            out.push(format!("sizes {} vs {}: sections differ", a.len(), b.len()));
+        }
+        return Some(out);
+    }
+    None
+}
+
+fn field<T: std::fmt::Debug + PartialEq>(out: &mut Vec<String>, name: &str, a: T, b: T) {
+    if a != b {
+        out.push(format!("{name}: {a:?} vs {b:?}"));
+    }
+}
+
+fn is_gpt(d: &[u8]) -> bool {
+    d.len() > 1024 && &d[512..520] == b"EFI PART"
+}
+
+fn guid(d: &[u8]) -> String {
+    uuid::Uuid::from_bytes_le(d[..16].try_into().unwrap_or([0; 16])).to_string()
+}
+
+fn gpt(a: &[u8], b: &[u8]) -> Vec<String> {
+    let mut out = vec!["GPT disk".to_string()];
+    let (ha, hb) = (&a[512..1024], &b[512..1024]);
+    field(&mut out, "disk GUID", guid(&ha[56..72]), guid(&hb[56..72]));
+    let u64_at = |h: &[u8], o: usize| u64::from_le_bytes(h[o..o + 8].try_into().unwrap());
+    field(&mut out, "last usable LBA", u64_at(ha, 48), u64_at(hb, 48));
+    field(&mut out, "header CRC32", &ha[16..20], &hb[16..20]);
+    field(&mut out, "entry array CRC32", &ha[88..92], &hb[88..92]);
+    for i in 0..4 {
+        let e = |d: &[u8]| {
+            let o = 2 * SECTOR as usize + i * 128;
+            d.get(o..o + 128).map(|e| {
+                (
+                    guid(&e[16..32]),
+                    u64::from_le_bytes(e[32..40].try_into().unwrap()),
+                    u64::from_le_bytes(e[40..48].try_into().unwrap()),
+                )
+            })
+        };
+        if let (Some((ga, fa, la)), Some((gb, fb, lb))) = (e(a), e(b)) {
+            field(&mut out, &format!("partition {} GUID", i + 1), &ga, &gb);
+            field(&mut out, &format!("partition {} LBAs", i + 1), (fa, la), (fb, lb));
+            // The partitions' contents, when both sides place them alike.
+            if (fa, la) == (fb, lb) && la > 0 {
+                let (s, e) = ((fa * SECTOR) as usize, ((la + 1) * SECTOR) as usize);
+                if let (Some(pa), Some(pb)) = (a.get(s..e), b.get(s..e)) {
+                    if pa != pb {
+                        let inner =
+                            explain(pa, pb).unwrap_or_else(|| vec!["content differs".into()]);
+                        out.extend(inner.into_iter().map(|l| format!("partition {}: {l}", i + 1)));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn is_vhd(d: &[u8]) -> bool {
+    d.len() >= 512 && &d[d.len() - 512..d.len() - 504] == b"conectix"
+}
+
+fn vhd(a: &[u8], b: &[u8]) -> Vec<String> {
+    let (fa, fb) = (&a[a.len() - 512..], &b[b.len() - 512..]);
+    let mut out = vec!["VHD footer".to_string()];
+    let be32 = |f: &[u8], o: usize| u32::from_be_bytes(f[o..o + 4].try_into().unwrap());
+    field(&mut out, "timestamp (s since 2000)", be32(fa, 24), be32(fb, 24));
+    field(
+        &mut out,
+        "creator",
+        String::from_utf8_lossy(&fa[28..32]),
+        String::from_utf8_lossy(&fb[28..32]),
+    );
+    field(&mut out, "current size", &fa[48..56], &fb[48..56]);
+    field(&mut out, "geometry", &fa[56..60], &fb[56..60]);
+    field(&mut out, "unique id", guid(&fa[68..84]), guid(&fb[68..84]));
+    field(&mut out, "checksum", be32(fa, 64), be32(fb, 64));
+    if a[..a.len() - 512] != b[..b.len() - 512] {
+        out.push("the disks before the footer differ".into());
+        if let Some(inner) = explain(&a[..a.len() - 512], &b[..b.len() - 512]) {
+            out.extend(inner);
+        }
+    }
+    out
+}
+
+fn is_iso(d: &[u8]) -> bool {
+    d.len() > 0x8006 && &d[0x8001..0x8006] == b"CD001"
+}
+
+fn iso(a: &[u8], b: &[u8]) -> Vec<String> {
+    let (pa, pb) = (&a[0x8000..0x8800], &b[0x8000..0x8800]);
+    let text =
+        |p: &[u8], o: usize, n: usize| String::from_utf8_lossy(&p[o..o + n]).trim_end().to_string();
+    let mut out = vec!["ISO 9660 primary volume descriptor".to_string()];
+    field(&mut out, "volume id", text(pa, 40, 32), text(pb, 40, 32));
+    field(&mut out, "volume set id", text(pa, 190, 128), text(pb, 190, 128));
+    for (name, o) in [
+        ("creation date", 813),
+        ("modification date", 830),
+        ("expiration date", 847),
+        ("effective date", 864),
+    ] {
+        field(&mut out, name, text(pa, o, 16), text(pb, o, 16));
+    }
+    field(&mut out, "volume space size", &pa[80..84], &pb[80..84]);
+    if out.len() == 1 {
+        out.push(
+            "the descriptors are equal: the difference is in the directory records or files".into(),
+        );
+    }
+    out
+}
+
+fn is_fat(d: &[u8]) -> bool {
+    d.len() > 512
+        && d[510] == 0x55
+        && d[511] == 0xaa
+        && (&d[0x36..0x39] == b"FAT" || &d[0x52..0x57] == b"FAT32")
+}
+
+fn fat(a: &[u8], b: &[u8]) -> Vec<String> {
+    let fat32 = |d: &[u8]| &d[0x52..0x57] == b"FAT32";
+    let (oa, ob) = (if fat32(a) { 0x43 } else { 0x27 }, if fat32(b) { 0x43 } else { 0x27 });
+    let mut out = vec!["FAT boot sector".to_string()];
+    field(
+        &mut out,
+        "OEM name",
+        String::from_utf8_lossy(&a[3..11]),
+        String::from_utf8_lossy(&b[3..11]),
+    );
+    field(
+        &mut out,
+        "volume id",
+        format!("{:02x?}", &a[oa..oa + 4]),
+        format!("{:02x?}", &b[ob..ob + 4]),
+    );
+    field(
+        &mut out,
+        "volume label",
+        String::from_utf8_lossy(&a[oa + 4..oa + 15]),
+        String::from_utf8_lossy(&b[ob + 4..ob + 15]),
+    );
+    if out.len() == 1 {
+        out.push("the boot sectors are equal: the difference is in the tables, directory entries (times) or files".into());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_the_fields_that_differ() {
+        let f = |uid: u8| {
+            let mut d = vec![0u8; 4096];
+            let n = d.len();
+            d[n - 512..].copy_from_slice(&crate::steps::media::vhd::footer(
+                2048,
+                1_704_067_200,
+                [uid; 16],
+            ));
+            d
+        };
+        let lines = explain(&f(1), &f(2)).unwrap();
+        assert!(lines.iter().any(|l| l.starts_with("unique id:")), "{lines:?}");
+        assert!(!lines.iter().any(|l| l.starts_with("timestamp")), "{lines:?}");
+        let boot = |id: u8| {
+            let mut d = vec![0u8; 1024];
+            d[3..11].copy_from_slice(b"mkfs.fat");
+            d[0x27..0x2b].fill(id);
+            d[0x2b..0x36].copy_from_slice(b"ESP        ");
+            d[0x36..0x3e].copy_from_slice(b"FAT16   ");
+            d[510] = 0x55;
+            d[511] = 0xaa;
+            d
+        };
+        let lines = explain(&boot(1), &boot(2)).unwrap();
+        assert!(lines.iter().any(|l| l.starts_with("volume id:")), "{lines:?}");
+    }
+}

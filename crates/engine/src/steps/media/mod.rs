@@ -1,0 +1,421 @@
+//! Boot media, the steps of `[initramfs]`, `[uefi]` and `[iso]` recipes, run by both builders
+//! (`steps.rs`): an initramfs (`cpio.rs`), a UEFI GPT disk with an EFI system partition holding
+//! a unified kernel image (`uki_script`, `fat.rs`, `gpt.rs`) and its VHD (`vhd.rs`), VMDK
+//! (`vmdk.rs`), OVA (`ova.rs`) and qcow2 forms, and a hybrid ISO (`iso_script`).
+//!
+//! Every identifier these formats carry is derived from what defines the medium, never from
+//! the clock or randomness: disk and partition GUIDs, the FAT volume id, the VHD unique id and
+//! the VMDK content id are a hash of the contents (the ext4 image, the kernel, the command
+//! line, os-release, the sizes) and of the id's name; times are SOURCE_DATE_EPOCH.
+
+pub mod cpio;
+pub mod fat;
+pub mod gpt;
+pub mod ova;
+pub mod pe;
+pub mod vhd;
+pub mod vmdk;
+
+use crate::model::recipe::{InitramfsSpec, IsoSpec, Loaded, UefiSpec};
+use crate::steps::sequence::{ScriptRunner, StepPaths};
+use anyhow::{Context, Result};
+use reprovm_fs::beneath::Dir;
+use reprovm_fs::hash::Hasher;
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use uuid::Uuid;
+
+/// Version of the media this code writes (see `steps::versions`).
+pub const STEP_VERSION: &str = "media-v3";
+
+/// systemd's UEFI stub in the toolchain (Debian's systemd-boot-efi).
+pub const EFI_STUB: &str = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub";
+
+const MIB: u64 = 1 << 20;
+
+/// A UUID (version 8, RFC 9562's custom layout) from `seed` and the id's name.
+pub fn derived_uuid(seed: &str, name: &str) -> Uuid {
+    let mut h = Hasher::new("reprovm-media-id-v1");
+    h.field("seed", seed.as_bytes());
+    h.field("name", name.as_bytes());
+    let d = h.finish_bytes();
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d[..16]);
+    b[6] = (b[6] & 0x0f) | 0x80;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    Uuid::from_bytes(b)
+}
+
+/// A 32-bit id (FAT volume id, VMDK CID) from `seed` and the id's name.
+pub fn derived_u32(seed: &str, name: &str) -> u32 {
+    let b = derived_uuid(seed, name).into_bytes();
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// The regular file `file` of dependency `name`'s output, opened beneath it: a symlink there
+/// (to a host file, say) is refused, never followed.
+fn dep_file(paths: &StepPaths, l: &Loaded, name: &str, file: &str) -> Result<std::fs::File> {
+    let out = paths
+        .deps
+        .get(name)
+        .with_context(|| format!("{}: `{name}` is not a dependency", l.path.display()))?;
+    Dir::open(out)?.open_file(Path::new(file))
+}
+
+/// The sha256 of `file` (from its start), which is left at its end.
+fn sha256_of(file: &mut std::fs::File, name: &str) -> Result<String> {
+    file.seek(SeekFrom::Start(0))?;
+    Ok(reprovm_fs::hash::sha256_reader(file).with_context(|| format!("reading {name}"))?.0)
+}
+
+/// One of the recipe's files (staged in the build directory), read beneath it.
+fn recipe_file(paths: &StepPaths, rel: &str) -> Result<Vec<u8>> {
+    Dir::open(&paths.build.join("files"))?.read(Path::new(rel))
+}
+
+/// `[initramfs]`: the dependency's rootfs.tar as `$OUT/initramfs.cpio.gz`.
+pub fn initramfs(l: &Loaded, spec: &InitramfsSpec, paths: &StepPaths, epoch: i64) -> Result<()> {
+    let tar = dep_file(paths, l, &spec.rootfs, "rootfs.tar")?;
+    let mut tree = crate::steps::rootfs::Tree::default();
+    tree.add_tar(tar)?;
+    let mtime =
+        u32::try_from(epoch).context("SOURCE_DATE_EPOCH outside the cpio format's range")?;
+    let out = Dir::open(paths.out)?;
+    let mut f = std::io::BufWriter::new(out.create_file(Path::new("initramfs.cpio.gz"), 0o644)?);
+    cpio::write_gz(&tree, mtime, &mut f)?;
+    f.flush()?;
+    Ok(())
+}
+
+/// The shell step that assembles a unified kernel image with objcopy (the method of systemd
+/// before ukify): the stub plus .osrel, .cmdline, .linux and optionally .initrd sections at the
+/// addresses systemd 252's stub expects. Paths are as the script sees them.
+pub fn uki_script(
+    osrel: &str,
+    cmdline: &str,
+    linux: &str,
+    initrd: Option<&str>,
+    out: &str,
+) -> String {
+    let initrd = initrd
+        .map(|i| {
+            format!("  --add-section .initrd='{i}' --change-section-vma .initrd=0x3000000 \\\n")
+        })
+        .unwrap_or_default();
+    format!(
+        "objcopy \\\n  --add-section .osrel='{osrel}' --change-section-vma .osrel=0x20000 \\\n  \
+         --add-section .cmdline='{cmdline}' --change-section-vma .cmdline=0x30000 \\\n  \
+         --add-section .linux='{linux}' --change-section-vma .linux=0x2000000 \\\n{initrd}  \
+         '{EFI_STUB}' '{out}'\n"
+    )
+}
+
+/// What goes into a unified kernel image.
+struct Uki<'a> {
+    /// File name in `build/media/`.
+    name: &'a str,
+    /// os-release, relative to the recipe's files.
+    os_release: &'a str,
+    cmdline: &'a str,
+    /// The dependency whose bzImage is the kernel.
+    kernel_dep: &'a str,
+    /// The initramfs, relative to the build directory.
+    initrd: Option<&'a str>,
+}
+
+/// Build a UKI in `build/media/NAME`, its PE time set to `epoch`, and return its bytes.
+fn uki(paths: &StepPaths, runner: &dyn ScriptRunner, parts: &Uki, epoch: i64) -> Result<Vec<u8>> {
+    let Uki { name, os_release: osrel_file, cmdline, kernel_dep, initrd } = *parts;
+    let media = Dir::create(&paths.build.join("media"))?;
+    media.write_atomic(Path::new(&format!("{name}.cmdline")), cmdline.as_bytes(), 0o644)?;
+    let b = runner.build_dir().to_path_buf();
+    let shown = |p: PathBuf| p.display().to_string();
+    let script = uki_script(
+        &shown(b.join("files").join(osrel_file)),
+        &shown(b.join("media").join(format!("{name}.cmdline"))),
+        &shown(b.join("deps").join(kernel_dep).join("bzImage")),
+        initrd.map(|i| shown(b.join(i))).as_deref(),
+        &shown(b.join("media").join(name)),
+    );
+    runner.run_script(&format!("uki {name}"), &script)?;
+    let mut image = media.read(Path::new(name))?;
+    let stamp = u32::try_from(epoch).context("SOURCE_DATE_EPOCH outside PE's time range")?;
+    pe::set_timestamp(&mut image, stamp).with_context(|| format!("{name} from objcopy"))?;
+    media.write_atomic(Path::new(name), &image, 0o644)?;
+    Ok(image)
+}
+
+/// `[uefi]`: `$OUT/efi.img` (GPT: the ESP with EFI/BOOT/BOOTX64.EFI, the ext4 root by
+/// PARTUUID), `$OUT/BOOTX64.EFI`, and the forms asked for.
+pub fn uefi(
+    l: &Loaded,
+    spec: &UefiSpec,
+    paths: &StepPaths,
+    epoch: i64,
+    runner: &dyn ScriptRunner,
+) -> Result<()> {
+    let epoch_u = u64::try_from(epoch).context("SOURCE_DATE_EPOCH before 1970")?;
+    let mut hd = dep_file(paths, l, &spec.image, "hd.img")?;
+    let mut kernel = dep_file(paths, l, &spec.kernel, "bzImage")?;
+    let root_size = hd.metadata()?.len();
+    anyhow::ensure!(
+        root_size % MIB == 0,
+        "{}'s hd.img: {root_size} bytes, not whole MiB",
+        spec.image
+    );
+    let esp_size = spec.esp_size_mib.unwrap_or(64) * MIB;
+    let osrel = recipe_file(paths, &spec.os_release)?;
+    let seed = format!(
+        "hd.img {} bzImage {} os-release {} esp {esp_size} cmdline {:?}",
+        sha256_of(&mut hd, "hd.img")?,
+        sha256_of(&mut kernel, "bzImage")?,
+        reprovm_fs::hash::sha256_bytes(&osrel),
+        spec.cmdline
+    );
+    let (disk_guid, esp_guid, root_guid) =
+        (derived_uuid(&seed, "disk"), derived_uuid(&seed, "esp"), derived_uuid(&seed, "root"));
+    let cmdline = format!("root=PARTUUID={root_guid} rw console=ttyS0 panic=-1 {}", spec.cmdline);
+    let parts = Uki {
+        name: "BOOTX64.EFI",
+        os_release: &spec.os_release,
+        cmdline: cmdline.trim(),
+        kernel_dep: &spec.kernel,
+        initrd: None,
+    };
+    let uki = uki(paths, runner, &parts, epoch)?;
+    let media = runner.build_dir().join("media");
+    let fat_script = fat::script(
+        &media.join("esp.img").display().to_string(),
+        esp_size / MIB,
+        true,
+        derived_u32(&seed, "esp volume id"),
+        "ESP",
+        &[(media.join("BOOTX64.EFI").display().to_string(), "EFI/BOOT/BOOTX64.EFI".into())],
+    );
+    runner.run_script("esp", &fat_script)?;
+    let esp = Dir::open(&paths.build.join("media"))?.read(Path::new("esp.img"))?;
+    anyhow::ensure!(
+        esp.len() as u64 == esp_size,
+        "the ESP image is {} bytes, not {esp_size}",
+        esp.len()
+    );
+
+    // Layout: 1 MiB for the MBR and GPT, the ESP, the root, at least 1 MiB for the backup
+    // GPT, the whole a multiple of 63 MiB: whole MiB (Azure's rule for VHDs) and whole
+    // 16-head, 63-sector cylinders, so that readers sizing a VHD by its geometry see it all.
+    let unit = 63 * MIB;
+    let sectors = (MIB + esp_size + root_size + MIB).div_ceil(unit) * unit / gpt::SECTOR;
+    let esp_first = MIB / gpt::SECTOR;
+    let root_first = esp_first + esp_size / gpt::SECTOR;
+    let parts = [
+        gpt::Partition {
+            type_guid: gpt::ESP_TYPE,
+            guid: esp_guid,
+            first_lba: esp_first,
+            last_lba: root_first - 1,
+            name: "EFI system".into(),
+        },
+        gpt::Partition {
+            type_guid: gpt::LINUX_ROOT_X86_64,
+            guid: root_guid,
+            first_lba: root_first,
+            last_lba: root_first + root_size / gpt::SECTOR - 1,
+            name: "reprovm root".into(),
+        },
+    ];
+    let out = Dir::open(paths.out)?;
+    out.write_atomic(Path::new("BOOTX64.EFI"), &uki, 0o644)?;
+    {
+        let mut f = out.create_file(Path::new("efi.img"), 0o644)?;
+        f.set_len(sectors * gpt::SECTOR)?;
+        gpt::write_tables(&mut f, sectors, disk_guid, &parts)?;
+        f.seek(SeekFrom::Start(esp_first * gpt::SECTOR))?;
+        f.write_all(&esp)?;
+        f.seek(SeekFrom::Start(root_first * gpt::SECTOR))?;
+        hd.seek(SeekFrom::Start(0))?;
+        std::io::copy(&mut hd, &mut f)?;
+        f.sync_all()?;
+    }
+    let raw_size = sectors * gpt::SECTOR;
+    let want = |f: &str| spec.formats.iter().any(|x| x == f);
+    if want("vhd") {
+        let mut raw = out.open_file(Path::new("efi.img"))?;
+        let mut vhd = std::io::BufWriter::new(out.create_file(Path::new("efi.vhd"), 0o644)?);
+        vhd::write(
+            &mut raw,
+            raw_size,
+            epoch_u,
+            derived_uuid(&seed, "vhd unique id").into_bytes(),
+            &mut vhd,
+        )?;
+        vhd.flush()?;
+    }
+    if want("vmdk") || want("qcow2") {
+        let mut script = String::new();
+        if want("vmdk") {
+            script.push_str(&vmdk::convert_script("$OUT/efi.img", "$OUT/efi.vmdk"));
+        }
+        if want("qcow2") {
+            script.push_str(
+                "qemu-img convert -q -f raw -O qcow2 \"$OUT\"/efi.img \"$OUT\"/efi.qcow2\n",
+            );
+        }
+        runner.run_script("qemu-img", &script)?;
+    }
+    if want("vmdk") {
+        let mut v = out.read(Path::new("efi.vmdk"))?;
+        vmdk::set_cid(&mut v, derived_u32(&seed, "vmdk cid")).context("efi.vmdk")?;
+        out.write_atomic(Path::new("efi.vmdk"), &v, 0o644)?;
+        if want("ova") {
+            let mut ova =
+                std::io::BufWriter::new(out.create_file(Path::new("reprovm.ova"), 0o644)?);
+            ova::write(&v, raw_size, 256, epoch_u, &mut ova)?;
+            ova.flush()?;
+        }
+    }
+    Ok(())
+}
+
+/// `[iso]`: `$OUT/reprovm.iso`, a hybrid ISO 9660 image whose El Torito EFI boot image (FAT,
+/// also appended as a GPT partition, so it boots as a disk too) holds a unified kernel image
+/// with the initramfs; `$OUT/efiboot.img` is that image.
+pub fn iso(
+    l: &Loaded,
+    spec: &IsoSpec,
+    paths: &StepPaths,
+    epoch: i64,
+    runner: &dyn ScriptRunner,
+) -> Result<()> {
+    let epoch_u = u64::try_from(epoch).context("SOURCE_DATE_EPOCH before 1970")?;
+    let mut kernel = dep_file(paths, l, &spec.kernel, "bzImage")?;
+    let mut initramfs = dep_file(paths, l, &spec.initramfs, "initramfs.cpio.gz")?;
+    let osrel = recipe_file(paths, &spec.os_release)?;
+    let seed = format!(
+        "bzImage {} initramfs {} os-release {} cmdline {:?} volume {}",
+        sha256_of(&mut kernel, "bzImage")?,
+        sha256_of(&mut initramfs, "initramfs.cpio.gz")?,
+        reprovm_fs::hash::sha256_bytes(&osrel),
+        spec.cmdline,
+        spec.volume_id
+    );
+    let cmdline = format!("console=ttyS0 panic=-1 {}", spec.cmdline);
+    let initrd = format!("deps/{}/initramfs.cpio.gz", spec.initramfs);
+    let parts = Uki {
+        name: "ISO-BOOTX64.EFI",
+        os_release: &spec.os_release,
+        cmdline: cmdline.trim(),
+        kernel_dep: &spec.kernel,
+        initrd: Some(&initrd),
+    };
+    let uki = uki(paths, runner, &parts, epoch)?;
+    // The El Torito image: the UKI with room to spare, in whole MiB.
+    let size_mib = (uki.len() as u64 + uki.len() as u64 / 8 + MIB).div_ceil(MIB);
+    let m = runner.build_dir().join("media");
+    let fat_script = fat::script(
+        "$OUT/efiboot.img",
+        size_mib,
+        false,
+        derived_u32(&seed, "efiboot volume id"),
+        "EFIBOOT",
+        &[(m.join("ISO-BOOTX64.EFI").display().to_string(), "EFI/BOOT/BOOTX64.EFI".into())],
+    );
+    runner.run_script("efiboot", &fat_script)?;
+    let media = Dir::create(&paths.build.join("media"))?;
+    media.write_atomic(
+        Path::new("iso-root/README.txt"),
+        b"reprovm live system: boots through UEFI (El Torito, or as a disk); the kernel, its command line and the initramfs are one unified kernel image in the EFI boot image.\n",
+        0o644,
+    )?;
+    let b = runner.build_dir();
+    let script = iso_script(
+        &spec.volume_id,
+        epoch_u,
+        "$OUT/efiboot.img",
+        &b.join("media/iso-root").display().to_string(),
+        "$OUT/reprovm.iso",
+    );
+    runner.run_script("xorriso", &script)
+}
+
+/// xorriso (mkisofs emulation) writing a hybrid ISO: El Torito UEFI boot from the appended
+/// FAT partition, GPT for disk boot, Rock Ridge and Joliet; every date SOURCE_DATE_EPOCH
+/// (xorriso reads it from the environment for the volume dates and UUID; the files' and
+/// directories' own times, which the directory records carry, are set to it first).
+pub fn iso_script(volume_id: &str, epoch: u64, efiboot: &str, root: &str, out: &str) -> String {
+    let t = reprovm_fs::util::UtcTime::from_unix(epoch);
+    let stamp = format!(
+        "{:04}{:02}{:02}{:02}{:02}{:02}00",
+        t.year, t.month, t.day, t.hour, t.minute, t.second
+    );
+    format!(
+        "find \"{root}\" -exec touch -h -d @{epoch} {{}} +\n\
+         xorriso -as mkisofs -quiet -iso-level 3 -full-iso9660-filenames -joliet -rational-rock \\\n  \
+         -volid {volume_id} -appid reprovm -publisher reprovm -preparer reprovm -sysid LINUX \\\n  \
+         --modification-date={stamp} \\\n  \
+         -append_partition 2 0xef \"{efiboot}\" -appended_part_as_gpt -partition_offset 16 \\\n  \
+         -e --interval:appended_partition_2:all:: -no-emul-boot \\\n  \
+         -o \"{out}\" \"{root}\"\n"
+    )
+}
+
+/// The media steps of a recipe, in order.
+pub fn assemble(
+    l: &Loaded,
+    paths: &StepPaths,
+    epoch: i64,
+    runner: &dyn ScriptRunner,
+) -> Result<()> {
+    let r = &l.recipe;
+    if let Some(spec) = &r.initramfs {
+        initramfs(l, spec, paths, epoch)
+            .with_context(|| format!("{}: [initramfs]", l.path.display()))?;
+    }
+    if let Some(spec) = &r.uefi {
+        uefi(l, spec, paths, epoch, runner)
+            .with_context(|| format!("{}: [uefi]", l.path.display()))?;
+    }
+    if let Some(spec) = &r.iso {
+        iso(l, spec, paths, epoch, runner)
+            .with_context(|| format!("{}: [iso]", l.path.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_follow_the_seed_and_the_name() {
+        let a = derived_uuid("hd.img 00", "root");
+        assert_eq!(a, derived_uuid("hd.img 00", "root"));
+        assert_ne!(a, derived_uuid("hd.img 00", "esp"));
+        assert_ne!(a, derived_uuid("hd.img 01", "root"));
+        assert_eq!(a.get_version_num(), 8);
+        assert_eq!(a.get_variant(), uuid::Variant::RFC4122);
+        assert_ne!(derived_u32("s", "a"), derived_u32("s", "b"));
+    }
+
+    #[test]
+    fn scripts_name_their_inputs() {
+        let s = uki_script(
+            "/b/files/os-release",
+            "/b/media/c",
+            "/b/deps/kernel/bzImage",
+            Some("/b/deps/i/initramfs.cpio.gz"),
+            "/b/media/X.EFI",
+        );
+        assert!(s.contains(".initrd='/b/deps/i/initramfs.cpio.gz'") && s.contains(EFI_STUB), "{s}");
+        let x = iso_script(
+            "REPROVM",
+            1_704_067_200,
+            "$OUT/efiboot.img",
+            "/b/media/iso-root",
+            "$OUT/reprovm.iso",
+        );
+        assert!(
+            x.contains("--modification-date=2024010100000000") && x.contains("-volid REPROVM"),
+            "{x}"
+        );
+    }
+}

@@ -1,0 +1,291 @@
+//! OCI artifacts: the `[oci]` step that writes a recipe's `$OUT` as an OCI image layout
+//! (`layer.rs` makes the tar layer, `layout.rs` the blobs and documents), and moving layouts
+//! through registries (`registry.rs`: `push`, `pull`).
+//!
+//! Everything that goes into a layout is a function of the build's inputs: the files the
+//! recipe prepared, SOURCE_DATE_EPOCH (`created`), the recipe's version and the content of the
+//! recipes that define it (`revision`), so the manifest digest is the same on every machine
+//! and for every builder, and `pins/outputs.toml` pins it.
+
+use crate::model::graph::Graph;
+use crate::model::recipe::{Loaded, OciFile, OciSpec};
+use anyhow::{Context, Result};
+use oci_spec::image::{
+    Arch, ConfigBuilder, Descriptor, ImageConfigurationBuilder, ImageManifestBuilder, MediaType,
+    Os, RootFsBuilder,
+};
+use reprovm_fs::beneath::Dir;
+use reprovm_fs::hash::Hasher;
+use reprovm_oci::layout::{descriptor, LayoutWriter, REF_NAME};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+
+/// Version of OCI layouts this code writes (see `steps::versions`).
+pub const STEP_VERSION: &str = "oci-v1";
+
+pub use reprovm_oci::{CREATED, RECIPES, REVISION, TITLE, VERSION};
+
+/// Content digest of the recipes that define `name`: the TOML of every recipe in its closure
+/// and every file, fragment and overlay they list. Both builders see exactly these (Nix gives
+/// each derivation that slice of recipes/), so both compute the same value; it is the
+/// layouts' `revision`: what defines the artifact, independent of where it was built.
+pub fn recipes_digest(recipes: &Path, graph: &Graph, name: &str) -> Result<String> {
+    let dir = Dir::open(recipes)?;
+    let mut h = Hasher::new("reprovm-recipes-v1");
+    let mut files = BTreeSet::new();
+    let mut names = graph.closure(name)?;
+    names.sort();
+    for n in &names {
+        let l = graph.get(n)?;
+        h.field(
+            "recipe",
+            format!("{n} {}", reprovm_fs::hash::sha256_bytes(l.text.as_bytes())).as_bytes(),
+        );
+        let r = &l.recipe;
+        files.extend(r.files.iter().cloned());
+        files.extend(r.kconfig.iter().flat_map(|k| k.fragments.iter().cloned()));
+        files.extend(r.rootfs.iter().flat_map(|f| f.overlays.iter().cloned()));
+    }
+    for f in &files {
+        content_digest(&dir, Path::new(f), &mut h).with_context(|| format!("recipe file `{f}`"))?;
+    }
+    Ok(format!("sha256:{}", h.finish()))
+}
+
+/// Feed a file or directory tree to `h` by what every copy of it keeps: paths, types, the
+/// executable bit, contents and link targets; not write bits or times (Nix's store makes
+/// everything read-only, a checkout is writable).
+fn content_digest(base: &Dir, rel: &Path, h: &mut Hasher) -> Result<()> {
+    use reprovm_fs::beneath::Kind;
+    let meta = base
+        .metadata(rel)?
+        .with_context(|| format!("{} does not exist", base.path().join(rel).display()))?;
+    let mut entries = vec![(rel.to_path_buf(), meta.kind, meta.mode)];
+    if meta.kind == Kind::Dir {
+        let sub = base.open_dir(rel)?;
+        entries.extend(sub.walk()?.into_iter().map(|e| (rel.join(&e.path), e.kind, e.mode)));
+    }
+    for (path, kind, mode) in entries {
+        let shown = path.display().to_string();
+        match kind {
+            Kind::Dir => h.field("dir", shown.as_bytes()),
+            Kind::File => {
+                let (sha, _) = reprovm_fs::hash::sha256_reader(&mut base.open_file(&path)?)?;
+                let x = if mode & 0o111 != 0 { "x" } else { "-" };
+                h.field("file", format!("{shown} {x} {sha}").as_bytes());
+            }
+            Kind::Symlink => {
+                let target = base.read_link(&path)?;
+                h.field("symlink", format!("{shown} {}", target.display()).as_bytes());
+            }
+            Kind::Special => {
+                anyhow::bail!("{shown}: a recipe file is a file, directory or symlink")
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What the `[oci]` step reads.
+pub struct OciInputs<'a> {
+    pub recipe: &'a Loaded,
+    pub spec: &'a OciSpec,
+    /// The build directory the spec's paths are relative to.
+    pub build: &'a Path,
+    /// Output directories of the dependencies: `deps/NAME/...` paths resolve into these.
+    pub deps: &'a BTreeMap<String, std::path::PathBuf>,
+    pub source_date_epoch: i64,
+    /// [`recipes_digest`] of the recipe.
+    pub revision: String,
+}
+
+impl OciInputs<'_> {
+    /// A path of the spec: `deps/NAME/REST` is REST in that dependency's output, anything else
+    /// is in the build directory. Returns the directory to resolve beneath and the rest.
+    fn resolve(&self, path: &str) -> Result<(Dir, std::path::PathBuf)> {
+        let p = Path::new(path);
+        let mut parts = p.components();
+        if parts.next().is_some_and(|c| c.as_os_str() == "deps") {
+            if let Some(name) = parts.next().and_then(|c| c.as_os_str().to_str()) {
+                let out = self.deps.get(name).with_context(|| {
+                    format!(
+                        "{}: `{path}` names `{name}`, which is not in `deps`",
+                        self.recipe.path.display()
+                    )
+                })?;
+                return Ok((Dir::open(out)?, parts.as_path().to_path_buf()));
+            }
+        }
+        Ok((Dir::open(self.build)?, p.to_path_buf()))
+    }
+}
+
+/// Write the layout into `out`.
+pub fn assemble(i: &OciInputs, out: &Path) -> Result<()> {
+    let r = &i.recipe.recipe;
+    let spec = i.spec;
+    let w = LayoutWriter::create(out)?;
+    let epoch = u64::try_from(i.source_date_epoch).context("SOURCE_DATE_EPOCH before 1970")?;
+    let created = reprovm_fs::util::UtcTime::from_unix(epoch).rfc3339();
+    let mut annotations = BTreeMap::from([
+        (CREATED.to_string(), created.clone()),
+        (VERSION.to_string(), r.version.clone()),
+        (REVISION.to_string(), i.revision.clone()),
+        (TITLE.to_string(), r.name.clone()),
+    ]);
+    annotations.extend(spec.annotations.clone());
+    annotations.insert(RECIPES.to_string(), i.revision.clone());
+
+    let main = match (&spec.layer, &spec.artifact_type) {
+        (Some(layer_dir), _) => {
+            let (base, rel) = i.resolve(layer_dir)?;
+            let tree = base
+                .open_dir(&rel)
+                .with_context(|| format!("{}: oci.layer `{layer_dir}`", i.recipe.path.display()))?;
+            let (hex, size, digests) = w.blob_stream(|out| {
+                reprovm_oci::layer::write_gzip_tar(
+                    &tree,
+                    i.source_date_epoch,
+                    reprovm_oci::layer::Modes::Normalize,
+                    out,
+                )
+            })?;
+            debug_assert_eq!(
+                (hex.as_str(), size),
+                (digests.blob_sha256.as_str(), digests.blob_size)
+            );
+            let layer = descriptor(MediaType::ImageLayerGzip, &hex, size, BTreeMap::new())?;
+            let arch = spec.architecture.as_deref().unwrap_or("amd64");
+            let config = ImageConfigurationBuilder::default()
+                .created(created.clone())
+                .architecture(Arch::from(arch))
+                .os(Os::Linux)
+                .config(ConfigBuilder::default().build()?)
+                .rootfs(
+                    RootFsBuilder::default()
+                        .typ("layers")
+                        .diff_ids(vec![format!("sha256:{}", digests.diff_id_sha256)])
+                        .build()?,
+                )
+                .build()?;
+            let config = w.blob_json(MediaType::ImageConfig, &config, BTreeMap::new())?;
+            let manifest = ImageManifestBuilder::default()
+                .schema_version(2u32)
+                .media_type(MediaType::ImageManifest)
+                .config(config)
+                .layers(vec![layer])
+                .annotations(to_map(&annotations))
+                .build()?;
+            w.blob_json(MediaType::ImageManifest, &manifest, BTreeMap::new())?
+        }
+        (None, Some(artifact_type)) => {
+            artifact(&w, i, artifact_type, &spec.files, annotations.clone(), None)?
+        }
+        (None, None) => unreachable!("recipe validation requires layer or artifact-type"),
+    };
+
+    let mut index = Vec::new();
+    if spec.tags.is_empty() {
+        index.push(main.clone());
+    }
+    for tag in &spec.tags {
+        index.push(with_annotations(&main, BTreeMap::from([(REF_NAME.into(), tag.clone())]))?);
+    }
+    for rf in &spec.referrers {
+        let ann = BTreeMap::from([(CREATED.to_string(), created.clone())]);
+        index.push(artifact(&w, i, &rf.artifact_type, &rf.files, ann, Some(main.clone()))?);
+    }
+    w.finish(index)
+}
+
+/// An artifact manifest: the empty config, one layer per file (titled with its name), and
+/// optionally a subject. Returns its descriptor (with its artifactType).
+fn artifact(
+    w: &LayoutWriter,
+    i: &OciInputs,
+    artifact_type: &str,
+    files: &[OciFile],
+    annotations: BTreeMap<String, String>,
+    subject: Option<Descriptor>,
+) -> Result<Descriptor> {
+    let empty_hex = w.blob_bytes(b"{}")?;
+    let config = descriptor(MediaType::EmptyJSON, &empty_hex, 2, BTreeMap::new())?;
+    let mut layers = Vec::new();
+    for f in files {
+        let (base, rel) = i.resolve(&f.path)?;
+        let mut src = base.open_file(&rel)?;
+        let (hex, size) = w.blob_file(&mut src)?;
+        let title = Path::new(&f.path).file_name().map(|n| n.to_string_lossy().into_owned());
+        let ann = BTreeMap::from([(TITLE.to_string(), title.unwrap_or_default())]);
+        layers.push(descriptor(MediaType::Other(f.media_type.clone()), &hex, size, ann)?);
+    }
+    let mut b = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .artifact_type(MediaType::Other(artifact_type.to_string()))
+        .config(config)
+        .layers(layers)
+        .annotations(to_map(&annotations));
+    if let Some(s) = subject {
+        b = b.subject(s);
+    }
+    let mut d = w.blob_json(MediaType::ImageManifest, &b.build()?, BTreeMap::new())?;
+    d.set_artifact_type(Some(MediaType::Other(artifact_type.to_string())));
+    Ok(d)
+}
+
+fn to_map(a: &BTreeMap<String, String>) -> HashMap<String, String> {
+    a.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+/// `d` with `extra` annotations added.
+fn with_annotations(d: &Descriptor, extra: BTreeMap<String, String>) -> Result<Descriptor> {
+    let mut all: BTreeMap<String, String> =
+        d.annotations().as_ref().map(|a| a.clone().into_iter().collect()).unwrap_or_default();
+    all.extend(extra);
+    let mut out = d.clone();
+    out.set_annotations(Some(to_map(&all)));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recipes_digest_follows_content_not_write_bits() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path().join("recipes");
+        std::fs::create_dir_all(r.join("img/overlay/etc")).unwrap();
+        std::fs::write(r.join("img/overlay/etc/motd"), "hello\n").unwrap();
+        std::fs::write(r.join("img/conf"), "x=1\n").unwrap();
+        std::fs::write(
+            r.join("img.toml"),
+            "name = \"img\"\nversion = \"1\"\nfiles = [\"img/conf\"]\n[rootfs]\noverlays = [\"img/overlay\"]\n[build]\n",
+        )
+        .unwrap();
+        std::fs::write(
+            r.join("other.toml"),
+            "name = \"other\"\nversion = \"1\"\n[build]\nscript = \"true\"\n",
+        )
+        .unwrap();
+        let digest = || recipes_digest(&r, &Graph::load(&r).unwrap(), "img").unwrap();
+        let first = digest();
+        // A read-only copy (as in Nix's store) and an unrelated recipe change nothing.
+        for p in ["img/overlay/etc/motd", "img/conf", "img.toml"] {
+            let mut perms = std::fs::metadata(r.join(p)).unwrap().permissions();
+            perms.set_readonly(true);
+            std::fs::set_permissions(r.join(p), perms).unwrap();
+        }
+        std::fs::write(
+            r.join("other.toml"),
+            "name = \"other\"\nversion = \"2\"\n[build]\nscript = \"true\"\n",
+        )
+        .unwrap();
+        assert_eq!(digest(), first);
+        // Content does.
+        std::fs::remove_file(r.join("img/overlay/etc/motd")).unwrap();
+        std::fs::write(r.join("img/overlay/etc/motd"), "hello!\n").unwrap();
+        assert_ne!(digest(), first);
+    }
+}

@@ -1,0 +1,427 @@
+//! Root file systems: assembled in Rust as an in-memory tree (dependency outputs, busybox
+//! applet links, directories, device nodes, overlays, and the ELF library closure taken from
+//! the pinned toolchain) and written as a deterministic tar: sorted, uid/gid 0, every mtime
+//! SOURCE_DATE_EPOCH. `image.rs` turns it into ext4 with `mke2fs -d rootfs.tar`, so no
+//! privilege, fakeroot or multi-uid mapping is needed anywhere.
+
+use crate::model::recipe::{self, Loaded, RootfsSpec};
+use anyhow::{bail, Context, Result};
+use reprovm_fs::archive;
+use reprovm_fs::beneath::{Dir, Entry, Kind};
+use reprovm_fs::elf;
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+/// Version of the rootfs tar this code writes (see `steps::versions`).
+pub const STEP_VERSION: &str = "rootfs-v1";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Node {
+    Dir { mode: u32 },
+    File { data: Vec<u8>, mode: u32 },
+    Symlink { target: String },
+    Device { block: bool, major: u32, minor: u32, mode: u32 },
+}
+
+/// A root file system tree keyed by path relative to `/` (no leading slash).
+#[derive(Debug, Default)]
+pub struct Tree {
+    pub nodes: BTreeMap<PathBuf, Node>,
+}
+
+impl Tree {
+    /// Insert, creating parent directories (0755) as needed. Later inserts replace earlier ones
+    /// (overlays are applied in order), except that a directory never replaces a directory's
+    /// contents. As on a real file system, nothing is written through a symlink: a path whose
+    /// parent, or a directory whose place, is a symlink of the tree is refused.
+    pub fn insert(&mut self, path: &Path, node: Node) -> Result<()> {
+        let mut p = PathBuf::new();
+        let comps: Vec<_> = path.components().collect();
+        for c in &comps[..comps.len().saturating_sub(1)] {
+            p.push(c);
+            match self.nodes.get(&p) {
+                Some(Node::Dir { .. }) => {}
+                Some(Node::Symlink { .. }) => {
+                    bail!(
+                        "`{}` would be written through the symlink `{}`",
+                        path.display(),
+                        p.display()
+                    )
+                }
+                _ => {
+                    self.nodes.insert(p.clone(), Node::Dir { mode: 0o755 });
+                }
+            }
+        }
+        match (&node, self.nodes.get(path)) {
+            (Node::Dir { .. }, Some(Node::Dir { .. })) => {
+                self.nodes.insert(path.to_path_buf(), node);
+                return Ok(());
+            }
+            (Node::Dir { .. }, Some(Node::Symlink { .. })) => {
+                bail!("directory `{}` would replace a symlink", path.display())
+            }
+            _ => {}
+        }
+        // Replacing a directory by a non-directory drops its children.
+        if matches!(self.nodes.get(path), Some(Node::Dir { .. })) {
+            let children: Vec<PathBuf> = self
+                .nodes
+                .keys()
+                .filter(|k| k.starts_with(path) && k.as_path() != path)
+                .cloned()
+                .collect();
+            for c in children {
+                self.nodes.remove(&c);
+            }
+        }
+        self.nodes.insert(path.to_path_buf(), node);
+        Ok(())
+    }
+
+    /// Copy the file, symlink or directory tree `rel` beneath `base` into `dest`. Nothing is
+    /// followed: a path through a symlink is refused, and symlinks are copied as symlinks.
+    pub fn add_host(&mut self, base: &Dir, rel: &Path, dest: &Path) -> Result<()> {
+        let meta = base
+            .metadata(rel)?
+            .with_context(|| format!("{} does not exist", base.path().join(rel).display()))?;
+        if meta.kind != Kind::Dir {
+            return self.add_one(base, &meta, dest);
+        }
+        let dir = base.open_dir(rel)?;
+        self.add_one(base, &meta, dest)?;
+        for e in dir.walk()? {
+            self.add_one(&dir, &e, &dest.join(&e.path))?;
+        }
+        Ok(())
+    }
+
+    fn add_one(&mut self, base: &Dir, e: &Entry, dest: &Path) -> Result<()> {
+        let node = match e.kind {
+            Kind::Symlink => Node::Symlink { target: base.read_link(&e.path)?.to_string_lossy().into_owned() },
+            // Directory modes of host trees are not content: git does not record them and the
+            // Nix store makes every directory 0555. Special bits stay.
+            Kind::Dir => Node::Dir { mode: (e.mode & 0o7000) | 0o755 },
+            Kind::File => Node::File {
+                data: base.read(&e.path)?,
+                mode: if e.mode & 0o111 != 0 { 0o755 } else { 0o644 },
+            },
+            Kind::Special => bail!(
+                "{}: overlays may hold only files, directories and symlinks (declare devices in the recipe)",
+                base.path().join(&e.path).display()
+            ),
+        };
+        if dest.as_os_str().is_empty() {
+            return Ok(()); // the root directory itself
+        }
+        self.insert(dest, node)?;
+        Ok(())
+    }
+
+    /// Apply a tarball overlay (any compression), refusing hostile member names.
+    pub fn add_tar(&mut self, tarball: std::fs::File) -> Result<()> {
+        let mut ar = tar::Archive::new(archive::tar_stream(tarball)?);
+        for e in ar.entries()? {
+            let mut e = e?;
+            let name = e.path()?.into_owned();
+            let Some(rel) = archive::safe_relative(&name, 0)? else {
+                continue;
+            };
+            let mode = e.header().mode().unwrap_or(0o644) & 0o7777;
+            let node = match e.header().entry_type() {
+                tar::EntryType::Directory => Node::Dir { mode },
+                tar::EntryType::Regular => {
+                    let mut data = Vec::new();
+                    e.read_to_end(&mut data)?;
+                    Node::File { data, mode }
+                }
+                tar::EntryType::Symlink => Node::Symlink {
+                    target: e.link_name()?.unwrap_or_default().to_string_lossy().into_owned(),
+                },
+                tar::EntryType::Char | tar::EntryType::Block => Node::Device {
+                    block: e.header().entry_type() == tar::EntryType::Block,
+                    major: e.header().device_major()?.unwrap_or(0),
+                    minor: e.header().device_minor()?.unwrap_or(0),
+                    mode,
+                },
+                tar::EntryType::Link => {
+                    let target = e.link_name()?.unwrap_or_default().into_owned();
+                    let Some(t) = archive::safe_relative(&target, 0)? else {
+                        bail!("hard link `{}` has an empty target", rel.display())
+                    };
+                    match self.nodes.get(&t) {
+                        Some(n @ Node::File { .. }) => n.clone(),
+                        _ => bail!(
+                            "hard link `{}` -> `{}`: target is not a file earlier in the tarball",
+                            rel.display(),
+                            target.display()
+                        ),
+                    }
+                }
+                other => bail!("entry `{}` has unsupported type {other:?}", rel.display()),
+            };
+            self.insert(&rel, node).with_context(|| format!("entry `{}`", rel.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Write the tree as a deterministic tar (GNU format, sorted, root-owned, fixed mtime).
+    pub fn write_tar(&self, w: impl Write, mtime: u64) -> Result<()> {
+        let mut b = tar::Builder::new(w);
+        b.mode(tar::HeaderMode::Deterministic);
+        for (path, node) in &self.nodes {
+            let mut h = tar::Header::new_gnu();
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(mtime);
+            let _ = h.set_username("root");
+            let _ = h.set_groupname("root");
+            match node {
+                Node::Dir { mode } => {
+                    h.set_entry_type(tar::EntryType::Directory);
+                    h.set_mode(*mode);
+                    h.set_size(0);
+                    b.append_data(&mut h, path, std::io::empty())?;
+                }
+                Node::File { data, mode } => {
+                    h.set_entry_type(tar::EntryType::Regular);
+                    h.set_mode(*mode);
+                    h.set_size(data.len() as u64);
+                    b.append_data(&mut h, path, data.as_slice())?;
+                }
+                Node::Symlink { target } => {
+                    h.set_entry_type(tar::EntryType::Symlink);
+                    h.set_mode(0o777);
+                    h.set_size(0);
+                    b.append_link(&mut h, path, target)?;
+                }
+                Node::Device { block, major, minor, mode } => {
+                    h.set_entry_type(if *block {
+                        tar::EntryType::Block
+                    } else {
+                        tar::EntryType::Char
+                    });
+                    h.set_mode(*mode);
+                    h.set_size(0);
+                    h.set_device_major(*major)?;
+                    h.set_device_minor(*minor)?;
+                    b.append_data(&mut h, path, std::io::empty())?;
+                }
+            }
+        }
+        b.into_inner()?.flush()?;
+        Ok(())
+    }
+
+    /// Bytes of file content (for sizing images).
+    pub fn content_bytes(&self) -> u64 {
+        self.nodes
+            .values()
+            .map(|n| if let Node::File { data, .. } = n { data.len() as u64 } else { 0 })
+            .sum()
+    }
+}
+
+/// Build the root file system of a `[rootfs]` recipe into `out/rootfs.tar`. `deps` maps each
+/// dependency to its output directory; shared libraries come from `root` (the pinned toolchain
+/// in the xtask's builds, `/` inside a Nix build, where RUNPATHs point into /nix/store).
+pub fn assemble(
+    recipes: &Path,
+    root: &Path,
+    l: &Loaded,
+    spec: &RootfsSpec,
+    deps: &BTreeMap<String, PathBuf>,
+    out: &Path,
+    sde: i64,
+) -> Result<()> {
+    let here = |m: String| format!("{}: {m}", l.path.display());
+    let bad = |e: String| anyhow::format_err!("{}: {e}", l.path.display());
+    let dep_dir = |dep: &str| -> Result<Dir> {
+        Dir::open(deps.get(dep).with_context(|| here(format!("`{dep}` is not a dependency")))?)
+    };
+    let mut tree = Tree::default();
+    for d in &spec.dirs {
+        let (p, mode) = recipe::parse_dir(d).map_err(bad)?;
+        tree.insert(&p, Node::Dir { mode }).map_err(|e| bad(format!("dirs `{d}`: {e}")))?;
+    }
+    for i in &spec.install {
+        let inst = recipe::parse_install(i).map_err(bad)?;
+        tree.add_host(&dep_dir(&inst.dep)?, &inst.src, &inst.dest)
+            .with_context(|| here(format!("installing `{i}`")))?;
+    }
+    if let Some(links) = &spec.applet_links {
+        let (dep, rel) = recipe::dep_path(links).map_err(bad)?;
+        let text = String::from_utf8(dep_dir(&dep)?.read(&rel)?)
+            .with_context(|| here(format!("applet-links `{links}` is not text")))?;
+        for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            let p = recipe::tree_path(line, true)
+                .map_err(|e| bad(format!("applet-links `{links}`: {e}")))?;
+            if !tree.nodes.contains_key(&p) {
+                tree.insert(&p, Node::Symlink { target: "/bin/busybox".into() })?;
+            }
+        }
+    }
+    for s in &spec.symlinks {
+        let (link, target) = recipe::parse_symlink(s).map_err(bad)?;
+        tree.insert(&link, Node::Symlink { target })
+            .map_err(|e| bad(format!("symlinks `{s}`: {e}")))?;
+    }
+    for d in &spec.devices {
+        let dev = recipe::parse_device(d).map_err(bad)?;
+        tree.insert(
+            &dev.path,
+            Node::Device { block: dev.block, major: dev.major, minor: dev.minor, mode: dev.mode },
+        )
+        .map_err(|e| bad(format!("devices `{d}`: {e}")))?;
+    }
+    let recipes_dir = Dir::open(recipes)?;
+    for o in &spec.overlays {
+        let rel = recipe::tree_path(o, false).map_err(bad)?;
+        let meta = recipes_dir.metadata(&rel)?.with_context(|| {
+            here(format!("overlay `{o}` not found at {}", recipes.join(&rel).display()))
+        })?;
+        let r = match meta.kind {
+            Kind::Dir => tree.add_host(&recipes_dir, &rel, Path::new("")),
+            _ => recipes_dir.open_file(&rel).and_then(|f| tree.add_tar(f)),
+        };
+        r.with_context(|| here(format!("overlay `{o}` refused")))?;
+    }
+    // Libraries and loader of dynamic binaries, from `root` (never the host's own /lib).
+    let elves: Vec<(PathBuf, Vec<u8>)> = tree
+        .nodes
+        .iter()
+        .filter_map(|(p, n)| {
+            if let Node::File { data, .. } = n {
+                elf::is_elf(data).then(|| (Path::new("/").join(p), data.clone()))
+            } else {
+                None
+            }
+        })
+        .collect();
+    let dirs = if spec.library_path.is_empty() {
+        elf::DEFAULT_LIB_DIRS.iter().map(|s| s.to_string()).collect()
+    } else {
+        spec.library_path.clone()
+    };
+    let root_dir = Dir::open(root)?;
+    let libs = elf::closure(&root_dir, &elves, &dirs)
+        .with_context(|| format!("resolving shared libraries under {}", root.display()))?;
+    for (install, real) in libs {
+        let rel = recipe::tree_path(&install.to_string_lossy(), true).map_err(bad)?;
+        if !tree.nodes.contains_key(&rel) {
+            tree.insert(&rel, Node::File { data: root_dir.read(&real)?, mode: 0o755 })?;
+        }
+    }
+    let out_dir = Dir::open(out)?;
+    let mut tar = Vec::new();
+    tree.write_tar(&mut tar, sde.max(0) as u64)?;
+    out_dir.write_atomic(Path::new("rootfs.tar"), &tar, 0o644)?;
+    let mut listing = String::new();
+    for (p, n) in &tree.nodes {
+        let line = match n {
+            Node::Dir { mode } => format!("d {mode:04o} /{}\n", p.display()),
+            Node::File { data, mode } => format!(
+                "f {mode:04o} /{} {} {}\n",
+                p.display(),
+                data.len(),
+                reprovm_fs::hash::sha256_bytes(data)
+            ),
+            Node::Symlink { target } => format!("l 0777 /{} -> {target}\n", p.display()),
+            Node::Device { block, major, minor, mode } => format!(
+                "{} {mode:04o} /{} {major}:{minor}\n",
+                if *block { 'b' } else { 'c' },
+                p.display()
+            ),
+        };
+        listing.push_str(&line);
+    }
+    out_dir.write_atomic(Path::new("rootfs.list"), listing.as_bytes(), 0o644)?;
+    out_dir.write_atomic(
+        Path::new("content-bytes"),
+        tree.content_bytes().to_string().as_bytes(),
+        0o644,
+    )?;
+    Ok(())
+}
+
+/// The rootfs content size an `[image]` recipe sizes itself by (written by [`assemble`]).
+pub fn content_bytes(rootfs_out: &Path) -> Result<u64> {
+    let text = String::from_utf8(Dir::open(rootfs_out)?.read(Path::new("content-bytes"))?)?;
+    text.trim()
+        .parse()
+        .with_context(|| format!("{}/content-bytes: not a number", rootfs_out.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tar_is_deterministic_and_sorted() {
+        let mut t = Tree::default();
+        t.insert(Path::new("usr/bin/x"), Node::File { data: b"x".to_vec(), mode: 0o755 }).unwrap();
+        t.insert(Path::new("bin/sh"), Node::Symlink { target: "busybox".into() }).unwrap();
+        t.insert(
+            Path::new("dev/console"),
+            Node::Device { block: false, major: 5, minor: 1, mode: 0o600 },
+        )
+        .unwrap();
+        let mut a = Vec::new();
+        t.write_tar(&mut a, 1).unwrap();
+        let mut b = Vec::new();
+        t.write_tar(&mut b, 1).unwrap();
+        assert_eq!(a, b);
+        let mut ar = tar::Archive::new(a.as_slice());
+        let names: Vec<String> = ar
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        assert_eq!(
+            names,
+            vec!["bin", "bin/sh", "dev", "dev/console", "usr", "usr/bin", "usr/bin/x"]
+        );
+    }
+
+    #[test]
+    fn overlay_writes_through_its_own_symlinks_are_refused() {
+        use reprovm_fs::archive::tests_support::{hostile_tar, Entries};
+        use tar::EntryType::{Directory, Regular, Symlink};
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("o.tar.gz");
+        let cases: [(Entries, &str); 2] = [
+            (
+                &[("etc", Symlink, "/tmp"), ("etc/passwd", Regular, "")],
+                "`etc/passwd` would be written through the symlink `etc`",
+            ),
+            (
+                &[("run", Symlink, "/var/run"), ("run/", Directory, "")],
+                "directory `run` would replace a symlink",
+            ),
+        ];
+        for (entries, what) in cases {
+            std::fs::write(&p, hostile_tar(entries)).unwrap();
+            let mut t = Tree::default();
+            let e = format!("{:#}", t.add_tar(std::fs::File::open(&p).unwrap()).unwrap_err());
+            assert!(e.contains(what), "{e}");
+        }
+    }
+
+    #[test]
+    fn hostile_overlay_tarball_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("o.tar");
+        let mut b = tar::Builder::new(std::fs::File::create(&p).unwrap());
+        let mut h = tar::Header::new_gnu();
+        h.as_old_mut().name[..9].copy_from_slice(b"../escape");
+        h.set_size(0);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_cksum();
+        b.append(&h, std::io::empty()).unwrap();
+        b.finish().unwrap();
+        let mut t = Tree::default();
+        assert!(format!("{:#}", t.add_tar(std::fs::File::open(&p).unwrap()).unwrap_err())
+            .contains("path traversal"));
+    }
+}

@@ -1,0 +1,125 @@
+//! The steps a builder runs between a recipe's `configure` and `script`, in one function for
+//! every builder: the `[kconfig]` check, the `[rootfs]` tar, the `[image]` (mke2fs), the boot
+//! media (`[initramfs]`, `[uefi]`, `[iso]`), then the `[oci]` layout. The
+//! xtask runs them around its sandbox phases (`build.rs`); Nix runs them through the hidden
+//! `xtask assemble` inside its own sandbox (`assemble.rs`, nix/package.nix). Only how a shell
+//! step is run differs, through [`ScriptRunner`].
+
+use crate::mechanisms::kconfig;
+use crate::model::recipe::Loaded;
+use crate::steps::image;
+use crate::steps::rootfs;
+use anyhow::{Context, Result};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The versions of the engine's own steps a recipe uses, for its input hash: a step whose
+/// output format changes bumps its version, so store entries made by the old code are not
+/// taken for the new (as a new builder makes a new derivation in Nix).
+pub fn versions(r: &crate::model::recipe::Recipe) -> Vec<&'static str> {
+    let mut v = Vec::new();
+    if r.rootfs.is_some() {
+        v.push(crate::steps::rootfs::STEP_VERSION);
+    }
+    if r.image.is_some() {
+        v.push(crate::steps::image::STEP_VERSION);
+    }
+    if r.initramfs.is_some() || r.uefi.is_some() || r.iso.is_some() {
+        v.push(crate::steps::media::STEP_VERSION);
+    }
+    if r.oci.is_some() {
+        v.push(crate::steps::oci_layout::STEP_VERSION);
+    }
+    v
+}
+
+/// Runs a recipe's shell steps where its tools are: the xtask's sandbox over the pinned
+/// toolchain, or `sh` on PATH inside another builder's sandbox.
+pub trait ScriptRunner {
+    /// The build directory as scripts see it (`/build` in the xtask's sandbox).
+    fn build_dir(&self) -> &Path;
+    /// Run `script` with `sh -eu` as the phase named `phase`; a non-zero exit is an error.
+    fn run_script(&self, phase: &str, script: &str) -> Result<()>;
+}
+
+/// What the steps read and write, as host paths.
+pub struct StepPaths<'a> {
+    /// The recipe directory (overlays are read beneath it).
+    pub recipes: &'a Path,
+    /// The build directory (recipe files at `files/`, the configured tree).
+    pub build: &'a Path,
+    /// Output directories of the dependencies, by dependency name.
+    pub deps: &'a BTreeMap<String, PathBuf>,
+    /// The node's output directory (`$OUT`).
+    pub out: &'a Path,
+    /// Root in which shared libraries of installed programs are looked up: the pinned
+    /// toolchain for the xtask, `/` inside a Nix build.
+    pub lib_root: &'a Path,
+}
+
+/// Run every step the recipe declares, in order.
+pub fn assemble(
+    l: &Loaded,
+    paths: &StepPaths,
+    source_date_epoch: i64,
+    runner: &dyn ScriptRunner,
+) -> Result<()> {
+    let r = &l.recipe;
+    if let Some(k) = &r.kconfig {
+        let fragments: Vec<PathBuf> =
+            k.fragments.iter().map(|f| paths.build.join("files").join(f)).collect();
+        kconfig::check_files(&paths.build.join(&k.config), &fragments)
+            .with_context(|| format!("{}: kernel configuration check", l.path.display()))?;
+    }
+    if let Some(spec) = &r.rootfs {
+        rootfs::assemble(
+            paths.recipes,
+            paths.lib_root,
+            l,
+            spec,
+            paths.deps,
+            paths.out,
+            source_date_epoch,
+        )?;
+    }
+    if let Some(spec) = &r.image {
+        // The rootfs tar comes from a dependency, or from this recipe's own [rootfs] step.
+        let (rootfs_out, rootfs_in_script) = if spec.rootfs == r.name {
+            (paths.out.to_path_buf(), "\"$OUT\"/rootfs.tar".to_string())
+        } else {
+            let dep = paths.deps.get(&spec.rootfs).with_context(|| {
+                format!("{}: image rootfs `{}` is not a dependency", l.path.display(), spec.rootfs)
+            })?;
+            let in_script = runner.build_dir().join("deps").join(&spec.rootfs).join("rootfs.tar");
+            (dep.clone(), in_script.display().to_string())
+        };
+        let content_bytes = rootfs::content_bytes(&rootfs_out)?;
+        let script = image::mke2fs_script(
+            l,
+            spec,
+            paths.build,
+            &rootfs_out.join("rootfs.tar"),
+            &rootfs_in_script,
+            content_bytes,
+            runner.build_dir(),
+        )?;
+        runner.run_script("mke2fs", &script)?;
+    }
+    crate::steps::media::assemble(l, paths, source_date_epoch, runner)?;
+    if let Some(spec) = &r.oci {
+        // The graph of the recipes this builder sees (all of recipes/, or Nix's slice of it):
+        // the revision covers the same closure in both.
+        let graph = crate::model::graph::Graph::load(paths.recipes)?;
+        let inputs = crate::steps::oci_layout::OciInputs {
+            recipe: l,
+            spec,
+            build: paths.build,
+            deps: paths.deps,
+            source_date_epoch,
+            revision: crate::steps::oci_layout::recipes_digest(paths.recipes, &graph, &r.name)?,
+        };
+        crate::steps::oci_layout::assemble(&inputs, paths.out)
+            .with_context(|| format!("{}: writing the OCI layout", l.path.display()))?;
+    }
+    Ok(())
+}

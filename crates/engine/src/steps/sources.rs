@@ -1,0 +1,223 @@
+//! Recipe sources as fetch requests (every origin of one pinned hash), and the `fetch` command.
+
+use crate::mechanisms::debian;
+use crate::mechanisms::fetch::{Fetcher, Want};
+use crate::model::graph::Graph;
+use crate::model::project::Project;
+use crate::model::recipe::Recipe;
+use anyhow::{Context, Result};
+use reprovm_fs::progress;
+use serde::{Deserialize, Serialize};
+
+#[derive(clap::Args, Debug)]
+pub struct FetchArgs {
+    /// Only the sources of TARGET and its dependencies (default: every recipe's).
+    pub target: Option<String>,
+    /// Print every source with its pin and origins as JSON instead of fetching.
+    #[arg(long)]
+    pub list: bool,
+}
+
+/// One line of `fetch --list`: a source pin and every origin it is looked for at.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SourceListing {
+    pub recipe: String,
+    pub file: String,
+    pub sha256: String,
+    pub size: u64,
+    pub urls: Vec<String>,
+}
+
+impl FetchArgs {
+    pub fn run(&self, project: &Project, fetcher: &Fetcher) -> Result<()> {
+        let graph = project.graph()?;
+        if self.list {
+            let listing = list(&graph, self.target.as_deref(), project)?;
+            println!("{}", serde_json::to_string_pretty(&listing)?);
+            return Ok(());
+        }
+        let wants = wants(&graph, self.target.as_deref(), project)?;
+        let timer = progress::Timer::start();
+        let mut hits = 0;
+        for w in &wants {
+            let hit = fetcher.is_cached(&w.sha256, w.size);
+            fetcher.fetch(w).with_context(|| format!("fetching {}", w.file))?;
+            hits += usize::from(hit);
+            println!("{}  {}  {}", w.sha256, w.file, if hit { "cached" } else { "fetched" });
+        }
+        progress::say(&format!(
+            "{} sources verified ({hits} from cache) in {}",
+            wants.len(),
+            timer.elapsed()
+        ));
+        Ok(())
+    }
+}
+
+/// The recipes whose sources a command is about: TARGET's closure, or every recipe.
+fn recipe_names(graph: &Graph, target: Option<&str>) -> Result<Vec<String>> {
+    match target {
+        Some(t) => graph.closure(t),
+        None => Ok(graph.recipes.keys().cloned().collect()),
+    }
+}
+
+/// Every source pin of the graph (or of a target's closure), one request per distinct hash
+/// (kernel recipes share a tarball).
+pub fn wants(graph: &Graph, target: Option<&str>, project: &Project) -> Result<Vec<Want>> {
+    let mut out: Vec<Want> = Vec::new();
+    for name in recipe_names(graph, target)? {
+        for w in wants_for(&graph.get(&name)?.recipe, project) {
+            if !out.iter().any(|o| o.sha256 == w.sha256) {
+                out.push(w);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `fetch --list`: one entry per recipe and source.
+pub fn list(graph: &Graph, target: Option<&str>, project: &Project) -> Result<Vec<SourceListing>> {
+    let mut out = Vec::new();
+    for name in recipe_names(graph, target)? {
+        for w in wants_for(&graph.get(&name)?.recipe, project) {
+            out.push(SourceListing {
+                recipe: name.clone(),
+                file: w.file,
+                sha256: w.sha256,
+                size: w.size,
+                urls: w.urls,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Fetch requests for one recipe's sources: upstream URLs first, then the Debian mirrors, then
+/// Debian's snapshot archive (at the recipe's snapshot time).
+pub fn wants_for(recipe: &Recipe, project: &Project) -> Vec<Want> {
+    recipe
+        .sources
+        .iter()
+        .map(|s| {
+            let mut urls = s.urls.clone();
+            let mut aliases = Vec::new();
+            if let Some(d) = &s.debian {
+                urls.extend(debian::source_urls(&project.debian_mirrors, &d.package, &d.file));
+                if let Some(time) = &d.snapshot {
+                    for path in debian::source_pool_paths(&d.package, &d.file) {
+                        urls.extend(debian::snapshot_urls(&project.debian_snapshots, time, &path));
+                    }
+                }
+                aliases.push(d.file.clone());
+            }
+            Want { file: s.file.clone(), sha256: s.sha256.clone(), size: s.size, urls, aliases }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listing_round_trips_and_refuses_unknown_fields() {
+        let l = SourceListing {
+            recipe: "busybox".into(),
+            file: "busybox-1.35.0.tar.bz2".into(),
+            sha256: "a".repeat(64),
+            size: 3,
+            urls: vec!["http://x/y".into()],
+        };
+        let text = serde_json::to_string(&vec![l.clone()]).unwrap();
+        assert_eq!(serde_json::from_str::<Vec<SourceListing>>(&text).unwrap(), vec![l]);
+        let extra = text.replace("\"size\"", "\"extra\":1,\"size\"");
+        assert!(serde_json::from_str::<Vec<SourceListing>>(&extra).is_err());
+    }
+
+    /// Once the pool has dropped a version, the snapshot archive is the origin: a source
+    /// (main archive) and toolchain .debs (main and security archives) laid out as the
+    /// archive serves them, behind a mirror that has none of them.
+    #[test]
+    fn snapshot_archive_serves_what_the_pool_dropped() {
+        use reprovm_fs::hash::sha256_bytes as sha256_hex;
+        use std::path::Path;
+        let time = "20261123T132506Z";
+        let tarball = b"linux source".to_vec();
+        let (deb, security_deb) = (b"!<arch>\nbinutils".to_vec(), b"!<arch>\nlibc6".to_vec());
+        let base = crate::testutil::serve(vec![
+            (
+                "/archive/debian/20261123T132506Z/pool/main/l/linux/linux_6.1.176.orig.tar.xz",
+                200,
+                tarball.clone(),
+                None,
+            ),
+            (
+                "/archive/debian/20261123T132506Z/pool/main/b/binutils/binutils_2.40-2_amd64.deb",
+                200,
+                deb.clone(),
+                None,
+            ),
+            (
+                "/archive/debian-security/20261123T132506Z/pool/updates/main/g/glibc/libc6_2.36-9+deb12u99_amd64.deb",
+                200,
+                security_deb.clone(),
+                None,
+            ),
+        ]);
+        let t = tempfile::tempdir().unwrap();
+        let mut project = Project::new(None, Some(t.path().join("out")), None);
+        project.debian_mirrors = vec![format!("{base}/debian")]; // serves nothing: 404
+        project.debian_snapshots = vec![base.clone()];
+        let fetcher = Fetcher::new(&project.cache, vec![], false);
+
+        let text = format!(
+            "name = \"k\"\nversion = \"1\"\n[[source]]\nfile = \"linux-6.1.176.tar.xz\"\nsha256 = \"{}\"\nsize = {}\ndebian = {{ package = \"linux\", version = \"6.1.176-1\", file = \"linux_6.1.176.orig.tar.xz\", snapshot = \"{time}\" }}\n[build]\nscript = \"true\"\n",
+            sha256_hex(&tarball),
+            tarball.len()
+        );
+        let recipe = crate::model::recipe::parse(Path::new("k.toml"), &text, "k.toml").unwrap();
+        let [want] = wants_for(&recipe, &project).try_into().unwrap();
+        assert_eq!(
+            want.urls.last().unwrap(),
+            &format!("{base}/archive/debian-security/{time}/pool/updates/main/l/linux/linux_6.1.176.orig.tar.xz")
+        );
+        let got = fetcher.fetch(&want).unwrap();
+        assert_eq!(std::fs::read(got).unwrap(), tarball);
+
+        let locked =
+            |name: &str, filename: &str, bytes: &[u8]| crate::steps::toolchain::LockedDeb {
+                name: name.into(),
+                version: "1".into(),
+                arch: "amd64".into(),
+                suite: "bookworm".into(),
+                filename: filename.into(),
+                size: bytes.len() as u64,
+                sha256: sha256_hex(bytes),
+            };
+        let packages = vec![
+            locked("binutils", "pool/main/b/binutils/binutils_2.40-2_amd64.deb", &deb),
+            locked(
+                "libc6",
+                "pool/updates/main/g/glibc/libc6_2.36-9+deb12u99_amd64.deb",
+                &security_deb,
+            ),
+        ];
+        let mut lock = crate::steps::toolchain::LockFile {
+            suite: "bookworm".into(),
+            snapshot: Some(time.into()),
+            packages,
+        };
+        for (p, bytes) in lock.packages.iter().zip([&deb, &security_deb]) {
+            let got =
+                fetcher.fetch(&crate::steps::toolchain::deb_want(&project, &lock, p)).unwrap();
+            assert_eq!(&std::fs::read(got).unwrap(), bytes);
+        }
+        // Without the lock's time there is no snapshot origin, and the mirror has nothing.
+        lock.snapshot = None;
+        let fresh = Fetcher::new(&t.path().join("empty-cache"), vec![], false);
+        let e = fresh.fetch(&crate::steps::toolchain::deb_want(&project, &lock, &lock.packages[0]));
+        assert!(e.is_err());
+    }
+}

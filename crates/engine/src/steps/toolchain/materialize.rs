@@ -1,0 +1,222 @@
+//! Materialisation: `pins/toolchain.lock` -> a root directory. Every locked .deb is fetched
+//! by sha256 and its data.tar extracted in Rust, in name order, into one merged-/usr root
+//! (through a directory handle: no write through a symlink, no link out of the root), then
+//! fixed up the way maintainer scripts would, given an ld.so cache by its own ldconfig in the
+//! sandbox, normalised, and renamed into place.
+
+use super::resolve::LockFile;
+use super::{ToolchainManifest, TOOLCHAIN_EPOCH};
+use crate::mechanisms::debian;
+use crate::mechanisms::fetch::{Fetcher, Want};
+use crate::model::manifest;
+use crate::model::project::Project;
+use anyhow::{bail, Context, Result};
+use reprovm_fs::archive;
+use reprovm_fs::beneath::Dir;
+use reprovm_fs::hash::sha256_file;
+use reprovm_fs::progress;
+use reprovm_sandbox::{self as sandbox, Spec};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// Map a data.tar member path into the merged-/usr layout.
+pub fn merged_usr(rel: &Path) -> PathBuf {
+    match rel.components().next().map(|c| c.as_os_str().to_string_lossy().into_owned()) {
+        Some(f) if matches!(f.as_str(), "bin" | "sbin" | "lib" | "lib64" | "lib32" | "libx32") => {
+            Path::new("usr").join(rel)
+        }
+        _ => rel.to_path_buf(),
+    }
+}
+
+/// The data.tar member of a .deb and its compression.
+fn deb_data(deb: &Path) -> Result<(Vec<u8>, archive::Format)> {
+    let mut ar = ar::Archive::new(
+        std::fs::File::open(deb).with_context(|| format!("opening {}", deb.display()))?,
+    );
+    while let Some(entry) = ar.next_entry() {
+        let mut entry = entry?;
+        let id = String::from_utf8_lossy(entry.header().identifier()).into_owned();
+        if let Some(ext) = id.strip_prefix("data.tar") {
+            let fmt = match ext {
+                ".xz" => archive::Format::TarXz,
+                ".zst" => archive::Format::TarZst,
+                ".gz" => archive::Format::TarGz,
+                "" => archive::Format::Tar,
+                other => bail!("{}: unsupported data.tar{other}", deb.display()),
+            };
+            let mut buf = Vec::new();
+            entry.read_to_end(&mut buf)?;
+            return Ok((buf, fmt));
+        }
+    }
+    bail!("{}: no data.tar member (not a .deb?)", deb.display())
+}
+
+/// Extract one .deb's data into `root` (merged /usr). Its own symlinks are checked at once
+/// (so a refusal names the package); the whole root is checked again at the end.
+pub fn unpack_deb(deb: &Path, root: &Dir) -> Result<()> {
+    let (buf, fmt) = deb_data(deb)?;
+    let links = archive::extract_tar(
+        archive::decoder(fmt, std::io::Cursor::new(buf))?,
+        root,
+        0,
+        &merged_usr,
+        archive::Links::RootFileSystem,
+    )?;
+    archive::check_links(root, Some(&links), archive::Links::RootFileSystem)
+}
+
+/// What maintainer scripts and update-alternatives would have done.
+fn fixups(root: &Dir) -> Result<()> {
+    for (link, target) in [
+        ("usr/bin/sh", "dash"),
+        ("usr/bin/awk", "mawk"),
+        ("usr/bin/cc", "gcc"),
+        ("usr/bin/c++", "g++"),
+        ("usr/bin/cpp", "cpp-12"),
+        ("usr/bin/yacc", "bison.yacc"),
+        ("usr/bin/lex", "flex"),
+        ("usr/bin/which", "which.debianutils"),
+        ("usr/bin/pager", "less"),
+    ] {
+        let link = Path::new(link);
+        let present = root.metadata(link)?.is_some();
+        let target_there = root.resolve_in_root(&link.with_file_name(target), true).is_ok();
+        if !present && target_there {
+            root.symlink(Path::new(target), link)?;
+        }
+    }
+    for (file, text) in [
+        ("etc/passwd", "root:x:0:0:root:/homeless:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"),
+        ("etc/group", "root:x:0:\nnogroup:x:65534:\n"),
+        ("etc/hostname", "reprovm\n"),
+        ("etc/hosts", "127.0.0.1 localhost reprovm\n"),
+    ] {
+        root.write_atomic(Path::new(file), text.as_bytes(), 0o644)?;
+    }
+    for m in sandbox::MOUNT_POINTS {
+        root.create_dir_all(Path::new(m))?;
+    }
+    Ok(())
+}
+
+/// Rewrite every absolute symlink as a relative one to the same place in the root. The host
+/// tools run on the host, not in a sandbox whose `/` is this root: QEMU opening
+/// `usr/share/qemu/x -> /usr/share/seabios/x` must land in this root's seabios, never the
+/// host's. Links were checked to stay inside the root, and `bin`, `lib`, ... are relative
+/// links to `usr/...`, so `../` up to the root followed by the old target names the same file.
+pub fn relative_links(root: &Dir) -> Result<()> {
+    for e in root.walk()? {
+        if e.kind != reprovm_fs::beneath::Kind::Symlink {
+            continue;
+        }
+        let target = root.read_link(&e.path)?;
+        let Ok(inside) = target.strip_prefix("/") else { continue };
+        let depth = e.path.parent().map_or(0, |p| p.components().count());
+        let mut relative: PathBuf = std::iter::repeat_n("..", depth).collect();
+        relative.push(inside);
+        root.remove_all(&e.path)?;
+        root.symlink(&relative, &e.path)?;
+    }
+    Ok(())
+}
+
+/// The fetch request of a locked .deb: by its sha256, from each Debian mirror, then from
+/// Debian's snapshot archive at the lock's time (after the pool has dropped the version).
+pub fn deb_want(project: &Project, lockf: &LockFile, p: &super::resolve::LockedDeb) -> Want {
+    let mirrors = project.debian_mirrors.iter().map(|m| format!("{m}/{}", p.filename));
+    let snapshots = lockf
+        .snapshot
+        .iter()
+        .flat_map(|t| debian::snapshot_urls(&project.debian_snapshots, t, &p.filename));
+    Want {
+        file: p.filename.rsplit('/').next().unwrap_or(&p.filename).to_string(),
+        sha256: p.sha256.clone(),
+        size: p.size,
+        urls: mirrors.chain(snapshots).collect(),
+        aliases: vec![],
+    }
+}
+
+/// Build the root for `lockf` into `dir` (`dir/root` and `dir/manifest.json`).
+pub fn materialize(
+    project: &Project,
+    fetcher: &Fetcher,
+    set: super::PackageSet,
+    lockf: &LockFile,
+    dir: &Path,
+) -> Result<()> {
+    let timer = progress::Timer::start();
+    progress::say(&format!(
+        "materialising {} packages from {}",
+        lockf.packages.len(),
+        set.lock(project).display()
+    ));
+    let parent = Dir::create(dir.parent().context("toolchain directory has no parent")?)?;
+    let name =
+        dir.file_name().context("toolchain directory has no name")?.to_string_lossy().into_owned();
+    let tmp_name = format!(".tmp-{name}-{}", std::process::id());
+    parent.remove_all(Path::new(&tmp_name))?;
+    let tmp = parent.create_dir_all(Path::new(&tmp_name))?;
+    let root = tmp.create_dir_all(Path::new("root"))?;
+    for d in ["bin", "sbin", "lib", "lib64"] {
+        root.create_dir_all(&Path::new("usr").join(d))?;
+        root.symlink(&Path::new("usr").join(d), Path::new(d))?;
+    }
+    let mut pkgs = lockf.packages.clone();
+    pkgs.sort_by(|a, b| a.name.cmp(&b.name));
+    for p in &pkgs {
+        let want = deb_want(project, lockf, p);
+        let file = want.file.clone();
+        let deb = fetcher.fetch(&want).with_context(|| {
+            format!("package {} {} ({})", p.name, p.version, set.lock(project).display())
+        })?;
+        unpack_deb(&deb, &root).with_context(|| format!("unpacking {file}"))?;
+    }
+    archive::check_links(&root, None, archive::Links::RootFileSystem)?;
+    fixups(&root)?;
+    if set == super::PackageSet::Tools {
+        relative_links(&root)?;
+    }
+    let tmp_path = parent.path().join(&tmp_name);
+    // The build toolchain is a sandbox root: its programs need an ld.so cache, written by its
+    // own ldconfig inside the sandbox. The Nix tools run through their loader with an explicit
+    // library path and need none.
+    if set == super::PackageSet::Build {
+        let log = tmp_path.join("ldconfig.log");
+        let spec = Spec {
+            root: tmp_path.join("root"),
+            binds: vec![],
+            env: sandbox::base_env(TOOLCHAIN_EPOCH, 1),
+            cwd: "/".into(),
+            argv: vec!["/usr/sbin/ldconfig".into()],
+            root_rw: true,
+        };
+        let code = sandbox::run(&spec, &tmp_path.join("ldconfig.json"), &log, None)?;
+        anyhow::ensure!(
+            code == 0,
+            "ldconfig in the new toolchain failed: {}",
+            reprovm_fs::util::tail_lines(&log, 20)
+        );
+        root.remove_all(Path::new("var/cache/ldconfig"))?;
+        tmp.remove_all(Path::new("ldconfig.json"))?;
+    }
+    manifest::normalize(&tmp_path.join("root"), TOOLCHAIN_EPOCH)?;
+    let tree = manifest::output_hash(&manifest::scan(&tmp_path.join("root"))?);
+    let m = ToolchainManifest {
+        tree_hash: tree.clone(),
+        packages: pkgs.len(),
+        lock_sha256: sha256_file(&set.lock(project))?.0,
+    };
+    tmp.write_atomic(Path::new("manifest.json"), &serde_json::to_vec_pretty(&m)?, 0o644)?;
+    parent.remove_all(Path::new(&name))?;
+    parent.rename(Path::new(&tmp_name), Path::new(&name))?;
+    progress::say(&format!(
+        "toolchain ready in {} (tree {}) -> {}",
+        timer.elapsed(),
+        &tree[..16],
+        dir.display()
+    ));
+    Ok(())
+}

@@ -1,0 +1,311 @@
+//! Resolution: a package list (`toolchain/packages.toml`, `toolchain/nix.toml`) against the
+//! mirror's Packages indices (main and, optionally, backports) into a lock (`pins/*.lock`),
+//! every .deb with its size and sha256, and the time of resolution: the Debian snapshot
+//! archive serves the pool as it was then, after the pool itself has dropped a version.
+
+use crate::mechanisms::deb822::{self, Paragraph};
+use crate::mechanisms::debian;
+use crate::mechanisms::http::Client;
+use crate::model::project::Project;
+use anyhow::{bail, Context, Result};
+use reprovm_fs::archive;
+use reprovm_fs::progress;
+use reprovm_fs::util;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::io::Read;
+
+/// `toolchain/*.toml`: a set of packages to pin.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PackageSpec {
+    pub suite: String,
+    pub arch: String,
+    /// Suite for the packages listed in `from-backports`.
+    #[serde(default)]
+    pub backports_suite: Option<String>,
+    pub packages: Vec<String>,
+    #[serde(default)]
+    pub from_backports: Vec<String>,
+    /// Dependencies never pulled in (documentation-only or init-system packages).
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LockedDeb {
+    pub name: String,
+    pub version: String,
+    pub arch: String,
+    pub suite: String,
+    pub filename: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockFile {
+    pub suite: String,
+    /// When the packages were resolved (`YYYYMMDDTHHMMSSZ`): their snapshot-archive time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
+    #[serde(rename = "package")]
+    pub packages: Vec<LockedDeb>,
+}
+
+/// Dependency alternatives of a paragraph: `a (>= 1) | b:any` -> [["a","b"]].
+fn depends(s: &Paragraph) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for field in ["Pre-Depends", "Depends"] {
+        for group in s.get(field).split(',') {
+            let alts: Vec<String> = group
+                .split('|')
+                .map(|a| {
+                    a.split_whitespace()
+                        .next()
+                        .unwrap_or("")
+                        .split(':')
+                        .next()
+                        .unwrap_or("")
+                        .to_string()
+                })
+                .filter(|a| !a.is_empty())
+                .collect();
+            if !alts.is_empty() {
+                out.push(alts);
+            }
+        }
+    }
+    out
+}
+
+/// Resolve the closure of `spec.packages` over two indices (main and backports).
+pub fn resolve(
+    spec: &PackageSpec,
+    main: &[Paragraph],
+    backports: &[Paragraph],
+) -> Result<Vec<LockedDeb>> {
+    let mut by_name: BTreeMap<&str, (&Paragraph, &str)> = BTreeMap::new();
+    for s in main {
+        by_name.entry(s.get("Package")).or_insert((s, &spec.suite));
+    }
+    if let Some(bpo_suite) = &spec.backports_suite {
+        for s in backports {
+            if spec.from_backports.iter().any(|n| n == s.get("Package")) {
+                by_name.insert(s.get("Package"), (s, bpo_suite));
+            }
+        }
+    }
+    let mut providers: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (name, (s, _)) in &by_name {
+        for p in s.get("Provides").split(',') {
+            if let Some(p) = p.split_whitespace().next() {
+                providers.entry(p.to_string()).or_default().insert(name.to_string());
+            }
+        }
+    }
+    let mut chosen: BTreeSet<String> = BTreeSet::new();
+    let mut queue: VecDeque<String> = spec.packages.iter().cloned().collect();
+    while let Some(name) = queue.pop_front() {
+        if chosen.contains(&name) || spec.exclude.contains(&name) {
+            continue;
+        }
+        let Some((s, _)) = by_name.get(name.as_str()) else {
+            bail!("package `{name}` is not in {} {}", spec.suite, spec.arch);
+        };
+        chosen.insert(name.clone());
+        for alts in depends(s) {
+            if alts.iter().any(|a| chosen.contains(a) || spec.exclude.contains(a)) {
+                continue;
+            }
+            let pick = alts.iter().find_map(|a| {
+                if by_name.contains_key(a.as_str()) {
+                    Some(a.clone())
+                } else {
+                    providers.get(a).and_then(|ps| ps.iter().next().cloned())
+                }
+            });
+            match pick {
+                Some(p) => queue.push_back(p),
+                None => bail!(
+                    "`{name}` depends on `{}`, which nothing in {} provides",
+                    alts.join(" | "),
+                    spec.suite
+                ),
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for name in chosen {
+        let (s, suite) = by_name[name.as_str()];
+        out.push(LockedDeb {
+            name: name.clone(),
+            version: s.get("Version").to_string(),
+            arch: s.get("Architecture").to_string(),
+            suite: suite.to_string(),
+            filename: s.get("Filename").to_string(),
+            size: s.get("Size").parse().with_context(|| format!("{name}: bad Size"))?,
+            sha256: s.get("SHA256").to_string(),
+        });
+    }
+    Ok(out)
+}
+
+/// The suite's Packages index from the first mirror that serves a readable one (a broken
+/// index on one mirror falls through to the next).
+fn fetch_index(
+    client: &Client,
+    mirrors: &[String],
+    suite: &str,
+    arch: &str,
+) -> Result<Vec<Paragraph>> {
+    let mut errs = Vec::new();
+    for m in mirrors {
+        let url = format!("{m}/dists/{suite}/main/binary-{arch}/Packages.xz");
+        let attempt = client.get(&url).map_err(anyhow::Error::from).and_then(|body| {
+            let mut text = String::new();
+            archive::decoder(archive::Format::TarXz, body)?.read_to_string(&mut text)?;
+            Ok(deb822::paragraphs(&text))
+        });
+        match attempt {
+            Ok(p) if !p.is_empty() => return Ok(p),
+            Ok(_) => errs.push(format!("{url}: empty index")),
+            Err(e) => errs.push(format!("{url}: {e:#}")),
+        }
+    }
+    bail!(
+        "no mirror had a readable {suite} index ({}); set {} to a Debian mirror",
+        errs.join("; "),
+        debian::MIRROR_ENV
+    )
+}
+
+/// `cargo xtask toolchain lock [SET...]`: resolve package sets into their locks.
+pub fn lock(project: &Project, sets: &[super::PackageSet]) -> Result<()> {
+    for set in sets {
+        lock_set(project, *set)?;
+    }
+    Ok(())
+}
+
+fn lock_set(project: &Project, set: super::PackageSet) -> Result<()> {
+    let spec_path = set.spec(project);
+    let text = std::fs::read_to_string(&spec_path)
+        .with_context(|| format!("reading {}", spec_path.display()))?;
+    let spec: PackageSpec = toml::from_str(&text)
+        .map_err(|e| anyhow::format_err!("{}: {}", spec_path.display(), e.message()))?;
+    let mirrors = &project.debian_mirrors;
+    anyhow::ensure!(
+        !mirrors.is_empty(),
+        "no Debian mirror configured: set {} or add one to /etc/apt/sources.list.d",
+        debian::MIRROR_ENV
+    );
+    let client = Client::new();
+    let main = fetch_index(&client, mirrors, &spec.suite, &spec.arch)?;
+    let bpo = match &spec.backports_suite {
+        Some(s) => fetch_index(&client, mirrors, s, &spec.arch)?,
+        None => Vec::new(),
+    };
+    let debs = resolve(&spec, &main, &bpo)?;
+    let lock_path = set.lock(project);
+    let old: Option<LockFile> = match std::fs::read_to_string(&lock_path) {
+        Ok(t) => Some(
+            toml::from_str(&t)
+                .map_err(|e| anyhow::format_err!("{}: {}", lock_path.display(), e.message()))?,
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("reading {}", lock_path.display())),
+    };
+    // The same packages keep their old snapshot time; a changed set gets the time of this
+    // resolution (the archive imports a few times a day, so a package published in the last
+    // hours may be missing from the snapshot at that time: `toolchain lock` again later).
+    let unchanged = old.as_ref().is_some_and(|o| o.packages == debs && o.suite == spec.suite);
+    let snapshot = match &old {
+        Some(o) if unchanged && o.snapshot.is_some() => o.snapshot.clone(),
+        _ => Some(debian::snapshot_time_now()),
+    };
+    let lockfile = LockFile { suite: spec.suite.clone(), snapshot, packages: debs };
+    let body = format!(
+        "# Generated by `cargo xtask toolchain lock` from {}. Do not edit.\n# {} packages; every .deb is fetched by sha256.\n{}",
+        crate::model::project::display_rel(&spec_path, &project.root),
+        lockfile.packages.len(),
+        toml::to_string(&lockfile)?
+    );
+    let same_text = std::fs::read(&lock_path).is_ok_and(|t| t == body.as_bytes());
+    if !same_text {
+        util::write_atomic(&lock_path, body.as_bytes())?;
+    }
+    progress::say(&format!(
+        "{} {} ({} packages)",
+        if same_text { "unchanged" } else { "wrote" },
+        lock_path.display(),
+        lockfile.packages.len()
+    ));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INDEX: &str = "Package: gcc\nVersion: 1\nArchitecture: amd64\nDepends: cpp (= 1), libc6 (>= 2) | libc-alt\nFilename: pool/main/g/gcc/gcc_1_amd64.deb\nSize: 10\nSHA256: aa\n\n\
+Package: cpp\nVersion: 1\nArchitecture: amd64\nPre-Depends: awk\nFilename: pool/main/c/cpp/cpp_1_amd64.deb\nSize: 5\nSHA256: bb\n\n\
+Package: mawk\nVersion: 1\nArchitecture: amd64\nProvides: awk\nFilename: pool/main/m/mawk/mawk_1_amd64.deb\nSize: 5\nSHA256: cc\n\n\
+Package: libc6\nVersion: 2\nArchitecture: amd64\nFilename: pool/main/g/glibc/libc6_2_amd64.deb\nSize: 5\nSHA256: dd\n\n\
+Package: e2fsprogs\nVersion: 1.47.0\nArchitecture: amd64\nFilename: pool/main/e/e2fsprogs/old.deb\nSize: 5\nSHA256: ee\n";
+
+    #[test]
+    fn resolves_closure_with_virtuals_alternatives_and_backports() {
+        let main = deb822::paragraphs(INDEX);
+        let bpo = deb822::paragraphs("Package: e2fsprogs\nVersion: 1.47.2\nArchitecture: amd64\nFilename: pool/main/e/e2fsprogs/new.deb\nSize: 6\nSHA256: ff\n");
+        let spec = PackageSpec {
+            suite: "bookworm".into(),
+            arch: "amd64".into(),
+            backports_suite: Some("bookworm-backports".into()),
+            packages: vec!["gcc".into(), "e2fsprogs".into()],
+            from_backports: vec!["e2fsprogs".into()],
+            exclude: vec![],
+        };
+        let r = resolve(&spec, &main, &bpo).unwrap();
+        let names: Vec<&str> = r.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, vec!["cpp", "e2fsprogs", "gcc", "libc6", "mawk"]);
+        let e2 = r.iter().find(|d| d.name == "e2fsprogs").unwrap();
+        assert_eq!((e2.version.as_str(), e2.suite.as_str()), ("1.47.2", "bookworm-backports"));
+        let bad = PackageSpec { packages: vec!["nope".into()], ..spec };
+        assert!(resolve(&bad, &main, &bpo)
+            .unwrap_err()
+            .to_string()
+            .contains("`nope` is not in bookworm"));
+    }
+
+    #[test]
+    fn a_bad_index_on_the_first_mirror_falls_through_to_the_next() {
+        let mut xz = Vec::new();
+        let mut enc = xz2::write::XzEncoder::new(&mut xz, 1);
+        std::io::Write::write_all(&mut enc, INDEX.as_bytes()).unwrap();
+        enc.finish().unwrap();
+        let path = "/dists/bookworm/main/binary-amd64/Packages.xz";
+        let base = crate::testutil::serve(vec![
+            (
+                "/bad/dists/bookworm/main/binary-amd64/Packages.xz",
+                200,
+                b"not xz at all".to_vec(),
+                None,
+            ),
+            (&format!("/good{path}"), 200, xz, None),
+        ]);
+        let p = fetch_index(
+            &Client::new(),
+            &[format!("{base}/bad"), format!("{base}/good")],
+            "bookworm",
+            "amd64",
+        )
+        .unwrap();
+        assert_eq!(p.len(), 5);
+        let e =
+            fetch_index(&Client::new(), &[format!("{base}/bad")], "bookworm", "amd64").unwrap_err();
+        assert!(format!("{e:#}").contains("no mirror had a readable bookworm index"), "{e:#}");
+    }
+}

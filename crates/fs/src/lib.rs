@@ -1,0 +1,13 @@
+//! reprovm's host-side file work, the primitives and mechanisms every other crate stands on:
+//! paths resolved beneath directory handles (`beneath`), archive extraction through them
+//! (`archive`), hashes (`hash`), ELF facts (`elf`), advisory locks (`lock`), progress output
+//! (`progress`) and small helpers (`util`). Nothing here knows about recipes, the store or
+//! builds.
+
+pub mod archive;
+pub mod beneath;
+pub mod elf;
+pub mod hash;
+pub mod lock;
+pub mod progress;
+pub mod util;

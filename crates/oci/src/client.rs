@@ -1,0 +1,832 @@
+//! The registry client: the OCI distribution protocol over the project's one HTTP stack
+//! (ureq), shared by `push`/`pull` and the binary cache. A registry is untrusted, so:
+//!
+//! - every byte it sends is bounded: manifests and indexes by [`MANIFEST_LIMIT`], token
+//!   responses and error bodies by small limits, blobs by the size their descriptor declares
+//!   (a blob that sends one byte more is cut off and refused while it streams, not after);
+//! - every manifest is hashed as it arrives and checked against the digest asked for and the
+//!   one the registry names; every blob against its digest and size;
+//! - credentials (docker's `config.json`, credential helpers included) go only to the
+//!   registry's own origin, and for token authentication to a realm on that origin or one the
+//!   user allowed in `REPROVM_REGISTRY_TOKEN_REALMS`; an anonymous token may come from any
+//!   realm. Nothing is sent over plain HTTP except to a registry on this machine;
+//! - redirects are followed by hand (at most five): credentials only to the same origin, never
+//!   from HTTPS down to plain HTTP, never off loopback over plain HTTP.
+
+use anyhow::{bail, Context, Result};
+use reprovm_fs::hash::HashingWriter;
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+pub const INDEX_TYPE: &str = "application/vnd.oci.image.index.v1+json";
+pub const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+/// The largest manifest or index a registry may send (distribution's own limit).
+pub const MANIFEST_LIMIT: u64 = 4 << 20;
+/// The largest token response or error body read.
+const SMALL_LIMIT: u64 = 64 << 10;
+const MAX_REDIRECTS: usize = 5;
+/// Token realms (`https://auth.example/token`, space-separated) that may receive credentials
+/// besides the registry's own origin.
+pub const REALMS_ENV: &str = "REPROVM_REGISTRY_TOKEN_REALMS";
+
+/// An image reference: `REGISTRY/REPO[:TAG][@sha256:HEX]`. A first component without a dot
+/// or a port (and not `localhost`) is a Docker Hub name, as docker reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    registry: String,
+    repository: String,
+    tag: Option<String>,
+    digest: Option<String>,
+}
+
+impl Reference {
+    pub fn parse(text: &str) -> Result<Reference> {
+        let bad = |why: &str| {
+            anyhow::format_err!(
+                "`{text}` is not an image reference (REGISTRY/REPO[:TAG][@sha256:HEX]): {why}"
+            )
+        };
+        let (rest, digest) = match text.split_once('@') {
+            Some((r, d)) => {
+                check_digest(d).map_err(|e| bad(&e.to_string()))?;
+                (r, Some(d.to_string()))
+            }
+            None => (text, None),
+        };
+        let (name, tag) = match rest.rsplit_once(':') {
+            Some((n, t)) if !t.contains('/') => (n, Some(t.to_string())),
+            _ => (rest, None),
+        };
+        if let Some(t) = &tag {
+            let ok = t.len() <= 128
+                && t.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+                && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+            if !ok {
+                return Err(bad(&format!("`{t}` is not a tag")));
+            }
+        }
+        let (registry, repository) = match name.split_once('/') {
+            Some((first, rest))
+                if first.contains('.') || first.contains(':') || first == "localhost" =>
+            {
+                (first.to_string(), rest.to_string())
+            }
+            Some(_) => ("docker.io".to_string(), name.to_string()),
+            None => ("docker.io".to_string(), format!("library/{name}")),
+        };
+        let component_ok = |c: &str| {
+            !c.is_empty()
+                && c.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+                && c.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+                && c.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
+        };
+        if repository.is_empty() || !repository.split('/').all(component_ok) {
+            return Err(bad(&format!("`{repository}` is not a repository name")));
+        }
+        if registry.is_empty() || registry.contains(['/', '@', ' ']) {
+            return Err(bad(&format!("`{registry}` is not a registry")));
+        }
+        Ok(Reference { registry, repository, tag, digest })
+    }
+
+    pub fn registry(&self) -> &str {
+        &self.registry
+    }
+    pub fn repository(&self) -> &str {
+        &self.repository
+    }
+    pub fn tag(&self) -> Option<&str> {
+        self.tag.as_deref()
+    }
+    pub fn digest(&self) -> Option<&str> {
+        self.digest.as_deref()
+    }
+
+    /// The same repository at a tag.
+    pub fn at_tag(&self, tag: &str) -> Reference {
+        Reference { tag: Some(tag.to_string()), digest: None, ..self.clone() }
+    }
+
+    /// The same repository at a digest.
+    pub fn at_digest(&self, digest: &str) -> Reference {
+        Reference { tag: None, digest: Some(digest.to_string()), ..self.clone() }
+    }
+
+    /// What the manifest endpoint is asked for: the digest, else the tag, else `latest`.
+    fn manifest_reference(&self) -> &str {
+        self.digest.as_deref().or(self.tag.as_deref()).unwrap_or("latest")
+    }
+
+    /// The host the API is served from (Docker Hub's API lives on another name).
+    fn api_host(&self) -> &str {
+        if self.registry == "docker.io" {
+            "registry-1.docker.io"
+        } else {
+            &self.registry
+        }
+    }
+}
+
+impl std::fmt::Display for Reference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.registry, self.repository)?;
+        if let Some(t) = &self.tag {
+            write!(f, ":{t}")?;
+        }
+        if let Some(d) = &self.digest {
+            write!(f, "@{d}")?;
+        }
+        Ok(())
+    }
+}
+
+/// `sha256:` and 64 lowercase hex digits: the only digest this client accepts.
+pub fn check_digest(d: &str) -> Result<()> {
+    let hex = d
+        .strip_prefix("sha256:")
+        .with_context(|| format!("`{d}`: only sha256 digests are supported"))?;
+    anyhow::ensure!(
+        hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+        "`{d}` is not a sha256 digest"
+    );
+    Ok(())
+}
+
+/// Whether a reference's text names a tag (without one, a pull has nothing to ask for).
+pub fn explicit_tag(s: &str) -> bool {
+    let before_digest = s.split('@').next().unwrap_or(s);
+    !s.contains('@') && before_digest.rsplit('/').next().is_some_and(|last| last.contains(':'))
+}
+
+/// A repository to use as a cache or substituter: `REGISTRY/REPO`, with an `http://` prefix
+/// for plain HTTP (loopback registries only). Returns the reference and whether it is plain.
+pub fn parse_repository(text: &str) -> Result<(Reference, bool)> {
+    let (rest, plain) = match text.strip_prefix("http://") {
+        Some(rest) => (rest, true),
+        None => (text.strip_prefix("https://").unwrap_or(text), false),
+    };
+    if rest.contains('@') || explicit_tag(rest) {
+        bail!("`{text}`: name a repository (REGISTRY/REPO), without a tag or digest");
+    }
+    Ok((Reference::parse(rest)?, plain))
+}
+
+/// `DURATION (RATE/s)` for `bytes` moved since `since`.
+pub fn rate(bytes: u64, since: Instant) -> String {
+    let s = since.elapsed().as_secs_f64().max(1e-3);
+    format!(
+        "{} ({}/s)",
+        reprovm_fs::progress::human_duration(since.elapsed()),
+        reprovm_fs::progress::human_bytes((bytes as f64 / s) as u64)
+    )
+}
+
+/// `host[:port]` is this machine.
+pub fn is_loopback(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host),
+    };
+    name == "localhost" || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Why a request to a registry failed; callers branch on it.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// What the registry sent is not what was asked for or declared (or it may not be used).
+    #[error("{0}")]
+    Refused(String),
+    /// The registry could not be reached, answered with an error, or the transfer broke off.
+    #[error("{0}")]
+    Transfer(String),
+}
+
+/// A manifest or index as the registry sent it.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub bytes: Vec<u8>,
+    /// `sha256:` of the bytes (checked against what was asked for and what the registry said).
+    pub digest: String,
+    /// The Content-Type the registry gave it.
+    pub media_type: String,
+}
+
+/// A scheme, host and port: where credentials may go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Origin {
+    scheme: String,
+    host: String,
+    port: u16,
+}
+
+impl Origin {
+    fn of(url: &str) -> Option<Origin> {
+        let (scheme, rest) = url.split_once("://")?;
+        let authority = rest.split(['/', '?', '#']).next()?;
+        let authority = authority.rsplit('@').next()?;
+        let default = match scheme {
+            "https" => 443,
+            "http" => 80,
+            _ => return None,
+        };
+        let (host, port) = match authority.strip_prefix('[') {
+            Some(v6) => {
+                let (h, after) = v6.split_once(']')?;
+                let port = after.strip_prefix(':').map(str::parse).transpose().ok()?;
+                (format!("[{h}]"), port.unwrap_or(default))
+            }
+            None => match authority.rsplit_once(':') {
+                Some((h, p)) => (h.to_string(), p.parse().ok()?),
+                None => (authority.to_string(), default),
+            },
+        };
+        Some(Origin { scheme: scheme.to_string(), host: host.to_ascii_lowercase(), port })
+    }
+
+    fn loopback(&self) -> bool {
+        is_loopback(&self.host)
+    }
+}
+
+/// Credentials for one registry, from docker's config.
+#[derive(Clone)]
+enum Credentials {
+    Basic {
+        user: String,
+        password: String,
+    },
+    /// An OAuth2 refresh token (`identitytoken`), exchanged at the token realm.
+    IdentityToken(String),
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Credentials::Basic { .. } => "Basic(..)",
+            Credentials::IdentityToken(_) => "IdentityToken(..)",
+        })
+    }
+}
+
+/// Credentials for `host` from the docker config; None when it names none.
+fn credentials(host: &str) -> Result<Option<Credentials>> {
+    use docker_credential::{CredentialRetrievalError as E, DockerCredential};
+    match docker_credential::get_credential(host) {
+        Ok(DockerCredential::UsernamePassword(user, password)) => {
+            Ok(Some(Credentials::Basic { user, password }))
+        }
+        Ok(DockerCredential::IdentityToken(t)) => Ok(Some(Credentials::IdentityToken(t))),
+        Err(E::ConfigNotFound | E::NoCredentialConfigured | E::ConfigReadError) => Ok(None),
+        Err(e) => bail!("credentials for {host} from the docker config.json: {e:?}"),
+    }
+}
+
+/// A client for one registry, with its credentials and tokens.
+pub struct Registry {
+    /// The registry as the reference names it.
+    name: String,
+    origin: Origin,
+    agent: ureq::Agent,
+    credentials: Option<Credentials>,
+    /// Token realms allowed to receive credentials besides the registry's own origin.
+    realms: Vec<Origin>,
+    /// Bearer tokens by scope.
+    tokens: Mutex<BTreeMap<String, String>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").field("name", &self.name).finish()
+    }
+}
+
+/// A request body: none, or bytes (sent again after an authentication challenge).
+enum Body<'a> {
+    Empty,
+    Bytes(&'a [u8], &'a str),
+    /// A file of known length, streamed; sent once (the caller authenticates before).
+    Stream(&'a mut dyn Read, u64),
+}
+
+impl Registry {
+    /// A client for the registry of `reference`; `plain_http` only for one on this machine.
+    pub fn connect(reference: &Reference, plain_http: bool) -> Result<Registry> {
+        let host = reference.api_host().to_string();
+        if plain_http && !is_loopback(&host) {
+            bail!("plain HTTP is only for registries on this machine (127.0.0.1, ::1, localhost), not {host}");
+        }
+        let scheme = if plain_http { "http" } else { "https" };
+        let origin = Origin::of(&format!("{scheme}://{host}/"))
+            .with_context(|| format!("`{host}` is not a registry host"))?;
+        let realms = match std::env::var(REALMS_ENV) {
+            Ok(list) => list
+                .split_whitespace()
+                .map(|r| Origin::of(r).with_context(|| format!("{REALMS_ENV}: `{r}` is not a URL")))
+                .collect::<Result<Vec<_>>>()?,
+            Err(_) => Vec::new(),
+        };
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(20))
+            .timeout_read(Duration::from_secs(120))
+            .redirects(0)
+            .user_agent("reprovm/1")
+            .build();
+        Ok(Registry {
+            name: reference.registry().to_string(),
+            origin,
+            agent,
+            credentials: credentials(reference.registry())?,
+            realms,
+            tokens: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        let Origin { scheme, host, port } = &self.origin;
+        format!("{scheme}://{host}:{port}{path}")
+    }
+
+    /// Send a request to `url`, answering an authentication challenge once and following
+    /// redirects; returns the final response (2xx, or 404 when `allow_404`).
+    fn send(
+        &self,
+        method: &str,
+        mut url: String,
+        headers: &[(&str, &str)],
+        mut body: Body,
+        scope: &str,
+        allow_404: bool,
+    ) -> Result<ureq::Response, RegistryError> {
+        let mut challenged = false;
+        let mut hops = 0;
+        loop {
+            let origin = Origin::of(&url)
+                .ok_or_else(|| RegistryError::Refused(format!("`{url}` is not a URL")))?;
+            if origin.scheme == "http" && !origin.loopback() {
+                return Err(RegistryError::Refused(format!(
+                    "{}: refusing plain HTTP to {} (only registries on this machine speak it)",
+                    self.name, origin.host
+                )));
+            }
+            let mut req = self.agent.request(method, &url);
+            for (k, v) in headers {
+                req = req.set(k, v);
+            }
+            // Credentials and tokens go to the registry's own origin only.
+            if origin == self.origin {
+                if let Some(a) = self.authorization(scope) {
+                    req = req.set("Authorization", &a);
+                }
+            }
+            let result = match &mut body {
+                Body::Empty => req.call(),
+                Body::Bytes(b, content_type) => req.set("Content-Type", content_type).send_bytes(b),
+                Body::Stream(r, len) => req
+                    .set("Content-Length", &len.to_string())
+                    .set("Content-Type", "application/octet-stream")
+                    .send(r),
+            };
+            match result {
+                Ok(resp) if (300..400).contains(&resp.status()) => {
+                    hops += 1;
+                    if hops > MAX_REDIRECTS || !matches!(method, "GET" | "HEAD") {
+                        return Err(RegistryError::Refused(format!(
+                            "{method} {url}: {} redirect{} (at most {MAX_REDIRECTS}, for GET and HEAD only)",
+                            resp.status(),
+                            if hops > 1 { "s" } else { "" }
+                        )));
+                    }
+                    let location = resp.header("Location").unwrap_or_default().to_string();
+                    let next = resolve(&url, &location).ok_or_else(|| {
+                        RegistryError::Refused(format!(
+                            "{url}: redirect to `{location}`, which is not a URL"
+                        ))
+                    })?;
+                    let to = Origin::of(&next).ok_or_else(|| {
+                        RegistryError::Refused(format!("redirect to `{next}`: not a URL"))
+                    })?;
+                    if origin.scheme == "https" && to.scheme == "http" {
+                        return Err(RegistryError::Refused(format!(
+                            "{url}: redirect from HTTPS down to plain HTTP ({next})"
+                        )));
+                    }
+                    url = next;
+                }
+                Ok(resp) => return Ok(resp),
+                Err(ureq::Error::Status(401, resp)) if !challenged && origin == self.origin => {
+                    challenged = true;
+                    let challenge = resp.header("WWW-Authenticate").unwrap_or_default().to_string();
+                    if matches!(body, Body::Stream(..)) {
+                        return Err(RegistryError::Transfer(format!(
+                            "{method} {url}: the registry asks for authentication in mid-upload"
+                        )));
+                    }
+                    self.authenticate(&challenge, scope)?;
+                }
+                Err(ureq::Error::Status(404, resp)) if allow_404 => return Ok(resp),
+                Err(ureq::Error::Status(code, resp)) => {
+                    let mut text = String::new();
+                    let _ = resp.into_reader().take(SMALL_LIMIT).read_to_string(&mut text);
+                    let text: String = text.chars().filter(|c| !c.is_control()).take(300).collect();
+                    return Err(RegistryError::Transfer(format!(
+                        "{method} {url}: HTTP {code}{}{}",
+                        if text.is_empty() { "" } else { ": " },
+                        text.trim()
+                    )));
+                }
+                Err(e) => {
+                    return Err(RegistryError::Transfer(format!(
+                        "{method} {url}: {}",
+                        e.to_string().replace('\n', " ")
+                    )))
+                }
+            }
+        }
+    }
+
+    /// The Authorization header for `scope`: a token got for it, else Basic credentials
+    /// when the registry takes them (a Basic challenge was answered).
+    fn authorization(&self, scope: &str) -> Option<String> {
+        let tokens = self.tokens.lock().ok()?;
+        tokens.get(scope).or_else(|| tokens.get("")).cloned()
+    }
+
+    /// Answer a 401's challenge: a Basic one with the configured credentials; a Bearer one
+    /// by getting a token from its realm, which sees credentials only when it is the
+    /// registry's origin or an allowed realm.
+    fn authenticate(&self, challenge: &str, scope: &str) -> Result<(), RegistryError> {
+        let refused = |why: String| RegistryError::Refused(format!("{}: {why}", self.name));
+        let (kind, params) = parse_challenge(challenge).ok_or_else(|| {
+            refused(format!(
+                "an authentication challenge it does not understand: `{}`",
+                challenge.chars().take(200).collect::<String>()
+            ))
+        })?;
+        let store = |key: &str, value: String| {
+            if let Ok(mut t) = self.tokens.lock() {
+                t.insert(key.to_string(), value);
+            }
+        };
+        match kind.as_str() {
+            "basic" => match &self.credentials {
+                Some(Credentials::Basic { user, password }) => {
+                    if self.origin.scheme == "http" && !self.origin.loopback() {
+                        return Err(refused("credentials over plain HTTP".into()));
+                    }
+                    store("", format!("Basic {}", basic(user, password)));
+                    Ok(())
+                }
+                _ => Err(refused(
+                    "it asks for a user name and password, and docker's config.json has none for it".into(),
+                )),
+            },
+            "bearer" => {
+                let realm = params.get("realm").cloned().unwrap_or_default();
+                let to = Origin::of(&realm)
+                    .ok_or_else(|| refused(format!("token realm `{realm}` is not a URL")))?;
+                if to.scheme == "http" && !to.loopback() {
+                    return Err(refused(format!("token realm {realm} is plain HTTP off this machine")));
+                }
+                let trusted = to == self.origin || self.realms.contains(&to);
+                let mut query = Vec::new();
+                if let Some(s) = params.get("service") {
+                    query.push(format!("service={}", urlencode(s)));
+                }
+                let scope_asked = params.get("scope").cloned().unwrap_or_else(|| scope.to_string());
+                if !scope_asked.is_empty() {
+                    query.push(format!("scope={}", urlencode(&scope_asked)));
+                }
+                let sep = if realm.contains('?') { '&' } else { '?' };
+                let url = if query.is_empty() { realm.clone() } else { format!("{realm}{sep}{}", query.join("&")) };
+                let credentials = if trusted { self.credentials.clone() } else { None };
+                if self.credentials.is_some() && !trusted {
+                    reprovm_fs::progress::say(&format!(
+                        "{}: token realm {realm} is not the registry's origin: asking it anonymously (allow it with {REALMS_ENV})",
+                        self.name
+                    ));
+                }
+                let resp = match credentials {
+                    Some(Credentials::IdentityToken(refresh)) => {
+                        let mut form = vec![
+                            ("grant_type", "refresh_token".to_string()),
+                            ("client_id", "reprovm".to_string()),
+                            ("refresh_token", refresh),
+                            ("scope", scope_asked.clone()),
+                        ];
+                        if let Some(s) = params.get("service") {
+                            form.push(("service", s.clone()));
+                        }
+                        let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                        self.agent.post(&realm).send_form(&pairs)
+                    }
+                    Some(Credentials::Basic { user, password }) => self
+                        .agent
+                        .get(&url)
+                        .set("Authorization", &format!("Basic {}", basic(&user, &password)))
+                        .call(),
+                    None => self.agent.get(&url).call(),
+                };
+                let resp = resp.map_err(|e| {
+                    RegistryError::Transfer(format!("{}: token from {realm}: {}", self.name, e.to_string().replace('\n', " ")))
+                })?;
+                let mut text = Vec::new();
+                resp.into_reader()
+                    .take(SMALL_LIMIT + 1)
+                    .read_to_end(&mut text)
+                    .map_err(|e| RegistryError::Transfer(format!("token from {realm}: {e}")))?;
+                if text.len() as u64 > SMALL_LIMIT {
+                    return Err(refused(format!("the token response from {realm} is larger than {SMALL_LIMIT} bytes")));
+                }
+                #[derive(serde::Deserialize)]
+                struct Token {
+                    token: Option<String>,
+                    access_token: Option<String>,
+                }
+                let t: Token = serde_json::from_slice(&text)
+                    .map_err(|e| refused(format!("the token response from {realm} does not parse: {e}")))?;
+                let token = t.token.or(t.access_token).ok_or_else(|| refused(format!("{realm} sent no token")))?;
+                store(scope, format!("Bearer {token}"));
+                Ok(())
+            }
+            other => Err(refused(format!("unsupported authentication scheme `{other}`"))),
+        }
+    }
+
+    fn scope(repo: &Reference, push: bool) -> String {
+        format!("repository:{}:{}", repo.repository(), if push { "pull,push" } else { "pull" })
+    }
+
+    /// The manifest or index at `r` (a tag or a digest), hashed as it arrives and bounded by
+    /// [`MANIFEST_LIMIT`]; None when the registry has nothing there. A digest reference must
+    /// match the bytes, and so must the digest the registry names.
+    pub fn manifest(
+        &self,
+        r: &Reference,
+        accept: &[&str],
+    ) -> Result<Option<Fetched>, RegistryError> {
+        let url = self.url(&format!("/v2/{}/manifests/{}", r.repository(), r.manifest_reference()));
+        let accept = accept.join(", ");
+        let resp = self.send(
+            "GET",
+            url,
+            &[("Accept", &accept)],
+            Body::Empty,
+            &Self::scope(r, false),
+            true,
+        )?;
+        if resp.status() == 404 {
+            return Ok(None);
+        }
+        let named = resp.header("Docker-Content-Digest").map(str::to_string);
+        let media_type = resp.header("Content-Type").unwrap_or_default().to_string();
+        let mut bytes = Vec::new();
+        resp.into_reader().take(MANIFEST_LIMIT + 1).read_to_end(&mut bytes).map_err(|e| {
+            RegistryError::Transfer(format!("the manifest {r}: the transfer broke off: {e}"))
+        })?;
+        if bytes.len() as u64 > MANIFEST_LIMIT {
+            return Err(RegistryError::Refused(format!(
+                "the manifest {r} is larger than the limit of {MANIFEST_LIMIT} bytes"
+            )));
+        }
+        let digest = format!("sha256:{}", reprovm_fs::hash::sha256_bytes(&bytes));
+        if let Some(asked) = r.digest().filter(|d| *d != digest) {
+            return Err(RegistryError::Refused(format!(
+                "the manifest {r} hashes to {digest}, not the {asked} asked for"
+            )));
+        }
+        if let Some(named) = named.filter(|n| *n != digest) {
+            return Err(RegistryError::Refused(format!(
+                "the manifest {r} hashes to {digest}, the registry says {named}"
+            )));
+        }
+        Ok(Some(Fetched { bytes, digest, media_type }))
+    }
+
+    /// Whether the repository has the blob.
+    pub fn has_blob(&self, repo: &Reference, digest: &str) -> Result<bool, RegistryError> {
+        let url = self.url(&format!("/v2/{}/blobs/{digest}", repo.repository()));
+        let resp = self.send("HEAD", url, &[], Body::Empty, &Self::scope(repo, false), true)?;
+        Ok(resp.status() != 404)
+    }
+
+    /// Stream the blob `digest` of `size` bytes into `w`, checking both as it comes: a byte
+    /// past `size` stops the transfer at once. The caller discards what was written on error.
+    pub fn blob_into(
+        &self,
+        repo: &Reference,
+        digest: &str,
+        size: u64,
+        w: &mut dyn Write,
+    ) -> Result<(), RegistryError> {
+        check_digest(digest).map_err(|e| RegistryError::Refused(format!("{e:#}")))?;
+        let url = self.url(&format!("/v2/{}/blobs/{digest}", repo.repository()));
+        let resp = self.send("GET", url, &[], Body::Empty, &Self::scope(repo, false), false)?;
+        if let Some(len) = resp.header("Content-Length").and_then(|l| l.parse::<u64>().ok()) {
+            if len != size {
+                return Err(RegistryError::Refused(format!(
+                    "blob {digest} from {repo}: the registry announces {len} bytes, the descriptor declares {size}"
+                )));
+            }
+        }
+        let mut hashing = HashingWriter::new(w);
+        let mut reader = resp.into_reader().take(size + 1);
+        std::io::copy(&mut reader, &mut hashing).map_err(|e| {
+            RegistryError::Transfer(format!(
+                "blob {digest} from {repo}: the transfer broke off after {} of {size} bytes: {e}",
+                hashing.written
+            ))
+        })?;
+        let got = hashing.written;
+        if got > size {
+            return Err(RegistryError::Refused(format!(
+                "blob {digest} from {repo}: it sends more than the {size} bytes its descriptor declares (cut off)"
+            )));
+        }
+        if got < size {
+            return Err(RegistryError::Transfer(format!(
+                "blob {digest} from {repo}: the transfer ended after {got} of {size} bytes"
+            )));
+        }
+        let (_, hex) = hashing.finish();
+        if format!("sha256:{hex}") != digest {
+            return Err(RegistryError::Refused(format!(
+                "blob {digest} from {repo}: its {got} bytes hash to sha256:{hex}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Upload `size` bytes from `data` as blob `digest` unless the repository has it; true
+    /// when it was sent (monolithic upload: POST, then PUT to the location given).
+    pub fn send_blob(
+        &self,
+        repo: &Reference,
+        digest: &str,
+        size: u64,
+        data: &mut dyn Read,
+    ) -> Result<bool> {
+        if self.has_blob(repo, digest)? {
+            return Ok(false);
+        }
+        let scope = Self::scope(repo, true);
+        let start = self.url(&format!("/v2/{}/blobs/uploads/", repo.repository()));
+        let resp = self.send(
+            "POST",
+            start.clone(),
+            &[],
+            Body::Bytes(&[], "application/octet-stream"),
+            &scope,
+            false,
+        )?;
+        let location = resp
+            .header("Location")
+            .with_context(|| format!("{repo}: the upload of {digest} was given no location"))?;
+        let target = resolve(&start, location)
+            .with_context(|| format!("{repo}: upload location `{location}`"))?;
+        let to = Origin::of(&target).context("upload location")?;
+        anyhow::ensure!(
+            to == self.origin,
+            "{repo}: the upload location {target} is not on the registry's origin"
+        );
+        let sep = if target.contains('?') { '&' } else { '?' };
+        let put = format!("{target}{sep}digest={}", urlencode(digest));
+        self.send("PUT", put, &[], Body::Stream(data, size), &scope, false)
+            .with_context(|| format!("pushing {digest} to {repo}"))?;
+        Ok(true)
+    }
+
+    /// Put a manifest's exact bytes at `r` (a tag or a digest).
+    pub fn put_manifest(&self, r: &Reference, bytes: &[u8], media_type: &str) -> Result<()> {
+        let url = self.url(&format!("/v2/{}/manifests/{}", r.repository(), r.manifest_reference()));
+        self.send("PUT", url, &[], Body::Bytes(bytes, media_type), &Self::scope(r, true), false)
+            .with_context(|| format!("putting the manifest {r}"))?;
+        Ok(())
+    }
+}
+
+/// `user:password` in base64, as Basic authentication sends it.
+fn basic(user: &str, password: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+}
+
+/// Percent-encode a query value.
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// `Bearer realm="https://…",service="…",scope="…"` -> ("bearer", {realm, service, scope}).
+fn parse_challenge(h: &str) -> Option<(String, BTreeMap<String, String>)> {
+    let h = h.trim();
+    let (kind, rest) = h.split_once(' ').unwrap_or((h, ""));
+    if kind.is_empty() {
+        return None;
+    }
+    let mut params = BTreeMap::new();
+    let mut rest = rest.trim();
+    while !rest.is_empty() {
+        let (key, after) = rest.split_once('=')?;
+        let after = after.trim_start();
+        let (value, tail) = match after.strip_prefix('"') {
+            Some(q) => {
+                let end = q.find('"')?;
+                (&q[..end], &q[end + 1..])
+            }
+            None => after.split_once(',').unwrap_or((after, "")),
+        };
+        params.insert(key.trim().to_ascii_lowercase(), value.to_string());
+        rest = tail.trim_start().trim_start_matches(',').trim_start();
+    }
+    Some((kind.to_ascii_lowercase(), params))
+}
+
+/// `location` (absolute, or absolute-path) against `base`.
+fn resolve(base: &str, location: &str) -> Option<String> {
+    if location.starts_with("http://") || location.starts_with("https://") {
+        return Some(location.to_string());
+    }
+    if !location.starts_with('/') || location.starts_with("//") {
+        return None;
+    }
+    let (scheme, rest) = base.split_once("://")?;
+    let authority = rest.split('/').next()?;
+    Some(format!("{scheme}://{authority}{location}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_only_for_loopback() {
+        for h in ["127.0.0.1:5000", "localhost:5000", "[::1]:5000", "127.0.0.1", "localhost"] {
+            assert!(is_loopback(h), "{h}");
+        }
+        for h in
+            ["10.0.0.1:5000", "registry.example:5000", "[2001:db8::1]:443", "localhost.example"]
+        {
+            assert!(!is_loopback(h), "{h}");
+        }
+        let (r, plain) = parse_repository("http://10.0.0.1:5000/reprovm/cache").unwrap();
+        assert!(plain);
+        let e = Registry::connect(&r, plain).err().unwrap();
+        assert!(e.to_string().contains("plain HTTP is only for registries on this machine"), "{e}");
+    }
+
+    #[test]
+    fn references_and_repositories() {
+        assert!(explicit_tag("10.0.0.1:5000/reprovm/kernel:1"));
+        assert!(!explicit_tag("10.0.0.1:5000/reprovm/kernel"));
+        assert!(!explicit_tag("10.0.0.1:5000/reprovm/kernel@sha256:00"));
+        let (r, plain) = parse_repository("127.0.0.1:5000/reprovm/cache").unwrap();
+        assert!(!plain);
+        assert_eq!((r.registry(), r.repository()), ("127.0.0.1:5000", "reprovm/cache"));
+        assert_eq!(r.at_tag("abc").to_string(), "127.0.0.1:5000/reprovm/cache:abc");
+        for bad in ["127.0.0.1:5000/reprovm/cache:tag", "127.0.0.1:5000/r@sha256:00"] {
+            assert!(parse_repository(bad).is_err(), "{bad}");
+        }
+        let d = format!("sha256:{}", "a".repeat(64));
+        let r = Reference::parse(&format!("ghcr.io/o/k:6.1@{d}")).unwrap();
+        assert_eq!((r.tag(), r.digest()), (Some("6.1"), Some(d.as_str())));
+        assert_eq!(Reference::parse("busybox").unwrap().to_string(), "docker.io/library/busybox");
+        for bad in
+            ["ghcr.io/O/k", "ghcr.io/o/k:", "ghcr.io/o/k@sha256:xyz", "ghcr.io/o/k:-x", "ghcr.io/"]
+        {
+            assert!(Reference::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn challenges_origins_and_locations() {
+        let (k, p) = parse_challenge(
+            r#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull""#,
+        )
+        .unwrap();
+        assert_eq!(k, "bearer");
+        assert_eq!(p["realm"], "https://auth.example/token");
+        assert_eq!(p["scope"], "repository:a/b:pull");
+        assert_eq!(parse_challenge("Basic realm=x").unwrap().0, "basic");
+        let o = |u: &str| Origin::of(u).unwrap();
+        assert_eq!(o("https://a.example/v2/"), o("https://A.example:443/x"));
+        assert_ne!(o("https://a.example/"), o("http://a.example/"));
+        assert_ne!(o("http://127.0.0.1:5000/"), o("http://127.0.0.1:5001/"));
+        assert_eq!(o("http://[::1]:5000/v2").port, 5000);
+        assert_eq!(
+            resolve("http://127.0.0.1:5000/v2/a/blobs/x", "/v2/a/uploads/1?s=2").unwrap(),
+            "http://127.0.0.1:5000/v2/a/uploads/1?s=2"
+        );
+        assert!(resolve("http://127.0.0.1:5000/v2/a", "//evil.example/x").is_none());
+        assert!(resolve("http://127.0.0.1:5000/v2/a", "relative").is_none());
+    }
+}

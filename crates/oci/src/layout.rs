@@ -1,0 +1,270 @@
+//! OCI image layouts on disk (`oci-layout`, `index.json`, `blobs/sha256/<hex>`): writing one
+//! deterministically, and reading and verifying one.
+//!
+//! The documents are oci-spec's types. They keep annotations in `HashMap`s, whose order
+//! changes from run to run, so every document is written through [`canonical_json`]: keys
+//! sorted at every level, no insignificant whitespace. The same document then has the same
+//! digest on every machine.
+
+use anyhow::{bail, Context, Result};
+use oci_spec::image::{
+    Descriptor, DescriptorBuilder, Digest, ImageIndex, ImageIndexBuilder, MediaType,
+};
+use reprovm_fs::beneath::Dir;
+use reprovm_fs::hash::{sha256_bytes, HashingWriter};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+/// `org.opencontainers.image.ref.name`: a tag of a manifest in index.json.
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+/// Serialise with object keys sorted at every level and no whitespace.
+pub fn canonical_json<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    fn sort(v: serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Object(map) => {
+                let sorted: BTreeMap<String, serde_json::Value> =
+                    map.into_iter().map(|(k, v)| (k, sort(v))).collect();
+                serde_json::Value::Object(sorted.into_iter().collect())
+            }
+            serde_json::Value::Array(items) => {
+                serde_json::Value::Array(items.into_iter().map(sort).collect())
+            }
+            other => other,
+        }
+    }
+    Ok(serde_json::to_vec(&sort(serde_json::to_value(value)?))?)
+}
+
+/// `sha256:<hex>` as oci-spec's digest type.
+pub fn sha256_digest(hex: &str) -> Result<Digest> {
+    format!("sha256:{hex}").parse().with_context(|| format!("`{hex}` is not a sha256 digest"))
+}
+
+/// A descriptor of `size` bytes with digest `sha256:hex`.
+pub fn descriptor(
+    media_type: MediaType,
+    hex: &str,
+    size: u64,
+    annotations: BTreeMap<String, String>,
+) -> Result<Descriptor> {
+    let mut b =
+        DescriptorBuilder::default().media_type(media_type).digest(sha256_digest(hex)?).size(size);
+    if !annotations.is_empty() {
+        b = b.annotations(annotations.into_iter().collect::<HashMap<_, _>>());
+    }
+    Ok(b.build()?)
+}
+
+/// An image layout being written into an empty directory (a build's `$OUT`).
+pub struct LayoutWriter {
+    dir: Dir,
+}
+
+impl LayoutWriter {
+    /// Start a layout in `dir` (created if missing): writes `oci-layout`.
+    pub fn create(dir: &Path) -> Result<LayoutWriter> {
+        let dir = Dir::create(dir)?;
+        dir.write_atomic(Path::new("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#, 0o644)?;
+        dir.create_dir_all(Path::new("blobs/sha256"))?;
+        Ok(LayoutWriter { dir })
+    }
+
+    /// Store `data` as a blob; returns its sha256 hex.
+    pub fn blob_bytes(&self, data: &[u8]) -> Result<String> {
+        let hex = sha256_bytes(data);
+        self.dir.write_atomic(&blob_path(&hex), data, 0o644)?;
+        Ok(hex)
+    }
+
+    /// Store a document (canonical JSON) as a blob and describe it.
+    pub fn blob_json<T: Serialize>(
+        &self,
+        media_type: MediaType,
+        doc: &T,
+        annotations: BTreeMap<String, String>,
+    ) -> Result<Descriptor> {
+        let bytes = canonical_json(doc)?;
+        let hex = self.blob_bytes(&bytes)?;
+        descriptor(media_type, &hex, bytes.len() as u64, annotations)
+    }
+
+    /// Store what `write` writes as a blob, streamed through a temporary file and renamed to
+    /// its digest; returns (sha256 hex, size, what `write` returned).
+    pub fn blob_stream<R>(
+        &self,
+        write: impl FnOnce(&mut dyn Write) -> Result<R>,
+    ) -> Result<(String, u64, R)> {
+        let tmp = PathBuf::from(format!("blobs/.tmp-{}", std::process::id()));
+        let f = self.dir.create_file(&tmp, 0o644)?;
+        let mut w = HashingWriter::new(std::io::BufWriter::new(f));
+        let r = write(&mut w)?;
+        let size = w.written;
+        let (buf, hex) = w.finish();
+        let f = buf.into_inner().map_err(|e| e.into_error())?;
+        f.sync_all()?;
+        self.dir.rename(&tmp, &blob_path(&hex))?;
+        Ok((hex, size, r))
+    }
+
+    /// Store a file's bytes as a blob.
+    pub fn blob_file(&self, src: &mut dyn Read) -> Result<(String, u64)> {
+        let (hex, size, ()) = self.blob_stream(|w| {
+            std::io::copy(src, w)?;
+            Ok(())
+        })?;
+        Ok((hex, size))
+    }
+
+    /// Write `index.json` listing `manifests` (in this order) and finish the layout.
+    pub fn finish(self, manifests: Vec<Descriptor>) -> Result<()> {
+        let index: ImageIndex = ImageIndexBuilder::default()
+            .schema_version(2u32)
+            .media_type(MediaType::ImageIndex)
+            .manifests(manifests)
+            .build()?;
+        self.dir.write_atomic(Path::new("index.json"), &canonical_json(&index)?, 0o644)
+    }
+}
+
+/// Where a blob lives in a layout.
+pub fn blob_path(hex: &str) -> PathBuf {
+    Path::new("blobs/sha256").join(hex)
+}
+
+/// A layout on disk, opened for reading.
+pub struct Layout {
+    pub dir: Dir,
+    pub index: ImageIndex,
+}
+
+impl Layout {
+    /// Open `path` as an image layout: `oci-layout` must say version 1.0.0 and `index.json`
+    /// must parse.
+    pub fn open(path: &Path) -> Result<Layout> {
+        let dir = Dir::open(path)?;
+        let header: serde_json::Value = serde_json::from_slice(&dir.read(Path::new("oci-layout"))?)
+            .with_context(|| format!("{}/oci-layout is not JSON", path.display()))?;
+        if header["imageLayoutVersion"] != "1.0.0" {
+            bail!("{}: not an OCI image layout 1.0.0 (oci-layout says {header})", path.display());
+        }
+        let index: ImageIndex = serde_json::from_slice(&dir.read(Path::new("index.json"))?)
+            .with_context(|| format!("{}/index.json is not an OCI image index", path.display()))?;
+        Ok(Layout { dir, index })
+    }
+
+    /// The bytes of a blob, checked against its digest.
+    pub fn blob(&self, d: &Descriptor) -> Result<Vec<u8>> {
+        let hex = d.digest().digest();
+        let data = self.dir.read(&blob_path(hex))?;
+        let got = sha256_bytes(&data);
+        if got != hex || data.len() as u64 != d.size() {
+            bail!(
+                "{}: blob {} holds {} bytes with sha256 {got}, not what its descriptor says ({} bytes)",
+                self.dir.path().display(),
+                d.digest(),
+                data.len(),
+                d.size()
+            );
+        }
+        Ok(data)
+    }
+
+    /// Check a blob against its descriptor's digest and size, reading it as a stream (layers
+    /// may be large).
+    pub fn check_blob(&self, d: &Descriptor) -> Result<()> {
+        let hex = d.digest().digest();
+        let mut f = self.dir.open_file(&blob_path(hex))?;
+        let mut w = HashingWriter::new(std::io::sink());
+        std::io::copy(&mut f, &mut w)?;
+        let size = w.written;
+        let (_, got) = w.finish();
+        if got != hex || size != d.size() {
+            bail!(
+                "{}: blob {} holds {size} bytes with sha256 {got}, not what its descriptor says ({} bytes)",
+                self.dir.path().display(),
+                d.digest(),
+                d.size()
+            );
+        }
+        Ok(())
+    }
+
+    /// The manifests of index.json with their tags (`ref.name`, if any).
+    pub fn manifests(&self) -> Vec<(Option<String>, Descriptor)> {
+        self.index
+            .manifests()
+            .iter()
+            .map(|d| (d.annotations().as_ref().and_then(|a| a.get(REF_NAME).cloned()), d.clone()))
+            .collect()
+    }
+
+    /// Every blob a manifest reaches (config, layers, the manifest itself), each checked.
+    pub fn verify(&self) -> Result<Vec<Descriptor>> {
+        let mut seen = Vec::new();
+        for (_, m) in self.manifests() {
+            let bytes = self.blob(&m)?;
+            let manifest: oci_spec::image::ImageManifest = serde_json::from_slice(&bytes)
+                .with_context(|| format!("manifest {} is not an OCI image manifest", m.digest()))?;
+            self.check_blob(manifest.config())?;
+            seen.push(manifest.config().clone());
+            for l in manifest.layers() {
+                self.check_blob(l)?;
+                seen.push(l.clone());
+            }
+            seen.push(m);
+        }
+        Ok(seen)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_json_sorts_keys_at_every_level() {
+        let mut a = HashMap::new();
+        for k in ["zeta", "alpha", "mid", "beta", "omega", "gamma"] {
+            a.insert(k.to_string(), serde_json::json!({"z": 1, "a": [{"y": 2, "b": 3}]}));
+        }
+        let once = canonical_json(&a).unwrap();
+        assert!(String::from_utf8_lossy(&once)
+            .starts_with(r#"{"alpha":{"a":[{"b":3,"y":2}],"z":1},"beta""#));
+        for _ in 0..20 {
+            let again: HashMap<String, serde_json::Value> = serde_json::from_slice(&once).unwrap();
+            assert_eq!(canonical_json(&again).unwrap(), once);
+        }
+    }
+
+    #[test]
+    fn a_layout_round_trips_and_a_changed_blob_is_named() {
+        let t = tempfile::tempdir().unwrap();
+        let w = LayoutWriter::create(t.path()).unwrap();
+        let layer = b"not really a tar";
+        let hex = w.blob_bytes(layer).unwrap();
+        let layer_d =
+            descriptor(MediaType::ImageLayer, &hex, layer.len() as u64, BTreeMap::new()).unwrap();
+        let config =
+            w.blob_json(MediaType::EmptyJSON, &serde_json::json!({}), BTreeMap::new()).unwrap();
+        let manifest = oci_spec::image::ImageManifestBuilder::default()
+            .schema_version(2u32)
+            .media_type(MediaType::ImageManifest)
+            .config(config)
+            .layers(vec![layer_d.clone()])
+            .build()
+            .unwrap();
+        let tag = BTreeMap::from([(REF_NAME.to_string(), "v1".to_string())]);
+        let m = w.blob_json(MediaType::ImageManifest, &manifest, tag).unwrap();
+        w.finish(vec![m.clone()]).unwrap();
+
+        let l = Layout::open(t.path()).unwrap();
+        assert_eq!(l.manifests(), vec![(Some("v1".to_string()), m)]);
+        assert_eq!(l.verify().unwrap().len(), 3);
+        std::fs::write(t.path().join("blobs/sha256").join(&hex), b"tampered").unwrap();
+        let e = format!("{:#}", l.verify().unwrap_err());
+        assert!(e.contains(&format!("blob sha256:{hex} holds 8 bytes")), "{e}");
+    }
+}
