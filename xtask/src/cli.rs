@@ -1,16 +1,15 @@
 //! Command line: global options, the command list, and dispatch. Nothing else lives here:
-//! each command is an args struct with a `run` method in the module that owns it, and no
-//! module below this one imports it.
+//! each command is an args struct with a `run` method in `commands/`, and nothing below this
+//! module imports it.
 
+use crate::commands::{
+    assemble, audit, bench, boot_test, build, cache, diff, fetch, gc, menuconfig, nix, pin, plan,
+    pull, push, run, sandbox_exec, tool, toolchain,
+};
 use anyhow::{bail, Result};
 use clap::{CommandFactory, Parser, Subcommand};
-use reprovm::mechanisms::fetch::Fetcher;
-use reprovm::model::pins;
 use reprovm::model::project::Project;
-use reprovm::ops::boot as qemu;
-use reprovm::ops::{assemble, audit, bench, build, gc, menuconfig, plan, publish};
-use reprovm::steps::substitution as cache;
-use reprovm::steps::{explain, sources, toolchain};
+use reprovm::ops::context::{RunContext, SubstitutionSettings};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -81,7 +80,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Download and verify every pinned source (or those of TARGET and its dependencies).
-    Fetch(sources::FetchArgs),
+    Fetch(fetch::FetchArgs),
     /// Print the build graph of TARGET with input hashes and cached/not-cached state.
     Plan(plan::PlanArgs),
     /// Build TARGET and its dependencies in the sandbox (kernel, busybox, dropbear, iproute2, hd-image, ...).
@@ -91,25 +90,25 @@ pub enum Command {
     /// Run menuconfig for a kernel recipe in the sandbox and record the changes in its last fragment.
     Menuconfig(menuconfig::MenuconfigArgs),
     /// Boot out/bzImage with out/hd.img under QEMU (serial console here, SSH on 127.0.0.1:PORT).
-    Run(qemu::RunArgs),
+    Run(run::RunArgs),
     /// Boot the image, log in over SSH with a fresh key, check uname/ip/modules/modprobe, power off.
-    BootTest(qemu::BootTestArgs),
+    BootTest(boot_test::BootTestArgs),
     /// Rebuild targets from scratch under varied conditions and explain any difference.
     Audit(audit::AuditArgs),
     /// Compare two output trees (or two files) and explain every difference: ELF sections,
     /// bzImage payload, ext4 superblock and files, text diffs. Exit code 1 if they differ.
-    Diff(explain::DiffArgs),
+    Diff(diff::DiffArgs),
     /// Nix and other builders: run the xtask's own steps of a [kconfig]/[rootfs]/[image] recipe.
     #[command(hide = true)]
     Assemble(assemble::AssembleArgs),
     /// Record expected output hashes in pins/.
-    Pin(pins::PinArgs),
+    Pin(pin::PinArgs),
     /// Run a command in the build sandbox over the pinned toolchain (empty /build and /out).
-    SandboxExec(toolchain::ExecArgs),
+    SandboxExec(sandbox_exec::SandboxExecArgs),
     /// Push a recipe's OCI layout to a registry (`push krata-kernel-oci REGISTRY/REPO`).
-    Push(publish::PushArgs),
+    Push(push::PushArgs),
     /// Pull an image or artifact from a registry into a new OCI layout directory.
-    Pull(publish::PullArgs),
+    Pull(pull::PullArgs),
     /// The binary cache on an OCI registry: `push` a closure and its sources, `keygen`.
     Cache(cache::CacheArgs),
     /// Remove store entries, cache files and toolchains that the pins and the last builds do
@@ -117,11 +116,11 @@ pub enum Command {
     Gc(gc::GcArgs),
     /// Run a program of the pinned Nix (pins/nix.lock: Debian trixie's Nix 2.26), e.g.
     /// `cargo xtask nix nix-build -A kernel`, without installing it or touching the host's libc.
-    Nix(toolchain::NixArgs),
+    Nix(nix::NixArgs),
     /// Run a program of the pinned host tools (pins/tools.lock: Debian trixie's QEMU, OVMF,
     /// ssh, skopeo, umoci, squashfs-tools, docker-registry, gdisk, fdisk, dosfstools, mtools,
     /// xorriso), e.g. `cargo xtask tool qemu-img info out/efi.vhd`, without installing it.
-    Tool(reprovm::steps::host_tools::ToolArgs),
+    Tool(tool::ToolArgs),
     /// Measure: `plan` on a cached graph, warm toolchain materialisation, sandbox overhead.
     Bench(bench::BenchArgs),
     /// Print shell completions.
@@ -142,33 +141,32 @@ pub fn run() -> Result<i32> {
     let mut project = Project::new(cli.recipes, cli.out, cli.cache);
     project.host_toolchain = cli.host_toolchain;
     project.uses = cli.uses;
-    project.set_substituters(cli.substituters, cli.trusted_keys, cli.substitute_only);
-    let mut fetcher = Fetcher::new(&project.cache, cli.mirror, cli.offline);
-    if !project.substituters.is_empty() {
-        for mirror in project.substitution()?.source_mirrors() {
-            fetcher.add_blob_source(mirror);
-        }
-    }
+    let substitution = SubstitutionSettings {
+        repositories: cli.substituters,
+        trusted_keys: cli.trusted_keys,
+        only: cli.substitute_only,
+    };
+    let ctx = RunContext::new(project, cli.mirror, cli.offline, substitution)?;
     match cli.command {
-        Command::Fetch(args) => args.run(&project, &fetcher)?,
-        Command::Plan(args) => args.run(&project, &fetcher)?,
-        Command::Build(args) => args.run(&project, &fetcher)?,
-        Command::Toolchain(args) => args.run(&project, &fetcher)?,
-        Command::Menuconfig(args) => args.run(&project, &fetcher)?,
-        Command::Run(args) => args.run(&project, &fetcher)?,
-        Command::BootTest(args) => args.run(&project, &fetcher)?,
-        Command::Audit(args) => args.run(&project, &fetcher)?,
-        Command::Diff(args) => return args.run(&project, &fetcher),
-        Command::Assemble(args) => args.run(&project)?,
-        Command::Pin(args) => args.run(&project, &fetcher)?,
-        Command::SandboxExec(args) => return args.run(&project, &fetcher),
-        Command::Nix(args) => return args.run(&project, &fetcher),
-        Command::Tool(args) => return args.run(&project, &fetcher),
-        Command::Push(args) => args.run(&project, &fetcher)?,
-        Command::Pull(args) => args.run()?,
-        Command::Cache(args) => args.run(&project, &fetcher)?,
-        Command::Gc(args) => args.run(&project)?,
-        Command::Bench(args) => args.run(&project, &fetcher)?,
+        Command::Fetch(args) => args.run(&ctx),
+        Command::Plan(args) => args.run(&ctx),
+        Command::Build(args) => args.run(&ctx),
+        Command::Toolchain(args) => args.run(&ctx),
+        Command::Menuconfig(args) => args.run(&ctx),
+        Command::Run(args) => args.run(&ctx),
+        Command::BootTest(args) => args.run(&ctx),
+        Command::Audit(args) => args.run(&ctx),
+        Command::Diff(args) => args.run(&ctx),
+        Command::Assemble(args) => args.run(&ctx),
+        Command::Pin(args) => args.run(&ctx),
+        Command::SandboxExec(args) => args.run(&ctx),
+        Command::Nix(args) => args.run(&ctx),
+        Command::Tool(args) => args.run(&ctx),
+        Command::Push(args) => args.run(&ctx),
+        Command::Pull(args) => args.run(),
+        Command::Cache(args) => args.run(&ctx),
+        Command::Gc(args) => args.run(&ctx),
+        Command::Bench(args) => args.run(&ctx),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,
@@ -176,9 +174,9 @@ pub fn run() -> Result<i32> {
                 "cargo-xtask",
                 &mut std::io::stdout(),
             );
+            Ok(0)
         }
     }
-    Ok(0)
 }
 
 #[cfg(test)]

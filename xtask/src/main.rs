@@ -2,6 +2,7 @@
 //! engine is the `reprovm` crate. See ARCHITECTURE.md.
 
 mod cli;
+mod commands;
 
 fn main() {
     // The sandbox re-executes this binary as its namespace init: handle that before clap.

@@ -44,6 +44,11 @@ impl UtcTime {
     }
 }
 
+/// Path relative to `base` for messages, falling back to the full path.
+pub fn display_rel(path: &Path, base: &Path) -> String {
+    path.strip_prefix(base).unwrap_or(path).display().to_string()
+}
+
 /// Parallel jobs when none are given: the CPU count.
 pub fn default_jobs() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)

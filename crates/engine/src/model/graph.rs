@@ -1,8 +1,8 @@
 //! The recipe graph: every recipe in `recipes/`, dependency resolution and topological order.
 
-use crate::model::project::display_rel;
 use crate::model::recipe::{self, Loaded};
 use anyhow::{bail, Context, Result};
+use reprovm_fs::util::display_rel;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 

@@ -2,8 +2,10 @@
 //! builds leave (the store, its lock, output manifests, the build history).
 
 pub mod graph;
+pub mod history;
 pub mod manifest;
 pub mod pins;
 pub mod project;
 pub mod recipe;
+pub mod step_versions;
 pub mod store;

@@ -1,10 +1,8 @@
 //! `pins/outputs.toml`: the expected output hash of each target (and of each of its files),
 //! written by `cargo xtask pin outputs` and compared by `audit`.
 
-use crate::mechanisms::fetch::Fetcher;
 use crate::model::manifest::Manifest;
 use crate::model::project::Project;
-use crate::ops::build::{self, Options};
 use anyhow::{Context, Result};
 use reprovm_fs::util;
 use serde::{Deserialize, Serialize};
@@ -26,26 +24,6 @@ pub const DEFAULT_TARGETS: [&str; 13] = [
     "efi-image",
     "iso",
 ];
-
-#[derive(clap::Args, Debug)]
-pub struct PinArgs {
-    #[command(subcommand)]
-    pub what: PinWhat,
-}
-
-#[derive(clap::Subcommand, Debug)]
-pub enum PinWhat {
-    /// Record the current outputs of TARGETS (default: every published output, see `DEFAULT_TARGETS`) in pins/outputs.toml.
-    Outputs { targets: Vec<String> },
-}
-
-impl PinArgs {
-    pub fn run(&self, project: &Project, fetcher: &Fetcher) -> Result<()> {
-        match &self.what {
-            PinWhat::Outputs { targets } => pin_outputs(project, fetcher, targets),
-        }
-    }
-}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(deny_unknown_fields)]
@@ -146,48 +124,14 @@ pub fn changes(
     out
 }
 
-/// `cargo xtask pin outputs [TARGETS]`: build (or reuse) and record, showing what changed.
-pub fn pin_outputs(project: &Project, fetcher: &Fetcher, targets: &[String]) -> Result<()> {
-    let graph = project.graph()?;
-    let mut pins = read_pins(project)?;
-    let old = pins.clone();
-    for t in targets_or_default(targets) {
-        let res = build::build(
-            project,
-            &graph,
-            fetcher,
-            &t,
-            &Options { jobs: util::default_jobs(), ..Default::default() },
-        )?;
-        pins.insert(t, pin_of(&res.manifest, &crate::model::store::out_dir(&res.entry))?);
-    }
+/// Write the pins (the whole file, atomically).
+pub fn write_pins(project: &Project, pins: &BTreeMap<String, PinnedOutput>) -> Result<()> {
     let body = format!(
         "# Expected output hashes, written by `cargo xtask pin outputs`. `cargo xtask audit` compares\n\
          # fresh rebuilds with these; they are produced with the pinned toolchain (pins/toolchain.lock).\n{}",
-        toml::to_string(&pins)?
+        toml::to_string(pins)?
     );
-    util::write_atomic(&project.outputs_pin(), body.as_bytes())?;
-    let lines = changes(&old, &pins);
-    let new_inputs: Vec<&str> = pins
-        .iter()
-        .filter(|(n, p)| old.get(*n).is_some_and(|o| o.input_hash != p.input_hash))
-        .map(|(n, _)| n.as_str())
-        .collect();
-    if lines.is_empty() && new_inputs.is_empty() {
-        println!("{}: unchanged", project.outputs_pin().display());
-    } else if lines.is_empty() {
-        println!(
-            "{}: outputs unchanged (the same bytes); new input hashes for {}",
-            project.outputs_pin().display(),
-            new_inputs.join(" ")
-        );
-    } else {
-        println!("{}:", project.outputs_pin().display());
-        for c in lines {
-            println!("{c}");
-        }
-    }
-    Ok(())
+    util::write_atomic(&project.outputs_pin(), body.as_bytes())
 }
 
 #[cfg(test)]

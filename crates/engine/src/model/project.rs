@@ -2,14 +2,18 @@
 
 use std::path::{Path, PathBuf};
 
-/// All paths the engine reads or writes. Built once from the CLI's global options.
+/// Where a project lives and how it is configured: its recipes, pins and output directory,
+/// the download cache, the Debian mirrors, and the choices of this run (`--use`, the
+/// development root of host programs). Built once from the command line's global options.
 #[derive(Debug, Clone)]
 pub struct Project {
     pub root: PathBuf,
     pub recipes: PathBuf,
     pub pins: PathBuf,
     pub out: PathBuf,
-    pub cache: PathBuf,
+    /// The download cache (`--cache`, `out/cache`): sources and .debs by sha256. Not the
+    /// binary cache, which is a registry (`steps::substitution`).
+    pub downloads: PathBuf,
     /// Development mode: the sandbox root is made of host programs (named in every output).
     pub host_toolchain: bool,
     /// Dependency substitutions from `--use DEP=RECIPE`.
@@ -18,59 +22,29 @@ pub struct Project {
     pub debian_mirrors: Vec<String>,
     /// Debian snapshot-archive base URLs (`REPROVM_DEBIAN_SNAPSHOT` or the public one).
     pub debian_snapshots: Vec<String>,
-    /// Binary caches to substitute from (`--substituter`), the keys that make their entries
-    /// trusted, and whether building instead is an error.
-    /// Set through [`Project::set_substituters`].
-    pub substituters: Vec<String>,
-    pub trusted_keys: Vec<PathBuf>,
-    pub substitute_only: bool,
-    substitution: std::sync::OnceLock<std::sync::Arc<crate::steps::substitution::Substituters>>,
 }
 
 impl Project {
-    pub fn new(recipes: Option<PathBuf>, out: Option<PathBuf>, cache: Option<PathBuf>) -> Project {
+    pub fn new(
+        recipes: Option<PathBuf>,
+        out: Option<PathBuf>,
+        downloads: Option<PathBuf>,
+    ) -> Project {
         let root = repo_root();
         let recipes = recipes.unwrap_or_else(|| root.join("recipes"));
         let out = out.unwrap_or_else(|| root.join("out"));
-        let cache = cache.unwrap_or_else(|| out.join("cache"));
+        let downloads = downloads.unwrap_or_else(|| out.join("cache"));
         Project {
             pins: root.join("pins"),
             root,
             recipes,
             out,
-            cache,
+            downloads,
             host_toolchain: false,
             uses: Vec::new(),
             debian_mirrors: crate::mechanisms::debian::mirrors(),
             debian_snapshots: crate::mechanisms::debian::snapshots(),
-            substituters: Vec::new(),
-            trusted_keys: Vec::new(),
-            substitute_only: false,
-            substitution: std::sync::OnceLock::new(),
         }
-    }
-
-    /// Set the binary caches to substitute from (and forget any already connected).
-    pub fn set_substituters(&mut self, texts: Vec<String>, trusted_keys: Vec<PathBuf>, only: bool) {
-        self.substituters = texts;
-        self.trusted_keys = trusted_keys;
-        self.substitute_only = only;
-        self.substitution = std::sync::OnceLock::new();
-    }
-
-    /// The run's substituters, connected once (their keys loaded).
-    pub fn substitution(
-        &self,
-    ) -> anyhow::Result<std::sync::Arc<crate::steps::substitution::Substituters>> {
-        if let Some(s) = self.substitution.get() {
-            return Ok(s.clone());
-        }
-        let s = std::sync::Arc::new(crate::steps::substitution::Substituters::new(
-            &self.substituters,
-            &self.trusted_keys,
-            self.substitute_only,
-        )?);
-        Ok(self.substitution.get_or_init(|| s).clone())
     }
 
     /// The recipe graph with this run's substitutions applied.
@@ -140,11 +114,6 @@ fn find_root(
 /// A directory holding a reprovm project: recipes and the toolchain lock.
 pub fn is_project_root(dir: &Path) -> bool {
     dir.join("recipes").is_dir() && dir.join("pins").join("toolchain.lock").is_file()
-}
-
-/// Path relative to `base` for messages, falling back to the full path.
-pub fn display_rel(path: &Path, base: &Path) -> String {
-    path.strip_prefix(base).unwrap_or(path).display().to_string()
 }
 
 #[cfg(test)]

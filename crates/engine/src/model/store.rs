@@ -64,7 +64,7 @@ impl<'a> InputHashes<'a> {
             let dh = self.get(self.graph.resolve(d))?;
             h.field("dep", format!("{d} {dh}").as_bytes());
         }
-        for v in crate::steps::sequence::versions(&l.recipe) {
+        for v in crate::model::step_versions::of(&l.recipe) {
             h.field("step", v.as_bytes());
         }
         h.field("toolchain", self.toolchain_id.as_bytes());

@@ -4,27 +4,24 @@
 //! (nix/package.nix), so both builders run one implementation.
 
 use crate::model::project::Project;
-use crate::steps::sequence::{self, ScriptRunner, StepPaths};
+use crate::steps::runner::{ScriptRunner, StepPaths};
+use crate::steps::sequence;
 use anyhow::{bail, Context, Result};
 use reprovm_fs::util;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-#[derive(clap::Args, Debug)]
-pub struct AssembleArgs {
-    /// The `[kconfig]`, `[rootfs]` or `[image]` recipe to assemble.
+/// Where `assemble` runs a recipe's steps.
+#[derive(Debug, Clone)]
+pub struct AssembleOptions {
+    /// The recipe with engine steps to assemble.
     pub recipe: String,
-    /// The recipe's build directory (holding files/ and deps/NAME): `$REPROVM_BUILD`, which
-    /// both builders set.
-    #[arg(long, env = "REPROVM_BUILD", default_value = reprovm_sandbox::BUILD_DIR)]
+    /// The recipe's build directory (holding files/ and deps/NAME): `$REPROVM_BUILD`.
     pub build_dir: PathBuf,
-    /// Root in which the shared libraries of installed programs are looked up (`/` in Nix:
-    /// programs there find theirs through RUNPATH into /nix/store).
-    #[arg(long, default_value = "/")]
+    /// Root in which the shared libraries of installed programs are looked up.
     pub sysroot: PathBuf,
-    /// Output directory (default: $OUT).
-    #[arg(long, env = "OUT")]
+    /// Output directory.
     pub out: PathBuf,
 }
 
@@ -52,12 +49,13 @@ impl ScriptRunner for HostSh<'_> {
     }
 }
 
-impl AssembleArgs {
+impl AssembleOptions {
+    /// Run the recipe's steps (`steps::sequence`) inside another builder's sandbox.
     pub fn run(&self, project: &Project) -> Result<()> {
         let graph = project.graph()?;
         let l = graph.get(&self.recipe)?;
         let r = &l.recipe;
-        if crate::steps::sequence::versions(r).is_empty() && r.kconfig.is_none() {
+        if crate::model::step_versions::of(r).is_empty() && r.kconfig.is_none() {
             bail!("{}: `assemble` is for recipes with engine steps ([kconfig], [rootfs], [image], [initramfs], [uefi], [iso], [oci]); this one is a plain script", l.path.display());
         }
         let deps: BTreeMap<String, PathBuf> =
@@ -80,7 +78,7 @@ impl AssembleArgs {
             out: &self.out,
             lib_root: &self.sysroot,
         };
-        sequence::assemble(
+        sequence::run(
             l,
             &paths,
             r.source_date_epoch(),

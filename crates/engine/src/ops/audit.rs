@@ -3,12 +3,12 @@
 //! `pins/outputs.toml`, and explain each difference (ELF sections and symbols, the kernel's
 //! compressed payload, ext4 inodes, text diffs). Like reprotest + diffoscope, built in.
 
-use crate::mechanisms::fetch::Fetcher;
 use crate::model::manifest::{self, Manifest};
 use crate::model::pins::{self, PinnedOutput};
 use crate::model::project::Project;
 use crate::model::store;
-use crate::ops::build::{self, Options};
+use crate::ops::build::{self, BuildOptions};
+use crate::ops::context::RunContext;
 use crate::steps::explain::{self, DiffKind, FileDiff, Sides, Tools};
 use crate::steps::toolchain;
 use anyhow::{bail, Context, Result};
@@ -21,26 +21,20 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-#[derive(clap::Args, Debug)]
-pub struct AuditArgs {
-    /// Targets to rebuild and compare (default: every published output, as `pin outputs`).
+/// What `audit` does (the command's options).
+#[derive(Debug, Clone, Default)]
+pub struct AuditOptions {
+    /// Targets to rebuild and compare (empty: every published output).
     pub targets: Vec<String>,
     /// Print the report as JSON on stdout.
-    #[arg(long)]
     pub json: bool,
     /// Write a deterministic zip with the report, both manifests and the logs.
-    #[arg(long, value_name = "FILE.zip")]
     pub bundle: Option<PathBuf>,
-    /// Parallel jobs of the rebuild (default: one more than the CPU count a build uses, so
-    /// that make schedules differently without the rebuild running serially).
-    #[arg(long)]
+    /// Parallel jobs of the rebuild (None: one more than the CPU count a build uses).
     pub rebuild_jobs: Option<std::num::NonZeroUsize>,
     /// Keep the rebuilt outputs even when they match.
-    #[arg(long)]
     pub keep: bool,
-    /// Also compare each rebuild with what this binary cache (`REGISTRY/REPO`) holds for the
-    /// same inputs, as Debian's rebuilders check the archive.
-    #[arg(long, value_name = "REPO")]
+    /// Also compare each rebuild with this binary cache (`REGISTRY/REPO`).
     pub against: Option<String>,
 }
 
@@ -154,116 +148,114 @@ impl Conditions {
     }
 }
 
-impl AuditArgs {
+impl AuditOptions {
     /// The rebuild's job count: given, or the CPU count plus one.
     fn rebuild_jobs(&self) -> usize {
         self.rebuild_jobs.map_or_else(|| util::default_jobs() + 1, std::num::NonZeroUsize::get)
     }
+}
 
-    pub fn run(&self, project: &Project, fetcher: &Fetcher) -> Result<()> {
+/// Rebuild every target under varied conditions, compare, explain, report.
+pub fn audit(ctx: &RunContext, opts: &AuditOptions) -> Result<()> {
+    let (project, fetcher) = (&ctx.project, &ctx.fetcher);
+    let against =
+        opts.against.as_deref().map(crate::steps::substitution::Cache::connect).transpose()?;
+    let graph = project.graph()?;
+    let targets = pins::targets_or_default(&opts.targets);
+    let pins = pins::read_pins(project)?;
+    let tc = {
+        let _lock = crate::model::store::store_exclusive(&project.out)?;
+        toolchain::ensure(project, fetcher)?
+    };
+    let audit_root = project.out.join("audit");
+    std::fs::create_dir_all(&audit_root)?;
+    let mut reports = Vec::new();
+    for t in &targets {
+        let node = graph.resolve(t).to_string();
+        // 1. The reference: the store entry (built now if missing, never overwritten).
         // An audit rebuilds here: nothing it compares may come from a cache.
-        let mut project = project.clone();
-        project.set_substituters(Vec::new(), project.trusted_keys.clone(), false);
-        let project = &project;
-        let against =
-            self.against.as_deref().map(crate::steps::substitution::Cache::connect).transpose()?;
-        let graph = project.graph()?;
-        let targets = pins::targets_or_default(&self.targets);
-        let pins = pins::read_pins(project)?;
-        let tc = {
-            let _lock = crate::model::store::store_exclusive(&project.out)?;
-            toolchain::ensure(project, fetcher)?
-        };
-        let audit_root = project.out.join("audit");
-        std::fs::create_dir_all(&audit_root)?;
-        let mut reports = Vec::new();
-        for t in &targets {
-            let node = graph.resolve(t).to_string();
-            // 1. The reference: the store entry (built now if missing, never overwritten).
-            let opts = Options { jobs: util::default_jobs(), quiet: true, ..Default::default() };
-            let first = build::build(project, &graph, fetcher, t, &opts)?;
-            // 2. The rebuild, in another process under varied host conditions, into the audit dir.
-            let into = audit_root.join(format!("{t}-{}", std::process::id()));
-            remove(&into)?;
-            std::fs::create_dir_all(&into)?;
-            let cond = varied_conditions(project, &graph.get(&node)?.recipe, self.rebuild_jobs())?;
-            progress::say(&format!(
-                "audit {t}: rebuilding from scratch with -j{} under varied conditions (work {}, log in {})",
-                cond.jobs,
-                cond.work_root.display(),
-                into.join("logs").display()
-            ));
-            let rebuilt = rebuild(project, t, &into, &cond);
-            remove(&cond.work_root)?;
-            let rebuilt = rebuilt?;
-            let entry_rebuilt = into.join(format!("{}-{node}", &first.manifest.input_hash[..16]));
-            let pin = pins.get(t);
-            let mut diffs = explain::compare(
-                &first.manifest.files,
-                &rebuilt.files,
-                &store::out_dir(&first.entry),
-                &store::out_dir(&entry_rebuilt),
-                &Tools::Sandbox(&tc.root),
-                &SIDES,
-            );
-            if let Some(p) = pin.filter(|p| p.output_hash != first.manifest.output_hash) {
-                diffs.extend(compare_with_pin(p, &first.manifest, &store::out_dir(&first.entry))?);
-            }
-            let matches_store = rebuilt.output_hash == first.manifest.output_hash;
-            let matches_pin = pin.map(|p| p.output_hash == rebuilt.output_hash);
-            let keep = !matches_store || matches_pin == Some(false) || self.keep;
-            reports.push(TargetReport {
-                name: t.clone(),
-                input_hash: first.manifest.input_hash.clone(),
-                store_output_hash: first.manifest.output_hash.clone(),
-                rebuild_output_hash: rebuilt.output_hash.clone(),
-                pinned_output_hash: pin.map(|p| p.output_hash.clone()),
-                matches_store,
-                matches_pin,
-                variations: cond.variations(),
-                differences: diffs,
-                rebuild_dir: keep.then(|| entry_rebuilt.display().to_string()),
-                cache: match &against {
-                    Some(c) => Some(compare_with_cache(
-                        project,
-                        c,
-                        &graph.get(&node)?.recipe,
-                        &tc.id,
-                        &rebuilt,
-                        &store::out_dir(&entry_rebuilt),
-                        &Tools::Sandbox(&tc.root),
-                    )?),
-                    None => None,
-                },
-            });
-            if !keep {
-                let keep_logs = audit_root.join(format!("{t}-last-logs"));
-                remove(&keep_logs)?;
-                std::fs::rename(into.join("logs"), &keep_logs)?;
-                remove(&into)?;
-            }
+        let reference = BuildOptions { quiet: true, substitute: false, ..Default::default() };
+        let first = build::build(ctx, &graph, t, &reference)?;
+        // 2. The rebuild, in another process under varied host conditions, into the audit dir.
+        let into = audit_root.join(format!("{t}-{}", std::process::id()));
+        remove(&into)?;
+        std::fs::create_dir_all(&into)?;
+        let cond = varied_conditions(project, &graph.get(&node)?.recipe, opts.rebuild_jobs())?;
+        progress::say(&format!(
+            "audit {t}: rebuilding from scratch with -j{} under varied conditions (work {}, log in {})",
+            cond.jobs,
+            cond.work_root.display(),
+            into.join("logs").display()
+        ));
+        let rebuilt = rebuild(project, t, &into, &cond);
+        remove(&cond.work_root)?;
+        let rebuilt = rebuilt?;
+        let entry_rebuilt = into.join(format!("{}-{node}", &first.manifest.input_hash[..16]));
+        let pin = pins.get(t);
+        let mut diffs = explain::compare(
+            &first.manifest.files,
+            &rebuilt.files,
+            &store::out_dir(&first.entry),
+            &store::out_dir(&entry_rebuilt),
+            &Tools::Sandbox(&tc.root),
+            &SIDES,
+        );
+        if let Some(p) = pin.filter(|p| p.output_hash != first.manifest.output_hash) {
+            diffs.extend(compare_with_pin(p, &first.manifest, &store::out_dir(&first.entry))?);
         }
-        let ok = reports.iter().all(|r| {
-            r.matches_store
-                && r.matches_pin != Some(false)
-                && r.cache.as_ref().is_none_or(|c| c.matches)
+        let matches_store = rebuilt.output_hash == first.manifest.output_hash;
+        let matches_pin = pin.map(|p| p.output_hash == rebuilt.output_hash);
+        let keep = !matches_store || matches_pin == Some(false) || opts.keep;
+        reports.push(TargetReport {
+            name: t.clone(),
+            input_hash: first.manifest.input_hash.clone(),
+            store_output_hash: first.manifest.output_hash.clone(),
+            rebuild_output_hash: rebuilt.output_hash.clone(),
+            pinned_output_hash: pin.map(|p| p.output_hash.clone()),
+            matches_store,
+            matches_pin,
+            variations: cond.variations(),
+            differences: diffs,
+            rebuild_dir: keep.then(|| entry_rebuilt.display().to_string()),
+            cache: match &against {
+                Some(c) => Some(compare_with_cache(
+                    ctx,
+                    c,
+                    &graph.get(&node)?.recipe,
+                    &tc.id,
+                    &rebuilt,
+                    &store::out_dir(&entry_rebuilt),
+                    &Tools::Sandbox(&tc.root),
+                )?),
+                None => None,
+            },
         });
-        let report =
-            Report { schema: SCHEMA.into(), toolchain: tc.id.clone(), ok, targets: reports };
-        if self.json {
-            println!("{}", serde_json::to_string_pretty(&report)?);
-        } else {
-            print!("{}", render(&report));
+        if !keep {
+            let keep_logs = audit_root.join(format!("{t}-last-logs"));
+            remove(&keep_logs)?;
+            std::fs::rename(into.join("logs"), &keep_logs)?;
+            remove(&into)?;
         }
-        if let Some(b) = &self.bundle {
-            write_bundle(project, &report, b)?;
-            progress::say(&format!("bundle written to {}", b.display()));
-        }
-        if !ok {
-            bail!("audit found differences (see the report above)");
-        }
-        Ok(())
     }
+    let ok = reports.iter().all(|r| {
+        r.matches_store
+            && r.matches_pin != Some(false)
+            && r.cache.as_ref().is_none_or(|c| c.matches)
+    });
+    let report = Report { schema: SCHEMA.into(), toolchain: tc.id.clone(), ok, targets: reports };
+    if opts.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", render(&report));
+    }
+    if let Some(b) = &opts.bundle {
+        write_bundle(project, &report, b)?;
+        progress::say(&format!("bundle written to {}", b.display()));
+    }
+    if !ok {
+        bail!("audit found differences (see the report above)");
+    }
+    Ok(())
 }
 
 /// Fetch the cache's entry for the rebuilt node (every registry document read once; integrity
@@ -271,7 +263,7 @@ impl AuditArgs {
 /// how it differs from this machine's rebuild. It matches only when the bytes are the same and
 /// a trusted key signed it: an unsigned entry is what a substituter would refuse.
 fn compare_with_cache(
-    project: &Project,
+    ctx: &RunContext,
     cache: &crate::steps::substitution::Cache,
     r: &crate::model::recipe::Recipe,
     toolchain: &str,
@@ -287,7 +279,9 @@ fn compare_with_cache(
         toolchain,
         source_date_epoch: r.source_date_epoch(),
     };
-    let trusted = project
+    let project = &ctx.project;
+    let trusted = ctx
+        .substitution
         .trusted_keys
         .iter()
         .map(|p| keys::PublicKey::load(p))
@@ -433,7 +427,7 @@ fn rebuild(project: &Project, target: &str, into: &Path, cond: &Conditions) -> R
         .arg("--out")
         .arg(&project.out)
         .arg("--cache")
-        .arg(&project.cache);
+        .arg(&project.downloads);
     for u in &project.uses {
         c.arg("--use").arg(u);
     }

@@ -4,8 +4,8 @@
 //! fresh machine from a binary cache against the same build done locally.
 
 use crate::mechanisms::fetch::Fetcher;
-use crate::model::project::Project;
-use crate::ops::build::{self, Options};
+use crate::ops::build::{self, BuildOptions};
+use crate::ops::context::{RunContext, SubstitutionSettings};
 use crate::ops::plan;
 use crate::steps::toolchain;
 use anyhow::{Context, Result};
@@ -19,54 +19,20 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-#[derive(clap::Args, Debug)]
-pub struct BenchArgs {
-    #[command(subcommand)]
-    pub what: Bench,
-}
-
-#[derive(clap::Subcommand, Debug)]
-pub enum Bench {
-    /// `plan TARGET` on the current graph, repeated: median time in-process.
-    Plan {
-        #[arg(default_value = "hd-image")]
-        target: String,
-        #[arg(long, default_value_t = 20)]
-        runs: usize,
-    },
-    /// Materialise the toolchain into a fresh directory from a warm cache.
-    Toolchain,
-    /// TARGET built in the sandbox, then with the host's tools on the same tree: the ratio.
-    /// The bare half needs root (bind mounts) and the host's build tools.
-    Overhead {
-        #[arg(default_value = "busybox")]
-        target: String,
-    },
-    /// TARGET built from scratch in a fresh out dir (toolchain materialisation included, the
-    /// download cache shared), pushed to CACHE signed with a key made for the run, then built
-    /// in another fresh out dir and download cache with CACHE as the only substituter: the
-    /// ratio of the two wall times. REPO is a repository you own (`http://` for loopback).
-    /// (`--registry`, not `--cache`: that is the global download-cache directory.)
-    Substitute {
-        #[arg(long, value_name = "REPO")]
-        registry: String,
-        #[arg(default_value = "hd-image")]
-        target: String,
-    },
-}
-
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
 }
 
-impl BenchArgs {
-    pub fn run(&self, project: &Project, fetcher: &Fetcher) -> Result<()> {
-        match &self.what {
-            Bench::Plan { target, runs } => {
+/// `bench plan`: `plan TARGET` on the current graph `runs` times; the median in-process.
+pub fn plan_median(ctx: &RunContext, target: &str, runs: usize) -> Result<()> {
+    let (project, fetcher) = (&ctx.project, &ctx.fetcher);
+    {
+        {
+            {
                 let mut times = Vec::new();
                 let mut cached = 0;
-                for _ in 0..(*runs).max(1) {
+                for _ in 0..runs.max(1) {
                     let t = Instant::now();
                     let graph = project.graph()?;
                     let tc = toolchain::identity(project)?;
@@ -80,7 +46,17 @@ impl BenchArgs {
                     median(times).as_secs_f64() * 1e3
                 );
             }
-            Bench::Toolchain => {
+        }
+    }
+    Ok(())
+}
+
+/// `bench toolchain`: materialise the toolchain into a fresh directory from a warm cache.
+pub fn toolchain_from_warm_cache(ctx: &RunContext) -> Result<()> {
+    let (project, fetcher) = (&ctx.project, &ctx.fetcher);
+    {
+        {
+            {
                 let t = tempfile::tempdir_in(&project.out)?;
                 let mut p = project.clone();
                 p.out = t.path().to_path_buf();
@@ -96,45 +72,48 @@ impl BenchArgs {
                     start.elapsed().as_secs_f64()
                 );
             }
-            Bench::Overhead { target } => overhead(project, fetcher, target)?,
-            Bench::Substitute { registry, target } => {
-                substitute(project, fetcher, registry, target)?
-            }
         }
-        Ok(())
     }
+    Ok(())
 }
 
-/// Local build from scratch, push, substituted build on a fresh machine: the ratio.
-fn substitute(project: &Project, fetcher: &Fetcher, cache: &str, target: &str) -> Result<()> {
+/// `bench substitute`: a local build from scratch, a push, a substituted build on a fresh
+/// machine: the ratio.
+pub fn substitute(ctx: &RunContext, cache: &str, target: &str) -> Result<()> {
+    let project = &ctx.project;
     let work = tempfile::tempdir_in(&project.out)?;
-    let opts = Options { jobs: util::default_jobs(), quiet: true, ..Default::default() };
-    let mut local = project.clone();
-    local.out = work.path().join("local");
-    local.set_substituters(Vec::new(), Vec::new(), false);
-    progress::say(&format!("bench: building {target} from scratch in {}", local.out.display()));
+    let opts = BuildOptions { quiet: true, ..Default::default() };
+    let mut local_project = project.clone();
+    local_project.out = work.path().join("local");
+    let mut local = RunContext::plain(local_project);
+    local.fetcher = Fetcher::new(&project.downloads, Vec::new(), false);
+    progress::say(&format!(
+        "bench: building {target} from scratch in {}",
+        local.project.out.display()
+    ));
     let start = Instant::now();
-    build::build(&local, &local.graph()?, fetcher, target, &opts)?;
+    build::build(&local, &local.graph()?, target, &opts)?;
     let built = start.elapsed();
 
     let key = work.path().join("bench.key");
     crate::steps::substitution::keys::generate("reprovm-bench", &key)?;
     let secret = crate::steps::substitution::keys::SecretKey::load(&key)?;
-    crate::steps::substitution::push(&local, fetcher, cache, target, Some(&secret))?;
+    crate::ops::cache_push::push(&local, cache, target, Some(&secret))?;
 
-    let mut fresh = project.clone();
-    fresh.out = work.path().join("fresh");
-    fresh.cache = fresh.out.join("cache");
-    fresh.set_substituters(vec![cache.to_string()], vec![key.with_extension("pub")], true);
-    let mut fresh_fetcher = Fetcher::new(&fresh.cache, Vec::new(), false);
-    for m in fresh.substitution()?.source_mirrors() {
-        fresh_fetcher.add_blob_source(m);
-    }
+    let mut fresh_project = project.clone();
+    fresh_project.out = work.path().join("fresh");
+    fresh_project.downloads = fresh_project.out.join("cache");
+    let settings = SubstitutionSettings {
+        repositories: vec![cache.to_string()],
+        trusted_keys: vec![key.with_extension("pub")],
+        only: true,
+    };
+    let fresh = RunContext::new(fresh_project, Vec::new(), false, settings)?;
     progress::say(&format!("bench: building {target} on a fresh out dir from {cache} only"));
     let start = Instant::now();
-    build::build(&fresh, &fresh.graph()?, &fresh_fetcher, target, &opts)?;
+    build::build(&fresh, &fresh.graph()?, target, &opts)?;
     let substituted = start.elapsed();
-    let materialised = fresh.out.join("toolchain").exists();
+    let materialised = fresh.project.out.join("toolchain").exists();
     let (s, b) = (substituted.as_secs_f64(), built.as_secs_f64());
     println!(
         "substitute {target}: from the cache {s:.1} s, built locally {b:.1} s, ratio {:.3} (toolchain materialised on the fresh machine: {})",
@@ -147,27 +126,22 @@ fn substitute(project: &Project, fetcher: &Fetcher, cache: &str, target: &str) -
 /// Build TARGET in the sandbox, then run the same configure and build scripts on the same
 /// tree with the host's tools (only a mount namespace to provide /build and /out), and report
 /// the ratio of wall times. Both timings include unpacking the sources.
-fn overhead(project: &Project, fetcher: &Fetcher, target: &str) -> Result<()> {
-    let graph = project.graph()?;
+pub fn overhead(ctx: &RunContext, target: &str) -> Result<()> {
+    let (project, fetcher) = (&ctx.project, &ctx.fetcher);
+    let graph = ctx.graph()?;
     let l = graph.get(target)?;
     let jobs = util::default_jobs();
     let into = tempfile::tempdir_in(&project.out)?;
-    build::build(
-        project,
-        &graph,
-        fetcher,
-        target,
-        &Options { jobs, quiet: true, ..Default::default() },
-    )?;
+    build::build(ctx, &graph, target, &BuildOptions { jobs, quiet: true, ..Default::default() })?;
     let start = Instant::now();
-    let opts = Options {
+    let opts = BuildOptions {
         jobs,
         rebuild: vec![target.into()],
         rebuild_into: Some(into.path().to_path_buf()),
         quiet: true,
         ..Default::default()
     };
-    build::build(project, &graph, fetcher, target, &opts)?;
+    build::build(ctx, &graph, target, &opts)?;
     let sandboxed = start.elapsed();
 
     // Bare: same sources, same scripts, host tools, no sandbox beyond a mount namespace.

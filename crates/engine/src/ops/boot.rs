@@ -1,8 +1,8 @@
 //! Booting images under QEMU: `cargo xtask run` (interactive, like xcluster's `xc start` for
 //! one VM) and `cargo xtask boot-test` (automated: boot, log in over SSH, check, power off).
 
-use crate::mechanisms::fetch::Fetcher;
 use crate::model::project::Project;
+use crate::ops::context::RunContext;
 use crate::steps::host_tools::HostTools;
 use anyhow::{bail, Context, Result};
 use std::io::Read;
@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The virtual machine a guest boots in.
-#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Machine {
     /// A PC (q35) with virtio-pci devices, booting a bzImage: the xcluster way.
     Pc,
@@ -20,8 +20,20 @@ pub enum Machine {
     Microvm,
 }
 
+impl Machine {
+    /// Every machine with its name on the command line and what it is.
+    pub const VALUES: [(Machine, &'static str, &'static str); 2] = [
+        (Machine::Pc, "pc", "a PC (q35) with virtio-pci devices, booting a bzImage"),
+        (
+            Machine::Microvm,
+            "microvm",
+            "QEMU's microvm, Firecracker's machine model: virtio-mmio, the ELF vmlinux through PVH",
+        ),
+    ];
+}
+
 /// What to boot: the medium, and with it how the guest starts.
-#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
     /// out/bzImage with out/hd.img as root (`-kernel`; `build hd-image`).
     Image,
@@ -37,54 +49,67 @@ pub enum Target {
     Iso,
 }
 
-#[derive(clap::Args, Debug, Clone)]
-pub struct RunArgs {
+impl Target {
+    /// Every medium with its name on the command line and what it is.
+    pub const VALUES: [(Target, &'static str, &'static str); 6] = [
+        (Target::Image, "image", "out/bzImage with out/hd.img as root (`build hd-image`)"),
+        (Target::Initramfs, "initramfs", "out/bzImage with out/initramfs.cpio.gz, no disk"),
+        (Target::EfiImage, "efi-image", "out/efi.img through OVMF, no -kernel"),
+        (Target::EfiVhd, "efi-vhd", "out/efi.vhd through QEMU's vpc driver and OVMF"),
+        (Target::EfiVmdk, "efi-vmdk", "out/efi.vmdk through QEMU's vmdk driver and OVMF"),
+        (Target::Iso, "iso", "out/reprovm.iso as a CD-ROM through OVMF"),
+    ];
+}
+
+/// How to boot (the options of `run` and `boot-test`).
+#[derive(Debug, Clone)]
+pub struct BootOptions {
     /// The medium to boot.
-    #[arg(long, value_enum, default_value_t = Target::Image)]
     pub target: Target,
-    /// The machine to boot in (microvm: `--target image` only).
-    #[arg(long, value_enum, default_value_t = Machine::Pc)]
+    /// The machine to boot in (microvm: `Target::Image` only).
     pub machine: Machine,
-    /// Kernel (default: out/bzImage; with `--machine microvm`, the kernel recipe's vmlinux).
-    #[arg(long)]
+    /// Kernel (default: out/bzImage).
     pub kernel: Option<PathBuf>,
     /// Disk image (default: out/hd.img, or the target's).
-    #[arg(long)]
     pub image: Option<PathBuf>,
-    /// Extra kernel command line (e.g. `reprovm.ip=10.0.2.15/24 reprovm.hostname=vm1`); the
-    /// UEFI targets carry theirs inside the unified kernel image.
-    #[arg(long, default_value = "")]
+    /// Extra kernel command line (not for the UEFI targets, whose command line is built in).
     pub append: String,
     /// Host port on 127.0.0.1 forwarded to the guest's SSH port.
-    #[arg(long, default_value_t = 10022)]
     pub ssh_port: u16,
     /// Public key file installed as root's authorized_keys (through QEMU fw_cfg).
-    #[arg(long)]
     pub ssh_key: Option<PathBuf>,
-    /// Write to the image (default: changes are discarded, the image stays as built).
-    #[arg(long)]
+    /// Write to the image (default: changes are discarded).
     pub persist: bool,
-    /// The accelerator: `auto` uses KVM where /dev/kvm is usable and TCG (which works
-    /// everywhere) elsewhere.
-    #[arg(long, value_enum, default_value_t = Accel::Auto)]
     pub accel: Accel,
-    /// Same as `--accel kvm` (the spelling before `--accel`).
-    #[arg(long, hide = true, conflicts_with = "accel")]
-    pub kvm: bool,
     /// Guest memory in MiB.
-    #[arg(long, default_value_t = 256)]
     pub memory: u32,
-    /// A QEMU system emulator of the host to use instead of the pinned one (pins/tools.lock).
-    #[arg(long, value_name = "PATH")]
+    /// A QEMU system emulator of the host instead of the pinned one.
     pub qemu: Option<PathBuf>,
-    /// UEFI firmware for the UEFI targets, as one image for `-bios` (default: the pinned OVMF,
-    /// its code read-only and a fresh copy of its variable store as flash).
-    #[arg(long, value_name = "FILE")]
+    /// UEFI firmware as one image for `-bios` instead of the pinned OVMF.
     pub firmware: Option<PathBuf>,
 }
 
+impl Default for BootOptions {
+    fn default() -> BootOptions {
+        BootOptions {
+            target: Target::Image,
+            machine: Machine::Pc,
+            kernel: None,
+            image: None,
+            append: String::new(),
+            ssh_port: 10022,
+            ssh_key: None,
+            persist: false,
+            accel: Accel::Auto,
+            memory: 256,
+            qemu: None,
+            firmware: None,
+        }
+    }
+}
+
 /// Which accelerator QEMU runs the guest with.
-#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Accel {
     /// KVM when /dev/kvm can be opened and answers, else TCG.
     Auto,
@@ -94,12 +119,20 @@ pub enum Accel {
     Tcg,
 }
 
-impl RunArgs {
+impl Accel {
+    /// Every accelerator with its name on the command line and what it is.
+    pub const VALUES: [(Accel, &'static str, &'static str); 3] = [
+        (Accel::Auto, "auto", "KVM where a guest runs under it here, else TCG"),
+        (Accel::Kvm, "kvm", "hardware virtualisation (fails where /dev/kvm is unusable)"),
+        (Accel::Tcg, "tcg", "QEMU's own code translation: slower, everywhere"),
+    ];
+}
+
+impl BootOptions {
     /// The accelerator this run uses: `auto` asks [`kvm_usable`].
     fn accelerator(&self, project: &Project, tools: &HostTools) -> Result<Accel> {
-        Ok(match (self.kvm, self.accel) {
-            (true, _) => Accel::Kvm,
-            (false, Accel::Auto) => {
+        Ok(match self.accel {
+            Accel::Auto => {
                 let qemu = match &self.qemu {
                     Some(q) => Command::new(q),
                     None => tools.command("qemu-system-x86_64")?,
@@ -110,7 +143,7 @@ impl RunArgs {
                     Accel::Tcg
                 }
             }
-            (false, chosen) => chosen,
+            chosen => chosen,
         })
     }
 }
@@ -201,7 +234,7 @@ fn need(p: PathBuf, build: &str) -> Result<PathBuf> {
 fn qemu_command(
     project: &Project,
     tools: &HostTools,
-    a: &RunArgs,
+    a: &BootOptions,
     scratch: &Path,
 ) -> Result<Command> {
     let out = |f: &str| project.out.join(f);
@@ -389,13 +422,9 @@ fn host_tsc_khz() -> Option<u64> {
     None
 }
 
-impl RunArgs {
-    pub fn run(&self, project: &Project, fetcher: &Fetcher) -> Result<()> {
-        run(project, &HostTools::get(project, fetcher)?, self)
-    }
-}
-
-fn run(project: &Project, tools: &HostTools, a: &RunArgs) -> Result<()> {
+/// `run`: boot with the serial console on this terminal.
+pub fn run_vm(ctx: &RunContext, a: &BootOptions) -> Result<()> {
+    let (project, tools) = (&ctx.project, &HostTools::get(&ctx.project, &ctx.fetcher)?);
     let scratch = tempfile::tempdir()?;
     let mut c = qemu_command(project, tools, a, scratch.path())?;
     c.args(["-nographic", "-serial", "mon:stdio"]);
@@ -404,15 +433,6 @@ fn run(project: &Project, tools: &HostTools, a: &RunArgs) -> Result<()> {
         a.ssh_port
     );
     reprovm_fs::util::run_checked(&mut c)
-}
-
-#[derive(clap::Args, Debug, Clone)]
-pub struct BootTestArgs {
-    #[command(flatten)]
-    pub run: RunArgs,
-    /// Seconds to wait for the guest to boot and answer SSH.
-    #[arg(long, default_value_t = 300)]
-    pub timeout: u64,
 }
 
 struct Vm {
@@ -459,23 +479,18 @@ fn ssh(tools: &HostTools, port: u16, key: &Path, cmd: &str) -> Result<(bool, Str
     Ok((out.status.success(), text))
 }
 
-impl BootTestArgs {
-    pub fn run(&self, project: &Project, fetcher: &Fetcher) -> Result<()> {
-        boot_test(project, &HostTools::get(project, fetcher)?, self)
-    }
-}
-
-/// Boot, log in with a key made now, run the checks, power off. Fails with the console log.
-fn boot_test(project: &Project, tools: &HostTools, a: &BootTestArgs) -> Result<()> {
+/// `boot-test`: boot, log in with a key made now, run the checks, power off, within
+/// `timeout` seconds. Fails with the console log.
+pub fn boot_test(ctx: &RunContext, run: &BootOptions, timeout: u64) -> Result<()> {
+    let (project, tools) = (&ctx.project, &HostTools::get(&ctx.project, &ctx.fetcher)?);
     let dir = tempfile::tempdir()?;
     let key = dir.path().join("id_ed25519");
     reprovm_fs::util::run_checked(
         tools.command("ssh-keygen")?.args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&key),
     )
     .context("making a key for the test")?;
-    let mut args = a.run.clone();
+    let mut args = run.clone();
     args.accel = args.accelerator(project, tools)?;
-    args.kvm = false;
     args.ssh_key = Some(key.with_extension("pub"));
     args.ssh_port = free_port()?;
     let console = project.out.join("boot-test-console.log");
@@ -494,17 +509,17 @@ fn boot_test(project: &Project, tools: &HostTools, a: &BootTestArgs) -> Result<(
         .map(|s| s.trim().to_string());
     eprintln!(
         "boot-test: booting {:?} {} under {} ({:?}, {:?}), console log {}",
-        a.run.target,
+        run.target,
         args.kernel
             .as_deref()
             .or(args.image.as_deref())
             .map(|p| p.display().to_string())
             .unwrap_or_default(),
-        match &a.run.qemu {
+        match &run.qemu {
             Some(q) => format!("the host's {}", q.display()),
             None => format!("the pinned QEMU ({})", tools.label),
         },
-        a.run.machine,
+        run.machine,
         args.accel,
         console.display()
     );
@@ -513,7 +528,7 @@ fn boot_test(project: &Project, tools: &HostTools, a: &BootTestArgs) -> Result<(
     let mut vm =
         Vm { child: c.spawn().with_context(|| format!("could not start `{shown}`"))?, console };
     let result = (|| -> Result<()> {
-        let deadline = started + Duration::from_secs(a.timeout);
+        let deadline = started + Duration::from_secs(timeout);
         loop {
             if let Some(st) = vm.child.try_wait()? {
                 let mut err = String::new();
@@ -530,7 +545,7 @@ fn boot_test(project: &Project, tools: &HostTools, a: &BootTestArgs) -> Result<(
                 bail!("kernel panic");
             }
             if Instant::now() > deadline {
-                bail!("no 'reprovm: boot complete' on the console after {}s", a.timeout);
+                bail!("no 'reprovm: boot complete' on the console after {}s", timeout);
             }
             std::thread::sleep(Duration::from_millis(500));
         }

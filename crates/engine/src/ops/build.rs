@@ -10,8 +10,10 @@ use crate::model::manifest::{self, Manifest};
 use crate::model::project::Project;
 use crate::model::recipe::Loaded;
 use crate::model::store::{self, InputHashes};
+use crate::ops::context::RunContext;
 use crate::steps::results;
-use crate::steps::sequence::{self, ScriptRunner, StepPaths};
+use crate::steps::runner::{ScriptRunner, StepPaths};
+use crate::steps::sequence;
 use crate::steps::sources;
 use crate::steps::toolchain::{self, Toolchain};
 use anyhow::{bail, Context, Result};
@@ -21,53 +23,17 @@ use reprovm_fs::progress;
 use reprovm_fs::util;
 use reprovm_sandbox::{self as sandbox, Bind, Spec};
 use std::collections::BTreeMap;
-use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-#[derive(clap::Args, Debug)]
-pub struct BuildArgs {
-    pub target: String,
-    /// Parallel jobs inside the sandbox (outputs do not depend on it; default: CPU count).
-    #[arg(long, short)]
-    pub jobs: Option<NonZeroUsize>,
-    /// Audit internals: rebuild NODE even if stored, into --rebuild-into (never the store).
-    #[arg(long, hide = true, requires = "rebuild_into")]
-    pub rebuild: Vec<String>,
-    #[arg(long, hide = true)]
-    pub rebuild_into: Option<PathBuf>,
-    /// Host directory for work trees (default OUT/work).
-    #[arg(long, hide = true)]
-    pub work_root: Option<PathBuf>,
-    /// Audit internals: re-create every unpacked directory's entries in reverse order.
-    #[arg(long, hide = true)]
-    pub shuffle_dirents: bool,
-}
-
-impl BuildArgs {
-    pub fn run(&self, project: &Project, fetcher: &Fetcher) -> Result<()> {
-        let graph = project.graph()?;
-        let opts = Options {
-            jobs: self.jobs.map_or_else(util::default_jobs, NonZeroUsize::get),
-            rebuild: self.rebuild.clone(),
-            rebuild_into: self.rebuild_into.clone(),
-            work_root: self.work_root.clone(),
-            shuffle_dirents: self.shuffle_dirents,
-            quiet: false,
-        };
-        let res = build(project, &graph, fetcher, &self.target, &opts)?;
-        if opts.rebuild.is_empty() {
-            results::link(&project.out, &res.entry, &res.manifest)?;
-            results::link_layout(&project.out, &self.target, &res.entry)?;
-        }
-        println!("{}", res.entry.display());
-        Ok(())
-    }
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct Options {
+/// How to build. The default is valid: the CPU count's jobs, substitution from the run's
+/// binary caches, progress shown, the store as the only destination.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// Parallel jobs inside the sandbox (`JOBS`; outputs do not depend on it).
     pub jobs: usize,
+    /// Take nodes from the run's substituters before building them (an audit does not).
+    pub substitute: bool,
     /// Rebuild these nodes even if the store has them, writing to `rebuild_into` instead.
     pub rebuild: Vec<String>,
     /// Where rebuilt nodes go (never the store). Required when `rebuild` is not empty.
@@ -79,19 +45,46 @@ pub struct Options {
     pub quiet: bool,
 }
 
+impl Default for BuildOptions {
+    fn default() -> BuildOptions {
+        BuildOptions {
+            jobs: util::default_jobs(),
+            substitute: true,
+            rebuild: Vec::new(),
+            rebuild_into: None,
+            work_root: None,
+            shuffle_dirents: false,
+            quiet: false,
+        }
+    }
+}
+
+/// `build TARGET`: build it (and its closure), copy its results to `out/` and link its OCI
+/// layout unless this is an audit's rebuild.
+pub fn build_target(ctx: &RunContext, target: &str, opts: &BuildOptions) -> Result<BuildResult> {
+    let graph = ctx.graph()?;
+    let res = build(ctx, &graph, target, opts)?;
+    if opts.rebuild.is_empty() {
+        results::link(&ctx.project.out, &res.entry, &res.manifest)?;
+        results::link_layout(&ctx.project.out, target, &res.entry)?;
+    }
+    Ok(res)
+}
+
 #[derive(Debug, Clone)]
 pub struct BuildResult {
     pub entry: PathBuf,
     pub manifest: Manifest,
 }
 
+/// Build `target`'s closure: per node, the store, then the substituters, then a local build.
 pub fn build(
-    project: &Project,
+    ctx: &RunContext,
     graph: &Graph,
-    fetcher: &Fetcher,
     target: &str,
-    opts: &Options,
+    opts: &BuildOptions,
 ) -> Result<BuildResult> {
+    let (project, fetcher) = (&ctx.project, &ctx.fetcher);
     anyhow::ensure!(opts.jobs > 0, "-j 0: the job count must be at least 1");
     anyhow::ensure!(
         opts.rebuild.is_empty() || opts.rebuild_into.is_some(),
@@ -106,7 +99,7 @@ pub fn build(
         Some(id) => id,
         None => tc.insert(toolchain::ensure(project, fetcher)?).id.clone(),
     };
-    let subs = if project.substituters.is_empty() { None } else { Some(project.substitution()?) };
+    let subs = ctx.substituters().filter(|_| opts.substitute);
     let mut hashes = InputHashes::new(graph, project, &tc_id)?;
     let mut entries: BTreeMap<String, PathBuf> = BTreeMap::new();
     let (mut cached, mut substituted, mut built) = (0, 0, 0);
@@ -172,9 +165,9 @@ pub fn build(
             .values()
             .filter_map(|e| e.file_name().map(|n| n.to_string_lossy().into_owned()))
             .collect();
-        crate::ops::gc::record_build(
+        crate::model::history::record(
             project,
-            &crate::ops::gc::BuildRecord { target: target.to_string(), entries },
+            &crate::model::history::BuildRecord { target: target.to_string(), entries },
         )?;
     }
     if !opts.quiet && (substituted > 0 || subs.is_some()) {
@@ -286,7 +279,7 @@ fn build_node(
     l: &Loaded,
     ih: &str,
     deps: &BTreeMap<String, PathBuf>,
-    opts: &Options,
+    opts: &BuildOptions,
     dest: &Path,
 ) -> Result<Manifest> {
     let r = &l.recipe;
@@ -344,7 +337,7 @@ fn build_node(
             out: &odir,
             lib_root: &tc.root,
         };
-        sequence::assemble(l, &paths, r.source_date_epoch(), &runner)?;
+        sequence::run(l, &paths, r.source_date_epoch(), &runner)?;
         if !r.build.script.trim().is_empty() {
             runner.run_script("build", &r.build.script)?;
         }

@@ -9,6 +9,7 @@
 //! the rebuild trees that `audit` kept for inspection (`out/audit/TARGET-PID`) once the audit
 //! that made them has exited; the `TARGET-last-logs` directories stay.
 
+use crate::model::history;
 use crate::model::pins;
 use crate::model::project::Project;
 use crate::model::store::{self, InputHashes};
@@ -17,47 +18,9 @@ use anyhow::{Context, Result};
 use reprovm_fs::beneath::{Dir, Kind};
 use reprovm_fs::lock;
 use reprovm_fs::progress;
-use serde::{Deserialize, Serialize};
+
 use std::collections::BTreeSet;
 use std::path::Path;
-
-/// The record of builds whose closures `gc` keeps.
-const HISTORY: &str = "builds.jsonl";
-
-#[derive(clap::Args, Debug)]
-pub struct GcArgs {
-    /// List what would be removed and how much space it takes, remove nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Also keep the closures of the last N `build` commands.
-    #[arg(long, default_value_t = 3)]
-    pub keep_last: usize,
-}
-
-/// One `build` command, as the history records it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct BuildRecord {
-    pub target: String,
-    /// Store entry directory names of its closure.
-    pub entries: Vec<String>,
-}
-
-/// Append a build to the history (called by `build`, under the store lock it still holds or
-/// just released: the file is appended to with one write).
-pub fn record_build(project: &Project, record: &BuildRecord) -> Result<()> {
-    use std::io::Write;
-    let path = project.out.join(HISTORY);
-    let mut line = serde_json::to_vec(record)?;
-    line.push(b'\n');
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    f.write_all(&line)?;
-    Ok(())
-}
 
 /// What gc would remove, by kind.
 #[derive(Debug, Default)]
@@ -68,43 +31,40 @@ pub struct Garbage {
     pub audit_trees: Vec<(String, u64)>,
 }
 
-impl GcArgs {
-    pub fn run(&self, project: &Project) -> Result<()> {
-        let _store = crate::model::store::store_exclusive(&project.out)?;
-        // Downloads in progress hold the cache lock shared: wait for them.
-        let _cache = lock::Lock::exclusive(&project.cache.join(".lock"))?;
-        let g = find(project, self.keep_last)?;
-        let total = |v: &[(String, u64)]| v.iter().map(|(_, s)| s).sum::<u64>();
-        for (kind, list, dir) in [
-            ("store entry", &g.entries, project.store()),
-            ("cache file", &g.cache_files, project.cache.join("sha256")),
-            ("toolchain", &g.toolchains, project.out.join("toolchain")),
-            ("audit tree", &g.audit_trees, project.out.join("audit")),
-        ] {
-            for (name, size) in list {
-                if self.dry_run {
-                    println!("would remove {kind} {name} ({})", progress::human_bytes(*size));
-                } else {
-                    Dir::open(&dir)?.remove_all(Path::new(name))?;
-                    println!("removed {kind} {name} ({})", progress::human_bytes(*size));
-                }
+/// `gc`: remove what nothing reaches (or, with `dry_run`, say what and how much).
+pub fn gc(project: &Project, dry_run: bool, keep_last: usize) -> Result<()> {
+    let _store = crate::model::store::store_exclusive(&project.out)?;
+    // Downloads in progress hold the cache lock shared: wait for them.
+    let _cache = lock::Lock::exclusive(&project.downloads.join(".lock"))?;
+    let g = find(project, keep_last)?;
+    let total = |v: &[(String, u64)]| v.iter().map(|(_, s)| s).sum::<u64>();
+    for (kind, list, dir) in [
+        ("store entry", &g.entries, project.store()),
+        ("cache file", &g.cache_files, project.downloads.join("sha256")),
+        ("toolchain", &g.toolchains, project.out.join("toolchain")),
+        ("audit tree", &g.audit_trees, project.out.join("audit")),
+    ] {
+        for (name, size) in list {
+            if dry_run {
+                println!("would remove {kind} {name} ({})", progress::human_bytes(*size));
+            } else {
+                Dir::open(&dir)?.remove_all(Path::new(name))?;
+                println!("removed {kind} {name} ({})", progress::human_bytes(*size));
             }
         }
-        let freed = total(&g.entries)
-            + total(&g.cache_files)
-            + total(&g.toolchains)
-            + total(&g.audit_trees);
-        println!(
-            "{} {} store entries, {} cache files, {} toolchains, {} audit trees: {}",
-            if self.dry_run { "would free" } else { "freed" },
-            g.entries.len(),
-            g.cache_files.len(),
-            g.toolchains.len(),
-            g.audit_trees.len(),
-            progress::human_bytes(freed)
-        );
-        Ok(())
     }
+    let freed =
+        total(&g.entries) + total(&g.cache_files) + total(&g.toolchains) + total(&g.audit_trees);
+    println!(
+        "{} {} store entries, {} cache files, {} toolchains, {} audit trees: {}",
+        if dry_run { "would free" } else { "freed" },
+        g.entries.len(),
+        g.cache_files.len(),
+        g.toolchains.len(),
+        g.audit_trees.len(),
+        progress::human_bytes(freed)
+    );
+    Ok(())
 }
 
 /// Everything unreachable (the caller holds the store and cache locks).
@@ -124,7 +84,7 @@ pub fn find(project: &Project, keep_last: usize) -> Result<Garbage> {
             }
         }
     }
-    for record in history(project)?.iter().rev().take(keep_last) {
+    for record in history::read(project)?.iter().rev().take(keep_last) {
         keep.extend(record.entries.iter().cloned());
     }
     let mut g = Garbage::default();
@@ -146,7 +106,7 @@ pub fn find(project: &Project, keep_last: usize) -> Result<Garbage> {
             toolchains_kept.insert(dir);
         }
     }
-    for (name, size) in children(&project.cache.join("sha256"))? {
+    for (name, size) in children(&project.downloads.join("sha256"))? {
         if !pins_kept.contains(&name) {
             g.cache_files.push((name, size));
         }
@@ -178,25 +138,6 @@ fn audit_pid(name: &str) -> Option<u32> {
 fn entry_name(project: &Project, name: &str, version: &str, input_hash: &str) -> Result<String> {
     let dir = store::entry_dir(project, name, version, input_hash);
     Ok(dir.file_name().context("entry name")?.to_string_lossy().into_owned())
-}
-
-/// The recorded builds, oldest first; a damaged line is an error naming the file.
-fn history(project: &Project) -> Result<Vec<BuildRecord>> {
-    let path = project.out.join(HISTORY);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-    };
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .enumerate()
-        .map(|(i, l)| {
-            serde_json::from_str(l).with_context(|| {
-                format!("{}:{}: not a build record; remove the line", path.display(), i + 1)
-            })
-        })
-        .collect()
 }
 
 /// The entries of a directory (dot-names excluded: locks and temp entries) and their sizes.

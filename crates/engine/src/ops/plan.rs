@@ -4,31 +4,24 @@ use crate::mechanisms::fetch::Fetcher;
 use crate::model::graph::Graph;
 use crate::model::project::Project;
 use crate::model::store::{self, InputHashes};
+use crate::ops::context::RunContext;
 use crate::steps::toolchain;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write;
 
-#[derive(clap::Args, Debug)]
-pub struct PlanArgs {
-    pub target: String,
-    /// Machine-readable output.
-    #[arg(long)]
-    pub json: bool,
-}
-
-impl PlanArgs {
-    pub fn run(&self, project: &Project, fetcher: &Fetcher) -> Result<()> {
-        let graph = project.graph()?;
-        let tc = toolchain::identity(project)?;
-        let plan = plan(project, &graph, &self.target, &tc, fetcher)?;
-        if self.json {
-            println!("{}", serde_json::to_string_pretty(&plan)?);
-        } else {
-            print!("{}", render(&plan));
-        }
-        Ok(())
+/// `plan TARGET`: the graph with input hashes and what is built, as text or JSON.
+pub fn print_plan(ctx: &RunContext, target: &str, json: bool) -> Result<()> {
+    let (project, fetcher) = (&ctx.project, &ctx.fetcher);
+    let graph = ctx.graph()?;
+    let tc = toolchain::identity(project)?;
+    let plan = plan(project, &graph, target, &tc, fetcher)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&plan)?);
+    } else {
+        print!("{}", render(&plan));
     }
+    Ok(())
 }
 
 /// `plan --json`.

@@ -8,9 +8,8 @@
 //! `subject` is that image's digest, each under its own `artifactType`, once each, at most
 //! [`MAX_REFERRERS`] of them.
 
-use crate::mechanisms::fetch::Fetcher;
-use crate::model::project::Project;
-use crate::ops::build::{self, Options};
+use crate::ops::build::{self, BuildOptions};
+use crate::ops::context::RunContext;
 use anyhow::{bail, Context, Result};
 use oci_spec::image::{Descriptor, ImageIndex, ImageIndexBuilder, ImageManifest, MediaType};
 use reprovm_fs::progress;
@@ -20,7 +19,7 @@ use reprovm_oci::client::{
 };
 use reprovm_oci::layout::{self, canonical_json, Layout, LayoutWriter, REF_NAME};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 /// The most layers a pulled manifest may have.
@@ -30,57 +29,35 @@ pub const MAX_REFERRERS: usize = 64;
 /// The largest image config a pull takes.
 pub const CONFIG_LIMIT: u64 = 4 << 20;
 
-#[derive(clap::Args, Debug)]
-pub struct PushArgs {
-    /// A recipe whose output is an OCI layout (built first if needed), e.g. krata-kernel-oci.
-    pub target: String,
-    /// Destination repository, `REGISTRY/REPO` or `REGISTRY/REPO:TAG`. Every tag of the
-    /// layout is pushed; `:TAG` adds one for its main manifest.
-    pub reference: String,
-    /// Speak plain HTTP (only to 127.0.0.1, ::1 or localhost).
-    #[arg(long)]
-    pub plain_http: bool,
-}
-
-#[derive(clap::Args, Debug)]
-pub struct PullArgs {
-    /// `REGISTRY/REPO:TAG` or `REGISTRY/REPO@sha256:...`.
-    pub reference: String,
-    /// Directory to create as the OCI layout (must not exist).
-    pub dir: PathBuf,
-    /// Speak plain HTTP (only to 127.0.0.1, ::1 or localhost).
-    #[arg(long)]
-    pub plain_http: bool,
-}
-
-impl PushArgs {
-    pub fn run(&self, project: &Project, fetcher: &Fetcher) -> Result<()> {
-        let graph = project.graph()?;
-        let opts = Options { jobs: reprovm_fs::util::default_jobs(), ..Default::default() };
-        let res = build::build(project, &graph, fetcher, &self.target, &opts)?;
-        let dir = crate::model::store::out_dir(&res.entry);
-        if !dir.join("oci-layout").is_file() {
-            bail!(
-                "{}'s output is not an OCI layout; push a recipe with [oci] (e.g. krata-kernel-oci)",
-                self.target
-            );
-        }
-        let reference = Reference::parse(&self.reference)?;
-        let registry = Registry::connect(&reference, self.plain_http)?;
-        let extra_tag = explicit_tag(&self.reference).then(|| reference.tag()).flatten();
-        push(&registry, &Layout::open(&dir)?, &reference, extra_tag)
+/// `push TARGET REFERENCE`: build TARGET (an OCI layout) if needed and push every tag of it;
+/// `REFERENCE` may add one more tag (`REGISTRY/REPO:TAG`).
+pub fn push_target(
+    ctx: &RunContext,
+    target: &str,
+    reference: &str,
+    plain_http: bool,
+) -> Result<()> {
+    let res = build::build(ctx, &ctx.graph()?, target, &BuildOptions::default())?;
+    let dir = crate::model::store::out_dir(&res.entry);
+    if !dir.join("oci-layout").is_file() {
+        bail!(
+            "{target}'s output is not an OCI layout; push a recipe with [oci] (e.g. krata-kernel-oci)"
+        );
     }
+    let parsed = Reference::parse(reference)?;
+    let registry = Registry::connect(&parsed, plain_http)?;
+    let extra_tag = explicit_tag(reference).then(|| parsed.tag()).flatten();
+    push(&registry, &Layout::open(&dir)?, &parsed, extra_tag)
 }
 
-impl PullArgs {
-    pub fn run(&self) -> Result<()> {
-        let reference = Reference::parse(&self.reference)?;
-        if !explicit_tag(&self.reference) && reference.digest().is_none() {
-            bail!("{}: name a tag (:TAG) or a digest (@sha256:...) to pull", self.reference);
-        }
-        let registry = Registry::connect(&reference, self.plain_http)?;
-        pull(&registry, &reference, &self.dir)
+/// `pull REFERENCE DIR`: a tag or digest and what refers to it, into a new layout at `dir`.
+pub fn pull_reference(reference: &str, dir: &Path, plain_http: bool) -> Result<()> {
+    let parsed = Reference::parse(reference)?;
+    if !explicit_tag(reference) && parsed.digest().is_none() {
+        bail!("{reference}: name a tag (:TAG) or a digest (@sha256:...) to pull");
     }
+    let registry = Registry::connect(&parsed, plain_http)?;
+    pull(&registry, &parsed, dir)
 }
 
 /// Send one blob of a layout unless the registry has it, saying which.

@@ -138,31 +138,3 @@ impl HostTools {
         Ok(Firmware { code, vars })
     }
 }
-
-#[derive(clap::Args, Debug)]
-pub struct ToolArgs {
-    /// List the programs of the pinned host tools.
-    #[arg(long, conflicts_with = "argv")]
-    pub list: bool,
-    /// The program (qemu-system-x86_64, qemu-img, ssh, skopeo, umoci, unsquashfs, sgdisk, ...)
-    /// and its arguments.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required_unless_present = "list")]
-    pub argv: Vec<String>,
-}
-
-impl ToolArgs {
-    /// Replace this process with the program (its exit status is ours), or list them.
-    pub fn run(&self, project: &Project, fetcher: &Fetcher) -> Result<i32> {
-        let tools = HostTools::get(project, fetcher)?;
-        if self.list {
-            for p in tools.programs()? {
-                println!("{p}");
-            }
-            return Ok(0);
-        }
-        let mut c = tools.command_with_args(&self.argv[0], &self.argv[1..])?;
-        let e = std::os::unix::process::CommandExt::exec(&mut c);
-        Err(anyhow::Error::new(e)
-            .context(format!("running {}", reprovm_fs::util::display_command(&c))))
-    }
-}

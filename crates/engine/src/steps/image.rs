@@ -8,9 +8,6 @@ use anyhow::{Context, Result};
 use reprovm_fs::hash::{sha256_file, Hasher};
 use std::path::Path;
 
-/// Version of the ext4 image this code writes (see `steps::versions`).
-pub const STEP_VERSION: &str = "image-v1";
-
 /// A UUID (RFC 4122 version 4 layout) derived from an id and a purpose.
 pub fn derived_uuid(id: &str, purpose: &str) -> String {
     let mut h = Hasher::new("reprovm-uuid");

@@ -9,6 +9,7 @@ pub mod media;
 pub mod oci_layout;
 pub mod results;
 pub mod rootfs;
+pub mod runner;
 pub mod sequence;
 pub mod sources;
 pub mod substitution;

@@ -20,9 +20,6 @@ use reprovm_oci::layout::{descriptor, LayoutWriter, REF_NAME};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
-/// Version of OCI layouts this code writes (see `steps::versions`).
-pub const STEP_VERSION: &str = "oci-v1";
-
 pub use reprovm_oci::{CREATED, RECIPES, REVISION, TITLE, VERSION};
 
 /// Content digest of the recipes that define `name`: the TOML of every recipe in its closure
@@ -121,7 +118,7 @@ impl OciInputs<'_> {
 }
 
 /// Write the layout into `out`.
-pub fn assemble(i: &OciInputs, out: &Path) -> Result<()> {
+pub fn write_layout(i: &OciInputs, out: &Path) -> Result<()> {
     let r = &i.recipe.recipe;
     let spec = i.spec;
     let w = LayoutWriter::create(out)?;

@@ -13,9 +13,6 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-/// Version of the rootfs tar this code writes (see `steps::versions`).
-pub const STEP_VERSION: &str = "rootfs-v1";
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Node {
     Dir { mode: u32 },
@@ -226,7 +223,7 @@ impl Tree {
 /// Build the root file system of a `[rootfs]` recipe into `out/rootfs.tar`. `deps` maps each
 /// dependency to its output directory; shared libraries come from `root` (the pinned toolchain
 /// in the xtask's builds, `/` inside a Nix build, where RUNPATHs point into /nix/store).
-pub fn assemble(
+pub fn write_rootfs(
     recipes: &Path,
     root: &Path,
     l: &Loaded,

@@ -9,56 +9,12 @@ use crate::mechanisms::kconfig;
 use crate::model::recipe::Loaded;
 use crate::steps::image;
 use crate::steps::rootfs;
+use crate::steps::runner::{ScriptRunner, StepPaths};
 use anyhow::{Context, Result};
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-
-/// The versions of the engine's own steps a recipe uses, for its input hash: a step whose
-/// output format changes bumps its version, so store entries made by the old code are not
-/// taken for the new (as a new builder makes a new derivation in Nix).
-pub fn versions(r: &crate::model::recipe::Recipe) -> Vec<&'static str> {
-    let mut v = Vec::new();
-    if r.rootfs.is_some() {
-        v.push(crate::steps::rootfs::STEP_VERSION);
-    }
-    if r.image.is_some() {
-        v.push(crate::steps::image::STEP_VERSION);
-    }
-    if r.initramfs.is_some() || r.uefi.is_some() || r.iso.is_some() {
-        v.push(crate::steps::media::STEP_VERSION);
-    }
-    if r.oci.is_some() {
-        v.push(crate::steps::oci_layout::STEP_VERSION);
-    }
-    v
-}
-
-/// Runs a recipe's shell steps where its tools are: the xtask's sandbox over the pinned
-/// toolchain, or `sh` on PATH inside another builder's sandbox.
-pub trait ScriptRunner {
-    /// The build directory as scripts see it (`/build` in the xtask's sandbox).
-    fn build_dir(&self) -> &Path;
-    /// Run `script` with `sh -eu` as the phase named `phase`; a non-zero exit is an error.
-    fn run_script(&self, phase: &str, script: &str) -> Result<()>;
-}
-
-/// What the steps read and write, as host paths.
-pub struct StepPaths<'a> {
-    /// The recipe directory (overlays are read beneath it).
-    pub recipes: &'a Path,
-    /// The build directory (recipe files at `files/`, the configured tree).
-    pub build: &'a Path,
-    /// Output directories of the dependencies, by dependency name.
-    pub deps: &'a BTreeMap<String, PathBuf>,
-    /// The node's output directory (`$OUT`).
-    pub out: &'a Path,
-    /// Root in which shared libraries of installed programs are looked up: the pinned
-    /// toolchain for the xtask, `/` inside a Nix build.
-    pub lib_root: &'a Path,
-}
+use std::path::PathBuf;
 
 /// Run every step the recipe declares, in order.
-pub fn assemble(
+pub fn run(
     l: &Loaded,
     paths: &StepPaths,
     source_date_epoch: i64,
@@ -72,7 +28,7 @@ pub fn assemble(
             .with_context(|| format!("{}: kernel configuration check", l.path.display()))?;
     }
     if let Some(spec) = &r.rootfs {
-        rootfs::assemble(
+        rootfs::write_rootfs(
             paths.recipes,
             paths.lib_root,
             l,
@@ -105,7 +61,7 @@ pub fn assemble(
         )?;
         runner.run_script("mke2fs", &script)?;
     }
-    crate::steps::media::assemble(l, paths, source_date_epoch, runner)?;
+    crate::steps::media::write_media(l, paths, source_date_epoch, runner)?;
     if let Some(spec) = &r.oci {
         // The graph of the recipes this builder sees (all of recipes/, or Nix's slice of it):
         // the revision covers the same closure in both.
@@ -118,7 +74,7 @@ pub fn assemble(
             source_date_epoch,
             revision: crate::steps::oci_layout::recipes_digest(paths.recipes, &graph, &r.name)?,
         };
-        crate::steps::oci_layout::assemble(&inputs, paths.out)
+        crate::steps::oci_layout::write_layout(&inputs, paths.out)
             .with_context(|| format!("{}: writing the OCI layout", l.path.display()))?;
     }
     Ok(())

@@ -1,22 +1,12 @@
 //! Recipe sources as fetch requests (every origin of one pinned hash), and the `fetch` command.
 
 use crate::mechanisms::debian;
-use crate::mechanisms::fetch::{Fetcher, Want};
+use crate::mechanisms::fetch::Want;
 use crate::model::graph::Graph;
 use crate::model::project::Project;
 use crate::model::recipe::Recipe;
-use anyhow::{Context, Result};
-use reprovm_fs::progress;
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
-
-#[derive(clap::Args, Debug)]
-pub struct FetchArgs {
-    /// Only the sources of TARGET and its dependencies (default: every recipe's).
-    pub target: Option<String>,
-    /// Print every source with its pin and origins as JSON instead of fetching.
-    #[arg(long)]
-    pub list: bool,
-}
 
 /// One line of `fetch --list`: a source pin and every origin it is looked for at.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -27,32 +17,6 @@ pub struct SourceListing {
     pub sha256: String,
     pub size: u64,
     pub urls: Vec<String>,
-}
-
-impl FetchArgs {
-    pub fn run(&self, project: &Project, fetcher: &Fetcher) -> Result<()> {
-        let graph = project.graph()?;
-        if self.list {
-            let listing = list(&graph, self.target.as_deref(), project)?;
-            println!("{}", serde_json::to_string_pretty(&listing)?);
-            return Ok(());
-        }
-        let wants = wants(&graph, self.target.as_deref(), project)?;
-        let timer = progress::Timer::start();
-        let mut hits = 0;
-        for w in &wants {
-            let hit = fetcher.is_cached(&w.sha256, w.size);
-            fetcher.fetch(w).with_context(|| format!("fetching {}", w.file))?;
-            hits += usize::from(hit);
-            println!("{}  {}  {}", w.sha256, w.file, if hit { "cached" } else { "fetched" });
-        }
-        progress::say(&format!(
-            "{} sources verified ({hits} from cache) in {}",
-            wants.len(),
-            timer.elapsed()
-        ));
-        Ok(())
-    }
 }
 
 /// The recipes whose sources a command is about: TARGET's closure, or every recipe.
@@ -120,6 +84,7 @@ pub fn wants_for(recipe: &Recipe, project: &Project) -> Vec<Want> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mechanisms::fetch::Fetcher;
 
     #[test]
     fn listing_round_trips_and_refuses_unknown_fields() {
@@ -170,7 +135,7 @@ mod tests {
         let mut project = Project::new(None, Some(t.path().join("out")), None);
         project.debian_mirrors = vec![format!("{base}/debian")]; // serves nothing: 404
         project.debian_snapshots = vec![base.clone()];
-        let fetcher = Fetcher::new(&project.cache, vec![], false);
+        let fetcher = Fetcher::new(&project.downloads, vec![], false);
 
         let text = format!(
             "name = \"k\"\nversion = \"1\"\n[[source]]\nfile = \"linux-6.1.176.tar.xz\"\nsha256 = \"{}\"\nsize = {}\ndebian = {{ package = \"linux\", version = \"6.1.176-1\", file = \"linux_6.1.176.orig.tar.xz\", snapshot = \"{time}\" }}\n[build]\nscript = \"true\"\n",

@@ -6,10 +6,7 @@
 pub mod media;
 pub mod oci;
 
-use crate::mechanisms::fetch::Fetcher;
 use crate::model::manifest::{self, FileEntry};
-use crate::model::project::Project;
-use crate::steps::toolchain;
 use anyhow::{bail, Context, Result};
 use reprovm_fs::beneath::Dir;
 use reprovm_fs::elf;
@@ -19,44 +16,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-#[derive(clap::Args, Debug)]
-pub struct DiffArgs {
-    pub a: PathBuf,
-    pub b: PathBuf,
-    /// Print the differences as JSON.
-    #[arg(long)]
-    pub json: bool,
-    /// Read ext4 images with debugfs/dumpe2fs from PATH instead of the pinned toolchain's
-    /// (for use inside another sandbox, such as a Nix check).
-    #[arg(long)]
-    pub host_tools: bool,
-}
-
-impl DiffArgs {
-    /// Exit code 0 when identical, 1 when they differ.
-    pub fn run(&self, project: &Project, fetcher: &Fetcher) -> Result<i32> {
-        let tc;
-        let tools = if self.host_tools {
-            Tools::Path
-        } else {
-            let _lock = crate::model::store::store_exclusive(&project.out)?;
-            tc = toolchain::ensure(project, fetcher)?;
-            Tools::Sandbox(&tc.root)
-        };
-        let (la, lb) = (self.a.display().to_string(), self.b.display().to_string());
-        let sides = Sides { a: &la, b: &lb };
-        let diffs = diff_paths(&self.a, &self.b, &tools, &sides)?;
-        if self.json {
-            println!("{}", serde_json::to_string_pretty(&diffs)?);
-        } else if diffs.is_empty() {
-            println!("{la} and {lb} are identical");
-        } else {
-            print!("{la} and {lb} differ:\n{}", render(&diffs, &sides));
-        }
-        Ok(if diffs.is_empty() { 0 } else { 1 })
-    }
-}
 
 /// Where the e2fsprogs used to look inside ext4 images come from.
 pub enum Tools<'a> {

@@ -17,16 +17,13 @@ pub mod vhd;
 pub mod vmdk;
 
 use crate::model::recipe::{InitramfsSpec, IsoSpec, Loaded, UefiSpec};
-use crate::steps::sequence::{ScriptRunner, StepPaths};
+use crate::steps::runner::{ScriptRunner, StepPaths};
 use anyhow::{Context, Result};
 use reprovm_fs::beneath::Dir;
 use reprovm_fs::hash::Hasher;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use uuid::Uuid;
-
-/// Version of the media this code writes (see `steps::versions`).
-pub const STEP_VERSION: &str = "media-v3";
 
 /// systemd's UEFI stub in the toolchain (Debian's systemd-boot-efi).
 pub const EFI_STUB: &str = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub";
@@ -359,7 +356,7 @@ pub fn iso_script(volume_id: &str, epoch: u64, efiboot: &str, root: &str, out: &
 }
 
 /// The media steps of a recipe, in order.
-pub fn assemble(
+pub fn write_media(
     l: &Loaded,
     paths: &StepPaths,
     epoch: i64,

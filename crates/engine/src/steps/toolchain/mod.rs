@@ -16,12 +16,13 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 pub use materialize::deb_want;
+pub use resolve::lock;
 pub use resolve::LockFile;
 #[cfg(test)]
 pub use resolve::LockedDeb;
 
 /// A pinned set of Debian packages and where its spec and lock live.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PackageSet {
     /// The build toolchain: `toolchain/packages.toml`, `pins/toolchain.lock`.
     Build,
@@ -34,6 +35,13 @@ pub enum PackageSet {
 
 impl PackageSet {
     pub const ALL: [PackageSet; 3] = [PackageSet::Build, PackageSet::Nix, PackageSet::Tools];
+
+    /// Every set with its name on the command line and what it is.
+    pub const VALUES: [(PackageSet, &'static str, &'static str); 3] = [
+        (PackageSet::Build, "build", "the build toolchain: toolchain/packages.toml"),
+        (PackageSet::Nix, "nix", "Nix for the full tier: toolchain/nix.toml"),
+        (PackageSet::Tools, "tools", "the host tools: toolchain/tools.toml"),
+    ];
 
     pub fn spec(self, project: &Project) -> PathBuf {
         project.root.join("toolchain").join(match self {
@@ -64,71 +72,6 @@ impl PackageSet {
 const MATERIALIZER_VERSION: &str = "3";
 /// Timestamps of every toolchain file.
 const TOOLCHAIN_EPOCH: i64 = 1_704_067_200;
-
-#[derive(clap::Args, Debug)]
-pub struct ToolchainArgs {
-    #[command(subcommand)]
-    pub action: Option<ToolchainAction>,
-}
-
-#[derive(clap::Subcommand, Debug, Clone)]
-pub enum ToolchainAction {
-    /// Resolve toolchain/packages.toml, nix.toml and tools.toml against the Debian mirror into
-    /// pins/toolchain.lock, nix.lock and tools.lock (or only the SETs named).
-    Lock {
-        #[arg(value_enum)]
-        sets: Vec<PackageSet>,
-    },
-    /// Fetch, verify and extract every locked .deb into the toolchain store entry.
-    Materialize,
-    /// Print the toolchain identity and root.
-    Show,
-}
-
-impl ToolchainArgs {
-    pub fn run(&self, project: &Project, fetcher: &Fetcher) -> Result<()> {
-        match self.action.clone().unwrap_or(ToolchainAction::Materialize) {
-            ToolchainAction::Lock { sets } => {
-                resolve::lock(project, if sets.is_empty() { &PackageSet::ALL[..] } else { &sets })
-            }
-            ToolchainAction::Materialize => {
-                let _lock = crate::model::store::store_exclusive(&project.out)?;
-                println!("{}", ensure(project, fetcher)?.root.display());
-                Ok(())
-            }
-            ToolchainAction::Show => {
-                println!("toolchain {}", identity(project)?);
-                Ok(())
-            }
-        }
-    }
-}
-
-#[derive(clap::Args, Debug)]
-pub struct NixArgs {
-    /// The Nix program (nix, nix-build, nix-instantiate, nix-store, ...) and its arguments.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
-    pub argv: Vec<String>,
-}
-
-impl NixArgs {
-    /// Replace this process with the pinned Nix program.
-    pub fn run(&self, project: &Project, fetcher: &Fetcher) -> Result<i32> {
-        // Nix runs beside builds: the store lock is taken only to materialise it.
-        let tools = match find_set(project, PackageSet::Nix)? {
-            Some(t) => t,
-            None => {
-                let _lock = crate::model::store::store_exclusive(&project.out)?;
-                ensure_set(project, fetcher, PackageSet::Nix)?
-            }
-        };
-        let mut c = nix_command(&tools.root, &self.argv[0])?;
-        c.args(&self.argv[1..]);
-        let e = std::os::unix::process::CommandExt::exec(&mut c);
-        Err(anyhow::Error::new(e)
-            .context(format!("running {}", reprovm_fs::util::display_command(&c))))
-    }
-}
 
 /// A command running `program` from a materialised Nix tools root through that root's own
 /// dynamic loader and libraries: the host's libc is not involved, nor replaced.
@@ -197,23 +140,6 @@ pub fn nix_config(root: &Path, user: Option<&str>) -> String {
         conf.push('\n');
     }
     conf
-}
-
-#[derive(clap::Args, Debug)]
-pub struct ExecArgs {
-    #[arg(trailing_var_arg = true, required = true)]
-    pub cmd: Vec<String>,
-}
-
-impl ExecArgs {
-    /// Run the command in the sandbox over the toolchain; its exit code is ours.
-    pub fn run(&self, project: &Project, fetcher: &Fetcher) -> Result<i32> {
-        let tc = {
-            let _lock = crate::model::store::store_exclusive(&project.out)?;
-            ensure(project, fetcher)?
-        };
-        sandbox::exec_capture(&tc.root, &self.cmd, crate::model::recipe::DEFAULT_SOURCE_DATE_EPOCH)
-    }
 }
 
 /// A materialised toolchain root and what it is.
@@ -402,7 +328,7 @@ mod tests {
             }],
         };
         std::fs::write(project.toolchain_lock(), toml::to_string(&lock).unwrap()).unwrap();
-        let fetcher = Fetcher::new(&project.cache, vec![], false);
+        let fetcher = Fetcher::new(&project.downloads, vec![], false);
         let e = format!("{:#}", ensure(&project, &fetcher).unwrap_err());
         assert!(
             e.contains("package fake 1 (")
@@ -410,7 +336,7 @@ mod tests {
                 && e.contains("hash mismatch"),
             "{e}"
         );
-        assert!(!project.cache.join("sha256").join("0".repeat(64)).exists());
+        assert!(!project.downloads.join("sha256").join("0".repeat(64)).exists());
         let any_root = std::fs::read_dir(project.out.join("toolchain"))
             .map(|mut d| d.any(|e| e.unwrap().path().join("manifest.json").exists()))
             .unwrap_or(false);
@@ -539,7 +465,7 @@ mod tests {
         std::fs::write(project.toolchain_lock(), toml::to_string(&lock).unwrap()).unwrap();
         let e = format!(
             "{:#}",
-            ensure(&project, &Fetcher::new(&project.cache, vec![mirror], true)).unwrap_err()
+            ensure(&project, &Fetcher::new(&project.downloads, vec![mirror], true)).unwrap_err()
         );
         assert!(
             e.contains("unpacking hostile_1_amd64.deb") && e.contains("entry `etc/l/x`"),

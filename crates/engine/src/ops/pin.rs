@@ -1,0 +1,41 @@
+//! `pin outputs`: build (or reuse) every published output and record its hashes in
+//! `pins/outputs.toml` (`model::pins`), saying what changed.
+
+use crate::model::pins::{changes, pin_of, read_pins, targets_or_default, write_pins};
+use crate::ops::build::{self, BuildOptions};
+use crate::ops::context::RunContext;
+use anyhow::Result;
+
+/// `cargo xtask pin outputs [TARGETS]`: build (or reuse) and record, showing what changed.
+pub fn pin_outputs(ctx: &RunContext, targets: &[String]) -> Result<()> {
+    let project = &ctx.project;
+    let graph = ctx.graph()?;
+    let mut pins = read_pins(project)?;
+    let old = pins.clone();
+    for t in targets_or_default(targets) {
+        let res = build::build(ctx, &graph, &t, &BuildOptions::default())?;
+        pins.insert(t, pin_of(&res.manifest, &crate::model::store::out_dir(&res.entry))?);
+    }
+    write_pins(project, &pins)?;
+    let lines = changes(&old, &pins);
+    let new_inputs: Vec<&str> = pins
+        .iter()
+        .filter(|(n, p)| old.get(*n).is_some_and(|o| o.input_hash != p.input_hash))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    if lines.is_empty() && new_inputs.is_empty() {
+        println!("{}: unchanged", project.outputs_pin().display());
+    } else if lines.is_empty() {
+        println!(
+            "{}: outputs unchanged (the same bytes); new input hashes for {}",
+            project.outputs_pin().display(),
+            new_inputs.join(" ")
+        );
+    } else {
+        println!("{}:", project.outputs_pin().display());
+        for c in lines {
+            println!("{c}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,41 @@
+use reprovm::ops::audit::{audit, AuditOptions};
+use reprovm::ops::context::RunContext;
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+pub struct AuditArgs {
+    /// Targets to rebuild and compare (default: every published output, as `pin outputs`).
+    pub targets: Vec<String>,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Write a deterministic zip with the report, both manifests and the logs.
+    #[arg(long, value_name = "FILE.zip")]
+    pub bundle: Option<PathBuf>,
+    /// Parallel jobs of the rebuild (default: one more than the CPU count a build uses, so
+    /// that make schedules differently without the rebuild running serially).
+    #[arg(long)]
+    pub rebuild_jobs: Option<std::num::NonZeroUsize>,
+    /// Keep the rebuilt outputs even when they match.
+    #[arg(long)]
+    pub keep: bool,
+    /// Also compare each rebuild with what this binary cache (`REGISTRY/REPO`) holds for the
+    /// same inputs, as Debian's rebuilders check the archive.
+    #[arg(long, value_name = "REPO")]
+    pub against: Option<String>,
+}
+
+impl AuditArgs {
+    pub fn run(self, ctx: &RunContext) -> anyhow::Result<i32> {
+        let opts = AuditOptions {
+            targets: self.targets,
+            json: self.json,
+            bundle: self.bundle,
+            rebuild_jobs: self.rebuild_jobs,
+            keep: self.keep,
+            against: self.against,
+        };
+        audit(ctx, &opts)?;
+        Ok(0)
+    }
+}

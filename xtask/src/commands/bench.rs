@@ -1,0 +1,50 @@
+use reprovm::ops::bench;
+use reprovm::ops::context::RunContext;
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub what: Bench,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Bench {
+    /// `plan TARGET` on the current graph, repeated: median time in-process.
+    Plan {
+        #[arg(default_value = "hd-image")]
+        target: String,
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+    },
+    /// Materialise the toolchain into a fresh directory from a warm cache.
+    Toolchain,
+    /// TARGET built in the sandbox, then with the host's tools on the same tree: the ratio.
+    /// The bare half needs root (bind mounts) and the host's build tools.
+    Overhead {
+        #[arg(default_value = "busybox")]
+        target: String,
+    },
+    /// TARGET built from scratch in a fresh out dir (toolchain materialisation included, the
+    /// download cache shared), pushed to REPO signed with a key made for the run, then built
+    /// in another fresh out dir and download cache with REPO as the only substituter: the
+    /// ratio of the two wall times. REPO is a repository you own (`http://` for loopback).
+    /// (`--registry`, not `--cache`: that is the global download-cache directory.)
+    Substitute {
+        #[arg(long, value_name = "REPO")]
+        registry: String,
+        #[arg(default_value = "hd-image")]
+        target: String,
+    },
+}
+
+impl BenchArgs {
+    pub fn run(self, ctx: &RunContext) -> anyhow::Result<i32> {
+        match self.what {
+            Bench::Plan { target, runs } => bench::plan_median(ctx, &target, runs)?,
+            Bench::Toolchain => bench::toolchain_from_warm_cache(ctx)?,
+            Bench::Overhead { target } => bench::overhead(ctx, &target)?,
+            Bench::Substitute { registry, target } => bench::substitute(ctx, &registry, &target)?,
+        }
+        Ok(0)
+    }
+}

@@ -1,0 +1,14 @@
+use reprovm::ops::context::RunContext;
+
+#[derive(clap::Args, Debug)]
+pub struct MenuconfigArgs {
+    #[arg(default_value = "kernel")]
+    pub recipe: String,
+}
+
+impl MenuconfigArgs {
+    pub fn run(self, ctx: &RunContext) -> anyhow::Result<i32> {
+        reprovm::ops::menuconfig::menuconfig(ctx, &self.recipe)?;
+        Ok(0)
+    }
+}

@@ -1,0 +1,30 @@
+//! The commands: one module per command, holding its arguments (clap) and its `run`, which
+//! turns them into an operation's options and calls it (`reprovm::ops`), or, for the thin
+//! commands over one provider (`tool`, `nix`, `toolchain`), calls that provider.
+
+pub mod assemble;
+pub mod audit;
+pub mod bench;
+pub mod boot_test;
+pub mod build;
+pub mod cache;
+pub mod diff;
+pub mod fetch;
+pub mod gc;
+pub mod menuconfig;
+pub mod nix;
+pub mod pin;
+pub mod plan;
+pub mod pull;
+pub mod push;
+pub mod run;
+pub mod sandbox_exec;
+pub mod tool;
+pub mod toolchain;
+mod values;
+
+/// Replace this process with `c` (its exit status becomes ours); returns only on failure.
+fn exec(mut c: std::process::Command) -> anyhow::Result<i32> {
+    let e = std::os::unix::process::CommandExt::exec(&mut c);
+    Err(anyhow::Error::new(e).context(format!("running {}", reprovm_fs::util::display_command(&c))))
+}

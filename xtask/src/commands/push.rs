@@ -1,0 +1,20 @@
+use reprovm::ops::context::RunContext;
+
+#[derive(clap::Args, Debug)]
+pub struct PushArgs {
+    /// A recipe whose output is an OCI layout (built first if needed), e.g. krata-kernel-oci.
+    pub target: String,
+    /// Destination repository, `REGISTRY/REPO` or `REGISTRY/REPO:TAG`. Every tag of the
+    /// layout is pushed; `:TAG` adds one for its main manifest.
+    pub reference: String,
+    /// Speak plain HTTP (only to 127.0.0.1, ::1 or localhost).
+    #[arg(long)]
+    pub plain_http: bool,
+}
+
+impl PushArgs {
+    pub fn run(self, ctx: &RunContext) -> anyhow::Result<i32> {
+        reprovm::ops::publish::push_target(ctx, &self.target, &self.reference, self.plain_http)?;
+        Ok(0)
+    }
+}

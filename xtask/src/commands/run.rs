@@ -1,0 +1,83 @@
+use super::values;
+use reprovm::ops::boot::{Accel, BootOptions, Machine, Target};
+use reprovm::ops::context::RunContext;
+use std::path::PathBuf;
+
+/// How to boot: shared by `run` and `boot-test`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BootArgs {
+    /// The medium to boot.
+    #[arg(long, value_parser = values::parser(&Target::VALUES), default_value = "image")]
+    pub target: Target,
+    /// The machine to boot in (microvm: `--target image` only).
+    #[arg(long, value_parser = values::parser(&Machine::VALUES), default_value = "pc")]
+    pub machine: Machine,
+    /// Kernel (default: out/bzImage; with `--machine microvm`, the kernel recipe's vmlinux).
+    #[arg(long)]
+    pub kernel: Option<PathBuf>,
+    /// Disk image (default: out/hd.img, or the target's).
+    #[arg(long)]
+    pub image: Option<PathBuf>,
+    /// Extra kernel command line (e.g. `reprovm.ip=10.0.2.15/24 reprovm.hostname=vm1`); the
+    /// UEFI targets carry theirs inside the unified kernel image.
+    #[arg(long, default_value = "")]
+    pub append: String,
+    /// Host port on 127.0.0.1 forwarded to the guest's SSH port.
+    #[arg(long, default_value_t = 10022)]
+    pub ssh_port: u16,
+    /// Public key file installed as root's authorized_keys (through QEMU fw_cfg).
+    #[arg(long)]
+    pub ssh_key: Option<PathBuf>,
+    /// Write to the image (default: changes are discarded, the image stays as built).
+    #[arg(long)]
+    pub persist: bool,
+    /// The accelerator: `auto` uses KVM where a guest runs under it here, TCG (which works
+    /// everywhere) elsewhere.
+    #[arg(long, value_parser = values::parser(&Accel::VALUES), default_value = "auto")]
+    pub accel: Accel,
+    /// Same as `--accel kvm` (the spelling before `--accel`).
+    #[arg(long, hide = true, conflicts_with = "accel")]
+    pub kvm: bool,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 256)]
+    pub memory: u32,
+    /// A QEMU system emulator of the host to use instead of the pinned one (pins/tools.lock).
+    #[arg(long, value_name = "PATH")]
+    pub qemu: Option<PathBuf>,
+    /// UEFI firmware for the UEFI targets, as one image for `-bios` (default: the pinned OVMF,
+    /// its code read-only and a fresh copy of its variable store as flash).
+    #[arg(long, value_name = "FILE")]
+    pub firmware: Option<PathBuf>,
+}
+
+impl BootArgs {
+    pub fn options(self) -> BootOptions {
+        BootOptions {
+            target: self.target,
+            machine: self.machine,
+            kernel: self.kernel,
+            image: self.image,
+            append: self.append,
+            ssh_port: self.ssh_port,
+            ssh_key: self.ssh_key,
+            persist: self.persist,
+            accel: if self.kvm { Accel::Kvm } else { self.accel },
+            memory: self.memory,
+            qemu: self.qemu,
+            firmware: self.firmware,
+        }
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub boot: BootArgs,
+}
+
+impl RunArgs {
+    pub fn run(self, ctx: &RunContext) -> anyhow::Result<i32> {
+        reprovm::ops::boot::run_vm(ctx, &self.boot.options())?;
+        Ok(0)
+    }
+}
