@@ -5,7 +5,7 @@
 //! nodes and FIFOs in sources, and, once everything is written, any symlink whose chain of
 //! targets leaves the tree (each link may look harmless alone and still escape together).
 
-use crate::beneath::{self, Dir, Kind};
+use crate::beneath::{Dir, Kind};
 use anyhow::{bail, Context, Result};
 use std::ffi::OsString;
 use std::fs::File;
@@ -372,7 +372,7 @@ fn resolves_inside(tree: &Dir, base: &Path, target: &Path, policy: Links) -> Res
             Ok(Some(m)) if m.kind != Kind::Dir && !todo.is_empty() => return Ok(()),
             Ok(_) => cur.push(c),
             // A missing or unreadable component: go on by name (what it might become later).
-            Err(e) if beneath::is_not_found(&e) => cur.push(c),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => cur.push(c),
             Err(_) => cur.push(c),
         }
     }

@@ -13,7 +13,6 @@
 //! Extraction, rootfs assembly, manifest scans, output normalisation and the copies to `out/`
 //! all go through here; nothing checks a path string and then opens it by path.
 
-use anyhow::{bail, Context, Result};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat, Timespec, Timestamps};
 use rustix::io::Errno;
 use std::ffi::{OsStr, OsString};
@@ -21,6 +20,45 @@ use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
+
+/// Every operation answers `std::io::Result`: errors keep their kind (callers branch on
+/// `NotFound`) and say where they happened; refusals (`..`, a symlink in the way) are
+/// `InvalidInput`.
+pub type Result<T> = std::io::Result<T>;
+
+/// An error of `kind` saying `message`.
+fn error(kind: std::io::ErrorKind, message: String) -> std::io::Error {
+    std::io::Error::new(kind, message)
+}
+
+/// `e`, saying where it happened (`what`), of the same kind.
+fn at(e: std::io::Error, what: String) -> std::io::Error {
+    error(e.kind(), format!("{what}: {e}"))
+}
+
+/// `return Err(...)` of a refusal (`InvalidInput`) with a formatted message.
+macro_rules! bail {
+    ($($t:tt)*) => {
+        return Err(error(std::io::ErrorKind::InvalidInput, format!($($t)*)))
+    };
+}
+
+/// Where an error happened, kept with its kind: `.with_context(|| format!("creating {x}"))`.
+trait Context<T> {
+    fn with_context<F: FnOnce() -> String>(self, f: F) -> Result<T>;
+}
+
+impl<T> Context<T> for Result<T> {
+    fn with_context<F: FnOnce() -> String>(self, f: F) -> Result<T> {
+        self.map_err(|e| error(e.kind(), format!("{}: {e}", f())))
+    }
+}
+
+impl<T> Context<T> for Option<T> {
+    fn with_context<F: FnOnce() -> String>(self, f: F) -> Result<T> {
+        self.ok_or_else(|| error(std::io::ErrorKind::InvalidInput, f()))
+    }
+}
 
 /// An open directory; all operations resolve beneath it.
 #[derive(Debug)]
@@ -144,8 +182,7 @@ impl Dir {
                     }
                     _ => format!("cannot open `{}`: {}", walked.display(), io_err(e)),
                 };
-                Err(anyhow::Error::new(io_err(e))
-                    .context(format!("in {}: {what}", self.display.display())))
+                Err(at(io_err(e), format!("in {}: {what}", self.display.display())))
             }
         }
     }
@@ -163,8 +200,7 @@ impl Dir {
                 match rustix::fs::mkdirat(&cur, n, Mode::from_raw_mode(0o755)) {
                     Ok(()) | Err(Errno::EXIST) => {}
                     Err(e) => {
-                        return Err(anyhow::Error::new(io_err(e))
-                            .context(format!("creating {}", self.shown(&walked))))
+                        return Err(at(io_err(e), format!("creating {}", self.shown(&walked))))
                     }
                 }
             }
@@ -181,15 +217,13 @@ impl Dir {
         }
         let (dir, name) = match self.parent(rel, false) {
             Ok(p) => p,
-            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
         match rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => Ok(Some(entry(rel, &st))),
             Err(Errno::NOENT) => Ok(None),
-            Err(e) => {
-                Err(anyhow::Error::new(io_err(e)).context(format!("lstat {}", self.shown(rel))))
-            }
+            Err(e) => Err(at(io_err(e), format!("lstat {}", self.shown(rel)))),
         }
     }
 
@@ -202,11 +236,7 @@ impl Dir {
         let (parent, name) = self.parent(rel, true)?;
         match rustix::fs::mkdirat(&parent, name, Mode::from_raw_mode(0o755)) {
             Ok(()) | Err(Errno::EXIST) => {}
-            Err(e) => {
-                return Err(
-                    anyhow::Error::new(io_err(e)).context(format!("creating {}", self.shown(rel)))
-                )
-            }
+            Err(e) => return Err(at(io_err(e), format!("creating {}", self.shown(rel)))),
         }
         let fd = self.step(&parent, name, rel)?;
         Ok(Dir { fd, display: self.display.join(rel) })
@@ -228,7 +258,7 @@ impl Dir {
                 Ok(Kind::Symlink) => "is a symlink (never followed)".to_string(),
                 _ => io_err(e).to_string(),
             };
-            anyhow::format_err!("{}: {why}", self.shown(rel))
+            error(io_err(e).kind(), format!("{}: {why}", self.shown(rel)))
         })?;
         let st = rustix::fs::fstat(&fd).map_err(io_err)?;
         if Kind::of(&st) != Kind::File {
@@ -344,7 +374,7 @@ impl Dir {
         let t = Timespec { tv_sec: secs, tv_nsec: 0 };
         let times = Timestamps { last_access: t, last_modification: t };
         if names(rel)?.is_empty() {
-            return rustix::fs::futimens(&self.fd, &times).map_err(io_err).map_err(Into::into);
+            return rustix::fs::futimens(&self.fd, &times).map_err(io_err);
         }
         let (dir, name) = self.parent(rel, false)?;
         rustix::fs::utimensat(&dir, name, &times, AtFlags::SYMLINK_NOFOLLOW)
@@ -357,8 +387,7 @@ impl Dir {
         let (uid, gid) = (rustix::process::Uid::from_raw(uid), rustix::process::Gid::from_raw(gid));
         if names(rel)?.is_empty() {
             return rustix::fs::fchown(&self.fd, Some(uid), Some(gid))
-                .map_err(io_err)
-                .map_err(Into::into);
+                .map_err(io_err);
         }
         let (dir, name) = self.parent(rel, false)?;
         rustix::fs::chownat(&dir, name, Some(uid), Some(gid), AtFlags::SYMLINK_NOFOLLOW)
@@ -369,7 +398,7 @@ impl Dir {
     /// An `O_PATH` handle on `rel` itself (a symlink is not followed).
     fn open_path(&self, rel: &Path) -> Result<OwnedFd> {
         if names(rel)?.is_empty() {
-            return Ok(self.fd.try_clone()?);
+            return self.fd.try_clone();
         }
         let (dir, name) = self.parent(rel, false)?;
         rustix::fs::openat(
@@ -386,7 +415,7 @@ impl Dir {
     pub fn remove_all(&self, rel: &Path) -> Result<()> {
         let (dir, name) = match self.parent(rel, false) {
             Ok(p) => p,
-            Err(e) if is_not_found(&e) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(e),
         };
         remove_tree(&dir, name).with_context(|| format!("removing {}", self.shown(rel)))
@@ -501,14 +530,6 @@ fn entry(rel: &Path, st: &Stat) -> Entry {
     }
 }
 
-/// True when `e` comes from a component that does not exist.
-pub fn is_not_found(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
-    })
-}
-
 /// Remove `name` in `dir` unless it is a directory (which is refused); absent is fine.
 fn remove_non_dir(dir: &OwnedFd, name: &OsStr) -> Result<()> {
     match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
@@ -517,7 +538,7 @@ fn remove_non_dir(dir: &OwnedFd, name: &OsStr) -> Result<()> {
         }
         Ok(_) => rustix::fs::unlinkat(dir, name, AtFlags::empty()).map_err(io_err)?,
         Err(Errno::NOENT) => {}
-        Err(e) => return Err(io_err(e).into()),
+        Err(e) => return Err(io_err(e)),
     }
     Ok(())
 }
@@ -526,7 +547,7 @@ fn remove_tree(dir: &OwnedFd, name: &OsStr) -> Result<()> {
     let st = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(st) => st,
         Err(Errno::NOENT) => return Ok(()),
-        Err(e) => return Err(io_err(e).into()),
+        Err(e) => return Err(io_err(e)),
     };
     if Kind::of(&st) == Kind::Dir {
         let sub = rustix::fs::openat(dir, name, DIR_FLAGS, Mode::empty()).map_err(io_err)?;

@@ -125,7 +125,7 @@ impl LayoutWriter {
             .media_type(MediaType::ImageIndex)
             .manifests(manifests)
             .build()?;
-        self.dir.write_atomic(Path::new("index.json"), &canonical_json(&index)?, 0o644)
+        Ok(self.dir.write_atomic(Path::new("index.json"), &canonical_json(&index)?, 0o644)?)
     }
 }
 

@@ -78,13 +78,10 @@ impl Graph {
 
     fn check_deps(&self, base: &Path) -> Result<()> {
         for l in self.recipes.values() {
-            for d in &l.recipe.deps {
+            for (n, d) in l.recipe.deps.iter().enumerate() {
                 if !self.recipes.contains_key(d) {
-                    let (line, col) = l
-                        .text
-                        .find(&format!("\"{d}\""))
-                        .map(|o| recipe::line_col(&l.text, o + 1))
-                        .unwrap_or((1, 1));
+                    use recipe::position::{index, key};
+                    let (line, col) = recipe::position::of(&l.text, &[key("deps"), index(n)]);
                     bail!("{}:{line}:{col}: unknown dependency `{d}`: no recipes/{d}.toml (add it or remove it from `deps`)", display_rel(&l.path, base));
                 }
             }

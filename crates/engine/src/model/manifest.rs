@@ -150,7 +150,7 @@ pub fn normalize(dir: &Path, epoch: i64) -> Result<()> {
     }
     let top = d.metadata(Path::new(""))?.context("output directory vanished")?;
     d.set_mode(Path::new(""), (top.mode & 0o777 & !0o022) | 0o755)?;
-    d.set_mtime(Path::new(""), epoch)
+    Ok(d.set_mtime(Path::new(""), epoch)?)
 }
 
 /// Read a manifest file. A missing file is an error here; callers that treat "absent" as

@@ -350,8 +350,8 @@ fn compare_with_cache(
 
 fn remove(p: &Path) -> Result<()> {
     match std::fs::symlink_metadata(p) {
-        Ok(_) => reprovm_fs::beneath::Dir::open(p.parent().context("no parent")?)?
-            .remove_all(Path::new(p.file_name().context("no name")?)),
+        Ok(_) => Ok(reprovm_fs::beneath::Dir::open(p.parent().context("no parent")?)?
+            .remove_all(Path::new(p.file_name().context("no name")?))?),
         Err(_) => Ok(()),
     }
 }

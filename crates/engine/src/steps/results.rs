@@ -120,7 +120,7 @@ pub fn link(out_dir: &Path, entry: &Path, manifest: &Manifest) -> Result<()> {
             src.path().join(name).display()
         ));
     }
-    dest.write_atomic(Path::new(STAMPS), &serde_json::to_vec_pretty(&stamps)?, 0o644)
+    Ok(dest.write_atomic(Path::new(STAMPS), &serde_json::to_vec_pretty(&stamps)?, 0o644)?)
 }
 
 fn mtime_ns(md: &std::fs::Metadata) -> i128 {
@@ -153,7 +153,7 @@ pub fn sparse_copy(src: &Dir, from: &Path, dest: &Dir, to: &Path) -> Result<()> 
     w.set_len(len)?;
     w.sync_all()?;
     drop(w);
-    dest.rename(&tmp, to)
+    Ok(dest.rename(&tmp, to)?)
 }
 
 #[cfg(test)]

@@ -235,7 +235,7 @@ pub fn write_rootfs(
     let here = |m: String| format!("{}: {m}", l.path.display());
     let bad = |e: String| anyhow::format_err!("{}: {e}", l.path.display());
     let dep_dir = |dep: &str| -> Result<Dir> {
-        Dir::open(deps.get(dep).with_context(|| here(format!("`{dep}` is not a dependency")))?)
+        Ok(Dir::open(deps.get(dep).with_context(|| here(format!("`{dep}` is not a dependency")))?)?)
     };
     let mut tree = Tree::default();
     for d in &spec.dirs {
@@ -280,7 +280,10 @@ pub fn write_rootfs(
         })?;
         let r = match meta.kind {
             Kind::Dir => tree.add_host(&recipes_dir, &rel, Path::new("")),
-            _ => recipes_dir.open_file(&rel).and_then(|f| tree.add_tar(f)),
+            _ => recipes_dir
+                .open_file(&rel)
+                .map_err(anyhow::Error::from)
+                .and_then(|f| tree.add_tar(f)),
         };
         r.with_context(|| here(format!("overlay `{o}` refused")))?;
     }

@@ -1,12 +1,24 @@
 //! The recipe format: one TOML file per package or image in `recipes/`.
 //!
 //! Parsing is strict (`deny_unknown_fields`) and every error is one line naming the file, the
-//! line and column, and what was expected.
+//! line and column, and what was expected. This file holds the schema; `syntax.rs` the small
+//! syntaxes inside values, `debian_fields.rs` Debian's field syntax, `validate.rs` the checks
+//! after parsing, and `position.rs` where in the text a key path is (from the TOML parser's
+//! spans).
 
-use reprovm_fs::hash::is_sha256_hex;
+mod debian_fields;
+pub mod position;
+mod syntax;
+mod validate;
+
+pub use syntax::{
+    dep_path, is_media_type, is_oci_tag, parse_device, parse_dir, parse_duration, parse_install,
+    parse_symlink, tree_path, Device, Install,
+};
+
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// How long a build may run when its recipe names no `timeout`.
@@ -74,24 +86,6 @@ impl Recipe {
             }
         }
     }
-}
-
-/// "30s", "90m", "4h" (a positive whole number and a unit).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad =
-        || format!("timeout `{s}`: expected a number with a unit, like \"90m\", \"4h\" or \"30s\"");
-    let (num, unit) = s.trim().split_at(s.trim().len().saturating_sub(1));
-    let n: u64 = num.parse().map_err(|_| bad())?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => return Err(bad()),
-    };
-    if secs == 0 {
-        return Err(bad());
-    }
-    Ok(Duration::from_secs(secs))
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -288,149 +282,6 @@ pub struct IsoSpec {
 /// The forms `[uefi] formats` may name.
 pub const DISK_FORMATS: [&str; 4] = ["vhd", "vmdk", "ova", "qcow2"];
 
-/// An OCI tag: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}` (distribution-spec).
-pub fn is_oci_tag(t: &str) -> bool {
-    (1..=128).contains(&t.len())
-        && t.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
-        && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-}
-
-/// A media type `type/subtype[+suffix]` (RFC 6838 restricted names, no parameters).
-pub fn is_media_type(m: &str) -> bool {
-    let ok = |s: &str| {
-        !s.is_empty()
-            && s.len() <= 127
-            && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
-    };
-    m.split_once('/').is_some_and(|(t, s)| ok(t) && ok(s))
-}
-
-/// `DEP:SRC -> DEST` of `[rootfs] install`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Install {
-    pub dep: String,
-    pub src: PathBuf,
-    pub dest: PathBuf,
-}
-
-/// `PATH c|b MAJOR MINOR MODE` of `[rootfs] devices`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Device {
-    pub path: PathBuf,
-    pub block: bool,
-    pub major: u32,
-    pub minor: u32,
-    pub mode: u32,
-}
-
-/// A path inside a tree (a rootfs, a dependency's output, the recipes): relative (a leading
-/// `/` is allowed and means the tree's top where `allow_root` says so), never `..`.
-pub fn tree_path(p: &str, allow_root: bool) -> Result<PathBuf, String> {
-    let mut out = PathBuf::new();
-    for c in Path::new(p).components() {
-        match c {
-            Component::Normal(n) => out.push(n),
-            Component::CurDir => {}
-            Component::RootDir if allow_root => {}
-            Component::RootDir | Component::Prefix(_) => {
-                return Err(format!("`{p}` must be a relative path"))
-            }
-            Component::ParentDir => return Err(format!("`{p}` must not contain `..`")),
-        }
-    }
-    if out.as_os_str().is_empty() {
-        return Err(format!("`{p}` names no file"));
-    }
-    Ok(out)
-}
-
-fn arrow(s: &str) -> Result<(&str, &str), String> {
-    s.split_once("->")
-        .map(|(a, b)| (a.trim(), b.trim()))
-        .ok_or_else(|| format!("`{s}`: expected `SRC -> DEST`"))
-}
-
-/// `DEP:PATH`, with PATH inside the dependency's output.
-pub fn dep_path(s: &str) -> Result<(String, PathBuf), String> {
-    let (dep, rel) = s.split_once(':').ok_or_else(|| format!("`{s}`: expected `DEP:PATH`"))?;
-    Ok((dep.trim().to_string(), tree_path(rel.trim(), false)?))
-}
-
-/// One `install` entry: `DEP:SRC -> DEST`.
-pub fn parse_install(i: &str) -> Result<Install, String> {
-    let (src, dest) = arrow(i)?;
-    let (dep, src) = dep_path(src).map_err(|e| format!("install {e}"))?;
-    Ok(Install { dep, src, dest: tree_path(dest, true)? })
-}
-
-/// One `dirs` entry: `PATH[:MODE]` (default 0755).
-pub fn parse_dir(d: &str) -> Result<(PathBuf, u32), String> {
-    match d.split_once(':') {
-        Some((p, m)) => Ok((
-            tree_path(p, true)?,
-            u32::from_str_radix(m, 8).map_err(|_| format!("`{d}`: bad octal mode"))?,
-        )),
-        None => Ok((tree_path(d, true)?, 0o755)),
-    }
-}
-
-/// One `symlinks` entry: `LINK -> TARGET` (the target is symlink content, stored as is).
-pub fn parse_symlink(s: &str) -> Result<(PathBuf, String), String> {
-    let (link, target) = arrow(s)?;
-    if target.is_empty() {
-        return Err(format!("`{s}`: empty symlink target"));
-    }
-    Ok((tree_path(link, true)?, target.to_string()))
-}
-
-/// One `devices` entry: `PATH c|b MAJOR MINOR MODE`.
-pub fn parse_device(d: &str) -> Result<Device, String> {
-    let f: Vec<&str> = d.split_whitespace().collect();
-    if f.len() != 5 || !(f[1] == "c" || f[1] == "b") {
-        return Err(format!("device `{d}`: expected `PATH c|b MAJOR MINOR MODE`"));
-    }
-    let num = |s: &str| s.parse::<u32>().map_err(|_| format!("device `{d}`: bad number `{s}`"));
-    Ok(Device {
-        path: tree_path(f[0], true)?,
-        block: f[1] == "b",
-        major: num(f[2])?,
-        minor: num(f[3])?,
-        mode: u32::from_str_radix(f[4], 8).map_err(|_| format!("device `{d}`: bad octal mode"))?,
-    })
-}
-
-/// Debian package name syntax (Policy 5.6.1): lowercase letters, digits, `+ - .`, at least two
-/// characters, starting with a letter or digit.
-fn is_debian_package(s: &str) -> bool {
-    s.len() >= 2
-        && s.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b))
-}
-
-/// Debian version syntax (Policy 5.6.12): `[EPOCH:]UPSTREAM[-REVISION]`, upstream starting
-/// with a digit, from `A-Za-z0-9.+~-`.
-fn is_debian_version(s: &str) -> bool {
-    let rest = match s.split_once(':') {
-        Some((epoch, rest)) => {
-            if epoch.is_empty() || !epoch.bytes().all(|b| b.is_ascii_digit()) {
-                return false;
-            }
-            rest
-        }
-        None => s,
-    };
-    rest.bytes().next().is_some_and(|b| b.is_ascii_digit())
-        && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b"+.~-".contains(&b))
-}
-
-/// A file name in the Debian archive's pool: no directories, from `A-Za-z0-9.+~_-`.
-fn is_debian_file(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"+.~_-".contains(&b))
-}
-
 fn default_true() -> bool {
     true
 }
@@ -448,300 +299,18 @@ pub struct RecipeError {
     pub msg: String,
 }
 
-/// 1-based line and column of a byte offset.
-pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(text.len());
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rfind('\n').map(|i| offset - i).unwrap_or(offset + 1);
-    (line, col)
-}
-
-/// Find where `needle` (a key or value) first appears, for validation errors.
-fn locate(text: &str, needle: &str) -> (usize, usize) {
-    text.find(needle).map(|o| line_col(text, o)).unwrap_or((1, 1))
-}
-
+/// Parse and validate a recipe's text; `display` names the file in errors.
 pub fn parse(path: &Path, text: &str, display: &str) -> Result<Recipe, RecipeError> {
     let recipe: Recipe = toml::from_str(text).map_err(|e| {
-        let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+        let (line, col) = e.span().map(|s| position::line_col(text, s.start)).unwrap_or((1, 1));
         let msg = e.message().replace('\n', " ").trim().to_string();
         RecipeError { file: display.to_string(), line, col, msg }
     })?;
-    validate(path, text, display, &recipe)?;
-    Ok(recipe)
-}
-
-fn validate(path: &Path, text: &str, display: &str, r: &Recipe) -> Result<(), RecipeError> {
-    let err = |needle: &str, msg: String| {
-        let (line, col) = locate(text, needle);
+    validate::validate(path, &recipe).map_err(|(at, msg)| {
+        let (line, col) = position::of(text, &at);
         RecipeError { file: display.to_string(), line, col, msg }
-    };
-    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
-    if r.name != stem {
-        return Err(err(
-            "name",
-            format!("recipe name `{}` must match the file name `{stem}.toml`", r.name),
-        ));
-    }
-    if r.name.is_empty()
-        || !r.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-    {
-        return Err(err(
-            "name",
-            format!("recipe name `{}` may only use letters, digits, '-', '_' and '.'", r.name),
-        ));
-    }
-    for s in &r.sources {
-        if !is_sha256_hex(&s.sha256) {
-            return Err(err(
-                &s.sha256,
-                format!("source `{}`: sha256 must be 64 lowercase hex digits", s.file),
-            ));
-        }
-        if s.urls.is_empty() && s.debian.is_none() {
-            // Still fetchable from --mirror and the cache; allowed but say nothing.
-        }
-        if s.file.contains('/') || s.file.is_empty() {
-            return Err(err(
-                &s.file,
-                format!("source file name `{}` must be a plain file name", s.file),
-            ));
-        }
-    }
-    for s in &r.sources {
-        if let Some(d) = &s.debian {
-            if !is_debian_package(&d.package) {
-                return Err(err(&format!("\"{}\"", d.package), format!(
-                    "debian.package `{}` is not a Debian package name (lowercase letters, digits, `+-.`, at least 2)",
-                    d.package
-                )));
-            }
-            if !is_debian_version(&d.version) {
-                return Err(err(
-                    &d.version,
-                    format!(
-                        "debian.version `{}` is not a Debian version ([EPOCH:]UPSTREAM[-REVISION])",
-                        d.version
-                    ),
-                ));
-            }
-            if let Some(t) =
-                d.snapshot.as_deref().filter(|t| !crate::mechanisms::debian::is_snapshot_time(t))
-            {
-                return Err(err(
-                    t,
-                    format!("debian.snapshot `{t}` is not a snapshot time like 20261123T120000Z"),
-                ));
-            }
-            if !is_debian_file(&d.file) {
-                return Err(err(
-                    &format!("\"{}\"", d.file),
-                    format!("debian.file `{}` must be a plain file name of the pool", d.file),
-                ));
-            }
-        }
-    }
-    for f in r.files.iter().chain(r.kconfig.iter().flat_map(|k| k.fragments.iter())) {
-        tree_path(f, false).map_err(|e| err(f, format!("file {e} inside recipes/")))?;
-    }
-    if let Some(k) = &r.kconfig {
-        tree_path(&k.config, false).map_err(|e| {
-            err(&k.config, format!("kconfig.config {e} inside the build directory"))
-        })?;
-        for frag in &k.fragments {
-            if !r.files.contains(frag) {
-                return Err(err(
-                    frag,
-                    format!("kconfig fragment `{frag}` must also be listed in `files`"),
-                ));
-            }
-        }
-    }
-    if let Some(fs) = &r.rootfs {
-        for i in &fs.install {
-            let inst = parse_install(i).map_err(|e| err(i, e))?;
-            if !r.deps.contains(&inst.dep) {
-                return Err(err(i, format!("install from `{}`, which is not in `deps`", inst.dep)));
-            }
-        }
-        for d in &fs.dirs {
-            parse_dir(d).map_err(|e| err(d, e))?;
-        }
-        for l in &fs.symlinks {
-            parse_symlink(l).map_err(|e| err(l, e))?;
-        }
-        for d in &fs.devices {
-            parse_device(d).map_err(|e| err(d, e))?;
-        }
-        if let Some(a) = &fs.applet_links {
-            dep_path(a).map_err(|e| err(a, format!("applet-links {e}")))?;
-        }
-        for o in &fs.overlays {
-            tree_path(o, false).map_err(|e| err(o, format!("overlay {e} inside recipes/")))?;
-        }
-        for l in &fs.library_path {
-            if l.split('/').any(|c| c == "..") || !l.starts_with('/') {
-                return Err(err(l, format!("library-path `{l}` must be an absolute directory of the toolchain, without `..`")));
-            }
-        }
-    }
-    if let Some(img) = &r.image {
-        let own = img.rootfs == r.name && r.rootfs.is_some();
-        if !own && !r.deps.contains(&img.rootfs) {
-            return Err(err(&img.rootfs, format!(
-                "image rootfs `{}` must be a dependency (or this recipe itself, when it has [rootfs])",
-                img.rootfs
-            )));
-        }
-        let label_ok = !img.label.is_empty()
-            && img.label.len() <= 16
-            && img.label.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-        if !label_ok {
-            return Err(err(
-                &img.label,
-                format!("image label `{}`: 1 to 16 of A-Z a-z 0-9 . _ -", img.label),
-            ));
-        }
-    }
-    if let Some(v) = r.env.get("SOURCE_DATE_EPOCH") {
-        if v.parse::<u64>().is_err() {
-            return Err(err(
-                v,
-                format!("SOURCE_DATE_EPOCH `{v}` must be a whole number of seconds"),
-            ));
-        }
-    }
-    if let Some(t) = &r.timeout {
-        parse_duration(t).map_err(|e| err(t, e))?;
-    }
-    if let Some(o) = &r.oci {
-        validate_oci(o).map_err(|(needle, msg)| err(&needle, msg))?;
-    }
-    validate_media(r).map_err(|(needle, msg)| err(&needle, msg))?;
-    if r.rootfs.is_none()
-        && r.image.is_none()
-        && r.oci.is_none()
-        && r.initramfs.is_none()
-        && r.uefi.is_none()
-        && r.iso.is_none()
-        && r.build.script.trim().is_empty()
-    {
-        return Err(err(
-            "[build]",
-            "[build] needs a `script` (or the recipe needs [rootfs], [image], [oci], [initramfs], [uefi] or [iso])".into(),
-        ));
-    }
-    Ok(())
-}
-
-/// `[initramfs]`, `[uefi]`, `[iso]`: their dependencies are dependencies, their os-release a
-/// declared file, formats and volume ids valid. Errors are (text to point at, message).
-fn validate_media(r: &Recipe) -> Result<(), (String, String)> {
-    let dep = |d: &String, what: &str| -> Result<(), (String, String)> {
-        if r.deps.contains(d) {
-            Ok(())
-        } else {
-            Err((d.clone(), format!("{what} `{d}` must be in `deps`")))
-        }
-    };
-    let file = |f: &String| -> Result<(), (String, String)> {
-        if r.files.contains(f) {
-            Ok(())
-        } else {
-            Err((f.clone(), format!("os-release `{f}` must also be listed in `files`")))
-        }
-    };
-    if let Some(i) = &r.initramfs {
-        dep(&i.rootfs, "initramfs.rootfs")?;
-    }
-    if let Some(u) = &r.uefi {
-        dep(&u.image, "uefi.image")?;
-        dep(&u.kernel, "uefi.kernel")?;
-        file(&u.os_release)?;
-        if let Some(f) = u.formats.iter().find(|f| !DISK_FORMATS.contains(&f.as_str())) {
-            return Err((
-                f.clone(),
-                format!("uefi format `{f}`: one of {}", DISK_FORMATS.join(", ")),
-            ));
-        }
-        if u.formats.iter().any(|f| f == "ova") && !u.formats.iter().any(|f| f == "vmdk") {
-            return Err(("ova".into(), "uefi format `ova` carries the `vmdk`: name it too".into()));
-        }
-        if u.esp_size_mib.is_some_and(|m| !(33..=4096).contains(&m)) {
-            return Err((
-                "esp-size-mib".into(),
-                "esp-size-mib: 33 to 4096 (a FAT32 EFI system partition)".into(),
-            ));
-        }
-    }
-    if let Some(i) = &r.iso {
-        dep(&i.kernel, "iso.kernel")?;
-        dep(&i.initramfs, "iso.initramfs")?;
-        file(&i.os_release)?;
-        let ok = (1..=32).contains(&i.volume_id.len())
-            && i.volume_id
-                .bytes()
-                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
-        if !ok {
-            return Err((
-                i.volume_id.clone(),
-                format!("iso volume-id `{}`: 1 to 32 of A-Z 0-9 _", i.volume_id),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// `[oci]`: an image or an artifact, never both; valid tags, media types and paths. Errors
-/// are (text to point at, message).
-fn validate_oci(o: &OciSpec) -> Result<(), (String, String)> {
-    match (&o.layer, &o.artifact_type, o.files.is_empty()) {
-        (Some(l), None, true) => {
-            tree_path(l, false)
-                .map_err(|e| (l.clone(), format!("oci.layer {e} inside the build directory")))?;
-        }
-        (None, Some(_), false) => {}
-        _ => {
-            return Err((
-                "[oci]".into(),
-                "[oci] is an image (`layer`) or an artifact (`artifact-type` and [[oci.file]]), not both or neither".into(),
-            ))
-        }
-    }
-    if o.artifact_type.is_some() && o.architecture.is_some() {
-        return Err(("architecture".into(), "oci.architecture is for images (`layer`)".into()));
-    }
-    for t in &o.tags {
-        if !is_oci_tag(t) {
-            return Err((
-                t.clone(),
-                format!("oci tag `{t}`: 1 to 128 of A-Z a-z 0-9 . _ -, not starting with . or -"),
-            ));
-        }
-    }
-    let types = o.artifact_type.iter().chain(o.referrers.iter().map(|r| &r.artifact_type));
-    let files = o.files.iter().chain(o.referrers.iter().flat_map(|r| r.files.iter()));
-    for m in types.chain(files.clone().map(|f| &f.media_type)) {
-        if !is_media_type(m) {
-            return Err((m.clone(), format!("`{m}` is not a media type (type/subtype)")));
-        }
-    }
-    for f in files {
-        tree_path(&f.path, false)
-            .map_err(|e| (f.path.clone(), format!("oci file {e} inside the build directory")))?;
-    }
-    if let Some(r) = o.referrers.iter().find(|r| r.files.is_empty()) {
-        return Err((
-            r.artifact_type.clone(),
-            "an oci referrer needs at least one [[file]]".into(),
-        ));
-    }
-    if let Some(k) = o.annotations.keys().find(|k| k.is_empty() || k.contains(char::is_whitespace))
-    {
-        return Err((k.clone(), format!("oci annotation key `{k}` is empty or has spaces")));
-    }
-    Ok(())
+    })?;
+    Ok(recipe)
 }
 
 /// A recipe together with where it came from.
@@ -811,6 +380,14 @@ script = "true"
         assert!(e.contains("64 lowercase hex"), "{e}");
         let e = parse_str(&OK.replace("name = \"t\"", "name = \"u\"")).unwrap_err().to_string();
         assert!(e.contains("must match the file name"), "{e}");
+        // The position is the value's, from the parser's spans, not the first place its text
+        // appears (here a comment above it that quotes the same bad hash).
+        let bad = "zz7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        let text = OK
+            .replace("version = \"1\"", &format!("version = \"1\"\n# was {bad}"))
+            .replace("ba7816bf", "zz7816bf");
+        let e = parse_str(&text).unwrap_err().to_string();
+        assert!(e.starts_with("recipes/t.toml:7:10:"), "{e}");
     }
 
     #[test]
@@ -889,13 +466,13 @@ script = "true"
         let e = parse_str(&OK.replace("version = \"1\"", "version = \"1\"\ntimeout = \"soon\""))
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with("recipes/t.toml:4:12:") && e.contains("timeout `soon`"), "{e}");
+        assert!(e.starts_with("recipes/t.toml:4:11:") && e.contains("timeout `soon`"), "{e}");
         assert_eq!(parse_str(OK).unwrap().timeout().unwrap(), DEFAULT_TIMEOUT);
     }
 
     #[test]
     fn line_col_is_one_based() {
-        assert_eq!(line_col("ab\ncd", 0), (1, 1));
-        assert_eq!(line_col("ab\ncd", 4), (2, 2));
+        assert_eq!(position::line_col("ab\ncd", 0), (1, 1));
+        assert_eq!(position::line_col("ab\ncd", 4), (2, 2));
     }
 }

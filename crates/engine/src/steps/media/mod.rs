@@ -56,7 +56,7 @@ fn dep_file(paths: &StepPaths, l: &Loaded, name: &str, file: &str) -> Result<std
         .deps
         .get(name)
         .with_context(|| format!("{}: `{name}` is not a dependency", l.path.display()))?;
-    Dir::open(out)?.open_file(Path::new(file))
+    Ok(Dir::open(out)?.open_file(Path::new(file))?)
 }
 
 /// The sha256 of `file` (from its start), which is left at its end.
@@ -67,7 +67,7 @@ fn sha256_of(file: &mut std::fs::File, name: &str) -> Result<String> {
 
 /// One of the recipe's files (staged in the build directory), read beneath it.
 fn recipe_file(paths: &StepPaths, rel: &str) -> Result<Vec<u8>> {
-    Dir::open(&paths.build.join("files"))?.read(Path::new(rel))
+    Ok(Dir::open(&paths.build.join("files"))?.read(Path::new(rel))?)
 }
 
 /// `[initramfs]`: the dependency's rootfs.tar as `$OUT/initramfs.cpio.gz`.

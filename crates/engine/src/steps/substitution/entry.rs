@@ -321,18 +321,18 @@ pub fn fetch(
 
     // The layer, into the entry's temp directory (swept with it), then unpacked, reading at
     // most the declared tar length; the tree must hash to the output hash.
-    let dir = Dir::open(into).map_err(Refusal::Transfer)?;
+    let dir = Dir::open(into).map_err(|e| Refusal::Transfer(e.into()))?;
     let layer_name = Path::new(".layer.tar.gz");
     {
-        let f = dir.create_file(layer_name, 0o600).map_err(Refusal::Transfer)?;
+        let f = dir.create_file(layer_name, 0o600).map_err(|e| Refusal::Transfer(e.into()))?;
         let mut w = std::io::BufWriter::new(f);
         reg.blob_into(repo, &layer_digest, layer_d.size(), &mut w)?;
         std::io::Write::flush(&mut w).map_err(|e| Refusal::Transfer(e.into()))?;
     }
     let out = crate::model::store::out_dir(into);
     let mismatch = |e: anyhow::Error| Refusal::Mismatch(format!("unpacking the output: {e:#}"));
-    let tree = Dir::create(&out).map_err(mismatch)?;
-    let gz = dir.open_file(layer_name).map_err(Refusal::Transfer)?;
+    let tree = Dir::create(&out).map_err(|e| mismatch(e.into()))?;
+    let gz = dir.open_file(layer_name).map_err(|e| Refusal::Transfer(e.into()))?;
     let r = archive::decoder(archive::Format::TarGz, gz).map_err(mismatch)?;
     let bounded = archive::Bounded::new(r, tar_size);
     archive::extract_tar(
@@ -343,7 +343,7 @@ pub fn fetch(
         archive::Links::StayInTree,
     )
     .map_err(mismatch)?;
-    dir.remove_all(layer_name).map_err(Refusal::Transfer)?;
+    dir.remove_all(layer_name).map_err(|e| Refusal::Transfer(e.into()))?;
     manifest::normalize(&out, want.source_date_epoch).map_err(mismatch)?;
     let files = manifest::scan(&out).map_err(mismatch)?;
     let got = manifest::output_hash(&files);
@@ -365,7 +365,8 @@ pub fn fetch(
     if ours_bytes != config {
         return Err(Refusal::Mismatch(config_mismatch(&config, &ours)));
     }
-    dir.write_atomic(Path::new("manifest.json"), &ours_bytes, 0o644).map_err(Refusal::Transfer)?;
+    dir.write_atomic(Path::new("manifest.json"), &ours_bytes, 0o644)
+        .map_err(|e| Refusal::Transfer(e.into()))?;
     Ok(Some(Taken { manifest: ours, signature, document: doc.fetched.digest }))
 }
 
