@@ -45,3 +45,67 @@ fn rust_version_is_what_the_lock_needs_and_readme_says_so() {
     let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
     assert!(readme.contains(&format!("Rust ≥ {ours}")), "README does not say `Rust ≥ {ours}`");
 }
+
+/// Every crate a member declares is used where it is declared for: a dependency by the
+/// member's code outside its tests, a dev-dependency by its tests. (walkdir was declared and
+/// used nowhere; filetime only by tests.)
+#[test]
+fn every_declared_dependency_is_used_where_it_is_declared() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let o = Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--locked", "--no-deps"])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let mut problems = Vec::new();
+    for p in m["packages"].as_array().unwrap() {
+        let dir = std::path::Path::new(p["manifest_path"].as_str().unwrap()).parent().unwrap();
+        let (mut code, mut tests) = (String::new(), String::new());
+        let mut todo = vec![dir.join("src"), dir.join("tests")];
+        while let Some(d) = todo.pop() {
+            let Ok(entries) = std::fs::read_dir(&d) else { continue };
+            for e in entries {
+                let path = e.unwrap().path();
+                if path.is_dir() {
+                    todo.push(path);
+                } else if path.extension().is_some_and(|x| x == "rs") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    if path.starts_with(dir.join("tests")) {
+                        tests.push_str(&text);
+                    } else {
+                        let cut = text.find("#[cfg(test)]").unwrap_or(text.len());
+                        code.push_str(&text[..cut]);
+                        tests.push_str(&text[cut..]);
+                    }
+                }
+            }
+        }
+        let used = |text: &str, name: &str| {
+            let ident = name.replace('-', "_");
+            [format!("{ident}::"), format!("use {ident}"), format!("{ident}!")]
+                .iter()
+                .any(|pattern| text.contains(pattern.as_str()))
+        };
+        for dep in p["dependencies"].as_array().unwrap() {
+            let name = dep["rename"].as_str().or(dep["name"].as_str()).unwrap();
+            let member = p["name"].as_str().unwrap();
+            match dep["kind"].as_str() {
+                None if !used(&code, name) => problems.push(format!(
+                    "{member}: `{name}` is a dependency its code does not use{}",
+                    if used(&tests, name) {
+                        " (only its tests: make it a dev-dependency)"
+                    } else {
+                        ""
+                    }
+                )),
+                Some("dev") if !used(&tests, name) && !used(&code, name) => {
+                    problems.push(format!("{member}: dev-dependency `{name}` is used by nothing"))
+                }
+                _ => {}
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

@@ -386,8 +386,7 @@ impl Dir {
     pub fn chown(&self, rel: &Path, uid: u32, gid: u32) -> Result<()> {
         let (uid, gid) = (rustix::process::Uid::from_raw(uid), rustix::process::Gid::from_raw(gid));
         if names(rel)?.is_empty() {
-            return rustix::fs::fchown(&self.fd, Some(uid), Some(gid))
-                .map_err(io_err);
+            return rustix::fs::fchown(&self.fd, Some(uid), Some(gid)).map_err(io_err);
         }
         let (dir, name) = self.parent(rel, false)?;
         rustix::fs::chownat(&dir, name, Some(uid), Some(gid), AtFlags::SYMLINK_NOFOLLOW)

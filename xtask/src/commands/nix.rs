@@ -16,8 +16,8 @@ impl NixArgs {
         let tools = match toolchain::find_set(project, PackageSet::Nix)? {
             Some(t) => t,
             None => {
-                let _lock = reprovm::model::store::store_exclusive(&project.out)?;
-                toolchain::ensure_set(project, &ctx.fetcher, PackageSet::Nix)?
+                let lock = reprovm::model::store::store_exclusive(&project.out)?;
+                toolchain::ensure_set(project, &ctx.fetcher, PackageSet::Nix, &lock)?
             }
         };
         let mut c = toolchain::nix_command(&tools.root, &self.argv[0])?;

@@ -11,8 +11,8 @@ impl SandboxExecArgs {
     /// Run the command in the sandbox over the toolchain; its exit code is ours.
     pub fn run(self, ctx: &RunContext) -> anyhow::Result<i32> {
         let tc = {
-            let _lock = reprovm::model::store::store_exclusive(&ctx.project.out)?;
-            toolchain::ensure(&ctx.project, &ctx.fetcher)?
+            let lock = reprovm::model::store::store_exclusive(&ctx.project.out)?;
+            toolchain::ensure(&ctx.project, &ctx.fetcher, &lock)?
         };
         reprovm_sandbox::exec_capture(
             &tc.root,

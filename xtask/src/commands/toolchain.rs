@@ -31,8 +31,8 @@ impl ToolchainArgs {
                 if sets.is_empty() { &PackageSet::ALL[..] } else { &sets },
             )?,
             ToolchainAction::Materialize => {
-                let _lock = reprovm::model::store::store_exclusive(&project.out)?;
-                println!("{}", toolchain::ensure(project, &ctx.fetcher)?.root.display());
+                let lock = reprovm::model::store::store_exclusive(&project.out)?;
+                println!("{}", toolchain::ensure(project, &ctx.fetcher, &lock)?.root.display());
             }
             ToolchainAction::Show => println!("toolchain {}", toolchain::identity(project)?),
         }

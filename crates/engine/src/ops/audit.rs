@@ -164,8 +164,8 @@ pub fn audit(ctx: &RunContext, opts: &AuditOptions) -> Result<()> {
     let targets = pins::targets_or_default(&opts.targets);
     let pins = pins::read_pins(project)?;
     let tc = {
-        let _lock = crate::model::store::store_exclusive(&project.out)?;
-        toolchain::ensure(project, fetcher)?
+        let lock = crate::model::store::store_exclusive(&project.out)?;
+        toolchain::ensure(project, fetcher, &lock)?
     };
     let audit_root = project.out.join("audit");
     std::fs::create_dir_all(&audit_root)?;

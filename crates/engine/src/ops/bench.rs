@@ -61,12 +61,12 @@ pub fn toolchain_from_warm_cache(ctx: &RunContext) -> Result<()> {
                 let mut p = project.clone();
                 p.out = t.path().to_path_buf();
                 {
-                    let _lock = crate::model::store::store_exclusive(&project.out)?;
-                    toolchain::ensure(project, fetcher)?; // warm the cache first
+                    let lock = crate::model::store::store_exclusive(&project.out)?;
+                    toolchain::ensure(project, fetcher, &lock)?; // warm the cache first
                 }
-                let _lock = crate::model::store::store_exclusive(&p.out)?;
+                let lock = crate::model::store::store_exclusive(&p.out)?;
                 let start = Instant::now();
-                toolchain::ensure(&p, fetcher)?;
+                toolchain::ensure(&p, fetcher, &lock)?;
                 println!(
                     "toolchain materialisation from a warm cache: {:.1} s",
                     start.elapsed().as_secs_f64()

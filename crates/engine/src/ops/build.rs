@@ -9,7 +9,7 @@ use crate::model::graph::Graph;
 use crate::model::manifest::{self, Manifest};
 use crate::model::project::Project;
 use crate::model::recipe::Loaded;
-use crate::model::store::{self, InputHashes};
+use crate::model::store::{self, InputHashes, StoreLock};
 use crate::ops::context::RunContext;
 use crate::steps::results;
 use crate::steps::runner::{ScriptRunner, StepPaths};
@@ -91,13 +91,13 @@ pub fn build(
         "--rebuild needs --rebuild-into"
     );
     let order = graph.closure(target)?;
-    let _lock = crate::model::store::store_exclusive(&project.out)?;
+    let lock = crate::model::store::store_exclusive(&project.out)?;
     // The toolchain's root is made only when a node has to be built here: its identity (for
     // input hashes) comes from the lock.
     let mut tc: Option<Toolchain> = None;
     let tc_id = match toolchain::pinned_identity(project)? {
         Some(id) => id,
-        None => tc.insert(toolchain::ensure(project, fetcher)?).id.clone(),
+        None => tc.insert(toolchain::ensure(project, fetcher, &lock)?).id.clone(),
     };
     let subs = ctx.substituters().filter(|_| opts.substitute);
     let mut hashes = InputHashes::new(graph, project, &tc_id)?;
@@ -125,7 +125,7 @@ pub fn build(
                 };
                 // A rebuild is a build by definition; everything else may come from a cache.
                 let from_cache = match (&subs, rebuild) {
-                    (Some(subs), false) => subs.substitute(l, &ih, &tc_id, &dest)?,
+                    (Some(subs), false) => subs.substitute(l, &ih, &tc_id, &dest, &lock)?,
                     _ => None,
                 };
                 if let Some(m) = from_cache {
@@ -142,7 +142,7 @@ pub fn build(
                 }
                 let tc = match &tc {
                     Some(tc) => tc,
-                    None => tc.insert(toolchain::ensure(project, fetcher)?),
+                    None => tc.insert(toolchain::ensure(project, fetcher, &lock)?),
                 };
                 built += 1;
                 let deps: BTreeMap<String, PathBuf> = l
@@ -151,7 +151,7 @@ pub fn build(
                     .iter()
                     .map(|d| (d.clone(), entries[graph.resolve(d)].clone()))
                     .collect();
-                let m = build_node(project, fetcher, tc, l, &ih, &deps, opts, &dest)?;
+                let m = build_node(project, fetcher, tc, l, &ih, &deps, opts, &dest, &lock)?;
                 (dest, m)
             }
         };
@@ -281,6 +281,7 @@ fn build_node(
     deps: &BTreeMap<String, PathBuf>,
     opts: &BuildOptions,
     dest: &Path,
+    _store: &StoreLock,
 ) -> Result<Manifest> {
     let r = &l.recipe;
     let work_root = opts.work_root.clone().unwrap_or_else(|| project.work());

@@ -15,8 +15,8 @@ pub fn diff(ctx: &RunContext, a: &Path, b: &Path, json: bool, host_tools: bool) 
     let tools = if host_tools {
         Tools::Path
     } else {
-        let _lock = crate::model::store::store_exclusive(&project.out)?;
-        tc = toolchain::ensure(project, fetcher)?;
+        let lock = crate::model::store::store_exclusive(&project.out)?;
+        tc = toolchain::ensure(project, fetcher, &lock)?;
         Tools::Sandbox(&tc.root)
     };
     let (la, lb) = (a.display().to_string(), b.display().to_string());

@@ -12,6 +12,7 @@
 use crate::model::history;
 use crate::model::pins;
 use crate::model::project::Project;
+use crate::model::store::StoreLock;
 use crate::model::store::{self, InputHashes};
 use crate::steps::toolchain::{self, PackageSet};
 use anyhow::{Context, Result};
@@ -33,10 +34,10 @@ pub struct Garbage {
 
 /// `gc`: remove what nothing reaches (or, with `dry_run`, say what and how much).
 pub fn gc(project: &Project, dry_run: bool, keep_last: usize) -> Result<()> {
-    let _store = crate::model::store::store_exclusive(&project.out)?;
+    let store = crate::model::store::store_exclusive(&project.out)?;
     // Downloads in progress hold the cache lock shared: wait for them.
     let _cache = lock::Lock::exclusive(&project.downloads.join(".lock"))?;
-    let g = find(project, keep_last)?;
+    let g = find(project, keep_last, &store)?;
     let total = |v: &[(String, u64)]| v.iter().map(|(_, s)| s).sum::<u64>();
     for (kind, list, dir) in [
         ("store entry", &g.entries, project.store()),
@@ -67,8 +68,9 @@ pub fn gc(project: &Project, dry_run: bool, keep_last: usize) -> Result<()> {
     Ok(())
 }
 
-/// Everything unreachable (the caller holds the store and cache locks).
-pub fn find(project: &Project, keep_last: usize) -> Result<Garbage> {
+/// Everything unreachable. The store lock keeps builds from adding to the store meanwhile (the
+/// caller also holds the download cache's lock exclusively).
+pub fn find(project: &Project, keep_last: usize, _store: &StoreLock) -> Result<Garbage> {
     let graph = project.graph()?;
     let mut keep: BTreeSet<String> = BTreeSet::new();
     let pinned = pins::read_pins(project)?;

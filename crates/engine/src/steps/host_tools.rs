@@ -39,8 +39,8 @@ impl HostTools {
         let found = match toolchain::find_set(project, PackageSet::Tools)? {
             Some(t) => t,
             None => {
-                let _lock = crate::model::store::store_exclusive(&project.out)?;
-                toolchain::ensure_set(project, fetcher, PackageSet::Tools)?
+                let lock = crate::model::store::store_exclusive(&project.out)?;
+                toolchain::ensure_set(project, fetcher, PackageSet::Tools, &lock)?
             }
         };
         Ok(HostTools { root: found.root, label: found.version_label })

@@ -92,6 +92,7 @@ impl Substituters {
         ih: &str,
         toolchain: &str,
         dest: &Path,
+        _store: &crate::model::store::StoreLock,
     ) -> Result<Option<Manifest>> {
         let r = &l.recipe;
         let want = entry::Wanted {

@@ -146,6 +146,7 @@ pub fn materialize(
     set: super::PackageSet,
     lockf: &LockFile,
     dir: &Path,
+    _lock: &crate::model::store::StoreLock,
 ) -> Result<()> {
     let timer = progress::Timer::start();
     progress::say(&format!(

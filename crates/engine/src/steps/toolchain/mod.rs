@@ -9,6 +9,7 @@ mod resolve;
 use crate::mechanisms::fetch::Fetcher;
 use crate::model::manifest;
 use crate::model::project::Project;
+use crate::model::store::StoreLock;
 use anyhow::{Context, Result};
 use reprovm_fs::hash::Hasher;
 use reprovm_sandbox as sandbox;
@@ -202,7 +203,7 @@ pub fn read_lock(project: &Project, set: PackageSet) -> Result<LockFile> {
 
 /// The toolchain root for the current lock, materialising it if needed. The caller holds
 /// the store lock.
-pub fn ensure(project: &Project, fetcher: &Fetcher) -> Result<Toolchain> {
+pub fn ensure(project: &Project, fetcher: &Fetcher, lock: &StoreLock) -> Result<Toolchain> {
     if project.host_toolchain {
         let (id, root) = host_root(project)?;
         return Ok(Toolchain {
@@ -211,7 +212,7 @@ pub fn ensure(project: &Project, fetcher: &Fetcher) -> Result<Toolchain> {
             version_label: "HOST TOOLCHAIN: not pinned, development only".into(),
         });
     }
-    ensure_set(project, fetcher, PackageSet::Build)
+    ensure_set(project, fetcher, PackageSet::Build, lock)
 }
 
 /// The identity of the pinned build toolchain, read from its lock without materialising it
@@ -234,11 +235,17 @@ pub fn set_dir(project: &Project, set: PackageSet) -> Result<Option<String>> {
     Ok(Some(id[..32].to_string()))
 }
 
-/// The root of a package set, materialising it if needed. The caller holds the store lock.
-pub fn ensure_set(project: &Project, fetcher: &Fetcher, set: PackageSet) -> Result<Toolchain> {
+/// The root of a package set, materialising it if needed (which writes `out/toolchain`:
+/// hence the store lock).
+pub fn ensure_set(
+    project: &Project,
+    fetcher: &Fetcher,
+    set: PackageSet,
+    lock: &StoreLock,
+) -> Result<Toolchain> {
     let (toolchain, lockf, dir) = locate_set(project, set)?;
     if !dir.join("manifest.json").is_file() {
-        materialize::materialize(project, fetcher, set, &lockf, &dir)?;
+        materialize::materialize(project, fetcher, set, &lockf, &dir, lock)?;
     }
     Ok(toolchain)
 }
@@ -329,7 +336,8 @@ mod tests {
         };
         std::fs::write(project.toolchain_lock(), toml::to_string(&lock).unwrap()).unwrap();
         let fetcher = Fetcher::new(&project.downloads, vec![], false);
-        let e = format!("{:#}", ensure(&project, &fetcher).unwrap_err());
+        let store = crate::model::store::store_exclusive(&project.out).unwrap();
+        let e = format!("{:#}", ensure(&project, &fetcher, &store).unwrap_err());
         assert!(
             e.contains("package fake 1 (")
                 && e.contains("toolchain.lock")
@@ -463,10 +471,9 @@ mod tests {
             }],
         };
         std::fs::write(project.toolchain_lock(), toml::to_string(&lock).unwrap()).unwrap();
-        let e = format!(
-            "{:#}",
-            ensure(&project, &Fetcher::new(&project.downloads, vec![mirror], true)).unwrap_err()
-        );
+        let store = crate::model::store::store_exclusive(&project.out).unwrap();
+        let fetcher = Fetcher::new(&project.downloads, vec![mirror], true);
+        let e = format!("{:#}", ensure(&project, &fetcher, &store).unwrap_err());
         assert!(
             e.contains("unpacking hostile_1_amd64.deb") && e.contains("entry `etc/l/x`"),
             "{e}"
