@@ -66,7 +66,9 @@ pub fn decoder<R: Read + 'static>(fmt: Format, r: R) -> Result<Box<dyn Read>> {
         Format::TarGz => Box::new(flate2::read::MultiGzDecoder::new(r)),
         Format::TarBz2 => Box::new(bzip2::read::MultiBzDecoder::new(r)),
         Format::TarXz => Box::new(xz2::read::XzDecoder::new_multi_decoder(r)),
-        Format::TarZst => Box::new(zstd::stream::read::Decoder::with_buffer(r)?),
+        Format::TarZst => Box::new(
+            ruzstd::decoding::StreamingDecoder::new(r).map_err(|e| anyhow::anyhow!("zstd: {e}"))?,
+        ),
         Format::Zip => bail!("zip is not a tar stream"),
     })
 }

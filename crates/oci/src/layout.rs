@@ -1,19 +1,16 @@
 //! OCI image layouts on disk (`oci-layout`, `index.json`, `blobs/sha256/<hex>`): writing one
 //! deterministically, and reading and verifying one.
 //!
-//! The documents are oci-spec's types. They keep annotations in `HashMap`s, whose order
-//! changes from run to run, so every document is written through [`canonical_json`]: keys
-//! sorted at every level, no insignificant whitespace. The same document then has the same
-//! digest on every machine.
+//! The documents are `spec`'s types, written through [`canonical_json`]: keys sorted at every
+//! level, no insignificant whitespace. The same document then has the same digest on every
+//! machine, whatever the order its fields or maps were built in.
 
+use crate::spec::{Descriptor, ImageIndex, ImageManifest};
 use anyhow::{bail, Context, Result};
-use oci_spec::image::{
-    Descriptor, DescriptorBuilder, Digest, ImageIndex, ImageIndexBuilder, MediaType,
-};
 use reprovm_fs::beneath::Dir;
 use reprovm_fs::hash::{sha256_bytes, HashingWriter};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -38,24 +35,14 @@ pub fn canonical_json<T: Serialize>(value: &T) -> Result<Vec<u8>> {
     Ok(serde_json::to_vec(&sort(serde_json::to_value(value)?))?)
 }
 
-/// `sha256:<hex>` as oci-spec's digest type.
-pub fn sha256_digest(hex: &str) -> Result<Digest> {
-    format!("sha256:{hex}").parse().with_context(|| format!("`{hex}` is not a sha256 digest"))
-}
-
-/// A descriptor of `size` bytes with digest `sha256:hex`.
+/// A descriptor of `size` bytes with digest `sha256:hex` and these annotations.
 pub fn descriptor(
-    media_type: MediaType,
+    media_type: &str,
     hex: &str,
     size: u64,
     annotations: BTreeMap<String, String>,
-) -> Result<Descriptor> {
-    let mut b =
-        DescriptorBuilder::default().media_type(media_type).digest(sha256_digest(hex)?).size(size);
-    if !annotations.is_empty() {
-        b = b.annotations(annotations.into_iter().collect::<HashMap<_, _>>());
-    }
-    Ok(b.build()?)
+) -> Descriptor {
+    Descriptor::new(media_type, hex, size).with_annotations(annotations)
 }
 
 /// An image layout being written into an empty directory (a build's `$OUT`).
@@ -82,13 +69,13 @@ impl LayoutWriter {
     /// Store a document (canonical JSON) as a blob and describe it.
     pub fn blob_json<T: Serialize>(
         &self,
-        media_type: MediaType,
+        media_type: &str,
         doc: &T,
         annotations: BTreeMap<String, String>,
     ) -> Result<Descriptor> {
         let bytes = canonical_json(doc)?;
         let hex = self.blob_bytes(&bytes)?;
-        descriptor(media_type, &hex, bytes.len() as u64, annotations)
+        Ok(descriptor(media_type, &hex, bytes.len() as u64, annotations))
     }
 
     /// Store what `write` writes as a blob, streamed through a temporary file and renamed to
@@ -120,11 +107,7 @@ impl LayoutWriter {
 
     /// Write `index.json` listing `manifests` (in this order) and finish the layout.
     pub fn finish(self, manifests: Vec<Descriptor>) -> Result<()> {
-        let index: ImageIndex = ImageIndexBuilder::default()
-            .schema_version(2u32)
-            .media_type(MediaType::ImageIndex)
-            .manifests(manifests)
-            .build()?;
+        let index = ImageIndex::new(manifests);
         Ok(self.dir.write_atomic(Path::new("index.json"), &canonical_json(&index)?, 0o644)?)
     }
 }
@@ -157,16 +140,16 @@ impl Layout {
 
     /// The bytes of a blob, checked against its digest.
     pub fn blob(&self, d: &Descriptor) -> Result<Vec<u8>> {
-        let hex = d.digest().digest();
+        let hex = d.hex();
         let data = self.dir.read(&blob_path(hex))?;
         let got = sha256_bytes(&data);
-        if got != hex || data.len() as u64 != d.size() {
+        if got != hex || data.len() as u64 != d.size {
             bail!(
                 "{}: blob {} holds {} bytes with sha256 {got}, not what its descriptor says ({} bytes)",
                 self.dir.path().display(),
-                d.digest(),
+                d.digest,
                 data.len(),
-                d.size()
+                d.size
             );
         }
         Ok(data)
@@ -175,18 +158,18 @@ impl Layout {
     /// Check a blob against its descriptor's digest and size, reading it as a stream (layers
     /// may be large).
     pub fn check_blob(&self, d: &Descriptor) -> Result<()> {
-        let hex = d.digest().digest();
+        let hex = d.hex();
         let mut f = self.dir.open_file(&blob_path(hex))?;
         let mut w = HashingWriter::new(std::io::sink());
         std::io::copy(&mut f, &mut w)?;
         let size = w.written;
         let (_, got) = w.finish();
-        if got != hex || size != d.size() {
+        if got != hex || size != d.size {
             bail!(
                 "{}: blob {} holds {size} bytes with sha256 {got}, not what its descriptor says ({} bytes)",
                 self.dir.path().display(),
-                d.digest(),
-                d.size()
+                d.digest,
+                d.size
             );
         }
         Ok(())
@@ -195,9 +178,9 @@ impl Layout {
     /// The manifests of index.json with their tags (`ref.name`, if any).
     pub fn manifests(&self) -> Vec<(Option<String>, Descriptor)> {
         self.index
-            .manifests()
+            .manifests
             .iter()
-            .map(|d| (d.annotations().as_ref().and_then(|a| a.get(REF_NAME).cloned()), d.clone()))
+            .map(|d| (d.annotations.get(REF_NAME).cloned(), d.clone()))
             .collect()
     }
 
@@ -206,11 +189,11 @@ impl Layout {
         let mut seen = Vec::new();
         for (_, m) in self.manifests() {
             let bytes = self.blob(&m)?;
-            let manifest: oci_spec::image::ImageManifest = serde_json::from_slice(&bytes)
-                .with_context(|| format!("manifest {} is not an OCI image manifest", m.digest()))?;
-            self.check_blob(manifest.config())?;
-            seen.push(manifest.config().clone());
-            for l in manifest.layers() {
+            let manifest: ImageManifest = serde_json::from_slice(&bytes)
+                .with_context(|| format!("manifest {} is not an OCI image manifest", m.digest))?;
+            self.check_blob(&manifest.config)?;
+            seen.push(manifest.config.clone());
+            for l in &manifest.layers {
                 self.check_blob(l)?;
                 seen.push(l.clone());
             }
@@ -223,6 +206,8 @@ impl Layout {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec;
+    use std::collections::HashMap;
 
     #[test]
     fn canonical_json_sorts_keys_at_every_level() {
@@ -245,19 +230,11 @@ mod tests {
         let w = LayoutWriter::create(t.path()).unwrap();
         let layer = b"not really a tar";
         let hex = w.blob_bytes(layer).unwrap();
-        let layer_d =
-            descriptor(MediaType::ImageLayer, &hex, layer.len() as u64, BTreeMap::new()).unwrap();
-        let config =
-            w.blob_json(MediaType::EmptyJSON, &serde_json::json!({}), BTreeMap::new()).unwrap();
-        let manifest = oci_spec::image::ImageManifestBuilder::default()
-            .schema_version(2u32)
-            .media_type(MediaType::ImageManifest)
-            .config(config)
-            .layers(vec![layer_d.clone()])
-            .build()
-            .unwrap();
+        let layer_d = descriptor(spec::LAYER_TAR, &hex, layer.len() as u64, BTreeMap::new());
+        let config = w.blob_json(spec::EMPTY, &serde_json::json!({}), BTreeMap::new()).unwrap();
+        let manifest = ImageManifest::new(config, vec![layer_d.clone()]);
         let tag = BTreeMap::from([(REF_NAME.to_string(), "v1".to_string())]);
-        let m = w.blob_json(MediaType::ImageManifest, &manifest, tag).unwrap();
+        let m = w.blob_json(spec::MANIFEST, &manifest, tag).unwrap();
         w.finish(vec![m.clone()]).unwrap();
 
         let l = Layout::open(t.path()).unwrap();

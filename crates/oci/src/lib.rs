@@ -5,6 +5,7 @@
 pub mod client;
 pub mod layer;
 pub mod layout;
+pub mod spec;
 
 pub const CREATED: &str = "org.opencontainers.image.created";
 pub const VERSION: &str = "org.opencontainers.image.version";

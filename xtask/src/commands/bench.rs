@@ -18,6 +18,18 @@ pub enum Bench {
     },
     /// Materialise the toolchain into a fresh directory from a warm cache.
     Toolchain,
+    /// Fetch (from the cache) and unpack TARGET's sources into a fresh directory.
+    Unpack {
+        #[arg(default_value = "kernel")]
+        target: String,
+    },
+    /// Read and hash every file of TARGET's output tree (built first if needed), repeated.
+    Hash {
+        #[arg(default_value = "kernel")]
+        target: String,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
     /// TARGET built in the sandbox, then with the host's tools on the same tree: the ratio.
     /// The bare half needs root (bind mounts) and the host's build tools.
     Overhead {
@@ -42,6 +54,8 @@ impl BenchArgs {
         match self.what {
             Bench::Plan { target, runs } => bench::plan_median(ctx, &target, runs)?,
             Bench::Toolchain => bench::toolchain_from_warm_cache(ctx)?,
+            Bench::Hash { target, runs } => bench::hash_tree(ctx, &target, runs)?,
+            Bench::Unpack { target } => bench::unpack_sources(ctx, &target)?,
             Bench::Overhead { target } => bench::overhead(ctx, &target)?,
             Bench::Substitute { registry, target } => bench::substitute(ctx, &registry, &target)?,
         }

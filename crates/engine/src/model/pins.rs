@@ -79,12 +79,12 @@ pub fn oci_manifests(out: &std::path::Path) -> Result<BTreeMap<String, String>> 
     let layout = reprovm_oci::layout::Layout::open(out)?;
     let mut map = BTreeMap::new();
     for (tag, d) in layout.manifests() {
-        let key = match (tag, d.artifact_type()) {
+        let key = match (tag, d.artifact_type) {
             (Some(t), _) => t,
             (None, Some(at)) => format!("referrer {at}"),
             (None, None) => "untagged".to_string(),
         };
-        map.insert(key, d.digest().to_string());
+        map.insert(key, d.digest.clone());
     }
     Ok(map)
 }

@@ -6,10 +6,10 @@ use crate::ops::build::{self, BuildOptions};
 use crate::ops::context::RunContext;
 use crate::steps::substitution::{entry, keys, Cache, SOURCES_TYPE};
 use anyhow::{Context, Result};
-use oci_spec::image::{ImageManifestBuilder, MediaType};
 use reprovm_fs::progress;
 use reprovm_oci::client::{rate, MANIFEST_TYPE};
 use reprovm_oci::layout::{canonical_json, descriptor};
+use reprovm_oci::spec::{self, ImageManifest};
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -70,27 +70,18 @@ pub fn push(
             sent += w.size;
         }
         let title = BTreeMap::from([(reprovm_oci::TITLE.to_string(), w.file.clone())]);
-        layers.push(descriptor(
-            MediaType::Other("application/octet-stream".into()),
-            &w.sha256,
-            w.size,
-            title,
-        )?);
+        layers.push(descriptor("application/octet-stream", &w.sha256, w.size, title));
     }
-    layers.sort_by_key(|l| l.digest().to_string());
-    layers.dedup_by(|a, b| a.digest() == b.digest());
+    layers.sort_by_key(|l| l.digest.clone());
+    layers.dedup_by(|a, b| a.digest == b.digest);
     let list = reprovm_fs::hash::sha256_bytes(
-        layers.iter().map(|l| l.digest().to_string()).collect::<Vec<_>>().join("\n").as_bytes(),
+        layers.iter().map(|l| l.digest.clone()).collect::<Vec<_>>().join("\n").as_bytes(),
     );
     let empty = b"{}".to_vec();
     let empty_hex = reprovm_fs::hash::sha256_bytes(&empty);
-    let manifest = ImageManifestBuilder::default()
-        .schema_version(2u32)
-        .media_type(MediaType::ImageManifest)
-        .artifact_type(MediaType::Other(SOURCES_TYPE.into()))
-        .config(descriptor(MediaType::EmptyJSON, &empty_hex, 2, BTreeMap::new())?)
-        .layers(layers.clone())
-        .build()?;
+    let mut manifest =
+        ImageManifest::new(descriptor(spec::EMPTY, &empty_hex, 2, BTreeMap::new()), layers.clone());
+    manifest.artifact_type = Some(SOURCES_TYPE.into());
     let tag = format!("sources-{}", &list[..32]);
     cache.registry.send_blob(&cache.repo, &format!("sha256:{empty_hex}"), 2, &mut &empty[..])?;
     cache.registry.put_manifest(

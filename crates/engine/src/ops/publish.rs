@@ -11,13 +11,13 @@
 use crate::ops::build::{self, BuildOptions};
 use crate::ops::context::RunContext;
 use anyhow::{bail, Context, Result};
-use oci_spec::image::{Descriptor, ImageIndex, ImageIndexBuilder, ImageManifest, MediaType};
 use reprovm_fs::progress;
 use reprovm_oci::client::{
     explicit_tag, rate, Reference, Registry, RegistryError, INDEX_TYPE, MANIFEST_LIMIT,
     MANIFEST_TYPE,
 };
 use reprovm_oci::layout::{self, canonical_json, Layout, LayoutWriter, REF_NAME};
+use reprovm_oci::spec::{self, Descriptor, ImageIndex, ImageManifest};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Instant;
@@ -62,17 +62,17 @@ pub fn pull_reference(reference: &str, dir: &Path, plain_http: bool) -> Result<(
 
 /// Send one blob of a layout unless the registry has it, saying which.
 fn push_blob(reg: &Registry, r: &Reference, layout: &Layout, d: &Descriptor) -> Result<()> {
-    let digest = d.digest().to_string();
+    let digest = d.digest.clone();
     let t = Instant::now();
-    let mut file = layout.dir.open_file(&layout::blob_path(d.digest().digest()))?;
-    if reg.send_blob(r, &digest, d.size(), &mut file)? {
+    let mut file = layout.dir.open_file(&layout::blob_path(d.hex()))?;
+    if reg.send_blob(r, &digest, d.size, &mut file)? {
         progress::say(&format!(
             "  {digest}: sent {} in {}",
-            progress::human_bytes(d.size()),
-            rate(d.size(), t)
+            progress::human_bytes(d.size),
+            rate(d.size, t)
         ));
     } else {
-        progress::say(&format!("  {digest}: already there ({})", progress::human_bytes(d.size())));
+        progress::say(&format!("  {digest}: already there ({})", progress::human_bytes(d.size)));
     }
     Ok(())
 }
@@ -92,7 +92,7 @@ fn push(
     // Every manifest once (a manifest listed under several tags is sent once per tag).
     let mut sent = BTreeSet::new();
     for (tag, d) in &manifests {
-        let digest = d.digest().to_string();
+        let digest = d.digest.clone();
         let bytes = layout.blob(d)?;
         let manifest: ImageManifest = serde_json::from_slice(&bytes)
             .with_context(|| format!("manifest {digest} of the layout"))?;
@@ -102,12 +102,12 @@ fn push(
                 reference.registry(),
                 reference.repository()
             ));
-            push_blob(reg, reference, layout, manifest.config())?;
-            for l in manifest.layers() {
+            push_blob(reg, reference, layout, &manifest.config)?;
+            for l in &manifest.layers {
                 push_blob(reg, reference, layout, l)?;
             }
             reg.put_manifest(&reference.at_digest(&digest), &bytes, MANIFEST_TYPE)?;
-            if let Some(subject) = manifest.subject() {
+            if let Some(subject) = &manifest.subject {
                 add_referrer(reg, reference, subject, d, &manifest)?;
             }
         }
@@ -119,7 +119,7 @@ fn push(
     if let Some(tag) = extra_tag {
         let bytes = layout.blob(&main)?;
         reg.put_manifest(&reference.at_tag(tag), &bytes, MANIFEST_TYPE)?;
-        progress::say(&format!("  tagged {} as {tag}", main.digest()));
+        progress::say(&format!("  tagged {} as {tag}", main.digest));
     }
     Ok(())
 }
@@ -134,30 +134,22 @@ fn add_referrer(
     d: &Descriptor,
     manifest: &ImageManifest,
 ) -> Result<()> {
-    let tag = subject.digest().to_string().replace(':', "-");
+    let tag = subject.digest.clone().replace(':', "-");
     let at = reference.at_tag(&tag);
     let mut entries = match referrers_index(reg, &at)? {
-        Some(index) => index.manifests().clone(),
+        Some(index) => index.manifests,
         None => Vec::new(),
     };
-    if entries.iter().any(|e| e.digest() == d.digest()) {
+    if entries.iter().any(|e| e.digest == d.digest) {
         return Ok(());
     }
     let mut entry = d.clone();
-    entry.set_artifact_type(manifest.artifact_type().clone());
-    entry.set_annotations(manifest.annotations().clone());
+    entry.artifact_type = manifest.artifact_type.clone();
+    entry.annotations = manifest.annotations.clone();
     entries.push(entry);
-    let index = ImageIndexBuilder::default()
-        .schema_version(2u32)
-        .media_type(MediaType::ImageIndex)
-        .manifests(entries)
-        .build()?;
+    let index = ImageIndex::new(entries);
     reg.put_manifest(&at, &canonical_json(&index)?, INDEX_TYPE)?;
-    progress::say(&format!(
-        "  {} refers to {} (referrers tag {tag})",
-        d.digest(),
-        subject.digest()
-    ));
+    progress::say(&format!("  {} refers to {} (referrers tag {tag})", d.digest, subject.digest));
     Ok(())
 }
 
@@ -222,8 +214,8 @@ fn pull(reg: &Registry, reference: &Reference, dir: &Path) -> Result<()> {
         let referrers_tag = main.digest.replace(':', "-");
         let mut kept = BTreeSet::new();
         if let Some(referrers) = referrers_index(reg, &reference.at_tag(&referrers_tag))? {
-            for r in referrers.manifests() {
-                let digest = r.digest().to_string();
+            for r in &referrers.manifests {
+                let digest = r.digest.clone();
                 if !kept.insert(digest.clone()) {
                     continue;
                 }
@@ -287,7 +279,7 @@ fn store_manifest(
         format!("{digest} from {reference} is not an OCI image manifest (an index is not pulled)")
     })?;
     if let Some(subject) = subject {
-        let says = manifest.subject().as_ref().map(|s| s.digest().to_string());
+        let says = manifest.subject.as_ref().map(|s| s.digest.clone());
         if says.as_deref() != Some(subject) {
             return Err(NotAReferrer(format!(
                 "listed as a referrer of {subject}, its subject is {}",
@@ -296,42 +288,39 @@ fn store_manifest(
             .into());
         }
     }
-    if manifest.layers().len() > MAX_LAYERS {
-        bail!("manifest {digest} has {} layers, more than {MAX_LAYERS}", manifest.layers().len());
+    if manifest.layers.len() > MAX_LAYERS {
+        bail!("manifest {digest} has {} layers, more than {MAX_LAYERS}", manifest.layers.len());
     }
-    if manifest.config().size() > CONFIG_LIMIT {
+    if manifest.config.size > CONFIG_LIMIT {
         bail!(
             "manifest {digest}: its config declares {} bytes, more than the limit of {CONFIG_LIMIT}",
-            manifest.config().size()
+            manifest.config.size
         );
     }
-    for d in std::iter::once(manifest.config()).chain(manifest.layers()) {
-        let want = d.digest().to_string();
+    for d in std::iter::once(manifest.config).chain(manifest.layers) {
+        let want = d.digest.clone();
         let t = Instant::now();
         let (hex, size, ()) = w.blob_stream(|out| {
-            reg.blob_into(reference, &want, d.size(), out)
+            reg.blob_into(reference, &want, d.size, out)
                 .map_err(|e: RegistryError| anyhow::Error::msg(e.to_string()))
         })?;
         anyhow::ensure!(
-            format!("sha256:{hex}") == want && size == d.size(),
+            format!("sha256:{hex}") == want && size == d.size,
             "blob {want}: stored bytes differ"
         );
-        progress::say(&format!("  {want}: {}", rate(d.size(), t)));
+        progress::say(&format!("  {want}: {}", rate(d.size, t)));
     }
     let hex = w.blob_bytes(bytes)?;
-    let mut d =
-        layout::descriptor(MediaType::ImageManifest, &hex, bytes.len() as u64, BTreeMap::new())?;
+    let mut d = layout::descriptor(spec::MANIFEST, &hex, bytes.len() as u64, BTreeMap::new());
     if subject.is_some() {
         // A referrer is listed under its own artifactType, whatever the registry's list said.
-        d.set_artifact_type(manifest.artifact_type().clone());
+        d.artifact_type = manifest.artifact_type.clone();
     }
     Ok(d)
 }
 
 fn with_ref_name(d: &Descriptor, tag: &str) -> Descriptor {
     let mut out = d.clone();
-    let mut a = out.annotations().clone().unwrap_or_default();
-    a.insert(REF_NAME.to_string(), tag.to_string());
-    out.set_annotations(Some(a));
+    out.annotations.insert(REF_NAME.to_string(), tag.to_string());
     out
 }

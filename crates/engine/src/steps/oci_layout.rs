@@ -10,14 +10,11 @@
 use crate::model::graph::Graph;
 use crate::model::recipe::{Loaded, OciFile, OciSpec};
 use anyhow::{Context, Result};
-use oci_spec::image::{
-    Arch, ConfigBuilder, Descriptor, ImageConfigurationBuilder, ImageManifestBuilder, MediaType,
-    Os, RootFsBuilder,
-};
 use reprovm_fs::beneath::Dir;
 use reprovm_fs::hash::Hasher;
 use reprovm_oci::layout::{descriptor, LayoutWriter, REF_NAME};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use reprovm_oci::spec::{self, Descriptor, ImageConfig, ImageManifest, RootFs};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 pub use reprovm_oci::{CREATED, RECIPES, REVISION, TITLE, VERSION};
@@ -120,7 +117,7 @@ impl OciInputs<'_> {
 /// Write the layout into `out`.
 pub fn write_layout(i: &OciInputs, out: &Path) -> Result<()> {
     let r = &i.recipe.recipe;
-    let spec = i.spec;
+    let oci = i.spec;
     let w = LayoutWriter::create(out)?;
     let epoch = u64::try_from(i.source_date_epoch).context("SOURCE_DATE_EPOCH before 1970")?;
     let created = reprovm_fs::util::UtcTime::from_unix(epoch).rfc3339();
@@ -130,10 +127,10 @@ pub fn write_layout(i: &OciInputs, out: &Path) -> Result<()> {
         (REVISION.to_string(), i.revision.clone()),
         (TITLE.to_string(), r.name.clone()),
     ]);
-    annotations.extend(spec.annotations.clone());
+    annotations.extend(oci.annotations.clone());
     annotations.insert(RECIPES.to_string(), i.revision.clone());
 
-    let main = match (&spec.layer, &spec.artifact_type) {
+    let main = match (&oci.layer, &oci.artifact_type) {
         (Some(layer_dir), _) => {
             let (base, rel) = i.resolve(layer_dir)?;
             let tree = base
@@ -151,44 +148,38 @@ pub fn write_layout(i: &OciInputs, out: &Path) -> Result<()> {
                 (hex.as_str(), size),
                 (digests.blob_sha256.as_str(), digests.blob_size)
             );
-            let layer = descriptor(MediaType::ImageLayerGzip, &hex, size, BTreeMap::new())?;
-            let arch = spec.architecture.as_deref().unwrap_or("amd64");
-            let config = ImageConfigurationBuilder::default()
-                .created(created.clone())
-                .architecture(Arch::from(arch))
-                .os(Os::Linux)
-                .config(ConfigBuilder::default().build()?)
-                .rootfs(
-                    RootFsBuilder::default()
-                        .typ("layers")
-                        .diff_ids(vec![format!("sha256:{}", digests.diff_id_sha256)])
-                        .build()?,
-                )
-                .build()?;
-            let config = w.blob_json(MediaType::ImageConfig, &config, BTreeMap::new())?;
-            let manifest = ImageManifestBuilder::default()
-                .schema_version(2u32)
-                .media_type(MediaType::ImageManifest)
-                .config(config)
-                .layers(vec![layer])
-                .annotations(to_map(&annotations))
-                .build()?;
-            w.blob_json(MediaType::ImageManifest, &manifest, BTreeMap::new())?
+            let layer = descriptor(spec::LAYER_GZIP, &hex, size, BTreeMap::new());
+            let arch = oci.architecture.as_deref().unwrap_or("amd64");
+            let config = ImageConfig {
+                created: Some(created.clone()),
+                architecture: arch.to_string(),
+                os: "linux".into(),
+                variant: None,
+                config: BTreeMap::new(),
+                rootfs: RootFs {
+                    typ: "layers".into(),
+                    diff_ids: vec![format!("sha256:{}", digests.diff_id_sha256)],
+                },
+            };
+            let config = w.blob_json(spec::CONFIG, &config, BTreeMap::new())?;
+            let mut manifest = ImageManifest::new(config, vec![layer]);
+            manifest.annotations = annotations.clone();
+            w.blob_json(spec::MANIFEST, &manifest, BTreeMap::new())?
         }
         (None, Some(artifact_type)) => {
-            artifact(&w, i, artifact_type, &spec.files, annotations.clone(), None)?
+            artifact(&w, i, artifact_type, &oci.files, annotations.clone(), None)?
         }
         (None, None) => unreachable!("recipe validation requires layer or artifact-type"),
     };
 
     let mut index = Vec::new();
-    if spec.tags.is_empty() {
+    if oci.tags.is_empty() {
         index.push(main.clone());
     }
-    for tag in &spec.tags {
-        index.push(with_annotations(&main, BTreeMap::from([(REF_NAME.into(), tag.clone())]))?);
+    for tag in &oci.tags {
+        index.push(with_annotations(&main, BTreeMap::from([(REF_NAME.into(), tag.clone())])));
     }
-    for rf in &spec.referrers {
+    for rf in &oci.referrers {
         let ann = BTreeMap::from([(CREATED.to_string(), created.clone())]);
         index.push(artifact(&w, i, &rf.artifact_type, &rf.files, ann, Some(main.clone()))?);
     }
@@ -206,7 +197,7 @@ fn artifact(
     subject: Option<Descriptor>,
 ) -> Result<Descriptor> {
     let empty_hex = w.blob_bytes(b"{}")?;
-    let config = descriptor(MediaType::EmptyJSON, &empty_hex, 2, BTreeMap::new())?;
+    let config = descriptor(spec::EMPTY, &empty_hex, 2, BTreeMap::new());
     let mut layers = Vec::new();
     for f in files {
         let (base, rel) = i.resolve(&f.path)?;
@@ -214,35 +205,22 @@ fn artifact(
         let (hex, size) = w.blob_file(&mut src)?;
         let title = Path::new(&f.path).file_name().map(|n| n.to_string_lossy().into_owned());
         let ann = BTreeMap::from([(TITLE.to_string(), title.unwrap_or_default())]);
-        layers.push(descriptor(MediaType::Other(f.media_type.clone()), &hex, size, ann)?);
+        layers.push(descriptor(&f.media_type, &hex, size, ann));
     }
-    let mut b = ImageManifestBuilder::default()
-        .schema_version(2u32)
-        .media_type(MediaType::ImageManifest)
-        .artifact_type(MediaType::Other(artifact_type.to_string()))
-        .config(config)
-        .layers(layers)
-        .annotations(to_map(&annotations));
-    if let Some(s) = subject {
-        b = b.subject(s);
-    }
-    let mut d = w.blob_json(MediaType::ImageManifest, &b.build()?, BTreeMap::new())?;
-    d.set_artifact_type(Some(MediaType::Other(artifact_type.to_string())));
+    let mut manifest = ImageManifest::new(config, layers);
+    manifest.artifact_type = Some(artifact_type.to_string());
+    manifest.annotations = annotations;
+    manifest.subject = subject;
+    let mut d = w.blob_json(spec::MANIFEST, &manifest, BTreeMap::new())?;
+    d.artifact_type = Some(artifact_type.to_string());
     Ok(d)
 }
 
-fn to_map(a: &BTreeMap<String, String>) -> HashMap<String, String> {
-    a.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-}
-
 /// `d` with `extra` annotations added.
-fn with_annotations(d: &Descriptor, extra: BTreeMap<String, String>) -> Result<Descriptor> {
-    let mut all: BTreeMap<String, String> =
-        d.annotations().as_ref().map(|a| a.clone().into_iter().collect()).unwrap_or_default();
-    all.extend(extra);
+fn with_annotations(d: &Descriptor, extra: BTreeMap<String, String>) -> Descriptor {
     let mut out = d.clone();
-    out.set_annotations(Some(to_map(&all)));
-    Ok(out)
+    out.annotations.extend(extra);
+    out
 }
 
 #[cfg(test)]

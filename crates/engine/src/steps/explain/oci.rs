@@ -5,10 +5,10 @@
 
 use crate::steps::explain::{self, DiffKind, FileDiff, Sides, Tools};
 use anyhow::{Context, Result};
-use oci_spec::image::{Descriptor, ImageManifest, MediaType};
 use reprovm_fs::archive;
 use reprovm_fs::beneath::Dir;
 use reprovm_oci::layout::Layout;
+use reprovm_oci::spec::{self, Descriptor, ImageManifest};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -20,7 +20,7 @@ pub fn both_layouts(a: &Path, b: &Path) -> bool {
 /// Every difference between the layouts at `a` and `b`.
 pub fn explain_layouts(a: &Path, b: &Path, tools: &Tools, sides: &Sides) -> Result<Vec<FileDiff>> {
     let (la, lb) = (Layout::open(a)?, Layout::open(b)?);
-    let key = |i: usize, tag: &Option<String>, d: &Descriptor| match (tag, d.artifact_type()) {
+    let key = |i: usize, tag: &Option<String>, d: &Descriptor| match (tag, &d.artifact_type) {
         (Some(t), _) => format!("tag {t}"),
         (None, Some(at)) => format!("referrer {at}"),
         (None, None) => format!("manifest #{i}"),
@@ -35,7 +35,7 @@ pub fn explain_layouts(a: &Path, b: &Path, tools: &Tools, sides: &Sides) -> Resu
             out.push(diff(k, DiffKind::OnlyInA, format!("only in {}", sides.a)));
             continue;
         };
-        if da.digest() != db.digest() {
+        if da.digest != db.digest {
             out.extend(manifests(&la, &lb, k, da, db, tools, sides)?);
         }
     }
@@ -59,13 +59,12 @@ fn manifests(
     sides: &Sides,
 ) -> Result<Vec<FileDiff>> {
     let parse = |l: &Layout, d: &Descriptor| -> Result<ImageManifest> {
-        serde_json::from_slice(&l.blob(d)?).with_context(|| format!("manifest {}", d.digest()))
+        serde_json::from_slice(&l.blob(d)?).with_context(|| format!("manifest {}", d.digest))
     };
     let (a, b) = (parse(la, da)?, parse(lb, db)?);
     let mut out =
-        vec![diff(k, DiffKind::Content, format!("manifest {} vs {}", da.digest(), db.digest()))];
-    let (aa, ab) =
-        (a.annotations().clone().unwrap_or_default(), b.annotations().clone().unwrap_or_default());
+        vec![diff(k, DiffKind::Content, format!("manifest {} vs {}", da.digest, db.digest))];
+    let (aa, ab) = (a.annotations.clone(), b.annotations.clone());
     let keys: std::collections::BTreeSet<&String> = aa.keys().chain(ab.keys()).collect();
     for key in keys {
         if aa.get(key) != ab.get(key) {
@@ -76,32 +75,28 @@ fn manifests(
             ));
         }
     }
-    if a.config().digest() != b.config().digest() {
-        let (ca, cb) = (la.blob(a.config())?, lb.blob(b.config())?);
+    if a.config.digest != b.config.digest {
+        let (ca, cb) = (la.blob(&a.config)?, lb.blob(&b.config)?);
         out.push(FileDiff {
             path: format!("{k}: config"),
             kind: DiffKind::Content,
             explanation: text_diff(&pretty(&ca), &pretty(&cb), sides),
         });
     }
-    if a.layers().len() != b.layers().len() {
+    if a.layers.len() != b.layers.len() {
         out.push(diff(
             &format!("{k}: layers"),
             DiffKind::Content,
-            format!("{} layers vs {}", a.layers().len(), b.layers().len()),
+            format!("{} layers vs {}", a.layers.len(), b.layers.len()),
         ));
     }
-    for (n, (x, y)) in a.layers().iter().zip(b.layers()).enumerate() {
-        if x.digest() == y.digest() {
+    for (n, (x, y)) in a.layers.iter().zip(&b.layers).enumerate() {
+        if x.digest == y.digest {
             continue;
         }
-        let title = x
-            .annotations()
-            .as_ref()
-            .and_then(|m| m.get(reprovm_oci::TITLE))
-            .map(|t| format!(" ({t})"))
-            .unwrap_or_default();
-        let at = format!("{k}: layer {n}{title} {}", x.media_type());
+        let title =
+            x.annotations.get(reprovm_oci::TITLE).map(|t| format!(" ({t})")).unwrap_or_default();
+        let at = format!("{k}: layer {n}{title} {}", x.media_type);
         out.extend(layers(la, lb, &at, x, y, tools, sides)?);
     }
     Ok(out)
@@ -143,13 +138,13 @@ fn layers(
         Ok(p)
     };
     let (pa, pb) = (blob(la, x, "a.blob")?, blob(lb, y, "b.blob")?);
-    let format = match x.media_type() {
-        MediaType::ImageLayerGzip => Some(archive::Format::TarGz),
-        MediaType::ImageLayer => Some(archive::Format::Tar),
-        MediaType::ImageLayerZstd => Some(archive::Format::TarZst),
+    let format = match x.media_type.as_str() {
+        spec::LAYER_GZIP => Some(archive::Format::TarGz),
+        spec::LAYER_TAR => Some(archive::Format::Tar),
+        spec::LAYER_ZSTD => Some(archive::Format::TarZst),
         _ => None,
     };
-    let Some(format) = format.filter(|_| x.media_type() == y.media_type()) else {
+    let Some(format) = format.filter(|_| x.media_type == y.media_type) else {
         let explanation =
             explain::explain_contents(&std::fs::read(&pa)?, &std::fs::read(&pb)?, tools, sides)?;
         return Ok(vec![FileDiff { path: at.to_string(), kind: DiffKind::Content, explanation }]);
@@ -170,8 +165,8 @@ fn layers(
             DiffKind::Content,
             format!(
                 "the same files, different blobs ({} vs {}): tar headers (times, owners, order) or the compression differ",
-                x.digest(),
-                y.digest()
+                x.digest,
+                y.digest
             ),
         )]);
     }
@@ -204,23 +199,17 @@ mod tests {
                 )
             })
             .unwrap();
-        let layer = descriptor(MediaType::ImageLayerGzip, &hex, size, BTreeMap::new()).unwrap();
+        let layer = descriptor(spec::LAYER_GZIP, &hex, size, BTreeMap::new());
         let config = w
             .blob_json(
-                MediaType::ImageConfig,
+                spec::CONFIG,
                 &serde_json::json!({"architecture": "amd64", "os": "linux"}),
                 BTreeMap::new(),
             )
             .unwrap();
-        let m = oci_spec::image::ImageManifestBuilder::default()
-            .schema_version(2u32)
-            .media_type(MediaType::ImageManifest)
-            .config(config)
-            .layers(vec![layer])
-            .build()
-            .unwrap();
+        let m = ImageManifest::new(config, vec![layer]);
         let tag = BTreeMap::from([(REF_NAME.to_string(), "v1".to_string())]);
-        let d = w.blob_json(MediaType::ImageManifest, &m, tag).unwrap();
+        let d = w.blob_json(spec::MANIFEST, &m, tag).unwrap();
         w.finish(vec![d]).unwrap();
     }
 

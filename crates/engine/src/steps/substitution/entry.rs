@@ -19,13 +19,13 @@
 use super::keys::{self, PublicKey, SecretKey, Untrusted};
 use crate::model::manifest::{self, Manifest};
 use anyhow::{Context, Result};
-use oci_spec::image::{ImageManifest, ImageManifestBuilder, MediaType};
 use reprovm_fs::archive;
 use reprovm_fs::beneath::Dir;
 use reprovm_oci::client::{Fetched, Reference, Registry, RegistryError, MANIFEST_TYPE};
 use reprovm_oci::layer::{self, Modes};
 use reprovm_oci::layout::{canonical_json, descriptor};
-use std::collections::{BTreeMap, HashMap};
+use reprovm_oci::spec::ImageManifest;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 pub const ENTRY_TYPE: &str = "application/vnd.reprovm.store-entry.v1";
@@ -155,24 +155,17 @@ pub fn push(
         });
         annotations.insert(SIGNATURE.to_string(), k.sign(&msg));
     }
-    let manifest = ImageManifestBuilder::default()
-        .schema_version(2u32)
-        .media_type(MediaType::ImageManifest)
-        .artifact_type(MediaType::Other(ENTRY_TYPE.into()))
-        .config(descriptor(
-            MediaType::Other(STORE_MANIFEST_TYPE.into()),
+    let mut manifest = ImageManifest::new(
+        descriptor(
+            STORE_MANIFEST_TYPE,
             config_digest.trim_start_matches("sha256:"),
             config.len() as u64,
             BTreeMap::new(),
-        )?)
-        .layers(vec![descriptor(
-            MediaType::Other(OUTPUT_TYPE.into()),
-            &digests.blob_sha256,
-            digests.blob_size,
-            BTreeMap::new(),
-        )?])
-        .annotations(annotations.into_iter().collect::<HashMap<_, _>>())
-        .build()?;
+        ),
+        vec![descriptor(OUTPUT_TYPE, &digests.blob_sha256, digests.blob_size, BTreeMap::new())],
+    );
+    manifest.artifact_type = Some(ENTRY_TYPE.into());
+    manifest.annotations = annotations;
     let manifest_bytes = canonical_json(&manifest)?;
     let manifest_digest = format!("sha256:{}", reprovm_fs::hash::sha256_bytes(&manifest_bytes));
     let tag = repo.at_tag(&m.input_hash);
@@ -217,7 +210,7 @@ pub struct Taken {
 /// The registry document of an entry, parsed and checked against what was asked for.
 struct Document {
     manifest: ImageManifest,
-    annotations: HashMap<String, String>,
+    annotations: BTreeMap<String, String>,
     fetched: Fetched,
 }
 
@@ -236,9 +229,9 @@ fn read_document(
             fetched.media_type
         ))
     })?;
-    let annotations = manifest.annotations().clone().unwrap_or_default();
+    let annotations = manifest.annotations.clone();
     let get = |k: &str| annotations.get(k).map(String::as_str).unwrap_or("");
-    let artifact = manifest.artifact_type().as_ref().map(|t| t.to_string()).unwrap_or_default();
+    let artifact = manifest.artifact_type.as_ref().map(|t| t.to_string()).unwrap_or_default();
     if artifact != ENTRY_TYPE {
         return Err(Refusal::Mismatch(format!(
             "{tag} is a `{artifact}` artifact, not a store entry ({ENTRY_TYPE})"
@@ -274,13 +267,13 @@ pub fn fetch(
     };
     let tag = repo.at_tag(want.input_hash);
     let get = |k: &str| doc.annotations.get(k).map(String::as_str).unwrap_or("");
-    let [layer_d] = doc.manifest.layers().as_slice() else {
+    let [layer_d] = doc.manifest.layers.as_slice() else {
         return Err(Refusal::Mismatch(format!(
             "{tag} has {} layers, a store entry has one",
-            doc.manifest.layers().len()
+            doc.manifest.layers.len()
         )));
     };
-    let config_d = doc.manifest.config();
+    let config_d = doc.manifest.config;
     let tar_size: u64 = get(TAR_SIZE).parse().map_err(|_| {
         Refusal::Mismatch(format!(
             "{tag}: the `{TAR_SIZE}` annotation `{}` is not a size",
@@ -288,17 +281,17 @@ pub fn fetch(
         ))
     })?;
     let output_hash = get(OUTPUT_HASH).to_string();
-    let config_digest = config_d.digest().to_string();
-    let layer_digest = layer_d.digest().to_string();
+    let config_digest = config_d.digest.clone();
+    let layer_digest = layer_d.digest.clone();
     let message = signed_message(&Signed {
         name: want.name,
         version: want.version,
         input_hash: want.input_hash,
         output_hash: &output_hash,
         config_digest: &config_digest,
-        config_size: config_d.size(),
+        config_size: config_d.size,
         layer_digest: &layer_digest,
-        layer_size: layer_d.size(),
+        layer_size: layer_d.size,
         tar_size,
     });
     let (trusted, required) = match trust {
@@ -310,14 +303,14 @@ pub fn fetch(
     if required {
         signature.clone()?;
     }
-    if config_d.size() > CONFIG_LIMIT {
+    if config_d.size > CONFIG_LIMIT {
         return Err(Refusal::Mismatch(format!(
             "{tag}: its manifest.json declares {} bytes, more than the limit of {CONFIG_LIMIT}",
-            config_d.size()
+            config_d.size
         )));
     }
     let mut config = Vec::new();
-    reg.blob_into(repo, &config_digest, config_d.size(), &mut config)?;
+    reg.blob_into(repo, &config_digest, config_d.size, &mut config)?;
 
     // The layer, into the entry's temp directory (swept with it), then unpacked, reading at
     // most the declared tar length; the tree must hash to the output hash.
@@ -326,7 +319,7 @@ pub fn fetch(
     {
         let f = dir.create_file(layer_name, 0o600).map_err(|e| Refusal::Transfer(e.into()))?;
         let mut w = std::io::BufWriter::new(f);
-        reg.blob_into(repo, &layer_digest, layer_d.size(), &mut w)?;
+        reg.blob_into(repo, &layer_digest, layer_d.size, &mut w)?;
         std::io::Write::flush(&mut w).map_err(|e| Refusal::Transfer(e.into()))?;
     }
     let out = crate::model::store::out_dir(into);
