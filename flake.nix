@@ -43,6 +43,9 @@
           src = xtaskSrc;
           cargoLock.lockFile = xtaskSrc + "/Cargo.lock";
           cargoBuildFlags = ["-p" "xtask"];
+          # The dev profile, as `cargo xtask` runs it: the same per-package optimisation
+          # (Cargo.toml), so the Nix-built xtask is the one the tests measure.
+          buildType = "debug";
           doCheck = false; # its tests need user namespaces, the pinned toolchain and a Debian mirror
         };
 

@@ -117,3 +117,59 @@ fn every_declared_dependency_is_used_where_it_is_declared() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// One HTTP stack (ureq): a second client (reqwest, hyper, tokio's runtime and the rest) came
+/// in through oci-client once and doubled the build; taking one in again needs this test and
+/// README's "Decisions" changed together.
+#[test]
+fn one_http_stack() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let o = Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--locked"])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let names: Vec<&str> =
+        m["packages"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"ureq"), "ureq is the HTTP client");
+    let second: Vec<&&str> = names
+        .iter()
+        .filter(|n| {
+            ["reqwest", "hyper", "h2", "tokio", "isahc", "curl", "attohttpc", "surf", "async-std"]
+                .contains(n)
+        })
+        .collect();
+    assert!(second.is_empty(), "a second HTTP stack is in Cargo.lock: {second:?}");
+}
+
+/// Dependencies build unoptimised except those `bench` measured (hashing, decompression,
+/// crypto, the parsers): `opt-level` for every dependency (`[profile.dev.package."*"]`) cost
+/// the cold build twice its time. Every per-package override is named in the profile's note,
+/// and the flake builds the xtask with the same profile.
+#[test]
+fn optimisation_only_where_measured() {
+    let text = std::fs::read_to_string(repo().join("Cargo.toml")).unwrap();
+    let manifest: toml::Table = text.parse().unwrap();
+    let packages = manifest["profile"]["dev"]["package"].as_table().unwrap();
+    assert!(
+        packages.get("*").and_then(|p| p.get("opt-level")).is_none(),
+        "Cargo.toml optimises every dependency again ([profile.dev.package.\"*\"] opt-level)"
+    );
+    let note: String =
+        text.lines().filter(|l| l.trim_start().starts_with('#')).collect::<Vec<_>>().join("\n");
+    for (name, settings) in packages {
+        if name != "*" && settings.get("opt-level").is_some() {
+            assert!(
+                note.contains(name.as_str()),
+                "[profile.dev.package.{name}] is optimised without a note naming it"
+            );
+        }
+    }
+    let flake = std::fs::read_to_string(repo().join("flake.nix")).unwrap();
+    assert!(
+        flake.contains("buildType = \"debug\""),
+        "the flake's xtask must build with the dev profile, as `cargo xtask` does"
+    );
+}
