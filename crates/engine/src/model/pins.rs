@@ -121,6 +121,9 @@ pub fn changes(
             _ => {}
         }
     }
+    for name in old.keys().filter(|n| !new.contains_key(*n)) {
+        out.push(format!("- {name} (its recipe is gone)"));
+    }
     out
 }
 
@@ -160,7 +163,10 @@ mod tests {
             oci_manifests: BTreeMap::new(),
             files: files.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
         };
-        let old = BTreeMap::from([("k".to_string(), pin("o1", &[("a", "1"), ("b", "2")]))]);
+        let old = BTreeMap::from([
+            ("k".to_string(), pin("o1", &[("a", "1"), ("b", "2")])),
+            ("gone".to_string(), pin("o0", &[])),
+        ]);
         let new = BTreeMap::from([
             ("k".to_string(), pin("o2", &[("a", "1"), ("c", "3")])),
             ("n".to_string(), pin("o3", &[])),
@@ -169,7 +175,8 @@ mod tests {
             ~ k: o1 -> o2
                 + c 3
                 - b
-            + n: o3"#]]
+            + n: o3
+            - gone (its recipe is gone)"#]]
         .assert_eq(&changes(&old, &new).join("\n"));
     }
 }

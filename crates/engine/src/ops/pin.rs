@@ -16,6 +16,8 @@ pub fn pin_outputs(ctx: &RunContext, targets: &[String]) -> Result<()> {
         let res = build::build(ctx, &graph, &t, &BuildOptions::default())?;
         pins.insert(t, pin_of(&res.manifest, &crate::model::store::out_dir(&res.entry))?);
     }
+    // A pin whose recipe is gone would be audited forever as missing: drop it, and say so.
+    pins.retain(|name, _| graph.get(name).is_ok());
     write_pins(project, &pins)?;
     let lines = changes(&old, &pins);
     let new_inputs: Vec<&str> = pins
