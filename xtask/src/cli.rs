@@ -3,8 +3,8 @@
 //! module imports it.
 
 use crate::commands::{
-    assemble, audit, bench, boot_test, build, cache, diff, fetch, gc, menuconfig, nix, pin, plan,
-    pull, push, run, sandbox_exec, tool, toolchain,
+    assemble, audit, bench, boot_test, build, cache, cluster_test, diff, fetch, gc, menuconfig,
+    nix, pin, plan, pull, push, run, sandbox_exec, tool, toolchain,
 };
 use anyhow::{bail, Result};
 use clap::{CommandFactory, Parser, Subcommand};
@@ -93,6 +93,9 @@ pub enum Command {
     Run(run::RunArgs),
     /// Boot the image, log in over SSH with a fresh key, check uname/ip/modules/modprobe, power off.
     BootTest(boot_test::BootTestArgs),
+    /// Boot a cluster (default 3 nodes), check from vm001 that every node answers on both
+    /// private networks, log in to vm002 over net1, see netem's delay, power off.
+    ClusterTest(cluster_test::ClusterTestArgs),
     /// Rebuild targets from scratch under varied conditions and explain any difference.
     Audit(audit::AuditArgs),
     /// Compare two output trees (or two files) and explain every difference: ELF sections,
@@ -155,6 +158,7 @@ pub fn run() -> Result<i32> {
         Command::Menuconfig(args) => args.run(&ctx),
         Command::Run(args) => args.run(&ctx),
         Command::BootTest(args) => args.run(&ctx),
+        Command::ClusterTest(args) => args.run(&ctx),
         Command::Audit(args) => args.run(&ctx),
         Command::Diff(args) => args.run(&ctx),
         Command::Assemble(args) => args.run(&ctx),

@@ -8,6 +8,7 @@ pub mod bench;
 pub mod boot_test;
 pub mod build;
 pub mod cache;
+pub mod cluster_test;
 pub mod diff;
 pub mod fetch;
 pub mod gc;

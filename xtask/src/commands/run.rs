@@ -1,5 +1,6 @@
 use super::values;
 use reprovm::ops::boot::{Accel, BootOptions, Machine, Target};
+use reprovm::ops::cluster::ClusterOptions;
 use reprovm::ops::context::RunContext;
 use std::path::PathBuf;
 
@@ -28,9 +29,10 @@ pub struct BootArgs {
     /// Public key file installed as root's authorized_keys (through QEMU fw_cfg).
     #[arg(long)]
     pub ssh_key: Option<PathBuf>,
-    /// Write to the image (default: changes are discarded, the image stays as built).
-    #[arg(long)]
-    pub persist: bool,
+    /// Write to the image (default: changes are discarded, the image stays as built). With
+    /// `--nodes`, `--persist DIR` keeps every node's overlay in DIR (and uses them again).
+    #[arg(long, value_name = "DIR", num_args = 0..=1)]
+    pub persist: Option<Option<PathBuf>>,
     /// The accelerator: `auto` uses KVM where a guest runs under it here, TCG (which works
     /// everywhere) elsewhere.
     #[arg(long, value_parser = values::parser(&Accel::VALUES), default_value = "auto")]
@@ -60,7 +62,7 @@ impl BootArgs {
             append: self.append,
             ssh_port: self.ssh_port,
             ssh_key: self.ssh_key,
-            persist: self.persist,
+            persist: self.persist.is_some(),
             accel: if self.kvm { Accel::Kvm } else { self.accel },
             memory: self.memory,
             qemu: self.qemu,
@@ -69,15 +71,54 @@ impl BootArgs {
     }
 }
 
+impl BootArgs {
+    /// The options of a cluster of `nodes` over these (node N's SSH on `--ssh-port` + N).
+    pub fn cluster(self, nodes: usize) -> ClusterOptions {
+        ClusterOptions {
+            nodes,
+            target: self.target,
+            kernel: self.kernel,
+            image: self.image,
+            ssh_port_base: self.ssh_port,
+            ssh_key: self.ssh_key,
+            memory: self.memory,
+            accel: if self.kvm { Accel::Kvm } else { self.accel },
+            qemu: self.qemu,
+            persist: self.persist.flatten(),
+            append: self.append,
+        }
+    }
+}
+
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
     #[command(flatten)]
     pub boot: BootArgs,
+    /// Boot N VMs from the same kernel and image, xcluster-style: node K is vm00K, writes to
+    /// its own overlay, has SSH on 127.0.0.1:SSH_PORT+K and is on the private networks net1
+    /// and net2 (192.168.1.K, 192.168.2.K). Consoles go to out/cluster/SSH_PORT/.
+    #[arg(long, value_name = "N")]
+    pub nodes: Option<usize>,
+    /// With `--nodes`: stop every node after this many seconds (default: until Ctrl-C or
+    /// every node has powered off).
+    #[arg(long, value_name = "SECONDS", requires = "nodes")]
+    pub timeout: Option<u64>,
 }
 
 impl RunArgs {
     pub fn run(self, ctx: &RunContext) -> anyhow::Result<i32> {
-        reprovm::ops::boot::run_vm(ctx, &self.boot.options())?;
+        match self.nodes {
+            Some(n) => {
+                let timeout = self.timeout.map(std::time::Duration::from_secs);
+                reprovm::ops::cluster::run_cluster(ctx, &self.boot.cluster(n), timeout)?
+            }
+            None => {
+                if matches!(self.boot.persist, Some(Some(_))) {
+                    anyhow::bail!("--persist DIR keeps a cluster's overlays (with --nodes); a single VM's --persist takes no value");
+                }
+                reprovm::ops::boot::run_vm(ctx, &self.boot.options())?
+            }
+        }
         Ok(0)
     }
 }

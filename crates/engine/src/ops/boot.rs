@@ -130,7 +130,7 @@ impl Accel {
 
 impl BootOptions {
     /// The accelerator this run uses: `auto` asks [`kvm_usable`].
-    fn accelerator(&self, project: &Project, tools: &HostTools) -> Result<Accel> {
+    pub(crate) fn accelerator(&self, project: &Project, tools: &HostTools) -> Result<Accel> {
         Ok(match self.accel {
             Accel::Auto => {
                 let qemu = match &self.qemu {
@@ -451,7 +451,8 @@ fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-fn ssh(tools: &HostTools, port: u16, key: &Path, cmd: &str) -> Result<(bool, String)> {
+/// Run `cmd` in the guest whose SSH is forwarded from 127.0.0.1:`port`, with the pinned ssh.
+pub(crate) fn ssh(tools: &HostTools, port: u16, key: &Path, cmd: &str) -> Result<(bool, String)> {
     let out = tools
         .command("ssh")?
         // Neither the host's nor the user's ssh configuration applies.

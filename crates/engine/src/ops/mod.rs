@@ -6,6 +6,7 @@ pub mod bench;
 pub mod boot;
 pub mod build;
 pub mod cache_push;
+pub mod cluster;
 pub mod context;
 pub mod diff;
 pub mod fetch;

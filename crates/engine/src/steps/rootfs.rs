@@ -211,6 +211,26 @@ impl Tree {
         Ok(())
     }
 
+    /// What identifies this tree: the first 16 hex digits of the sha256 of its listing (every
+    /// path, type, mode, size and content hash), the same for every builder.
+    pub fn build_id(&self) -> String {
+        let mut h = reprovm_fs::hash::Hasher::new("reprovm-build-id-v1");
+        for (p, n) in &self.nodes {
+            let line = match n {
+                Node::Dir { mode } => format!("d {mode:o} {}", p.display()),
+                Node::File { data, mode } => {
+                    format!("f {mode:o} {} {}", p.display(), reprovm_fs::hash::sha256_bytes(data))
+                }
+                Node::Symlink { target } => format!("l {} {target}", p.display()),
+                Node::Device { block, major, minor, mode } => {
+                    format!("c {block} {major} {minor} {mode:o} {}", p.display())
+                }
+            };
+            h.field("node", line.as_bytes());
+        }
+        h.finish()[..16].to_string()
+    }
+
     /// Bytes of file content (for sizing images).
     pub fn content_bytes(&self) -> u64 {
         self.nodes
@@ -218,6 +238,17 @@ impl Tree {
             .map(|n| if let Node::File { data, .. } = n { data.len() as u64 } else { 0 })
             .sum()
     }
+}
+
+/// `/etc/os-release`: the recipe's file without VERSION_ID and BUILD_ID, then those two.
+fn os_release(text: &str, version: &str, build_id: &str) -> Vec<u8> {
+    let mut out: String = text
+        .lines()
+        .filter(|l| !l.starts_with("VERSION_ID=") && !l.starts_with("BUILD_ID="))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    out.push_str(&format!("VERSION_ID={version}\nBUILD_ID={build_id}\n"));
+    out.into_bytes()
 }
 
 /// Build the root file system of a `[rootfs]` recipe into `out/rootfs.tar`. `deps` maps each
@@ -313,6 +344,14 @@ pub fn write_rootfs(
             tree.insert(&rel, Node::File { data: root_dir.read(&real)?, mode: 0o755 })?;
         }
     }
+    if let Some(o) = &spec.os_release {
+        let rel = recipe::tree_path(o, false).map_err(bad)?;
+        let text = String::from_utf8(recipes_dir.read(&rel)?)
+            .with_context(|| here(format!("os-release `{o}` is not text")))?;
+        let data = os_release(&text, &l.recipe.version, &tree.build_id());
+        tree.insert(Path::new("etc/os-release"), Node::File { data, mode: 0o644 })
+            .map_err(|e| bad(format!("os-release: {e}")))?;
+    }
     let out_dir = Dir::open(out)?;
     let mut tar = Vec::new();
     tree.write_tar(&mut tar, sde.max(0) as u64)?;
@@ -381,6 +420,25 @@ mod tests {
         assert_eq!(
             names,
             vec!["bin", "bin/sh", "dev", "dev/console", "usr", "usr/bin", "usr/bin/x"]
+        );
+    }
+
+    #[test]
+    fn build_id_follows_content_and_os_release_carries_it() {
+        let tree = |data: &[u8], mode: u32| {
+            let mut t = Tree::default();
+            t.insert(Path::new("bin/x"), Node::File { data: data.to_vec(), mode }).unwrap();
+            t
+        };
+        let id = tree(b"x", 0o755).build_id();
+        assert_eq!(id.len(), 16);
+        assert_eq!(id, tree(b"x", 0o755).build_id());
+        assert_ne!(id, tree(b"y", 0o755).build_id());
+        assert_ne!(id, tree(b"x", 0o644).build_id());
+        let text = "NAME=reprovm\nVERSION_ID=stale\nID=reprovm\nBUILD_ID=stale\n";
+        assert_eq!(
+            String::from_utf8(os_release(text, "3", &id)).unwrap(),
+            format!("NAME=reprovm\nID=reprovm\nVERSION_ID=3\nBUILD_ID={id}\n")
         );
     }
 

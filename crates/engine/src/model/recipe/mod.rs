@@ -168,6 +168,9 @@ pub struct RootfsSpec {
     /// Toolchain library directories searched for DT_NEEDED of dynamic binaries.
     #[serde(default)]
     pub library_path: Vec<String>,
+    /// A recipe file (listed in `files`) installed as /etc/os-release, with VERSION_ID set to
+    /// the recipe's version and BUILD_ID derived from the image's content.
+    pub os_release: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

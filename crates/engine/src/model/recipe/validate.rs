@@ -129,6 +129,14 @@ pub fn validate(path: &Path, r: &Recipe) -> Result<(), Invalid> {
             tree_path(o, false)
                 .map_err(|e| (at("overlays", n), format!("overlay {e} inside recipes/")))?;
         }
+        if let Some(o) = &fs.os_release {
+            if !r.files.contains(o) {
+                return Err((
+                    vec![key("rootfs"), key("os-release")],
+                    format!("os-release `{o}` must also be listed in `files`"),
+                ));
+            }
+        }
         for (n, l) in fs.library_path.iter().enumerate() {
             if l.split('/').any(|c| c == "..") || !l.starts_with('/') {
                 return Err((at("library-path", n), format!("library-path `{l}` must be an absolute directory of the toolchain, without `..`")));

@@ -1,0 +1,665 @@
+//! Clusters the xcluster way: N VMs from one kernel and one image, each writing to its own
+//! copy-on-write overlay (qcow2 over the read-only image), told who it is on the kernel
+//! command line (`reprovm.node=N`: hostname `vm00N`, an address on every network), on a
+//! management path of its own (user-mode networking, SSH on 127.0.0.1:BASE+N) and on two
+//! private L2 networks (net1, net2).
+//!
+//! The private networks need no privilege and never leave the machine: each is a hub in this
+//! process, a UDP socket on 127.0.0.1 that forwards every Ethernet frame a node sends to every
+//! other node of the run (QEMU's `-netdev dgram` with unicast addresses on loopback). A run's
+//! hubs are its own (ports the kernel gives), so two clusters can never share a network.
+//!
+//! Lifecycle: a cluster lives in `out/cluster/BASE/` (BASE its SSH port base, so clusters on
+//! other ports keep apart): consoles in `vmNNN.console.log`, overlays in `run-PID/` (or
+//! `--persist DIR`), removed when the run ends; Ctrl-C, SIGTERM or
+//! the timeout stop every QEMU; a QEMU also dies with this process (PR_SET_PDEATHSIG), and a
+//! run killed outright leaves a `run-PID` directory that the next run removes.
+
+use super::boot::{self, Accel, Target};
+use crate::ops::context::RunContext;
+use crate::steps::host_tools::HostTools;
+use anyhow::{bail, Context, Result};
+use reprovm_fs::beneath::Dir;
+use reprovm_fs::progress;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The private networks every node is on, after eth0 (the management path).
+pub const NETWORKS: [&str; 2] = ["net1", "net2"];
+/// The most nodes a cluster has (addresses are `192.168.K.N` with N from 1).
+pub const MAX_NODES: usize = 99;
+
+/// What a cluster runs.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    pub nodes: usize,
+    /// `Target::Image` (overlays over hd.img) or `Target::Initramfs` (no disk).
+    pub target: Target,
+    pub kernel: Option<PathBuf>,
+    pub image: Option<PathBuf>,
+    /// Node N's SSH is forwarded from 127.0.0.1:BASE+N.
+    pub ssh_port_base: u16,
+    pub ssh_key: Option<PathBuf>,
+    pub memory: u32,
+    pub accel: Accel,
+    pub qemu: Option<PathBuf>,
+    /// Keep the overlays in this directory (created; existing overlays are used again).
+    pub persist: Option<PathBuf>,
+    /// Extra kernel command line for every node.
+    pub append: String,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> ClusterOptions {
+        ClusterOptions {
+            nodes: 3,
+            target: Target::Image,
+            kernel: None,
+            image: None,
+            ssh_port_base: 10022,
+            ssh_key: None,
+            memory: 256,
+            accel: Accel::Auto,
+            qemu: None,
+            persist: None,
+            append: String::new(),
+        }
+    }
+}
+
+/// One running VM.
+pub struct Node {
+    pub index: usize,
+    pub name: String,
+    pub ssh_port: u16,
+    pub console: PathBuf,
+    child: Child,
+}
+
+impl Node {
+    /// The node's address on private network `net` (1 or 2).
+    pub fn address(&self, net: usize) -> String {
+        format!("192.168.{net}.{}", self.index)
+    }
+
+    /// Resident memory of its QEMU, in KiB (None once it has exited).
+    pub fn rss_kib(&self) -> Option<u64> {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        s.lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+    }
+}
+
+/// A private L2 network: a hub on 127.0.0.1 forwarding frames between the nodes' ports.
+struct Hub {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Hub {
+    fn start(nodes: Vec<SocketAddr>) -> Result<Hub> {
+        let socket = UdpSocket::bind("127.0.0.1:0").context("binding a network hub")?;
+        socket.set_read_timeout(Some(Duration::from_millis(200)))?;
+        let addr = socket.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut frame = vec![0u8; 65536];
+            while !flag.load(Ordering::Relaxed) {
+                let Ok((n, from)) = socket.recv_from(&mut frame) else { continue };
+                // Only the run's nodes are heard, and each frame goes to every other node.
+                if !nodes.contains(&from) {
+                    continue;
+                }
+                for to in nodes.iter().filter(|to| **to != from) {
+                    let _ = socket.send_to(&frame[..n], to);
+                }
+            }
+        });
+        Ok(Hub { addr, stop, thread: Some(thread) })
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A running cluster. Dropping it stops every QEMU, the hubs, and removes the overlays
+/// (unless persisted).
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+    hubs: Vec<Hub>,
+    run_dir: Option<PathBuf>,
+    pub started: Instant,
+}
+
+/// Set by SIGINT and SIGTERM while a cluster runs: the run stops and cleans up.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Catch SIGINT and SIGTERM (the cluster is stopped and cleaned up, then the command fails).
+fn catch_interrupts() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe {
+            libc::signal(sig, on_signal as *const () as libc::sighandler_t);
+        }
+    }
+}
+
+/// Whether SIGINT or SIGTERM arrived.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// A free UDP port on 127.0.0.1 (bound, then released for QEMU to bind).
+fn free_udp() -> Result<SocketAddr> {
+    Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+/// Remove `run-PID` directories of runs whose process is gone.
+fn sweep_runs(dir: &Dir) -> Result<()> {
+    for name in dir.names()? {
+        let name = name.to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix("run-").and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists() {
+            progress::say(&format!("removing out/cluster/{name} (left by a killed run)"));
+            dir.remove_all(Path::new(&name))?;
+        }
+    }
+    Ok(())
+}
+
+impl Cluster {
+    /// Start every node; returns when their QEMUs run (not when they have booted).
+    pub fn start(ctx: &RunContext, opts: &ClusterOptions) -> Result<Cluster> {
+        let project = &ctx.project;
+        let tools = HostTools::get(project, &ctx.fetcher)?;
+        if opts.nodes == 0 || opts.nodes > MAX_NODES {
+            bail!("--nodes {}: 1 to {MAX_NODES}", opts.nodes);
+        }
+        if !matches!(opts.target, Target::Image | Target::Initramfs) {
+            bail!("a cluster boots `--target image` (overlays over hd.img) or `--target initramfs` (no disk)");
+        }
+        // The management ports must be free: refuse clearly rather than start half a cluster
+        // (another cluster may be running on them).
+        for i in 1..=opts.nodes {
+            let port = opts.ssh_port_base.checked_add(i as u16).context("SSH port beyond 65535")?;
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+                bail!(
+                    "127.0.0.1:{port} (node {i}'s SSH) is in use, perhaps by another cluster: pass --ssh-port-base with {} free ports above it",
+                    opts.nodes
+                );
+            }
+        }
+        catch_interrupts();
+        let out = |f: &str| project.out.join(f);
+        let need = |p: PathBuf, build: &str| -> Result<PathBuf> {
+            anyhow::ensure!(
+                p.is_file(),
+                "{} not found: run `cargo xtask build {build}` first",
+                p.display()
+            );
+            Ok(p)
+        };
+        let kernel = need(opts.kernel.clone().unwrap_or_else(|| out("bzImage")), "hd-image")?;
+        let home = out("cluster").join(opts.ssh_port_base.to_string());
+        let cluster_dir = Dir::create(&home)?;
+        sweep_runs(&cluster_dir)?;
+        let (overlays, run_dir) = match &opts.persist {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+                (dir.clone(), None)
+            }
+            None => {
+                let name = format!("run-{}", std::process::id());
+                cluster_dir.remove_all(Path::new(&name))?;
+                cluster_dir.create_dir_all(Path::new(&name))?;
+                (home.join(&name), Some(home.join(&name)))
+            }
+        };
+        let mut cluster =
+            Cluster { nodes: Vec::new(), hubs: Vec::new(), run_dir, started: Instant::now() };
+        // Every node's end of every network, then the hubs that join them.
+        let ends: Vec<Vec<SocketAddr>> = (0..NETWORKS.len())
+            .map(|_| (0..opts.nodes).map(|_| free_udp()).collect::<Result<Vec<_>>>())
+            .collect::<Result<_>>()?;
+        for e in &ends {
+            cluster.hubs.push(Hub::start(e.clone())?);
+        }
+        let boot_opts = boot::BootOptions {
+            target: opts.target,
+            kernel: Some(kernel.clone()),
+            image: opts.image.clone(),
+            accel: opts.accel,
+            qemu: opts.qemu.clone(),
+            memory: opts.memory,
+            ..Default::default()
+        };
+        let accel = boot_opts.accelerator(project, &tools)?;
+        let image = match opts.target {
+            Target::Image => {
+                Some(need(opts.image.clone().unwrap_or_else(|| out("hd.img")), "hd-image")?)
+            }
+            _ => None,
+        };
+        let initrd = match opts.target {
+            Target::Initramfs => Some(need(out("initramfs.cpio.gz"), "initramfs")?),
+            _ => None,
+        };
+        for i in 1..=opts.nodes {
+            let name = format!("vm{i:03}");
+            let console = home.join(format!("{name}.console.log"));
+            cluster_dir.remove_all(Path::new(&format!("{name}.console.log")))?;
+            let mut c = match &opts.qemu {
+                Some(q) => Command::new(q),
+                None => tools.command("qemu-system-x86_64")?,
+            };
+            c.args(["-accel", if accel == Accel::Kvm { "kvm" } else { "tcg" }])
+                .args(["-machine", "q35", "-m", &opts.memory.to_string()])
+                .args(["-no-reboot", "-nodefaults", "-display", "none", "-serial"])
+                .arg(format!("file:{}", console.display()))
+                .arg("-kernel")
+                .arg(&kernel);
+            let mut append =
+                format!("console=ttyS0 panic=-1 reprovm.node={i} reprovm.nodes={}", opts.nodes);
+            if let Some(image) = &image {
+                let overlay = overlays.join(format!("{name}.qcow2"));
+                if !overlay.exists() {
+                    reprovm_fs::util::output_checked(
+                        tools
+                            .command("qemu-img")?
+                            .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+                            .arg(image)
+                            .arg(&overlay),
+                    )?;
+                }
+                c.arg("-drive")
+                    .arg(format!("id=d0,file={},format=qcow2,if=none", overlay.display()))
+                    .args(["-device", "virtio-blk-pci,drive=d0"]);
+                append = format!("root=/dev/vda rw {append}");
+            }
+            if let Some(initrd) = &initrd {
+                c.arg("-initrd").arg(initrd);
+            }
+            if !opts.append.is_empty() {
+                append = format!("{append} {}", opts.append);
+            }
+            c.arg("-append").arg(append);
+            let ssh_port = opts.ssh_port_base + i as u16;
+            c.args([
+                "-netdev",
+                &format!("user,id=n0,hostfwd=tcp:127.0.0.1:{ssh_port}-:22"),
+                "-device",
+                &format!("virtio-net-pci,netdev=n0,mac=52:54:00:{i:02x}:00:00"),
+            ]);
+            for (k, (hub, end)) in cluster.hubs.iter().zip(&ends).enumerate() {
+                let me = end[i - 1];
+                c.args([
+                    "-netdev",
+                    &format!(
+                        "dgram,id=n{},local.type=inet,local.host=127.0.0.1,local.port={},remote.type=inet,remote.host=127.0.0.1,remote.port={}",
+                        k + 1,
+                        me.port(),
+                        hub.addr.port()
+                    ),
+                    "-device",
+                    &format!("virtio-net-pci,netdev=n{},mac=52:54:00:{i:02x}:{:02x}:00", k + 1, k + 1),
+                ]);
+            }
+            c.args(["-device", "virtio-rng-pci"]);
+            if let Some(k) = &opts.ssh_key {
+                c.arg("-fw_cfg")
+                    .arg(format!("name=opt/reprovm/authorized_keys,file={}", k.display()));
+            }
+            c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+            // SAFETY: prctl in the child before exec; PR_SET_PDEATHSIG only sets a signal.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut c, || {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+            let shown = reprovm_fs::util::display_command(&c);
+            let child = c.spawn().with_context(|| format!("starting `{shown}`"))?;
+            progress::say(&format!(
+                "{name}: ssh -p {ssh_port} root@127.0.0.1; net1 {}, net2 {}; console {}",
+                format_args!("192.168.1.{i}"),
+                format_args!("192.168.2.{i}"),
+                console.display()
+            ));
+            cluster.nodes.push(Node { index: i, name, ssh_port, console, child });
+        }
+        Ok(cluster)
+    }
+
+    /// Wait until every node's console says it has booted (or one exits, or the deadline).
+    pub fn wait_booted(&mut self, deadline: Instant) -> Result<()> {
+        let mut up = vec![false; self.nodes.len()];
+        loop {
+            if interrupted() {
+                bail!("interrupted");
+            }
+            for (n, node) in self.nodes.iter_mut().enumerate() {
+                if up[n] {
+                    continue;
+                }
+                if let Some(st) = node.child.try_wait()? {
+                    let mut err = String::new();
+                    if let Some(mut e) = node.child.stderr.take() {
+                        let _ = std::io::Read::read_to_string(&mut e, &mut err);
+                    }
+                    bail!("{}'s QEMU exited ({st}) before booting: {}", node.name, err.trim());
+                }
+                let log = std::fs::read_to_string(&node.console).unwrap_or_default();
+                if log.contains("Kernel panic") {
+                    bail!("{}: kernel panic (console {})", node.name, node.console.display());
+                }
+                if log.contains("reprovm: boot complete") {
+                    up[n] = true;
+                    progress::say(&format!(
+                        "{} up after {:.1}s",
+                        node.name,
+                        self.started.elapsed().as_secs_f64()
+                    ));
+                }
+            }
+            if up.iter().all(|u| *u) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let late: Vec<&str> = self
+                    .nodes
+                    .iter()
+                    .zip(&up)
+                    .filter(|(_, u)| !**u)
+                    .map(|(n, _)| n.name.as_str())
+                    .collect();
+                bail!("{} did not boot in time (see their consoles)", late.join(", "));
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    /// Wait for every QEMU to exit (after a poweroff) until `deadline`; true when all have.
+    pub fn wait_exited(&mut self, deadline: Instant) -> Result<bool> {
+        loop {
+            let mut all = true;
+            for node in &mut self.nodes {
+                all &= node.child.try_wait()?.is_some();
+            }
+            if all {
+                return Ok(true);
+            }
+            if Instant::now() > deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    /// Run until interrupted or `timeout` passes, or every node has powered off.
+    pub fn wait(&mut self, timeout: Option<Duration>) -> Result<()> {
+        let until = timeout.map(|t| self.started + t);
+        loop {
+            if interrupted() {
+                progress::say("interrupted: stopping every node");
+                return Ok(());
+            }
+            if until.is_some_and(|u| Instant::now() > u) {
+                progress::say("timeout: stopping every node");
+                return Ok(());
+            }
+            if self.wait_exited(Instant::now())? {
+                progress::say("every node has powered off");
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            let _ = node.child.kill();
+            let _ = node.child.wait();
+        }
+        self.hubs.clear();
+        if let Some(dir) = &self.run_dir {
+            if let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) {
+                if let Ok(d) = Dir::open(parent) {
+                    let _ = d.remove_all(Path::new(name));
+                }
+            }
+        }
+    }
+}
+
+/// `run --nodes N`: start the cluster, say how to reach every node, run until Ctrl-C, the
+/// timeout, or every node powers off; then stop and clean up.
+pub fn run_cluster(
+    ctx: &RunContext,
+    opts: &ClusterOptions,
+    timeout: Option<Duration>,
+) -> Result<()> {
+    let mut cluster = Cluster::start(ctx, opts)?;
+    progress::say(&format!(
+        "{} nodes running (Ctrl-C stops them all); consoles in {}",
+        cluster.nodes.len(),
+        ctx.project.out.join("cluster").join(opts.ssh_port_base.to_string()).display()
+    ));
+    cluster.wait(timeout)?;
+    drop(cluster);
+    if interrupted() {
+        bail!("interrupted; every node stopped and its overlay removed");
+    }
+    Ok(())
+}
+
+/// Run `cmd` on `node` over its management path; (success, output).
+fn on(tools: &HostTools, node: &Node, key: &Path, cmd: &str) -> Result<(bool, String)> {
+    boot::ssh(tools, node.ssh_port, key, cmd)
+}
+
+fn must(tools: &HostTools, node: &Node, key: &Path, cmd: &str) -> Result<String> {
+    let (ok, out) = on(tools, node, key, cmd)?;
+    anyhow::ensure!(ok, "{}: `{cmd}` failed: {}", node.name, out.trim());
+    Ok(out)
+}
+
+/// The average round trip of `count` pings, in ms, from the output of busybox ping.
+fn ping_avg(out: &str) -> Option<f64> {
+    let line = out.lines().find(|l| l.contains("min/avg/max"))?;
+    let numbers = line.split('=').nth(1)?.trim();
+    numbers.split('/').nth(1)?.trim().parse().ok()
+}
+
+/// What a cluster test measured.
+#[derive(Debug, Clone)]
+pub struct ClusterReport {
+    pub nodes: usize,
+    pub all_up: Duration,
+    pub rss_kib: Vec<u64>,
+    pub rtt_before_ms: f64,
+    pub rtt_netem_ms: f64,
+}
+
+/// `cluster-test`: boot N nodes, check from vm001 that every node answers on both private
+/// networks, log in to vm002 over net1, see netem's delay in the round trip, power off.
+pub fn cluster_test(
+    ctx: &RunContext,
+    opts: &ClusterOptions,
+    timeout: Duration,
+) -> Result<ClusterReport> {
+    anyhow::ensure!(opts.nodes >= 2, "cluster-test needs at least 2 nodes");
+    let tools = HostTools::get(&ctx.project, &ctx.fetcher)?;
+    let keys = tempfile::tempdir()?;
+    let key = keys.path().join("id_ed25519");
+    reprovm_fs::util::run_checked(
+        tools.command("ssh-keygen")?.args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&key),
+    )?;
+    let mut opts = opts.clone();
+    opts.ssh_key = Some(key.with_extension("pub"));
+    let mut cluster = Cluster::start(ctx, &opts)?;
+    cluster.wait_booted(cluster.started + timeout)?;
+    let all_up = cluster.started.elapsed();
+    progress::say(&format!("all {} nodes up after {:.1}s", opts.nodes, all_up.as_secs_f64()));
+    let result = (|| -> Result<ClusterReport> {
+        let nodes = &cluster.nodes;
+        let first = &nodes[0];
+        // Every node knows who it is, and runs the same image (/etc/os-release's BUILD_ID).
+        let mut build_ids = std::collections::BTreeSet::new();
+        for n in nodes {
+            let hostname = must(&tools, n, &key, "hostname")?;
+            anyhow::ensure!(hostname.trim() == n.name, "{} says it is {}", n.name, hostname.trim());
+            let id = must(&tools, n, &key, ". /etc/os-release && echo $BUILD_ID")?;
+            let id = id.trim().to_string();
+            anyhow::ensure!(
+                id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+                "{}: /etc/os-release has no BUILD_ID (got `{id}`)",
+                n.name
+            );
+            build_ids.insert(id);
+        }
+        anyhow::ensure!(build_ids.len() == 1, "the nodes run different images: {build_ids:?}");
+        progress::say(&format!("every node runs image {}", build_ids.first().unwrap()));
+        // From vm001, every other node answers on both private networks.
+        for n in &nodes[1..] {
+            for net in 1..=NETWORKS.len() {
+                let addr = n.address(net);
+                must(&tools, first, &key, &format!("ping -c 2 -W 3 {addr}"))
+                    .with_context(|| format!("{} does not answer on net{net} ({addr})", n.name))?;
+                progress::say(&format!("vm001 -> {} on net{net} ({addr}): answers", n.name));
+            }
+        }
+        // vm001 logs in to vm002 over net1 with a key of its own.
+        let second = &nodes[1];
+        let public = must(
+            &tools,
+            first,
+            &key,
+            "mkdir -p /root/.ssh && dropbearkey -t ed25519 -f /root/.ssh/id_dropbear >/dev/null 2>&1; dropbearkey -y -f /root/.ssh/id_dropbear | grep ^ssh-",
+        )?;
+        must(
+            &tools,
+            second,
+            &key,
+            &format!("echo '{}' >> /root/.ssh/authorized_keys", public.trim()),
+        )?;
+        let over = must(
+            &tools,
+            first,
+            &key,
+            &format!("dbclient -y -i /root/.ssh/id_dropbear root@{} hostname", second.address(1)),
+        )?;
+        anyhow::ensure!(
+            over.lines().any(|l| l.trim() == second.name),
+            "SSH from vm001 to {} over net1 answered: {}",
+            second.name,
+            over.trim()
+        );
+        progress::say(&format!("vm001 -> {} over net1: ssh login works", second.name));
+        // netem on vm002's net1 shows in vm001's round trips.
+        let ping = format!("ping -c 4 -W 3 {}", second.address(1));
+        let before = ping_avg(&must(&tools, first, &key, &ping)?).context("no ping average")?;
+        must(&tools, second, &key, "tc qdisc add dev eth1 root netem delay 50ms")?;
+        let after = ping_avg(&must(&tools, first, &key, &ping)?).context("no ping average")?;
+        progress::say(&format!(
+            "vm001 -> {} on net1: {before:.1} ms, with netem delay 50ms on its eth1: {after:.1} ms",
+            second.name
+        ));
+        anyhow::ensure!(
+            after - before >= 40.0,
+            "netem's 50 ms did not show: {before:.1} ms before, {after:.1} ms after"
+        );
+        let rss_kib = nodes.iter().filter_map(Node::rss_kib).collect();
+        Ok(ClusterReport {
+            nodes: nodes.len(),
+            all_up,
+            rss_kib,
+            rtt_before_ms: before,
+            rtt_netem_ms: after,
+        })
+    })();
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            for n in &cluster.nodes {
+                let log = reprovm_fs::util::tail_lines(&n.console, 15);
+                eprintln!("---- {} ({}) ----\n{log}", n.name, n.console.display());
+            }
+            return Err(e.context("cluster test failed"));
+        }
+    };
+    for n in &cluster.nodes {
+        let _ = on(&tools, n, &key, "poweroff");
+    }
+    anyhow::ensure!(
+        cluster.wait_exited(Instant::now() + Duration::from_secs(120))?,
+        "not every node powered off within 120s"
+    );
+    progress::say("every node powered off");
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busybox_ping_averages_are_read() {
+        let out = "PING 192.168.1.2 (192.168.1.2): 56 data bytes\n--- 192.168.1.2 ping statistics ---\n4 packets transmitted, 4 packets received, 0% packet loss\nround-trip min/avg/max = 50.512/51.203/52.001 ms\n";
+        assert_eq!(ping_avg(out), Some(51.203));
+        assert_eq!(ping_avg("nothing"), None);
+    }
+
+    #[test]
+    fn a_hub_forwards_to_every_other_node_and_ignores_strangers() {
+        let (a, b, c) = (
+            UdpSocket::bind("127.0.0.1:0").unwrap(),
+            UdpSocket::bind("127.0.0.1:0").unwrap(),
+            UdpSocket::bind("127.0.0.1:0").unwrap(),
+        );
+        let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for s in [&a, &b, &c, &stranger] {
+            s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        }
+        let hub = Hub::start(vec![
+            a.local_addr().unwrap(),
+            b.local_addr().unwrap(),
+            c.local_addr().unwrap(),
+        ])
+        .unwrap();
+        a.send_to(b"frame from a", hub.addr).unwrap();
+        let mut buf = [0u8; 64];
+        for s in [&b, &c] {
+            let (n, from) = s.recv_from(&mut buf).unwrap();
+            assert_eq!((&buf[..n], from), (&b"frame from a"[..], hub.addr));
+        }
+        assert!(a.recv_from(&mut buf).is_err(), "the sender got its own frame back");
+        stranger.send_to(b"let me in", hub.addr).unwrap();
+        for s in [&a, &b, &c] {
+            assert!(s.recv_from(&mut buf).is_err(), "a stranger's frame was forwarded");
+        }
+    }
+}
