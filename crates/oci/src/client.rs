@@ -627,7 +627,7 @@ impl Registry {
         if let Some(len) = resp.header("Content-Length").and_then(|l| l.parse::<u64>().ok()) {
             if len != size {
                 return Err(RegistryError::Refused(format!(
-                    "blob {digest} from {repo}: the registry announces {len} bytes, the descriptor declares {size}"
+                    "blob {digest} from {repo} refused: the registry announces {len} bytes, the descriptor declares {size}"
                 )));
             }
         }
@@ -642,7 +642,7 @@ impl Registry {
         let got = hashing.written;
         if got > size {
             return Err(RegistryError::Refused(format!(
-                "blob {digest} from {repo}: it sends more than the {size} bytes its descriptor declares (cut off)"
+                "blob {digest} from {repo} refused: it sends more than the {size} bytes its descriptor declares (cut off)"
             )));
         }
         if got < size {
@@ -653,7 +653,7 @@ impl Registry {
         let (_, hex) = hashing.finish();
         if format!("sha256:{hex}") != digest {
             return Err(RegistryError::Refused(format!(
-                "blob {digest} from {repo}: its {got} bytes hash to sha256:{hex}"
+                "blob {digest} from {repo} refused: its {got} bytes hash to sha256:{hex}"
             )));
         }
         Ok(())
