@@ -8,10 +8,17 @@
   root ? ../..,
 }: let
   # As Nix evaluates a flake: from a copy of its source in the store, so that a path into it
-  # (./x in flake.nix) is a path into that one store path, as with the real flake.
+  # (./x in flake.nix) is a path into that one store path, as with the real flake. Like a flake
+  # in a git checkout, without what git ignores (build outputs: gigabytes once a kernel is
+  # built, and copying them made this evaluation take minutes).
+  ignored = ["out" "target" ".git" "tools/alejandra/target"];
   src = builtins.path {
     path = root;
     name = "source";
+    filter = p: _: let
+      rel = builtins.substring (builtins.stringLength (toString root) + 1) (-1) (toString p);
+    in
+      !(builtins.elem rel ignored);
   };
   flake = import (src + "/flake.nix");
   lock = builtins.fromJSON (builtins.readFile (src + "/flake.lock"));
