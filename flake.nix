@@ -70,22 +70,26 @@
     # the userland builds natively.
     namesFor = system:
       if system == "x86_64-linux"
-      then [
-        "kernel"
-        "busybox"
-        "dropbear"
-        "iproute2"
-        "rootfs"
-        "hd-image"
-        "krata-kernel-oci"
-        "firecracker-kernel-bin-oci"
-        "firecracker-kernel-modules-oci"
-        "hd-image-oci"
-        "initramfs"
-        "efi-image"
-        "iso"
-      ]
+      then
+        [
+          "kernel"
+          "busybox"
+          "dropbear"
+          "iproute2"
+          "rootfs"
+          "hd-image"
+          "krata-kernel-oci"
+          "firecracker-kernel-bin-oci"
+          "firecracker-kernel-modules-oci"
+          "hd-image-oci"
+          "initramfs"
+          "efi-image"
+          "iso"
+        ]
+        # The kernel's other versions: kernel@6.18, ... (recipes/kernel.toml [versions]).
+        ++ map (key: "kernel@${key}") (builtins.attrNames (kernelRecipe.versions or {}))
       else ["busybox" "dropbear" "iproute2"];
+    kernelRecipe = builtins.fromTOML (builtins.readFile ./recipes/kernel.toml);
     only = names: set:
       builtins.listToAttrs (map (n: {
           name = n;

@@ -14,7 +14,7 @@
 builtins.listToAttrs (map
   (name: {
     name = "reproducible-${name}";
-    value = pkgs.runCommand "reproducible-${name}" {nativeBuildInputs = builtins.filter (p: p != null) [(pkgs.e2fsprogs or null)];} ''
+    value = pkgs.runCommand "reproducible-${builtins.replaceStrings ["@"] ["-"] name}" {nativeBuildInputs = builtins.filter (p: p != null) [(pkgs.e2fsprogs or null)];} ''
       if ${xtask}/bin/xtask diff --host-tools ${packages.${name}} ${rebuilt.${name}} > report; then
         cp report $out
       else

@@ -24,7 +24,9 @@
   xtask,
 }: let
   reader = import ./recipe.nix;
-  recipes = reader.readRecipes recipesDir;
+  recipes = reader.fillRecipes (reader.readRecipes recipesDir);
+  # Store path names have no `@`: kernel@6.18 builds as kernel-6.18-6.18.15.
+  storeName = builtins.replaceStrings ["@"] ["-"];
 
   concatMap = f: l: builtins.concatStringsSep "" (map f l);
   shellArg = s: "'" + builtins.replaceStrings ["'"] ["'\\''"] s + "'";
@@ -69,7 +71,7 @@
     own = n: let
       r = recipes.${n};
     in
-      ["${n}.toml"] ++ (r.files or []) ++ (r.kconfig.fragments or []) ++ (r.rootfs.overlays or []);
+      [r.recipeFile] ++ (r.files or []) ++ (r.kconfig.fragments or []) ++ (r.rootfs.overlays or []);
     wanted = builtins.concatLists (map own (closure name));
     root = toString recipesDir + "/";
     keep = path: _: let
@@ -79,7 +81,7 @@
   in
     builtins.path {
       path = recipesDir;
-      name = "reprovm-recipes-${name}";
+      name = "reprovm-recipes-${storeName name}";
       filter = keep;
     };
 
@@ -120,7 +122,7 @@
       else "";
   in
     pkgs.stdenv.mkDerivation ({
-        pname = name;
+        pname = storeName name;
         version = r.version;
         nativeBuildInputs =
           tools
@@ -139,11 +141,11 @@
         buildPhase =
           stage
           + ''
-            sh -eu ${pkgs.writeText "${name}-configure.sh" (build.configure or "")}
+            sh -eu ${pkgs.writeText "${storeName name}-configure.sh" (build.configure or "")}
           ''
           + assemble
           + ''
-            sh -eu ${pkgs.writeText "${name}-build.sh" (build.script or "")}
+            sh -eu ${pkgs.writeText "${storeName name}-build.sh" (build.script or "")}
             for o in ${concatMap (o: shellArg o + " ") (build.outputs or [])}; do
               [ -e "$OUT/$o" ] || [ -L "$OUT/$o" ] || { echo "declared output \`$o' was not produced under \$OUT" >&2; exit 1; }
             done

@@ -46,20 +46,61 @@ let
 
   readRecipe = path: builtins.fromTOML (builtins.readFile path);
 
-  # { NAME = recipe; } for every recipes/*.toml.
+  # { NAME = recipe; } for every recipes/*.toml, and NAME@KEY for each of its other versions
+  # ([versions.KEY]: the recipe at that version and its sources; `recipeFile` names the TOML).
+  # The xtask's model::graph also makes nodes of the recipes over another version
+  # (hd-image@6.18); here only the versions themselves are packages.
   readRecipes = dir: let
     files = builtins.attrNames (builtins.readDir dir);
     tomls = builtins.filter (hasSuffix ".toml") files;
-  in
-    builtins.listToAttrs (map
+    base = builtins.listToAttrs (map
       (f: {
         name = builtins.substring 0 (builtins.stringLength f - 5) f;
-        value = readRecipe (dir + "/${f}");
+        value = readRecipe (dir + "/${f}") // {recipeFile = f;};
       })
       tomls);
+    versionsOf = name: let
+      r = base.${name};
+    in
+      map (key: {
+        name = "${name}@${key}";
+        value =
+          builtins.removeAttrs r ["versions"]
+          // {
+            version = r.versions.${key}.version;
+            source = r.versions.${key}.source or [];
+          };
+      }) (builtins.attrNames (r.versions or {}));
+  in
+    base // builtins.listToAttrs (builtins.concatMap versionsOf (builtins.attrNames base));
+
+  # `{DEP.version}` and `{DEP.debian-version}` in a recipe's version and [env] values: its
+  # dependency's version, or the Debian version of that dependency's first Debian source
+  # (the xtask's model::recipe::placeholders).
+  debianVersion = r: let
+    fromDebian = builtins.filter (s: s ? debian) (r.source or []);
+  in
+    if fromDebian == []
+    then "{no-debian-source}"
+    else (builtins.head fromDebian).debian.version;
+  fillRecipes = recipes: let
+    fill = r: s:
+      builtins.replaceStrings
+      (builtins.concatMap (d: ["{${d}.version}" "{${d}.debian-version}"]) (r.deps or []))
+      (builtins.concatMap (d: [filled.${d}.version (debianVersion filled.${d})]) (r.deps or []))
+      s;
+    filled = builtins.mapAttrs (_: r:
+      r
+      // {
+        version = fill r r.version;
+        env = builtins.mapAttrs (_: fill r) (r.env or {});
+      })
+    recipes;
+  in
+    filled;
 
   # { NAME = [ fetchurl args ]; } for every recipe.
   allSources = dir: builtins.mapAttrs (_: r: map sourceArgs (r.source or [])) (readRecipes dir);
 in {
-  inherit poolDir snapshotUrls sourceArgs readRecipe readRecipes allSources;
+  inherit poolDir snapshotUrls sourceArgs readRecipe readRecipes fillRecipes allSources;
 }

@@ -42,9 +42,10 @@ pub struct Cli {
     /// Use only the cache and --mirror directories; never touch the network.
     #[arg(long, global = true)]
     pub offline: bool,
-    /// Substitute a dependency: `--use kernel=kernel-krata` builds every `kernel` dependency
-    /// (the image's modules and bzImage) from recipes/kernel-krata.toml. Repeatable.
-    #[arg(long = "use", global = true, value_name = "DEP=RECIPE")]
+    /// Substitute a dependency: `--use kernel=kernel@6.18` builds every `kernel` dependency
+    /// (the image's modules and bzImage) at the kernel's version 6.18, `--use kernel=my-kernel`
+    /// from recipes/my-kernel.toml. Repeatable. (`build hd-image@6.18` names the same graph.)
+    #[arg(long = "use", global = true, value_name = "DEP=NODE")]
     pub uses: Vec<String>,
     /// Development only: build over a root made of host programs instead of the pinned
     /// toolchain. Outputs are marked HOST TOOLCHAIN and are not reproducible across hosts.

@@ -1,6 +1,13 @@
-//! The recipe graph: every recipe in `recipes/`, dependency resolution and topological order.
+//! The recipe graph: every recipe in `recipes/`, their other versions, dependency resolution
+//! and topological order.
+//!
+//! Nodes are named like targets: `kernel` (a recipe), `kernel@6.18` (the recipe with the
+//! version and sources of its `[versions."6.18"]`), and `hd-image@6.18` (a recipe over one
+//! of those: every dependency that has a `@6.18` node is taken at it). `{DEP.version}`
+//! placeholders are filled per node, so `firecracker-kernel-bin-oci@6.18` carries kernel@6.18's
+//! version, and `[oci] newest-tags` go to the layout over the newest version.
 
-use crate::model::recipe::{self, Loaded};
+use crate::model::recipe::{self, placeholders, Loaded, Recipe};
 use anyhow::{bail, Context, Result};
 use reprovm_fs::util::display_rel;
 use std::collections::{BTreeMap, BTreeSet};
@@ -8,14 +15,17 @@ use std::path::Path;
 
 #[derive(Debug)]
 pub struct Graph {
+    /// Every node by name: each recipe, each of its other versions (`kernel@6.18`) and each
+    /// recipe over one of those (`hd-image@6.18`).
     pub recipes: BTreeMap<String, Loaded>,
-    /// Dependency substitutions (`--use kernel=kernel-lts`): every dependency named by the key
-    /// is built from the recipe named by the value, and still appears under the key's name.
+    /// Dependency substitutions (`--use kernel=kernel@6.18`): every dependency named by the
+    /// key is built from the node named by the value, and still appears under the key's name.
     pub aliases: BTreeMap<String, String>,
 }
 
 impl Graph {
-    /// Load and validate every `*.toml` directly in `dir`.
+    /// Load and validate every `*.toml` directly in `dir`, and add the nodes of their other
+    /// versions.
     pub fn load(dir: &Path) -> Result<Graph> {
         let base = dir.parent().unwrap_or(dir);
         let mut recipes = BTreeMap::new();
@@ -31,21 +41,168 @@ impl Graph {
             let text =
                 std::fs::read_to_string(&path).with_context(|| format!("reading {display}"))?;
             let recipe = recipe::parse(&path, &text, &display)?;
-            recipes.insert(recipe.name.clone(), Loaded { recipe, path, text });
+            let identity = identity(&recipe, &text, None)
+                .with_context(|| format!("{display}: reading [versions]"))?;
+            recipes.insert(
+                recipe.name.clone(),
+                Loaded::new(recipe.clone(), path, text, None, identity),
+            );
         }
-        let graph = Graph { recipes, aliases: BTreeMap::new() };
+        let mut graph = Graph { recipes, aliases: BTreeMap::new() };
         graph.check_deps(base)?;
+        graph.add_versions()?;
+        graph.fill()?;
         Ok(graph)
     }
 
-    /// Apply `DEP=RECIPE` substitutions, checking that RECIPE exists.
+    /// `NAME@KEY` for every `[versions.KEY]`, then `R@KEY` for every recipe R with a
+    /// dependency that has a `@KEY` node (dependencies first).
+    fn add_versions(&mut self) -> Result<()> {
+        let mut keys = BTreeSet::new();
+        let mut added = Vec::new();
+        for (name, l) in &self.recipes {
+            for (key, v) in &l.template.versions {
+                let mut r = l.template.clone();
+                r.version = v.version.clone();
+                r.sources = v.sources.clone();
+                r.versions.clear();
+                let identity = identity(&l.template, &l.text, Some((key, &v.version)))?;
+                let node =
+                    Loaded::new(r, l.path.clone(), l.text.clone(), Some(key.clone()), identity);
+                added.push((format!("{name}@{key}"), node));
+                keys.insert(key.clone());
+            }
+        }
+        self.recipes.extend(added);
+        let mut order = Vec::new();
+        let mut done = BTreeSet::new();
+        let names: Vec<String> =
+            self.recipes.keys().filter(|n| !n.contains('@')).cloned().collect();
+        for n in &names {
+            self.visit(n, &mut Vec::new(), &mut done, &mut order, Path::new("/"))?;
+        }
+        for key in &keys {
+            for name in &order {
+                let over = format!("{name}@{key}");
+                if self.recipes.contains_key(&over) {
+                    continue;
+                }
+                let l = &self.recipes[name];
+                if l.template.deps.iter().any(|d| self.recipes.contains_key(&format!("{d}@{key}")))
+                {
+                    let mut node = l.clone();
+                    node.variant = Some(key.clone());
+                    self.recipes.insert(over, node);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Fill every node's placeholders from its dependencies (after `--use`), add the newest
+    /// tags where they belong, and check what the filling made.
+    fn fill(&mut self) -> Result<()> {
+        let mut order = Vec::new();
+        let mut done = BTreeSet::new();
+        let names: Vec<String> = self.recipes.keys().cloned().collect();
+        for n in &names {
+            self.visit(n, &mut Vec::new(), &mut done, &mut order, Path::new("/"))?;
+        }
+        for name in &order {
+            let l = &self.recipes[name];
+            let mut r = l.template.clone();
+            let at = |what: &str| format!("{}: {what} of {name}", l.path.display());
+            let lookup = |dep: &str, field: &str| -> Result<String, String> {
+                let dn = self.dep_node(name, dep);
+                let d = &self.recipes[&dn].recipe;
+                match field {
+                    "version" => Ok(d.version.clone()),
+                    _ => d
+                        .sources
+                        .iter()
+                        .find_map(|s| s.debian.as_ref().map(|x| x.version.clone()))
+                        .ok_or_else(|| {
+                            format!(
+                                "`{{{dep}.{field}}}`: {dn} has no source from the Debian archive"
+                            )
+                        }),
+                }
+            };
+            let fill = |v: &str| placeholders::expand(v, lookup);
+            r.version =
+                fill(&r.version).map_err(|e| anyhow::format_err!("{}: {e}", at("version")))?;
+            if r.version.is_empty()
+                || r.version.contains(|c: char| c.is_whitespace() || "{}/".contains(c))
+            {
+                bail!(
+                    "{}: version `{}` is not a version (an unknown placeholder?)",
+                    at("the version"),
+                    r.version
+                );
+            }
+            for v in r.env.values_mut() {
+                *v = fill(v).map_err(|e| anyhow::format_err!("{}: {e}", at("[env]")))?;
+            }
+            let newest = self.is_newest(name)?;
+            if let Some(o) = &mut r.oci {
+                for t in o.tags.iter_mut() {
+                    *t = fill(t).map_err(|e| anyhow::format_err!("{}: {e}", at("[oci] tags")))?;
+                }
+                if newest {
+                    let moving = std::mem::take(&mut o.newest_tags);
+                    o.tags.extend(moving);
+                } else {
+                    o.newest_tags.clear();
+                }
+                if let Some(t) = o.tags.iter().find(|t| !recipe::is_oci_tag(t)) {
+                    bail!("{}: `{t}` is not an OCI tag", at("[oci] tags"));
+                }
+                let mut seen = BTreeSet::new();
+                if let Some(t) = o.tags.iter().find(|t| !seen.insert(t.as_str())) {
+                    bail!("{}: tag `{t}` twice", at("[oci] tags"));
+                }
+                for v in o.annotations.values_mut() {
+                    *v = fill(v)
+                        .map_err(|e| anyhow::format_err!("{}: {e}", at("[oci.annotations]")))?;
+                }
+            }
+            self.recipes.get_mut(name).unwrap().recipe = r;
+        }
+        Ok(())
+    }
+
+    /// Whether the node is over the newest version of every recipe with versions beneath it.
+    fn is_newest(&self, name: &str) -> Result<bool> {
+        for n in self.closure(name)? {
+            let l = &self.recipes[&n];
+            let base = n.split('@').next().unwrap_or(&n);
+            let Some(b) = self.recipes.get(base) else { continue };
+            if b.template.versions.is_empty() {
+                continue;
+            }
+            let newest = b
+                .template
+                .versions
+                .values()
+                .map(|v| v.version.as_str())
+                .chain([b.template.version.as_str()])
+                .max_by(|x, y| placeholders::compare_versions(x, y))
+                .unwrap_or_default();
+            if l.template.version != newest {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Apply `DEP=NODE` substitutions, checking that NODE exists.
     pub fn with_aliases(mut self, subs: &[String]) -> Result<Graph> {
         for s in subs {
             let (dep, recipe) = s.split_once('=').with_context(|| {
-                format!("--use {s}: expected DEP=RECIPE, e.g. kernel=kernel-krata")
+                format!("--use {s}: expected DEP=NODE, e.g. kernel=kernel@6.18")
             })?;
             self.get(recipe).with_context(|| format!("--use {s}"))?;
-            let used: std::collections::BTreeSet<&str> = self
+            let used: BTreeSet<&str> = self
                 .recipes
                 .values()
                 .flat_map(|l| l.recipe.deps.iter().map(String::as_str))
@@ -58,20 +215,53 @@ impl Graph {
             }
             self.aliases.insert(dep.to_string(), recipe.to_string());
         }
+        if !subs.is_empty() {
+            self.fill()?;
+        }
         Ok(self)
     }
 
-    /// The recipe a dependency name stands for.
-    pub fn resolve<'a>(&'a self, dep: &'a str) -> &'a str {
-        self.aliases.get(dep).map(String::as_str).unwrap_or(dep)
+    /// The node a target name stands for (`--use` applies to targets too).
+    pub fn resolve<'a>(&'a self, name: &'a str) -> &'a str {
+        self.aliases.get(name).map(String::as_str).unwrap_or(name)
+    }
+
+    /// The node that dependency `dep` of node `node` is: a `--use` substitution, else the
+    /// dependency at the node's version key when it has one (`hd-image@6.18`'s `kernel` is
+    /// `kernel@6.18`), else the dependency itself.
+    pub fn dep_node(&self, node: &str, dep: &str) -> String {
+        if let Some(a) = self.aliases.get(dep) {
+            return a.clone();
+        }
+        if let Some(key) = self.recipes.get(node).and_then(|l| l.variant.as_ref()) {
+            let at = format!("{dep}@{key}");
+            if self.recipes.contains_key(&at) {
+                return at;
+            }
+        }
+        dep.to_string()
     }
 
     pub fn get(&self, name: &str) -> Result<&Loaded> {
         match self.recipes.get(name) {
             Some(l) => Ok(l),
             None => {
-                let known: Vec<&str> = self.recipes.keys().map(String::as_str).collect();
-                bail!("unknown target `{name}`: known recipes are {}", known.join(", "))
+                let known: Vec<&str> =
+                    self.recipes.keys().filter(|n| !n.contains('@')).map(String::as_str).collect();
+                let keys: BTreeSet<&str> = self
+                    .recipes
+                    .values()
+                    .flat_map(|l| l.template.versions.keys().map(String::as_str))
+                    .collect();
+                let versions = if keys.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; NAME@KEY builds NAME over another version, KEY one of {}",
+                        keys.into_iter().collect::<Vec<_>>().join(", ")
+                    )
+                };
+                bail!("unknown target `{name}`: known recipes are {}{versions}", known.join(", "))
             }
         }
     }
@@ -116,9 +306,10 @@ impl Graph {
                 cycle.join(" -> ")
             );
         }
+        let l = self.get(name)?;
         stack.push(name.to_string());
-        for d in &self.recipes[name].recipe.deps {
-            self.visit(self.resolve(d), stack, done, order, base)?;
+        for d in &l.template.deps {
+            self.visit(&self.dep_node(name, d), stack, done, order, base)?;
         }
         stack.pop();
         done.insert(name.to_string());
@@ -135,6 +326,22 @@ impl Graph {
         self.visit(target, &mut Vec::new(), &mut done, &mut order, Path::new("/"))?;
         Ok(order)
     }
+}
+
+/// What defines a node besides its sources, files and dependencies: the recipe file's text,
+/// without its `[versions]` table when it has one (so listing another version leaves every
+/// existing node's input hash alone), followed by the version the node is at.
+fn identity(r: &Recipe, text: &str, at: Option<(&String, &String)>) -> Result<String> {
+    if r.versions.is_empty() {
+        return Ok(text.to_string());
+    }
+    let mut doc: toml_edit::DocumentMut = text.parse()?;
+    doc.remove("versions");
+    let mut out = doc.to_string();
+    if let Some((key, version)) = at {
+        out.push_str(&format!("\n# reprovm: at [versions.{key}] version {version}\n"));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -196,5 +403,106 @@ mod tests {
         let e = format!("{:#}", Graph::load(&d).unwrap_err());
         assert!(e.starts_with("recipes/b.toml:3:"), "{e}");
         assert!(e.contains("unknown dependency `zzz`"), "{e}");
+    }
+
+    /// A kernel with another version, an image and an OCI layout over it.
+    fn versioned(d: &Path, extra_version: bool) -> Graph {
+        let versions = if extra_version {
+            "[versions.\"2.1\"]\nversion = \"2.1.5\"\n[[versions.\"2.1\".source]]\nfile = \"k-2.1.5.tar\"\nsha256 = \"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\"\nsize = 2\ndebian = { package = \"linux\", version = \"2.1.5-1~bpo13+1\", file = \"linux_2.1.5.orig.tar.xz\" }\n\n"
+        } else {
+            ""
+        };
+        let kernel = format!("name = \"k\"\nversion = \"1.9.0\"\n\n[[source]]\nfile = \"k-1.9.0.tar\"\nsha256 = \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"\nsize = 1\ndebian = {{ package = \"linux\", version = \"1.9.0-1\", file = \"linux_1.9.0.orig.tar.xz\" }}\n\n{versions}[build]\nscript = \"true\"\n");
+        std::fs::write(d.join("k.toml"), kernel).unwrap();
+        write(d, "tool", &[]);
+        write(d, "image", &["k", "tool"]);
+        std::fs::write(
+            d.join("layout.toml"),
+            "name = \"layout\"\nversion = \"{k.version}\"\ndeps = [\"k\"]\n[env]\nTAGS = \"{k.version}\"\n[build]\nscript = \"true\"\n[oci]\ntags = [\"{k.version}\"]\nnewest-tags = [\"latest\"]\nlayer = \"root\"\n[oci.annotations]\nrevision = \"debian/{k.debian-version}\"\n",
+        )
+        .unwrap();
+        Graph::load(d).unwrap()
+    }
+
+    #[test]
+    fn other_versions_are_nodes_and_what_is_over_them_follows() {
+        let t = tempfile::tempdir().unwrap();
+        let g = versioned(t.path(), true);
+        let names: Vec<&str> = g.recipes.keys().map(String::as_str).collect();
+        assert_eq!(names, ["image", "image@2.1", "k", "k@2.1", "layout", "layout@2.1", "tool"]);
+        assert_eq!(g.closure("image@2.1").unwrap(), ["k@2.1", "tool", "image@2.1"]);
+        assert_eq!(g.dep_node("image@2.1", "tool"), "tool");
+        let k = &g.recipes["k@2.1"].recipe;
+        assert_eq!((k.version.as_str(), k.sources[0].file.as_str()), ("2.1.5", "k-2.1.5.tar"));
+        // Placeholders follow the node's dependency; the newest version gets the moving tag.
+        let oci = |n: &str| {
+            let r = &g.recipes[n].recipe;
+            let o = r.oci.as_ref().unwrap();
+            (
+                r.version.clone(),
+                o.tags.clone(),
+                o.annotations["revision"].clone(),
+                r.env["TAGS"].clone(),
+            )
+        };
+        assert_eq!(
+            oci("layout"),
+            ("1.9.0".into(), vec!["1.9.0".to_string()], "debian/1.9.0-1".into(), "1.9.0".into())
+        );
+        assert_eq!(
+            oci("layout@2.1"),
+            (
+                "2.1.5".into(),
+                vec!["2.1.5".to_string(), "latest".into()],
+                "debian/2.1.5-1~bpo13+1".into(),
+                "2.1.5".into()
+            )
+        );
+        // --use applies: `layout` over k@2.1 is at k@2.1's version, and the newest.
+        let g = versioned(t.path(), true).with_aliases(&["k=k@2.1".into()]).unwrap();
+        let o = g.recipes["layout"].recipe.oci.clone().unwrap();
+        assert_eq!(o.tags, ["2.1.5", "latest"]);
+        let e = format!("{:#}", g.get("k@9").unwrap_err());
+        assert!(e.contains("NAME@KEY builds NAME over another version, KEY one of 2.1"), "{e}");
+    }
+
+    #[test]
+    fn listing_another_version_leaves_existing_nodes_alone() {
+        let t = tempfile::tempdir().unwrap();
+        let one = versioned(t.path(), false);
+        let two = versioned(t.path(), true);
+        assert_eq!(one.recipes["k"].identity, two.recipes["k"].identity);
+        assert_ne!(two.recipes["k"].identity, two.recipes["k@2.1"].identity);
+        // Alone, k is the newest version: its layout carries the moving tag.
+        assert_eq!(one.recipes["layout"].recipe.oci.as_ref().unwrap().tags, ["1.9.0", "latest"]);
+        assert_eq!(two.recipes["layout"].recipe.oci.as_ref().unwrap().tags, ["1.9.0"]);
+    }
+
+    #[test]
+    fn a_placeholder_naming_no_dependency_is_refused_where_it_is() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("recipes");
+        std::fs::create_dir(&d).unwrap();
+        write(&d, "k", &[]);
+        std::fs::write(
+            d.join("x.toml"),
+            "name = \"x\"\nversion = \"{kernel.version}\"\ndeps = [\"k\"]\n[build]\nscript = \"true\"\n",
+        )
+        .unwrap();
+        let e = format!("{:#}", Graph::load(&d).unwrap_err());
+        assert!(
+            e.starts_with(
+                "recipes/x.toml:2:11: `{kernel.version}` names `kernel`, which is not in `deps`"
+            ),
+            "{e}"
+        );
+        // A dependency without a Debian source has no debian-version.
+        std::fs::write(
+            d.join("x.toml"),
+            "name = \"x\"\nversion = \"{k.debian-version}\"\ndeps = [\"k\"]\n[build]\nscript = \"true\"\n",
+        )
+        .unwrap();
+        let e = format!("{:#}", Graph::load(&d).unwrap_err());
+        assert!(e.contains("`{k.debian-version}`: k has no source from the Debian archive"), "{e}");
     }
 }

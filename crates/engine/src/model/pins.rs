@@ -1,6 +1,7 @@
 //! `pins/outputs.toml`: the expected output hash of each target (and of each of its files),
 //! written by `cargo xtask pin outputs` and compared by `audit`.
 
+use crate::model::graph::Graph;
 use crate::model::manifest::Manifest;
 use crate::model::project::Project;
 use anyhow::{Context, Result};
@@ -38,13 +39,37 @@ pub struct PinnedOutput {
     pub files: BTreeMap<String, String>,
 }
 
-/// The targets a command is about: those named, or [`DEFAULT_TARGETS`].
-pub fn targets_or_default(targets: &[String]) -> Vec<String> {
-    if targets.is_empty() {
-        DEFAULT_TARGETS.iter().map(|s| s.to_string()).collect()
-    } else {
-        targets.to_vec()
+/// The targets a command is about: those named, or every published output:
+/// [`DEFAULT_TARGETS`], and for each other version of one of them (`kernel@6.18`) that
+/// version and the published OCI images built directly over it
+/// (`firecracker-kernel-bin-oci@6.18`), as Liquid Metal publishes an image per kernel.
+pub fn targets_or_default(graph: &Graph, targets: &[String]) -> Vec<String> {
+    if !targets.is_empty() {
+        return targets.to_vec();
     }
+    let mut out: Vec<String> = DEFAULT_TARGETS.iter().map(|s| s.to_string()).collect();
+    out.extend(other_versions(graph));
+    out
+}
+
+/// The published outputs at another version than the default (see [`targets_or_default`]).
+pub fn other_versions(graph: &Graph) -> Vec<String> {
+    let mut out = Vec::new();
+    for (node, l) in &graph.recipes {
+        let (Some((base, key)), Some(variant)) = (node.split_once('@'), &l.variant) else {
+            continue;
+        };
+        if !DEFAULT_TARGETS.contains(&base) || key != variant {
+            continue;
+        }
+        let versioned =
+            |n: &str| graph.recipes.get(n).is_some_and(|r| r.template.versions.contains_key(key));
+        if versioned(base) || (l.recipe.oci.is_some() && l.recipe.deps.iter().any(|d| versioned(d)))
+        {
+            out.push(node.clone());
+        }
+    }
+    out
 }
 
 /// The pins; a missing file means no pins, an unreadable or malformed one is an error.

@@ -41,7 +41,13 @@ impl<'a> InputHashes<'a> {
         let l = self.graph.get(name)?;
         let mut h = Hasher::new("reprovm-input-v1");
         h.field("name", name.as_bytes());
-        h.field("recipe", l.text.as_bytes());
+        h.field("recipe", l.identity.as_bytes());
+        // Values the graph filled in (`{kernel.version}`, newest tags) come from elsewhere than
+        // the text: hash what they became (nothing is added for a recipe without any).
+        let filled = filled_values(&l.recipe);
+        if filled != filled_values(&l.template) {
+            h.field("filled", filled.as_bytes());
+        }
         for f in &l.recipe.files {
             let mut file = self
                 .recipes
@@ -61,7 +67,7 @@ impl<'a> InputHashes<'a> {
             h.field("source", format!("{} {} {}", s.file, s.sha256, s.strip_components).as_bytes());
         }
         for d in &l.recipe.deps {
-            let dh = self.get(self.graph.resolve(d))?;
+            let dh = self.get(&self.graph.dep_node(name, d))?;
             h.field("dep", format!("{d} {dh}").as_bytes());
         }
         for v in crate::model::step_versions::of(&l.recipe) {
@@ -72,6 +78,23 @@ impl<'a> InputHashes<'a> {
         self.memo.insert(name.to_string(), out.clone());
         Ok(out)
     }
+}
+
+/// The values of a recipe that placeholders and `[oci] newest-tags` can change, one per line.
+fn filled_values(r: &crate::model::recipe::Recipe) -> String {
+    let mut out = format!("version {}\n", r.version);
+    for (k, v) in &r.env {
+        out.push_str(&format!("env {k}={v}\n"));
+    }
+    if let Some(o) = &r.oci {
+        for t in &o.tags {
+            out.push_str(&format!("tag {t}\n"));
+        }
+        for (k, v) in &o.annotations {
+            out.push_str(&format!("annotation {k}={v}\n"));
+        }
+    }
+    out
 }
 
 /// Content hash of a file or directory tree beneath `base` (types, modes of files, contents,

@@ -149,7 +149,7 @@ pub fn build(
                     .recipe
                     .deps
                     .iter()
-                    .map(|d| (d.clone(), entries[graph.resolve(d)].clone()))
+                    .map(|d| (d.clone(), entries[&graph.dep_node(name, d)].clone()))
                     .collect();
                 let m = build_node(project, fetcher, tc, l, &ih, &deps, opts, &dest, &lock)?;
                 (dest, m)
@@ -290,12 +290,12 @@ fn build_node(
         Some(d) if dest.starts_with(d) => d.join("logs"),
         _ => project.logs(),
     };
-    let log = logs.join(format!("{}-{}.log", r.name, &ih[..16]));
+    let log = logs.join(format!("{}-{}.log", l.node(), &ih[..16]));
     Dir::create(&logs)?.remove_all(Path::new(log.file_name().context("log name")?))?;
     let timeout = r.timeout()?;
     progress::say(&format!(
         "build {} {} [{}] on toolchain {}; timeout {}; log: {}",
-        r.name,
+        l.node(),
         r.version,
         &ih[..16],
         tc.label(),
@@ -307,8 +307,8 @@ fn build_node(
     // so committing is one rename.
     let parent = dest.parent().context("store entry has no parent")?;
     let scratch = Scratch {
-        tmp_entry: parent.join(format!(".tmp-{}-{}", r.name, std::process::id())),
-        work: work_root.join(format!("{}-{}", &ih[..16], r.name)),
+        tmp_entry: parent.join(format!(".tmp-{}-{}", l.node(), std::process::id())),
+        work: work_root.join(format!("{}-{}", &ih[..16], l.node())),
     };
     let pdir = Dir::create(parent)?;
     pdir.remove_all(Path::new(scratch.tmp_entry.file_name().context("temp entry name")?))?;
@@ -316,7 +316,7 @@ fn build_node(
         .remove_all(Path::new(scratch.work.file_name().context("work name")?))?;
     let odir = store::out_dir(&scratch.tmp_entry);
     Dir::create(&odir)?;
-    let spinner = progress::spinner(&format!("building {}", r.name));
+    let spinner = progress::spinner(&format!("building {}", l.node()));
     let result = (|| -> Result<Manifest> {
         let binds = prepare(project, fetcher, l, &scratch.work, &odir, deps)?;
         let src = scratch.work.join("build/src");
@@ -346,7 +346,7 @@ fn build_node(
         manifest::normalize(&odir, r.source_date_epoch())?;
         let files = manifest::scan(&odir)?;
         Ok(Manifest {
-            name: r.name.clone(),
+            name: l.node(),
             version: r.version.clone(),
             input_hash: ih.to_string(),
             toolchain: tc.id.clone(),
@@ -363,15 +363,16 @@ fn build_node(
                 eprintln!("---- last lines of {} ----\n{tail}\n----", log.display());
             }
             return Err(e.context(format!(
-                "build of {} failed after {}; log: {}",
-                r.name,
+                "build of {} {} failed after {}; log: {}",
+                l.node(),
+                r.version,
                 timer.elapsed(),
                 log.display()
             )));
         }
     };
     commit_entry(&scratch.tmp_entry, dest, &m)?;
-    progress::say(&format!("built {} in {} -> {}", r.name, timer.elapsed(), dest.display()));
+    progress::say(&format!("built {} in {} -> {}", l.node(), timer.elapsed(), dest.display()));
     drop(scratch); // the work tree goes; the temp entry is now `dest`
     Ok(m)
 }

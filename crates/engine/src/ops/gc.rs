@@ -171,7 +171,7 @@ mod tests {
     #[test]
     fn audit_trees_are_named_by_target_and_process() {
         assert_eq!(audit_pid("hd-image-4242"), Some(4242));
-        assert_eq!(audit_pid("kernel-krata-7"), Some(7));
+        assert_eq!(audit_pid("my-kernel-7"), Some(7));
         assert_eq!(audit_pid("hd-image-last-logs"), None);
         assert_eq!(audit_pid("-42"), None);
         assert_eq!(audit_pid("iso-"), None);

@@ -12,7 +12,7 @@ pub fn pin_outputs(ctx: &RunContext, targets: &[String]) -> Result<()> {
     let graph = ctx.graph()?;
     let mut pins = read_pins(project)?;
     let old = pins.clone();
-    for t in targets_or_default(targets) {
+    for t in targets_or_default(&graph, targets) {
         let res = build::build(ctx, &graph, &t, &BuildOptions::default())?;
         pins.insert(t, pin_of(&res.manifest, &crate::model::store::out_dir(&res.entry))?);
     }

@@ -79,7 +79,7 @@ pub fn plan(
             version: l.recipe.version.clone(),
             input_hash,
             built,
-            deps: l.recipe.deps.clone(),
+            deps: l.recipe.deps.iter().map(|d| graph.dep_node(&name, d)).collect(),
             sources,
             description: l.recipe.description.clone(),
         });
@@ -90,9 +90,10 @@ pub fn plan(
 pub fn render(plan: &Plan) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "toolchain {}", plan.toolchain);
+    let width = plan.nodes.iter().map(|n| n.name.len()).max().unwrap_or(0).max(12);
     for n in &plan.nodes {
         let state = if n.built { "cached" } else { "to build" };
-        let _ = writeln!(s, "{:<12} {:<10} {}  [{state}]", n.name, n.version, n.input_hash);
+        let _ = writeln!(s, "{:<width$} {:<10} {}  [{state}]", n.name, n.version, n.input_hash);
         if !n.description.is_empty() {
             let _ = writeln!(s, "    {}", n.description);
         }

@@ -33,7 +33,7 @@ pub fn recipes_digest(recipes: &Path, graph: &Graph, name: &str) -> Result<Strin
         let l = graph.get(n)?;
         h.field(
             "recipe",
-            format!("{n} {}", reprovm_fs::hash::sha256_bytes(l.text.as_bytes())).as_bytes(),
+            format!("{n} {}", reprovm_fs::hash::sha256_bytes(l.identity.as_bytes())).as_bytes(),
         );
         let r = &l.recipe;
         files.extend(r.files.iter().cloned());

@@ -24,8 +24,14 @@ pub fn run(
     if let Some(k) = &r.kconfig {
         let fragments: Vec<PathBuf> =
             k.fragments.iter().map(|f| paths.build.join("files").join(f)).collect();
-        kconfig::check_files(&paths.build.join(&k.config), &fragments)
-            .with_context(|| format!("{}: kernel configuration check", l.path.display()))?;
+        kconfig::check_files(&paths.build.join(&k.config), &fragments).with_context(|| {
+            format!(
+                "{}: kernel configuration check of {} at version {}",
+                l.path.display(),
+                l.node(),
+                r.version
+            )
+        })?;
     }
     if let Some(spec) = &r.rootfs {
         rootfs::write_rootfs(

@@ -7,6 +7,7 @@
 //! spans).
 
 mod debian_fields;
+pub mod placeholders;
 pub mod position;
 mod syntax;
 mod validate;
@@ -32,6 +33,7 @@ pub const DEFAULT_SOURCE_DATE_EPOCH: i64 = 1_704_067_200;
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Recipe {
     pub name: String,
+    /// The version; may be a dependency's (`{kernel.version}`, see `placeholders`).
     pub version: String,
     /// One line for humans (shown by `plan`).
     #[serde(default)]
@@ -42,6 +44,10 @@ pub struct Recipe {
     /// Pinned inputs, fetched by sha256 from any of their origins.
     #[serde(default, rename = "source")]
     pub sources: Vec<SourcePin>,
+    /// Other versions of this recipe, by key: `NAME@KEY` is this recipe with that entry's
+    /// version and sources, and every recipe over it has a `@KEY` node too (`model::graph`).
+    #[serde(default)]
+    pub versions: BTreeMap<String, OtherVersion>,
     /// Files from `recipes/` (configs, scripts) copied to /build/files; part of the input hash.
     #[serde(default)]
     pub files: Vec<String>,
@@ -86,6 +92,16 @@ impl Recipe {
             }
         }
     }
+}
+
+/// `[versions.KEY]`: another version of a recipe, with its own pinned sources; everything
+/// else (files, fragments, scripts) is the recipe's.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct OtherVersion {
+    pub version: String,
+    #[serde(default, rename = "source")]
+    pub sources: Vec<SourcePin>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -198,6 +214,10 @@ pub struct OciSpec {
     /// Tags: `org.opencontainers.image.ref.name` in index.json, and what `push` sets.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Moving tags (`latest`): added to `tags` only in the layout over the newest version of
+    /// the versioned recipe beneath it (or always, when nothing beneath it has versions).
+    #[serde(default)]
+    pub newest_tags: Vec<String>,
     /// Image: the directory (relative to the build directory) that is the layer's root.
     pub layer: Option<String>,
     /// Image: the config's architecture (Go's names; default amd64). The OS is linux.
@@ -316,12 +336,42 @@ pub fn parse(path: &Path, text: &str, display: &str) -> Result<Recipe, RecipeErr
     Ok(recipe)
 }
 
-/// A recipe together with where it came from.
+/// A node of the graph: a recipe (at one of its versions) together with where it came from.
 #[derive(Debug, Clone)]
 pub struct Loaded {
+    /// The recipe this node builds: at the node's version, its placeholders filled.
     pub recipe: Recipe,
     pub path: PathBuf,
+    /// The recipe file's text (error positions).
     pub text: String,
+    /// The `[versions]` key the node is at: `6.18` for `kernel@6.18` and `hd-image@6.18`.
+    pub variant: Option<String>,
+    /// What defines the node besides its files, sources and dependencies (its input hash and
+    /// the OCI layouts' recipes digest read it): the file's text without its `[versions]`
+    /// table, and the version the node is at.
+    pub identity: String,
+    /// The recipe at the node's version, placeholders unfilled (`model::graph` fills them).
+    pub template: Recipe,
+}
+
+impl Loaded {
+    pub fn new(
+        recipe: Recipe,
+        path: PathBuf,
+        text: String,
+        variant: Option<String>,
+        identity: String,
+    ) -> Loaded {
+        Loaded { template: recipe.clone(), recipe, path, text, variant, identity }
+    }
+
+    /// The node's name in the graph: `kernel`, `kernel@6.18`, `hd-image@6.18`.
+    pub fn node(&self) -> String {
+        match &self.variant {
+            Some(key) => format!("{}@{key}", self.recipe.name),
+            None => self.recipe.name.clone(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -391,6 +441,28 @@ script = "true"
             .replace("ba7816bf", "zz7816bf");
         let e = parse_str(&text).unwrap_err().to_string();
         assert!(e.starts_with("recipes/t.toml:7:10:"), "{e}");
+    }
+
+    #[test]
+    fn other_versions_are_checked_like_the_recipe_itself() {
+        let with = |table: &str| parse_str(&format!("{OK}{table}"));
+        let source = "file = \"t2.tar\"\nsha256 = \"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\"\nsize = 3\n";
+        let ok =
+            format!("[versions.\"2\"]\nversion = \"2.0\"\n[[versions.\"2\".source]]\n{source}");
+        assert_eq!(with(&ok).unwrap().versions["2"].sources[0].file, "t2.tar");
+        for (table, what) in [
+            (ok.replace("\"2\"", "\"-x\""), "recipes/t.toml:10:1: versions key `-x`"),
+            (ok.replace("2.0", "1"), "recipes/t.toml:11:11: version `1` is listed twice"),
+            (ok.replace("2.0", "{t.version}"), "versions.2.version must be a plain version"),
+            (ok.replace("ba7816bf", "zz7816bf"), "recipes/t.toml:14:10: source `t2.tar`: sha256"),
+            (
+                ok.replace("version = \"2.0\"", "version = \"2.0\"\ncolour = 1"),
+                "unknown field `colour`",
+            ),
+        ] {
+            let e = with(&table).unwrap_err().to_string();
+            assert!(e.contains(what), "{table}: {e}");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use super::syntax::{
     dep_path, is_media_type, is_oci_tag, parse_device, parse_dir, parse_duration, parse_install,
     parse_symlink, tree_path,
 };
-use super::{OciSpec, Recipe, DISK_FORMATS};
+use super::{placeholders, OciSpec, Recipe, DISK_FORMATS};
 use reprovm_fs::hash::is_sha256_hex;
 use std::path::Path;
 
@@ -30,53 +30,9 @@ pub fn validate(path: &Path, r: &Recipe) -> Result<(), Invalid> {
             format!("recipe name `{}` may only use letters, digits, '-', '_' and '.'", r.name),
         ));
     }
-    for (n, s) in r.sources.iter().enumerate() {
-        let at = |k: &str| vec![key("source"), index(n), key(k)];
-        if !is_sha256_hex(&s.sha256) {
-            return Err((
-                at("sha256"),
-                format!("source `{}`: sha256 must be 64 lowercase hex digits", s.file),
-            ));
-        }
-        if s.file.contains('/') || s.file.is_empty() {
-            return Err((
-                at("file"),
-                format!("source file name `{}` must be a plain file name", s.file),
-            ));
-        }
-        if let Some(d) = &s.debian {
-            let at = |k: &str| vec![key("source"), index(n), key("debian"), key(k)];
-            if !is_debian_package(&d.package) {
-                return Err((at("package"), format!(
-                    "debian.package `{}` is not a Debian package name (lowercase letters, digits, `+-.`, at least 2)",
-                    d.package
-                )));
-            }
-            if !is_debian_version(&d.version) {
-                return Err((
-                    at("version"),
-                    format!(
-                        "debian.version `{}` is not a Debian version ([EPOCH:]UPSTREAM[-REVISION])",
-                        d.version
-                    ),
-                ));
-            }
-            if let Some(t) =
-                d.snapshot.as_deref().filter(|t| !crate::mechanisms::debian::is_snapshot_time(t))
-            {
-                return Err((
-                    at("snapshot"),
-                    format!("debian.snapshot `{t}` is not a snapshot time like 20261123T120000Z"),
-                ));
-            }
-            if !is_debian_file(&d.file) {
-                return Err((
-                    at("file"),
-                    format!("debian.file `{}` must be a plain file name of the pool", d.file),
-                ));
-            }
-        }
-    }
+    validate_sources(&r.sources, &[])?;
+    validate_versions(r)?;
+    validate_placeholders(r)?;
     for (n, f) in r.files.iter().enumerate() {
         tree_path(f, false)
             .map_err(|e| (vec![key("files"), index(n)], format!("file {e} inside recipes/")))?;
@@ -192,6 +148,120 @@ pub fn validate(path: &Path, r: &Recipe) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// `[[source]]` tables (of the recipe, or of one of its `[versions.KEY]` under `prefix`).
+fn validate_sources(
+    sources: &[super::SourcePin],
+    prefix: &[super::position::Step],
+) -> Result<(), Invalid> {
+    for (n, s) in sources.iter().enumerate() {
+        let at = |k: &str| [prefix, &[key("source"), index(n), key(k)]].concat();
+        if !is_sha256_hex(&s.sha256) {
+            return Err((
+                at("sha256"),
+                format!("source `{}`: sha256 must be 64 lowercase hex digits", s.file),
+            ));
+        }
+        if s.file.contains('/') || s.file.is_empty() {
+            return Err((
+                at("file"),
+                format!("source file name `{}` must be a plain file name", s.file),
+            ));
+        }
+        if let Some(d) = &s.debian {
+            let at = |k: &str| [prefix, &[key("source"), index(n), key("debian"), key(k)]].concat();
+            if !is_debian_package(&d.package) {
+                return Err((at("package"), format!(
+                    "debian.package `{}` is not a Debian package name (lowercase letters, digits, `+-.`, at least 2)",
+                    d.package
+                )));
+            }
+            if !is_debian_version(&d.version) {
+                return Err((
+                    at("version"),
+                    format!(
+                        "debian.version `{}` is not a Debian version ([EPOCH:]UPSTREAM[-REVISION])",
+                        d.version
+                    ),
+                ));
+            }
+            if let Some(t) =
+                d.snapshot.as_deref().filter(|t| !crate::mechanisms::debian::is_snapshot_time(t))
+            {
+                return Err((
+                    at("snapshot"),
+                    format!("debian.snapshot `{t}` is not a snapshot time like 20261123T120000Z"),
+                ));
+            }
+            if !is_debian_file(&d.file) {
+                return Err((
+                    at("file"),
+                    format!("debian.file `{}` must be a plain file name of the pool", d.file),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `[versions.KEY]`: keys usable after `@`, versions distinct, their sources valid.
+fn validate_versions(r: &Recipe) -> Result<(), Invalid> {
+    let mut seen = vec![r.version.as_str()];
+    for (k, v) in &r.versions {
+        let at = vec![key("versions"), key(k)];
+        let key_ok = k.len() <= 64
+            && k.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+            && k.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if !key_ok {
+            return Err((at, format!("versions key `{k}`: 1 to 64 of A-Z a-z 0-9 . _ -, starting with a letter or digit (it is used as `{}@{k}`)", r.name)));
+        }
+        let mut at_version = at.clone();
+        at_version.push(key("version"));
+        if v.version.is_empty() || placeholders::has_any(&v.version) {
+            return Err((at_version, format!("versions.{k}.version must be a plain version")));
+        }
+        if seen.contains(&v.version.as_str()) {
+            return Err((at_version, format!("version `{}` is listed twice", v.version)));
+        }
+        seen.push(&v.version);
+        validate_sources(&v.sources, &at)?;
+    }
+    if !r.versions.is_empty() && placeholders::has_any(&r.version) {
+        return Err((vec![key("version")], "a recipe with [versions] has a plain version".into()));
+    }
+    Ok(())
+}
+
+/// `{DEP.version}` / `{DEP.debian-version}` name dependencies; OCI tags are tags once filled.
+fn validate_placeholders(r: &Recipe) -> Result<(), Invalid> {
+    let check = |value: &str, at: KeyPath| -> Result<(), Invalid> {
+        for p in placeholders::find(value) {
+            if !r.deps.contains(&p.dep) {
+                return Err((
+                    at,
+                    format!(
+                        "`{{{}.{}}}` names `{}`, which is not in `deps`",
+                        p.dep, p.field, p.dep
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    };
+    check(&r.version, vec![key("version")])?;
+    for (k, v) in &r.env {
+        check(v, vec![key("env"), key(k)])?;
+    }
+    if let Some(o) = &r.oci {
+        for (n, t) in o.tags.iter().enumerate() {
+            check(t, vec![key("oci"), key("tags"), index(n)])?;
+        }
+        for (k, v) in &o.annotations {
+            check(v, vec![key("oci"), key("annotations"), key(k)])?;
+        }
+    }
+    Ok(())
+}
+
 /// `[initramfs]`, `[uefi]`, `[iso]`: their dependencies are dependencies, their os-release a
 /// declared file, formats and volume ids valid.
 fn validate_media(r: &Recipe) -> Result<(), Invalid> {
@@ -274,10 +344,14 @@ fn validate_oci(o: &OciSpec) -> Result<(), Invalid> {
     if o.artifact_type.is_some() && o.architecture.is_some() {
         return Err((at("architecture"), "oci.architecture is for images (`layer`)".into()));
     }
-    for (n, t) in o.tags.iter().enumerate() {
-        if !is_oci_tag(t) {
+    let tags = o.tags.iter().enumerate().map(|(n, t)| (n, t, "tags"));
+    let newest = o.newest_tags.iter().enumerate().map(|(n, t)| (n, t, "newest-tags"));
+    for (n, t, field) in tags.chain(newest) {
+        // A placeholder stands for a version: check the tag with a version in its place.
+        let filled = placeholders::expand(t, |_, _| Ok("1.0".into())).unwrap_or_default();
+        if !is_oci_tag(&filled) {
             return Err((
-                vec![key("oci"), key("tags"), index(n)],
+                vec![key("oci"), key(field), index(n)],
                 format!("oci tag `{t}`: 1 to 128 of A-Z a-z 0-9 . _ -, not starting with . or -"),
             ));
         }

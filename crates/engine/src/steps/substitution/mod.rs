@@ -95,8 +95,9 @@ impl Substituters {
         _store: &crate::model::store::StoreLock,
     ) -> Result<Option<Manifest>> {
         let r = &l.recipe;
+        let node = l.node();
         let want = entry::Wanted {
-            name: &r.name,
+            name: &node,
             version: &r.version,
             input_hash: ih,
             toolchain,

@@ -1,0 +1,164 @@
+//! Full tier: every other kernel version of `recipes/kernel.toml` (`[versions]`) builds, its
+//! published images match pins/outputs.toml, carry their version where people read it (the
+//! tag, the OCI version annotation, krata's /kernel/metadata, `uname -r`), go to one registry
+//! repository as a tag per version with `latest` on the newest, and it boots the way
+//! Firecracker boots (QEMU's microvm, the ELF vmlinux) over an image with its own modules.
+//! The default version is built, audited and booted by full.rs and oci.rs; the audit's second
+//! build is not repeated here for the other versions (see README "Kernel versions").
+//! Runs in the repository's out/, and leaves `out/hd.img` the default image again.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use support::{full_tier, host_tools, repo, run_tool as run, xtask_ok as ok};
+
+/// Build `target`; its store entry (the last line `build` prints).
+fn build(target: &str) -> PathBuf {
+    PathBuf::from(ok(&["build", target]).lines().last().unwrap().trim())
+}
+
+/// The manifest of the layout's image tagged `tag`, as skopeo reads it.
+fn manifest(layout: &Path, tag: &str) -> serde_json::Value {
+    let raw = run("skopeo", &["inspect", "--raw", &format!("oci:{}:{tag}", layout.display())]);
+    serde_json::from_str(&raw).unwrap()
+}
+
+/// `build hd-image` when dropped: the default image is what later tests boot.
+struct RestoreDefaultImage;
+
+impl Drop for RestoreDefaultImage {
+    fn drop(&mut self) {
+        ok(&["build", "hd-image"]);
+    }
+}
+
+#[test]
+fn every_kernel_version_builds_matches_its_pins_and_boots() {
+    if !full_tier("every kernel version: builds, pins, tags, registry, microvm boot") {
+        return;
+    }
+    assert!(host_tools("skopeo, umoci, docker-registry, QEMU"));
+    let kernel: toml::Table =
+        std::fs::read_to_string(repo().join("recipes/kernel.toml")).unwrap().parse().unwrap();
+    let keys: Vec<String> = kernel["versions"].as_table().unwrap().keys().cloned().collect();
+    assert!(!keys.is_empty(), "recipes/kernel.toml lists no other version");
+    let version_of = |key: &str| kernel["versions"][key]["version"].as_str().unwrap().to_string();
+    let default_version = kernel["version"].as_str().unwrap().to_string();
+    let newest = keys
+        .iter()
+        .map(|k| version_of(k))
+        .chain([default_version.clone()])
+        .max_by(|a, b| reprovm::model::recipe::placeholders::compare_versions(a, b))
+        .unwrap();
+    let pins: toml::Table =
+        std::fs::read_to_string(repo().join("pins/outputs.toml")).unwrap().parse().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let registry = support::LocalRegistry::start();
+    let _restore = RestoreDefaultImage;
+    for base in ["firecracker-kernel-bin-oci", "firecracker-kernel-modules-oci"] {
+        let repo_name = base.trim_end_matches("-oci");
+        ok(&["push", base, &format!("{}/reprovm/{repo_name}", registry.addr), "--plain-http"]);
+    }
+
+    for key in &keys {
+        let version = &version_of(key);
+        // 1. The kernel and the images over it build and are the pinned bytes.
+        let mut entries = BTreeMap::new();
+        for base in [
+            "kernel",
+            "firecracker-kernel-bin-oci",
+            "firecracker-kernel-modules-oci",
+            "krata-kernel-oci",
+        ] {
+            let target = format!("{base}@{key}");
+            let entry = build(&target);
+            let m: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(entry.join("manifest.json")).unwrap())
+                    .unwrap();
+            let pinned = pins.get(&target).unwrap_or_else(|| {
+                panic!("pins/outputs.toml has no [\"{target}\"]: run `cargo xtask pin outputs`")
+            });
+            assert_eq!(
+                m["output_hash"].as_str(),
+                pinned["output_hash"].as_str(),
+                "{target} differs from its pin"
+            );
+            assert_eq!(m["version"].as_str(), Some(version.as_str()), "{target}");
+            entries.insert(base, entry.join("out"));
+        }
+        let release = std::fs::read_to_string(entries["kernel"].join("kernel.release")).unwrap();
+        let release = release.trim();
+        assert_eq!(release, version, "kernel@{key} says it is {release}");
+
+        // 2. Where people read the version: the tags, the OCI annotation, krata's metadata.
+        for base in
+            ["firecracker-kernel-bin-oci", "firecracker-kernel-modules-oci", "krata-kernel-oci"]
+        {
+            let m = manifest(&entries[base], version);
+            assert_eq!(
+                m["annotations"]["org.opencontainers.image.version"].as_str(),
+                Some(release),
+                "{base}@{key}"
+            );
+            let latest = support::tool("skopeo")
+                .args(["inspect", "--raw"])
+                .arg(format!("oci:{}:latest", entries[base].display()))
+                .output()
+                .unwrap();
+            assert_eq!(
+                latest.status.success(),
+                *version == newest,
+                "{base}@{key}: `latest` is on the newest version's layout only"
+            );
+        }
+        let unpacked = work.path().join(format!("krata-{key}"));
+        run(
+            "umoci",
+            &[
+                "unpack",
+                "--rootless",
+                "--image",
+                &format!("{}:{version}", entries["krata-kernel-oci"].display()),
+                unpacked.to_str().unwrap(),
+            ],
+        );
+        let metadata = std::fs::read_to_string(unpacked.join("rootfs/kernel/metadata")).unwrap();
+        assert!(metadata.lines().any(|l| l == format!("KERNEL_VERSION={release}")), "{metadata}");
+
+        // 3. One registry repository, a tag per version.
+        for base in ["firecracker-kernel-bin-oci", "firecracker-kernel-modules-oci"] {
+            let repo_name = base.trim_end_matches("-oci");
+            let target = format!("{base}@{key}");
+            ok(&[
+                "push",
+                &target,
+                &format!("{}/reprovm/{repo_name}", registry.addr),
+                "--plain-http",
+            ]);
+        }
+
+        // 4. Boot it as Firecracker does, over an image holding its own modules.
+        build(&format!("hd-image@{key}"));
+        let vmlinux = entries["kernel"].join("vmlinux");
+        ok(&["boot-test", "--machine", "microvm", "--kernel", vmlinux.to_str().unwrap()]);
+    }
+
+    let listed: serde_json::Value = serde_json::from_str(&run(
+        "skopeo",
+        &[
+            "list-tags",
+            "--tls-verify=false",
+            &format!("docker://{}/reprovm/firecracker-kernel-bin", registry.addr),
+        ],
+    ))
+    .unwrap();
+    let mut tags: Vec<&str> =
+        listed["Tags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    tags.sort();
+    let mut want: Vec<String> =
+        keys.iter().map(|k| version_of(k)).chain([default_version, "latest".into()]).collect();
+    want.sort();
+    assert_eq!(tags, want, "the registry's tags of firecracker-kernel-bin");
+    eprintln!("firecracker-kernel-bin tags: {tags:?}");
+}
