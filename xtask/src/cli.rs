@@ -3,8 +3,8 @@
 //! module imports it.
 
 use crate::commands::{
-    assemble, audit, bench, boot_test, build, cache, cluster_test, diff, fetch, gc, menuconfig,
-    nix, pin, plan, pull, push, run, sandbox_exec, tool, toolchain,
+    assemble, attest, audit, bench, boot_test, build, cache, cluster_test, diff, fetch, gc,
+    menuconfig, nix, pin, plan, pull, push, run, sandbox_exec, tool, toolchain,
 };
 use anyhow::{bail, Result};
 use clap::{CommandFactory, Parser, Subcommand};
@@ -107,6 +107,12 @@ pub enum Command {
     Assemble(assemble::AssembleArgs),
     /// Record expected output hashes in pins/.
     Pin(pin::PinArgs),
+    /// Write the SLSA provenance and CycloneDX SBOM of TARGETS to out/attestations/NODE/,
+    /// signed into DSSE envelopes with --sign-key.
+    Attest(attest::AttestArgs),
+    /// Check DSSE envelopes: a trusted key's signature, an in-toto Statement, and with
+    /// --against DIR every subject's digest.
+    Verify(attest::VerifyArgs),
     /// Run a command in the build sandbox over the pinned toolchain (empty /build and /out).
     SandboxExec(sandbox_exec::SandboxExecArgs),
     /// Push a recipe's OCI layout to a registry (`push krata-kernel-oci REGISTRY/REPO`).
@@ -164,6 +170,8 @@ pub fn run() -> Result<i32> {
         Command::Diff(args) => args.run(&ctx),
         Command::Assemble(args) => args.run(&ctx),
         Command::Pin(args) => args.run(&ctx),
+        Command::Attest(args) => args.run(&ctx),
+        Command::Verify(args) => args.run(),
         Command::SandboxExec(args) => args.run(&ctx),
         Command::Nix(args) => args.run(&ctx),
         Command::Tool(args) => args.run(&ctx),

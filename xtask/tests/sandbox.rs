@@ -578,7 +578,7 @@ fn audit_passes_for_a_reproducible_recipe_and_explains_a_nondeterministic_one() 
     let o = audit("nondet", &["--json", "--bundle", bundle.to_str().unwrap()]);
     assert!(!o.status.success(), "a nondeterministic recipe passed the audit");
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(report["schema"], "reprovm-audit/3");
+    assert_eq!(report["schema"], "reprovm-audit/4");
     assert_eq!(report["ok"], false);
     let diffs = report["targets"][0]["differences"].as_array().unwrap();
     let by_path = |p: &str| {

@@ -3,6 +3,7 @@
 //! commands over one provider (`tool`, `nix`, `toolchain`), calls that provider.
 
 pub mod assemble;
+pub mod attest;
 pub mod audit;
 pub mod bench;
 pub mod boot_test;

@@ -330,13 +330,15 @@ impl Graph {
 
 /// What defines a node besides its sources, files and dependencies: the recipe file's text,
 /// without its `[versions]` table when it has one (so listing another version leaves every
-/// existing node's input hash alone), followed by the version the node is at.
+/// existing node's input hash alone) and without its `license` (what the SBOM says of the
+/// output, not what makes it: Nix's `meta`), followed by the version the node is at.
 fn identity(r: &Recipe, text: &str, at: Option<(&String, &String)>) -> Result<String> {
-    if r.versions.is_empty() {
+    if r.versions.is_empty() && r.license.is_none() {
         return Ok(text.to_string());
     }
     let mut doc: toml_edit::DocumentMut = text.parse()?;
     doc.remove("versions");
+    doc.remove("license");
     let mut out = doc.to_string();
     if let Some((key, version)) = at {
         out.push_str(&format!("\n# reprovm: at [versions.{key}] version {version}\n"));

@@ -36,6 +36,12 @@ pub struct PinnedOutput {
     /// for untagged referrers): what a registry and `skopeo inspect` show.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub oci_manifests: BTreeMap<String, String>,
+    /// sha256 of its provenance (the in-toto Statement) and of its CycloneDX SBOM, as
+    /// `cargo xtask attest` writes them: functions of the pinned inputs and these outputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sbom: Option<String>,
     pub files: BTreeMap<String, String>,
 }
 
@@ -92,6 +98,8 @@ pub fn pin_of(m: &Manifest, out: &std::path::Path) -> Result<PinnedOutput> {
         input_hash: m.input_hash.clone(),
         output_hash: m.output_hash.clone(),
         oci_manifests: oci_manifests(out)?,
+        provenance: None,
+        sbom: None,
         files,
     })
 }
@@ -121,6 +129,16 @@ pub fn changes(
 ) -> Vec<String> {
     let mut out = Vec::new();
     for (name, n) in new {
+        if let Some(o) = old.get(name) {
+            for (what, a, b) in
+                [("provenance", &o.provenance, &n.provenance), ("sbom", &o.sbom, &n.sbom)]
+            {
+                if a != b {
+                    let show = |x: &Option<String>| x.clone().unwrap_or_else(|| "none".into());
+                    out.push(format!("~ {name} {what}: {} -> {}", show(a), show(b)));
+                }
+            }
+        }
         match old.get(name) {
             None => out.push(format!("+ {name}: {}", n.output_hash)),
             Some(o) if o.output_hash != n.output_hash => {
@@ -186,6 +204,8 @@ mod tests {
             input_hash: "i".into(),
             output_hash: h.into(),
             oci_manifests: BTreeMap::new(),
+            provenance: None,
+            sbom: None,
             files: files.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
         };
         let old = BTreeMap::from([

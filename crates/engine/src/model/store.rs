@@ -142,6 +142,14 @@ pub fn lookup(
     Ok(Some(m))
 }
 
+/// A node of a build's closure and the store entry that holds it.
+#[derive(Debug, Clone)]
+pub struct BuiltNode {
+    pub name: String,
+    pub entry: PathBuf,
+    pub manifest: crate::model::manifest::Manifest,
+}
+
 /// The outputs of a built node.
 pub fn out_dir(entry: &Path) -> PathBuf {
     entry.join("out")

@@ -79,6 +79,12 @@ pub struct TargetReport {
     pub variations: Vec<Variation>,
     pub differences: Vec<FileDiff>,
     pub rebuild_dir: Option<String>,
+    /// sha256 of the rebuild's provenance and SBOM (`steps::attest`), compared with the
+    /// store's and with the pins like the outputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sbom: Option<String>,
     /// With `--against`: the cache's entry compared with this machine's rebuild.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<CacheComparison>,
@@ -93,7 +99,7 @@ pub struct Report {
     pub targets: Vec<TargetReport>,
 }
 
-pub const SCHEMA: &str = "reprovm-audit/3";
+pub const SCHEMA: &str = "reprovm-audit/4";
 
 const SIDES: Sides = Sides { a: "the store", b: "the rebuild" };
 
@@ -203,8 +209,65 @@ pub fn audit(ctx: &RunContext, opts: &AuditOptions) -> Result<()> {
         if let Some(p) = pin.filter(|p| p.output_hash != first.manifest.output_hash) {
             diffs.extend(compare_with_pin(p, &first.manifest, &store::out_dir(&first.entry))?);
         }
-        let matches_store = rebuilt.output_hash == first.manifest.output_hash;
-        let matches_pin = pin.map(|p| p.output_hash == rebuilt.output_hash);
+        // The attestations, regenerated over the rebuild: the same bytes as over the store's
+        // entry, and as pinned.
+        let mut rebuilt_closure = first.closure.clone();
+        if let Some(last) = rebuilt_closure.last_mut() {
+            last.entry = entry_rebuilt.clone();
+            last.manifest = rebuilt.clone();
+        }
+        let a_store = crate::ops::attest::attest_closure(
+            ctx,
+            &graph,
+            &first.closure,
+            &store::out_dir(&first.entry),
+        )?;
+        let a_rebuilt = crate::ops::attest::attest_closure(
+            ctx,
+            &graph,
+            &rebuilt_closure,
+            &store::out_dir(&entry_rebuilt),
+        )?;
+        let digest = reprovm_fs::hash::sha256_bytes;
+        let mut attestations_match_pin = true;
+        for (what, a, b, pinned) in [
+            (
+                "provenance",
+                &a_store.provenance,
+                &a_rebuilt.provenance,
+                pin.and_then(|p| p.provenance.clone()),
+            ),
+            ("sbom", &a_store.sbom, &a_rebuilt.sbom, pin.and_then(|p| p.sbom.clone())),
+        ] {
+            if a != b {
+                diffs.push(FileDiff {
+                    path: format!("({what})"),
+                    kind: DiffKind::Content,
+                    explanation: explain::explain_contents(
+                        a,
+                        b,
+                        &Tools::Sandbox(&tc.root),
+                        &SIDES,
+                    )?,
+                });
+            }
+            if let Some(p) = pinned.filter(|p| *p != digest(b)) {
+                attestations_match_pin = false;
+                diffs.push(FileDiff {
+                    path: format!("({what})"),
+                    kind: DiffKind::Pin,
+                    explanation: vec![format!(
+                        "pinned sha256 {p}, the rebuild's is {}: `cargo xtask attest {t}` writes it to out/attestations/, `cargo xtask diff OLD NEW` explains it by field",
+                        digest(b)
+                    )],
+                });
+            }
+        }
+        let matches_store = rebuilt.output_hash == first.manifest.output_hash
+            && a_store.provenance == a_rebuilt.provenance
+            && a_store.sbom == a_rebuilt.sbom;
+        let matches_pin =
+            pin.map(|p| p.output_hash == rebuilt.output_hash && attestations_match_pin);
         let keep = !matches_store || matches_pin == Some(false) || opts.keep;
         reports.push(TargetReport {
             name: t.clone(),
@@ -217,6 +280,8 @@ pub fn audit(ctx: &RunContext, opts: &AuditOptions) -> Result<()> {
             variations: cond.variations(),
             differences: diffs,
             rebuild_dir: keep.then(|| entry_rebuilt.display().to_string()),
+            provenance: Some(digest(&a_rebuilt.provenance)),
+            sbom: Some(digest(&a_rebuilt.sbom)),
             cache: match &against {
                 Some(c) => Some(compare_with_cache(
                     ctx,
@@ -532,6 +597,13 @@ pub fn render(r: &Report) -> String {
             t.name,
             &t.rebuild_output_hash[..16]
         ));
+        if let (Some(p), Some(b)) = (&t.provenance, &t.sbom) {
+            s.push_str(&format!(
+                "  provenance {} sbom {} (regenerated over the rebuild)\n",
+                &p[..16],
+                &b[..16]
+            ));
+        }
         let skipped: Vec<&str> =
             t.variations.iter().filter(|v| !v.applied).map(|v| v.name.as_str()).collect();
         if !skipped.is_empty() {
@@ -660,6 +732,8 @@ mod tests {
                     explanation: vec!["section .rodata differs".into()],
                 }],
                 rebuild_dir: Some("/x".into()),
+                provenance: Some("ab".repeat(32)),
+                sbom: None,
                 cache: Some(CacheComparison {
                     repository: "http://127.0.0.1:5000/cache".into(),
                     output_hash: Some("d".repeat(64)),

@@ -71,10 +71,14 @@ pub fn build_target(ctx: &RunContext, target: &str, opts: &BuildOptions) -> Resu
     Ok(res)
 }
 
+pub use crate::model::store::BuiltNode;
+
 #[derive(Debug, Clone)]
 pub struct BuildResult {
     pub entry: PathBuf,
     pub manifest: Manifest,
+    /// Every node of the target's closure (the target last), as built or found.
+    pub closure: Vec<BuiltNode>,
 }
 
 /// Build `target`'s closure: per node, the store, then the substituters, then a local build.
@@ -102,6 +106,7 @@ pub fn build(
     let subs = ctx.substituters().filter(|_| opts.substitute);
     let mut hashes = InputHashes::new(graph, project, &tc_id)?;
     let mut entries: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut closure: Vec<BuiltNode> = Vec::new();
     let (mut cached, mut substituted, mut built) = (0, 0, 0);
     let mut last = None;
     for name in &order {
@@ -131,6 +136,11 @@ pub fn build(
                 if let Some(m) = from_cache {
                     substituted += 1;
                     entries.insert(name.clone(), dest.clone());
+                    closure.push(BuiltNode {
+                        name: name.clone(),
+                        entry: dest.clone(),
+                        manifest: m.clone(),
+                    });
                     last = Some((dest, m));
                     continue;
                 }
@@ -156,6 +166,7 @@ pub fn build(
             }
         };
         entries.insert(name.clone(), entry.clone());
+        closure.push(BuiltNode { name: name.clone(), entry: entry.clone(), manifest: m.clone() });
         last = Some((entry, m));
     }
     let (entry, manifest) = last.context("empty build graph")?;
@@ -175,7 +186,7 @@ pub fn build(
             "{target}: {substituted} substituted, {built} built, {cached} already in the store"
         ));
     }
-    Ok(BuildResult { entry, manifest })
+    Ok(BuildResult { entry, manifest, closure })
 }
 
 /// Fixed environment plus the recipe's own.

@@ -1,6 +1,7 @@
 //! Operations: what the commands do, over a project.
 
 pub mod assemble;
+pub mod attest;
 pub mod audit;
 pub mod bench;
 pub mod boot;

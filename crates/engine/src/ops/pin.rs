@@ -14,7 +14,12 @@ pub fn pin_outputs(ctx: &RunContext, targets: &[String]) -> Result<()> {
     let old = pins.clone();
     for t in targets_or_default(&graph, targets) {
         let res = build::build(ctx, &graph, &t, &BuildOptions::default())?;
-        pins.insert(t, pin_of(&res.manifest, &crate::model::store::out_dir(&res.entry))?);
+        let out = crate::model::store::out_dir(&res.entry);
+        let mut pin = pin_of(&res.manifest, &out)?;
+        let a = crate::ops::attest::attest_closure(ctx, &graph, &res.closure, &out)?;
+        pin.provenance = Some(reprovm_fs::hash::sha256_bytes(&a.provenance));
+        pin.sbom = Some(reprovm_fs::hash::sha256_bytes(&a.sbom));
+        pins.insert(t, pin);
     }
     // A pin whose recipe is gone would be audited forever as missing: drop it, and say so.
     pins.retain(|name, _| graph.get(name).is_ok());

@@ -8,9 +8,15 @@
 //! `subject` is that image's digest, each under its own `artifactType`, once each, at most
 //! [`MAX_REFERRERS`] of them.
 
+use crate::model::attestation::{
+    CYCLONEDX_PREDICATE, DSSE_MEDIA_TYPE, PROVENANCE_ARTIFACT, SBOM_ARTIFACT, SLSA_PROVENANCE,
+};
 use crate::ops::build::{self, BuildOptions};
 use crate::ops::context::RunContext;
+use crate::steps::attest::sign_envelope;
+use crate::steps::substitution::keys::SecretKey;
 use anyhow::{bail, Context, Result};
+use reprovm_fs::hash::sha256_bytes;
 use reprovm_fs::progress;
 use reprovm_oci::client::{
     explicit_tag, rate, Reference, Registry, RegistryError, INDEX_TYPE, MANIFEST_LIMIT,
@@ -36,8 +42,11 @@ pub fn push_target(
     target: &str,
     reference: &str,
     plain_http: bool,
+    sign_key: Option<&Path>,
 ) -> Result<()> {
-    let res = build::build(ctx, &ctx.graph()?, target, &BuildOptions::default())?;
+    let key = sign_key.map(SecretKey::load).transpose()?;
+    let graph = ctx.graph()?;
+    let res = build::build(ctx, &graph, target, &BuildOptions::default())?;
     let dir = crate::model::store::out_dir(&res.entry);
     if !dir.join("oci-layout").is_file() {
         bail!(
@@ -47,7 +56,71 @@ pub fn push_target(
     let parsed = Reference::parse(reference)?;
     let registry = Registry::connect(&parsed, plain_http)?;
     let extra_tag = explicit_tag(reference).then(|| parsed.tag()).flatten();
-    push(&registry, &Layout::open(&dir)?, &parsed, extra_tag)
+    let layout = Layout::open(&dir)?;
+    push(&registry, &layout, &parsed, extra_tag)?;
+    let Some(key) = key else {
+        progress::say(
+            "no attestations attached (push --sign-key KEY attaches a signed provenance and SBOM)",
+        );
+        return Ok(());
+    };
+    let a = crate::ops::attest::attest_closure(ctx, &graph, &res.closure, &dir)?;
+    let envelopes = [
+        (PROVENANCE_ARTIFACT, SLSA_PROVENANCE, sign_envelope(&key, &a.provenance)),
+        (SBOM_ARTIFACT, CYCLONEDX_PREDICATE, sign_envelope(&key, &a.sbom_statement)),
+    ];
+    // Every image of the layout (not its own referrers) gets both.
+    let mut images = BTreeSet::new();
+    for (_, d) in layout.manifests() {
+        let m: ImageManifest = serde_json::from_slice(&layout.blob(&d)?)?;
+        if m.subject.is_none() && images.insert(d.digest.clone()) {
+            for (artifact_type, predicate_type, env) in &envelopes {
+                attach(
+                    &registry,
+                    &parsed,
+                    &d,
+                    artifact_type,
+                    predicate_type,
+                    &serde_json::to_vec(env)?,
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Push a DSSE envelope as an OCI 1.1 referrer of `subject`: an artifact manifest (empty
+/// config, the envelope as its one layer, `artifactType`), listed in the referrers tag. The
+/// image's own manifests and index are not touched, so its digests stay the pinned ones.
+fn attach(
+    reg: &Registry,
+    reference: &Reference,
+    subject: &Descriptor,
+    artifact_type: &str,
+    predicate_type: &str,
+    envelope: &[u8],
+) -> Result<()> {
+    let empty = b"{}";
+    let config = Descriptor::new(spec::EMPTY, &sha256_bytes(empty), empty.len() as u64);
+    reg.send_blob(reference, &config.digest, config.size, &mut &empty[..])?;
+    let layer = Descriptor::new(DSSE_MEDIA_TYPE, &sha256_bytes(envelope), envelope.len() as u64)
+        .with_annotations(BTreeMap::from([(
+            "in-toto.io/predicate-type".to_string(),
+            predicate_type.to_string(),
+        )]));
+    reg.send_blob(reference, &layer.digest, layer.size, &mut &envelope[..])?;
+    let mut manifest = ImageManifest::new(config, vec![layer]);
+    manifest.artifact_type = Some(artifact_type.to_string());
+    let mut subject = subject.clone();
+    subject.annotations.clear();
+    subject.artifact_type = None;
+    subject.platform = None;
+    manifest.subject = Some(subject.clone());
+    let bytes = canonical_json(&manifest)?;
+    let d = Descriptor::new(spec::MANIFEST, &sha256_bytes(&bytes), bytes.len() as u64);
+    reg.put_manifest(&reference.at_digest(&d.digest), &bytes, MANIFEST_TYPE)?;
+    progress::say(&format!("  attached {artifact_type} {} to {}", d.digest, subject.digest));
+    add_referrer(reg, reference, &subject, &d, &manifest)
 }
 
 /// `pull REFERENCE DIR`: a tag or digest and what refers to it, into a new layout at `dir`.

@@ -2,6 +2,7 @@
 //! binary cache's entry, the step sequence and its rootfs, image, media and OCI layout steps),
 //! the host tools, the results copied to `out/`, and explanations of differences.
 
+pub mod attest;
 pub mod explain;
 pub mod host_tools;
 pub mod image;

@@ -38,6 +38,10 @@ pub struct Recipe {
     /// One line for humans (shown by `plan`).
     #[serde(default)]
     pub description: String,
+    /// The license of what the recipe builds from its sources, as an SPDX expression
+    /// (`GPL-2.0-only`): recorded in SBOMs, not part of the input hash.
+    #[serde(default)]
+    pub license: Option<String>,
     /// Other recipes whose outputs this one reads (mounted read-only at /build/deps/NAME).
     #[serde(default)]
     pub deps: Vec<String>,

@@ -31,6 +31,14 @@ pub fn validate(path: &Path, r: &Recipe) -> Result<(), Invalid> {
         ));
     }
     validate_sources(&r.sources, &[])?;
+    if let Some(l) = &r.license {
+        if !is_license_expression(l) {
+            return Err((
+                vec![key("license")],
+                format!("license `{l}` is not an SPDX expression (e.g. \"GPL-2.0-only\", \"MIT OR Apache-2.0\")"),
+            ));
+        }
+    }
     validate_versions(r)?;
     validate_placeholders(r)?;
     for (n, f) in r.files.iter().enumerate() {
@@ -204,6 +212,34 @@ fn validate_sources(
 }
 
 /// `[versions.KEY]`: keys usable after `@`, versions distinct, their sources valid.
+/// The shape of an SPDX license expression: identifiers (`GPL-2.0-or-later`,
+/// `LicenseRef-x`) joined by AND, OR and WITH, with parentheses. Whether an identifier is on
+/// SPDX's list is left to the SBOM's readers.
+fn is_license_expression(s: &str) -> bool {
+    let spaced = s.replace('(', " ( ").replace(')', " ) ");
+    let mut depth = 0i32;
+    let mut want_id = true;
+    for t in spaced.split_whitespace() {
+        match t {
+            "(" if want_id => depth += 1,
+            ")" if !want_id => {
+                depth -= 1;
+                if depth < 0 {
+                    return false;
+                }
+            }
+            "AND" | "OR" | "WITH" if !want_id => want_id = true,
+            id if want_id
+                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.+:".contains(&b)) =>
+            {
+                want_id = false
+            }
+            _ => return false,
+        }
+    }
+    depth == 0 && !want_id
+}
+
 fn validate_versions(r: &Recipe) -> Result<(), Invalid> {
     let mut seen = vec![r.version.as_str()];
     for (k, v) in &r.versions {
@@ -401,4 +437,22 @@ fn validate_oci(o: &OciSpec) -> Result<(), Invalid> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn license_expressions() {
+        for ok in [
+            "MIT",
+            "GPL-2.0-only",
+            "(MIT OR Apache-2.0) AND BSD-3-Clause",
+            "GPL-2.0-only WITH Linux-syscall-note",
+        ] {
+            assert!(super::is_license_expression(ok), "{ok}");
+        }
+        for bad in ["", "MIT OR", "(MIT", "MIT)", "GPL v2", "MIT AND AND BSD", "MIT; rm"] {
+            assert!(!super::is_license_expression(bad), "{bad}");
+        }
+    }
 }

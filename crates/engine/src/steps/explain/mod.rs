@@ -147,6 +147,17 @@ pub fn explain_contents(da: &[u8], db: &[u8], tools: &Tools, sides: &Sides) -> R
             binary_summary(&da, &db),
         ]);
     }
+    if let (Ok(ja), Ok(jb)) = (
+        serde_json::from_slice::<serde_json::Value>(&da),
+        serde_json::from_slice::<serde_json::Value>(&db),
+    ) {
+        use crate::model::attestation::{field_differences, is_attestation};
+        if is_attestation(&ja) && is_attestation(&jb) {
+            let mut lines = vec!["attestation: differs by field".to_string()];
+            lines.extend(field_differences(&ja, &jb).into_iter().take(80));
+            return Ok(lines);
+        }
+    }
     if let (Ok(ta), Ok(tb)) = (std::str::from_utf8(&da), std::str::from_utf8(&db)) {
         if !ta.contains('\0') && !tb.contains('\0') {
             let diff = similar::TextDiff::from_lines(ta, tb)

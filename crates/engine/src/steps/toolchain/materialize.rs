@@ -53,6 +53,24 @@ fn deb_data(deb: &Path) -> Result<(Vec<u8>, archive::Format)> {
     bail!("{}: no data.tar member (not a .deb?)", deb.display())
 }
 
+/// Every regular file of a .deb's data (merged-/usr path, `/`-rooted) with its sha256.
+pub fn deb_files(deb: &Path) -> Result<Vec<(String, String)>> {
+    let (buf, fmt) = deb_data(deb)?;
+    let mut tar = tar::Archive::new(archive::decoder(fmt, std::io::Cursor::new(buf))?);
+    let mut out = Vec::new();
+    for entry in tar.entries().with_context(|| format!("reading {}", deb.display()))? {
+        let mut entry = entry.with_context(|| format!("reading {}", deb.display()))?;
+        if entry.header().entry_type() != tar::EntryType::Regular {
+            continue;
+        }
+        let Some(rel) = archive::safe_relative(&entry.path()?, 0)? else { continue };
+        let path = format!("/{}", merged_usr(&rel).display());
+        let (sha, _) = reprovm_fs::hash::sha256_reader(&mut entry)?;
+        out.push((path, sha));
+    }
+    Ok(out)
+}
+
 /// Extract one .deb's data into `root` (merged /usr). Its own symlinks are checked at once
 /// (so a refusal names the package); the whole root is checked again at the end.
 pub fn unpack_deb(deb: &Path, root: &Dir) -> Result<()> {

@@ -3,7 +3,7 @@
 //! nix-bin in `pins/nix.lock`). Each is resolved by `resolve.rs` and materialised into a root by
 //! `materialize.rs`. Also the `toolchain`, `sandbox-exec` and `nix` commands.
 
-mod materialize;
+pub mod materialize;
 mod resolve;
 
 use crate::mechanisms::fetch::Fetcher;

@@ -1,0 +1,169 @@
+//! `attest [TARGETS] [--sign-key KEY]`: the provenance and SBOM of built nodes
+//! (`steps::attest`), written to `out/attestations/NODE/`, signed into DSSE envelopes with a
+//! cache key; and `verify ENVELOPE... --trusted-key PUB [--against DIR]`.
+
+use crate::model::graph::Graph;
+use crate::model::pins::targets_or_default;
+use crate::model::store::{self, BuiltNode};
+use crate::ops::build::{self, BuildOptions, BuildResult};
+use crate::ops::context::RunContext;
+use crate::steps::attest::{self, Attestations, Inputs, ToolchainPackages};
+use crate::steps::substitution::keys::{PublicKey, SecretKey};
+use crate::steps::toolchain;
+use anyhow::{Context, Result};
+use reprovm_fs::beneath::Dir;
+use reprovm_fs::hash::sha256_bytes;
+use reprovm_fs::progress;
+use std::path::{Path, PathBuf};
+
+/// File names under `out/attestations/NODE/`.
+pub const PROVENANCE_FILE: &str = "provenance.json";
+pub const SBOM_FILE: &str = "sbom.cdx.json";
+pub const PROVENANCE_ENVELOPE: &str = "provenance.dsse.json";
+pub const SBOM_ENVELOPE: &str = "sbom.dsse.json";
+
+/// The attestations of `closure`'s last node, whose outputs are in `target_out` (its store
+/// entry, or an audit's rebuild).
+pub fn attest_closure(
+    ctx: &RunContext,
+    graph: &Graph,
+    closure: &[BuiltNode],
+    target_out: &Path,
+) -> Result<Attestations> {
+    let project = &ctx.project;
+    let tc = {
+        let lock = store::store_exclusive(&project.out)?;
+        toolchain::ensure(project, &ctx.fetcher, &lock)?
+    };
+    let packages = ToolchainPackages::of(project, &tc.root, &ctx.fetcher)?;
+    let target = closure.last().context("attest: nothing built")?;
+    attest::attest(&Inputs {
+        project,
+        graph,
+        target: &target.name,
+        closure,
+        target_out,
+        toolchain_id: &tc.id,
+        toolchain: &packages,
+    })
+}
+
+/// Build `target` (or find it in the store) and make its attestations.
+pub fn attest_target(
+    ctx: &RunContext,
+    graph: &Graph,
+    target: &str,
+) -> Result<(BuildResult, Attestations)> {
+    let opts = BuildOptions { quiet: true, ..Default::default() };
+    let res = build::build(ctx, graph, target, &opts)?;
+    let a = attest_closure(ctx, graph, &res.closure, &store::out_dir(&res.entry))?;
+    Ok((res, a))
+}
+
+/// `attest`: write each target's provenance and SBOM, and with `sign_key` their envelopes.
+pub fn attest_targets(ctx: &RunContext, targets: &[String], sign_key: Option<&Path>) -> Result<()> {
+    let key = sign_key.map(SecretKey::load).transpose()?;
+    let graph = ctx.graph()?;
+    let root = ctx.project.out.join("attestations");
+    for t in targets_or_default(&graph, targets) {
+        let (res, a) = attest_target(ctx, &graph, &t)?;
+        let node = res.closure.last().map(|n| n.name.clone()).unwrap_or_else(|| t.clone());
+        let dir = Dir::create(&root)?.create_dir_all(Path::new(&node))?;
+        dir.write_atomic(Path::new(PROVENANCE_FILE), &a.provenance, 0o644)?;
+        dir.write_atomic(Path::new(SBOM_FILE), &a.sbom, 0o644)?;
+        let mut written = vec![PROVENANCE_FILE, SBOM_FILE];
+        if let Some(key) = &key {
+            for (file, statement) in
+                [(PROVENANCE_ENVELOPE, &a.provenance), (SBOM_ENVELOPE, &a.sbom_statement)]
+            {
+                let env = attest::sign_envelope(key, statement);
+                dir.write_atomic(Path::new(file), &serde_json::to_vec(&env)?, 0o644)?;
+                written.push(file);
+            }
+        }
+        progress::say(&format!(
+            "{node}: provenance sha256:{} sbom sha256:{} -> {} ({})",
+            &sha256_bytes(&a.provenance)[..16],
+            &sha256_bytes(&a.sbom)[..16],
+            root.join(&node).display(),
+            written.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// What `verify` checks.
+pub struct VerifyOptions {
+    /// Envelope files; none means every DSSE referrer of the OCI layout `against`.
+    pub envelopes: Vec<PathBuf>,
+    pub trusted_keys: Vec<PathBuf>,
+    /// An output directory or OCI layout holding the subjects.
+    pub against: Option<PathBuf>,
+}
+
+/// `verify`: every envelope must be signed by a trusted key, hold an in-toto Statement, and
+/// (with `against`) name subjects whose bytes are there. The first refusal is the error.
+pub fn verify(opts: &VerifyOptions) -> Result<()> {
+    anyhow::ensure!(
+        !opts.trusted_keys.is_empty(),
+        "verify needs --trusted-key PUB (a public key written by `cargo xtask cache keygen`)"
+    );
+    let trusted: Vec<PublicKey> =
+        opts.trusted_keys.iter().map(|p| PublicKey::load(p)).collect::<Result<_>>()?;
+    let mut envelopes: Vec<(String, Vec<u8>)> = Vec::new();
+    for p in &opts.envelopes {
+        let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+        envelopes.push((p.display().to_string(), bytes));
+    }
+    if opts.envelopes.is_empty() {
+        let dir = opts.against.as_deref().context(
+            "verify: name envelope files, or --against an OCI layout holding attestations",
+        )?;
+        envelopes = layout_envelopes(dir)?;
+        anyhow::ensure!(
+            !envelopes.is_empty(),
+            "{}: the layout holds no DSSE attestation (push with --sign-key, then pull)",
+            dir.display()
+        );
+    }
+    for (name, bytes) in &envelopes {
+        let v =
+            attest::open_envelope(&trusted, bytes).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        let checked = match &opts.against {
+            Some(dir) => {
+                let n = attest::check_subjects(&v.statement, dir)
+                    .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+                format!("{n} subjects match {}", dir.display())
+            }
+            None => "subjects not checked (no --against)".to_string(),
+        };
+        println!(
+            "{name}: signed by `{}`, {} ({}); {checked}",
+            v.key,
+            v.statement.predicate_type,
+            v.statement.subject.len()
+        );
+    }
+    Ok(())
+}
+
+/// The DSSE layers of the referrers in an OCI layout, by digest.
+fn layout_envelopes(dir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+    let layout = reprovm_oci::layout::Layout::open(dir)?;
+    let mut out = Vec::new();
+    for (_, d) in layout.manifests() {
+        let bytes = layout.blob(&d)?;
+        let Ok(m) = serde_json::from_slice::<reprovm_oci::spec::ImageManifest>(&bytes) else {
+            continue;
+        };
+        if m.subject.is_none() {
+            continue;
+        }
+        for l in
+            m.layers.iter().filter(|l| l.media_type == crate::model::attestation::DSSE_MEDIA_TYPE)
+        {
+            out.push((format!("{}:{}", dir.display(), l.digest), layout.blob(l)?));
+        }
+    }
+    Ok(out)
+}

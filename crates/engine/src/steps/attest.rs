@@ -1,0 +1,761 @@
+//! Provenance and SBOM of a built node: an in-toto Statement with the SLSA Provenance v1
+//! predicate, and a CycloneDX 1.6 BOM, both functions of what is pinned (the recipes, their
+//! sources, the toolchain lock, the outputs' bytes) and nothing else: no clock, no host, no
+//! invocation id. The same closure gives the same bytes on every machine, so they are pinned
+//! and audited like the outputs (`model::pins`).
+//!
+//! Written as canonical JSON (keys sorted, no spaces: `reprovm_oci::layout::canonical_json`).
+
+use crate::mechanisms::deb822;
+use crate::mechanisms::fetch::Fetcher;
+use crate::model::attestation::*;
+use crate::model::graph::Graph;
+use crate::model::manifest::FileKind;
+use crate::model::project::Project;
+use crate::model::recipe::Loaded;
+use crate::model::store::{self, BuiltNode};
+use crate::steps::substitution::keys::{self, PublicKey, SecretKey};
+use crate::steps::toolchain::{self, LockFile, PackageSet};
+use anyhow::{Context, Result};
+use base64::Engine;
+use reprovm_fs::beneath::Dir;
+use reprovm_fs::hash::sha256_bytes;
+use reprovm_fs::util::UtcTime;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// The architecture every output is built for (the kernel's name).
+pub const ARCHITECTURE: &str = "x86_64";
+/// The Debian architecture of the pinned toolchain's packages.
+const DEB_ARCH: &str = "amd64";
+
+/// What the build toolchain is, as far as an attestation can say: the pinned packages and
+/// their materialised root (for the copyright files), or a host root nobody pinned.
+pub enum ToolchainPackages<'a> {
+    Pinned { lock: LockFile, root: &'a Path, fetcher: &'a Fetcher },
+    Host,
+}
+
+impl<'a> ToolchainPackages<'a> {
+    /// The toolchain a project builds with (`root` is its materialised root).
+    pub fn of(project: &Project, root: &'a Path, fetcher: &'a Fetcher) -> Result<Self> {
+        if project.host_toolchain {
+            return Ok(ToolchainPackages::Host);
+        }
+        let lock = toolchain::read_lock(project, PackageSet::Build)?;
+        Ok(ToolchainPackages::Pinned { lock, root, fetcher })
+    }
+}
+
+/// A node's provenance and SBOM, as the bytes that are pinned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attestations {
+    /// The in-toto Statement (SLSA Provenance v1), canonical JSON.
+    pub provenance: Vec<u8>,
+    /// The CycloneDX 1.6 BOM, canonical JSON.
+    pub sbom: Vec<u8>,
+    /// The Statement carrying the BOM (predicate type CycloneDX), as a DSSE envelope signs it.
+    pub sbom_statement: Vec<u8>,
+}
+
+/// Everything a node's attestations are made of.
+pub struct Inputs<'a> {
+    pub project: &'a Project,
+    pub graph: &'a Graph,
+    /// The node, as named in the graph (`hd-image`, `kernel@6.18`).
+    pub target: &'a str,
+    /// Its closure, the target last (`ops::build::BuildResult::closure`).
+    pub closure: &'a [BuiltNode],
+    /// Where the target's outputs are (its store entry's `out`, or an audit's rebuild).
+    pub target_out: &'a Path,
+    pub toolchain_id: &'a str,
+    pub toolchain: &'a ToolchainPackages<'a>,
+}
+
+/// Make the provenance and the SBOM of `inputs.target`.
+pub fn attest(inputs: &Inputs) -> Result<Attestations> {
+    let target = inputs.closure.last().context("attest: empty closure")?;
+    anyhow::ensure!(
+        target.name == inputs.target,
+        "attest: the closure ends at {}, not {}",
+        target.name,
+        inputs.target
+    );
+    let subjects = subjects(target, inputs.target_out)?;
+    let provenance = Statement {
+        statement_type: STATEMENT_TYPE.into(),
+        subject: subjects.clone(),
+        predicate_type: SLSA_PROVENANCE.into(),
+        predicate: provenance(inputs)?,
+    };
+    let bom = bom(inputs)?;
+    let sbom_statement = Statement {
+        statement_type: STATEMENT_TYPE.into(),
+        subject: subjects,
+        predicate_type: CYCLONEDX_PREDICATE.into(),
+        predicate: bom.clone(),
+    };
+    Ok(Attestations {
+        provenance: reprovm_oci::layout::canonical_json(&provenance)?,
+        sbom: reprovm_oci::layout::canonical_json(&bom)?,
+        sbom_statement: reprovm_oci::layout::canonical_json(&sbom_statement)?,
+    })
+}
+
+/// Every regular file of the output by path, and every manifest of an OCI layout by tag (or
+/// referrer type): what a registry, `skopeo inspect` and `verify` see.
+pub fn subjects(target: &BuiltNode, out: &Path) -> Result<Vec<ResourceDescriptor>> {
+    let mut out_subjects = Vec::new();
+    for f in &target.manifest.files {
+        if let (FileKind::File, Some(sha)) = (f.kind, &f.sha256) {
+            out_subjects.push(ResourceDescriptor {
+                name: Some(f.path.clone()),
+                digest: BTreeMap::from([("sha256".to_string(), sha.clone())]),
+                ..Default::default()
+            });
+        }
+    }
+    for (key, digest) in crate::model::pins::oci_manifests(out)? {
+        let hex = digest.strip_prefix("sha256:").unwrap_or(&digest).to_string();
+        out_subjects.push(ResourceDescriptor {
+            name: Some(format!("oci-manifest:{key}")),
+            digest: BTreeMap::from([("sha256".to_string(), hex)]),
+            ..Default::default()
+        });
+    }
+    Ok(out_subjects)
+}
+
+fn provenance(inputs: &Inputs) -> Result<Provenance> {
+    let l = inputs.graph.get(inputs.target)?;
+    let target = inputs.closure.last().context("empty closure")?;
+    let mut deps = Vec::new();
+    for node in inputs.closure {
+        let nl = inputs.graph.get(&node.name)?;
+        for s in &nl.recipe.sources {
+            deps.push(source_descriptor(&node.name, s));
+        }
+    }
+    for node in &inputs.closure[..inputs.closure.len() - 1] {
+        deps.push(ResourceDescriptor {
+            name: Some(node.name.clone()),
+            uri: Some(format!("urn:reprovm:output:{}", node.name)),
+            digest: BTreeMap::from([("sha256".into(), node.manifest.output_hash.clone())]),
+            annotations: BTreeMap::from([
+                ("digestOf".into(), "reprovm output manifest (output_hash)".into()),
+                ("inputHash".into(), node.manifest.input_hash.clone().into()),
+                ("version".into(), node.manifest.version.clone().into()),
+            ]),
+            ..Default::default()
+        });
+    }
+    if let ToolchainPackages::Pinned { lock, .. } = inputs.toolchain {
+        for p in &lock.packages {
+            deps.push(ResourceDescriptor {
+                name: Some(p.name.clone()),
+                uri: Some(deb_purl(&p.name, &p.version, &p.arch, &lock.suite)),
+                digest: BTreeMap::from([("sha256".into(), p.sha256.clone())]),
+                annotations: BTreeMap::from([
+                    ("filename".into(), p.filename.clone().into()),
+                    ("toolchain".into(), "build".into()),
+                ]),
+                ..Default::default()
+            });
+        }
+    }
+    Ok(Provenance {
+        build_definition: BuildDefinition {
+            build_type: BUILD_TYPE.into(),
+            external_parameters: ExternalParameters {
+                target: inputs.target.to_string(),
+                architecture: ARCHITECTURE.into(),
+                uses: inputs.project.uses.clone(),
+                recipe: recipe_descriptor(inputs.project, l),
+            },
+            internal_parameters: InternalParameters {
+                input_hash: target.manifest.input_hash.clone(),
+                toolchain: inputs.toolchain_id.to_string(),
+                source_date_epoch: l.recipe.source_date_epoch(),
+            },
+            resolved_dependencies: deps,
+        },
+        run_details: RunDetails { builder: Builder { id: BUILDER_ID.into() } },
+    })
+}
+
+fn recipe_descriptor(project: &Project, l: &Loaded) -> ResourceDescriptor {
+    let rel = l.path.strip_prefix(&project.recipes).unwrap_or(&l.path);
+    ResourceDescriptor {
+        name: Some(format!("recipes/{}", rel.display())),
+        digest: BTreeMap::from([("sha256".into(), sha256_bytes(l.text.as_bytes()))]),
+        ..Default::default()
+    }
+}
+
+fn source_descriptor(node: &str, s: &crate::model::recipe::SourcePin) -> ResourceDescriptor {
+    let mut annotations: BTreeMap<String, serde_json::Value> = BTreeMap::from([
+        ("recipe".into(), node.into()),
+        ("size".into(), s.size.into()),
+        ("urls".into(), s.urls.clone().into()),
+    ]);
+    if let Some(d) = &s.debian {
+        annotations.insert("debianSource".into(), source_purl(&d.package, &d.version).into());
+        annotations.insert("debianFile".into(), d.file.clone().into());
+        if let Some(t) = &d.snapshot {
+            annotations.insert("debianSnapshot".into(), t.clone().into());
+        }
+    }
+    ResourceDescriptor {
+        name: Some(s.file.clone()),
+        uri: s.urls.first().cloned(),
+        digest: BTreeMap::from([("sha256".into(), s.sha256.clone())]),
+        annotations,
+        ..Default::default()
+    }
+}
+
+fn bom(inputs: &Inputs) -> Result<Bom> {
+    let l = inputs.graph.get(inputs.target)?;
+    let target = inputs.closure.last().context("empty closure")?;
+    let epoch = u64::try_from(l.recipe.source_date_epoch()).unwrap_or(0);
+    let mut components = Vec::new();
+    let mut required = Vec::new();
+    // What was built from pinned sources: linux, busybox, dropbear, iproute2.
+    for node in inputs.closure {
+        let nl = inputs.graph.get(&node.name)?;
+        if nl.recipe.sources.is_empty() {
+            continue;
+        }
+        let c = built_component(node, nl)?;
+        required.push(c.bom_ref.clone().unwrap_or_default());
+        components.push(c);
+    }
+    // The libraries the image carries, by the toolchain package that ships each file.
+    let libraries = image_libraries(inputs)?;
+    let mut in_image = BTreeSet::new();
+    for (package, files) in &libraries {
+        let c = library_component(inputs.toolchain, package, files)?;
+        in_image.insert(package.clone());
+        required.push(c.bom_ref.clone().unwrap_or_default());
+        components.push(c);
+    }
+    // The toolchain: used to build, not shipped.
+    if let ToolchainPackages::Pinned { lock, .. } = inputs.toolchain {
+        for p in lock.packages.iter().filter(|p| !in_image.contains(&p.name)) {
+            let purl = deb_purl(&p.name, &p.version, &p.arch, &lock.suite);
+            components.push(Component {
+                component_type: "library".into(),
+                bom_ref: Some(purl.clone()),
+                name: p.name.clone(),
+                version: Some(p.version.clone()),
+                scope: Some("excluded".into()),
+                hashes: vec![sha256_hash(&p.sha256)],
+                purl: Some(purl),
+                properties: vec![property("reprovm:toolchain", "build")],
+                ..Default::default()
+            });
+        }
+    }
+    let target_ref = format!("reprovm:{}", inputs.target);
+    let metadata_component = Component {
+        component_type: if inputs.target_out.join("oci-layout").is_file() {
+            "container".into()
+        } else {
+            "file".into()
+        },
+        bom_ref: Some(target_ref.clone()),
+        name: inputs.target.to_string(),
+        version: Some(target.manifest.version.clone()),
+        description: (!l.recipe.description.is_empty()).then(|| l.recipe.description.clone()),
+        properties: vec![
+            property("reprovm:input-hash", &target.manifest.input_hash),
+            property("reprovm:output-hash", &target.manifest.output_hash),
+        ],
+        ..Default::default()
+    };
+    let mut dependencies = vec![Dependency { reference: target_ref, depends_on: required.clone() }];
+    dependencies
+        .extend(required.iter().map(|r| Dependency { reference: r.clone(), depends_on: vec![] }));
+    let mut bom = Bom {
+        bom_format: "CycloneDX".into(),
+        spec_version: "1.6".into(),
+        serial_number: String::new(),
+        version: 1,
+        metadata: BomMetadata {
+            timestamp: UtcTime::from_unix(epoch).rfc3339(),
+            tools: Tools {
+                components: vec![Component {
+                    component_type: "application".into(),
+                    name: "reprovm".into(),
+                    version: Some(env!("CARGO_PKG_VERSION").into()),
+                    properties: vec![property("reprovm:build-type", BUILD_TYPE)],
+                    ..Default::default()
+                }],
+            },
+            component: metadata_component,
+        },
+        components,
+        dependencies,
+    };
+    // The serial number is a function of everything else the BOM says.
+    let digest = sha256_bytes(&reprovm_oci::layout::canonical_json(&bom)?);
+    bom.serial_number = uuid_urn_from(&digest);
+    Ok(bom)
+}
+
+fn built_component(node: &BuiltNode, l: &Loaded) -> Result<Component> {
+    let kernel = l.recipe.kconfig.is_some();
+    let upstream = l
+        .recipe
+        .sources
+        .iter()
+        .find_map(|s| s.debian.as_ref().map(|d| d.package.clone()))
+        .unwrap_or_else(|| l.recipe.name.clone());
+    let purl = format!("pkg:generic/{}@{}", purl_escape(&upstream), purl_escape(&l.recipe.version));
+    let mut properties = vec![
+        property("reprovm:node", &node.name),
+        property("reprovm:output-hash", &node.manifest.output_hash),
+    ];
+    if kernel {
+        // The kernel's enabled configuration, by its digest (the file is in the output).
+        let config = node.manifest.files.iter().find(|f| f.path == "config");
+        if let Some(sha) = config.and_then(|f| f.sha256.as_deref()) {
+            properties.push(property("reprovm:kernel-config-sha256", sha));
+        }
+    }
+    let mut refs = Vec::new();
+    for s in &l.recipe.sources {
+        if let Some(d) = &s.debian {
+            properties
+                .push(property("reprovm:debian-source", &source_purl(&d.package, &d.version)));
+        }
+        for u in &s.urls {
+            refs.push(ExternalReference {
+                reference_type: "distribution".into(),
+                url: u.clone(),
+                hashes: vec![sha256_hash(&s.sha256)],
+            });
+        }
+    }
+    Ok(Component {
+        component_type: if kernel { "operating-system".into() } else { "application".into() },
+        bom_ref: Some(purl.clone()),
+        name: upstream,
+        version: Some(l.recipe.version.clone()),
+        description: (!l.recipe.description.is_empty()).then(|| l.recipe.description.clone()),
+        scope: Some("required".into()),
+        licenses: l
+            .recipe
+            .license
+            .iter()
+            .map(|e| License::Expression { expression: e.clone() })
+            .collect(),
+        purl: Some(purl),
+        external_references: refs,
+        properties,
+        ..Default::default()
+    })
+}
+
+/// The shared libraries of the image in the target's closure (the files under its rootfs
+/// recipe's `library-path`), grouped by the toolchain package that ships the same bytes; with
+/// the host toolchain, by the file itself (no package can be named).
+fn image_libraries(inputs: &Inputs) -> Result<BTreeMap<String, Vec<(String, String)>>> {
+    let mut out: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    let Some((node, spec)) = inputs.closure.iter().find_map(|n| {
+        inputs.graph.get(&n.name).ok().and_then(|l| l.recipe.rootfs.as_ref().map(|r| (n, r)))
+    }) else {
+        return Ok(out);
+    };
+    let list = Dir::open(&store::out_dir(&node.entry))?.read(Path::new("rootfs.list"))?;
+    let list = String::from_utf8(list).context("rootfs.list is not UTF-8")?;
+    let mut files = Vec::new();
+    for line in list.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        if let ["f", _mode, path, _size, sha] = fields[..] {
+            let under =
+                |d: &String| path.strip_prefix(d.as_str()).is_some_and(|r| r.starts_with('/'));
+            if spec.library_path.iter().any(under) {
+                files.push((path.to_string(), sha.to_string()));
+            }
+        }
+    }
+    if files.is_empty() {
+        return Ok(out);
+    }
+    let owners = match inputs.toolchain {
+        ToolchainPackages::Pinned { lock, fetcher, .. } => {
+            library_owners(inputs.project, lock, fetcher)?
+        }
+        ToolchainPackages::Host => BTreeMap::new(),
+    };
+    for (path, sha) in files {
+        let owner = match (inputs.toolchain, owners.get(&sha)) {
+            (_, Some(p)) => p.clone(),
+            (ToolchainPackages::Host, None) => format!("file:{path}"),
+            (ToolchainPackages::Pinned { .. }, None) => anyhow::bail!(
+                "{path} in {}'s rootfs.list (sha256 {sha}) is in no package of pins/toolchain.lock: \
+                 the SBOM cannot name its package",
+                node.name
+            ),
+        };
+        out.entry(owner).or_default().push((path, sha));
+    }
+    Ok(out)
+}
+
+/// sha256 of each shared-library file shipped by a `lib*`/`zlib*` package of the lock ->
+/// that package's name.
+fn library_owners(
+    project: &Project,
+    lock: &LockFile,
+    fetcher: &Fetcher,
+) -> Result<BTreeMap<String, String>> {
+    // Reading ~110 .debs takes a second or two: once per lock and process (`pin outputs` and
+    // `audit` attest every target, twice for an audit).
+    static SEEN: std::sync::Mutex<Option<(String, BTreeMap<String, String>)>> =
+        std::sync::Mutex::new(None);
+    let key: String = lock.packages.iter().map(|p| format!("{} {}\n", p.name, p.sha256)).collect();
+    if let Some((k, owners)) = SEEN.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.as_ref() {
+        if *k == key {
+            return Ok(owners.clone());
+        }
+    }
+    let owners = read_library_owners(project, lock, fetcher)?;
+    *SEEN.lock().map_err(|_| anyhow::anyhow!("poisoned"))? = Some((key, owners.clone()));
+    Ok(owners)
+}
+
+fn read_library_owners(
+    project: &Project,
+    lock: &LockFile,
+    fetcher: &Fetcher,
+) -> Result<BTreeMap<String, String>> {
+    let mut owners = BTreeMap::new();
+    for p in
+        lock.packages.iter().filter(|p| p.name.starts_with("lib") || p.name.starts_with("zlib"))
+    {
+        let want = toolchain::materialize::deb_want(project, lock, p);
+        let deb =
+            fetcher.fetch(&want).with_context(|| format!("package {} {}", p.name, p.version))?;
+        for (path, sha) in toolchain::materialize::deb_files(&deb)? {
+            if path.contains(".so") {
+                owners.entry(sha).or_insert_with(|| p.name.clone());
+            }
+        }
+    }
+    Ok(owners)
+}
+
+fn library_component(
+    tc: &ToolchainPackages,
+    package: &str,
+    files: &[(String, String)],
+) -> Result<Component> {
+    let mut properties: Vec<Property> =
+        files.iter().map(|(p, s)| property("reprovm:file", &format!("{p} sha256:{s}"))).collect();
+    let ToolchainPackages::Pinned { lock, root, .. } = tc else {
+        let (path, sha) = &files[0];
+        return Ok(Component {
+            component_type: "file".into(),
+            bom_ref: Some(package.to_string()),
+            name: path.clone(),
+            scope: Some("required".into()),
+            hashes: vec![sha256_hash(sha)],
+            properties: vec![property("reprovm:toolchain", "host (not pinned)")],
+            ..Default::default()
+        });
+    };
+    let p = lock
+        .packages
+        .iter()
+        .find(|p| p.name == package)
+        .with_context(|| format!("{package} is not in pins/toolchain.lock"))?;
+    let purl = deb_purl(&p.name, &p.version, &p.arch, &lock.suite);
+    let licenses = copyright_licenses(root, package)?;
+    if licenses.is_empty() {
+        properties.push(property(
+            "reprovm:copyright",
+            &format!("/usr/share/doc/{package}/copyright (not machine-readable)"),
+        ));
+    }
+    Ok(Component {
+        component_type: "library".into(),
+        bom_ref: Some(purl.clone()),
+        name: p.name.clone(),
+        version: Some(p.version.clone()),
+        scope: Some("required".into()),
+        hashes: vec![sha256_hash(&p.sha256)],
+        licenses: licenses
+            .into_iter()
+            .map(|name| License::Named { license: NamedLicense { name } })
+            .collect(),
+        purl: Some(purl),
+        properties,
+        ..Default::default()
+    })
+}
+
+/// The license names of a package's machine-readable copyright file (DEP-5): the `License:`
+/// of each `Files:` paragraph, as Debian writes them (`GPL-2+`, not SPDX identifiers).
+fn copyright_licenses(root: &Path, package: &str) -> Result<Vec<String>> {
+    let root = Dir::open(root)?;
+    let rel = Path::new("usr/share/doc").join(package).join("copyright");
+    let Ok(real) = root.resolve_in_root(&rel, true) else { return Ok(vec![]) };
+    let Ok(text) = root.read(&real) else { return Ok(vec![]) };
+    let text = String::from_utf8_lossy(&text);
+    let paragraphs = deb822::paragraphs(&text);
+    if !paragraphs.first().is_some_and(|p| p.get("Format").contains("copyright-format")) {
+        return Ok(vec![]);
+    }
+    let names: BTreeSet<String> = paragraphs
+        .iter()
+        .filter(|p| !p.get("Files").is_empty())
+        .filter_map(|p| p.get("License").lines().next().map(|l| l.trim().to_string()))
+        .filter(|l| !l.is_empty())
+        .collect();
+    Ok(names.into_iter().collect())
+}
+
+fn property(name: &str, value: &str) -> Property {
+    Property { name: name.into(), value: value.into() }
+}
+
+fn sha256_hash(hex: &str) -> Hash {
+    Hash { alg: "SHA-256".into(), content: hex.into() }
+}
+
+/// `pkg:deb/debian/NAME@VERSION?arch=ARCH&distro=SUITE`.
+pub fn deb_purl(name: &str, version: &str, arch: &str, suite: &str) -> String {
+    format!(
+        "pkg:deb/debian/{}@{}?arch={}&distro=debian-{}",
+        purl_escape(name),
+        purl_escape(version),
+        purl_escape(if arch.is_empty() { DEB_ARCH } else { arch }),
+        purl_escape(suite)
+    )
+}
+
+/// A Debian source package: `pkg:deb/debian/NAME@VERSION?arch=source`.
+pub fn source_purl(name: &str, version: &str) -> String {
+    format!("pkg:deb/debian/{}@{}?arch=source", purl_escape(name), purl_escape(version))
+}
+
+/// Percent-encode what a purl segment may not hold literally (`:` of epochs, `+`, `~`, ...).
+fn purl_escape(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Sign a Statement (its exact bytes) into a DSSE envelope with a cache key (`cache keygen`).
+/// Ed25519 is deterministic: the same Statement and key give the same envelope.
+pub fn sign_envelope(key: &SecretKey, statement: &[u8]) -> Envelope {
+    let signed = key.sign(&pae(IN_TOTO_PAYLOAD, statement));
+    let sig = signed.split_once(':').map(|(_, s)| s.to_string()).unwrap_or_default();
+    Envelope {
+        payload_type: IN_TOTO_PAYLOAD.into(),
+        payload: B64.encode(statement),
+        signatures: vec![Signature { keyid: key.name.clone(), sig }],
+    }
+}
+
+/// Why `verify` refuses an envelope: one line each.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error("not a DSSE envelope: {0}")]
+    NotAnEnvelope(String),
+    #[error("payload type `{0}`, not {IN_TOTO_PAYLOAD}")]
+    PayloadType(String),
+    #[error("the envelope carries no signature by a trusted key: {0}")]
+    Untrusted(String),
+    #[error("the payload is not an in-toto Statement v1: {0}")]
+    NotAStatement(String),
+    #[error("{what} in {dir} is not a subject of the statement")]
+    NotASubject { what: String, dir: String },
+    #[error("subject {name}: not in {dir}")]
+    SubjectMissing { name: String, dir: String },
+    #[error("subject {name}: the statement says sha256 {statement}, {dir} has {found}")]
+    SubjectDiffers { name: String, statement: String, found: String, dir: String },
+}
+
+/// A verified envelope: who signed it and what it says.
+#[derive(Debug)]
+pub struct Verified {
+    pub key: String,
+    pub statement: Statement<serde_json::Value>,
+}
+
+/// Check an envelope's signatures against the trusted keys (one that verifies is enough) and
+/// read its Statement.
+pub fn open_envelope(trusted: &[PublicKey], bytes: &[u8]) -> Result<Verified, Refusal> {
+    let env: Envelope =
+        serde_json::from_slice(bytes).map_err(|e| Refusal::NotAnEnvelope(e.to_string()))?;
+    if env.payload_type != IN_TOTO_PAYLOAD {
+        return Err(Refusal::PayloadType(env.payload_type));
+    }
+    let payload =
+        B64.decode(&env.payload).map_err(|e| Refusal::NotAnEnvelope(format!("payload: {e}")))?;
+    let message = pae(&env.payload_type, &payload);
+    let mut why = vec![];
+    let mut key = None;
+    for s in &env.signatures {
+        match keys::verify(trusted, Some(&format!("{}:{}", s.keyid, s.sig)), &message) {
+            Ok(k) => {
+                key = Some(k);
+                break;
+            }
+            Err(e) => why.push(e.to_string()),
+        }
+    }
+    let Some(key) = key else {
+        if why.is_empty() {
+            why.push(keys::Untrusted::Unsigned.to_string());
+        }
+        return Err(Refusal::Untrusted(why.join("; ")));
+    };
+    let statement: Statement<serde_json::Value> =
+        serde_json::from_slice(&payload).map_err(|e| Refusal::NotAStatement(e.to_string()))?;
+    if statement.statement_type != STATEMENT_TYPE {
+        return Err(Refusal::NotAStatement(format!("_type {}", statement.statement_type)));
+    }
+    Ok(Verified { key, statement })
+}
+
+/// Check a Statement's subjects against `dir`. An output directory: every file subject, by
+/// path (read beneath `dir`, no symlink followed), must have the digest the Statement names.
+/// An OCI layout (as `pull` writes one: some of the tags, the referrers, another index.json):
+/// every image in it must be a subject, by digest. Returns how many were checked.
+pub fn check_subjects(statement: &Statement<serde_json::Value>, dir: &Path) -> Result<usize> {
+    let shown = dir.display().to_string();
+    if dir.join("oci-layout").is_file() {
+        let layout = reprovm_oci::layout::Layout::open(dir)?;
+        layout.verify().with_context(|| format!("{shown}: the layout does not verify"))?;
+        let mut checked = 0;
+        for (tag, d) in layout.manifests() {
+            let m: reprovm_oci::spec::ImageManifest = serde_json::from_slice(&layout.blob(&d)?)
+                .with_context(|| format!("{}: manifest {}", shown, d.digest))?;
+            if m.subject.is_some() {
+                continue;
+            }
+            let named = statement.subject.iter().any(|s| {
+                s.name.as_deref().is_some_and(|n| n.starts_with("oci-manifest:"))
+                    && s.digest.get("sha256").map(String::as_str) == Some(d.hex())
+            });
+            if !named {
+                let what =
+                    format!("image {} ({})", d.digest, tag.unwrap_or_else(|| "untagged".into()));
+                return Err(Refusal::NotASubject { what, dir: shown }.into());
+            }
+            checked += 1;
+        }
+        anyhow::ensure!(checked > 0, "{shown}: the layout holds no image to check");
+        return Ok(checked);
+    }
+    let root = Dir::open(dir)?;
+    for s in &statement.subject {
+        let name = s.name.clone().unwrap_or_default();
+        let want = s.digest.get("sha256").cloned().unwrap_or_default();
+        let found = match root.open_file(Path::new(&name)) {
+            Ok(mut f) => Some(reprovm_fs::hash::sha256_reader(&mut f)?.0),
+            Err(_) => None,
+        };
+        match found {
+            None => return Err(Refusal::SubjectMissing { name, dir: shown }.into()),
+            Some(f) if f != want => {
+                return Err(
+                    Refusal::SubjectDiffers { name, statement: want, found: f, dir: shown }.into()
+                )
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(statement.subject.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn purls_escape_epochs_and_plus() {
+        assert_eq!(
+            deb_purl("busybox", "1:1.35.0-4+deb12u1", "amd64", "bookworm"),
+            "pkg:deb/debian/busybox@1%3A1.35.0-4%2Bdeb12u1?arch=amd64&distro=debian-bookworm"
+        );
+        assert_eq!(source_purl("linux", "6.1.176-1"), "pkg:deb/debian/linux@6.1.176-1?arch=source");
+    }
+
+    #[test]
+    fn dep5_license_names() {
+        let t = tempfile::tempdir().unwrap();
+        let doc = t.path().join("usr/share/doc");
+        std::fs::create_dir_all(doc.join("a")).unwrap();
+        std::fs::create_dir_all(doc.join("c")).unwrap();
+        std::fs::write(
+            doc.join("a/copyright"),
+            "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\n\
+             Files: *\nCopyright: x\nLicense: GPL-2+\n\nFiles: lib/*\nLicense: BSD-3-clause or GPL-2\n\n\
+             License: GPL-2+\n text\n",
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("a", doc.join("b")).unwrap();
+        std::fs::write(doc.join("c/copyright"), "This is free software.\n").unwrap();
+        assert_eq!(copyright_licenses(t.path(), "a").unwrap(), ["BSD-3-clause or GPL-2", "GPL-2+"]);
+        assert_eq!(copyright_licenses(t.path(), "b").unwrap(), ["BSD-3-clause or GPL-2", "GPL-2+"]);
+        assert!(copyright_licenses(t.path(), "c").unwrap().is_empty());
+        assert!(copyright_licenses(t.path(), "missing").unwrap().is_empty());
+    }
+
+    #[test]
+    fn envelopes_verify_and_every_refusal_has_its_reason() {
+        let t = tempfile::tempdir().unwrap();
+        let (a, b) = (t.path().join("a.key"), t.path().join("b.key"));
+        keys::generate("ci", &a).unwrap();
+        keys::generate("other", &b).unwrap();
+        let key = SecretKey::load(&a).unwrap();
+        let trusted = vec![PublicKey::load(&a.with_extension("pub")).unwrap()];
+        std::fs::create_dir(t.path().join("out")).unwrap();
+        std::fs::write(t.path().join("out/hd.img"), b"image").unwrap();
+        let statement = format!(
+            r#"{{"_type":"{STATEMENT_TYPE}","predicate":{{}},"predicateType":"x","subject":[{{"digest":{{"sha256":"{}"}},"name":"hd.img"}}]}}"#,
+            sha256_bytes(b"image")
+        );
+        let env = serde_json::to_vec(&sign_envelope(&key, statement.as_bytes())).unwrap();
+        assert_eq!(env, serde_json::to_vec(&sign_envelope(&key, statement.as_bytes())).unwrap());
+        let v = open_envelope(&trusted, &env).unwrap();
+        assert_eq!(v.key, "ci");
+        assert_eq!(check_subjects(&v.statement, &t.path().join("out")).unwrap(), 1);
+        // The subject's bytes changed.
+        std::fs::write(t.path().join("out/hd.img"), b"other").unwrap();
+        let e = check_subjects(&v.statement, &t.path().join("out")).unwrap_err().to_string();
+        assert!(e.starts_with("subject hd.img: the statement says sha256"), "{e}");
+        std::fs::remove_file(t.path().join("out/hd.img")).unwrap();
+        let e = check_subjects(&v.statement, &t.path().join("out")).unwrap_err().to_string();
+        assert!(e.starts_with("subject hd.img: not in"), "{e}");
+        // A tampered payload.
+        let mut tampered: Envelope = serde_json::from_slice(&env).unwrap();
+        tampered.payload = B64.encode(statement.replace("hd.img", "hd.im2"));
+        let e = open_envelope(&trusted, &serde_json::to_vec(&tampered).unwrap()).unwrap_err();
+        assert!(e.to_string().contains("does not verify"), "{e}");
+        // Signed by a key nobody trusts.
+        let other = SecretKey::load(&b).unwrap();
+        let env = serde_json::to_vec(&sign_envelope(&other, statement.as_bytes())).unwrap();
+        let e = open_envelope(&trusted, &env).unwrap_err().to_string();
+        assert!(e.contains("`other`, which is not a trusted key"), "{e}");
+        // Not signed at all, and not an envelope.
+        let mut unsigned: Envelope = serde_json::from_slice(&env).unwrap();
+        unsigned.signatures.clear();
+        let e = open_envelope(&trusted, &serde_json::to_vec(&unsigned).unwrap()).unwrap_err();
+        assert!(e.to_string().contains("not signed"), "{e}");
+        assert!(matches!(open_envelope(&trusted, b"{}"), Err(Refusal::NotAnEnvelope(_))));
+    }
+}

@@ -1,0 +1,44 @@
+use reprovm::ops::context::RunContext;
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+pub struct AttestArgs {
+    /// Targets (default: every published output, as `pin outputs`), built first if needed.
+    pub targets: Vec<String>,
+    /// Sign the provenance and the SBOM into DSSE envelopes with this secret key (written by
+    /// `cargo xtask cache keygen`).
+    #[arg(long, value_name = "KEY")]
+    pub sign_key: Option<PathBuf>,
+}
+
+impl AttestArgs {
+    pub fn run(self, ctx: &RunContext) -> anyhow::Result<i32> {
+        reprovm::ops::attest::attest_targets(ctx, &self.targets, self.sign_key.as_deref())?;
+        Ok(0)
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct VerifyArgs {
+    /// DSSE envelopes (`out/attestations/NODE/*.dsse.json`); none: every attestation that
+    /// refers to an image of the OCI layout given with --against (as `pull` fetched them).
+    pub envelopes: Vec<PathBuf>,
+    /// A public key to trust (`cargo xtask cache keygen` wrote it as KEY.pub); repeatable.
+    #[arg(long = "trusted-key", value_name = "PUB", required = true)]
+    pub trusted_keys: Vec<PathBuf>,
+    /// The outputs the statements are about: an output directory (files by path) or an OCI
+    /// layout (manifests by tag).
+    #[arg(long, value_name = "DIR")]
+    pub against: Option<PathBuf>,
+}
+
+impl VerifyArgs {
+    pub fn run(self) -> anyhow::Result<i32> {
+        reprovm::ops::attest::verify(&reprovm::ops::attest::VerifyOptions {
+            envelopes: self.envelopes,
+            trusted_keys: self.trusted_keys,
+            against: self.against,
+        })?;
+        Ok(0)
+    }
+}
