@@ -175,4 +175,29 @@ fn a_changed_dependency_is_explained_by_field_and_audits_regenerate() {
     assert_eq!(t["matches_store"], true, "{report:#}");
     let want = support::registry::sha256_hex(&std::fs::read(&new).unwrap());
     assert_eq!(t["provenance"], want.as_str());
+
+    // Pinned (in a project root of its own), then a pin that names another provenance: the
+    // audit says which document differs and how to see why.
+    let root = f.path("root");
+    std::fs::create_dir_all(root.join("pins")).unwrap();
+    let mut pin = f.command("a", &["pin", "outputs", "top"]);
+    pin.env("REPROVM_ROOT", &root);
+    let (good, text) = f.x(&mut pin);
+    assert!(good, "{text}");
+    let pins_file = root.join("pins/outputs.toml");
+    let pins = std::fs::read_to_string(&pins_file).unwrap();
+    assert!(pins.contains(&format!("provenance = \"{want}\"")), "{pins}");
+    std::fs::write(&pins_file, pins.replace(&want, &"0".repeat(64))).unwrap();
+    let mut audit = f.command("a", &["audit", "top", "--json"]);
+    audit.env("REPROVM_ROOT", &root);
+    let o = audit.output().unwrap();
+    assert!(!o.status.success(), "an audit against a wrong provenance pin passed");
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let t = &report["targets"][0];
+    assert_eq!(
+        (t["matches_store"].as_bool(), t["matches_pin"].as_bool()),
+        (Some(true), Some(false))
+    );
+    let d = t["differences"].as_array().unwrap();
+    assert!(d.iter().any(|d| d["path"] == "(provenance)" && d["kind"] == "pin"), "{report:#}");
 }

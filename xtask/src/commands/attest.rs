@@ -28,8 +28,11 @@ pub struct VerifyArgs {
     pub trusted_keys: Vec<PathBuf>,
     /// The outputs the statements are about: an output directory (files by path) or an OCI
     /// layout (manifests by tag).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", required_unless_present = "signature_only")]
     pub against: Option<PathBuf>,
+    /// Check only who signed the envelopes and that they hold Statements, not their subjects.
+    #[arg(long, conflicts_with = "against")]
+    pub signature_only: bool,
 }
 
 impl VerifyArgs {
@@ -38,6 +41,7 @@ impl VerifyArgs {
             envelopes: self.envelopes,
             trusted_keys: self.trusted_keys,
             against: self.against,
+            signature_only: self.signature_only,
         })?;
         Ok(0)
     }

@@ -232,7 +232,8 @@ pub struct Envelope {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Signature {
-    /// The signing key's name (`cache keygen --name`).
+    /// The signing key's name (`cache keygen --name`); optional in DSSE.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub keyid: String,
     pub sig: String,
 }
@@ -246,12 +247,13 @@ pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A `urn:uuid:` made from a digest (the BOM's content), with the version-5 and variant bits
-/// set, so that a BOM's serial number is a function of what it says.
+/// A `urn:uuid:` made from a digest (the BOM's content), with the version bits of RFC 9562's
+/// version 8 (custom: a SHA-256, not the SHA-1 of version 5) and the variant bits set, so
+/// that a BOM's serial number is a function of what it says.
 pub fn uuid_urn_from(sha256_hex: &str) -> String {
     let h = sha256_hex.as_bytes();
     let mut hex: Vec<u8> = h[..32].to_vec();
-    hex[12] = b'5';
+    hex[12] = b'8';
     hex[16] = b"89ab"[(hex[16] as char).to_digit(16).unwrap_or(0) as usize % 4];
     let s = String::from_utf8(hex).unwrap_or_default();
     format!("urn:uuid:{}-{}-{}-{}-{}", &s[..8], &s[8..12], &s[12..16], &s[16..20], &s[20..32])
@@ -344,9 +346,9 @@ mod tests {
     #[test]
     fn serial_numbers_are_uuids_of_the_content() {
         let u = uuid_urn_from(&"f".repeat(64));
-        assert_eq!(u, "urn:uuid:ffffffff-ffff-5fff-bfff-ffffffffffff");
+        assert_eq!(u, "urn:uuid:ffffffff-ffff-8fff-bfff-ffffffffffff");
         let u = uuid_urn_from(&"0".repeat(64));
-        assert_eq!(u, "urn:uuid:00000000-0000-5000-8000-000000000000");
+        assert_eq!(u, "urn:uuid:00000000-0000-8000-8000-000000000000");
     }
 
     #[test]

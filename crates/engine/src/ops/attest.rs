@@ -72,6 +72,11 @@ pub fn attest_targets(ctx: &RunContext, targets: &[String], sign_key: Option<&Pa
         dir.write_atomic(Path::new(PROVENANCE_FILE), &a.provenance, 0o644)?;
         dir.write_atomic(Path::new(SBOM_FILE), &a.sbom, 0o644)?;
         let mut written = vec![PROVENANCE_FILE, SBOM_FILE];
+        if key.is_none() {
+            // Envelopes of an earlier run would sign other documents than these.
+            dir.remove_all(Path::new(PROVENANCE_ENVELOPE))?;
+            dir.remove_all(Path::new(SBOM_ENVELOPE))?;
+        }
         if let Some(key) = &key {
             for (file, statement) in
                 [(PROVENANCE_ENVELOPE, &a.provenance), (SBOM_ENVELOPE, &a.sbom_statement)]
@@ -99,6 +104,8 @@ pub struct VerifyOptions {
     pub trusted_keys: Vec<PathBuf>,
     /// An output directory or OCI layout holding the subjects.
     pub against: Option<PathBuf>,
+    /// Check signatures and Statements only (no `against`), and say so.
+    pub signature_only: bool,
 }
 
 /// `verify`: every envelope must be signed by a trusted key, hold an in-toto Statement, and
@@ -107,6 +114,10 @@ pub fn verify(opts: &VerifyOptions) -> Result<()> {
     anyhow::ensure!(
         !opts.trusted_keys.is_empty(),
         "verify needs --trusted-key PUB (a public key written by `cargo xtask cache keygen`)"
+    );
+    anyhow::ensure!(
+        opts.against.is_some() != opts.signature_only,
+        "verify needs --against DIR (the outputs the statements are about) or, to check only who signed them, --signature-only"
     );
     let trusted: Vec<PublicKey> =
         opts.trusted_keys.iter().map(|p| PublicKey::load(p)).collect::<Result<_>>()?;
@@ -135,7 +146,7 @@ pub fn verify(opts: &VerifyOptions) -> Result<()> {
                     .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
                 format!("{n} subjects match {}", dir.display())
             }
-            None => "subjects not checked (no --against)".to_string(),
+            None => "subjects not checked (--signature-only)".to_string(),
         };
         println!(
             "{name}: signed by `{}`, {} ({}); {checked}",
@@ -147,15 +158,20 @@ pub fn verify(opts: &VerifyOptions) -> Result<()> {
     Ok(())
 }
 
-/// The DSSE layers of the referrers in an OCI layout, by digest.
+/// The DSSE layers of the attestation referrers in an OCI layout (untagged manifests with a
+/// `subject` and one of our artifact types), by digest.
 fn layout_envelopes(dir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+    use crate::model::attestation::{PROVENANCE_ARTIFACT, SBOM_ARTIFACT};
     let layout = reprovm_oci::layout::Layout::open(dir)?;
     let mut out = Vec::new();
-    for (_, d) in layout.manifests() {
-        let bytes = layout.blob(&d)?;
-        let Ok(m) = serde_json::from_slice::<reprovm_oci::spec::ImageManifest>(&bytes) else {
+    for (tag, d) in layout.manifests() {
+        let ours = [PROVENANCE_ARTIFACT, SBOM_ARTIFACT];
+        if tag.is_some() || !d.artifact_type.as_deref().is_some_and(|t| ours.contains(&t)) {
             continue;
-        };
+        }
+        let bytes = layout.blob(&d)?;
+        let m: reprovm_oci::spec::ImageManifest = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{}: referrer {}", dir.display(), d.digest))?;
         if m.subject.is_none() {
             continue;
         }

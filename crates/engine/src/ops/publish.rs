@@ -57,18 +57,25 @@ pub fn push_target(
     let registry = Registry::connect(&parsed, plain_http)?;
     let extra_tag = explicit_tag(reference).then(|| parsed.tag()).flatten();
     let layout = Layout::open(&dir)?;
+    // The attestations are made before anything is sent: a failure leaves no image behind
+    // without them.
+    let envelopes = match &key {
+        Some(key) => {
+            let a = crate::ops::attest::attest_closure(ctx, &graph, &res.closure, &dir)?;
+            vec![
+                (PROVENANCE_ARTIFACT, SLSA_PROVENANCE, sign_envelope(key, &a.provenance)),
+                (SBOM_ARTIFACT, CYCLONEDX_PREDICATE, sign_envelope(key, &a.sbom_statement)),
+            ]
+        }
+        None => Vec::new(),
+    };
     push(&registry, &layout, &parsed, extra_tag)?;
-    let Some(key) = key else {
+    if envelopes.is_empty() {
         progress::say(
             "no attestations attached (push --sign-key KEY attaches a signed provenance and SBOM)",
         );
         return Ok(());
-    };
-    let a = crate::ops::attest::attest_closure(ctx, &graph, &res.closure, &dir)?;
-    let envelopes = [
-        (PROVENANCE_ARTIFACT, SLSA_PROVENANCE, sign_envelope(&key, &a.provenance)),
-        (SBOM_ARTIFACT, CYCLONEDX_PREDICATE, sign_envelope(&key, &a.sbom_statement)),
-    ];
+    }
     // Every image of the layout (not its own referrers) gets both.
     let mut images = BTreeSet::new();
     for (_, d) in layout.manifests() {

@@ -18,13 +18,20 @@ use crate::steps::substitution::keys::{self, PublicKey, SecretKey};
 use crate::steps::toolchain::{self, LockFile, PackageSet};
 use anyhow::{Context, Result};
 use base64::Engine;
-use reprovm_fs::beneath::Dir;
+use reprovm_fs::beneath::{Dir, Kind};
 use reprovm_fs::hash::sha256_bytes;
 use reprovm_fs::util::UtcTime;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// The version of what reprovm writes in attestations (the SBOM's tool version): bumped when
+/// the documents change shape, not with the crate, so that the bytes stay a function of the
+/// pinned inputs.
+pub const FORMAT_VERSION: &str = "1";
+/// `builder.id` of builds over `--host-toolchain` (not pinned; never equal to a pinned build).
+pub const BUILDER_ID_HOST_TOOLCHAIN: &str = "urn:reprovm:builder:xtask-host-toolchain:v1";
 
 /// The architecture every output is built for (the kernel's name).
 pub const ARCHITECTURE: &str = "x86_64";
@@ -118,13 +125,20 @@ pub fn subjects(target: &BuiltNode, out: &Path) -> Result<Vec<ResourceDescriptor
         }
     }
     for (key, digest) in crate::model::pins::oci_manifests(out)? {
-        let hex = digest.strip_prefix("sha256:").unwrap_or(&digest).to_string();
+        let hex = digest.strip_prefix("sha256:").with_context(|| {
+            format!("{}: manifest {key} is {digest}, not sha256", out.display())
+        })?;
         out_subjects.push(ResourceDescriptor {
             name: Some(format!("oci-manifest:{key}")),
-            digest: BTreeMap::from([("sha256".to_string(), hex)]),
+            digest: BTreeMap::from([("sha256".to_string(), hex.to_string())]),
             ..Default::default()
         });
     }
+    anyhow::ensure!(
+        !out_subjects.is_empty(),
+        "{}: no regular file to name as a subject (an in-toto Statement needs one)",
+        target.name
+    );
     Ok(out_subjects)
 }
 
@@ -155,7 +169,7 @@ fn provenance(inputs: &Inputs) -> Result<Provenance> {
         for p in &lock.packages {
             deps.push(ResourceDescriptor {
                 name: Some(p.name.clone()),
-                uri: Some(deb_purl(&p.name, &p.version, &p.arch, &lock.suite)),
+                uri: Some(deb_purl(&p.name, &p.version, &p.arch, &p.suite)),
                 digest: BTreeMap::from([("sha256".into(), p.sha256.clone())]),
                 annotations: BTreeMap::from([
                     ("filename".into(), p.filename.clone().into()),
@@ -172,7 +186,7 @@ fn provenance(inputs: &Inputs) -> Result<Provenance> {
                 target: inputs.target.to_string(),
                 architecture: ARCHITECTURE.into(),
                 uses: inputs.project.uses.clone(),
-                recipe: recipe_descriptor(inputs.project, l),
+                recipe: recipe_descriptor(inputs.project, l)?,
             },
             internal_parameters: InternalParameters {
                 input_hash: target.manifest.input_hash.clone(),
@@ -181,17 +195,26 @@ fn provenance(inputs: &Inputs) -> Result<Provenance> {
             },
             resolved_dependencies: deps,
         },
-        run_details: RunDetails { builder: Builder { id: BUILDER_ID.into() } },
+        run_details: RunDetails {
+            builder: Builder {
+                id: match inputs.toolchain {
+                    ToolchainPackages::Pinned { .. } => BUILDER_ID.into(),
+                    ToolchainPackages::Host => BUILDER_ID_HOST_TOOLCHAIN.into(),
+                },
+            },
+        },
     })
 }
 
-fn recipe_descriptor(project: &Project, l: &Loaded) -> ResourceDescriptor {
-    let rel = l.path.strip_prefix(&project.recipes).unwrap_or(&l.path);
-    ResourceDescriptor {
+fn recipe_descriptor(project: &Project, l: &Loaded) -> Result<ResourceDescriptor> {
+    let rel = l.path.strip_prefix(&project.recipes).with_context(|| {
+        format!("{} is not under {}", l.path.display(), project.recipes.display())
+    })?;
+    Ok(ResourceDescriptor {
         name: Some(format!("recipes/{}", rel.display())),
         digest: BTreeMap::from([("sha256".into(), sha256_bytes(l.text.as_bytes()))]),
         ..Default::default()
-    }
+    })
 }
 
 fn source_descriptor(node: &str, s: &crate::model::recipe::SourcePin) -> ResourceDescriptor {
@@ -219,13 +242,15 @@ fn source_descriptor(node: &str, s: &crate::model::recipe::SourcePin) -> Resourc
 fn bom(inputs: &Inputs) -> Result<Bom> {
     let l = inputs.graph.get(inputs.target)?;
     let target = inputs.closure.last().context("empty closure")?;
-    let epoch = u64::try_from(l.recipe.source_date_epoch()).unwrap_or(0);
+    let epoch = u64::try_from(l.recipe.source_date_epoch())
+        .with_context(|| format!("{}: SOURCE_DATE_EPOCH before 1970", l.path.display()))?;
     let mut components = Vec::new();
     let mut required = Vec::new();
-    // What was built from pinned sources: linux, busybox, dropbear, iproute2.
+    // What was built from pinned sources or carries a license of its own: linux, busybox,
+    // dropbear, iproute2, grow-rootfs.
     for node in inputs.closure {
         let nl = inputs.graph.get(&node.name)?;
-        if nl.recipe.sources.is_empty() {
+        if nl.recipe.sources.is_empty() && nl.recipe.license.is_none() {
             continue;
         }
         let c = built_component(node, nl)?;
@@ -244,7 +269,7 @@ fn bom(inputs: &Inputs) -> Result<Bom> {
     // The toolchain: used to build, not shipped.
     if let ToolchainPackages::Pinned { lock, .. } = inputs.toolchain {
         for p in lock.packages.iter().filter(|p| !in_image.contains(&p.name)) {
-            let purl = deb_purl(&p.name, &p.version, &p.arch, &lock.suite);
+            let purl = deb_purl(&p.name, &p.version, &p.arch, &p.suite);
             components.push(Component {
                 component_type: "library".into(),
                 bom_ref: Some(purl.clone()),
@@ -289,7 +314,7 @@ fn bom(inputs: &Inputs) -> Result<Bom> {
                 components: vec![Component {
                     component_type: "application".into(),
                     name: "reprovm".into(),
-                    version: Some(env!("CARGO_PKG_VERSION").into()),
+                    version: Some(FORMAT_VERSION.into()),
                     properties: vec![property("reprovm:build-type", BUILD_TYPE)],
                     ..Default::default()
                 }],
@@ -299,6 +324,15 @@ fn bom(inputs: &Inputs) -> Result<Bom> {
         components,
         dependencies,
     };
+    let mut refs = BTreeSet::new();
+    for c in &bom.components {
+        let r = c.bom_ref.as_deref().unwrap_or_default();
+        anyhow::ensure!(
+            refs.insert(r.to_string()),
+            "{}: two SBOM components are {r}",
+            inputs.target
+        );
+    }
     // The serial number is a function of everything else the BOM says.
     let digest = sha256_bytes(&reprovm_oci::layout::canonical_json(&bom)?);
     bom.serial_number = uuid_urn_from(&digest);
@@ -364,22 +398,42 @@ fn built_component(node: &BuiltNode, l: &Loaded) -> Result<Component> {
 /// the host toolchain, by the file itself (no package can be named).
 fn image_libraries(inputs: &Inputs) -> Result<BTreeMap<String, Vec<(String, String)>>> {
     let mut out: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
-    let Some((node, spec)) = inputs.closure.iter().find_map(|n| {
-        inputs.graph.get(&n.name).ok().and_then(|l| l.recipe.rootfs.as_ref().map(|r| (n, r)))
-    }) else {
+    let mut found = None;
+    for n in inputs.closure {
+        if let Some(r) = &inputs.graph.get(&n.name)?.recipe.rootfs {
+            found = Some((n, r));
+            break;
+        }
+    }
+    let Some((node, spec)) = found else {
         return Ok(out);
     };
     let list = Dir::open(&store::out_dir(&node.entry))?.read(Path::new("rootfs.list"))?;
     let list = String::from_utf8(list).context("rootfs.list is not UTF-8")?;
+    // Where the rootfs step puts libraries: the recipe's library path (or the default one, as
+    // `steps::rootfs` uses it), and the interpreter's own directory.
+    let mut dirs: Vec<String> = if spec.library_path.is_empty() {
+        reprovm_fs::elf::DEFAULT_LIB_DIRS.iter().map(|s| s.to_string()).collect()
+    } else {
+        spec.library_path.clone()
+    };
+    dirs.push("/lib64".into());
     let mut files = Vec::new();
-    for line in list.lines() {
+    for (n, line) in list.lines().enumerate() {
         let fields: Vec<&str> = line.split(' ').collect();
-        if let ["f", _mode, path, _size, sha] = fields[..] {
-            let under =
-                |d: &String| path.strip_prefix(d.as_str()).is_some_and(|r| r.starts_with('/'));
-            if spec.library_path.iter().any(under) {
-                files.push((path.to_string(), sha.to_string()));
-            }
+        if fields.first() != Some(&"f") {
+            continue;
+        }
+        let ["f", _mode, path, _size, sha] = fields[..] else {
+            anyhow::bail!(
+                "{}'s rootfs.list line {}: not `f MODE PATH SIZE SHA256`",
+                node.name,
+                n + 1
+            );
+        };
+        let under = |d: &String| path.strip_prefix(d.as_str()).is_some_and(|r| r.starts_with('/'));
+        if dirs.iter().any(under) {
+            files.push((path.to_string(), sha.to_string()));
         }
     }
     if files.is_empty() {
@@ -473,7 +527,7 @@ fn library_component(
         .iter()
         .find(|p| p.name == package)
         .with_context(|| format!("{package} is not in pins/toolchain.lock"))?;
-    let purl = deb_purl(&p.name, &p.version, &p.arch, &lock.suite);
+    let purl = deb_purl(&p.name, &p.version, &p.arch, &p.suite);
     let licenses = copyright_licenses(root, package)?;
     if licenses.is_empty() {
         properties.push(property(
@@ -503,8 +557,13 @@ fn library_component(
 fn copyright_licenses(root: &Path, package: &str) -> Result<Vec<String>> {
     let root = Dir::open(root)?;
     let rel = Path::new("usr/share/doc").join(package).join("copyright");
-    let Ok(real) = root.resolve_in_root(&rel, true) else { return Ok(vec![]) };
-    let Ok(text) = root.read(&real) else { return Ok(vec![]) };
+    let text = match root.resolve_in_root(&rel, true).and_then(|real| root.read(&real)) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!("reading {package}'s copyright file")))
+        }
+    };
     let text = String::from_utf8_lossy(&text);
     let paragraphs = deb822::paragraphs(&text);
     if !paragraphs.first().is_some_and(|p| p.get("Format").contains("copyright-format")) {
@@ -527,14 +586,22 @@ fn sha256_hash(hex: &str) -> Hash {
     Hash { alg: "SHA-256".into(), content: hex.into() }
 }
 
-/// `pkg:deb/debian/NAME@VERSION?arch=ARCH&distro=SUITE`.
+/// `pkg:deb/debian/NAME@VERSION?arch=ARCH&distro=debian-12`: the release as OSV and Syft
+/// name it (a package from bookworm-backports is a Debian 12 package too).
 pub fn deb_purl(name: &str, version: &str, arch: &str, suite: &str) -> String {
+    let release = suite.strip_suffix("-backports").unwrap_or(suite);
+    let release = match release {
+        "bookworm" => "12",
+        "trixie" => "13",
+        "forky" => "14",
+        other => other,
+    };
     format!(
         "pkg:deb/debian/{}@{}?arch={}&distro=debian-{}",
         purl_escape(name),
         purl_escape(version),
         purl_escape(if arch.is_empty() { DEB_ARCH } else { arch }),
-        purl_escape(suite)
+        purl_escape(release)
     )
 }
 
@@ -543,11 +610,13 @@ pub fn source_purl(name: &str, version: &str) -> String {
     format!("pkg:deb/debian/{}@{}?arch=source", purl_escape(name), purl_escape(version))
 }
 
-/// Percent-encode what a purl segment may not hold literally (`:` of epochs, `+`, `~`, ...).
+/// Percent-encode what a purl segment may not hold literally. The purl specification keeps
+/// `:` (Debian epochs: `1:1.35.0`) and `~` as they are; `+` is encoded (`%2B`), as it would
+/// read as a space in a query.
 fn purl_escape(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._".contains(&b) {
+        if b.is_ascii_alphanumeric() || b"-._~:".contains(&b) {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -559,12 +628,11 @@ fn purl_escape(s: &str) -> String {
 /// Sign a Statement (its exact bytes) into a DSSE envelope with a cache key (`cache keygen`).
 /// Ed25519 is deterministic: the same Statement and key give the same envelope.
 pub fn sign_envelope(key: &SecretKey, statement: &[u8]) -> Envelope {
-    let signed = key.sign(&pae(IN_TOTO_PAYLOAD, statement));
-    let sig = signed.split_once(':').map(|(_, s)| s.to_string()).unwrap_or_default();
+    let sig = key.sign_raw(&pae(IN_TOTO_PAYLOAD, statement));
     Envelope {
         payload_type: IN_TOTO_PAYLOAD.into(),
         payload: B64.encode(statement),
-        signatures: vec![Signature { keyid: key.name.clone(), sig }],
+        signatures: vec![Signature { keyid: key.name.clone(), sig: B64.encode(sig) }],
     }
 }
 
@@ -595,7 +663,9 @@ pub struct Verified {
 }
 
 /// Check an envelope's signatures against the trusted keys (one that verifies is enough) and
-/// read its Statement.
+/// read its Statement, which must name at least one subject, each once, by name and sha256.
+/// A signature without a `keyid` (optional in DSSE) is tried against every trusted key;
+/// base64 may be standard or URL-safe (DSSE allows both).
 pub fn open_envelope(trusted: &[PublicKey], bytes: &[u8]) -> Result<Verified, Refusal> {
     let env: Envelope =
         serde_json::from_slice(bytes).map_err(|e| Refusal::NotAnEnvelope(e.to_string()))?;
@@ -603,23 +673,36 @@ pub fn open_envelope(trusted: &[PublicKey], bytes: &[u8]) -> Result<Verified, Re
         return Err(Refusal::PayloadType(env.payload_type));
     }
     let payload =
-        B64.decode(&env.payload).map_err(|e| Refusal::NotAnEnvelope(format!("payload: {e}")))?;
+        decode_base64(&env.payload).map_err(|e| Refusal::NotAnEnvelope(format!("payload: {e}")))?;
     let message = pae(&env.payload_type, &payload);
     let mut why = vec![];
     let mut key = None;
-    for s in &env.signatures {
-        match keys::verify(trusted, Some(&format!("{}:{}", s.keyid, s.sig)), &message) {
-            Ok(k) => {
-                key = Some(k);
-                break;
+    'signatures: for s in &env.signatures {
+        let Ok(sig) = decode_base64(&s.sig) else {
+            why.push(keys::Untrusted::Malformed.to_string());
+            continue;
+        };
+        let sig = B64.encode(sig);
+        let names: Vec<&str> = if s.keyid.is_empty() {
+            trusted.iter().map(|k| k.name.as_str()).collect()
+        } else {
+            vec![s.keyid.as_str()]
+        };
+        for name in names {
+            match keys::verify(trusted, Some(&format!("{name}:{sig}")), &message) {
+                Ok(k) => {
+                    key = Some(k);
+                    break 'signatures;
+                }
+                Err(e) => why.push(e.to_string()),
             }
-            Err(e) => why.push(e.to_string()),
         }
     }
     let Some(key) = key else {
         if why.is_empty() {
             why.push(keys::Untrusted::Unsigned.to_string());
         }
+        why.dedup();
         return Err(Refusal::Untrusted(why.join("; ")));
     };
     let statement: Statement<serde_json::Value> =
@@ -627,23 +710,53 @@ pub fn open_envelope(trusted: &[PublicKey], bytes: &[u8]) -> Result<Verified, Re
     if statement.statement_type != STATEMENT_TYPE {
         return Err(Refusal::NotAStatement(format!("_type {}", statement.statement_type)));
     }
+    if statement.subject.is_empty() {
+        return Err(Refusal::NotAStatement("it names no subject".into()));
+    }
+    let mut names = BTreeSet::new();
+    for s in &statement.subject {
+        let name = s.name.as_deref().unwrap_or_default();
+        let sha = s.digest.get("sha256").map(String::as_str).unwrap_or_default();
+        if name.is_empty() || !reprovm_fs::hash::is_sha256_hex(sha) {
+            return Err(Refusal::NotAStatement(format!(
+                "subject `{name}` lacks a name or a sha256 digest"
+            )));
+        }
+        if !names.insert(name) {
+            return Err(Refusal::NotAStatement(format!("subject `{name}` is named twice")));
+        }
+    }
     Ok(Verified { key, statement })
 }
 
-/// Check a Statement's subjects against `dir`. An output directory: every file subject, by
-/// path (read beneath `dir`, no symlink followed), must have the digest the Statement names.
-/// An OCI layout (as `pull` writes one: some of the tags, the referrers, another index.json):
-/// every image in it must be a subject, by digest. Returns how many were checked.
+fn decode_base64(s: &str) -> Result<Vec<u8>, base64::DecodeError> {
+    B64.decode(s).or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(s))
+}
+
+/// Check a Statement's subjects against `dir`.
+///
+/// An output directory: every regular file in it must be a subject, and every subject a
+/// regular file with the digest the Statement names (read beneath `dir`; a symlink, a device,
+/// a FIFO or a path out of `dir` is refused, never followed or opened).
+///
+/// An OCI layout (as `pull` writes one: some of the tags, the referrers, its own index.json):
+/// the layout must verify, and every image in it must be a subject by digest. Only an untagged
+/// manifest whose `subject` is another manifest of the layout counts as a referrer and is left
+/// out; a tagged manifest is always an image to check. Returns how many were checked.
 pub fn check_subjects(statement: &Statement<serde_json::Value>, dir: &Path) -> Result<usize> {
     let shown = dir.display().to_string();
     if dir.join("oci-layout").is_file() {
         let layout = reprovm_oci::layout::Layout::open(dir)?;
         layout.verify().with_context(|| format!("{shown}: the layout does not verify"))?;
+        let manifests = layout.manifests();
+        let in_layout: BTreeSet<String> = manifests.iter().map(|(_, d)| d.digest.clone()).collect();
         let mut checked = 0;
-        for (tag, d) in layout.manifests() {
-            let m: reprovm_oci::spec::ImageManifest = serde_json::from_slice(&layout.blob(&d)?)
+        for (tag, d) in &manifests {
+            let m: reprovm_oci::spec::ImageManifest = serde_json::from_slice(&layout.blob(d)?)
                 .with_context(|| format!("{}: manifest {}", shown, d.digest))?;
-            if m.subject.is_some() {
+            let referrer =
+                tag.is_none() && m.subject.as_ref().is_some_and(|s| in_layout.contains(&s.digest));
+            if referrer {
                 continue;
             }
             let named = statement.subject.iter().any(|s| {
@@ -651,8 +764,11 @@ pub fn check_subjects(statement: &Statement<serde_json::Value>, dir: &Path) -> R
                     && s.digest.get("sha256").map(String::as_str) == Some(d.hex())
             });
             if !named {
-                let what =
-                    format!("image {} ({})", d.digest, tag.unwrap_or_else(|| "untagged".into()));
+                let what = format!(
+                    "image {} ({})",
+                    d.digest,
+                    tag.clone().unwrap_or_else(|| "untagged".into())
+                );
                 return Err(Refusal::NotASubject { what, dir: shown }.into());
             }
             checked += 1;
@@ -661,21 +777,32 @@ pub fn check_subjects(statement: &Statement<serde_json::Value>, dir: &Path) -> R
         return Ok(checked);
     }
     let root = Dir::open(dir)?;
+    let mut named = BTreeSet::new();
     for s in &statement.subject {
         let name = s.name.clone().unwrap_or_default();
+        named.insert(PathBuf::from(&name));
         let want = s.digest.get("sha256").cloned().unwrap_or_default();
-        let found = match root.open_file(Path::new(&name)) {
-            Ok(mut f) => Some(reprovm_fs::hash::sha256_reader(&mut f)?.0),
-            Err(_) => None,
+        let rel = Path::new(&name);
+        let meta = match root.metadata(rel) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("subject {name}"))),
         };
-        match found {
+        match meta.map(|m| m.kind) {
             None => return Err(Refusal::SubjectMissing { name, dir: shown }.into()),
-            Some(f) if f != want => {
-                return Err(
-                    Refusal::SubjectDiffers { name, statement: want, found: f, dir: shown }.into()
-                )
-            }
-            Some(_) => {}
+            Some(Kind::File) => {}
+            Some(k) => anyhow::bail!("subject {name}: a {k:?} in {shown}, not a regular file"),
+        }
+        let mut f = root.open_file(rel).with_context(|| format!("subject {name}"))?;
+        let found = reprovm_fs::hash::sha256_reader(&mut f)?.0;
+        if found != want {
+            return Err(Refusal::SubjectDiffers { name, statement: want, found, dir: shown }.into());
+        }
+    }
+    for e in root.walk()? {
+        if e.kind == Kind::File && !named.contains(&e.path) {
+            let what = format!("file {}", e.path.display());
+            return Err(Refusal::NotASubject { what, dir: shown }.into());
         }
     }
     Ok(statement.subject.len())
@@ -689,9 +816,13 @@ mod tests {
     fn purls_escape_epochs_and_plus() {
         assert_eq!(
             deb_purl("busybox", "1:1.35.0-4+deb12u1", "amd64", "bookworm"),
-            "pkg:deb/debian/busybox@1%3A1.35.0-4%2Bdeb12u1?arch=amd64&distro=debian-bookworm"
+            "pkg:deb/debian/busybox@1:1.35.0-4%2Bdeb12u1?arch=amd64&distro=debian-12"
         );
         assert_eq!(source_purl("linux", "6.1.176-1"), "pkg:deb/debian/linux@6.1.176-1?arch=source");
+        assert_eq!(
+            deb_purl("e2fsprogs", "1.47.2-3~bpo12+1", "amd64", "bookworm-backports"),
+            "pkg:deb/debian/e2fsprogs@1.47.2-3~bpo12%2B1?arch=amd64&distro=debian-12"
+        );
     }
 
     #[test]
@@ -757,5 +888,137 @@ mod tests {
         let e = open_envelope(&trusted, &serde_json::to_vec(&unsigned).unwrap()).unwrap_err();
         assert!(e.to_string().contains("not signed"), "{e}");
         assert!(matches!(open_envelope(&trusted, b"{}"), Err(Refusal::NotAnEnvelope(_))));
+    }
+
+    /// A statement over `subjects` (name, sha256 hex).
+    fn statement(subjects: &[(&str, String)]) -> Statement<serde_json::Value> {
+        Statement {
+            statement_type: STATEMENT_TYPE.into(),
+            subject: subjects
+                .iter()
+                .map(|(n, h)| ResourceDescriptor {
+                    name: Some(n.to_string()),
+                    digest: BTreeMap::from([("sha256".to_string(), h.clone())]),
+                    ..Default::default()
+                })
+                .collect(),
+            predicate_type: "x".into(),
+            predicate: serde_json::json!({}),
+        }
+    }
+
+    #[test]
+    fn statements_must_name_each_subject_once_with_a_digest() {
+        let t = tempfile::tempdir().unwrap();
+        let a = t.path().join("a.key");
+        keys::generate("ci", &a).unwrap();
+        let key = SecretKey::load(&a).unwrap();
+        let trusted = vec![PublicKey::load(&a.with_extension("pub")).unwrap()];
+        let open = |s: &Statement<serde_json::Value>| {
+            let env = sign_envelope(&key, &serde_json::to_vec(s).unwrap());
+            open_envelope(&trusted, &serde_json::to_vec(&env).unwrap()).map(|_| ())
+        };
+        let h = sha256_bytes(b"x");
+        assert!(open(&statement(&[("a", h.clone())])).is_ok());
+        let e = open(&statement(&[])).unwrap_err().to_string();
+        assert!(e.contains("names no subject"), "{e}");
+        let e = open(&statement(&[("a", h.clone()), ("a", h.clone())])).unwrap_err().to_string();
+        assert!(e.contains("named twice"), "{e}");
+        let e = open(&statement(&[("a", "12".into())])).unwrap_err().to_string();
+        assert!(e.contains("lacks a name or a sha256"), "{e}");
+        // Another payload type; a signature without keyid (tried against every trusted key);
+        // an untrusted signature beside a good one.
+        let body = serde_json::to_vec(&statement(&[("a", h)])).unwrap();
+        let mut env = sign_envelope(&key, &body);
+        env.payload_type = "text/plain".into();
+        let e = open_envelope(&trusted, &serde_json::to_vec(&env).unwrap()).unwrap_err();
+        assert!(matches!(e, Refusal::PayloadType(_)), "{e}");
+        let mut env = sign_envelope(&key, &body);
+        env.signatures[0].keyid.clear();
+        assert_eq!(open_envelope(&trusted, &serde_json::to_vec(&env).unwrap()).unwrap().key, "ci");
+        let mut env = sign_envelope(&key, &body);
+        env.signatures.insert(0, Signature { keyid: "ci".into(), sig: B64.encode([0u8; 64]) });
+        assert!(open_envelope(&trusted, &serde_json::to_vec(&env).unwrap()).is_ok());
+        let mut env = sign_envelope(&key, &body);
+        env.payload = B64.encode(b"{}");
+        let e = open_envelope(&trusted, &serde_json::to_vec(&env).unwrap()).unwrap_err();
+        assert!(matches!(e, Refusal::Untrusted(_)), "{e}");
+    }
+
+    #[test]
+    fn an_output_directory_holds_exactly_the_subjects_as_regular_files() {
+        let t = tempfile::tempdir().unwrap();
+        let out = t.path().join("out");
+        std::fs::create_dir_all(out.join("d")).unwrap();
+        std::fs::write(out.join("d/f"), b"f").unwrap();
+        let ok = statement(&[("d/f", sha256_bytes(b"f"))]);
+        assert_eq!(check_subjects(&ok, &out).unwrap(), 1);
+        std::fs::write(out.join("extra"), b"e").unwrap();
+        let e = check_subjects(&ok, &out).unwrap_err().to_string();
+        assert!(e.contains("file extra in") && e.contains("is not a subject"), "{e}");
+        std::fs::remove_file(out.join("extra")).unwrap();
+        // A symlink, a FIFO, a path out of the directory: refused, never followed or opened.
+        std::os::unix::fs::symlink("d/f", out.join("link")).unwrap();
+        let e = check_subjects(&statement(&[("link", sha256_bytes(b"f"))]), &out).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e:#}");
+        std::fs::remove_file(out.join("link")).unwrap();
+        let fifo = std::ffi::CString::new(out.join("fifo").to_str().unwrap()).unwrap();
+        // SAFETY: a valid C string; mkfifo has no other precondition.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        let e = check_subjects(&statement(&[("fifo", sha256_bytes(b""))]), &out).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e:#}");
+        std::fs::remove_file(out.join("fifo")).unwrap();
+        std::fs::write(t.path().join("outside"), b"o").unwrap();
+        assert!(check_subjects(&statement(&[("../outside", sha256_bytes(b"o"))]), &out).is_err());
+        assert!(check_subjects(&statement(&[("/etc/hostname", sha256_bytes(b"o"))]), &out).is_err());
+    }
+
+    #[test]
+    fn every_image_of_a_layout_must_be_a_subject_tagged_or_not() {
+        use reprovm_oci::layout::{LayoutWriter, REF_NAME};
+        use reprovm_oci::spec::{self, Descriptor, ImageManifest};
+        let t = tempfile::tempdir().unwrap();
+        let make = |dir: &Path, evil_subject: bool| -> (String, String) {
+            let w = LayoutWriter::create(dir).unwrap();
+            let empty = w.blob_bytes(b"{}").unwrap();
+            let config = Descriptor::new(spec::EMPTY, &empty, 2);
+            let image = ImageManifest::new(config.clone(), vec![]);
+            let image_d = w.blob_json(spec::MANIFEST, &image, BTreeMap::new()).unwrap();
+            // A referrer of the image (untagged, its subject in the layout)...
+            let mut referrer = ImageManifest::new(config.clone(), vec![]);
+            referrer.subject = Some(image_d.clone());
+            referrer.artifact_type = Some("application/x-test".into());
+            let referrer_d = w.blob_json(spec::MANIFEST, &referrer, BTreeMap::new()).unwrap();
+            // ... and, in the evil layout, a tagged image that carries a `subject` too.
+            let mut other = ImageManifest::new(config, vec![]);
+            other.annotations.insert("x".into(), "y".into());
+            if evil_subject {
+                other.subject = Some(image_d.clone());
+            }
+            let other_d = w.blob_json(spec::MANIFEST, &other, BTreeMap::new()).unwrap();
+            let tagged = |d: &Descriptor, tag: &str| {
+                let mut d = d.clone();
+                d.annotations.insert(REF_NAME.into(), tag.into());
+                d
+            };
+            let mut list = vec![image_d.clone(), referrer_d];
+            if evil_subject {
+                list.push(tagged(&other_d, "latest"));
+            }
+            w.finish(list).unwrap();
+            (image_d.hex().to_string(), other_d.hex().to_string())
+        };
+        let honest = t.path().join("honest");
+        let (image, _) = make(&honest, false);
+        let says = statement(&[("oci-manifest:1.0", image.clone())]);
+        assert_eq!(check_subjects(&says, &honest).unwrap(), 1);
+        let evil = t.path().join("evil");
+        let (image, other) = make(&evil, true);
+        let says = statement(&[("oci-manifest:1.0", image)]);
+        let e = check_subjects(&says, &evil).unwrap_err().to_string();
+        assert!(
+            e.contains(&other) && e.contains("(latest)") && e.contains("is not a subject"),
+            "{e}"
+        );
     }
 }

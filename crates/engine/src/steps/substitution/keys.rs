@@ -103,7 +103,13 @@ impl SecretKey {
 
     /// `NAME:BASE64(signature)` over `message`.
     pub fn sign(&self, message: &[u8]) -> String {
-        format!("{}:{}", self.name, B64.encode(self.pair.sign(message).as_ref()))
+        format!("{}:{}", self.name, B64.encode(self.sign_raw(message)))
+    }
+
+    /// The 64 bytes of an ed25519 signature over `message` (DSSE carries them beside the
+    /// key's name).
+    pub fn sign_raw(&self, message: &[u8]) -> Vec<u8> {
+        self.pair.sign(message).as_ref().to_vec()
     }
 }
 
