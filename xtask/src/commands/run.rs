@@ -43,6 +43,11 @@ pub struct BootArgs {
     /// Guest memory in MiB.
     #[arg(long, default_value_t = 256)]
     pub memory: u32,
+    /// Boot the disk as a larger one (`4G`, `512M`, bytes): a sparse copy-on-write overlay of
+    /// that size (with `--persist`, the raw image itself grows, sparsely). The image grows its
+    /// root file system to fill it at boot.
+    #[arg(long, value_name = "SIZE", value_parser = values::parse_size)]
+    pub disk_size: Option<u64>,
     /// A QEMU system emulator of the host to use instead of the pinned one (pins/tools.lock).
     #[arg(long, value_name = "PATH")]
     pub qemu: Option<PathBuf>,
@@ -65,6 +70,7 @@ impl BootArgs {
             persist: self.persist.is_some(),
             accel: if self.kvm { Accel::Kvm } else { self.accel },
             memory: self.memory,
+            disk_size: self.disk_size,
             qemu: self.qemu,
             firmware: self.firmware,
         }

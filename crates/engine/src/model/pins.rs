@@ -10,11 +10,12 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Targets audited and pinned when none are named: every output the project publishes.
-pub const DEFAULT_TARGETS: [&str; 13] = [
+pub const DEFAULT_TARGETS: [&str; 14] = [
     "kernel",
     "busybox",
     "dropbear",
     "iproute2",
+    "grow-rootfs",
     "rootfs",
     "hd-image",
     "krata-kernel-oci",

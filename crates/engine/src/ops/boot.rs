@@ -83,6 +83,9 @@ pub struct BootOptions {
     pub accel: Accel,
     /// Guest memory in MiB.
     pub memory: u32,
+    /// Present the disk as this many bytes: a qcow2 overlay of that size in the boot's scratch
+    /// directory, or (with `persist`) the raw image itself grown sparsely.
+    pub disk_size: Option<u64>,
     /// A QEMU system emulator of the host instead of the pinned one.
     pub qemu: Option<PathBuf>,
     /// UEFI firmware as one image for `-bios` instead of the pinned OVMF.
@@ -102,6 +105,7 @@ impl Default for BootOptions {
             persist: false,
             accel: Accel::Auto,
             memory: 256,
+            disk_size: None,
             qemu: None,
             firmware: None,
         }
@@ -261,10 +265,20 @@ fn qemu_command(
         "-no-reboot",
         "-nodefaults",
     ]);
-    let snap = if a.persist { "" } else { ",snapshot=on" };
-    let disk = |c: &mut Command, file: &Path, format: &str| {
+    let disk = |c: &mut Command, file: &Path, format: &str| -> Result<()> {
+        let (file, format, snap) = match (a.disk_size, a.persist) {
+            (None, persist) => {
+                (file.to_path_buf(), format, if persist { "" } else { ",snapshot=on" })
+            }
+            (Some(size), true) => {
+                grow_raw(file, format, size)?;
+                (file.to_path_buf(), format, "")
+            }
+            (Some(size), false) => (overlay(tools, file, format, size, scratch)?, "qcow2", ""),
+        };
         c.arg("-drive").arg(format!("id=d0,file={},format={format},if=none{snap}", file.display()));
         c.args(["-device", &format!("virtio-blk-{bus},drive=d0")]);
+        Ok(())
     };
     let uefi =
         matches!(a.target, Target::EfiImage | Target::EfiVhd | Target::EfiVmdk | Target::Iso);
@@ -301,7 +315,7 @@ fn qemu_command(
             };
             let image = need(a.image.clone().unwrap_or_else(|| out("hd.img")), "hd-image")?;
             c.arg("-kernel").arg(need(kernel, "hd-image")?);
-            disk(&mut c, &image, "raw");
+            disk(&mut c, &image, "raw")?;
             let clock = match (a.machine, accel) {
                 (Machine::Microvm, Accel::Tcg) => tcg_tsc_parameter(),
                 _ => String::new(),
@@ -322,17 +336,17 @@ fn qemu_command(
             &mut c,
             &need(a.image.clone().unwrap_or_else(|| out("efi.img")), "efi-image")?,
             "raw",
-        ),
+        )?,
         Target::EfiVhd => disk(
             &mut c,
             &need(a.image.clone().unwrap_or_else(|| out("efi.vhd")), "efi-image")?,
             "vpc",
-        ),
+        )?,
         Target::EfiVmdk => disk(
             &mut c,
             &need(a.image.clone().unwrap_or_else(|| out("efi.vmdk")), "efi-image")?,
             "vmdk",
-        ),
+        )?,
         Target::Iso => {
             let iso = need(a.image.clone().unwrap_or_else(|| out("reprovm.iso")), "iso")?;
             c.arg("-drive").arg(format!(
@@ -353,6 +367,74 @@ fn qemu_command(
         c.arg("-fw_cfg").arg(format!("name=opt/reprovm/authorized_keys,file={}", k.display()));
     }
     Ok(c)
+}
+
+/// A copy-on-write qcow2 overlay of `image` presenting `size` bytes, made by the pinned
+/// qemu-img in `scratch`: the image is never written, and the overlay holds only what the
+/// guest writes (sparse).
+fn overlay(
+    tools: &HostTools,
+    image: &Path,
+    format: &str,
+    size: u64,
+    scratch: &Path,
+) -> Result<PathBuf> {
+    let current = image_size(tools, image, format)?;
+    anyhow::ensure!(
+        size >= current,
+        "--disk-size {size}: {} is already {current} bytes; a disk can only grow",
+        image.display()
+    );
+    let image = std::fs::canonicalize(image).with_context(|| format!("{}", image.display()))?;
+    let overlay = scratch.join("disk.qcow2");
+    reprovm_fs::util::run_checked(
+        tools
+            .command("qemu-img")?
+            .args(["create", "-q", "-f", "qcow2", "-F", format, "-b"])
+            .arg(&image)
+            .arg(&overlay)
+            .arg(size.to_string()),
+    )
+    .context("making the disk's overlay")?;
+    Ok(overlay)
+}
+
+/// Grow a raw image file to `size` bytes in place (sparse: the new part is a hole).
+fn grow_raw(image: &Path, format: &str, size: u64) -> Result<()> {
+    anyhow::ensure!(
+        format == "raw",
+        "--disk-size with --persist grows a raw image in place; {} is {format} (leave out --persist for an overlay)",
+        image.display()
+    );
+    let current = std::fs::metadata(image).with_context(|| format!("{}", image.display()))?.len();
+    anyhow::ensure!(
+        size >= current,
+        "--disk-size {size}: {} is already {current} bytes; a disk can only grow",
+        image.display()
+    );
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(image)
+        .with_context(|| format!("opening {} to grow it", image.display()))?;
+    f.set_len(size).with_context(|| format!("growing {}", image.display()))?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// The virtual size of a disk image: a raw file's length, or what the pinned qemu-img reads
+/// in a VHD or VMDK.
+fn image_size(tools: &HostTools, image: &Path, format: &str) -> Result<u64> {
+    if format == "raw" {
+        return Ok(std::fs::metadata(image).with_context(|| format!("{}", image.display()))?.len());
+    }
+    let info = reprovm_fs::util::output_checked(
+        tools.command("qemu-img")?.args(["info", "--output=json", "-f", format]).arg(image),
+    )?;
+    let v: serde_json::Value = serde_json::from_slice(&info)
+        .with_context(|| format!("qemu-img info of {}", image.display()))?;
+    v["virtual-size"]
+        .as_u64()
+        .with_context(|| format!("qemu-img info of {}: no virtual-size", image.display()))
 }
 
 /// The kernel parameter that tells a TCG guest on QEMU's microvm its TSC frequency.
@@ -563,8 +645,9 @@ pub fn boot_test(ctx: &RunContext, run: &BootOptions, timeout: u64) -> Result<()
             std::thread::sleep(Duration::from_secs(2));
         }
         anyhow::ensure!(ok, "SSH login failed: {}", last.trim());
-        let checks: [(&str, &str); 4] = [
+        let checks: [(&str, &str); 5] = [
             ("uname -r", "uname -r"),
+            ("df", "df -k /"),
             ("ip -V", "ip -V"),
             ("modules", "ls /lib/modules/$(uname -r)"),
             (
@@ -590,6 +673,7 @@ pub fn boot_test(ctx: &RunContext, run: &BootOptions, timeout: u64) -> Result<()
                 "modules" => {
                     anyhow::ensure!(out.contains("modules.dep"), "no modules.dep in /lib/modules")
                 }
+                "df" => {}
                 _ => anyhow::ensure!(out.contains("dummy"), "dummy module not loaded"),
             }
         }

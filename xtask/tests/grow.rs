@@ -1,0 +1,74 @@
+//! Full tier: disks that grow. The image's root file system fills a disk made larger than the
+//! image (the workshop's first lesson: a cloud image that runs out of space), once: an image
+//! resized by 1 GiB with the pinned qemu-img boots with a root file system 1 GiB larger, the
+//! second boot leaves it alone, and `--disk-size` gives the same without touching the image.
+
+mod support;
+
+use std::path::Path;
+use support::{full_tier, host_tools, repo, run_tool, xtask_ok as ok};
+
+/// `boot-test ARGS`: what it printed, and the console log it left.
+fn boot_test(args: &[&str]) -> (String, String) {
+    let o = support::xtask().arg("boot-test").args(args).output().unwrap();
+    let text = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "boot-test {}:\n{text}", args.join(" "));
+    let console = std::fs::read_to_string(repo().join("out/boot-test-console.log")).unwrap();
+    (text, console)
+}
+
+/// The blocks of `/` before and after, from the console line of grow-rootfs.
+fn grew(console: &str) -> Option<(u64, u64)> {
+    let line = console.lines().find(|l| l.starts_with("reprovm: grew / on /dev/vda from "))?;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    Some((words[6].parse().ok()?, words[8].parse().ok()?))
+}
+
+/// The 1K-blocks of `/` as `df -k /` printed it in the guest.
+fn df_blocks(text: &str) -> u64 {
+    let line = text.lines().find(|l| l.starts_with("/dev/root")).expect("df output");
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+fn sha256(p: &Path) -> String {
+    support::registry::sha256_hex(&std::fs::read(p).unwrap())
+}
+
+#[test]
+fn a_larger_disk_grows_the_root_file_system_once() {
+    if !full_tier("disks that grow: qemu-img resize, two boots, --disk-size") {
+        return;
+    }
+    assert!(host_tools("QEMU, qemu-img"));
+    ok(&["build", "hd-image"]);
+    let image = repo().join("out/hd.img");
+    let before = sha256(&image);
+    let w = tempfile::tempdir().unwrap();
+    let disk = w.path().join("grow.img");
+    std::fs::copy(&image, &disk).unwrap();
+    run_tool("qemu-img", &["resize", "-f", "raw", disk.to_str().unwrap(), "+1G"]);
+    let args = ["--image", disk.to_str().unwrap(), "--persist"];
+
+    let (text, console) = boot_test(&args);
+    let (from, to) =
+        grew(&console).unwrap_or_else(|| panic!("no growth on the console:\n{console}"));
+    assert_eq!((to - from) * 4096, 1 << 30, "grown by exactly 1 GiB: {from} -> {to} blocks");
+    let first = df_blocks(&text);
+
+    let (text, console) = boot_test(&args);
+    assert!(grew(&console).is_none(), "the second boot grew / again:\n{console}");
+    assert!(
+        console.contains(&format!("reprovm: / fills /dev/vda ({to} blocks of 4096 bytes)")),
+        "{console}"
+    );
+    assert_eq!(df_blocks(&text), first, "the second boot changed the size of /");
+
+    // --disk-size: an overlay of that size; the image itself stays as built.
+    let size = std::fs::metadata(&image).unwrap().len() + (512 << 20);
+    let (text, console) = boot_test(&["--disk-size", &size.to_string()]);
+    let (from, to) =
+        grew(&console).unwrap_or_else(|| panic!("no growth on the console:\n{console}"));
+    assert_eq!((to - from) * 4096, 512 << 20, "{from} -> {to}");
+    assert!(df_blocks(&text) > 512 * 1024, "df: {text}");
+    assert_eq!(sha256(&image), before, "--disk-size wrote to out/hd.img");
+}
