@@ -98,7 +98,9 @@ fn boot_media_are_well_formed_and_boot() {
     // 3. The forms: qemu-img reads each at the raw disk's size; the VMDK passes its check; the
     //    VHD's data is the raw disk byte for byte, then a 512-byte footer.
     let raw_size = std::fs::metadata(&img).unwrap().len();
-    for (file, format) in [("efi.vhd", "vpc"), ("efi.vmdk", "vmdk"), ("efi.qcow2", "qcow2")] {
+    for (file, format) in
+        [("efi.vhd", "vpc"), ("efi.vhdx", "vhdx"), ("efi.vmdk", "vmdk"), ("efi.qcow2", "qcow2")]
+    {
         let path = efi.join(file);
         let info: serde_json::Value = serde_json::from_str(&run(
             "qemu-img",
@@ -108,6 +110,16 @@ fn boot_media_are_well_formed_and_boot() {
         assert_eq!(info["virtual-size"].as_u64(), Some(raw_size), "{file}: {info}");
     }
     run("qemu-img", &["check", "-f", "vmdk", efi.join("efi.vmdk").to_str().unwrap()]);
+    // The VHDX (its random ids replaced, its stale log cleared, its checksums recomputed)
+    // passes qemu-img's check and holds the raw disk's bytes.
+    let vhdx = efi.join("efi.vhdx");
+    let check = run("qemu-img", &["check", "-f", "vhdx", vhdx.to_str().unwrap()]);
+    assert!(check.contains("No errors were found"), "{check}");
+    let same = run(
+        "qemu-img",
+        &["compare", "-f", "vhdx", "-F", "raw", vhdx.to_str().unwrap(), img.to_str().unwrap()],
+    );
+    assert!(same.contains("Images are identical"), "{same}");
     run("qemu-img", &["check", "-f", "qcow2", efi.join("efi.qcow2").to_str().unwrap()]);
     let vhd = std::fs::read(efi.join("efi.vhd")).unwrap();
     assert_eq!(vhd.len() as u64, raw_size + 512);
@@ -167,9 +179,9 @@ fn boot_media_are_well_formed_and_boot() {
     let iso_table = run("sfdisk", &["--dump", iso.join("reprovm.iso").to_str().unwrap()]);
     assert!(iso_table.contains("label: gpt"), "the ISO is not hybrid: {iso_table}");
 
-    // 6. Boots with no -kernel: OVMF loads BOOTX64.EFI from the disk (raw, VHD, VMDK) and from
-    //    the CD's El Torito image; the same SSH checks as the xcluster-style boot.
-    for target in ["efi-image", "efi-vhd", "efi-vmdk", "iso"] {
+    // 6. Boots with no -kernel: OVMF loads BOOTX64.EFI from the disk (raw, VHD, VHDX, VMDK)
+    //    and from the CD's El Torito image; the same SSH checks as the xcluster-style boot.
+    for target in ["efi-image", "efi-vhd", "efi-vhdx", "efi-vmdk", "iso"] {
         ok(&["boot-test", "--target", target]);
     }
     // The out/ copies these boots used are the store entries checked above.

@@ -10,7 +10,7 @@ pub const ROOTFS: &str = "rootfs-v1";
 /// The `[image]` ext4 image.
 pub const IMAGE: &str = "image-v1";
 /// The boot media: `[initramfs]`, `[uefi]`, `[iso]`.
-pub const MEDIA: &str = "media-v3";
+pub const MEDIA: &str = "media-v4";
 /// The `[oci]` layout.
 pub const OCI: &str = "oci-v1";
 

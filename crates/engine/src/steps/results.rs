@@ -17,7 +17,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 /// Files copied to `out/` when a build produces them.
-pub const RESULTS: [&str; 11] = [
+pub const RESULTS: [&str; 12] = [
     "hd.img",
     "bzImage",
     "hd.qcow2",
@@ -25,6 +25,7 @@ pub const RESULTS: [&str; 11] = [
     "initramfs.cpio.gz",
     "efi.img",
     "efi.vhd",
+    "efi.vhdx",
     "efi.vmdk",
     "efi.qcow2",
     "reprovm.ova",

@@ -283,7 +283,8 @@ pub struct UefiSpec {
     pub cmdline: String,
     /// Size of the EFI system partition in MiB (default 64).
     pub esp_size_mib: Option<u64>,
-    /// Other forms of efi.img: `vhd` (fixed), `vmdk` (stream-optimised), `ova`, `qcow2`.
+    /// Other forms of efi.img: `vhd` (fixed), `vhdx` (dynamic), `vmdk` (stream-optimised),
+    /// `ova`, `qcow2`.
     #[serde(default)]
     pub formats: Vec<String>,
 }
@@ -307,7 +308,7 @@ pub struct IsoSpec {
 }
 
 /// The forms `[uefi] formats` may name.
-pub const DISK_FORMATS: [&str; 4] = ["vhd", "vmdk", "ova", "qcow2"];
+pub const DISK_FORMATS: [&str; 5] = ["vhd", "vhdx", "vmdk", "ova", "qcow2"];
 
 fn default_true() -> bool {
     true

@@ -1,7 +1,7 @@
 //! Boot media, the steps of `[initramfs]`, `[uefi]` and `[iso]` recipes, run by both builders
 //! (`steps.rs`): an initramfs (`cpio.rs`), a UEFI GPT disk with an EFI system partition holding
 //! a unified kernel image (`uki_script`, `fat.rs`, `gpt.rs`) and its VHD (`vhd.rs`), VMDK
-//! (`vmdk.rs`), OVA (`ova.rs`) and qcow2 forms, and a hybrid ISO (`iso_script`).
+//! (`vmdk.rs`), VHDX (`vhdx.rs`), OVA (`ova.rs`) and qcow2 forms, and a hybrid ISO (`iso_script`).
 //!
 //! Every identifier these formats carry is derived from what defines the medium, never from
 //! the clock or randomness: disk and partition GUIDs, the FAT volume id, the VHD unique id and
@@ -14,6 +14,7 @@ pub mod gpt;
 pub mod ova;
 pub mod pe;
 pub mod vhd;
+pub mod vhdx;
 pub mod vmdk;
 
 use crate::model::recipe::{InitramfsSpec, IsoSpec, Loaded, UefiSpec};
@@ -247,8 +248,11 @@ pub fn uefi(
         )?;
         vhd.flush()?;
     }
-    if want("vmdk") || want("qcow2") {
+    if want("vmdk") || want("qcow2") || want("vhdx") {
         let mut script = String::new();
+        if want("vhdx") {
+            script.push_str(&vhdx::convert_script("$OUT/efi.img", "$OUT/efi.vhdx"));
+        }
         if want("vmdk") {
             script.push_str(&vmdk::convert_script("$OUT/efi.img", "$OUT/efi.vmdk"));
         }
@@ -258,6 +262,18 @@ pub fn uefi(
             );
         }
         runner.run_script("qemu-img", &script)?;
+    }
+    if want("vhdx") {
+        let mut v = out.read(Path::new("efi.vhdx"))?;
+        let id = |name: &str| derived_uuid(&seed, name).into_bytes();
+        let ids = vhdx::Ids {
+            sequence: u64::from(derived_u32(&seed, "vhdx sequence")),
+            file_write: id("vhdx file write"),
+            data_write: [id("vhdx data write 1"), id("vhdx data write 2")],
+            virtual_disk: id("vhdx virtual disk"),
+        };
+        vhdx::normalize(&mut v, &ids).context("efi.vhdx")?;
+        out.write_atomic(Path::new("efi.vhdx"), &v, 0o644)?;
     }
     if want("vmdk") {
         let mut v = out.read(Path::new("efi.vmdk"))?;
