@@ -155,15 +155,21 @@ fn boot_media_are_well_formed_and_boot() {
         assert!(manifest.lines().any(|l| l == line), "{manifest} lacks {line}");
     }
 
-    // 5. The ISO: El Torito with a UEFI boot image, a GPT for disk boot, SOURCE_DATE_EPOCH
-    //    dates in the primary volume descriptor.
+    // 5. The ISO: El Torito with a BIOS (isolinux) and a UEFI boot image, an isohybrid MBR and
+    //    a GPT for disk boot, SOURCE_DATE_EPOCH dates in the primary volume descriptor.
     let iso = built("iso");
     let report = run(
         "xorriso",
         &["-indev", iso.join("reprovm.iso").to_str().unwrap(), "-report_el_torito", "plain"],
     );
+    for platform in ["BIOS", "UEFI"] {
+        assert!(
+            report.lines().any(|l| l.contains("El Torito boot img") && l.contains(platform)),
+            "no {platform} boot image: {report}"
+        );
+    }
     assert!(
-        report.lines().any(|l| l.contains("El Torito boot img") && l.contains("UEFI")),
+        report.contains("/isolinux/isolinux.bin") && report.contains("isohybrid-suitable"),
         "{report}"
     );
     let pvd = {
@@ -171,6 +177,9 @@ fn boot_media_are_well_formed_and_boot() {
         d[16 * 2048..17 * 2048].to_vec()
     };
     assert_eq!(&pvd[1..6], b"CD001");
+    let head = std::fs::read(iso.join("reprovm.iso")).unwrap()[..512].to_vec();
+    assert!(head[..432].iter().any(|&b| b != 0), "no boot code in the ISO's MBR (isohybrid)");
+    assert_eq!(&head[510..], &[0x55, 0xAA]);
     assert_eq!(&pvd[40..47], b"REPROVM", "volume id");
     assert_eq!(&pvd[813..827], b"20240101000000", "creation date is not SOURCE_DATE_EPOCH");
     // The root directory record's date (years since 1900, month, day, h, m, s): the files'
@@ -183,6 +192,13 @@ fn boot_media_are_well_formed_and_boot() {
     //    and from the CD's El Torito image; the same SSH checks as the xcluster-style boot.
     for target in ["efi-image", "efi-vhd", "efi-vhdx", "efi-vmdk", "iso"] {
         ok(&["boot-test", "--target", target]);
+    }
+    // The ISO through a legacy BIOS (QEMU's SeaBIOS): as a CD-ROM, isolinux from El Torito; as
+    // a disk, through the isohybrid MBR. The console shows isolinux started the kernel.
+    for target in ["iso", "iso-disk"] {
+        ok(&["boot-test", "--target", target, "--legacy-bios"]);
+        let console = std::fs::read_to_string(repo().join("out/boot-test-console.log")).unwrap();
+        assert!(console.contains("ISOLINUX 6.04"), "{target}: isolinux did not boot:\n{console}");
     }
     // The out/ copies these boots used are the store entries checked above.
     for (name, entry) in [("efi.img", &efi), ("efi.vhd", &efi), ("reprovm.iso", &iso)] {

@@ -55,6 +55,10 @@ pub struct BootArgs {
     /// its code read-only and a fresh copy of its variable store as flash).
     #[arg(long, value_name = "FILE")]
     pub firmware: Option<PathBuf>,
+    /// Boot the ISO (`--target iso` or `iso-disk`) through a legacy BIOS, QEMU's own SeaBIOS,
+    /// instead of UEFI.
+    #[arg(long, conflicts_with = "firmware")]
+    pub legacy_bios: bool,
 }
 
 impl BootArgs {
@@ -73,6 +77,7 @@ impl BootArgs {
             disk_size: self.disk_size,
             qemu: self.qemu,
             firmware: self.firmware,
+            legacy_bios: self.legacy_bios,
         }
     }
 }

@@ -10,12 +10,13 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Targets audited and pinned when none are named: every output the project publishes.
-pub const DEFAULT_TARGETS: [&str; 14] = [
+pub const DEFAULT_TARGETS: [&str; 15] = [
     "kernel",
     "busybox",
     "dropbear",
     "iproute2",
     "grow-rootfs",
+    "syslinux-bios",
     "rootfs",
     "hd-image",
     "krata-kernel-oci",

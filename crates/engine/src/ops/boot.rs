@@ -47,13 +47,16 @@ pub enum Target {
     EfiVmdk,
     /// out/efi.vhdx through QEMU's vhdx driver and OVMF.
     EfiVhdx,
+    /// out/reprovm.iso written to a disk (a USB stick): GPT and the ESP for UEFI, the
+    /// isohybrid MBR for a legacy BIOS.
+    IsoDisk,
     /// out/reprovm.iso as a CD-ROM through OVMF (`build iso`).
     Iso,
 }
 
 impl Target {
     /// Every medium with its name on the command line and what it is.
-    pub const VALUES: [(Target, &'static str, &'static str); 7] = [
+    pub const VALUES: [(Target, &'static str, &'static str); 8] = [
         (Target::Image, "image", "out/bzImage with out/hd.img as root (`build hd-image`)"),
         (Target::Initramfs, "initramfs", "out/bzImage with out/initramfs.cpio.gz, no disk"),
         (Target::EfiImage, "efi-image", "out/efi.img through OVMF, no -kernel"),
@@ -61,6 +64,7 @@ impl Target {
         (Target::EfiVmdk, "efi-vmdk", "out/efi.vmdk through QEMU's vmdk driver and OVMF"),
         (Target::EfiVhdx, "efi-vhdx", "out/efi.vhdx through QEMU's vhdx driver and OVMF"),
         (Target::Iso, "iso", "out/reprovm.iso as a CD-ROM through OVMF"),
+        (Target::IsoDisk, "iso-disk", "out/reprovm.iso as a disk (a USB stick)"),
     ];
 }
 
@@ -93,6 +97,8 @@ pub struct BootOptions {
     pub qemu: Option<PathBuf>,
     /// UEFI firmware as one image for `-bios` instead of the pinned OVMF.
     pub firmware: Option<PathBuf>,
+    /// Boot the ISO through a legacy BIOS (QEMU's own SeaBIOS) instead of OVMF.
+    pub legacy_bios: bool,
 }
 
 impl Default for BootOptions {
@@ -111,6 +117,7 @@ impl Default for BootOptions {
             disk_size: None,
             qemu: None,
             firmware: None,
+            legacy_bios: false,
         }
     }
 }
@@ -283,14 +290,21 @@ fn qemu_command(
         c.args(["-device", &format!("virtio-blk-{bus},drive=d0")]);
         Ok(())
     };
-    let uefi = matches!(
-        a.target,
-        Target::EfiImage | Target::EfiVhd | Target::EfiVmdk | Target::EfiVhdx | Target::Iso
-    );
+    let efi_disk =
+        matches!(a.target, Target::EfiImage | Target::EfiVhd | Target::EfiVmdk | Target::EfiVhdx);
+    if a.legacy_bios && efi_disk {
+        bail!(
+            "--legacy-bios: the UEFI disk has no BIOS boot path yet (README \"Boot media\"); the ISO has one (--target iso or iso-disk)"
+        );
+    }
+    let uefi = (efi_disk || matches!(a.target, Target::Iso | Target::IsoDisk)) && !a.legacy_bios;
+    if a.legacy_bios && a.firmware.is_some() {
+        bail!("--legacy-bios boots QEMU's own SeaBIOS; leave out --firmware");
+    }
+    if (efi_disk || matches!(a.target, Target::Iso | Target::IsoDisk)) && !a.append.is_empty() {
+        bail!("--target {:?} boots a unified kernel image (or isolinux's entry), whose command line is built in; --append is for image and initramfs", a.target);
+    }
     if uefi {
-        if !a.append.is_empty() {
-            bail!("--target {:?} boots a unified kernel image, whose command line is built in; --append is for image and initramfs", a.target);
-        }
         match &a.firmware {
             Some(fw) => {
                 anyhow::ensure!(fw.is_file(), "--firmware {}: no such file", fw.display());
@@ -357,6 +371,12 @@ fn qemu_command(
             &need(a.image.clone().unwrap_or_else(|| out("efi.vhdx")), "efi-image")?,
             "vhdx",
         )?,
+        Target::IsoDisk => {
+            let iso = need(a.image.clone().unwrap_or_else(|| out("reprovm.iso")), "iso")?;
+            c.arg("-drive")
+                .arg(format!("id=d0,file={},format=raw,if=none,readonly=on", iso.display()));
+            c.args(["-device", &format!("virtio-blk-{bus},drive=d0")]);
+        }
         Target::Iso => {
             let iso = need(a.image.clone().unwrap_or_else(|| out("reprovm.iso")), "iso")?;
             c.arg("-drive").arg(format!(

@@ -305,6 +305,10 @@ pub struct IsoSpec {
     /// Added to the kernel command line (after `console=ttyS0 panic=-1`).
     #[serde(default)]
     pub cmdline: String,
+    /// A dependency holding `bios/isolinux.bin`, `bios/ldlinux.c32` and `bios/isohdpfx.bin`:
+    /// the ISO also boots from a legacy BIOS, as a CD-ROM (El Torito) and as a disk (the
+    /// isohybrid MBR), with the same kernel, initramfs and command line.
+    pub bios: Option<String>,
 }
 
 /// The forms `[uefi] formats` may name.

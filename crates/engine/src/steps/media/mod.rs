@@ -340,21 +340,70 @@ pub fn iso(
         0o644,
     )?;
     let b = runner.build_dir();
+    let mbr = match &spec.bios {
+        None => None,
+        Some(dep) => {
+            // SYSLINUX's BIOS boot: isolinux in the ISO tree, the kernel and initramfs beside
+            // it, one entry with the UKI's command line; the isohybrid MBR makes it a disk too.
+            let copy = |name: &str, file: &str, to: &str| -> Result<()> {
+                let mut f = dep_file(paths, l, name, file)?;
+                let mut data = Vec::new();
+                std::io::Read::read_to_end(&mut f, &mut data)?;
+                media.write_atomic(Path::new(to), &data, 0o644)?;
+                Ok(())
+            };
+            copy(dep, "bios/isolinux.bin", "iso-root/isolinux/isolinux.bin")?;
+            copy(dep, "bios/ldlinux.c32", "iso-root/isolinux/ldlinux.c32")?;
+            copy(dep, "bios/isohdpfx.bin", "isohdpfx.bin")?;
+            copy(&spec.kernel, "bzImage", "iso-root/boot/bzImage")?;
+            copy(&spec.initramfs, "initramfs.cpio.gz", "iso-root/boot/initramfs.cpio.gz")?;
+            media.write_atomic(
+                Path::new("iso-root/isolinux/isolinux.cfg"),
+                isolinux_cfg(cmdline.trim()).as_bytes(),
+                0o644,
+            )?;
+            Some(b.join("media/isohdpfx.bin").display().to_string())
+        }
+    };
     let script = iso_script(
         &spec.volume_id,
         epoch_u,
         "$OUT/efiboot.img",
+        mbr.as_deref(),
         &b.join("media/iso-root").display().to_string(),
         "$OUT/reprovm.iso",
     );
     runner.run_script("xorriso", &script)
 }
 
+/// isolinux's configuration: boot the one entry at once, console on the serial port too.
+pub fn isolinux_cfg(cmdline: &str) -> String {
+    format!(
+        "SERIAL 0 115200\nDEFAULT reprovm\nPROMPT 0\nTIMEOUT 0\n\nLABEL reprovm\n  KERNEL /boot/bzImage\n  INITRD /boot/initramfs.cpio.gz\n  APPEND {cmdline}\n"
+    )
+}
+
 /// xorriso (mkisofs emulation) writing a hybrid ISO: El Torito UEFI boot from the appended
 /// FAT partition, GPT for disk boot, Rock Ridge and Joliet; every date SOURCE_DATE_EPOCH
 /// (xorriso reads it from the environment for the volume dates and UUID; the files' and
 /// directories' own times, which the directory records carry, are set to it first).
-pub fn iso_script(volume_id: &str, epoch: u64, efiboot: &str, root: &str, out: &str) -> String {
+pub fn iso_script(
+    volume_id: &str,
+    epoch: u64,
+    efiboot: &str,
+    bios_mbr: Option<&str>,
+    root: &str,
+    out: &str,
+) -> String {
+    // BIOS: isolinux as the first El Torito entry (no emulation, 4 sectors loaded, boot info
+    // table patched in), the isohybrid MBR for disk boot; UEFI: the appended ESP, after it.
+    let bios = match bios_mbr {
+        Some(mbr) => format!(
+            "-isohybrid-mbr \"{mbr}\" -b isolinux/isolinux.bin -c isolinux/boot.cat \\\n  \
+             -no-emul-boot -boot-load-size 4 -boot-info-table -eltorito-alt-boot \\\n  "
+        ),
+        None => String::new(),
+    };
     let t = reprovm_fs::util::UtcTime::from_unix(epoch);
     let stamp = format!(
         "{:04}{:02}{:02}{:02}{:02}{:02}00",
@@ -366,7 +415,7 @@ pub fn iso_script(volume_id: &str, epoch: u64, efiboot: &str, root: &str, out: &
          -volid {volume_id} -appid reprovm -publisher reprovm -preparer reprovm -sysid LINUX \\\n  \
          --modification-date={stamp} \\\n  \
          -append_partition 2 0xef \"{efiboot}\" -appended_part_as_gpt -partition_offset 16 \\\n  \
-         -e --interval:appended_partition_2:all:: -no-emul-boot \\\n  \
+         {bios}-e --interval:appended_partition_2:all:: -no-emul-boot \\\n  \
          -o \"{out}\" \"{root}\"\n"
     )
 }
@@ -423,6 +472,7 @@ mod tests {
             "REPROVM",
             1_704_067_200,
             "$OUT/efiboot.img",
+            None,
             "/b/media/iso-root",
             "$OUT/reprovm.iso",
         );
@@ -430,5 +480,10 @@ mod tests {
             x.contains("--modification-date=2024010100000000") && x.contains("-volid REPROVM"),
             "{x}"
         );
+        assert!(!x.contains("isolinux"), "{x}");
+        let x = iso_script("R", 0, "e.img", Some("/b/media/isohdpfx.bin"), "/r", "o.iso");
+        let (bios, efi) =
+            (x.find("-b isolinux/isolinux.bin").unwrap(), x.find("-e --interval").unwrap());
+        assert!(bios < efi && x.contains("-isohybrid-mbr \"/b/media/isohdpfx.bin\""), "{x}");
     }
 }
