@@ -105,7 +105,7 @@
       ${concatMap (s:
         if s.unpack
         then "tar -xf ${s.src} -C \"$b\"/src --strip-components=${s.strip}\n"
-        else "mkdir -p \"$b\"/sources; cp ${s.src} \"$b\"/sources/${s.file}\n")
+        else "mkdir -p \"$b\"/sources; cp ${s.src} \"$b\"/sources/${shellArg s.file}\n")
       srcs}
       # nixpkgs' sandbox has no /usr/bin/env: point the sources' shebangs into the store.
       if command -v patchShebangs >/dev/null 2>&1; then patchShebangs --build "$b"/src >/dev/null; fi

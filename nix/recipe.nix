@@ -27,8 +27,12 @@ let
 
   # fetchurl arguments for one [[source]] table: upstream URLs, the Debian mirror, then the
   # snapshot archive at the recipe's time (the xtask's order, without its configured mirrors).
+  # A source's name in the Nix store: its file name with what store paths may not hold
+  # (`~` of Debian versions, `:`) as `-`; the build sees it under its own name again.
+  storeFileName = builtins.replaceStrings ["~" ":"] ["-" "-"];
+
   sourceArgs = s: {
-    name = s.file;
+    name = storeFileName s.file;
     sha256 = s.sha256;
     urls =
       (s.urls or [])
@@ -102,5 +106,5 @@ let
   # { NAME = [ fetchurl args ]; } for every recipe.
   allSources = dir: builtins.mapAttrs (_: r: map sourceArgs (r.source or [])) (readRecipes dir);
 in {
-  inherit poolDir snapshotUrls sourceArgs readRecipe readRecipes fillRecipes allSources;
+  inherit poolDir snapshotUrls sourceArgs storeFileName readRecipe readRecipes fillRecipes allSources;
 }

@@ -65,6 +65,12 @@ fn nix_eval(args: &[&str]) -> Option<serde_json::Value> {
 }
 
 /// A Nix expression for an absolute path (a string appended to `/.`, so any name works).
+/// A source's name in the Nix store (nix/recipe.nix `storeFileName`): `~` and `:` are not
+/// allowed there.
+fn store_file_name(file: &str) -> String {
+    file.replace(['~', ':'], "-")
+}
+
 fn nix_path(p: &Path) -> String {
     let s = p.to_str().unwrap();
     assert!(!s.contains(['"', '\\', '$']), "{s}");
@@ -109,7 +115,7 @@ fn nix_reads_the_same_pins_and_urls_as_the_xtask() {
             .as_array()
             .unwrap()
             .iter()
-            .find(|n| n["name"] == file)
+            .find(|n| n["name"] == store_file_name(file))
             .unwrap_or_else(|| panic!("nix lacks {recipe}/{file}"));
         assert_eq!(n["sha256"], s["sha256"], "{recipe}/{file}");
         let nix_urls: Vec<&str> =
@@ -564,7 +570,7 @@ fn nix_builds_match_the_xtask_and_boot() {
     let mut add = nix("nix-store").unwrap();
     add.args(["--add-fixed", "sha256"]);
     for s in &list {
-        let named = seed.path().join(s["file"].as_str().unwrap());
+        let named = seed.path().join(store_file_name(s["file"].as_str().unwrap()));
         if !named.exists() {
             std::fs::hard_link(
                 repo().join("out/cache/sha256").join(s["sha256"].as_str().unwrap()),
