@@ -42,10 +42,7 @@ impl Fixture {
     }
 
     fn x(&self, c: &mut Command) -> (bool, String) {
-        let o = c.output().unwrap();
-        let text =
-            format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-        (o.status.success(), text)
+        support::captured(c)
     }
 
     fn ok(&self, out: &str, args: &[&str]) -> String {

@@ -59,7 +59,7 @@ impl Fixture {
     }
 
     fn x(&self, out: &str, args: &[&str]) -> (bool, String) {
-        output(&mut self.command(out, args))
+        support::captured(&mut self.command(out, args))
     }
 
     fn ok(&self, out: &str, args: &[&str]) -> String {
@@ -94,13 +94,6 @@ impl Fixture {
 }
 
 const REALMS: &str = "REPROVM_REGISTRY_TOKEN_REALMS";
-
-fn output(c: &mut Command) -> (bool, String) {
-    let o = c.output().unwrap();
-    let text =
-        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-    (o.status.success(), text)
-}
 
 /// No temp or half-made entry in a store, and no layer file anywhere in it.
 fn store_is_clean(out: &Path) {
@@ -283,7 +276,7 @@ fn credentials_stay_with_the_registry() {
     let (repo, key) = (f.reg.repo("cache"), f.key.with_extension("pub"));
     let args =
         ["--substituter", repo.as_str(), "--trusted-key", key.to_str().unwrap(), "build", "top"];
-    let (good, text) = output(f.command("b", &args).env("DOCKER_CONFIG", &config));
+    let (good, text) = support::captured(f.command("b", &args).env("DOCKER_CONFIG", &config));
     assert!(good && text.contains("top: 2 substituted, 0 built"), "{text}");
     let leaked = |reg: &FakeRegistry| {
         reg.requests.lock().unwrap().iter().filter(|r| r.header("Authorization").is_some()).count()
@@ -293,7 +286,7 @@ fn credentials_stay_with_the_registry() {
     assert_eq!(leaked(&storage), 0, "credentials followed a redirect to another origin");
     assert!(!storage.requests_to("/layer").is_empty(), "the redirect was not followed");
     // Allowed, the realm gets them (Basic, over loopback).
-    let (good, text) = output(
+    let (good, text) = support::captured(
         f.command("c", &args)
             .env("DOCKER_CONFIG", &config)
             .env(REALMS, format!("http://{}/token", realm.addr)),
@@ -474,7 +467,7 @@ fn pull_keeps_only_true_referrers() {
     };
     let t = tempfile::tempdir().unwrap();
     let dest = t.path().join("pulled");
-    let (good, text) = output(support::xtask().args([
+    let (good, text) = support::captured(support::xtask().args([
         "pull",
         &format!("{}/img:v1", reg.addr),
         dest.to_str().unwrap(),

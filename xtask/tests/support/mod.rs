@@ -38,6 +38,14 @@ pub fn xtask_ok(args: &[&str]) -> String {
     String::from_utf8(o.stdout).unwrap()
 }
 
+/// Run `c`: whether it succeeded, and its stdout followed by its stderr.
+pub fn captured(c: &mut Command) -> (bool, String) {
+    let o = c.output().unwrap();
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    (o.status.success(), text)
+}
+
 /// Copy the fixture recipes to `dir/recipes`.
 pub fn recipes_in(dir: &Path) -> PathBuf {
     let r = dir.join("recipes");
