@@ -2,7 +2,7 @@
 //! by the tools their users have (sfdisk, sgdisk, fsck.fat, mtools, xorriso, qemu-img, an XML
 //! parser for the OVF) and booted under QEMU (TCG): the initramfs with -kernel -initrd and no
 //! disk, the GPT disk, its VHD and its VMDK through OVMF with no -kernel, the ISO through OVMF
-//! as a CD-ROM. Determinism and the pins: `audit` (full.rs) rebuilds every medium from scratch
+//! as a CD-ROM, and the ISO and the GPT disk through SeaBIOS (isolinux, SYSLINUX). Determinism and the pins: `audit` (full.rs) rebuilds every medium from scratch
 //! under varied conditions and compares it with pins/outputs.toml.
 
 mod support;
@@ -94,6 +94,34 @@ fn boot_media_are_well_formed_and_boot() {
         .unwrap();
     assert!(o.status.success(), "{o:?}");
     assert!(std::fs::read(&copy).unwrap() == uki, "the ESP's BOOTX64.EFI is not out/BOOTX64.EFI");
+
+    // 2b. The BIOS boot path on the same disk: SYSLINUX's gptmbr.bin as the protective MBR's
+    //     code, the ESP marked legacy-BIOS-bootable (what gptmbr.bin looks for), SYSLINUX
+    //     installed in the ESP (boot sector, /syslinux/ldlinux.sys) with the same kernel, and the
+    //     FAT32 backup boot sector a copy of the installer's (fsck.fat reports any difference).
+    let bios = built("syslinux-bios");
+    let gptmbr = std::fs::read(bios.join("bios/gptmbr.bin")).unwrap();
+    let disk_head = std::fs::read(&img).unwrap()[..512].to_vec();
+    assert!(disk_head[..gptmbr.len()] == gptmbr[..], "the MBR's code is not gptmbr.bin");
+    assert_eq!(parts[0]["attrs"], "LegacyBIOSBootable", "{table}");
+    assert!(parts[1]["attrs"].is_null(), "{table}");
+    let fsck = run("fsck.fat", &["-n", esp.to_str().unwrap()]);
+    assert!(!fsck.contains("differences"), "{fsck}");
+    let listing = tool("mdir")
+        .args(["-a", "-b", "-i", esp.to_str().unwrap(), "::/syslinux"])
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout).to_lowercase();
+    for f in ["ldlinux.sys", "ldlinux.c32", "syslinux.cfg"] {
+        // (-a: the installer marks ldlinux.sys hidden and system)
+        assert!(listing.contains(f), "no /syslinux/{f} in the ESP: {listing}");
+    }
+    let vbr = std::fs::read(&esp).unwrap();
+    assert!(
+        String::from_utf8_lossy(&vbr[..512]).contains("SYSLINUX"),
+        "the ESP's boot sector is not SYSLINUX's"
+    );
 
     // 3. The forms: qemu-img reads each at the raw disk's size; the VMDK passes its check; the
     //    VHD's data is the raw disk byte for byte, then a 512-byte footer.
@@ -193,12 +221,18 @@ fn boot_media_are_well_formed_and_boot() {
     for target in ["efi-image", "efi-vhd", "efi-vhdx", "efi-vmdk", "iso"] {
         ok(&["boot-test", "--target", target]);
     }
-    // The ISO through a legacy BIOS (QEMU's SeaBIOS): as a CD-ROM, isolinux from El Torito; as
-    // a disk, through the isohybrid MBR. The console shows isolinux started the kernel.
-    for target in ["iso", "iso-disk"] {
+    // Through a legacy BIOS (QEMU's SeaBIOS): the ISO as a CD-ROM (isolinux from El Torito) and
+    // as a disk (the isohybrid MBR); the GPT disk, raw and as a VHDX, through gptmbr.bin and
+    // SYSLINUX on the ESP. The console shows which loader started the kernel.
+    for (target, loader) in [
+        ("iso", "ISOLINUX 6.04"),
+        ("iso-disk", "ISOLINUX 6.04"),
+        ("efi-image", "SYSLINUX 6.04"),
+        ("efi-vhdx", "SYSLINUX 6.04"),
+    ] {
         ok(&["boot-test", "--target", target, "--legacy-bios"]);
         let console = std::fs::read_to_string(repo().join("out/boot-test-console.log")).unwrap();
-        assert!(console.contains("ISOLINUX 6.04"), "{target}: isolinux did not boot:\n{console}");
+        assert!(console.contains(loader), "{target}: {loader} did not boot:\n{console}");
     }
     // The out/ copies these boots used are the store entries checked above.
     for (name, entry) in [("efi.img", &efi), ("efi.vhd", &efi), ("reprovm.iso", &iso)] {

@@ -55,8 +55,8 @@ pub struct BootArgs {
     /// its code read-only and a fresh copy of its variable store as flash).
     #[arg(long, value_name = "FILE")]
     pub firmware: Option<PathBuf>,
-    /// Boot the ISO (`--target iso` or `iso-disk`) through a legacy BIOS, QEMU's own SeaBIOS,
-    /// instead of UEFI.
+    /// Boot the ISO (`--target iso` or `iso-disk`) or the UEFI disk (`efi-image` and its
+    /// forms: SYSLINUX on the ESP) through a legacy BIOS, QEMU's own SeaBIOS, instead of UEFI.
     #[arg(long, conflicts_with = "firmware")]
     pub legacy_bios: bool,
 }

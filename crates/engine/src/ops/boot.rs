@@ -97,7 +97,8 @@ pub struct BootOptions {
     pub qemu: Option<PathBuf>,
     /// UEFI firmware as one image for `-bios` instead of the pinned OVMF.
     pub firmware: Option<PathBuf>,
-    /// Boot the ISO through a legacy BIOS (QEMU's own SeaBIOS) instead of OVMF.
+    /// Boot the ISO or the UEFI disk (any form) through a legacy BIOS (QEMU's own SeaBIOS)
+    /// instead of OVMF.
     pub legacy_bios: bool,
 }
 
@@ -292,11 +293,6 @@ fn qemu_command(
     };
     let efi_disk =
         matches!(a.target, Target::EfiImage | Target::EfiVhd | Target::EfiVmdk | Target::EfiVhdx);
-    if a.legacy_bios && efi_disk {
-        bail!(
-            "--legacy-bios: the UEFI disk has no BIOS boot path yet (README \"Boot media\"); the ISO has one (--target iso or iso-disk)"
-        );
-    }
     let uefi = (efi_disk || matches!(a.target, Target::Iso | Target::IsoDisk)) && !a.legacy_bios;
     if a.legacy_bios && a.firmware.is_some() {
         bail!("--legacy-bios boots QEMU's own SeaBIOS; leave out --firmware");

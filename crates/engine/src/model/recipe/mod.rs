@@ -287,6 +287,10 @@ pub struct UefiSpec {
     /// `ova`, `qcow2`.
     #[serde(default)]
     pub formats: Vec<String>,
+    /// A dependency holding `bios/gptmbr.bin`, `bios/syslinux` (the FAT installer) and
+    /// `bios/ldlinux.c32`: the disk also boots from a legacy BIOS, SYSLINUX on the ESP (marked
+    /// legacy-BIOS-bootable) loading the same kernel with the same command line.
+    pub bios: Option<String>,
 }
 
 /// `[iso]`: a hybrid ISO whose El Torito EFI image (also a GPT partition) holds a unified
@@ -407,6 +411,22 @@ script = "true"
         let r = parse_str(OK).unwrap();
         assert_eq!(r.sources[0].strip_components, 1);
         assert!(r.sources[0].unpack);
+    }
+
+    #[test]
+    fn a_bios_loader_must_be_a_dependency() {
+        let media = "deps = [\"k\", \"i\"]\nfiles = [\"o\"]\n";
+        let uefi = "[uefi]\nimage = \"i\"\nkernel = \"k\"\nos-release = \"o\"\nbios = \"b\"\n";
+        let iso = "[iso]\nkernel = \"k\"\ninitramfs = \"i\"\nos-release = \"o\"\nvolume-id = \"R\"\nbios = \"b\"\n";
+        for (table, what) in
+            [(uefi, "uefi.bios `b` must be in `deps`"), (iso, "iso.bios `b` must be in `deps`")]
+        {
+            let text = OK.replace("version = \"1\"\n", &format!("version = \"1\"\n{media}"));
+            let e = parse_str(&format!("{text}{table}")).unwrap_err().to_string();
+            assert!(e.contains(what), "{e}");
+            let with_dep = text.replace("\"i\"]", "\"i\", \"b\"]");
+            parse_str(&format!("{with_dep}{table}")).unwrap();
+        }
     }
 
     #[test]

@@ -323,6 +323,9 @@ fn validate_media(r: &Recipe) -> Result<(), Invalid> {
         dep(&u.image, at("image"), "uefi.image")?;
         dep(&u.kernel, at("kernel"), "uefi.kernel")?;
         file(&u.os_release, at("os-release"))?;
+        if let Some(b) = &u.bios {
+            dep(b, at("bios"), "uefi.bios")?;
+        }
         if let Some(n) = u.formats.iter().position(|f| !DISK_FORMATS.contains(&f.as_str())) {
             return Err((
                 vec![key("uefi"), key("formats"), index(n)],
@@ -347,6 +350,9 @@ fn validate_media(r: &Recipe) -> Result<(), Invalid> {
         dep(&i.kernel, at("kernel"), "iso.kernel")?;
         dep(&i.initramfs, at("initramfs"), "iso.initramfs")?;
         file(&i.os_release, at("os-release"))?;
+        if let Some(b) = &i.bios {
+            dep(b, at("bios"), "iso.bios")?;
+        }
         let ok = (1..=32).contains(&i.volume_id.len())
             && i.volume_id
                 .bytes()

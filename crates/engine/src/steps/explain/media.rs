@@ -72,6 +72,7 @@ fn gpt(a: &[u8], b: &[u8]) -> Vec<String> {
     field(&mut out, "last usable LBA", u64_at(ha, 48), u64_at(hb, 48));
     field(&mut out, "header CRC32", &ha[16..20], &hb[16..20]);
     field(&mut out, "entry array CRC32", &ha[88..92], &hb[88..92]);
+    field(&mut out, "MBR boot code (sha256)", short_sha(&a[..440]), short_sha(&b[..440]));
     for i in 0..4 {
         let e = |d: &[u8]| {
             let o = 2 * SECTOR as usize + i * 128;
@@ -80,12 +81,19 @@ fn gpt(a: &[u8], b: &[u8]) -> Vec<String> {
                     guid(&e[16..32]),
                     u64::from_le_bytes(e[32..40].try_into().unwrap()),
                     u64::from_le_bytes(e[40..48].try_into().unwrap()),
+                    u64::from_le_bytes(e[48..56].try_into().unwrap()),
                 )
             })
         };
-        if let (Some((ga, fa, la)), Some((gb, fb, lb))) = (e(a), e(b)) {
+        if let (Some((ga, fa, la, aa)), Some((gb, fb, lb, ab))) = (e(a), e(b)) {
             field(&mut out, &format!("partition {} GUID", i + 1), &ga, &gb);
             field(&mut out, &format!("partition {} LBAs", i + 1), (fa, la), (fb, lb));
+            field(
+                &mut out,
+                &format!("partition {} attributes", i + 1),
+                format!("{aa:#x}"),
+                format!("{ab:#x}"),
+            );
             // The partitions' contents, when both sides place them alike.
             if (fa, la) == (fb, lb) && la > 0 {
                 let (s, e) = ((fa * SECTOR) as usize, ((la + 1) * SECTOR) as usize);
@@ -158,6 +166,11 @@ fn iso(a: &[u8], b: &[u8]) -> Vec<String> {
     out
 }
 
+/// The first 16 hex digits of `d`'s sha256: enough to tell two blocks of code apart.
+fn short_sha(d: &[u8]) -> String {
+    reprovm_fs::hash::sha256_bytes(d)[..16].to_string()
+}
+
 fn is_fat(d: &[u8]) -> bool {
     d.len() > 512
         && d[510] == 0x55
@@ -187,7 +200,12 @@ fn fat(a: &[u8], b: &[u8]) -> Vec<String> {
         String::from_utf8_lossy(&a[oa + 4..oa + 15]),
         String::from_utf8_lossy(&b[ob + 4..ob + 15]),
     );
-    if out.len() == 1 {
+    let u32_at = |d: &[u8], o: usize| u32::from_le_bytes(d[o..o + 4].try_into().unwrap());
+    field(&mut out, "hidden sectors (partition offset)", u32_at(a, 0x1c), u32_at(b, 0x1c));
+    // The boot code after the BPB: a boot loader's installer (SYSLINUX) writes it.
+    let (ca, cb) = (if fat32(a) { 0x5a } else { 0x3e }, if fat32(b) { 0x5a } else { 0x3e });
+    field(&mut out, "boot code (sha256)", short_sha(&a[ca..510]), short_sha(&b[cb..510]));
+    if a[..512] == b[..512] {
         out.push("the boot sectors are equal: the difference is in the tables, directory entries (times) or files".into());
     }
     out
@@ -224,5 +242,36 @@ mod tests {
         };
         let lines = explain(&boot(1), &boot(2)).unwrap();
         assert!(lines.iter().any(|l| l.starts_with("volume id:")), "{lines:?}");
+        assert!(!lines.iter().any(|l| l.starts_with("boot code")), "{lines:?}");
+        let mut installed = boot(1);
+        installed[0x100] = 0xfa;
+        let lines = explain(&boot(1), &installed).unwrap();
+        assert!(lines.iter().any(|l| l.starts_with("boot code (sha256):")), "{lines:?}");
+        assert!(!lines.iter().any(|l| l.contains("boot sectors are equal")), "{lines:?}");
+        // A GPT disk whose MBR code and ESP attributes differ: both are named.
+        let disk = |code: u8, attributes: u64| {
+            let mut d = std::io::Cursor::new(vec![0u8; 8192 * 512]);
+            let part = crate::steps::media::gpt::Partition {
+                type_guid: crate::steps::media::gpt::ESP_TYPE,
+                guid: uuid::Uuid::nil(),
+                first_lba: 2048,
+                last_lba: 4095,
+                attributes,
+                name: "ESP".into(),
+            };
+            crate::steps::media::gpt::write_tables(
+                &mut d,
+                8192,
+                uuid::Uuid::nil(),
+                &[part],
+                &[code; 440],
+            )
+            .unwrap();
+            d.into_inner()
+        };
+        let lines = explain(&disk(0, 0), &disk(1, 4)).unwrap();
+        for f in ["MBR boot code (sha256):", "partition 1 attributes: \"0x0\" vs \"0x4\""] {
+            assert!(lines.iter().any(|l| l.starts_with(f)), "{f}: {lines:?}");
+        }
     }
 }

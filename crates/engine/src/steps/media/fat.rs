@@ -7,22 +7,28 @@
 //! long-name entries for `.` and `..` and, on FAT32, a `..` pointing at the root's cluster
 //! where the format wants 0: `fsck.fat` rejects the result.
 
+/// What a FAT file system is, apart from its files.
+pub struct Volume<'a> {
+    pub size_mib: u64,
+    /// FAT32 with 512-byte clusters (as the UEFI specification wants an EFI system partition);
+    /// otherwise mkfs.fat's choice for the size.
+    pub fat32: bool,
+    pub volume_id: u32,
+    pub label: &'a str,
+    /// The sectors before the file system on its disk (the BPB's hidden sectors, which a BIOS
+    /// boot sector adds to its own reads): the partition's first LBA, or 0.
+    pub hidden_sectors: u64,
+}
+
 /// The shell step that makes the FAT image `image` (a path as the script sees it, `$OUT`
-/// allowed: every path is double-quoted) of
-/// `size_mib` MiB, FAT32 with 512-byte clusters when `fat32` (as the UEFI specification wants
-/// an EFI system partition), holding each `(source, destination)` file (destinations with
-/// `/`, directories created as needed).
-pub fn script(
-    image: &str,
-    size_mib: u64,
-    fat32: bool,
-    volume_id: u32,
-    label: &str,
-    files: &[(String, String)],
-) -> String {
+/// allowed: every path is double-quoted) holding each `(source, destination)` file
+/// (destinations with `/`, directories created as needed).
+pub fn script(image: &str, v: &Volume, files: &[(String, String)]) -> String {
+    let Volume { size_mib, fat32, volume_id, label, hidden_sectors } = *v;
     let fat = if fat32 { "-F 32 -S 512 -s 1 " } else { "" };
+    let hidden = if hidden_sectors > 0 { format!("-h {hidden_sectors} ") } else { String::new() };
     let mut s = format!(
-        "rm -f \"{image}\"\nmkfs.fat -C --invariant {fat}-i {volume_id:08x} -n \"{label}\" \"{image}\" {} >/dev/null\n",
+        "rm -f \"{image}\"\nmkfs.fat -C --invariant {fat}{hidden}-i {volume_id:08x} -n \"{label}\" \"{image}\" {} >/dev/null\n",
         size_mib * 1024
     );
     s.push_str("export MTOOLS_SKIP_CHECK=1\n");
@@ -47,18 +53,62 @@ pub fn script(
     s
 }
 
+/// Make a FAT32 image's backup boot sector (the BPB's BkBootSec, 6 as mkfs.fat writes it) a
+/// copy of its boot sector again, after a boot loader's installer rewrote only the first:
+/// `fsck.fat` reports the two differing. A FAT12/16 image (no backup) is left alone.
+pub fn copy_boot_sector_to_backup(image: &mut [u8]) -> anyhow::Result<()> {
+    anyhow::ensure!(image.len() >= 512 && image[510..512] == [0x55, 0xaa], "no FAT boot sector");
+    let fat32 = u16::from_le_bytes([image[0x16], image[0x17]]) == 0;
+    if !fat32 {
+        return Ok(());
+    }
+    let backup = usize::from(u16::from_le_bytes([image[0x32], image[0x33]]));
+    let reserved = usize::from(u16::from_le_bytes([image[0x0e], image[0x0f]]));
+    anyhow::ensure!(
+        backup > 0 && backup < reserved && (backup + 1) * 512 <= image.len(),
+        "FAT32 backup boot sector {backup} outside the {reserved} reserved sectors"
+    );
+    image.copy_within(0..512, backup * 512);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
+    fn the_backup_boot_sector_follows_the_first() {
+        let mut fat32 = vec![0u8; 32 * 512];
+        fat32[0x0e] = 32; // reserved sectors
+        fat32[0x32] = 6; // BkBootSec
+        fat32[510..512].copy_from_slice(&[0x55, 0xaa]);
+        fat32[0x5a] = 0xfa; // boot code an installer wrote
+        copy_boot_sector_to_backup(&mut fat32).unwrap();
+        assert_eq!(fat32[..512], fat32[6 * 512..7 * 512]);
+        let mut fat16 = vec![0u8; 4 * 512];
+        fat16[0x16] = 8; // sectors per FAT: not FAT32, no backup
+        fat16[510..512].copy_from_slice(&[0x55, 0xaa]);
+        let before = fat16.clone();
+        copy_boot_sector_to_backup(&mut fat16).unwrap();
+        assert_eq!(fat16, before);
+        let mut hostile = fat32.clone();
+        hostile[0x32] = 200;
+        assert!(copy_boot_sector_to_backup(&mut hostile).is_err());
+        assert!(copy_boot_sector_to_backup(&mut [0u8; 100]).is_err());
+    }
+
+    #[test]
     fn script_makes_each_directory_once() {
+        let v = Volume {
+            size_mib: 64,
+            fat32: true,
+            volume_id: 0x1234abcd,
+            label: "ESP",
+            hidden_sectors: 2048,
+        };
         let s = script(
             "/b/esp.img",
-            64,
-            true,
-            0x1234abcd,
-            "ESP",
+            &v,
             &[
                 ("/b/media/X.EFI".into(), "EFI/BOOT/BOOTX64.EFI".into()),
                 ("/b/media/y".into(), "EFI/BOOT/y".into()),
@@ -66,7 +116,9 @@ mod tests {
         );
         assert_eq!(s.matches("mmd ").count(), 2, "{s}");
         assert!(
-            s.contains("--invariant -F 32 -S 512 -s 1 -i 1234abcd -n \"ESP\" \"/b/esp.img\" 65536"),
+            s.contains(
+                "--invariant -F 32 -S 512 -s 1 -h 2048 -i 1234abcd -n \"ESP\" \"/b/esp.img\" 65536"
+            ),
             "{s}"
         );
         assert!(

@@ -19,6 +19,10 @@ pub const ESP_TYPE: Uuid = uuid::uuid!("C12A7328-F81F-11D2-BA4B-00A0C93EC93B");
 /// The Linux x86-64 root partition type (Discoverable Partitions Specification).
 pub const LINUX_ROOT_X86_64: Uuid = uuid::uuid!("4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709");
 
+/// Attribute bit 2: legacy BIOS bootable, the partition an MBR boot loader such as SYSLINUX's
+/// gptmbr.bin looks for (UEFI specification, table 5-7).
+pub const LEGACY_BIOS_BOOTABLE: u64 = 1 << 2;
+
 /// One partition: where it is and what it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Partition {
@@ -26,17 +30,27 @@ pub struct Partition {
     pub guid: Uuid,
     pub first_lba: u64,
     pub last_lba: u64,
+    /// Attribute bits (`LEGACY_BIOS_BOOTABLE`, or 0).
+    pub attributes: u64,
     pub name: String,
 }
 
-/// Write the protective MBR and both GPTs of a disk of `sectors` sectors into `w` (the
-/// partitions' contents are the caller's).
+/// The bytes of an MBR that are boot code (the rest is the disk signature and partition table).
+pub const MBR_CODE: usize = 440;
+
+/// Write the protective MBR (with `mbr_code`, at most 440 bytes of BIOS boot code, at its
+/// start) and both GPTs of a disk of `sectors` sectors into `w` (the partitions' contents are
+/// the caller's).
 pub fn write_tables<W: Write + Seek>(
     w: &mut W,
     sectors: u64,
     disk_guid: Uuid,
     parts: &[Partition],
+    mbr_code: &[u8],
 ) -> Result<()> {
+    if mbr_code.len() > MBR_CODE {
+        bail!("MBR boot code of {} bytes: at most {MBR_CODE} fit", mbr_code.len());
+    }
     let first_usable = 2 + ARRAY_SECTORS;
     let last_usable = sectors - 2 - ARRAY_SECTORS;
     for p in parts {
@@ -59,6 +73,7 @@ pub fn write_tables<W: Write + Seek>(
         e[16..32].copy_from_slice(&p.guid.to_bytes_le());
         e[32..40].copy_from_slice(&p.first_lba.to_le_bytes());
         e[40..48].copy_from_slice(&p.last_lba.to_le_bytes());
+        e[48..56].copy_from_slice(&p.attributes.to_le_bytes());
         let name: Vec<u16> = p.name.encode_utf16().collect();
         if name.len() > 36 {
             bail!("partition name `{}` is longer than 36 UTF-16 units", p.name);
@@ -87,6 +102,7 @@ pub fn write_tables<W: Write + Seek>(
         h
     };
     let mut mbr = vec![0u8; SECTOR as usize];
+    mbr[..mbr_code.len()].copy_from_slice(mbr_code);
     let entry = &mut mbr[446..462];
     entry[1..4].copy_from_slice(&[0x00, 0x02, 0x00]); // CHS of LBA 1
     entry[4] = 0xee;
@@ -122,6 +138,7 @@ mod tests {
                 guid: uuid::uuid!("11111111-2222-8333-8444-555555555555"),
                 first_lba: 2048,
                 last_lba: 4095,
+                attributes: LEGACY_BIOS_BOOTABLE,
                 name: "ESP".into(),
             },
             Partition {
@@ -129,12 +146,13 @@ mod tests {
                 guid: uuid::uuid!("66666666-7777-8888-9999-aaaaaaaaaaaa"),
                 first_lba: 4096,
                 last_lba: 6143,
+                attributes: 0,
                 name: "root".into(),
             },
         ];
         let mut disk = std::io::Cursor::new(vec![0u8; (sectors * SECTOR) as usize]);
         let guid = uuid::uuid!("bbbbbbbb-cccc-8ddd-8eee-ffffffffffff");
-        write_tables(&mut disk, sectors, guid, &parts).unwrap();
+        write_tables(&mut disk, sectors, guid, &parts, &[0xfa; 440]).unwrap();
         let d = disk.into_inner();
         let sector = |lba: u64| &d[(lba * SECTOR) as usize..((lba + 1) * SECTOR) as usize];
         let (primary, backup) = (sector(1), sector(sectors - 1));
@@ -148,15 +166,27 @@ mod tests {
         let array = &d[(2 * SECTOR) as usize..((2 + ARRAY_SECTORS) * SECTOR) as usize];
         assert_eq!(crc32fast::hash(array).to_le_bytes(), primary[88..92]);
         assert_eq!(Uuid::from_bytes_le(array[16..32].try_into().unwrap()), parts[0].guid);
+        assert_eq!(array[48], 4, "the ESP's legacy-BIOS-bootable bit");
+        assert_eq!(array[128 + 48], 0);
         assert_eq!(&d[510..512], &[0x55, 0xaa]);
+        assert!(d[..440].iter().all(|&b| b == 0xfa) && d[440..446].iter().all(|&b| b == 0));
         assert_eq!(d[450], 0xee);
         let outside = Partition { first_lba: 10, ..parts[0].clone() };
         assert!(write_tables(
             &mut std::io::Cursor::new(vec![0u8; 4194304]),
             sectors,
             guid,
-            &[outside]
+            &[outside],
+            &[]
         )
         .is_err());
+        let too_long = write_tables(
+            &mut std::io::Cursor::new(vec![0u8; 4194304]),
+            sectors,
+            guid,
+            &parts,
+            &[0; 441],
+        );
+        assert!(too_long.unwrap_err().to_string().contains("at most 440"));
     }
 }

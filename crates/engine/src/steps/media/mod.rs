@@ -60,6 +60,22 @@ fn dep_file(paths: &StepPaths, l: &Loaded, name: &str, file: &str) -> Result<std
     Ok(Dir::open(out)?.open_file(Path::new(file))?)
 }
 
+/// Copy the file `file` of dependency `name` to `to` beneath `build/media`.
+fn copy_dep_file(
+    paths: &StepPaths,
+    l: &Loaded,
+    media: &Dir,
+    (name, file): (&str, &str),
+    to: &str,
+) -> Result<()> {
+    let mut f = dep_file(paths, l, name, file)?;
+    let mut data = Vec::new();
+    std::io::Read::read_to_end(&mut f, &mut data)
+        .with_context(|| format!("reading {name}'s {file}"))?;
+    media.write_atomic(Path::new(to), &data, 0o644)?;
+    Ok(())
+}
+
 /// The sha256 of `file` (from its start), which is left at its end.
 fn sha256_of(file: &mut std::fs::File, name: &str) -> Result<String> {
     file.seek(SeekFrom::Start(0))?;
@@ -182,28 +198,56 @@ pub fn uefi(
     };
     let uki = uki(paths, runner, &parts, epoch)?;
     let media = runner.build_dir().join("media");
-    let fat_script = fat::script(
-        &media.join("esp.img").display().to_string(),
-        esp_size / MIB,
-        true,
-        derived_u32(&seed, "esp volume id"),
-        "ESP",
-        &[(media.join("BOOTX64.EFI").display().to_string(), "EFI/BOOT/BOOTX64.EFI".into())],
-    );
+    let in_media = |f: &str| media.join(f).display().to_string();
+    let mut files = vec![(in_media("BOOTX64.EFI"), "EFI/BOOT/BOOTX64.EFI".to_string())];
+    let media_dir = Dir::open(&paths.build.join("media"))?;
+    let mut mbr_code = Vec::new();
+    if let Some(dep) = &spec.bios {
+        // SYSLINUX's BIOS boot: the kernel and a configuration beside the UKI, with its
+        // command line; the installer below adds ldlinux.sys, ldlinux.c32 and the boot sector.
+        copy_dep_file(paths, l, &media_dir, (&spec.kernel, "bzImage"), "bzImage")?;
+        media_dir.write_atomic(
+            Path::new("syslinux.cfg"),
+            syslinux_cfg("/boot/bzImage", None, cmdline.trim()).as_bytes(),
+            0o644,
+        )?;
+        files.push((in_media("bzImage"), "boot/bzImage".into()));
+        files.push((in_media("syslinux.cfg"), "syslinux/syslinux.cfg".into()));
+        let mut f = dep_file(paths, l, dep, "bios/gptmbr.bin")?;
+        std::io::Read::read_to_end(&mut f, &mut mbr_code)
+            .with_context(|| format!("reading {dep}'s bios/gptmbr.bin"))?;
+    }
+    let esp_first = MIB / gpt::SECTOR;
+    let volume = fat::Volume {
+        size_mib: esp_size / MIB,
+        fat32: true,
+        volume_id: derived_u32(&seed, "esp volume id"),
+        label: "ESP",
+        hidden_sectors: esp_first,
+    };
+    let mut fat_script = fat::script(&in_media("esp.img"), &volume, &files);
+    if let Some(dep) = &spec.bios {
+        fat_script.push_str(&syslinux_install_script(
+            &runner.build_dir().join("deps").join(dep).join("bios/syslinux").display().to_string(),
+            &in_media("esp.img"),
+        ));
+    }
     runner.run_script("esp", &fat_script)?;
-    let esp = Dir::open(&paths.build.join("media"))?.read(Path::new("esp.img"))?;
+    let mut esp = media_dir.read(Path::new("esp.img"))?;
     anyhow::ensure!(
         esp.len() as u64 == esp_size,
         "the ESP image is {} bytes, not {esp_size}",
         esp.len()
     );
+    if spec.bios.is_some() {
+        fat::copy_boot_sector_to_backup(&mut esp).context("the ESP after syslinux --install")?;
+    }
 
     // Layout: 1 MiB for the MBR and GPT, the ESP, the root, at least 1 MiB for the backup
     // GPT, the whole a multiple of 63 MiB: whole MiB (Azure's rule for VHDs) and whole
     // 16-head, 63-sector cylinders, so that readers sizing a VHD by its geometry see it all.
     let unit = 63 * MIB;
     let sectors = (MIB + esp_size + root_size + MIB).div_ceil(unit) * unit / gpt::SECTOR;
-    let esp_first = MIB / gpt::SECTOR;
     let root_first = esp_first + esp_size / gpt::SECTOR;
     let parts = [
         gpt::Partition {
@@ -211,6 +255,7 @@ pub fn uefi(
             guid: esp_guid,
             first_lba: esp_first,
             last_lba: root_first - 1,
+            attributes: if spec.bios.is_some() { gpt::LEGACY_BIOS_BOOTABLE } else { 0 },
             name: "EFI system".into(),
         },
         gpt::Partition {
@@ -218,6 +263,7 @@ pub fn uefi(
             guid: root_guid,
             first_lba: root_first,
             last_lba: root_first + root_size / gpt::SECTOR - 1,
+            attributes: 0,
             name: "reprovm root".into(),
         },
     ];
@@ -226,7 +272,7 @@ pub fn uefi(
     {
         let mut f = out.create_file(Path::new("efi.img"), 0o644)?;
         f.set_len(sectors * gpt::SECTOR)?;
-        gpt::write_tables(&mut f, sectors, disk_guid, &parts)?;
+        gpt::write_tables(&mut f, sectors, disk_guid, &parts, &mbr_code)?;
         f.seek(SeekFrom::Start(esp_first * gpt::SECTOR))?;
         f.write_all(&esp)?;
         f.seek(SeekFrom::Start(root_first * gpt::SECTOR))?;
@@ -324,12 +370,16 @@ pub fn iso(
     // The El Torito image: the UKI with room to spare, in whole MiB.
     let size_mib = (uki.len() as u64 + uki.len() as u64 / 8 + MIB).div_ceil(MIB);
     let m = runner.build_dir().join("media");
+    let volume = fat::Volume {
+        size_mib,
+        fat32: false,
+        volume_id: derived_u32(&seed, "efiboot volume id"),
+        label: "EFIBOOT",
+        hidden_sectors: 0,
+    };
     let fat_script = fat::script(
         "$OUT/efiboot.img",
-        size_mib,
-        false,
-        derived_u32(&seed, "efiboot volume id"),
-        "EFIBOOT",
+        &volume,
         &[(m.join("ISO-BOOTX64.EFI").display().to_string(), "EFI/BOOT/BOOTX64.EFI".into())],
     );
     runner.run_script("efiboot", &fat_script)?;
@@ -345,12 +395,8 @@ pub fn iso(
         Some(dep) => {
             // SYSLINUX's BIOS boot: isolinux in the ISO tree, the kernel and initramfs beside
             // it, one entry with the UKI's command line; the isohybrid MBR makes it a disk too.
-            let copy = |name: &str, file: &str, to: &str| -> Result<()> {
-                let mut f = dep_file(paths, l, name, file)?;
-                let mut data = Vec::new();
-                std::io::Read::read_to_end(&mut f, &mut data)?;
-                media.write_atomic(Path::new(to), &data, 0o644)?;
-                Ok(())
+            let copy = |name: &str, file: &str, to: &str| {
+                copy_dep_file(paths, l, &media, (name, file), to)
             };
             copy(dep, "bios/isolinux.bin", "iso-root/isolinux/isolinux.bin")?;
             copy(dep, "bios/ldlinux.c32", "iso-root/isolinux/ldlinux.c32")?;
@@ -359,7 +405,8 @@ pub fn iso(
             copy(&spec.initramfs, "initramfs.cpio.gz", "iso-root/boot/initramfs.cpio.gz")?;
             media.write_atomic(
                 Path::new("iso-root/isolinux/isolinux.cfg"),
-                isolinux_cfg(cmdline.trim()).as_bytes(),
+                syslinux_cfg("/boot/bzImage", Some("/boot/initramfs.cpio.gz"), cmdline.trim())
+                    .as_bytes(),
                 0o644,
             )?;
             Some(b.join("media/isohdpfx.bin").display().to_string())
@@ -376,10 +423,22 @@ pub fn iso(
     runner.run_script("xorriso", &script)
 }
 
-/// isolinux's configuration: boot the one entry at once, console on the serial port too.
-pub fn isolinux_cfg(cmdline: &str) -> String {
+/// A SYSLINUX (or isolinux) configuration: boot the one entry at once, console on the serial
+/// port too.
+pub fn syslinux_cfg(kernel: &str, initrd: Option<&str>, cmdline: &str) -> String {
+    let initrd = initrd.map(|i| format!("  INITRD {i}\n")).unwrap_or_default();
     format!(
-        "SERIAL 0 115200\nDEFAULT reprovm\nPROMPT 0\nTIMEOUT 0\n\nLABEL reprovm\n  KERNEL /boot/bzImage\n  INITRD /boot/initramfs.cpio.gz\n  APPEND {cmdline}\n"
+        "SERIAL 0 115200\nDEFAULT reprovm\nPROMPT 0\nTIMEOUT 0\n\nLABEL reprovm\n  KERNEL {kernel}\n{initrd}  APPEND {cmdline}\n"
+    )
+}
+
+/// The shell step that installs SYSLINUX into the FAT image `image` with the installer
+/// `installer` (Debian's mtools-based `syslinux`): its boot sector, and `ldlinux.sys` and
+/// `ldlinux.c32` in `/syslinux`. mtools writes the files' times as SOURCE_DATE_EPOCH; the
+/// installer patches ldlinux.sys with the sectors it landed on, which the image's layout fixes.
+pub fn syslinux_install_script(installer: &str, image: &str) -> String {
+    format!(
+        "export MTOOLS_SKIP_CHECK=1\n\"{installer}\" --install --directory /syslinux \"{image}\"\n"
     )
 }
 
@@ -456,6 +515,27 @@ mod tests {
         assert_eq!(a.get_version_num(), 8);
         assert_eq!(a.get_variant(), uuid::Variant::RFC4122);
         assert_ne!(derived_u32("s", "a"), derived_u32("s", "b"));
+    }
+
+    #[test]
+    fn syslinux_configurations() {
+        // isolinux's, as the ISO has carried it since its BIOS boot landed.
+        assert_eq!(
+            syslinux_cfg("/boot/bzImage", Some("/boot/initramfs.cpio.gz"), "console=ttyS0"),
+            "SERIAL 0 115200\nDEFAULT reprovm\nPROMPT 0\nTIMEOUT 0\n\nLABEL reprovm\n  KERNEL /boot/bzImage\n  INITRD /boot/initramfs.cpio.gz\n  APPEND console=ttyS0\n"
+        );
+        let disk = syslinux_cfg("/boot/bzImage", None, "root=PARTUUID=x rw");
+        assert!(
+            !disk.contains("INITRD") && disk.ends_with("  APPEND root=PARTUUID=x rw\n"),
+            "{disk}"
+        );
+        let s = syslinux_install_script("/b/deps/s/bios/syslinux", "/b/media/esp.img");
+        assert!(
+            s.contains(
+                "\"/b/deps/s/bios/syslinux\" --install --directory /syslinux \"/b/media/esp.img\""
+            ),
+            "{s}"
+        );
     }
 
     #[test]
