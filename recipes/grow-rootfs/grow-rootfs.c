@@ -1,12 +1,19 @@
-/* grow-rootfs: grow the mounted root ext4 file system to the size of its block device, as a
- * cloud image does at first boot. It asks the kernel (EXT4_IOC_RESIZE_FS, what resize2fs does
- * for a mounted file system), so the image needs no e2fsprogs. Run by /etc/init.d/rcS on every
- * boot: on a device no larger than the file system it only says so. One line on stdout; exit 1
- * when growing was needed and failed. */
+/* grow-rootfs: grow the mounted root ext4 file system to the size of its disk, as a cloud
+ * image does at first boot. When / is a GPT partition (efi.img's root), the partition first
+ * grows to the end of the disk: the backup GPT moves to the disk's new end, the partition's
+ * entry and both headers are rewritten with their CRC32s (what cloud-utils' growpart does with
+ * sgdisk), and the kernel learns the new size through BLKPG_RESIZE_PARTITION. Then the file
+ * system grows (EXT4_IOC_RESIZE_FS, what resize2fs does for a mounted file system), so the
+ * image needs neither e2fsprogs nor gdisk. Run by /etc/init.d/rcS on every boot: when nothing
+ * is larger than what it holds it only says so. One line on stdout per step; exit 1 when
+ * growing was needed and failed. */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/blkpg.h>
+#include <linux/fs.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -20,18 +27,214 @@ static uint32_t le32(const unsigned char *p) {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-int main(void) {
+
+static uint64_t le64(const unsigned char *p) { return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32; }
+
+static void put32(unsigned char *p, uint32_t v) {
+    for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void put64(unsigned char *p, uint64_t v) {
+    put32(p, (uint32_t)v);
+    put32(p + 4, (uint32_t)(v >> 32));
+}
+
+/* CRC-32 (IEEE 802.3, reflected), the GPT's checksum. */
+static uint32_t crc32(const unsigned char *p, size_t n) {
+    uint32_t c = 0xFFFFFFFFu;
+    while (n--) {
+        c ^= *p++;
+        for (int k = 0; k < 8; k++) c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1)));
+    }
+    return ~c;
+}
+
+static int read_u64_file(const char *path, unsigned long long *v) {
+    FILE *f = fopen(path, "r");
+    if (f == NULL) return -1;
+    int got = fscanf(f, "%llu", v);
+    fclose(f);
+    return got == 1 ? 0 : -1;
+}
+
+static int pread_all(int fd, void *buf, size_t n, uint64_t off) {
+    return pread(fd, buf, n, (off_t)off) == (ssize_t)n ? 0 : -1;
+}
+
+static int pwrite_all(int fd, const void *buf, size_t n, uint64_t off) {
+    return pwrite(fd, buf, n, (off_t)off) == (ssize_t)n ? 0 : -1;
+}
+
+/* When block device MAJ:MIN is a partition of a GPT disk and the last one on it, grow it to
+ * the disk's last usable sector. Sets *sectors to the partition's size afterwards (512-byte
+ * units, as sysfs counts). 0: done or nothing to do; 1: failed (said why). */
+static int grow_partition(unsigned maj, unsigned min, unsigned long long *sectors) {
+    char path[128], line[256], disk[sizeof line + 5] = "";
+    unsigned long long partno, start, disk_sectors;
+    snprintf(path, sizeof path, "/sys/dev/block/%u:%u/partition", maj, min);
+    if (read_u64_file(path, &partno) != 0) return 0; /* a whole disk: no partition to grow */
+    snprintf(path, sizeof path, "/sys/dev/block/%u:%u/start", maj, min);
+    if (read_u64_file(path, &start) != 0) {
+        printf("grow-rootfs: %s: not readable\n", path);
+        return 1;
+    }
+    snprintf(path, sizeof path, "/sys/dev/block/%u:%u/../size", maj, min);
+    if (read_u64_file(path, &disk_sectors) != 0) {
+        printf("grow-rootfs: %s: not readable\n", path);
+        return 1;
+    }
+    snprintf(path, sizeof path, "/sys/dev/block/%u:%u/../uevent", maj, min);
+    FILE *f = fopen(path, "r");
+    if (f != NULL) {
+        while (fgets(line, sizeof line, f) != NULL)
+            if (strncmp(line, "DEVNAME=", 8) == 0) {
+                line[strcspn(line, "\n")] = 0;
+                snprintf(disk, sizeof disk, "/dev/%s", line + 8);
+            }
+        fclose(f);
+    }
+    if (disk[0] == 0) {
+        printf("grow-rootfs: no disk name in %s\n", path);
+        return 1;
+    }
+    int fd = open(disk, O_RDWR | O_CLOEXEC);
+    int lbs = 0;
+    if (fd < 0 || ioctl(fd, BLKSSZGET, &lbs) != 0 || lbs < 512 || lbs > 65536) {
+        printf("grow-rootfs: opening %s: %s\n", disk, strerror(errno));
+        return 1;
+    }
+    uint64_t lb = (uint64_t)lbs, lbas = disk_sectors * 512 / lb;
+    unsigned char *hdr = calloc(1, lb), *mbr = calloc(1, lb);
+    if (hdr == NULL || mbr == NULL || pread_all(fd, mbr, lb, 0) != 0 || pread_all(fd, hdr, lb, lb) != 0) {
+        printf("grow-rootfs: reading %s: %s\n", disk, strerror(errno));
+        return 1;
+    }
+    uint32_t hsize = le32(hdr + 12);
+    if (memcmp(hdr, "EFI PART", 8) != 0 || hsize < 92 || hsize > lb) {
+        printf("reprovm: %s has no GPT: partition %llu left as it is\n", disk, partno);
+        close(fd);
+        return 0;
+    }
+    uint32_t want_crc = le32(hdr + 16);
+    put32(hdr + 16, 0);
+    if (crc32(hdr, hsize) != want_crc) {
+        printf("grow-rootfs: %s: the GPT header's CRC32 is wrong; not touching it\n", disk);
+        return 1;
+    }
+    uint32_t count = le32(hdr + 80), esize = le32(hdr + 84);
+    uint64_t array_lba = le64(hdr + 72), alternate = le64(hdr + 32), last_usable = le64(hdr + 48);
+    if (esize < 128 || esize % 8 != 0 || count == 0 || (uint64_t)count * esize > (1u << 20)) {
+        printf("grow-rootfs: %s: a GPT entry array of %u x %u bytes\n", disk, count, esize);
+        return 1;
+    }
+    size_t array_bytes = (size_t)count * esize;
+    uint64_t array_lbas = (array_bytes + lb - 1) / lb;
+    unsigned char *array = calloc(array_lbas, lb);
+    if (array == NULL || pread_all(fd, array, array_lbas * lb, array_lba * lb) != 0 ||
+        crc32(array, array_bytes) != le32(hdr + 88)) {
+        printf("grow-rootfs: %s: the GPT entry array is unreadable or its CRC32 is wrong\n", disk);
+        return 1;
+    }
+    /* The entry is the one starting where the kernel says the partition starts. */
+    unsigned char *mine = NULL;
+    uint64_t first = 0, last = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        unsigned char *e = array + (size_t)i * esize;
+        if (le64(e + 32) * lb == start * 512 && le64(e) | le64(e + 8)) {
+            mine = e;
+            first = le64(e + 32);
+            last = le64(e + 40);
+        }
+    }
+    if (mine == NULL) {
+        printf("grow-rootfs: %s: no GPT entry starts at sector %llu\n", disk, start);
+        return 1;
+    }
+    for (uint32_t i = 0; i < count; i++) {
+        unsigned char *e = array + (size_t)i * esize;
+        if (e != mine && (le64(e) | le64(e + 8)) && le64(e + 32) > first) {
+            printf("reprovm: partition %llu is not the last on %s: left as it is\n", partno, disk);
+            close(fd);
+            return 0;
+        }
+    }
+    if (lbas < 3 + 2 * array_lbas) {
+        printf("grow-rootfs: %s: too small for a GPT\n", disk);
+        return 1;
+    }
+    uint64_t new_alternate = lbas - 1, new_array = new_alternate - array_lbas;
+    uint64_t new_last_usable = new_array - 1;
+    if (new_last_usable <= last || new_alternate <= alternate) {
+        printf("reprovm: partition %llu fills %s (%llu sectors)\n", partno, disk,
+               (unsigned long long)(last - first + 1));
+        *sectors = (last - first + 1) * lb / 512;
+        close(fd);
+        return 0;
+    }
+    (void)last_usable;
+    put64(mine + 40, new_last_usable);
+    uint32_t array_crc = crc32(array, array_bytes);
+    /* The backup first (entries, then header) at the disk's new end, then the primary header:
+     * until the primary points at the new backup, the old pair stays consistent. */
+    unsigned char *backup = calloc(1, lb);
+    if (backup == NULL) return 1;
+    memcpy(backup, hdr, hsize);
+    put64(backup + 24, new_alternate);
+    put64(backup + 32, 1);
+    put64(backup + 48, new_last_usable);
+    put64(backup + 72, new_array);
+    put32(backup + 88, array_crc);
+    put32(backup + 16, 0);
+    put32(backup + 16, crc32(backup, hsize));
+    put64(hdr + 32, new_alternate);
+    put64(hdr + 48, new_last_usable);
+    put32(hdr + 88, array_crc);
+    put32(hdr + 16, crc32(hdr, hsize));
+    /* The protective MBR's one entry covers the disk (up to 2^32 - 1 sectors). */
+    if (mbr[510] == 0x55 && mbr[511] == 0xAA && mbr[446 + 4] == 0xEE)
+        put32(mbr + 446 + 12, new_alternate > 0xFFFFFFFFu ? 0xFFFFFFFFu : (uint32_t)new_alternate);
+    unsigned char *zero = calloc(1, lb);
+    if (zero == NULL || pwrite_all(fd, array, array_lbas * lb, new_array * lb) != 0 ||
+        pwrite_all(fd, backup, lb, new_alternate * lb) != 0 || fsync(fd) != 0 ||
+        pwrite_all(fd, array, array_lbas * lb, array_lba * lb) != 0 ||
+        pwrite_all(fd, hdr, lb, lb) != 0 || pwrite_all(fd, mbr, lb, 0) != 0 ||
+        (alternate > 1 && alternate < lbas && pwrite_all(fd, zero, lb, alternate * lb) != 0) ||
+        fsync(fd) != 0) {
+        printf("grow-rootfs: writing the GPT of %s: %s\n", disk, strerror(errno));
+        return 1;
+    }
+    struct blkpg_partition part = {
+        .start = (long long)(first * lb),
+        .length = (long long)((new_last_usable - first + 1) * lb),
+        .pno = (int)partno,
+    };
+    struct blkpg_ioctl_arg arg = {.op = BLKPG_RESIZE_PARTITION, .datalen = sizeof part, .data = &part};
+    if (ioctl(fd, BLKPG, &arg) != 0) {
+        printf("grow-rootfs: telling the kernel partition %llu of %s grew: %s\n", partno, disk,
+               strerror(errno));
+        return 1;
+    }
+    close(fd);
+    printf("reprovm: grew partition %llu of %s from %llu to %llu sectors\n", partno, disk,
+           (unsigned long long)(last - first + 1), (unsigned long long)(new_last_usable - first + 1));
+    *sectors = (new_last_usable - first + 1) * lb / 512;
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    /* The mount point to grow: / unless given (a test grows a loop device's mount). */
+    const char *mnt = argc > 1 ? argv[1] : "/";
     struct stat st;
     char path[96], line[256], dev[sizeof line + 5] = "";
-    if (stat("/", &st) != 0) {
-        printf("grow-rootfs: stat /: %s\n", strerror(errno));
+    if (stat(mnt, &st) != 0) {
+        printf("grow-rootfs: stat %s: %s\n", mnt, strerror(errno));
         return 1;
     }
     unsigned maj = major(st.st_dev), min = minor(st.st_dev);
     snprintf(path, sizeof path, "/sys/dev/block/%u:%u/size", maj, min);
     FILE *f = fopen(path, "r");
     if (f == NULL) {
-        printf("reprovm: / is not on a block device (%u:%u): nothing to grow\n", maj, min);
+        printf("reprovm: %s is not on a block device (%u:%u): nothing to grow\n", mnt, maj, min);
         return 0;
     }
     unsigned long long sectors = 0;
@@ -41,6 +244,7 @@ int main(void) {
         printf("grow-rootfs: %s: not a number\n", path);
         return 1;
     }
+    if (grow_partition(maj, min, &sectors) != 0) return 1;
     snprintf(path, sizeof path, "/sys/dev/block/%u:%u/uevent", maj, min);
     if ((f = fopen(path, "r")) != NULL) {
         while (fgets(line, sizeof line, f) != NULL) {
@@ -63,7 +267,7 @@ int main(void) {
     }
     close(fd);
     if (sb[0x38] != 0x53 || sb[0x39] != 0xEF) {
-        printf("reprovm: / on %s is not ext2/3/4: nothing to grow\n", dev);
+        printf("reprovm: %s on %s is not ext2/3/4: nothing to grow\n", mnt, dev);
         return 0;
     }
     uint64_t blocks = le32(sb + 0x4);
@@ -72,17 +276,17 @@ int main(void) {
     uint64_t block_size = (uint64_t)1024 << le32(sb + 0x18);
     uint64_t want = (uint64_t)sectors * 512 / block_size;
     if (want <= blocks) {
-        printf("reprovm: / fills %s (%llu blocks of %llu bytes)\n", dev,
+        printf("reprovm: %s fills %s (%llu blocks of %llu bytes)\n", mnt, dev,
                (unsigned long long)blocks, (unsigned long long)block_size);
         return 0;
     }
-    int root = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int root = open(mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (root < 0 || ioctl(root, EXT4_IOC_RESIZE_FS, &want) != 0) {
-        printf("grow-rootfs: growing / on %s from %llu to %llu blocks failed: %s\n", dev,
+        printf("grow-rootfs: growing %s on %s from %llu to %llu blocks failed: %s\n", mnt, dev,
                (unsigned long long)blocks, (unsigned long long)want, strerror(errno));
         return 1;
     }
-    printf("reprovm: grew / on %s from %llu to %llu blocks of %llu bytes\n", dev,
+    printf("reprovm: grew %s on %s from %llu to %llu blocks of %llu bytes\n", mnt, dev,
            (unsigned long long)blocks, (unsigned long long)want, (unsigned long long)block_size);
     return 0;
 }
