@@ -4,7 +4,7 @@
 
 use crate::commands::{
     assemble, attest, audit, bench, boot_test, build, cache, cluster_test, diff, fetch, gc,
-    menuconfig, nix, pin, plan, pull, push, run, sandbox_exec, tool, toolchain,
+    menuconfig, nix, pin, plan, pull, push, run, sandbox_exec, tool, toolchain, vagrant,
 };
 use anyhow::{bail, Result};
 use clap::{CommandFactory, Parser, Subcommand};
@@ -127,6 +127,9 @@ pub enum Command {
     /// Run a program of the pinned Nix (pins/nix.lock: Debian trixie's Nix 2.26), e.g.
     /// `cargo xtask nix nix-build -A kernel`, without installing it or touching the host's libc.
     Nix(nix::NixArgs),
+    /// Run the pinned Vagrant (pins/vagrant.lock: Debian bookworm's 2.3.4) in the build
+    /// sandbox, no network, e.g. `cargo xtask vagrant box add --name reprovm out/reprovm.box`.
+    Vagrant(vagrant::VagrantArgs),
     /// Run a program of the pinned host tools (pins/tools.lock: Debian trixie's QEMU, OVMF,
     /// ssh, skopeo, umoci, squashfs-tools, docker-registry, gdisk, fdisk, dosfstools, mtools,
     /// xorriso), e.g. `cargo xtask tool qemu-img info out/efi.vhd`, without installing it.
@@ -174,6 +177,7 @@ pub fn run() -> Result<i32> {
         Command::Verify(args) => args.run(),
         Command::SandboxExec(args) => args.run(&ctx),
         Command::Nix(args) => args.run(&ctx),
+        Command::Vagrant(args) => args.run(&ctx),
         Command::Tool(args) => args.run(&ctx),
         Command::Push(args) => args.run(&ctx),
         Command::Pull(args) => args.run(),

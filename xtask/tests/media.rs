@@ -1,6 +1,6 @@
-//! Full tier: the boot media (initramfs, efi-image and its VHD/VMDK/OVA/qcow2 forms, iso) read
-//! by the tools their users have (sfdisk, sgdisk, fsck.fat, mtools, xorriso, qemu-img, an XML
-//! parser for the OVF) and booted under QEMU (TCG): the initramfs with -kernel -initrd and no
+//! Full tier: the boot media (initramfs, efi-image and its VHD/VHDX/VMDK/OVA/qcow2/box forms,
+//! iso) read by the tools their users have (sfdisk, sgdisk, fsck.fat, mtools, xorriso,
+//! qemu-img, an XML parser for the OVF, Vagrant) and booted under QEMU (TCG): the initramfs with -kernel -initrd and no
 //! disk, the GPT disk, its VHD and its VMDK through OVMF with no -kernel, the ISO through OVMF
 //! as a CD-ROM, and the ISO and the GPT disk through SeaBIOS (isolinux, SYSLINUX). Determinism and the pins: `audit` (full.rs) rebuilds every medium from scratch
 //! under varied conditions and compares it with pins/outputs.toml.
@@ -20,6 +20,20 @@ fn partuuid_in(uki: &[u8]) -> String {
     let text = String::from_utf8_lossy(uki);
     let at = text.find("root=PARTUUID=").expect("no root=PARTUUID= in the UKI");
     text[at + 14..at + 14 + 36].to_lowercase()
+}
+
+/// Every file under `dir`, depth first.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            files.extend(walk(&p));
+        } else {
+            files.push(p);
+        }
+    }
+    files
 }
 
 fn extract(image: &Path, offset: u64, size: u64, dest: &Path) {
@@ -153,6 +167,45 @@ fn boot_media_are_well_formed_and_boot() {
     assert_eq!(vhd.len() as u64, raw_size + 512);
     assert!(vhd[..raw_size as usize] == std::fs::read(&img).unwrap()[..], "VHD data != efi.img");
     assert_eq!(&vhd[raw_size as usize..raw_size as usize + 8], b"conectix");
+
+    // 3c. The Vagrant box: the pinned Vagrant (pins/vagrant.lock) accepts it with `box add`
+    //     and lists it for the libvirt provider; the box.img it unpacked is a qcow2 that
+    //     qemu-img reads at the raw disk's size and finds identical to efi.img.
+    let boxes = w.join("boxes");
+    std::fs::create_dir_all(&boxes).unwrap();
+    std::fs::copy(efi.join("reprovm.box"), boxes.join("reprovm.box")).unwrap();
+    let home = w.join("vagrant.d");
+    let vagrant = |args: &[&str]| {
+        let mut all =
+            vec!["vagrant", "--dir", boxes.to_str().unwrap(), "--home", home.to_str().unwrap()];
+        all.extend(args);
+        ok(&all)
+    };
+    let added = vagrant(&["box", "add", "--name", "reprovm", "reprovm.box"]);
+    assert!(added.contains("Successfully added box 'reprovm'"), "{added}");
+    let listed = vagrant(&["box", "list"]);
+    assert!(listed.contains("reprovm (libvirt, 0"), "{listed}");
+    let unpacked = walk(&home.join("boxes"))
+        .into_iter()
+        .find(|p| p.file_name().is_some_and(|n| n == "box.img"))
+        .unwrap_or_else(|| panic!("no box.img under {}", home.display()));
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(unpacked.with_file_name("metadata.json")).unwrap())
+            .unwrap();
+    assert_eq!(metadata["provider"], "libvirt", "{metadata}");
+    assert_eq!(metadata["format"], "qcow2", "{metadata}");
+    let info: serde_json::Value = serde_json::from_str(&run(
+        "qemu-img",
+        &["info", "--output=json", unpacked.to_str().unwrap()],
+    ))
+    .unwrap();
+    assert_eq!(info["format"], "qcow2", "{info}");
+    assert_eq!(info["virtual-size"].as_u64(), Some(raw_size), "{info}");
+    let same = run(
+        "qemu-img",
+        &["compare", "-f", "qcow2", "-F", "raw", unpacked.to_str().unwrap(), img.to_str().unwrap()],
+    );
+    assert!(same.contains("Images are identical"), "{same}");
 
     // 4. The OVA: descriptor first, then the manifest, then the disk; the OVF names the disk
     //    with its real size and the disk's capacity; the manifest's digests are right.

@@ -206,13 +206,30 @@ pub fn exec_capture(root: &Path, cmd: &[String], epoch: i64) -> Result<i32> {
     let (b, o) = (t.path().join("build"), t.path().join("out"));
     std::fs::create_dir_all(&b)?;
     std::fs::create_dir_all(&o)?;
+    exec_in(root, (&b, &o), &[], cmd, epoch)
+}
+
+/// Run `cmd` in the sandbox over `root` with the host directories `build` at /build (the
+/// working directory) and `out` at /out, both writable, and `env` added to the fixed
+/// environment (replacing a variable of the same name); print what it wrote (stdout and stderr, in order) and return its exit code.
+pub fn exec_in(
+    root: &Path,
+    (build, out): (&Path, &Path),
+    env: &[(String, String)],
+    cmd: &[String],
+    epoch: i64,
+) -> Result<i32> {
+    let t = tempfile::tempdir()?;
+    let mut environment = base_env(epoch, 1);
+    environment.retain(|(k, _)| !env.iter().any(|(e, _)| e == k));
+    environment.extend(env.iter().cloned());
     let spec = Spec {
         root: root.to_path_buf(),
         binds: vec![
-            Bind { src: b, dest: BUILD_DIR.into(), rw: true },
-            Bind { src: o, dest: "/out".into(), rw: true },
+            Bind { src: build.to_path_buf(), dest: BUILD_DIR.into(), rw: true },
+            Bind { src: out.to_path_buf(), dest: "/out".into(), rw: true },
         ],
-        env: base_env(epoch, 1),
+        env: environment,
         cwd: BUILD_DIR.into(),
         argv: vec!["/bin/sh".into(), "-c".into(), "exec \"$@\"".into(), "sh".into()]
             .into_iter()

@@ -1,6 +1,6 @@
 //! The commands: one module per command, holding its arguments (clap) and its `run`, which
 //! turns them into an operation's options and calls it (`reprovm::ops`), or, for the thin
-//! commands over one provider (`tool`, `nix`, `toolchain`), calls that provider.
+//! commands over one provider (`tool`, `nix`, `vagrant`, `toolchain`), calls that provider.
 
 pub mod assemble;
 pub mod attest;
@@ -23,6 +23,7 @@ pub mod run;
 pub mod sandbox_exec;
 pub mod tool;
 pub mod toolchain;
+pub mod vagrant;
 mod values;
 
 /// Replace this process with `c` (its exit status becomes ours); returns only on failure.

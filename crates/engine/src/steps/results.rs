@@ -17,7 +17,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 /// Files copied to `out/` when a build produces them.
-pub const RESULTS: [&str; 12] = [
+pub const RESULTS: [&str; 13] = [
     "hd.img",
     "bzImage",
     "hd.qcow2",
@@ -29,6 +29,7 @@ pub const RESULTS: [&str; 12] = [
     "efi.vmdk",
     "efi.qcow2",
     "reprovm.ova",
+    "reprovm.box",
     "reprovm.iso",
 ];
 

@@ -284,7 +284,7 @@ pub struct UefiSpec {
     /// Size of the EFI system partition in MiB (default 64).
     pub esp_size_mib: Option<u64>,
     /// Other forms of efi.img: `vhd` (fixed), `vhdx` (dynamic), `vmdk` (stream-optimised),
-    /// `ova`, `qcow2`.
+    /// `ova`, `qcow2`, `box` (Vagrant, libvirt provider, carrying the qcow2).
     #[serde(default)]
     pub formats: Vec<String>,
     /// A dependency holding `bios/gptmbr.bin`, `bios/syslinux` (the FAT installer) and
@@ -316,7 +316,7 @@ pub struct IsoSpec {
 }
 
 /// The forms `[uefi] formats` may name.
-pub const DISK_FORMATS: [&str; 5] = ["vhd", "vhdx", "vmdk", "ova", "qcow2"];
+pub const DISK_FORMATS: [&str; 6] = ["vhd", "vhdx", "vmdk", "ova", "qcow2", "box"];
 
 fn default_true() -> bool {
     true

@@ -332,11 +332,13 @@ fn validate_media(r: &Recipe) -> Result<(), Invalid> {
                 format!("uefi format `{}`: one of {}", u.formats[n], DISK_FORMATS.join(", ")),
             ));
         }
-        if u.formats.iter().any(|f| f == "ova") && !u.formats.iter().any(|f| f == "vmdk") {
-            return Err((
-                at("formats"),
-                "uefi format `ova` carries the `vmdk`: name it too".into(),
-            ));
+        for (form, carried) in [("ova", "vmdk"), ("box", "qcow2")] {
+            if u.formats.iter().any(|f| f == form) && !u.formats.iter().any(|f| f == carried) {
+                return Err((
+                    at("formats"),
+                    format!("uefi format `{form}` carries the `{carried}`: name it too"),
+                ));
+            }
         }
         if u.esp_size_mib.is_some_and(|m| !(33..=4096).contains(&m)) {
             return Err((

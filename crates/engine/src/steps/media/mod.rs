@@ -1,7 +1,8 @@
 //! Boot media, the steps of `[initramfs]`, `[uefi]` and `[iso]` recipes, run by both builders
 //! (`steps.rs`): an initramfs (`cpio.rs`), a UEFI GPT disk with an EFI system partition holding
 //! a unified kernel image (`uki_script`, `fat.rs`, `gpt.rs`) and its VHD (`vhd.rs`), VMDK
-//! (`vmdk.rs`), VHDX (`vhdx.rs`), OVA (`ova.rs`) and qcow2 forms, and a hybrid ISO (`iso_script`).
+//! (`vmdk.rs`), VHDX (`vhdx.rs`), OVA (`ova.rs`), qcow2 and Vagrant box (`vagrant.rs`) forms,
+//! and a hybrid ISO (`iso_script`).
 //!
 //! Every identifier these formats carry is derived from what defines the medium, never from
 //! the clock or randomness: disk and partition GUIDs, the FAT volume id, the VHD unique id and
@@ -13,6 +14,7 @@ pub mod fat;
 pub mod gpt;
 pub mod ova;
 pub mod pe;
+pub mod vagrant;
 pub mod vhd;
 pub mod vhdx;
 pub mod vmdk;
@@ -320,6 +322,20 @@ pub fn uefi(
         };
         vhdx::normalize(&mut v, &ids).context("efi.vhdx")?;
         out.write_atomic(Path::new("efi.vhdx"), &v, 0o644)?;
+    }
+    if want("box") {
+        let qcow2 = out.open_file(Path::new("efi.qcow2"))?;
+        let qcow2_size = qcow2.metadata()?.len();
+        let mut boxed = std::io::BufWriter::new(out.create_file(Path::new("reprovm.box"), 0o644)?);
+        vagrant::write(
+            std::io::BufReader::new(qcow2),
+            qcow2_size,
+            raw_size,
+            256,
+            epoch_u,
+            &mut boxed,
+        )?;
+        boxed.flush()?;
     }
     if want("vmdk") {
         let mut v = out.read(Path::new("efi.vmdk"))?;

@@ -198,11 +198,19 @@ pub fn materialize(
     if set == super::PackageSet::Tools {
         relative_links(&root)?;
     }
+    if set == super::PackageSet::Vagrant {
+        // Debian ships Vagrant's system plugin list as `{}`, a version-0 file that Vagrant
+        // rewrites as version 1 at its first start: in a read-only root it must already be.
+        let plugins = Path::new("usr/share/vagrant-plugins/plugins.json");
+        if root.metadata(plugins)?.is_some() {
+            root.write_atomic(plugins, b"{\"version\":\"1\",\"installed\":{}}", 0o644)?;
+        }
+    }
     let tmp_path = parent.path().join(&tmp_name);
-    // The build toolchain is a sandbox root: its programs need an ld.so cache, written by its
-    // own ldconfig inside the sandbox. The Nix tools run through their loader with an explicit
-    // library path and need none.
-    if set == super::PackageSet::Build {
+    // The build toolchain and Vagrant's root are sandbox roots: their programs need an ld.so
+    // cache, written by the root's own ldconfig inside the sandbox. The Nix and host tools run
+    // through their loader with an explicit library path and need none.
+    if matches!(set, super::PackageSet::Build | super::PackageSet::Vagrant) {
         let log = tmp_path.join("ldconfig.log");
         let spec = Spec {
             root: tmp_path.join("root"),

@@ -32,16 +32,21 @@ pub enum PackageSet {
     /// The programs reprovm runs on the host (QEMU, firmware, ssh, the readers):
     /// `toolchain/tools.toml`, `pins/tools.lock`.
     Tools,
+    /// Vagrant, the full tier's reader of the box: `toolchain/vagrant.toml`,
+    /// `pins/vagrant.lock`; a sandbox root (Ruby needs its Debian paths).
+    Vagrant,
 }
 
 impl PackageSet {
-    pub const ALL: [PackageSet; 3] = [PackageSet::Build, PackageSet::Nix, PackageSet::Tools];
+    pub const ALL: [PackageSet; 4] =
+        [PackageSet::Build, PackageSet::Nix, PackageSet::Tools, PackageSet::Vagrant];
 
     /// Every set with its name on the command line and what it is.
-    pub const VALUES: [(PackageSet, &'static str, &'static str); 3] = [
+    pub const VALUES: [(PackageSet, &'static str, &'static str); 4] = [
         (PackageSet::Build, "build", "the build toolchain: toolchain/packages.toml"),
         (PackageSet::Nix, "nix", "Nix for the full tier: toolchain/nix.toml"),
         (PackageSet::Tools, "tools", "the host tools: toolchain/tools.toml"),
+        (PackageSet::Vagrant, "vagrant", "Vagrant for the full tier: toolchain/vagrant.toml"),
     ];
 
     pub fn spec(self, project: &Project) -> PathBuf {
@@ -49,6 +54,7 @@ impl PackageSet {
             PackageSet::Build => "packages.toml",
             PackageSet::Nix => "nix.toml",
             PackageSet::Tools => "tools.toml",
+            PackageSet::Vagrant => "vagrant.toml",
         })
     }
 
@@ -57,6 +63,7 @@ impl PackageSet {
             PackageSet::Build => project.toolchain_lock(),
             PackageSet::Nix => project.pins.join("nix.lock"),
             PackageSet::Tools => project.pins.join("tools.lock"),
+            PackageSet::Vagrant => project.pins.join("vagrant.lock"),
         }
     }
 
@@ -65,6 +72,7 @@ impl PackageSet {
             PackageSet::Build => "reprovm-toolchain",
             PackageSet::Nix => "reprovm-nix-tools",
             PackageSet::Tools => "reprovm-host-tools",
+            PackageSet::Vagrant => "reprovm-vagrant",
         }
     }
 }
@@ -266,6 +274,7 @@ fn locate_set(project: &Project, set: PackageSet) -> Result<(Toolchain, LockFile
         PackageSet::Build => "gcc-12",
         PackageSet::Nix => "nix-bin",
         PackageSet::Tools => "qemu-system-x86",
+        PackageSet::Vagrant => "vagrant",
     };
     let version =
         lockf.packages.iter().find(|p| p.name == key).map(|p| format!("{key} {}", p.version));
