@@ -631,12 +631,44 @@ pub fn render(r: &Report) -> String {
             s.push_str(&format!("  rebuilt outputs kept in {dir}\n"));
         }
     }
-    s.push_str(if r.ok {
-        "audit: all outputs reproduced bit for bit\n"
-    } else {
-        "audit: NOT reproducible\n"
-    });
+    s.push_str(&verdict(r));
     s
+}
+
+/// The last line of the report: which of the three checks failed, each named apart. A rebuild
+/// that matches the store but not the pins is reproducible on this machine, and the pins are
+/// what differ (a change not re-pinned, or another machine's bytes); only a rebuild that
+/// differs from the store is not reproducible.
+fn verdict(r: &Report) -> String {
+    if r.ok {
+        return "audit: all outputs reproduced bit for bit\n".into();
+    }
+    let names = |f: &dyn Fn(&TargetReport) -> bool| -> Vec<&str> {
+        r.targets.iter().filter(|t| f(t)).map(|t| t.name.as_str()).collect()
+    };
+    let rebuilt_differently = names(&|t| !t.matches_store);
+    let pins_differ = names(&|t| t.matches_store && t.matches_pin == Some(false));
+    let cache_differs = names(&|t| t.cache.as_ref().is_some_and(|c| !c.matches));
+    let mut lines = String::new();
+    if !rebuilt_differently.is_empty() {
+        lines.push_str(&format!(
+            "audit: NOT reproducible: {} rebuilt to other bytes than the store's\n",
+            rebuilt_differently.join(", ")
+        ));
+    }
+    if !pins_differ.is_empty() {
+        lines.push_str(&format!(
+            "audit: {} reproduced bit for bit here, but differ from pins/outputs.toml (an unpinned change: `cargo xtask pin outputs`; or the pins come from bytes this machine does not make)\n",
+            pins_differ.join(", ")
+        ));
+    }
+    if !cache_differs.is_empty() {
+        lines.push_str(&format!(
+            "audit: the cache holds other bytes than this machine makes for {}\n",
+            cache_differs.join(", ")
+        ));
+    }
+    lines
 }
 
 /// Read a file that may legitimately be absent (a log of a build made elsewhere).
@@ -771,9 +803,29 @@ mod tests {
               bin/busybox (content)
                   section .text differs
               rebuilt outputs kept in /x
-            audit: NOT reproducible
+            audit: NOT reproducible: busybox rebuilt to other bytes than the store's
+            audit: the cache holds other bytes than this machine makes for busybox
         "#]]
         .assert_eq(&render(&sample()));
+    }
+
+    #[test]
+    fn the_verdict_names_which_check_failed() {
+        let mut r = sample();
+        r.targets[0].matches_store = true;
+        r.targets[0].matches_pin = Some(false);
+        r.targets[0].cache = None;
+        let v = verdict(&r);
+        assert!(!v.contains("NOT reproducible"), "{v}");
+        assert!(
+            v.starts_with(
+                "audit: busybox reproduced bit for bit here, but differ from pins/outputs.toml"
+            ),
+            "{v}"
+        );
+        r.targets[0].matches_pin = Some(true);
+        r.ok = true;
+        assert_eq!(verdict(&r), "audit: all outputs reproduced bit for bit\n");
     }
 
     #[test]
