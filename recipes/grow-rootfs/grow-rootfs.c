@@ -1,12 +1,12 @@
 /* grow-rootfs: grow the mounted root ext4 file system to the size of its disk, as a cloud
- * image does at first boot. When / is a GPT partition (efi.img's root), the partition first
- * grows to the end of the disk: the backup GPT moves to the disk's new end, the partition's
- * entry and both headers are rewritten with their CRC32s (what cloud-utils' growpart does with
- * sgdisk), and the kernel learns the new size through BLKPG_RESIZE_PARTITION. Then the file
- * system grows (EXT4_IOC_RESIZE_FS, what resize2fs does for a mounted file system), so the
- * image needs neither e2fsprogs nor gdisk. Run by /etc/init.d/rcS on every boot: when nothing
- * is larger than what it holds it only says so. One line on stdout per step; exit 1 when
- * growing was needed and failed. */
+ * image does at first boot. When / is the last partition of a GPT disk (efi.img's root), the
+ * partition first grows to the disk's end, aligned down to 1 MiB: the backup GPT moves to the
+ * disk's new end, the partition's entry and both headers are rewritten with their CRC32s (what
+ * cloud-utils' growpart does with sgdisk), and the kernel learns the new size through
+ * BLKPG_RESIZE_PARTITION. Then the file system grows (EXT4_IOC_RESIZE_FS, what resize2fs does
+ * for a mounted file system), so the image needs neither e2fsprogs nor gdisk. Run by
+ * /etc/init.d/rcS on every boot: when nothing is larger than what it holds it only says so.
+ * One line on stdout per step; exit 1 when growing was needed and failed. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/blkpg.h>
@@ -117,8 +117,9 @@ static int grow_partition(unsigned maj, unsigned min, unsigned long long *sector
     }
     uint32_t want_crc = le32(hdr + 16);
     put32(hdr + 16, 0);
-    if (crc32(hdr, hsize) != want_crc) {
-        printf("grow-rootfs: %s: the GPT header's CRC32 is wrong; not touching it\n", disk);
+    if (crc32(hdr, hsize) != want_crc || le64(hdr + 24) != 1) {
+        printf("grow-rootfs: %s: the primary GPT header is damaged (CRC32 or MyLBA); not touching "
+               "it (sgdisk or gdisk can rebuild it from the backup)\n", disk);
         return 1;
     }
     uint32_t count = le32(hdr + 80), esize = le32(hdr + 84);
@@ -146,7 +147,7 @@ static int grow_partition(unsigned maj, unsigned min, unsigned long long *sector
             last = le64(e + 40);
         }
     }
-    if (mine == NULL) {
+    if (mine == NULL || last < first) {
         printf("grow-rootfs: %s: no GPT entry starts at sector %llu\n", disk, start);
         return 1;
     }
@@ -164,48 +165,64 @@ static int grow_partition(unsigned maj, unsigned min, unsigned long long *sector
     }
     uint64_t new_alternate = lbas - 1, new_array = new_alternate - array_lbas;
     uint64_t new_last_usable = new_array - 1;
-    if (new_last_usable <= last || new_alternate <= alternate) {
+    /* The partition ends on a 1 MiB boundary, as partitioning tools align it (sgdisk warns
+     * otherwise); the free space after it is less than 1 MiB. */
+    uint64_t align = (1u << 20) / lb, new_last = (new_last_usable + 1) / align * align - 1;
+    if (new_last <= last || new_alternate <= alternate) {
+        /* Nothing written. *sectors stays the kernel's size of the partition, which is what
+         * the file system may fill (on a disk that shrank it is less than the entry says). */
         printf("reprovm: partition %llu fills %s (%llu sectors)\n", partno, disk,
                (unsigned long long)(last - first + 1));
-        *sectors = (last - first + 1) * lb / 512;
         close(fd);
         return 0;
     }
     (void)last_usable;
-    put64(mine + 40, new_last_usable);
+    put64(mine + 40, new_last);
     uint32_t array_crc = crc32(array, array_bytes);
-    /* The backup first (entries, then header) at the disk's new end, then the primary header:
-     * until the primary points at the new backup, the old pair stays consistent. */
-    unsigned char *backup = calloc(1, lb);
-    if (backup == NULL) return 1;
-    memcpy(backup, hdr, hsize);
-    put64(backup + 24, new_alternate);
-    put64(backup + 32, 1);
-    put64(backup + 48, new_last_usable);
-    put64(backup + 72, new_array);
-    put32(backup + 88, array_crc);
-    put32(backup + 16, 0);
-    put32(backup + 16, crc32(backup, hsize));
-    put64(hdr + 32, new_alternate);
-    put64(hdr + 48, new_last_usable);
-    put32(hdr + 88, array_crc);
-    put32(hdr + 16, crc32(hdr, hsize));
+    /* A header like `h` for the grown disk, at `my_lba`, pointing at `alt` and at the entry
+     * array at `entries`, its CRC32 computed (over hsize bytes, the CRC field zero). */
+    unsigned char *backup = calloc(1, lb), *bridge = calloc(1, lb), *primary = calloc(1, lb);
+    unsigned char *zero = calloc(1, lb);
+    if (backup == NULL || bridge == NULL || primary == NULL || zero == NULL) return 1;
+#define HEADER(h, my_lba, alt, entries)                                                          \
+    do {                                                                                       \
+        memcpy(h, hdr, hsize);                                                                 \
+        put64(h + 24, my_lba);                                                                 \
+        put64(h + 32, alt);                                                                    \
+        put64(h + 48, new_last_usable);                                                        \
+        put64(h + 72, entries);                                                                \
+        put32(h + 88, array_crc);                                                              \
+        put32(h + 16, 0);                                                                      \
+        put32(h + 16, crc32(h, hsize));                                                        \
+    } while (0)
+    HEADER(backup, new_alternate, 1, new_array);
+    /* Until the primary array is rewritten, the primary header points at the new backup's
+     * copy of the entries: every single-sector header write leaves a valid pair behind it. */
+    HEADER(bridge, 1, new_alternate, new_array);
+    HEADER(primary, 1, new_alternate, array_lba);
+#undef HEADER
     /* The protective MBR's one entry covers the disk (up to 2^32 - 1 sectors). */
     if (mbr[510] == 0x55 && mbr[511] == 0xAA && mbr[446 + 4] == 0xEE)
         put32(mbr + 446 + 12, new_alternate > 0xFFFFFFFFu ? 0xFFFFFFFFu : (uint32_t)new_alternate);
-    unsigned char *zero = calloc(1, lb);
-    if (zero == NULL || pwrite_all(fd, array, array_lbas * lb, new_array * lb) != 0 ||
+    /* Order (each step synced): the backup (entries, then header) at the new end, which the
+     * old primary does not reference; the bridge header; the primary entries, which the
+     * bridge does not reference; the final primary header; then the MBR's size and the old
+     * backup header, zeroed when it lies between the partition's old end and the new backup
+     * (a disk grown by fewer sectors than the array has it inside the new array: kept). */
+    int zero_old = alternate > last && alternate < new_array;
+    if (pwrite_all(fd, array, array_lbas * lb, new_array * lb) != 0 ||
         pwrite_all(fd, backup, lb, new_alternate * lb) != 0 || fsync(fd) != 0 ||
-        pwrite_all(fd, array, array_lbas * lb, array_lba * lb) != 0 ||
-        pwrite_all(fd, hdr, lb, lb) != 0 || pwrite_all(fd, mbr, lb, 0) != 0 ||
-        (alternate > 1 && alternate < lbas && pwrite_all(fd, zero, lb, alternate * lb) != 0) ||
-        fsync(fd) != 0) {
+        pwrite_all(fd, bridge, lb, lb) != 0 || fsync(fd) != 0 ||
+        pwrite_all(fd, array, array_lbas * lb, array_lba * lb) != 0 || fsync(fd) != 0 ||
+        pwrite_all(fd, primary, lb, lb) != 0 || fsync(fd) != 0 ||
+        pwrite_all(fd, mbr, lb, 0) != 0 ||
+        (zero_old && pwrite_all(fd, zero, lb, alternate * lb) != 0) || fsync(fd) != 0) {
         printf("grow-rootfs: writing the GPT of %s: %s\n", disk, strerror(errno));
         return 1;
     }
     struct blkpg_partition part = {
         .start = (long long)(first * lb),
-        .length = (long long)((new_last_usable - first + 1) * lb),
+        .length = (long long)((new_last - first + 1) * lb),
         .pno = (int)partno,
     };
     struct blkpg_ioctl_arg arg = {.op = BLKPG_RESIZE_PARTITION, .datalen = sizeof part, .data = &part};
@@ -216,8 +233,8 @@ static int grow_partition(unsigned maj, unsigned min, unsigned long long *sector
     }
     close(fd);
     printf("reprovm: grew partition %llu of %s from %llu to %llu sectors\n", partno, disk,
-           (unsigned long long)(last - first + 1), (unsigned long long)(new_last_usable - first + 1));
-    *sectors = (new_last_usable - first + 1) * lb / 512;
+           (unsigned long long)(last - first + 1), (unsigned long long)(new_last - first + 1));
+    *sectors = (new_last - first + 1) * lb / 512;
     return 0;
 }
 

@@ -11,6 +11,48 @@ use std::path::{Component, Path, PathBuf};
 pub const DEFAULT_LIB_DIRS: [&str; 4] =
     ["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib"];
 
+/// What an ELF file's code runs on: its machine (`e_machine`), class and byte order. A root
+/// file system holds one machine's programs and libraries; the closure refuses any other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Machine {
+    pub e_machine: u16,
+    pub class64: bool,
+    pub little_endian: bool,
+}
+
+impl Machine {
+    /// x86-64 (amd64), the machine of today's images.
+    pub const X86_64: Machine =
+        Machine { e_machine: goblin::elf::header::EM_X86_64, class64: true, little_endian: true };
+    /// AArch64 (arm64), little-endian.
+    pub const AARCH64: Machine =
+        Machine { e_machine: goblin::elf::header::EM_AARCH64, class64: true, little_endian: true };
+
+    /// The machine of the ELF file `data`, from its identification and header only.
+    pub fn of(data: &[u8]) -> Result<Machine> {
+        use goblin::elf::header;
+        let h = goblin::elf::Elf::parse_header(data).context("not an ELF header")?;
+        Ok(Machine {
+            e_machine: h.e_machine,
+            class64: h.e_ident[header::EI_CLASS] == header::ELFCLASS64,
+            little_endian: h.e_ident[header::EI_DATA] == header::ELFDATA2LSB,
+        })
+    }
+
+    /// How `file` names it, e.g. `x86-64`, `AArch64`, `Intel 80386 (32-bit)`.
+    pub fn name(self) -> String {
+        let base = goblin::elf::header::machine_to_str(self.e_machine).to_string();
+        match (self.class64, self.little_endian) {
+            (true, true) => base,
+            (class64, little) => format!(
+                "{base} ({}-bit, {})",
+                if class64 { 64 } else { 32 },
+                if little { "little-endian" } else { "big-endian" }
+            ),
+        }
+    }
+}
+
 pub struct DynInfo {
     pub interp: Option<String>,
     pub needed: Vec<String>,
@@ -103,17 +145,35 @@ fn expand_origin(dir: &str, installed_at: &Path) -> String {
 /// For dynamic ELF files (given with the path they are installed at), the interpreter and the
 /// transitive DT_NEEDED libraries, searched in each object's RUNPATH/RPATH and then `lib_dirs`,
 /// all inside `root` (symlinks followed as the root's own programs see them, never above it).
-/// Returns install path (where ld.so will look at run time) -> the file holding its bytes,
-/// relative to `root`.
+/// Every file must be for `machine`: an input or interpreter of another machine is refused with
+/// its name, and a library of another machine is passed over in the search, as ld.so passes
+/// it over, and named if nothing else is found. Returns install path (where ld.so will look at
+/// run time) -> the file holding its bytes, relative to `root`.
 pub fn closure(
     root: &Dir,
     files: &[(PathBuf, Vec<u8>)],
     lib_dirs: &[String],
+    machine: Machine,
 ) -> Result<BTreeMap<PathBuf, PathBuf>> {
     let mut out = BTreeMap::new();
     let mut seen = BTreeSet::new();
     let mut queue: VecDeque<(PathBuf, Vec<u8>)> =
         files.iter().filter(|(_, d)| is_elf(d)).cloned().collect();
+    let for_this = |at: &Path, data: &[u8]| -> Result<()> {
+        let m = Machine::of(data).with_context(|| format!("reading ELF {}", at.display()))?;
+        if m != machine {
+            bail!(
+                "{} is an ELF file for {}, in a file system for {}",
+                at.display(),
+                m.name(),
+                machine.name()
+            );
+        }
+        Ok(())
+    };
+    for (at, data) in &queue {
+        for_this(at, data)?;
+    }
     while let Some((at, data)) = queue.pop_front() {
         let info = dyn_info(&data).with_context(|| format!("reading ELF {}", at.display()))?;
         let mut wanted: Vec<(PathBuf, PathBuf)> = Vec::new();
@@ -121,6 +181,8 @@ pub fn closure(
             let real = root
                 .resolve_in_root(Path::new(interp), true)
                 .with_context(|| format!("interpreter {interp} of {}", at.display()))?;
+            for_this(Path::new(interp), &root.read(&real)?)
+                .with_context(|| format!("the interpreter of {}", at.display()))?;
             wanted.push((PathBuf::from(interp), real));
         }
         let search: Vec<String> = info
@@ -130,12 +192,30 @@ pub fn closure(
             .chain(lib_dirs.iter().cloned())
             .collect();
         for lib in &info.needed {
-            let found = search.iter().find_map(|d| {
+            let mut other_machines = Vec::new();
+            let mut found = None;
+            for d in &search {
                 let p = lexical(&Path::new(d).join(lib));
-                root.resolve_in_root(&p, true).ok().map(|real| (p, real))
-            });
+                let Ok(real) = root.resolve_in_root(&p, true) else { continue };
+                let bytes = root.read(&real)?;
+                match Machine::of(&bytes) {
+                    Ok(m) if m == machine => {
+                        found = Some((p, real));
+                        break;
+                    }
+                    Ok(m) => other_machines.push(format!("{} ({})", p.display(), m.name())),
+                    Err(_) => other_machines.push(format!("{} (not ELF)", p.display())),
+                }
+            }
             match found {
                 Some(f) => wanted.push(f),
+                None if !other_machines.is_empty() => bail!(
+                    "library {lib} (needed by {}) for {} not found under {}: only {}",
+                    at.display(),
+                    machine.name(),
+                    root.path().display(),
+                    other_machines.join(", ")
+                ),
                 None => bail!(
                     "library {lib} (needed by {}) not found in {} under {}",
                     at.display(),
@@ -193,12 +273,85 @@ mod tests {
     fn host_sh_closure_has_libc_and_loader() {
         let data = std::fs::read("/bin/sh").unwrap();
         let dirs: Vec<String> = DEFAULT_LIB_DIRS.iter().map(|s| s.to_string()).collect();
-        let c = closure(&Dir::open(Path::new("/")).unwrap(), &[("/bin/sh".into(), data)], &dirs)
-            .unwrap();
+        let c = closure(
+            &Dir::open(Path::new("/")).unwrap(),
+            &[("/bin/sh".into(), data)],
+            &dirs,
+            Machine::X86_64,
+        )
+        .unwrap();
         let names: Vec<String> = c.keys().map(|p| p.display().to_string()).collect();
         assert!(names.iter().any(|n| n.ends_with("libc.so.6")), "{names:?}");
         assert!(names.iter().any(|n| n.contains("ld-linux")), "{names:?}");
     }
+    /// `data` with its e_machine set to AArch64's (the rest stays x86-64 code: only the header
+    /// is read).
+    fn as_aarch64(mut data: Vec<u8>) -> Vec<u8> {
+        data[18..20].copy_from_slice(&goblin::elf::header::EM_AARCH64.to_le_bytes());
+        data
+    }
+
+    #[test]
+    fn machines_never_mix() {
+        let sh = std::fs::read("/bin/sh").unwrap();
+        assert_eq!(Machine::of(&sh).unwrap(), Machine::X86_64);
+        assert_eq!(Machine::of(&as_aarch64(sh.clone())).unwrap(), Machine::AARCH64);
+        assert_eq!(Machine::AARCH64.name(), "AARCH64");
+        let mut i386 = sh.clone();
+        i386[4] = goblin::elf::header::ELFCLASS32;
+        assert!(Machine::of(&i386).map(|m| m.name().contains("32-bit")).unwrap_or(true));
+        let dirs: Vec<String> = DEFAULT_LIB_DIRS.iter().map(|s| s.to_string()).collect();
+        let host = Dir::open(Path::new("/")).unwrap();
+        // An input for another machine is refused, with its name.
+        let err = closure(
+            &host,
+            &[("/bin/busybox".into(), as_aarch64(sh.clone()))],
+            &dirs,
+            Machine::X86_64,
+        )
+        .unwrap_err();
+        assert!(
+            format!("{err:#}")
+                .contains("/bin/busybox is an ELF file for AARCH64, in a file system for X86_64"),
+            "{err:#}"
+        );
+        // A root whose first library directory holds libc for another machine: ld.so passes it
+        // over for the one after it, and so does the closure; with only the wrong one, the
+        // error names it.
+        let libc =
+            host.resolve_in_root(Path::new("/lib/x86_64-linux-gnu/libc.so.6"), true).unwrap();
+        let loader = host.resolve_in_root(Path::new("/lib64/ld-linux-x86-64.so.2"), true).unwrap();
+        let t = tempfile::tempdir().unwrap();
+        let put = |at: &str, data: &[u8]| {
+            let p = t.path().join(at);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, data).unwrap();
+        };
+        put("lib64/ld-linux-x86-64.so.2", &host.read(&loader).unwrap());
+        put("lib/x86_64-linux-gnu/libc.so.6", &as_aarch64(host.read(&libc).unwrap()));
+        let root = Dir::open(t.path()).unwrap();
+        let program = [(PathBuf::from("/bin/sh"), sh.clone())];
+        let needs_libc = dyn_info(&sh).unwrap().needed.contains(&"libc.so.6".to_string());
+        if needs_libc && dyn_info(&sh).unwrap().needed.len() == 1 {
+            let err = closure(&root, &program, &dirs, Machine::X86_64).unwrap_err();
+            assert!(
+                format!("{err:#}").contains("only /lib/x86_64-linux-gnu/libc.so.6 (AARCH64)"),
+                "{err:#}"
+            );
+            put("usr/lib/x86_64-linux-gnu/libc.so.6", &host.read(&libc).unwrap());
+            let c = closure(&root, &program, &dirs, Machine::X86_64).unwrap();
+            assert_eq!(
+                c.get(Path::new("/usr/lib/x86_64-linux-gnu/libc.so.6")),
+                Some(&PathBuf::from("usr/lib/x86_64-linux-gnu/libc.so.6")),
+                "{c:?}"
+            );
+        }
+        // The interpreter is checked too.
+        put("lib64/ld-linux-x86-64.so.2", &as_aarch64(host.read(&loader).unwrap()));
+        let err = closure(&root, &program, &dirs, Machine::X86_64).unwrap_err();
+        assert!(format!("{err:#}").contains("the interpreter of /bin/sh"), "{err:#}");
+    }
+
     #[test]
     fn runpath_with_origin_is_searched_first() {
         // A program whose library lives beside it, found only through RUNPATH=$ORIGIN/../lib,
@@ -235,7 +388,13 @@ mod tests {
         assert_eq!(info.search, vec!["$ORIGIN/../lib".to_string()]);
         let dirs: Vec<String> = DEFAULT_LIB_DIRS.iter().map(|s| s.to_string()).collect();
         let root = Dir::open(Path::new("/")).unwrap();
-        let c = closure(&root, &[(main.clone(), std::fs::read(&main).unwrap())], &dirs).unwrap();
+        let c = closure(
+            &root,
+            &[(main.clone(), std::fs::read(&main).unwrap())],
+            &dirs,
+            Machine::X86_64,
+        )
+        .unwrap();
         assert_eq!(
             c.get(&lib.join("libfoo.so")),
             Some(&lib.join("libfoo.so").strip_prefix("/").unwrap().to_path_buf()),
@@ -247,6 +406,7 @@ mod tests {
             &root,
             &[(PathBuf::from("/elsewhere/main"), std::fs::read(&main).unwrap())],
             &dirs,
+            Machine::X86_64,
         )
         .unwrap_err();
         assert!(format!("{err:#}").contains("libfoo.so (needed by /elsewhere/main)"), "{err:#}");

@@ -55,9 +55,12 @@ pub fn make(root: &Path) -> Result<()> {
         datas.push((PathBuf::from(p), data));
     }
     let dirs: Vec<String> = elf::DEFAULT_LIB_DIRS.iter().map(|s| s.to_string()).collect();
-    for (install, real) in
-        elf::closure(&reprovm_fs::beneath::Dir::open(Path::new("/"))?, &datas, &dirs)?
-    {
+    for (install, real) in elf::closure(
+        &reprovm_fs::beneath::Dir::open(Path::new("/"))?,
+        &datas,
+        &dirs,
+        elf::Machine::X86_64,
+    )? {
         let real = Path::new("/").join(real);
         let dest = root.join(install.strip_prefix("/").unwrap_or(&install));
         std::fs::create_dir_all(dest.parent().unwrap_or(root))?;

@@ -336,7 +336,8 @@ pub fn write_rootfs(
         spec.library_path.clone()
     };
     let root_dir = Dir::open(root)?;
-    let libs = elf::closure(&root_dir, &elves, &dirs)
+    // The images are x86-64's (issue 23 adds a target architecture; it will choose this).
+    let libs = elf::closure(&root_dir, &elves, &dirs, elf::Machine::X86_64)
         .with_context(|| format!("resolving shared libraries under {}", root.display()))?;
     for (install, real) in libs {
         let rel = recipe::tree_path(&install.to_string_lossy(), true).map_err(bad)?;
