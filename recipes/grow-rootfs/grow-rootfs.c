@@ -168,7 +168,10 @@ static int grow_partition(unsigned maj, unsigned min, unsigned long long *sector
     /* The partition ends on a 1 MiB boundary, as partitioning tools align it (sgdisk warns
      * otherwise); the free space after it is less than 1 MiB. */
     uint64_t align = (1u << 20) / lb, new_last = (new_last_usable + 1) / align * align - 1;
-    if (new_last <= last || new_alternate <= alternate) {
+    /* Free space after the partition is filled whether or not the disk grew (an image made
+     * larger than its root partition, as efi.img is to whole 63 MiB); a disk that shrank
+     * (its backup GPT now beyond the end) is left alone. */
+    if (new_last <= last || new_alternate < alternate) {
         /* Nothing written. *sectors stays the kernel's size of the partition, which is what
          * the file system may fill (on a disk that shrank it is less than the entry says). */
         printf("reprovm: partition %llu fills %s (%llu sectors)\n", partno, disk,

@@ -287,6 +287,17 @@ fn boot_media_are_well_formed_and_boot() {
         let console = std::fs::read_to_string(repo().join("out/boot-test-console.log")).unwrap();
         assert!(console.contains(loader), "{target}: {loader} did not boot:\n{console}");
     }
+    // The devices VirtualBox and VMware give the OVA's disk (AHCI SATA, an E1000 NIC): the
+    // kernel finds its root there by PARTUUID and the SSH checks pass over the E1000.
+    ok(&["boot-test", "--target", "efi-image", "--devices", "classic"]);
+    let console = std::fs::read_to_string(repo().join("out/boot-test-console.log")).unwrap();
+    for (what, says) in
+        [("the AHCI disk", "ahci"), ("the SCSI disk sda", "[sda]"), ("the E1000 NIC", "e1000")]
+    {
+        assert!(console.contains(says), "{what}: no `{says}` on the console:\n{console}");
+    }
+    assert!(!console.contains("[vda]"), "a virtio disk in the classic boot:\n{console}");
+
     // The out/ copies these boots used are the store entries checked above.
     for (name, entry) in [("efi.img", &efi), ("efi.vhd", &efi), ("reprovm.iso", &iso)] {
         let copy = std::fs::read(repo().join("out").join(name)).unwrap();

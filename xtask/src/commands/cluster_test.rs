@@ -16,7 +16,7 @@ pub struct ClusterTestArgs {
 impl ClusterTestArgs {
     /// Boot the cluster, test its networks from vm001, power it off; report what it took.
     pub fn run(self, ctx: &RunContext) -> anyhow::Result<i32> {
-        let opts = self.boot.cluster(self.nodes);
+        let opts = self.boot.cluster(self.nodes)?;
         let report = reprovm::ops::cluster::cluster_test(
             ctx,
             &opts,

@@ -1,5 +1,5 @@
 use super::values;
-use reprovm::ops::boot::{Accel, BootOptions, Machine, Target};
+use reprovm::ops::boot::{Accel, BootOptions, Devices, Machine, Target};
 use reprovm::ops::cluster::ClusterOptions;
 use reprovm::ops::context::RunContext;
 use std::path::PathBuf;
@@ -59,6 +59,10 @@ pub struct BootArgs {
     /// forms: SYSLINUX on the ESP) through a legacy BIOS, QEMU's own SeaBIOS, instead of UEFI.
     #[arg(long, conflicts_with = "firmware")]
     pub legacy_bios: bool,
+    /// The disk's and network card's devices: `classic` puts the UEFI disk on AHCI (SATA) with
+    /// an E1000 NIC, as VirtualBox and VMware attach them.
+    #[arg(long, value_parser = values::parser(&Devices::VALUES), default_value = "virtio")]
+    pub devices: Devices,
 }
 
 impl BootArgs {
@@ -78,14 +82,26 @@ impl BootArgs {
             qemu: self.qemu,
             firmware: self.firmware,
             legacy_bios: self.legacy_bios,
+            devices: self.devices,
         }
     }
 }
 
 impl BootArgs {
-    /// The options of a cluster of `nodes` over these (node N's SSH on `--ssh-port` + N).
-    pub fn cluster(self, nodes: usize) -> ClusterOptions {
-        ClusterOptions {
+    /// The options of a cluster of `nodes` over these (node N's SSH on `--ssh-port` + N). The
+    /// options a cluster does not take are refused, not ignored.
+    pub fn cluster(self, nodes: usize) -> anyhow::Result<ClusterOptions> {
+        let single_vm_only = [
+            ("--disk-size", self.disk_size.is_some()),
+            ("--legacy-bios", self.legacy_bios),
+            ("--firmware", self.firmware.is_some()),
+            ("--devices classic", self.devices != Devices::Virtio),
+            ("--machine microvm", self.machine != Machine::Pc),
+        ];
+        if let Some((flag, _)) = single_vm_only.iter().find(|(_, given)| *given) {
+            anyhow::bail!("{flag} is for a single VM; a cluster (--nodes) boots the image over virtio on a PC");
+        }
+        Ok(ClusterOptions {
             nodes,
             target: self.target,
             kernel: self.kernel,
@@ -97,7 +113,7 @@ impl BootArgs {
             qemu: self.qemu,
             persist: self.persist.flatten(),
             append: self.append,
-        }
+        })
     }
 }
 
@@ -121,7 +137,7 @@ impl RunArgs {
         match self.nodes {
             Some(n) => {
                 let timeout = self.timeout.map(std::time::Duration::from_secs);
-                reprovm::ops::cluster::run_cluster(ctx, &self.boot.cluster(n), timeout)?
+                reprovm::ops::cluster::run_cluster(ctx, &self.boot.cluster(n)?, timeout)?
             }
             None => {
                 if matches!(self.boot.persist, Some(Some(_))) {

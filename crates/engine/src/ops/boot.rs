@@ -32,6 +32,29 @@ impl Machine {
     ];
 }
 
+/// The devices the guest's disk and network card are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Devices {
+    /// virtio-blk and virtio-net: QEMU's, Firecracker's and the clusters' (the default).
+    Virtio,
+    /// The disk on the machine's AHCI SATA controller and an Intel E1000 NIC, as VirtualBox
+    /// and VMware attach them (the OVA declares both): the kernel's drivers for the classic
+    /// hypervisors, tested under QEMU.
+    Classic,
+}
+
+impl Devices {
+    /// Every choice with its name on the command line and what it is.
+    pub const VALUES: [(Devices, &'static str, &'static str); 2] = [
+        (Devices::Virtio, "virtio", "virtio-blk and virtio-net (QEMU, Firecracker, clusters)"),
+        (
+            Devices::Classic,
+            "classic",
+            "the disk on AHCI (SATA) and an E1000 NIC, as VirtualBox and VMware attach them (the UEFI disk's targets)",
+        ),
+    ];
+}
+
 /// What to boot: the medium, and with it how the guest starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
@@ -100,6 +123,8 @@ pub struct BootOptions {
     /// Boot the ISO or the UEFI disk (any form) through a legacy BIOS (QEMU's own SeaBIOS)
     /// instead of OVMF.
     pub legacy_bios: bool,
+    /// The disk's and network card's devices.
+    pub devices: Devices,
 }
 
 impl Default for BootOptions {
@@ -119,6 +144,7 @@ impl Default for BootOptions {
             qemu: None,
             firmware: None,
             legacy_bios: false,
+            devices: Devices::Virtio,
         }
     }
 }
@@ -244,6 +270,40 @@ fn need(p: PathBuf, build: &str) -> Result<PathBuf> {
     Ok(p)
 }
 
+impl Target {
+    /// The UEFI disk in one of its forms (root by PARTUUID, booted by its own loaders).
+    fn is_uefi_disk(self) -> bool {
+        matches!(self, Target::EfiImage | Target::EfiVhd | Target::EfiVmdk | Target::EfiVhdx)
+    }
+}
+
+/// Refuse options that do not go together, before anything is fetched or started.
+fn check_options(a: &BootOptions) -> Result<()> {
+    let own_loader = a.target.is_uefi_disk() || matches!(a.target, Target::Iso | Target::IsoDisk);
+    if a.machine == Machine::Microvm && a.target != Target::Image {
+        bail!("--machine microvm boots a kernel and a disk (--target image)");
+    }
+    if a.devices == Devices::Classic && !a.target.is_uefi_disk() {
+        bail!(
+            "--devices classic boots the UEFI disk (--target efi-image, efi-vhd, efi-vhdx, efi-vmdk), whose root is found by PARTUUID on whatever disk it is; `{:?}` names /dev/vda or has no disk",
+            a.target
+        );
+    }
+    if a.legacy_bios && !own_loader {
+        bail!(
+            "--legacy-bios boots a medium's own boot loader (the ISO, the UEFI disk); `{:?}` is started by QEMU with -kernel, which needs no firmware choice",
+            a.target
+        );
+    }
+    if a.legacy_bios && a.firmware.is_some() {
+        bail!("--legacy-bios boots QEMU's own SeaBIOS; leave out --firmware");
+    }
+    if own_loader && !a.append.is_empty() {
+        bail!("--target {:?} boots a unified kernel image (or isolinux's entry), whose command line is built in; --append is for image and initramfs", a.target);
+    }
+    Ok(())
+}
+
 /// The QEMU command line for a boot; `scratch` is a directory that lives as long as the
 /// guest (it holds the firmware's writable variable store).
 fn qemu_command(
@@ -252,10 +312,8 @@ fn qemu_command(
     a: &BootOptions,
     scratch: &Path,
 ) -> Result<Command> {
+    check_options(a)?;
     let out = |f: &str| project.out.join(f);
-    if a.machine == Machine::Microvm && a.target != Target::Image {
-        bail!("--machine microvm boots a kernel and a disk (--target image)");
-    }
     let accel = a.accelerator(project, tools)?;
     let mut c = match &a.qemu {
         Some(q) => Command::new(q),
@@ -288,18 +346,15 @@ fn qemu_command(
             (Some(size), false) => (overlay(tools, file, format, size, scratch)?, "qcow2", ""),
         };
         c.arg("-drive").arg(format!("id=d0,file={},format={format},if=none{snap}", file.display()));
-        c.args(["-device", &format!("virtio-blk-{bus},drive=d0")]);
+        match a.devices {
+            Devices::Virtio => c.args(["-device", &format!("virtio-blk-{bus},drive=d0")]),
+            // q35's own ICH9 AHCI controller, port 0.
+            Devices::Classic => c.args(["-device", "ide-hd,drive=d0,bus=ide.0"]),
+        };
         Ok(())
     };
-    let efi_disk =
-        matches!(a.target, Target::EfiImage | Target::EfiVhd | Target::EfiVmdk | Target::EfiVhdx);
+    let efi_disk = a.target.is_uefi_disk();
     let uefi = (efi_disk || matches!(a.target, Target::Iso | Target::IsoDisk)) && !a.legacy_bios;
-    if a.legacy_bios && a.firmware.is_some() {
-        bail!("--legacy-bios boots QEMU's own SeaBIOS; leave out --firmware");
-    }
-    if (efi_disk || matches!(a.target, Target::Iso | Target::IsoDisk)) && !a.append.is_empty() {
-        bail!("--target {:?} boots a unified kernel image (or isolinux's entry), whose command line is built in; --append is for image and initramfs", a.target);
-    }
     if uefi {
         match &a.firmware {
             Some(fw) => {
@@ -386,7 +441,10 @@ fn qemu_command(
         "-netdev",
         &format!("user,id=n0,hostfwd=tcp:127.0.0.1:{}-:22", a.ssh_port),
         "-device",
-        &format!("virtio-net-{bus},netdev=n0"),
+        &match a.devices {
+            Devices::Virtio => format!("virtio-net-{bus},netdev=n0"),
+            Devices::Classic => "e1000,netdev=n0".to_string(),
+        },
     ]);
     c.args(["-device", &format!("virtio-rng-{bus}")]);
     if let Some(k) = &a.ssh_key {
@@ -532,6 +590,7 @@ fn host_tsc_khz() -> Option<u64> {
 
 /// `run`: boot with the serial console on this terminal.
 pub fn run_vm(ctx: &RunContext, a: &BootOptions) -> Result<()> {
+    check_options(a)?;
     let (project, tools) = (&ctx.project, &HostTools::get(&ctx.project, &ctx.fetcher)?);
     let scratch = tempfile::tempdir()?;
     let mut c = qemu_command(project, tools, a, scratch.path())?;
@@ -591,6 +650,7 @@ pub(crate) fn ssh(tools: &HostTools, port: u16, key: &Path, cmd: &str) -> Result
 /// `boot-test`: boot, log in with a key made now, run the checks, power off, within
 /// `timeout` seconds. Fails with the console log.
 pub fn boot_test(ctx: &RunContext, run: &BootOptions, timeout: u64) -> Result<()> {
+    check_options(run)?;
     let (project, tools) = (&ctx.project, &HostTools::get(&ctx.project, &ctx.fetcher)?);
     let dir = tempfile::tempdir()?;
     let key = dir.path().join("id_ed25519");
@@ -731,6 +791,48 @@ pub fn boot_test(ctx: &RunContext, run: &BootOptions, timeout: u64) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn options_that_do_not_go_together_are_refused() {
+        let with = |f: &dyn Fn(&mut BootOptions)| {
+            let mut o = BootOptions::default();
+            f(&mut o);
+            check_options(&o).map_err(|e| e.to_string())
+        };
+        assert!(with(&|_| {}).is_ok());
+        for (target, ok) in [
+            (Target::EfiImage, true),
+            (Target::EfiVhdx, true),
+            (Target::Image, false),
+            (Target::Iso, false),
+        ] {
+            let r = with(&|o| {
+                o.target = target;
+                o.devices = Devices::Classic;
+            });
+            assert_eq!(r.is_ok(), ok, "{target:?}: {r:?}");
+        }
+        let r = with(&|o| o.legacy_bios = true).unwrap_err();
+        assert!(r.contains("--legacy-bios boots a medium's own boot loader"), "{r}");
+        assert!(with(&|o| {
+            o.target = Target::IsoDisk;
+            o.legacy_bios = true;
+        })
+        .is_ok());
+        let r = with(&|o| {
+            o.target = Target::EfiImage;
+            o.legacy_bios = true;
+            o.firmware = Some("/x.fd".into());
+        })
+        .unwrap_err();
+        assert!(r.contains("leave out --firmware"), "{r}");
+        let r = with(&|o| {
+            o.target = Target::Initramfs;
+            o.machine = Machine::Microvm;
+        })
+        .unwrap_err();
+        assert!(r.contains("--machine microvm"), "{r}");
+    }
 
     #[test]
     #[cfg(target_arch = "x86_64")]
