@@ -696,10 +696,25 @@ pub fn boot_test(ctx: &RunContext, run: &BootOptions, timeout: u64) -> Result<()
     let shown = reprovm_fs::util::display_command(&c);
     let mut vm =
         Vm { child: c.spawn().with_context(|| format!("could not start `{shown}`"))?, console };
+    // Under TCG a guest now and then resets (a clean QEMU exit under -no-reboot) before its
+    // kernel has printed a byte: measured on microvm with the 6.1 and 6.18 kernels, 1 boot in
+    // 8 idle and up to 5 in 12 with the machine loaded, with kernels that boot on every other
+    // try. Such a boot is started again, twice at most; one that prints anything, or resets
+    // three times, fails as before.
+    let mut resets_left = 2;
     let result = (|| -> Result<()> {
         let deadline = started + Duration::from_secs(timeout);
         loop {
             if let Some(st) = vm.child.try_wait()? {
+                let printed = std::fs::metadata(&vm.console).map(|m| m.len()).unwrap_or(0);
+                if st.success() && printed == 0 && resets_left > 0 {
+                    resets_left -= 1;
+                    eprintln!(
+                        "boot-test: the guest reset before its kernel printed anything (a TCG flake); starting it again ({resets_left} more allowed)"
+                    );
+                    vm.child = c.spawn().with_context(|| format!("could not start `{shown}`"))?;
+                    continue;
+                }
                 let mut err = String::new();
                 if let Some(mut e) = vm.child.stderr.take() {
                     let _ = e.read_to_string(&mut err);
