@@ -13,13 +13,7 @@ impl NixArgs {
     pub fn run(self, ctx: &RunContext) -> anyhow::Result<i32> {
         let project = &ctx.project;
         // Nix runs beside builds: the store lock is taken only to materialise it.
-        let tools = match toolchain::find_set(project, PackageSet::Nix)? {
-            Some(t) => t,
-            None => {
-                let lock = reprovm::model::store::store_exclusive(&project.out)?;
-                toolchain::ensure_set(project, &ctx.fetcher, PackageSet::Nix, &lock)?
-            }
-        };
+        let tools = toolchain::find_or_ensure_set(project, &ctx.fetcher, PackageSet::Nix)?;
         let mut c = toolchain::nix_command(&tools.root, &self.argv[0])?;
         c.args(&self.argv[1..]);
         super::exec(c)

@@ -20,13 +20,7 @@ impl VagrantArgs {
     /// Run the pinned vagrant in the build sandbox over its root; its exit code is ours.
     pub fn run(self, ctx: &RunContext) -> anyhow::Result<i32> {
         let project = &ctx.project;
-        let root = match toolchain::find_set(project, PackageSet::Vagrant)? {
-            Some(t) => t.root,
-            None => {
-                let lock = reprovm::model::store::store_exclusive(&project.out)?;
-                toolchain::ensure_set(project, &ctx.fetcher, PackageSet::Vagrant, &lock)?.root
-            }
-        };
+        let root = toolchain::find_or_ensure_set(project, &ctx.fetcher, PackageSet::Vagrant)?.root;
         let dir = match self.dir {
             Some(d) => d,
             None => std::env::current_dir()?,

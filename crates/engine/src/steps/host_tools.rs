@@ -36,13 +36,7 @@ impl HostTools {
     /// The pinned tools, materialised from `pins/tools.lock` when they are not yet. Takes the
     /// store lock only to materialise (a running build holds it: the first use waits for it).
     pub fn get(project: &Project, fetcher: &Fetcher) -> Result<HostTools> {
-        let found = match toolchain::find_set(project, PackageSet::Tools)? {
-            Some(t) => t,
-            None => {
-                let lock = crate::model::store::store_exclusive(&project.out)?;
-                toolchain::ensure_set(project, fetcher, PackageSet::Tools, &lock)?
-            }
-        };
+        let found = toolchain::find_or_ensure_set(project, fetcher, PackageSet::Tools)?;
         Ok(HostTools { root: found.root, label: found.version_label })
     }
 

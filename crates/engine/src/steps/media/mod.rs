@@ -78,6 +78,29 @@ fn copy_dep_file(
     Ok(())
 }
 
+/// Write a ustar archive of `entries` (name, size, reader of that many bytes) in that order,
+/// every header fixed: a regular file, root-owned, 0644, `mtime`. The OVA and the Vagrant box.
+pub fn fixed_tar(
+    entries: Vec<(&str, u64, Box<dyn std::io::Read + '_>)>,
+    mtime: u64,
+    out: impl Write,
+) -> Result<()> {
+    let mut b = tar::Builder::new(out);
+    b.mode(tar::HeaderMode::Deterministic);
+    for (name, size, data) in entries {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(mtime);
+        h.set_size(size);
+        b.append_data(&mut h, name, std::io::Read::take(data, size))?;
+    }
+    b.into_inner()?.flush()?;
+    Ok(())
+}
+
 /// The sha256 of `file` (from its start), which is left at its end.
 fn sha256_of(file: &mut std::fs::File, name: &str) -> Result<String> {
     file.seek(SeekFrom::Start(0))?;

@@ -108,20 +108,12 @@ pub fn write(
         reprovm_fs::hash::sha256_bytes(ovf.as_bytes()),
         reprovm_fs::hash::sha256_bytes(vmdk)
     );
-    let mut b = tar::Builder::new(out);
-    b.mode(tar::HeaderMode::Deterministic);
-    for (name, data) in [(OVF, ovf.as_bytes()), (MANIFEST, manifest.as_bytes()), (DISK, vmdk)] {
-        let mut h = tar::Header::new_ustar();
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_mode(0o644);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(mtime);
-        h.set_size(data.len() as u64);
-        b.append_data(&mut h, name, data)?;
-    }
-    b.into_inner()?.flush()?;
-    Ok(())
+    let entries: Vec<(&str, u64, Box<dyn std::io::Read>)> =
+        [(OVF, ovf.as_bytes()), (MANIFEST, manifest.as_bytes()), (DISK, vmdk)]
+            .into_iter()
+            .map(|(name, data)| (name, data.len() as u64, Box::new(data) as Box<dyn std::io::Read>))
+            .collect();
+    super::fixed_tar(entries, mtime, out)
 }
 
 #[cfg(test)]

@@ -65,23 +65,15 @@ pub fn write(
     let mut metadata = serde_json::to_vec_pretty(&Metadata::libvirt_qcow2(disk_bytes))?;
     metadata.push(b'\n');
     let vagrantfile = vagrantfile(memory_mib);
-    let mut b = tar::Builder::new(out);
-    b.mode(tar::HeaderMode::Deterministic);
-    let header = |size: u64| {
-        let mut h = tar::Header::new_ustar();
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_mode(0o644);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(mtime);
-        h.set_size(size);
-        h
-    };
-    b.append_data(&mut header(metadata.len() as u64), METADATA, &metadata[..])?;
-    b.append_data(&mut header(vagrantfile.len() as u64), VAGRANTFILE, vagrantfile.as_bytes())?;
-    b.append_data(&mut header(qcow2_size), DISK, qcow2.take(qcow2_size))?;
-    b.into_inner()?.flush()?;
-    Ok(())
+    super::fixed_tar(
+        vec![
+            (METADATA, metadata.len() as u64, Box::new(&metadata[..])),
+            (VAGRANTFILE, vagrantfile.len() as u64, Box::new(vagrantfile.as_bytes())),
+            (DISK, qcow2_size, Box::new(qcow2)),
+        ],
+        mtime,
+        out,
+    )
 }
 
 #[cfg(test)]

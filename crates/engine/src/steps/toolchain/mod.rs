@@ -265,6 +265,23 @@ pub fn find_set(project: &Project, set: PackageSet) -> Result<Option<Toolchain>>
     Ok(dir.join("manifest.json").is_file().then_some(toolchain))
 }
 
+/// The root of a package set, materialised first when it is not yet: the store lock is taken
+/// only then (a running build holds it, and the first use waits for it). What the commands
+/// over one set (`tool`, `nix`, `vagrant`) share.
+pub fn find_or_ensure_set(
+    project: &Project,
+    fetcher: &Fetcher,
+    set: PackageSet,
+) -> Result<Toolchain> {
+    match find_set(project, set)? {
+        Some(t) => Ok(t),
+        None => {
+            let lock = crate::model::store::store_exclusive(&project.out)?;
+            ensure_set(project, fetcher, set, &lock)
+        }
+    }
+}
+
 /// Where the root of a package set lives (`out/toolchain/ID`), checking the manifest of an
 /// existing one.
 fn locate_set(project: &Project, set: PackageSet) -> Result<(Toolchain, LockFile, PathBuf)> {
