@@ -4,10 +4,12 @@
 
 use crate::commands::{
     assemble, attest, audit, bench, boot_test, build, cache, cluster_test, diff, fetch, gc,
-    menuconfig, nix, pin, plan, pull, push, run, sandbox_exec, tool, toolchain, vagrant,
+    menuconfig, multiarch, nix, pin, plan, pull, push, run, sandbox_exec, tool, toolchain, vagrant,
+    values,
 };
 use anyhow::{bail, Result};
 use clap::{CommandFactory, Parser, Subcommand};
+use reprovm::model::arch::Arch;
 use reprovm::model::project::Project;
 use reprovm::ops::context::{RunContext, SubstitutionSettings};
 use std::path::PathBuf;
@@ -47,6 +49,11 @@ pub struct Cli {
     /// from recipes/my-kernel.toml. Repeatable. (`build hd-image@6.18` names the same graph.)
     #[arg(long = "use", global = true, value_name = "DEP=NODE")]
     pub uses: Vec<String>,
+    /// The architecture to build for: x86_64 (default) or aarch64 (cross-built over
+    /// toolchain/aarch64.toml; its pins are pins/outputs-aarch64.toml). Every recipe is the
+    /// same, with its `[arch.aarch64]` table merged over it.
+    #[arg(long, global = true, default_value = "x86_64", value_parser = values::parser(&Arch::VALUES))]
+    pub arch: Arch,
     /// Development only: build over a root made of host programs instead of the pinned
     /// toolchain. Outputs are marked HOST TOOLCHAIN and are not reproducible across hosts.
     #[arg(long, global = true)]
@@ -117,6 +124,9 @@ pub enum Command {
     SandboxExec(sandbox_exec::SandboxExecArgs),
     /// Push a recipe's OCI layout to a registry (`push krata-kernel-oci REGISTRY/REPO`).
     Push(push::PushArgs),
+    /// Build an OCI recipe for x86_64 and aarch64 and merge the layouts into one whose every
+    /// tag is an image index (linux/amd64, linux/arm64/v8), pinned in pins/multiarch.toml.
+    Multiarch(multiarch::MultiarchArgs),
     /// Pull an image or artifact from a registry into a new OCI layout directory.
     Pull(pull::PullArgs),
     /// The binary cache on an OCI registry: `push` a closure and its sources, `keygen`.
@@ -154,12 +164,16 @@ pub fn run() -> Result<i32> {
     let mut project = Project::new(cli.recipes, cli.out, cli.cache);
     project.host_toolchain = cli.host_toolchain;
     project.uses = cli.uses;
+    project.arch = cli.arch;
+    if cli.host_toolchain && !cli.arch.is_default() {
+        bail!("--host-toolchain builds for x86_64 only; drop it to build for {} over the pinned cross toolchain", cli.arch);
+    }
     let substitution = SubstitutionSettings {
         repositories: cli.substituters,
         trusted_keys: cli.trusted_keys,
         only: cli.substitute_only,
     };
-    let ctx = RunContext::new(project, cli.mirror, cli.offline, substitution)?;
+    let mut ctx = RunContext::new(project, cli.mirror, cli.offline, substitution)?;
     match cli.command {
         Command::Fetch(args) => args.run(&ctx),
         Command::Plan(args) => args.run(&ctx),
@@ -181,6 +195,7 @@ pub fn run() -> Result<i32> {
         Command::Tool(args) => args.run(&ctx),
         Command::Push(args) => args.run(&ctx),
         Command::Pull(args) => args.run(),
+        Command::Multiarch(args) => args.run(&mut ctx),
         Command::Cache(args) => args.run(&ctx),
         Command::Gc(args) => args.run(&ctx),
         Command::Bench(args) => args.run(&ctx),

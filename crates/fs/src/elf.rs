@@ -11,6 +11,19 @@ use std::path::{Component, Path, PathBuf};
 pub const DEFAULT_LIB_DIRS: [&str; 4] =
     ["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib"];
 
+/// Library directories of a Debian arm64 root (multiarch), in ld.so's order.
+pub const AARCH64_LIB_DIRS: [&str; 4] =
+    ["/lib/aarch64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/lib", "/usr/lib"];
+
+/// The library directories a Debian root searches for programs of `machine`.
+pub fn default_lib_dirs(machine: Machine) -> &'static [&'static str] {
+    if machine == Machine::AARCH64 {
+        &AARCH64_LIB_DIRS
+    } else {
+        &DEFAULT_LIB_DIRS
+    }
+}
+
 /// What an ELF file's code runs on: its machine (`e_machine`), class and byte order. A root
 /// file system holds one machine's programs and libraries; the closure refuses any other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

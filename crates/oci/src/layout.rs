@@ -184,22 +184,56 @@ impl Layout {
             .collect()
     }
 
-    /// Every blob a manifest reaches (config, layers, the manifest itself), each checked.
+    /// Every blob index.json reaches, each checked: of a manifest its config, layers and
+    /// itself; of an image index (a multi-architecture image) every manifest it lists, then
+    /// itself. An index inside an index is refused (nothing here writes one).
     pub fn verify(&self) -> Result<Vec<Descriptor>> {
         let mut seen = Vec::new();
-        for (_, m) in self.manifests() {
-            let bytes = self.blob(&m)?;
+        for (_, d) in self.manifests() {
+            self.verify_entry(&d, true, &mut seen)?;
+        }
+        Ok(seen)
+    }
+
+    fn verify_entry(&self, d: &Descriptor, top: bool, seen: &mut Vec<Descriptor>) -> Result<()> {
+        let bytes = self.blob(d)?;
+        if d.media_type == crate::spec::INDEX {
+            anyhow::ensure!(top, "image index {} lists another image index", d.digest);
+            let index: ImageIndex = serde_json::from_slice(&bytes)
+                .with_context(|| format!("{} is not an OCI image index", d.digest))?;
+            for m in &index.manifests {
+                anyhow::ensure!(
+                    m.media_type == crate::spec::MANIFEST,
+                    "image index {} lists {} of type {}, not an image manifest",
+                    d.digest,
+                    m.digest,
+                    m.media_type
+                );
+                self.verify_entry(m, false, seen)?;
+            }
+        } else {
             let manifest: ImageManifest = serde_json::from_slice(&bytes)
-                .with_context(|| format!("manifest {} is not an OCI image manifest", m.digest))?;
+                .with_context(|| format!("manifest {} is not an OCI image manifest", d.digest))?;
             self.check_blob(&manifest.config)?;
             seen.push(manifest.config.clone());
             for l in &manifest.layers {
                 self.check_blob(l)?;
                 seen.push(l.clone());
             }
-            seen.push(m);
         }
-        Ok(seen)
+        seen.push(d.clone());
+        Ok(())
+    }
+
+    /// The image manifests an entry of index.json stands for: itself, or those its image
+    /// index lists (each with its platform).
+    pub fn images_of(&self, d: &Descriptor) -> Result<Vec<Descriptor>> {
+        if d.media_type != crate::spec::INDEX {
+            return Ok(vec![d.clone()]);
+        }
+        let index: ImageIndex = serde_json::from_slice(&self.blob(d)?)
+            .with_context(|| format!("{} is not an OCI image index", d.digest))?;
+        Ok(index.manifests)
     }
 }
 

@@ -14,6 +14,7 @@ pub mod diff;
 pub mod fetch;
 pub mod gc;
 pub mod menuconfig;
+pub mod multiarch;
 pub mod nix;
 pub mod pin;
 pub mod plan;
@@ -24,7 +25,7 @@ pub mod sandbox_exec;
 pub mod tool;
 pub mod toolchain;
 pub mod vagrant;
-mod values;
+pub mod values;
 
 /// Replace this process with `c` (its exit status becomes ours); returns only on failure.
 fn exec(mut c: std::process::Command) -> anyhow::Result<i32> {

@@ -7,6 +7,7 @@
 //! placeholders are filled per node, so `firecracker-kernel-bin-oci@6.18` carries kernel@6.18's
 //! version, and `[oci] newest-tags` go to the layout over the newest version.
 
+use crate::model::arch::Arch;
 use crate::model::recipe::{self, placeholders, Loaded, Recipe};
 use anyhow::{bail, Context, Result};
 use reprovm_fs::util::display_rel;
@@ -21,12 +22,19 @@ pub struct Graph {
     /// Dependency substitutions (`--use kernel=kernel@6.18`): every dependency named by the
     /// key is built from the node named by the value, and still appears under the key's name.
     pub aliases: BTreeMap<String, String>,
+    /// The architecture every node is built for (`--arch`).
+    pub arch: Arch,
 }
 
 impl Graph {
-    /// Load and validate every `*.toml` directly in `dir`, and add the nodes of their other
-    /// versions.
+    /// Load and validate every `*.toml` directly in `dir` for the default architecture, and
+    /// add the nodes of their other versions.
     pub fn load(dir: &Path) -> Result<Graph> {
+        Graph::load_for(dir, Arch::X86_64)
+    }
+
+    /// The graph for `arch`: every recipe with its `[arch.NAME]` table merged over it.
+    pub fn load_for(dir: &Path, arch: Arch) -> Result<Graph> {
         let base = dir.parent().unwrap_or(dir);
         let mut recipes = BTreeMap::new();
         let entries = std::fs::read_dir(dir)
@@ -40,18 +48,21 @@ impl Graph {
             let display = display_rel(&path, base);
             let text =
                 std::fs::read_to_string(&path).with_context(|| format!("reading {display}"))?;
-            let recipe = recipe::parse(&path, &text, &display)?;
-            let identity = identity(&recipe, &text, None)
+            let recipe = recipe::parse_for(&path, &text, &display, arch)?;
+            let identity = identity(&recipe, &text, None, arch)
                 .with_context(|| format!("{display}: reading [versions]"))?;
             recipes.insert(
                 recipe.name.clone(),
                 Loaded::new(recipe.clone(), path, text, None, identity),
             );
         }
-        let mut graph = Graph { recipes, aliases: BTreeMap::new() };
+        let mut graph = Graph { recipes, aliases: BTreeMap::new(), arch };
         graph.check_deps(base)?;
         graph.add_versions()?;
         graph.fill()?;
+        for l in graph.recipes.values_mut() {
+            l.arch = arch;
+        }
         Ok(graph)
     }
 
@@ -66,7 +77,7 @@ impl Graph {
                 r.version = v.version.clone();
                 r.sources = v.sources.clone();
                 r.versions.clear();
-                let identity = identity(&l.template, &l.text, Some((key, &v.version)))?;
+                let identity = identity(&l.template, &l.text, Some((key, &v.version)), self.arch)?;
                 let node =
                     Loaded::new(r, l.path.clone(), l.text.clone(), Some(key.clone()), identity);
                 added.push((format!("{name}@{key}"), node));
@@ -331,17 +342,31 @@ impl Graph {
 /// What defines a node besides its sources, files and dependencies: the recipe file's text,
 /// without its `[versions]` table when it has one (so listing another version leaves every
 /// existing node's input hash alone) and without its `license` (what the SBOM says of the
-/// output, not what makes it: Nix's `meta`), followed by the version the node is at.
-fn identity(r: &Recipe, text: &str, at: Option<(&String, &String)>) -> Result<String> {
-    if r.versions.is_empty() && r.license.is_none() {
+/// output, not what makes it: Nix's `meta`) and its `[arch]` tables (so that teaching a
+/// recipe another architecture leaves its x86_64 nodes alone), followed by the version the
+/// node is at and, for another architecture than x86_64, its name and the `[arch.NAME]`
+/// table merged for it.
+fn identity(r: &Recipe, text: &str, at: Option<(&String, &String)>, arch: Arch) -> Result<String> {
+    if r.versions.is_empty() && r.license.is_none() && r.arch.is_empty() && arch.is_default() {
         return Ok(text.to_string());
     }
     let mut doc: toml_edit::DocumentMut = text.parse()?;
     doc.remove("versions");
     doc.remove("license");
+    doc.remove("arch");
     let mut out = doc.to_string();
     if let Some((key, version)) = at {
         out.push_str(&format!("\n# reprovm: at [versions.{key}] version {version}\n"));
+    }
+    // The table merged for this architecture is part of the node (x86_64's too, if a recipe
+    // has one); another architecture is named even without one.
+    if !arch.is_default() || r.arch.contains_key(arch.name()) {
+        out.push_str(&format!("\n# reprovm: for {arch}\n"));
+        if let Some(over) = r.arch.get(arch.name()) {
+            let mut t = toml::Table::new();
+            t.insert(arch.name().to_string(), toml::Value::Table(over.clone()));
+            out.push_str(&toml::to_string(&t)?);
+        }
     }
     Ok(out)
 }

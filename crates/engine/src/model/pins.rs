@@ -55,6 +55,14 @@ pub fn targets_or_default(graph: &Graph, targets: &[String]) -> Vec<String> {
     if !targets.is_empty() {
         return targets.to_vec();
     }
+    // Another architecture publishes what its recipes can build, at the default version.
+    if !graph.arch.is_default() {
+        return DEFAULT_TARGETS
+            .iter()
+            .filter(|t| graph.recipes.get(**t).is_some_and(|l| l.recipe.unavailable.is_none()))
+            .map(|s| s.to_string())
+            .collect();
+    }
     let mut out: Vec<String> = DEFAULT_TARGETS.iter().map(|s| s.to_string()).collect();
     out.extend(other_versions(graph));
     out
@@ -174,17 +182,53 @@ pub fn changes(
 
 /// Write the pins (the whole file, atomically).
 pub fn write_pins(project: &Project, pins: &BTreeMap<String, PinnedOutput>) -> Result<()> {
-    let body = format!(
+    // x86_64's header is as it always was; another architecture's names its flag and set.
+    let header = if project.arch.is_default() {
         "# Expected output hashes, written by `cargo xtask pin outputs`. `cargo xtask audit` compares\n\
-         # fresh rebuilds with these; they are produced with the pinned toolchain (pins/toolchain.lock).\n{}",
-        toml::to_string(pins)?
-    );
+         # fresh rebuilds with these; they are produced with the pinned toolchain (pins/toolchain.lock).\n"
+            .to_string()
+    } else {
+        format!(
+            "# Expected output hashes of the {arch} build, written by `cargo xtask --arch {arch} pin outputs`.\n\
+             # `cargo xtask --arch {arch} audit` compares fresh rebuilds with these; they are produced with\n\
+             # the pinned toolchain and its {arch} set (pins/toolchain.lock, pins/{arch}.lock).\n",
+            arch = project.arch
+        )
+    };
+    let body = format!("{header}{}", toml::to_string(pins)?);
     util::write_atomic(&project.outputs_pin(), body.as_bytes())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn another_architecture_publishes_what_it_can_build_and_pins_apart() {
+        let t = tempfile::tempdir().unwrap();
+        for name in DEFAULT_TARGETS {
+            let extra = if name == "iso" {
+                "\n[arch.aarch64]\nunavailable = \"x86 boot loaders\"\n"
+            } else {
+                ""
+            };
+            let text =
+                format!("name = \"{name}\"\nversion = \"1\"\n[build]\nscript = \"true\"\n{extra}");
+            std::fs::write(t.path().join(format!("{name}.toml")), text).unwrap();
+        }
+        let x86 = Graph::load(t.path()).unwrap();
+        assert_eq!(targets_or_default(&x86, &[]).len(), DEFAULT_TARGETS.len());
+        let arm = Graph::load_for(t.path(), crate::model::arch::Arch::Aarch64).unwrap();
+        let published = targets_or_default(&arm, &[]);
+        assert_eq!(published.len(), DEFAULT_TARGETS.len() - 1);
+        assert!(!published.iter().any(|t| t == "iso"));
+        let mut p = Project::new(None, Some(t.path().join("out")), None);
+        p.pins = t.path().join("pins");
+        assert!(p.outputs_pin().ends_with("pins/outputs.toml"));
+        p.arch = crate::model::arch::Arch::Aarch64;
+        assert!(p.outputs_pin().ends_with("pins/outputs-aarch64.toml"));
+        assert!(p.results_dir().ends_with("out/aarch64"));
+    }
 
     #[test]
     fn unreadable_pins_are_an_error_and_missing_pins_are_none() {

@@ -18,6 +18,8 @@ pub struct Project {
     pub host_toolchain: bool,
     /// Dependency substitutions from `--use DEP=RECIPE`.
     pub uses: Vec<String>,
+    /// The architecture built for (`--arch`; default x86_64).
+    pub arch: crate::model::arch::Arch,
     /// Debian mirror base URLs (`REPROVM_DEBIAN_MIRROR` or the host's apt sources).
     pub debian_mirrors: Vec<String>,
     /// Debian snapshot-archive base URLs (`REPROVM_DEBIAN_SNAPSHOT` or the public one).
@@ -42,6 +44,7 @@ impl Project {
             downloads,
             host_toolchain: false,
             uses: Vec::new(),
+            arch: crate::model::arch::Arch::X86_64,
             debian_mirrors: crate::mechanisms::debian::mirrors(),
             debian_snapshots: crate::mechanisms::debian::snapshots(),
         }
@@ -49,7 +52,17 @@ impl Project {
 
     /// The recipe graph with this run's substitutions applied.
     pub fn graph(&self) -> anyhow::Result<crate::model::graph::Graph> {
-        crate::model::graph::Graph::load(&self.recipes)?.with_aliases(&self.uses)
+        crate::model::graph::Graph::load_for(&self.recipes, self.arch)?.with_aliases(&self.uses)
+    }
+
+    /// Where a build's well-known results are copied (`out/hd.img`): `out/` for x86_64,
+    /// `out/ARCH/` for another architecture, so neither overwrites the other's.
+    pub fn results_dir(&self) -> PathBuf {
+        if self.arch.is_default() {
+            self.out.clone()
+        } else {
+            self.out.join(self.arch.name())
+        }
     }
 
     pub fn store(&self) -> PathBuf {
@@ -64,8 +77,14 @@ impl Project {
     pub fn toolchain_lock(&self) -> PathBuf {
         self.pins.join("toolchain.lock")
     }
+    /// Expected output hashes: `pins/outputs.toml` for x86_64, `pins/outputs-ARCH.toml` for
+    /// another architecture.
     pub fn outputs_pin(&self) -> PathBuf {
-        self.pins.join("outputs.toml")
+        if self.arch.is_default() {
+            self.pins.join("outputs.toml")
+        } else {
+            self.pins.join(format!("outputs-{}.toml", self.arch))
+        }
     }
 }
 

@@ -74,6 +74,11 @@ impl<'a> InputHashes<'a> {
             h.field("step", v.as_bytes());
         }
         h.field("toolchain", self.toolchain_id.as_bytes());
+        // Another architecture is named even though its toolchain already differs (so that a
+        // host-toolchain build for it cannot pass for an x86_64 one); x86_64 adds nothing.
+        if !self.graph.arch.is_default() {
+            h.field("arch", self.graph.arch.name().as_bytes());
+        }
         let out = h.finish();
         self.memo.insert(name.to_string(), out.clone());
         Ok(out)
@@ -199,6 +204,7 @@ fn sweep_stale(out: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::arch::Arch;
     use crate::model::graph::Graph;
 
     const SHA: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
@@ -232,6 +238,43 @@ mod tests {
     }
 
     /// The core invariant: the input hash changes with each input and with nothing else.
+    #[test]
+    fn an_arch_table_leaves_the_default_architecture_alone_and_enters_the_other() {
+        let t = tempfile::tempdir().unwrap();
+        let (plain, with) = (t.path().join("plain"), t.path().join("with"));
+        for d in [&plain, &with] {
+            std::fs::create_dir(d).unwrap();
+            std::fs::write(
+                d.join("a.toml"),
+                "name = \"a\"\nversion = \"1\"\n[build]\nscript = \"true\"\n",
+            )
+            .unwrap();
+            std::fs::write(
+                d.join("b.toml"),
+                "name = \"b\"\nversion = \"1\"\ndeps = [\"a\"]\n[build]\nscript = \"true\"\n",
+            )
+            .unwrap();
+        }
+        let text = std::fs::read_to_string(with.join("a.toml")).unwrap();
+        let arm = "\n[arch.aarch64.env]\nCROSS_COMPILE = \"aarch64-linux-gnu-\"\n";
+        std::fs::write(with.join("a.toml"), format!("{text}{arm}")).unwrap();
+        let p = Project::new(Some(plain.clone()), None, None);
+        let hashes = |dir: &Path, arch: Arch| {
+            let g = Graph::load_for(dir, arch).unwrap();
+            let mut h = InputHashes::new(&g, &p, "tc").unwrap();
+            (h.get("a").unwrap(), h.get("b").unwrap())
+        };
+        assert_eq!(hashes(&plain, Arch::X86_64), hashes(&with, Arch::X86_64));
+        let (a, b) = hashes(&with, Arch::Aarch64);
+        let (a0, b0) = hashes(&plain, Arch::Aarch64);
+        assert_ne!(a, a0, "the merged table is part of the aarch64 node");
+        assert_ne!(b, b0, "and of every node over it");
+        assert_ne!(a0, hashes(&plain, Arch::X86_64).0, "the architecture is in every input hash");
+        let g = Graph::load_for(&with, Arch::Aarch64).unwrap();
+        assert_eq!(g.get("a").unwrap().recipe.env["CROSS_COMPILE"], "aarch64-linux-gnu-");
+        assert_eq!(g.get("b").unwrap().arch, Arch::Aarch64);
+    }
+
     #[test]
     fn input_hash_follows_every_input_and_nothing_else() {
         let t = tempfile::tempdir().unwrap();

@@ -498,6 +498,7 @@ fn rebuild(project: &Project, target: &str, into: &Path, cond: &Conditions) -> R
     for u in &project.uses {
         c.arg("--use").arg(u);
     }
+    c.arg("--arch").arg(project.arch.name());
     c.args([
         "build",
         target,

@@ -1,6 +1,7 @@
 //! Booting images under QEMU: `cargo xtask run` (interactive, like xcluster's `xc start` for
 //! one VM) and `cargo xtask boot-test` (automated: boot, log in over SSH, check, power off).
 
+use crate::model::arch::Arch;
 use crate::model::project::Project;
 use crate::ops::context::RunContext;
 use crate::steps::host_tools::HostTools;
@@ -172,11 +173,20 @@ impl Accel {
 impl BootOptions {
     /// The accelerator this run uses: `auto` asks [`kvm_usable`].
     pub(crate) fn accelerator(&self, project: &Project, tools: &HostTools) -> Result<Accel> {
+        if !project.arch.is_default() {
+            // The build machine is x86_64: another architecture's guest runs under TCG only.
+            anyhow::ensure!(
+                self.accel != Accel::Kvm,
+                "--accel kvm: an {} guest cannot run under KVM on this x86_64 host; use tcg",
+                project.arch
+            );
+            return Ok(Accel::Tcg);
+        }
         Ok(match self.accel {
             Accel::Auto => {
                 let qemu = match &self.qemu {
                     Some(q) => Command::new(q),
-                    None => tools.command("qemu-system-x86_64")?,
+                    None => tools.command(qemu_program(project.arch))?,
                 };
                 if kvm_usable(project, tools, qemu)? {
                     Accel::Kvm
@@ -277,8 +287,32 @@ impl Target {
     }
 }
 
+/// The pinned QEMU system emulator for guests of `arch`.
+pub(crate) fn qemu_program(arch: Arch) -> &'static str {
+    match arch {
+        Arch::X86_64 => "qemu-system-x86_64",
+        Arch::Aarch64 => "qemu-system-aarch64",
+    }
+}
+
 /// Refuse options that do not go together, before anything is fetched or started.
-fn check_options(a: &BootOptions) -> Result<()> {
+fn check_options(arch: Arch, a: &BootOptions) -> Result<()> {
+    if arch == Arch::Aarch64 {
+        if a.machine == Machine::Microvm {
+            bail!("--machine microvm is x86_64's; an aarch64 guest boots on QEMU's virt (--machine pc, the default)");
+        }
+        if !matches!(a.target, Target::Image | Target::Initramfs) {
+            bail!(
+                "--target {:?}: the aarch64 build has no boot media yet (the UEFI disk and the ISO are x86_64's); boot --target image or initramfs",
+                a.target
+            );
+        }
+        if a.devices == Devices::Classic {
+            bail!(
+                "--devices classic is a PC's AHCI and E1000; an aarch64 guest has virtio devices"
+            );
+        }
+    }
     let own_loader = a.target.is_uefi_disk() || matches!(a.target, Target::Iso | Target::IsoDisk);
     if a.machine == Machine::Microvm && a.target != Target::Image {
         bail!("--machine microvm boots a kernel and a disk (--target image)");
@@ -312,17 +346,21 @@ fn qemu_command(
     a: &BootOptions,
     scratch: &Path,
 ) -> Result<Command> {
-    check_options(a)?;
-    let out = |f: &str| project.out.join(f);
+    check_options(project.arch, a)?;
+    let results = project.results_dir();
+    let out = |f: &str| results.join(f);
     let accel = a.accelerator(project, tools)?;
+    let arch = project.arch;
     let mut c = match &a.qemu {
         Some(q) => Command::new(q),
-        None => tools.command("qemu-system-x86_64")?,
+        None => tools.command(qemu_program(arch))?,
     };
-    // virtio devices on the machine's transport: PCI on a PC, MMIO on microvm.
-    let (machine, bus) = match a.machine {
-        Machine::Pc => ("q35", "pci"),
-        Machine::Microvm => ("microvm", "device"),
+    // virtio devices on the machine's transport: PCI on a PC (q35 on x86_64, virt's generic
+    // PCIe host on aarch64), MMIO on microvm.
+    let (machine, bus) = match (arch, a.machine) {
+        (Arch::X86_64, Machine::Pc) => ("q35", "pci"),
+        (Arch::Aarch64, Machine::Pc) => ("virt", "pci"),
+        (_, Machine::Microvm) => ("microvm", "device"),
     };
     c.args([
         "-accel",
@@ -334,6 +372,16 @@ fn qemu_command(
         "-no-reboot",
         "-nodefaults",
     ]);
+    if arch == Arch::Aarch64 {
+        // A Cortex-A57 (ARMv8.0): what Firecracker and krata guests are built for, and fast
+        // under TCG (`max` emulates pointer authentication, several times slower).
+        c.args(["-cpu", "cortex-a57"]);
+    }
+    let kernel_image = arch.kernel_image();
+    let console = match arch {
+        Arch::X86_64 => "ttyS0",
+        Arch::Aarch64 => "ttyAMA0",
+    };
     let disk = |c: &mut Command, file: &Path, format: &str| -> Result<()> {
         let (file, format, snap) = match (a.disk_size, a.persist) {
             (None, persist) => {
@@ -378,7 +426,7 @@ fn qemu_command(
         Target::Image => {
             let kernel = match (&a.kernel, a.machine) {
                 (Some(k), _) => k.clone(),
-                (None, Machine::Pc) => need(out("bzImage"), "hd-image")?,
+                (None, Machine::Pc) => need(out(kernel_image), "hd-image")?,
                 (None, Machine::Microvm) => bail!(
                     "--machine microvm boots the uncompressed vmlinux, as Firecracker does: pass --kernel $(cargo xtask build kernel | tail -n1)/out/vmlinux"
                 ),
@@ -391,16 +439,16 @@ fn qemu_command(
                 _ => String::new(),
             };
             c.arg("-append").arg(
-                format!("root=/dev/vda rw console=ttyS0 panic=-1 {clock} {}", a.append).trim(),
+                format!("root=/dev/vda rw console={console} panic=-1 {clock} {}", a.append).trim(),
             );
         }
         Target::Initramfs => {
-            let kernel = need(a.kernel.clone().unwrap_or_else(|| out("bzImage")), "initramfs")?;
+            let kernel = need(a.kernel.clone().unwrap_or_else(|| out(kernel_image)), "initramfs")?;
             c.arg("-kernel")
                 .arg(kernel)
                 .arg("-initrd")
                 .arg(need(out("initramfs.cpio.gz"), "initramfs")?);
-            c.arg("-append").arg(format!("console=ttyS0 panic=-1 {}", a.append).trim());
+            c.arg("-append").arg(format!("console={console} panic=-1 {}", a.append).trim());
         }
         Target::EfiImage => disk(
             &mut c,
@@ -590,7 +638,7 @@ fn host_tsc_khz() -> Option<u64> {
 
 /// `run`: boot with the serial console on this terminal.
 pub fn run_vm(ctx: &RunContext, a: &BootOptions) -> Result<()> {
-    check_options(a)?;
+    check_options(ctx.project.arch, a)?;
     let (project, tools) = (&ctx.project, &HostTools::get(&ctx.project, &ctx.fetcher)?);
     let scratch = tempfile::tempdir()?;
     let mut c = qemu_command(project, tools, a, scratch.path())?;
@@ -650,7 +698,7 @@ pub(crate) fn ssh(tools: &HostTools, port: u16, key: &Path, cmd: &str) -> Result
 /// `boot-test`: boot, log in with a key made now, run the checks, power off, within
 /// `timeout` seconds. Fails with the console log.
 pub fn boot_test(ctx: &RunContext, run: &BootOptions, timeout: u64) -> Result<()> {
-    check_options(run)?;
+    check_options(ctx.project.arch, run)?;
     let (project, tools) = (&ctx.project, &HostTools::get(&ctx.project, &ctx.fetcher)?);
     let dir = tempfile::tempdir()?;
     let key = dir.path().join("id_ed25519");
@@ -673,7 +721,7 @@ pub fn boot_test(ctx: &RunContext, run: &BootOptions, timeout: u64) -> Result<()
     let mut c = qemu_command(project, tools, &args, dir.path())?;
     c.args(["-display", "none", "-serial"]).arg(format!("file:{}", console.display()));
     c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
-    let release = std::fs::read_to_string(project.out.join("kernel.release"))
+    let release = std::fs::read_to_string(project.results_dir().join("kernel.release"))
         .ok()
         .map(|s| s.trim().to_string());
     eprintln!(
@@ -746,8 +794,9 @@ pub fn boot_test(ctx: &RunContext, run: &BootOptions, timeout: u64) -> Result<()
             std::thread::sleep(Duration::from_secs(2));
         }
         anyhow::ensure!(ok, "SSH login failed: {}", last.trim());
-        let checks: [(&str, &str); 5] = [
+        let checks: [(&str, &str); 6] = [
             ("uname -r", "uname -r"),
+            ("uname -m", "uname -m"),
             ("df", "df -k /"),
             ("ip -V", "ip -V"),
             ("modules", "ls /lib/modules/$(uname -r)"),
@@ -771,6 +820,12 @@ pub fn boot_test(ctx: &RunContext, run: &BootOptions, timeout: u64) -> Result<()
                         );
                     }
                 }
+                "uname -m" => anyhow::ensure!(
+                    out.trim() == project.arch.name(),
+                    "guest runs on {} but the image was built for {}",
+                    out.trim(),
+                    project.arch
+                ),
                 "ip -V" => anyhow::ensure!(out.contains("iproute2"), "unexpected `ip -V` output"),
                 "modules" => {
                     anyhow::ensure!(out.contains("modules.dep"), "no modules.dep in /lib/modules")
@@ -812,7 +867,7 @@ mod tests {
         let with = |f: &dyn Fn(&mut BootOptions)| {
             let mut o = BootOptions::default();
             f(&mut o);
-            check_options(&o).map_err(|e| e.to_string())
+            check_options(Arch::X86_64, &o).map_err(|e| e.to_string())
         };
         assert!(with(&|_| {}).is_ok());
         for (target, ok) in [

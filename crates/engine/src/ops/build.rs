@@ -65,8 +65,8 @@ pub fn build_target(ctx: &RunContext, target: &str, opts: &BuildOptions) -> Resu
     let graph = ctx.graph()?;
     let res = build(ctx, &graph, target, opts)?;
     if opts.rebuild.is_empty() {
-        results::link(&ctx.project.out, &res.entry, &res.manifest)?;
-        results::link_layout(&ctx.project.out, target, &res.entry)?;
+        results::link(&ctx.project.results_dir(), &res.entry, &res.manifest)?;
+        results::link_layout(&ctx.project.results_dir(), target, &res.entry)?;
     }
     Ok(res)
 }
@@ -95,6 +95,17 @@ pub fn build(
         "--rebuild needs --rebuild-into"
     );
     let order = graph.closure(target)?;
+    // The target first: its own reason is the one to read.
+    for n in order.iter().rev() {
+        let l = graph.get(n)?;
+        if let Some(why) = &l.recipe.unavailable {
+            bail!(
+                "{}: {n} is not built for {}: {why} (README \"Architectures\")",
+                l.path.display(),
+                l.arch
+            );
+        }
+    }
     let lock = crate::model::store::store_exclusive(&project.out)?;
     // The toolchain's root is made only when a node has to be built here: its identity (for
     // input hashes) comes from the lock.

@@ -55,10 +55,15 @@ pub fn push(
     // Sources and .debs, by pin, and one artifact that lists them (so that no registry garbage
     // collection takes them, and `skopeo`/`oras` can list them).
     let mut wants = crate::steps::sources::wants(&graph, Some(target), project)?;
-    let lock =
-        crate::steps::toolchain::read_lock(project, crate::steps::toolchain::PackageSet::Build)?;
-    wants
-        .extend(lock.packages.iter().map(|p| crate::steps::toolchain::deb_want(project, &lock, p)));
+    let locks = crate::steps::toolchain::read_locks(
+        project,
+        crate::steps::toolchain::PackageSet::for_arch(project.arch),
+    )?;
+    for lock in &locks {
+        wants.extend(
+            lock.packages.iter().map(|p| crate::steps::toolchain::deb_want(project, lock, p)),
+        );
+    }
     let mut layers = Vec::new();
     let mut blobs_sent = 0;
     for w in &wants {

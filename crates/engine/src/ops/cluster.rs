@@ -190,6 +190,11 @@ impl Cluster {
     /// Start every node; returns when their QEMUs run (not when they have booted).
     pub fn start(ctx: &RunContext, opts: &ClusterOptions) -> Result<Cluster> {
         let project = &ctx.project;
+        anyhow::ensure!(
+            project.arch.is_default(),
+            "clusters boot x86_64 images (q35 over vde/dgram networks); --arch {} boots one VM with `boot-test` or `run`",
+            project.arch
+        );
         let tools = HostTools::get(project, &ctx.fetcher)?;
         if opts.nodes == 0 || opts.nodes > MAX_NODES {
             bail!("--nodes {}: 1 to {MAX_NODES}", opts.nodes);

@@ -1,14 +1,16 @@
 //! `gc`: remove what nothing reaches, under the store lock (so it waits for running builds
 //! and never removes what one of them is using).
 //!
-//! Reached, and kept: the store entries the pins name (`pins/outputs.toml`), the closures of
-//! the pinned targets as the recipes are now, and the closures of the last N `build` commands
-//! (recorded in `out/builds.jsonl`); the cache files of every pinned source and of both
-//! toolchain locks; the current toolchain roots. Everything else in `out/store`,
+//! Reached, and kept: the store entries the pins name (`pins/outputs.toml` and every other
+//! architecture's `pins/outputs-ARCH.toml`), the closures of the pinned targets as the recipes
+//! are now (for every architecture), and the closures of the last N `build` commands
+//! (recorded in `out/builds.jsonl`); the cache files of every pinned source and of every
+//! package set's lock; the current toolchain roots. Everything else in `out/store`,
 //! `out/cache/sha256` and `out/toolchain` goes (`--dry-run` lists it with its size), and so do
 //! the rebuild trees that `audit` kept for inspection (`out/audit/TARGET-PID`) once the audit
 //! that made them has exited; the `TARGET-last-logs` directories stay.
 
+use crate::model::arch::Arch;
 use crate::model::history;
 use crate::model::pins;
 use crate::model::project::Project;
@@ -73,11 +75,21 @@ pub fn gc(project: &Project, dry_run: bool, keep_last: usize) -> Result<()> {
 pub fn find(project: &Project, keep_last: usize, _store: &StoreLock) -> Result<Garbage> {
     let graph = project.graph()?;
     let mut keep: BTreeSet<String> = BTreeSet::new();
-    let pinned = pins::read_pins(project)?;
-    for (target, p) in &pinned {
-        keep.insert(entry_name(project, target, &p.version, &p.input_hash)?);
-    }
-    if let Some(tc_id) = toolchain::pinned_identity(project)? {
+    // Every architecture's pins and pinned closures (whatever `--arch` this run has).
+    for (arch, _, _) in Arch::VALUES {
+        let mut project = project.clone();
+        project.arch = arch;
+        let project = &project;
+        let graph = project.graph()?;
+        let pinned = pins::read_pins(project)?;
+        for (target, p) in &pinned {
+            keep.insert(entry_name(project, target, &p.version, &p.input_hash)?);
+        }
+        // An architecture whose toolchain is not locked here has no closures to keep.
+        if toolchain::set_dir(project, PackageSet::for_arch(arch))?.is_none() {
+            continue;
+        }
+        let Some(tc_id) = toolchain::pinned_identity(project)? else { continue };
         let mut hashes = InputHashes::new(&graph, project, &tc_id)?;
         for target in pinned.keys().filter(|t| graph.get(t).is_ok()) {
             for name in graph.closure(target)? {

@@ -13,6 +13,7 @@ pub mod diff;
 pub mod fetch;
 pub mod gc;
 pub mod menuconfig;
+pub mod multiarch;
 pub mod pin;
 pub mod plan;
 pub mod publish;

@@ -78,7 +78,14 @@ pub fn push_target(
     }
     // Every image of the layout (not its own referrers) gets both.
     let mut images = BTreeSet::new();
-    for (_, d) in layout.manifests() {
+    for d in layout
+        .manifests()
+        .into_iter()
+        .map(|(_, d)| layout.images_of(&d))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .flatten()
+    {
         let m: ImageManifest = serde_json::from_slice(&layout.blob(&d)?)?;
         if m.subject.is_none() && images.insert(d.digest.clone()) {
             for (artifact_type, predicate_type, env) in &envelopes {
@@ -94,6 +101,15 @@ pub fn push_target(
         }
     }
     Ok(())
+}
+
+/// Push a layout on disk (a multi-architecture one: `multiarch --push`) as it is: every tag,
+/// every image of every index, every referrer; `REFERENCE` may add one more tag.
+pub fn push_layout(dir: &Path, reference: &str, plain_http: bool) -> Result<()> {
+    let parsed = Reference::parse(reference)?;
+    let registry = Registry::connect(&parsed, plain_http)?;
+    let extra_tag = explicit_tag(reference).then(|| parsed.tag()).flatten();
+    push(&registry, &Layout::open(dir)?, &parsed, extra_tag)
 }
 
 /// Push a DSSE envelope as an OCI 1.1 referrer of `subject`: an artifact manifest (empty
@@ -169,37 +185,66 @@ fn push(
         .first()
         .map(|(_, d)| d.clone())
         .context("the layout's index.json lists no manifest")?;
-    // Every manifest once (a manifest listed under several tags is sent once per tag).
+    // Every manifest once (a manifest listed under several tags is sent once per tag). An
+    // image index (a multi-architecture image) goes after every manifest it lists.
     let mut sent = BTreeSet::new();
     for (tag, d) in &manifests {
-        let digest = d.digest.clone();
         let bytes = layout.blob(d)?;
-        let manifest: ImageManifest = serde_json::from_slice(&bytes)
-            .with_context(|| format!("manifest {digest} of the layout"))?;
-        if sent.insert(digest.clone()) {
-            progress::say(&format!(
-                "pushing {digest} to {}/{}",
-                reference.registry(),
-                reference.repository()
-            ));
-            push_blob(reg, reference, layout, &manifest.config)?;
-            for l in &manifest.layers {
-                push_blob(reg, reference, layout, l)?;
+        let media_type = if d.media_type == spec::INDEX {
+            for image in layout.images_of(d)? {
+                push_image(reg, layout, reference, &image, &mut sent)?;
             }
-            reg.put_manifest(&reference.at_digest(&digest), &bytes, MANIFEST_TYPE)?;
-            if let Some(subject) = &manifest.subject {
-                add_referrer(reg, reference, subject, d, &manifest)?;
+            if sent.insert(d.digest.clone()) {
+                reg.put_manifest(&reference.at_digest(&d.digest), &bytes, INDEX_TYPE)?;
+                progress::say(&format!("  index {} of its platforms' manifests", d.digest));
             }
-        }
+            INDEX_TYPE
+        } else {
+            push_image(reg, layout, reference, d, &mut sent)?;
+            MANIFEST_TYPE
+        };
         if let Some(tag) = tag {
-            reg.put_manifest(&reference.at_tag(tag), &bytes, MANIFEST_TYPE)?;
-            progress::say(&format!("  tagged {digest} as {tag}"));
+            reg.put_manifest(&reference.at_tag(tag), &bytes, media_type)?;
+            progress::say(&format!("  tagged {} as {tag}", d.digest));
         }
     }
     if let Some(tag) = extra_tag {
         let bytes = layout.blob(&main)?;
-        reg.put_manifest(&reference.at_tag(tag), &bytes, MANIFEST_TYPE)?;
+        let media_type = if main.media_type == spec::INDEX { INDEX_TYPE } else { MANIFEST_TYPE };
+        reg.put_manifest(&reference.at_tag(tag), &bytes, media_type)?;
         progress::say(&format!("  tagged {} as {tag}", main.digest));
+    }
+    Ok(())
+}
+
+/// Send one image manifest of a layout with its config and layers (unless already sent),
+/// and list it in its subject's referrers.
+fn push_image(
+    reg: &Registry,
+    layout: &Layout,
+    reference: &Reference,
+    d: &Descriptor,
+    sent: &mut BTreeSet<String>,
+) -> Result<()> {
+    let digest = d.digest.clone();
+    if !sent.insert(digest.clone()) {
+        return Ok(());
+    }
+    let bytes = layout.blob(d)?;
+    let manifest: ImageManifest = serde_json::from_slice(&bytes)
+        .with_context(|| format!("manifest {digest} of the layout"))?;
+    progress::say(&format!(
+        "pushing {digest} to {}/{}",
+        reference.registry(),
+        reference.repository()
+    ));
+    push_blob(reg, reference, layout, &manifest.config)?;
+    for l in &manifest.layers {
+        push_blob(reg, reference, layout, l)?;
+    }
+    reg.put_manifest(&reference.at_digest(&digest), &bytes, MANIFEST_TYPE)?;
+    if let Some(subject) = &manifest.subject {
+        add_referrer(reg, reference, subject, d, &manifest)?;
     }
     Ok(())
 }
@@ -281,35 +326,49 @@ fn pull(reg: &Registry, reference: &Reference, dir: &Path) -> Result<()> {
     let result = (|| -> Result<()> {
         let w = LayoutWriter::create(&tmp)?;
         let main = reg
-            .manifest(reference, &[MANIFEST_TYPE])?
+            .manifest(reference, &[MANIFEST_TYPE, INDEX_TYPE])?
             .with_context(|| format!("{reference}: the registry has no such manifest"))?;
-        let main_d = store_manifest(reg, reference, &w, &main.bytes, &main.digest, None)?;
+        // What the bytes say they are decides (a registry's Content-Type is only a claim).
+        let kind: MediaTypeOnly = serde_json::from_slice(&main.bytes)
+            .with_context(|| format!("{reference}: {} is not an OCI document", main.digest))?;
+        let (main_d, images) = if kind.media_type.as_deref() == Some(spec::INDEX) {
+            store_index(reg, reference, &w, &main.bytes, &main.digest)?
+        } else {
+            let d = store_manifest(reg, reference, &w, &main.bytes, &main.digest, None)?;
+            (d.clone(), vec![d])
+        };
         progress::say(&format!("pulled {reference} = {}", main.digest));
         let mut index = match reference.tag().filter(|_| reference.digest().is_none()) {
             Some(tag) => vec![with_ref_name(&main_d, tag)],
             None => vec![main_d.clone()],
         };
-        // Artifacts that refer to it, through the referrers tag schema: only those whose
-        // subject is this image, each once.
-        let referrers_tag = main.digest.replace(':', "-");
+        // Artifacts that refer to each image, through the referrers tag schema: only those
+        // whose subject is that image, each once.
         let mut kept = BTreeSet::new();
-        if let Some(referrers) = referrers_index(reg, &reference.at_tag(&referrers_tag))? {
+        for image in &images {
+            let referrers_tag = image.digest.replace(':', "-");
+            let Some(referrers) = referrers_index(reg, &reference.at_tag(&referrers_tag))? else {
+                continue;
+            };
             for r in &referrers.manifests {
                 let digest = r.digest.clone();
+                reprovm_oci::client::check_digest(&digest)
+                    .with_context(|| format!("{reference}: a referrer listed as `{digest}`"))?;
                 if !kept.insert(digest.clone()) {
                     continue;
                 }
                 if kept.len() > MAX_REFERRERS {
                     bail!(
                         "{reference}: the registry lists more than {MAX_REFERRERS} referrers of {}",
-                        main.digest
+                        image.digest
                     );
                 }
                 let at = reference.at_digest(&digest);
                 let f = reg
                     .manifest(&at, &[MANIFEST_TYPE])?
                     .with_context(|| format!("the referrer {at} is listed but missing"))?;
-                let d = store_manifest(reg, reference, &w, &f.bytes, &f.digest, Some(&main.digest));
+                let d =
+                    store_manifest(reg, reference, &w, &f.bytes, &f.digest, Some(&image.digest));
                 match d {
                     Ok(d) => index.push(d),
                     Err(e) if is_not_a_referrer(&e) => {
@@ -334,6 +393,66 @@ fn pull(reg: &Registry, reference: &Reference, dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The most platforms a pulled image index may list.
+pub const MAX_PLATFORMS: usize = 16;
+
+/// Only a document's `mediaType` (to tell an index from a manifest).
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MediaTypeOnly {
+    media_type: Option<String>,
+}
+
+/// Check an image index (bytes already checked against its digest), pull every image
+/// manifest it lists (each by digest, with its config and layers, each checked), store it.
+/// Returns its descriptor and those of its images.
+fn store_index(
+    reg: &Registry,
+    reference: &Reference,
+    w: &LayoutWriter,
+    bytes: &[u8],
+    digest: &str,
+) -> Result<(Descriptor, Vec<Descriptor>)> {
+    anyhow::ensure!(bytes.len() as u64 <= MANIFEST_LIMIT, "image index {digest}: too large");
+    let index: ImageIndex = serde_json::from_slice(bytes)
+        .with_context(|| format!("{digest} from {reference} is not an OCI image index"))?;
+    if index.manifests.len() > MAX_PLATFORMS {
+        bail!(
+            "image index {digest} lists {} manifests, more than {MAX_PLATFORMS}",
+            index.manifests.len()
+        );
+    }
+    let mut images: Vec<Descriptor> = Vec::new();
+    for m in &index.manifests {
+        reprovm_oci::client::check_digest(&m.digest)
+            .with_context(|| format!("image index {digest} lists `{}`", m.digest))?;
+        if images.iter().any(|i| i.digest == m.digest) {
+            continue;
+        }
+        anyhow::ensure!(
+            m.media_type == spec::MANIFEST,
+            "image index {digest} lists {} of type {}: only image manifests are pulled",
+            m.digest,
+            m.media_type
+        );
+        let at = reference.at_digest(&m.digest);
+        let f = reg
+            .manifest(&at, &[MANIFEST_TYPE])?
+            .with_context(|| format!("image index {digest} lists {at}, which is missing"))?;
+        anyhow::ensure!(
+            f.digest == m.digest && f.bytes.len() as u64 == m.size,
+            "image index {digest}: {} is not the {} bytes it lists",
+            m.digest,
+            m.size
+        );
+        store_manifest(reg, reference, w, &f.bytes, &f.digest, None)?;
+        images.push(m.clone());
+    }
+    let hex = w.blob_bytes(bytes)?;
+    let d = layout::descriptor(spec::INDEX, &hex, bytes.len() as u64, BTreeMap::new());
+    Ok((d, images))
+}
+
 /// A listed referrer that does not refer to the image is skipped, not an error.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -355,9 +474,8 @@ fn store_manifest(
     subject: Option<&str>,
 ) -> Result<Descriptor> {
     anyhow::ensure!(bytes.len() as u64 <= MANIFEST_LIMIT, "manifest {digest}: too large");
-    let manifest: ImageManifest = serde_json::from_slice(bytes).with_context(|| {
-        format!("{digest} from {reference} is not an OCI image manifest (an index is not pulled)")
-    })?;
+    let manifest: ImageManifest = serde_json::from_slice(bytes)
+        .with_context(|| format!("{digest} from {reference} is not an OCI image manifest"))?;
     if let Some(subject) = subject {
         let says = manifest.subject.as_ref().map(|s| s.digest.clone());
         if says.as_deref() != Some(subject) {

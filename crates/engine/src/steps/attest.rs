@@ -15,7 +15,7 @@ use crate::model::project::Project;
 use crate::model::recipe::Loaded;
 use crate::model::store::{self, BuiltNode};
 use crate::steps::substitution::keys::{self, PublicKey, SecretKey};
-use crate::steps::toolchain::{self, LockFile, PackageSet};
+use crate::steps::toolchain::{self, LockFile, LockedDeb, PackageSet};
 use anyhow::{Context, Result};
 use base64::Engine;
 use reprovm_fs::beneath::{Dir, Kind};
@@ -41,7 +41,13 @@ const DEB_ARCH: &str = "amd64";
 /// What the build toolchain is, as far as an attestation can say: the pinned packages and
 /// their materialised root (for the copyright files), or a host root nobody pinned.
 pub enum ToolchainPackages<'a> {
-    Pinned { lock: LockFile, root: &'a Path, fetcher: &'a Fetcher },
+    /// The locks of the set that builds for the project's architecture (a layered set's
+    /// base first), each package fetched with its own lock's snapshot time.
+    Pinned {
+        locks: Vec<LockFile>,
+        root: &'a Path,
+        fetcher: &'a Fetcher,
+    },
     Host,
 }
 
@@ -51,8 +57,24 @@ impl<'a> ToolchainPackages<'a> {
         if project.host_toolchain {
             return Ok(ToolchainPackages::Host);
         }
-        let lock = toolchain::read_lock(project, PackageSet::Build)?;
-        Ok(ToolchainPackages::Pinned { lock, root, fetcher })
+        let locks = toolchain::read_locks(project, PackageSet::for_arch(project.arch))?;
+        Ok(ToolchainPackages::Pinned { locks, root, fetcher })
+    }
+}
+
+/// Every package of the locks, with its lock.
+fn packages_of(locks: &[LockFile]) -> impl Iterator<Item = (&LockFile, &LockedDeb)> {
+    locks.iter().flat_map(|l| l.packages.iter().map(move |p| (l, p)))
+}
+
+/// How the SBOM names a package that owns image files: its name, qualified with its
+/// architecture when that is not the build machine's (`libc6:arm64`, as dpkg spells it), so
+/// that an arm64 library is never taken for its amd64 twin.
+fn owner_key(p: &LockedDeb) -> String {
+    if p.arch == "amd64" || p.arch == "all" {
+        p.name.clone()
+    } else {
+        format!("{}:{}", p.name, p.arch)
     }
 }
 
@@ -165,8 +187,8 @@ fn provenance(inputs: &Inputs) -> Result<Provenance> {
             ..Default::default()
         });
     }
-    if let ToolchainPackages::Pinned { lock, .. } = inputs.toolchain {
-        for p in &lock.packages {
+    if let ToolchainPackages::Pinned { locks, .. } = inputs.toolchain {
+        for (_, p) in packages_of(locks) {
             deps.push(ResourceDescriptor {
                 name: Some(p.name.clone()),
                 uri: Some(deb_purl(&p.name, &p.version, &p.arch, &p.suite)),
@@ -267,8 +289,8 @@ fn bom(inputs: &Inputs) -> Result<Bom> {
         components.push(c);
     }
     // The toolchain: used to build, not shipped.
-    if let ToolchainPackages::Pinned { lock, .. } = inputs.toolchain {
-        for p in lock.packages.iter().filter(|p| !in_image.contains(&p.name)) {
+    if let ToolchainPackages::Pinned { locks, .. } = inputs.toolchain {
+        for (_, p) in packages_of(locks).filter(|(_, p)| !in_image.contains(&owner_key(p))) {
             let purl = deb_purl(&p.name, &p.version, &p.arch, &p.suite);
             components.push(Component {
                 component_type: "library".into(),
@@ -440,8 +462,8 @@ fn image_libraries(inputs: &Inputs) -> Result<BTreeMap<String, Vec<(String, Stri
         return Ok(out);
     }
     let owners = match inputs.toolchain {
-        ToolchainPackages::Pinned { lock, fetcher, .. } => {
-            library_owners(inputs.project, lock, fetcher)?
+        ToolchainPackages::Pinned { locks, fetcher, .. } => {
+            library_owners(inputs.project, locks, fetcher)?
         }
         ToolchainPackages::Host => BTreeMap::new(),
     };
@@ -450,7 +472,7 @@ fn image_libraries(inputs: &Inputs) -> Result<BTreeMap<String, Vec<(String, Stri
             (_, Some(p)) => p.clone(),
             (ToolchainPackages::Host, None) => format!("file:{path}"),
             (ToolchainPackages::Pinned { .. }, None) => anyhow::bail!(
-                "{path} in {}'s rootfs.list (sha256 {sha}) is in no package of pins/toolchain.lock: \
+                "{path} in {}'s rootfs.list (sha256 {sha}) is in no package of the toolchain's locks: \
                  the SBOM cannot name its package",
                 node.name
             ),
@@ -460,43 +482,44 @@ fn image_libraries(inputs: &Inputs) -> Result<BTreeMap<String, Vec<(String, Stri
     Ok(out)
 }
 
-/// sha256 of each shared-library file shipped by a `lib*`/`zlib*` package of the lock ->
-/// that package's name.
+/// sha256 of each shared-library file shipped by a `lib*`/`zlib*` package of the locks ->
+/// that package's [`owner_key`].
 fn library_owners(
     project: &Project,
-    lock: &LockFile,
+    locks: &[LockFile],
     fetcher: &Fetcher,
 ) -> Result<BTreeMap<String, String>> {
     // Reading ~110 .debs takes a second or two: once per lock and process (`pin outputs` and
     // `audit` attest every target, twice for an audit).
     static SEEN: std::sync::Mutex<Option<(String, BTreeMap<String, String>)>> =
         std::sync::Mutex::new(None);
-    let key: String = lock.packages.iter().map(|p| format!("{} {}\n", p.name, p.sha256)).collect();
+    let key: String =
+        packages_of(locks).map(|(_, p)| format!("{} {}\n", p.name, p.sha256)).collect();
     if let Some((k, owners)) = SEEN.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.as_ref() {
         if *k == key {
             return Ok(owners.clone());
         }
     }
-    let owners = read_library_owners(project, lock, fetcher)?;
+    let owners = read_library_owners(project, locks, fetcher)?;
     *SEEN.lock().map_err(|_| anyhow::anyhow!("poisoned"))? = Some((key, owners.clone()));
     Ok(owners)
 }
 
 fn read_library_owners(
     project: &Project,
-    lock: &LockFile,
+    locks: &[LockFile],
     fetcher: &Fetcher,
 ) -> Result<BTreeMap<String, String>> {
     let mut owners = BTreeMap::new();
-    for p in
-        lock.packages.iter().filter(|p| p.name.starts_with("lib") || p.name.starts_with("zlib"))
+    for (lock, p) in
+        packages_of(locks).filter(|(_, p)| p.name.starts_with("lib") || p.name.starts_with("zlib"))
     {
         let want = toolchain::materialize::deb_want(project, lock, p);
         let deb =
             fetcher.fetch(&want).with_context(|| format!("package {} {}", p.name, p.version))?;
         for (path, sha) in toolchain::materialize::deb_files(&deb)? {
             if path.contains(".so") {
-                owners.entry(sha).or_insert_with(|| p.name.clone());
+                owners.entry(sha).or_insert_with(|| owner_key(p));
             }
         }
     }
@@ -510,7 +533,7 @@ fn library_component(
 ) -> Result<Component> {
     let mut properties: Vec<Property> =
         files.iter().map(|(p, s)| property("reprovm:file", &format!("{p} sha256:{s}"))).collect();
-    let ToolchainPackages::Pinned { lock, root, .. } = tc else {
+    let ToolchainPackages::Pinned { locks, root, .. } = tc else {
         let (path, sha) = &files[0];
         return Ok(Component {
             component_type: "file".into(),
@@ -522,17 +545,15 @@ fn library_component(
             ..Default::default()
         });
     };
-    let p = lock
-        .packages
-        .iter()
-        .find(|p| p.name == package)
-        .with_context(|| format!("{package} is not in pins/toolchain.lock"))?;
+    let (_, p) = packages_of(locks)
+        .find(|(_, p)| owner_key(p) == package)
+        .with_context(|| format!("{package} is not in the toolchain's locks"))?;
     let purl = deb_purl(&p.name, &p.version, &p.arch, &p.suite);
-    let licenses = copyright_licenses(root, package)?;
+    let licenses = copyright_licenses(root, &p.name)?;
     if licenses.is_empty() {
         properties.push(property(
             "reprovm:copyright",
-            &format!("/usr/share/doc/{package}/copyright (not machine-readable)"),
+            &format!("/usr/share/doc/{}/copyright (not machine-readable)", p.name),
         ));
     }
     Ok(Component {

@@ -154,7 +154,7 @@ pub fn write_layout(i: &OciInputs, out: &Path) -> Result<()> {
                 created: Some(created.clone()),
                 architecture: arch.to_string(),
                 os: "linux".into(),
-                variant: None,
+                variant: oci.variant.clone(),
                 config: BTreeMap::new(),
                 rootfs: RootFs {
                     typ: "layers".into(),

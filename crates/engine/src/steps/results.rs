@@ -17,9 +17,10 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 /// Files copied to `out/` when a build produces them.
-pub const RESULTS: [&str; 13] = [
+pub const RESULTS: [&str; 14] = [
     "hd.img",
     "bzImage",
+    "Image",
     "hd.qcow2",
     "kernel.release",
     "initramfs.cpio.gz",

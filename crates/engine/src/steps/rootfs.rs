@@ -330,14 +330,15 @@ pub fn write_rootfs(
             }
         })
         .collect();
+    let machine = l.arch.elf_machine();
     let dirs = if spec.library_path.is_empty() {
-        elf::DEFAULT_LIB_DIRS.iter().map(|s| s.to_string()).collect()
+        elf::default_lib_dirs(machine).iter().map(|s| s.to_string()).collect()
     } else {
         spec.library_path.clone()
     };
     let root_dir = Dir::open(root)?;
-    // The images are x86-64's (issue 23 adds a target architecture; it will choose this).
-    let libs = elf::closure(&root_dir, &elves, &dirs, elf::Machine::X86_64)
+    // One machine per image: a program or library of another is refused by name.
+    let libs = elf::closure(&root_dir, &elves, &dirs, machine)
         .with_context(|| format!("resolving shared libraries under {}", root.display()))?;
     for (install, real) in libs {
         let rel = recipe::tree_path(&install.to_string_lossy(), true).map_err(bad)?;

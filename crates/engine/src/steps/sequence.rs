@@ -71,7 +71,7 @@ pub fn run(
     if let Some(spec) = &r.oci {
         // The graph of the recipes this builder sees (all of recipes/, or Nix's slice of it):
         // the revision covers the same closure in both.
-        let graph = crate::model::graph::Graph::load(paths.recipes)?;
+        let graph = crate::model::graph::Graph::load_for(paths.recipes, l.arch)?;
         let inputs = crate::steps::oci_layout::OciInputs {
             recipe: l,
             spec,

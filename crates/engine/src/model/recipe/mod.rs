@@ -17,6 +17,7 @@ pub use syntax::{
     parse_symlink, tree_path, Device, Install,
 };
 
+pub use crate::model::arch::Arch;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -76,6 +77,15 @@ pub struct Recipe {
     /// Longest time the build may take, e.g. "90m", "4h", "30s" (default 4h); after it the
     /// whole sandbox is killed and the log's tail shown.
     pub timeout: Option<String>,
+    /// What differs for one architecture (`[arch.aarch64]`): a partial recipe merged over
+    /// this one when building for it (tables key by key, other values replaced). Building
+    /// for an architecture without a table takes the recipe as it is.
+    #[serde(default)]
+    pub arch: BTreeMap<String, toml::Table>,
+    /// Why this recipe cannot be built, in an `[arch.NAME]` table: for that architecture
+    /// (`unavailable = "x86_64 boot loaders"`). Builds over it are refused before anything
+    /// runs, and it is not among that architecture's published outputs.
+    pub unavailable: Option<String>,
 }
 
 impl Recipe {
@@ -226,6 +236,8 @@ pub struct OciSpec {
     pub layer: Option<String>,
     /// Image: the config's architecture (Go's names; default amd64). The OS is linux.
     pub architecture: Option<String>,
+    /// Image: the config's architecture variant (`v8` for arm64), if any.
+    pub variant: Option<String>,
     /// Artifact: its `artifactType`.
     pub artifact_type: Option<String>,
     /// Artifact: its files, one layer each (the file's name is its title).
@@ -335,18 +347,67 @@ pub struct RecipeError {
     pub msg: String,
 }
 
-/// Parse and validate a recipe's text; `display` names the file in errors.
+/// Parse and validate a recipe's text for the default architecture; `display` names the
+/// file in errors.
 pub fn parse(path: &Path, text: &str, display: &str) -> Result<Recipe, RecipeError> {
+    parse_for(path, text, display, Arch::X86_64)
+}
+
+/// Parse and validate a recipe's text as it is for `arch`: the recipe, with its
+/// `[arch.NAME]` table for `arch` merged over it, validated again after the merge (errors in
+/// what the merge made point at the `[arch.NAME]` table).
+pub fn parse_for(
+    path: &Path,
+    text: &str,
+    display: &str,
+    arch: Arch,
+) -> Result<Recipe, RecipeError> {
+    let error_at = |at: &position::KeyPath, msg: String| {
+        let (line, col) = position::of(text, at);
+        RecipeError { file: display.to_string(), line, col, msg }
+    };
     let recipe: Recipe = toml::from_str(text).map_err(|e| {
         let (line, col) = e.span().map(|s| position::line_col(text, s.start)).unwrap_or((1, 1));
         let msg = e.message().replace('\n', " ").trim().to_string();
         RecipeError { file: display.to_string(), line, col, msg }
     })?;
-    validate::validate(path, &recipe).map_err(|(at, msg)| {
-        let (line, col) = position::of(text, &at);
-        RecipeError { file: display.to_string(), line, col, msg }
+    validate::validate(path, &recipe).map_err(|(at, msg)| error_at(&at, msg))?;
+    for name in recipe.arch.keys() {
+        if Arch::from_name(name).is_none() {
+            let known: Vec<&str> = Arch::VALUES.iter().map(|(_, n, _)| *n).collect();
+            return Err(error_at(
+                &vec![position::key("arch"), position::key(name)],
+                format!("[arch.{name}]: no such architecture (one of {})", known.join(", ")),
+            ));
+        }
+    }
+    let Some(over) = recipe.arch.get(arch.name()) else { return Ok(recipe) };
+    let at = vec![position::key("arch"), position::key(arch.name())];
+    for k in ["name", "version", "arch", "versions"] {
+        if over.contains_key(k) {
+            return Err(error_at(&at, format!("[arch.{arch}] may not set `{k}`")));
+        }
+    }
+    let mut table: toml::Table = toml::from_str(text).map_err(|e| error_at(&at, e.to_string()))?;
+    merge_table(&mut table, over);
+    let merged: Recipe = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| {
+        error_at(&at, format!("[arch.{arch}] merged: {}", e.message().replace('\n', " ").trim()))
     })?;
-    Ok(recipe)
+    validate::validate(path, &merged)
+        .map_err(|(_, msg)| error_at(&at, format!("[arch.{arch}] merged: {msg}")))?;
+    Ok(merged)
+}
+
+/// `over` merged into `base`: tables key by key (recursively), anything else replaced.
+pub fn merge_table(base: &mut toml::Table, over: &toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge_table(b, o),
+            _ => {
+                base.insert(k.clone(), v.clone());
+            }
+        }
+    }
 }
 
 /// A node of the graph: a recipe (at one of its versions) together with where it came from.
@@ -365,6 +426,8 @@ pub struct Loaded {
     pub identity: String,
     /// The recipe at the node's version, placeholders unfilled (`model::graph` fills them).
     pub template: Recipe,
+    /// The architecture the node is built for (its `[arch.NAME]` table is merged in).
+    pub arch: Arch,
 }
 
 impl Loaded {
@@ -375,7 +438,15 @@ impl Loaded {
         variant: Option<String>,
         identity: String,
     ) -> Loaded {
-        Loaded { template: recipe.clone(), recipe, path, text, variant, identity }
+        Loaded {
+            template: recipe.clone(),
+            recipe,
+            path,
+            text,
+            variant,
+            identity,
+            arch: Arch::X86_64,
+        }
     }
 
     /// The node's name in the graph: `kernel`, `kernel@6.18`, `hd-image@6.18`.
@@ -405,6 +476,37 @@ size = 3
 [build]
 script = "true"
 "#;
+
+    #[test]
+    fn an_arch_table_is_merged_for_its_architecture_only() {
+        let text = format!(
+            "{OK}outputs = [\"bzImage\"]\n[env]\nA = \"1\"\nB = \"2\"\n\n[arch.aarch64.env]\nB = \"3\"\n[arch.aarch64.build]\noutputs = [\"Image\"]\n"
+        );
+        let x86 = parse_str(&text).unwrap();
+        assert_eq!(x86.build.outputs, ["bzImage"]);
+        assert_eq!(x86.env["B"], "2");
+        let arm =
+            parse_for(Path::new("recipes/t.toml"), &text, "recipes/t.toml", Arch::Aarch64).unwrap();
+        // Tables merge key by key (A stays), other values are replaced.
+        assert_eq!((arm.env["A"].as_str(), arm.env["B"].as_str()), ("1", "3"));
+        assert_eq!(arm.build.outputs, ["Image"]);
+        assert_eq!(arm.build.script, "true");
+        // An unknown architecture, a renamed recipe, and a merge that breaks the schema are
+        // refused at the table, naming it.
+        let at = |t: &str| {
+            parse_for(Path::new("recipes/t.toml"), t, "recipes/t.toml", Arch::Aarch64)
+                .unwrap_err()
+                .to_string()
+        };
+        let e = at(&format!("{OK}\n[arch.arm64.env]\nB = \"3\"\n"));
+        assert!(e.contains(":11:") && e.contains("no such architecture"), "{e}");
+        let e = at(&format!("{OK}\n[arch.aarch64]\nname = \"u\"\n"));
+        assert!(e.contains("may not set `name`"), "{e}");
+        let e = at(&format!("{OK}\n[arch.aarch64.build]\noutputs = 3\n"));
+        assert!(e.contains("[arch.aarch64] merged") && e.contains(":11:"), "{e}");
+        let e = at(&format!("{OK}\n[arch.aarch64]\ntimeout = \"forever\"\n"));
+        assert!(e.contains("[arch.aarch64] merged"), "{e}");
+    }
 
     #[test]
     fn parses_a_minimal_recipe() {

@@ -157,21 +157,19 @@ pub fn deb_want(project: &Project, lockf: &LockFile, p: &super::resolve::LockedD
     }
 }
 
-/// Build the root for `lockf` into `dir` (`dir/root` and `dir/manifest.json`).
+/// Build the root for `locks` (a set's base set's lock, then its own) into `dir`
+/// (`dir/root` and `dir/manifest.json`).
 pub fn materialize(
     project: &Project,
     fetcher: &Fetcher,
     set: super::PackageSet,
-    lockf: &LockFile,
+    locks: &[LockFile],
     dir: &Path,
     _lock: &crate::model::store::StoreLock,
 ) -> Result<()> {
     let timer = progress::Timer::start();
-    progress::say(&format!(
-        "materialising {} packages from {}",
-        lockf.packages.len(),
-        set.lock(project).display()
-    ));
+    let count: usize = locks.iter().map(|l| l.packages.len()).sum();
+    progress::say(&format!("materialising {count} packages from {}", set.lock(project).display()));
     let parent = Dir::create(dir.parent().context("toolchain directory has no parent")?)?;
     let name =
         dir.file_name().context("toolchain directory has no name")?.to_string_lossy().into_owned();
@@ -183,9 +181,12 @@ pub fn materialize(
         root.create_dir_all(&Path::new("usr").join(d))?;
         root.symlink(&Path::new("usr").join(d), Path::new(d))?;
     }
-    let mut pkgs = lockf.packages.clone();
-    pkgs.sort_by(|a, b| a.name.cmp(&b.name));
-    for p in &pkgs {
+    // Name order (then architecture: an arm64 library next to its amd64 twin, whose shared
+    // files are the same bytes), each .deb fetched with its own lock's snapshot time.
+    let mut pkgs: Vec<(&LockFile, &super::resolve::LockedDeb)> =
+        locks.iter().flat_map(|l| l.packages.iter().map(move |p| (l, p))).collect();
+    pkgs.sort_by(|a, b| (&a.1.name, &a.1.arch).cmp(&(&b.1.name, &b.1.arch)));
+    for (lockf, p) in &pkgs {
         let want = deb_want(project, lockf, p);
         let file = want.file.clone();
         let deb = fetcher.fetch(&want).with_context(|| {
@@ -210,7 +211,10 @@ pub fn materialize(
     // The build toolchain and Vagrant's root are sandbox roots: their programs need an ld.so
     // cache, written by the root's own ldconfig inside the sandbox. The Nix and host tools run
     // through their loader with an explicit library path and need none.
-    if matches!(set, super::PackageSet::Build | super::PackageSet::Vagrant) {
+    if matches!(
+        set,
+        super::PackageSet::Build | super::PackageSet::Vagrant | super::PackageSet::Aarch64
+    ) {
         let log = tmp_path.join("ldconfig.log");
         let spec = Spec {
             root: tmp_path.join("root"),

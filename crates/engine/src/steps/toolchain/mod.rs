@@ -7,6 +7,7 @@ pub mod materialize;
 mod resolve;
 
 use crate::mechanisms::fetch::Fetcher;
+use crate::model::arch::Arch;
 use crate::model::manifest;
 use crate::model::project::Project;
 use crate::model::store::StoreLock;
@@ -19,7 +20,6 @@ use std::path::{Path, PathBuf};
 pub use materialize::deb_want;
 pub use resolve::lock;
 pub use resolve::LockFile;
-#[cfg(test)]
 pub use resolve::LockedDeb;
 
 /// A pinned set of Debian packages and where its spec and lock live.
@@ -35,19 +35,49 @@ pub enum PackageSet {
     /// Vagrant, the full tier's reader of the box: `toolchain/vagrant.toml`,
     /// `pins/vagrant.lock`; a sandbox root (Ruby needs its Debian paths).
     Vagrant,
+    /// The arm64 cross toolchain and arm64 libraries, layered over the build toolchain's
+    /// packages (one root holds both): `toolchain/aarch64.toml`, `pins/aarch64.lock`. A set of
+    /// its own so that the x86_64 toolchain's identity, and every x86_64 input hash, stay.
+    Aarch64,
 }
 
 impl PackageSet {
-    pub const ALL: [PackageSet; 4] =
-        [PackageSet::Build, PackageSet::Nix, PackageSet::Tools, PackageSet::Vagrant];
+    pub const ALL: [PackageSet; 5] = [
+        PackageSet::Build,
+        PackageSet::Nix,
+        PackageSet::Tools,
+        PackageSet::Vagrant,
+        PackageSet::Aarch64,
+    ];
 
     /// Every set with its name on the command line and what it is.
-    pub const VALUES: [(PackageSet, &'static str, &'static str); 4] = [
+    pub const VALUES: [(PackageSet, &'static str, &'static str); 5] = [
         (PackageSet::Build, "build", "the build toolchain: toolchain/packages.toml"),
         (PackageSet::Nix, "nix", "Nix for the full tier: toolchain/nix.toml"),
         (PackageSet::Tools, "tools", "the host tools: toolchain/tools.toml"),
         (PackageSet::Vagrant, "vagrant", "Vagrant for the full tier: toolchain/vagrant.toml"),
+        (
+            PackageSet::Aarch64,
+            "aarch64",
+            "the arm64 cross toolchain over the build toolchain: toolchain/aarch64.toml",
+        ),
     ];
+
+    /// The toolchain that builds for `arch`.
+    pub fn for_arch(arch: Arch) -> PackageSet {
+        match arch {
+            Arch::X86_64 => PackageSet::Build,
+            Arch::Aarch64 => PackageSet::Aarch64,
+        }
+    }
+
+    /// The set whose packages this one's root also holds (it is layered over them).
+    pub fn base(self) -> Option<PackageSet> {
+        match self {
+            PackageSet::Aarch64 => Some(PackageSet::Build),
+            _ => None,
+        }
+    }
 
     pub fn spec(self, project: &Project) -> PathBuf {
         project.root.join("toolchain").join(match self {
@@ -55,6 +85,7 @@ impl PackageSet {
             PackageSet::Nix => "nix.toml",
             PackageSet::Tools => "tools.toml",
             PackageSet::Vagrant => "vagrant.toml",
+            PackageSet::Aarch64 => "aarch64.toml",
         })
     }
 
@@ -64,6 +95,7 @@ impl PackageSet {
             PackageSet::Nix => project.pins.join("nix.lock"),
             PackageSet::Tools => project.pins.join("tools.lock"),
             PackageSet::Vagrant => project.pins.join("vagrant.lock"),
+            PackageSet::Aarch64 => project.pins.join("aarch64.lock"),
         }
     }
 
@@ -73,6 +105,7 @@ impl PackageSet {
             PackageSet::Nix => "reprovm-nix-tools",
             PackageSet::Tools => "reprovm-host-tools",
             PackageSet::Vagrant => "reprovm-vagrant",
+            PackageSet::Aarch64 => "reprovm-toolchain-aarch64",
         }
     }
 }
@@ -192,13 +225,61 @@ fn set_identity(set: PackageSet, lock: &LockFile) -> String {
     h.field("materializer", MATERIALIZER_VERSION.as_bytes());
     h.field("suite", lock.suite.as_bytes());
     let mut pkgs: Vec<_> = lock.packages.iter().collect();
-    pkgs.sort_by(|a, b| a.name.cmp(&b.name));
+    pkgs.sort_by(|a, b| (&a.name, &a.arch).cmp(&(&b.name, &b.arch)));
     for p in pkgs {
         let line =
             format!("{} {} {} {} {} {}", p.name, p.version, p.arch, p.filename, p.size, p.sha256);
         h.field("package", line.as_bytes());
     }
     h.finish()
+}
+
+/// The locks whose packages make up a set's root: its base set's first, then its own.
+pub fn read_locks(project: &Project, set: PackageSet) -> Result<Vec<LockFile>> {
+    let mut locks = Vec::new();
+    if let Some(base) = set.base() {
+        locks.push(read_lock(project, base)?);
+    }
+    let own = read_lock(project, set)?;
+    // A layered lock is resolved against its base's: a base locked again since then may hold
+    // what it left out at other versions, or twins of its foreign libraries at other versions.
+    if let (Some(base), Some(base_lock)) = (set.base(), locks.first()) {
+        for p in &own.packages {
+            if let Some(b) = base_lock.packages.iter().find(|b| b.name == p.name) {
+                let twin = p.arch != b.arch && p.arch != "all" && b.arch != "all";
+                anyhow::ensure!(
+                    twin && b.version == p.version,
+                    "{} was locked against another {}: `{}` is {} {} there and {} {} here; run `cargo xtask toolchain lock {}`",
+                    set.lock(project).display(),
+                    base.lock(project).display(),
+                    p.name,
+                    b.version,
+                    b.arch,
+                    p.version,
+                    p.arch,
+                    PackageSet::VALUES.iter().find(|v| v.0 == set).map_or("", |v| v.1)
+                );
+            }
+        }
+    }
+    locks.push(own);
+    Ok(locks)
+}
+
+/// The identity of a set from all its locks (the base set's packages are part of what the
+/// root holds).
+fn locks_identity(set: PackageSet, locks: &[LockFile]) -> String {
+    match locks {
+        [one] => set_identity(set, one),
+        _ => {
+            let merged = LockFile {
+                suite: locks.iter().map(|l| l.suite.as_str()).collect::<Vec<_>>().join("+"),
+                snapshot: None,
+                packages: locks.iter().flat_map(|l| l.packages.iter().cloned()).collect(),
+            };
+            set_identity(set, &merged)
+        }
+    }
 }
 
 pub fn read_lock(project: &Project, set: PackageSet) -> Result<LockFile> {
@@ -220,7 +301,7 @@ pub fn ensure(project: &Project, fetcher: &Fetcher, lock: &StoreLock) -> Result<
             version_label: "HOST TOOLCHAIN: not pinned, development only".into(),
         });
     }
-    ensure_set(project, fetcher, PackageSet::Build, lock)
+    ensure_set(project, fetcher, PackageSet::for_arch(project.arch), lock)
 }
 
 /// The identity of the pinned build toolchain, read from its lock without materialising it
@@ -230,16 +311,17 @@ pub fn pinned_identity(project: &Project) -> Result<Option<String>> {
     if project.host_toolchain {
         return Ok(None);
     }
-    Ok(Some(set_identity(PackageSet::Build, &read_lock(project, PackageSet::Build)?)))
+    let set = PackageSet::for_arch(project.arch);
+    Ok(Some(locks_identity(set, &read_locks(project, set)?)))
 }
 
 /// The directory name (under out/toolchain) of a package set's root, whether or not it is
 /// materialised; None when its lock is missing.
 pub fn set_dir(project: &Project, set: PackageSet) -> Result<Option<String>> {
-    if !set.lock(project).is_file() {
+    if !set.lock(project).is_file() || set.base().is_some_and(|b| !b.lock(project).is_file()) {
         return Ok(None);
     }
-    let id = set_identity(set, &read_lock(project, set)?);
+    let id = locks_identity(set, &read_locks(project, set)?);
     Ok(Some(id[..32].to_string()))
 }
 
@@ -251,9 +333,9 @@ pub fn ensure_set(
     set: PackageSet,
     lock: &StoreLock,
 ) -> Result<Toolchain> {
-    let (toolchain, lockf, dir) = locate_set(project, set)?;
+    let (toolchain, locks, dir) = locate_set(project, set)?;
     if !dir.join("manifest.json").is_file() {
-        materialize::materialize(project, fetcher, set, &lockf, &dir, lock)?;
+        materialize::materialize(project, fetcher, set, &locks, &dir, lock)?;
     }
     Ok(toolchain)
 }
@@ -284,14 +366,16 @@ pub fn find_or_ensure_set(
 
 /// Where the root of a package set lives (`out/toolchain/ID`), checking the manifest of an
 /// existing one.
-fn locate_set(project: &Project, set: PackageSet) -> Result<(Toolchain, LockFile, PathBuf)> {
-    let lockf = read_lock(project, set)?;
-    let id = set_identity(set, &lockf);
+fn locate_set(project: &Project, set: PackageSet) -> Result<(Toolchain, Vec<LockFile>, PathBuf)> {
+    let locks = read_locks(project, set)?;
+    let lockf = locks.last().context("a package set without a lock")?;
+    let id = locks_identity(set, &locks);
     let key = match set {
         PackageSet::Build => "gcc-12",
         PackageSet::Nix => "nix-bin",
         PackageSet::Tools => "qemu-system-x86",
         PackageSet::Vagrant => "vagrant",
+        PackageSet::Aarch64 => "gcc-12-aarch64-linux-gnu",
     };
     let version =
         lockf.packages.iter().find(|p| p.name == key).map(|p| format!("{key} {}", p.version));
@@ -304,7 +388,7 @@ fn locate_set(project: &Project, set: PackageSet) -> Result<(Toolchain, LockFile
             format!("{}: damaged; remove {} and run again", manifest_path.display(), dir.display())
         })?;
     }
-    Ok((Toolchain { id, root: dir.join("root"), version_label: label }, lockf, dir))
+    Ok((Toolchain { id, root: dir.join("root"), version_label: label }, locks, dir))
 }
 
 /// Development mode: a root of host programs and their libraries (see sandbox::testroot).
@@ -332,6 +416,48 @@ mod tests {
     use super::resolve::LockedDeb;
     use super::*;
     use reprovm_fs::beneath::Dir;
+
+    #[test]
+    fn a_layered_set_is_its_base_and_itself_and_refuses_a_base_locked_again() {
+        let t = tempfile::tempdir().unwrap();
+        let mut project = Project::new(None, Some(t.path().join("out")), None);
+        project.pins = t.path().join("pins");
+        std::fs::create_dir_all(&project.pins).unwrap();
+        let deb = |name: &str, version: &str, arch: &str| LockedDeb {
+            name: name.into(),
+            version: version.into(),
+            arch: arch.into(),
+            suite: "bookworm".into(),
+            filename: format!("pool/{name}_{version}_{arch}.deb"),
+            size: 1,
+            sha256: "0".repeat(64),
+        };
+        let write = |set: PackageSet, debs: Vec<LockedDeb>| {
+            let lock = LockFile { suite: "bookworm".into(), snapshot: None, packages: debs };
+            std::fs::write(set.lock(&project), toml::to_string(&lock).unwrap()).unwrap();
+        };
+        write(PackageSet::Build, vec![deb("gcc-12", "12", "amd64"), deb("libc6", "2.36", "amd64")]);
+        write(
+            PackageSet::Aarch64,
+            vec![deb("gcc-12-aarch64-linux-gnu", "12", "amd64"), deb("libc6", "2.36", "arm64")],
+        );
+        let locks = read_locks(&project, PackageSet::Aarch64).unwrap();
+        assert_eq!(locks.len(), 2);
+        let base_id = set_dir(&project, PackageSet::Build).unwrap().unwrap();
+        let layered_id = set_dir(&project, PackageSet::Aarch64).unwrap().unwrap();
+        assert_ne!(base_id, layered_id);
+        // The base locked again at another glibc: the arm64 twin no longer matches.
+        write(PackageSet::Build, vec![deb("gcc-12", "12", "amd64"), deb("libc6", "2.37", "amd64")]);
+        let e = read_locks(&project, PackageSet::Aarch64).unwrap_err().to_string();
+        assert!(e.contains("`libc6` is 2.37 amd64 there and 2.36 arm64 here"), "{e}");
+        assert!(e.contains("cargo xtask toolchain lock aarch64"), "{e}");
+        // A package the layered set holds natively that the base now holds too.
+        write(
+            PackageSet::Build,
+            vec![deb("gcc-12-aarch64-linux-gnu", "12", "amd64"), deb("libc6", "2.36", "amd64")],
+        );
+        assert!(read_locks(&project, PackageSet::Aarch64).is_err());
+    }
 
     #[test]
     fn deb_with_wrong_hash_is_refused() {

@@ -30,6 +30,13 @@ pub struct PackageSpec {
     /// Dependencies never pulled in (documentation-only or init-system packages).
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// Libraries of another architecture (Debian multiarch: `arm64`) for programs built for
+    /// it: `foreign-packages` and their `Multi-Arch: same` dependencies, resolved against that
+    /// architecture's index. Any other dependency must be in the native closure.
+    #[serde(default)]
+    pub foreign_arch: Option<String>,
+    #[serde(default)]
+    pub foreign_packages: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -82,10 +89,21 @@ fn depends(s: &Paragraph) -> Vec<Vec<String>> {
 }
 
 /// Resolve the closure of `spec.packages` over two indices (main and backports).
+#[cfg(test)]
 pub fn resolve(
     spec: &PackageSpec,
     main: &[Paragraph],
     backports: &[Paragraph],
+) -> Result<Vec<LockedDeb>> {
+    resolve_over(spec, main, backports, &BTreeSet::new())
+}
+
+/// The same, leaving out what `provided` names (a base set's packages: already in the root).
+pub fn resolve_over(
+    spec: &PackageSpec,
+    main: &[Paragraph],
+    backports: &[Paragraph],
+    provided: &BTreeSet<String>,
 ) -> Result<Vec<LockedDeb>> {
     let mut by_name: BTreeMap<&str, (&Paragraph, &str)> = BTreeMap::new();
     for s in main {
@@ -109,7 +127,7 @@ pub fn resolve(
     let mut chosen: BTreeSet<String> = BTreeSet::new();
     let mut queue: VecDeque<String> = spec.packages.iter().cloned().collect();
     while let Some(name) = queue.pop_front() {
-        if chosen.contains(&name) || spec.exclude.contains(&name) {
+        if chosen.contains(&name) || spec.exclude.contains(&name) || provided.contains(&name) {
             continue;
         }
         let Some((s, _)) = by_name.get(name.as_str()) else {
@@ -117,7 +135,10 @@ pub fn resolve(
         };
         chosen.insert(name.clone());
         for alts in depends(s) {
-            if alts.iter().any(|a| chosen.contains(a) || spec.exclude.contains(a)) {
+            if alts
+                .iter()
+                .any(|a| chosen.contains(a) || spec.exclude.contains(a) || provided.contains(a))
+            {
                 continue;
             }
             let pick = alts.iter().find_map(|a| {
@@ -140,17 +161,112 @@ pub fn resolve(
     let mut out = Vec::new();
     for name in chosen {
         let (s, suite) = by_name[name.as_str()];
-        out.push(LockedDeb {
-            name: name.clone(),
-            version: s.get("Version").to_string(),
-            arch: s.get("Architecture").to_string(),
-            suite: suite.to_string(),
-            filename: s.get("Filename").to_string(),
-            size: s.get("Size").parse().with_context(|| format!("{name}: bad Size"))?,
-            sha256: s.get("SHA256").to_string(),
-        });
+        out.push(locked(&name, s, suite)?);
     }
     Ok(out)
+}
+
+fn locked(name: &str, s: &Paragraph, suite: &str) -> Result<LockedDeb> {
+    Ok(LockedDeb {
+        name: name.to_string(),
+        version: s.get("Version").to_string(),
+        arch: s.get("Architecture").to_string(),
+        suite: suite.to_string(),
+        filename: s.get("Filename").to_string(),
+        size: s.get("Size").parse().with_context(|| format!("{name}: bad Size"))?,
+        sha256: s.get("SHA256").to_string(),
+    })
+}
+
+/// The foreign-architecture libraries of `spec` over that architecture's index: each listed
+/// package and, of its dependencies, those that are `Multi-Arch: same` (libraries, installed
+/// once per architecture). Every other dependency (`Multi-Arch: foreign` tools, `:any`) is
+/// one package for all architectures and must be in `native` (the native closure). A
+/// library also present natively must be at the same version: their shared files
+/// (headers, documentation) are then the same bytes.
+pub fn resolve_foreign(
+    spec: &PackageSpec,
+    index: &[Paragraph],
+    backports: &[Paragraph],
+    native: &BTreeMap<String, String>,
+) -> Result<Vec<LockedDeb>> {
+    let Some(arch) = &spec.foreign_arch else { return Ok(Vec::new()) };
+    let mut by_name: BTreeMap<&str, (&Paragraph, &str)> = BTreeMap::new();
+    for s in index {
+        by_name.entry(s.get("Package")).or_insert((s, spec.suite.as_str()));
+    }
+    if let Some(bpo_suite) = &spec.backports_suite {
+        for s in backports {
+            if spec.from_backports.iter().any(|n| n == s.get("Package")) {
+                by_name.insert(s.get("Package"), (s, bpo_suite));
+            }
+        }
+    }
+    let mut chosen: BTreeSet<String> = BTreeSet::new();
+    let mut queue: VecDeque<String> = spec.foreign_packages.iter().cloned().collect();
+    while let Some(name) = queue.pop_front() {
+        if chosen.contains(&name) || spec.exclude.contains(&name) {
+            continue;
+        }
+        let Some((s, _)) = by_name.get(name.as_str()) else {
+            bail!("package `{name}` is not in {} {arch}", spec.suite);
+        };
+        if let Some(v) = native.get(&name) {
+            anyhow::ensure!(
+                v == s.get("Version"),
+                "`{name}:{arch}` is {} but the native `{name}` is {v}: both must be one version (lock the sets again from one mirror state)",
+                s.get("Version")
+            );
+        }
+        chosen.insert(name.clone());
+        // The first alternative that can be satisfied, in order, as apt would: a library
+        // (`Multi-Arch: same`) from this architecture, a tool (`foreign`, `allowed`) from the
+        // native closure. A `Multi-Arch: no` package cannot sit beside its native twin.
+        for alts in depends(s) {
+            let mut taken = None;
+            let mut why = Vec::new();
+            for a in &alts {
+                if chosen.contains(a) || spec.exclude.contains(a) {
+                    taken = Some(None);
+                    break;
+                }
+                match by_name.get(a.as_str()).map(|(p, _)| p.get("Multi-Arch")) {
+                    Some("same") => {
+                        taken = Some(Some(a.clone()));
+                        break;
+                    }
+                    Some("foreign" | "allowed") if native.contains_key(a) => {
+                        taken = Some(None);
+                        break;
+                    }
+                    Some("foreign" | "allowed") => {
+                        why.push(format!("`{a}` is a tool not in the native packages"))
+                    }
+                    Some(_) => why.push(format!(
+                        "`{a}` is not Multi-Arch (cannot sit beside its native twin)"
+                    )),
+                    None if native.contains_key(a) => why.push(format!("`{a}` is only native")),
+                    None => why.push(format!("`{a}` is in no index")),
+                }
+            }
+            match taken {
+                Some(Some(a)) => queue.push_back(a),
+                Some(None) => {}
+                None => bail!(
+                    "`{name}:{arch}` depends on `{}`, which cannot be satisfied: {}; add the tool to `packages` or exclude it",
+                    alts.join(" | "),
+                    why.join(", ")
+                ),
+            }
+        }
+    }
+    chosen
+        .iter()
+        .map(|n| {
+            let (s, suite) = by_name[n.as_str()];
+            locked(n, s, suite)
+        })
+        .collect()
 }
 
 /// The suite's Packages index from the first mirror that serves a readable one (a broken
@@ -208,7 +324,23 @@ fn lock_set(project: &Project, set: super::PackageSet) -> Result<()> {
         Some(s) => fetch_index(&client, mirrors, s, &spec.arch)?,
         None => Vec::new(),
     };
-    let debs = resolve(&spec, &main, &bpo)?;
+    // A layered set leaves out what its base set's root already holds.
+    let base: Vec<LockedDeb> = match set.base() {
+        Some(b) => super::read_lock(project, b)?.packages,
+        None => Vec::new(),
+    };
+    let provided: BTreeSet<String> = base.iter().map(|p| p.name.clone()).collect();
+    let mut debs = resolve_over(&spec, &main, &bpo, &provided)?;
+    if let Some(arch) = &spec.foreign_arch {
+        let index = fetch_index(&client, mirrors, &spec.suite, arch)?;
+        let bpo = match &spec.backports_suite {
+            Some(s) => fetch_index(&client, mirrors, s, arch)?,
+            None => Vec::new(),
+        };
+        let native: BTreeMap<String, String> =
+            base.iter().chain(debs.iter()).map(|p| (p.name.clone(), p.version.clone())).collect();
+        debs.extend(resolve_foreign(&spec, &index, &bpo, &native)?);
+    }
     let lock_path = set.lock(project);
     let old: Option<LockFile> = match std::fs::read_to_string(&lock_path) {
         Ok(t) => Some(
@@ -267,6 +399,8 @@ Package: e2fsprogs\nVersion: 1.47.0\nArchitecture: amd64\nFilename: pool/main/e/
             packages: vec!["gcc".into(), "e2fsprogs".into()],
             from_backports: vec!["e2fsprogs".into()],
             exclude: vec![],
+            foreign_arch: None,
+            foreign_packages: vec![],
         };
         let r = resolve(&spec, &main, &bpo).unwrap();
         let names: Vec<&str> = r.iter().map(|d| d.name.as_str()).collect();
@@ -278,6 +412,44 @@ Package: e2fsprogs\nVersion: 1.47.0\nArchitecture: amd64\nFilename: pool/main/e/
             .unwrap_err()
             .to_string()
             .contains("`nope` is not in bookworm"));
+    }
+
+    #[test]
+    fn foreign_libraries_take_their_multiarch_closure_and_leave_tools_native() {
+        let arm64 = deb822::paragraphs("Package: libc6-dev\nVersion: 2\nArchitecture: arm64\nMulti-Arch: same\nDepends: libc6 (= 2), libc-dev-bin (= 2), rpcsvc-proto\nFilename: pool/l6d_arm64.deb\nSize: 1\nSHA256: a1\n\n\
+Package: libc6\nVersion: 2\nArchitecture: arm64\nMulti-Arch: same\nDepends: libgcc-s1\nFilename: pool/l6_arm64.deb\nSize: 1\nSHA256: a2\n\n\
+Package: libgcc-s1\nVersion: 12\nArchitecture: arm64\nMulti-Arch: same\nFilename: pool/lg_arm64.deb\nSize: 1\nSHA256: a3\n\n\
+Package: libc-dev-bin\nVersion: 2\nArchitecture: arm64\nMulti-Arch: foreign\nFilename: pool/ldb_arm64.deb\nSize: 1\nSHA256: a4\n\n\
+Package: rpcsvc-proto\nVersion: 1\nArchitecture: arm64\nMulti-Arch: foreign\nFilename: pool/rp_arm64.deb\nSize: 1\nSHA256: a5\n");
+        let spec = PackageSpec {
+            suite: "bookworm".into(),
+            arch: "amd64".into(),
+            backports_suite: None,
+            packages: vec![],
+            from_backports: vec![],
+            exclude: vec![],
+            foreign_arch: Some("arm64".into()),
+            foreign_packages: vec!["libc6-dev".into()],
+        };
+        let native: BTreeMap<String, String> =
+            [("libc-dev-bin", "2"), ("rpcsvc-proto", "1"), ("libc6", "2")]
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect();
+        let r = resolve_foreign(&spec, &arm64, &[], &native).unwrap();
+        let got: Vec<(&str, &str)> = r.iter().map(|d| (d.name.as_str(), d.arch.as_str())).collect();
+        assert_eq!(got, [("libc6", "arm64"), ("libc6-dev", "arm64"), ("libgcc-s1", "arm64")]);
+        // A tool the native closure lacks is named; so is a library at another version than
+        // its native twin (their shared files would differ).
+        let mut lacking = native.clone();
+        lacking.remove("rpcsvc-proto");
+        let e = resolve_foreign(&spec, &arm64, &[], &lacking).unwrap_err().to_string();
+        assert!(e.contains("`libc6-dev:arm64` depends on `rpcsvc-proto`"), "{e}");
+        assert!(e.contains("a tool not in the native packages"), "{e}");
+        let mut other = native;
+        other.insert("libc6".into(), "3".into());
+        let e = resolve_foreign(&spec, &arm64, &[], &other).unwrap_err().to_string();
+        assert!(e.contains("`libc6:arm64` is 2 but the native `libc6` is 3"), "{e}");
     }
 
     #[test]

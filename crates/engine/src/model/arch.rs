@@ -1,0 +1,94 @@
+//! The target architecture of a build: a parameter of the whole graph (`--arch`), not a copy
+//! of every recipe. Recipes say what differs for one architecture in `[arch.NAME]` tables
+//! (`model::recipe`), the build runs over that architecture's toolchain
+//! (`steps::toolchain::PackageSet::for_arch`), and every input hash of a non-default
+//! architecture names it (`model::store`). x86_64 is the default and adds nothing: its input
+//! hashes are what they were before architectures existed.
+
+use std::fmt;
+
+/// An architecture reprovm builds for; the build machine is always x86_64.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum Arch {
+    #[default]
+    X86_64,
+    /// arm64 (ARMv8-A), cross-built with Debian's aarch64-linux-gnu toolchain.
+    Aarch64,
+}
+
+impl Arch {
+    /// Every architecture with its name on the command line and in `[arch.NAME]`.
+    pub const VALUES: [(Arch, &'static str, &'static str); 2] = [
+        (Arch::X86_64, "x86_64", "x86-64 (the default): QEMU pc/microvm, Firecracker, Xen"),
+        (Arch::Aarch64, "aarch64", "arm64, cross-built: QEMU virt, Firecracker, krata"),
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64",
+            Arch::Aarch64 => "aarch64",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Arch> {
+        Arch::VALUES.iter().find(|(_, n, _)| *n == name).map(|(a, _, _)| *a)
+    }
+
+    /// Debian's (and the OCI platform's) name: amd64, arm64.
+    pub fn debian(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "amd64",
+            Arch::Aarch64 => "arm64",
+        }
+    }
+
+    /// The GNU triplet of the toolchain and of the image's multiarch library directories.
+    pub fn triplet(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64-linux-gnu",
+            Arch::Aarch64 => "aarch64-linux-gnu",
+        }
+    }
+
+    /// The ELF machine of the programs and libraries built for it.
+    pub fn elf_machine(self) -> reprovm_fs::elf::Machine {
+        match self {
+            Arch::X86_64 => reprovm_fs::elf::Machine::X86_64,
+            Arch::Aarch64 => reprovm_fs::elf::Machine::AARCH64,
+        }
+    }
+
+    /// The kernel image a kernel recipe leaves: `bzImage` on x86, the uncompressed `Image`
+    /// on arm64 (what QEMU's `-kernel`, Firecracker and krata load there).
+    pub fn kernel_image(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "bzImage",
+            Arch::Aarch64 => "Image",
+        }
+    }
+
+    pub fn is_default(self) -> bool {
+        self == Arch::X86_64
+    }
+}
+
+impl fmt::Display for Arch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for (a, n, _) in Arch::VALUES {
+            assert_eq!(Arch::from_name(n), Some(a));
+            assert_eq!(a.name(), n);
+        }
+        assert_eq!(Arch::from_name("arm64"), None);
+        assert!(Arch::default().is_default());
+    }
+}
