@@ -494,6 +494,76 @@ fn pull_keeps_only_true_referrers() {
     );
 }
 
+/// 9. `pull` of a multi-architecture tag (an image index) takes every platform's manifest
+///    with its blobs, each checked, and refuses an index that lists a nested index, more than
+///    16 manifests, or a manifest of another size than it says; a refused pull leaves nothing.
+#[test]
+fn pull_takes_an_image_index_and_refuses_a_lying_one() {
+    let reg = FakeRegistry::start();
+    let (amd, arm) = {
+        let mut st = reg.state.lock().unwrap();
+        let mut image = |arch: &str| {
+            let config = format!("{{\"architecture\":\"{arch}\",\"os\":\"linux\",\"rootfs\":{{\"type\":\"layers\",\"diff_ids\":[]}}}}");
+            let (clen, llen) = (config.len(), 5 + arch.len());
+            let config = st.put_blob(config.into_bytes());
+            let layer = st.put_blob(format!("kern {arch}").into_bytes());
+            let m = serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": clen},
+                "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer, "size": llen}],
+            });
+            let bytes = serde_json::to_vec(&m).unwrap();
+            let len = bytes.len();
+            (st.put_manifest("img", arch, bytes), len)
+        };
+        (image("amd64"), image("arm64"))
+    };
+    let entry = |(d, size): &(String, usize), arch: &str, media: &str| serde_json::json!({"mediaType": media, "digest": d, "size": size, "platform": {"architecture": arch, "os": "linux"}});
+    let manifest = "application/vnd.oci.image.manifest.v1+json";
+    let put_index = |tag: &str, manifests: Vec<serde_json::Value>| {
+        let index = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests});
+        reg.state.lock().unwrap().put_manifest("img", tag, serde_json::to_vec(&index).unwrap())
+    };
+    let good =
+        put_index("multi", vec![entry(&amd, "amd64", manifest), entry(&arm, "arm64", manifest)]);
+    put_index(
+        "nested",
+        vec![entry(&(good.clone(), 1), "amd64", "application/vnd.oci.image.index.v1+json")],
+    );
+    put_index("many", (0..17).map(|_| entry(&amd, "amd64", manifest)).collect());
+    put_index("size", vec![entry(&(amd.0.clone(), amd.1 + 1), "amd64", manifest)]);
+    let t = tempfile::tempdir().unwrap();
+    let pull = |tag: &str| {
+        let dest = t.path().join(tag);
+        let (ok, text) = support::captured(support::xtask().args([
+            "pull",
+            &format!("{}/img:{tag}", reg.addr),
+            dest.to_str().unwrap(),
+            "--plain-http",
+        ]));
+        (ok, text, dest)
+    };
+    let (ok, text, dest) = pull("multi");
+    assert!(ok, "{text}");
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dest.join("index.json")).unwrap()).unwrap();
+    assert_eq!(index["manifests"][0]["digest"], good.as_str(), "{text}");
+    assert_eq!(index["manifests"][0]["mediaType"], "application/vnd.oci.image.index.v1+json");
+    for (d, _) in [&amd, &arm] {
+        assert!(dest.join("blobs/sha256").join(d.trim_start_matches("sha256:")).is_file(), "{d}");
+    }
+    for (tag, says) in [
+        ("nested", "only image manifests are pulled"),
+        ("many", "lists 17 manifests, more than 16"),
+        ("size", "is not the"),
+    ] {
+        let (ok, text, dest) = pull(tag);
+        assert!(!ok && text.contains(says), "{tag}: {text}");
+        assert!(!dest.exists(), "{tag}: a refused pull left {}", dest.display());
+    }
+}
+
 /// 6. A pull of a 1 GiB layer streams it to disk: memory stays bounded, the digest is checked,
 ///    and a refused pull leaves nothing, nor does a killed one after the next pull.
 #[test]
