@@ -151,11 +151,11 @@ fn aarch64_builds_matches_its_pins_boots_and_goes_multiarch() {
     let version = version.trim();
     let work = tempfile::tempdir().unwrap();
     let registry = support::LocalRegistry::start();
+    let x86_pins: toml::Table =
+        std::fs::read_to_string(repo().join("pins/outputs.toml")).unwrap().parse().unwrap();
     for target in ["firecracker-kernel-bin-oci", "firecracker-kernel-modules-oci"] {
         let layout = PathBuf::from(ok(&["multiarch", target]).lines().last().unwrap().trim());
         // Two manifests under one tag: each platform's is its architecture's pinned one.
-        let x86_pins: toml::Table =
-            std::fs::read_to_string(repo().join("pins/outputs.toml")).unwrap().parse().unwrap();
         let amd = x86_pins[target]["oci_manifests"][version].as_str().unwrap().to_string();
         let arm64 = pins[target]["oci_manifests"][version].as_str().unwrap().to_string();
         assert_ne!(amd, arm64, "{target}: one manifest for both platforms");
@@ -175,23 +175,17 @@ fn aarch64_builds_matches_its_pins_boots_and_goes_multiarch() {
                 &format!("oci:{}:{version}", single.display()),
             ],
         );
-        let root = work.path().join(format!("{target}-unpacked"));
-        run(
-            "umoci",
-            &[
-                "unpack",
-                "--rootless",
-                "--image",
-                &format!("{}:{version}", single.display()),
-                root.to_str().unwrap(),
-            ],
+        let root = support::umoci_unpack(
+            &single,
+            version,
+            &work.path().join(format!("{target}-unpacked")),
         );
         if target == "firecracker-kernel-bin-oci" {
             for name in ["boot/image", "boot/vmlinux", "bin/image", "bin/vmlinux"] {
-                assert_arm64_image(&root.join("rootfs").join(name));
+                assert_arm64_image(&root.join(name));
             }
         } else {
-            assert!(root.join("rootfs/lib/modules").join(version).join("modules.dep").is_file());
+            assert!(root.join("lib/modules").join(version).join("modules.dep").is_file());
         }
         // Through a registry and back: every platform's manifest and blob, checked.
         let reference = format!("{}/reprovm/{}", registry.addr, target.trim_end_matches("-oci"));
@@ -211,20 +205,10 @@ fn aarch64_builds_matches_its_pins_boots_and_goes_multiarch() {
     // krata's arm64 zone kernel: the gzipped Image, and metadata naming the architecture.
     let krata = &entries["krata-kernel-oci"];
     let layout = Path::new(krata);
-    let root = work.path().join("krata-unpacked");
-    run(
-        "umoci",
-        &[
-            "unpack",
-            "--rootless",
-            "--image",
-            &format!("{}:{version}", layout.display()),
-            root.to_str().unwrap(),
-        ],
-    );
-    let metadata = std::fs::read_to_string(root.join("rootfs/kernel/metadata")).unwrap();
+    let root = support::umoci_unpack(layout, version, &work.path().join("krata-unpacked"));
+    let metadata = std::fs::read_to_string(root.join("kernel/metadata")).unwrap();
     assert!(metadata.contains("KERNEL_ARCH=aarch64"), "{metadata}");
-    let gz = std::fs::File::open(root.join("rootfs/kernel/image")).unwrap();
+    let gz = std::fs::File::open(root.join("kernel/image")).unwrap();
     let mut image = Vec::new();
     std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(gz), &mut image).unwrap();
     let unzipped = work.path().join("krata-Image");

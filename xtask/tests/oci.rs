@@ -53,20 +53,6 @@ fn tagged(layout: &Path, tag: &str) -> String {
 }
 
 /// `umoci unpack` of the tagged image into `dest`; returns the unpacked root file system.
-fn unpack(layout: &Path, tag: &str, dest: &Path) -> PathBuf {
-    run(
-        "umoci",
-        &[
-            "unpack",
-            "--rootless",
-            "--image",
-            &format!("{}:{tag}", layout.display()),
-            dest.to_str().unwrap(),
-        ],
-    );
-    dest.join("rootfs")
-}
-
 #[test]
 fn oci_layouts_through_tools_a_registry_and_boots() {
     if !full_tier("OCI layouts: skopeo, umoci, unsquashfs, a registry, microvm and krata boots") {
@@ -105,7 +91,7 @@ fn oci_layouts_through_tools_a_registry_and_boots() {
         tagged(&krata, "6.1.176"),
         "skopeo's copy has another manifest"
     );
-    let root = unpack(&krata, "6.1.176", &w.join("krata"));
+    let root = support::umoci_unpack(&krata, "6.1.176", &w.join("krata"));
     let names: Vec<String> = std::fs::read_dir(root.join("kernel"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -154,7 +140,7 @@ fn oci_layouts_through_tools_a_registry_and_boots() {
 
     // 2. Liquid Metal's two images: the ELF vmlinux under all three names, and the modules.
     let bin = layout("firecracker-kernel-bin-oci");
-    let fc = unpack(&bin, "6.1.176", &w.join("fc-bin"));
+    let fc = support::umoci_unpack(&bin, "6.1.176", &w.join("fc-bin"));
     let vmlinux = fc.join("boot/vmlinux");
     assert_eq!(&std::fs::read(&vmlinux).unwrap()[..4], b"\x7fELF");
     for other in ["bin/vmlinux", "bin/image"] {
@@ -165,7 +151,7 @@ fn oci_layouts_through_tools_a_registry_and_boots() {
         );
     }
     let modules = layout("firecracker-kernel-modules-oci");
-    let fm = unpack(&modules, "6.1.176", &w.join("fc-modules"));
+    let fm = support::umoci_unpack(&modules, "6.1.176", &w.join("fc-modules"));
     assert!(fm.join("lib/modules/6.1.176/modules.dep").is_file());
     assert!(fm.join("lib/modules/6.1.176/kernel/drivers/net/dummy.ko").is_file());
 

@@ -114,6 +114,22 @@ pub fn run_tool(program: &str, args: &[&str]) -> String {
     String::from_utf8(o.stdout).unwrap()
 }
 
+/// `umoci unpack --rootless` of the image tagged `tag` in `layout` into `dest` (by the
+/// pinned umoci); returns its root file system, `dest/rootfs`.
+pub fn umoci_unpack(layout: &Path, tag: &str, dest: &Path) -> PathBuf {
+    run_tool(
+        "umoci",
+        &[
+            "unpack",
+            "--rootless",
+            "--image",
+            &format!("{}:{tag}", layout.display()),
+            dest.to_str().unwrap(),
+        ],
+    );
+    dest.join("rootfs")
+}
+
 /// Whether the pinned host tools can run here. In the full tier they are materialised from
 /// pins/tools.lock (fetched like the toolchain) and must be; the fast tier never downloads, so
 /// it uses them only when they are materialised or their .debs are in the cache, and otherwise

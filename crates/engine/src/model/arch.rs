@@ -42,14 +42,6 @@ impl Arch {
         }
     }
 
-    /// The GNU triplet of the toolchain and of the image's multiarch library directories.
-    pub fn triplet(self) -> &'static str {
-        match self {
-            Arch::X86_64 => "x86_64-linux-gnu",
-            Arch::Aarch64 => "aarch64-linux-gnu",
-        }
-    }
-
     /// The ELF machine of the programs and libraries built for it.
     pub fn elf_machine(self) -> reprovm_fs::elf::Machine {
         match self {

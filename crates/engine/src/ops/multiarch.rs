@@ -122,8 +122,10 @@ pub fn merge(
     accept: &dyn Fn(&BTreeMap<String, String>) -> Result<()>,
 ) -> Result<BTreeMap<String, String>> {
     let mut tags: Option<Vec<String>> = None;
+    // Every blob of every layout, checked once here and copied from this list.
+    let mut blobs = Vec::new();
     for (arch, l) in layouts {
-        l.verify().with_context(|| format!("the {arch} layout does not verify"))?;
+        blobs.push(l.verify().with_context(|| format!("the {arch} layout does not verify"))?);
         let mine: Vec<String> = l.manifests().into_iter().filter_map(|(t, _)| t).collect();
         match &tags {
             None => tags = Some(mine),
@@ -138,7 +140,7 @@ pub fn merge(
     let tmp_name = format!(".tmp-{}-{}", name.to_string_lossy(), std::process::id());
     parent.remove_all(Path::new(&tmp_name))?;
     let tmp = parent.path().join(&tmp_name);
-    let written = write_merged(layouts, &tags, &tmp).and_then(|digests| {
+    let written = write_merged(layouts, &blobs, &tags, &tmp).and_then(|digests| {
         accept(&digests)?;
         Ok(digests)
     });
@@ -163,12 +165,13 @@ pub fn merge(
 
 fn write_merged(
     layouts: &[(Arch, Layout)],
+    blobs: &[Vec<Descriptor>],
     tags: &[String],
     tmp: &Path,
 ) -> Result<BTreeMap<String, String>> {
     let w = LayoutWriter::create(tmp)?;
-    for (_, l) in layouts {
-        for d in l.verify()? {
+    for ((_, l), verified) in layouts.iter().zip(blobs) {
+        for d in verified {
             let mut f = l.dir.open_file(&layout::blob_path(d.hex()))?;
             let (hex, size) = w.blob_file(&mut f)?;
             anyhow::ensure!(
