@@ -78,6 +78,20 @@ let
   in
     base // builtins.listToAttrs (builtins.concatMap versionsOf (builtins.attrNames base));
 
+  # One recipe for one architecture, as the xtask's model::recipe::parse_for makes it: the
+  # recipe's [arch.NAME] table merged over it (tables key by key, every other value replaced),
+  # and the [arch] tables themselves dropped. reprovm's architectures are its own names
+  # (x86_64, aarch64), not Nix systems: x86_64 is what every build here targets.
+  mergeTables = base: over:
+    base
+    // builtins.mapAttrs (k: v:
+      if builtins.isAttrs v && builtins.isAttrs (base.${k} or null)
+      then mergeTables base.${k} v
+      else v)
+    over;
+  forArch = arch: r: mergeTables (builtins.removeAttrs r ["arch"]) (r.arch.${arch} or {});
+  readRecipesFor = arch: dir: builtins.mapAttrs (_: forArch arch) (readRecipes dir);
+
   # `{DEP.version}` and `{DEP.debian-version}` in a recipe's version and [env] values: its
   # dependency's version, or the Debian version of that dependency's first Debian source
   # (the xtask's model::recipe::placeholders).
@@ -106,5 +120,5 @@ let
   # { NAME = [ fetchurl args ]; } for every recipe.
   allSources = dir: builtins.mapAttrs (_: r: map sourceArgs (r.source or [])) (readRecipes dir);
 in {
-  inherit poolDir snapshotUrls sourceArgs storeFileName readRecipe readRecipes fillRecipes allSources;
+  inherit poolDir snapshotUrls sourceArgs storeFileName readRecipe readRecipes readRecipesFor forArch fillRecipes allSources;
 }

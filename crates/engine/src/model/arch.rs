@@ -59,6 +59,36 @@ impl Arch {
         }
     }
 
+    /// The UEFI specification's name of the machine, lower-case: `x64`, `aa64`. It names the
+    /// removable-media loader (`EFI/BOOT/BOOTX64.EFI`, `BOOTAA64.EFI`) and systemd's stubs
+    /// (`linuxx64.efi.stub`, `linuxaa64.efi.stub`).
+    pub fn uefi(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x64",
+            Arch::Aarch64 => "aa64",
+        }
+    }
+
+    /// The prefix of the toolchain's binutils for this architecture: the build machine's own
+    /// on x86_64, Debian's `aarch64-linux-gnu-` cross binutils on arm64 (its objcopy writes
+    /// `pei-aarch64-little`).
+    pub fn binutils_prefix(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "",
+            Arch::Aarch64 => "aarch64-linux-gnu-",
+        }
+    }
+
+    /// The Linux console on the first serial port of a QEMU or UEFI machine: the 16550 (COM1)
+    /// on x86, the PL011 of QEMU's virt machine and of SBSA servers on arm64. (Firecracker's
+    /// arm64 guests have a 16550; their command line comes from the VMM, not from here.)
+    pub fn serial_console(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "ttyS0",
+            Arch::Aarch64 => "ttyAMA0",
+        }
+    }
+
     pub fn is_default(self) -> bool {
         self == Arch::X86_64
     }

@@ -63,7 +63,8 @@ pub enum Target {
     Image,
     /// out/bzImage with out/initramfs.cpio.gz and no disk: a live system (`build initramfs`).
     Initramfs,
-    /// out/efi.img through OVMF (UEFI), no `-kernel` (`build efi-image`).
+    /// out/efi.img through OVMF (UEFI; AAVMF for aarch64, where every UEFI target boots
+    /// through AAVMF on virt), no `-kernel` (`build efi-image`).
     EfiImage,
     /// out/efi.vhd, the fixed VHD form, through QEMU's vpc driver and OVMF.
     EfiVhd,
@@ -83,7 +84,7 @@ impl Target {
     pub const VALUES: [(Target, &'static str, &'static str); 8] = [
         (Target::Image, "image", "out/bzImage with out/hd.img as root (`build hd-image`)"),
         (Target::Initramfs, "initramfs", "out/bzImage with out/initramfs.cpio.gz, no disk"),
-        (Target::EfiImage, "efi-image", "out/efi.img through OVMF, no -kernel"),
+        (Target::EfiImage, "efi-image", "out/efi.img through OVMF (AAVMF for aarch64), no -kernel"),
         (Target::EfiVhd, "efi-vhd", "out/efi.vhd through QEMU's vpc driver and OVMF"),
         (Target::EfiVmdk, "efi-vmdk", "out/efi.vmdk through QEMU's vmdk driver and OVMF"),
         (Target::EfiVhdx, "efi-vhdx", "out/efi.vhdx through QEMU's vhdx driver and OVMF"),
@@ -301,10 +302,9 @@ fn check_options(arch: Arch, a: &BootOptions) -> Result<()> {
         if a.machine == Machine::Microvm {
             bail!("--machine microvm is x86_64's; an aarch64 guest boots on QEMU's virt (--machine pc, the default)");
         }
-        if !matches!(a.target, Target::Image | Target::Initramfs) {
+        if a.legacy_bios {
             bail!(
-                "--target {:?}: the aarch64 build has no boot media yet (the UEFI disk and the ISO are x86_64's); boot --target image or initramfs",
-                a.target
+                "--legacy-bios: an arm64 machine has no BIOS; its media boot through UEFI (AAVMF)"
             );
         }
         if a.devices == Devices::Classic {
@@ -378,10 +378,7 @@ fn qemu_command(
         c.args(["-cpu", "cortex-a57"]);
     }
     let kernel_image = arch.kernel_image();
-    let console = match arch {
-        Arch::X86_64 => "ttyS0",
-        Arch::Aarch64 => "ttyAMA0",
-    };
+    let console = arch.serial_console();
     let disk = |c: &mut Command, file: &Path, format: &str| -> Result<()> {
         let (file, format, snap) = match (a.disk_size, a.persist) {
             (None, persist) => {
@@ -410,8 +407,8 @@ fn qemu_command(
                 c.arg("-bios").arg(fw);
             }
             None => {
-                let fw = tools.ovmf()?;
-                let vars = scratch.join("OVMF_VARS.fd");
+                let fw = tools.uefi_firmware(arch)?;
+                let vars = scratch.join("UEFI_VARS.fd");
                 std::fs::copy(&fw.vars, &vars)
                     .with_context(|| format!("copying {}", fw.vars.display()))?;
                 c.arg("-drive").arg(format!(
@@ -482,7 +479,16 @@ fn qemu_command(
                 "file={},format=raw,media=cdrom,if=none,id=cd0,readonly=on",
                 iso.display()
             ));
-            c.args(["-device", "ide-cd,drive=cd0,bus=ide.0"]);
+            match arch {
+                Arch::X86_64 => c.args(["-device", "ide-cd,drive=cd0,bus=ide.0"]),
+                // virt has no IDE: a SCSI CD-ROM on virtio-scsi, which AAVMF boots from.
+                Arch::Aarch64 => c.args([
+                    "-device",
+                    "virtio-scsi-pci,id=scsi0",
+                    "-device",
+                    "scsi-cd,drive=cd0,bus=scsi0.0",
+                ]),
+            };
         }
     }
     c.args([
@@ -902,6 +908,27 @@ mod tests {
         })
         .unwrap_err();
         assert!(r.contains("--machine microvm"), "{r}");
+        // arm64: the UEFI media boot through AAVMF; there is no BIOS and no PC hardware.
+        let arm = |f: &dyn Fn(&mut BootOptions)| {
+            let mut o = BootOptions::default();
+            f(&mut o);
+            check_options(Arch::Aarch64, &o).map_err(|e| e.to_string())
+        };
+        for target in [Target::EfiImage, Target::EfiVhdx, Target::Iso, Target::IsoDisk] {
+            assert!(arm(&|o| o.target = target).is_ok(), "{target:?}");
+        }
+        let r = arm(&|o| {
+            o.target = Target::IsoDisk;
+            o.legacy_bios = true;
+        })
+        .unwrap_err();
+        assert!(r.contains("no BIOS"), "{r}");
+        let r = arm(&|o| {
+            o.target = Target::EfiImage;
+            o.devices = Devices::Classic;
+        })
+        .unwrap_err();
+        assert!(r.contains("virtio devices"), "{r}");
     }
 
     #[test]

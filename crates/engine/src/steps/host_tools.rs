@@ -118,6 +118,18 @@ impl HostTools {
         self.firmware("usr/share/OVMF/OVMF_CODE_4M.fd", "usr/share/OVMF/OVMF_VARS_4M.fd")
     }
 
+    /// The UEFI firmware for QEMU guests of `arch`: OVMF, or AAVMF (ArmVirtQemu, 64 MiB
+    /// flash images, no Secure Boot) for QEMU's arm64 virt machine.
+    pub fn uefi_firmware(&self, arch: crate::model::arch::Arch) -> Result<Firmware> {
+        match arch {
+            crate::model::arch::Arch::X86_64 => self.ovmf(),
+            crate::model::arch::Arch::Aarch64 => self.firmware(
+                "usr/share/AAVMF/AAVMF_CODE.no-secboot.fd",
+                "usr/share/AAVMF/AAVMF_VARS.fd",
+            ),
+        }
+    }
+
     fn firmware(&self, code: &str, vars: &str) -> Result<Firmware> {
         let dir = reprovm_fs::beneath::Dir::open(&self.root)?;
         let mut found = Vec::new();

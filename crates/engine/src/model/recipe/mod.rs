@@ -381,7 +381,11 @@ pub fn parse_for(
             ));
         }
     }
-    let Some(over) = recipe.arch.get(arch.name()) else { return Ok(recipe) };
+    let Some(over) = recipe.arch.get(arch.name()) else {
+        return only_x86_bios(&recipe, arch)
+            .map(|()| recipe)
+            .map_err(|(at, msg)| error_at(&at, msg));
+    };
     let at = vec![position::key("arch"), position::key(arch.name())];
     for k in ["name", "version", "arch", "versions"] {
         if over.contains_key(k) {
@@ -395,7 +399,28 @@ pub fn parse_for(
     })?;
     validate::validate(path, &merged)
         .map_err(|(_, msg)| error_at(&at, format!("[arch.{arch}] merged: {msg}")))?;
+    only_x86_bios(&merged, arch).map_err(|(_, msg)| error_at(&at, msg))?;
     Ok(merged)
+}
+
+/// Legacy BIOS boot (`[uefi] bios`, `[iso] bios`: SYSLINUX) is x86 real-mode code, so a recipe
+/// for another architecture may not ask for it; x86_64 recipes name it in `[arch.x86_64]`.
+fn only_x86_bios(recipe: &Recipe, arch: Arch) -> Result<(), (position::KeyPath, String)> {
+    if arch == Arch::X86_64 {
+        return Ok(());
+    }
+    for (table, bios) in [
+        ("uefi", recipe.uefi.as_ref().and_then(|u| u.bios.as_ref())),
+        ("iso", recipe.iso.as_ref().and_then(|i| i.bios.as_ref())),
+    ] {
+        if bios.is_some() {
+            return Err((
+                vec![position::key(table), position::key("bios")],
+                format!("{table}.bios: legacy BIOS boot exists only on x86_64, not {arch}; set it in [arch.x86_64.{table}]"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `over` merged into `base`: tables key by key (recursively), anything else replaced.
@@ -528,6 +553,20 @@ script = "true"
             assert!(e.contains(what), "{e}");
             let with_dep = text.replace("\"i\"]", "\"i\", \"b\"]");
             parse_str(&format!("{with_dep}{table}")).unwrap();
+            // BIOS boot is x86's alone: refused for aarch64, in the base recipe or merged in.
+            let arm = |t: &str| {
+                parse_for(Path::new("recipes/t.toml"), t, "recipes/t.toml", Arch::Aarch64)
+                    .unwrap_err()
+                    .to_string()
+            };
+            let e = arm(&format!("{with_dep}{table}"));
+            assert!(e.contains("legacy BIOS boot exists only on x86_64"), "{e}");
+            let name = if table.starts_with("[uefi]") { "uefi" } else { "iso" };
+            let plain = table.replace("bios = \"b\"\n", "");
+            let e = arm(&format!("{with_dep}{plain}[arch.aarch64.{name}]\nbios = \"b\"\n"));
+            assert!(e.contains("legacy BIOS boot exists only on x86_64"), "{e}");
+            let x86 = format!("{with_dep}{plain}[arch.x86_64.{name}]\nbios = \"b\"\n");
+            parse_for(Path::new("recipes/t.toml"), &x86, "recipes/t.toml", Arch::Aarch64).unwrap();
         }
     }
 

@@ -18,6 +18,8 @@ const ARRAY_SECTORS: u64 = ENTRIES * ENTRY_SIZE / SECTOR;
 pub const ESP_TYPE: Uuid = uuid::uuid!("C12A7328-F81F-11D2-BA4B-00A0C93EC93B");
 /// The Linux x86-64 root partition type (Discoverable Partitions Specification).
 pub const LINUX_ROOT_X86_64: Uuid = uuid::uuid!("4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709");
+/// The Linux arm64 root partition type (Discoverable Partitions Specification).
+pub const LINUX_ROOT_ARM64: Uuid = uuid::uuid!("B921B045-1DF0-41C3-AF44-4C6F280D3FAE");
 
 /// Attribute bit 2: legacy BIOS bootable, the partition an MBR boot loader such as SYSLINUX's
 /// gptmbr.bin looks for (UEFI specification, table 5-7).

@@ -19,6 +19,7 @@ pub mod vhd;
 pub mod vhdx;
 pub mod vmdk;
 
+use crate::model::arch::Arch;
 use crate::model::recipe::{InitramfsSpec, IsoSpec, Loaded, UefiSpec};
 use crate::steps::runner::{ScriptRunner, StepPaths};
 use anyhow::{Context, Result};
@@ -28,8 +29,26 @@ use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use uuid::Uuid;
 
-/// systemd's UEFI stub in the toolchain (Debian's systemd-boot-efi).
-pub const EFI_STUB: &str = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub";
+/// systemd's UEFI stub for `arch` in the toolchain (Debian's systemd-boot-efi: the build
+/// toolchain has the x64 one, the aarch64 set adds its arm64 twin).
+pub fn efi_stub(arch: Arch) -> String {
+    format!("/usr/lib/systemd/boot/efi/linux{}.efi.stub", arch.uefi())
+}
+
+/// The file name under `EFI/BOOT/` that UEFI firmware boots from removable media or a disk
+/// with no boot entries: `BOOTX64.EFI`, `BOOTAA64.EFI`.
+pub fn removable_loader(arch: Arch) -> String {
+    format!("BOOT{}.EFI", arch.uefi().to_uppercase())
+}
+
+/// The root partition's type, by architecture (Discoverable Partitions Specification), so that
+/// systemd-gpt-auto-generator and friends recognise it.
+fn linux_root_type(arch: Arch) -> Uuid {
+    match arch {
+        Arch::X86_64 => gpt::LINUX_ROOT_X86_64,
+        Arch::Aarch64 => gpt::LINUX_ROOT_ARM64,
+    }
+}
 
 const MIB: u64 = 1 << 20;
 
@@ -127,9 +146,13 @@ pub fn initramfs(l: &Loaded, spec: &InitramfsSpec, paths: &StepPaths, epoch: i64
 }
 
 /// The shell step that assembles a unified kernel image with objcopy (the method of systemd
-/// before ukify): the stub plus .osrel, .cmdline, .linux and optionally .initrd sections at the
-/// addresses systemd 252's stub expects. Paths are as the script sees them.
+/// before ukify): `arch`'s stub plus .osrel, .cmdline, .linux and optionally .initrd sections
+/// at the addresses systemd 252's stub expects, written by the objcopy of `arch`'s binutils
+/// (pei-x86-64, pei-aarch64-little). Both stubs end below .osrel's address (x64 at 0x19300,
+/// aa64 at 0x10e00) and a kernel must stay under 16 MiB for .initrd: `pe::check_sections_disjoint`
+/// refuses an image where they do not. Paths are as the script sees them.
 pub fn uki_script(
+    arch: Arch,
     osrel: &str,
     cmdline: &str,
     linux: &str,
@@ -141,22 +164,25 @@ pub fn uki_script(
             format!("  --add-section .initrd='{i}' --change-section-vma .initrd=0x3000000 \\\n")
         })
         .unwrap_or_default();
+    let objcopy = format!("{}objcopy", arch.binutils_prefix());
+    let stub = efi_stub(arch);
     format!(
-        "objcopy \\\n  --add-section .osrel='{osrel}' --change-section-vma .osrel=0x20000 \\\n  \
+        "{objcopy} \\\n  --add-section .osrel='{osrel}' --change-section-vma .osrel=0x20000 \\\n  \
          --add-section .cmdline='{cmdline}' --change-section-vma .cmdline=0x30000 \\\n  \
          --add-section .linux='{linux}' --change-section-vma .linux=0x2000000 \\\n{initrd}  \
-         '{EFI_STUB}' '{out}'\n"
+         '{stub}' '{out}'\n"
     )
 }
 
 /// What goes into a unified kernel image.
 struct Uki<'a> {
+    arch: Arch,
     /// File name in `build/media/`.
     name: &'a str,
     /// os-release, relative to the recipe's files.
     os_release: &'a str,
     cmdline: &'a str,
-    /// The dependency whose bzImage is the kernel.
+    /// The dependency whose kernel image (`Arch::kernel_image`) is the kernel.
     kernel_dep: &'a str,
     /// The initramfs, relative to the build directory.
     initrd: Option<&'a str>,
@@ -164,15 +190,16 @@ struct Uki<'a> {
 
 /// Build a UKI in `build/media/NAME`, its PE time set to `epoch`, and return its bytes.
 fn uki(paths: &StepPaths, runner: &dyn ScriptRunner, parts: &Uki, epoch: i64) -> Result<Vec<u8>> {
-    let Uki { name, os_release: osrel_file, cmdline, kernel_dep, initrd } = *parts;
+    let Uki { arch, name, os_release: osrel_file, cmdline, kernel_dep, initrd } = *parts;
     let media = Dir::create(&paths.build.join("media"))?;
     media.write_atomic(Path::new(&format!("{name}.cmdline")), cmdline.as_bytes(), 0o644)?;
     let b = runner.build_dir().to_path_buf();
     let shown = |p: PathBuf| p.display().to_string();
     let script = uki_script(
+        arch,
         &shown(b.join("files").join(osrel_file)),
         &shown(b.join("media").join(format!("{name}.cmdline"))),
-        &shown(b.join("deps").join(kernel_dep).join("bzImage")),
+        &shown(b.join("deps").join(kernel_dep).join(arch.kernel_image())),
         initrd.map(|i| shown(b.join(i))).as_deref(),
         &shown(b.join("media").join(name)),
     );
@@ -180,12 +207,13 @@ fn uki(paths: &StepPaths, runner: &dyn ScriptRunner, parts: &Uki, epoch: i64) ->
     let mut image = media.read(Path::new(name))?;
     let stamp = u32::try_from(epoch).context("SOURCE_DATE_EPOCH outside PE's time range")?;
     pe::set_timestamp(&mut image, stamp).with_context(|| format!("{name} from objcopy"))?;
+    pe::check_sections_disjoint(&image).with_context(|| format!("{name} from objcopy"))?;
     media.write_atomic(Path::new(name), &image, 0o644)?;
     Ok(image)
 }
 
-/// `[uefi]`: `$OUT/efi.img` (GPT: the ESP with EFI/BOOT/BOOTX64.EFI, the ext4 root by
-/// PARTUUID), `$OUT/BOOTX64.EFI`, and the forms asked for.
+/// `[uefi]`: `$OUT/efi.img` (GPT: the ESP with EFI/BOOT/BOOTX64.EFI or BOOTAA64.EFI, the ext4
+/// root by PARTUUID), that loader beside it in `$OUT`, and the forms asked for.
 pub fn uefi(
     l: &Loaded,
     spec: &UefiSpec,
@@ -194,8 +222,10 @@ pub fn uefi(
     runner: &dyn ScriptRunner,
 ) -> Result<()> {
     let epoch_u = u64::try_from(epoch).context("SOURCE_DATE_EPOCH before 1970")?;
+    let (arch, image) = (l.arch, l.arch.kernel_image());
+    let loader = removable_loader(arch);
     let mut hd = dep_file(paths, l, &spec.image, "hd.img")?;
-    let mut kernel = dep_file(paths, l, &spec.kernel, "bzImage")?;
+    let mut kernel = dep_file(paths, l, &spec.kernel, image)?;
     let root_size = hd.metadata()?.len();
     anyhow::ensure!(
         root_size % MIB == 0,
@@ -205,17 +235,22 @@ pub fn uefi(
     let esp_size = spec.esp_size_mib.unwrap_or(64) * MIB;
     let osrel = recipe_file(paths, &spec.os_release)?;
     let seed = format!(
-        "hd.img {} bzImage {} os-release {} esp {esp_size} cmdline {:?}",
+        "hd.img {} {image} {} os-release {} esp {esp_size} cmdline {:?}",
         sha256_of(&mut hd, "hd.img")?,
-        sha256_of(&mut kernel, "bzImage")?,
+        sha256_of(&mut kernel, image)?,
         reprovm_fs::hash::sha256_bytes(&osrel),
         spec.cmdline
     );
     let (disk_guid, esp_guid, root_guid) =
         (derived_uuid(&seed, "disk"), derived_uuid(&seed, "esp"), derived_uuid(&seed, "root"));
-    let cmdline = format!("root=PARTUUID={root_guid} rw console=ttyS0 panic=-1 {}", spec.cmdline);
+    let cmdline = format!(
+        "root=PARTUUID={root_guid} rw console={} panic=-1 {}",
+        arch.serial_console(),
+        spec.cmdline
+    );
     let parts = Uki {
-        name: "BOOTX64.EFI",
+        arch,
+        name: &loader,
         os_release: &spec.os_release,
         cmdline: cmdline.trim(),
         kernel_dep: &spec.kernel,
@@ -224,7 +259,7 @@ pub fn uefi(
     let uki = uki(paths, runner, &parts, epoch)?;
     let media = runner.build_dir().join("media");
     let in_media = |f: &str| media.join(f).display().to_string();
-    let mut files = vec![(in_media("BOOTX64.EFI"), "EFI/BOOT/BOOTX64.EFI".to_string())];
+    let mut files = vec![(in_media(&loader), format!("EFI/BOOT/{loader}"))];
     let media_dir = Dir::open(&paths.build.join("media"))?;
     let mut mbr_code = Vec::new();
     if let Some(dep) = &spec.bios {
@@ -284,7 +319,7 @@ pub fn uefi(
             name: "EFI system".into(),
         },
         gpt::Partition {
-            type_guid: gpt::LINUX_ROOT_X86_64,
+            type_guid: linux_root_type(arch),
             guid: root_guid,
             first_lba: root_first,
             last_lba: root_first + root_size / gpt::SECTOR - 1,
@@ -293,7 +328,7 @@ pub fn uefi(
         },
     ];
     let out = Dir::open(paths.out)?;
-    out.write_atomic(Path::new("BOOTX64.EFI"), &uki, 0o644)?;
+    out.write_atomic(Path::new(&loader), &uki, 0o644)?;
     {
         let mut f = out.create_file(Path::new("efi.img"), 0o644)?;
         f.set_len(sectors * gpt::SECTOR)?;
@@ -385,21 +420,25 @@ pub fn iso(
     runner: &dyn ScriptRunner,
 ) -> Result<()> {
     let epoch_u = u64::try_from(epoch).context("SOURCE_DATE_EPOCH before 1970")?;
-    let mut kernel = dep_file(paths, l, &spec.kernel, "bzImage")?;
+    let (arch, image) = (l.arch, l.arch.kernel_image());
+    let loader = removable_loader(arch);
+    let in_iso = format!("ISO-{loader}");
+    let mut kernel = dep_file(paths, l, &spec.kernel, image)?;
     let mut initramfs = dep_file(paths, l, &spec.initramfs, "initramfs.cpio.gz")?;
     let osrel = recipe_file(paths, &spec.os_release)?;
     let seed = format!(
-        "bzImage {} initramfs {} os-release {} cmdline {:?} volume {}",
-        sha256_of(&mut kernel, "bzImage")?,
+        "{image} {} initramfs {} os-release {} cmdline {:?} volume {}",
+        sha256_of(&mut kernel, image)?,
         sha256_of(&mut initramfs, "initramfs.cpio.gz")?,
         reprovm_fs::hash::sha256_bytes(&osrel),
         spec.cmdline,
         spec.volume_id
     );
-    let cmdline = format!("console=ttyS0 panic=-1 {}", spec.cmdline);
+    let cmdline = format!("console={} panic=-1 {}", arch.serial_console(), spec.cmdline);
     let initrd = format!("deps/{}/initramfs.cpio.gz", spec.initramfs);
     let parts = Uki {
-        name: "ISO-BOOTX64.EFI",
+        arch,
+        name: &in_iso,
         os_release: &spec.os_release,
         cmdline: cmdline.trim(),
         kernel_dep: &spec.kernel,
@@ -419,7 +458,7 @@ pub fn iso(
     let fat_script = fat::script(
         "$OUT/efiboot.img",
         &volume,
-        &[(m.join("ISO-BOOTX64.EFI").display().to_string(), "EFI/BOOT/BOOTX64.EFI".into())],
+        &[(m.join(&in_iso).display().to_string(), format!("EFI/BOOT/{loader}"))],
     );
     runner.run_script("efiboot", &fat_script)?;
     let media = Dir::create(&paths.build.join("media"))?;
@@ -580,13 +619,22 @@ mod tests {
     #[test]
     fn scripts_name_their_inputs() {
         let s = uki_script(
+            Arch::X86_64,
             "/b/files/os-release",
             "/b/media/c",
             "/b/deps/kernel/bzImage",
             Some("/b/deps/i/initramfs.cpio.gz"),
             "/b/media/X.EFI",
         );
-        assert!(s.contains(".initrd='/b/deps/i/initramfs.cpio.gz'") && s.contains(EFI_STUB), "{s}");
+        assert!(s.contains(".initrd='/b/deps/i/initramfs.cpio.gz'"), "{s}");
+        assert!(s.starts_with("objcopy ") && s.contains("/linuxx64.efi.stub'"), "{s}");
+        let arm = uki_script(Arch::Aarch64, "/o", "/c", "/b/deps/kernel/Image", None, "/X.EFI");
+        assert!(arm.starts_with("aarch64-linux-gnu-objcopy ") && !arm.contains(".initrd"), "{arm}");
+        assert!(arm.contains("'/usr/lib/systemd/boot/efi/linuxaa64.efi.stub' '/X.EFI'"), "{arm}");
+        assert_eq!(
+            (removable_loader(Arch::X86_64).as_str(), removable_loader(Arch::Aarch64).as_str()),
+            ("BOOTX64.EFI", "BOOTAA64.EFI")
+        );
         let x = iso_script(
             "REPROVM",
             1_704_067_200,

@@ -51,6 +51,33 @@ pub fn set_timestamp(image: &mut [u8], epoch: u32) -> Result<()> {
     Ok(())
 }
 
+/// Refuse a unified kernel image whose sections overlap in memory: objcopy places the added
+/// sections at the fixed addresses it is given and does not check them against each other, so
+/// a kernel larger than the gap before .initrd (or a stub reaching past .osrel) would give an
+/// image the stub loads wrongly. The section table is read by goblin.
+pub fn check_sections_disjoint(image: &[u8]) -> Result<()> {
+    let pe = goblin::pe::PE::parse(image)
+        .map_err(|e| anyhow::anyhow!("not a PE image goblin can read: {e}"))?;
+    let mut ranges: Vec<(u64, u64, String)> = pe
+        .sections
+        .iter()
+        .map(|s| {
+            let name = String::from_utf8_lossy(&s.name).trim_end_matches('\0').to_string();
+            let start = u64::from(s.virtual_address);
+            (start, start + u64::from(s.virtual_size.max(s.size_of_raw_data)), name)
+        })
+        .collect();
+    ranges.sort();
+    for pair in ranges.windows(2) {
+        let ((_, end, first), (start, _, second)) = (&pair[0], &pair[1]);
+        ensure!(
+            end <= start,
+            "sections {first} and {second} overlap ({first} ends at {end:#x}, {second} starts at {start:#x}): a part is too large for the stub's fixed section addresses"
+        );
+    }
+    Ok(())
+}
+
 /// TimeDateStamp and CheckSum, for explanations.
 pub fn header_fields(image: &[u8]) -> Option<(u32, u32)> {
     let at = signature(image).ok()?;
@@ -84,6 +111,41 @@ mod tests {
         let mut e = d.clone();
         set_timestamp(&mut e, 1_704_067_201).unwrap();
         assert_ne!(header_fields(&e).unwrap().1, sum, "the checksum does not cover the time");
+    }
+
+    /// A PE image with no optional header and these (name, virtual address, virtual size)
+    /// sections.
+    fn with_sections(sections: &[(&str, u32, u32)]) -> Vec<u8> {
+        let mut d = vec![0u8; 0x80];
+        d[..2].copy_from_slice(b"MZ");
+        d[0x3c] = 0x80;
+        d.extend_from_slice(b"PE\0\0");
+        d.extend_from_slice(&0xaa64u16.to_le_bytes());
+        d.extend_from_slice(&(sections.len() as u16).to_le_bytes());
+        d.extend_from_slice(&[0u8; 12]); // time, symbol table, symbol count
+        d.extend_from_slice(&[0u8; 4]); // no optional header, characteristics
+        for (name, va, size) in sections {
+            let mut n = [0u8; 8];
+            n[..name.len()].copy_from_slice(name.as_bytes());
+            d.extend_from_slice(&n);
+            d.extend_from_slice(&size.to_le_bytes());
+            d.extend_from_slice(&va.to_le_bytes());
+            d.extend_from_slice(&[0u8; 24]);
+        }
+        d
+    }
+
+    #[test]
+    fn overlapping_sections_are_refused() {
+        let fits = [
+            (".text", 0x1000, 0xe000),
+            (".osrel", 0x20000, 0x100),
+            (".linux", 0x2000000, 0xff_0000),
+        ];
+        check_sections_disjoint(&with_sections(&fits)).unwrap();
+        let big_kernel = [(".linux", 0x2000000, 0x100_0001), (".initrd", 0x3000000, 0x10)];
+        let e = check_sections_disjoint(&with_sections(&big_kernel)).unwrap_err().to_string();
+        assert!(e.contains("sections .linux and .initrd overlap"), "{e}");
     }
 
     #[test]
