@@ -15,6 +15,12 @@
 #
 # `recipesDir` is the recipes directory as a path (each derivation gets its own slice of it).
 #
+# `targetArch` is reprovm's target architecture (`x86_64`, the default, or `aarch64`), as the
+# xtask's `--arch`: recipes get their [arch.NAME] table merged and `xtask assemble` the same
+# flag. The package set must then provide that architecture's cross tools under the recipes'
+# names (aarch64-linux-gnu-gcc, ...) and its libraries at Debian's multiarch paths, as the
+# pinned aarch64 toolchain root does (tests/nix/pinned-toolchain-pkgs.nix over it).
+#
 # Returns { packages = { NAME = drv; }; rebuilt = { NAME = drv; }; baseEnv; } where `rebuilt.NAME`
 # builds NAME again from the same inputs (the same dependency derivations) as a separate
 # derivation: comparing the two is the reproducibility check of nix/checks.nix.
@@ -22,9 +28,21 @@
   pkgs,
   recipesDir,
   xtask,
+  targetArch ? "x86_64",
 }: let
   reader = import ./recipe.nix;
-  recipes = reader.fillRecipes (reader.readRecipes recipesDir);
+  # Recipes for the target architecture, their [arch.NAME] tables merged (x86_64's: the media's
+  # BIOS path), as the xtask reads them.
+  recipes = reader.fillRecipes (reader.readRecipesFor targetArch recipesDir);
+  # x86_64 adds nothing, as in the xtask: its derivations are what they were before `--arch`.
+  archFlag =
+    if targetArch == "x86_64"
+    then ""
+    else "--arch ${targetArch} ";
+  archSuffix =
+    if targetArch == "x86_64"
+    then ""
+    else "-${targetArch}";
   # Store path names have no `@`: kernel@6.18 builds as kernel-6.18-6.18.15.
   storeName = builtins.replaceStrings ["@"] ["-"];
 
@@ -117,12 +135,12 @@
     assemble =
       if isAssembled r
       then ''
-        ${xtask}/bin/xtask --recipes ${own} assemble ${name}
+        ${xtask}/bin/xtask ${archFlag}--recipes ${own} assemble ${name}
       ''
       else "";
   in
     pkgs.stdenv.mkDerivation ({
-        pname = storeName name;
+        pname = storeName name + archSuffix;
         version = r.version;
         nativeBuildInputs =
           tools

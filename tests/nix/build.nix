@@ -4,10 +4,13 @@
   xtaskBin,
   recipesDir ? ../../recipes,
   checkNames ? ["busybox" "dropbear" "iproute2" "rootfs" "hd-image"],
+  # reprovm's target architecture (nix/package.nix); the test mounts that architecture's
+  # pinned toolchain root.
+  targetArch ? "x86_64",
 }: let
   pkgs = import ./pinned-toolchain-pkgs.nix {inherit xtaskBin;};
   p = import ../../nix/package.nix {
-    inherit pkgs recipesDir;
+    inherit pkgs recipesDir targetArch;
     inherit (pkgs) xtask;
   };
 in
