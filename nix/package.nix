@@ -31,9 +31,12 @@
   targetArch ? "x86_64",
 }: let
   reader = import ./recipe.nix;
+  knownArchs = ["x86_64" "aarch64"];
   # Recipes for the target architecture, their [arch.NAME] tables merged (x86_64's: the media's
   # BIOS path), as the xtask reads them.
-  recipes = reader.fillRecipes (reader.readRecipesFor targetArch recipesDir);
+  recipes = assert builtins.elem targetArch knownArchs
+  || throw "nix/package.nix: targetArch = \"${targetArch}\" is not one of reprovm's architectures (${builtins.concatStringsSep ", " knownArchs})";
+    reader.fillRecipes (reader.readRecipesFor targetArch recipesDir);
   # x86_64 adds nothing, as in the xtask: its derivations are what they were before `--arch`.
   archFlag =
     if targetArch == "x86_64"
@@ -178,7 +181,18 @@
   # Alternatives (a `kernel-NAME` recipe for `--use kernel=kernel-NAME`) build too; the image
   # uses `kernel`.
   buildable = recipes;
-  packages = let self = builtins.mapAttrs (name: _: mk self name null) buildable; in self;
+  # A recipe that says it cannot be built for the architecture (`unavailable`, as the xtask
+  # refuses it) is a package that fails to evaluate with that reason.
+  refuse = name:
+    throw "recipes/${recipes.${name}.recipeFile}: not buildable for ${targetArch}: ${recipes.${name}.unavailable}";
+  packages = let
+    self = builtins.mapAttrs (name: r:
+      if r ? unavailable
+      then refuse name
+      else mk self name null)
+    buildable;
+  in
+    self;
   rebuilt = builtins.mapAttrs (name: _: mk packages name "rebuild") buildable;
 in {
   inherit packages rebuilt baseEnv;

@@ -53,14 +53,16 @@ let
   # { NAME = recipe; } for every recipes/*.toml, and NAME@KEY for each of its other versions
   # ([versions.KEY]: the recipe at that version and its sources; `recipeFile` names the TOML).
   # The xtask's model::graph also makes nodes of the recipes over another version
-  # (hd-image@6.18); here only the versions themselves are packages.
-  readRecipes = dir: let
+  # (hd-image@6.18); here only the versions themselves are packages. `prepare` is applied to
+  # each recipe before its versions are made (`forArch`: as in the xtask, a version's version
+  # and sources win over an [arch] table's).
+  readRecipesWith = prepare: dir: let
     files = builtins.attrNames (builtins.readDir dir);
     tomls = builtins.filter (hasSuffix ".toml") files;
     base = builtins.listToAttrs (map
       (f: {
         name = builtins.substring 0 (builtins.stringLength f - 5) f;
-        value = readRecipe (dir + "/${f}") // {recipeFile = f;};
+        value = prepare (readRecipe (dir + "/${f}")) // {recipeFile = f;};
       })
       tomls);
     versionsOf = name: let
@@ -77,6 +79,7 @@ let
       }) (builtins.attrNames (r.versions or {}));
   in
     base // builtins.listToAttrs (builtins.concatMap versionsOf (builtins.attrNames base));
+  readRecipes = readRecipesWith (r: r);
 
   # One recipe for one architecture, as the xtask's model::recipe::parse_for makes it: the
   # recipe's [arch.NAME] table merged over it (tables key by key, every other value replaced),
@@ -90,7 +93,7 @@ let
       else v)
     over;
   forArch = arch: r: mergeTables (builtins.removeAttrs r ["arch"]) (r.arch.${arch} or {});
-  readRecipesFor = arch: dir: builtins.mapAttrs (_: forArch arch) (readRecipes dir);
+  readRecipesFor = arch: readRecipesWith (forArch arch);
 
   # `{DEP.version}` and `{DEP.debian-version}` in a recipe's version and [env] values: its
   # dependency's version, or the Debian version of that dependency's first Debian source

@@ -2,7 +2,7 @@
 //! the pinned cross toolchain and matches pins/outputs-aarch64.toml; the image's programs and
 //! libraries are arm64 ELF with the arm64 loader; the image boots under
 //! `qemu-system-aarch64 -M virt` (TCG) and passes the SSH test (`uname -m` is aarch64, modules
-//! load); the userland, the image and the OCI layouts are audited (rebuilt under varied
+//! load); every aarch64 output, the kernel included, is audited (rebuilt under varied
 //! conditions); the Firecracker layouts merge with the x86_64 ones into multi-architecture
 //! layouts whose index digests are pinned, which skopeo reads as two platforms under one tag,
 //! whose arm64 image umoci unpacks to an arm64 Linux Image, and which travel through a
@@ -119,8 +119,11 @@ fn aarch64_builds_matches_its_pins_boots_and_goes_multiarch() {
         assert!(list.contains(&format!(" {lib} ")), "rootfs.list has no {lib}");
     }
     assert!(!list.contains("x86_64-linux-gnu"), "an x86_64 path in the arm64 root");
+    // The console's shell is on the PL011 (ttyAMA0), the console the arm64 boots use.
+    assert!(list.contains("c 0600 /dev/ttyAMA0 204:64") && !list.contains("/dev/ttyS0"), "{list}");
     let tar = std::fs::File::open(entries["rootfs"].join("rootfs.tar")).unwrap();
     let mut elves = 0;
+    let mut inittab_seen = false;
     for e in tar::Archive::new(tar).entries().unwrap() {
         let mut e = e.unwrap();
         if e.header().entry_type() != tar::EntryType::Regular {
@@ -129,6 +132,11 @@ fn aarch64_builds_matches_its_pins_boots_and_goes_multiarch() {
         let path = e.path().unwrap().display().to_string();
         let mut data = Vec::new();
         std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+        if path.trim_start_matches("./") == "etc/inittab" {
+            let inittab = String::from_utf8_lossy(&data);
+            assert!(inittab.contains("ttyAMA0::respawn:-/bin/sh"), "{inittab}");
+            inittab_seen = true;
+        }
         if !data.starts_with(b"\x7fELF") {
             continue;
         }
@@ -140,6 +148,7 @@ fn aarch64_builds_matches_its_pins_boots_and_goes_multiarch() {
         elves += 1;
     }
     assert!(elves > 20, "only {elves} ELF files in the arm64 root");
+    assert!(inittab_seen, "no etc/inittab in the arm64 root");
 
     // 3. It boots on QEMU's arm64 virt machine under TCG and passes the SSH test (uname -m is
     //    checked against the architecture by boot-test itself), as a disk and as a live system.
@@ -177,13 +186,15 @@ fn aarch64_builds_matches_its_pins_boots_and_goes_multiarch() {
     arm(&["boot-test", "--target", "efi-image"]);
     let console = std::fs::read_to_string(repo().join("out/boot-test-console.log")).unwrap();
     assert!(console.contains("EFI stub"), "the kernel was not started by the UEFI stub");
+    // init's root shell is on the console the command line names (ttyAMA0): its prompt.
+    assert!(console.contains("reprovm:/# "), "no shell prompt on the arm64 serial console");
     arm(&["boot-test", "--target", "iso"]);
 
-    // 4. The audit: every aarch64 output but the kernel rebuilt under varied conditions,
-    //    compared, explained. The kernel's second build (8 minutes) is left to a developer's
-    //    `--arch aarch64 audit kernel` to keep CI inside its time (README "Architectures").
-    let mut audited: Vec<&str> =
-        targets.iter().map(String::as_str).filter(|t| *t != "kernel").collect();
+    // 4. The audit: every aarch64 output, the kernel included, rebuilt under varied
+    //    conditions (another work root, -j3, shuffled directory order, time zone, locale,
+    //    umask, host name), compared with the store and the pins, explained. This is CI's one
+    //    audit of a kernel; x86_64's kernel gets its second build from Nix (README "CI").
+    let mut audited: Vec<&str> = targets.iter().map(String::as_str).collect();
     audited.insert(0, "audit");
     arm(&audited);
 

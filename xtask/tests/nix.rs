@@ -201,10 +201,66 @@ fn nix_merges_arch_tables_as_the_engine_does() {
                 nix[&recipe], engine,
                 "{recipe} for {name}: nix/recipe.nix merges otherwise"
             );
+            // Each other version (kernel@6.18): the merged recipe at that version and its
+            // sources, which win over the [arch] table's (model::graph::add_versions).
+            let versions = table.remove("versions");
+            for (key, v) in versions.iter().flat_map(|v| v.as_table().unwrap()) {
+                let mut at = table.clone();
+                at.insert("version".into(), v["version"].clone());
+                at.insert(
+                    "source".into(),
+                    v.get("source").cloned().unwrap_or(toml::Value::Array(vec![])),
+                );
+                let node = format!("{recipe}@{key}");
+                assert_eq!(nix[&node], serde_json::to_value(&at).unwrap(), "{node} for {name}");
+            }
         }
+        // What the merge is for: x86_64's media keep their BIOS path, aarch64's have none.
+        let bios = &nix["efi-image"]["uefi"]["bios"];
+        assert_eq!(bios.as_str(), (arch == Arch::X86_64).then_some("syslinux-bios"), "{name}");
+        let deps = nix["iso"]["deps"].to_string();
+        assert_eq!(deps.contains("syslinux-bios"), arch == Arch::X86_64, "{name}: {deps}");
     }
-    // Not a comparison of unmerged recipes: x86_64 (the media's BIOS path) and aarch64 tables exist.
     assert!(differ >= 8, "only {differ} recipes have [arch] tables");
+}
+
+/// nix/package.nix's `targetArch` is the xtask's `--arch`: an aarch64 recipe gets its arm64
+/// table (busybox's cross prefix) and `xtask --arch aarch64 assemble`, x86_64 derivations
+/// call `assemble` as before, a recipe `unavailable` for the architecture and an unknown
+/// architecture fail evaluation with the reason. Evaluated over a stub package set in which a
+/// derivation is its build script.
+#[test]
+fn nix_package_takes_the_target_architecture() {
+    let eval = |arch: &str, package: &str| -> Option<std::process::Output> {
+        let expr = format!(
+            "(import ./nix/package.nix {{ pkgs = {{ stdenv.mkDerivation = a: a.buildPhase; writeText = n: t: \"/w/${{n}}\"; fetchurl = a: \"/f\"; }}; recipesDir = ./recipes; xtask = \"/x\"; targetArch = \"{arch}\"; }}).packages.{package}"
+        );
+        let mut c = nix("nix-instantiate")?;
+        c.args(["--eval", "--strict", "--readonly-mode", "--json", "-E", &expr]);
+        Some(c.output().unwrap())
+    };
+    let script = |arch: &str, package: &str| -> Option<String> {
+        let o = eval(arch, package)?;
+        assert!(o.status.success(), "{package} ({arch}): {}", String::from_utf8_lossy(&o.stderr));
+        Some(serde_json::from_slice::<String>(&o.stdout).unwrap())
+    };
+    let Some(arm_rootfs) = script("aarch64", "rootfs") else {
+        return;
+    };
+    assert!(arm_rootfs.contains("/x/bin/xtask --arch aarch64 --recipes "), "{arm_rootfs}");
+    let x86_rootfs = script("x86_64", "rootfs").unwrap();
+    assert!(x86_rootfs.contains("/x/bin/xtask --recipes "), "{x86_rootfs}");
+    let arm_busybox = script("aarch64", "busybox").unwrap();
+    assert!(arm_busybox.contains("export CROSS_COMPILE='aarch64-linux-gnu-'"), "{arm_busybox}");
+    assert!(!script("x86_64", "busybox").unwrap().contains("CROSS_COMPILE"));
+    for (arch, package, reason) in [
+        ("aarch64", "syslinux-bios", "recipes/syslinux-bios.toml: not buildable for aarch64"),
+        ("arm64", "busybox", "targetArch = \"arm64\" is not one of reprovm's architectures"),
+    ] {
+        let o = eval(arch, package).unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(reason), "{package} ({arch}): {err}");
+    }
 }
 
 /// nix/package.nix repeats the sandbox's fixed environment (Nix needs it at evaluation time);
@@ -501,6 +557,7 @@ fn assert_nix_builds_are_the_xtasks(arch_args: &[&str], names: &[&str], built: &
 /// in Nix (`nix log DRV`); stderr shows what is being built, and a failure's last 80 log lines.
 fn nix_build(toolchain: &Path, extra: &[&str]) -> std::process::Output {
     let tc = toolchain.display();
+    let more_jobs = (std::thread::available_parallelism().unwrap().get() + 1).to_string();
     let mounts = format!("/usr={tc}/usr /bin={tc}/usr/bin /lib={tc}/usr/lib /lib64={tc}/usr/lib64 /sbin={tc}/usr/sbin /etc/ld.so.cache={tc}/etc/ld.so.cache");
     let mut c = nix("nix-build").unwrap();
     c.arg(repo().join("tests/nix/build.nix"))
@@ -523,6 +580,13 @@ fn nix_build(toolchain: &Path, extra: &[&str]) -> std::process::Output {
             "--option",
             "log-lines",
             "80",
+            // JOBS=$NIX_BUILD_CORES: one more than the xtask's builds run (its jobs are the
+            // CPU count), so the byte comparison of each package is also one across
+            // parallelism, as the audit's: for x86_64's kernel it is CI's second build
+            // (full.rs says why).
+            "--option",
+            "cores",
+            &more_jobs,
         ])
         // Everything comes from the local store: never ask a binary cache (no network here).
         .args(["--option", "substituters", ""])

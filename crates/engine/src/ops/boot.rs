@@ -82,13 +82,21 @@ pub enum Target {
 impl Target {
     /// Every medium with its name on the command line and what it is.
     pub const VALUES: [(Target, &'static str, &'static str); 8] = [
-        (Target::Image, "image", "out/bzImage with out/hd.img as root (`build hd-image`)"),
+        (
+            Target::Image,
+            "image",
+            "out/bzImage (aarch64: out/aarch64/Image) with out/hd.img as root (`build hd-image`)",
+        ),
         (Target::Initramfs, "initramfs", "out/bzImage with out/initramfs.cpio.gz, no disk"),
-        (Target::EfiImage, "efi-image", "out/efi.img through OVMF (AAVMF for aarch64), no -kernel"),
-        (Target::EfiVhd, "efi-vhd", "out/efi.vhd through QEMU's vpc driver and OVMF"),
-        (Target::EfiVmdk, "efi-vmdk", "out/efi.vmdk through QEMU's vmdk driver and OVMF"),
-        (Target::EfiVhdx, "efi-vhdx", "out/efi.vhdx through QEMU's vhdx driver and OVMF"),
-        (Target::Iso, "iso", "out/reprovm.iso as a CD-ROM through OVMF"),
+        (
+            Target::EfiImage,
+            "efi-image",
+            "out/efi.img through UEFI firmware (OVMF; AAVMF on aarch64), no -kernel",
+        ),
+        (Target::EfiVhd, "efi-vhd", "out/efi.vhd through QEMU's vpc driver and OVMF/AAVMF"),
+        (Target::EfiVmdk, "efi-vmdk", "out/efi.vmdk through QEMU's vmdk driver and OVMF/AAVMF"),
+        (Target::EfiVhdx, "efi-vhdx", "out/efi.vhdx through QEMU's vhdx driver and OVMF/AAVMF"),
+        (Target::Iso, "iso", "out/reprovm.iso as a CD-ROM through OVMF/AAVMF"),
         (Target::IsoDisk, "iso-disk", "out/reprovm.iso as a disk (a USB stick)"),
     ];
 }

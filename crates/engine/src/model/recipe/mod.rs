@@ -382,7 +382,7 @@ pub fn parse_for(
         }
     }
     let Some(over) = recipe.arch.get(arch.name()) else {
-        return only_x86_bios(&recipe, arch)
+        return x86_only_media(&recipe, arch)
             .map(|()| recipe)
             .map_err(|(at, msg)| error_at(&at, msg));
     };
@@ -399,15 +399,23 @@ pub fn parse_for(
     })?;
     validate::validate(path, &merged)
         .map_err(|(_, msg)| error_at(&at, format!("[arch.{arch}] merged: {msg}")))?;
-    only_x86_bios(&merged, arch).map_err(|(_, msg)| error_at(&at, msg))?;
+    x86_only_media(&merged, arch).map_err(|(_, msg)| error_at(&at, msg))?;
     Ok(merged)
 }
 
-/// Legacy BIOS boot (`[uefi] bios`, `[iso] bios`: SYSLINUX) is x86 real-mode code, so a recipe
-/// for another architecture may not ask for it; x86_64 recipes name it in `[arch.x86_64]`.
-fn only_x86_bios(recipe: &Recipe, arch: Arch) -> Result<(), (position::KeyPath, String)> {
+/// What the media have for x86_64 only, refused for any other architecture: legacy BIOS boot
+/// (`[uefi] bios`, `[iso] bios`: SYSLINUX is x86 real-mode code; x86_64 recipes name it in
+/// `[arch.x86_64]`), and the OVA and Vagrant box forms, whose descriptors name an x86 guest.
+fn x86_only_media(recipe: &Recipe, arch: Arch) -> Result<(), (position::KeyPath, String)> {
     if arch == Arch::X86_64 {
         return Ok(());
+    }
+    let formats = recipe.uefi.as_ref().map(|u| u.formats.as_slice()).unwrap_or_default();
+    if let Some(f) = formats.iter().find(|f| *f == "ova" || *f == "box") {
+        return Err((
+            vec![position::key("uefi"), position::key("formats")],
+            format!("uefi.formats: `{f}` describes an x86 guest and is built for x86_64 only, not {arch}; list it in [arch.x86_64.uefi]"),
+        ));
     }
     for (table, bios) in [
         ("uefi", recipe.uefi.as_ref().and_then(|u| u.bios.as_ref())),
@@ -567,6 +575,12 @@ script = "true"
             assert!(e.contains("legacy BIOS boot exists only on x86_64"), "{e}");
             let x86 = format!("{with_dep}{plain}[arch.x86_64.{name}]\nbios = \"b\"\n");
             parse_for(Path::new("recipes/t.toml"), &x86, "recipes/t.toml", Arch::Aarch64).unwrap();
+            if name == "uefi" {
+                let ova = format!("{with_dep}{plain}formats = [\"vmdk\", \"ova\"]\n");
+                parse_str(&ova).unwrap();
+                let e = arm(&ova);
+                assert!(e.contains("`ova` describes an x86 guest"), "{e}");
+            }
         }
     }
 

@@ -63,8 +63,11 @@ pub fn check_sections_disjoint(image: &[u8]) -> Result<()> {
         .iter()
         .map(|s| {
             let name = String::from_utf8_lossy(&s.name).trim_end_matches('\0').to_string();
+            // What the loader maps: VirtualSize (objcopy's added sections have it; the raw
+            // size, padded to the file alignment, stands in where it is zero).
+            let size = if s.virtual_size == 0 { s.size_of_raw_data } else { s.virtual_size };
             let start = u64::from(s.virtual_address);
-            (start, start + u64::from(s.virtual_size.max(s.size_of_raw_data)), name)
+            (start, start + u64::from(size), name)
         })
         .collect();
     ranges.sort();
@@ -72,7 +75,7 @@ pub fn check_sections_disjoint(image: &[u8]) -> Result<()> {
         let ((_, end, first), (start, _, second)) = (&pair[0], &pair[1]);
         ensure!(
             end <= start,
-            "sections {first} and {second} overlap ({first} ends at {end:#x}, {second} starts at {start:#x}): a part is too large for the stub's fixed section addresses"
+            "sections {first} and {second} overlap ({first} ends at {end:#x}, {second} starts at {start:#x}): {first} is too large for the fixed section addresses of steps::media::uki_script; move {second} up there (or use a smaller kernel)"
         );
     }
     Ok(())
