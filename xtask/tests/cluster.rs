@@ -94,6 +94,15 @@ fn wait_gone(needle: &str, within: Duration) {
     }
 }
 
+/// Wait until 127.0.0.1:`port` can be bound again (as `run` checks it), or fail.
+fn wait_port_free(port: u16, within: Duration) {
+    let deadline = Instant::now() + within;
+    while std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "127.0.0.1:{port} is still bound after {within:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn clusters_boot_talk_and_leave_nothing_behind() {
     if !full_tier("clusters: cluster-test with 3 nodes, interrupted and concurrent runs") {
@@ -134,6 +143,10 @@ fn clusters_boot_talk_and_leave_nothing_behind() {
     run.wait().unwrap();
     wait_gone(&home.display().to_string(), Duration::from_secs(10));
     assert!(home.join(format!("run-{killed}")).is_dir(), "nothing to sweep: the test is void");
+    // The killed QEMUs' SSH forwards close as the kernel tears their sockets down, which can
+    // trail the processes leaving /proc (a fresh-clone CI rehearsal once found node 1's
+    // port still bound here, and `run` rightly refused it): wait for it, bounded.
+    wait_port_free(base + 1, Duration::from_secs(20));
     ok(&["run", "--nodes", "1", "--ssh-port", &base.to_string(), "--timeout", "1"]);
     assert!(!home.join(format!("run-{killed}")).exists(), "the killed run's overlays stayed");
 
