@@ -878,11 +878,12 @@ mod tests {
 
     #[test]
     fn options_that_do_not_go_together_are_refused() {
-        let with = |f: &dyn Fn(&mut BootOptions)| {
+        let checked = |arch: Arch, f: &dyn Fn(&mut BootOptions)| {
             let mut o = BootOptions::default();
             f(&mut o);
-            check_options(Arch::X86_64, &o).map_err(|e| e.to_string())
+            check_options(arch, &o).map_err(|e| e.to_string())
         };
+        let with = |f: &dyn Fn(&mut BootOptions)| checked(Arch::X86_64, f);
         assert!(with(&|_| {}).is_ok());
         for (target, ok) in [
             (Target::EfiImage, true),
@@ -917,11 +918,7 @@ mod tests {
         .unwrap_err();
         assert!(r.contains("--machine microvm"), "{r}");
         // arm64: the UEFI media boot through AAVMF; there is no BIOS and no PC hardware.
-        let arm = |f: &dyn Fn(&mut BootOptions)| {
-            let mut o = BootOptions::default();
-            f(&mut o);
-            check_options(Arch::Aarch64, &o).map_err(|e| e.to_string())
-        };
+        let arm = |f: &dyn Fn(&mut BootOptions)| checked(Arch::Aarch64, f);
         for target in [Target::EfiImage, Target::EfiVhdx, Target::Iso, Target::IsoDisk] {
             assert!(arm(&|o| o.target = target).is_ok(), "{target:?}");
         }
