@@ -17,6 +17,11 @@ pub struct AssembleArgs {
     /// Output directory (default: $OUT).
     #[arg(long, env = "OUT")]
     pub out: PathBuf,
+    /// The directory holding systemd's UEFI stubs (linuxx64.efi.stub, linuxaa64.efi.stub),
+    /// when the builder has them elsewhere than the toolchain's /usr/lib/systemd/boot/efi
+    /// (the flake over nixpkgs: the pinned systemd-boot-efi .deb, unpacked in the store).
+    #[arg(long, value_name = "DIR")]
+    pub efi_stubs: Option<PathBuf>,
 }
 
 impl AssembleArgs {
@@ -26,6 +31,7 @@ impl AssembleArgs {
             build_dir: self.build_dir,
             sysroot: self.sysroot,
             out: self.out,
+            efi_stubs: self.efi_stubs,
         };
         opts.run(&ctx.project)?;
         Ok(0)

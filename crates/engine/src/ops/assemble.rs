@@ -4,7 +4,7 @@
 //! (nix/package.nix), so both builders run one implementation.
 
 use crate::model::project::Project;
-use crate::steps::runner::{ScriptRunner, StepPaths};
+use crate::steps::runner::{ScriptRunner, StepPaths, EFI_STUB_DIR};
 use crate::steps::sequence;
 use anyhow::{bail, Context, Result};
 use reprovm_fs::util;
@@ -23,12 +23,17 @@ pub struct AssembleOptions {
     pub sysroot: PathBuf,
     /// Output directory.
     pub out: PathBuf,
+    /// Where systemd's UEFI stubs are, when not at the toolchain's path
+    /// (`steps::runner::EFI_STUB_DIR`): a Nix build over nixpkgs has the pinned stubs in the
+    /// store.
+    pub efi_stubs: Option<PathBuf>,
 }
 
 /// Shell steps with `sh` from PATH, in the caller's environment plus `$OUT`.
 struct HostSh<'a> {
     build_dir: &'a Path,
     out: &'a Path,
+    efi_stubs: Option<&'a Path>,
 }
 
 impl ScriptRunner for HostSh<'_> {
@@ -46,6 +51,10 @@ impl ScriptRunner for HostSh<'_> {
                 .current_dir(self.build_dir),
         )
         .with_context(|| format!("phase `{phase}`"))
+    }
+
+    fn efi_stub_dir(&self) -> &Path {
+        self.efi_stubs.unwrap_or(Path::new(EFI_STUB_DIR))
     }
 }
 
@@ -82,7 +91,11 @@ impl AssembleOptions {
             l,
             &paths,
             r.source_date_epoch(),
-            &HostSh { build_dir: &self.build_dir, out: &self.out },
+            &HostSh {
+                build_dir: &self.build_dir,
+                out: &self.out,
+                efi_stubs: self.efi_stubs.as_deref(),
+            },
         )
     }
 }

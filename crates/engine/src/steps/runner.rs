@@ -13,7 +13,16 @@ pub trait ScriptRunner {
     fn build_dir(&self) -> &Path;
     /// Run `script` with `sh -eu` as the phase named `phase`; a non-zero exit is an error.
     fn run_script(&self, phase: &str, script: &str) -> Result<()>;
+    /// Where scripts find systemd's UEFI stubs (`linuxx64.efi.stub`, `linuxaa64.efi.stub`):
+    /// the pinned toolchain's by default, as the xtask's sandbox mounts it at /usr; another
+    /// builder may have them elsewhere (`assemble --efi-stubs`).
+    fn efi_stub_dir(&self) -> &Path {
+        Path::new(EFI_STUB_DIR)
+    }
 }
+
+/// systemd's UEFI stubs in the toolchain (Debian's systemd-boot-efi).
+pub const EFI_STUB_DIR: &str = "/usr/lib/systemd/boot/efi";
 
 /// What the steps read and write, as host paths.
 pub struct StepPaths<'a> {

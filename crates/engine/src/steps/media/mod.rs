@@ -29,10 +29,11 @@ use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use uuid::Uuid;
 
-/// systemd's UEFI stub for `arch` in the toolchain (Debian's systemd-boot-efi: the build
-/// toolchain has the x64 one, the aarch64 set adds its arm64 twin).
-pub fn efi_stub(arch: Arch) -> String {
-    format!("/usr/lib/systemd/boot/efi/linux{}.efi.stub", arch.uefi())
+/// systemd's UEFI stub for `arch` in `stub_dir` (the runner's `efi_stub_dir`: Debian's
+/// systemd-boot-efi in the toolchain, whose build set has the x64 one and whose aarch64 set
+/// adds its arm64 twin).
+pub fn efi_stub(stub_dir: &Path, arch: Arch) -> PathBuf {
+    stub_dir.join(format!("linux{}.efi.stub", arch.uefi()))
 }
 
 /// The file name under `EFI/BOOT/` that UEFI firmware boots from removable media or a disk
@@ -153,6 +154,7 @@ pub fn initramfs(l: &Loaded, spec: &InitramfsSpec, paths: &StepPaths, epoch: i64
 /// refuses an image where they do not. Paths are as the script sees them.
 pub fn uki_script(
     arch: Arch,
+    stub_dir: &Path,
     osrel: &str,
     cmdline: &str,
     linux: &str,
@@ -165,7 +167,8 @@ pub fn uki_script(
         })
         .unwrap_or_default();
     let objcopy = format!("{}objcopy", arch.binutils_prefix());
-    let stub = efi_stub(arch);
+    let stub = efi_stub(stub_dir, arch);
+    let stub = stub.display();
     format!(
         "{objcopy} \\\n  --add-section .osrel='{osrel}' --change-section-vma .osrel=0x20000 \\\n  \
          --add-section .cmdline='{cmdline}' --change-section-vma .cmdline=0x30000 \\\n  \
@@ -197,6 +200,7 @@ fn uki(paths: &StepPaths, runner: &dyn ScriptRunner, parts: &Uki, epoch: i64) ->
     let shown = |p: PathBuf| p.display().to_string();
     let script = uki_script(
         arch,
+        runner.efi_stub_dir(),
         &shown(b.join("files").join(osrel_file)),
         &shown(b.join("media").join(format!("{name}.cmdline"))),
         &shown(b.join("deps").join(kernel_dep).join(arch.kernel_image())),
@@ -583,6 +587,7 @@ pub fn write_media(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::steps::runner::EFI_STUB_DIR;
 
     #[test]
     fn ids_follow_the_seed_and_the_name() {
@@ -620,6 +625,7 @@ mod tests {
     fn scripts_name_their_inputs() {
         let s = uki_script(
             Arch::X86_64,
+            Path::new(EFI_STUB_DIR),
             "/b/files/os-release",
             "/b/media/c",
             "/b/deps/kernel/bzImage",
@@ -628,9 +634,15 @@ mod tests {
         );
         assert!(s.contains(".initrd='/b/deps/i/initramfs.cpio.gz'"), "{s}");
         assert!(s.starts_with("objcopy ") && s.contains("/linuxx64.efi.stub'"), "{s}");
-        let arm = uki_script(Arch::Aarch64, "/o", "/c", "/b/deps/kernel/Image", None, "/X.EFI");
+        assert!(s.contains("'/usr/lib/systemd/boot/efi/linuxx64.efi.stub'"), "{s}");
+        let stubs = Path::new("/nix/store/x-systemd-boot-efi");
+        let arm =
+            uki_script(Arch::Aarch64, stubs, "/o", "/c", "/b/deps/kernel/Image", None, "/X.EFI");
         assert!(arm.starts_with("aarch64-linux-gnu-objcopy ") && !arm.contains(".initrd"), "{arm}");
-        assert!(arm.contains("'/usr/lib/systemd/boot/efi/linuxaa64.efi.stub' '/X.EFI'"), "{arm}");
+        assert!(
+            arm.contains("'/nix/store/x-systemd-boot-efi/linuxaa64.efi.stub' '/X.EFI'"),
+            "{arm}"
+        );
         assert_eq!(
             (removable_loader(Arch::X86_64).as_str(), removable_loader(Arch::Aarch64).as_str()),
             ("BOOTX64.EFI", "BOOTAA64.EFI")
