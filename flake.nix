@@ -54,6 +54,26 @@
         inherit pkgs;
         recipesDir = ./recipes;
         xtask = xtaskFor pkgs;
+        efiStubs = efiStubsFor pkgs "x86_64";
+      };
+
+    # systemd's UEFI stubs for the media (efi-image, iso): the pinned .deb the xtask uses.
+    efiStubsFor = pkgs: targetArch:
+      import ./nix/efi-stubs.nix {
+        inherit pkgs targetArch;
+        pinsDir = ./pins;
+      };
+
+    # The arm64 targets, cross-built from x86_64-linux as the xtask builds them (`--arch
+    # aarch64`): nix/package.nix with targetArch over nixpkgs' cross set, given Debian's tool
+    # names (nix/nixpkgs-cross.nix). Exposed as packages.x86_64-linux.NAME-aarch64.
+    archRecipesFor = pkgs: targetArch:
+      import ./nix/package.nix {
+        pkgs = import ./nix/nixpkgs-cross.nix {inherit pkgs targetArch;};
+        recipesDir = ./recipes;
+        xtask = xtaskFor pkgs;
+        efiStubs = efiStubsFor pkgs targetArch;
+        inherit targetArch;
       };
 
     # `nix run`: the xtask, told where the project is. In a reprovm checkout (the current
@@ -66,29 +86,31 @@
         exec ${xtaskFor pkgs}/bin/xtask "$@"
       '';
 
-    # The kernel recipes build x86_64 kernels (ARCH=x86_64); the image needs one. On aarch64
-    # the userland builds natively.
+    # The published targets at their default versions, for either architecture.
+    publishedNames = [
+      "kernel"
+      "busybox"
+      "dropbear"
+      "iproute2"
+      "rootfs"
+      "hd-image"
+      "krata-kernel-oci"
+      "firecracker-kernel-bin-oci"
+      "firecracker-kernel-modules-oci"
+      "hd-image-oci"
+      "initramfs"
+      "efi-image"
+      "iso"
+    ];
+    # On x86_64-linux: x86_64 targets, with the kernel's other versions (kernel@6.18, ...:
+    # recipes/kernel.toml [versions]; built for x86_64 only, as by the xtask's CI). On
+    # aarch64-linux the x86_64 userland recipes build natively; the arm64 targets are the
+    # cross-built NAME-aarch64 of x86_64-linux.
     namesFor = system:
       if system == "x86_64-linux"
-      then
-        [
-          "kernel"
-          "busybox"
-          "dropbear"
-          "iproute2"
-          "rootfs"
-          "hd-image"
-          "krata-kernel-oci"
-          "firecracker-kernel-bin-oci"
-          "firecracker-kernel-modules-oci"
-          "hd-image-oci"
-          "initramfs"
-          "efi-image"
-          "iso"
-        ]
-        # The kernel's other versions: kernel@6.18, ... (recipes/kernel.toml [versions]).
-        ++ map (key: "kernel@${key}") (builtins.attrNames (kernelRecipe.versions or {}))
+      then publishedNames ++ map (key: "kernel@${key}") (builtins.attrNames (kernelRecipe.versions or {}))
       else ["busybox" "dropbear" "iproute2"];
+    crossArchs = ["aarch64"];
     kernelRecipe = builtins.fromTOML (builtins.readFile ./recipes/kernel.toml);
     only = names: set:
       builtins.listToAttrs (map (n: {
@@ -96,11 +118,19 @@
           value = set.${n};
         })
         names);
+    # NAME -> NAME-ARCH for every attribute of `set`.
+    suffixed = arch: set: lib.mapAttrs' (name: lib.nameValuePair "${name}-${arch}") set;
+    # The cross-built targets of x86_64-linux (none elsewhere): `f arch recipes` for each arch.
+    crossFor = system: pkgs: f:
+      if system == "x86_64-linux"
+      then lib.foldl' (acc: arch: acc // suffixed arch (f arch (archRecipesFor pkgs arch))) {} crossArchs
+      else {};
   in {
     lib.recipes = import ./nix/recipe.nix;
 
     packages = forAll (system: pkgs:
       only (namesFor system) (recipesFor pkgs).packages
+      // crossFor system pkgs (_: p: only publishedNames p.packages)
       // {
         xtask = xtaskFor pkgs;
         reprovm = appFor pkgs;
@@ -126,8 +156,9 @@
     formatter = forAll (system: pkgs: pkgs.alejandra);
 
     # `nix flake check` builds every package, then builds each a second time and compares
-    # the two (reproducible-NAME, with `xtask diff` explaining any difference). The kernel
-    # checks repeat a long build; one alone: `nix build .#checks.x86_64-linux.reproducible-busybox`.
+    # the two (reproducible-NAME, with `xtask diff` explaining any difference), on x86_64-linux
+    # the arm64 ones too (NAME-aarch64, reproducible-NAME-aarch64). The kernel checks repeat a
+    # long build; one alone: `nix build .#checks.x86_64-linux.reproducible-busybox`.
     checks = forAll (system: pkgs: let
       p = recipesFor pkgs;
     in
@@ -138,6 +169,14 @@
         xtask = xtaskFor pkgs;
         names = namesFor system;
       }
+      // crossFor system pkgs (_: a:
+        only publishedNames a.packages
+        // import ./nix/checks.nix {
+          inherit pkgs;
+          inherit (a) packages rebuilt;
+          xtask = xtaskFor pkgs;
+          names = publishedNames;
+        })
       // {
         # Every recipe's pins evaluate (the same check xtask/tests/nix.rs runs offline).
         recipes-eval = pkgs.runCommand "reprovm-recipes-eval" {} ''

@@ -29,6 +29,10 @@
   recipesDir,
   xtask,
   targetArch ? "x86_64",
+  # A directory with systemd's UEFI stubs for the media (`xtask assemble --efi-stubs`), for a
+  # package set without the toolchain at /usr (nixpkgs: the flake unpacks the pinned
+  # systemd-boot-efi .deb). null: the toolchain's /usr/lib/systemd/boot/efi.
+  efiStubs ? null,
 }: let
   reader = import ./recipe.nix;
   knownArchs = ["x86_64" "aarch64"];
@@ -53,12 +57,18 @@
   shellArg = s: "'" + builtins.replaceStrings ["'"] ["'\\''"] s + "'";
   pick = names: builtins.filter (p: p != null) (map (n: pkgs.${n} or null) names);
 
-  tools = pick ["bc" "bison" "flex" "perl" "elfutils" "openssl" "kmod" "cpio" "pkg-config" "python3" "which" "file" "rsync"];
+  # Tools run on the build machine, libraries are linked into the target's programs. With
+  # one package set for both (x86_64 over nixpkgs, the pinned toolchain root) the two are the
+  # same set; a cross set (nix/nixpkgs-cross.nix) has its build machine's in `buildPackages`,
+  # as nixpkgs' own cross sets do.
+  buildPkgs = pkgs.buildPackages or pkgs;
+  pickBuild = names: builtins.filter (p: p != null) (map (n: buildPkgs.${n} or null) names);
+  tools = pickBuild ["bc" "bison" "flex" "perl" "elfutils" "openssl" "kmod" "cpio" "pkg-config" "python3" "which" "file" "rsync"];
   libs = pick ["libxcrypt" "zlib" "libmnl" "libcap" "ncurses" "elfutils" "openssl"];
-  imageTools = pick [
+  imageTools = pickBuild [
     "e2fsprogs"
     (
-      if pkgs ? qemu-utils
+      if buildPkgs ? qemu-utils
       then "qemu-utils"
       else "qemu"
     )
@@ -76,6 +86,12 @@
     PERL_HASH_SEED = "0";
     SOURCE_DATE_EPOCH = "1704067200";
   };
+
+  # What the media steps run: mkfs.fat, mtools, xorriso (objcopy comes with the compiler).
+  mediaTools = pickBuild ["dosfstools" "mtools" "xorriso"];
+  isMedia = r: r ? uefi || r ? iso;
+  # A media derivation has the stubs as its attribute (and so in its environment) `efiStubs`.
+  withStubs = r: isMedia r && efiStubs != null;
 
   # Recipes with steps the xtask runs itself between configure and script.
   isAssembled = r: r ? rootfs || r ? image || r ? kconfig || r ? oci || r ? initramfs || r ? uefi || r ? iso;
@@ -138,7 +154,11 @@
     assemble =
       if isAssembled r
       then ''
-        ${xtask}/bin/xtask ${archFlag}--recipes ${own} assemble ${name}
+        ${xtask}/bin/xtask ${archFlag}--recipes ${own} assemble ${
+          if withStubs r
+          then "--efi-stubs \"$efiStubs\" "
+          else ""
+        }${name}
       ''
       else "";
   in
@@ -148,8 +168,13 @@
         nativeBuildInputs =
           tools
           ++ (
-            if r ? image
+            if r ? image || isMedia r
             then imageTools
+            else []
+          )
+          ++ (
+            if isMedia r
+            then mediaTools
             else []
           );
         buildInputs = libs;
@@ -172,6 +197,11 @@
             done
           '';
       }
+      // (
+        if withStubs r
+        then {inherit efiStubs;}
+        else {}
+      )
       // (
         if salt == null
         then {}

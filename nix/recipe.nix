@@ -48,6 +48,22 @@ let
       );
   };
 
+  # fetchurl arguments for the .deb NAME of architecture ARCH in a toolchain lock
+  # (pins/*.lock, written by `xtask toolchain lock`): the Debian mirror's pool, then the
+  # snapshot archive at the lock's time, by the lock's sha256.
+  lockedDebArgs = lockFile: name: arch: let
+    lock = builtins.fromTOML (builtins.readFile lockFile);
+    found = builtins.filter (p: p.name == name && p.arch == arch) lock.package;
+    p =
+      if builtins.length found == 1
+      then builtins.head found
+      else throw "${toString lockFile}: expected one package ${name} for ${arch}, found ${toString (builtins.length found)}";
+  in {
+    name = storeFileName (baseNameOf p.filename);
+    inherit (p) sha256;
+    urls = ["mirror://debian/${p.filename}"] ++ snapshotUrls lock.snapshot p.filename;
+  };
+
   readRecipe = path: builtins.fromTOML (builtins.readFile path);
 
   # { NAME = recipe; } for every recipes/*.toml, and NAME@KEY for each of its other versions
@@ -123,5 +139,5 @@ let
   # { NAME = [ fetchurl args ]; } for every recipe.
   allSources = dir: builtins.mapAttrs (_: r: map sourceArgs (r.source or [])) (readRecipes dir);
 in {
-  inherit poolDir snapshotUrls sourceArgs storeFileName readRecipe readRecipes readRecipesFor forArch fillRecipes allSources;
+  inherit poolDir snapshotUrls sourceArgs lockedDebArgs storeFileName readRecipe readRecipes readRecipesFor forArch fillRecipes allSources;
 }

@@ -12,6 +12,12 @@
   p = import ../../nix/package.nix {
     inherit pkgs recipesDir targetArch;
     inherit (pkgs) xtask;
+    # The flake's way to the media's UEFI stubs (the pinned .deb, unpacked in the store), so
+    # the full tier builds it and compares the media with the xtask's.
+    efiStubs = import ../../nix/efi-stubs.nix {
+      inherit pkgs targetArch;
+      pinsDir = ../../pins;
+    };
   };
 in
   p.packages

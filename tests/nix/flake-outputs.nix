@@ -34,6 +34,9 @@
   # Each lib function the flake uses, with nixpkgs' meaning (lib/fileset, lib/strings, lib/asserts).
   lib = {
     inherit genAttrs;
+    nameValuePair = name: value: {inherit name value;};
+    mapAttrs' = f: set: builtins.listToAttrs (map (n: f n set.${n}) (builtins.attrNames set));
+    foldl' = builtins.foldl';
     versionAtLeast = v: min: builtins.compareVersions v min >= 0;
     assertMsg = ok: msg: ok || throw msg;
     fileset = {
@@ -86,8 +89,46 @@
           tools = map (p: p.pname) a.packages;
         };
     }
-    // genAttrs ["cargo" "clippy" "rustfmt" "qemu_kvm" "qemu-utils" "openssh" "util-linux" "e2fsprogs" "alejandra"] (tool system)
-    // {rustc = tool system "rustc" // {version = "1.94.0";};};
+    // genAttrs ["cargo" "clippy" "rustfmt" "qemu_kvm" "qemu-utils" "openssh" "util-linux" "e2fsprogs" "alejandra" "dpkg"] (tool system)
+    // {
+      rustc = tool system "rustc" // {version = "1.94.0";};
+      pkgsCross.aarch64-multiplatform = crossFor system;
+    };
+  # nixpkgs' cross set for arm64 as far as nix/nixpkgs-cross.nix and nix/package.nix use it:
+  # a cross compiler with nixpkgs' prefix, the build machine's packages in `buildPackages`
+  # (whose pkg-config and stdenv.cc are named for where they run), the target's libraries
+  # and tools as its own packages (named `-aarch64`, so that a tool taken from the wrong set
+  # shows). Its derivations keep their inputs (nativeInputs, hostInputs) for the test to read.
+  crossFor = system: let
+    base = import ./pinned-toolchain-pkgs.nix {inherit xtaskBin system;};
+    named = suffix: names: genAttrs names (n: tool system "${n}${suffix}");
+    prefix = "aarch64-unknown-linux-gnu-";
+  in
+    base
+    // named "-aarch64" ["bc" "perl" "pkg-config" "e2fsprogs" "qemu-utils" "dosfstools" "mtools" "xorriso" "zlib" "libxcrypt" "elfutils" "openssl"]
+    // {
+      stdenv = {
+        mkDerivation = a:
+          base.stdenv.mkDerivation (a
+            // {
+              nativeInputs = a.nativeBuildInputs or [];
+              hostInputs = a.buildInputs or [];
+            });
+        cc =
+          tool system "${prefix}gcc-wrapper"
+          // {
+            targetPrefix = prefix;
+            bintools = tool system "${prefix}binutils-wrapper";
+          };
+      };
+      buildPackages =
+        pkgsFor system
+        // named "-build" ["bc" "perl" "e2fsprogs" "qemu-utils" "dosfstools" "mtools" "xorriso" "elfutils" "openssl"]
+        // {
+          pkg-config = tool system "${prefix}pkg-config-wrapper";
+          stdenv.cc = tool system "gcc-wrapper-build";
+        };
+    };
   # A named placeholder package (only its name is looked at).
   tool = system: name:
     builtins.derivation {
@@ -119,4 +160,37 @@ in {
   apps = builtins.mapAttrs (_: a: a.default.type) outputs.apps;
   appText = x86.reprovm.text;
   drvs = builtins.mapAttrs (_: p: p.drvPath) (x86 // outputs.checks.x86_64-linux);
+  # What an arm64 derivation is made of: its build script, its inputs by name, and the
+  # script that gives nixpkgs' cross tools Debian's names (with the paths it links to).
+  aarch64 = let
+    inputs = p: map (d: d.name) p;
+    rootfs = x86.rootfs-aarch64;
+    toolNames = builtins.head (builtins.filter (d: d.name == "reprovm-aarch64-tool-names") rootfs.nativeInputs);
+    cc = outputs.packages.x86_64-linux.busybox-aarch64.depsBuildBuild;
+    crossCc = nixpkgs.legacyPackages.x86_64-linux.pkgsCross.aarch64-multiplatform.stdenv.cc;
+  in {
+    script = builtins.elemAt rootfs.args 1;
+    hdImageScript = builtins.elemAt x86.hd-image-aarch64.args 1;
+    nativeInputs = inputs rootfs.nativeInputs;
+    hdImageNativeInputs = inputs x86.hd-image-aarch64.nativeInputs;
+    hostInputs = inputs rootfs.hostInputs;
+    depsBuildBuild = inputs cc;
+    toolNamesScript = builtins.elemAt toolNames.args 1;
+    efiImageNativeInputs = inputs x86.efi-image-aarch64.nativeInputs;
+    crossCc = "${crossCc}";
+    crossBintools = "${crossCc.bintools}";
+  };
+  # The media's UEFI stubs, per architecture: the package's `efiStubs`, the .deb it unpacks
+  # (name and pinned hash) and the script.
+  efiStubs = let
+    of = p: {
+      script = builtins.elemAt p.efiStubs.args 1;
+      storePath = "${p.efiStubs}";
+      deb = {inherit (p.efiStubs.deb) name outputHash;};
+      buildScript = builtins.elemAt p.args 1;
+    };
+  in {
+    x86_64 = of x86.efi-image;
+    aarch64 = of x86.efi-image-aarch64;
+  };
 }

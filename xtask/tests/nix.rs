@@ -347,6 +347,32 @@ fn flake_outputs_evaluate_to_derivations() {
             "checks.x86_64-linux lacks {p}: {checks:?}"
         );
     }
+    // arm64, cross-built on x86_64-linux: every published target, with its build and its
+    // reproducibility check.
+    for p in [
+        "kernel",
+        "busybox",
+        "dropbear",
+        "iproute2",
+        "rootfs",
+        "hd-image",
+        "initramfs",
+        "efi-image",
+        "iso",
+        "krata-kernel-oci",
+        "firecracker-kernel-bin-oci",
+        "firecracker-kernel-modules-oci",
+        "hd-image-oci",
+    ] {
+        let arm = format!("{p}-aarch64");
+        assert!(x86.contains(&arm), "packages.x86_64-linux lacks {arm}: {x86:?}");
+        assert!(
+            checks.contains(&arm) && checks.contains(&format!("reproducible-{arm}")),
+            "checks.x86_64-linux lacks {arm}: {checks:?}"
+        );
+    }
+    assert_flake_cross_builds_for_aarch64(&v["aarch64"]);
+    assert_flake_media_use_the_pinned_efi_stubs(&v["efiStubs"]);
     assert_eq!(v["apps"]["x86_64-linux"], "app");
     assert_eq!(names("devShells", "x86_64-linux"), ["default"]);
     let tools: Vec<&str> =
@@ -383,6 +409,109 @@ fn flake_outputs_evaluate_to_derivations() {
     let rev = locked["rev"].as_str().unwrap();
     assert!(rev.len() == 40 && rev.bytes().all(|b| b.is_ascii_hexdigit()), "{rev}");
     assert!(locked["narHash"].as_str().unwrap().starts_with("sha256-"));
+}
+
+/// An arm64 derivation of the flake (tests/nix/flake-outputs.nix's `aarch64`): the recipe's
+/// arm64 table and `xtask --arch aarch64 assemble`, tools from the build machine's packages,
+/// libraries from the target's, the build machine's compiler for host programs, and nixpkgs'
+/// cross tools under Debian's names, which the recipes use. The naming script is run here
+/// over stand-in tool directories, so its links (and its refusal of a toolchain without
+/// objcopy) are tested, not only its text.
+fn assert_flake_cross_builds_for_aarch64(arm: &serde_json::Value) {
+    use reprovm::model::arch::Arch;
+    let strings = |k: &str| -> Vec<String> {
+        arm[k].as_array().unwrap().iter().map(|n| n.as_str().unwrap().to_string()).collect()
+    };
+    let script = arm["script"].as_str().unwrap();
+    assert!(script.contains("/bin/xtask --arch aarch64 --recipes "), "{script}");
+    let native = strings("nativeInputs");
+    assert_eq!(native[0], "reprovm-aarch64-tool-names", "{native:?}");
+    for n in &native[1..] {
+        assert!(
+            n.ends_with("-build") || n == "aarch64-unknown-linux-gnu-pkg-config-wrapper",
+            "a tool not from the build machine's packages: {n} in {native:?}"
+        );
+    }
+    let image_tools = strings("hdImageNativeInputs");
+    for t in ["e2fsprogs-build", "qemu-utils-build"] {
+        assert!(image_tools.contains(&t.to_string()), "{image_tools:?}");
+    }
+    let media_tools = strings("efiImageNativeInputs");
+    for t in ["dosfstools-build", "mtools-build", "xorriso-build", "qemu-utils-build"] {
+        assert!(media_tools.contains(&t.to_string()), "{media_tools:?}");
+    }
+    let host = strings("hostInputs");
+    assert!(!host.is_empty() && host.iter().all(|n| n.ends_with("-aarch64")), "{host:?}");
+    assert_eq!(strings("depsBuildBuild"), ["gcc-wrapper-build"]);
+
+    let naming = arm["toolNamesScript"].as_str().unwrap();
+    let run = |tools: &[(&str, &str)]| -> (std::process::Output, PathBuf, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let (cc, bintools) = (dir.path().join("cc"), dir.path().join("bintools"));
+        for (set, tool) in tools {
+            let bin = dir.path().join(set).join("bin");
+            std::fs::create_dir_all(&bin).unwrap();
+            std::fs::write(bin.join(format!("aarch64-unknown-linux-gnu-{tool}")), "").unwrap();
+        }
+        let script = naming
+            .replace(arm["crossCc"].as_str().unwrap(), cc.to_str().unwrap())
+            .replace(arm["crossBintools"].as_str().unwrap(), bintools.to_str().unwrap());
+        let out = dir.path().join("out");
+        let o = Command::new("bash").args(["-euc", &script]).env("out", &out).output().unwrap();
+        (o, out, dir)
+    };
+    let (o, out, dir) =
+        run(&[("cc", "gcc"), ("cc", "cpp"), ("bintools", "objcopy"), ("bintools", "ld")]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let prefix = Arch::Aarch64.binutils_prefix();
+    for (set, tool) in [("cc", "gcc"), ("cc", "cpp"), ("bintools", "objcopy"), ("bintools", "ld")] {
+        let link = std::fs::read_link(out.join("bin").join(format!("{prefix}{tool}"))).unwrap();
+        assert_eq!(
+            link,
+            dir.path().join(set).join("bin").join(format!("aarch64-unknown-linux-gnu-{tool}"))
+        );
+    }
+    let (o, _, _) = run(&[("cc", "gcc"), ("bintools", "ld")]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("aarch64-unknown-linux-gnu-objcopy"), "{err}");
+}
+
+/// The systemd-boot-efi .deb of `deb_arch` in a toolchain lock: (file name, sha256).
+fn locked_stub_deb(lock: &str, deb_arch: &str) -> (String, String) {
+    let text = std::fs::read_to_string(repo().join("pins").join(lock)).unwrap();
+    let lock: toml::Table = toml::from_str(&text).unwrap();
+    let found: Vec<&toml::Table> = lock["package"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_table().unwrap())
+        .filter(|p| p["name"].as_str() == Some("systemd-boot-efi"))
+        .filter(|p| p["arch"].as_str() == Some(deb_arch))
+        .collect();
+    assert_eq!(found.len(), 1, "pins/{lock}: systemd-boot-efi {deb_arch}");
+    let file = found[0]["filename"].as_str().unwrap().rsplit('/').next().unwrap();
+    (file.to_string(), found[0]["sha256"].as_str().unwrap().to_string())
+}
+
+/// The flake's media (efi-image, iso; both architectures) get systemd's stubs from the .deb
+/// the toolchain lock pins, by its hash (nix/efi-stubs.nix), and `assemble --efi-stubs`
+/// points the UKI step there; nixpkgs has no /usr/lib/systemd/boot/efi.
+fn assert_flake_media_use_the_pinned_efi_stubs(stubs: &serde_json::Value) {
+    for (arch, lock, deb_arch) in
+        [("x86_64", "toolchain.lock", "amd64"), ("aarch64", "aarch64.lock", "arm64")]
+    {
+        let s = &stubs[arch];
+        let (file, sha256) = locked_stub_deb(lock, deb_arch);
+        assert_eq!(s["deb"]["name"].as_str().unwrap(), store_file_name(&file), "{arch}");
+        assert_eq!(s["deb"]["outputHash"].as_str().unwrap(), sha256, "{arch}");
+        assert!(
+            s["storePath"].as_str().unwrap().ends_with(&format!("-reprovm-efi-stubs-{arch}")),
+            "{s}"
+        );
+        let build = s["buildScript"].as_str().unwrap();
+        assert!(build.contains(" assemble --efi-stubs \"$efiStubs\" efi-image\n"), "{build}");
+        assert!(s["script"].as_str().unwrap().contains("/usr/lib/systemd/boot/efi/linux"), "{s}");
+    }
 }
 
 /// `nix flake metadata --offline`: flake.lock is complete for flake.nix's inputs (Nix would
@@ -712,6 +841,13 @@ fn nix_builds_match_the_xtask_and_boot() {
             add.arg(&named);
         }
     }
+    // The media's UEFI stubs come from the pinned systemd-boot-efi .deb (nix/efi-stubs.nix),
+    // which the toolchain's materialisation has put in the download cache.
+    let (file, sha256) = locked_stub_deb("toolchain.lock", "amd64");
+    let deb = seed.path().join(store_file_name(&file));
+    std::fs::hard_link(repo().join("out/cache/sha256").join(&sha256), &deb)
+        .unwrap_or_else(|e| panic!("{file} ({sha256}) from the download cache: {e}"));
+    add.arg(&deb);
     assert!(add.status().unwrap().success(), "nix-store --add-fixed failed");
 
     // 1. Build the packages with Nix.
