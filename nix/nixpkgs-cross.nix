@@ -33,13 +33,15 @@
   inherit (cross.stdenv) cc;
   nixPrefix = cc.targetPrefix;
 
-  # Debian's names for nixpkgs' cross tools. A name in both directories fails the build
-  # rather than pick one silently.
+  # Debian's names for nixpkgs' cross tools. The compiler wrapper's bin/ already links every
+  # binutils name (cc-wrapper's installPhase); the binutils wrapper's own are a fallback for
+  # a name it lacks, so the compiler wrapper's link wins where both have one.
   debianToolNames = pkgs.runCommand "reprovm-${targetArch}-tool-names" {} ''
     mkdir -p $out/bin
     for tool in ${cc}/bin/${nixPrefix}* ${cc.bintools}/bin/${nixPrefix}*; do
       name=''${tool##*/}
-      ln -s "$tool" "$out/bin/${target.debianPrefix}''${name#${nixPrefix}}"
+      link="$out/bin/${target.debianPrefix}''${name#${nixPrefix}}"
+      [ -e "$link" ] || ln -s "$tool" "$link"
     done
     [ -e "$out/bin/${target.debianPrefix}gcc" ] && [ -e "$out/bin/${target.debianPrefix}objcopy" ] || {
       echo "no ${nixPrefix}gcc or ${nixPrefix}objcopy in ${cc} / ${cc.bintools}" >&2
