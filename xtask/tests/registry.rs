@@ -495,7 +495,7 @@ fn pull_keeps_only_true_referrers() {
 }
 
 /// 9. `pull` of a multi-architecture tag (an image index) takes every platform's manifest
-///    with its blobs, each checked, and refuses an index that lists a nested index, more than
+///    with its blobs, each checked, and the index's own referrers, and refuses an index that lists a nested index, more than
 ///    16 manifests, or a manifest of another size than it says; a refused pull leaves nothing.
 #[test]
 fn pull_takes_an_image_index_and_refuses_a_lying_one() {
@@ -527,6 +527,26 @@ fn pull_takes_an_image_index_and_refuses_a_lying_one() {
     };
     let good =
         put_index("multi", vec![entry(&amd, "amd64", manifest), entry(&arm, "arm64", manifest)]);
+    // An artifact about the index as a whole (a signature, say), in the index's referrers.
+    let about_index = {
+        let mut st = reg.state.lock().unwrap();
+        let empty = st.put_blob(b"{}".to_vec());
+        let sig = st.put_blob(b"signature".to_vec());
+        let m = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": manifest,
+            "artifactType": "application/x.index-signature",
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2},
+            "layers": [{"mediaType": "application/octet-stream", "digest": sig, "size": 9}],
+            "subject": {"mediaType": "application/vnd.oci.image.index.v1+json", "digest": good, "size": 1},
+        });
+        let d = st.put_manifest("img", "sig", serde_json::to_vec(&m).unwrap());
+        let referrers = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
+            {"mediaType": manifest, "digest": d, "size": 1, "artifactType": "application/x.index-signature"},
+        ]});
+        st.put_manifest("img", &good.replace(':', "-"), serde_json::to_vec(&referrers).unwrap());
+        d
+    };
     put_index(
         "nested",
         vec![entry(&(good.clone(), 1), "amd64", "application/vnd.oci.image.index.v1+json")],
@@ -550,6 +570,8 @@ fn pull_takes_an_image_index_and_refuses_a_lying_one() {
         serde_json::from_slice(&std::fs::read(dest.join("index.json")).unwrap()).unwrap();
     assert_eq!(index["manifests"][0]["digest"], good.as_str(), "{text}");
     assert_eq!(index["manifests"][0]["mediaType"], "application/vnd.oci.image.index.v1+json");
+    assert_eq!(index["manifests"][1]["digest"], about_index.as_str(), "{text}");
+    assert_eq!(index["manifests"][1]["artifactType"], "application/x.index-signature");
     for (d, _) in [&amd, &arm] {
         assert!(dest.join("blobs/sha256").join(d.trim_start_matches("sha256:")).is_file(), "{d}");
     }

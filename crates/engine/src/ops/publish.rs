@@ -311,8 +311,9 @@ fn sweep_pulls(parent: &reprovm_fs::beneath::Dir) -> Result<()> {
     Ok(())
 }
 
-/// Pull `reference` (its manifest, config and layers, and the artifacts that refer to it)
-/// into a new layout at `dir`.
+/// Pull `reference` (its manifest, config and layers, and the artifacts that refer to it; for
+/// an image index, every platform's manifest and the artifacts that refer to the index or to
+/// any of them) into a new layout at `dir`.
 fn pull(reg: &Registry, reference: &Reference, dir: &Path) -> Result<()> {
     if std::fs::symlink_metadata(dir).is_ok() {
         bail!("{} exists; pull writes a new layout", dir.display());
@@ -343,9 +344,15 @@ fn pull(reg: &Registry, reference: &Reference, dir: &Path) -> Result<()> {
             None => vec![main_d.clone()],
         };
         // Artifacts that refer to each image, through the referrers tag schema: only those
-        // whose subject is that image, each once.
+        // whose subject is that image, each once. An image index is a subject too (a
+        // signature or an SBOM of the multi-architecture image as a whole).
+        let subjects = if main_d.media_type == spec::INDEX {
+            [vec![main_d.clone()], images].concat()
+        } else {
+            images
+        };
         let mut kept = BTreeSet::new();
-        for image in &images {
+        for image in &subjects {
             let referrers_tag = image.digest.replace(':', "-");
             let Some(referrers) = referrers_index(reg, &reference.at_tag(&referrers_tag))? else {
                 continue;
