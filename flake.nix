@@ -120,17 +120,26 @@
         names);
     # NAME -> NAME-ARCH for every attribute of `set`.
     suffixed = arch: set: lib.mapAttrs' (name: lib.nameValuePair "${name}-${arch}") set;
-    # The cross-built targets of x86_64-linux (none elsewhere): `f arch recipes` for each arch.
+    # The cross-built targets of x86_64-linux (none elsewhere): `f recipes` for each arch,
+    # its names suffixed.
     crossFor = system: pkgs: f:
       if system == "x86_64-linux"
-      then lib.foldl' (acc: arch: acc // suffixed arch (f arch (archRecipesFor pkgs arch))) {} crossArchs
+      then lib.foldl' (acc: arch: acc // suffixed arch (f (archRecipesFor pkgs arch))) {} crossArchs
       else {};
+    # The packages `names` of a recipe set and their reproducibility checks (reproducible-NAME).
+    checksOf = pkgs: p: names:
+      only names p.packages
+      // import ./nix/checks.nix {
+        inherit pkgs names;
+        inherit (p) packages rebuilt;
+        xtask = xtaskFor pkgs;
+      };
   in {
     lib.recipes = import ./nix/recipe.nix;
 
     packages = forAll (system: pkgs:
       only (namesFor system) (recipesFor pkgs).packages
-      // crossFor system pkgs (_: p: only publishedNames p.packages)
+      // crossFor system pkgs (p: only publishedNames p.packages)
       // {
         xtask = xtaskFor pkgs;
         reprovm = appFor pkgs;
@@ -159,24 +168,9 @@
     # the two (reproducible-NAME, with `xtask diff` explaining any difference), on x86_64-linux
     # the arm64 ones too (NAME-aarch64, reproducible-NAME-aarch64). The kernel checks repeat a
     # long build; one alone: `nix build .#checks.x86_64-linux.reproducible-busybox`.
-    checks = forAll (system: pkgs: let
-      p = recipesFor pkgs;
-    in
-      only (namesFor system) p.packages
-      // import ./nix/checks.nix {
-        inherit pkgs;
-        inherit (p) packages rebuilt;
-        xtask = xtaskFor pkgs;
-        names = namesFor system;
-      }
-      // crossFor system pkgs (_: a:
-        only publishedNames a.packages
-        // import ./nix/checks.nix {
-          inherit pkgs;
-          inherit (a) packages rebuilt;
-          xtask = xtaskFor pkgs;
-          names = publishedNames;
-        })
+    checks = forAll (system: pkgs:
+      checksOf pkgs (recipesFor pkgs) (namesFor system)
+      // crossFor system pkgs (p: checksOf pkgs p publishedNames)
       // {
         # Every recipe's pins evaluate (the same check xtask/tests/nix.rs runs offline).
         recipes-eval = pkgs.runCommand "reprovm-recipes-eval" {} ''

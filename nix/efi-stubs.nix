@@ -5,7 +5,8 @@
 # nixpkgs' own systemd has another version's stub, with another section layout.
 #
 # Uses fetchurl, runCommand and (if the set has it) dpkg from `pkgs`; the pinned-toolchain
-# set of the tests has dpkg-deb on its PATH, so the full tier builds this very expression.
+# set of the tests has dpkg-deb on its PATH, so the full tier builds this very expression for
+# x86_64 (the x64 stub) and compares the media made with it to the xtask's.
 {
   pkgs,
   pinsDir,
@@ -21,7 +22,7 @@
       debArch = "arm64";
     };
   };
-  locked = locks.${targetArch} or (throw "nix/efi-stubs.nix: no UEFI stub is pinned for targetArch = \"${targetArch}\"");
+  locked = locks.${targetArch} or (throw "nix/efi-stubs.nix: no UEFI stub is pinned for targetArch = \"${targetArch}\"; add that architecture's lock and systemd-boot-efi to `locks` here");
   deb = pkgs.fetchurl ((import ./recipe.nix).lockedDebArgs locked.lock "systemd-boot-efi" locked.debArch);
 in
   pkgs.runCommand "reprovm-efi-stubs-${targetArch}" {

@@ -10,16 +10,20 @@
 # the root file system and the ext4 image the same way (and check [kconfig] the same way).
 #
 # Only builtins and these attributes of `pkgs` are used, so any package set that provides
-# them works: fetchurl, stdenv.mkDerivation, writeText, and tool packages by name (missing
-# ones are skipped). nixpkgs is one such set; tests/nix/pinned-toolchain-pkgs.nix is another.
+# them works: fetchurl, stdenv.mkDerivation, writeText, library packages by name and tool
+# packages by name from `buildPackages` if the set has one (nixpkgs' cross sets), else from
+# the set itself (missing ones are skipped). nixpkgs is one such set, nix/nixpkgs-cross.nix
+# another; tests/nix/pinned-toolchain-pkgs.nix is a third.
 #
 # `recipesDir` is the recipes directory as a path (each derivation gets its own slice of it).
 #
 # `targetArch` is reprovm's target architecture (`x86_64`, the default, or `aarch64`), as the
 # xtask's `--arch`: recipes get their [arch.NAME] table merged and `xtask assemble` the same
 # flag. The package set must then provide that architecture's cross tools under the recipes'
-# names (aarch64-linux-gnu-gcc, ...) and its libraries at Debian's multiarch paths, as the
-# pinned aarch64 toolchain root does (tests/nix/pinned-toolchain-pkgs.nix over it).
+# names (aarch64-linux-gnu-gcc, ...) and its libraries where those tools find them: the
+# pinned aarch64 toolchain root has them at Debian's multiarch paths
+# (tests/nix/pinned-toolchain-pkgs.nix over it), nix/nixpkgs-cross.nix through nixpkgs'
+# cross compiler wrapper.
 #
 # Returns { packages = { NAME = drv; }; rebuilt = { NAME = drv; }; baseEnv; } where `rebuilt.NAME`
 # builds NAME again from the same inputs (the same dependency derivations) as a separate
@@ -55,14 +59,16 @@
 
   concatMap = f: l: builtins.concatStringsSep "" (map f l);
   shellArg = s: "'" + builtins.replaceStrings ["'"] ["'\\''"] s + "'";
-  pick = names: builtins.filter (p: p != null) (map (n: pkgs.${n} or null) names);
+  # The packages `names` of `set` that it has.
+  pickFrom = set: names: builtins.filter (p: p != null) (map (n: set.${n} or null) names);
+  pick = pickFrom pkgs;
 
   # Tools run on the build machine, libraries are linked into the target's programs. With
   # one package set for both (x86_64 over nixpkgs, the pinned toolchain root) the two are the
   # same set; a cross set (nix/nixpkgs-cross.nix) has its build machine's in `buildPackages`,
   # as nixpkgs' own cross sets do.
   buildPkgs = pkgs.buildPackages or pkgs;
-  pickBuild = names: builtins.filter (p: p != null) (map (n: buildPkgs.${n} or null) names);
+  pickBuild = pickFrom buildPkgs;
   tools = pickBuild ["bc" "bison" "flex" "perl" "elfutils" "openssl" "kmod" "cpio" "pkg-config" "python3" "which" "file" "rsync"];
   libs = pick ["libxcrypt" "zlib" "libmnl" "libcap" "ncurses" "elfutils" "openssl"];
   imageTools = pickBuild [
@@ -94,7 +100,7 @@
   withStubs = r: isMedia r && efiStubs != null;
 
   # Recipes with steps the xtask runs itself between configure and script.
-  isAssembled = r: r ? rootfs || r ? image || r ? kconfig || r ? oci || r ? initramfs || r ? uefi || r ? iso;
+  isAssembled = r: r ? rootfs || r ? image || r ? kconfig || r ? oci || r ? initramfs || isMedia r;
 
   # The slice of the recipes directory one recipe's derivation sees: the TOML, files,
   # fragments and overlays of every recipe in its dependency closure (which `xtask assemble`

@@ -57,7 +57,7 @@ let
     p =
       if builtins.length found == 1
       then builtins.head found
-      else throw "${toString lockFile}: expected one package ${name} for ${arch}, found ${toString (builtins.length found)}";
+      else throw "${toString lockFile}: expected one package ${name} for ${arch}, found ${toString (builtins.length found)}; list it in the lock's toolchain/*.toml and run `cargo xtask toolchain lock`";
   in {
     name = storeFileName (baseNameOf p.filename);
     inherit (p) sha256;

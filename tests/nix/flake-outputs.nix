@@ -183,14 +183,20 @@ in {
   # The media's UEFI stubs, per architecture: the package's `efiStubs`, the .deb it unpacks
   # (name and pinned hash) and the script.
   efiStubs = let
-    of = p: {
+    ofImage = p: {
       script = builtins.elemAt p.efiStubs.args 1;
       storePath = "${p.efiStubs}";
       deb = {inherit (p.efiStubs.deb) name outputHash;};
       buildScript = builtins.elemAt p.args 1;
     };
+    of = suffix:
+      {
+        isoScript = builtins.elemAt x86."iso${suffix}".args 1;
+        hdImageHasStubs = x86."hd-image${suffix}" ? efiStubs;
+      }
+      // ofImage x86."efi-image${suffix}";
   in {
-    x86_64 = of x86.efi-image;
-    aarch64 = of x86.efi-image-aarch64;
+    x86_64 = of "";
+    aarch64 = of "-aarch64";
   };
 }

@@ -200,3 +200,36 @@ fn assemble_runs_rootfs_then_image_in_one_recipe() {
     // The mke2fs step ran: an image, or (with e2fsprogs < 1.47.1 on this host) its refusal.
     assert!(out.join("hd.img").is_file() || err.contains("e2fsprogs >= 1.47.1 is needed"), "{err}");
 }
+
+/// `--efi-stubs DIR` (a builder's own copy of systemd's UEFI stubs, as the flake over nixpkgs
+/// has them) must hold the stub of the architecture assembled, or the command stops at once
+/// naming the file, before any step runs.
+#[test]
+fn assemble_refuses_efi_stubs_without_the_architectures_stub() {
+    let t = tempfile::tempdir().unwrap();
+    let stubs = t.path().join("stubs");
+    fs::create_dir(&stubs).unwrap();
+    fs::write(stubs.join("linuxx64.efi.stub"), b"MZ").unwrap();
+    let run = |arch: &str| {
+        let mut c = xtask();
+        c.args(["--arch", arch, "assemble", "efi-image", "--efi-stubs"])
+            .arg(&stubs)
+            .arg("--build-dir")
+            .arg(t.path().join("build"))
+            .arg("--out")
+            .arg(t.path().join(format!("out-{arch}")));
+        c.output().unwrap()
+    };
+    // x86_64's stub is there: past the check, stopped at the first missing dependency.
+    let o = run("x86_64");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("dependency `") && err.contains("is missing"),
+        "{err}"
+    );
+    // aarch64's is not.
+    let o = run("aarch64");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("no linuxaa64.efi.stub there"), "{err}");
+    assert!(!t.path().join("out-aarch64").exists(), "a refused assemble left its output directory");
+}

@@ -517,6 +517,10 @@ fn assert_flake_media_use_the_pinned_efi_stubs(stubs: &serde_json::Value) {
         );
         let build = s["buildScript"].as_str().unwrap();
         assert!(build.contains(" assemble --efi-stubs \"$efiStubs\" efi-image\n"), "{build}");
+        let iso = s["isoScript"].as_str().unwrap();
+        assert!(iso.contains(" assemble --efi-stubs \"$efiStubs\" iso\n"), "{iso}");
+        // Only the media see the stubs: a stub change must not rebuild the rest.
+        assert_eq!(s["hdImageHasStubs"], false, "{arch}");
         assert!(s["script"].as_str().unwrap().contains("/usr/lib/systemd/boot/efi/linux"), "{s}");
     }
 }

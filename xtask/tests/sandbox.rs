@@ -79,6 +79,9 @@ fn sandbox_blocks_network_host_files_writes_processes() {
     // Nothing written inside reached the host's /tmp, and no process outlived the build.
     assert!(!std::env::temp_dir().join(&marker).exists());
     std::thread::sleep(Duration::from_millis(300));
+    // The process looked for is the fixture's own sleep (its argv as the shell execs it).
+    let fixture = fs::read_to_string(support::repo().join("tests/fixtures/sandbox/slow.toml"));
+    assert!(fixture.unwrap().contains("\nsleep 60.0125\n"), "the fixture's marker changed");
     for e in fs::read_dir("/proc").unwrap().flatten() {
         if let Ok(cmd) = fs::read(e.path().join("cmdline")) {
             assert!(

@@ -31,7 +31,8 @@ impl AssembleArgs {
             build_dir: self.build_dir,
             sysroot: self.sysroot,
             out: self.out,
-            efi_stubs: self.efi_stubs,
+            // Scripts run in the build directory: a relative path means where we were.
+            efi_stubs: self.efi_stubs.map(std::path::absolute).transpose()?,
         };
         opts.run(&ctx.project)?;
         Ok(0)

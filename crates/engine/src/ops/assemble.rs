@@ -67,6 +67,17 @@ impl AssembleOptions {
         if crate::model::step_versions::of(r).is_empty() && r.kconfig.is_none() {
             bail!("{}: `assemble` is for recipes with engine steps ([kconfig], [rootfs], [image], [initramfs], [uefi], [iso], [oci]); this one is a plain script", l.path.display());
         }
+        if let Some(dir) = &self.efi_stubs {
+            let stub = crate::steps::media::efi_stub(dir, project.arch);
+            if !stub.is_file() {
+                bail!(
+                    "--efi-stubs {}: no {} there; name the directory holding systemd-boot-efi's stubs (usr/lib/systemd/boot/efi of its .deb for {})",
+                    dir.display(),
+                    stub.file_name().unwrap_or_default().to_string_lossy(),
+                    project.arch.name()
+                );
+            }
+        }
         let deps: BTreeMap<String, PathBuf> =
             r.deps.iter().map(|d| (d.clone(), self.build_dir.join("deps").join(d))).collect();
         for (d, p) in &deps {
