@@ -4,8 +4,8 @@
 
 use crate::commands::{
     assemble, attest, audit, bench, boot_test, build, cache, cluster_test, diff, fetch, gc,
-    menuconfig, multiarch, nix, pin, plan, pull, push, run, sandbox_exec, tool, toolchain, vagrant,
-    values,
+    menuconfig, multiarch, nix, pin, plan, pull, push, run, sandbox_exec, store, tool, toolchain,
+    vagrant, values,
 };
 use anyhow::{bail, Result};
 use clap::{CommandFactory, Parser, Subcommand};
@@ -134,6 +134,9 @@ pub enum Command {
     /// Remove store entries, cache files and toolchains that the pins and the last builds do
     /// not reach (`--dry-run` lists them).
     Gc(gc::GcArgs),
+    /// The store: `verify` hashes every entry against its manifest (`--repair` makes the
+    /// damaged ones again).
+    Store(store::StoreArgs),
     /// Run a program of the pinned Nix (pins/nix.lock: Debian trixie's Nix 2.26), e.g.
     /// `cargo xtask nix nix-build -A kernel`, without installing it or touching the host's libc.
     Nix(nix::NixArgs),
@@ -198,6 +201,7 @@ pub fn run() -> Result<i32> {
         Command::Multiarch(args) => args.run(&mut ctx),
         Command::Cache(args) => args.run(&ctx),
         Command::Gc(args) => args.run(&ctx),
+        Command::Store(args) => args.run(&mut ctx),
         Command::Bench(args) => args.run(&ctx),
         Command::Completions { shell } => {
             clap_complete::generate(

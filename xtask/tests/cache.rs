@@ -209,21 +209,23 @@ fn substitutes_verify_refuse_and_fall_back() {
     // The registry shares blobs between repositories: put the original back.
     std::fs::write(&blob, original).unwrap();
 
-    // An entry whose tree is not what its manifest says (pushed from a store altered after
-    // the build): the signature is fine, the unpacked output hash is not.
+    // A store altered after the build: push refuses the entry with the file named, and the
+    // registry gets nothing of it (the registry suite checks that a substituter refuses such
+    // an entry all the same, signed or not: `a_signed_layer_that_is_not_its_output_is_refused`).
     let altered = store_out(&out("a"), "base").join("out/share/data");
-    let mut perms = std::fs::metadata(&altered).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
-    std::fs::set_permissions(&altered, perms).unwrap();
-    std::fs::write(&altered, "altered\n").unwrap();
-    ok(
+    let honest = std::fs::read(&altered).unwrap();
+    support::scribble(&altered, b"altered\n");
+    let (good, text) = x(
         &r,
         &out("a"),
         &["cache", "push", &repo("mismatch"), "base", "--sign-key", ci.to_str().unwrap()],
     );
-    let (good, text) = build_from("g", &repo("mismatch"), &trust(&ci_pub));
-    assert!(good && text.contains("the unpacked output hashes to"), "{text}");
-    store_is_clean(&out("g"));
+    assert!(!good && text.contains("is damaged: out/share/data"), "{text}");
+    assert!(
+        !reg.storage.join("docker/registry/v2/repositories/mismatch").exists(),
+        "a damaged entry reached the registry"
+    );
+    support::scribble(&altered, &honest);
 
     // The registry goes away in the middle of a blob: refused, built here, nothing left over.
     ok(&r, &out("b"), &["cache", "push", &repo("cut"), "top", "--sign-key", ci.to_str().unwrap()]);
@@ -420,4 +422,83 @@ fn a_fresh_machine_takes_hd_image_and_its_sources_from_the_cache() {
         manifest(Path::new(here.trim())),
         "a toolchain from the cache's .debs differs"
     );
+}
+
+/// The store keeps what it committed (fast tier). Entries are sealed read-only. One byte
+/// changed in a store file (same size: only its change time shows it) is named by the build of
+/// a dependent target, by `cache push` (which sends nothing of it) and by `store verify`;
+/// `store verify --repair` makes the entry again, to its recorded bytes, and then all is as
+/// before: the build is a cache hit and the push goes through.
+#[test]
+fn a_damaged_store_entry_is_named_never_used_nor_published_and_repaired() {
+    let t = tempfile::tempdir().unwrap();
+    let r = recipes(t.path());
+    let out = t.path().join("out");
+    ok(&r, &out, &["build", "top"]);
+    let entry = store_out(&out, "base");
+    for p in ["", "manifest.json", "out", "out/share", "out/share/data"] {
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(entry.join(p)).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o222, 0, "{p} of a committed entry is writable ({mode:o})");
+    }
+    let data = entry.join("out/share/data");
+    let honest = std::fs::read(&data).unwrap();
+    let mut damaged = honest.clone();
+    damaged[0] ^= 0x20;
+    support::scribble(&data, &damaged);
+
+    let (good, text) = x(&r, &out, &["build", "top"]);
+    assert!(!good, "a damaged dependency was used:\n{text}");
+    assert!(
+        text.contains("is damaged: out/share/data: hashes to") && text.contains("--repair"),
+        "{text}"
+    );
+
+    let reg = support::registry::FakeRegistry::start();
+    let key = t.path().join("ci.key");
+    ok(&r, &out, &["cache", "keygen", key.to_str().unwrap()]);
+    let (good, text) = x(
+        &r,
+        &out,
+        &["cache", "push", &reg.repo("cache"), "top", "--sign-key", key.to_str().unwrap()],
+    );
+    assert!(!good && text.contains("is damaged: out/share/data"), "{text}");
+    let writes = reg.requests.lock().unwrap().iter().filter(|q| q.method != "GET").count();
+    assert_eq!(writes, 0, "a damaged entry reached the registry");
+
+    let (good, text) = x(&r, &out, &["store", "verify"]);
+    assert!(!good, "store verify passed a damaged entry:\n{text}");
+    let name = entry.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(text.contains(&format!("DAMAGED {name}")), "{text}");
+    assert!(text.contains("out/share/data: hashes to"), "{text}");
+    assert!(text.contains("1 DAMAGED"), "{text}");
+    let o = support::xtask()
+        .args(["--host-toolchain", "--recipes"])
+        .arg(&r)
+        .arg("--out")
+        .arg(&out)
+        .args(["store", "verify", "--json"])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["entries"], 2, "{report}");
+    assert_eq!(report["damaged"][0]["problems"][0]["path"], "out/share/data", "{report}");
+
+    let repaired = ok(&r, &out, &["store", "verify", "--repair"]);
+    assert!(
+        repaired.contains("repaired: base (x86_64) made again, to the bytes its manifest recorded")
+            && repaired.contains("1 damaged, all repaired"),
+        "{repaired}"
+    );
+    assert_eq!(std::fs::read(store_out(&out, "base").join("out/share/data")).unwrap(), honest);
+    assert!(ok(&r, &out, &["store", "verify"]).contains("all intact"));
+    let again = ok(&r, &out, &["build", "top"]);
+    assert!(again.contains("cached base") && again.contains("cached top"), "{again}");
+    let pushed = ok(
+        &r,
+        &out,
+        &["cache", "push", &reg.repo("cache"), "top", "--sign-key", key.to_str().unwrap()],
+    );
+    assert!(pushed.contains("2 entries pushed"), "{pushed}");
 }

@@ -177,24 +177,63 @@ fn a_forged_config_breaks_the_signature() {
     store_is_clean(&f.out("b"));
 }
 
-/// 1. A config that lies although the signature holds (a signer that signs what its store
-///    says, and its store was altered after the build): the manifest.json stored is computed
-///    from the verified tree, and the registry's copy must be it, so the lie is refused.
+/// 1. A config that lies although the signature holds (a signer whose key signs whatever it
+///    is given): the manifest.json stored is computed from the verified tree, and the
+///    registry's copy must be it, so the lie is refused. The signer's own `cache push` would not
+///    have sent it: its store's manifest.json, altered, is refused there with the file named.
 #[test]
 fn a_signed_config_that_lies_about_the_tree_is_refused() {
     let f = Fixture::new(false);
     let entry = store_out(&f.out("a"), "base");
     let path = entry.join("manifest.json");
-    let mut perms = std::fs::metadata(&path).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
-    std::fs::set_permissions(&path, perms).unwrap();
-    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let honest = std::fs::read(&path).unwrap();
+    let mut m: serde_json::Value = serde_json::from_slice(&honest).unwrap();
     m["files"].as_array_mut().unwrap().push(serde_json::json!({
         "path": "share/extra", "kind": "file", "mode": 420, "size": 1, "sha256": "0".repeat(64)
     }));
-    std::fs::write(&path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    let lie = serde_json::to_vec_pretty(&m).unwrap();
+    // The store's copy altered: push refuses it, naming the manifest, and sends nothing.
+    support::scribble(&path, &lie);
     let repo = f.reg.repo("lies");
-    f.ok("a", &["cache", "push", &repo, "base", "--sign-key", f.key.to_str().unwrap()]);
+    let before = f.reg.requests.lock().unwrap().len();
+    let (good, text) =
+        f.x("a", &["cache", "push", &repo, "base", "--sign-key", f.key.to_str().unwrap()]);
+    assert!(!good && text.contains("is damaged: out/share/extra: is missing"), "{text}");
+    let puts = f.reg.requests.lock().unwrap()[before..]
+        .iter()
+        .filter(|r| r.method == "PUT" || r.method == "POST")
+        .count();
+    assert_eq!(puts, 0, "a damaged entry reached the registry");
+    support::scribble(&path, &honest);
+    // A registry document signed over the lying config, as a careless signer would make it.
+    let ih = f.input_hash("base");
+    let mut doc = f.document("base");
+    let lie_digest = f.reg.state.lock().unwrap().put_blob(lie.clone());
+    doc["config"]["digest"] = lie_digest.clone().into();
+    doc["config"]["size"] = lie.len().into();
+    let a = doc["annotations"].clone();
+    let get = |k: &str| a[k].as_str().unwrap().to_string();
+    let key = reprovm::steps::substitution::keys::SecretKey::load(&f.key).unwrap();
+    let (name, version, output_hash) =
+        (get("dev.reprovm.name"), get("dev.reprovm.version"), get("dev.reprovm.output-hash"));
+    let (layer_digest, layer_size) = (
+        doc["layers"][0]["digest"].as_str().unwrap().to_string(),
+        doc["layers"][0]["size"].as_u64().unwrap(),
+    );
+    use reprovm::steps::substitution::entry::{signed_message, Signed, SIGNATURE};
+    let message = signed_message(&Signed {
+        name: &name,
+        version: &version,
+        input_hash: &ih,
+        output_hash: &output_hash,
+        config_digest: &lie_digest,
+        config_size: lie.len() as u64,
+        layer_digest: &layer_digest,
+        layer_size,
+        tar_size: get("dev.reprovm.tar-size").parse().unwrap(),
+    });
+    doc["annotations"][SIGNATURE] = key.sign(&message).into();
+    f.reg.state.lock().unwrap().put_manifest("lies", &ih, serde_json::to_vec(&doc).unwrap());
     let key = f.key.with_extension("pub");
     let (good, text) = f
         .x("b", &["--substituter", &repo, "--trusted-key", key.to_str().unwrap(), "build", "base"]);
@@ -638,4 +677,405 @@ fn pull_streams_large_blobs_and_sweeps_what_killed_pulls_left() {
 fn base64_encode(data: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+/// The size in bytes of every file below `dir` (a sample of how much a command has written).
+fn tree_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => todo.push(e.path()),
+                Ok(m) => total += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
+
+/// Run `c`, sampling how many bytes `watched` holds as it runs: (success, text, peak growth).
+fn with_peak_growth(c: &mut Command, watched: &Path) -> (bool, String, u64) {
+    let before = tree_bytes(watched);
+    let child = c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (flag, dir) = (done.clone(), watched.to_path_buf());
+    let sampler = std::thread::spawn(move || {
+        let mut peak = 0;
+        while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+            peak = peak.max(tree_bytes(&dir));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        peak
+    });
+    let o = child.wait_with_output().unwrap();
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let peak = sampler.join().unwrap();
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    (o.status.success(), text, peak.saturating_sub(before))
+}
+
+/// A gzip'd tar holding one file `share/data` of `len` zero bytes (a decompression bomb).
+fn bomb(len: u64) -> Vec<u8> {
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let mut tar = tar::Builder::new(gz);
+    let mut h = tar::Header::new_gnu();
+    h.set_size(len);
+    h.set_mode(0o644);
+    h.set_entry_type(tar::EntryType::Regular);
+    tar.append_data(&mut h, "share/data", std::io::Read::take(std::io::repeat(0), len)).unwrap();
+    tar.into_inner().unwrap().finish().unwrap()
+}
+
+/// 2. `audit --against` bounds an unsigned entry like substitution bounds a signed one: a
+///    layer or tar declaring more than this machine's rebuild could take is refused before a
+///    byte of it is read, and a bomb that declares a small tar is stopped at that size while
+///    it streams; out/ grows by at most the limit, and nothing is left.
+#[test]
+fn audit_against_bounds_what_an_unsigned_entry_may_write() {
+    let f = Fixture::new(false);
+    let ih = f.input_hash("base");
+    let honest = f.document("base");
+    let against = ["audit", "base", "--against", &f.reg.repo("cache")];
+    let audit_dir = f.out("a").join("audit");
+
+    // A layer declaring 4 GiB (served endlessly, were it asked for).
+    let mut doc = honest.clone();
+    let big = format!("sha256:{}", "4".repeat(64));
+    doc["layers"][0]["digest"] = big.clone().into();
+    doc["layers"][0]["size"] = (4u64 << 30).into();
+    f.reg.state.lock().unwrap().put_manifest("cache", &ih, serde_json::to_vec(&doc).unwrap());
+    f.reg.hostile(move |req: &Request, _| {
+        req.path().ends_with(&format!("/blobs/{}", "4".repeat(64))).then(|| Response {
+            status: 200,
+            headers: Vec::new(),
+            body: Body::Endless { byte: 0, len: 4 << 30 },
+            content_length: None,
+        })
+    });
+    let (good, text, grew) = with_peak_growth(&mut f.command("a", &against), &audit_dir);
+    eprintln!("a layer declaring 4 GiB: out/audit grew by at most {grew} bytes");
+    assert!(!good, "{text}");
+    assert!(text.contains("its layer declares 4294967296 bytes, more than the"), "{text}");
+    assert!(text.contains("not downloaded") && text.contains("refused:"), "{text}");
+    assert!(!text.contains("has no entry"), "{text}");
+    assert!(f.reg.requests_to(&big).is_empty(), "the oversized layer was asked for");
+    f.reg.honest();
+
+    // A bomb: 512 MiB of zeros in a ~0.5 MB layer, whose tar size says 1 MiB.
+    let layer = bomb(512 << 20);
+    let layer_len = layer.len() as u64;
+    let digest = f.reg.state.lock().unwrap().put_blob(layer);
+    let mut doc = honest.clone();
+    doc["layers"][0]["digest"] = digest.into();
+    doc["layers"][0]["size"] = layer_len.into();
+    doc["annotations"]["dev.reprovm.tar-size"] = (1u64 << 20).to_string().into();
+    f.reg.state.lock().unwrap().put_manifest("cache", &ih, serde_json::to_vec(&doc).unwrap());
+    let (good, text, grew) = with_peak_growth(&mut f.command("a", &against), &audit_dir);
+    eprintln!(
+        "a {layer_len}-byte layer unpacking to 512 MiB, declared 1 MiB: out/audit grew by at most {grew} bytes"
+    );
+    assert!(!good && text.contains("it unpacks to more than the 1048576 bytes declared"), "{text}");
+    assert!(grew < (2 << 20) + (256 << 10), "out/audit grew by {grew} bytes");
+
+    // And the tar declared as it is: refused before it is read.
+    doc["annotations"]["dev.reprovm.tar-size"] = ((512u64 << 20) + 2048).to_string().into();
+    f.reg.state.lock().unwrap().put_manifest("cache", &ih, serde_json::to_vec(&doc).unwrap());
+    let (good, text) = f.x("a", &against);
+    assert!(!good && text.contains("its tar declares 536872960 bytes, more than the"), "{text}");
+    let left: Vec<String> = std::fs::read_dir(&audit_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with("-last-logs"))
+        .collect();
+    assert!(left.is_empty(), "left in out/audit: {left:?}");
+}
+
+/// 4. kill -9 while `audit --against` downloads leaves its temporary tree under out/audit,
+///    named by the process; `gc` lists it, and the next audit removes it.
+#[test]
+fn a_killed_audit_download_is_swept_by_the_next_run() {
+    let f = Fixture::new(false);
+    let layer = f.document("base")["layers"][0]["digest"].as_str().unwrap().to_string();
+    let bytes = f.reg.state.lock().unwrap().blobs[&layer].clone();
+    f.reg.hostile(move |req: &Request, _| {
+        (req.method == "GET" && req.path().ends_with(&layer)).then(|| Response {
+            status: 200,
+            headers: Vec::new(),
+            body: Body::Drip { data: bytes.clone(), every: Duration::from_millis(500) },
+            content_length: None,
+        })
+    });
+    let mut child = f
+        .command("a", &["audit", "base", "--against", &f.reg.repo("cache")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let tree = f.out("a").join(format!("audit/base-cache-{}", child.id()));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !tree.exists() {
+        assert!(Instant::now() < deadline, "the audit never started its download");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(tree.exists(), "nothing to sweep: the test did not kill it mid-download");
+    let listed = f.ok("a", &["gc", "--dry-run"]);
+    let name = tree.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(listed.contains(&format!("would remove audit tree {name} (")), "{listed}");
+    f.reg.honest();
+    let (_, text) = f.x("a", &["audit", "base", "--against", &f.reg.repo("cache")]);
+    assert!(text.contains("left by an interrupted audit"), "{text}");
+    assert!(!tree.exists(), "the next audit left {}", tree.display());
+}
+
+/// An image `img:TAG` in `reg` (an empty config and one small layer); its digest.
+fn small_image(reg: &FakeRegistry, tag: &str) -> String {
+    let mut st = reg.state.lock().unwrap();
+    let config = st.put_blob(b"{}".to_vec());
+    let layer = st.put_blob(b"layer bytes".to_vec());
+    let m = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": config, "size": 2},
+        "layers": [{"mediaType": "application/octet-stream", "digest": layer, "size": 11}],
+    });
+    st.put_manifest("img", tag, serde_json::to_vec(&m).unwrap())
+}
+
+fn pull(reg: &FakeRegistry, tag: &str, dest: &Path, extra: &[&str]) -> (bool, String) {
+    support::captured(
+        support::xtask()
+            .args(["pull", &format!("{}/img:{tag}", reg.addr)])
+            .arg(dest)
+            .arg("--plain-http")
+            .args(extra),
+    )
+}
+
+/// 8. A referrers list that repeats one unrelated digest 3,000 times costs one fetch of it;
+///    one that names 3,000 digests costs at most the cap of 64 fetches, with a warning; a
+///    listed referrer the registry cannot serve is skipped with a warning; the pull succeeds
+///    with the true referrer kept.
+#[test]
+fn referrers_are_fetched_once_each_and_capped() {
+    let reg = FakeRegistry::start();
+    let main = small_image(&reg, "v1");
+    let entry = |d: &str| serde_json::json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": d, "size": 1});
+    let (unrelated, good) = {
+        let mut st = reg.state.lock().unwrap();
+        let config = st.put_blob(b"{}".to_vec());
+        let referrer = |subject: &str, st: &mut support::registry::State, tag: &str| {
+            let m = serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "artifactType": "application/x.sig",
+                "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": config, "size": 2},
+                "layers": [],
+                "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": subject, "size": 1},
+            });
+            st.put_manifest("img", tag, serde_json::to_vec(&m).unwrap())
+        };
+        let unrelated = referrer(&format!("sha256:{}", "0".repeat(64)), &mut st, "unrelated");
+        let good = referrer(&main, &mut st, "good");
+        (unrelated, good)
+    };
+    let missing = format!("sha256:{}", "9".repeat(64));
+    let mut list: Vec<serde_json::Value> = (0..3000).map(|_| entry(&unrelated)).collect();
+    list.push(entry(&missing));
+    list.push(entry(&good));
+    let index = |manifests: Vec<serde_json::Value>| {
+        serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests})).unwrap()
+    };
+    reg.state.lock().unwrap().put_manifest("img", &main.replace(':', "-"), index(list));
+    let t = tempfile::tempdir().unwrap();
+    let (ok, text) = pull(&reg, "v1", &t.path().join("a"), &[]);
+    assert!(ok, "{text}");
+    assert_eq!(reg.requests_to(&format!("/manifests/{unrelated}")).len(), 1, "{text}");
+    assert!(text.contains(&format!("skipped referrer {missing}: the registry lists")), "{text}");
+    let kept: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(t.path().join("a/index.json")).unwrap()).unwrap();
+    assert_eq!(kept["manifests"][1]["digest"], good.as_str(), "{kept}");
+
+    // 3,000 distinct candidates (none served): at most 64 fetched.
+    let many: Vec<serde_json::Value> =
+        (0..3000).map(|i| entry(&format!("sha256:{:064x}", i + 1))).collect();
+    reg.state.lock().unwrap().put_manifest("img", &main.replace(':', "-"), index(many));
+    let before = reg.requests_to("/manifests/sha256:").len();
+    let (ok, text) = pull(&reg, "v1", &t.path().join("b"), &[]);
+    let fetched = reg.requests_to("/manifests/sha256:").len() - before;
+    eprintln!("a list of 3,000 referrer candidates: {fetched} fetched");
+    assert!(ok, "{text}");
+    assert!(fetched <= 64, "{fetched} candidates fetched");
+    assert!(text.contains("more than 64 referrer candidates"), "{text}");
+}
+
+/// 6. A pull has a total bound: a layer declaring 10^12 bytes is refused before it is asked
+///    for, naming the option that raises the bound; a small bound refuses a small image.
+#[test]
+fn pull_refuses_more_than_its_size_bound_before_fetching() {
+    let reg = FakeRegistry::start();
+    let huge = format!("sha256:{}", "7".repeat(64));
+    {
+        let mut st = reg.state.lock().unwrap();
+        let config = st.put_blob(b"{}".to_vec());
+        let m = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": config, "size": 2},
+            "layers": [{"mediaType": "application/octet-stream", "digest": huge, "size": 1_000_000_000_000u64}],
+        });
+        st.put_manifest("img", "huge", serde_json::to_vec(&m).unwrap());
+    }
+    small_image(&reg, "small");
+    let t = tempfile::tempdir().unwrap();
+    let (ok, text) = pull(&reg, "huge", &t.path().join("a"), &[]);
+    assert!(!ok && text.contains("declares 1000000000000 bytes"), "{text}");
+    assert!(text.contains("more than its limit of 4294967296 (pass --max-size"), "{text}");
+    assert!(reg.requests_to(&huge).is_empty(), "the huge layer was asked for");
+    assert!(!t.path().join("a").exists());
+    let (ok, text) = pull(&reg, "small", &t.path().join("b"), &["--max-size", "100"]);
+    assert!(!ok && text.contains("more than its limit of 100"), "{text}");
+    let (ok, text) = pull(&reg, "small", &t.path().join("c"), &["--max-size", "1K"]);
+    assert!(ok, "{text}");
+}
+
+/// 6. A registry that drips one byte per half second never trips the per-read timeout; the
+///    transfer's overall deadline ends it.
+#[test]
+fn a_dripping_registry_is_abandoned_at_the_deadline() {
+    let reg = FakeRegistry::start();
+    small_image(&reg, "drip");
+    let layer = support::registry::sha256_hex(b"layer bytes");
+    reg.hostile(move |req: &Request, _| {
+        (req.method == "GET" && req.path().ends_with(&layer)).then(|| Response {
+            status: 200,
+            headers: Vec::new(),
+            body: Body::Drip { data: vec![b'x'; 11], every: Duration::from_millis(700) },
+            content_length: None,
+        })
+    });
+    let t = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let (ok, text) = support::captured(
+        support::xtask()
+            .args(["pull", &format!("{}/img:drip", reg.addr)])
+            .arg(t.path().join("a"))
+            .arg("--plain-http")
+            .env("REPROVM_REGISTRY_TIMEOUT", "2"),
+    );
+    let took = started.elapsed();
+    eprintln!("a dripping blob (a byte per 0.7 s, 2 s per-read timeout): abandoned after {took:?}");
+    assert!(!ok && text.contains("the transfer broke off"), "{text}");
+    assert!(took < Duration::from_secs(6), "abandoned only after {took:?}");
+    assert!(!t.path().join("a").exists());
+}
+
+/// 9. Two trusted keys named alike are warned about, and "signed by" names the key that
+///    verified by its fingerprint.
+#[test]
+fn signed_by_names_the_key_and_same_name_keys_are_warned_about() {
+    let f = Fixture::new(true);
+    let other = f.t.path().join("other/ci.key");
+    std::fs::create_dir_all(other.parent().unwrap()).unwrap();
+    f.ok("a", &["cache", "keygen", other.to_str().unwrap()]);
+    let (repo, key) = (f.reg.repo("cache"), f.key.with_extension("pub"));
+    let (good, text) = f.x(
+        "b",
+        &[
+            "--substituter",
+            &repo,
+            "--trusted-key",
+            other.with_extension("pub").to_str().unwrap(),
+            "--trusted-key",
+            key.to_str().unwrap(),
+            "build",
+            "top",
+        ],
+    );
+    assert!(good && text.contains("top: 2 substituted"), "{text}");
+    assert!(text.contains("warning: two trusted keys are named `ci`"), "{text}");
+    let public = std::fs::read_to_string(&key).unwrap();
+    let (_, b64) = public.trim().split_once(':').unwrap();
+    let raw = base64_decode(b64);
+    let fingerprint = format!("sha256:{}", &support::registry::sha256_hex(&raw)[..16]);
+    assert!(text.contains(&format!("signed by `ci` (key {fingerprint})")), "{text}");
+}
+
+/// 3. An unsigned entry with the same bytes is said to hold the same bytes (not OTHER ones),
+///    unusable for want of a signature; a document without an artifactType says so.
+#[test]
+fn audit_against_says_what_happened() {
+    let f = Fixture::new(false);
+    let (good, text) = f.x("a", &["audit", "base", "--against", &f.reg.repo("cache")]);
+    assert!(!good, "{text}");
+    assert!(
+        text.contains("holds the same bytes, but it is not signed: a substituter would not use it"),
+        "{text}"
+    );
+    assert!(
+        text.contains("the cache holds the same bytes, signed by no trusted key, for base"),
+        "{text}"
+    );
+    let ih = f.input_hash("base");
+    let mut doc = f.document("base");
+    doc.as_object_mut().unwrap().remove("artifactType");
+    f.reg.state.lock().unwrap().put_manifest("cache", &ih, serde_json::to_vec(&doc).unwrap());
+    let (good, text) = f.x("a", &["audit", "base", "--against", &f.reg.repo("cache")]);
+    assert!(!good && text.contains("has no artifactType: it is not a store entry"), "{text}");
+    assert!(text.contains("refused:") && !text.contains("has no entry"), "{text}");
+}
+
+/// 1. A signed entry whose layer is not the output its signature names (a signer whose store
+///    was altered, or a key that signs whatever it is given): the unpacked tree is hashed and
+///    refused, whatever the signature says.
+#[test]
+fn a_signed_layer_that_is_not_its_output_is_refused() {
+    use std::io::Read;
+    let f = Fixture::new(true);
+    let ih = f.input_hash("base");
+    let mut doc = f.document("base");
+    let layer_digest = doc["layers"][0]["digest"].as_str().unwrap().to_string();
+    let gz = f.reg.state.lock().unwrap().blobs[&layer_digest].clone();
+    let mut tar = Vec::new();
+    flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut tar).unwrap();
+    let at = tar.windows(6).position(|w| w == b"base 1").expect("the file's bytes in the tar");
+    tar[at + 5] = b'X';
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut enc, &tar).unwrap();
+    let altered = enc.finish().unwrap();
+    let altered_digest = f.reg.state.lock().unwrap().put_blob(altered.clone());
+    doc["layers"][0]["digest"] = altered_digest.clone().into();
+    doc["layers"][0]["size"] = altered.len().into();
+    let a = doc["annotations"].clone();
+    let get = |k: &str| a[k].as_str().unwrap().to_string();
+    use reprovm::steps::substitution::entry::{signed_message, Signed, SIGNATURE};
+    let message = signed_message(&Signed {
+        name: &get("dev.reprovm.name"),
+        version: &get("dev.reprovm.version"),
+        input_hash: &ih,
+        output_hash: &get("dev.reprovm.output-hash"),
+        config_digest: doc["config"]["digest"].as_str().unwrap(),
+        config_size: doc["config"]["size"].as_u64().unwrap(),
+        layer_digest: &altered_digest,
+        layer_size: altered.len() as u64,
+        tar_size: get("dev.reprovm.tar-size").parse().unwrap(),
+    });
+    let key = reprovm::steps::substitution::keys::SecretKey::load(&f.key).unwrap();
+    doc["annotations"][SIGNATURE] = key.sign(&message).into();
+    f.reg.state.lock().unwrap().put_manifest("cache", &ih, serde_json::to_vec(&doc).unwrap());
+    let (good, text) = f.substitute("b");
+    assert!(good && text.contains("the unpacked output hashes to"), "{text}");
+    assert!(text.contains("top: 1 substituted, 1 built"), "{text}");
+    store_is_clean(&f.out("b"));
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(text).unwrap()
 }

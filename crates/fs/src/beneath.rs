@@ -102,6 +102,9 @@ pub struct Entry {
     pub dev: u64,
     pub ino: u64,
     pub nlink: u64,
+    /// When the inode last changed (contents, mode, owner or links), in nanoseconds since
+    /// the epoch. Nothing but the clock sets it: the store's seal compares with it.
+    pub ctime_ns: i128,
 }
 
 const DIR_FLAGS: OFlags =
@@ -526,6 +529,7 @@ fn entry(rel: &Path, st: &Stat) -> Entry {
         dev: st.st_dev,
         ino: st.st_ino,
         nlink: st.st_nlink,
+        ctime_ns: i128::from(st.st_ctime) * 1_000_000_000 + i128::from(st.st_ctime_nsec),
     }
 }
 

@@ -49,6 +49,17 @@ pub fn display_rel(path: &Path, base: &Path) -> String {
     path.strip_prefix(base).unwrap_or(path).display().to_string()
 }
 
+/// The slowest average rate a download may keep (after its first byte) before it is
+/// abandoned: [`transfer_deadline`].
+pub const MIN_TRANSFER_RATE: u64 = 256 << 10;
+
+/// The overall deadline of a transfer of at most `bytes`: the per-read timeout (which also
+/// covers connecting and the first byte) plus the bytes at [`MIN_TRANSFER_RATE`]. A peer that
+/// sends one byte per read timeout never trips the per-read timeout; it trips this.
+pub fn transfer_deadline(read_timeout: std::time::Duration, bytes: u64) -> std::time::Duration {
+    read_timeout + std::time::Duration::from_secs(bytes / MIN_TRANSFER_RATE)
+}
+
 /// Parallel jobs when none are given: the CPU count.
 pub fn default_jobs() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)

@@ -6,12 +6,19 @@
 //!   (a blob that sends one byte more is cut off and refused while it streams, not after);
 //! - every manifest is hashed as it arrives and checked against the digest asked for and the
 //!   one the registry names; every blob against its digest and size;
+//! - every transfer has an overall deadline besides its per-read timeout
+//!   ([`reprovm_fs::util::transfer_deadline`] over the bytes it may carry), so a registry that
+//!   drips a byte per read timeout is abandoned; `REPROVM_REGISTRY_TIMEOUT` sets the per-read
+//!   timeout (seconds, default 120);
 //! - credentials (docker's `config.json`, credential helpers included) go only to the
 //!   registry's own origin, and for token authentication to a realm on that origin or one the
 //!   user allowed in `REPROVM_REGISTRY_TOKEN_REALMS`; an anonymous token may come from any
-//!   realm. Nothing is sent over plain HTTP except to a registry on this machine;
+//!   realm, and a realm on another host is named in the log. Nothing is sent over plain HTTP
+//!   except to a registry on this machine;
+//! - a registry chooses no request to this machine: a token realm or a redirect on loopback
+//!   (or over plain HTTP) is followed only for a registry that is itself on loopback;
 //! - redirects are followed by hand (at most five): credentials only to the same origin, never
-//!   from HTTPS down to plain HTTP, never off loopback over plain HTTP.
+//!   from HTTPS down to plain HTTP.
 
 use anyhow::{bail, Context, Result};
 use reprovm_fs::hash::HashingWriter;
@@ -30,6 +37,9 @@ const MAX_REDIRECTS: usize = 5;
 /// Token realms (`https://auth.example/token`, space-separated) that may receive credentials
 /// besides the registry's own origin.
 pub const REALMS_ENV: &str = "REPROVM_REGISTRY_TOKEN_REALMS";
+/// The per-read timeout of registry transfers, in seconds (default 120).
+pub const TIMEOUT_ENV: &str = "REPROVM_REGISTRY_TIMEOUT";
+const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// An image reference: `REGISTRY/REPO[:TAG][@sha256:HEX]`. A first component without a dot
 /// or a port (and not `localhost`) is a Docker Hub name, as docker reads it.
@@ -295,6 +305,8 @@ pub struct Registry {
     realms: Vec<Origin>,
     /// Bearer tokens by scope.
     tokens: Mutex<BTreeMap<String, String>>,
+    /// The per-read timeout; the overall deadline of a transfer is derived from it.
+    read_timeout: Duration,
 }
 
 impl std::fmt::Debug for Registry {
@@ -328,9 +340,18 @@ impl Registry {
                 .collect::<Result<Vec<_>>>()?,
             Err(_) => Vec::new(),
         };
+        let read_timeout = match std::env::var(TIMEOUT_ENV) {
+            Ok(v) => Duration::from_secs(
+                v.parse::<u64>()
+                    .ok()
+                    .filter(|s| *s > 0)
+                    .with_context(|| format!("{TIMEOUT_ENV}=`{v}`: give a number of seconds"))?,
+            ),
+            Err(_) => DEFAULT_READ_TIMEOUT,
+        };
         let agent = ureq::AgentBuilder::new()
-            .timeout_connect(Duration::from_secs(20))
-            .timeout_read(Duration::from_secs(120))
+            .timeout_connect(Duration::from_secs(20).min(read_timeout))
+            .timeout_read(read_timeout)
             .redirects(0)
             .user_agent("reprovm/1")
             .build();
@@ -341,6 +362,7 @@ impl Registry {
             credentials: credentials(reference.registry())?,
             realms,
             tokens: Mutex::new(BTreeMap::new()),
+            read_timeout,
         })
     }
 
@@ -349,8 +371,15 @@ impl Registry {
         format!("{scheme}://{host}:{port}{path}")
     }
 
+    /// The overall deadline of a request whose response carries at most `bytes`.
+    fn deadline(&self, bytes: u64) -> Duration {
+        reprovm_fs::util::transfer_deadline(self.read_timeout, bytes)
+    }
+
     /// Send a request to `url`, answering an authentication challenge once and following
-    /// redirects; returns the final response (2xx, or 404 when `allow_404`).
+    /// redirects; returns the final response (2xx, or 404 when `allow_404`). Each request
+    /// (and the reading of its response) ends by the deadline of `bytes`, the most either way.
+    #[allow(clippy::too_many_arguments)]
     fn send(
         &self,
         method: &str,
@@ -359,6 +388,7 @@ impl Registry {
         mut body: Body,
         scope: &str,
         allow_404: bool,
+        bytes: u64,
     ) -> Result<ureq::Response, RegistryError> {
         let mut challenged = false;
         let mut hops = 0;
@@ -371,7 +401,13 @@ impl Registry {
                     self.name, origin.host
                 )));
             }
-            let mut req = self.agent.request(method, &url);
+            if origin.loopback() && !self.origin.loopback() {
+                return Err(RegistryError::Refused(format!(
+                    "{}: refusing to follow it to {url}: a registry off this machine sends no request to this one",
+                    self.name
+                )));
+            }
+            let mut req = self.agent.request(method, &url).timeout(self.deadline(bytes));
             for (k, v) in headers {
                 req = req.set(k, v);
             }
@@ -487,8 +523,17 @@ impl Registry {
                 let realm = params.get("realm").cloned().unwrap_or_default();
                 let to = Origin::of(&realm)
                     .ok_or_else(|| refused(format!("token realm `{realm}` is not a URL")))?;
-                if to.scheme == "http" && !to.loopback() {
-                    return Err(refused(format!("token realm {realm} is plain HTTP off this machine")));
+                // A registry off this machine chooses no request to it, and no plain HTTP.
+                if !self.origin.loopback() && (to.loopback() || to.scheme == "http") {
+                    return Err(refused(format!(
+                        "token realm {realm} refused: plain HTTP and realms on this machine are only for a registry on this machine"
+                    )));
+                }
+                if to.host != self.origin.host {
+                    reprovm_fs::progress::say(&format!(
+                        "{}: token realm {realm} is on another host than the registry",
+                        self.name
+                    ));
                 }
                 let trusted = to == self.origin || self.realms.contains(&to);
                 let mut query = Vec::new();
@@ -520,14 +565,15 @@ impl Registry {
                             form.push(("service", s.clone()));
                         }
                         let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
-                        self.agent.post(&realm).send_form(&pairs)
+                        self.agent.post(&realm).timeout(self.deadline(SMALL_LIMIT)).send_form(&pairs)
                     }
                     Some(Credentials::Basic { user, password }) => self
                         .agent
                         .get(&url)
+                        .timeout(self.deadline(SMALL_LIMIT))
                         .set("Authorization", &format!("Basic {}", basic(&user, &password)))
                         .call(),
-                    None => self.agent.get(&url).call(),
+                    None => self.agent.get(&url).timeout(self.deadline(SMALL_LIMIT)).call(),
                 };
                 let resp = resp.map_err(|e| {
                     RegistryError::Transfer(format!("{}: token from {realm}: {}", self.name, e.to_string().replace('\n', " ")))
@@ -576,6 +622,7 @@ impl Registry {
             Body::Empty,
             &Self::scope(r, false),
             true,
+            MANIFEST_LIMIT,
         )?;
         if resp.status() == 404 {
             return Ok(None);
@@ -608,22 +655,24 @@ impl Registry {
     /// Whether the repository has the blob.
     pub fn has_blob(&self, repo: &Reference, digest: &str) -> Result<bool, RegistryError> {
         let url = self.url(&format!("/v2/{}/blobs/{digest}", repo.repository()));
-        let resp = self.send("HEAD", url, &[], Body::Empty, &Self::scope(repo, false), true)?;
+        let resp = self.send("HEAD", url, &[], Body::Empty, &Self::scope(repo, false), true, 0)?;
         Ok(resp.status() != 404)
     }
 
-    /// Stream the blob `digest` of `size` bytes into `w`, checking both as it comes: a byte
-    /// past `size` stops the transfer at once. The caller discards what was written on error.
-    pub fn blob_into(
+    /// The blob `digest` of `size` bytes as a reader that checks both as it streams: a byte
+    /// past `size` is an error at once, and at its end the count and the digest are checked
+    /// (the reader errs, [`RegistryError`] inside the `io::Error`, rather than reach its end).
+    /// What was read before an error is the caller's to discard.
+    pub fn blob_reader(
         &self,
         repo: &Reference,
         digest: &str,
         size: u64,
-        w: &mut dyn Write,
-    ) -> Result<(), RegistryError> {
+    ) -> Result<BlobReader, RegistryError> {
         check_digest(digest).map_err(|e| RegistryError::Refused(format!("{e:#}")))?;
         let url = self.url(&format!("/v2/{}/blobs/{digest}", repo.repository()));
-        let resp = self.send("GET", url, &[], Body::Empty, &Self::scope(repo, false), false)?;
+        let resp =
+            self.send("GET", url, &[], Body::Empty, &Self::scope(repo, false), false, size)?;
         if let Some(len) = resp.header("Content-Length").and_then(|l| l.parse::<u64>().ok()) {
             if len != size {
                 return Err(RegistryError::Refused(format!(
@@ -631,32 +680,32 @@ impl Registry {
                 )));
             }
         }
-        let mut hashing = HashingWriter::new(w);
-        let mut reader = resp.into_reader().take(size + 1);
-        std::io::copy(&mut reader, &mut hashing).map_err(|e| {
-            RegistryError::Transfer(format!(
-                "blob {digest} from {repo}: the transfer broke off after {} of {size} bytes: {e}",
-                hashing.written
-            ))
-        })?;
-        let got = hashing.written;
-        if got > size {
-            return Err(RegistryError::Refused(format!(
-                "blob {digest} from {repo} refused: it sends more than the {size} bytes its descriptor declares (cut off)"
-            )));
+        Ok(BlobReader {
+            inner: Box::new(resp.into_reader().take(size + 1)),
+            hashing: HashingWriter::new(std::io::sink()),
+            size,
+            digest: digest.to_string(),
+            repo: repo.to_string(),
+            read: 0,
+            verified: false,
+            deadline: self.deadline(size),
+        })
+    }
+
+    /// Stream the blob `digest` of `size` bytes into `w` ([`Registry::blob_reader`]'s
+    /// checks). The caller discards what was written on error.
+    pub fn blob_into(
+        &self,
+        repo: &Reference,
+        digest: &str,
+        size: u64,
+        w: &mut dyn Write,
+    ) -> Result<(), RegistryError> {
+        let mut r = self.blob_reader(repo, digest, size)?;
+        match std::io::copy(&mut r, w) {
+            Ok(_) => Ok(()),
+            Err(e) => Err(BlobReader::error(e)),
         }
-        if got < size {
-            return Err(RegistryError::Transfer(format!(
-                "blob {digest} from {repo}: the transfer ended after {got} of {size} bytes"
-            )));
-        }
-        let (_, hex) = hashing.finish();
-        if format!("sha256:{hex}") != digest {
-            return Err(RegistryError::Refused(format!(
-                "blob {digest} from {repo} refused: its {got} bytes hash to sha256:{hex}"
-            )));
-        }
-        Ok(())
     }
 
     /// Upload `size` bytes from `data` as blob `digest` unless the repository has it; true
@@ -680,6 +729,7 @@ impl Registry {
             Body::Bytes(&[], "application/octet-stream"),
             &scope,
             false,
+            SMALL_LIMIT,
         )?;
         let location = resp
             .header("Location")
@@ -693,7 +743,7 @@ impl Registry {
         );
         let sep = if target.contains('?') { '&' } else { '?' };
         let put = format!("{target}{sep}digest={}", urlencode(digest));
-        self.send("PUT", put, &[], Body::Stream(data, size), &scope, false)
+        self.send("PUT", put, &[], Body::Stream(data, size), &scope, false, size)
             .with_context(|| format!("pushing {digest} to {repo}"))?;
         Ok(true)
     }
@@ -701,9 +751,91 @@ impl Registry {
     /// Put a manifest's exact bytes at `r` (a tag or a digest).
     pub fn put_manifest(&self, r: &Reference, bytes: &[u8], media_type: &str) -> Result<()> {
         let url = self.url(&format!("/v2/{}/manifests/{}", r.repository(), r.manifest_reference()));
-        self.send("PUT", url, &[], Body::Bytes(bytes, media_type), &Self::scope(r, true), false)
+        let scope = Self::scope(r, true);
+        let len = bytes.len() as u64;
+        self.send("PUT", url, &[], Body::Bytes(bytes, media_type), &scope, false, len)
             .with_context(|| format!("putting the manifest {r}"))?;
         Ok(())
+    }
+}
+
+/// A blob streaming from a registry ([`Registry::blob_reader`]).
+pub struct BlobReader {
+    inner: Box<dyn Read + Send + Sync>,
+    hashing: HashingWriter<std::io::Sink>,
+    size: u64,
+    digest: String,
+    repo: String,
+    /// Bytes read so far.
+    read: u64,
+    verified: bool,
+    /// The request's overall deadline, for messages.
+    deadline: Duration,
+}
+
+impl BlobReader {
+    fn fail(e: RegistryError) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, e)
+    }
+
+    /// The registry's error inside an error this reader returned (or a transfer error).
+    pub fn error(e: std::io::Error) -> RegistryError {
+        match e.get_ref().and_then(|inner| inner.downcast_ref::<RegistryError>()) {
+            Some(RegistryError::Refused(m)) => RegistryError::Refused(m.clone()),
+            Some(RegistryError::Transfer(m)) => RegistryError::Transfer(m.clone()),
+            None => RegistryError::Transfer(e.to_string()),
+        }
+    }
+
+    /// The bytes read so far.
+    pub fn read_so_far(&self) -> u64 {
+        self.read
+    }
+}
+
+impl Read for BlobReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.verified || buf.is_empty() {
+            return Ok(0);
+        }
+        let (digest, size, repo) = (&self.digest, self.size, &self.repo);
+        let n = self.inner.read(buf).map_err(|e| {
+            let why = match e.kind() {
+                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => format!(
+                    "{e} (a read waits at most the per-read timeout, the whole transfer at most {})",
+                    reprovm_fs::progress::human_duration(self.deadline)
+                ),
+                _ => e.to_string(),
+            };
+            Self::fail(RegistryError::Transfer(format!(
+                "blob {digest} from {repo}: the transfer broke off after {} of {size} bytes: {why}",
+                self.read
+            )))
+        })?;
+        self.hashing.write_all(&buf[..n])?;
+        self.read += n as u64;
+        let got = self.read;
+        if got > size {
+            return Err(Self::fail(RegistryError::Refused(format!(
+                "blob {digest} from {repo} refused: it sends more than the {size} bytes its descriptor declares (cut off)"
+            ))));
+        }
+        if n == 0 {
+            if got < size {
+                return Err(Self::fail(RegistryError::Transfer(format!(
+                    "blob {digest} from {repo}: the transfer ended after {got} of {size} bytes"
+                ))));
+            }
+            let hashing = std::mem::replace(&mut self.hashing, HashingWriter::new(std::io::sink()));
+            let (_, hex) = hashing.finish();
+            if format!("sha256:{hex}") != *digest {
+                return Err(Self::fail(RegistryError::Refused(format!(
+                    "blob {digest} from {repo} refused: its {got} bytes hash to sha256:{hex}"
+                ))));
+            }
+            self.verified = true;
+        }
+        Ok(n)
     }
 }
 
@@ -782,6 +914,29 @@ mod tests {
         assert!(plain);
         let e = Registry::connect(&r, plain).err().unwrap();
         assert!(e.to_string().contains("plain HTTP is only for registries on this machine"), "{e}");
+    }
+
+    /// A registry off this machine cannot make the client ask one on it (a token realm or a
+    /// redirect to 127.0.0.1 would be a blind request to any local service it chose), nor
+    /// send it a plain-HTTP realm. Refused before any connection.
+    #[test]
+    fn a_registry_off_this_machine_chooses_no_request_to_it() {
+        let r = Reference::parse("registry.example/a/b:1").unwrap();
+        let reg = Registry::connect(&r, false).unwrap();
+        for realm in [
+            "http://127.0.0.1:9/token",
+            "https://127.0.0.1:9/token",
+            "https://localhost/token",
+            "https://[::1]:9/token",
+            "http://auth.example/token",
+        ] {
+            let e = reg.authenticate(&format!("Bearer realm=\"{realm}\""), "s").unwrap_err();
+            assert!(e.to_string().contains("only for a registry on this machine"), "{realm}: {e}");
+        }
+        let e = reg
+            .send("GET", "https://127.0.0.1:9/x".into(), &[], Body::Empty, "", false, 0)
+            .unwrap_err();
+        assert!(e.to_string().contains("sends no request to this one"), "{e}");
     }
 
     #[test]

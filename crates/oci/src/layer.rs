@@ -20,12 +20,13 @@ pub const GZIP_LEVEL: u32 = 6;
 
 /// Which modes a layer records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Modes {
+pub enum Modes<'a> {
     /// 0755/0644 (images: the same whichever builder or store the files were copied from).
     Normalize,
-    /// The tree's own permission bits (store entries in the binary cache, whose output hash
-    /// covers them).
-    Keep,
+    /// The permission bits a list gives for each path (a store entry's manifest, whose output
+    /// hash covers them: on disk the store's files are sealed without their write bits). A
+    /// path the list lacks is an error.
+    Listed(&'a BTreeMap<PathBuf, u32>),
 }
 
 /// What a layer is, as its descriptors and the image config name it.
@@ -77,7 +78,14 @@ pub fn write_tar<W: Write>(tree: &Dir, epoch: i64, modes: Modes, out: W) -> Resu
         h.set_mtime(mtime);
         h.set_mode(match modes {
             Modes::Normalize => normal_mode(e.kind, e.mode),
-            Modes::Keep => e.mode & 0o777,
+            Modes::Listed(list) => match list.get(&e.path) {
+                Some(mode) => mode & 0o777,
+                None => bail!(
+                    "{}: `{}` is not in the list of modes (the entry's manifest)",
+                    tree.path().display(),
+                    e.path.display()
+                ),
+            },
         });
         h.set_size(0);
         match e.kind {

@@ -87,7 +87,15 @@ impl LayoutWriter {
         let tmp = PathBuf::from(format!("blobs/.tmp-{}", std::process::id()));
         let f = self.dir.create_file(&tmp, 0o644)?;
         let mut w = HashingWriter::new(std::io::BufWriter::new(f));
-        let r = write(&mut w)?;
+        let r = match write(&mut w) {
+            Ok(r) => r,
+            Err(e) => {
+                // A blob refused half-way leaves nothing in the layout.
+                drop(w);
+                let _ = self.dir.remove_all(&tmp);
+                return Err(e);
+            }
+        };
         let size = w.written;
         let (buf, hex) = w.finish();
         let f = buf.into_inner().map_err(|e| e.into_error())?;

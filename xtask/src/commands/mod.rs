@@ -22,6 +22,7 @@ pub mod pull;
 pub mod push;
 pub mod run;
 pub mod sandbox_exec;
+pub mod store;
 pub mod tool;
 pub mod toolchain;
 pub mod vagrant;

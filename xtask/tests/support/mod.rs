@@ -209,6 +209,15 @@ pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (String, u32, Vec<u8>)> {
     out
 }
 
+/// Write `data` into the file `p` whatever its mode (a store file is sealed read-only), as a
+/// careless owner would, and give it its mode back.
+pub fn scribble(p: &Path, data: &[u8]) {
+    let mode = fs::symlink_metadata(p).unwrap().permissions().mode();
+    fs::set_permissions(p, fs::Permissions::from_mode(mode | 0o200)).unwrap();
+    fs::write(p, data).unwrap();
+    fs::set_permissions(p, fs::Permissions::from_mode(mode)).unwrap();
+}
+
 /// Compile a C file into a static binary with the host's cc.
 pub fn compile_static(src: &Path, dest: &Path) {
     let st = Command::new("cc")

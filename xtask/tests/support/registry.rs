@@ -35,6 +35,12 @@ pub enum Body {
         byte: u8,
         len: u64,
     },
+    /// `data`, one byte at a time with `every` between them (a registry that never stalls
+    /// long enough for a per-read timeout, and never ends).
+    Drip {
+        data: Vec<u8>,
+        every: std::time::Duration,
+    },
 }
 
 pub struct Response {
@@ -199,6 +205,7 @@ fn serve(
         (Some(claimed), _) => *claimed,
         (None, Body::Bytes(b)) => Some(b.len() as u64),
         (None, Body::Endless { len, .. }) => Some(*len),
+        (None, Body::Drip { data, .. }) => Some(data.len() as u64),
     };
     let mut head = format!("HTTP/1.1 {} X\r\nConnection: close\r\n", answer.status);
     if let Some(l) = len {
@@ -214,6 +221,13 @@ fn serve(
     }
     match answer.body {
         Body::Bytes(b) => stream.write_all(&b)?,
+        Body::Drip { data, every } => {
+            for b in data {
+                stream.write_all(&[b])?;
+                stream.flush()?;
+                std::thread::sleep(every);
+            }
+        }
         Body::Endless { byte, len } => {
             let chunk = vec![byte; 64 << 10];
             let mut left = len;

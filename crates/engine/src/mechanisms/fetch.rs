@@ -269,7 +269,7 @@ impl Fetcher {
             io::copy(&mut f, w).map_err(|e| AttemptError::Transfer(e.to_string()))?;
             return Ok(());
         }
-        let body = self.client.get(url).map_err(|e| match e {
+        let body = self.client.get(url, want.size).map_err(|e| match e {
             HttpError::Status(_) => AttemptError::Missing(e.to_string()),
             HttpError::Transport(m) => AttemptError::Transfer(m),
         })?;

@@ -1,4 +1,4 @@
-//! The one HTTP client: connect and read timeouts, identity encoding (bytes are hashed as
+//! The one HTTP client: connect and read timeouts and an overall deadline per transfer, identity encoding (bytes are hashed as
 //! they arrive, so no transparent decompression), errors that say which URL and why.
 
 use std::io::Read;
@@ -14,6 +14,9 @@ pub enum HttpError {
     #[error("{0}")]
     Transport(String),
 }
+
+/// How long one read may wait.
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A client with timeouts for every request (a stalled mirror cannot hang a build).
 #[derive(Clone)]
@@ -31,15 +34,21 @@ impl Client {
     pub fn new() -> Client {
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(Duration::from_secs(15))
-            .timeout_read(Duration::from_secs(60))
+            .timeout_read(READ_TIMEOUT)
             .user_agent("reprovm/1")
             .build();
         Client { agent }
     }
 
-    /// Start a GET; the body is read from the returned reader.
-    pub fn get(&self, url: &str) -> Result<Box<dyn Read + Send + Sync + 'static>, HttpError> {
-        match self.agent.get(url).set("Accept-Encoding", "identity").call() {
+    /// Start a GET of at most `bytes`; the body is read from the returned reader, which ends
+    /// (an error) at the transfer's overall deadline ([`reprovm_fs::util::transfer_deadline`]).
+    pub fn get(
+        &self,
+        url: &str,
+        bytes: u64,
+    ) -> Result<Box<dyn Read + Send + Sync + 'static>, HttpError> {
+        let deadline = reprovm_fs::util::transfer_deadline(READ_TIMEOUT, bytes);
+        match self.agent.get(url).timeout(deadline).set("Accept-Encoding", "identity").call() {
             Ok(r) => Ok(r.into_reader()),
             Err(ureq::Error::Status(code, _)) => Err(HttpError::Status(code)),
             Err(e) => Err(HttpError::Transport(e.to_string().replace('\n', " "))),

@@ -120,7 +120,7 @@ pub fn verify(opts: &VerifyOptions) -> Result<()> {
         "verify needs --against DIR (the outputs the statements are about) or, to check only who signed them, --signature-only"
     );
     let trusted: Vec<PublicKey> =
-        opts.trusted_keys.iter().map(|p| PublicKey::load(p)).collect::<Result<_>>()?;
+        crate::steps::substitution::keys::load_trusted(&opts.trusted_keys)?;
     let mut envelopes: Vec<(String, Vec<u8>)> = Vec::new();
     for p in &opts.envelopes {
         let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
@@ -149,7 +149,7 @@ pub fn verify(opts: &VerifyOptions) -> Result<()> {
             None => "subjects not checked (--signature-only)".to_string(),
         };
         println!(
-            "{name}: signed by `{}`, {} ({}); {checked}",
+            "{name}: signed by {}, {} ({}); {checked}",
             v.key,
             v.statement.predicate_type,
             v.statement.subject.len()

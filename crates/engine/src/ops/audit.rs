@@ -45,7 +45,8 @@ pub struct CacheComparison {
     pub repository: String,
     /// The cache's output hash; None when the cache has no entry for these inputs.
     pub output_hash: Option<String>,
-    /// The key that signed the entry, if a trusted one (`--trusted-key`).
+    /// The key that signed the entry, if a trusted one (`--trusted-key`): its name and
+    /// fingerprint.
     pub signed_by: Option<String>,
     /// Why the signature does not make it trusted, when it does not.
     pub untrusted: Option<String>,
@@ -54,6 +55,10 @@ pub struct CacheComparison {
     /// The digest of the registry document compared (read once, signature checked on it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub document: Option<String>,
+    /// Why the cache's entry for these inputs was refused before it could be compared (it
+    /// is not what it claims, or declares more than this machine's tree could take).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
 }
 
 /// One host-side variation of the rebuild, and whether it could be applied here.
@@ -175,6 +180,15 @@ pub fn audit(ctx: &RunContext, opts: &AuditOptions) -> Result<()> {
     };
     let audit_root = project.out.join("audit");
     std::fs::create_dir_all(&audit_root)?;
+    // What killed audits left (their rebuilds, cache entries, work roots on tmpfs).
+    for (path, size) in crate::ops::gc::dead_audit_trees(project)? {
+        progress::say(&format!(
+            "removing {} ({}, left by an interrupted audit)",
+            path.display(),
+            progress::human_bytes(size)
+        ));
+        crate::ops::gc::remove_path(&path)?;
+    }
     let mut reports = Vec::new();
     for t in &targets {
         let node = graph.resolve(t).to_string();
@@ -182,6 +196,9 @@ pub fn audit(ctx: &RunContext, opts: &AuditOptions) -> Result<()> {
         // An audit rebuilds here: nothing it compares may come from a cache.
         let reference = BuildOptions { quiet: true, substitute: false, ..Default::default() };
         let first = build::build(ctx, &graph, t, &reference)?;
+        // The store's side is read as it is, every file hashed: a damaged entry is not
+        // compared (it would pass for a difference of the rebuild's).
+        store::seal::verify_or_refuse(&first.entry, &first.manifest)?;
         // 2. The rebuild, in another process under varied host conditions, into the audit dir.
         let into = audit_root.join(format!("{t}-{}", std::process::id()));
         remove(&into)?;
@@ -347,13 +364,11 @@ fn compare_with_cache(
         source_date_epoch: r.source_date_epoch(),
     };
     let project = &ctx.project;
-    let trusted = ctx
-        .substitution
-        .trusted_keys
-        .iter()
-        .map(|p| keys::PublicKey::load(p))
-        .collect::<Result<Vec<_>>>()?;
-    let work = tempfile::tempdir_in(&project.out)?;
+    let trusted = keys::load_trusted(&ctx.substitution.trusted_keys)?;
+    // Beside the audit's other trees, named by process: the next audit or `gc` removes it
+    // when this process was killed before it could.
+    let work_name = format!("{node}-cache-{}", std::process::id());
+    let work = AuditTree::create(&project.out.join("audit").join(work_name))?;
     let mut c = CacheComparison {
         repository: cache.text.clone(),
         output_hash: None,
@@ -362,12 +377,14 @@ fn compare_with_cache(
         matches: false,
         differences: Vec::new(),
         document: None,
+        refused: None,
     };
+    let limit = entry::tar_limit(&rebuilt.files);
     let fetched = entry::fetch(
         &cache.registry,
         &cache.repo,
         &want,
-        entry::Trust::CompareOnly(&trusted),
+        entry::Trust::CompareOnly { keys: &trusted, limit },
         work.path(),
     );
     let taken = match fetched {
@@ -384,17 +401,13 @@ fn compare_with_cache(
             return Ok(c);
         }
         Err(entry::Refusal::Mismatch(why)) => {
-            c.differences.push(FileDiff {
-                path: node.clone(),
-                kind: DiffKind::Content,
-                explanation: vec![format!("the cache's entry is not what it claims: {why}")],
-            });
+            c.refused = Some(why);
             return Ok(c);
         }
         Err(e) => bail!("{}: {e}", cache.text),
     };
     match &taken.signature {
-        Ok(key) => c.signed_by = Some(key.clone()),
+        Ok(key) => c.signed_by = Some(key.to_string()),
         Err(why) => c.untrusted = Some(why.to_string()),
     }
     let same = taken.manifest.output_hash == rebuilt.output_hash;
@@ -413,6 +426,28 @@ fn compare_with_cache(
         );
     }
     Ok(c)
+}
+
+/// A directory removed when dropped (and, if this process is killed first, by the next audit
+/// or `gc`, which remove every `out/audit/NAME-PID` whose process has exited).
+struct AuditTree(PathBuf);
+
+impl AuditTree {
+    fn create(path: &Path) -> Result<AuditTree> {
+        remove(path)?;
+        std::fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(AuditTree(path.to_path_buf()))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for AuditTree {
+    fn drop(&mut self) {
+        let _ = remove(&self.0);
+    }
 }
 
 fn remove(p: &Path) -> Result<()> {
@@ -462,13 +497,18 @@ fn varied_conditions(
     };
     let (work_root, on_tmpfs) = if fits {
         (
-            shm.join(format!("reprovm-audit-variant-build-root-{}-{}", r.name, std::process::id())),
+            shm.join(format!(
+                "{}{}-{}",
+                crate::ops::gc::SHM_WORK_PREFIX,
+                r.name,
+                std::process::id()
+            )),
             true,
         )
     } else {
         (
-            project.out.join(format!(
-                "audit/a-much-longer-variant-build-root-path/{}-{}",
+            project.out.join("audit").join(crate::ops::gc::LONG_WORK_DIR).join(format!(
+                "{}-{}",
                 r.name,
                 std::process::id()
             )),
@@ -617,10 +657,14 @@ pub fn render(r: &Report) -> String {
                 (None, Some(why)) => why.clone(),
                 (None, None) => String::new(),
             };
-            let verdict = match (&c.output_hash, c.matches) {
-                (None, _) => "has no entry for these inputs".to_string(),
-                (Some(_), true) => format!("holds the same bytes ({trust})"),
-                (Some(h), false) => format!("holds OTHER bytes: {} ({trust})", &h[..16]),
+            let verdict = match (&c.output_hash, &c.refused, c.matches) {
+                (None, Some(why), _) => format!("has an entry for these inputs, refused: {why}"),
+                (None, None, _) => "has no entry for these inputs".to_string(),
+                (Some(_), _, true) => format!("holds the same bytes ({trust})"),
+                (Some(h), _, false) if *h == t.rebuild_output_hash => {
+                    format!("holds the same bytes, but {trust}: a substituter would not use it")
+                }
+                (Some(h), _, false) => format!("holds OTHER bytes: {} ({trust})", &h[..16]),
             };
             s.push_str(&format!("  cache {} {verdict}\n", c.repository));
             s.push_str(&explain::render(
@@ -649,7 +693,17 @@ fn verdict(r: &Report) -> String {
     };
     let rebuilt_differently = names(&|t| !t.matches_store);
     let pins_differ = names(&|t| t.matches_store && t.matches_pin == Some(false));
-    let cache_differs = names(&|t| t.cache.as_ref().is_some_and(|c| !c.matches));
+    let cache = |t: &TargetReport, f: &dyn Fn(&CacheComparison) -> bool| {
+        t.cache.as_ref().is_some_and(|c| !c.matches && f(c))
+    };
+    let cache_differs = names(&|t| {
+        cache(t, &|c| c.output_hash.as_ref().is_some_and(|h| *h != t.rebuild_output_hash))
+    });
+    let cache_untrusted = names(&|t| {
+        cache(t, &|c| c.output_hash.as_ref().is_some_and(|h| *h == t.rebuild_output_hash))
+    });
+    let cache_refused = names(&|t| cache(t, &|c| c.refused.is_some()));
+    let cache_missing = names(&|t| cache(t, &|c| c.output_hash.is_none() && c.refused.is_none()));
     let mut lines = String::new();
     if !rebuilt_differently.is_empty() {
         lines.push_str(&format!(
@@ -663,11 +717,15 @@ fn verdict(r: &Report) -> String {
             pins_differ.join(", ")
         ));
     }
-    if !cache_differs.is_empty() {
-        lines.push_str(&format!(
-            "audit: the cache holds other bytes than this machine makes for {}\n",
-            cache_differs.join(", ")
-        ));
+    for (list, what) in [
+        (cache_differs, "the cache holds other bytes than this machine makes for"),
+        (cache_untrusted, "the cache holds the same bytes, signed by no trusted key, for"),
+        (cache_refused, "the cache's entry was refused (not what it claims) for"),
+        (cache_missing, "the cache has no entry for"),
+    ] {
+        if !list.is_empty() {
+            lines.push_str(&format!("audit: {what} {}\n", list.join(", ")));
+        }
     }
     lines
 }
@@ -779,6 +837,7 @@ mod tests {
                         explanation: vec!["section .text differs".into()],
                     }],
                     document: Some(format!("sha256:{}", "e".repeat(64))),
+                    refused: None,
                 }),
             }],
         }

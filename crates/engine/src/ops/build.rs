@@ -128,11 +128,26 @@ pub fn build(
         let stored = store::lookup(project, name, &l.recipe.version, &ih)?;
         let (entry, m) = match stored {
             Some(m) if !rebuild => {
+                let entry = store::entry_dir(project, name, &l.recipe.version, &ih);
+                // Used only as committed: the check at use (`store::seal`), cheap when nothing
+                // touched the entry since its seal.
+                let checked = store::seal::check(&entry, &m)
+                    .with_context(|| format!("{name} {} [{}]", l.recipe.version, &ih[..16]))?;
                 if !opts.quiet {
-                    progress::say(&format!("cached {name} {} [{}]", l.recipe.version, &ih[..16]));
+                    let note = match checked {
+                        store::seal::Checked::Sealed => String::new(),
+                        store::seal::Checked::Resealed { hashed } => {
+                            format!(" ({hashed} files touched since its seal hashed: unchanged)")
+                        }
+                    };
+                    progress::say(&format!(
+                        "cached {name} {} [{}]{note}",
+                        l.recipe.version,
+                        &ih[..16]
+                    ));
                 }
                 cached += 1;
-                (store::entry_dir(project, name, &l.recipe.version, &ih), m)
+                (entry, m)
             }
             _ => {
                 let dest = match (&opts.rebuild_into, rebuild) {
@@ -394,6 +409,10 @@ fn build_node(
         }
     };
     commit_entry(&scratch.tmp_entry, dest, &m)?;
+    // A store entry is sealed read-only; an audit's rebuild (elsewhere) is not.
+    if dest.starts_with(project.store()) {
+        store::seal::seal(dest)?;
+    }
     progress::say(&format!("built {} in {} -> {}", l.node(), timer.elapsed(), dest.display()));
     drop(scratch); // the work tree goes; the temp entry is now `dest`
     Ok(m)

@@ -7,8 +7,9 @@
 //! (recorded in `out/builds.jsonl`); the cache files of every pinned source and of every
 //! package set's lock; the current toolchain roots. Everything else in `out/store`,
 //! `out/cache/sha256` and `out/toolchain` goes (`--dry-run` lists it with its size), and so do
-//! the rebuild trees that `audit` kept for inspection (`out/audit/TARGET-PID`) once the audit
-//! that made them has exited; the `TARGET-last-logs` directories stay.
+//! the trees of audits that have exited ([`dead_audit_trees`]: rebuilds kept for inspection,
+//! cache entries being compared, the rebuilds' work roots on tmpfs); the `TARGET-last-logs`
+//! directories stay.
 
 use crate::model::arch::Arch;
 use crate::model::history;
@@ -23,7 +24,7 @@ use reprovm_fs::lock;
 use reprovm_fs::progress;
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// What gc would remove, by kind.
 #[derive(Debug, Default)]
@@ -31,7 +32,7 @@ pub struct Garbage {
     pub entries: Vec<(String, u64)>,
     pub cache_files: Vec<(String, u64)>,
     pub toolchains: Vec<(String, u64)>,
-    pub audit_trees: Vec<(String, u64)>,
+    pub audit_trees: Vec<(PathBuf, u64)>,
 }
 
 /// `gc`: remove what nothing reaches (or, with `dry_run`, say what and how much).
@@ -41,23 +42,33 @@ pub fn gc(project: &Project, dry_run: bool, keep_last: usize) -> Result<()> {
     let _cache = lock::Lock::exclusive(&project.downloads.join(".lock"))?;
     let g = find(project, keep_last, &store)?;
     let total = |v: &[(String, u64)]| v.iter().map(|(_, s)| s).sum::<u64>();
+    // Named as before under out/audit; a work root on tmpfs by its whole path.
+    let audit_dir = project.out.join("audit");
+    let audit_trees: Vec<(String, u64)> = g
+        .audit_trees
+        .iter()
+        .map(|(p, size)| (reprovm_fs::util::display_rel(p, &audit_dir), *size))
+        .collect();
     for (kind, list, dir) in [
-        ("store entry", &g.entries, project.store()),
-        ("cache file", &g.cache_files, project.downloads.join("sha256")),
-        ("toolchain", &g.toolchains, project.out.join("toolchain")),
-        ("audit tree", &g.audit_trees, project.out.join("audit")),
+        ("store entry", &g.entries, Some(project.store())),
+        ("cache file", &g.cache_files, Some(project.downloads.join("sha256"))),
+        ("toolchain", &g.toolchains, Some(project.out.join("toolchain"))),
+        ("audit tree", &audit_trees, None),
     ] {
         for (name, size) in list {
             if dry_run {
                 println!("would remove {kind} {name} ({})", progress::human_bytes(*size));
             } else {
-                Dir::open(&dir)?.remove_all(Path::new(name))?;
+                match &dir {
+                    Some(dir) => Dir::open(dir)?.remove_all(Path::new(name))?,
+                    None => remove_path(&audit_dir.join(name))?,
+                }
                 println!("removed {kind} {name} ({})", progress::human_bytes(*size));
             }
         }
     }
     let freed =
-        total(&g.entries) + total(&g.cache_files) + total(&g.toolchains) + total(&g.audit_trees);
+        total(&g.entries) + total(&g.cache_files) + total(&g.toolchains) + total(&audit_trees);
     println!(
         "{} {} store entries, {} cache files, {} toolchains, {} audit trees: {}",
         if dry_run { "would free" } else { "freed" },
@@ -130,12 +141,48 @@ pub fn find(project: &Project, keep_last: usize, _store: &StoreLock) -> Result<G
             g.toolchains.push((name, size));
         }
     }
-    for (name, size) in children(&project.out.join("audit"))? {
-        if audit_pid(&name).is_some_and(|pid| !Path::new("/proc").join(pid.to_string()).exists()) {
-            g.audit_trees.push((name, size));
+    g.audit_trees = dead_audit_trees(project)?;
+    Ok(g)
+}
+
+/// Where an audit's rebuild works: on tmpfs when it fits (`SHM_WORK_PREFIX` + `NODE-PID`),
+/// else `LONG_WORK_DIR/NODE-PID` under `out/audit` (audit.rs names them; gc finds them).
+pub const SHM_WORK_PREFIX: &str = "reprovm-audit-variant-build-root-";
+pub const LONG_WORK_DIR: &str = "a-much-longer-variant-build-root-path";
+
+/// The trees of audits whose process has exited, with their sizes: `out/audit/NAME-PID`
+/// (rebuilds kept for inspection, cache entries being compared), the rebuilds' work roots
+/// `out/audit/LONG_WORK_DIR/NODE-PID` and `/dev/shm/SHM_WORK_PREFIX` + `NODE-PID`. A kill -9
+/// leaves them; the next audit and `gc` remove them.
+pub fn dead_audit_trees(project: &Project) -> Result<Vec<(PathBuf, u64)>> {
+    let dead = |name: &str| {
+        audit_pid(name).is_some_and(|pid| {
+            pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists()
+        })
+    };
+    let audit = project.out.join("audit");
+    let mut out = Vec::new();
+    for dir in [audit.clone(), audit.join(LONG_WORK_DIR)] {
+        for (name, size) in children_where(&dir, &dead)? {
+            out.push((dir.join(name), size));
         }
     }
-    Ok(g)
+    // tmpfs is shared with everything else on the machine: only these names are looked at.
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        let ours = |n: &str| n.strip_prefix(SHM_WORK_PREFIX).is_some_and(dead);
+        for (name, size) in children_where(shm, &ours)? {
+            out.push((shm.join(name), size));
+        }
+    }
+    Ok(out)
+}
+
+/// Remove `path` (a directory tree or a file) beneath its parent's handle.
+pub fn remove_path(path: &Path) -> Result<()> {
+    let parent = path.parent().context("no parent")?;
+    let name = path.file_name().context("no name")?;
+    Ok(Dir::open(parent)?.remove_all(Path::new(name))?)
 }
 
 /// The process id in the name of an audit's rebuild tree (`TARGET-PID`); None for anything
@@ -156,6 +203,11 @@ fn entry_name(project: &Project, name: &str, version: &str, input_hash: &str) ->
 
 /// The entries of a directory (dot-names excluded: locks and temp entries) and their sizes.
 fn children(dir: &Path) -> Result<Vec<(String, u64)>> {
+    children_where(dir, &|_| true)
+}
+
+/// [`children`] whose name `keep` accepts (only those are sized).
+fn children_where(dir: &Path, keep: &dyn Fn(&str) -> bool) -> Result<Vec<(String, u64)>> {
     if !dir.is_dir() {
         return Ok(Vec::new());
     }
@@ -163,7 +215,7 @@ fn children(dir: &Path) -> Result<Vec<(String, u64)>> {
     let mut out = Vec::new();
     for name in d.names()? {
         let name = name.to_string_lossy().into_owned();
-        if name.starts_with('.') {
+        if name.starts_with('.') || !keep(&name) {
             continue;
         }
         let meta = d.metadata(Path::new(&name))?.context("vanished")?;

@@ -17,3 +17,4 @@ pub mod multiarch;
 pub mod pin;
 pub mod plan;
 pub mod publish;
+pub mod store;

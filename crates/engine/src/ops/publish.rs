@@ -5,8 +5,12 @@
 //! descriptor's digest and size as it arrives, then renames it into place.
 //!
 //! What a pull keeps of what the registry says refers to an image: only manifests whose
-//! `subject` is that image's digest, each under its own `artifactType`, once each, at most
-//! [`MAX_REFERRERS`] of them.
+//! `subject` is that image's digest, each under its own `artifactType`, once each. Every
+//! candidate a referrers list names is fetched once whatever the list repeats, and at most
+//! [`MAX_REFERRERS`] candidates are fetched in all (a list naming more is cut there, with a
+//! warning); a listed referrer the registry cannot serve is skipped with a warning. The bytes
+//! a pull takes are bounded in all (`--max-size`, default [`DEFAULT_PULL_LIMIT`]), counted
+//! from what each descriptor declares before it is fetched.
 
 use crate::model::attestation::{
     CYCLONEDX_PREDICATE, DSSE_MEDIA_TYPE, PROVENANCE_ARTIFACT, SBOM_ARTIFACT, SLSA_PROVENANCE,
@@ -30,8 +34,10 @@ use std::time::Instant;
 
 /// The most layers a pulled manifest may have.
 pub const MAX_LAYERS: usize = 256;
-/// The most referrers a pull keeps of one image.
+/// The most referrer candidates a pull fetches (kept or not).
 pub const MAX_REFERRERS: usize = 64;
+/// What a pull may take in all unless told otherwise (`pull --max-size`): 4 GiB.
+pub const DEFAULT_PULL_LIMIT: u64 = 4 << 30;
 /// The largest image config a pull takes.
 pub const CONFIG_LIMIT: u64 = 4 << 20;
 
@@ -53,6 +59,8 @@ pub fn push_target(
             "{target}'s output is not an OCI layout; push a recipe with [oci] (e.g. krata-kernel-oci)"
         );
     }
+    // Nothing damaged is published: every file of the entry against its manifest.
+    crate::model::store::seal::verify_or_refuse(&res.entry, &res.manifest)?;
     let parsed = Reference::parse(reference)?;
     let registry = Registry::connect(&parsed, plain_http)?;
     let extra_tag = explicit_tag(reference).then(|| parsed.tag()).flatten();
@@ -146,15 +154,47 @@ fn attach(
     add_referrer(reg, reference, &subject, &d, &manifest)
 }
 
-/// `pull REFERENCE DIR`: a tag or digest and what refers to it, into a new layout at `dir`.
-pub fn pull_reference(reference: &str, dir: &Path, plain_http: bool) -> Result<()> {
+/// `pull REFERENCE DIR`: a tag or digest and what refers to it, into a new layout at `dir`,
+/// taking at most `max_bytes` in all.
+pub fn pull_reference(reference: &str, dir: &Path, plain_http: bool, max_bytes: u64) -> Result<()> {
     let parsed = Reference::parse(reference)?;
     if !explicit_tag(reference) && parsed.digest().is_none() {
         bail!("{reference}: name a tag (:TAG) or a digest (@sha256:...) to pull");
     }
     let registry = Registry::connect(&parsed, plain_http)?;
-    pull(&registry, &parsed, dir)
+    pull(&registry, &parsed, dir, &Budget::new(max_bytes))
 }
+
+/// The bytes a pull may still take: each document and blob is counted, by the size it is
+/// declared to have, before it is fetched.
+struct Budget {
+    limit: u64,
+    used: std::cell::Cell<u64>,
+}
+
+impl Budget {
+    fn new(limit: u64) -> Budget {
+        Budget { limit, used: std::cell::Cell::new(0) }
+    }
+
+    fn take(&self, what: &str, bytes: u64) -> Result<()> {
+        let used = self.used.get().saturating_add(bytes);
+        if used > self.limit {
+            return Err(OverBudget(format!(
+                "{what} declares {bytes} bytes: the pull would take more than its limit of {} (pass --max-size to raise it)",
+                self.limit
+            ))
+            .into());
+        }
+        self.used.set(used);
+        Ok(())
+    }
+}
+
+/// A pull over its budget: the end of the pull, not a referrer to skip.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct OverBudget(String);
 
 /// Send one blob of a layout unless the registry has it, saying which.
 fn push_blob(reg: &Registry, r: &Reference, layout: &Layout, d: &Descriptor) -> Result<()> {
@@ -314,7 +354,7 @@ fn sweep_pulls(parent: &reprovm_fs::beneath::Dir) -> Result<()> {
 /// Pull `reference` (its manifest, config and layers, and the artifacts that refer to it; for
 /// an image index, every platform's manifest and the artifacts that refer to the index or to
 /// any of them) into a new layout at `dir`.
-fn pull(reg: &Registry, reference: &Reference, dir: &Path) -> Result<()> {
+fn pull(reg: &Registry, reference: &Reference, dir: &Path, budget: &Budget) -> Result<()> {
     if std::fs::symlink_metadata(dir).is_ok() {
         bail!("{} exists; pull writes a new layout", dir.display());
     }
@@ -329,13 +369,14 @@ fn pull(reg: &Registry, reference: &Reference, dir: &Path) -> Result<()> {
         let main = reg
             .manifest(reference, &[MANIFEST_TYPE, INDEX_TYPE])?
             .with_context(|| format!("{reference}: the registry has no such manifest"))?;
+        budget.take(&format!("{reference}"), main.bytes.len() as u64)?;
         // What the bytes say they are decides (a registry's Content-Type is only a claim).
         let kind: MediaTypeOnly = serde_json::from_slice(&main.bytes)
             .with_context(|| format!("{reference}: {} is not an OCI document", main.digest))?;
         let (main_d, images) = if kind.media_type.as_deref() == Some(spec::INDEX) {
-            store_index(reg, reference, &w, &main.bytes, &main.digest)?
+            store_index(reg, reference, &w, &main.bytes, &main.digest, budget)?
         } else {
-            let d = store_manifest(reg, reference, &w, &main.bytes, &main.digest, None)?;
+            let d = store_manifest(reg, reference, &w, &main.bytes, &main.digest, None, budget)?;
             (d.clone(), vec![d])
         };
         progress::say(&format!("pulled {reference} = {}", main.digest));
@@ -351,38 +392,33 @@ fn pull(reg: &Registry, reference: &Reference, dir: &Path) -> Result<()> {
         } else {
             images
         };
-        let mut kept = BTreeSet::new();
-        for image in &subjects {
+        // Every candidate once, whatever the lists repeat; at most MAX_REFERRERS fetched.
+        let mut seen = BTreeSet::new();
+        'subjects: for image in &subjects {
             let referrers_tag = image.digest.replace(':', "-");
             let Some(referrers) = referrers_index(reg, &reference.at_tag(&referrers_tag))? else {
                 continue;
             };
             for r in &referrers.manifests {
                 let digest = r.digest.clone();
-                reprovm_oci::client::check_digest(&digest)
-                    .with_context(|| format!("{reference}: a referrer listed as `{digest}`"))?;
-                if !kept.insert(digest.clone()) {
+                if let Err(e) = reprovm_oci::client::check_digest(&digest) {
+                    progress::say(&format!("  skipped a referrer listed as `{digest}`: {e:#}"));
                     continue;
                 }
-                if kept.len() > MAX_REFERRERS {
-                    bail!(
-                        "{reference}: the registry lists more than {MAX_REFERRERS} referrers of {}",
-                        image.digest
-                    );
+                if !seen.insert(digest.clone()) {
+                    continue;
                 }
-                let at = reference.at_digest(&digest);
-                let f = reg
-                    .manifest(&at, &[MANIFEST_TYPE])?
-                    .with_context(|| format!("the referrer {at} is listed but missing"))?;
-                let d =
-                    store_manifest(reg, reference, &w, &f.bytes, &f.digest, Some(&image.digest));
-                match d {
+                if seen.len() > MAX_REFERRERS {
+                    let left = referrers.manifests.len();
+                    progress::say(&format!(
+                        "  warning: {reference}: the registry lists more than {MAX_REFERRERS} referrer candidates (this list alone {left}); the rest are not fetched"
+                    ));
+                    break 'subjects;
+                }
+                match pull_referrer(reg, reference, &w, &digest, &image.digest, budget) {
                     Ok(d) => index.push(d),
-                    Err(e) if is_not_a_referrer(&e) => {
-                        progress::say(&format!("  skipped {digest}: {e:#}"));
-                        kept.remove(&digest);
-                    }
-                    Err(e) => return Err(e),
+                    Err(e) if e.downcast_ref::<OverBudget>().is_some() => return Err(e),
+                    Err(e) => progress::say(&format!("  skipped referrer {digest}: {e:#}")),
                 }
             }
         }
@@ -398,6 +434,25 @@ fn pull(reg: &Registry, reference: &Reference, dir: &Path) -> Result<()> {
         .with_context(|| format!("renaming the pulled layout to {}", dir.display()))?;
     progress::say(&format!("wrote {}", dir.display()));
     Ok(())
+}
+
+/// A referrer candidate of `subject`: its manifest, config and layers into the layout, or
+/// why it is not kept (not served, not a referrer of `subject`, a blob refused). A budget
+/// exceeded ends the pull (its error is no reason to skip).
+fn pull_referrer(
+    reg: &Registry,
+    reference: &Reference,
+    w: &LayoutWriter,
+    digest: &str,
+    subject: &str,
+    budget: &Budget,
+) -> Result<Descriptor> {
+    let at = reference.at_digest(digest);
+    let f = reg
+        .manifest(&at, &[MANIFEST_TYPE])?
+        .with_context(|| format!("the registry lists {at} but does not serve it"))?;
+    budget.take(&format!("referrer {digest}"), f.bytes.len() as u64)?;
+    store_manifest(reg, reference, w, &f.bytes, &f.digest, Some(subject), budget)
 }
 
 /// The most platforms a pulled image index may list.
@@ -419,6 +474,7 @@ fn store_index(
     w: &LayoutWriter,
     bytes: &[u8],
     digest: &str,
+    budget: &Budget,
 ) -> Result<(Descriptor, Vec<Descriptor>)> {
     anyhow::ensure!(bytes.len() as u64 <= MANIFEST_LIMIT, "image index {digest}: too large");
     let index: ImageIndex = serde_json::from_slice(bytes)
@@ -443,6 +499,7 @@ fn store_index(
             m.media_type
         );
         let at = reference.at_digest(&m.digest);
+        budget.take(&format!("manifest {}", m.digest), m.size)?;
         let f = reg
             .manifest(&at, &[MANIFEST_TYPE])?
             .with_context(|| format!("image index {digest} lists {at}, which is missing"))?;
@@ -452,21 +509,12 @@ fn store_index(
             m.digest,
             m.size
         );
-        store_manifest(reg, reference, w, &f.bytes, &f.digest, None)?;
+        store_manifest(reg, reference, w, &f.bytes, &f.digest, None, budget)?;
         images.push(m.clone());
     }
     let hex = w.blob_bytes(bytes)?;
     let d = layout::descriptor(spec::INDEX, &hex, bytes.len() as u64, BTreeMap::new());
     Ok((d, images))
-}
-
-/// A listed referrer that does not refer to the image is skipped, not an error.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct NotAReferrer(String);
-
-fn is_not_a_referrer(e: &anyhow::Error) -> bool {
-    e.downcast_ref::<NotAReferrer>().is_some()
 }
 
 /// Check a manifest (bytes already checked against its digest by the client), fetch its config
@@ -479,6 +527,7 @@ fn store_manifest(
     bytes: &[u8],
     digest: &str,
     subject: Option<&str>,
+    budget: &Budget,
 ) -> Result<Descriptor> {
     anyhow::ensure!(bytes.len() as u64 <= MANIFEST_LIMIT, "manifest {digest}: too large");
     let manifest: ImageManifest = serde_json::from_slice(bytes)
@@ -486,11 +535,10 @@ fn store_manifest(
     if let Some(subject) = subject {
         let says = manifest.subject.as_ref().map(|s| s.digest.clone());
         if says.as_deref() != Some(subject) {
-            return Err(NotAReferrer(format!(
+            bail!(
                 "listed as a referrer of {subject}, its subject is {}",
                 says.as_deref().unwrap_or("missing")
-            ))
-            .into());
+            );
         }
     }
     if manifest.layers.len() > MAX_LAYERS {
@@ -504,6 +552,7 @@ fn store_manifest(
     }
     for d in std::iter::once(manifest.config).chain(manifest.layers) {
         let want = d.digest.clone();
+        budget.take(&format!("blob {want} of {digest}"), d.size)?;
         let t = Instant::now();
         let (hex, size, ()) = w.blob_stream(|out| {
             reg.blob_into(reference, &want, d.size, out)

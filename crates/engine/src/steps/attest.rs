@@ -679,7 +679,7 @@ pub enum Refusal {
 /// A verified envelope: who signed it and what it says.
 #[derive(Debug)]
 pub struct Verified {
-    pub key: String,
+    pub key: keys::Signer,
     pub statement: Statement<serde_json::Value>,
 }
 
@@ -884,7 +884,7 @@ mod tests {
         let env = serde_json::to_vec(&sign_envelope(&key, statement.as_bytes())).unwrap();
         assert_eq!(env, serde_json::to_vec(&sign_envelope(&key, statement.as_bytes())).unwrap());
         let v = open_envelope(&trusted, &env).unwrap();
-        assert_eq!(v.key, "ci");
+        assert_eq!(v.key.name, "ci");
         assert_eq!(check_subjects(&v.statement, &t.path().join("out")).unwrap(), 1);
         // The subject's bytes changed.
         std::fs::write(t.path().join("out/hd.img"), b"other").unwrap();
@@ -956,7 +956,10 @@ mod tests {
         assert!(matches!(e, Refusal::PayloadType(_)), "{e}");
         let mut env = sign_envelope(&key, &body);
         env.signatures[0].keyid.clear();
-        assert_eq!(open_envelope(&trusted, &serde_json::to_vec(&env).unwrap()).unwrap().key, "ci");
+        assert_eq!(
+            open_envelope(&trusted, &serde_json::to_vec(&env).unwrap()).unwrap().key.name,
+            "ci"
+        );
         let mut env = sign_envelope(&key, &body);
         env.signatures.insert(0, Signature { keyid: "ci".into(), sig: B64.encode([0u8; 64]) });
         assert!(open_envelope(&trusted, &serde_json::to_vec(&env).unwrap()).is_ok());

@@ -10,18 +10,21 @@
 //!
 //! Taking an entry from a registry reads its manifest once (bounded) and checks, in order: the
 //! artifact type and the annotations against the node asked for; the signature against the
-//! trusted keys; the config (bounded, by digest); the layer (by digest, cut off at its declared
-//! size as it streams, into the entry's own temp directory, which the store lock sweeps); the
-//! unpacking (cut off at the signed tar length); the unpacked tree's output hash. The
+//! trusted keys (an entry only compared, by `audit --against`, may be unsigned: then every size
+//! it declares must fit what this machine's rebuild could make, [`tar_limit`]); the config
+//! (bounded, by digest); the layer, unpacked as it streams into the entry's own temp directory
+//! (which the store lock sweeps), cut off at its declared size, its unpacking cut off at the
+//! signed tar length, its digest checked at its end; the unpacked tree's output hash. The
 //! `manifest.json` stored is then computed here from the verified tree, and the registry's copy
-//! must be byte for byte the same: nothing the registry sends reaches the store unverified.
+//! must be byte for byte the same: nothing the registry sends reaches the store unverified,
+//! and nothing but the unpacked tree is written.
 
 use super::keys::{self, PublicKey, SecretKey, Untrusted};
 use crate::model::manifest::{self, Manifest};
 use anyhow::{Context, Result};
 use reprovm_fs::archive;
 use reprovm_fs::beneath::Dir;
-use reprovm_oci::client::{Fetched, Reference, Registry, RegistryError, MANIFEST_TYPE};
+use reprovm_oci::client::{BlobReader, Fetched, Reference, Registry, RegistryError, MANIFEST_TYPE};
 use reprovm_oci::layer::{self, Modes};
 use reprovm_oci::layout::{canonical_json, descriptor};
 use reprovm_oci::spec::ImageManifest;
@@ -123,13 +126,19 @@ pub fn push(
         .with_context(|| format!("reading {}/manifest.json", entry.display()))?;
     let m: Manifest = serde_json::from_slice(&config)
         .with_context(|| format!("{}/manifest.json", entry.display()))?;
+    // Nothing damaged leaves this machine: every file is hashed against the manifest first
+    // (a damaged entry is refused with the file named), and the layer records the manifest's
+    // modes (the store's own are sealed without write bits).
+    crate::model::store::seal::verify_or_refuse(entry, &m)?;
+    let modes: BTreeMap<std::path::PathBuf, u32> =
+        m.files.iter().map(|f| (std::path::PathBuf::from(&f.path), f.mode)).collect();
     // The layer is written beside the entry's temp files (a temp dir the caller's process owns).
     let tmp = tempfile::NamedTempFile::new()?;
     let out = Dir::open(&crate::model::store::out_dir(entry))?;
     let digests = layer::write_gzip_tar(
         &out,
         source_date_epoch,
-        Modes::Keep,
+        Modes::Listed(&modes),
         std::io::BufWriter::new(tmp.reopen()?),
     )?;
     let config_digest = format!("sha256:{}", reprovm_fs::hash::sha256_bytes(&config));
@@ -192,9 +201,31 @@ pub enum Trust<'a> {
     /// One of these keys (substitution).
     Keys(&'a [PublicKey]),
     /// Any, or none: the entry is only compared, never used (`audit --against`), and the
-    /// signature's status is reported.
-    CompareOnly(&'a [PublicKey]),
+    /// signature's status is reported. Unless one of `keys` signed it, no size it declares
+    /// (layer, tar) may exceed `limit` ([`tar_limit`] of the tree it is compared with).
+    CompareOnly { keys: &'a [PublicKey], limit: u64 },
 }
+
+/// What an unsigned entry compared with a tree of `files` may declare, in bytes of tar (and of
+/// gzip over it): the tar this crate's layer writer makes of that tree (a header, a GNU
+/// long-name record and a long-link record per entry at most, the contents in 512-byte
+/// blocks, the end blocks) plus a fixed margin of [`LIMIT_MARGIN`] for another machine's
+/// differences and gzip's overhead.
+pub fn tar_limit(files: &[crate::model::manifest::FileEntry]) -> u64 {
+    let block = |n: u64| n.div_ceil(512) * 512;
+    let entries: u64 = files
+        .iter()
+        .map(|f| {
+            let name = block(f.path.len() as u64 + 2);
+            let link = block(f.target.as_ref().map_or(0, |t| t.len() as u64 + 1));
+            3 * 512 + name + link + block(f.size.unwrap_or(0))
+        })
+        .sum();
+    entries + 20 * 512 + LIMIT_MARGIN
+}
+
+/// The margin [`tar_limit`] adds: 1 MiB.
+pub const LIMIT_MARGIN: u64 = 1 << 20;
 
 /// An entry taken from a registry: its manifest (computed here from the verified tree) and
 /// who signed the registry document it came from, read once.
@@ -202,7 +233,7 @@ pub enum Trust<'a> {
 pub struct Taken {
     pub manifest: Manifest,
     /// The trusted key that signed it, or why no trusted key did.
-    pub signature: Result<String, Untrusted>,
+    pub signature: Result<keys::Signer, Untrusted>,
     /// The digest of the registry's manifest document.
     pub document: String,
 }
@@ -231,11 +262,18 @@ fn read_document(
     })?;
     let annotations = manifest.annotations.clone();
     let get = |k: &str| annotations.get(k).map(String::as_str).unwrap_or("");
-    let artifact = manifest.artifact_type.as_ref().map(|t| t.to_string()).unwrap_or_default();
-    if artifact != ENTRY_TYPE {
-        return Err(Refusal::Mismatch(format!(
-            "{tag} is a `{artifact}` artifact, not a store entry ({ENTRY_TYPE})"
-        )));
+    match manifest.artifact_type.as_deref().filter(|t| !t.is_empty()) {
+        Some(ENTRY_TYPE) => {}
+        Some(other) => {
+            return Err(Refusal::Mismatch(format!(
+                "{tag} is a `{other}` artifact, not a store entry ({ENTRY_TYPE})"
+            )))
+        }
+        None => {
+            return Err(Refusal::Mismatch(format!(
+                "{tag} has no artifactType: it is not a store entry ({ENTRY_TYPE})"
+            )))
+        }
     }
     if get(INPUT_HASH) != want.input_hash || get(NAME) != want.name || get(VERSION) != want.version
     {
@@ -294,14 +332,25 @@ pub fn fetch(
         layer_size: layer_d.size,
         tar_size,
     });
-    let (trusted, required) = match trust {
-        Trust::Keys(k) => (k, true),
-        Trust::CompareOnly(k) => (k, false),
+    let (trusted, required, limit) = match trust {
+        Trust::Keys(k) => (k, true, None),
+        Trust::CompareOnly { keys, limit } => (keys, false, Some(limit)),
     };
     let signature =
         keys::verify(trusted, doc.annotations.get(SIGNATURE).map(String::as_str), &message);
     if required {
         signature.clone()?;
+    }
+    // Unsigned (or signed by nobody trusted), an entry only compared gets no more room than
+    // the tree it is compared with could take: refused before a byte of it is read.
+    if let Some(limit) = limit.filter(|_| signature.is_err()) {
+        for (what, declared) in [("its layer", layer_d.size), ("its tar", tar_size)] {
+            if declared > limit {
+                return Err(Refusal::Mismatch(format!(
+                    "{tag}: {what} declares {declared} bytes, more than the {limit} a tree like this machine's rebuild takes (with a margin of {LIMIT_MARGIN}); not downloaded"
+                )));
+            }
+        }
     }
     if config_d.size > CONFIG_LIMIT {
         return Err(Refusal::Mismatch(format!(
@@ -312,31 +361,30 @@ pub fn fetch(
     let mut config = Vec::new();
     reg.blob_into(repo, &config_digest, config_d.size, &mut config)?;
 
-    // The layer, into the entry's temp directory (swept with it), then unpacked, reading at
-    // most the declared tar length; the tree must hash to the output hash.
-    let dir = Dir::open(into).map_err(|e| Refusal::Transfer(e.into()))?;
-    let layer_name = Path::new(".layer.tar.gz");
-    {
-        let f = dir.create_file(layer_name, 0o600).map_err(|e| Refusal::Transfer(e.into()))?;
-        let mut w = std::io::BufWriter::new(f);
-        reg.blob_into(repo, &layer_digest, layer_d.size, &mut w)?;
-        std::io::Write::flush(&mut w).map_err(|e| Refusal::Transfer(e.into()))?;
-    }
+    // The layer, unpacked as it streams into the entry's temp directory (swept with it),
+    // reading at most the declared tar length; then the rest of the blob is read, so that its
+    // size and digest are checked before anything of it is kept. The tree must hash to the
+    // output hash.
     let out = crate::model::store::out_dir(into);
     let mismatch = |e: anyhow::Error| Refusal::Mismatch(format!("unpacking the output: {e:#}"));
     let tree = Dir::create(&out).map_err(|e| mismatch(e.into()))?;
-    let gz = dir.open_file(layer_name).map_err(|e| Refusal::Transfer(e.into()))?;
-    let r = archive::decoder(archive::Format::TarGz, gz).map_err(mismatch)?;
+    let blob = Shared::new(reg.blob_reader(repo, &layer_digest, layer_d.size)?);
+    let r = archive::decoder(archive::Format::TarGz, blob.clone()).map_err(mismatch)?;
     let bounded = archive::Bounded::new(r, tar_size);
-    archive::extract_tar(
+    let unpacked = archive::extract_tar(
         Box::new(bounded),
         &tree,
         0,
         &|p| p.to_path_buf(),
         archive::Links::StayInTree,
-    )
-    .map_err(mismatch)?;
-    dir.remove_all(layer_name).map_err(|e| Refusal::Transfer(e.into()))?;
+    );
+    // The blob's own verdict first: a blob that is not what its descriptor says explains a
+    // failed unpacking better than the unpacking does.
+    let rest = std::io::copy(&mut blob.clone(), &mut std::io::sink());
+    if let Err(e) = rest {
+        return Err(BlobReader::error(e).into());
+    }
+    unpacked.map_err(mismatch)?;
     manifest::normalize(&out, want.source_date_epoch).map_err(mismatch)?;
     let files = manifest::scan(&out).map_err(mismatch)?;
     let got = manifest::output_hash(&files);
@@ -358,9 +406,26 @@ pub fn fetch(
     if ours_bytes != config {
         return Err(Refusal::Mismatch(config_mismatch(&config, &ours)));
     }
+    let dir = Dir::open(into).map_err(|e| Refusal::Transfer(e.into()))?;
     dir.write_atomic(Path::new("manifest.json"), &ours_bytes, 0o644)
         .map_err(|e| Refusal::Transfer(e.into()))?;
     Ok(Some(Taken { manifest: ours, signature, document: doc.fetched.digest }))
+}
+
+/// One reader read from two places (the unpacker, then the drain that checks the digest).
+#[derive(Clone)]
+struct Shared(std::rc::Rc<std::cell::RefCell<BlobReader>>);
+
+impl Shared {
+    fn new(r: BlobReader) -> Shared {
+        Shared(std::rc::Rc::new(std::cell::RefCell::new(r)))
+    }
+}
+
+impl std::io::Read for Shared {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.borrow_mut().read(buf)
+    }
 }
 
 /// Which field of the registry's manifest.json differs from the one the verified tree gives.

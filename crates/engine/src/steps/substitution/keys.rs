@@ -123,6 +123,51 @@ impl PublicKey {
     }
 }
 
+impl PublicKey {
+    /// The key's fingerprint: `sha256:` and the first 16 hex digits of the sha256 of its 32
+    /// bytes. Names are chosen by whoever makes a key; this says which key it is.
+    pub fn fingerprint(&self) -> String {
+        format!("sha256:{}", &reprovm_fs::hash::sha256_bytes(&self.bytes)[..16])
+    }
+}
+
+/// The trusted key a signature verified with: its name and fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signer {
+    pub name: String,
+    pub fingerprint: String,
+}
+
+impl std::fmt::Display for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "`{}` (key {})", self.name, self.fingerprint)
+    }
+}
+
+/// Load the trusted public keys in `paths`. The same key given twice counts once. Two keys
+/// that share a name (a key being rotated: either may sign) are accepted with a warning that
+/// names both by fingerprint, since a signature names its key by name only.
+pub fn load_trusted(paths: &[std::path::PathBuf]) -> Result<Vec<PublicKey>> {
+    let mut keys: Vec<PublicKey> = Vec::new();
+    for p in paths {
+        let k = PublicKey::load(p)?;
+        if keys.contains(&k) {
+            continue;
+        }
+        if let Some(same) = keys.iter().find(|o| o.name == k.name) {
+            reprovm_fs::progress::say(&format!(
+                "warning: two trusted keys are named `{}` ({} and {}, from {}): a signature by either is accepted, and each \"signed by\" names the key's fingerprint",
+                k.name,
+                same.fingerprint(),
+                k.fingerprint(),
+                p.display()
+            ));
+        }
+        keys.push(k);
+    }
+    Ok(keys)
+}
+
 /// Why a signature does not make an entry trusted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Untrusted {
@@ -136,12 +181,13 @@ pub enum Untrusted {
     Malformed,
 }
 
-/// Check `signature` (`NAME:BASE64`) over `message` against the trusted keys.
+/// Check `signature` (`NAME:BASE64`) over `message` against the trusted keys; the key that
+/// verified it.
 pub fn verify(
     trusted: &[PublicKey],
     signature: Option<&str>,
     message: &[u8],
-) -> Result<String, Untrusted> {
+) -> Result<Signer, Untrusted> {
     let sig = signature.ok_or(Untrusted::Unsigned)?;
     let (name, data) = sig.split_once(':').ok_or(Untrusted::Malformed)?;
     let bytes = B64.decode(data).map_err(|_| Untrusted::Malformed)?;
@@ -150,10 +196,10 @@ pub fn verify(
     if named.peek().is_none() {
         return Err(Untrusted::UnknownKey(name.to_string()));
     }
-    if named.any(|k| UnparsedPublicKey::new(&ED25519, &k.bytes).verify(message, &bytes).is_ok()) {
-        Ok(name.to_string())
-    } else {
-        Err(Untrusted::BadSignature(name.to_string()))
+    match named.find(|k| UnparsedPublicKey::new(&ED25519, &k.bytes).verify(message, &bytes).is_ok())
+    {
+        Some(k) => Ok(Signer { name: k.name.clone(), fingerprint: k.fingerprint() }),
+        None => Err(Untrusted::BadSignature(name.to_string())),
     }
 }
 
@@ -177,7 +223,8 @@ mod tests {
         let trusted = vec![PublicKey::load(&a.with_extension("pub")).unwrap()];
         let sig = secret.sign(b"entry");
         assert_eq!(secret.sign(b"entry"), sig, "ed25519 signatures are deterministic");
-        assert_eq!(verify(&trusted, Some(&sig), b"entry"), Ok("ci-1".into()));
+        let signer = |k: &PublicKey| Signer { name: k.name.clone(), fingerprint: k.fingerprint() };
+        assert_eq!(verify(&trusted, Some(&sig), b"entry"), Ok(signer(&trusted[0])));
         assert_eq!(verify(&trusted, None, b"entry"), Err(Untrusted::Unsigned));
         assert_eq!(
             verify(&trusted, Some(&sig), b"another entry"),
@@ -199,8 +246,16 @@ mod tests {
             verify(&trusted, Some(&rotated), b"entry"),
             Err(Untrusted::BadSignature("ci-1".into()))
         );
-        let both = vec![trusted[0].clone(), PublicKey::load(&c.with_extension("pub")).unwrap()];
-        assert_eq!(verify(&both, Some(&rotated), b"entry"), Ok("ci-1".into()));
-        assert_eq!(verify(&both, Some(&sig), b"entry"), Ok("ci-1".into()));
+        let paths = [a.with_extension("pub"), c.with_extension("pub"), a.with_extension("pub")];
+        let both = load_trusted(&paths).unwrap();
+        assert_eq!(both.len(), 2, "the same key twice counts once");
+        assert_ne!(both[0].fingerprint(), both[1].fingerprint());
+        // "signed by" says which of the two keys named alike signed.
+        assert_eq!(verify(&both, Some(&rotated), b"entry"), Ok(signer(&both[1])));
+        assert_eq!(verify(&both, Some(&sig), b"entry"), Ok(signer(&both[0])));
+        assert_eq!(
+            signer(&both[1]).to_string(),
+            format!("`ci-1` (key {})", both[1].fingerprint())
+        );
     }
 }

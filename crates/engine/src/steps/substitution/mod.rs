@@ -65,10 +65,7 @@ impl Substituters {
     ) -> Result<Substituters> {
         let caches =
             texts.iter().map(|t| Cache::connect(t).map(Arc::new)).collect::<Result<Vec<_>>>()?;
-        let trusted = trusted_key_files
-            .iter()
-            .map(|p| keys::PublicKey::load(p))
-            .collect::<Result<Vec<_>>>()?;
+        let trusted = keys::load_trusted(trusted_key_files)?;
         if only && caches.is_empty() {
             bail!("--substitute-only needs a --substituter");
         }
@@ -119,8 +116,13 @@ impl Substituters {
                     parent.remove_all(Path::new(name))?;
                     parent.rename(Path::new(&tmp_name), Path::new(name))?;
                     std::fs::File::open(parent.path())?.sync_all()?;
+                    crate::model::store::seal::seal(dest)?;
+                    let signer = match &taken.signature {
+                        Ok(s) => s.to_string(),
+                        Err(why) => why.to_string(),
+                    };
                     progress::say(&format!(
-                        "substituted {} {} [{}] from {} in {}",
+                        "substituted {} {} [{}] from {}, signed by {signer}, in {}",
                         r.name,
                         r.version,
                         &ih[..16],

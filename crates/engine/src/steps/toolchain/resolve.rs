@@ -269,6 +269,10 @@ pub fn resolve_foreign(
         .collect()
 }
 
+/// The most a compressed Packages index is expected to be (bookworm's main/amd64 is ~9 MB):
+/// what its download's deadline allows for.
+const INDEX_LIMIT: u64 = 128 << 20;
+
 /// The suite's Packages index from the first mirror that serves a readable one (a broken
 /// index on one mirror falls through to the next).
 fn fetch_index(
@@ -280,7 +284,7 @@ fn fetch_index(
     let mut errs = Vec::new();
     for m in mirrors {
         let url = format!("{m}/dists/{suite}/main/binary-{arch}/Packages.xz");
-        let attempt = client.get(&url).map_err(anyhow::Error::from).and_then(|body| {
+        let attempt = client.get(&url, INDEX_LIMIT).map_err(anyhow::Error::from).and_then(|body| {
             let mut text = String::new();
             archive::decoder(archive::Format::TarXz, body)?.read_to_string(&mut text)?;
             Ok(deb822::paragraphs(&text))

@@ -1,5 +1,8 @@
 //! The store: input hashes of build nodes (Nix-style input addressing) and the entries
-//! `out/store/<hash>-<name>-<version>/` that hold their outputs and manifests.
+//! `out/store/<hash>-<name>-<version>/` that hold their outputs and manifests, sealed
+//! read-only once committed and checked where they are used (`seal.rs`).
+
+pub mod seal;
 
 use crate::model::graph::Graph;
 use crate::model::manifest::{self, Manifest};
