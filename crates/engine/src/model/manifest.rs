@@ -129,7 +129,11 @@ pub fn output_hash(files: &[FileEntry]) -> String {
 }
 
 /// Canonicalise an output tree like Nix does: mtimes to SOURCE_DATE_EPOCH, no setuid/setgid,
-/// no group/other write bits, everything readable. Symlinks keep their (meaningless) mode.
+/// no group/other write bits, everything readable, and (unlike Nix, which clears them) the
+/// owner's write bit set: a mode is 0644 or 0755 in effect. The store seals its files without
+/// write bits (`store::seal`), and a build that copies a dependency's file (0444 or 0555 on
+/// disk, as in Nix's store) must record the mode that file had when it was made, or the
+/// sealing would reach the output hash. Symlinks keep their (meaningless) mode.
 pub fn normalize(dir: &Path, epoch: i64) -> Result<()> {
     let d = Dir::open(dir)?;
     let entries = d.walk()?;
@@ -144,7 +148,7 @@ pub fn normalize(dir: &Path, epoch: i64) -> Result<()> {
             }
             Kind::Symlink => {}
             Kind::Dir => d.set_mode(&e.path, (e.mode & 0o777 & !0o022) | 0o755)?,
-            Kind::File => d.set_mode(&e.path, (e.mode & 0o777 & !0o022) | 0o444)?,
+            Kind::File => d.set_mode(&e.path, (e.mode & 0o777 & !0o022) | 0o644)?,
         }
         d.set_mtime(&e.path, epoch)?;
     }
@@ -179,6 +183,25 @@ mod tests {
         std::fs::set_permissions(t.path().join("d/f"), std::fs::Permissions::from_mode(0o755))
             .unwrap();
         assert_ne!(h1, output_hash(&scan(t.path()).unwrap()));
+    }
+
+    /// A file copied out of a sealed store entry (0444, 0555) records the mode the original
+    /// had when it was made (0644, 0755), so sealing never reaches an output hash.
+    #[test]
+    fn a_copy_of_a_sealed_file_normalises_to_the_original_mode() {
+        let t = tempfile::tempdir().unwrap();
+        for (name, mode) in [("sealed-exec", 0o555), ("sealed", 0o444), ("private", 0o600)] {
+            std::fs::write(t.path().join(name), "x").unwrap();
+            std::fs::set_permissions(t.path().join(name), std::fs::Permissions::from_mode(mode))
+                .unwrap();
+        }
+        normalize(t.path(), 1).unwrap();
+        let modes: Vec<(String, u32)> =
+            scan(t.path()).unwrap().into_iter().map(|f| (f.path, f.mode)).collect();
+        assert_eq!(
+            modes,
+            [("private".into(), 0o644), ("sealed".into(), 0o644), ("sealed-exec".into(), 0o755)]
+        );
     }
 
     #[test]

@@ -119,9 +119,10 @@ fn find_root(
     if let Some(dir) = root_env {
         return dir;
     }
+    // A crate of the checkout is one or two levels below it (`xtask/`, `crates/engine/`).
     crate_dirs
         .iter()
-        .filter_map(|d| d.parent())
+        .flat_map(|d| d.ancestors().skip(1).take(2))
         .chain(cwd.into_iter().flat_map(Path::ancestors))
         .find(|d| is_project_root(d))
         .map(Path::to_path_buf)
@@ -155,8 +156,11 @@ mod tests {
 
         // REPROVM_ROOT wins over everything.
         assert_eq!(find_root(Some(elsewhere.clone()), &[], Some(&deep), None), elsewhere);
-        // The checkout the xtask was built in.
+        // The checkout the xtask was built in (the command line's crate, or the engine's:
+        // `env!` in the engine names crates/engine).
         assert_eq!(find_root(None, &[checkout.join("xtask")], Some(&elsewhere), None), checkout);
+        let engine = [checkout.join("crates/engine")];
+        assert_eq!(find_root(None, &engine, Some(&elsewhere), None), checkout);
         // A Nix-built xtask (its build directory is gone) run inside a checkout finds it
         // from the current directory, before the flake's own copy.
         assert_eq!(find_root(None, &gone_crate, Some(&deep), Some(store.clone())), checkout);

@@ -36,8 +36,23 @@ impl HostTools {
     /// The pinned tools, materialised from `pins/tools.lock` when they are not yet. Takes the
     /// store lock only to materialise (a running build holds it: the first use waits for it).
     pub fn get(project: &Project, fetcher: &Fetcher) -> Result<HostTools> {
-        let found = toolchain::find_or_ensure_set(project, fetcher, PackageSet::Tools)?;
+        Self::of_set(project, fetcher, PackageSet::Tools)
+    }
+
+    /// The Debian archive's verifier and keyring (`pins/archive.lock`: sqv, sq,
+    /// debian-archive-keyring), materialised like the host tools and run the same way.
+    pub fn archive(project: &Project, fetcher: &Fetcher) -> Result<HostTools> {
+        Self::of_set(project, fetcher, PackageSet::Archive)
+    }
+
+    fn of_set(project: &Project, fetcher: &Fetcher, set: PackageSet) -> Result<HostTools> {
+        let found = toolchain::find_or_ensure_set(project, fetcher, set)?;
         Ok(HostTools { root: found.root, label: found.version_label })
+    }
+
+    /// Whether the root has `program`.
+    pub fn has(&self, program: &str) -> bool {
+        self.program_file(program).is_ok()
     }
 
     /// The file of `program` in the root (`usr/bin`, then `usr/sbin`), relative to the root.

@@ -196,7 +196,7 @@ pub fn materialize(
     }
     archive::check_links(&root, None, archive::Links::RootFileSystem)?;
     fixups(&root)?;
-    if set == super::PackageSet::Tools {
+    if matches!(set, super::PackageSet::Tools | super::PackageSet::Archive) {
         relative_links(&root)?;
     }
     if set == super::PackageSet::Vagrant {

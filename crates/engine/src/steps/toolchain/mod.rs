@@ -39,19 +39,23 @@ pub enum PackageSet {
     /// packages (one root holds both): `toolchain/aarch64.toml`, `pins/aarch64.lock`. A set of
     /// its own so that the x86_64 toolchain's identity, and every x86_64 input hash, stay.
     Aarch64,
+    /// The Debian archive's keyring and the verifier of its signatures (sqv), and sq for the
+    /// full tier's stand-in archive: `toolchain/archive.toml`, `pins/archive.lock`.
+    Archive,
 }
 
 impl PackageSet {
-    pub const ALL: [PackageSet; 5] = [
+    pub const ALL: [PackageSet; 6] = [
         PackageSet::Build,
         PackageSet::Nix,
         PackageSet::Tools,
         PackageSet::Vagrant,
         PackageSet::Aarch64,
+        PackageSet::Archive,
     ];
 
     /// Every set with its name on the command line and what it is.
-    pub const VALUES: [(PackageSet, &'static str, &'static str); 5] = [
+    pub const VALUES: [(PackageSet, &'static str, &'static str); 6] = [
         (PackageSet::Build, "build", "the build toolchain: toolchain/packages.toml"),
         (PackageSet::Nix, "nix", "Nix for the full tier: toolchain/nix.toml"),
         (PackageSet::Tools, "tools", "the host tools: toolchain/tools.toml"),
@@ -60,6 +64,11 @@ impl PackageSet {
             PackageSet::Aarch64,
             "aarch64",
             "the arm64 cross toolchain over the build toolchain: toolchain/aarch64.toml",
+        ),
+        (
+            PackageSet::Archive,
+            "archive",
+            "Debian's archive keyring and its verifier (sqv): toolchain/archive.toml",
         ),
     ];
 
@@ -86,6 +95,7 @@ impl PackageSet {
             PackageSet::Tools => "tools.toml",
             PackageSet::Vagrant => "vagrant.toml",
             PackageSet::Aarch64 => "aarch64.toml",
+            PackageSet::Archive => "archive.toml",
         })
     }
 
@@ -96,6 +106,7 @@ impl PackageSet {
             PackageSet::Tools => project.pins.join("tools.lock"),
             PackageSet::Vagrant => project.pins.join("vagrant.lock"),
             PackageSet::Aarch64 => project.pins.join("aarch64.lock"),
+            PackageSet::Archive => project.pins.join("archive.lock"),
         }
     }
 
@@ -106,6 +117,7 @@ impl PackageSet {
             PackageSet::Tools => "reprovm-host-tools",
             PackageSet::Vagrant => "reprovm-vagrant",
             PackageSet::Aarch64 => "reprovm-toolchain-aarch64",
+            PackageSet::Archive => "reprovm-debian-archive",
         }
     }
 }
@@ -376,6 +388,7 @@ fn locate_set(project: &Project, set: PackageSet) -> Result<(Toolchain, Vec<Lock
         PackageSet::Tools => "qemu-system-x86",
         PackageSet::Vagrant => "vagrant",
         PackageSet::Aarch64 => "gcc-12-aarch64-linux-gnu",
+        PackageSet::Archive => "sqv",
     };
     let version =
         lockf.packages.iter().find(|p| p.name == key).map(|p| format!("{key} {}", p.version));
