@@ -5,7 +5,7 @@
 use crate::commands::{
     assemble, attest, audit, bench, boot_test, build, cache, cluster_test, diff, fetch, gc,
     menuconfig, multiarch, nix, pin, plan, pull, push, run, sandbox_exec, store, tool, toolchain,
-    vagrant, values,
+    update, vagrant, values,
 };
 use anyhow::{bail, Result};
 use clap::{CommandFactory, Parser, Subcommand};
@@ -95,6 +95,9 @@ pub enum Command {
     Build(build::BuildArgs),
     /// The pinned Debian toolchain: `lock` resolves it, `materialize` (default) builds its root.
     Toolchain(toolchain::ToolchainArgs),
+    /// Which pins the Debian archive has moved past (sources in their series, the locks), read
+    /// through verified InRelease files; `--check` fails when one has; `--write` moves them.
+    Update(update::UpdateArgs),
     /// Run menuconfig for a kernel recipe in the sandbox and record the changes in its last fragment.
     Menuconfig(menuconfig::MenuconfigArgs),
     /// Boot out/bzImage with out/hd.img under QEMU (serial console here, SSH on 127.0.0.1:PORT).
@@ -182,6 +185,7 @@ pub fn run() -> Result<i32> {
         Command::Plan(args) => args.run(&ctx),
         Command::Build(args) => args.run(&ctx),
         Command::Toolchain(args) => args.run(&ctx),
+        Command::Update(args) => args.run(&ctx),
         Command::Menuconfig(args) => args.run(&ctx),
         Command::Run(args) => args.run(&ctx),
         Command::BootTest(args) => args.run(&ctx),

@@ -25,6 +25,7 @@ pub mod sandbox_exec;
 pub mod store;
 pub mod tool;
 pub mod toolchain;
+pub mod update;
 pub mod vagrant;
 pub mod values;
 

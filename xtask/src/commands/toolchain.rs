@@ -10,11 +10,16 @@ pub struct ToolchainArgs {
 
 #[derive(clap::Subcommand, Debug, Clone)]
 pub enum ToolchainAction {
-    /// Resolve toolchain/packages.toml, nix.toml and tools.toml against the Debian mirror into
-    /// pins/toolchain.lock, nix.lock and tools.lock (or only the SETs named).
+    /// Resolve the package sets (toolchain/*.toml) against the Debian mirror into their locks
+    /// (pins/*.lock), every index authenticated through its suite's signed InRelease (or only
+    /// the SETs named).
     Lock {
         #[arg(value_parser = values::parser(&PackageSet::VALUES))]
         sets: Vec<PackageSet>,
+        /// Verify the archive's InRelease files with this keyring instead of the pinned
+        /// debian-archive-keyring (a private or test archive; the first lock of `archive`).
+        #[arg(long, value_name = "FILE")]
+        keyring: Option<std::path::PathBuf>,
     },
     /// Fetch, verify and extract every locked .deb into the toolchain store entry.
     Materialize,
@@ -26,10 +31,15 @@ impl ToolchainArgs {
     pub fn run(self, ctx: &RunContext) -> anyhow::Result<i32> {
         let project = &ctx.project;
         match self.action.unwrap_or(ToolchainAction::Materialize) {
-            ToolchainAction::Lock { sets } => toolchain::lock(
-                project,
-                if sets.is_empty() { &PackageSet::ALL[..] } else { &sets },
-            )?,
+            ToolchainAction::Lock { sets, keyring } => {
+                let archive =
+                    toolchain::archive::Archive::open(project, &ctx.fetcher, keyring.as_deref())?;
+                toolchain::lock(
+                    project,
+                    &archive,
+                    if sets.is_empty() { &PackageSet::ALL[..] } else { &sets },
+                )?
+            }
             ToolchainAction::Materialize => {
                 let lock = reprovm::model::store::store_exclusive(&project.out)?;
                 println!("{}", toolchain::ensure(project, &ctx.fetcher, &lock)?.root.display());

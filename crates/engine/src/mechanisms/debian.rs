@@ -157,6 +157,17 @@ fn parse_one_line(text: &str) -> Vec<String> {
     out
 }
 
+/// Debian's releases, oldest first: their numbers (the `+debNNuM` and `~bpoNN` markers of
+/// stable and backported versions) and codenames (their suites: `CODENAME`,
+/// `CODENAME-security`, `CODENAME-updates`, `CODENAME-backports`).
+pub const RELEASES: [(u32, &str); 4] =
+    [(11, "bullseye"), (12, "bookworm"), (13, "trixie"), (14, "forky")];
+
+/// The codename of Debian release `number`.
+pub fn codename(number: u32) -> Option<&'static str> {
+    RELEASES.iter().find(|(n, _)| *n == number).map(|(_, c)| *c)
+}
+
 /// Pool directory of a source package: `pool/main/b/busybox`, `pool/main/libc/libcap2`.
 /// Recipes validate package names (`recipe.rs`); an invalid one still never panics here.
 pub fn pool_dir(source_package: &str) -> String {

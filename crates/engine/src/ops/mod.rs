@@ -18,3 +18,4 @@ pub mod pin;
 pub mod plan;
 pub mod publish;
 pub mod store;
+pub mod update;

@@ -7,6 +7,7 @@
 //! spans).
 
 mod debian_fields;
+pub mod edit;
 pub mod placeholders;
 pub mod position;
 mod syntax;

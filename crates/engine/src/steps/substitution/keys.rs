@@ -253,9 +253,6 @@ mod tests {
         // "signed by" says which of the two keys named alike signed.
         assert_eq!(verify(&both, Some(&rotated), b"entry"), Ok(signer(&both[1])));
         assert_eq!(verify(&both, Some(&sig), b"entry"), Ok(signer(&both[0])));
-        assert_eq!(
-            signer(&both[1]).to_string(),
-            format!("`ci-1` (key {})", both[1].fingerprint())
-        );
+        assert_eq!(signer(&both[1]).to_string(), format!("`ci-1` (key {})", both[1].fingerprint()));
     }
 }

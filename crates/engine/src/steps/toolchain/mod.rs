@@ -3,6 +3,7 @@
 //! nix-bin in `pins/nix.lock`). Each is resolved by `resolve.rs` and materialised into a root by
 //! `materialize.rs`. Also the `toolchain`, `sandbox-exec` and `nix` commands.
 
+pub mod archive;
 pub mod materialize;
 mod resolve;
 
@@ -18,9 +19,11 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 pub use materialize::deb_want;
-pub use resolve::lock;
 pub use resolve::LockFile;
 pub use resolve::LockedDeb;
+pub use resolve::{
+    lock, merged_index, packages_index, resolve_set, resolve_set_over, write_lock, ResolvedLock,
+};
 
 /// A pinned set of Debian packages and where its spec and lock live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,19 +1,18 @@
 //! Resolution: a package list (`toolchain/packages.toml`, `toolchain/nix.toml`) against the
-//! mirror's Packages indices (main and, optionally, backports) into a lock (`pins/*.lock`),
-//! every .deb with its size and sha256, and the time of resolution: the Debian snapshot
-//! archive serves the pool as it was then, after the pool itself has dropped a version.
+//! mirror's Packages indices (main and, optionally, backports), each authenticated through its
+//! suite's signed InRelease (`archive.rs`), into a lock (`pins/*.lock`), every .deb with its
+//! size and sha256, and the time of resolution: the Debian snapshot archive serves the pool as
+//! it was then, after the pool itself has dropped a version.
 
+use super::archive::Archive;
 use crate::mechanisms::deb822::{self, Paragraph};
 use crate::mechanisms::debian;
-use crate::mechanisms::http::Client;
 use crate::model::project::Project;
 use anyhow::{bail, Context, Result};
-use reprovm_fs::archive;
 use reprovm_fs::progress;
 use reprovm_fs::util;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::io::Read;
 
 /// `toolchain/*.toml`: a set of packages to pin.
 #[derive(Debug, Deserialize)]
@@ -24,6 +23,11 @@ pub struct PackageSpec {
     /// Suite for the packages listed in `from-backports`.
     #[serde(default)]
     pub backports_suite: Option<String>,
+    /// Suites whose newer versions of `suite`'s packages are taken too, as apt takes them
+    /// from a fully updated system's sources (`bookworm-security`, `bookworm-updates`): per
+    /// package the newest version of `suite` and these, and its suite recorded in the lock.
+    #[serde(default)]
+    pub updates: Vec<String>,
     pub packages: Vec<String>,
     #[serde(default)]
     pub from_backports: Vec<String>,
@@ -107,7 +111,7 @@ pub fn resolve_over(
 ) -> Result<Vec<LockedDeb>> {
     let mut by_name: BTreeMap<&str, (&Paragraph, &str)> = BTreeMap::new();
     for s in main {
-        by_name.entry(s.get("Package")).or_insert((s, &spec.suite));
+        by_name.entry(s.get("Package")).or_insert((s, suite_of(s, &spec.suite)));
     }
     if let Some(bpo_suite) = &spec.backports_suite {
         for s in backports {
@@ -193,7 +197,7 @@ pub fn resolve_foreign(
     let Some(arch) = &spec.foreign_arch else { return Ok(Vec::new()) };
     let mut by_name: BTreeMap<&str, (&Paragraph, &str)> = BTreeMap::new();
     for s in index {
-        by_name.entry(s.get("Package")).or_insert((s, spec.suite.as_str()));
+        by_name.entry(s.get("Package")).or_insert((s, suite_of(s, &spec.suite)));
     }
     if let Some(bpo_suite) = &spec.backports_suite {
         for s in backports {
@@ -269,76 +273,135 @@ pub fn resolve_foreign(
         .collect()
 }
 
-/// The most a compressed Packages index is expected to be (bookworm's main/amd64 is ~9 MB):
-/// what its download's deadline allows for.
-const INDEX_LIMIT: u64 = 128 << 20;
+/// Which suite a paragraph of a merged index ([`merged_index`]) came from.
+const SUITE_FIELD: &str = "X-Reprovm-Suite";
 
-/// The suite's Packages index from the first mirror that serves a readable one (a broken
-/// index on one mirror falls through to the next).
-fn fetch_index(
-    client: &Client,
-    mirrors: &[String],
-    suite: &str,
-    arch: &str,
-) -> Result<Vec<Paragraph>> {
-    let mut errs = Vec::new();
-    for m in mirrors {
-        let url = format!("{m}/dists/{suite}/main/binary-{arch}/Packages.xz");
-        let attempt = client.get(&url, INDEX_LIMIT).map_err(anyhow::Error::from).and_then(|body| {
-            let mut text = String::new();
-            archive::decoder(archive::Format::TarXz, body)?.read_to_string(&mut text)?;
-            Ok(deb822::paragraphs(&text))
-        });
-        match attempt {
-            Ok(p) if !p.is_empty() => return Ok(p),
-            Ok(_) => errs.push(format!("{url}: empty index")),
-            Err(e) => errs.push(format!("{url}: {e:#}")),
-        }
+/// The suite a paragraph came from: its mark, or `default` for an index of one suite.
+fn suite_of<'a>(p: &'a Paragraph, default: &'a str) -> &'a str {
+    match p.get(SUITE_FIELD) {
+        "" => default,
+        s => s,
     }
-    bail!(
-        "no mirror had a readable {suite} index ({}); set {} to a Debian mirror",
-        errs.join("; "),
-        debian::MIRROR_ENV
-    )
 }
 
-/// `cargo xtask toolchain lock [SET...]`: resolve package sets into their locks.
-pub fn lock(project: &Project, sets: &[super::PackageSet]) -> Result<()> {
+/// The Packages indexes of `suites` for `arch` as one, each authenticated: per package the
+/// newest version (dpkg's order; the first suite's on a tie), marked with its suite.
+pub fn merged_index(archive: &Archive, suites: &[String], arch: &str) -> Result<Vec<Paragraph>> {
+    let mut newest: BTreeMap<String, Paragraph> = BTreeMap::new();
+    for suite in suites {
+        for mut p in packages_index(archive, suite, arch)? {
+            let name = p.get("Package").to_string();
+            let newer = newest.get(&name).is_none_or(|old| {
+                crate::mechanisms::debian_version::compare(p.get("Version"), old.get("Version"))
+                    .is_gt()
+            });
+            if newer {
+                p.fields.insert(SUITE_FIELD.to_string(), suite.clone());
+                newest.insert(name, p);
+            }
+        }
+    }
+    Ok(newest.into_values().collect())
+}
+
+/// The Packages index of `suite` for `arch`, authenticated (its InRelease verified, its hash
+/// the one listed there).
+pub fn packages_index(archive: &Archive, suite: &str, arch: &str) -> Result<Vec<Paragraph>> {
+    let release = archive.release(suite)?;
+    let text = archive.index_text(&release, &format!("main/binary-{arch}/Packages"))?;
+    let p = deb822::paragraphs(&text);
+    anyhow::ensure!(
+        !p.is_empty(),
+        "{}/dists/{suite}: an empty Packages index for {arch}",
+        release.base
+    );
+    Ok(p)
+}
+
+/// `cargo xtask toolchain lock [SET...]`: resolve package sets into their locks (every index
+/// authenticated by `archive`) and write them.
+pub fn lock(project: &Project, archive: &Archive, sets: &[super::PackageSet]) -> Result<()> {
     for set in sets {
-        lock_set(project, *set)?;
+        let resolved = resolve_set(project, archive, *set)?;
+        write_lock(&resolved)?;
     }
     Ok(())
 }
 
-fn lock_set(project: &Project, set: super::PackageSet) -> Result<()> {
+/// A package set resolved into a lock, not yet written.
+#[derive(Debug)]
+pub struct ResolvedLock {
+    pub set: super::PackageSet,
+    pub path: std::path::PathBuf,
+    pub lock: LockFile,
+    /// The lock file's text.
+    pub body: String,
+}
+
+impl ResolvedLock {
+    /// Whether the file holds this text already.
+    pub fn unchanged(&self) -> bool {
+        std::fs::read(&self.path).is_ok_and(|t| t == self.body.as_bytes())
+    }
+}
+
+/// Write a resolved lock (unless the file already says the same).
+pub fn write_lock(r: &ResolvedLock) -> Result<()> {
+    let same_text = r.unchanged();
+    if !same_text {
+        util::write_atomic(&r.path, r.body.as_bytes())?;
+    }
+    progress::say(&format!(
+        "{} {} ({} packages)",
+        if same_text { "unchanged" } else { "wrote" },
+        r.path.display(),
+        r.lock.packages.len()
+    ));
+    Ok(())
+}
+
+/// Resolve a package set against the archive's current indexes.
+pub fn resolve_set(
+    project: &Project,
+    archive: &Archive,
+    set: super::PackageSet,
+) -> Result<ResolvedLock> {
+    resolve_set_over(project, archive, set, None)
+}
+
+/// [`resolve_set`], a layered set over `base` (its base set's lock as resolved now) instead
+/// of the base's lock file.
+pub fn resolve_set_over(
+    project: &Project,
+    archive: &Archive,
+    set: super::PackageSet,
+    base: Option<&LockFile>,
+) -> Result<ResolvedLock> {
+    let base_override = base;
     let spec_path = set.spec(project);
     let text = std::fs::read_to_string(&spec_path)
         .with_context(|| format!("reading {}", spec_path.display()))?;
     let spec: PackageSpec = toml::from_str(&text)
         .map_err(|e| anyhow::format_err!("{}: {}", spec_path.display(), e.message()))?;
-    let mirrors = &project.debian_mirrors;
-    anyhow::ensure!(
-        !mirrors.is_empty(),
-        "no Debian mirror configured: set {} or add one to /etc/apt/sources.list.d",
-        debian::MIRROR_ENV
-    );
-    let client = Client::new();
-    let main = fetch_index(&client, mirrors, &spec.suite, &spec.arch)?;
+    let suites: Vec<String> =
+        std::iter::once(spec.suite.clone()).chain(spec.updates.iter().cloned()).collect();
+    let main = merged_index(archive, &suites, &spec.arch)?;
     let bpo = match &spec.backports_suite {
-        Some(s) => fetch_index(&client, mirrors, s, &spec.arch)?,
+        Some(s) => packages_index(archive, s, &spec.arch)?,
         None => Vec::new(),
     };
     // A layered set leaves out what its base set's root already holds.
-    let base: Vec<LockedDeb> = match set.base() {
-        Some(b) => super::read_lock(project, b)?.packages,
-        None => Vec::new(),
+    let base: Vec<LockedDeb> = match (set.base(), base_override) {
+        (Some(_), Some(l)) => l.packages.clone(),
+        (Some(b), None) => super::read_lock(project, b)?.packages,
+        (None, _) => Vec::new(),
     };
     let provided: BTreeSet<String> = base.iter().map(|p| p.name.clone()).collect();
     let mut debs = resolve_over(&spec, &main, &bpo, &provided)?;
     if let Some(arch) = &spec.foreign_arch {
-        let index = fetch_index(&client, mirrors, &spec.suite, arch)?;
+        let index = merged_index(archive, &suites, arch)?;
         let bpo = match &spec.backports_suite {
-            Some(s) => fetch_index(&client, mirrors, s, arch)?,
+            Some(s) => packages_index(archive, s, arch)?,
             None => Vec::new(),
         };
         let native: BTreeMap<String, String> =
@@ -369,17 +432,7 @@ fn lock_set(project: &Project, set: super::PackageSet) -> Result<()> {
         lockfile.packages.len(),
         toml::to_string(&lockfile)?
     );
-    let same_text = std::fs::read(&lock_path).is_ok_and(|t| t == body.as_bytes());
-    if !same_text {
-        util::write_atomic(&lock_path, body.as_bytes())?;
-    }
-    progress::say(&format!(
-        "{} {} ({} packages)",
-        if same_text { "unchanged" } else { "wrote" },
-        lock_path.display(),
-        lockfile.packages.len()
-    ));
-    Ok(())
+    Ok(ResolvedLock { set, path: lock_path, lock: lockfile, body })
 }
 
 #[cfg(test)]
@@ -400,6 +453,7 @@ Package: e2fsprogs\nVersion: 1.47.0\nArchitecture: amd64\nFilename: pool/main/e/
             suite: "bookworm".into(),
             arch: "amd64".into(),
             backports_suite: Some("bookworm-backports".into()),
+            updates: vec![],
             packages: vec!["gcc".into(), "e2fsprogs".into()],
             from_backports: vec!["e2fsprogs".into()],
             exclude: vec![],
@@ -429,6 +483,7 @@ Package: rpcsvc-proto\nVersion: 1\nArchitecture: arm64\nMulti-Arch: foreign\nFil
             suite: "bookworm".into(),
             arch: "amd64".into(),
             backports_suite: None,
+            updates: vec![],
             packages: vec![],
             from_backports: vec![],
             exclude: vec![],
@@ -456,32 +511,41 @@ Package: rpcsvc-proto\nVersion: 1\nArchitecture: arm64\nMulti-Arch: foreign\nFil
         assert!(e.contains("`libc6:arm64` is 2 but the native `libc6` is 3"), "{e}");
     }
 
+    /// An index is read only through its suite's Release: the bytes must be the size and
+    /// sha256 it lists (a mirror serving other bytes is refused naming both), then it parses.
     #[test]
-    fn a_bad_index_on_the_first_mirror_falls_through_to_the_next() {
+    fn an_index_is_taken_only_as_its_release_lists_it() {
         let mut xz = Vec::new();
         let mut enc = xz2::write::XzEncoder::new(&mut xz, 1);
         std::io::Write::write_all(&mut enc, INDEX.as_bytes()).unwrap();
         enc.finish().unwrap();
-        let path = "/dists/bookworm/main/binary-amd64/Packages.xz";
+        let path = "dists/bookworm/main/binary-amd64/Packages.xz";
         let base = crate::testutil::serve(vec![
-            (
-                "/bad/dists/bookworm/main/binary-amd64/Packages.xz",
-                200,
-                b"not xz at all".to_vec(),
-                None,
-            ),
-            (&format!("/good{path}"), 200, xz, None),
+            (&format!("/good/{path}"), 200, xz.clone(), None),
+            (&format!("/bad/{path}"), 200, b"not the listed bytes".to_vec(), None),
         ]);
-        let p = fetch_index(
-            &Client::new(),
-            &[format!("{base}/bad"), format!("{base}/good")],
-            "bookworm",
-            "amd64",
-        )
-        .unwrap();
-        assert_eq!(p.len(), 5);
-        let e =
-            fetch_index(&Client::new(), &[format!("{base}/bad")], "bookworm", "amd64").unwrap_err();
-        assert!(format!("{e:#}").contains("no mirror had a readable bookworm index"), "{e:#}");
+        let sha = reprovm_fs::hash::sha256_bytes(&xz);
+        let release = format!(
+            "Codename: bookworm\nSHA256:\n {sha} {} main/binary-amd64/Packages.xz\n",
+            xz.len()
+        );
+        for (mirror, ok) in [("good", true), ("bad", false)] {
+            let archive = Archive::with_release(&format!("{base}/{mirror}"), "bookworm", &release);
+            match packages_index(&archive, "bookworm", "amd64") {
+                Ok(p) => assert!(ok && p.len() == 5),
+                Err(e) => {
+                    let e = format!("{e:#}");
+                    assert!(!ok, "{e}");
+                    assert!(
+                        e.contains(&format!("/bad/{path}: it is 20 bytes with sha256 "))
+                            && e.contains(&format!(
+                                "the InRelease lists {} bytes with sha256 {sha}",
+                                xz.len()
+                            )),
+                        "{e}"
+                    );
+                }
+            }
+        }
     }
 }
