@@ -54,6 +54,10 @@ struct Faults {
     other_key: Option<PathBuf>,
     /// Add this `Valid-Until` to every Release.
     valid_until: Option<&'static str>,
+    /// Serve every Release unsigned, as its InRelease.
+    unsigned: bool,
+    /// Serve trixie's (signed) InRelease as bookworm's: a replay of another suite.
+    other_suite: bool,
 }
 
 /// Files fetched from the real mirrors, shared by every stand-in of the test.
@@ -226,7 +230,9 @@ impl StandIn {
                     stems.iter().map(|(s, b)| (*s, b.as_slice())).collect();
                 let release = release_with(&text, &refs, &extra);
                 let signer = f.other_key.as_deref().unwrap_or(key);
-                files.insert(format!("/m{i}/dists/{suite}/InRelease"), sign(&release, signer, dir));
+                let served =
+                    if f.unsigned { release.into_bytes() } else { sign(&release, signer, dir) };
+                files.insert(format!("/m{i}/dists/{suite}/InRelease"), served);
                 for (stem, mut bytes) in stems {
                     if f.tampered_index && stem == "main/source/Sources" {
                         // The same size, one byte other than the InRelease's hash covers.
@@ -234,6 +240,11 @@ impl StandIn {
                         bytes[last] ^= 0x01;
                     }
                     files.insert(format!("/m{i}/dists/{suite}/{stem}"), bytes);
+                }
+            }
+            if f.other_suite {
+                if let Some(trixie) = files.get(&format!("/m{i}/dists/trixie/InRelease")).cloned() {
+                    files.insert(format!("/m{i}/dists/bookworm/InRelease"), trixie);
                 }
             }
             let orig_served = if f.tampered_orig { b"other bytes".to_vec() } else { orig.clone() };
@@ -343,7 +354,8 @@ fn update_reads_signed_indexes_lists_what_moved_and_moves_it() {
     assert!(!real_mirrors.is_empty(), "no Debian mirror configured");
 
     // 1. The real archive, read only.
-    let (_, _, json, err) = x(&support::repo(), &out, &real_mirrors, &["update", "--json"]);
+    let (ok, _, json, err) = x(&support::repo(), &out, &real_mirrors, &["update", "--json"]);
+    assert!(ok, "update against the configured archive failed:\n{err}");
     let real: serde_json::Value =
         serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}\n{err}"));
     let (real_sources, real_locks) = summary(&real);
@@ -474,7 +486,7 @@ fn update_reads_signed_indexes_lists_what_moved_and_moves_it() {
     );
 
     // 3. Each fault leaves every file as it was, with one line naming what failed.
-    let cases: [(&str, Faults, &[&str], &str); 4] = [
+    let cases: [(&str, Faults, &[&str], &str); 6] = [
         (
             "a tampered file",
             Faults { tampered_orig: true, ..Faults::default() },
@@ -499,6 +511,18 @@ fn update_reads_signed_indexes_lists_what_moved_and_moves_it() {
             &["update"],
             "it was valid until 01 Jan 2026",
         ),
+        (
+            "an unsigned InRelease",
+            Faults { unsigned: true, ..Faults::default() },
+            &["update"],
+            "bookworm/InRelease: it is not signed (no cleartext signature): refused",
+        ),
+        (
+            "another suite's InRelease",
+            Faults { other_suite: true, ..Faults::default() },
+            &["update"],
+            "bookworm/InRelease: it is the Release of trixie",
+        ),
     ];
     for (what, faults, args, says) in cases {
         let root = project_copy(&t.path().join(what.replace(' ', "-")));
@@ -508,8 +532,10 @@ fn update_reads_signed_indexes_lists_what_moved_and_moves_it() {
         let stand = StandIn::start(&real_mirrors, &key, &keys, &downloads, faults);
         let (ok, _, _, err) = x(&root, &out, &stand.bases, &[args, &keyring[..]].concat());
         assert!(!ok && err.contains(says), "{what}: {err}");
+        // One line: the error is the last line of the output, and the only one.
         let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error")).collect();
         assert_eq!(errors.len(), 1, "{what}: {err}");
+        assert_eq!(err.trim_end().lines().last(), Some(errors[0]), "{what}: not one line: {err}");
         eprintln!("{what}: {}", errors[0]);
         assert!(support::snapshot(&root) == before, "{what}: a file of the project changed");
         drop(stand.reg);

@@ -224,6 +224,12 @@ pub fn extract_tar(
                     dest.create_dir_all(&rel)?;
                     dirs.push((rel.clone(), mtime, mode));
                 }
+                // A sparse entry's holes are zeros the stream never carries: unpacking one
+                // would write more than any bound on the stream allows. Source archives and
+                // layers have no use for them (our layers never hold one).
+                tar::EntryType::GNUSparse if links == Links::StayInTree => {
+                    bail!("a sparse file; source archives and layers may not contain them")
+                }
                 tar::EntryType::Regular
                 | tar::EntryType::Continuous
                 | tar::EntryType::GNUSparse => {
@@ -489,6 +495,38 @@ mod tests {
             "absolute path",
         );
         assert!(!Path::new("/tmp/reprovm-evil").exists());
+        s.sentinel_intact();
+    }
+
+    /// A sparse entry would unpack to holes the stream never carried (a 2 KiB tar writing
+    /// 256 MiB): refused before anything of it is written.
+    #[test]
+    fn sparse_entries_refused() {
+        let s = Scene::new();
+        // One data byte at offset 256 MiB: a real GNU sparse header, as tar writes one.
+        let mut h = tar::Header::new_gnu();
+        h.set_path("holes").unwrap();
+        h.set_entry_type(tar::EntryType::GNUSparse);
+        h.set_mode(0o644);
+        h.set_size(1);
+        {
+            let g = h.as_gnu_mut().unwrap();
+            let octal = |field: &mut [u8], v: u64| {
+                let text = format!("{v:0w$o}\0", w = field.len() - 1);
+                field.copy_from_slice(text.as_bytes());
+            };
+            octal(&mut g.sparse[0].offset, 256 << 20);
+            octal(&mut g.sparse[0].numbytes, 1);
+            octal(&mut g.realsize, (256 << 20) + 1);
+        }
+        h.set_cksum();
+        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let mut b = tar::Builder::new(gz);
+        b.append(&h, &[7u8][..]).unwrap();
+        let bytes = b.into_inner().unwrap().finish().unwrap();
+        assert!(bytes.len() < 2048);
+        refused(s.extract(&bytes), "a sparse file");
+        assert!(!s.t.path().join("dest/holes").exists());
         s.sentinel_intact();
     }
 

@@ -51,7 +51,7 @@ pub fn display_rel(path: &Path, base: &Path) -> String {
 
 /// The slowest average rate a download may keep (after its first byte) before it is
 /// abandoned: [`transfer_deadline`].
-pub const MIN_TRANSFER_RATE: u64 = 256 << 10;
+pub const MIN_TRANSFER_RATE: u64 = 32 << 10;
 
 /// The overall deadline of a transfer of at most `bytes`: the per-read timeout (which also
 /// covers connecting and the first byte) plus the bytes at [`MIN_TRANSFER_RATE`]. A peer that

@@ -203,6 +203,15 @@ pub fn is_loopback(host: &str) -> bool {
     name == "localhost" || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+/// An address of this machine (loopback, unspecified, or an IPv4-mapped one of those).
+fn is_local_address(ip: &std::net::IpAddr) -> bool {
+    let ip = match ip {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map(std::net::IpAddr::V4).unwrap_or(*ip),
+        v4 => *v4,
+    };
+    ip.is_loopback() || ip.is_unspecified()
+}
+
 /// Why a request to a registry failed; callers branch on it.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -349,11 +358,27 @@ impl Registry {
             ),
             Err(_) => DEFAULT_READ_TIMEOUT,
         };
+        // A registry off this machine reaches nothing on it: by name (`is_loopback`) and by
+        // address (a name that resolves to 127.0.0.1, `127.1`, `0.0.0.0`, `::ffff:127.0.0.1`).
+        let local_allowed = origin.loopback();
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(Duration::from_secs(20).min(read_timeout))
             .timeout_read(read_timeout)
             .redirects(0)
             .user_agent("reprovm/1")
+            .resolver(move |netloc: &str| -> std::io::Result<Vec<std::net::SocketAddr>> {
+                let addrs: Vec<std::net::SocketAddr> =
+                    std::net::ToSocketAddrs::to_socket_addrs(netloc)?.collect();
+                if !local_allowed && addrs.iter().any(|a| is_local_address(&a.ip())) {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::PermissionDenied,
+                        format!(
+                            "{netloc} is this machine: a registry off it sends no request here"
+                        ),
+                    ));
+                }
+                Ok(addrs)
+            })
             .build();
         Ok(Registry {
             name: reference.registry().to_string(),
@@ -937,6 +962,11 @@ mod tests {
             .send("GET", "https://127.0.0.1:9/x".into(), &[], Body::Empty, "", false, 0)
             .unwrap_err();
         assert!(e.to_string().contains("sends no request to this one"), "{e}");
+        // Spellings of this machine that are not its names, refused at the address.
+        for url in ["https://127.1:9/x", "https://0.0.0.0:9/x", "https://[::ffff:127.0.0.1]:9/x"] {
+            let e = reg.send("GET", url.into(), &[], Body::Empty, "", false, 0).unwrap_err();
+            assert!(e.to_string().contains("is this machine"), "{url}: {e}");
+        }
     }
 
     #[test]

@@ -55,8 +55,11 @@ fn render(r: &VerifyReport) -> String {
                 "  made again: {node} ({arch}), but to other bytes: recorded {recorded}, now {rebuilt} (`cargo xtask audit {node}` explains)\n"
             )),
             Some(Repair::Removed) => s.push_str(
-                "  removed: no recipe of this checkout builds it (it was left by other recipes)\n",
+                "  removed: no recipe of this checkout builds it, for any architecture whose toolchain is locked (it was left by other recipes)\n",
             ),
+            Some(Repair::AlreadyReplaced) => {
+                s.push_str("  already replaced or removed by another command meanwhile\n")
+            }
             Some(Repair::Failed { node, arch, error }) => {
                 s.push_str(&format!("  removed; building {node} ({arch}) again failed: {error}\n"))
             }

@@ -41,13 +41,10 @@ impl UpdateArgs {
     }
 }
 
+/// One table: a row per pinned source with a Debian origin, then one per lock.
 fn render(r: &UpdateReport) -> String {
-    let mut s = String::new();
-    s.push_str(&format!("(indexes verified with the {})\n", r.keyring));
-    s.push_str(&format!(
-        "{:<18} {:<24} {:<32} {:<32} {}\n",
-        "SOURCE", "SUITES", "PINNED", "NEWEST IN SERIES", "STATE"
-    ));
+    let mut rows: Vec<[String; 5]> =
+        vec![["NAME".into(), "SUITES".into(), "PINNED".into(), "NEWEST".into(), "STATE".into()]];
     for row in &r.sources {
         let suites = match row.suites.first() {
             Some(first) if row.suites.len() > 1 => format!("{first} (+{})", row.suites.len() - 1),
@@ -61,21 +58,27 @@ fn render(r: &UpdateReport) -> String {
         };
         let state = match &row.state {
             SourceState::Current => "current".to_string(),
-            SourceState::SameFile => {
-                "same upstream file (a Debian revision; no change here)".to_string()
-            }
+            SourceState::SameFile => "same upstream file (a Debian revision: no change)".into(),
             SourceState::Newer { file, .. } => format!("NEWER: {file}"),
-            SourceState::NotFound { why } => format!("not found: {why}"),
+            SourceState::NotFound { why } => format!("UNKNOWN: {why}"),
         };
-        s.push_str(&format!(
-            "{:<18} {:<24} {:<32} {:<32} {state}\n",
-            row.node, suites, row.current, newest
-        ));
+        rows.push([
+            format!("{} ({})", row.node, row.file),
+            suites,
+            row.current.clone(),
+            newest,
+            state,
+        ]);
     }
-    s.push_str(&format!("{:<18} {:<24} {:<8} {}\n", "LOCK", "SUITE", "PACKAGES", "CHANGES"));
     for l in &r.locks {
         let security = l.changes.iter().filter(|c| c.security).count();
-        let changes = if l.changes.is_empty() {
+        let down = l.changes.iter().filter(|c| c.downgrade).count();
+        let newest = if l.changes.is_empty() {
+            "-".to_string()
+        } else {
+            format!("{} to move ({security} security)", l.changes.len())
+        };
+        let state = if l.changes.is_empty() {
             "current".to_string()
         } else {
             let list: Vec<String> = l
@@ -83,24 +86,48 @@ fn render(r: &UpdateReport) -> String {
                 .iter()
                 .map(|c| {
                     format!(
-                        "{} {} -> {}{}",
+                        "{} {} -> {}{}{}",
                         c.name,
                         c.current.as_deref().unwrap_or("(new)"),
                         c.new.as_deref().unwrap_or("(dropped)"),
-                        if c.security { " (security)" } else { "" }
+                        if c.security { " (security)" } else { "" },
+                        if c.downgrade { " (OLDER)" } else { "" }
                     )
                 })
                 .collect();
-            format!("{} to move ({security} security): {}", l.changes.len(), list.join(", "))
+            let older =
+                if down > 0 { format!("{down} OLDER than the lock: ") } else { String::new() };
+            format!("{older}{}", list.join(", "))
         };
-        s.push_str(&format!("{:<18} {:<24} {:<8} {changes}\n", l.set, l.suite, l.packages));
+        rows.push([
+            format!("{} ({})", l.set, l.lock),
+            l.suite.clone(),
+            format!("{} packages", l.packages),
+            newest,
+            state,
+        ]);
+    }
+    let width = |i: usize| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0);
+    let widths = [width(0), width(1), width(2), width(3)];
+    let mut s = format!("(indexes verified with the {})\n", r.keyring);
+    for row in &rows {
+        s.push_str(&format!(
+            "{:<w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {}\n",
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            row[4],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2],
+            w3 = widths[3]
+        ));
     }
     match &r.written {
         Some(w) => {
-            s.push_str(&format!(
-                "wrote: {}\n",
-                if w.files.is_empty() { "nothing".to_string() } else { w.files.join(", ") }
-            ));
+            let files = if w.files.is_empty() { "nothing".to_string() } else { w.files.join(", ") };
+            s.push_str(&format!("wrote: {files}\n"));
             if !w.nodes.is_empty() {
                 s.push_str(&format!("input hashes changed: {}\n", w.nodes.join(", ")));
             }
@@ -109,6 +136,9 @@ fn render(r: &UpdateReport) -> String {
                     "published outputs to build and pin again (`cargo xtask build T` then `cargo xtask pin outputs T`): {}\n",
                     w.pins.join(", ")
                 ));
+            }
+            if let Some(note) = &w.note {
+                s.push_str(&format!("note: {note}\n"));
             }
         }
         None if r.out_of_date() => s.push_str(

@@ -64,6 +64,9 @@ pub fn scan(dir: &Path) -> Result<Vec<FileEntry>> {
 pub fn scan_dir(d: &Dir) -> Result<Vec<FileEntry>> {
     let dir = d.path();
     let mut out = Vec::new();
+    // Names of one inode are hashed once: a tree of N hard links to a large file costs one
+    // read of it, not N (a hostile layer is made of little more than link entries).
+    let mut hashed: std::collections::BTreeMap<(u64, u64), (String, u64)> = Default::default();
     for e in d.walk()? {
         let path = e.path.to_string_lossy().into_owned();
         let entry = match e.kind {
@@ -88,9 +91,18 @@ pub fn scan_dir(d: &Dir) -> Result<Vec<FileEntry>> {
                 target: None,
             },
             Kind::File => {
-                let mut f = d.open_file(&e.path)?;
-                let (sha, size) = sha256_reader(&mut f)
-                    .with_context(|| format!("reading {}", dir.join(&e.path).display()))?;
+                let (sha, size) = match hashed.get(&(e.dev, e.ino)) {
+                    Some(known) => known.clone(),
+                    None => {
+                        let mut f = d.open_file(&e.path)?;
+                        let got = sha256_reader(&mut f)
+                            .with_context(|| format!("reading {}", dir.join(&e.path).display()))?;
+                        if e.nlink > 1 {
+                            hashed.insert((e.dev, e.ino), got.clone());
+                        }
+                        got
+                    }
+                };
                 FileEntry {
                     path,
                     kind: FileKind::File,

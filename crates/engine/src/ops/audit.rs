@@ -180,14 +180,22 @@ pub fn audit(ctx: &RunContext, opts: &AuditOptions) -> Result<()> {
     };
     let audit_root = project.out.join("audit");
     std::fs::create_dir_all(&audit_root)?;
-    // What killed audits left (their rebuilds, cache entries, work roots on tmpfs).
-    for (path, size) in crate::ops::gc::dead_audit_trees(project)? {
+    // What killed audits left (cache entries being compared, work roots on tmpfs); the
+    // rebuilds an audit kept for inspection stay (`gc` takes them). Another audit or gc
+    // removing the same tree at the same time is no error.
+    let dead = crate::ops::gc::dead_audit_trees(project, false).unwrap_or_else(|e| {
+        progress::say(&format!("not sweeping out/audit: {e:#}"));
+        Vec::new()
+    });
+    for (path, size) in dead {
         progress::say(&format!(
             "removing {} ({}, left by an interrupted audit)",
             path.display(),
             progress::human_bytes(size)
         ));
-        crate::ops::gc::remove_path(&path)?;
+        if let Err(e) = crate::ops::gc::remove_path(&path) {
+            progress::say(&format!("could not remove {}: {e:#}", path.display()));
+        }
     }
     let mut reports = Vec::new();
     for t in &targets {

@@ -141,7 +141,7 @@ pub fn find(project: &Project, keep_last: usize, _store: &StoreLock) -> Result<G
             g.toolchains.push((name, size));
         }
     }
-    g.audit_trees = dead_audit_trees(project)?;
+    g.audit_trees = dead_audit_trees(project, true)?;
     Ok(g)
 }
 
@@ -150,27 +150,39 @@ pub fn find(project: &Project, keep_last: usize, _store: &StoreLock) -> Result<G
 pub const SHM_WORK_PREFIX: &str = "reprovm-audit-variant-build-root-";
 pub const LONG_WORK_DIR: &str = "a-much-longer-variant-build-root-path";
 
-/// The trees of audits whose process has exited, with their sizes: `out/audit/NAME-PID`
-/// (rebuilds kept for inspection, cache entries being compared), the rebuilds' work roots
-/// `out/audit/LONG_WORK_DIR/NODE-PID` and `/dev/shm/SHM_WORK_PREFIX` + `NODE-PID`. A kill -9
-/// leaves them; the next audit and `gc` remove them.
-pub fn dead_audit_trees(project: &Project) -> Result<Vec<(PathBuf, u64)>> {
+/// The trees of audits whose process has exited, with their sizes: the cache entries an
+/// audit was comparing (`out/audit/NODE-cache-PID`), the rebuilds' work roots
+/// (`out/audit/LONG_WORK_DIR/NODE-PID`, and `/dev/shm/SHM_WORK_PREFIX` + `NODE-PID` of this
+/// user's), and with `kept`, the rebuilds an audit kept for inspection (`out/audit/TARGET-PID`,
+/// which only `gc` removes: the next audit leaves them to be read). A kill -9 leaves the
+/// others; the next audit and `gc` remove them. (A process id says "exited" when no
+/// `/proc/PID` exists here: an `out/` shared across PID namespaces is not supported.)
+pub fn dead_audit_trees(project: &Project, kept: bool) -> Result<Vec<(PathBuf, u64)>> {
     let dead = |name: &str| {
         audit_pid(name).is_some_and(|pid| {
             pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists()
         })
     };
     let audit = project.out.join("audit");
+    let is_cache = |name: &str| name.rsplit_once('-').is_some_and(|(t, _)| t.ends_with("-cache"));
+    let at_top = |name: &str| dead(name) && (kept || is_cache(name));
     let mut out = Vec::new();
-    for dir in [audit.clone(), audit.join(LONG_WORK_DIR)] {
-        for (name, size) in children_where(&dir, &dead)? {
-            out.push((dir.join(name), size));
-        }
+    for (name, size) in children_where(&audit, &at_top)? {
+        out.push((audit.join(name), size));
     }
-    // tmpfs is shared with everything else on the machine: only these names are looked at.
+    let work = audit.join(LONG_WORK_DIR);
+    for (name, size) in children_where(&work, &dead)? {
+        out.push((work.join(name), size));
+    }
+    // tmpfs is shared with everything else on the machine: only these names, of this user.
     let shm = Path::new("/dev/shm");
+    let uid = rustix::process::geteuid().as_raw();
+    let ours = |n: &str| {
+        n.strip_prefix(SHM_WORK_PREFIX).is_some_and(dead)
+            && std::fs::symlink_metadata(shm.join(n))
+                .is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == uid)
+    };
     if shm.is_dir() {
-        let ours = |n: &str| n.strip_prefix(SHM_WORK_PREFIX).is_some_and(dead);
         for (name, size) in children_where(shm, &ours)? {
             out.push((shm.join(name), size));
         }

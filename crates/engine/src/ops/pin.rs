@@ -14,6 +14,8 @@ pub fn pin_outputs(ctx: &RunContext, targets: &[String]) -> Result<()> {
     let old = pins.clone();
     for t in targets_or_default(&graph, targets) {
         let res = build::build(ctx, &graph, &t, &BuildOptions::default())?;
+        // What becomes a pin is read in full first: a damaged entry is never pinned.
+        crate::model::store::seal::verify_or_refuse(&res.entry, &res.manifest)?;
         let out = crate::model::store::out_dir(&res.entry);
         let mut pin = pin_of(&res.manifest, &out)?;
         let a = crate::ops::attest::attest_closure(ctx, &graph, &res.closure, &out)?;

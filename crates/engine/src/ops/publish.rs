@@ -34,6 +34,9 @@ use std::time::Instant;
 
 /// The most layers a pulled manifest may have.
 pub const MAX_LAYERS: usize = 256;
+/// The most layers a referrer (a signature, an attestation: one or two) may have, so that
+/// the cap on referrers also caps the requests they cost.
+pub const MAX_REFERRER_LAYERS: usize = 8;
 /// The most referrer candidates a pull fetches (kept or not).
 pub const MAX_REFERRERS: usize = 64;
 /// What a pull may take in all unless told otherwise (`pull --max-size`): 4 GiB.
@@ -541,8 +544,9 @@ fn store_manifest(
             );
         }
     }
-    if manifest.layers.len() > MAX_LAYERS {
-        bail!("manifest {digest} has {} layers, more than {MAX_LAYERS}", manifest.layers.len());
+    let most = if subject.is_some() { MAX_REFERRER_LAYERS } else { MAX_LAYERS };
+    if manifest.layers.len() > most {
+        bail!("manifest {digest} has {} layers, more than {most}", manifest.layers.len());
     }
     if manifest.config.size > CONFIG_LIMIT {
         bail!(

@@ -19,7 +19,7 @@ use anyhow::{Context, Result};
 use reprovm_fs::beneath::Dir;
 use reprovm_fs::progress;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// What `store verify` does.
@@ -38,8 +38,11 @@ pub enum Repair {
     /// Built again to other bytes than the damaged manifest recorded (the manifest may have
     /// been the damaged part, or the node does not build reproducibly here).
     OtherBytes { node: String, arch: String, recorded: String, rebuilt: String },
-    /// No node of the current recipes has this input hash: removed, not rebuilt.
+    /// No node of the current recipes has this input hash (for the architectures whose
+    /// toolchain is locked): removed, not rebuilt.
     Removed,
+    /// Gone or intact by the time the store lock was held (another repair or a build).
+    AlreadyReplaced,
     /// The rebuild failed (the entry is gone; the next build of the node makes it).
     Failed { node: String, arch: String, error: String },
 }
@@ -68,7 +71,9 @@ pub struct VerifyReport {
 impl VerifyReport {
     /// Every entry verified, or repaired to the bytes it had recorded.
     pub fn ok(&self) -> bool {
-        self.damaged.iter().all(|d| matches!(d.repair, Some(Repair::Restored { .. })))
+        self.damaged
+            .iter()
+            .all(|d| matches!(d.repair, Some(Repair::Restored { .. } | Repair::AlreadyReplaced)))
     }
 }
 
@@ -94,8 +99,12 @@ fn verify_entry(dir: &Path) -> Result<(Vec<Problem>, u64, u64)> {
             return Ok((vec![Problem { path: "manifest.json".into(), what: why }], 0, 0));
         }
     };
-    let v = seal::verify(dir, &m)?;
-    Ok((v.problems, v.files, v.bytes))
+    // Whatever stops the reading (a directory without permissions, a file gone) is damage to
+    // report, not the end of the command.
+    match seal::verify(dir, &m) {
+        Ok(v) => Ok((v.problems, v.files, v.bytes)),
+        Err(e) => Ok((vec![Problem { path: "out".into(), what: format!("{e:#}") }], 0, 0)),
+    }
 }
 
 /// `store verify`: hash every entry's files; with `repair`, rebuild what is damaged.
@@ -172,21 +181,39 @@ fn repair(ctx: &mut RunContext, damaged: &mut [DamagedEntry]) -> Result<()> {
     let nodes = nodes_by_entry(ctx)?;
     let store_dir = ctx.project.store();
     let mut recorded: BTreeMap<String, Option<Manifest>> = BTreeMap::new();
+    let mut gone = BTreeSet::new();
     {
         let _lock = store::store_exclusive(&ctx.project.out)?;
         let dir = Dir::open(&store_dir)?;
-        for d in damaged.iter() {
-            let m = crate::model::manifest::read(&store_dir.join(&d.entry).join("manifest.json"));
+        for d in damaged.iter_mut() {
+            let path = store_dir.join(&d.entry);
+            // Judged without the lock: judged again under it (another repair or a build may
+            // have replaced it, or removed it, meanwhile).
+            if std::fs::symlink_metadata(&path).is_err() {
+                gone.insert(d.entry.clone());
+                continue;
+            }
+            let (problems, _, _) = verify_entry(&path)?;
+            if problems.is_empty() {
+                gone.insert(d.entry.clone());
+                continue;
+            }
+            d.problems = problems;
+            let m = crate::model::manifest::read(&path.join("manifest.json"));
             recorded.insert(d.entry.clone(), m.ok());
             // Renamed aside first: a temp name the next sweep removes if this is killed.
             let aside = format!(".tmp-damaged-{}-{}", d.entry, std::process::id());
             dir.rename(Path::new(&d.entry), Path::new(&aside))?;
             dir.remove_all(Path::new(&aside))?;
-            progress::say(&format!("removed damaged {}", store_dir.join(&d.entry).display()));
+            progress::say(&format!("removed damaged {}", path.display()));
         }
     }
     let before = ctx.project.arch;
     for d in damaged.iter_mut() {
+        if gone.contains(&d.entry) {
+            d.repair = Some(Repair::AlreadyReplaced);
+            continue;
+        }
         let Some(at) = nodes.get(&d.entry) else {
             d.repair = Some(Repair::Removed);
             continue;

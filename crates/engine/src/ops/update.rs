@@ -17,7 +17,7 @@
 //! as it streams into the cache), then edits the recipes in place and writes the locks; it
 //! reports the nodes whose input hashes changed and the published outputs needing new pins.
 
-use crate::mechanisms::deb822::{self, Paragraph};
+use crate::mechanisms::deb822::Paragraph;
 use crate::mechanisms::debian;
 use crate::mechanisms::debian_version as dv;
 use crate::mechanisms::fetch::Want;
@@ -92,6 +92,9 @@ pub struct PackageChange {
     pub new: Option<String>,
     pub suite: String,
     pub security: bool,
+    /// The new version sorts below the pinned one: an archive rolled back (or replayed), which
+    /// `--write` refuses.
+    pub downgrade: bool,
 }
 
 /// One package set.
@@ -113,6 +116,9 @@ pub struct Written {
     /// Published outputs (targets in the pins) whose input hash changed: build them and
     /// `cargo xtask pin outputs` them.
     pub pins: Vec<String>,
+    /// Why the changed nodes could not be listed, if they could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// `update`'s answer.
@@ -126,9 +132,12 @@ pub struct UpdateReport {
 }
 
 impl UpdateReport {
-    /// Something the archive has moved past (`update --check` fails).
+    /// Something the archive has moved past, or a pin it cannot vouch for (`update --check`
+    /// fails: a source not found in its series, a lock that would move backwards).
     pub fn out_of_date(&self) -> bool {
-        self.sources.iter().any(|s| matches!(s.state, SourceState::Newer { .. }))
+        self.sources
+            .iter()
+            .any(|s| matches!(s.state, SourceState::Newer { .. } | SourceState::NotFound { .. }))
             || self.locks.iter().any(|l| !l.changes.is_empty())
     }
 }
@@ -169,28 +178,30 @@ fn pins_of(graph: &Graph) -> Vec<Pin> {
 struct Indexes<'a> {
     archive: &'a Archive,
     wanted: BTreeSet<String>,
-    loaded: BTreeMap<(String, String), Vec<Paragraph>>,
+    /// None: no configured mirror serves the suite.
+    loaded: BTreeMap<(String, String), Option<Vec<Paragraph>>>,
 }
 
 impl Indexes<'_> {
     /// The paragraphs of `package` in `suite`'s index `stem` (none when the mirror has no
     /// such suite).
-    fn of(&mut self, suite: &str, stem: &str, package: &str) -> Result<Vec<Paragraph>> {
+    /// The paragraphs of `package` in `suite`'s index `stem`; None when no configured mirror
+    /// serves the suite.
+    fn of(&mut self, suite: &str, stem: &str, package: &str) -> Result<Option<Vec<Paragraph>>> {
         let key = (suite.to_string(), stem.to_string());
         if !self.loaded.contains_key(&key) {
             let kept = if self.archive.has_suite(suite)? {
                 let release = self.archive.release(suite)?;
                 let text = self.archive.index_text(&release, stem)?;
-                deb822::paragraphs(&text)
-                    .into_iter()
-                    .filter(|p| self.wanted.contains(p.get("Package")))
-                    .collect()
+                Some(crate::mechanisms::deb822::paragraphs_of(&text, &self.wanted))
             } else {
-                Vec::new()
+                None
             };
             self.loaded.insert(key.clone(), kept);
         }
-        Ok(self.loaded[&key].iter().filter(|p| p.get("Package") == package).cloned().collect())
+        Ok(self.loaded[&key]
+            .as_ref()
+            .map(|ps| ps.iter().filter(|p| p.get("Package") == package).cloned().collect()))
     }
 }
 
@@ -212,7 +223,9 @@ fn suite_groups(version: &str, releases: &[String]) -> Vec<Vec<String>> {
     if let Some(n) = release_marker(rev, "~bpo").and_then(debian::codename) {
         return vec![vec![format!("{n}-backports")]];
     }
-    if let Some(n) = release_marker(rev, "+deb").and_then(debian::codename) {
+    // `+deb12u1` (a stable update), `~deb12u1` (a new upstream uploaded to stable).
+    let stable = release_marker(rev, "+deb").or_else(|| release_marker(rev, "~deb"));
+    if let Some(n) = stable.and_then(debian::codename) {
         return vec![release_group(n)];
     }
     releases.iter().map(|r| release_group(r)).collect()
@@ -222,11 +235,14 @@ fn suite_groups(version: &str, releases: &[String]) -> Vec<Vec<String>> {
 fn source_row(pin: &Pin, releases: &[String], idx: &mut Indexes) -> Result<SourceRow> {
     let d = pin.source.debian.as_ref().context("a source without a Debian origin")?;
     let is_deb = d.file.ends_with(".deb");
+    // A .deb is looked up in its own architecture's Packages (`all` is in every one).
     let (package, stem) = if is_deb {
         let name = d.file.split('_').next().unwrap_or_default().to_string();
-        (name, "main/binary-amd64/Packages")
+        let arch = d.file.trim_end_matches(".deb").rsplit('_').next().unwrap_or("amd64");
+        let arch = if arch == "all" { "amd64" } else { arch };
+        (name, format!("main/binary-{arch}/Packages"))
     } else {
-        (d.package.clone(), "main/source/Sources")
+        (d.package.clone(), "main/source/Sources".to_string())
     };
     let series = dv::series(dv::parse(&d.version).upstream);
     let groups = suite_groups(&d.version, releases);
@@ -243,24 +259,34 @@ fn source_row(pin: &Pin, releases: &[String], idx: &mut Indexes) -> Result<Sourc
         security: false,
         state: SourceState::Current,
     };
+    let mut missing = Vec::new();
+    let mut older = None;
     for group in &groups {
         let mut found: Vec<(Paragraph, String)> = Vec::new();
         for suite in group {
-            for p in idx.of(suite, stem, &package)? {
+            let Some(paragraphs) = idx.of(suite, &stem, &package)? else {
+                missing.push(suite.clone());
+                continue;
+            };
+            for p in paragraphs {
                 if dv::series(dv::parse(p.get("Version")).upstream) == series {
                     found.push((p, suite.clone()));
                 }
             }
         }
-        if found.is_empty() {
+        // The group this pin is in carries it at its version or a newer one; a group whose
+        // newest is older is another release (or a stale mirror): the next is tried.
+        let best = found
+            .into_iter()
+            .max_by(|(a, _), (b, _)| dv::compare(a.get("Version"), b.get("Version")));
+        let Some((newest, suite)) = best else { continue };
+        if dv::compare(newest.get("Version"), &d.version).is_lt() {
+            older.get_or_insert((newest.get("Version").to_string(), suite));
             continue;
         }
         row.suites = group.clone();
-        let (newest, suite) = found
-            .into_iter()
-            .max_by(|(a, _), (b, _)| dv::compare(a.get("Version"), b.get("Version")))
-            .context("a non-empty list")?;
         let version = newest.get("Version").to_string();
+        let index = format!("{suite}'s {stem}");
         row.security = suite.ends_with("-security");
         row.newest = Some(version.clone());
         row.newest_suite = Some(suite);
@@ -272,7 +298,10 @@ fn source_row(pin: &Pin, releases: &[String], idx: &mut Indexes) -> Result<Sourc
             SourceState::Newer {
                 file: filename.rsplit('/').next().unwrap_or_default().to_string(),
                 sha256: newest.get("SHA256").to_string(),
-                size: newest.get("Size").parse().context("a Packages index's Size")?,
+                size: newest
+                    .get("Size")
+                    .parse()
+                    .with_context(|| format!("{index}: {package} {version}: Size"))?,
                 pool_path: filename,
             }
         } else if dv::parse(&version).upstream == dv::parse(&d.version).upstream {
@@ -287,23 +316,30 @@ fn source_row(pin: &Pin, releases: &[String], idx: &mut Indexes) -> Result<Sourc
                 .map(|mut w| (w.next(), w.next(), w.next()))
                 .find(|(_, _, n)| n.is_some_and(|n| n.starts_with(&orig)));
             let (Some(sha), Some(size), Some(name)) = line.unwrap_or_default() else {
-                bail!("{package} {version}: the Sources index lists no {orig}* file");
+                bail!("{index}: {package} {version} lists no {orig}* file");
             };
             SourceState::Newer {
                 file: name.to_string(),
                 sha256: sha.to_string(),
-                size: size.parse().context("a Sources index's size")?,
+                size: size.parse().with_context(|| format!("{index}: {name}: size"))?,
                 pool_path: format!("{}/{name}", newest.get("Directory")),
             }
         };
         return Ok(row);
     }
-    row.state = SourceState::NotFound {
-        why: format!(
-            "{package} {series}.x is in none of {}",
-            groups.iter().flatten().cloned().collect::<Vec<_>>().join(", ")
+    let looked: Vec<String> = groups.iter().flatten().cloned().collect();
+    let why = match older {
+        Some((v, suite)) => format!(
+            "the newest {package} {series}.x is {v} in {suite}, older than the pin (a stale or rolled-back mirror?)"
         ),
+        None if !missing.is_empty() => format!(
+            "{package} {series}.x is in none of {} (no configured mirror serves {})",
+            looked.join(", "),
+            missing.join(", ")
+        ),
+        None => format!("{package} {series}.x is in none of {}", looked.join(", ")),
     };
+    row.state = SourceState::NotFound { why };
     Ok(row)
 }
 
@@ -334,12 +370,17 @@ fn lock_changes(old: &toolchain::LockFile, new: &toolchain::LockFile) -> Vec<Pac
             continue;
         }
         let suite = n.or(o).map(|p| p.suite.clone()).unwrap_or_default();
+        let downgrade = match (o, n) {
+            (Some(o), Some(n)) => dv::compare(&n.version, &o.version).is_lt(),
+            _ => false,
+        };
         out.push(PackageChange {
             name: k.0.clone(),
             arch: k.1.clone(),
             current: o.map(|p| p.version.clone()),
             new: n.map(|p| p.version.clone()),
             security: n.is_some_and(|p| p.suite.ends_with("-security")),
+            downgrade,
             suite,
         });
     }
@@ -440,7 +481,7 @@ pub fn update(ctx: &RunContext, opts: &UpdateOptions) -> Result<UpdateReport> {
     let mut report =
         UpdateReport { keyring: archive.keyring.origin.clone(), sources, locks, written: None };
     if let Some(names) = &opts.write {
-        report.written = Some(write(ctx, &report, &pins, resolved, names)?);
+        report.written = Some(write(ctx, &archive, &report, &pins, resolved, names)?);
     }
     Ok(report)
 }
@@ -448,6 +489,7 @@ pub fn update(ctx: &RunContext, opts: &UpdateOptions) -> Result<UpdateReport> {
 /// `--write`: download what moves, then edit the recipes and write the locks.
 fn write(
     ctx: &RunContext,
+    archive: &Archive,
     report: &UpdateReport,
     pins: &[Pin],
     resolved: BTreeMap<String, ResolvedLock>,
@@ -505,10 +547,37 @@ fn write(
     let chosen_set =
         |set: PackageSet| chosen(set_name(set)) || set.base().is_some_and(|b| chosen(set_name(b)));
     let mut locks_to_write = Vec::new();
-    for (name, r) in resolved {
-        if !chosen_set(r.set) || r.unchanged() {
+    for (name, mut r) in resolved {
+        if !chosen_set(r.set) {
             continue;
         }
+        // A layered set written without its base is resolved over the base's lock as it is.
+        if r.set.base().is_some_and(|b| !chosen(set_name(b))) {
+            r = toolchain::resolve_set_over(project, archive, r.set, None)?;
+        }
+        if r.unchanged() {
+            continue;
+        }
+        let row = report.locks.iter().find(|l| l.set == name).context("a lock row")?;
+        let down: Vec<String> = row
+            .changes
+            .iter()
+            .filter(|c| c.downgrade)
+            .map(|c| {
+                format!(
+                    "{} {} -> {}",
+                    c.name,
+                    c.current.as_deref().unwrap_or(""),
+                    c.new.as_deref().unwrap_or("")
+                )
+            })
+            .collect();
+        anyhow::ensure!(
+            down.is_empty(),
+            "{}: the archive offers older versions than the lock ({}): a stale or rolled-back mirror? nothing written",
+            r.path.display(),
+            down.join(", ")
+        );
         let old = toolchain::read_lock(project, r.set)?;
         let have: BTreeSet<&str> = old.packages.iter().map(|p| p.sha256.as_str()).collect();
         for p in r.lock.packages.iter().filter(|p| !have.contains(p.sha256.as_str())) {
@@ -518,36 +587,76 @@ fn write(
         }
         locks_to_write.push(r);
     }
-    // 2. The edits, all made in memory before any file is written.
-    let mut texts = Vec::new();
+    // 2. The edits, all made in memory and the recipes read back (every architecture) before
+    //    any file is written; then every file staged beside its target and renamed.
+    let mut files: Vec<(PathBuf, Vec<u8>)> = Vec::new();
     for (path, list) in &edits {
         let mut text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         for e in list {
             text = edit::edit_source(&text, e).with_context(|| path.display().to_string())?;
         }
-        texts.push((path.clone(), text));
-    }
-    let mut written = Written::default();
-    for (path, text) in &texts {
-        reprovm_fs::util::write_atomic(path, text.as_bytes())?;
-        written.files.push(reprovm_fs::util::display_rel(path, &project.root));
+        let shown = reprovm_fs::util::display_rel(path, &project.root);
+        for (arch, _, _) in Arch::VALUES {
+            crate::model::recipe::parse_for(path, &text, &shown, arch)
+                .map_err(|e| anyhow::anyhow!("{e}"))
+                .with_context(|| {
+                    format!("{shown} as edited does not read back; nothing written")
+                })?;
+        }
+        files.push((path.clone(), text.into_bytes()));
     }
     for r in &locks_to_write {
-        toolchain::write_lock(r)?;
-        written.files.push(reprovm_fs::util::display_rel(&r.path, &project.root));
+        files.push((r.path.clone(), r.body.clone().into_bytes()));
     }
-    // 3. What changed for the graph.
-    let (after, _) = input_hashes(ctx)?;
-    for (node, h) in &after {
-        if before.get(node) != Some(h) {
-            written.nodes.push(node.clone());
-            if published.contains(node) {
-                written.pins.push(node.clone());
+    let mut written = Written::default();
+    stage_and_rename(&files)?;
+    for (path, _) in &files {
+        written.files.push(reprovm_fs::util::display_rel(path, &project.root));
+    }
+    // 3. What changed for the graph (the files are written whatever this says).
+    match input_hashes(ctx) {
+        Ok((after, _)) => {
+            for (node, h) in &after {
+                if before.get(node) != Some(h) {
+                    written.nodes.push(node.clone());
+                    if published.contains(node) {
+                        written.pins.push(node.clone());
+                    }
+                }
             }
         }
+        Err(e) => written.note = Some(format!("the new input hashes could not be computed: {e:#}")),
     }
     Ok(written)
+}
+
+/// Write every file to a temp file beside it (fsynced), and only when all are written rename
+/// them into place: an error before the renames leaves every file as it was.
+fn stage_and_rename(files: &[(PathBuf, Vec<u8>)]) -> Result<()> {
+    let mut staged: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let result = (|| -> Result<()> {
+        for (path, bytes) in files {
+            let name = path.file_name().context("a file name")?.to_string_lossy();
+            let tmp = path.with_file_name(format!(".{name}.update-{}", std::process::id()));
+            staged.push((tmp.clone(), path.clone()));
+            let mut f = std::fs::File::create(&tmp)
+                .with_context(|| format!("writing {}", tmp.display()))?;
+            std::io::Write::write_all(&mut f, bytes)?;
+            f.sync_all()?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        for (tmp, _) in &staged {
+            let _ = std::fs::remove_file(tmp);
+        }
+        return Err(e);
+    }
+    for (tmp, path) in &staged {
+        std::fs::rename(tmp, path).with_context(|| format!("renaming into {}", path.display()))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

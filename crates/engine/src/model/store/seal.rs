@@ -17,8 +17,13 @@
 //! seals existed) is verified in full once, then sealed. Cost: `bench plan` reports it for the
 //! hd-image closure beside the plan itself.
 //!
+//! A directory touched since the seal makes every file beneath it suspect (a directory of
+//! other files renamed in keeps their old change times), and `.seal` records the sha256 of
+//! `manifest.json` (a manifest edited into agreement with edited files is damage too).
+//!
 //! **What it does not catch**: a change that keeps the size and leaves no newer ctime (bits
-//! rotting under the file system, or a clock set back). [`verify`] hashes every file.
+//! rotting under the file system, or a clock set back), and a write racing the check itself
+//! (between its hashing and its sealing again). [`verify`] hashes every file.
 
 use crate::model::manifest::{self, FileKind, Manifest};
 use anyhow::{Context, Result};
@@ -39,6 +44,15 @@ const MANIFEST: &str = "manifest.json";
 struct SealFile {
     /// The newest ctime of the entry's inodes when it was sealed, in nanoseconds (decimal).
     newest_change_ns: String,
+    /// The sha256 of `manifest.json` when it was sealed: a manifest edited since (even into
+    /// agreement with edited files) is damage.
+    manifest_sha256: String,
+}
+
+/// A seal read back.
+struct Sealed {
+    newest: i128,
+    manifest_sha256: String,
 }
 
 /// One way an entry differs from its manifest; `path` is relative to the entry directory
@@ -235,16 +249,38 @@ fn manifest_problems(m: &Manifest) -> Vec<Problem> {
 }
 
 /// Verify the entry at `entry` against `m` in full: every name, kind, mode, size and link
-/// target, every file's sha256, and the manifest's own output hash. Reads only.
+/// target, every file's sha256, the manifest's own output hash, and (when the entry is
+/// sealed) the manifest's bytes against the seal's. Reads only.
 pub fn verify(entry: &Path, m: &Manifest) -> Result<Verified> {
-    let out =
-        Dir::open(&entry.join(OUT)).with_context(|| format!("store entry {}", entry.display()))?;
+    let top = Dir::open(entry).with_context(|| format!("store entry {}", entry.display()))?;
+    let mut own = manifest_problems(m);
+    if let Some(sealed) = read_seal(&top)? {
+        own.extend(manifest_changed(&top, &sealed)?);
+    }
+    // `out/` beneath the entry's handle: a symlink there is not followed.
+    let out = match top.open_dir(Path::new(OUT)) {
+        Ok(d) => d,
+        Err(e) => {
+            own.insert(0, problem(OUT, format!("cannot be read: {e}")));
+            return Ok(Verified { problems: own, files: 0, bytes: 0 });
+        }
+    };
     let walked = out.walk()?;
     let (mut problems, all) = compare_listing(&out, &walked, m, &|_| true)?;
     let (bad, bytes) = hash_files(&out, m, &all)?;
     problems.extend(bad);
-    problems.extend(manifest_problems(m));
+    problems.extend(own);
     Ok(Verified { problems, files: all.len() as u64, bytes })
+}
+
+/// The manifest's bytes against the seal's hash of them.
+fn manifest_changed(top: &Dir, sealed: &Sealed) -> Result<Vec<Problem>> {
+    let sha = reprovm_fs::hash::sha256_bytes(&top.read(Path::new(MANIFEST))?);
+    Ok(if sha == sealed.manifest_sha256 {
+        Vec::new()
+    } else {
+        vec![problem(MANIFEST, "changed since the entry was sealed")]
+    })
 }
 
 /// [`verify`], as an error naming the first problem when there is one.
@@ -267,7 +303,7 @@ fn newest_change(top: &Dir, walked: &[Entry]) -> Result<i128> {
     Ok(walked.iter().map(|e| e.ctime_ns).fold(newest, i128::max))
 }
 
-fn read_seal(top: &Dir) -> Result<Option<i128>> {
+fn read_seal(top: &Dir) -> Result<Option<Sealed>> {
     if top.metadata(Path::new(SEAL))?.is_none() {
         return Ok(None);
     }
@@ -275,7 +311,10 @@ fn read_seal(top: &Dir) -> Result<Option<i128>> {
     let Ok(s) = serde_json::from_slice::<SealFile>(&top.read(Path::new(SEAL))?) else {
         return Ok(None);
     };
-    Ok(s.newest_change_ns.parse().ok())
+    Ok(s.newest_change_ns
+        .parse()
+        .ok()
+        .map(|newest| Sealed { newest, manifest_sha256: s.manifest_sha256 }))
 }
 
 /// Seal the committed entry at `entry`: clear every write bit in it, then record the newest
@@ -298,8 +337,22 @@ pub fn seal(entry: &Path) -> Result<()> {
     }
     // Read back after the last chmod: the seal is at least every inode's change time.
     let newest = newest_change(&top, &out.walk()?)?;
-    let seal = SealFile { newest_change_ns: newest.to_string() };
-    top.write_atomic(Path::new(SEAL), &serde_json::to_vec(&seal)?, 0o444)?;
+    let manifest_sha256 = reprovm_fs::hash::sha256_bytes(&top.read(Path::new(MANIFEST))?);
+    let seal =
+        serde_json::to_vec(&SealFile { newest_change_ns: newest.to_string(), manifest_sha256 })?;
+    // The clock must have moved past the seal before anyone can write: a write within the
+    // same tick as the last chmod would carry the seal's own ctime and pass for sealed. The
+    // seal file's own ctime shows the clock; it is written again until it is newer (a tick
+    // of the kernel's coarse clock, or a second on file systems with coarse times).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        top.write_atomic(Path::new(SEAL), &seal, 0o444)?;
+        let written = top.metadata(Path::new(SEAL))?.context("the seal vanished")?;
+        if written.ctime_ns > newest || std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
     top.set_mode(Path::new(""), 0o555)?;
     Ok(())
 }
@@ -309,30 +362,42 @@ pub fn seal(entry: &Path) -> Result<()> {
 /// Damage is a [`Damaged`] error naming the first problem.
 pub fn check(entry: &Path, m: &Manifest) -> Result<Checked> {
     let top = Dir::open(entry)?;
-    let Some(sealed_at) = read_seal(&top)? else {
+    let Some(sealed) = read_seal(&top)? else {
         let v = verify_or_refuse(entry, m)?;
         seal(entry)?;
         return Ok(Checked::Resealed { hashed: v.files as usize });
     };
+    let damaged = |problems| Damaged { entry: entry.to_path_buf(), problems };
+    let changed = manifest_changed(&top, &sealed)?;
+    if !changed.is_empty() {
+        return Err(damaged(changed).into());
+    }
+    let sealed_at = sealed.newest;
+    let out_touched = top.metadata(Path::new(OUT))?.is_some_and(|e| e.ctime_ns > sealed_at);
     let out = top.open_dir(Path::new(OUT))?;
     let walked = out.walk()?;
-    let manifest_touched =
-        top.metadata(Path::new(MANIFEST))?.is_some_and(|e| e.ctime_ns > sealed_at);
-    let touched = |e: &Entry| manifest_touched || e.ctime_ns > sealed_at;
-    let (mut problems, to_hash) = compare_listing(&out, &walked, m, &touched)?;
-    if manifest_touched {
-        problems.extend(manifest_problems(m));
-    }
+    // A directory touched since the seal (renamed in, an entry added or removed) makes every
+    // file beneath it suspect, whatever their own change times say.
+    let touched_dirs: std::collections::BTreeSet<&Path> = walked
+        .iter()
+        .filter(|e| e.kind == Kind::Dir && e.ctime_ns > sealed_at)
+        .map(|e| e.path.as_path())
+        .collect();
+    let touched = |e: &Entry| {
+        out_touched
+            || e.ctime_ns > sealed_at
+            || e.path.ancestors().skip(1).any(|a| touched_dirs.contains(a))
+    };
+    let (problems, to_hash) = compare_listing(&out, &walked, m, &touched)?;
     if !problems.is_empty() {
-        return Err(Damaged { entry: entry.to_path_buf(), problems }.into());
+        return Err(damaged(problems).into());
     }
-    let dirs_touched = walked.iter().any(|e| e.kind != Kind::File && e.ctime_ns > sealed_at);
-    if to_hash.is_empty() && !manifest_touched && !dirs_touched {
+    if !out_touched && !walked.iter().any(|e| e.ctime_ns > sealed_at) {
         return Ok(Checked::Sealed);
     }
     let (bad, _) = hash_files(&out, m, &to_hash)?;
     if !bad.is_empty() {
-        return Err(Damaged { entry: entry.to_path_buf(), problems: bad }.into());
+        return Err(damaged(bad).into());
     }
     seal(entry)?;
     Ok(Checked::Resealed { hashed: to_hash.len() })
@@ -473,6 +538,60 @@ mod tests {
         let v = verify(&e, &m).unwrap();
         assert_eq!(v.problems.len(), 1);
         assert!(v.problems[0].to_string().starts_with("manifest.json: its file list hashes to"));
+    }
+
+    /// A directory of other files (same names and sizes) renamed into a sealed entry keeps
+    /// its files' old change times; the directory's own shows it, and every file beneath is
+    /// hashed. The same for `out/` swapped as a whole, and for a manifest edited into
+    /// agreement with edited files; a missing `out/` is a problem `verify` names.
+    #[test]
+    fn moved_in_directories_swapped_trees_and_edited_manifests_are_damage() {
+        let t = tempfile::tempdir().unwrap();
+        // Made before the entry (and so before its seal): older change times.
+        let older = t.path().join("older");
+        std::fs::create_dir_all(older.join("bin")).unwrap();
+        std::fs::write(older.join("bin/tool"), "#!/bin/sx\n").unwrap();
+        std::fs::set_permissions(older.join("bin/tool"), std::fs::Permissions::from_mode(0o555))
+            .unwrap();
+        std::os::unix::fs::symlink("../data", older.join("bin/link")).unwrap();
+        std::fs::set_permissions(older.join("bin"), std::fs::Permissions::from_mode(0o555))
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let (e, m) = entry(t.path());
+        seal(&e).unwrap();
+        let out = e.join("out");
+        for d in [&e, &out] {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        std::fs::rename(out.join("bin"), t.path().join("bin.old")).unwrap();
+        std::fs::rename(older.join("bin"), out.join("bin")).unwrap();
+        let p = damage(check(&e, &m));
+        assert!(
+            p.iter().any(|p| p.path == "out/bin/tool" && p.what.starts_with("hashes to")),
+            "{p:?}"
+        );
+
+        // The manifest edited into agreement with an edited file.
+        let t = tempfile::tempdir().unwrap();
+        let (e, mut m) = entry(t.path());
+        seal(&e).unwrap();
+        scribble(&e.join("out/data"), b"dat4\n");
+        let f = m.files.iter_mut().find(|f| f.path == "data").unwrap();
+        f.sha256 = Some(reprovm_fs::hash::sha256_bytes(b"dat4\n"));
+        m.output_hash = manifest::output_hash(&m.files);
+        scribble(&e.join("manifest.json"), &serde_json::to_vec_pretty(&m).unwrap());
+        let p = damage(check(&e, &m));
+        assert_eq!(p[0].to_string(), "manifest.json: changed since the entry was sealed");
+        assert!(verify(&e, &m).unwrap().problems.iter().any(|p| p.path == "manifest.json"));
+
+        // out/ gone: a problem named, not an error.
+        let t = tempfile::tempdir().unwrap();
+        let (e, m) = entry(t.path());
+        seal(&e).unwrap();
+        std::fs::set_permissions(&e, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::rename(e.join("out"), t.path().join("elsewhere")).unwrap();
+        let v = verify(&e, &m).unwrap();
+        assert!(v.problems[0].to_string().starts_with("out: cannot be read"), "{:?}", v.problems);
     }
 
     #[test]

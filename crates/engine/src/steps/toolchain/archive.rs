@@ -8,6 +8,7 @@
 //! nothing else from an archive).
 
 use super::{find_or_ensure_set, root_program, PackageSet};
+use crate::mechanisms::deb822::{self, Paragraph};
 use crate::mechanisms::debian;
 use crate::mechanisms::debian_release::{self, Release};
 use crate::mechanisms::fetch::Fetcher;
@@ -18,7 +19,7 @@ use reprovm_fs::archive;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// The most an `InRelease` may be (bookworm's is ~160 KB).
 const INRELEASE_LIMIT: u64 = 16 << 20;
@@ -43,6 +44,9 @@ pub struct SuiteRelease {
     pub release: Release,
 }
 
+/// An index's paragraphs, shared.
+type Parsed = Arc<Vec<Paragraph>>;
+
 /// A reader of Debian archives whose every index is authenticated.
 pub struct Archive {
     client: Client,
@@ -50,6 +54,8 @@ pub struct Archive {
     sqv: (PathBuf, PathBuf),
     pub keyring: Keyring,
     releases: Mutex<BTreeMap<String, SuiteRelease>>,
+    /// Indexes parsed, by suite and stem: each is read once per reader.
+    parsed: Mutex<BTreeMap<(String, String), Parsed>>,
 }
 
 impl Archive {
@@ -64,7 +70,7 @@ impl Archive {
         let lock = PackageSet::Archive.lock(project);
         anyhow::ensure!(
             lock.is_file(),
-            "{} does not exist: the archive's verifier and keyring are pinned there (toolchain/archive.toml; the first lock needs `cargo xtask toolchain lock archive --keyring FILE` with a keyring you trust)",
+            "{} does not exist: it pins the verifier and keyring every index is checked with; restore it from the repository (`git checkout -- pins/archive.lock`)",
             lock.display()
         );
         let root = find_or_ensure_set(project, fetcher, PackageSet::Archive)?.root;
@@ -88,6 +94,7 @@ impl Archive {
             sqv: (root, sqv),
             keyring,
             releases: Mutex::new(BTreeMap::new()),
+            parsed: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -118,6 +125,13 @@ impl Archive {
                 release.suite
             );
             release.check_valid_at(now()).map_err(|why| anyhow::anyhow!("{url}: {why}"))?;
+            // apt's Check-Date: a Release from the future means a wrong clock or mirror.
+            if let Some(date) = release.date.filter(|d| *d > now() + 86_400) {
+                bail!(
+                    "{url}: it is dated {}, in the future (the clock here or the mirror is wrong)",
+                    debian_release::format_date(date)
+                );
+            }
             let r = SuiteRelease { suite: suite.to_string(), base: base.clone(), release };
             if let Ok(mut m) = self.releases.lock() {
                 m.insert(suite.to_string(), r.clone());
@@ -193,7 +207,21 @@ impl Archive {
             sqv: (PathBuf::new(), PathBuf::new()),
             keyring: Keyring { path: PathBuf::new(), origin: "test".into() },
             releases: Mutex::new(BTreeMap::from([(suite.to_string(), r)])),
+            parsed: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// The paragraphs of a suite's index `stem` ([`Archive::index_text`]), parsed once.
+    pub fn paragraphs(&self, suite: &SuiteRelease, stem: &str) -> Result<Parsed> {
+        let key = (suite.suite.clone(), stem.to_string());
+        if let Some(p) = self.parsed.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return Ok(p);
+        }
+        let p = Arc::new(deb822::paragraphs(&self.index_text(suite, stem)?));
+        if let Ok(mut m) = self.parsed.lock() {
+            m.insert(key, p.clone());
+        }
+        Ok(p)
     }
 
     /// GET `url`, at most `limit` bytes.
@@ -214,11 +242,20 @@ impl Archive {
 
     /// The text a cleartext-signed `InRelease` signs, if a key of the keyring signed it (sqv).
     fn verify(&self, url: &str, signed: &[u8]) -> Result<String> {
+        anyhow::ensure!(
+            signed.starts_with(b"-----BEGIN PGP SIGNED MESSAGE-----"),
+            "{url}: it is not signed (no cleartext signature): refused"
+        );
         let dir = tempfile::tempdir()?;
         let (input, output) = (dir.path().join("InRelease"), dir.path().join("Release"));
         std::fs::write(&input, signed)?;
+        // sqv's cryptographic policy is its own built-in one: not the host's
+        // /etc/crypto-policies, nor a SEQUOIA_CRYPTO_POLICY of the caller's environment.
+        let policy = dir.path().join("policy.toml");
+        std::fs::write(&policy, "")?;
         let (root, sqv) = &self.sqv;
         let mut c = root_program(root, sqv, "sqv")?;
+        c.env_clear().env("SEQUOIA_CRYPTO_POLICY", &policy);
         c.arg("--keyring")
             .arg(&self.keyring.path)
             .arg("--cleartext")
@@ -230,11 +267,12 @@ impl Archive {
         let o = c.output().context("running the pinned sqv")?;
         if !o.status.success() {
             let why = String::from_utf8_lossy(&o.stderr);
+            let lines: Vec<&str> = why.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
             let why =
-                why.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("no reason given");
+                if lines.is_empty() { "no reason given".to_string() } else { lines.join("; ") };
             bail!("{url}: its signature does not verify with {} (sqv: {why})", self.keyring.origin);
         }
-        let text = std::fs::read(&output).context("sqv's output")?;
+        let text = std::fs::read(&output).with_context(|| format!("{url}: sqv's output"))?;
         String::from_utf8(text).with_context(|| format!("{url}: the signed text is not UTF-8"))
     }
 }

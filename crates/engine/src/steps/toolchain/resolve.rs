@@ -5,7 +5,7 @@
 //! it was then, after the pool itself has dropped a version.
 
 use super::archive::Archive;
-use crate::mechanisms::deb822::{self, Paragraph};
+use crate::mechanisms::deb822::Paragraph;
 use crate::mechanisms::debian;
 use crate::model::project::Project;
 use anyhow::{bail, Context, Result};
@@ -289,15 +289,16 @@ fn suite_of<'a>(p: &'a Paragraph, default: &'a str) -> &'a str {
 pub fn merged_index(archive: &Archive, suites: &[String], arch: &str) -> Result<Vec<Paragraph>> {
     let mut newest: BTreeMap<String, Paragraph> = BTreeMap::new();
     for suite in suites {
-        for mut p in packages_index(archive, suite, arch)? {
-            let name = p.get("Package").to_string();
-            let newer = newest.get(&name).is_none_or(|old| {
+        for p in packages_index(archive, suite, arch)?.iter() {
+            let name = p.get("Package");
+            let newer = newest.get(name).is_none_or(|old| {
                 crate::mechanisms::debian_version::compare(p.get("Version"), old.get("Version"))
                     .is_gt()
             });
             if newer {
+                let mut p = p.clone();
                 p.fields.insert(SUITE_FIELD.to_string(), suite.clone());
-                newest.insert(name, p);
+                newest.insert(name.to_string(), p);
             }
         }
     }
@@ -305,11 +306,14 @@ pub fn merged_index(archive: &Archive, suites: &[String], arch: &str) -> Result<
 }
 
 /// The Packages index of `suite` for `arch`, authenticated (its InRelease verified, its hash
-/// the one listed there).
-pub fn packages_index(archive: &Archive, suite: &str, arch: &str) -> Result<Vec<Paragraph>> {
+/// the one listed there); read once per archive reader.
+pub fn packages_index(
+    archive: &Archive,
+    suite: &str,
+    arch: &str,
+) -> Result<std::sync::Arc<Vec<Paragraph>>> {
     let release = archive.release(suite)?;
-    let text = archive.index_text(&release, &format!("main/binary-{arch}/Packages"))?;
-    let p = deb822::paragraphs(&text);
+    let p = archive.paragraphs(&release, &format!("main/binary-{arch}/Packages"))?;
     anyhow::ensure!(
         !p.is_empty(),
         "{}/dists/{suite}: an empty Packages index for {arch}",
@@ -387,7 +391,7 @@ pub fn resolve_set_over(
         std::iter::once(spec.suite.clone()).chain(spec.updates.iter().cloned()).collect();
     let main = merged_index(archive, &suites, &spec.arch)?;
     let bpo = match &spec.backports_suite {
-        Some(s) => packages_index(archive, s, &spec.arch)?,
+        Some(s) => packages_index(archive, s, &spec.arch)?.to_vec(),
         None => Vec::new(),
     };
     // A layered set leaves out what its base set's root already holds.
@@ -401,7 +405,7 @@ pub fn resolve_set_over(
     if let Some(arch) = &spec.foreign_arch {
         let index = merged_index(archive, &suites, arch)?;
         let bpo = match &spec.backports_suite {
-            Some(s) => packages_index(archive, s, arch)?,
+            Some(s) => packages_index(archive, s, arch)?.to_vec(),
             None => Vec::new(),
         };
         let native: BTreeMap<String, String> =
@@ -438,6 +442,7 @@ pub fn resolve_set_over(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mechanisms::deb822;
 
     const INDEX: &str = "Package: gcc\nVersion: 1\nArchitecture: amd64\nDepends: cpp (= 1), libc6 (>= 2) | libc-alt\nFilename: pool/main/g/gcc/gcc_1_amd64.deb\nSize: 10\nSHA256: aa\n\n\
 Package: cpp\nVersion: 1\nArchitecture: amd64\nPre-Depends: awk\nFilename: pool/main/c/cpp/cpp_1_amd64.deb\nSize: 5\nSHA256: bb\n\n\
