@@ -198,7 +198,10 @@ fn a_signed_config_that_lies_about_the_tree_is_refused() {
     let before = f.reg.requests.lock().unwrap().len();
     let (good, text) =
         f.x("a", &["cache", "push", &repo, "base", "--sign-key", f.key.to_str().unwrap()]);
-    assert!(!good && text.contains("is damaged: manifest.json: changed since the entry was sealed"), "{text}");
+    assert!(
+        !good && text.contains("is damaged: manifest.json: changed since the entry was sealed"),
+        "{text}"
+    );
     let puts = f.reg.requests.lock().unwrap()[before..]
         .iter()
         .filter(|r| r.method == "PUT" || r.method == "POST")
