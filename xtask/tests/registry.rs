@@ -634,17 +634,7 @@ fn pull_takes_an_image_index_and_refuses_a_lying_one() {
 fn pull_streams_large_blobs_and_sweeps_what_killed_pulls_left() {
     let reg = FakeRegistry::start();
     let big = 1u64 << 30;
-    {
-        let mut st = reg.state.lock().unwrap();
-        let config = st.put_blob(b"{}".to_vec());
-        let m = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": config, "size": 2},
-            "layers": [{"mediaType": "application/octet-stream", "digest": format!("sha256:{}", "1".repeat(64)), "size": big}],
-        });
-        st.put_manifest("img", "big", serde_json::to_vec(&m).unwrap());
-    }
+    image_declaring(&reg, "big", &format!("sha256:{}", "1".repeat(64)), big);
     reg.hostile(move |req: &Request, _| {
         req.path().contains("/blobs/sha256:1111").then(|| Response {
             status: 200,
@@ -837,18 +827,24 @@ fn a_killed_audit_download_is_swept_by_the_next_run() {
     assert!(!tree.exists(), "the next audit left {}", tree.display());
 }
 
-/// An image `img:TAG` in `reg` (an empty config and one small layer); its digest.
-fn small_image(reg: &FakeRegistry, tag: &str) -> String {
+/// An image `img:TAG` in `reg`: an empty config and one layer that declares `digest` and
+/// `size` (whatever the registry holds for it); the image's digest.
+fn image_declaring(reg: &FakeRegistry, tag: &str, digest: &str, size: u64) -> String {
     let mut st = reg.state.lock().unwrap();
     let config = st.put_blob(b"{}".to_vec());
-    let layer = st.put_blob(b"layer bytes".to_vec());
     let m = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": config, "size": 2},
-        "layers": [{"mediaType": "application/octet-stream", "digest": layer, "size": 11}],
+        "layers": [{"mediaType": "application/octet-stream", "digest": digest, "size": size}],
     });
     st.put_manifest("img", tag, serde_json::to_vec(&m).unwrap())
+}
+
+/// An image `img:TAG` in `reg` (an empty config and one small layer); its digest.
+fn small_image(reg: &FakeRegistry, tag: &str) -> String {
+    let layer = reg.state.lock().unwrap().put_blob(b"layer bytes".to_vec());
+    image_declaring(reg, tag, &layer, 11)
 }
 
 fn pull(reg: &FakeRegistry, tag: &str, dest: &Path, extra: &[&str]) -> (bool, String) {
@@ -924,17 +920,7 @@ fn referrers_are_fetched_once_each_and_capped() {
 fn pull_refuses_more_than_its_size_bound_before_fetching() {
     let reg = FakeRegistry::start();
     let huge = format!("sha256:{}", "7".repeat(64));
-    {
-        let mut st = reg.state.lock().unwrap();
-        let config = st.put_blob(b"{}".to_vec());
-        let m = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": config, "size": 2},
-            "layers": [{"mediaType": "application/octet-stream", "digest": huge, "size": 1_000_000_000_000u64}],
-        });
-        st.put_manifest("img", "huge", serde_json::to_vec(&m).unwrap());
-    }
+    image_declaring(&reg, "huge", &huge, 1_000_000_000_000);
     small_image(&reg, "small");
     let t = tempfile::tempdir().unwrap();
     let (ok, text) = pull(&reg, "huge", &t.path().join("a"), &[]);

@@ -201,30 +201,21 @@ impl StandIn {
                     f.valid_until.map(|v| format!("Valid-Until: {v}\n")).unwrap_or_default();
                 let mut stems: Vec<(&str, Vec<u8>)> = Vec::new();
                 if suite == "bookworm" {
-                    let sources_xz = real_get(
-                        &format!("{base}/dists/{suite}/main/source/Sources.xz"),
-                        downloads,
-                    )
-                    .unwrap();
-                    let sources = format!(
-                        "{}\n\nPackage: iproute2\nVersion: {NEW_IPROUTE2}\nDirectory: pool/main/i/iproute2\nChecksums-Sha256:\n {} {} {NEW_ORIG}\n",
-                        decompress_xz(&sources_xz).trim_end(),
-                        sha256(&orig),
-                        orig.len()
-                    );
-                    let packages_xz = real_get(
-                        &format!("{base}/dists/{suite}/main/binary-amd64/Packages.xz"),
-                        downloads,
-                    )
-                    .unwrap();
-                    let packages = format!(
-                        "{}\n\nPackage: bc\nVersion: {NEW_BC}\nArchitecture: amd64\nFilename: {NEW_BC_FILE}\nSize: {}\nSHA256: {}\n",
-                        decompress_xz(&packages_xz).trim_end(),
-                        deb.len(),
-                        sha256(&deb)
-                    );
-                    stems.push(("main/source/Sources", sources.into_bytes()));
-                    stems.push(("main/binary-amd64/Packages", packages.into_bytes()));
+                    // The real index, decompressed, with one more paragraph after its last.
+                    let with = |stem: &str, paragraph: String| -> Vec<u8> {
+                        let url = format!("{base}/dists/{suite}/{stem}.xz");
+                        let xz = real_get(&url, downloads).unwrap();
+                        format!("{}\n\n{paragraph}", decompress_xz(&xz).trim_end()).into_bytes()
+                    };
+                    let (o, d) = ((sha256(&orig), orig.len()), (sha256(&deb), deb.len()));
+                    stems.push(("main/source/Sources", with("main/source/Sources", format!(
+                        "Package: iproute2\nVersion: {NEW_IPROUTE2}\nDirectory: pool/main/i/iproute2\nChecksums-Sha256:\n {} {} {NEW_ORIG}\n",
+                        o.0, o.1
+                    ))));
+                    stems.push(("main/binary-amd64/Packages", with("main/binary-amd64/Packages", format!(
+                        "Package: bc\nVersion: {NEW_BC}\nArchitecture: amd64\nFilename: {NEW_BC_FILE}\nSize: {}\nSHA256: {}\n",
+                        d.1, d.0
+                    ))));
                 }
                 let refs: Vec<(&str, &[u8])> =
                     stems.iter().map(|(s, b)| (*s, b.as_slice())).collect();
