@@ -9,6 +9,8 @@ fn main() {
     if let Some(code) = reprovm_sandbox::maybe_run_init() {
         std::process::exit(code);
     }
+    // Status lines of the engine go to stderr; results to stdout.
+    reprovm_fs::progress::set_sink(|line| eprintln!("{line}"));
     match cli::run() {
         Ok(code) => std::process::exit(code),
         Err(err) => {

@@ -49,19 +49,6 @@ fn registry() -> Option<LocalRegistry> {
         .then(LocalRegistry::start)
 }
 
-/// No temp or half-made entry in a store.
-fn store_is_clean(out: &Path) {
-    for e in std::fs::read_dir(out.join("store")).unwrap() {
-        let e = e.unwrap();
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name == ".lock" {
-            continue;
-        }
-        assert!(!name.starts_with('.'), "left in the store: {name}");
-        assert!(e.path().join("manifest.json").is_file(), "{name} has no manifest.json");
-    }
-}
-
 /// A proxy to `upstream` that cuts the transfer of one blob halfway (after its headers and
 /// half its body) and passes everything else, one request per connection.
 fn cutting_proxy(upstream: String, cut_digest: String) -> String {
@@ -159,7 +146,7 @@ fn substitutes_verify_refuse_and_fall_back() {
             "{node}"
         );
     }
-    store_is_clean(&out("b"));
+    support::store_is_clean(&out("b"));
 
     // Refusals: each named, then the node is built here.
     let (good, text) = build_from("c", &repo("cache"), &trust(&other_pub));
@@ -205,7 +192,7 @@ fn substitutes_verify_refuse_and_fall_back() {
         "{text}"
     );
     assert!(text.contains("top: 1 substituted, 1 built"), "{text}");
-    store_is_clean(&out("f"));
+    support::store_is_clean(&out("f"));
     // The registry shares blobs between repositories: put the original back.
     std::fs::write(&blob, original).unwrap();
 
@@ -244,7 +231,7 @@ fn substitutes_verify_refuse_and_fall_back() {
         good && text.contains("refused top") && text.contains("top: 1 substituted, 1 built"),
         "{text}"
     );
-    store_is_clean(&out("h"));
+    support::store_is_clean(&out("h"));
 
     // Nobody listening: refused, built.
     let (good, text) = build_from("i", "http://127.0.0.1:1/cache", &trust(&ci_pub));

@@ -95,20 +95,6 @@ impl Fixture {
 
 const REALMS: &str = "REPROVM_REGISTRY_TOKEN_REALMS";
 
-/// No temp or half-made entry in a store, and no layer file anywhere in it.
-fn store_is_clean(out: &Path) {
-    for e in std::fs::read_dir(out.join("store")).unwrap() {
-        let e = e.unwrap();
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name == ".lock" {
-            continue;
-        }
-        assert!(!name.starts_with('.'), "left in the store: {name}");
-        assert!(e.path().join("manifest.json").is_file(), "{name} has no manifest.json");
-        assert!(!e.path().join(".layer.tar.gz").exists(), "{name} kept its layer file");
-    }
-}
-
 /// Run `c` to completion, sampling its peak RSS (VmHWM) as it runs; (success, text, peak KiB).
 fn with_peak_rss(c: &mut Command) -> (bool, String, u64) {
     let mut child = c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
@@ -141,7 +127,7 @@ fn the_honest_registry_substitutes() {
     let f = Fixture::new(true);
     let (good, text) = f.substitute("b");
     assert!(good && text.contains("top: 2 substituted, 0 built"), "{text}");
-    store_is_clean(&f.out("b"));
+    support::store_is_clean(&f.out("b"));
 }
 
 /// 1. A forged config (the entry's manifest.json) on an honestly signed entry: the signature
@@ -174,7 +160,7 @@ fn a_forged_config_breaks_the_signature() {
         "{text}"
     );
     assert!(text.contains("top: 1 substituted, 1 built"), "{text}");
-    store_is_clean(&f.out("b"));
+    support::store_is_clean(&f.out("b"));
 }
 
 /// 1. A config that lies although the signature holds (a signer whose key signs whatever it
@@ -246,7 +232,7 @@ fn a_signed_config_that_lies_about_the_tree_is_refused() {
         "{text}"
     );
     assert!(text.contains("base: 0 substituted, 1 built"), "{text}");
-    store_is_clean(&f.out("b"));
+    support::store_is_clean(&f.out("b"));
 }
 
 /// 3 and 4. `audit --against` reads the registry's document once, and an unsigned entry never
@@ -391,7 +377,7 @@ fn a_huge_manifest_is_refused_at_its_limit() {
     );
     assert!(good && text.contains("is larger than the limit of 4194304 bytes"), "{text}");
     assert!(peak_kib < 64 << 10, "peak RSS {peak_kib} KiB");
-    store_is_clean(&f.out("b"));
+    support::store_is_clean(&f.out("b"));
 }
 
 /// 6. A blob that sends more than its descriptor declares is cut off while it streams, whether
@@ -436,14 +422,14 @@ fn a_blob_that_lies_about_its_size_is_cut_off() {
     );
     assert!(started.elapsed() < Duration::from_secs(20), "the lie was streamed to the end");
     assert!(peak_kib < 64 << 10, "peak RSS {peak_kib} KiB");
-    store_is_clean(&f.out("b"));
+    support::store_is_clean(&f.out("b"));
     announce.store(true, std::sync::atomic::Ordering::SeqCst);
     let (good, text) = f.x("c", &args);
     assert!(
         good && text.contains("the registry announces 1073741824 bytes, the descriptor declares"),
         "{text}"
     );
-    store_is_clean(&f.out("c"));
+    support::store_is_clean(&f.out("c"));
 }
 
 /// 7. A layer that unpacks to more than the entry declared is refused while it unpacks
@@ -1061,7 +1047,7 @@ fn a_signed_layer_that_is_not_its_output_is_refused() {
     let (good, text) = f.substitute("b");
     assert!(good && text.contains("the unpacked output hashes to"), "{text}");
     assert!(text.contains("top: 1 substituted, 1 built"), "{text}");
-    store_is_clean(&f.out("b"));
+    support::store_is_clean(&f.out("b"));
 }
 
 fn base64_decode(text: &str) -> Vec<u8> {

@@ -41,13 +41,49 @@ fn layer_rank(module: &str) -> Option<usize> {
     LAYERS.iter().position(|l| *l == layer)
 }
 
-/// Every `crate::LAYER::MODULE` path in a file, with the names used (`use` groups expanded).
+/// `line` with every `super::` path written from the crate root (`use super::boot` in
+/// `ops/cluster.rs` is `use crate::ops::boot`), so that relative imports are held to the
+/// same line as absolute ones.
+fn from_the_root(file: &str, line: &str) -> String {
+    let mut module: Vec<&str> = file.trim_end_matches(".rs").split('/').collect();
+    if module.last() == Some(&"mod") {
+        module.pop();
+    }
+    let mut out = String::new();
+    let mut rest = line;
+    while let Some(at) = rest.find("super::") {
+        let (before, mut tail) = rest.split_at(at);
+        // Part of a longer name or path (`xsuper::`, `self::super::`): left as it is.
+        if before.chars().last().is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':') {
+            out.push_str(&rest[..at + "super::".len()]);
+            rest = &rest[at + "super::".len()..];
+            continue;
+        }
+        let mut up = 0;
+        while let Some(t) = tail.strip_prefix("super::") {
+            up += 1;
+            tail = t;
+        }
+        out.push_str(before);
+        out.push_str("crate::");
+        for segment in &module[..module.len().saturating_sub(up)] {
+            out.push_str(segment);
+            out.push_str("::");
+        }
+        rest = tail;
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Every `crate::LAYER::MODULE` path in a file (`super::` paths resolved from the file's
+/// place), with the names used (`use` groups expanded).
 fn imports(file: &str, text: &str) -> Vec<Import> {
     let Some(from) = module_of(file) else { return Vec::new() };
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
-        let code = line.split("//").next().unwrap_or("");
-        let mut rest = code;
+        let code = from_the_root(file, line.split("//").next().unwrap_or(""));
+        let mut rest = code.as_str();
         while let Some(at) = rest.find("crate::") {
             let after = &rest[at + "crate::".len()..];
             let path: String = after
@@ -94,7 +130,7 @@ fn imports(file: &str, text: &str) -> Vec<Import> {
                     for item in group.split('}').next().unwrap_or("").split(',') {
                         let item = item.trim();
                         let module = item.split("::").next().unwrap_or("").trim();
-                        if !module.is_empty() && module != "self" {
+                        if !module.is_empty() && module != "self" && !module.starts_with('*') {
                             found(module, item.to_string());
                         }
                     }
@@ -279,6 +315,28 @@ fn the_checker_finds_upward_imports_and_cycles() {
             && v[0].contains("model/graph.rs:1")
             && v[0].contains("model/store.rs:1"),
         "{v:?}"
+    );
+
+    // A relative import is an import: `super::super::ops` from a step is upward.
+    let mut relative = vec![
+        f("ops/cluster.rs", "use super::boot::{self, Target};\n"),
+        f("ops/boot.rs", "pub struct Target;\n"),
+        f("steps/media/gpt.rs", "use super::cpio;\nmod tests { use super::*; }\n"),
+        f("steps/media/cpio.rs", "\n"),
+    ];
+    assert_eq!(violations(&relative), Vec::<String>::new());
+    relative.push(f("steps/sources.rs", "use super::super::ops::build::Target;\n"));
+    let v = violations(&relative);
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert!(
+        v[0].starts_with(
+            "upward import: steps/sources.rs:1 (steps::sources) imports build::Target"
+        ),
+        "{v:?}"
+    );
+    assert_eq!(
+        from_the_root("ops/cluster.rs", "use super::boot::{self, Accel};"),
+        "use crate::ops::boot::{self, Accel};"
     );
 
     let grouped = vec![

@@ -37,7 +37,10 @@ impl Lock {
     pub fn exclusive(path: &Path) -> Result<Lock> {
         let file = open(path)?;
         if flock(&file, libc::LOCK_EX | libc::LOCK_NB).is_err() {
-            eprintln!("waiting for another reprovm process holding {}", path.display());
+            crate::progress::say(&format!(
+                "waiting for another reprovm process holding {}",
+                path.display()
+            ));
             flock(&file, libc::LOCK_EX).with_context(|| format!("locking {}", path.display()))?;
         }
         Ok(Lock { file })

@@ -42,9 +42,21 @@ pub fn spinner(msg: &str) -> ProgressBar {
     pb
 }
 
-/// Print one status line to stderr (never to stdout, which carries command results).
+/// Where status lines go: the front end's choice ([`set_sink`]), stderr until it makes one.
+static SINK: std::sync::OnceLock<fn(&str)> = std::sync::OnceLock::new();
+
+/// The one reporting interface: the front end (the command line, a daemon, a test) says where
+/// the engine's status lines go, once, before any work. Operations never print.
+pub fn set_sink(sink: fn(&str)) {
+    let _ = SINK.set(sink);
+}
+
+/// Report one status line (the command line prints it to stderr: stdout carries results).
 pub fn say(msg: &str) {
-    eprintln!("{msg}");
+    match SINK.get() {
+        Some(sink) => sink(msg),
+        None => eprintln!("{msg}"),
+    }
 }
 
 pub fn human_duration(d: Duration) -> String {

@@ -37,12 +37,18 @@ pub struct VerifyArgs {
 
 impl VerifyArgs {
     pub fn run(self) -> anyhow::Result<i32> {
-        reprovm::ops::attest::verify(&reprovm::ops::attest::VerifyOptions {
+        let verified = reprovm::ops::attest::verify(&reprovm::ops::attest::VerifyOptions {
             envelopes: self.envelopes,
             trusted_keys: self.trusted_keys,
             against: self.against,
             signature_only: self.signature_only,
         })?;
+        for v in verified {
+            println!(
+                "{}: signed by {}, {} ({}); {}",
+                v.name, v.signer, v.predicate_type, v.subjects, v.checked
+            );
+        }
         Ok(0)
     }
 }

@@ -29,13 +29,21 @@ impl AuditArgs {
     pub fn run(self, ctx: &RunContext) -> anyhow::Result<i32> {
         let opts = AuditOptions {
             targets: self.targets,
-            json: self.json,
             bundle: self.bundle,
             rebuild_jobs: self.rebuild_jobs,
             keep: self.keep,
             against: self.against,
         };
-        audit(ctx, &opts)?;
+        let report = audit(ctx, &opts)?;
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print!("{}", reprovm::ops::audit::render(&report));
+        }
+        if !report.ok {
+            eprintln!("error: audit found differences (see the report above)");
+            return Ok(1);
+        }
         Ok(0)
     }
 }

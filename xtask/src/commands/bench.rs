@@ -51,13 +51,16 @@ pub enum Bench {
 
 impl BenchArgs {
     pub fn run(self, ctx: &RunContext) -> anyhow::Result<i32> {
-        match self.what {
+        let figures = match self.what {
             Bench::Plan { target, runs } => bench::plan_median(ctx, &target, runs)?,
             Bench::Toolchain => bench::toolchain_from_warm_cache(ctx)?,
             Bench::Hash { target, runs } => bench::hash_tree(ctx, &target, runs)?,
             Bench::Unpack { target } => bench::unpack_sources(ctx, &target)?,
             Bench::Overhead { target } => bench::overhead(ctx, &target)?,
             Bench::Substitute { registry, target } => bench::substitute(ctx, &registry, &target)?,
+        };
+        for line in figures {
+            println!("{line}");
         }
         Ok(0)
     }

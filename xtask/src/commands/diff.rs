@@ -17,6 +17,16 @@ pub struct DiffArgs {
 impl DiffArgs {
     /// Exit code 0 when identical, 1 when they differ.
     pub fn run(self, ctx: &RunContext) -> anyhow::Result<i32> {
-        reprovm::ops::diff::diff(ctx, &self.a, &self.b, self.json, self.host_tools)
+        let diffs = reprovm::ops::diff::diff(ctx, &self.a, &self.b, self.host_tools)?;
+        let (a, b) = (self.a.display().to_string(), self.b.display().to_string());
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&diffs)?);
+        } else if diffs.is_empty() {
+            println!("{a} and {b} are identical");
+        } else {
+            let sides = reprovm::steps::explain::Sides { a: &a, b: &b };
+            print!("{a} and {b} differ:\n{}", reprovm::steps::explain::render(&diffs, &sides));
+        }
+        Ok(if diffs.is_empty() { 0 } else { 1 })
     }
 }

@@ -11,7 +11,15 @@ pub struct FetchArgs {
 
 impl FetchArgs {
     pub fn run(self, ctx: &RunContext) -> anyhow::Result<i32> {
-        reprovm::ops::fetch::fetch_sources(ctx, self.target.as_deref(), self.list)?;
+        let target = self.target.as_deref();
+        if self.list {
+            let listing = reprovm::ops::fetch::list_sources(ctx, target)?;
+            println!("{}", serde_json::to_string_pretty(&listing)?);
+            return Ok(0);
+        }
+        for f in reprovm::ops::fetch::fetch_sources(ctx, target)? {
+            println!("{}  {}  {}", f.sha256, f.file, if f.cached { "cached" } else { "fetched" });
+        }
         Ok(0)
     }
 }

@@ -12,7 +12,21 @@ pub struct GcArgs {
 
 impl GcArgs {
     pub fn run(self, ctx: &RunContext) -> anyhow::Result<i32> {
-        reprovm::ops::gc::gc(&ctx.project, self.dry_run, self.keep_last)?;
+        let r = reprovm::ops::gc::gc(&ctx.project, self.dry_run, self.keep_last)?;
+        let human = reprovm_fs::progress::human_bytes;
+        for x in &r.removed {
+            let verb = if r.dry_run { "would remove" } else { "removed" };
+            println!("{verb} {} {} ({})", x.kind, x.name, human(x.bytes));
+        }
+        println!(
+            "{} {} store entries, {} cache files, {} toolchains, {} audit trees: {}",
+            if r.dry_run { "would free" } else { "freed" },
+            r.count("store entry"),
+            r.count("cache file"),
+            r.count("toolchain"),
+            r.count("audit tree"),
+            human(r.bytes())
+        );
         Ok(0)
     }
 }

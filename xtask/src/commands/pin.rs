@@ -15,8 +15,21 @@ pub enum PinWhat {
 
 impl PinArgs {
     pub fn run(self, ctx: &RunContext) -> anyhow::Result<i32> {
-        match self.what {
-            PinWhat::Outputs { targets } => reprovm::ops::pin::pin_outputs(ctx, &targets)?,
+        let PinWhat::Outputs { targets } = self.what;
+        let r = reprovm::ops::pin::pin_outputs(ctx, &targets)?;
+        let file = r.file.display();
+        if r.changes.is_empty() && r.new_inputs.is_empty() {
+            println!("{file}: unchanged");
+        } else if r.changes.is_empty() {
+            println!(
+                "{file}: outputs unchanged (the same bytes); new input hashes for {}",
+                r.new_inputs.join(" ")
+            );
+        } else {
+            println!("{file}:");
+            for c in &r.changes {
+                println!("{c}");
+            }
         }
         Ok(0)
     }

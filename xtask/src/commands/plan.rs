@@ -10,7 +10,12 @@ pub struct PlanArgs {
 
 impl PlanArgs {
     pub fn run(self, ctx: &RunContext) -> anyhow::Result<i32> {
-        reprovm::ops::plan::print_plan(ctx, &self.target, self.json)?;
+        let plan = reprovm::ops::plan::plan_target(ctx, &self.target)?;
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&plan)?);
+        } else {
+            print!("{}", reprovm::ops::plan::render(&plan));
+        }
         Ok(0)
     }
 }

@@ -1,6 +1,6 @@
 use super::values;
 use reprovm::ops::context::RunContext;
-use reprovm::steps::toolchain::{self, PackageSet};
+use reprovm::steps::toolchain::PackageSet;
 
 #[derive(clap::Args, Debug)]
 pub struct ToolchainArgs {
@@ -29,22 +29,16 @@ pub enum ToolchainAction {
 
 impl ToolchainArgs {
     pub fn run(self, ctx: &RunContext) -> anyhow::Result<i32> {
-        let project = &ctx.project;
         match self.action.unwrap_or(ToolchainAction::Materialize) {
             ToolchainAction::Lock { sets, keyring } => {
-                let archive =
-                    toolchain::archive::Archive::open(project, &ctx.fetcher, keyring.as_deref())?;
-                toolchain::lock(
-                    project,
-                    &archive,
-                    if sets.is_empty() { &PackageSet::ALL[..] } else { &sets },
-                )?
+                reprovm::ops::toolchain::lock(ctx, &sets, keyring.as_deref())?
             }
             ToolchainAction::Materialize => {
-                let lock = reprovm::model::store::store_exclusive(&project.out)?;
-                println!("{}", toolchain::ensure(project, &ctx.fetcher, &lock)?.root.display());
+                println!("{}", reprovm::ops::toolchain::materialize(ctx)?.display())
             }
-            ToolchainAction::Show => println!("toolchain {}", toolchain::identity(project)?),
+            ToolchainAction::Show => {
+                println!("toolchain {}", reprovm::ops::toolchain::identity(ctx)?)
+            }
         }
         Ok(0)
     }

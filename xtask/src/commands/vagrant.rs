@@ -1,5 +1,4 @@
 use reprovm::ops::context::RunContext;
-use reprovm::steps::toolchain::{self, PackageSet};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -19,30 +18,12 @@ pub struct VagrantArgs {
 impl VagrantArgs {
     /// Run the pinned vagrant in the build sandbox over its root; its exit code is ours.
     pub fn run(self, ctx: &RunContext) -> anyhow::Result<i32> {
-        let project = &ctx.project;
-        let root = toolchain::find_or_ensure_set(project, &ctx.fetcher, PackageSet::Vagrant)?.root;
-        let dir = match self.dir {
-            Some(d) => d,
-            None => std::env::current_dir()?,
-        };
-        let home = self.home.unwrap_or_else(|| project.out.join("vagrant.d"));
-        std::fs::create_dir_all(&home)?;
-        let env = [
-            ("VAGRANT_HOME", "/out"),
-            ("HOME", "/out"),
-            // No network in the sandbox: no version checks, no plugin index.
-            ("VAGRANT_CHECKPOINT_DISABLE", "1"),
-            ("VAGRANT_DISABLE_VBOXSYMLINKCREATE", "1"),
-        ]
-        .map(|(k, v)| (k.to_string(), v.to_string()));
-        let cmd: Vec<String> =
-            std::iter::once("/usr/bin/vagrant".to_string()).chain(self.argv).collect();
-        reprovm_sandbox::exec_in(
-            &root,
-            (&dir, &home),
-            &env,
-            &cmd,
-            reprovm::model::recipe::DEFAULT_SOURCE_DATE_EPOCH,
-        )
+        let status = reprovm::ops::toolchain::vagrant(
+            ctx,
+            self.dir.as_deref(),
+            self.home.as_deref(),
+            &self.argv,
+        )?;
+        Ok(status.0)
     }
 }

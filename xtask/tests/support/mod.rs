@@ -93,6 +93,21 @@ pub fn store_out(out: &Path, name: &str) -> PathBuf {
     found.into_iter().next().unwrap()
 }
 
+/// No temp or half-made entry in the store of `out`: every entry complete with its
+/// manifest, and no layer file (substitution unpacks as it streams) anywhere in one.
+pub fn store_is_clean(out: &Path) {
+    for e in fs::read_dir(out.join("store")).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name == ".lock" {
+            continue;
+        }
+        assert!(!name.starts_with('.'), "left in the store: {name}");
+        assert!(e.path().join("manifest.json").is_file(), "{name} has no manifest.json");
+        assert!(!e.path().join(".layer.tar.gz").exists(), "{name} kept a layer file");
+    }
+}
+
 /// A command running `program` of the pinned host tools (`cargo xtask tool PROGRAM`):
 /// QEMU, ssh, skopeo, umoci, unsquashfs, docker-registry, sgdisk, sfdisk, fsck.fat, mtools,
 /// xorriso, qemu-img, as pins/tools.lock has them. Nothing is taken from the host.

@@ -109,8 +109,9 @@ pub struct VerifyOptions {
 }
 
 /// `verify`: every envelope must be signed by a trusted key, hold an in-toto Statement, and
-/// (with `against`) name subjects whose bytes are there. The first refusal is the error.
-pub fn verify(opts: &VerifyOptions) -> Result<()> {
+/// (with `against`) name subjects whose bytes are there. The first refusal is the error;
+/// otherwise what each envelope was found to be.
+pub fn verify(opts: &VerifyOptions) -> Result<Vec<VerifiedEnvelope>> {
     anyhow::ensure!(
         !opts.trusted_keys.is_empty(),
         "verify needs --trusted-key PUB (a public key written by `cargo xtask cache keygen`)"
@@ -137,6 +138,7 @@ pub fn verify(opts: &VerifyOptions) -> Result<()> {
             dir.display()
         );
     }
+    let mut out = Vec::new();
     for (name, bytes) in &envelopes {
         let v =
             attest::open_envelope(&trusted, bytes).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
@@ -148,14 +150,28 @@ pub fn verify(opts: &VerifyOptions) -> Result<()> {
             }
             None => "subjects not checked (--signature-only)".to_string(),
         };
-        println!(
-            "{name}: signed by {}, {} ({}); {checked}",
-            v.key,
-            v.statement.predicate_type,
-            v.statement.subject.len()
-        );
+        out.push(VerifiedEnvelope {
+            name: name.clone(),
+            signer: v.key.to_string(),
+            predicate_type: v.statement.predicate_type.clone(),
+            subjects: v.statement.subject.len(),
+            checked,
+        });
     }
-    Ok(())
+    Ok(out)
+}
+
+/// An envelope `verify` accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedEnvelope {
+    /// The file (or `LAYOUT:DIGEST`) it was read from.
+    pub name: String,
+    /// The trusted key that signed it, by name and fingerprint.
+    pub signer: String,
+    pub predicate_type: String,
+    pub subjects: usize,
+    /// What was checked of the subjects.
+    pub checked: String,
 }
 
 /// The DSSE layers of the attestation referrers in an OCI layout (untagged manifests with a

@@ -26,8 +26,6 @@ use std::process::Command;
 pub struct AuditOptions {
     /// Targets to rebuild and compare (empty: every published output).
     pub targets: Vec<String>,
-    /// Print the report as JSON on stdout.
-    pub json: bool,
     /// Write a deterministic zip with the report, both manifests and the logs.
     pub bundle: Option<PathBuf>,
     /// Parallel jobs of the rebuild (None: one more than the CPU count a build uses).
@@ -166,8 +164,9 @@ impl AuditOptions {
     }
 }
 
-/// Rebuild every target under varied conditions, compare, explain, report.
-pub fn audit(ctx: &RunContext, opts: &AuditOptions) -> Result<()> {
+/// Rebuild every target under varied conditions, compare, explain: the report (`ok` false
+/// when anything differs).
+pub fn audit(ctx: &RunContext, opts: &AuditOptions) -> Result<Report> {
     let (project, fetcher) = (&ctx.project, &ctx.fetcher);
     let against =
         opts.against.as_deref().map(crate::steps::substitution::Cache::connect).transpose()?;
@@ -333,19 +332,11 @@ pub fn audit(ctx: &RunContext, opts: &AuditOptions) -> Result<()> {
             && r.cache.as_ref().is_none_or(|c| c.matches)
     });
     let report = Report { schema: SCHEMA.into(), toolchain: tc.id.clone(), ok, targets: reports };
-    if opts.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", render(&report));
-    }
     if let Some(b) = &opts.bundle {
         write_bundle(project, &report, b)?;
         progress::say(&format!("bundle written to {}", b.display()));
     }
-    if !ok {
-        bail!("audit found differences (see the report above)");
-    }
-    Ok(())
+    Ok(report)
 }
 
 /// Fetch the cache's entry for the rebuilt node (every registry document read once; integrity

@@ -1,4 +1,4 @@
-//! Benchmarks, reported as figures and ratios measured in one run (never timed tests):
+//! Benchmarks, returned as figures and ratios measured in one run (never timed tests):
 //! `plan` on a cached graph, toolchain materialisation from a warm cache, the sandbox's
 //! overhead against a bare host `make` of the same tree and configuration, and a build on a
 //! fresh machine from a binary cache against the same build done locally.
@@ -25,7 +25,8 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 /// `bench plan`: `plan TARGET` on the current graph `runs` times; the median in-process.
-pub fn plan_median(ctx: &RunContext, target: &str, runs: usize) -> Result<()> {
+pub fn plan_median(ctx: &RunContext, target: &str, runs: usize) -> Result<Vec<String>> {
+    let mut figures = Vec::new();
     let (project, fetcher) = (&ctx.project, &ctx.fetcher);
     let mut times = Vec::new();
     let mut cached = 0;
@@ -39,10 +40,10 @@ pub fn plan_median(ctx: &RunContext, target: &str, runs: usize) -> Result<()> {
     }
     let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
     let plan_time = median(times);
-    println!(
+    figures.push(format!(
             "plan {target}: median {:.1} ms over {runs} runs ({profile} build; {cached} of the nodes cached)",
             plan_time.as_secs_f64() * 1e3
-        );
+        ));
     // What a build adds for the entries it finds in the store: the check at use of each
     // (`store::seal::check`), compared with the plan itself.
     let graph = project.graph()?;
@@ -66,17 +67,18 @@ pub fn plan_median(ctx: &RunContext, target: &str, runs: usize) -> Result<()> {
         times.push(t.elapsed());
     }
     let check_time = median(times);
-    println!(
+    figures.push(format!(
         "check at use of {target}'s {} stored entries ({files} paths): median {:.1} ms over {runs} runs, {:.2} of a plan",
         entries.len(),
         check_time.as_secs_f64() * 1e3,
         check_time.as_secs_f64() / plan_time.as_secs_f64().max(1e-9)
-    );
-    Ok(())
+    ));
+    Ok(figures)
 }
 
 /// `bench toolchain`: materialise the toolchain into a fresh directory from a warm cache.
-pub fn toolchain_from_warm_cache(ctx: &RunContext) -> Result<()> {
+pub fn toolchain_from_warm_cache(ctx: &RunContext) -> Result<Vec<String>> {
+    let mut figures = Vec::new();
     let (project, fetcher) = (&ctx.project, &ctx.fetcher);
     std::fs::create_dir_all(&project.out)?;
     let t = tempfile::tempdir_in(&project.out)?;
@@ -89,14 +91,18 @@ pub fn toolchain_from_warm_cache(ctx: &RunContext) -> Result<()> {
     let lock = crate::model::store::store_exclusive(&p.out)?;
     let start = Instant::now();
     toolchain::ensure(&p, fetcher, &lock)?;
-    println!("toolchain materialisation from a warm cache: {:.1} s", start.elapsed().as_secs_f64());
-    Ok(())
+    figures.push(format!(
+        "toolchain materialisation from a warm cache: {:.1} s",
+        start.elapsed().as_secs_f64()
+    ));
+    Ok(figures)
 }
 
 /// `bench hash TARGET`: read and hash every file of TARGET's store entry (what a build's
 /// manifest, an audit and a substitution do to an output tree), `runs` times; the median
 /// and the throughput.
-pub fn hash_tree(ctx: &RunContext, target: &str, runs: usize) -> Result<()> {
+pub fn hash_tree(ctx: &RunContext, target: &str, runs: usize) -> Result<Vec<String>> {
+    let mut figures = Vec::new();
     let res = build::build(
         ctx,
         &ctx.graph()?,
@@ -114,20 +120,21 @@ pub fn hash_tree(ctx: &RunContext, target: &str, runs: usize) -> Result<()> {
         bytes = files.iter().filter_map(|f| f.size).sum::<u64>();
     }
     let m = median(times);
-    println!(
+    figures.push(format!(
         "hash {target}: median {:.0} ms over {runs} runs for {} ({}/s)",
         m.as_secs_f64() * 1e3,
         progress::human_bytes(bytes),
         progress::human_bytes((bytes as f64 / m.as_secs_f64().max(1e-6)) as u64)
-    );
-    Ok(())
+    ));
+    Ok(figures)
 }
 
 /// `bench unpack TARGET`: fetch TARGET's sources (cached) and unpack them into a fresh
 /// directory, as a build does (decompression, tar, extraction beneath a directory handle).
 /// The directory is on tmpfs (/dev/shm) when there is one: the figure is the CPU's, not the
 /// disk's (a virtual disk's throughput here varied fivefold between runs).
-pub fn unpack_sources(ctx: &RunContext, target: &str) -> Result<()> {
+pub fn unpack_sources(ctx: &RunContext, target: &str) -> Result<Vec<String>> {
+    let mut figures = Vec::new();
     let graph = ctx.graph()?;
     let l = graph.get(target)?;
     let shm = Path::new("/dev/shm");
@@ -139,17 +146,18 @@ pub fn unpack_sources(ctx: &RunContext, target: &str) -> Result<()> {
     let start = Instant::now();
     build::stage_inputs(&ctx.project, &ctx.fetcher, l, work.path())?;
     let bytes: u64 = l.recipe.sources.iter().map(|s| s.size).sum();
-    println!(
+    figures.push(format!(
         "unpack {target}: {:.1} s for {} of sources",
         start.elapsed().as_secs_f64(),
         progress::human_bytes(bytes)
-    );
-    Ok(())
+    ));
+    Ok(figures)
 }
 
 /// `bench substitute`: a local build from scratch, a push, a substituted build on a fresh
 /// machine: the ratio.
-pub fn substitute(ctx: &RunContext, cache: &str, target: &str) -> Result<()> {
+pub fn substitute(ctx: &RunContext, cache: &str, target: &str) -> Result<Vec<String>> {
+    let mut figures = Vec::new();
     let project = &ctx.project;
     let work = tempfile::tempdir_in(&project.out)?;
     let opts = BuildOptions { quiet: true, ..Default::default() };
@@ -188,18 +196,19 @@ pub fn substitute(ctx: &RunContext, cache: &str, target: &str) -> Result<()> {
     // itself the permissions it needs (a TempDir's own removal would leave them).
     crate::ops::gc::remove_path(work.path())?;
     let (s, b) = (substituted.as_secs_f64(), built.as_secs_f64());
-    println!(
+    figures.push(format!(
         "substitute {target}: from the cache {s:.1} s, built locally {b:.1} s, ratio {:.3} (toolchain materialised on the fresh machine: {})",
         s / b,
         if materialised { "yes" } else { "no" }
-    );
-    Ok(())
+    ));
+    Ok(figures)
 }
 
 /// Build TARGET in the sandbox, then run the same configure and build scripts on the same
 /// tree with the host's tools (only a mount namespace to provide /build and /out), and report
 /// the ratio of wall times. Both timings include unpacking the sources.
-pub fn overhead(ctx: &RunContext, target: &str) -> Result<()> {
+pub fn overhead(ctx: &RunContext, target: &str) -> Result<Vec<String>> {
+    let mut figures = Vec::new();
     let (project, fetcher) = (&ctx.project, &ctx.fetcher);
     let graph = ctx.graph()?;
     let l = graph.get(target)?;
@@ -248,8 +257,8 @@ pub fn overhead(ctx: &RunContext, target: &str) -> Result<()> {
     }
     let bare = start.elapsed();
     let (s, h) = (sandboxed.as_secs_f64(), bare.as_secs_f64());
-    println!("overhead {target} -j{jobs}: sandboxed {s:.1} s, bare host make {h:.1} s, ratio {:.3} ({:+.1}%)", s / h, (s / h - 1.0) * 100.0);
-    Ok(())
+    figures.push(format!("overhead {target} -j{jobs}: sandboxed {s:.1} s, bare host make {h:.1} s, ratio {:.3} ({:+.1}%)", s / h, (s / h - 1.0) * 100.0));
+    Ok(figures)
 }
 
 /// In the child: a private mount namespace with `build` at /build and `out` at /out, then

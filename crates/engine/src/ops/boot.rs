@@ -256,13 +256,13 @@ fn kvm_usable(project: &Project, tools: &HostTools, mut qemu: Command) -> Result
     let usable = rx.recv_timeout(Duration::from_secs(10)).unwrap_or(false);
     let _ = child.kill();
     let _ = child.wait();
-    eprintln!(
+    reprovm_fs::progress::say(&format!(
         "KVM: {} (OVMF under KVM {} in {:.1}s; verdict kept in {})",
         if usable { "usable" } else { "/dev/kvm is there, but guests do not run under it: TCG" },
         if usable { "printed" } else { "printed nothing" },
         started.elapsed().as_secs_f64(),
         cache.display()
-    );
+    ));
     let verdict = Verdict { boot_id, qemu: shown, usable };
     reprovm_fs::util::write_atomic(&cache, &serde_json::to_vec_pretty(&verdict)?)?;
     Ok(usable)
@@ -596,9 +596,8 @@ fn tcg_tsc_parameter() -> String {
     match host_tsc_khz() {
         Some(khz) => format!("tsc_early_khz={khz}"),
         None => {
-            eprintln!(
-                "warning: the host's TSC frequency is unknown (not x86_64, or no constant_tsc); the microvm guest calibrates its own and may hang under TCG"
-            );
+            reprovm_fs::progress::say(
+                "warning: the host's TSC frequency is unknown (not x86_64, or no constant_tsc); the microvm guest calibrates its own and may hang under TCG");
             String::new()
         }
     }
@@ -657,10 +656,10 @@ pub fn run_vm(ctx: &RunContext, a: &BootOptions) -> Result<()> {
     let scratch = tempfile::tempdir()?;
     let mut c = qemu_command(project, tools, a, scratch.path())?;
     c.args(["-nographic", "-serial", "mon:stdio"]);
-    eprintln!(
+    reprovm_fs::progress::say(&format!(
         "booting (serial console here; Ctrl-A X quits; ssh -p {} root@127.0.0.1)",
         a.ssh_port
-    );
+    ));
     reprovm_fs::util::run_checked(&mut c)
 }
 
@@ -738,7 +737,7 @@ pub fn boot_test(ctx: &RunContext, run: &BootOptions, timeout: u64) -> Result<()
     let release = std::fs::read_to_string(project.results_dir().join("kernel.release"))
         .ok()
         .map(|s| s.trim().to_string());
-    eprintln!(
+    reprovm_fs::progress::say(&format!(
         "boot-test: booting {:?} {} under {} ({:?}, {:?}), console log {}",
         run.target,
         args.kernel
@@ -753,7 +752,7 @@ pub fn boot_test(ctx: &RunContext, run: &BootOptions, timeout: u64) -> Result<()
         run.machine,
         args.accel,
         console.display()
-    );
+    ));
     let started = Instant::now();
     let shown = reprovm_fs::util::display_command(&c);
     let mut vm =
@@ -771,9 +770,9 @@ pub fn boot_test(ctx: &RunContext, run: &BootOptions, timeout: u64) -> Result<()
                 let printed = std::fs::metadata(&vm.console).map(|m| m.len()).unwrap_or(0);
                 if st.success() && printed == 0 && resets_left > 0 {
                     resets_left -= 1;
-                    eprintln!(
+                    reprovm_fs::progress::say(&format!(
                         "boot-test: the guest reset before its kernel printed anything (a TCG flake); starting it again ({resets_left} more allowed)"
-                    );
+                    ));
                     vm.child = c.spawn().with_context(|| format!("could not start `{shown}`"))?;
                     continue;
                 }
@@ -795,7 +794,10 @@ pub fn boot_test(ctx: &RunContext, run: &BootOptions, timeout: u64) -> Result<()
             }
             std::thread::sleep(Duration::from_millis(500));
         }
-        eprintln!("boot-test: userspace up after {:.1}s", started.elapsed().as_secs_f64());
+        reprovm_fs::progress::say(&format!(
+            "boot-test: userspace up after {:.1}s",
+            started.elapsed().as_secs_f64()
+        ));
         let mut last = String::new();
         let mut ok = false;
         while Instant::now() < deadline {
@@ -821,7 +823,7 @@ pub fn boot_test(ctx: &RunContext, run: &BootOptions, timeout: u64) -> Result<()
         ];
         for (name, cmd) in checks {
             let (good, out) = ssh(tools, args.ssh_port, &key, cmd)?;
-            eprintln!("boot-test: $ {cmd}\n{}", out.trim_end());
+            reprovm_fs::progress::say(&format!("boot-test: $ {cmd}\n{}", out.trim_end()));
             // `df` only reports (an initramfs root has no file system df can name).
             anyhow::ensure!(good || name == "df", "`{cmd}` failed in the guest");
             match name {
@@ -852,10 +854,10 @@ pub fn boot_test(ctx: &RunContext, run: &BootOptions, timeout: u64) -> Result<()
         let stop = Instant::now() + Duration::from_secs(120);
         while Instant::now() < stop {
             if let Some(st) = vm.child.try_wait()? {
-                eprintln!(
+                reprovm_fs::progress::say(&format!(
                     "boot-test: guest powered off ({st}) after {:.1}s in all",
                     started.elapsed().as_secs_f64()
-                );
+                ));
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(500));
@@ -866,7 +868,11 @@ pub fn boot_test(ctx: &RunContext, run: &BootOptions, timeout: u64) -> Result<()
         let log = std::fs::read_to_string(&vm.console).unwrap_or_default();
         let tail: Vec<&str> =
             log.lines().rev().take(60).collect::<Vec<_>>().into_iter().rev().collect();
-        eprintln!("---- console log ({}) ----\n{}\n----", vm.console.display(), tail.join("\n"));
+        reprovm_fs::progress::say(&format!(
+            "---- console log ({}) ----\n{}\n----",
+            vm.console.display(),
+            tail.join("\n")
+        ));
         return Err(e.context("boot test failed"));
     }
     Ok(())

@@ -397,7 +397,10 @@ fn build_node(
         Err(e) => {
             let tail = util::tail_lines(&log, 25);
             if !tail.is_empty() {
-                eprintln!("---- last lines of {} ----\n{tail}\n----", log.display());
+                reprovm_fs::progress::say(&format!(
+                    "---- last lines of {} ----\n{tail}\n----",
+                    log.display()
+                ));
             }
             return Err(e.context(format!(
                 "build of {} {} failed after {}; log: {}",

@@ -611,7 +611,11 @@ pub fn cluster_test(
         Err(e) => {
             for n in &cluster.nodes {
                 let log = reprovm_fs::util::tail_lines(&n.console, 15);
-                eprintln!("---- {} ({}) ----\n{log}", n.name, n.console.display());
+                reprovm_fs::progress::say(&format!(
+                    "---- {} ({}) ----\n{log}",
+                    n.name,
+                    n.console.display()
+                ));
             }
             return Err(e.context("cluster test failed"));
         }

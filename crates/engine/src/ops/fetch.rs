@@ -2,32 +2,41 @@
 //! and origins).
 
 use crate::ops::context::RunContext;
-use crate::steps::sources::{list as list_sources, wants};
+use crate::steps::sources::{self, SourceListing};
 use anyhow::{Context, Result};
 use reprovm_fs::progress;
 
-/// Fetch (or, with `list`, print as JSON) the sources of `target`'s closure, or of every recipe.
-pub fn fetch_sources(ctx: &RunContext, target: Option<&str>, list: bool) -> Result<()> {
+/// A source fetched (verified in the cache).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    pub sha256: String,
+    pub file: String,
+    /// It was in the cache already.
+    pub cached: bool,
+}
+
+/// Fetch the sources of `target`'s closure, or of every recipe.
+pub fn fetch_sources(ctx: &RunContext, target: Option<&str>) -> Result<Vec<Fetched>> {
     let (project, fetcher) = (&ctx.project, &ctx.fetcher);
     let graph = ctx.graph()?;
-    if list {
-        let listing = list_sources(&graph, target, project)?;
-        println!("{}", serde_json::to_string_pretty(&listing)?);
-        return Ok(());
-    }
-    let wants = wants(&graph, target, project)?;
+    let wants = sources::wants(&graph, target, project)?;
     let timer = progress::Timer::start();
-    let mut hits = 0;
+    let mut out = Vec::new();
     for w in &wants {
-        let hit = fetcher.is_cached(&w.sha256, w.size);
+        let cached = fetcher.is_cached(&w.sha256, w.size);
         fetcher.fetch(w).with_context(|| format!("fetching {}", w.file))?;
-        hits += usize::from(hit);
-        println!("{}  {}  {}", w.sha256, w.file, if hit { "cached" } else { "fetched" });
+        out.push(Fetched { sha256: w.sha256.clone(), file: w.file.clone(), cached });
     }
     progress::say(&format!(
-        "{} sources verified ({hits} from cache) in {}",
+        "{} sources verified ({} from cache) in {}",
         wants.len(),
+        out.iter().filter(|f| f.cached).count(),
         timer.elapsed()
     ));
-    Ok(())
+    Ok(out)
+}
+
+/// Every source of `target`'s closure (or of every recipe) with its pin and origins.
+pub fn list_sources(ctx: &RunContext, target: Option<&str>) -> Result<Vec<SourceListing>> {
+    sources::list(&ctx.graph()?, target, &ctx.project)
 }

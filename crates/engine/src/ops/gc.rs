@@ -35,13 +35,40 @@ pub struct Garbage {
     pub audit_trees: Vec<(PathBuf, u64)>,
 }
 
-/// `gc`: remove what nothing reaches (or, with `dry_run`, say what and how much).
-pub fn gc(project: &Project, dry_run: bool, keep_last: usize) -> Result<()> {
+/// One thing `gc` removed (or, with a dry run, would remove).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removal {
+    /// `store entry`, `cache file`, `toolchain`, `audit tree`.
+    pub kind: &'static str,
+    pub name: String,
+    pub bytes: u64,
+}
+
+/// What `gc` did.
+#[derive(Debug, Clone, Default)]
+pub struct GcReport {
+    pub dry_run: bool,
+    pub removed: Vec<Removal>,
+}
+
+impl GcReport {
+    /// How many of `kind` were removed.
+    pub fn count(&self, kind: &str) -> usize {
+        self.removed.iter().filter(|r| r.kind == kind).count()
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.removed.iter().map(|r| r.bytes).sum()
+    }
+}
+
+/// `gc`: remove what nothing reaches (or, with `dry_run`, only say what and how much).
+pub fn gc(project: &Project, dry_run: bool, keep_last: usize) -> Result<GcReport> {
     let store = crate::model::store::store_exclusive(&project.out)?;
     // Downloads in progress hold the cache lock shared: wait for them.
     let _cache = lock::Lock::exclusive(&project.downloads.join(".lock"))?;
     let g = find(project, keep_last, &store)?;
-    let total = |v: &[(String, u64)]| v.iter().map(|(_, s)| s).sum::<u64>();
+    let mut report = GcReport { dry_run, removed: Vec::new() };
     // Named as before under out/audit; a work root on tmpfs by its whole path.
     let audit_dir = project.out.join("audit");
     let audit_trees: Vec<(String, u64)> = g
@@ -56,29 +83,17 @@ pub fn gc(project: &Project, dry_run: bool, keep_last: usize) -> Result<()> {
         ("audit tree", &audit_trees, None),
     ] {
         for (name, size) in list {
-            if dry_run {
-                println!("would remove {kind} {name} ({})", progress::human_bytes(*size));
-            } else {
+            if !dry_run {
                 match &dir {
                     Some(dir) => Dir::open(dir)?.remove_all(Path::new(name))?,
                     None => remove_path(&audit_dir.join(name))?,
                 }
-                println!("removed {kind} {name} ({})", progress::human_bytes(*size));
+                progress::say(&format!("removed {kind} {name}"));
             }
+            report.removed.push(Removal { kind, name: name.clone(), bytes: *size });
         }
     }
-    let freed =
-        total(&g.entries) + total(&g.cache_files) + total(&g.toolchains) + total(&audit_trees);
-    println!(
-        "{} {} store entries, {} cache files, {} toolchains, {} audit trees: {}",
-        if dry_run { "would free" } else { "freed" },
-        g.entries.len(),
-        g.cache_files.len(),
-        g.toolchains.len(),
-        g.audit_trees.len(),
-        progress::human_bytes(freed)
-    );
-    Ok(())
+    Ok(report)
 }
 
 /// Everything unreachable. The store lock keeps builds from adding to the store meanwhile (the

@@ -18,4 +18,5 @@ pub mod pin;
 pub mod plan;
 pub mod publish;
 pub mod store;
+pub mod toolchain;
 pub mod update;

@@ -6,8 +6,18 @@ use crate::ops::build::{self, BuildOptions};
 use crate::ops::context::RunContext;
 use anyhow::Result;
 
-/// `cargo xtask pin outputs [TARGETS]`: build (or reuse) and record, showing what changed.
-pub fn pin_outputs(ctx: &RunContext, targets: &[String]) -> Result<()> {
+/// What `pin outputs` changed.
+#[derive(Debug, Clone)]
+pub struct PinReport {
+    pub file: std::path::PathBuf,
+    /// One line per changed output hash, file or attestation (`model::pins::changes`).
+    pub changes: Vec<String>,
+    /// Targets whose input hash changed (their outputs may be the same bytes).
+    pub new_inputs: Vec<String>,
+}
+
+/// `cargo xtask pin outputs [TARGETS]`: build (or reuse) and record; what changed.
+pub fn pin_outputs(ctx: &RunContext, targets: &[String]) -> Result<PinReport> {
     let project = &ctx.project;
     let graph = ctx.graph()?;
     let mut pins = read_pins(project)?;
@@ -26,25 +36,10 @@ pub fn pin_outputs(ctx: &RunContext, targets: &[String]) -> Result<()> {
     // A pin whose recipe is gone would be audited forever as missing: drop it, and say so.
     pins.retain(|name, _| graph.get(name).is_ok());
     write_pins(project, &pins)?;
-    let lines = changes(&old, &pins);
-    let new_inputs: Vec<&str> = pins
+    let new_inputs = pins
         .iter()
         .filter(|(n, p)| old.get(*n).is_some_and(|o| o.input_hash != p.input_hash))
-        .map(|(n, _)| n.as_str())
+        .map(|(n, _)| n.clone())
         .collect();
-    if lines.is_empty() && new_inputs.is_empty() {
-        println!("{}: unchanged", project.outputs_pin().display());
-    } else if lines.is_empty() {
-        println!(
-            "{}: outputs unchanged (the same bytes); new input hashes for {}",
-            project.outputs_pin().display(),
-            new_inputs.join(" ")
-        );
-    } else {
-        println!("{}:", project.outputs_pin().display());
-        for c in lines {
-            println!("{c}");
-        }
-    }
-    Ok(())
+    Ok(PinReport { file: project.outputs_pin(), changes: changes(&old, &pins), new_inputs })
 }

@@ -10,18 +10,12 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write;
 
-/// `plan TARGET`: the graph with input hashes and what is built, as text or JSON.
-pub fn print_plan(ctx: &RunContext, target: &str, json: bool) -> Result<()> {
+/// `plan TARGET`: the graph with input hashes and what is built.
+pub fn plan_target(ctx: &RunContext, target: &str) -> Result<Plan> {
     let (project, fetcher) = (&ctx.project, &ctx.fetcher);
     let graph = ctx.graph()?;
     let tc = toolchain::identity(project)?;
-    let plan = plan(project, &graph, target, &tc, fetcher)?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&plan)?);
-    } else {
-        print!("{}", render(&plan));
-    }
-    Ok(())
+    plan(project, &graph, target, &tc, fetcher)
 }
 
 /// `plan --json`.

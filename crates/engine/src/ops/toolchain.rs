@@ -1,0 +1,79 @@
+//! The commands over the pinned package sets: `toolchain lock` (each set resolved through the
+//! archive's verified indexes), `toolchain materialize` and `show`, `sandbox-exec` (a command
+//! in the sandbox over the build toolchain) and `vagrant` (the pinned Vagrant in the sandbox).
+//! The command line only parses and renders; the store lock and the roots are taken here.
+
+use crate::ops::context::RunContext;
+use crate::steps::toolchain::{self, archive::Archive, PackageSet};
+use anyhow::Result;
+use std::path::{Path, PathBuf};
+
+/// The exit status of a program an operation ran for the user (`sandbox-exec`, `vagrant`):
+/// the program's own, which the command line passes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProgramStatus(pub i32);
+
+/// `toolchain lock [SET...]`: resolve the sets (all when none is named), every index read
+/// through its suite's InRelease, verified with `keyring` or the pinned one.
+pub fn lock(ctx: &RunContext, sets: &[PackageSet], keyring: Option<&Path>) -> Result<()> {
+    let archive = Archive::open(&ctx.project, &ctx.fetcher, keyring)?;
+    let sets = if sets.is_empty() { &PackageSet::ALL[..] } else { sets };
+    toolchain::lock(&ctx.project, &archive, sets)
+}
+
+/// `toolchain materialize`: the build toolchain's root, made if it is not yet.
+pub fn materialize(ctx: &RunContext) -> Result<PathBuf> {
+    let lock = crate::model::store::store_exclusive(&ctx.project.out)?;
+    Ok(toolchain::ensure(&ctx.project, &ctx.fetcher, &lock)?.root)
+}
+
+/// `toolchain show`: the toolchain's identity (what every input hash covers).
+pub fn identity(ctx: &RunContext) -> Result<String> {
+    toolchain::identity(&ctx.project)
+}
+
+/// `sandbox-exec CMD`: run `cmd` in the build sandbox over the toolchain (empty /build and
+/// /out), its output passed through.
+pub fn sandbox_exec(ctx: &RunContext, cmd: &[String]) -> Result<ProgramStatus> {
+    let root = materialize(ctx)?;
+    let code =
+        reprovm_sandbox::exec_capture(&root, cmd, crate::model::recipe::DEFAULT_SOURCE_DATE_EPOCH)?;
+    Ok(ProgramStatus(code))
+}
+
+/// `vagrant ARGS`: the pinned Vagrant in the build sandbox over its own root, with `dir` at
+/// /build (default: the current directory) and its home (its boxes) at /out (default:
+/// `out/vagrant.d`), no network.
+pub fn vagrant(
+    ctx: &RunContext,
+    dir: Option<&Path>,
+    home: Option<&Path>,
+    argv: &[String],
+) -> Result<ProgramStatus> {
+    let project = &ctx.project;
+    let root = toolchain::find_or_ensure_set(project, &ctx.fetcher, PackageSet::Vagrant)?.root;
+    let dir = match dir {
+        Some(d) => d.to_path_buf(),
+        None => std::env::current_dir()?,
+    };
+    let home = home.map(Path::to_path_buf).unwrap_or_else(|| project.out.join("vagrant.d"));
+    std::fs::create_dir_all(&home)?;
+    let env = [
+        ("VAGRANT_HOME", "/out"),
+        ("HOME", "/out"),
+        // No network in the sandbox: no version checks, no plugin index.
+        ("VAGRANT_CHECKPOINT_DISABLE", "1"),
+        ("VAGRANT_DISABLE_VBOXSYMLINKCREATE", "1"),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()));
+    let cmd: Vec<String> =
+        std::iter::once("/usr/bin/vagrant".to_string()).chain(argv.iter().cloned()).collect();
+    let code = reprovm_sandbox::exec_in(
+        &root,
+        (&dir, &home),
+        &env,
+        &cmd,
+        crate::model::recipe::DEFAULT_SOURCE_DATE_EPOCH,
+    )?;
+    Ok(ProgramStatus(code))
+}
