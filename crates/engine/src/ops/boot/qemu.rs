@@ -1,0 +1,241 @@
+//! The QEMU command line of a boot: the machine, firmware, kernel or disk, devices and
+//! networking for each target and architecture, after options that do not go together are
+//! refused.
+
+use super::*;
+
+/// A file the boot needs, named with the build that makes it when it is missing.
+pub(super) fn need(p: PathBuf, build: &str) -> Result<PathBuf> {
+    anyhow::ensure!(
+        p.is_file(),
+        "{} not found: run `cargo xtask build {build}` first",
+        p.display()
+    );
+    Ok(p)
+}
+
+impl Target {
+    /// The UEFI disk in one of its forms (root by PARTUUID, booted by its own loaders).
+    pub(super) fn is_uefi_disk(self) -> bool {
+        matches!(self, Target::EfiImage | Target::EfiVhd | Target::EfiVmdk | Target::EfiVhdx)
+    }
+}
+
+/// The pinned QEMU system emulator for guests of `arch`.
+pub(crate) fn qemu_program(arch: Arch) -> &'static str {
+    match arch {
+        Arch::X86_64 => "qemu-system-x86_64",
+        Arch::Aarch64 => "qemu-system-aarch64",
+    }
+}
+
+/// Refuse options that do not go together, before anything is fetched or started.
+pub(super) fn check_options(arch: Arch, a: &BootOptions) -> Result<()> {
+    if arch == Arch::Aarch64 {
+        if a.machine == Machine::Microvm {
+            bail!("--machine microvm is x86_64's; an aarch64 guest boots on QEMU's virt (--machine pc, the default)");
+        }
+        if a.legacy_bios {
+            bail!(
+                "--legacy-bios: an arm64 machine has no BIOS; its media boot through UEFI (AAVMF)"
+            );
+        }
+        if a.devices == Devices::Classic {
+            bail!(
+                "--devices classic is a PC's AHCI and E1000; an aarch64 guest has virtio devices"
+            );
+        }
+    }
+    let own_loader = a.target.is_uefi_disk() || matches!(a.target, Target::Iso | Target::IsoDisk);
+    if a.machine == Machine::Microvm && a.target != Target::Image {
+        bail!("--machine microvm boots a kernel and a disk (--target image)");
+    }
+    if a.devices == Devices::Classic && !a.target.is_uefi_disk() {
+        bail!(
+            "--devices classic boots the UEFI disk (--target efi-image, efi-vhd, efi-vhdx, efi-vmdk), whose root is found by PARTUUID on whatever disk it is; `{:?}` names /dev/vda or has no disk",
+            a.target
+        );
+    }
+    if a.legacy_bios && !own_loader {
+        bail!(
+            "--legacy-bios boots a medium's own boot loader (the ISO, the UEFI disk); `{:?}` is started by QEMU with -kernel, which needs no firmware choice",
+            a.target
+        );
+    }
+    if a.legacy_bios && a.firmware.is_some() {
+        bail!("--legacy-bios boots QEMU's own SeaBIOS; leave out --firmware");
+    }
+    if own_loader && !a.append.is_empty() {
+        bail!("--target {:?} boots a unified kernel image (or isolinux's entry), whose command line is built in; --append is for image and initramfs", a.target);
+    }
+    Ok(())
+}
+
+/// The QEMU command line for a boot; `scratch` is a directory that lives as long as the
+/// guest (it holds the firmware's writable variable store).
+pub(super) fn qemu_command(
+    project: &Project,
+    tools: &HostTools,
+    a: &BootOptions,
+    scratch: &Path,
+) -> Result<Command> {
+    check_options(project.arch, a)?;
+    let results = project.results_dir();
+    let out = |f: &str| results.join(f);
+    let accel = a.accelerator(project, tools)?;
+    let arch = project.arch;
+    let mut c = match &a.qemu {
+        Some(q) => Command::new(q),
+        None => tools.command(qemu_program(arch))?,
+    };
+    // virtio devices on the machine's transport: PCI on a PC (q35 on x86_64, virt's generic
+    // PCIe host on aarch64), MMIO on microvm.
+    let (machine, bus) = match (arch, a.machine) {
+        (Arch::X86_64, Machine::Pc) => ("q35", "pci"),
+        (Arch::Aarch64, Machine::Pc) => ("virt", "pci"),
+        (_, Machine::Microvm) => ("microvm", "device"),
+    };
+    c.args([
+        "-accel",
+        if accel == Accel::Kvm { "kvm" } else { "tcg" },
+        "-machine",
+        machine,
+        "-m",
+        &a.memory.to_string(),
+        "-no-reboot",
+        "-nodefaults",
+    ]);
+    if arch == Arch::Aarch64 {
+        // A Cortex-A57 (ARMv8.0): what Firecracker and krata guests are built for, and fast
+        // under TCG (`max` emulates pointer authentication, several times slower).
+        c.args(["-cpu", "cortex-a57"]);
+    }
+    let kernel_image = arch.kernel_image();
+    let console = arch.serial_console();
+    let disk = |c: &mut Command, file: &Path, format: &str| -> Result<()> {
+        let (file, format, snap) = match (a.disk_size, a.persist) {
+            (None, persist) => {
+                (file.to_path_buf(), format, if persist { "" } else { ",snapshot=on" })
+            }
+            (Some(size), true) => {
+                grow_raw(file, format, size)?;
+                (file.to_path_buf(), format, "")
+            }
+            (Some(size), false) => (overlay(tools, file, format, size, scratch)?, "qcow2", ""),
+        };
+        c.arg("-drive").arg(format!("id=d0,file={},format={format},if=none{snap}", file.display()));
+        match a.devices {
+            Devices::Virtio => c.args(["-device", &format!("virtio-blk-{bus},drive=d0")]),
+            // q35's own ICH9 AHCI controller, port 0.
+            Devices::Classic => c.args(["-device", "ide-hd,drive=d0,bus=ide.0"]),
+        };
+        Ok(())
+    };
+    let efi_disk = a.target.is_uefi_disk();
+    let uefi = (efi_disk || matches!(a.target, Target::Iso | Target::IsoDisk)) && !a.legacy_bios;
+    if uefi {
+        match &a.firmware {
+            Some(fw) => {
+                anyhow::ensure!(fw.is_file(), "--firmware {}: no such file", fw.display());
+                c.arg("-bios").arg(fw);
+            }
+            None => {
+                let fw = tools.uefi_firmware(arch)?;
+                let vars = scratch.join("UEFI_VARS.fd");
+                std::fs::copy(&fw.vars, &vars)
+                    .with_context(|| format!("copying {}", fw.vars.display()))?;
+                c.arg("-drive").arg(format!(
+                    "if=pflash,format=raw,unit=0,readonly=on,file={}",
+                    fw.code.display()
+                ));
+                c.arg("-drive").arg(format!("if=pflash,format=raw,unit=1,file={}", vars.display()));
+            }
+        }
+    }
+    match a.target {
+        Target::Image => {
+            let kernel = match (&a.kernel, a.machine) {
+                (Some(k), _) => k.clone(),
+                (None, Machine::Pc) => need(out(kernel_image), "hd-image")?,
+                (None, Machine::Microvm) => bail!(
+                    "--machine microvm boots the uncompressed vmlinux, as Firecracker does: pass --kernel $(cargo xtask build kernel | tail -n1)/out/vmlinux"
+                ),
+            };
+            let image = need(a.image.clone().unwrap_or_else(|| out("hd.img")), "hd-image")?;
+            c.arg("-kernel").arg(need(kernel, "hd-image")?);
+            disk(&mut c, &image, "raw")?;
+            let clock = match (a.machine, accel) {
+                (Machine::Microvm, Accel::Tcg) => tcg_tsc_parameter(),
+                _ => String::new(),
+            };
+            c.arg("-append").arg(
+                format!("root=/dev/vda rw console={console} panic=-1 {clock} {}", a.append).trim(),
+            );
+        }
+        Target::Initramfs => {
+            let kernel = need(a.kernel.clone().unwrap_or_else(|| out(kernel_image)), "initramfs")?;
+            c.arg("-kernel")
+                .arg(kernel)
+                .arg("-initrd")
+                .arg(need(out("initramfs.cpio.gz"), "initramfs")?);
+            c.arg("-append").arg(format!("console={console} panic=-1 {}", a.append).trim());
+        }
+        Target::EfiImage => disk(
+            &mut c,
+            &need(a.image.clone().unwrap_or_else(|| out("efi.img")), "efi-image")?,
+            "raw",
+        )?,
+        Target::EfiVhd => disk(
+            &mut c,
+            &need(a.image.clone().unwrap_or_else(|| out("efi.vhd")), "efi-image")?,
+            "vpc",
+        )?,
+        Target::EfiVmdk => disk(
+            &mut c,
+            &need(a.image.clone().unwrap_or_else(|| out("efi.vmdk")), "efi-image")?,
+            "vmdk",
+        )?,
+        Target::EfiVhdx => disk(
+            &mut c,
+            &need(a.image.clone().unwrap_or_else(|| out("efi.vhdx")), "efi-image")?,
+            "vhdx",
+        )?,
+        Target::IsoDisk => {
+            let iso = need(a.image.clone().unwrap_or_else(|| out("reprovm.iso")), "iso")?;
+            c.arg("-drive")
+                .arg(format!("id=d0,file={},format=raw,if=none,readonly=on", iso.display()));
+            c.args(["-device", &format!("virtio-blk-{bus},drive=d0")]);
+        }
+        Target::Iso => {
+            let iso = need(a.image.clone().unwrap_or_else(|| out("reprovm.iso")), "iso")?;
+            c.arg("-drive").arg(format!(
+                "file={},format=raw,media=cdrom,if=none,id=cd0,readonly=on",
+                iso.display()
+            ));
+            match arch {
+                Arch::X86_64 => c.args(["-device", "ide-cd,drive=cd0,bus=ide.0"]),
+                // virt has no IDE: a SCSI CD-ROM on virtio-scsi, which AAVMF boots from.
+                Arch::Aarch64 => c.args([
+                    "-device",
+                    "virtio-scsi-pci,id=scsi0",
+                    "-device",
+                    "scsi-cd,drive=cd0,bus=scsi0.0",
+                ]),
+            };
+        }
+    }
+    c.args([
+        "-netdev",
+        &format!("user,id=n0,hostfwd=tcp:127.0.0.1:{}-:22", a.ssh_port),
+        "-device",
+        &match a.devices {
+            Devices::Virtio => format!("virtio-net-{bus},netdev=n0"),
+            Devices::Classic => "e1000,netdev=n0".to_string(),
+        },
+    ]);
+    c.args(["-device", &format!("virtio-rng-{bus}")]);
+    if let Some(k) = &a.ssh_key {
+        c.arg("-fw_cfg").arg(format!("name=opt/reprovm/authorized_keys,file={}", k.display()));
+    }
+    Ok(c)
+}
