@@ -8,11 +8,12 @@
 //! write the formats; this file fixes every field they would otherwise take from the host.
 
 use anyhow::{bail, Context, Result};
+use reprovm_fs::archive_write::{Entry, Format, TarWriter};
 use reprovm_fs::beneath::{Dir, Kind};
 use reprovm_fs::hash::HashingWriter;
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// gzip level of every layer (flate2's default; the output is a function of the input and
 /// of this level for a given flate2 backend, which Cargo.lock pins).
@@ -64,19 +65,15 @@ pub fn write_gzip_tar(
     Ok(LayerDigests { blob_sha256, blob_size, diff_id_sha256, tar_size })
 }
 
-/// Write the tar of `tree` to `out` and return `out`.
+/// Write the tar of `tree` to `out` and return `out` (through the one deterministic writer,
+/// `reprovm_fs::archive_write`: GNU headers, directory names ending in `/`).
 pub fn write_tar<W: Write>(tree: &Dir, epoch: i64, modes: Modes, out: W) -> Result<W> {
     let mtime = u64::try_from(epoch).context("SOURCE_DATE_EPOCH before 1970")?;
-    let mut builder = tar::Builder::new(out);
-    builder.mode(tar::HeaderMode::Deterministic);
+    let mut tar = TarWriter::new(out, Format::Gnu, mtime).dir_slash();
     // The first name of each multiply-linked inode; later names become hard links to it.
     let mut first_names: BTreeMap<(u64, u64), PathBuf> = BTreeMap::new();
     for e in tree.walk()? {
-        let mut h = tar::Header::new_gnu();
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(mtime);
-        h.set_mode(match modes {
+        let mode = match modes {
             Modes::Normalize => normal_mode(e.kind, e.mode),
             Modes::Listed(list) => match list.get(&e.path) {
                 Some(mode) => mode & 0o777,
@@ -86,32 +83,25 @@ pub fn write_tar<W: Write>(tree: &Dir, epoch: i64, modes: Modes, out: W) -> Resu
                     e.path.display()
                 ),
             },
-        });
-        h.set_size(0);
+        };
+        let path = e.path.as_path();
         match e.kind {
-            Kind::Dir => {
-                h.set_entry_type(tar::EntryType::Directory);
-                builder.append_data(&mut h, dir_name(&e.path), std::io::empty())?;
-            }
+            Kind::Dir => tar.append(Entry::Dir { path, mode })?,
             Kind::Symlink => {
-                h.set_entry_type(tar::EntryType::Symlink);
                 let target = tree.read_link(&e.path)?;
-                builder.append_link(&mut h, &e.path, &target)?;
+                tar.append(Entry::Symlink { path, target: &target, mode })?
             }
             Kind::File if e.nlink > 1 && first_names.contains_key(&(e.dev, e.ino)) => {
-                h.set_entry_type(tar::EntryType::Link);
-                builder.append_link(&mut h, &e.path, &first_names[&(e.dev, e.ino)])?;
+                let target = &first_names[&(e.dev, e.ino)];
+                tar.append(Entry::HardLink { path, target, mode })?
             }
             Kind::File => {
                 if e.nlink > 1 {
                     first_names.insert((e.dev, e.ino), e.path.clone());
                 }
-                h.set_entry_type(tar::EntryType::Regular);
-                h.set_size(e.size);
-                let f = tree.open_file(&e.path)?;
-                builder
-                    .append_data(&mut h, &e.path, f)
-                    .with_context(|| format!("adding {} to the layer", e.path.display()))?;
+                let mut f = tree.open_file(&e.path)?;
+                tar.append(Entry::File { path, mode, size: e.size, data: &mut f })
+                    .with_context(|| format!("adding {} to the layer", e.path.display()))?
             }
             Kind::Special => bail!(
                 "{}: `{}` is a device, FIFO or socket; a layer holds files, directories and links",
@@ -120,7 +110,7 @@ pub fn write_tar<W: Write>(tree: &Dir, epoch: i64, modes: Modes, out: W) -> Resu
             ),
         }
     }
-    builder.into_inner().context("finishing the tar stream")
+    tar.finish()
 }
 
 /// The mode a layer records: 0755 for directories and for files anyone may execute, 0644 for
@@ -134,16 +124,10 @@ fn normal_mode(kind: Kind, mode: u32) -> u32 {
     }
 }
 
-/// Directory entries carry a trailing slash, as GNU tar writes them.
-fn dir_name(p: &Path) -> PathBuf {
-    let mut s = p.as_os_str().to_owned();
-    s.push("/");
-    PathBuf::from(s)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn tree(t: &Path) -> Dir {
         let d = Dir::create(&t.join("tree")).unwrap();

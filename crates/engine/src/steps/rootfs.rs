@@ -163,51 +163,31 @@ impl Tree {
         Ok(())
     }
 
-    /// Write the tree as a deterministic tar (GNU format, sorted, root-owned, fixed mtime).
+    /// Write the tree as a deterministic tar (GNU format, sorted, owned by root:root by id and
+    /// name, fixed mtime), through the one archive writer.
     pub fn write_tar(&self, w: impl Write, mtime: u64) -> Result<()> {
-        let mut b = tar::Builder::new(w);
-        b.mode(tar::HeaderMode::Deterministic);
+        use reprovm_fs::archive_write::{Entry, Format, TarWriter};
+        let mut tar = TarWriter::new(w, Format::Gnu, mtime).owner_names("root");
         for (path, node) in &self.nodes {
-            let mut h = tar::Header::new_gnu();
-            h.set_uid(0);
-            h.set_gid(0);
-            h.set_mtime(mtime);
-            let _ = h.set_username("root");
-            let _ = h.set_groupname("root");
-            match node {
-                Node::Dir { mode } => {
-                    h.set_entry_type(tar::EntryType::Directory);
-                    h.set_mode(*mode);
-                    h.set_size(0);
-                    b.append_data(&mut h, path, std::io::empty())?;
-                }
+            let path = path.as_path();
+            let mut bytes: &[u8] = match node {
+                Node::File { data, .. } => data,
+                _ => &[],
+            };
+            tar.append(match node {
+                Node::Dir { mode } => Entry::Dir { path, mode: *mode },
                 Node::File { data, mode } => {
-                    h.set_entry_type(tar::EntryType::Regular);
-                    h.set_mode(*mode);
-                    h.set_size(data.len() as u64);
-                    b.append_data(&mut h, path, data.as_slice())?;
+                    Entry::File { path, mode: *mode, size: data.len() as u64, data: &mut bytes }
                 }
                 Node::Symlink { target } => {
-                    h.set_entry_type(tar::EntryType::Symlink);
-                    h.set_mode(0o777);
-                    h.set_size(0);
-                    b.append_link(&mut h, path, target)?;
+                    Entry::Symlink { path, target: Path::new(target), mode: 0o777 }
                 }
                 Node::Device { block, major, minor, mode } => {
-                    h.set_entry_type(if *block {
-                        tar::EntryType::Block
-                    } else {
-                        tar::EntryType::Char
-                    });
-                    h.set_mode(*mode);
-                    h.set_size(0);
-                    h.set_device_major(*major)?;
-                    h.set_device_minor(*minor)?;
-                    b.append_data(&mut h, path, std::io::empty())?;
+                    Entry::Device { path, block: *block, major: *major, minor: *minor, mode: *mode }
                 }
-            }
+            })?;
         }
-        b.into_inner()?.flush()?;
+        tar.finish()?.flush()?;
         Ok(())
     }
 

@@ -16,7 +16,6 @@ use reprovm_fs::progress;
 use reprovm_fs::util;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -347,7 +346,7 @@ use against::*;
 use rebuild::*;
 #[cfg(test)]
 use report::*;
-pub use report::{render, write_bundle, write_zip};
+pub use report::{render, write_bundle};
 
 pub(super) fn remove(p: &Path) -> Result<()> {
     match std::fs::symlink_metadata(p) {
@@ -491,21 +490,6 @@ mod tests {
         r.targets[0].matches_pin = Some(true);
         r.ok = true;
         assert_eq!(verdict(&r), "audit: all outputs reproduced bit for bit\n");
-    }
-
-    #[test]
-    fn zip_bundle_is_deterministic() {
-        let t = tempfile::tempdir().unwrap();
-        let mut files = BTreeMap::new();
-        files.insert("b.txt".to_string(), b"two".to_vec());
-        files.insert("a.txt".to_string(), b"one".to_vec());
-        write_zip(&t.path().join("1.zip"), &files).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(1100));
-        write_zip(&t.path().join("2.zip"), &files).unwrap();
-        assert_eq!(
-            std::fs::read(t.path().join("1.zip")).unwrap(),
-            std::fs::read(t.path().join("2.zip")).unwrap()
-        );
     }
 
     #[test]

@@ -150,25 +150,5 @@ pub fn write_bundle(project: &Project, report: &Report, path: &Path) -> Result<(
         };
         add(format!("{}/rebuild.log", t.name), logs.join(&log_name))?;
     }
-    write_zip(path, &files)
-}
-
-pub fn write_zip(path: &Path, files: &BTreeMap<String, Vec<u8>>) -> Result<()> {
-    let mut buf = std::io::Cursor::new(Vec::new());
-    {
-        let mut z = zip::ZipWriter::new(&mut buf);
-        let time = zip::DateTime::from_date_and_time(1980, 1, 1, 0, 0, 0)
-            .map_err(|_| anyhow::format_err!("bad zip time"))?;
-        let opts = zip::write::SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Deflated)
-            .compression_level(Some(6))
-            .last_modified_time(time)
-            .unix_permissions(0o644);
-        for (name, data) in files {
-            z.start_file(name.as_str(), opts)?;
-            z.write_all(data)?;
-        }
-        z.finish()?;
-    }
-    util::write_atomic(path, &buf.into_inner())
+    reprovm_fs::archive_write::write_zip(path, &files)
 }

@@ -4,6 +4,26 @@
 //! exactly the fields where reproducibility is usually lost, so those are named.
 
 use crate::steps::media::gpt::SECTOR;
+use reprovm_fs::fields::{be_u32, le_u32, le_u64};
+
+/// A field as read: its value, or `<past the end>` when the image is too short to hold it.
+#[derive(PartialEq)]
+struct Read<T>(Option<T>);
+
+impl<T> From<std::io::Result<T>> for Read<T> {
+    fn from(r: std::io::Result<T>) -> Self {
+        Read(r.ok())
+    }
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for Read<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(v) => v.fmt(f),
+            None => f.write_str("<past the end>"),
+        }
+    }
+}
 
 /// The field differences between `a` and `b` when both are one of the formats; None otherwise.
 pub fn explain(a: &[u8], b: &[u8]) -> Option<Vec<String>> {
@@ -68,7 +88,7 @@ fn gpt(a: &[u8], b: &[u8]) -> Vec<String> {
     let mut out = vec!["GPT disk".to_string()];
     let (ha, hb) = (&a[512..1024], &b[512..1024]);
     field(&mut out, "disk GUID", guid(&ha[56..72]), guid(&hb[56..72]));
-    let u64_at = |h: &[u8], o: usize| u64::from_le_bytes(h[o..o + 8].try_into().unwrap());
+    let u64_at = |h: &[u8], o: usize| Read::from(le_u64(h, o));
     field(&mut out, "last usable LBA", u64_at(ha, 48), u64_at(hb, 48));
     field(&mut out, "header CRC32", &ha[16..20], &hb[16..20]);
     field(&mut out, "entry array CRC32", &ha[88..92], &hb[88..92]);
@@ -76,14 +96,8 @@ fn gpt(a: &[u8], b: &[u8]) -> Vec<String> {
     for i in 0..4 {
         let e = |d: &[u8]| {
             let o = 2 * SECTOR as usize + i * 128;
-            d.get(o..o + 128).map(|e| {
-                (
-                    guid(&e[16..32]),
-                    u64::from_le_bytes(e[32..40].try_into().unwrap()),
-                    u64::from_le_bytes(e[40..48].try_into().unwrap()),
-                    u64::from_le_bytes(e[48..56].try_into().unwrap()),
-                )
-            })
+            let e = d.get(o..o + 128)?;
+            Some((guid(&e[16..32]), le_u64(e, 32).ok()?, le_u64(e, 40).ok()?, le_u64(e, 48).ok()?))
         };
         if let (Some((ga, fa, la, aa)), Some((gb, fb, lb, ab))) = (e(a), e(b)) {
             field(&mut out, &format!("partition {} GUID", i + 1), &ga, &gb);
@@ -117,7 +131,7 @@ fn is_vhd(d: &[u8]) -> bool {
 fn vhd(a: &[u8], b: &[u8]) -> Vec<String> {
     let (fa, fb) = (&a[a.len() - 512..], &b[b.len() - 512..]);
     let mut out = vec!["VHD footer".to_string()];
-    let be32 = |f: &[u8], o: usize| u32::from_be_bytes(f[o..o + 4].try_into().unwrap());
+    let be32 = |f: &[u8], o: usize| Read::from(be_u32(f, o));
     field(&mut out, "timestamp (s since 2000)", be32(fa, 24), be32(fb, 24));
     field(
         &mut out,
@@ -139,7 +153,7 @@ fn vhd(a: &[u8], b: &[u8]) -> Vec<String> {
 }
 
 fn is_iso(d: &[u8]) -> bool {
-    d.len() > 0x8006 && &d[0x8001..0x8006] == b"CD001"
+    d.len() >= 0x8800 && &d[0x8001..0x8006] == b"CD001"
 }
 
 fn iso(a: &[u8], b: &[u8]) -> Vec<String> {
@@ -200,7 +214,7 @@ fn fat(a: &[u8], b: &[u8]) -> Vec<String> {
         String::from_utf8_lossy(&a[oa + 4..oa + 15]),
         String::from_utf8_lossy(&b[ob + 4..ob + 15]),
     );
-    let u32_at = |d: &[u8], o: usize| u32::from_le_bytes(d[o..o + 4].try_into().unwrap());
+    let u32_at = |d: &[u8], o: usize| Read::from(le_u32(d, o));
     field(&mut out, "hidden sectors (partition offset)", u32_at(a, 0x1c), u32_at(b, 0x1c));
     // The boot code after the BPB: a boot loader's installer (SYSLINUX) writes it.
     let (ca, cb) = (if fat32(a) { 0x5a } else { 0x3e }, if fat32(b) { 0x5a } else { 0x3e });
@@ -273,5 +287,17 @@ mod tests {
         for f in ["MBR boot code (sha256):", "partition 1 attributes: \"0x0\" vs \"0x4\""] {
             assert!(lines.iter().any(|l| l.starts_with(f)), "{f}: {lines:?}");
         }
+    }
+
+    #[test]
+    fn short_and_truncated_images_are_explained_without_a_panic() {
+        // An ISO signature in a file too short for the whole volume descriptor: not an ISO.
+        let mut iso = vec![0u8; 0x8100];
+        iso[0x8001..0x8006].copy_from_slice(b"CD001");
+        assert!(!is_iso(&iso));
+        assert_eq!(explain(&iso, &iso.clone()), None);
+        // A field past the end is shown as such, never read out of bounds.
+        assert_eq!(format!("{:?}", Read::from(le_u64(&[0u8; 4], 0))), "<past the end>");
+        assert_eq!(format!("{:?}", Read::from(le_u32(&[7u8, 0, 0, 0], 0))), "7");
     }
 }

@@ -229,11 +229,12 @@ fn is_bzimage(d: &[u8]) -> bool {
 
 /// Setup header of an x86 boot image: where the (compressed) payload lies.
 pub fn explain_bzimage(a: &[u8], b: &[u8]) -> Vec<String> {
-    let field = |d: &[u8], off: usize| {
-        u32::from_le_bytes([d[off], d[off + 1], d[off + 2], d[off + 3]]) as usize
-    };
+    use reprovm_fs::fields::le_u32;
     let setup = |d: &[u8]| (d[0x1f1].max(4) as usize + 1) * 512;
-    let (sa, pa, la) = (setup(a), field(a, 0x248), field(a, 0x24c));
+    let (Ok(pa), Ok(la)) = (le_u32(a, 0x248), le_u32(a, 0x24c)) else {
+        return vec!["bzImage: too short for a setup header".into(), binary_summary(a, b)];
+    };
+    let (sa, pa, la) = (setup(a), pa as usize, la as usize);
     let start = sa + pa;
     let first = a.iter().zip(b).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len()));
     let region = if first < sa {

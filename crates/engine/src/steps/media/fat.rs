@@ -58,12 +58,13 @@ pub fn script(image: &str, v: &Volume, files: &[(String, String)]) -> String {
 /// `fsck.fat` reports the two differing. A FAT12/16 image (no backup) is left alone.
 pub fn copy_boot_sector_to_backup(image: &mut [u8]) -> anyhow::Result<()> {
     anyhow::ensure!(image.len() >= 512 && image[510..512] == [0x55, 0xaa], "no FAT boot sector");
-    let fat32 = u16::from_le_bytes([image[0x16], image[0x17]]) == 0;
+    use reprovm_fs::fields::le_u16;
+    let fat32 = le_u16(image, 0x16)? == 0;
     if !fat32 {
         return Ok(());
     }
-    let backup = usize::from(u16::from_le_bytes([image[0x32], image[0x33]]));
-    let reserved = usize::from(u16::from_le_bytes([image[0x0e], image[0x0f]]));
+    let backup = usize::from(le_u16(image, 0x32)?);
+    let reserved = usize::from(le_u16(image, 0x0e)?);
     anyhow::ensure!(
         backup > 0 && backup < reserved && (backup + 1) * 512 <= image.len(),
         "FAT32 backup boot sector {backup} outside the {reserved} reserved sectors"

@@ -105,19 +105,12 @@ pub fn fixed_tar(
     mtime: u64,
     out: impl Write,
 ) -> Result<()> {
-    let mut b = tar::Builder::new(out);
-    b.mode(tar::HeaderMode::Deterministic);
-    for (name, size, data) in entries {
-        let mut h = tar::Header::new_ustar();
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_mode(0o644);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(mtime);
-        h.set_size(size);
-        b.append_data(&mut h, name, std::io::Read::take(data, size))?;
+    use reprovm_fs::archive_write::{Entry, Format, TarWriter};
+    let mut tar = TarWriter::new(out, Format::Ustar, mtime);
+    for (name, size, mut data) in entries {
+        tar.append(Entry::File { path: Path::new(name), mode: 0o644, size, data: &mut data })?;
     }
-    b.into_inner()?.flush()?;
+    tar.finish()?.flush()?;
     Ok(())
 }
 

@@ -5,6 +5,7 @@
 //! offsets the PE/COFF specification fixes, which no crate exposes for writing in place.
 
 use anyhow::{ensure, Result};
+use reprovm_fs::fields;
 
 /// Offset of the COFF header's TimeDateStamp from the "PE\0\0" signature.
 const TIMESTAMP: usize = 4 + 4;
@@ -14,7 +15,7 @@ const CHECKSUM: usize = 4 + 20 + 64;
 /// The offset of the "PE\0\0" signature.
 fn signature(image: &[u8]) -> Result<usize> {
     ensure!(image.len() >= 0x40 && image.starts_with(b"MZ"), "not a PE image (no MZ header)");
-    let at = u32::from_le_bytes(image[0x3c..0x40].try_into().unwrap()) as usize;
+    let at = fields::le_u32(image, 0x3c)? as usize;
     ensure!(
         image.len() >= at + CHECKSUM + 4 && image[at..at + 4] == *b"PE\0\0",
         "not a PE image (no PE signature at {at:#x})"
@@ -84,8 +85,8 @@ pub fn check_sections_disjoint(image: &[u8]) -> Result<()> {
 /// TimeDateStamp and CheckSum, for explanations.
 pub fn header_fields(image: &[u8]) -> Option<(u32, u32)> {
     let at = signature(image).ok()?;
-    let read = |o: usize| u32::from_le_bytes(image[o..o + 4].try_into().unwrap());
-    Some((read(at + TIMESTAMP), read(at + CHECKSUM)))
+    let read = |o: usize| fields::le_u32(image, o).ok();
+    Some((read(at + TIMESTAMP)?, read(at + CHECKSUM)?))
 }
 
 #[cfg(test)]

@@ -50,10 +50,8 @@ pub fn normalize(v: &mut [u8], ids: &Ids) -> Result<()> {
     if v.len() < REGION_TABLE + (64 << 10) || &v[..8] != b"vhdxfile" {
         bail!("not a VHDX (no vhdxfile signature)");
     }
-    let u16_at = |v: &[u8], at: usize| u16::from_le_bytes([v[at], v[at + 1]]);
-    let u32_at = |v: &[u8], at: usize| u32::from_le_bytes(v[at..at + 4].try_into().unwrap());
-    let u64_at = |v: &[u8], at: usize| u64::from_le_bytes(v[at..at + 8].try_into().unwrap());
-    let seqs = HEADERS.map(|h| u64_at(v, h + 8));
+    use reprovm_fs::fields::{le_u16 as u16_at, le_u32 as u32_at, le_u64 as u64_at};
+    let seqs = [u64_at(v, HEADERS[0] + 8)?, u64_at(v, HEADERS[1] + 8)?];
     let mut log = None;
     for (i, &h) in HEADERS.iter().enumerate() {
         if &v[h..h + 4] != b"head" {
@@ -62,7 +60,7 @@ pub fn normalize(v: &mut [u8], ids: &Ids) -> Result<()> {
         if v[h + 48..h + 64] != [0u8; 16] {
             bail!("VHDX header {}: the log is active (LogGuid set); replay it first", i + 1);
         }
-        let (length, offset) = (u32_at(v, h + 68) as usize, u64_at(v, h + 72) as usize);
+        let (length, offset) = (u32_at(v, h + 68)? as usize, u64_at(v, h + 72)? as usize);
         if log.is_some_and(|l| l != (offset, length)) {
             bail!("the VHDX headers disagree on where the log is");
         }
@@ -83,22 +81,23 @@ pub fn normalize(v: &mut [u8], ids: &Ids) -> Result<()> {
     if &v[REGION_TABLE..REGION_TABLE + 4] != b"regi" {
         bail!("the VHDX region table has no `regi` signature");
     }
-    let entries = u32_at(v, REGION_TABLE + 8) as usize;
+    let entries = u32_at(v, REGION_TABLE + 8)? as usize;
     let metadata = (0..entries.min(2047))
         .map(|i| REGION_TABLE + 16 + i * 32)
-        .find(|&e| v[e..e + 16] == METADATA_REGION)
-        .map(|e| u64_at(v, e + 16) as usize)
+        .find(|&e| v.get(e..e + 16) == Some(&METADATA_REGION[..]))
         .context("the VHDX region table lists no metadata region")?;
-    if metadata + 32 > v.len() || &v[metadata..metadata + 8] != b"metadata" {
+    let metadata = u64_at(v, metadata + 16)? as usize;
+    if v.get(metadata..metadata.saturating_add(8)) != Some(&b"metadata"[..]) {
         bail!("the VHDX metadata region has no `metadata` signature");
     }
-    let items = u16_at(v, metadata + 10) as usize;
+    let items = u16_at(v, metadata + 10)? as usize;
     let page83 = (0..items.min(2047))
         .map(|i| metadata + 32 + i * 32)
         .find(|&e| e + 32 <= v.len() && v[e..e + 16] == PAGE_83_DATA)
         .context("the VHDX metadata has no Page 83 data")?;
-    let (at, len) = (metadata + u32_at(v, page83 + 16) as usize, u32_at(v, page83 + 20) as usize);
-    if len != 16 || at + 16 > v.len() {
+    let at = metadata.saturating_add(u32_at(v, page83 + 16)? as usize);
+    let len = u32_at(v, page83 + 20)? as usize;
+    if len != 16 || at.saturating_add(16) > v.len() {
         bail!("the VHDX Page 83 data is {len} bytes, not a GUID");
     }
     v[at..at + 16].copy_from_slice(&ids.virtual_disk);

@@ -19,8 +19,8 @@ fn descriptor_range(vmdk: &[u8]) -> Result<std::ops::Range<usize>> {
     if vmdk.len() < 512 || &vmdk[..4] != b"KDMV" {
         bail!("not a VMDK (no KDMV magic)");
     }
-    let field = |at: usize| u64::from_le_bytes(vmdk[at..at + 8].try_into().unwrap());
-    let (offset, size) = (field(28), field(36));
+    let field = |at: usize| reprovm_fs::fields::le_u64(vmdk, at);
+    let (offset, size) = (field(28)?, field(36)?);
     let start = usize::try_from(offset.saturating_mul(512)).context("descriptor offset")?;
     let end = usize::try_from(offset.saturating_add(size).saturating_mul(512))
         .context("descriptor size")?;
