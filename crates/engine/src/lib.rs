@@ -12,11 +12,11 @@
 //! - [`model`]: project paths and settings, recipes (and their edits in place), the graph, the
 //!   store (its lock and seals), build history, output manifests, the pins.
 //! - [`mechanisms`]: the download fetcher, HTTP, Debian mirrors, control files, Release files
-//!   and version order, kconfig.
+//!   and version order, kconfig, the quoting of values in shell scripts.
 //!
 //! Below the engine, as crates of their own (the compiler holds those lines): `reprovm-oci`
 //! (layouts, layers, the registry client), `reprovm-sandbox`, and `reprovm-fs` (beneath,
-//! archive, hash, elf, lock, progress, util).
+//! archive, archive_write, fields, hash, elf, lock, progress, util).
 
 pub mod mechanisms;
 pub mod model;

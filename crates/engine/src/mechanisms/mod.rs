@@ -1,6 +1,6 @@
 //! Mechanisms: fetching pinned files from their origins, the one HTTP client, Debian mirrors
 //! and snapshot archives, Debian's control-file format, Release files and version order,
-//! kernel configs.
+//! kernel configs, and the quoting of values in shell scripts.
 
 pub mod deb822;
 pub mod debian;
@@ -9,3 +9,4 @@ pub mod debian_version;
 pub mod fetch;
 pub mod http;
 pub mod kconfig;
+pub mod shell;

@@ -569,7 +569,10 @@ pub fn cluster_test(
             &tools,
             second,
             &key,
-            &format!("echo '{}' >> /root/.ssh/authorized_keys", public.trim()),
+            &format!(
+                "echo {} >> /root/.ssh/authorized_keys",
+                crate::mechanisms::shell::word(public.trim())?
+            ),
         )?;
         let over = must(
             &tools,

@@ -76,17 +76,19 @@ pub fn mke2fs_script(
     } else {
         ""
     };
+    use crate::mechanisms::shell;
     Ok(format!(
         "export LC_ALL=C MKE2FS_CONFIG={conf}\n\
          v=\"$(mke2fs -V 2>&1 | head -1 | cut -d' ' -f2)\"; echo \"mke2fs $v\"\n\
          case \"$v\" in 1.[0-3]*|1.4[0-6].*|1.47.0|1.47.0-*) echo \"mke2fs $v cannot make this \
          image reproducibly from a tarball: e2fsprogs >= 1.47.1 is needed\" >&2; exit 1;; esac\n\
-         mke2fs -q -F -t ext4 -b 4096 -L '{label}' -U {uuid} \\\n  \
+         mke2fs -q -F -t ext4 -b 4096 -L {label} -U {uuid} \\\n  \
          -E hash_seed={seed},nodiscard,lazy_itable_init=0,lazy_journal_init=0,no_copy_xattrs,root_owner=0:0 \\\n  \
-         -d {rootfs_in_script} \"$OUT\"/hd.img {size}M\n\
+         -d {rootfs} \"$OUT\"/hd.img {size}M\n\
          e2fsck -fn \"$OUT\"/hd.img\n{qcow2}",
-        conf = conf.display(),
-        label = spec.label,
+        conf = shell::word(&conf.display().to_string())?,
+        label = shell::word(&spec.label)?,
+        rootfs = shell::path(rootfs_in_script)?,
     ))
 }
 
@@ -129,5 +131,34 @@ mod tests {
         assert_ne!(a, image_id(&spec, 65, &tar, &conf).unwrap());
         let relabelled = ImageSpec { label: "other".into(), ..spec };
         assert_ne!(a, image_id(&relabelled, 64, &tar, &conf).unwrap());
+    }
+
+    #[test]
+    fn the_script_keeps_each_value_one_argument() {
+        let t = tempfile::tempdir().unwrap();
+        let host = t.path().join("build");
+        std::fs::create_dir_all(host.join("files/hd image")).unwrap();
+        std::fs::write(host.join("files/hd image/mke2fs.conf"), "[defaults]\n").unwrap();
+        let tar = t.path().join("rootfs.tar");
+        std::fs::write(&tar, "tar bytes").unwrap();
+        let text = "name = \"hd\"\nversion = \"1\"\ndeps = [\"root\"]\nfiles = [\"hd image/mke2fs.conf\"]\n\
+                    [build]\n[image]\nrootfs = \"root\"\nlabel = \"root\"\nsize-mib = 8\n";
+        let path = t.path().join("hd.toml");
+        let recipe = crate::model::recipe::parse(&path, text, "hd.toml").unwrap();
+        // Recipes refuse such a label; the script does not rely on it.
+        let spec = ImageSpec { label: "it's".into(), ..recipe.image.clone().unwrap() };
+        let l = crate::model::recipe::Loaded::new(recipe, path, text.into(), None, text.into());
+        let s = mke2fs_script(&l, &spec, &host, &tar, "$OUT/root fs.tar", 1, Path::new("/b d"))
+            .unwrap();
+        let words: Vec<String> = s
+            .replace("\\\n", " ")
+            .lines()
+            .filter(|line| line.starts_with("export") || line.starts_with("mke2fs -q"))
+            .flat_map(|line| shlex::split(&line.replace("\"$OUT\"", "OUT")).unwrap())
+            .collect();
+        let after = |flag: &str| words[words.iter().position(|w| w == flag).unwrap() + 1].clone();
+        assert_eq!(after("-L"), "it's", "{s}");
+        assert_eq!(after("-d"), "OUT/root fs.tar", "{s}");
+        assert!(words.contains(&"MKE2FS_CONFIG=/b d/files/hd image/mke2fs.conf".into()), "{s}");
     }
 }

@@ -47,7 +47,7 @@ pub fn run(
     if let Some(spec) = &r.image {
         // The rootfs tar comes from a dependency, or from this recipe's own [rootfs] step.
         let (rootfs_out, rootfs_in_script) = if spec.rootfs == r.name {
-            (paths.out.to_path_buf(), "\"$OUT\"/rootfs.tar".to_string())
+            (paths.out.to_path_buf(), "$OUT/rootfs.tar".to_string())
         } else {
             let dep = paths.deps.get(&spec.rootfs).with_context(|| {
                 format!("{}: image rootfs `{}` is not a dependency", l.path.display(), spec.rootfs)

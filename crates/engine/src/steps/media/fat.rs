@@ -20,15 +20,18 @@ pub struct Volume<'a> {
     pub hidden_sectors: u64,
 }
 
-/// The shell step that makes the FAT image `image` (a path as the script sees it, `$OUT`
-/// allowed: every path is double-quoted) holding each `(source, destination)` file
-/// (destinations with `/`, directories created as needed).
-pub fn script(image: &str, v: &Volume, files: &[(String, String)]) -> String {
+/// The shell step that makes the FAT image `image` (a path as the script sees it, `$OUT/`
+/// allowed; every value is quoted by `mechanisms::shell`) holding each `(source, destination)`
+/// file (destinations with `/`, directories created as needed).
+pub fn script(image: &str, v: &Volume, files: &[(String, String)]) -> anyhow::Result<String> {
+    use crate::mechanisms::shell::{path, word};
+    let image = path(image)?;
     let Volume { size_mib, fat32, volume_id, label, hidden_sectors } = *v;
     let fat = if fat32 { "-F 32 -S 512 -s 1 " } else { "" };
     let hidden = if hidden_sectors > 0 { format!("-h {hidden_sectors} ") } else { String::new() };
     let mut s = format!(
-        "rm -f \"{image}\"\nmkfs.fat -C --invariant {fat}{hidden}-i {volume_id:08x} -n \"{label}\" \"{image}\" {} >/dev/null\n",
+        "rm -f {image}\nmkfs.fat -C --invariant {fat}{hidden}-i {volume_id:08x} -n {} {image} {} >/dev/null\n",
+        word(label)?,
         size_mib * 1024
     );
     s.push_str("export MTOOLS_SKIP_CHECK=1\n");
@@ -43,14 +46,15 @@ pub fn script(image: &str, v: &Volume, files: &[(String, String)]) -> String {
         }
     }
     for d in &dirs {
-        s.push_str(&format!("mmd -i \"{image}\" \"::/{d}\"\n"));
+        s.push_str(&format!("mmd -i {image} {}\n", word(&format!("::/{d}"))?));
     }
     for (src, dest) in files {
+        let (src, dest) = (path(src)?, word(&format!("::/{dest}"))?);
         s.push_str(&format!(
-            "touch -d \"@$SOURCE_DATE_EPOCH\" \"{src}\"\nmcopy -m -i \"{image}\" \"{src}\" \"::/{dest}\"\n"
+            "touch -d \"@$SOURCE_DATE_EPOCH\" {src}\nmcopy -m -i {image} {src} {dest}\n"
         ));
     }
-    s
+    Ok(s)
 }
 
 /// Make a FAT32 image's backup boot sector (the BPB's BkBootSec, 6 as mkfs.fat writes it) a
@@ -114,17 +118,22 @@ mod tests {
                 ("/b/media/X.EFI".into(), "EFI/BOOT/BOOTX64.EFI".into()),
                 ("/b/media/y".into(), "EFI/BOOT/y".into()),
             ],
-        );
+        )
+        .unwrap();
         assert_eq!(s.matches("mmd ").count(), 2, "{s}");
         assert!(
-            s.contains(
-                "--invariant -F 32 -S 512 -s 1 -h 2048 -i 1234abcd -n \"ESP\" \"/b/esp.img\" 65536"
-            ),
+            s.contains("--invariant -F 32 -S 512 -s 1 -h 2048 -i 1234abcd -n ESP /b/esp.img 65536"),
             "{s}"
         );
-        assert!(
-            s.contains("mcopy -m -i \"/b/esp.img\" \"/b/media/X.EFI\" \"::/EFI/BOOT/BOOTX64.EFI\""),
-            "{s}"
-        );
+        assert!(s.contains("mcopy -m -i /b/esp.img /b/media/X.EFI ::/EFI/BOOT/BOOTX64.EFI"), "{s}");
+        // A label with a quote and paths with spaces stay one argument each.
+        let odd = Volume { label: "it's", ..v };
+        let s = script("$OUT/my esp.img", &odd, &[("/b/a b".into(), "EFI/x y".into())]).unwrap();
+        let mkfs = s.lines().find(|l| l.starts_with("mkfs.fat")).unwrap();
+        let words = shlex::split(&mkfs.replace("\"$OUT\"", "OUT")).unwrap();
+        assert!(words.windows(3).any(|w| w == ["-n", "it's", "OUT/my esp.img"]), "{words:?}");
+        let mcopy = s.lines().find(|l| l.starts_with("mcopy")).unwrap();
+        let words = shlex::split(&mcopy.replace("\"$OUT\"", "OUT")).unwrap();
+        assert_eq!(words[words.len() - 2..], ["/b/a b", "::/EFI/x y"], "{mcopy}");
     }
 }

@@ -153,21 +153,29 @@ pub fn uki_script(
     linux: &str,
     initrd: Option<&str>,
     out: &str,
-) -> String {
-    let initrd = initrd
-        .map(|i| {
-            format!("  --add-section .initrd='{i}' --change-section-vma .initrd=0x3000000 \\\n")
-        })
-        .unwrap_or_default();
+) -> Result<String> {
+    use crate::mechanisms::shell::{path, word};
+    let section = |name: &str, file: &str| word(&format!(".{name}={file}"));
+    let initrd = match initrd {
+        Some(i) => format!(
+            "  --add-section {} --change-section-vma .initrd=0x3000000 \\\n",
+            section("initrd", i)?
+        ),
+        None => String::new(),
+    };
     let objcopy = format!("{}objcopy", arch.binutils_prefix());
     let stub = efi_stub(stub_dir, arch);
-    let stub = stub.display();
-    format!(
-        "{objcopy} \\\n  --add-section .osrel='{osrel}' --change-section-vma .osrel=0x20000 \\\n  \
-         --add-section .cmdline='{cmdline}' --change-section-vma .cmdline=0x30000 \\\n  \
-         --add-section .linux='{linux}' --change-section-vma .linux=0x2000000 \\\n{initrd}  \
-         '{stub}' '{out}'\n"
-    )
+    Ok(format!(
+        "{objcopy} \\\n  --add-section {} --change-section-vma .osrel=0x20000 \\\n  \
+         --add-section {} --change-section-vma .cmdline=0x30000 \\\n  \
+         --add-section {} --change-section-vma .linux=0x2000000 \\\n{initrd}  \
+         {} {}\n",
+        section("osrel", osrel)?,
+        section("cmdline", cmdline)?,
+        section("linux", linux)?,
+        path(&stub.display().to_string())?,
+        path(out)?,
+    ))
 }
 
 /// What goes into a unified kernel image.
@@ -199,7 +207,7 @@ fn uki(paths: &StepPaths, runner: &dyn ScriptRunner, parts: &Uki, epoch: i64) ->
         &shown(b.join("deps").join(kernel_dep).join(arch.kernel_image())),
         initrd.map(|i| shown(b.join(i))).as_deref(),
         &shown(b.join("media").join(name)),
-    );
+    )?;
     runner.run_script(&format!("uki {name}"), &script)?;
     let mut image = media.read(Path::new(name))?;
     let stamp = u32::try_from(epoch).context("SOURCE_DATE_EPOCH outside PE's time range")?;
@@ -282,12 +290,12 @@ pub fn uefi(
         label: "ESP",
         hidden_sectors: esp_first,
     };
-    let mut fat_script = fat::script(&in_media("esp.img"), &volume, &files);
+    let mut fat_script = fat::script(&in_media("esp.img"), &volume, &files)?;
     if let Some(dep) = &spec.bios {
         fat_script.push_str(&syslinux_install_script(
             &runner.build_dir().join("deps").join(dep).join("bios/syslinux").display().to_string(),
             &in_media("esp.img"),
-        ));
+        )?);
     }
     runner.run_script("esp", &fat_script)?;
     let mut esp = media_dir.read(Path::new("esp.img"))?;
@@ -354,10 +362,10 @@ pub fn uefi(
     if want("vmdk") || want("qcow2") || want("vhdx") {
         let mut script = String::new();
         if want("vhdx") {
-            script.push_str(&vhdx::convert_script("$OUT/efi.img", "$OUT/efi.vhdx"));
+            script.push_str(&vhdx::convert_script("$OUT/efi.img", "$OUT/efi.vhdx")?);
         }
         if want("vmdk") {
-            script.push_str(&vmdk::convert_script("$OUT/efi.img", "$OUT/efi.vmdk"));
+            script.push_str(&vmdk::convert_script("$OUT/efi.img", "$OUT/efi.vmdk")?);
         }
         if want("qcow2") {
             script.push_str(
@@ -456,7 +464,7 @@ pub fn iso(
         "$OUT/efiboot.img",
         &volume,
         &[(m.join(&in_iso).display().to_string(), format!("EFI/BOOT/{loader}"))],
-    );
+    )?;
     runner.run_script("efiboot", &fat_script)?;
     let media = Dir::create(&paths.build.join("media"))?;
     media.write_atomic(
@@ -494,7 +502,7 @@ pub fn iso(
         mbr.as_deref(),
         &b.join("media/iso-root").display().to_string(),
         "$OUT/reprovm.iso",
-    );
+    )?;
     runner.run_script("xorriso", &script)
 }
 
@@ -511,10 +519,13 @@ pub fn syslinux_cfg(kernel: &str, initrd: Option<&str>, cmdline: &str) -> String
 /// `installer` (Debian's mtools-based `syslinux`): its boot sector, and `ldlinux.sys` and
 /// `ldlinux.c32` in `/syslinux`. mtools writes the files' times as SOURCE_DATE_EPOCH; the
 /// installer patches ldlinux.sys with the sectors it landed on, which the image's layout fixes.
-pub fn syslinux_install_script(installer: &str, image: &str) -> String {
-    format!(
-        "export MTOOLS_SKIP_CHECK=1\n\"{installer}\" --install --directory /syslinux \"{image}\"\n"
-    )
+pub fn syslinux_install_script(installer: &str, image: &str) -> Result<String> {
+    use crate::mechanisms::shell::path;
+    Ok(format!(
+        "export MTOOLS_SKIP_CHECK=1\n{} --install --directory /syslinux {}\n",
+        path(installer)?,
+        path(image)?
+    ))
 }
 
 /// xorriso (mkisofs emulation) writing a hybrid ISO: El Torito UEFI boot from the appended
@@ -528,13 +539,16 @@ pub fn iso_script(
     bios_mbr: Option<&str>,
     root: &str,
     out: &str,
-) -> String {
+) -> Result<String> {
+    use crate::mechanisms::shell::{path, word};
+    let (efiboot, root, out) = (path(efiboot)?, path(root)?, path(out)?);
     // BIOS: isolinux as the first El Torito entry (no emulation, 4 sectors loaded, boot info
     // table patched in), the isohybrid MBR for disk boot; UEFI: the appended ESP, after it.
     let bios = match bios_mbr {
         Some(mbr) => format!(
-            "-isohybrid-mbr \"{mbr}\" -b isolinux/isolinux.bin -c isolinux/boot.cat \\\n  \
-             -no-emul-boot -boot-load-size 4 -boot-info-table -eltorito-alt-boot \\\n  "
+            "-isohybrid-mbr {} -b isolinux/isolinux.bin -c isolinux/boot.cat \\\n  \
+             -no-emul-boot -boot-load-size 4 -boot-info-table -eltorito-alt-boot \\\n  ",
+            path(mbr)?
         ),
         None => String::new(),
     };
@@ -543,15 +557,16 @@ pub fn iso_script(
         "{:04}{:02}{:02}{:02}{:02}{:02}00",
         t.year, t.month, t.day, t.hour, t.minute, t.second
     );
-    format!(
-        "find \"{root}\" -exec touch -h -d @{epoch} {{}} +\n\
+    Ok(format!(
+        "find {root} -exec touch -h -d @{epoch} {{}} +\n\
          xorriso -as mkisofs -quiet -iso-level 3 -full-iso9660-filenames -joliet -rational-rock \\\n  \
-         -volid {volume_id} -appid reprovm -publisher reprovm -preparer reprovm -sysid LINUX \\\n  \
+         -volid {} -appid reprovm -publisher reprovm -preparer reprovm -sysid LINUX \\\n  \
          --modification-date={stamp} \\\n  \
-         -append_partition 2 0xef \"{efiboot}\" -appended_part_as_gpt -partition_offset 16 \\\n  \
+         -append_partition 2 0xef {efiboot} -appended_part_as_gpt -partition_offset 16 \\\n  \
          {bios}-e --interval:appended_partition_2:all:: -no-emul-boot \\\n  \
-         -o \"{out}\" \"{root}\"\n"
-    )
+         -o {out} {root}\n",
+        word(volume_id)?
+    ))
 }
 
 /// The media steps of a recipe, in order.
@@ -605,11 +620,9 @@ mod tests {
             !disk.contains("INITRD") && disk.ends_with("  APPEND root=PARTUUID=x rw\n"),
             "{disk}"
         );
-        let s = syslinux_install_script("/b/deps/s/bios/syslinux", "/b/media/esp.img");
+        let s = syslinux_install_script("/b/deps/s/bios/syslinux", "/b/media/esp.img").unwrap();
         assert!(
-            s.contains(
-                "\"/b/deps/s/bios/syslinux\" --install --directory /syslinux \"/b/media/esp.img\""
-            ),
+            s.contains("/b/deps/s/bios/syslinux --install --directory /syslinux /b/media/esp.img"),
             "{s}"
         );
     }
@@ -624,17 +637,34 @@ mod tests {
             "/b/deps/kernel/bzImage",
             Some("/b/deps/i/initramfs.cpio.gz"),
             "/b/media/X.EFI",
+        )
+        .unwrap();
+        // The script as the shell reads it: its words.
+        let words = |s: &str| shlex::split(&s.replace("\\\n", " ")).unwrap();
+        let w = words(&s);
+        assert!(w.contains(&".initrd=/b/deps/i/initramfs.cpio.gz".to_string()), "{s}");
+        assert_eq!(w[0], "objcopy", "{s}");
+        assert_eq!(
+            w[w.len() - 2..],
+            ["/usr/lib/systemd/boot/efi/linuxx64.efi.stub", "/b/media/X.EFI"]
         );
-        assert!(s.contains(".initrd='/b/deps/i/initramfs.cpio.gz'"), "{s}");
-        assert!(s.starts_with("objcopy ") && s.contains("/linuxx64.efi.stub'"), "{s}");
-        assert!(s.contains("'/usr/lib/systemd/boot/efi/linuxx64.efi.stub'"), "{s}");
         let stubs = Path::new("/nix/store/x-systemd-boot-efi");
         let arm =
-            uki_script(Arch::Aarch64, stubs, "/o", "/c", "/b/deps/kernel/Image", None, "/X.EFI");
+            uki_script(Arch::Aarch64, stubs, "/o", "/c", "/b/deps/kernel/Image", None, "/X.EFI")
+                .unwrap();
         assert!(arm.starts_with("aarch64-linux-gnu-objcopy ") && !arm.contains(".initrd"), "{arm}");
+        let w = words(&arm);
+        assert_eq!(
+            w[w.len() - 2..],
+            ["/nix/store/x-systemd-boot-efi/linuxaa64.efi.stub", "/X.EFI"]
+        );
+        // A path with a space or a quote is one argument.
+        let odd =
+            uki_script(Arch::X86_64, stubs, "/b/files/it's", "/c d", "/k", None, "/o").unwrap();
+        let w = words(&odd);
         assert!(
-            arm.contains("'/nix/store/x-systemd-boot-efi/linuxaa64.efi.stub' '/X.EFI'"),
-            "{arm}"
+            w.contains(&".osrel=/b/files/it's".into()) && w.contains(&".cmdline=/c d".into()),
+            "{odd}"
         );
         assert_eq!(
             (removable_loader(Arch::X86_64).as_str(), removable_loader(Arch::Aarch64).as_str()),
@@ -647,15 +677,18 @@ mod tests {
             None,
             "/b/media/iso-root",
             "$OUT/reprovm.iso",
-        );
+        )
+        .unwrap();
         assert!(
             x.contains("--modification-date=2024010100000000") && x.contains("-volid REPROVM"),
             "{x}"
         );
         assert!(!x.contains("isolinux"), "{x}");
-        let x = iso_script("R", 0, "e.img", Some("/b/media/isohdpfx.bin"), "/r", "o.iso");
+        let x = iso_script("R", 0, "e.img", Some("/b/media/isohdpfx.bin"), "/r", "o.iso").unwrap();
         let (bios, efi) =
             (x.find("-b isolinux/isolinux.bin").unwrap(), x.find("-e --interval").unwrap());
-        assert!(bios < efi && x.contains("-isohybrid-mbr \"/b/media/isohdpfx.bin\""), "{x}");
+        assert!(bios < efi && x.contains("-isohybrid-mbr /b/media/isohdpfx.bin"), "{x}");
+        let x = iso_script("MY DISK", 0, "e.img", None, "/r", "o.iso").unwrap();
+        assert!(x.contains("-volid 'MY DISK' "), "{x}");
     }
 }

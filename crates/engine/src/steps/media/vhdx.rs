@@ -28,9 +28,10 @@ const fn guid(a: u32, b: u16, c: u16, d: [u8; 8]) -> [u8; 16] {
 }
 
 /// The shell step converting the raw disk at `raw` to `vhdx` (paths as the script sees them,
-/// `$OUT` allowed). One coroutine, so that blocks are allocated in the disk's order.
-pub fn convert_script(raw: &str, vhdx: &str) -> String {
-    format!("qemu-img convert -q -m 1 -f raw -O vhdx \"{raw}\" \"{vhdx}\"\n")
+/// `$OUT/` allowed). One coroutine, so that blocks are allocated in the disk's order.
+pub fn convert_script(raw: &str, vhdx: &str) -> Result<String> {
+    use crate::mechanisms::shell::path;
+    Ok(format!("qemu-img convert -q -m 1 -f raw -O vhdx {} {}\n", path(raw)?, path(vhdx)?))
 }
 
 /// The identifiers a VHDX carries, to be set by [`normalize`].

@@ -6,11 +6,14 @@
 use anyhow::{bail, Context, Result};
 
 /// The shell step converting the raw disk at `raw` to `vmdk` (paths as the script sees them,
-/// `$OUT` allowed).
-pub fn convert_script(raw: &str, vmdk: &str) -> String {
-    format!(
-        "qemu-img convert -q -f raw -O vmdk -o subformat=streamOptimized \"{raw}\" \"{vmdk}\"\n"
-    )
+/// `$OUT/` allowed).
+pub fn convert_script(raw: &str, vmdk: &str) -> Result<String> {
+    use crate::mechanisms::shell::path;
+    Ok(format!(
+        "qemu-img convert -q -f raw -O vmdk -o subformat=streamOptimized {} {}\n",
+        path(raw)?,
+        path(vmdk)?
+    ))
 }
 
 /// The embedded descriptor's byte range, from the sparse header (descriptorOffset and
