@@ -172,7 +172,7 @@
       checksOf pkgs (recipesFor pkgs) (namesFor system)
       // crossFor system pkgs (p: checksOf pkgs p publishedNames)
       // {
-        # Every recipe's pins evaluate (the same check xtask/tests/nix.rs runs offline).
+        # Every recipe's pins evaluate (the same check xtask/tests/testsuite/nix.rs runs offline).
         recipes-eval = pkgs.runCommand "reprovm-recipes-eval" {} ''
           echo ${builtins.hashString "sha256" (builtins.toJSON ((import ./nix/recipe.nix).allSources ./recipes))} > $out
         '';

@@ -81,7 +81,7 @@
   ];
 
   # The xtask sandbox's base environment (xtask/src/sandbox/mod.rs: base_env; PATH, JOBS, OUT,
-  # TMPDIR and REPROVM_BUILD are set per builder). xtask/tests/nix.rs checks it against the real sandbox's.
+  # TMPDIR and REPROVM_BUILD are set per builder). xtask/tests/testsuite/nix.rs checks it against the real sandbox's.
   baseEnv = {
     TZ = "UTC";
     LC_ALL = "C";

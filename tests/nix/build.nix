@@ -1,4 +1,4 @@
-# Entry point for xtask/tests/nix.rs: the flake's package function (nix/package.nix) and its
+# Entry point for xtask/tests/testsuite/nix.rs: the flake's package function (nix/package.nix) and its
 # reproducibility checks (nix/checks.nix) over the pinned-toolchain package set.
 {
   xtaskBin,

@@ -1,5 +1,5 @@
 # Evaluates flake.nix's outputs function offline, with a stand-in for nixpkgs built from
-# pinned-toolchain-pkgs.nix (xtask/tests/nix.rs). It checks the flake's wiring (which packages,
+# pinned-toolchain-pkgs.nix (xtask/tests/testsuite/nix.rs). It checks the flake's wiring (which packages,
 # checks and apps exist on which system, which sources each derivation depends on, that every
 # derivation instantiates and that the nixpkgs it gets is the one flake.lock pins), not nixpkgs
 # itself. `root` is the checkout to evaluate (the tests pass edited copies).

@@ -1,5 +1,5 @@
 # A package set for nix/package.nix made of nothing but the pinned Debian toolchain, used by
-# xtask/tests/nix.rs to build the flake's derivations for real with Nix on a machine without
+# xtask/tests/testsuite/nix.rs to build the flake's derivations for real with Nix on a machine without
 # nixpkgs. Nix's own sandbox runs the builds; the test mounts the toolchain root at /usr, /bin,
 # /lib, ... inside it (extra-sandbox-paths), so every tool is the pinned one and the outputs can
 # be compared with the xtask's byte for byte.

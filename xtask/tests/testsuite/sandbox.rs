@@ -2,14 +2,14 @@
 //! these run in seconds without the pinned toolchain. The pinned-toolchain checks (gcc version,
 //! identical materialisations) are in `full.rs`.
 
-mod support;
+use crate::support;
 
+use crate::support::*;
 use std::fs;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::*;
 
 fn host_toolchain_root(out: &Path) -> PathBuf {
     fs::read_dir(out.join("toolchain"))
@@ -183,13 +183,10 @@ fn a_build_cannot_change_its_mounts_privileges_or_the_host() {
 /// Run as root, the build is never host root: its uid 0 is an unprivileged host id, which
 /// owns nothing outside the sandbox's own trees.
 #[test]
+#[ignore = "full tier: root (the id mapping of a root invocation; CI runs as root)"]
 fn as_root_the_build_runs_as_an_unprivileged_host_id() {
-    if !is_root() {
-        eprintln!(
-            "SKIPPED: this checks the id mapping of a root invocation; run as root (CI does)"
-        );
-        return;
-    }
+    let _full = support::full_tier();
+    assert!(is_root(), "this checks the id mapping of a root invocation: run it as root");
     let t = tempfile::tempdir().unwrap();
     let o = xtask()
         .args(["--host-toolchain", "--out"])
@@ -710,13 +707,10 @@ fn overlays_apply_in_order_and_bad_ones_stop_the_image() {
 }
 
 #[test]
+#[ignore = "full tier: root (to lower user.max_user_namespaces in a private user namespace)"]
 fn without_user_namespaces_the_build_stops_and_names_the_fix() {
-    if !is_root() {
-        eprintln!(
-            "SKIPPED: needs root to lower user.max_user_namespaces inside a private user namespace"
-        );
-        return;
-    }
+    let _full = support::full_tier();
+    assert!(is_root(), "lowering user.max_user_namespaces needs root: run it as root");
     let t = tempfile::tempdir().unwrap();
     let recipes = recipes_in(t.path());
     let out = t.path().join("out");

@@ -5,13 +5,13 @@
 //! with what was expected and what came, nothing it sent reaches the store or `out/`, no
 //! credential leaves for another origin, and memory stays bounded whatever it streams.
 
-mod support;
+use crate::support;
 
+use crate::support::registry::{Body, FakeRegistry, Request, Response};
+use crate::support::store_out;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::registry::{Body, FakeRegistry, Request, Response};
-use support::store_out;
 
 /// Tiny recipes (base, top) built over host programs, pushed honestly to a fresh registry.
 struct Fixture {

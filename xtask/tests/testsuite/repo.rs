@@ -1,9 +1,7 @@
 //! Repository policy: facts that several files state and that must agree.
 
-mod support;
-
+use crate::support::repo;
 use std::process::Command;
-use support::repo;
 
 /// "1.88" and "1.88.0" are the same requirement.
 fn version_key(v: &str) -> Vec<u64> {

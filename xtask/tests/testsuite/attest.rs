@@ -3,7 +3,7 @@
 //! `verify` refuses (a tampered SBOM, a subject whose bytes changed, an untrusted key), with
 //! its one-line reason; `diff` explains two provenances by field; `audit` regenerates them.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

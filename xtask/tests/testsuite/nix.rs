@@ -6,16 +6,16 @@
 //! Every Nix program here is the pinned one (`cargo xtask nix`: pins/nix.lock, Debian trixie's
 //! Nix 2.26, which current nixpkgs supports), never the host's.
 
-mod support;
+use crate::support;
 
+use crate::support::{repo, xtask_in_repo as xtask, xtask_ok};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
-use support::{repo, xtask_in_repo as xtask, xtask_ok};
 
-/// `cargo xtask nix PROGRAM`, materialising the pinned Nix on first use. None (a loud skip) in
-/// the fast tier when that is impossible here (no Debian mirror); the full tier requires it.
-fn nix(program: &str) -> Option<Command> {
+/// `cargo xtask nix PROGRAM`, materialising the pinned Nix on first use (the test fails, with
+/// the reason, when that is impossible here).
+fn nix(program: &str) -> Command {
     static READY: OnceLock<Result<(), String>> = OnceLock::new();
     let ready = READY.get_or_init(|| {
         let o = support::xtask().args(["nix", "nix", "--version"]).output().unwrap();
@@ -26,28 +26,19 @@ fn nix(program: &str) -> Option<Command> {
             Err(String::from_utf8_lossy(&o.stderr).trim().to_string())
         }
     });
-    match ready {
-        Ok(()) => {
-            let mut c = support::xtask();
-            c.args(["nix", program]).current_dir(repo());
-            Some(c)
-        }
-        Err(e) => {
-            assert!(
-                std::env::var("REPROVM_FULL").is_err(),
-                "the pinned Nix is required in the full tier: {e}"
-            );
-            eprintln!("SKIPPED: the pinned Nix cannot be materialised here: {e}");
-            None
-        }
+    if let Err(e) = ready {
+        panic!("the pinned Nix cannot be materialised here: {e}");
     }
+    let mut c = support::xtask();
+    c.args(["nix", program]).current_dir(repo());
+    c
 }
 
 /// `nix` with the new command line and flakes enabled.
-fn nix_cli() -> Option<Command> {
-    let mut c = nix("nix")?;
+fn nix_cli() -> Command {
+    let mut c = nix("nix");
     c.args(["--extra-experimental-features", "nix-command flakes"]);
-    Some(c)
+    c
 }
 
 /// Run and parse the JSON it prints, failing the test (with Nix's message) otherwise.
@@ -58,10 +49,10 @@ fn json_of(mut c: Command) -> serde_json::Value {
 }
 
 /// Evaluate with `nix-instantiate --eval --strict --json ARGS` in the repository.
-fn nix_eval(args: &[&str]) -> Option<serde_json::Value> {
-    let mut c = nix("nix-instantiate")?;
+fn nix_eval(args: &[&str]) -> serde_json::Value {
+    let mut c = nix("nix-instantiate");
     c.args(["--eval", "--strict", "--json"]).args(args);
-    Some(json_of(c))
+    json_of(c)
 }
 
 /// A Nix expression for an absolute path (a string appended to `/.`, so any name works).
@@ -80,8 +71,8 @@ fn nix_path(p: &Path) -> String {
 /// tests/nix/flake-outputs.nix for the checkout at `root`: the flake evaluated against the
 /// stand-in nixpkgs, into a throwaway store under `store` (the sources are copied there, as
 /// Nix does, so their store paths are real).
-fn flake_outputs(root: &Path, store: &Path) -> Option<serde_json::Value> {
-    let mut c = nix_cli()?;
+fn flake_outputs(root: &Path, store: &Path) -> serde_json::Value {
+    let mut c = nix_cli();
     let expr = format!(
         "import {} {{ xtaskBin = {}; root = {}; }}",
         nix_path(&repo().join("tests/nix/flake-outputs.nix")),
@@ -89,16 +80,15 @@ fn flake_outputs(root: &Path, store: &Path) -> Option<serde_json::Value> {
         nix_path(root)
     );
     c.args(["eval", "--impure", "--json", "--store"]).arg(store).args(["--expr", &expr]);
-    Some(json_of(c))
+    json_of(c)
 }
 
 #[test]
+#[ignore = "full tier: the pinned Nix (Debian trixie's, from pins/nix.lock)"]
 fn nix_reads_the_same_pins_and_urls_as_the_xtask() {
-    let Some(nix_sources) =
-        nix_eval(&["--store", "dummy://", "-E", "(import ./nix/recipe.nix).allSources ./recipes"])
-    else {
-        return;
-    };
+    let _full = support::full_tier();
+    let nix_sources =
+        nix_eval(&["--store", "dummy://", "-E", "(import ./nix/recipe.nix).allSources ./recipes"]);
     let x = support::xtask()
         .args(["fetch", "--list"])
         .env("REPROVM_DEBIAN_MIRROR", "http://mirror.invalid/debian")
@@ -162,7 +152,7 @@ fn nix_reads_the_same_pins_and_urls_as_the_xtask() {
         "tests/nix/pinned-toolchain-pkgs.nix",
         "tests/nix/flake-outputs.nix",
     ] {
-        let o = nix("nix-instantiate").unwrap().args(["--parse", f]).output().unwrap();
+        let o = nix("nix-instantiate").args(["--parse", f]).output().unwrap();
         assert!(o.status.success(), "{f}: {}", String::from_utf8_lossy(&o.stderr));
     }
 }
@@ -171,16 +161,16 @@ fn nix_reads_the_same_pins_and_urls_as_the_xtask() {
 /// `model::recipe::merge_table` does (the one implementation `parse_for` uses): for every
 /// recipe and every architecture, the two merged recipes are the same document.
 #[test]
+#[ignore = "full tier: the pinned Nix (Debian trixie's, from pins/nix.lock)"]
 fn nix_merges_arch_tables_as_the_engine_does() {
+    let _full = support::full_tier();
     use reprovm::model::arch::Arch;
     let mut differ = 0;
     for (arch, name, _) in Arch::VALUES {
         let expr = format!(
             "builtins.mapAttrs (_: r: builtins.removeAttrs r [\"recipeFile\"]) ((import ./nix/recipe.nix).readRecipesFor \"{name}\" ./recipes)"
         );
-        let Some(nix) = nix_eval(&["--store", "dummy://", "-E", &expr]) else {
-            return;
-        };
+        let nix = nix_eval(&["--store", "dummy://", "-E", &expr]);
         for entry in std::fs::read_dir(repo().join("recipes")).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_none_or(|e| e != "toml") {
@@ -230,34 +220,34 @@ fn nix_merges_arch_tables_as_the_engine_does() {
 /// architecture fail evaluation with the reason. Evaluated over a stub package set in which a
 /// derivation is its build script.
 #[test]
+#[ignore = "full tier: the pinned Nix (Debian trixie's, from pins/nix.lock)"]
 fn nix_package_takes_the_target_architecture() {
-    let eval = |arch: &str, package: &str| -> Option<std::process::Output> {
+    let _full = support::full_tier();
+    let eval = |arch: &str, package: &str| -> std::process::Output {
         let expr = format!(
             "(import ./nix/package.nix {{ pkgs = {{ stdenv.mkDerivation = a: a.buildPhase; writeText = n: t: \"/w/${{n}}\"; fetchurl = a: \"/f\"; }}; recipesDir = ./recipes; xtask = \"/x\"; targetArch = \"{arch}\"; }}).packages.{package}"
         );
-        let mut c = nix("nix-instantiate")?;
+        let mut c = nix("nix-instantiate");
         c.args(["--eval", "--strict", "--readonly-mode", "--json", "-E", &expr]);
-        Some(c.output().unwrap())
+        c.output().unwrap()
     };
-    let script = |arch: &str, package: &str| -> Option<String> {
-        let o = eval(arch, package)?;
+    let script = |arch: &str, package: &str| -> String {
+        let o = eval(arch, package);
         assert!(o.status.success(), "{package} ({arch}): {}", String::from_utf8_lossy(&o.stderr));
-        Some(serde_json::from_slice::<String>(&o.stdout).unwrap())
+        serde_json::from_slice::<String>(&o.stdout).unwrap()
     };
-    let Some(arm_rootfs) = script("aarch64", "rootfs") else {
-        return;
-    };
+    let arm_rootfs = script("aarch64", "rootfs");
     assert!(arm_rootfs.contains("/x/bin/xtask --arch aarch64 --recipes "), "{arm_rootfs}");
-    let x86_rootfs = script("x86_64", "rootfs").unwrap();
+    let x86_rootfs = script("x86_64", "rootfs");
     assert!(x86_rootfs.contains("/x/bin/xtask --recipes "), "{x86_rootfs}");
-    let arm_busybox = script("aarch64", "busybox").unwrap();
+    let arm_busybox = script("aarch64", "busybox");
     assert!(arm_busybox.contains("export CROSS_COMPILE='aarch64-linux-gnu-'"), "{arm_busybox}");
-    assert!(!script("x86_64", "busybox").unwrap().contains("CROSS_COMPILE"));
+    assert!(!script("x86_64", "busybox").contains("CROSS_COMPILE"));
     for (arch, package, reason) in [
         ("aarch64", "syslinux-bios", "recipes/syslinux-bios.toml: not buildable for aarch64"),
         ("arm64", "busybox", "targetArch = \"arm64\" is not one of reprovm's architectures"),
     ] {
-        let o = eval(arch, package).unwrap();
+        let o = eval(arch, package);
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success() && err.contains(reason), "{package} ({arch}): {err}");
     }
@@ -266,15 +256,15 @@ fn nix_package_takes_the_target_architecture() {
 /// nix/package.nix repeats the sandbox's fixed environment (Nix needs it at evaluation time);
 /// it must equal what a build in the xtask's sandbox really sees, variable for variable.
 #[test]
+#[ignore = "full tier: the pinned Nix (Debian trixie's, from pins/nix.lock)"]
 fn nix_build_environment_is_the_sandbox_environment() {
-    let Some(nix) = nix_eval(&[
+    let _full = support::full_tier();
+    let nix = nix_eval(&[
         "--store",
         "dummy://",
         "-E",
         "(import ./nix/package.nix { pkgs = { }; recipesDir = ./recipes; xtask = null; }).baseEnv",
-    ]) else {
-        return;
-    };
+    ]);
     let out = tempfile::tempdir().unwrap();
     let o = support::xtask()
         .args([
@@ -311,11 +301,11 @@ fn nix_build_environment_is_the_sandbox_environment() {
 /// given the nixpkgs flake.lock pins: the packages and checks the issue asks for exist on each
 /// system, every derivation instantiates, the devShell and formatter are the intended ones.
 #[test]
+#[ignore = "full tier: the pinned Nix (Debian trixie's, from pins/nix.lock)"]
 fn flake_outputs_evaluate_to_derivations() {
+    let _full = support::full_tier();
     let store = tempfile::tempdir().unwrap();
-    let Some(v) = flake_outputs(&repo(), store.path()) else {
-        return;
-    };
+    let v = flake_outputs(&repo(), store.path());
     let names = |k: &str, sys: &str| -> Vec<String> {
         v[k][sys].as_array().unwrap().iter().map(|n| n.as_str().unwrap().to_string()).collect()
     };
@@ -519,10 +509,10 @@ fn assert_flake_media_use_the_pinned_efi_stubs(stubs: &serde_json::Value) {
 /// otherwise have to update it, which --no-update-lock-file refuses) and pins the rev the
 /// stand-in evaluation was given.
 #[test]
+#[ignore = "full tier: the pinned Nix (Debian trixie's, from pins/nix.lock)"]
 fn flake_lock_is_complete_and_used_offline() {
-    let Some(mut c) = nix_cli() else {
-        return;
-    };
+    let _full = support::full_tier();
+    let mut c = nix_cli();
     let store = tempfile::tempdir().unwrap();
     // A copy of the checkout as a flake in a directory of its own (path:), so that the test
     // sees the working tree and copies no build outputs.
@@ -541,7 +531,7 @@ fn flake_lock_is_complete_and_used_offline() {
         locked["rev"].as_str().unwrap(),
         locked["narHash"].as_str().unwrap()
     );
-    let standin = flake_outputs(&repo(), store.path()).unwrap();
+    let standin = flake_outputs(&repo(), store.path());
     assert_eq!(standin["locked"], *locked);
 }
 
@@ -571,17 +561,17 @@ fn copy_project(from: &Path, to: &Path) {
 /// derivation; a recipe edit changes that recipe's derivations, not the xtask; an xtask edit
 /// changes the xtask and what runs it, not plain recipes.
 #[test]
+#[ignore = "full tier: the pinned Nix (Debian trixie's, from pins/nix.lock)"]
 fn an_edit_changes_only_the_derivations_over_it() {
+    let _full = support::full_tier();
     let store = tempfile::tempdir().unwrap();
     let copy = tempfile::tempdir().unwrap();
     copy_project(&repo(), copy.path());
-    let drvs = || -> Option<std::collections::BTreeMap<String, String>> {
-        let v = flake_outputs(copy.path(), store.path())?;
-        Some(serde_json::from_value(v["drvs"].clone()).unwrap())
+    let drvs = || -> std::collections::BTreeMap<String, String> {
+        let v = flake_outputs(copy.path(), store.path());
+        serde_json::from_value(v["drvs"].clone()).unwrap()
     };
-    let Some(before) = drvs() else {
-        return;
-    };
+    let before = drvs();
     let append = |file: &str, text: &str| {
         let p = copy.path().join(file);
         let mut s = std::fs::read_to_string(&p).unwrap();
@@ -594,7 +584,7 @@ fn an_edit_changes_only_the_derivations_over_it() {
     };
 
     append("README.md", "\nAn edit of the documentation.\n");
-    let after_readme = drvs().unwrap();
+    let after_readme = drvs();
     assert_eq!(
         changed(&before, &after_readme),
         Vec::<String>::new(),
@@ -602,7 +592,7 @@ fn an_edit_changes_only_the_derivations_over_it() {
     );
 
     append("recipes/hd-image.toml", "\n# an edit of the image recipe\n");
-    let after_recipe = drvs().unwrap();
+    let after_recipe = drvs();
     let c = changed(&after_readme, &after_recipe);
     for d in ["hd-image", "reproducible-hd-image"] {
         assert!(c.contains(&d.to_string()), "{d} did not change with its recipe: {c:?}");
@@ -613,7 +603,7 @@ fn an_edit_changes_only_the_derivations_over_it() {
 
     // The engine is a crate of the workspace the xtask is built from.
     append("crates/engine/src/lib.rs", "\n// an edit of the engine\n");
-    let after_xtask = drvs().unwrap();
+    let after_xtask = drvs();
     let c = changed(&after_recipe, &after_xtask);
     for d in ["xtask", "rootfs", "hd-image", "kernel"] {
         assert!(c.contains(&d.to_string()), "{d} did not change with the xtask it runs: {c:?}");
@@ -625,10 +615,10 @@ fn an_edit_changes_only_the_derivations_over_it() {
 
 /// The preflight of the full tier's Nix builds names what is missing and the fix, in one line.
 #[test]
+#[ignore = "full tier: the pinned Nix (Debian trixie's, from pins/nix.lock)"]
 fn nix_preflight_names_missing_build_users_and_the_fix() {
-    if nix("nix").is_none() {
-        return;
-    }
+    let _full = support::full_tier();
+    nix("nix");
     // SAFETY: getuid has no preconditions.
     if unsafe { libc::getuid() } != 0 {
         let e = nix_ready_for_builds(None).unwrap_err();
@@ -689,7 +679,7 @@ fn nix_build(toolchain: &Path, extra: &[&str]) -> std::process::Output {
     let tc = toolchain.display();
     let more_jobs = (std::thread::available_parallelism().unwrap().get() + 1).to_string();
     let mounts = format!("/usr={tc}/usr /bin={tc}/usr/bin /lib={tc}/usr/lib /lib64={tc}/usr/lib64 /sbin={tc}/usr/sbin /etc/ld.so.cache={tc}/etc/ld.so.cache");
-    let mut c = nix("nix-build").unwrap();
+    let mut c = nix("nix-build");
     c.arg(repo().join("tests/nix/build.nix"))
         .args([
             "--arg",
@@ -750,7 +740,7 @@ fn nix_build(toolchain: &Path, extra: &[&str]) -> std::process::Output {
 
 /// A setting as this Nix resolves it (nix.conf, NIX_CONFIG and compiled-in defaults).
 fn nix_setting(name: &str, nix_config: Option<&str>) -> Result<String, String> {
-    let mut c = nix_cli().ok_or("the pinned Nix cannot be materialised")?;
+    let mut c = nix_cli();
     if let Some(conf) = nix_config {
         c.env("NIX_CONFIG", conf);
     }
@@ -814,10 +804,9 @@ fn tail(b: &[u8], n: usize) -> String {
 }
 
 #[test]
+#[ignore = "full tier: real Nix builds of the flake's derivations"]
 fn nix_builds_match_the_xtask_and_boot() {
-    if !support::full_tier("real Nix builds of the flake's derivations") {
-        return;
-    }
+    let _full = support::full_tier();
     if let Err(missing) = nix_ready_for_builds(None) {
         panic!("Nix is not set up for builds: {missing}");
     }
@@ -829,7 +818,7 @@ fn nix_builds_match_the_xtask_and_boot() {
     let list: Vec<serde_json::Value> =
         serde_json::from_str(&xtask_ok(&["fetch", "--list"])).unwrap();
     let seed = tempfile::tempdir().unwrap();
-    let mut add = nix("nix-store").unwrap();
+    let mut add = nix("nix-store");
     add.args(["--add-fixed", "sha256"]);
     for s in &list {
         let named = seed.path().join(store_file_name(s["file"].as_str().unwrap()));

@@ -1,5 +1,4 @@
-//! Helpers shared by the integration tests (`mod support;` in each test file).
-#![allow(dead_code)] // each test file uses a different subset
+//! Helpers shared by the test suite's modules.
 
 pub mod registry;
 
@@ -145,24 +144,13 @@ pub fn umoci_unpack(layout: &Path, tag: &str, dest: &Path) -> PathBuf {
     dest.join("rootfs")
 }
 
-/// Whether the pinned host tools can run here. In the full tier they are materialised from
-/// pins/tools.lock (fetched like the toolchain) and must be; the fast tier never downloads, so
-/// it uses them only when they are materialised or their .debs are in the cache, and otherwise
-/// says loudly what it skips.
-pub fn host_tools(why: &str) -> bool {
-    let full = std::env::var("REPROVM_FULL").as_deref() == Ok("1");
-    let mut c = xtask();
-    if !full {
-        c.arg("--offline");
-    }
-    let o = c.args(["tool", "--list"]).output().unwrap();
-    if o.status.success() {
-        return true;
-    }
+/// The pinned host tools (pins/tools.lock: QEMU, OVMF, skopeo, umoci, docker-registry, …),
+/// materialised (fetched like the toolchain) for a full-tier test that runs them; the test
+/// fails, naming `why` and the error, when they cannot be.
+pub fn host_tools(why: &str) {
+    let o = xtask().args(["tool", "--list"]).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!full, "the pinned host tools are required in the full tier ({why}): {err}");
-    eprintln!("SKIPPED: the pinned host tools are not materialised and the fast tier does not download them ({why}); `cargo xtask tool --list` materialises them");
-    false
+    assert!(o.status.success(), "the pinned host tools are required here ({why}): {err}");
 }
 
 pub fn is_root() -> bool {
@@ -170,27 +158,40 @@ pub fn is_root() -> bool {
     unsafe { libc::getuid() == 0 }
 }
 
-/// True in the full tier (REPROVM_FULL=1); otherwise says loudly what is skipped.
-pub fn full_tier(what: &str) -> bool {
-    if std::env::var("REPROVM_FULL").as_deref() == Ok("1") {
-        return true;
-    }
-    eprintln!("SKIPPED (fast tier): {what}; set REPROVM_FULL=1 to run it");
-    false
+/// The gate of every full-tier test (`#[ignore = "full tier: …"]`), called first. The test
+/// fails at once unless `REPROVM_FULL=1` (README's test command sets it: the tier downloads
+/// pinned sources and programs, builds kernels and boots them), and holds the returned guard
+/// for its life: full-tier tests run one at a time, each with the machine's cores and the
+/// repository's out/ to itself. The guard says when the test starts and how long it took.
+pub fn full_tier() -> FullTier {
+    static FULL_TIER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    assert!(
+        std::env::var("REPROVM_FULL").as_deref() == Ok("1"),
+        "a full-tier test: run `REPROVM_FULL=1 cargo test -- --include-ignored` (README, \"The two commands\")"
+    );
+    // A full-tier test that failed poisoned the lock; the next one runs all the same.
+    let lock = FULL_TIER.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let name = std::thread::current().name().unwrap_or("a full-tier test").to_string();
+    eprintln!("==> full tier: {name}");
+    FullTier { _lock: lock, name, started: std::time::Instant::now() }
 }
 
-/// Whether `program` runs here. Missing: a loud skip, and a failure in the full tier, where
-/// CI installs everything the tests need.
-pub fn have_tool(program: &str, args: &[&str], why: &str) -> bool {
-    if Command::new(program).args(args).output().is_ok() {
-        return true;
+/// A running full-tier test (see [`full_tier`]).
+pub struct FullTier {
+    _lock: std::sync::MutexGuard<'static, ()>,
+    name: String,
+    started: std::time::Instant,
+}
+
+impl Drop for FullTier {
+    fn drop(&mut self) {
+        let outcome = if std::thread::panicking() { "failed" } else { "done" };
+        eprintln!(
+            "==> full tier: {} {outcome} in {} s",
+            self.name,
+            self.started.elapsed().as_secs()
+        );
     }
-    assert!(
-        std::env::var("REPROVM_FULL").is_err(),
-        "{program} is required in the full tier ({why})"
-    );
-    eprintln!("SKIPPED: {program} is not installed ({why})");
-    false
 }
 
 /// Type, mode and content (or link target) of every entry below `dir`: equal snapshots mean

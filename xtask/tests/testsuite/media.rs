@@ -5,10 +5,9 @@
 //! as a CD-ROM, and the ISO and the GPT disk through SeaBIOS (isolinux, SYSLINUX). Determinism and the pins: `audit` (full.rs) rebuilds every medium from scratch
 //! under varied conditions and compares it with pins/outputs.toml.
 
-mod support;
-
+use crate::support;
+use crate::support::{host_tools, repo, run_tool as run, tool, xtask_ok as ok};
 use std::path::{Path, PathBuf};
-use support::{full_tier, host_tools, repo, run_tool as run, tool, xtask_ok as ok};
 
 /// Build TARGET; its store entry's output directory.
 fn built(target: &str) -> PathBuf {
@@ -46,11 +45,10 @@ fn extract(image: &Path, offset: u64, size: u64, dest: &Path) {
 }
 
 #[test]
+#[ignore = "full tier: boot media: structure checks by third-party tools and UEFI/initramfs boots"]
 fn boot_media_are_well_formed_and_boot() {
-    if !full_tier("boot media: structure checks by third-party tools and UEFI/initramfs boots") {
-        return;
-    }
-    assert!(host_tools("sfdisk, sgdisk, fsck.fat, mtools, xorriso, qemu-img, QEMU and OVMF"));
+    let _full = support::full_tier();
+    host_tools("sfdisk, sgdisk, fsck.fat, mtools, xorriso, qemu-img, QEMU and OVMF");
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
 

@@ -2,12 +2,10 @@
 //! xtask's own rootfs assembly, run the way a Nix build runs it: dependencies under
 //! BUILD/deps/NAME, libraries looked up under `/` (RUNPATH first, then the library path).
 
-mod support;
-
+use crate::support::xtask;
 use std::fs;
 use std::path::Path;
 use std::process::Command;
-use support::xtask;
 
 fn assemble(recipes: &Path, build: &Path, out: &Path, recipe: &str) -> std::process::Output {
     xtask()
