@@ -14,6 +14,23 @@
 //! - [`mechanisms`]: the download fetcher, HTTP, Debian mirrors, control files, Release files
 //!   and version order, kconfig, the quoting of values in shell scripts.
 //!
+//! The public surface. Everything is private to the crate (`pub(crate)`) unless a caller
+//! outside it uses it, so that a change inside a step, the store or a mechanism cannot break
+//! one; `xtask/tests/testsuite/repo.rs` holds the command line to the first two lines:
+//!
+//! - [`ops`]: one module per command (build, audit, gc, store, update, publish, cache_push,
+//!   attest, pin, plan, fetch, diff, boot, cluster, menuconfig, multiarch, toolchain, bench,
+//!   assemble): functions over a [`ops::context::RunContext`] that return data (reports,
+//!   paths, `ProgramStatus`, the `Command` of a pinned program) and print nothing; progress
+//!   goes through `reprovm_fs::progress`, whose sink the caller sets.
+//! - The values they take: [`model::arch::Arch`] and [`model::project::Project`].
+//! - For the test suite, which checks the engine's own facts from outside: the pinned targets
+//!   (`model::pins::DEFAULT_TARGETS`), the `[arch.NAME]` merge and version order
+//!   (`model::recipe::merge_table`, `model::recipe::placeholders::compare_versions`), the
+//!   binary cache's signed entries and keys (`steps::substitution::{entry, keys}`, to forge
+//!   what a hostile registry serves) and the configured Debian mirrors
+//!   (`mechanisms::debian::mirrors`).
+//!
 //! Below the engine, as crates of their own (the compiler holds those lines): `reprovm-oci`
 //! (layouts, layers, the registry client), `reprovm-sandbox`, and `reprovm-fs` (beneath,
 //! archive, archive_write, fields, hash, elf, lock, progress, util).

@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 
 /// A tiny HTTP/1.1 server on 127.0.0.1: path -> (status, body, truncate_after).
-pub fn serve(routes: Vec<(&str, u16, Vec<u8>, Option<usize>)>) -> String {
+pub(crate) fn serve(routes: Vec<(&str, u16, Vec<u8>, Option<usize>)>) -> String {
     let routes: Vec<(String, u16, Vec<u8>, Option<usize>)> =
         routes.into_iter().map(|(p, s, b, c)| (p.to_string(), s, b, c)).collect();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

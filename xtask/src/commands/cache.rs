@@ -1,6 +1,5 @@
 use anyhow::Context;
 use reprovm::ops::context::RunContext;
-use reprovm::steps::substitution::keys;
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -40,7 +39,7 @@ impl CacheArgs {
                         .map(|s| s.to_string_lossy().into_owned())
                         .context("name the key with --name")?,
                 };
-                let public = keys::generate(&name, &file)?;
+                let public = reprovm::ops::cache_push::keygen(&name, &file)?;
                 println!("{public}");
                 reprovm_fs::progress::say(&format!(
                     "secret key {} (keep it), public key {} (give it to --trusted-key)",
@@ -49,12 +48,11 @@ impl CacheArgs {
                 ));
             }
             CacheCommand::Push { repository, target, sign_key } => {
-                let key = sign_key.as_deref().map(keys::SecretKey::load).transpose()?;
                 reprovm::ops::cache_push::push(
                     ctx,
                     &repository,
                     target.as_deref().unwrap_or("hd-image"),
-                    key.as_ref(),
+                    sign_key.as_deref(),
                 )?;
             }
         }

@@ -24,8 +24,8 @@ impl DiffArgs {
         } else if diffs.is_empty() {
             println!("{a} and {b} are identical");
         } else {
-            let sides = reprovm::steps::explain::Sides { a: &a, b: &b };
-            print!("{a} and {b} differ:\n{}", reprovm::steps::explain::render(&diffs, &sides));
+            let sides = reprovm::ops::diff::Sides { a: &a, b: &b };
+            print!("{a} and {b} differ:\n{}", reprovm::ops::diff::render(&diffs, &sides));
         }
         Ok(if diffs.is_empty() { 0 } else { 1 })
     }

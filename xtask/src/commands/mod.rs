@@ -1,6 +1,6 @@
 //! The commands: one module per command, holding its arguments (clap) and its `run`, which
-//! turns them into an operation's options and calls it (`reprovm::ops`), or, for the thin
-//! commands over one provider (`tool`, `nix`, `vagrant`, `toolchain`), calls that provider.
+//! turns them into an operation's options, calls it (`reprovm::ops`) and renders its result;
+//! `tool`, `nix` and `vagrant` run the program the operation gives them.
 
 pub mod assemble;
 pub mod attest;

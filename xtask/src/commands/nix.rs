@@ -1,5 +1,4 @@
 use reprovm::ops::context::RunContext;
-use reprovm::steps::toolchain::{self, PackageSet};
 
 #[derive(clap::Args, Debug)]
 pub struct NixArgs {
@@ -11,11 +10,6 @@ pub struct NixArgs {
 impl NixArgs {
     /// Replace this process with the pinned Nix program.
     pub fn run(self, ctx: &RunContext) -> anyhow::Result<i32> {
-        let project = &ctx.project;
-        // Nix runs beside builds: the store lock is taken only to materialise it.
-        let tools = toolchain::find_or_ensure_set(project, &ctx.fetcher, PackageSet::Nix)?;
-        let mut c = toolchain::nix_command(&tools.root, &self.argv[0])?;
-        c.args(&self.argv[1..]);
-        super::exec(c)
+        super::exec(reprovm::ops::toolchain::nix(ctx, &self.argv[0], &self.argv[1..])?)
     }
 }

@@ -1,5 +1,4 @@
 use reprovm::ops::context::RunContext;
-use reprovm::steps::host_tools::HostTools;
 
 #[derive(clap::Args, Debug)]
 pub struct ToolArgs {
@@ -15,21 +14,13 @@ pub struct ToolArgs {
 impl ToolArgs {
     /// Replace this process with the program (its exit status is ours), or list them.
     pub fn run(self, ctx: &RunContext) -> anyhow::Result<i32> {
-        let tools = HostTools::get(&ctx.project, &ctx.fetcher)?;
+        use reprovm::ops::toolchain::{host_tool, host_tool_programs};
         if self.list {
-            for p in tools.programs()? {
+            for p in host_tool_programs(ctx)? {
                 println!("{p}");
             }
             return Ok(0);
         }
-        // The archive's verifier and sq (pins/archive.lock) are host tools of their own set.
-        let tools = match tools.has(&self.argv[0]) {
-            true => tools,
-            false => match HostTools::archive(&ctx.project, &ctx.fetcher)? {
-                archive if archive.has(&self.argv[0]) => archive,
-                _ => tools,
-            },
-        };
-        super::exec(tools.command_with_args(&self.argv[0], &self.argv[1..])?)
+        super::exec(host_tool(ctx, &self.argv[0], &self.argv[1..])?)
     }
 }

@@ -1,6 +1,6 @@
 use super::values;
 use reprovm::ops::context::RunContext;
-use reprovm::steps::toolchain::PackageSet;
+use reprovm::ops::toolchain::PackageSet;
 
 #[derive(clap::Args, Debug)]
 pub struct ToolchainArgs {

@@ -171,3 +171,42 @@ fn optimisation_only_where_measured() {
         "the flake's xtask must build with the dev profile, as `cargo xtask` does"
     );
 }
+
+/// The command line reaches the engine through its operations (`reprovm::ops`) and the two
+/// values they take (`Arch`, `Project`), never through a step, the store or a mechanism: what
+/// the engine exports beyond that is for this test suite (lib.rs, "The public surface").
+#[test]
+fn the_command_line_uses_the_operations_only() {
+    let allowed =
+        ["reprovm::ops", "reprovm::model::arch::Arch", "reprovm::model::project::Project"];
+    let mut stray = Vec::new();
+    let mut todo = vec![repo().join("xtask/src")];
+    while let Some(dir) = todo.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+                continue;
+            }
+            let text = std::fs::read_to_string(&p).unwrap();
+            for (at, _) in text.match_indices("reprovm::") {
+                // `reprovm_fs::…` and friends are the crates below the engine; these are the
+                // engine's own paths.
+                let path = &text[at..];
+                let named = |a: &&str| {
+                    path.starts_with(a)
+                        && !path[a.len()..].starts_with(|c: char| c.is_alphanumeric() || c == '_')
+                };
+                if !allowed.iter().any(named) {
+                    let line = path.lines().next().unwrap_or_default();
+                    stray.push(format!("{}: {line}", p.strip_prefix(repo()).unwrap().display()));
+                }
+            }
+        }
+    }
+    assert!(
+        stray.is_empty(),
+        "the command line reaches past the operations:\n{}",
+        stray.join("\n")
+    );
+}

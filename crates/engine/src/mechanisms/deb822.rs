@@ -6,19 +6,19 @@ use std::collections::BTreeMap;
 
 /// One paragraph: field name to value (continuation lines joined with `\n`, trimmed).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Paragraph {
+pub(crate) struct Paragraph {
     pub fields: BTreeMap<String, String>,
 }
 
 impl Paragraph {
     /// The field's value, "" when absent.
-    pub fn get(&self, field: &str) -> &str {
+    pub(crate) fn get(&self, field: &str) -> &str {
         self.fields.get(field).map(String::as_str).unwrap_or("")
     }
 }
 
 /// Every non-empty paragraph of `text`. Comment lines (`#`) are skipped.
-pub fn paragraphs(text: &str) -> Vec<Paragraph> {
+pub(crate) fn paragraphs(text: &str) -> Vec<Paragraph> {
     let mut out = Vec::new();
     let mut cur = Paragraph::default();
     let mut last: Option<String> = None;
@@ -45,7 +45,10 @@ pub fn paragraphs(text: &str) -> Vec<Paragraph> {
 
 /// The paragraphs of `text` whose `Package` is in `names`, without parsing the others (an
 /// index of 60,000 packages read for five).
-pub fn paragraphs_of(text: &str, names: &std::collections::BTreeSet<String>) -> Vec<Paragraph> {
+pub(crate) fn paragraphs_of(
+    text: &str,
+    names: &std::collections::BTreeSet<String>,
+) -> Vec<Paragraph> {
     let mut out = Vec::new();
     for block in text.split("\n\n") {
         let first = block.trim_start_matches('\n').lines().next().unwrap_or("");

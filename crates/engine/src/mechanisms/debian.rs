@@ -4,18 +4,18 @@
 use std::path::Path;
 
 /// Environment variable naming Debian mirror base URLs (space separated), checked first.
-pub const MIRROR_ENV: &str = "REPROVM_DEBIAN_MIRROR";
+pub(crate) const MIRROR_ENV: &str = "REPROVM_DEBIAN_MIRROR";
 
 /// Environment variable naming Debian snapshot-archive base URLs (space separated).
-pub const SNAPSHOT_ENV: &str = "REPROVM_DEBIAN_SNAPSHOT";
+pub(crate) const SNAPSHOT_ENV: &str = "REPROVM_DEBIAN_SNAPSHOT";
 
 /// Debian's snapshot archive: every file the archive ever published, by time. Unlike the pool
 /// (which drops superseded versions) it keeps pinned sources fetchable; it has one public
 /// address, the default here and in nix/recipe.nix, replaced by `REPROVM_DEBIAN_SNAPSHOT`.
-pub const DEFAULT_SNAPSHOT: &str = "https://snapshot.debian.org";
+pub(crate) const DEFAULT_SNAPSHOT: &str = "https://snapshot.debian.org";
 
 /// Snapshot-archive base URLs.
-pub fn snapshots() -> Vec<String> {
+pub(crate) fn snapshots() -> Vec<String> {
     match std::env::var(SNAPSHOT_ENV) {
         Ok(v) => v.split_whitespace().map(|s| s.trim_end_matches('/').to_string()).collect(),
         Err(_) => vec![DEFAULT_SNAPSHOT.to_string()],
@@ -23,7 +23,7 @@ pub fn snapshots() -> Vec<String> {
 }
 
 /// A snapshot time as the archive names them: `YYYYMMDDTHHMMSSZ`.
-pub fn is_snapshot_time(s: &str) -> bool {
+pub(crate) fn is_snapshot_time(s: &str) -> bool {
     let b = s.as_bytes();
     b.len() == 16
         && b[8] == b'T'
@@ -32,7 +32,7 @@ pub fn is_snapshot_time(s: &str) -> bool {
 }
 
 /// Now, as a snapshot time (UTC).
-pub fn snapshot_time_now() -> String {
+pub(crate) fn snapshot_time_now() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -41,7 +41,7 @@ pub fn snapshot_time_now() -> String {
 }
 
 /// Seconds since the epoch as a snapshot time (UTC).
-pub fn snapshot_time(secs: u64) -> String {
+pub(crate) fn snapshot_time(secs: u64) -> String {
     let t = reprovm_fs::util::UtcTime::from_unix(secs);
     format!("{:04}{:02}{:02}T{:02}{:02}{:02}Z", t.year, t.month, t.day, t.hour, t.minute, t.second)
 }
@@ -49,7 +49,7 @@ pub fn snapshot_time(secs: u64) -> String {
 /// URLs of a pool file in the snapshot archive at `time`: `BASE/archive/ARCHIVE/TIME/POOLPATH`.
 /// `pool_path` is relative to the archive root (`pool/main/...`); security updates live in
 /// the `debian-security` archive under `pool/updates/`.
-pub fn snapshot_urls(bases: &[String], time: &str, pool_path: &str) -> Vec<String> {
+pub(crate) fn snapshot_urls(bases: &[String], time: &str, pool_path: &str) -> Vec<String> {
     let archive = if pool_path.starts_with("pool/updates/") { "debian-security" } else { "debian" };
     bases.iter().map(|b| format!("{b}/archive/{archive}/{time}/{pool_path}")).collect()
 }
@@ -68,7 +68,7 @@ pub fn mirrors() -> Vec<String> {
     mirrors_from_apt(Path::new("/etc/apt"))
 }
 
-pub fn mirrors_from_apt(etc_apt: &Path) -> Vec<String> {
+pub(crate) fn mirrors_from_apt(etc_apt: &Path) -> Vec<String> {
     let mut files = vec![etc_apt.join("sources.list")];
     if let Ok(rd) = std::fs::read_dir(etc_apt.join("sources.list.d")) {
         let mut more: Vec<_> = rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
@@ -160,17 +160,17 @@ fn parse_one_line(text: &str) -> Vec<String> {
 /// Debian's releases, oldest first: their numbers (the `+debNNuM` and `~bpoNN` markers of
 /// stable and backported versions) and codenames (their suites: `CODENAME`,
 /// `CODENAME-security`, `CODENAME-updates`, `CODENAME-backports`).
-pub const RELEASES: [(u32, &str); 4] =
+pub(crate) const RELEASES: [(u32, &str); 4] =
     [(11, "bullseye"), (12, "bookworm"), (13, "trixie"), (14, "forky")];
 
 /// The codename of Debian release `number`.
-pub fn codename(number: u32) -> Option<&'static str> {
+pub(crate) fn codename(number: u32) -> Option<&'static str> {
     RELEASES.iter().find(|(n, _)| *n == number).map(|(_, c)| *c)
 }
 
 /// Pool directory of a source package: `pool/main/b/busybox`, `pool/main/libc/libcap2`.
 /// Recipes validate package names (`recipe.rs`); an invalid one still never panics here.
-pub fn pool_dir(source_package: &str) -> String {
+pub(crate) fn pool_dir(source_package: &str) -> String {
     let prefix = if source_package.starts_with("lib") && source_package.len() > 3 {
         source_package.get(..4)
     } else {
@@ -180,13 +180,13 @@ pub fn pool_dir(source_package: &str) -> String {
 }
 
 /// Candidate pool paths of a file of a Debian source package (main archive, security archive).
-pub fn source_pool_paths(package: &str, file: &str) -> [String; 2] {
+pub(crate) fn source_pool_paths(package: &str, file: &str) -> [String; 2] {
     let pool = pool_dir(package);
     [format!("{pool}/{file}"), format!("{}/{file}", pool.replacen("pool/", "pool/updates/", 1))]
 }
 
 /// Candidate URLs for a file of a Debian source package on every configured mirror.
-pub fn source_urls(mirrors: &[String], package: &str, file: &str) -> Vec<String> {
+pub(crate) fn source_urls(mirrors: &[String], package: &str, file: &str) -> Vec<String> {
     let paths = source_pool_paths(package, file);
     mirrors.iter().flat_map(|m| paths.iter().map(move |p| format!("{m}/{p}"))).collect()
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 /// A parsed Release.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Release {
+pub(crate) struct Release {
     pub suite: String,
     pub codename: String,
     /// `Date`, seconds since the epoch.
@@ -22,7 +22,7 @@ pub struct Release {
 }
 
 /// Parse a Release text (the first paragraph; the `SHA256` field is required).
-pub fn parse(text: &str) -> Result<Release> {
+pub(crate) fn parse(text: &str) -> Result<Release> {
     let p = deb822::paragraphs(text).into_iter().next().context("an empty Release")?;
     let date = |field: &str| -> Result<Option<i64>> {
         match p.get(field) {
@@ -54,12 +54,12 @@ impl Release {
     /// Whether this Release is the one of `suite`, by its codename (`bookworm-security`) or
     /// its suite name (`oldstable-security`): a Release of another suite served under this
     /// one's name is a replay.
-    pub fn is_suite(&self, suite: &str) -> bool {
+    pub(crate) fn is_suite(&self, suite: &str) -> bool {
         self.codename == suite || self.suite == suite
     }
 
     /// Refuse a Release past its `Valid-Until` at `now` (seconds since the epoch).
-    pub fn check_valid_at(&self, now: i64) -> Result<(), String> {
+    pub(crate) fn check_valid_at(&self, now: i64) -> Result<(), String> {
         match self.valid_until {
             Some(until) if now > until => Err(format!(
                 "it was valid until {} and is {} days older than that (a mirror that stopped, or a replay)",
@@ -75,7 +75,7 @@ const MONTHS: [&str; 12] =
     ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
 /// `Sat, 11 Jul 2026 10:16:37 UTC` (the archive's form of RFC 2822; `+0000` or `GMT` too).
-pub fn parse_date(s: &str) -> Option<i64> {
+pub(crate) fn parse_date(s: &str) -> Option<i64> {
     let s = s.split_once(',').map_or(s, |(_, rest)| rest).trim();
     let mut it = s.split_whitespace();
     let day: i64 = it.next()?.parse().ok()?;
@@ -109,7 +109,7 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 }
 
 /// Seconds since the epoch as the archive writes dates.
-pub fn format_date(secs: i64) -> String {
+pub(crate) fn format_date(secs: i64) -> String {
     let t = reprovm_fs::util::UtcTime::from_unix(secs.max(0) as u64);
     format!(
         "{:02} {} {} {:02}:{:02}:{:02} UTC",

@@ -5,14 +5,14 @@ use std::cmp::Ordering;
 
 /// A version split into its three parts.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DebianVersion<'a> {
+pub(crate) struct DebianVersion<'a> {
     pub epoch: u64,
     pub upstream: &'a str,
     pub revision: &'a str,
 }
 
 /// Split `v` (the epoch is the part before the first `:`, the revision after the last `-`).
-pub fn parse(v: &str) -> DebianVersion<'_> {
+pub(crate) fn parse(v: &str) -> DebianVersion<'_> {
     let (epoch, rest) = match v.split_once(':') {
         Some((e, rest)) if e.bytes().all(|b| b.is_ascii_digit()) && !e.is_empty() => {
             (e.parse().unwrap_or(0), rest)
@@ -29,7 +29,7 @@ pub fn parse(v: &str) -> DebianVersion<'_> {
 /// dpkg's order of two versions: epochs as numbers, then upstream and revision each by
 /// dpkg's rules (non-digits compared with `~` before everything, even the end, and letters
 /// before other characters; digit runs as numbers).
-pub fn compare(a: &str, b: &str) -> Ordering {
+pub(crate) fn compare(a: &str, b: &str) -> Ordering {
     let (a, b) = (parse(a), parse(b));
     a.epoch
         .cmp(&b.epoch)
@@ -88,7 +88,7 @@ fn trim_zeros(d: &[u8]) -> &[u8] {
 
 /// The series of an upstream version: its first two numeric components (`6.1.176` -> `6.1`,
 /// `1.35.0` -> `1.35`, `2022.83` -> `2022.83`). `update` never leaves a series.
-pub fn series(upstream: &str) -> String {
+pub(crate) fn series(upstream: &str) -> String {
     let nums: Vec<&str> =
         upstream.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).take(2).collect();
     nums.join(".")

@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 
 /// What to fetch: a file name (for mirrors and messages), its pin and where it may be found.
 #[derive(Debug, Clone)]
-pub struct Want {
+pub(crate) struct Want {
     pub file: String,
     pub sha256: String,
     pub size: u64,
@@ -24,7 +24,7 @@ pub struct Want {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum FetchError {
+pub(crate) enum FetchError {
     #[error("{file}: no origin had the pinned bytes (sha256 {sha256}): {}", attempts.join("; "))]
     AllOriginsFailed { file: String, sha256: String, attempts: Vec<String> },
     #[error("{file}: not in the cache or a mirror and --offline was given (sha256 {sha256}); run `cargo xtask fetch` online or pass --mirror DIR")]
@@ -51,7 +51,7 @@ impl std::fmt::Display for AttemptError {
 }
 
 /// An origin that serves blobs by their sha256 (a registry used as a binary cache).
-pub trait BlobSource: Send + Sync {
+pub(crate) trait BlobSource: Send + Sync {
     /// For messages: where the blobs come from.
     fn describe(&self) -> String;
     /// Write the blob to `w`: Ok(false) when the source does not have it, Err with a one-line
@@ -70,7 +70,7 @@ pub struct Fetcher {
 }
 
 impl Fetcher {
-    pub fn new(cache: &Path, mirrors: Vec<PathBuf>, offline: bool) -> Fetcher {
+    pub(crate) fn new(cache: &Path, mirrors: Vec<PathBuf>, offline: bool) -> Fetcher {
         Fetcher {
             cache: cache.to_path_buf(),
             mirrors,
@@ -82,7 +82,7 @@ impl Fetcher {
     }
 
     /// Try `source` after the mirrors and before upstream URLs (not with --offline).
-    pub fn add_blob_source(&mut self, source: Box<dyn BlobSource>) {
+    pub(crate) fn add_blob_source(&mut self, source: Box<dyn BlobSource>) {
         self.blob_sources.push(source);
     }
 
@@ -118,17 +118,17 @@ impl Fetcher {
     }
 
     /// Where a verified blob with this hash lives (whether or not it exists yet).
-    pub fn cache_path(&self, sha256: &str) -> PathBuf {
+    pub(crate) fn cache_path(&self, sha256: &str) -> PathBuf {
         self.cache.join("sha256").join(sha256)
     }
 
     /// Present in the cache. The name is the hash and only verified bytes are ever renamed
     /// there, so a size check is enough: no re-hashing of large tarballs on every run.
-    pub fn is_cached(&self, sha256: &str, size: u64) -> bool {
+    pub(crate) fn is_cached(&self, sha256: &str, size: u64) -> bool {
         fs::metadata(self.cache_path(sha256)).map(|m| m.len() == size).unwrap_or(false)
     }
 
-    pub fn fetch(&self, want: &Want) -> Result<PathBuf, FetchError> {
+    pub(crate) fn fetch(&self, want: &Want) -> Result<PathBuf, FetchError> {
         let dest = self.cache_path(&want.sha256);
         if self.is_cached(&want.sha256, want.size) {
             return Ok(dest);

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 /// Why a GET failed; callers try the next origin either way.
 #[derive(Debug, thiserror::Error)]
-pub enum HttpError {
+pub(crate) enum HttpError {
     /// The server answered, without the file.
     #[error("HTTP {0}")]
     Status(u16),
@@ -20,7 +20,7 @@ const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A client with timeouts for every request (a stalled mirror cannot hang a build).
 #[derive(Clone)]
-pub struct Client {
+pub(crate) struct Client {
     agent: ureq::Agent,
 }
 
@@ -31,7 +31,7 @@ impl Default for Client {
 }
 
 impl Client {
-    pub fn new() -> Client {
+    pub(crate) fn new() -> Client {
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(Duration::from_secs(15))
             .timeout_read(READ_TIMEOUT)
@@ -42,7 +42,7 @@ impl Client {
 
     /// Start a GET of at most `bytes`; the body is read from the returned reader, which ends
     /// (an error) at the transfer's overall deadline ([`reprovm_fs::util::transfer_deadline`]).
-    pub fn get(
+    pub(crate) fn get(
         &self,
         url: &str,
         bytes: u64,

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Parse `CONFIG_X=v` and `# CONFIG_X is not set` lines; "n" stands for not set.
-pub fn parse(text: &str) -> BTreeMap<String, String> {
+pub(crate) fn parse(text: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for line in text.lines() {
         let line = line.trim();
@@ -26,7 +26,7 @@ pub fn parse(text: &str) -> BTreeMap<String, String> {
 }
 
 /// Options of `wanted` that `final_config` does not hold, as "CONFIG_X=want (got: have)".
-pub fn dropped(
+pub(crate) fn dropped(
     wanted: &BTreeMap<String, String>,
     final_config: &BTreeMap<String, String>,
 ) -> Vec<String> {
@@ -41,7 +41,7 @@ pub fn dropped(
     out
 }
 
-pub fn check_files(config: &Path, fragments: &[PathBuf]) -> Result<()> {
+pub(crate) fn check_files(config: &Path, fragments: &[PathBuf]) -> Result<()> {
     let final_text = std::fs::read_to_string(config)
         .with_context(|| format!("reading the final {}", config.display()))?;
     let final_cfg = parse(&final_text);
@@ -64,7 +64,7 @@ pub fn check_files(config: &Path, fragments: &[PathBuf]) -> Result<()> {
 }
 
 /// Lines (`CONFIG_X=v` / `# CONFIG_X is not set`) for every option whose value changed.
-pub fn changed_lines(
+pub(crate) fn changed_lines(
     before: &BTreeMap<String, String>,
     after: &BTreeMap<String, String>,
 ) -> Vec<String> {
@@ -85,7 +85,7 @@ pub fn changed_lines(
 }
 
 /// Replace or append the given option lines in a fragment, keeping everything else.
-pub fn apply_to_fragment(text: &str, lines: &[String]) -> String {
+pub(crate) fn apply_to_fragment(text: &str, lines: &[String]) -> String {
     let new = parse(&lines.join("\n"));
     let mut out: Vec<String> = text
         .lines()

@@ -2,11 +2,11 @@
 //! and snapshot archives, Debian's control-file format, Release files and version order,
 //! kernel configs, and the quoting of values in shell scripts.
 
-pub mod deb822;
+pub(crate) mod deb822;
 pub mod debian;
-pub mod debian_release;
-pub mod debian_version;
-pub mod fetch;
-pub mod http;
-pub mod kconfig;
-pub mod shell;
+pub(crate) mod debian_release;
+pub(crate) mod debian_version;
+pub(crate) mod fetch;
+pub(crate) mod http;
+pub(crate) mod kconfig;
+pub(crate) mod shell;

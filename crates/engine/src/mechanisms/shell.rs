@@ -6,7 +6,7 @@
 use anyhow::{anyhow, Result};
 
 /// `value` as one shell word. A NUL byte cannot be in an argument, so it is an error.
-pub fn word(value: &str) -> Result<String> {
+pub(crate) fn word(value: &str) -> Result<String> {
     shlex::try_quote(value)
         .map(|w| w.into_owned())
         .map_err(|_| anyhow!("{value:?} holds a NUL byte, which no shell argument can carry"))
@@ -14,7 +14,7 @@ pub fn word(value: &str) -> Result<String> {
 
 /// A path as one shell word, where a leading `$OUT/` (the output directory, set by the
 /// sandbox) stays an expansion: `"$OUT"/'rest'`.
-pub fn path(value: &str) -> Result<String> {
+pub(crate) fn path(value: &str) -> Result<String> {
     match value.strip_prefix("$OUT/") {
         Some(rest) => Ok(format!("\"$OUT\"/{}", word(rest)?)),
         None => word(value),

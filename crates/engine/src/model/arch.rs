@@ -30,12 +30,12 @@ impl Arch {
         }
     }
 
-    pub fn from_name(name: &str) -> Option<Arch> {
+    pub(crate) fn from_name(name: &str) -> Option<Arch> {
         Arch::VALUES.iter().find(|(_, n, _)| *n == name).map(|(a, _, _)| *a)
     }
 
     /// Debian's (and the OCI platform's) name: amd64, arm64.
-    pub fn debian(self) -> &'static str {
+    pub(crate) fn debian(self) -> &'static str {
         match self {
             Arch::X86_64 => "amd64",
             Arch::Aarch64 => "arm64",
@@ -43,7 +43,7 @@ impl Arch {
     }
 
     /// The ELF machine of the programs and libraries built for it.
-    pub fn elf_machine(self) -> reprovm_fs::elf::Machine {
+    pub(crate) fn elf_machine(self) -> reprovm_fs::elf::Machine {
         match self {
             Arch::X86_64 => reprovm_fs::elf::Machine::X86_64,
             Arch::Aarch64 => reprovm_fs::elf::Machine::AARCH64,
@@ -52,7 +52,7 @@ impl Arch {
 
     /// The kernel image a kernel recipe leaves: `bzImage` on x86, the uncompressed `Image`
     /// on arm64 (what QEMU's `-kernel`, Firecracker and krata load there).
-    pub fn kernel_image(self) -> &'static str {
+    pub(crate) fn kernel_image(self) -> &'static str {
         match self {
             Arch::X86_64 => "bzImage",
             Arch::Aarch64 => "Image",
@@ -62,7 +62,7 @@ impl Arch {
     /// The UEFI specification's name of the machine, lower-case: `x64`, `aa64`. It names the
     /// removable-media loader (`EFI/BOOT/BOOTX64.EFI`, `BOOTAA64.EFI`) and systemd's stubs
     /// (`linuxx64.efi.stub`, `linuxaa64.efi.stub`).
-    pub fn uefi(self) -> &'static str {
+    pub(crate) fn uefi(self) -> &'static str {
         match self {
             Arch::X86_64 => "x64",
             Arch::Aarch64 => "aa64",
@@ -82,7 +82,7 @@ impl Arch {
     /// The Linux console on the first serial port of a QEMU or UEFI machine: the 16550 (COM1)
     /// on x86, the PL011 of QEMU's virt machine and of SBSA servers on arm64. (Firecracker's
     /// arm64 guests have a 16550; their command line comes from the VMM, not from here.)
-    pub fn serial_console(self) -> &'static str {
+    pub(crate) fn serial_console(self) -> &'static str {
         match self {
             Arch::X86_64 => "ttyS0",
             Arch::Aarch64 => "ttyAMA0",

@@ -14,31 +14,31 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// `_type` of an in-toto Statement v1.
-pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
+pub(crate) const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
 /// The SLSA Provenance v1 predicate.
-pub const SLSA_PROVENANCE: &str = "https://slsa.dev/provenance/v1";
+pub(crate) const SLSA_PROVENANCE: &str = "https://slsa.dev/provenance/v1";
 /// The predicate type of a CycloneDX BOM in a Statement.
-pub const CYCLONEDX_PREDICATE: &str = "https://cyclonedx.org/bom";
+pub(crate) const CYCLONEDX_PREDICATE: &str = "https://cyclonedx.org/bom";
 /// What a provenance's `buildType` names: a reprovm recipe (this format, version 1), built by
 /// the steps of `steps::sequence` in the sandbox over the pinned toolchain.
-pub const BUILD_TYPE: &str = "urn:reprovm:recipe-build:v1";
+pub(crate) const BUILD_TYPE: &str = "urn:reprovm:recipe-build:v1";
 /// `builder.id`: the xtask's build engine (the Nix builder runs the same steps, and gives the
 /// same bytes; it is the same builder for this purpose).
-pub const BUILDER_ID: &str = "urn:reprovm:builder:xtask:v1";
+pub(crate) const BUILDER_ID: &str = "urn:reprovm:builder:xtask:v1";
 /// DSSE's payload type for in-toto Statements.
-pub const IN_TOTO_PAYLOAD: &str = "application/vnd.in-toto+json";
+pub(crate) const IN_TOTO_PAYLOAD: &str = "application/vnd.in-toto+json";
 /// Media types of the OCI referrers that carry envelopes.
-pub const DSSE_MEDIA_TYPE: &str = "application/vnd.dsse.envelope.v1+json";
+pub(crate) const DSSE_MEDIA_TYPE: &str = "application/vnd.dsse.envelope.v1+json";
 /// `artifactType` of a referrer carrying a signed provenance, and of one carrying a signed
 /// SBOM (both DSSE envelopes around in-toto Statements; the layer says the predicate type in
 /// its `in-toto.io/predicate-type` annotation).
-pub const PROVENANCE_ARTIFACT: &str = "application/vnd.in-toto.slsa-provenance+dsse";
-pub const SBOM_ARTIFACT: &str = "application/vnd.in-toto.cyclonedx+dsse";
+pub(crate) const PROVENANCE_ARTIFACT: &str = "application/vnd.in-toto.slsa-provenance+dsse";
+pub(crate) const SBOM_ARTIFACT: &str = "application/vnd.in-toto.cyclonedx+dsse";
 
 /// in-toto's ResourceDescriptor: a subject, or a dependency of a build.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ResourceDescriptor {
+pub(crate) struct ResourceDescriptor {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -54,7 +54,7 @@ pub struct ResourceDescriptor {
 /// An in-toto Statement v1 about `subject`, with predicate `P`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Statement<P> {
+pub(crate) struct Statement<P> {
     #[serde(rename = "_type")]
     pub statement_type: String,
     pub subject: Vec<ResourceDescriptor>,
@@ -65,14 +65,14 @@ pub struct Statement<P> {
 /// SLSA Provenance v1.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Provenance {
+pub(crate) struct Provenance {
     pub build_definition: BuildDefinition,
     pub run_details: RunDetails,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct BuildDefinition {
+pub(crate) struct BuildDefinition {
     pub build_type: String,
     pub external_parameters: ExternalParameters,
     pub internal_parameters: InternalParameters,
@@ -82,7 +82,7 @@ pub struct BuildDefinition {
 /// What the person building chose.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ExternalParameters {
+pub(crate) struct ExternalParameters {
     /// The node built: `hd-image`, `kernel@6.18`.
     pub target: String,
     /// The architecture it is built for (the kernel's name for it: x86_64).
@@ -98,7 +98,7 @@ pub struct ExternalParameters {
 /// What the build system fixed.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct InternalParameters {
+pub(crate) struct InternalParameters {
     /// The store's input hash of the target.
     pub input_hash: String,
     /// The pinned toolchain's identity (pins/toolchain.lock).
@@ -108,20 +108,20 @@ pub struct InternalParameters {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct RunDetails {
+pub(crate) struct RunDetails {
     pub builder: Builder,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Builder {
+pub(crate) struct Builder {
     pub id: String,
 }
 
 /// A CycloneDX 1.6 BOM (the part of the format reprovm writes).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Bom {
+pub(crate) struct Bom {
     pub bom_format: String,
     pub spec_version: String,
     pub serial_number: String,
@@ -133,7 +133,7 @@ pub struct Bom {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct BomMetadata {
+pub(crate) struct BomMetadata {
     pub timestamp: String,
     pub tools: Tools,
     pub component: Component,
@@ -141,13 +141,13 @@ pub struct BomMetadata {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Tools {
+pub(crate) struct Tools {
     pub components: Vec<Component>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Component {
+pub(crate) struct Component {
     #[serde(rename = "type")]
     pub component_type: String,
     #[serde(rename = "bom-ref", default, skip_serializing_if = "Option::is_none")]
@@ -175,7 +175,7 @@ pub struct Component {
 /// Where a component's bytes come from (`distribution`: a pinned source archive).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
-pub struct ExternalReference {
+pub(crate) struct ExternalReference {
     #[serde(rename = "type")]
     pub reference_type: String,
     pub url: String,
@@ -185,7 +185,7 @@ pub struct ExternalReference {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
-pub struct Hash {
+pub(crate) struct Hash {
     pub alg: String,
     pub content: String,
 }
@@ -193,27 +193,27 @@ pub struct Hash {
 /// A license choice: an SPDX expression, or a license named as its package names it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(untagged)]
-pub enum License {
+pub(crate) enum License {
     Expression { expression: String },
     Named { license: NamedLicense },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
-pub struct NamedLicense {
+pub(crate) struct NamedLicense {
     pub name: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
-pub struct Property {
+pub(crate) struct Property {
     pub name: String,
     pub value: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Dependency {
+pub(crate) struct Dependency {
     #[serde(rename = "ref")]
     pub reference: String,
     #[serde(default)]
@@ -223,7 +223,7 @@ pub struct Dependency {
 /// A DSSE envelope (payload and signatures base64, standard alphabet with padding).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Envelope {
+pub(crate) struct Envelope {
     pub payload_type: String,
     pub payload: String,
     pub signatures: Vec<Signature>,
@@ -231,7 +231,7 @@ pub struct Envelope {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
-pub struct Signature {
+pub(crate) struct Signature {
     /// The signing key's name (`cache keygen --name`); optional in DSSE.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub keyid: String,
@@ -240,7 +240,7 @@ pub struct Signature {
 
 /// DSSE's pre-authentication encoding: what is signed.
 /// `"DSSEv1" SP LEN(type) SP type SP LEN(body) SP body`, lengths in ASCII decimal.
-pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
     let mut out =
         format!("DSSEv1 {} {} {} ", payload_type.len(), payload_type, payload.len()).into_bytes();
     out.extend_from_slice(payload);
@@ -250,7 +250,7 @@ pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
 /// A `urn:uuid:` made from a digest (the BOM's content), with the version bits of RFC 9562's
 /// version 8 (custom: a SHA-256, not the SHA-1 of version 5) and the variant bits set, so
 /// that a BOM's serial number is a function of what it says.
-pub fn uuid_urn_from(sha256_hex: &str) -> String {
+pub(crate) fn uuid_urn_from(sha256_hex: &str) -> String {
     let h = sha256_hex.as_bytes();
     let mut hex: Vec<u8> = h[..32].to_vec();
     hex[12] = b'8';
@@ -261,7 +261,7 @@ pub fn uuid_urn_from(sha256_hex: &str) -> String {
 
 /// Whether a JSON document is one of ours to explain by field: an in-toto Statement or a
 /// CycloneDX BOM.
-pub fn is_attestation(v: &serde_json::Value) -> bool {
+pub(crate) fn is_attestation(v: &serde_json::Value) -> bool {
     v.get("_type").and_then(|t| t.as_str()) == Some(STATEMENT_TYPE)
         || v.get("bomFormat").and_then(|t| t.as_str()) == Some("CycloneDX")
 }
@@ -269,7 +269,7 @@ pub fn is_attestation(v: &serde_json::Value) -> bool {
 /// How two documents differ, field by field (`predicate.buildDefinition.resolvedDependencies
 /// [linux-6.1.176.tar.xz].digest.sha256: a -> b`). Arrays of objects that carry a `name`,
 /// `bom-ref` or `ref` are matched by it, so an added dependency is one line, not a shifted list.
-pub fn field_differences(a: &serde_json::Value, b: &serde_json::Value) -> Vec<String> {
+pub(crate) fn field_differences(a: &serde_json::Value, b: &serde_json::Value) -> Vec<String> {
     let mut out = Vec::new();
     diff_values("", a, b, &mut out);
     out

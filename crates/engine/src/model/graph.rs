@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 #[derive(Debug)]
-pub struct Graph {
+pub(crate) struct Graph {
     /// Every node by name: each recipe, each of its other versions (`kernel@6.18`) and each
     /// recipe over one of those (`hd-image@6.18`).
     pub recipes: BTreeMap<String, Loaded>,
@@ -29,12 +29,13 @@ pub struct Graph {
 impl Graph {
     /// Load and validate every `*.toml` directly in `dir` for the default architecture, and
     /// add the nodes of their other versions.
-    pub fn load(dir: &Path) -> Result<Graph> {
+    #[cfg(test)]
+    pub(crate) fn load(dir: &Path) -> Result<Graph> {
         Graph::load_for(dir, Arch::X86_64)
     }
 
     /// The graph for `arch`: every recipe with its `[arch.NAME]` table merged over it.
-    pub fn load_for(dir: &Path, arch: Arch) -> Result<Graph> {
+    pub(crate) fn load_for(dir: &Path, arch: Arch) -> Result<Graph> {
         let base = dir.parent().unwrap_or(dir);
         let mut recipes = BTreeMap::new();
         let entries = std::fs::read_dir(dir)
@@ -207,7 +208,7 @@ impl Graph {
     }
 
     /// Apply `DEP=NODE` substitutions, checking that NODE exists.
-    pub fn with_aliases(mut self, subs: &[String]) -> Result<Graph> {
+    pub(crate) fn with_aliases(mut self, subs: &[String]) -> Result<Graph> {
         for s in subs {
             let (dep, recipe) = s.split_once('=').with_context(|| {
                 format!("--use {s}: expected DEP=NODE, e.g. kernel=kernel@6.18")
@@ -233,14 +234,14 @@ impl Graph {
     }
 
     /// The node a target name stands for (`--use` applies to targets too).
-    pub fn resolve<'a>(&'a self, name: &'a str) -> &'a str {
+    pub(crate) fn resolve<'a>(&'a self, name: &'a str) -> &'a str {
         self.aliases.get(name).map(String::as_str).unwrap_or(name)
     }
 
     /// The node that dependency `dep` of node `node` is: a `--use` substitution, else the
     /// dependency at the node's version key when it has one (`hd-image@6.18`'s `kernel` is
     /// `kernel@6.18`), else the dependency itself.
-    pub fn dep_node(&self, node: &str, dep: &str) -> String {
+    pub(crate) fn dep_node(&self, node: &str, dep: &str) -> String {
         if let Some(a) = self.aliases.get(dep) {
             return a.clone();
         }
@@ -253,7 +254,7 @@ impl Graph {
         dep.to_string()
     }
 
-    pub fn get(&self, name: &str) -> Result<&Loaded> {
+    pub(crate) fn get(&self, name: &str) -> Result<&Loaded> {
         match self.recipes.get(name) {
             Some(l) => Ok(l),
             None => {
@@ -329,7 +330,7 @@ impl Graph {
     }
 
     /// The target and everything it depends on, dependencies first.
-    pub fn closure(&self, target: &str) -> Result<Vec<String>> {
+    pub(crate) fn closure(&self, target: &str) -> Result<Vec<String>> {
         let target = self.resolve(target);
         self.get(target)?;
         let mut order = Vec::new();

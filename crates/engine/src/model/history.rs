@@ -11,7 +11,7 @@ const HISTORY: &str = "builds.jsonl";
 /// One `build` command, as the history records it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
-pub struct BuildRecord {
+pub(crate) struct BuildRecord {
     pub target: String,
     /// Store entry directory names of its closure.
     pub entries: Vec<String>,
@@ -19,7 +19,7 @@ pub struct BuildRecord {
 
 /// Append a build to the history (called by `build`, under the store lock it still holds or
 /// just released: the file is appended to with one write).
-pub fn record(project: &Project, record: &BuildRecord) -> Result<()> {
+pub(crate) fn record(project: &Project, record: &BuildRecord) -> Result<()> {
     use std::io::Write;
     let path = project.out.join(HISTORY);
     let mut line = serde_json::to_vec(record)?;
@@ -34,7 +34,7 @@ pub fn record(project: &Project, record: &BuildRecord) -> Result<()> {
 }
 
 /// The recorded builds, oldest first; a damaged line is an error naming the file.
-pub fn read(project: &Project) -> Result<Vec<BuildRecord>> {
+pub(crate) fn read(project: &Project) -> Result<Vec<BuildRecord>> {
     let path = project.out.join(HISTORY);
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,

@@ -56,12 +56,12 @@ pub struct Manifest {
 /// Describe every entry below `dir`, in byte order of paths (each directory before its
 /// contents). Devices, FIFOs and sockets are refused: outputs hold files, directories and
 /// symlinks only.
-pub fn scan(dir: &Path) -> Result<Vec<FileEntry>> {
+pub(crate) fn scan(dir: &Path) -> Result<Vec<FileEntry>> {
     scan_dir(&Dir::open(dir)?)
 }
 
 /// [`scan`] of an open directory.
-pub fn scan_dir(d: &Dir) -> Result<Vec<FileEntry>> {
+pub(crate) fn scan_dir(d: &Dir) -> Result<Vec<FileEntry>> {
     let dir = d.path();
     let mut out = Vec::new();
     // Names of one inode are hashed once: a tree of N hard links to a large file costs one
@@ -124,7 +124,7 @@ pub fn scan_dir(d: &Dir) -> Result<Vec<FileEntry>> {
     Ok(out)
 }
 
-pub fn output_hash(files: &[FileEntry]) -> String {
+pub(crate) fn output_hash(files: &[FileEntry]) -> String {
     let mut h = Hasher::new("reprovm-output-v1");
     for f in files {
         let line = format!(
@@ -146,7 +146,7 @@ pub fn output_hash(files: &[FileEntry]) -> String {
 /// write bits (`store::seal`), and a build that copies a dependency's file (0444 or 0555 on
 /// disk, as in Nix's store) must record the mode that file had when it was made, or the
 /// sealing would reach the output hash. Symlinks keep their (meaningless) mode.
-pub fn normalize(dir: &Path, epoch: i64) -> Result<()> {
+pub(crate) fn normalize(dir: &Path, epoch: i64) -> Result<()> {
     let d = Dir::open(dir)?;
     let entries = d.walk()?;
     // Deepest first: re-timing a child must not come after its directory's final time.
@@ -171,7 +171,7 @@ pub fn normalize(dir: &Path, epoch: i64) -> Result<()> {
 
 /// Read a manifest file. A missing file is an error here; callers that treat "absent" as
 /// "not built" check for it first (see `store::lookup`).
-pub fn read(path: &Path) -> Result<Manifest> {
+pub(crate) fn read(path: &Path) -> Result<Manifest> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))

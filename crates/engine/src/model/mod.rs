@@ -2,12 +2,12 @@
 //! builds leave (the store, its lock, output manifests, the build history).
 
 pub mod arch;
-pub mod attestation;
-pub mod graph;
-pub mod history;
-pub mod manifest;
+pub(crate) mod attestation;
+pub(crate) mod graph;
+pub(crate) mod history;
+pub(crate) mod manifest;
 pub mod pins;
 pub mod project;
 pub mod recipe;
-pub mod step_versions;
-pub mod store;
+pub(crate) mod step_versions;
+pub(crate) mod store;

@@ -30,7 +30,7 @@ pub const DEFAULT_TARGETS: [&str; 15] = [
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(deny_unknown_fields)]
-pub struct PinnedOutput {
+pub(crate) struct PinnedOutput {
     pub version: String,
     pub input_hash: String,
     pub output_hash: String,
@@ -51,7 +51,7 @@ pub struct PinnedOutput {
 /// [`DEFAULT_TARGETS`], and for each other version of one of them (`kernel@6.18`) that
 /// version and the published OCI images built directly over it
 /// (`firecracker-kernel-bin-oci@6.18`), as Liquid Metal publishes an image per kernel.
-pub fn targets_or_default(graph: &Graph, targets: &[String]) -> Vec<String> {
+pub(crate) fn targets_or_default(graph: &Graph, targets: &[String]) -> Vec<String> {
     if !targets.is_empty() {
         return targets.to_vec();
     }
@@ -69,7 +69,7 @@ pub fn targets_or_default(graph: &Graph, targets: &[String]) -> Vec<String> {
 }
 
 /// The published outputs at another version than the default (see [`targets_or_default`]).
-pub fn other_versions(graph: &Graph) -> Vec<String> {
+pub(crate) fn other_versions(graph: &Graph) -> Vec<String> {
     let mut out = Vec::new();
     for (node, l) in &graph.recipes {
         let (Some((base, key)), Some(variant)) = (node.split_once('@'), &l.variant) else {
@@ -89,7 +89,7 @@ pub fn other_versions(graph: &Graph) -> Vec<String> {
 }
 
 /// The pins; a missing file means no pins, an unreadable or malformed one is an error.
-pub fn read_pins(project: &Project) -> Result<BTreeMap<String, PinnedOutput>> {
+pub(crate) fn read_pins(project: &Project) -> Result<BTreeMap<String, PinnedOutput>> {
     let p = project.outputs_pin();
     let text = match std::fs::read_to_string(&p) {
         Ok(text) => text,
@@ -100,7 +100,7 @@ pub fn read_pins(project: &Project) -> Result<BTreeMap<String, PinnedOutput>> {
 }
 
 /// The pin of a built node (`out` is its output directory).
-pub fn pin_of(m: &Manifest, out: &std::path::Path) -> Result<PinnedOutput> {
+pub(crate) fn pin_of(m: &Manifest, out: &std::path::Path) -> Result<PinnedOutput> {
     let files =
         m.files.iter().filter_map(|f| f.sha256.clone().map(|s| (f.path.clone(), s))).collect();
     Ok(PinnedOutput {
@@ -115,7 +115,7 @@ pub fn pin_of(m: &Manifest, out: &std::path::Path) -> Result<PinnedOutput> {
 }
 
 /// The manifests of an OCI layout by tag (referrers by artifact type); empty for other outputs.
-pub fn oci_manifests(out: &std::path::Path) -> Result<BTreeMap<String, String>> {
+pub(crate) fn oci_manifests(out: &std::path::Path) -> Result<BTreeMap<String, String>> {
     if !out.join("oci-layout").is_file() {
         return Ok(BTreeMap::new());
     }
@@ -133,7 +133,7 @@ pub fn oci_manifests(out: &std::path::Path) -> Result<BTreeMap<String, String>> 
 }
 
 /// Lines describing how `new` differs from `old` (empty when nothing changed).
-pub fn changes(
+pub(crate) fn changes(
     old: &BTreeMap<String, PinnedOutput>,
     new: &BTreeMap<String, PinnedOutput>,
 ) -> Vec<String> {
@@ -181,7 +181,7 @@ pub fn changes(
 }
 
 /// Write the pins (the whole file, atomically).
-pub fn write_pins(project: &Project, pins: &BTreeMap<String, PinnedOutput>) -> Result<()> {
+pub(crate) fn write_pins(project: &Project, pins: &BTreeMap<String, PinnedOutput>) -> Result<()> {
     // x86_64's header is as it always was; another architecture's names its flag and set.
     let header = if project.arch.is_default() {
         "# Expected output hashes, written by `cargo xtask pin outputs`. `cargo xtask audit` compares\n\

@@ -51,13 +51,13 @@ impl Project {
     }
 
     /// The recipe graph with this run's substitutions applied.
-    pub fn graph(&self) -> anyhow::Result<crate::model::graph::Graph> {
+    pub(crate) fn graph(&self) -> anyhow::Result<crate::model::graph::Graph> {
         crate::model::graph::Graph::load_for(&self.recipes, self.arch)?.with_aliases(&self.uses)
     }
 
     /// Where a build's well-known results are copied (`out/hd.img`): `out/` for x86_64,
     /// `out/ARCH/` for another architecture, so neither overwrites the other's.
-    pub fn results_dir(&self) -> PathBuf {
+    pub(crate) fn results_dir(&self) -> PathBuf {
         if self.arch.is_default() {
             self.out.clone()
         } else {
@@ -65,21 +65,21 @@ impl Project {
         }
     }
 
-    pub fn store(&self) -> PathBuf {
+    pub(crate) fn store(&self) -> PathBuf {
         self.out.join("store")
     }
-    pub fn logs(&self) -> PathBuf {
+    pub(crate) fn logs(&self) -> PathBuf {
         self.out.join("logs")
     }
-    pub fn work(&self) -> PathBuf {
+    pub(crate) fn work(&self) -> PathBuf {
         self.out.join("work")
     }
-    pub fn toolchain_lock(&self) -> PathBuf {
+    pub(crate) fn toolchain_lock(&self) -> PathBuf {
         self.pins.join("toolchain.lock")
     }
     /// Expected output hashes: `pins/outputs.toml` for x86_64, `pins/outputs-ARCH.toml` for
     /// another architecture.
-    pub fn outputs_pin(&self) -> PathBuf {
+    pub(crate) fn outputs_pin(&self) -> PathBuf {
         if self.arch.is_default() {
             self.pins.join("outputs.toml")
         } else {
@@ -89,16 +89,16 @@ impl Project {
 }
 
 /// Environment variable naming the project root (recipes/, pins/, toolchain/); checked first.
-pub const ROOT_ENV: &str = "REPROVM_ROOT";
+pub(crate) const ROOT_ENV: &str = "REPROVM_ROOT";
 /// The root used when no checkout is found: the Nix app sets it to the flake's own copy of
 /// recipes/, pins/ and toolchain/ (so `nix run github:...` works from any directory).
-pub const DEFAULT_ROOT_ENV: &str = "REPROVM_DEFAULT_ROOT";
+pub(crate) const DEFAULT_ROOT_ENV: &str = "REPROVM_DEFAULT_ROOT";
 
 /// The project root, in this order: `$REPROVM_ROOT`; the checkout the running xtask belongs to
 /// (`cargo xtask`: the parent of the xtask crate, at run or build time); the nearest ancestor
 /// of the current directory that is a reprovm checkout (like cargo finding `Cargo.toml`);
 /// `$REPROVM_DEFAULT_ROOT`; else the current directory (commands then name what is missing).
-pub fn repo_root() -> PathBuf {
+pub(crate) fn repo_root() -> PathBuf {
     let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
     let crate_dirs = [env("CARGO_MANIFEST_DIR"), Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")))];
     find_root(
@@ -132,7 +132,7 @@ fn find_root(
 }
 
 /// A directory holding a reprovm project: recipes and the toolchain lock.
-pub fn is_project_root(dir: &Path) -> bool {
+pub(crate) fn is_project_root(dir: &Path) -> bool {
     dir.join("recipes").is_dir() && dir.join("pins").join("toolchain.lock").is_file()
 }
 

@@ -6,16 +6,16 @@
 use crate::model::recipe::Recipe;
 
 /// The `[rootfs]` tar.
-pub const ROOTFS: &str = "rootfs-v1";
+pub(crate) const ROOTFS: &str = "rootfs-v1";
 /// The `[image]` ext4 image.
-pub const IMAGE: &str = "image-v1";
+pub(crate) const IMAGE: &str = "image-v1";
 /// The boot media: `[initramfs]`, `[uefi]`, `[iso]`.
-pub const MEDIA: &str = "media-v4";
+pub(crate) const MEDIA: &str = "media-v4";
 /// The `[oci]` layout.
-pub const OCI: &str = "oci-v1";
+pub(crate) const OCI: &str = "oci-v1";
 
 /// The versions of the steps `r` uses, in step order.
-pub fn of(r: &Recipe) -> Vec<&'static str> {
+pub(crate) fn of(r: &Recipe) -> Vec<&'static str> {
     let mut v = Vec::new();
     if r.rootfs.is_some() {
         v.push(ROOTFS);

@@ -17,14 +17,14 @@ use reprovm_fs::progress;
 use std::path::{Path, PathBuf};
 
 /// File names under `out/attestations/NODE/`.
-pub const PROVENANCE_FILE: &str = "provenance.json";
-pub const SBOM_FILE: &str = "sbom.cdx.json";
-pub const PROVENANCE_ENVELOPE: &str = "provenance.dsse.json";
-pub const SBOM_ENVELOPE: &str = "sbom.dsse.json";
+pub(crate) const PROVENANCE_FILE: &str = "provenance.json";
+pub(crate) const SBOM_FILE: &str = "sbom.cdx.json";
+pub(crate) const PROVENANCE_ENVELOPE: &str = "provenance.dsse.json";
+pub(crate) const SBOM_ENVELOPE: &str = "sbom.dsse.json";
 
 /// The attestations of `closure`'s last node, whose outputs are in `target_out` (its store
 /// entry, or an audit's rebuild).
-pub fn attest_closure(
+pub(crate) fn attest_closure(
     ctx: &RunContext,
     graph: &Graph,
     closure: &[BuiltNode],
@@ -49,7 +49,7 @@ pub fn attest_closure(
 }
 
 /// Build `target` (or find it in the store) and make its attestations.
-pub fn attest_target(
+pub(crate) fn attest_target(
     ctx: &RunContext,
     graph: &Graph,
     target: &str,

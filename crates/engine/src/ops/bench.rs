@@ -174,9 +174,8 @@ pub fn substitute(ctx: &RunContext, cache: &str, target: &str) -> Result<Vec<Str
     let built = start.elapsed();
 
     let key = work.path().join("bench.key");
-    crate::steps::substitution::keys::generate("reprovm-bench", &key)?;
-    let secret = crate::steps::substitution::keys::SecretKey::load(&key)?;
-    crate::ops::cache_push::push(&local, cache, target, Some(&secret))?;
+    crate::ops::cache_push::keygen("reprovm-bench", &key)?;
+    crate::ops::cache_push::push(&local, cache, target, Some(&key))?;
 
     let mut fresh_project = project.clone();
     fresh_project.out = work.path().join("fresh");

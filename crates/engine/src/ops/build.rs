@@ -71,7 +71,7 @@ pub fn build_target(ctx: &RunContext, target: &str, opts: &BuildOptions) -> Resu
     Ok(res)
 }
 
-pub use crate::model::store::BuiltNode;
+pub(crate) use crate::model::store::BuiltNode;
 
 #[derive(Debug, Clone)]
 pub struct BuildResult {
@@ -82,7 +82,7 @@ pub struct BuildResult {
 }
 
 /// Build `target`'s closure: per node, the store, then the substituters, then a local build.
-pub fn build(
+pub(crate) fn build(
     ctx: &RunContext,
     graph: &Graph,
     target: &str,
@@ -216,7 +216,7 @@ pub fn build(
 }
 
 /// Fixed environment plus the recipe's own.
-pub fn env_for(l: &Loaded, jobs: usize) -> Vec<(String, String)> {
+pub(crate) fn env_for(l: &Loaded, jobs: usize) -> Vec<(String, String)> {
     let mut env = sandbox::base_env(l.recipe.source_date_epoch(), jobs);
     for (k, v) in &l.recipe.env {
         env.retain(|(ek, _)| ek != k);
@@ -228,7 +228,12 @@ pub fn env_for(l: &Loaded, jobs: usize) -> Vec<(String, String)> {
 /// Put a recipe's inputs into the build directory `build`: sources unpacked to `src/` (or
 /// copied to `sources/`), declared files to `files/`, an empty `src/` when nothing is unpacked
 /// (scripts always start there). Shared by builds, menuconfig and the overhead benchmark.
-pub fn stage_inputs(project: &Project, fetcher: &Fetcher, l: &Loaded, build: &Path) -> Result<()> {
+pub(crate) fn stage_inputs(
+    project: &Project,
+    fetcher: &Fetcher,
+    l: &Loaded,
+    build: &Path,
+) -> Result<()> {
     let bdir = Dir::create(build)?;
     bdir.create_dir_all(Path::new("src"))?;
     for (s, w) in l.recipe.sources.iter().zip(sources::wants_for(&l.recipe, project)) {
@@ -252,7 +257,7 @@ pub fn stage_inputs(project: &Project, fetcher: &Fetcher, l: &Loaded, build: &Pa
 }
 
 /// Copy the regular file `from` beneath `src` to `to` beneath `dest` (mode 0644 or 0755).
-pub fn copy_file(src: &Dir, from: &Path, dest: &Dir, to: &Path) -> Result<()> {
+pub(crate) fn copy_file(src: &Dir, from: &Path, dest: &Dir, to: &Path) -> Result<()> {
     let mut r = src.open_file(from)?;
     let exec = src.metadata(from)?.is_some_and(|m| m.mode & 0o111 != 0);
     let mut w = dest.create_file(to, if exec { 0o755 } else { 0o644 })?;
@@ -262,7 +267,7 @@ pub fn copy_file(src: &Dir, from: &Path, dest: &Dir, to: &Path) -> Result<()> {
 }
 
 /// Prepare `work/build` for a node; returns the sandbox binds.
-pub fn prepare(
+pub(crate) fn prepare(
     project: &Project,
     fetcher: &Fetcher,
     l: &Loaded,
@@ -452,7 +457,7 @@ fn commit_entry(tmp: &Path, dest: &Path, m: &Manifest) -> Result<()> {
 }
 
 /// Runs phases of one node in the sandbox over the toolchain.
-pub struct SandboxRunner<'a> {
+pub(crate) struct SandboxRunner<'a> {
     pub tc: &'a Toolchain,
     pub binds: &'a [Bind],
     pub env: &'a [(String, String)],
@@ -502,7 +507,7 @@ impl ScriptRunner for SandboxRunner<'_> {
 
 /// Re-create every directory's entries in reverse name order, so that readdir order differs
 /// from the first build's (reprotest's disorderfs, without FUSE).
-pub fn shuffle_dirents(root: &Dir) -> Result<()> {
+pub(crate) fn shuffle_dirents(root: &Dir) -> Result<()> {
     let mut dirs: Vec<PathBuf> = vec![PathBuf::new()];
     dirs.extend(root.walk()?.into_iter().filter(|e| e.kind == Kind::Dir).map(|e| e.path));
     dirs.sort_by(|a, b| b.cmp(a));

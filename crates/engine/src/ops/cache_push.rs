@@ -13,13 +13,22 @@ use reprovm_oci::spec::{self, ImageManifest};
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-/// `cache push`: TARGET's closure (built where missing) and its sources and .debs.
+/// `cache keygen FILE --name NAME`: a new signing key, its secret half in `file` and its
+/// public half beside it (`.pub`); returns the public key's text.
+pub fn keygen(name: &str, file: &std::path::Path) -> Result<String> {
+    keys::generate(name, file)
+}
+
+/// `cache push`: TARGET's closure (built where missing) and its sources and .debs, signed
+/// with the secret key in `sign_key` when one is given.
 pub fn push(
     ctx: &RunContext,
     repository: &str,
     target: &str,
-    key: Option<&keys::SecretKey>,
+    sign_key: Option<&std::path::Path>,
 ) -> Result<()> {
+    let key = sign_key.map(keys::SecretKey::load).transpose()?;
+    let key = key.as_ref();
     let (project, fetcher) = (&ctx.project, &ctx.fetcher);
     let cache = Cache::connect(repository)?;
     let graph = ctx.graph()?;

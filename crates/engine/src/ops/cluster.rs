@@ -29,9 +29,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The private networks every node is on, after eth0 (the management path).
-pub const NETWORKS: [&str; 2] = ["net1", "net2"];
+pub(crate) const NETWORKS: [&str; 2] = ["net1", "net2"];
 /// The most nodes a cluster has (addresses are `192.168.K.N` with N from 1).
-pub const MAX_NODES: usize = 99;
+pub(crate) const MAX_NODES: usize = 99;
 
 /// What a cluster runs.
 #[derive(Debug, Clone)]
@@ -72,7 +72,7 @@ impl Default for ClusterOptions {
 }
 
 /// One running VM.
-pub struct Node {
+pub(crate) struct Node {
     pub index: usize,
     pub name: String,
     pub ssh_port: u16,
@@ -82,12 +82,12 @@ pub struct Node {
 
 impl Node {
     /// The node's address on private network `net` (1 or 2).
-    pub fn address(&self, net: usize) -> String {
+    pub(crate) fn address(&self, net: usize) -> String {
         format!("192.168.{net}.{}", self.index)
     }
 
     /// Resident memory of its QEMU, in KiB (None once it has exited).
-    pub fn rss_kib(&self) -> Option<u64> {
+    pub(crate) fn rss_kib(&self) -> Option<u64> {
         let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
         s.lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -137,7 +137,7 @@ impl Drop for Hub {
 
 /// A running cluster. Dropping it stops every QEMU, the hubs, and removes the overlays
 /// (unless persisted).
-pub struct Cluster {
+pub(crate) struct Cluster {
     pub nodes: Vec<Node>,
     hubs: Vec<Hub>,
     run_dir: Option<PathBuf>,
@@ -162,7 +162,7 @@ fn catch_interrupts() {
 }
 
 /// Whether SIGINT or SIGTERM arrived.
-pub fn interrupted() -> bool {
+pub(crate) fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
 }
 
@@ -188,7 +188,7 @@ fn sweep_runs(dir: &Dir) -> Result<()> {
 
 impl Cluster {
     /// Start every node; returns when their QEMUs run (not when they have booted).
-    pub fn start(ctx: &RunContext, opts: &ClusterOptions) -> Result<Cluster> {
+    pub(crate) fn start(ctx: &RunContext, opts: &ClusterOptions) -> Result<Cluster> {
         let project = &ctx.project;
         anyhow::ensure!(
             project.arch.is_default(),
@@ -358,7 +358,7 @@ impl Cluster {
     }
 
     /// Wait until every node's console says it has booted (or one exits, or the deadline).
-    pub fn wait_booted(&mut self, deadline: Instant) -> Result<()> {
+    pub(crate) fn wait_booted(&mut self, deadline: Instant) -> Result<()> {
         let mut up = vec![false; self.nodes.len()];
         loop {
             if interrupted() {
@@ -406,7 +406,7 @@ impl Cluster {
     }
 
     /// Wait for every QEMU to exit (after a poweroff) until `deadline`; true when all have.
-    pub fn wait_exited(&mut self, deadline: Instant) -> Result<bool> {
+    pub(crate) fn wait_exited(&mut self, deadline: Instant) -> Result<bool> {
         loop {
             let mut all = true;
             for node in &mut self.nodes {
@@ -423,7 +423,7 @@ impl Cluster {
     }
 
     /// Run until interrupted or `timeout` passes, or every node has powered off.
-    pub fn wait(&mut self, timeout: Option<Duration>) -> Result<()> {
+    pub(crate) fn wait(&mut self, timeout: Option<Duration>) -> Result<()> {
         let until = timeout.map(|t| self.started + t);
         loop {
             if interrupted() {

@@ -56,7 +56,7 @@ impl RunContext {
     }
 
     /// A context over `project` with the download cache only: no mirror, no substituter.
-    pub fn plain(project: Project) -> RunContext {
+    pub(crate) fn plain(project: Project) -> RunContext {
         let fetcher = Fetcher::new(&project.downloads, Vec::new(), false);
         RunContext {
             project,
@@ -67,12 +67,12 @@ impl RunContext {
     }
 
     /// The connected substituters, if the run has any.
-    pub fn substituters(&self) -> Option<&Substituters> {
+    pub(crate) fn substituters(&self) -> Option<&Substituters> {
         self.substituters.as_ref()
     }
 
     /// The recipe graph with this run's `--use` substitutions applied.
-    pub fn graph(&self) -> Result<Graph> {
+    pub(crate) fn graph(&self) -> Result<Graph> {
         self.project.graph()
     }
 }

@@ -2,10 +2,12 @@
 //! (`steps::explain`).
 
 use crate::ops::context::RunContext;
-use crate::steps::explain::{diff_paths, FileDiff, Sides, Tools};
+use crate::steps::explain::{diff_paths, Tools};
 use crate::steps::toolchain;
 use anyhow::Result;
 use std::path::Path;
+
+pub use crate::steps::explain::{render, FileDiff, Sides};
 
 /// Compare `a` and `b`: every difference, explained (none: identical). `host_tools` reads
 /// ext4 images with debugfs/dumpe2fs from PATH (inside another builder's sandbox) instead of

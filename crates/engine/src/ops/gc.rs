@@ -7,7 +7,7 @@
 //! (recorded in `out/builds.jsonl`); the cache files of every pinned source and of every
 //! package set's lock; the current toolchain roots. Everything else in `out/store`,
 //! `out/cache/sha256` and `out/toolchain` goes (`--dry-run` lists it with its size), and so do
-//! the trees of audits that have exited ([`dead_audit_trees`]: rebuilds kept for inspection,
+//! the trees of audits that have exited (`dead_audit_trees`: rebuilds kept for inspection,
 //! cache entries being compared, the rebuilds' work roots on tmpfs); the `TARGET-last-logs`
 //! directories stay.
 
@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 
 /// What gc would remove, by kind.
 #[derive(Debug, Default)]
-pub struct Garbage {
+pub(crate) struct Garbage {
     pub entries: Vec<(String, u64)>,
     pub cache_files: Vec<(String, u64)>,
     pub toolchains: Vec<(String, u64)>,
@@ -98,7 +98,7 @@ pub fn gc(project: &Project, dry_run: bool, keep_last: usize) -> Result<GcReport
 
 /// Everything unreachable. The store lock keeps builds from adding to the store meanwhile (the
 /// caller also holds the download cache's lock exclusively).
-pub fn find(project: &Project, keep_last: usize, _store: &StoreLock) -> Result<Garbage> {
+pub(crate) fn find(project: &Project, keep_last: usize, _store: &StoreLock) -> Result<Garbage> {
     let graph = project.graph()?;
     let mut keep: BTreeSet<String> = BTreeSet::new();
     // Every architecture's pins and pinned closures (whatever `--arch` this run has).
@@ -162,8 +162,8 @@ pub fn find(project: &Project, keep_last: usize, _store: &StoreLock) -> Result<G
 
 /// Where an audit's rebuild works: on tmpfs when it fits (`SHM_WORK_PREFIX` + `NODE-PID`),
 /// else `LONG_WORK_DIR/NODE-PID` under `out/audit` (audit.rs names them; gc finds them).
-pub const SHM_WORK_PREFIX: &str = "reprovm-audit-variant-build-root-";
-pub const LONG_WORK_DIR: &str = "a-much-longer-variant-build-root-path";
+pub(crate) const SHM_WORK_PREFIX: &str = "reprovm-audit-variant-build-root-";
+pub(crate) const LONG_WORK_DIR: &str = "a-much-longer-variant-build-root-path";
 
 /// The trees of audits whose process has exited, with their sizes: the cache entries an
 /// audit was comparing (`out/audit/NODE-cache-PID`), the rebuilds' work roots
@@ -172,7 +172,7 @@ pub const LONG_WORK_DIR: &str = "a-much-longer-variant-build-root-path";
 /// which only `gc` removes: the next audit leaves them to be read). A kill -9 leaves the
 /// others; the next audit and `gc` remove them. (A process id says "exited" when no
 /// `/proc/PID` exists here: an `out/` shared across PID namespaces is not supported.)
-pub fn dead_audit_trees(project: &Project, kept: bool) -> Result<Vec<(PathBuf, u64)>> {
+pub(crate) fn dead_audit_trees(project: &Project, kept: bool) -> Result<Vec<(PathBuf, u64)>> {
     let dead = |name: &str| {
         audit_pid(name).is_some_and(|pid| {
             pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists()
@@ -206,7 +206,7 @@ pub fn dead_audit_trees(project: &Project, kept: bool) -> Result<Vec<(PathBuf, u
 }
 
 /// Remove `path` (a directory tree or a file) beneath its parent's handle.
-pub fn remove_path(path: &Path) -> Result<()> {
+pub(crate) fn remove_path(path: &Path) -> Result<()> {
     let parent = path.parent().context("no parent")?;
     let name = path.file_name().context("no name")?;
     Ok(Dir::open(parent)?.remove_all(Path::new(name))?)

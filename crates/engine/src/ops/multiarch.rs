@@ -22,13 +22,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The architectures a multi-architecture layout carries, in its indexes' order.
-pub const ARCHES: [Arch; 2] = [Arch::X86_64, Arch::Aarch64];
+pub(crate) const ARCHES: [Arch; 2] = [Arch::X86_64, Arch::Aarch64];
 
 /// `pins/multiarch.toml`: per target, per tag, the digest of its image index.
-pub type MultiarchPins = BTreeMap<String, BTreeMap<String, String>>;
+pub(crate) type MultiarchPins = BTreeMap<String, BTreeMap<String, String>>;
 
 /// Where the multi-architecture layout of `target` is written.
-pub fn layout_dir(out: &Path, target: &str) -> PathBuf {
+pub(crate) fn layout_dir(out: &Path, target: &str) -> PathBuf {
     out.join("multiarch").join("oci").join(target)
 }
 
@@ -87,7 +87,7 @@ pub fn write(ctx: &mut RunContext, target: &str, pin: bool) -> Result<PathBuf> {
     Ok(dest)
 }
 
-pub fn read_pins(path: &Path) -> Result<MultiarchPins> {
+pub(crate) fn read_pins(path: &Path) -> Result<MultiarchPins> {
     match std::fs::read_to_string(path) {
         Ok(text) => toml::from_str(&text)
             .map_err(|e| anyhow::format_err!("{}: {}", path.display(), e.message())),
@@ -116,7 +116,7 @@ fn platform_of(layout: &Layout, manifest: &Descriptor) -> Result<Platform> {
 /// and be an image of its own architecture; each tag becomes an image index of the tagged
 /// manifests, each with its platform; untagged entries (referrers) are kept. Returns each
 /// tag's index digest.
-pub fn merge(
+pub(crate) fn merge(
     layouts: &[(Arch, Layout)],
     dest: &Path,
     accept: &dyn Fn(&BTreeMap<String, String>) -> Result<()>,

@@ -45,7 +45,7 @@ pub struct SourceState {
     pub cached: bool,
 }
 
-pub fn plan(
+pub(crate) fn plan(
     project: &Project,
     graph: &Graph,
     target: &str,

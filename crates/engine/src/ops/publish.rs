@@ -7,9 +7,9 @@
 //! What a pull keeps of what the registry says refers to an image: only manifests whose
 //! `subject` is that image's digest, each under its own `artifactType`, once each. Every
 //! candidate a referrers list names is fetched once whatever the list repeats, and at most
-//! [`MAX_REFERRERS`] candidates are fetched in all (a list naming more is cut there, with a
+//! `MAX_REFERRERS` candidates are fetched in all (a list naming more is cut there, with a
 //! warning); a listed referrer the registry cannot serve is skipped with a warning. The bytes
-//! a pull takes are bounded in all (`--max-size`, default [`DEFAULT_PULL_LIMIT`]), counted
+//! a pull takes are bounded in all (`--max-size`, default 4 GiB), counted
 //! from what each descriptor declares before it is fetched.
 
 use crate::model::attestation::{
@@ -33,16 +33,14 @@ use std::path::Path;
 use std::time::Instant;
 
 /// The most layers a pulled manifest may have.
-pub const MAX_LAYERS: usize = 256;
+pub(crate) const MAX_LAYERS: usize = 256;
 /// The most layers a referrer (a signature, an attestation: one or two) may have, so that
 /// the cap on referrers also caps the requests they cost.
-pub const MAX_REFERRER_LAYERS: usize = 8;
+pub(crate) const MAX_REFERRER_LAYERS: usize = 8;
 /// The most referrer candidates a pull fetches (kept or not).
-pub const MAX_REFERRERS: usize = 64;
-/// What a pull may take in all unless told otherwise (`pull --max-size`): 4 GiB.
-pub const DEFAULT_PULL_LIMIT: u64 = 4 << 30;
+pub(crate) const MAX_REFERRERS: usize = 64;
 /// The largest image config a pull takes.
-pub const CONFIG_LIMIT: u64 = 4 << 20;
+pub(crate) const CONFIG_LIMIT: u64 = 4 << 20;
 
 /// `push TARGET REFERENCE`: build TARGET (an OCI layout) if needed and push every tag of it;
 /// `REFERENCE` may add one more tag (`REGISTRY/REPO:TAG`).
@@ -459,7 +457,7 @@ fn pull_referrer(
 }
 
 /// The most platforms a pulled image index may list.
-pub const MAX_PLATFORMS: usize = 16;
+pub(crate) const MAX_PLATFORMS: usize = 16;
 
 /// Only a document's `mediaType` (to tell an index from a manifest).
 #[derive(serde::Deserialize)]

@@ -1,12 +1,17 @@
 //! The commands over the pinned package sets: `toolchain lock` (each set resolved through the
 //! archive's verified indexes), `toolchain materialize` and `show`, `sandbox-exec` (a command
 //! in the sandbox over the build toolchain) and `vagrant` (the pinned Vagrant in the sandbox).
-//! The command line only parses and renders; the store lock and the roots are taken here.
+//! `tool` and `nix` (a pinned program, as a command for the caller to run) are here too. The
+//! command line only parses and renders; the store lock and the roots are taken here.
 
 use crate::ops::context::RunContext;
-use crate::steps::toolchain::{self, archive::Archive, PackageSet};
+use crate::steps::host_tools::HostTools;
+use crate::steps::toolchain::{self, archive::Archive};
 use anyhow::Result;
 use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub use crate::steps::toolchain::PackageSet;
 
 /// The exit status of a program an operation ran for the user (`sandbox-exec`, `vagrant`):
 /// the program's own, which the command line passes on.
@@ -39,6 +44,34 @@ pub fn sandbox_exec(ctx: &RunContext, cmd: &[String]) -> Result<ProgramStatus> {
     let code =
         reprovm_sandbox::exec_capture(&root, cmd, crate::model::recipe::DEFAULT_SOURCE_DATE_EPOCH)?;
     Ok(ProgramStatus(code))
+}
+
+/// `tool --list`: the programs of the pinned host tools (pins/tools.lock), materialised.
+pub fn host_tool_programs(ctx: &RunContext) -> Result<Vec<String>> {
+    HostTools::get(&ctx.project, &ctx.fetcher)?.programs()
+}
+
+/// `tool PROGRAM ARGS`: the command running the pinned host tool `program` (pins/tools.lock,
+/// or, for the archive's verifier and sq, pins/archive.lock) with `args`.
+pub fn host_tool(ctx: &RunContext, program: &str, args: &[String]) -> Result<Command> {
+    let tools = HostTools::get(&ctx.project, &ctx.fetcher)?;
+    let tools = match tools.has(program) {
+        true => tools,
+        false => match HostTools::archive(&ctx.project, &ctx.fetcher)? {
+            archive if archive.has(program) => archive,
+            _ => tools,
+        },
+    };
+    tools.command_with_args(program, args)
+}
+
+/// `nix PROGRAM ARGS`: the command running the pinned Nix's `program` (pins/nix.lock) with
+/// `args`. Nix runs beside builds: the store lock is taken only to materialise it.
+pub fn nix(ctx: &RunContext, program: &str, args: &[String]) -> Result<Command> {
+    let tools = toolchain::find_or_ensure_set(&ctx.project, &ctx.fetcher, PackageSet::Nix)?;
+    let mut c = toolchain::nix_command(&tools.root, program)?;
+    c.args(args);
+    Ok(c)
 }
 
 /// `vagrant ARGS`: the pinned Vagrant in the build sandbox over its own root, with `dir` at

@@ -17,7 +17,7 @@ const PROGRAM_DIRS: [&str; 2] = ["usr/bin", "usr/sbin"];
 
 /// A materialised root of the pinned host tools.
 #[derive(Debug, Clone)]
-pub struct HostTools {
+pub(crate) struct HostTools {
     pub root: PathBuf,
     /// `debian trixie qemu-system-x86 1:10.0...`: for messages.
     pub label: String,
@@ -25,7 +25,7 @@ pub struct HostTools {
 
 /// UEFI firmware images of the tools root.
 #[derive(Debug, Clone)]
-pub struct Firmware {
+pub(crate) struct Firmware {
     /// The code flash (read-only).
     pub code: PathBuf,
     /// The variable store template: every boot gets a writable copy.
@@ -35,13 +35,13 @@ pub struct Firmware {
 impl HostTools {
     /// The pinned tools, materialised from `pins/tools.lock` when they are not yet. Takes the
     /// store lock only to materialise (a running build holds it: the first use waits for it).
-    pub fn get(project: &Project, fetcher: &Fetcher) -> Result<HostTools> {
+    pub(crate) fn get(project: &Project, fetcher: &Fetcher) -> Result<HostTools> {
         Self::of_set(project, fetcher, PackageSet::Tools)
     }
 
     /// The Debian archive's verifier and keyring (`pins/archive.lock`: sqv, sq,
     /// debian-archive-keyring), materialised like the host tools and run the same way.
-    pub fn archive(project: &Project, fetcher: &Fetcher) -> Result<HostTools> {
+    pub(crate) fn archive(project: &Project, fetcher: &Fetcher) -> Result<HostTools> {
         Self::of_set(project, fetcher, PackageSet::Archive)
     }
 
@@ -51,7 +51,7 @@ impl HostTools {
     }
 
     /// Whether the root has `program`.
-    pub fn has(&self, program: &str) -> bool {
+    pub(crate) fn has(&self, program: &str) -> bool {
         self.program_file(program).is_ok()
     }
 
@@ -78,7 +78,7 @@ impl HostTools {
     }
 
     /// Every program the root has, sorted.
-    pub fn programs(&self) -> Result<Vec<String>> {
+    pub(crate) fn programs(&self) -> Result<Vec<String>> {
         let dir = reprovm_fs::beneath::Dir::open(&self.root)?;
         let mut out = Vec::new();
         for d in PROGRAM_DIRS {
@@ -99,7 +99,7 @@ impl HostTools {
 
     /// A command running `program` of the pinned tools, set up to use the root's own data:
     /// QEMU's firmware and option ROMs (`-L`) and modules, skopeo's policy and registries.
-    pub fn command(&self, program: &str) -> Result<Command> {
+    pub(crate) fn command(&self, program: &str) -> Result<Command> {
         let file = self.program_file(program)?;
         let mut c = toolchain::root_program(&self.root, &file, program)?;
         if program.starts_with("qemu-system-") {
@@ -119,7 +119,7 @@ impl HostTools {
 
     /// `command`, with the caller's arguments, for `cargo xtask tool`. skopeo gets the root's
     /// trust policy unless the arguments name one (it is a global option, so it goes first).
-    pub fn command_with_args(&self, program: &str, args: &[String]) -> Result<Command> {
+    pub(crate) fn command_with_args(&self, program: &str, args: &[String]) -> Result<Command> {
         let mut c = self.command(program)?;
         if program == "skopeo" && !args.iter().any(|a| a.starts_with("--policy")) {
             c.arg("--policy").arg(self.root.join("etc/containers/policy.json"));
@@ -129,13 +129,13 @@ impl HostTools {
     }
 
     /// OVMF, the x86_64 UEFI firmware.
-    pub fn ovmf(&self) -> Result<Firmware> {
+    pub(crate) fn ovmf(&self) -> Result<Firmware> {
         self.firmware("usr/share/OVMF/OVMF_CODE_4M.fd", "usr/share/OVMF/OVMF_VARS_4M.fd")
     }
 
     /// The UEFI firmware for QEMU guests of `arch`: OVMF, or AAVMF (ArmVirtQemu, 64 MiB
     /// flash images, no Secure Boot) for QEMU's arm64 virt machine.
-    pub fn uefi_firmware(&self, arch: crate::model::arch::Arch) -> Result<Firmware> {
+    pub(crate) fn uefi_firmware(&self, arch: crate::model::arch::Arch) -> Result<Firmware> {
         match arch {
             crate::model::arch::Arch::X86_64 => self.ovmf(),
             crate::model::arch::Arch::Aarch64 => self.firmware(

@@ -9,7 +9,7 @@ use reprovm_fs::hash::{sha256_file, Hasher};
 use std::path::Path;
 
 /// A UUID (RFC 4122 version 4 layout) derived from an id and a purpose.
-pub fn derived_uuid(id: &str, purpose: &str) -> String {
+pub(crate) fn derived_uuid(id: &str, purpose: &str) -> String {
     let mut h = Hasher::new("reprovm-uuid");
     h.field("input", id.as_bytes());
     h.field("purpose", purpose.as_bytes());
@@ -23,7 +23,7 @@ pub fn derived_uuid(id: &str, purpose: &str) -> String {
 }
 
 /// Image size in MiB: from the recipe, or content plus headroom (at least 64 MiB).
-pub fn size_mib(spec: &ImageSpec, content_bytes: u64) -> u64 {
+pub(crate) fn size_mib(spec: &ImageSpec, content_bytes: u64) -> u64 {
     if let Some(s) = spec.size_mib {
         return s;
     }
@@ -35,7 +35,7 @@ pub fn size_mib(spec: &ImageSpec, content_bytes: u64) -> u64 {
 /// The identity the image's UUID and hash seed derive from: the rootfs tar's bytes, the
 /// `[image]` parameters and the vendored mke2fs.conf. All of them are the same for every
 /// builder, so the xtask and Nix make the same image.
-pub fn image_id(
+pub(crate) fn image_id(
     spec: &ImageSpec,
     size_mib: u64,
     rootfs_tar: &Path,
@@ -53,7 +53,7 @@ pub fn image_id(
 /// build directory `build_dir` as the script sees it (recipe files under `files/`) with `$OUT`.
 /// `rootfs_tar` is the tar on the host (hashed for the id); `rootfs_in_script` the same file
 /// as the script sees it.
-pub fn mke2fs_script(
+pub(crate) fn mke2fs_script(
     l: &Loaded,
     spec: &ImageSpec,
     host_build_dir: &Path,

@@ -2,16 +2,16 @@
 //! binary cache's entry, the step sequence and its rootfs, image, media and OCI layout steps),
 //! the host tools, the results copied to `out/`, and explanations of differences.
 
-pub mod attest;
-pub mod explain;
-pub mod host_tools;
-pub mod image;
-pub mod media;
-pub mod oci_layout;
-pub mod results;
-pub mod rootfs;
-pub mod runner;
-pub mod sequence;
-pub mod sources;
+pub(crate) mod attest;
+pub(crate) mod explain;
+pub(crate) mod host_tools;
+pub(crate) mod image;
+pub(crate) mod media;
+pub(crate) mod oci_layout;
+pub(crate) mod results;
+pub(crate) mod rootfs;
+pub(crate) mod runner;
+pub(crate) mod sequence;
+pub(crate) mod sources;
 pub mod substitution;
-pub mod toolchain;
+pub(crate) mod toolchain;

@@ -17,13 +17,13 @@ use reprovm_oci::spec::{self, Descriptor, ImageConfig, ImageManifest, RootFs};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-pub use reprovm_oci::{CREATED, RECIPES, REVISION, TITLE, VERSION};
+pub(crate) use reprovm_oci::{CREATED, RECIPES, REVISION, TITLE, VERSION};
 
 /// Content digest of the recipes that define `name`: the TOML of every recipe in its closure
 /// and every file, fragment and overlay they list. Both builders see exactly these (Nix gives
 /// each derivation that slice of recipes/), so both compute the same value; it is the
 /// layouts' `revision`: what defines the artifact, independent of where it was built.
-pub fn recipes_digest(recipes: &Path, graph: &Graph, name: &str) -> Result<String> {
+pub(crate) fn recipes_digest(recipes: &Path, graph: &Graph, name: &str) -> Result<String> {
     let dir = Dir::open(recipes)?;
     let mut h = Hasher::new("reprovm-recipes-v1");
     let mut files = BTreeSet::new();
@@ -81,7 +81,7 @@ fn content_digest(base: &Dir, rel: &Path, h: &mut Hasher) -> Result<()> {
 }
 
 /// What the `[oci]` step reads.
-pub struct OciInputs<'a> {
+pub(crate) struct OciInputs<'a> {
     pub recipe: &'a Loaded,
     pub spec: &'a OciSpec,
     /// The build directory the spec's paths are relative to.
@@ -115,7 +115,7 @@ impl OciInputs<'_> {
 }
 
 /// Write the layout into `out`.
-pub fn write_layout(i: &OciInputs, out: &Path) -> Result<()> {
+pub(crate) fn write_layout(i: &OciInputs, out: &Path) -> Result<()> {
     let r = &i.recipe.recipe;
     let oci = i.spec;
     let w = LayoutWriter::create(out)?;

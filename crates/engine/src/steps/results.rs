@@ -17,7 +17,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 /// Files copied to `out/` when a build produces them.
-pub const RESULTS: [&str; 14] = [
+pub(crate) const RESULTS: [&str; 14] = [
     "hd.img",
     "bzImage",
     "Image",
@@ -50,7 +50,7 @@ struct Stamp {
 
 /// An OCI layout result: `out/oci/NAME` becomes a symlink to the entry's read-only output
 /// (a layout is only read: by skopeo, umoci, `push`), replaced atomically when it changes.
-pub fn link_layout(out_dir: &Path, name: &str, entry: &Path) -> Result<()> {
+pub(crate) fn link_layout(out_dir: &Path, name: &str, entry: &Path) -> Result<()> {
     let layout = store::out_dir(entry);
     if !layout.join("oci-layout").is_file() {
         return Ok(());
@@ -69,7 +69,7 @@ pub fn link_layout(out_dir: &Path, name: &str, entry: &Path) -> Result<()> {
 }
 
 /// Copy the entry's results to `out_dir`.
-pub fn link(out_dir: &Path, entry: &Path, manifest: &Manifest) -> Result<()> {
+pub(crate) fn link(out_dir: &Path, entry: &Path, manifest: &Manifest) -> Result<()> {
     let src = Dir::open(&store::out_dir(entry))?;
     let dest = Dir::create(out_dir)?;
     let mut stamps: BTreeMap<String, Stamp> = match dest.metadata(Path::new(STAMPS))? {
@@ -132,7 +132,7 @@ fn mtime_ns(md: &std::fs::Metadata) -> i128 {
 
 /// Copy the regular file `from` (beneath `src`) to `to` (beneath `dest`) keeping holes, via
 /// a temp file and rename; mode 0644 (the store's copy is read-only, this one is for use).
-pub fn sparse_copy(src: &Dir, from: &Path, dest: &Dir, to: &Path) -> Result<()> {
+pub(crate) fn sparse_copy(src: &Dir, from: &Path, dest: &Dir, to: &Path) -> Result<()> {
     let mut r = src.open_file(from)?;
     let len = r.metadata()?.len();
     let tmp = to.with_file_name(format!(

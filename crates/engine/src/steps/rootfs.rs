@@ -14,7 +14,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Node {
+pub(crate) enum Node {
     Dir { mode: u32 },
     File { data: Vec<u8>, mode: u32 },
     Symlink { target: String },
@@ -23,7 +23,7 @@ pub enum Node {
 
 /// A root file system tree keyed by path relative to `/` (no leading slash).
 #[derive(Debug, Default)]
-pub struct Tree {
+pub(crate) struct Tree {
     pub nodes: BTreeMap<PathBuf, Node>,
 }
 
@@ -32,7 +32,7 @@ impl Tree {
     /// (overlays are applied in order), except that a directory never replaces a directory's
     /// contents. As on a real file system, nothing is written through a symlink: a path whose
     /// parent, or a directory whose place, is a symlink of the tree is refused.
-    pub fn insert(&mut self, path: &Path, node: Node) -> Result<()> {
+    pub(crate) fn insert(&mut self, path: &Path, node: Node) -> Result<()> {
         let mut p = PathBuf::new();
         let comps: Vec<_> = path.components().collect();
         for c in &comps[..comps.len().saturating_sub(1)] {
@@ -79,7 +79,7 @@ impl Tree {
 
     /// Copy the file, symlink or directory tree `rel` beneath `base` into `dest`. Nothing is
     /// followed: a path through a symlink is refused, and symlinks are copied as symlinks.
-    pub fn add_host(&mut self, base: &Dir, rel: &Path, dest: &Path) -> Result<()> {
+    pub(crate) fn add_host(&mut self, base: &Dir, rel: &Path, dest: &Path) -> Result<()> {
         let meta = base
             .metadata(rel)?
             .with_context(|| format!("{} does not exist", base.path().join(rel).display()))?;
@@ -117,7 +117,7 @@ impl Tree {
     }
 
     /// Apply a tarball overlay (any compression), refusing hostile member names.
-    pub fn add_tar(&mut self, tarball: std::fs::File) -> Result<()> {
+    pub(crate) fn add_tar(&mut self, tarball: std::fs::File) -> Result<()> {
         let mut ar = tar::Archive::new(archive::tar_stream(tarball)?);
         for e in ar.entries()? {
             let mut e = e?;
@@ -165,7 +165,7 @@ impl Tree {
 
     /// Write the tree as a deterministic tar (GNU format, sorted, owned by root:root by id and
     /// name, fixed mtime), through the one archive writer.
-    pub fn write_tar(&self, w: impl Write, mtime: u64) -> Result<()> {
+    pub(crate) fn write_tar(&self, w: impl Write, mtime: u64) -> Result<()> {
         use reprovm_fs::archive_write::{Entry, Format, TarWriter};
         let mut tar = TarWriter::new(w, Format::Gnu, mtime).owner_names("root");
         for (path, node) in &self.nodes {
@@ -193,7 +193,7 @@ impl Tree {
 
     /// What identifies this tree: the first 16 hex digits of the sha256 of its listing (every
     /// path, type, mode, size and content hash), the same for every builder.
-    pub fn build_id(&self) -> String {
+    pub(crate) fn build_id(&self) -> String {
         let mut h = reprovm_fs::hash::Hasher::new("reprovm-build-id-v1");
         for (p, n) in &self.nodes {
             let line = match n {
@@ -212,7 +212,7 @@ impl Tree {
     }
 
     /// Bytes of file content (for sizing images).
-    pub fn content_bytes(&self) -> u64 {
+    pub(crate) fn content_bytes(&self) -> u64 {
         self.nodes
             .values()
             .map(|n| if let Node::File { data, .. } = n { data.len() as u64 } else { 0 })
@@ -234,7 +234,7 @@ fn os_release(text: &str, version: &str, build_id: &str) -> Vec<u8> {
 /// Build the root file system of a `[rootfs]` recipe into `out/rootfs.tar`. `deps` maps each
 /// dependency to its output directory; shared libraries come from `root` (the pinned toolchain
 /// in the xtask's builds, `/` inside a Nix build, where RUNPATHs point into /nix/store).
-pub fn write_rootfs(
+pub(crate) fn write_rootfs(
     recipes: &Path,
     root: &Path,
     l: &Loaded,
@@ -367,7 +367,7 @@ pub fn write_rootfs(
 }
 
 /// The rootfs content size an `[image]` recipe sizes itself by (written by [`assemble`]).
-pub fn content_bytes(rootfs_out: &Path) -> Result<u64> {
+pub(crate) fn content_bytes(rootfs_out: &Path) -> Result<u64> {
     let text = String::from_utf8(Dir::open(rootfs_out)?.read(Path::new("content-bytes"))?)?;
     text.trim()
         .parse()

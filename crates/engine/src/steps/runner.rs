@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 /// Runs a recipe's shell steps where its tools are: the xtask's sandbox over the pinned
 /// toolchain, or `sh` on PATH inside another builder's sandbox.
-pub trait ScriptRunner {
+pub(crate) trait ScriptRunner {
     /// The build directory as scripts see it (`/build` in the xtask's sandbox).
     fn build_dir(&self) -> &Path;
     /// Run `script` with `sh -eu` as the phase named `phase`; a non-zero exit is an error.
@@ -22,10 +22,10 @@ pub trait ScriptRunner {
 }
 
 /// systemd's UEFI stubs in the toolchain (Debian's systemd-boot-efi).
-pub const EFI_STUB_DIR: &str = "/usr/lib/systemd/boot/efi";
+pub(crate) const EFI_STUB_DIR: &str = "/usr/lib/systemd/boot/efi";
 
 /// What the steps read and write, as host paths.
-pub struct StepPaths<'a> {
+pub(crate) struct StepPaths<'a> {
     /// The recipe directory (overlays are read beneath it).
     pub recipes: &'a Path,
     /// The build directory (recipe files at `files/`, the configured tree).

@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use std::path::PathBuf;
 
 /// Run every step the recipe declares, in order.
-pub fn run(
+pub(crate) fn run(
     l: &Loaded,
     paths: &StepPaths,
     source_date_epoch: i64,

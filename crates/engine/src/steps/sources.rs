@@ -29,7 +29,7 @@ fn recipe_names(graph: &Graph, target: Option<&str>) -> Result<Vec<String>> {
 
 /// Every source pin of the graph (or of a target's closure), one request per distinct hash
 /// (kernel recipes share a tarball).
-pub fn wants(graph: &Graph, target: Option<&str>, project: &Project) -> Result<Vec<Want>> {
+pub(crate) fn wants(graph: &Graph, target: Option<&str>, project: &Project) -> Result<Vec<Want>> {
     let mut out: Vec<Want> = Vec::new();
     for name in recipe_names(graph, target)? {
         for w in wants_for(&graph.get(&name)?.recipe, project) {
@@ -42,7 +42,11 @@ pub fn wants(graph: &Graph, target: Option<&str>, project: &Project) -> Result<V
 }
 
 /// `fetch --list`: one entry per recipe and source.
-pub fn list(graph: &Graph, target: Option<&str>, project: &Project) -> Result<Vec<SourceListing>> {
+pub(crate) fn list(
+    graph: &Graph,
+    target: Option<&str>,
+    project: &Project,
+) -> Result<Vec<SourceListing>> {
     let mut out = Vec::new();
     for name in recipe_names(graph, target)? {
         for w in wants_for(&graph.get(&name)?.recipe, project) {
@@ -60,7 +64,7 @@ pub fn list(graph: &Graph, target: Option<&str>, project: &Project) -> Result<Ve
 
 /// Fetch requests for one recipe's sources: upstream URLs first, then the Debian mirrors, then
 /// Debian's snapshot archive (at the recipe's snapshot time).
-pub fn wants_for(recipe: &Recipe, project: &Project) -> Vec<Want> {
+pub(crate) fn wants_for(recipe: &Recipe, project: &Project) -> Vec<Want> {
     recipe
         .sources
         .iter()

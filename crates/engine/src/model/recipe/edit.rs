@@ -7,7 +7,7 @@ use toml_edit::{DocumentMut, Item, Table, Value};
 /// A source pin's new values. The source is found by its current `file`, in `[[source]]` or,
 /// with `version_key`, in `[[versions."KEY".source]]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceEdit {
+pub(crate) struct SourceEdit {
     pub version_key: Option<String>,
     pub old_file: String,
     pub file: String,
@@ -56,7 +56,7 @@ fn node_table<'a>(doc: &'a mut DocumentMut, key: Option<&str>) -> Result<&'a mut
 }
 
 /// Apply `edit` to the recipe `text`.
-pub fn edit_source(text: &str, edit: &SourceEdit) -> Result<String> {
+pub(crate) fn edit_source(text: &str, edit: &SourceEdit) -> Result<String> {
     let mut doc: DocumentMut = text.parse().context("the recipe does not parse")?;
     let node = node_table(&mut doc, edit.version_key.as_deref())?;
     if node.get("version").and_then(Item::as_str) == Some(edit.old_upstream.as_str()) {

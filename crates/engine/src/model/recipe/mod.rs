@@ -7,35 +7,35 @@
 //! spans).
 
 mod debian_fields;
-pub mod edit;
+pub(crate) mod edit;
 pub mod placeholders;
-pub mod position;
+pub(crate) mod position;
 mod sections;
 mod syntax;
 mod validate;
 
-pub use syntax::{
-    dep_path, is_media_type, is_oci_tag, parse_device, parse_dir, parse_duration, parse_install,
-    parse_symlink, tree_path, Device, Install,
+pub(crate) use syntax::{
+    dep_path, is_oci_tag, parse_device, parse_dir, parse_duration, parse_install, parse_symlink,
+    tree_path,
 };
 
-pub use crate::model::arch::Arch;
-pub use sections::*;
+pub(crate) use crate::model::arch::Arch;
+pub(crate) use sections::*;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// How long a build may run when its recipe names no `timeout`.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(4 * 3600);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(4 * 3600);
 
 /// SOURCE_DATE_EPOCH of every build unless a recipe sets its own in `env`
 /// (2024-01-01T00:00:00Z; fixed, so that no build depends on when it ran).
-pub const DEFAULT_SOURCE_DATE_EPOCH: i64 = 1_704_067_200;
+pub(crate) const DEFAULT_SOURCE_DATE_EPOCH: i64 = 1_704_067_200;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct Recipe {
+pub(crate) struct Recipe {
     pub name: String,
     /// The version; may be a dependency's (`{kernel.version}`, see `placeholders`).
     pub version: String,
@@ -93,7 +93,7 @@ pub struct Recipe {
 
 impl Recipe {
     /// The recipe's SOURCE_DATE_EPOCH (its `[env]` value, validated at parse time).
-    pub fn source_date_epoch(&self) -> i64 {
+    pub(crate) fn source_date_epoch(&self) -> i64 {
         self.env
             .get("SOURCE_DATE_EPOCH")
             .and_then(|v| v.parse().ok())
@@ -101,7 +101,7 @@ impl Recipe {
     }
 
     /// The build's time limit.
-    pub fn timeout(&self) -> anyhow::Result<Duration> {
+    pub(crate) fn timeout(&self) -> anyhow::Result<Duration> {
         match &self.timeout {
             None => Ok(DEFAULT_TIMEOUT),
             Some(t) => {
@@ -115,7 +115,7 @@ impl Recipe {
 /// else (files, fragments, scripts) is the recipe's.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct OtherVersion {
+pub(crate) struct OtherVersion {
     pub version: String,
     #[serde(default, rename = "source")]
     pub sources: Vec<SourcePin>,
@@ -123,7 +123,7 @@ pub struct OtherVersion {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct SourcePin {
+pub(crate) struct SourcePin {
     /// File name of the archive (used for messages, mirror look-ups and type detection).
     pub file: String,
     pub sha256: String,
@@ -143,7 +143,7 @@ pub struct SourcePin {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct DebianFile {
+pub(crate) struct DebianFile {
     pub package: String,
     /// The Debian source version holding this file (documentation; the pool path needs only
     /// the package and file name).
@@ -157,7 +157,7 @@ pub struct DebianFile {
 
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct Build {
+pub(crate) struct Build {
     /// Shell script run by /bin/sh -eu before the configuration check (kernel recipes).
     #[serde(default)]
     pub configure: String,
@@ -179,7 +179,7 @@ fn default_strip() -> usize {
 /// A parse or validation error, rendered as one line `FILE:LINE:COL: message`.
 #[derive(Debug, thiserror::Error)]
 #[error("{file}:{line}:{col}: {msg}")]
-pub struct RecipeError {
+pub(crate) struct RecipeError {
     pub file: String,
     pub line: usize,
     pub col: usize,
@@ -188,14 +188,15 @@ pub struct RecipeError {
 
 /// Parse and validate a recipe's text for the default architecture; `display` names the
 /// file in errors.
-pub fn parse(path: &Path, text: &str, display: &str) -> Result<Recipe, RecipeError> {
+#[cfg(test)]
+pub(crate) fn parse(path: &Path, text: &str, display: &str) -> Result<Recipe, RecipeError> {
     parse_for(path, text, display, Arch::X86_64)
 }
 
 /// Parse and validate a recipe's text as it is for `arch`: the recipe, with its
 /// `[arch.NAME]` table for `arch` merged over it, validated again after the merge (errors in
 /// what the merge made point at the `[arch.NAME]` table).
-pub fn parse_for(
+pub(crate) fn parse_for(
     path: &Path,
     text: &str,
     display: &str,
@@ -284,7 +285,7 @@ pub fn merge_table(base: &mut toml::Table, over: &toml::Table) {
 
 /// A node of the graph: a recipe (at one of its versions) together with where it came from.
 #[derive(Debug, Clone)]
-pub struct Loaded {
+pub(crate) struct Loaded {
     /// The recipe this node builds: at the node's version, its placeholders filled.
     pub recipe: Recipe,
     pub path: PathBuf,
@@ -303,7 +304,7 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    pub fn new(
+    pub(crate) fn new(
         recipe: Recipe,
         path: PathBuf,
         text: String,
@@ -322,7 +323,7 @@ impl Loaded {
     }
 
     /// The node's name in the graph: `kernel`, `kernel@6.18`, `hd-image@6.18`.
-    pub fn node(&self) -> String {
+    pub(crate) fn node(&self) -> String {
         match &self.variant {
             Some(key) => format!("{}@{key}", self.recipe.name),
             None => self.recipe.name.clone(),

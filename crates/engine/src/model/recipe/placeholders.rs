@@ -3,16 +3,16 @@
 //! `[oci] tags` and `[oci.annotations]` values. They let one recipe serve every version of
 //! what it packages: `firecracker-kernel-bin-oci@6.18` is tagged with kernel@6.18's version.
 //!
-//! Only `{NAME.FIELD}` with FIELD one of [`FIELDS`] is a placeholder; other braces are text
+//! Only `{NAME.FIELD}` with FIELD one of `FIELDS` is a placeholder; other braces are text
 //! (a shell's `${X}` has no dot). A placeholder naming something that is not a dependency is
 //! an error.
 
 /// The fields a placeholder may name.
-pub const FIELDS: [&str; 2] = ["version", "debian-version"];
+pub(crate) const FIELDS: [&str; 2] = ["version", "debian-version"];
 
 /// One `{DEP.FIELD}` found in a value.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Placeholder {
+pub(crate) struct Placeholder {
     pub dep: String,
     pub field: &'static str,
     /// Byte range of the whole `{…}` in the value.
@@ -20,7 +20,7 @@ pub struct Placeholder {
 }
 
 /// The placeholders in `value`, in order.
-pub fn find(value: &str) -> Vec<Placeholder> {
+pub(crate) fn find(value: &str) -> Vec<Placeholder> {
     let mut found = Vec::new();
     let mut from = 0;
     while let Some(open) = value[from..].find('{').map(|i| i + from) {
@@ -46,7 +46,7 @@ pub fn find(value: &str) -> Vec<Placeholder> {
 
 /// `value` with every placeholder replaced by `lookup(dep, field)`; the first error of
 /// `lookup` (an unknown dependency, a dependency without a Debian source) is returned.
-pub fn expand(
+pub(crate) fn expand(
     value: &str,
     mut lookup: impl FnMut(&str, &str) -> Result<String, String>,
 ) -> Result<String, String> {
@@ -62,7 +62,7 @@ pub fn expand(
 }
 
 /// Whether `value` holds a placeholder.
-pub fn has_any(value: &str) -> bool {
+pub(crate) fn has_any(value: &str) -> bool {
     !find(value).is_empty()
 }
 

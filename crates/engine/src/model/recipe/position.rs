@@ -4,26 +4,26 @@
 
 /// One step of a key path: a table key or an array index.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
+pub(crate) enum Step {
     Key(String),
     Index(usize),
 }
 
 /// A path of keys and indices into a recipe, for [`of`].
-pub type KeyPath = Vec<Step>;
+pub(crate) type KeyPath = Vec<Step>;
 
 /// `key("source")`: a step by key.
-pub fn key(k: &str) -> Step {
+pub(crate) fn key(k: &str) -> Step {
     Step::Key(k.to_string())
 }
 
 /// `index(2)`: a step by array index.
-pub fn index(i: usize) -> Step {
+pub(crate) fn index(i: usize) -> Step {
     Step::Index(i)
 }
 
 /// 1-based line and column of a byte offset.
-pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
@@ -83,7 +83,7 @@ impl<'a> Node<'a> {
 
 /// The line and column of the value at `path` in `text`: as deep as the path can be followed
 /// (a missing key points at its table), the document's start when nothing is found.
-pub fn of(text: &str, path: &[Step]) -> (usize, usize) {
+pub(crate) fn of(text: &str, path: &[Step]) -> (usize, usize) {
     let Ok(doc) = toml_edit::ImDocument::parse(text) else { return (1, 1) };
     let mut node = Node::Item(doc.as_item());
     let mut span = None;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct Kconfig {
+pub(crate) struct Kconfig {
     /// The .config the configure script leaves, relative to /build.
     pub config: String,
     /// Fragment files (in `files`) whose every option must hold in the final .config.
@@ -15,7 +15,7 @@ pub struct Kconfig {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct RootfsSpec {
+pub(crate) struct RootfsSpec {
     /// Dependency outputs to copy: "DEP:SRC -> DEST" (SRC relative to the dep's output).
     #[serde(default)]
     pub install: Vec<String>,
@@ -43,7 +43,7 @@ pub struct RootfsSpec {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct ImageSpec {
+pub(crate) struct ImageSpec {
     /// Dependency that produced rootfs.tar.
     pub rootfs: String,
     pub label: String,
@@ -62,7 +62,7 @@ pub struct ImageSpec {
 /// further artifacts whose `subject` is the main manifest (OCI 1.1 referrers).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct OciSpec {
+pub(crate) struct OciSpec {
     /// Tags: `org.opencontainers.image.ref.name` in index.json, and what `push` sets.
     #[serde(default)]
     pub tags: Vec<String>,
@@ -94,7 +94,7 @@ pub struct OciSpec {
 /// A file of an OCI artifact: a path relative to the build directory and its media type.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct OciFile {
+pub(crate) struct OciFile {
     pub path: String,
     pub media_type: String,
 }
@@ -102,7 +102,7 @@ pub struct OciFile {
 /// `[[oci.referrer]]`: an artifact about the main manifest (e.g. the kernel's .config).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct OciReferrer {
+pub(crate) struct OciReferrer {
     pub artifact_type: String,
     #[serde(rename = "file")]
     pub files: Vec<OciFile>,
@@ -111,7 +111,7 @@ pub struct OciReferrer {
 /// `[initramfs]`: the root file system tar of a dependency as a newc cpio (gzip).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct InitramfsSpec {
+pub(crate) struct InitramfsSpec {
     /// The dependency whose output holds rootfs.tar.
     pub rootfs: String,
 }
@@ -121,7 +121,7 @@ pub struct InitramfsSpec {
 /// dependency's hd.img, mounted by PARTUUID; plus the forms named in `formats`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct UefiSpec {
+pub(crate) struct UefiSpec {
     /// The dependency holding hd.img.
     pub image: String,
     /// The dependency holding bzImage.
@@ -147,7 +147,7 @@ pub struct UefiSpec {
 /// kernel image with the initramfs: a live system, no disk needed.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct IsoSpec {
+pub(crate) struct IsoSpec {
     /// The dependency holding bzImage.
     pub kernel: String,
     /// The dependency holding initramfs.cpio.gz.
@@ -166,4 +166,4 @@ pub struct IsoSpec {
 }
 
 /// The forms `[uefi] formats` may name.
-pub const DISK_FORMATS: [&str; 6] = ["vhd", "vhdx", "vmdk", "ova", "qcow2", "box"];
+pub(crate) const DISK_FORMATS: [&str; 6] = ["vhd", "vhdx", "vmdk", "ova", "qcow2", "box"];

@@ -6,7 +6,7 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 /// "30s", "90m", "4h" (a positive whole number and a unit).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let bad =
         || format!("timeout `{s}`: expected a number with a unit, like \"90m\", \"4h\" or \"30s\"");
     let (num, unit) = s.trim().split_at(s.trim().len().saturating_sub(1));
@@ -24,14 +24,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// An OCI tag: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}` (distribution-spec).
-pub fn is_oci_tag(t: &str) -> bool {
+pub(crate) fn is_oci_tag(t: &str) -> bool {
     (1..=128).contains(&t.len())
         && t.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
         && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
 /// A media type `type/subtype[+suffix]` (RFC 6838 restricted names, no parameters).
-pub fn is_media_type(m: &str) -> bool {
+pub(crate) fn is_media_type(m: &str) -> bool {
     let ok = |s: &str| {
         !s.is_empty()
             && s.len() <= 127
@@ -43,7 +43,7 @@ pub fn is_media_type(m: &str) -> bool {
 
 /// `DEP:SRC -> DEST` of `[rootfs] install`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Install {
+pub(crate) struct Install {
     pub dep: String,
     pub src: PathBuf,
     pub dest: PathBuf,
@@ -51,7 +51,7 @@ pub struct Install {
 
 /// `PATH c|b MAJOR MINOR MODE` of `[rootfs] devices`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Device {
+pub(crate) struct Device {
     pub path: PathBuf,
     pub block: bool,
     pub major: u32,
@@ -61,7 +61,7 @@ pub struct Device {
 
 /// A path inside a tree (a rootfs, a dependency's output, the recipes): relative (a leading
 /// `/` is allowed and means the tree's top where `allow_root` says so), never `..`.
-pub fn tree_path(p: &str, allow_root: bool) -> Result<PathBuf, String> {
+pub(crate) fn tree_path(p: &str, allow_root: bool) -> Result<PathBuf, String> {
     let mut out = PathBuf::new();
     for c in Path::new(p).components() {
         match c {
@@ -87,20 +87,20 @@ fn arrow(s: &str) -> Result<(&str, &str), String> {
 }
 
 /// `DEP:PATH`, with PATH inside the dependency's output.
-pub fn dep_path(s: &str) -> Result<(String, PathBuf), String> {
+pub(crate) fn dep_path(s: &str) -> Result<(String, PathBuf), String> {
     let (dep, rel) = s.split_once(':').ok_or_else(|| format!("`{s}`: expected `DEP:PATH`"))?;
     Ok((dep.trim().to_string(), tree_path(rel.trim(), false)?))
 }
 
 /// One `install` entry: `DEP:SRC -> DEST`.
-pub fn parse_install(i: &str) -> Result<Install, String> {
+pub(crate) fn parse_install(i: &str) -> Result<Install, String> {
     let (src, dest) = arrow(i)?;
     let (dep, src) = dep_path(src).map_err(|e| format!("install {e}"))?;
     Ok(Install { dep, src, dest: tree_path(dest, true)? })
 }
 
 /// One `dirs` entry: `PATH[:MODE]` (default 0755).
-pub fn parse_dir(d: &str) -> Result<(PathBuf, u32), String> {
+pub(crate) fn parse_dir(d: &str) -> Result<(PathBuf, u32), String> {
     match d.split_once(':') {
         Some((p, m)) => Ok((
             tree_path(p, true)?,
@@ -111,7 +111,7 @@ pub fn parse_dir(d: &str) -> Result<(PathBuf, u32), String> {
 }
 
 /// One `symlinks` entry: `LINK -> TARGET` (the target is symlink content, stored as is).
-pub fn parse_symlink(s: &str) -> Result<(PathBuf, String), String> {
+pub(crate) fn parse_symlink(s: &str) -> Result<(PathBuf, String), String> {
     let (link, target) = arrow(s)?;
     if target.is_empty() {
         return Err(format!("`{s}`: empty symlink target"));
@@ -120,7 +120,7 @@ pub fn parse_symlink(s: &str) -> Result<(PathBuf, String), String> {
 }
 
 /// One `devices` entry: `PATH c|b MAJOR MINOR MODE`.
-pub fn parse_device(d: &str) -> Result<Device, String> {
+pub(crate) fn parse_device(d: &str) -> Result<Device, String> {
     let f: Vec<&str> = d.split_whitespace().collect();
     if f.len() != 5 || !(f[1] == "c" || f[1] == "b") {
         return Err(format!("device `{d}`: expected `PATH c|b MAJOR MINOR MODE`"));

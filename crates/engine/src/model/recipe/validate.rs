@@ -14,7 +14,7 @@ use std::path::Path;
 
 type Invalid = (KeyPath, String);
 
-pub fn validate(path: &Path, r: &Recipe) -> Result<(), Invalid> {
+pub(crate) fn validate(path: &Path, r: &Recipe) -> Result<(), Invalid> {
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
     if r.name != stem {
         return Err((

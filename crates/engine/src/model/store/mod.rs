@@ -2,7 +2,7 @@
 //! `out/store/<hash>-<name>-<version>/` that hold their outputs and manifests, sealed
 //! read-only once committed and checked where they are used (`seal.rs`).
 
-pub mod seal;
+pub(crate) mod seal;
 
 use crate::model::graph::Graph;
 use crate::model::manifest::{self, Manifest};
@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Input hashes of a set of nodes, memoised: each is computed once per run.
-pub struct InputHashes<'a> {
+pub(crate) struct InputHashes<'a> {
     graph: &'a Graph,
     recipes: Dir,
     toolchain_id: String,
@@ -23,7 +23,7 @@ pub struct InputHashes<'a> {
 }
 
 impl<'a> InputHashes<'a> {
-    pub fn new(graph: &'a Graph, project: &Project, toolchain_id: &str) -> Result<Self> {
+    pub(crate) fn new(graph: &'a Graph, project: &Project, toolchain_id: &str) -> Result<Self> {
         let recipes = Dir::open(&project.recipes)?;
         Ok(InputHashes {
             graph,
@@ -37,7 +37,7 @@ impl<'a> InputHashes<'a> {
     /// hash of every source, the input hash of every dependency, the versions of the engine's
     /// steps it uses (`steps::versions`), and the toolchain identity.
     /// Not over where the checkout is, nor `-j`: outputs must not depend on them.
-    pub fn get(&mut self, name: &str) -> Result<String> {
+    pub(crate) fn get(&mut self, name: &str) -> Result<String> {
         if let Some(h) = self.memo.get(name) {
             return Ok(h.clone());
         }
@@ -107,7 +107,7 @@ fn filled_values(r: &crate::model::recipe::Recipe) -> String {
 
 /// Content hash of a file or directory tree beneath `base` (types, modes of files, contents,
 /// link targets); symlinks are hashed as symlinks.
-pub fn tree_hash(base: &Dir, rel: &Path) -> Result<String> {
+pub(crate) fn tree_hash(base: &Dir, rel: &Path) -> Result<String> {
     let meta = base
         .metadata(rel)?
         .with_context(|| format!("{} does not exist", base.path().join(rel).display()))?;
@@ -119,14 +119,14 @@ pub fn tree_hash(base: &Dir, rel: &Path) -> Result<String> {
 }
 
 /// Store entry directory for a node.
-pub fn entry_dir(project: &Project, name: &str, version: &str, input_hash: &str) -> PathBuf {
+pub(crate) fn entry_dir(project: &Project, name: &str, version: &str, input_hash: &str) -> PathBuf {
     project.store().join(format!("{}-{name}-{version}", &input_hash[..32]))
 }
 
 /// The entry's manifest: None when the node is not built (entries appear by atomic rename
 /// only, with their manifest). An entry whose manifest cannot be read or does not belong to
 /// it is an error naming the fix, never "not built".
-pub fn lookup(
+pub(crate) fn lookup(
     project: &Project,
     name: &str,
     version: &str,
@@ -159,7 +159,7 @@ pub struct BuiltNode {
 }
 
 /// The outputs of a built node.
-pub fn out_dir(entry: &Path) -> PathBuf {
+pub(crate) fn out_dir(entry: &Path) -> PathBuf {
     entry.join("out")
 }
 
@@ -167,13 +167,13 @@ pub fn out_dir(entry: &Path) -> PathBuf {
 /// the store, the toolchain roots or the work trees while it lives. Functions that write them
 /// take a `&StoreLock`, so holding it is a fact the compiler checks, not a comment.
 #[derive(Debug)]
-pub struct StoreLock {
+pub(crate) struct StoreLock {
     _lock: Lock,
 }
 
 /// The store lock of an output directory, taken exclusively; on the way in, the temp entries
 /// and work trees of killed processes are removed (nobody else can be writing them).
-pub fn store_exclusive(out: &Path) -> Result<StoreLock> {
+pub(crate) fn store_exclusive(out: &Path) -> Result<StoreLock> {
     let lock = Lock::exclusive(&out.join("store").join(".lock"))?;
     sweep_stale(out)?;
     Ok(StoreLock { _lock: lock })

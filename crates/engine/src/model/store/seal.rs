@@ -71,7 +71,7 @@ impl fmt::Display for Problem {
 
 /// An entry that is not what its manifest says (callers that branch downcast to it).
 #[derive(Debug, Clone, thiserror::Error)]
-pub struct Damaged {
+pub(crate) struct Damaged {
     pub entry: PathBuf,
     pub problems: Vec<Problem>,
 }
@@ -93,7 +93,7 @@ impl fmt::Display for Damaged {
 
 /// What the check at use found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Checked {
+pub(crate) enum Checked {
     /// Nothing touched since the seal.
     Sealed,
     /// Some inodes were touched (or there was no seal): these many files were hashed, all
@@ -103,7 +103,7 @@ pub enum Checked {
 
 /// What a full verification read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Verified {
+pub(crate) struct Verified {
     pub problems: Vec<Problem>,
     pub files: u64,
     pub bytes: u64,
@@ -251,7 +251,7 @@ fn manifest_problems(m: &Manifest) -> Vec<Problem> {
 /// Verify the entry at `entry` against `m` in full: every name, kind, mode, size and link
 /// target, every file's sha256, the manifest's own output hash, and (when the entry is
 /// sealed) the manifest's bytes against the seal's. Reads only.
-pub fn verify(entry: &Path, m: &Manifest) -> Result<Verified> {
+pub(crate) fn verify(entry: &Path, m: &Manifest) -> Result<Verified> {
     let top = Dir::open(entry).with_context(|| format!("store entry {}", entry.display()))?;
     let mut own = manifest_problems(m);
     if let Some(sealed) = read_seal(&top)? {
@@ -284,7 +284,7 @@ fn manifest_changed(top: &Dir, sealed: &Sealed) -> Result<Vec<Problem>> {
 }
 
 /// [`verify`], as an error naming the first problem when there is one.
-pub fn verify_or_refuse(entry: &Path, m: &Manifest) -> Result<Verified> {
+pub(crate) fn verify_or_refuse(entry: &Path, m: &Manifest) -> Result<Verified> {
     let v = verify(entry, m)?;
     if !v.problems.is_empty() {
         return Err(Damaged { entry: entry.to_path_buf(), problems: v.problems }.into());
@@ -319,7 +319,7 @@ fn read_seal(top: &Dir) -> Result<Option<Sealed>> {
 
 /// Seal the committed entry at `entry`: clear every write bit in it, then record the newest
 /// ctime. The entry directory itself is read-only too, but for the moment `.seal` is written.
-pub fn seal(entry: &Path) -> Result<()> {
+pub(crate) fn seal(entry: &Path) -> Result<()> {
     let top = Dir::open(entry)?;
     top.set_mode(Path::new(""), 0o755)?;
     for rel in [MANIFEST, OUT] {
@@ -360,7 +360,7 @@ pub fn seal(entry: &Path) -> Result<()> {
 /// The check at use (see the module's text): cheap when nothing was touched since the seal,
 /// the touched files hashed when something was, a full verification when there is no seal.
 /// Damage is a [`Damaged`] error naming the first problem.
-pub fn check(entry: &Path, m: &Manifest) -> Result<Checked> {
+pub(crate) fn check(entry: &Path, m: &Manifest) -> Result<Checked> {
     let top = Dir::open(entry)?;
     let Some(sealed) = read_seal(&top)? else {
         let v = verify_or_refuse(entry, m)?;

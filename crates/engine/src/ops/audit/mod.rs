@@ -101,7 +101,7 @@ pub struct Report {
     pub targets: Vec<TargetReport>,
 }
 
-pub const SCHEMA: &str = "reprovm-audit/4";
+pub(crate) const SCHEMA: &str = "reprovm-audit/4";
 
 const SIDES: Sides = Sides { a: "the store", b: "the rebuild" };
 
@@ -344,9 +344,10 @@ mod report;
 
 use against::*;
 use rebuild::*;
+pub use report::render;
+pub(crate) use report::write_bundle;
 #[cfg(test)]
 use report::*;
-pub use report::{render, write_bundle};
 
 pub(super) fn remove(p: &Path) -> Result<()> {
     match std::fs::symlink_metadata(p) {

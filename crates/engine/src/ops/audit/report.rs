@@ -120,7 +120,7 @@ pub(super) fn read_optional(p: &Path) -> Result<Option<Vec<u8>>> {
 }
 
 /// A zip whose bytes depend only on its contents: sorted names, fixed times, fixed method.
-pub fn write_bundle(project: &Project, report: &Report, path: &Path) -> Result<()> {
+pub(crate) fn write_bundle(project: &Project, report: &Report, path: &Path) -> Result<()> {
     let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     files.insert("report.json".into(), serde_json::to_vec_pretty(report)?);
     files.insert("report.txt".into(), render(report).into_bytes());

@@ -5,7 +5,7 @@ use super::*;
 
 /// Sign a Statement (its exact bytes) into a DSSE envelope with a cache key (`cache keygen`).
 /// Ed25519 is deterministic: the same Statement and key give the same envelope.
-pub fn sign_envelope(key: &SecretKey, statement: &[u8]) -> Envelope {
+pub(crate) fn sign_envelope(key: &SecretKey, statement: &[u8]) -> Envelope {
     let sig = key.sign_raw(&pae(IN_TOTO_PAYLOAD, statement));
     Envelope {
         payload_type: IN_TOTO_PAYLOAD.into(),
@@ -16,7 +16,7 @@ pub fn sign_envelope(key: &SecretKey, statement: &[u8]) -> Envelope {
 
 /// Why `verify` refuses an envelope: one line each.
 #[derive(Debug, thiserror::Error)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     #[error("not a DSSE envelope: {0}")]
     NotAnEnvelope(String),
     #[error("payload type `{0}`, not {IN_TOTO_PAYLOAD}")]
@@ -35,7 +35,7 @@ pub enum Refusal {
 
 /// A verified envelope: who signed it and what it says.
 #[derive(Debug)]
-pub struct Verified {
+pub(crate) struct Verified {
     pub key: keys::Signer,
     pub statement: Statement<serde_json::Value>,
 }
@@ -44,7 +44,7 @@ pub struct Verified {
 /// read its Statement, which must name at least one subject, each once, by name and sha256.
 /// A signature without a `keyid` (optional in DSSE) is tried against every trusted key;
 /// base64 may be standard or URL-safe (DSSE allows both).
-pub fn open_envelope(trusted: &[PublicKey], bytes: &[u8]) -> Result<Verified, Refusal> {
+pub(crate) fn open_envelope(trusted: &[PublicKey], bytes: &[u8]) -> Result<Verified, Refusal> {
     let env: Envelope =
         serde_json::from_slice(bytes).map_err(|e| Refusal::NotAnEnvelope(e.to_string()))?;
     if env.payload_type != IN_TOTO_PAYLOAD {
@@ -121,7 +121,10 @@ pub(super) fn decode_base64(s: &str) -> Result<Vec<u8>, base64::DecodeError> {
 /// the layout must verify, and every image in it must be a subject by digest. Only an untagged
 /// manifest whose `subject` is another manifest of the layout counts as a referrer and is left
 /// out; a tagged manifest is always an image to check. Returns how many were checked.
-pub fn check_subjects(statement: &Statement<serde_json::Value>, dir: &Path) -> Result<usize> {
+pub(crate) fn check_subjects(
+    statement: &Statement<serde_json::Value>,
+    dir: &Path,
+) -> Result<usize> {
     let shown = dir.display().to_string();
     if dir.join("oci-layout").is_file() {
         let layout = reprovm_oci::layout::Layout::open(dir)?;

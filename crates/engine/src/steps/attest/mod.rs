@@ -29,18 +29,18 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STA
 /// The version of what reprovm writes in attestations (the SBOM's tool version): bumped when
 /// the documents change shape, not with the crate, so that the bytes stay a function of the
 /// pinned inputs.
-pub const FORMAT_VERSION: &str = "1";
+pub(crate) const FORMAT_VERSION: &str = "1";
 /// `builder.id` of builds over `--host-toolchain` (not pinned; never equal to a pinned build).
-pub const BUILDER_ID_HOST_TOOLCHAIN: &str = "urn:reprovm:builder:xtask-host-toolchain:v1";
+pub(crate) const BUILDER_ID_HOST_TOOLCHAIN: &str = "urn:reprovm:builder:xtask-host-toolchain:v1";
 
 /// The architecture every output is built for (the kernel's name).
-pub const ARCHITECTURE: &str = "x86_64";
+pub(crate) const ARCHITECTURE: &str = "x86_64";
 /// The Debian architecture of the pinned toolchain's packages.
 const DEB_ARCH: &str = "amd64";
 
 /// What the build toolchain is, as far as an attestation can say: the pinned packages and
 /// their materialised root (for the copyright files), or a host root nobody pinned.
-pub enum ToolchainPackages<'a> {
+pub(crate) enum ToolchainPackages<'a> {
     /// The locks of the set that builds for the project's architecture (a layered set's
     /// base first), each package fetched with its own lock's snapshot time.
     Pinned {
@@ -53,7 +53,7 @@ pub enum ToolchainPackages<'a> {
 
 impl<'a> ToolchainPackages<'a> {
     /// The toolchain a project builds with (`root` is its materialised root).
-    pub fn of(project: &Project, root: &'a Path, fetcher: &'a Fetcher) -> Result<Self> {
+    pub(crate) fn of(project: &Project, root: &'a Path, fetcher: &'a Fetcher) -> Result<Self> {
         if project.host_toolchain {
             return Ok(ToolchainPackages::Host);
         }
@@ -80,7 +80,7 @@ fn owner_key(p: &LockedDeb) -> String {
 
 /// A node's provenance and SBOM, as the bytes that are pinned.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Attestations {
+pub(crate) struct Attestations {
     /// The in-toto Statement (SLSA Provenance v1), canonical JSON.
     pub provenance: Vec<u8>,
     /// The CycloneDX 1.6 BOM, canonical JSON.
@@ -90,7 +90,7 @@ pub struct Attestations {
 }
 
 /// Everything a node's attestations are made of.
-pub struct Inputs<'a> {
+pub(crate) struct Inputs<'a> {
     pub project: &'a Project,
     pub graph: &'a Graph,
     /// The node, as named in the graph (`hd-image`, `kernel@6.18`).
@@ -104,7 +104,7 @@ pub struct Inputs<'a> {
 }
 
 /// Make the provenance and the SBOM of `inputs.target`.
-pub fn attest(inputs: &Inputs) -> Result<Attestations> {
+pub(crate) fn attest(inputs: &Inputs) -> Result<Attestations> {
     let target = inputs.closure.last().context("attest: empty closure")?;
     anyhow::ensure!(
         target.name == inputs.target,
@@ -135,7 +135,7 @@ pub fn attest(inputs: &Inputs) -> Result<Attestations> {
 
 /// Every regular file of the output by path, and every manifest of an OCI layout by tag (or
 /// referrer type): what a registry, `skopeo inspect` and `verify` see.
-pub fn subjects(target: &BuiltNode, out: &Path) -> Result<Vec<ResourceDescriptor>> {
+pub(crate) fn subjects(target: &BuiltNode, out: &Path) -> Result<Vec<ResourceDescriptor>> {
     let mut out_subjects = Vec::new();
     for f in &target.manifest.files {
         if let (FileKind::File, Some(sha)) = (f.kind, &f.sha256) {
@@ -168,13 +168,14 @@ mod dsse;
 mod provenance;
 mod sbom;
 
-pub use dsse::{check_subjects, open_envelope, sign_envelope, Refusal, Verified};
+pub(crate) use dsse::{check_subjects, open_envelope, sign_envelope};
 use provenance::*;
 use sbom::*;
-pub use sbom::{deb_purl, source_purl};
+pub(crate) use sbom::{deb_purl, source_purl};
 
 #[cfg(test)]
 mod tests {
+    use super::dsse::Refusal;
     use super::*;
 
     #[test]

@@ -352,7 +352,7 @@ pub(super) fn sha256_hash(hex: &str) -> Hash {
 
 /// `pkg:deb/debian/NAME@VERSION?arch=ARCH&distro=debian-12`: the release as OSV and Syft
 /// name it (a package from bookworm-backports is a Debian 12 package too).
-pub fn deb_purl(name: &str, version: &str, arch: &str, suite: &str) -> String {
+pub(crate) fn deb_purl(name: &str, version: &str, arch: &str, suite: &str) -> String {
     let release = suite.strip_suffix("-backports").unwrap_or(suite);
     let release = match release {
         "bookworm" => "12",
@@ -370,7 +370,7 @@ pub fn deb_purl(name: &str, version: &str, arch: &str, suite: &str) -> String {
 }
 
 /// A Debian source package: `pkg:deb/debian/NAME@VERSION?arch=source`.
-pub fn source_purl(name: &str, version: &str) -> String {
+pub(crate) fn source_purl(name: &str, version: &str) -> String {
     format!("pkg:deb/debian/{}@{}?arch=source", purl_escape(name), purl_escape(version))
 }
 

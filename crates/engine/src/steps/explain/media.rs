@@ -26,7 +26,7 @@ impl<T: std::fmt::Debug> std::fmt::Debug for Read<T> {
 }
 
 /// The field differences between `a` and `b` when both are one of the formats; None otherwise.
-pub fn explain(a: &[u8], b: &[u8]) -> Option<Vec<String>> {
+pub(crate) fn explain(a: &[u8], b: &[u8]) -> Option<Vec<String>> {
     if is_gpt(a) && is_gpt(b) {
         return Some(gpt(a, b));
     }

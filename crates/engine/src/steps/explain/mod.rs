@@ -3,8 +3,8 @@
 //! payload, ext4 superblocks and files (read with dumpe2fs/debugfs), unified diffs for text.
 //! Used by `audit` (store versus rebuild) and by `diff` (any two trees, e.g. in a Nix check).
 
-pub mod media;
-pub mod oci;
+pub(crate) mod media;
+pub(crate) mod oci;
 
 use crate::model::manifest::{self, FileEntry};
 use anyhow::{bail, Context, Result};
@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Where the e2fsprogs used to look inside ext4 images come from.
-pub enum Tools<'a> {
+pub(crate) enum Tools<'a> {
     /// The sandbox over this root (the pinned toolchain): the xtask's own audits.
     Sandbox(&'a Path),
     /// `debugfs`/`dumpe2fs` from PATH: inside a Nix build, which is already a sandbox.
@@ -58,7 +58,7 @@ pub struct FileDiff {
 /// read beneath `dir_a` and `dir_b` by directory handle, never through a symlink: a tree from
 /// a registry (or a build) whose file list says "file" where it holds a link to a host file
 /// gets "could not explain", not that host file's content.
-pub fn compare(
+pub(crate) fn compare(
     a: &[FileEntry],
     b: &[FileEntry],
     dir_a: &Path,
@@ -119,14 +119,19 @@ pub fn compare(
 }
 
 /// Explain why two files, named by the user, differ.
-pub fn explain(a: &Path, b: &Path, tools: &Tools, sides: &Sides) -> Result<Vec<String>> {
+pub(crate) fn explain(a: &Path, b: &Path, tools: &Tools, sides: &Sides) -> Result<Vec<String>> {
     let da = std::fs::read(a).with_context(|| format!("reading {}", a.display()))?;
     let db = std::fs::read(b).with_context(|| format!("reading {}", b.display()))?;
     explain_contents(&da, &db, tools, sides)
 }
 
 /// Explain why two versions of one file's content differ.
-pub fn explain_contents(da: &[u8], db: &[u8], tools: &Tools, sides: &Sides) -> Result<Vec<String>> {
+pub(crate) fn explain_contents(
+    da: &[u8],
+    db: &[u8],
+    tools: &Tools,
+    sides: &Sides,
+) -> Result<Vec<String>> {
     let (da, db) = (da.to_vec(), db.to_vec());
     if elf::is_elf(&da) && elf::is_elf(&db) {
         return explain_elf(&da, &db, sides);
@@ -181,7 +186,7 @@ fn binary_summary(a: &[u8], b: &[u8]) -> String {
     )
 }
 
-pub fn explain_elf(a: &[u8], b: &[u8], sides: &Sides) -> Result<Vec<String>> {
+pub(crate) fn explain_elf(a: &[u8], b: &[u8], sides: &Sides) -> Result<Vec<String>> {
     let sa = elf::section_hashes(a)?;
     let sb = elf::section_hashes(b)?;
     let mut out = vec![format!("ELF: sizes {} vs {}", a.len(), b.len())];
@@ -228,7 +233,7 @@ fn is_bzimage(d: &[u8]) -> bool {
 }
 
 /// Setup header of an x86 boot image: where the (compressed) payload lies.
-pub fn explain_bzimage(a: &[u8], b: &[u8]) -> Vec<String> {
+pub(crate) fn explain_bzimage(a: &[u8], b: &[u8]) -> Vec<String> {
     use reprovm_fs::fields::le_u32;
     let setup = |d: &[u8]| (d[0x1f1].max(4) as usize + 1) * 512;
     let (Ok(pa), Ok(la)) = (le_u32(a, 0x248), le_u32(a, 0x24c)) else {
@@ -256,7 +261,12 @@ fn is_ext4(d: &[u8]) -> bool {
 
 /// List both images with dumpe2fs (superblock) and debugfs (every file, extracted), then name
 /// the superblock fields and the files that differ, on either side.
-pub fn explain_ext4(a: &[u8], b: &[u8], tools: &Tools, sides: &Sides) -> Result<Vec<String>> {
+pub(crate) fn explain_ext4(
+    a: &[u8],
+    b: &[u8],
+    tools: &Tools,
+    sides: &Sides,
+) -> Result<Vec<String>> {
     let work = tempfile::tempdir()?;
     let outd = work.path().join("out");
     let build = work.path().join("build");
@@ -346,7 +356,12 @@ pub fn explain_ext4(a: &[u8], b: &[u8], tools: &Tools, sides: &Sides) -> Result<
 }
 
 /// `diff A B`: compare two output directories (or two files) and explain every difference.
-pub fn diff_paths(a: &Path, b: &Path, tools: &Tools, sides: &Sides) -> Result<Vec<FileDiff>> {
+pub(crate) fn diff_paths(
+    a: &Path,
+    b: &Path,
+    tools: &Tools,
+    sides: &Sides,
+) -> Result<Vec<FileDiff>> {
     let meta =
         |p: &Path| std::fs::metadata(p).with_context(|| format!("{} does not exist", p.display()));
     let (ma, mb) = (meta(a)?, meta(b)?);

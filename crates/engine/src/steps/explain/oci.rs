@@ -13,12 +13,17 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Both directories are OCI layouts.
-pub fn both_layouts(a: &Path, b: &Path) -> bool {
+pub(crate) fn both_layouts(a: &Path, b: &Path) -> bool {
     a.join("oci-layout").is_file() && b.join("oci-layout").is_file()
 }
 
 /// Every difference between the layouts at `a` and `b`.
-pub fn explain_layouts(a: &Path, b: &Path, tools: &Tools, sides: &Sides) -> Result<Vec<FileDiff>> {
+pub(crate) fn explain_layouts(
+    a: &Path,
+    b: &Path,
+    tools: &Tools,
+    sides: &Sides,
+) -> Result<Vec<FileDiff>> {
     let (la, lb) = (Layout::open(a)?, Layout::open(b)?);
     let key = |i: usize, tag: &Option<String>, d: &Descriptor| match (tag, &d.artifact_type) {
         (Some(t), _) => format!("tag {t}"),

@@ -8,10 +8,10 @@ use anyhow::{Context, Result};
 use std::io::Write;
 
 /// gzip level of the initramfs.
-pub const GZIP_LEVEL: u32 = 9;
+pub(crate) const GZIP_LEVEL: u32 = 9;
 
 /// Write `tree` as a gzip-compressed newc cpio.
-pub fn write_gz(tree: &Tree, mtime: u32, out: impl Write) -> Result<()> {
+pub(crate) fn write_gz(tree: &Tree, mtime: u32, out: impl Write) -> Result<()> {
     let gz = flate2::GzBuilder::new()
         .mtime(0)
         .operating_system(255)
@@ -23,7 +23,7 @@ pub fn write_gz(tree: &Tree, mtime: u32, out: impl Write) -> Result<()> {
 }
 
 /// Write `tree` as a newc cpio to `w` and return `w`.
-pub fn write<W: Write>(tree: &Tree, mtime: u32, mut w: W) -> Result<W> {
+pub(crate) fn write<W: Write>(tree: &Tree, mtime: u32, mut w: W) -> Result<W> {
     const S_IFDIR: u32 = 0o040000;
     const S_IFREG: u32 = 0o100000;
     const S_IFLNK: u32 = 0o120000;

@@ -8,7 +8,7 @@
 //! where the format wants 0: `fsck.fat` rejects the result.
 
 /// What a FAT file system is, apart from its files.
-pub struct Volume<'a> {
+pub(crate) struct Volume<'a> {
     pub size_mib: u64,
     /// FAT32 with 512-byte clusters (as the UEFI specification wants an EFI system partition);
     /// otherwise mkfs.fat's choice for the size.
@@ -23,7 +23,11 @@ pub struct Volume<'a> {
 /// The shell step that makes the FAT image `image` (a path as the script sees it, `$OUT/`
 /// allowed; every value is quoted by `mechanisms::shell`) holding each `(source, destination)`
 /// file (destinations with `/`, directories created as needed).
-pub fn script(image: &str, v: &Volume, files: &[(String, String)]) -> anyhow::Result<String> {
+pub(crate) fn script(
+    image: &str,
+    v: &Volume,
+    files: &[(String, String)],
+) -> anyhow::Result<String> {
     use crate::mechanisms::shell::{path, word};
     let image = path(image)?;
     let Volume { size_mib, fat32, volume_id, label, hidden_sectors } = *v;
@@ -60,7 +64,7 @@ pub fn script(image: &str, v: &Volume, files: &[(String, String)]) -> anyhow::Re
 /// Make a FAT32 image's backup boot sector (the BPB's BkBootSec, 6 as mkfs.fat writes it) a
 /// copy of its boot sector again, after a boot loader's installer rewrote only the first:
 /// `fsck.fat` reports the two differing. A FAT12/16 image (no backup) is left alone.
-pub fn copy_boot_sector_to_backup(image: &mut [u8]) -> anyhow::Result<()> {
+pub(crate) fn copy_boot_sector_to_backup(image: &mut [u8]) -> anyhow::Result<()> {
     anyhow::ensure!(image.len() >= 512 && image[510..512] == [0x55, 0xaa], "no FAT boot sector");
     use reprovm_fs::fields::le_u16;
     let fat32 = le_u16(image, 0x16)? == 0;

@@ -8,26 +8,26 @@ use anyhow::{bail, Result};
 use std::io::{Seek, SeekFrom, Write};
 use uuid::Uuid;
 
-pub const SECTOR: u64 = 512;
+pub(crate) const SECTOR: u64 = 512;
 const ENTRIES: u64 = 128;
 const ENTRY_SIZE: u64 = 128;
 /// Sectors of the entry array: 128 × 128 bytes.
 const ARRAY_SECTORS: u64 = ENTRIES * ENTRY_SIZE / SECTOR;
 
 /// The EFI system partition type.
-pub const ESP_TYPE: Uuid = uuid::uuid!("C12A7328-F81F-11D2-BA4B-00A0C93EC93B");
+pub(crate) const ESP_TYPE: Uuid = uuid::uuid!("C12A7328-F81F-11D2-BA4B-00A0C93EC93B");
 /// The Linux x86-64 root partition type (Discoverable Partitions Specification).
-pub const LINUX_ROOT_X86_64: Uuid = uuid::uuid!("4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709");
+pub(crate) const LINUX_ROOT_X86_64: Uuid = uuid::uuid!("4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709");
 /// The Linux arm64 root partition type (Discoverable Partitions Specification).
-pub const LINUX_ROOT_ARM64: Uuid = uuid::uuid!("B921B045-1DF0-41C3-AF44-4C6F280D3FAE");
+pub(crate) const LINUX_ROOT_ARM64: Uuid = uuid::uuid!("B921B045-1DF0-41C3-AF44-4C6F280D3FAE");
 
 /// Attribute bit 2: legacy BIOS bootable, the partition an MBR boot loader such as SYSLINUX's
 /// gptmbr.bin looks for (UEFI specification, table 5-7).
-pub const LEGACY_BIOS_BOOTABLE: u64 = 1 << 2;
+pub(crate) const LEGACY_BIOS_BOOTABLE: u64 = 1 << 2;
 
 /// One partition: where it is and what it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Partition {
+pub(crate) struct Partition {
     pub type_guid: Uuid,
     pub guid: Uuid,
     pub first_lba: u64,
@@ -38,12 +38,12 @@ pub struct Partition {
 }
 
 /// The bytes of an MBR that are boot code (the rest is the disk signature and partition table).
-pub const MBR_CODE: usize = 440;
+pub(crate) const MBR_CODE: usize = 440;
 
 /// Write the protective MBR (with `mbr_code`, at most 440 bytes of BIOS boot code, at its
 /// start) and both GPTs of a disk of `sectors` sectors into `w` (the partitions' contents are
 /// the caller's).
-pub fn write_tables<W: Write + Seek>(
+pub(crate) fn write_tables<W: Write + Seek>(
     w: &mut W,
     sectors: u64,
     disk_guid: Uuid,

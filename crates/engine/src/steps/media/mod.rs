@@ -9,15 +9,15 @@
 //! the VMDK content id are a hash of the contents (the ext4 image, the kernel, the command
 //! line, os-release, the sizes) and of the id's name; times are SOURCE_DATE_EPOCH.
 
-pub mod cpio;
-pub mod fat;
-pub mod gpt;
-pub mod ova;
-pub mod pe;
-pub mod vagrant;
-pub mod vhd;
-pub mod vhdx;
-pub mod vmdk;
+pub(crate) mod cpio;
+pub(crate) mod fat;
+pub(crate) mod gpt;
+pub(crate) mod ova;
+pub(crate) mod pe;
+pub(crate) mod vagrant;
+pub(crate) mod vhd;
+pub(crate) mod vhdx;
+pub(crate) mod vmdk;
 
 use crate::model::arch::Arch;
 use crate::model::recipe::{InitramfsSpec, IsoSpec, Loaded, UefiSpec};
@@ -32,13 +32,13 @@ use uuid::Uuid;
 /// systemd's UEFI stub for `arch` in `stub_dir` (the runner's `efi_stub_dir`: Debian's
 /// systemd-boot-efi in the toolchain, whose build set has the x64 one and whose aarch64 set
 /// adds its arm64 twin).
-pub fn efi_stub(stub_dir: &Path, arch: Arch) -> PathBuf {
+pub(crate) fn efi_stub(stub_dir: &Path, arch: Arch) -> PathBuf {
     stub_dir.join(format!("linux{}.efi.stub", arch.uefi()))
 }
 
 /// The file name under `EFI/BOOT/` that UEFI firmware boots from removable media or a disk
 /// with no boot entries: `BOOTX64.EFI`, `BOOTAA64.EFI`.
-pub fn removable_loader(arch: Arch) -> String {
+pub(crate) fn removable_loader(arch: Arch) -> String {
     format!("BOOT{}.EFI", arch.uefi().to_uppercase())
 }
 
@@ -54,7 +54,7 @@ fn linux_root_type(arch: Arch) -> Uuid {
 const MIB: u64 = 1 << 20;
 
 /// A UUID (version 8, RFC 9562's custom layout) from `seed` and the id's name.
-pub fn derived_uuid(seed: &str, name: &str) -> Uuid {
+pub(crate) fn derived_uuid(seed: &str, name: &str) -> Uuid {
     let mut h = Hasher::new("reprovm-media-id-v1");
     h.field("seed", seed.as_bytes());
     h.field("name", name.as_bytes());
@@ -67,7 +67,7 @@ pub fn derived_uuid(seed: &str, name: &str) -> Uuid {
 }
 
 /// A 32-bit id (FAT volume id, VMDK CID) from `seed` and the id's name.
-pub fn derived_u32(seed: &str, name: &str) -> u32 {
+pub(crate) fn derived_u32(seed: &str, name: &str) -> u32 {
     let b = derived_uuid(seed, name).into_bytes();
     u32::from_be_bytes([b[0], b[1], b[2], b[3]])
 }
@@ -100,7 +100,7 @@ fn copy_dep_file(
 
 /// Write a ustar archive of `entries` (name, size, reader of that many bytes) in that order,
 /// every header fixed: a regular file, root-owned, 0644, `mtime`. The OVA and the Vagrant box.
-pub fn fixed_tar(
+pub(crate) fn fixed_tar(
     entries: Vec<(&str, u64, Box<dyn std::io::Read + '_>)>,
     mtime: u64,
     out: impl Write,
@@ -126,7 +126,12 @@ fn recipe_file(paths: &StepPaths, rel: &str) -> Result<Vec<u8>> {
 }
 
 /// `[initramfs]`: the dependency's rootfs.tar as `$OUT/initramfs.cpio.gz`.
-pub fn initramfs(l: &Loaded, spec: &InitramfsSpec, paths: &StepPaths, epoch: i64) -> Result<()> {
+pub(crate) fn initramfs(
+    l: &Loaded,
+    spec: &InitramfsSpec,
+    paths: &StepPaths,
+    epoch: i64,
+) -> Result<()> {
     let tar = dep_file(paths, l, &spec.rootfs, "rootfs.tar")?;
     let mut tree = crate::steps::rootfs::Tree::default();
     tree.add_tar(tar)?;
@@ -145,7 +150,7 @@ pub fn initramfs(l: &Loaded, spec: &InitramfsSpec, paths: &StepPaths, epoch: i64
 /// (pei-x86-64, pei-aarch64-little). Both stubs end below .osrel's address (x64 at 0x19300,
 /// aa64 at 0x10e00) and a kernel must stay under 16 MiB for .initrd: `pe::check_sections_disjoint`
 /// refuses an image where they do not. Paths are as the script sees them.
-pub fn uki_script(
+pub(crate) fn uki_script(
     arch: Arch,
     stub_dir: &Path,
     osrel: &str,
@@ -219,7 +224,7 @@ fn uki(paths: &StepPaths, runner: &dyn ScriptRunner, parts: &Uki, epoch: i64) ->
 
 /// `[uefi]`: `$OUT/efi.img` (GPT: the ESP with EFI/BOOT/BOOTX64.EFI or BOOTAA64.EFI, the ext4
 /// root by PARTUUID), that loader beside it in `$OUT`, and the forms asked for.
-pub fn uefi(
+pub(crate) fn uefi(
     l: &Loaded,
     spec: &UefiSpec,
     paths: &StepPaths,
@@ -417,7 +422,7 @@ pub fn uefi(
 /// `[iso]`: `$OUT/reprovm.iso`, a hybrid ISO 9660 image whose El Torito EFI boot image (FAT,
 /// also appended as a GPT partition, so it boots as a disk too) holds a unified kernel image
 /// with the initramfs; `$OUT/efiboot.img` is that image.
-pub fn iso(
+pub(crate) fn iso(
     l: &Loaded,
     spec: &IsoSpec,
     paths: &StepPaths,
@@ -508,7 +513,7 @@ pub fn iso(
 
 /// A SYSLINUX (or isolinux) configuration: boot the one entry at once, console on the serial
 /// port too.
-pub fn syslinux_cfg(kernel: &str, initrd: Option<&str>, cmdline: &str) -> String {
+pub(crate) fn syslinux_cfg(kernel: &str, initrd: Option<&str>, cmdline: &str) -> String {
     let initrd = initrd.map(|i| format!("  INITRD {i}\n")).unwrap_or_default();
     format!(
         "SERIAL 0 115200\nDEFAULT reprovm\nPROMPT 0\nTIMEOUT 0\n\nLABEL reprovm\n  KERNEL {kernel}\n{initrd}  APPEND {cmdline}\n"
@@ -519,7 +524,7 @@ pub fn syslinux_cfg(kernel: &str, initrd: Option<&str>, cmdline: &str) -> String
 /// `installer` (Debian's mtools-based `syslinux`): its boot sector, and `ldlinux.sys` and
 /// `ldlinux.c32` in `/syslinux`. mtools writes the files' times as SOURCE_DATE_EPOCH; the
 /// installer patches ldlinux.sys with the sectors it landed on, which the image's layout fixes.
-pub fn syslinux_install_script(installer: &str, image: &str) -> Result<String> {
+pub(crate) fn syslinux_install_script(installer: &str, image: &str) -> Result<String> {
     use crate::mechanisms::shell::path;
     Ok(format!(
         "export MTOOLS_SKIP_CHECK=1\n{} --install --directory /syslinux {}\n",
@@ -532,7 +537,7 @@ pub fn syslinux_install_script(installer: &str, image: &str) -> Result<String> {
 /// FAT partition, GPT for disk boot, Rock Ridge and Joliet; every date SOURCE_DATE_EPOCH
 /// (xorriso reads it from the environment for the volume dates and UUID; the files' and
 /// directories' own times, which the directory records carry, are set to it first).
-pub fn iso_script(
+pub(crate) fn iso_script(
     volume_id: &str,
     epoch: u64,
     efiboot: &str,
@@ -570,7 +575,7 @@ pub fn iso_script(
 }
 
 /// The media steps of a recipe, in order.
-pub fn write_media(
+pub(crate) fn write_media(
     l: &Loaded,
     paths: &StepPaths,
     epoch: i64,

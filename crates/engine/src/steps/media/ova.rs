@@ -8,12 +8,12 @@ use anyhow::Result;
 use std::io::Write;
 
 /// File names inside the OVA.
-pub const OVF: &str = "reprovm.ovf";
-pub const MANIFEST: &str = "reprovm.mf";
-pub const DISK: &str = "reprovm-disk1.vmdk";
+pub(crate) const OVF: &str = "reprovm.ovf";
+pub(crate) const MANIFEST: &str = "reprovm.mf";
+pub(crate) const DISK: &str = "reprovm-disk1.vmdk";
 
 /// The OVF descriptor for a VMDK of `vmdk_size` bytes holding a disk of `capacity` bytes.
-pub fn descriptor(vmdk_size: u64, capacity: u64, memory_mib: u32) -> String {
+pub(crate) fn descriptor(vmdk_size: u64, capacity: u64, memory_mib: u32) -> String {
     format!(
         r#"<?xml version="1.0" encoding="UTF-8"?>
 <Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1" xmlns:rasd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData" xmlns:vssd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData" xmlns:vmw="http://www.vmware.com/schema/ovf" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
@@ -95,7 +95,7 @@ pub fn descriptor(vmdk_size: u64, capacity: u64, memory_mib: u32) -> String {
 }
 
 /// Write the OVA: descriptor, manifest, disk (ustar, root-owned, fixed times).
-pub fn write(
+pub(crate) fn write(
     vmdk: &[u8],
     capacity: u64,
     memory_mib: u32,

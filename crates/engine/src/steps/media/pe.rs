@@ -25,7 +25,7 @@ fn signature(image: &[u8]) -> Result<usize> {
 
 /// The PE checksum (as Windows' CheckSumMappedFile computes it): the 16-bit one's-complement
 /// style sum of the file with the CheckSum field taken as zero, plus the file's length.
-pub fn checksum(image: &[u8], checksum_at: usize) -> u32 {
+pub(crate) fn checksum(image: &[u8], checksum_at: usize) -> u32 {
     let mut sum: u64 = 0;
     for (i, chunk) in image.chunks(2).enumerate() {
         let offset = i * 2;
@@ -41,7 +41,7 @@ pub fn checksum(image: &[u8], checksum_at: usize) -> u32 {
 }
 
 /// Set TimeDateStamp to `epoch` and, when the image carries a checksum (non-zero), recompute it.
-pub fn set_timestamp(image: &mut [u8], epoch: u32) -> Result<()> {
+pub(crate) fn set_timestamp(image: &mut [u8], epoch: u32) -> Result<()> {
     let at = signature(image)?;
     image[at + TIMESTAMP..at + TIMESTAMP + 4].copy_from_slice(&epoch.to_le_bytes());
     let field = at + CHECKSUM;
@@ -56,7 +56,7 @@ pub fn set_timestamp(image: &mut [u8], epoch: u32) -> Result<()> {
 /// sections at the fixed addresses it is given and does not check them against each other, so
 /// a kernel larger than the gap before .initrd (or a stub reaching past .osrel) would give an
 /// image the stub loads wrongly. The section table is read by goblin.
-pub fn check_sections_disjoint(image: &[u8]) -> Result<()> {
+pub(crate) fn check_sections_disjoint(image: &[u8]) -> Result<()> {
     let pe = goblin::pe::PE::parse(image)
         .map_err(|e| anyhow::anyhow!("not a PE image goblin can read: {e}"))?;
     let mut ranges: Vec<(u64, u64, String)> = pe
@@ -83,7 +83,7 @@ pub fn check_sections_disjoint(image: &[u8]) -> Result<()> {
 }
 
 /// TimeDateStamp and CheckSum, for explanations.
-pub fn header_fields(image: &[u8]) -> Option<(u32, u32)> {
+pub(crate) fn header_fields(image: &[u8]) -> Option<(u32, u32)> {
     let at = signature(image).ok()?;
     let read = |o: usize| fields::le_u32(image, o).ok();
     Some((read(at + TIMESTAMP)?, read(at + CHECKSUM)?))

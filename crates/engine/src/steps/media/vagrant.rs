@@ -9,14 +9,14 @@ use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
 
 /// File names inside the box.
-pub const METADATA: &str = "metadata.json";
-pub const VAGRANTFILE: &str = "Vagrantfile";
-pub const DISK: &str = "box.img";
+pub(crate) const METADATA: &str = "metadata.json";
+pub(crate) const VAGRANTFILE: &str = "Vagrantfile";
+pub(crate) const DISK: &str = "box.img";
 
 /// `metadata.json` of a libvirt box.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Metadata {
+pub(crate) struct Metadata {
     pub provider: String,
     pub format: String,
     /// The disk's size in GiB, rounded up (vagrant-libvirt's unit).
@@ -24,7 +24,7 @@ pub struct Metadata {
 }
 
 impl Metadata {
-    pub fn libvirt_qcow2(disk_bytes: u64) -> Metadata {
+    pub(crate) fn libvirt_qcow2(disk_bytes: u64) -> Metadata {
         Metadata {
             provider: "libvirt".into(),
             format: "qcow2".into(),
@@ -37,7 +37,7 @@ impl Metadata {
 /// legacy BIOS (libvirt's default) and UEFI alike; the guest has no shared-folder tools, and
 /// its SSH accepts root with the keys the image was given (no well-known Vagrant key is baked
 /// into reprovm's images).
-pub fn vagrantfile(memory_mib: u32) -> String {
+pub(crate) fn vagrantfile(memory_mib: u32) -> String {
     format!(
         "# A reprovm box (libvirt provider): GPT disk, BIOS or UEFI boot, ext4 root grown to the disk.\n\
          Vagrant.configure(\"2\") do |config|\n  \
@@ -54,7 +54,7 @@ pub fn vagrantfile(memory_mib: u32) -> String {
 
 /// Write the box: metadata, Vagrantfile, then the `qcow2_size` bytes of `qcow2`, a disk of
 /// `disk_bytes` bytes.
-pub fn write(
+pub(crate) fn write(
     qcow2: impl Read,
     qcow2_size: u64,
     disk_bytes: u64,

@@ -9,14 +9,14 @@ use std::io::{Read, Write};
 const VHD_EPOCH: u64 = 946_684_800;
 
 /// Bytes per cylinder of the geometry with 16 heads and 63 sectors per track.
-pub const CYLINDER_16_63: u64 = 16 * 63 * 512;
+pub(crate) const CYLINDER_16_63: u64 = 16 * 63 * 512;
 
 /// The disk geometry of a footer: (cylinders, heads, sectors per track). Readers that size a
 /// disk by its geometry (QEMU's vpc driver for any creator but Hyper-V's and a few others;
 /// Virtual PC) see cylinders × heads × sectors × 512 bytes, so a disk that is a whole number
 /// of 16-head, 63-sector cylinders gets that exact geometry, and every reader the same size
 /// (the media code sizes its disks so); other sizes get the specification's algorithm.
-pub fn geometry(size: u64) -> (u16, u8, u8) {
+pub(crate) fn geometry(size: u64) -> (u16, u8, u8) {
     if size.is_multiple_of(CYLINDER_16_63) && size / CYLINDER_16_63 <= 65535 {
         return ((size / CYLINDER_16_63) as u16, 16, 63);
     }
@@ -59,7 +59,7 @@ fn spec_geometry(size: u64) -> (u16, u8, u8) {
 }
 
 /// The footer of a fixed disk of `size` bytes.
-pub fn footer(size: u64, epoch: u64, unique_id: [u8; 16]) -> [u8; 512] {
+pub(crate) fn footer(size: u64, epoch: u64, unique_id: [u8; 16]) -> [u8; 512] {
     let mut f = [0u8; 512];
     f[0..8].copy_from_slice(b"conectix");
     f[8..12].copy_from_slice(&2u32.to_be_bytes()); // features: reserved bit set
@@ -84,7 +84,7 @@ pub fn footer(size: u64, epoch: u64, unique_id: [u8; 16]) -> [u8; 512] {
 }
 
 /// Copy the raw disk `raw` to `out` and append the footer.
-pub fn write(
+pub(crate) fn write(
     raw: &mut dyn Read,
     size: u64,
     epoch: u64,

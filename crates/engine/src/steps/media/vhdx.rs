@@ -29,13 +29,13 @@ const fn guid(a: u32, b: u16, c: u16, d: [u8; 8]) -> [u8; 16] {
 
 /// The shell step converting the raw disk at `raw` to `vhdx` (paths as the script sees them,
 /// `$OUT/` allowed). One coroutine, so that blocks are allocated in the disk's order.
-pub fn convert_script(raw: &str, vhdx: &str) -> Result<String> {
+pub(crate) fn convert_script(raw: &str, vhdx: &str) -> Result<String> {
     use crate::mechanisms::shell::path;
     Ok(format!("qemu-img convert -q -m 1 -f raw -O vhdx {} {}\n", path(raw)?, path(vhdx)?))
 }
 
 /// The identifiers a VHDX carries, to be set by [`normalize`].
-pub struct Ids {
+pub(crate) struct Ids {
     /// The first header's sequence number (the other keeps its distance from it).
     pub sequence: u64,
     pub file_write: [u8; 16],
@@ -47,7 +47,7 @@ pub struct Ids {
 /// Set the random identifiers of a VHDX written by qemu-img to `ids`, clear its (inactive)
 /// log and recompute the header checksums. Refuses a file that is not a VHDX with an empty
 /// log.
-pub fn normalize(v: &mut [u8], ids: &Ids) -> Result<()> {
+pub(crate) fn normalize(v: &mut [u8], ids: &Ids) -> Result<()> {
     if v.len() < REGION_TABLE + (64 << 10) || &v[..8] != b"vhdxfile" {
         bail!("not a VHDX (no vhdxfile signature)");
     }

@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 
 /// The shell step converting the raw disk at `raw` to `vmdk` (paths as the script sees them,
 /// `$OUT/` allowed).
-pub fn convert_script(raw: &str, vmdk: &str) -> Result<String> {
+pub(crate) fn convert_script(raw: &str, vmdk: &str) -> Result<String> {
     use crate::mechanisms::shell::path;
     Ok(format!(
         "qemu-img convert -q -f raw -O vmdk -o subformat=streamOptimized {} {}\n",
@@ -36,7 +36,7 @@ fn descriptor_range(vmdk: &[u8]) -> Result<std::ops::Range<usize>> {
 /// Set the descriptor's `CID=` to `cid`, written as 8 hex digits. qemu-img writes its random
 /// CID with `%x`, so it has 1 to 8 digits: the rest of the descriptor text moves within the
 /// descriptor's NUL padding, and the sectors around it stay as they are.
-pub fn set_cid(vmdk: &mut [u8], cid: u32) -> Result<()> {
+pub(crate) fn set_cid(vmdk: &mut [u8], cid: u32) -> Result<()> {
     let range = descriptor_range(vmdk)?;
     let region = &vmdk[range.clone()];
     let text_len = region.iter().position(|&b| b == 0).unwrap_or(region.len());
@@ -59,7 +59,7 @@ pub fn set_cid(vmdk: &mut [u8], cid: u32) -> Result<()> {
 }
 
 /// The descriptor's CID.
-pub fn cid(vmdk: &[u8]) -> Option<String> {
+pub(crate) fn cid(vmdk: &[u8]) -> Option<String> {
     let region = &vmdk[descriptor_range(vmdk).ok()?];
     let at = find(region, b"\nCID=")? + 5;
     let digits = region[at..].iter().take_while(|b| b.is_ascii_hexdigit()).count();

@@ -11,7 +11,7 @@
 //! Taking an entry from a registry reads its manifest once (bounded) and checks, in order: the
 //! artifact type and the annotations against the node asked for; the signature against the
 //! trusted keys (an entry only compared, by `audit --against`, may be unsigned: then every size
-//! it declares must fit what this machine's rebuild could make, [`tar_limit`]); the config
+//! it declares must fit what this machine's rebuild could make, `tar_limit`); the config
 //! (bounded, by digest); the layer, unpacked as it streams into the entry's own temp directory
 //! (which the store lock sweeps), cut off at its declared size, its unpacking cut off at the
 //! signed tar length, its digest checked at its end; the unpacked tree's output hash. The
@@ -31,9 +31,9 @@ use reprovm_oci::spec::ImageManifest;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-pub const ENTRY_TYPE: &str = "application/vnd.reprovm.store-entry.v1";
-pub const STORE_MANIFEST_TYPE: &str = "application/vnd.reprovm.store-manifest.v1+json";
-pub const OUTPUT_TYPE: &str = "application/vnd.reprovm.store-output.v1.tar+gzip";
+pub(crate) const ENTRY_TYPE: &str = "application/vnd.reprovm.store-entry.v1";
+pub(crate) const STORE_MANIFEST_TYPE: &str = "application/vnd.reprovm.store-manifest.v1+json";
+pub(crate) const OUTPUT_TYPE: &str = "application/vnd.reprovm.store-output.v1.tar+gzip";
 const NAME: &str = "dev.reprovm.name";
 const VERSION: &str = "dev.reprovm.version";
 const INPUT_HASH: &str = "dev.reprovm.input-hash";
@@ -42,7 +42,7 @@ const TAR_SIZE: &str = "dev.reprovm.tar-size";
 pub const SIGNATURE: &str = "dev.reprovm.signature";
 /// The largest entry manifest.json taken from a registry (the kernel's, with every module
 /// listed, is about 200 KiB).
-pub const CONFIG_LIMIT: u64 = 16 << 20;
+pub(crate) const CONFIG_LIMIT: u64 = 16 << 20;
 
 /// What a signature covers: the node, its output, and every blob that carries it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,7 +77,7 @@ pub fn signed_message(s: &Signed) -> Vec<u8> {
 
 /// The node a substitution asks for.
 #[derive(Debug, Clone, Copy)]
-pub struct Wanted<'a> {
+pub(crate) struct Wanted<'a> {
     pub name: &'a str,
     pub version: &'a str,
     pub input_hash: &'a str,
@@ -89,7 +89,7 @@ pub struct Wanted<'a> {
 
 /// Why an entry in a registry is not taken.
 #[derive(Debug, thiserror::Error)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     #[error("untrusted: {0}")]
     Untrusted(#[from] Untrusted),
     #[error("{0}")]
@@ -109,13 +109,13 @@ impl From<RegistryError> for Refusal {
 
 /// How a push went.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pushed {
+pub(crate) struct Pushed {
     pub bytes_sent: u64,
     pub already_there: bool,
 }
 
 /// Push the store entry at `entry` (tagged by its input hash), signed with `key` if given.
-pub fn push(
+pub(crate) fn push(
     reg: &Registry,
     repo: &Reference,
     entry: &Path,
@@ -197,7 +197,7 @@ pub fn push(
 
 /// Whose signature an entry must carry.
 #[derive(Debug, Clone, Copy)]
-pub enum Trust<'a> {
+pub(crate) enum Trust<'a> {
     /// One of these keys (substitution).
     Keys(&'a [PublicKey]),
     /// Any, or none: the entry is only compared, never used (`audit --against`), and the
@@ -211,7 +211,7 @@ pub enum Trust<'a> {
 /// long-name record and a long-link record per entry at most, the contents in 512-byte
 /// blocks, the end blocks) plus a fixed margin of [`LIMIT_MARGIN`] for another machine's
 /// differences and gzip's overhead.
-pub fn tar_limit(files: &[crate::model::manifest::FileEntry]) -> u64 {
+pub(crate) fn tar_limit(files: &[crate::model::manifest::FileEntry]) -> u64 {
     let block = |n: u64| n.div_ceil(512) * 512;
     let entries: u64 = files
         .iter()
@@ -225,12 +225,12 @@ pub fn tar_limit(files: &[crate::model::manifest::FileEntry]) -> u64 {
 }
 
 /// The margin [`tar_limit`] adds: 1 MiB.
-pub const LIMIT_MARGIN: u64 = 1 << 20;
+pub(crate) const LIMIT_MARGIN: u64 = 1 << 20;
 
 /// An entry taken from a registry: its manifest (computed here from the verified tree) and
 /// who signed the registry document it came from, read once.
 #[derive(Debug)]
-pub struct Taken {
+pub(crate) struct Taken {
     pub manifest: Manifest,
     /// The trusted key that signed it, or why no trusted key did.
     pub signature: Result<keys::Signer, Untrusted>,
@@ -293,7 +293,7 @@ fn read_document(
 /// Look the node up in the registry and, if it is there and passes every check, unpack it as
 /// a complete entry at `into` (an empty directory the caller renames into the store, and
 /// whose temp name the store lock sweeps). Ok(None): the registry does not have it.
-pub fn fetch(
+pub(crate) fn fetch(
     reg: &Registry,
     repo: &Reference,
     want: &Wanted,

@@ -19,7 +19,7 @@ pub struct SecretKey {
 
 /// A trusted public key.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PublicKey {
+pub(crate) struct PublicKey {
     pub name: String,
     bytes: Vec<u8>,
 }
@@ -48,7 +48,7 @@ fn read_key_file(path: &Path) -> Result<(String, Vec<u8>)> {
 
 /// Make a key pair named `name`: the secret key at `path` (mode 0600, never overwritten) and
 /// the public key at `path.pub`. Returns the public key line.
-pub fn generate(name: &str, path: &Path) -> Result<String> {
+pub(crate) fn generate(name: &str, path: &Path) -> Result<String> {
     check_name(name)?;
     let rng = ring::rand::SystemRandom::new();
     let seed: [u8; 32] = ring::rand::generate(&rng)
@@ -108,13 +108,13 @@ impl SecretKey {
 
     /// The 64 bytes of an ed25519 signature over `message` (DSSE carries them beside the
     /// key's name).
-    pub fn sign_raw(&self, message: &[u8]) -> Vec<u8> {
+    pub(crate) fn sign_raw(&self, message: &[u8]) -> Vec<u8> {
         self.pair.sign(message).as_ref().to_vec()
     }
 }
 
 impl PublicKey {
-    pub fn load(path: &Path) -> Result<PublicKey> {
+    pub(crate) fn load(path: &Path) -> Result<PublicKey> {
         let (name, bytes) = read_key_file(path)?;
         if bytes.len() != 32 {
             bail!("{}: a public key is 32 bytes, this one {}", path.display(), bytes.len());
@@ -126,14 +126,14 @@ impl PublicKey {
 impl PublicKey {
     /// The key's fingerprint: `sha256:` and the first 16 hex digits of the sha256 of its 32
     /// bytes. Names are chosen by whoever makes a key; this says which key it is.
-    pub fn fingerprint(&self) -> String {
+    pub(crate) fn fingerprint(&self) -> String {
         format!("sha256:{}", &reprovm_fs::hash::sha256_bytes(&self.bytes)[..16])
     }
 }
 
 /// The trusted key a signature verified with: its name and fingerprint.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Signer {
+pub(crate) struct Signer {
     pub name: String,
     pub fingerprint: String,
 }
@@ -147,7 +147,7 @@ impl std::fmt::Display for Signer {
 /// Load the trusted public keys in `paths`. The same key given twice counts once. Two keys
 /// that share a name (a key being rotated: either may sign) are accepted with a warning that
 /// names both by fingerprint, since a signature names its key by name only.
-pub fn load_trusted(paths: &[std::path::PathBuf]) -> Result<Vec<PublicKey>> {
+pub(crate) fn load_trusted(paths: &[std::path::PathBuf]) -> Result<Vec<PublicKey>> {
     let mut keys: Vec<PublicKey> = Vec::new();
     for p in paths {
         let k = PublicKey::load(p)?;
@@ -170,7 +170,7 @@ pub fn load_trusted(paths: &[std::path::PathBuf]) -> Result<Vec<PublicKey>> {
 
 /// Why a signature does not make an entry trusted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Untrusted {
+pub(crate) enum Untrusted {
     #[error("it is not signed")]
     Unsigned,
     #[error("it is signed by `{0}`, which is not a trusted key")]
@@ -183,7 +183,7 @@ pub enum Untrusted {
 
 /// Check `signature` (`NAME:BASE64`) over `message` against the trusted keys; the key that
 /// verified it.
-pub fn verify(
+pub(crate) fn verify(
     trusted: &[PublicKey],
     signature: Option<&str>,
     message: &[u8],

@@ -6,7 +6,7 @@
 //!   (`entry.rs`).
 //! - Substituters (`--substituter REPO`, `REPROVM_SUBSTITUTERS`): before a node is built, its
 //!   input hash is looked up; a trusted, verified entry is committed to the store like a local
-//!   build. Sources and .debs are fetched from them by digest ([`SourceMirror`]).
+//!   build. Sources and .debs are fetched from them by digest (`SourceMirror`).
 //! - Trust (`keys.rs`): ed25519 keys in Nix's format; `--trusted-key` / `REPROVM_TRUSTED_KEYS`.
 //!   Unsigned or untrusted entries are refused with the reason and the node is built locally
 //!   (or the build fails with `--substitute-only`).
@@ -24,17 +24,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-pub const SOURCES_TYPE: &str = "application/vnd.reprovm.sources.v1";
+pub(crate) const SOURCES_TYPE: &str = "application/vnd.reprovm.sources.v1";
 
 /// A registry repository used as a cache.
-pub struct Cache {
+pub(crate) struct Cache {
     pub text: String,
     pub repo: Reference,
     pub registry: Registry,
 }
 
 impl Cache {
-    pub fn connect(text: &str) -> Result<Cache> {
+    pub(crate) fn connect(text: &str) -> Result<Cache> {
         let (repo, plain) = parse_repository(text)?;
         let registry = Registry::connect(&repo, plain)?;
         Ok(Cache { text: text.to_string(), repo, registry })
@@ -42,7 +42,7 @@ impl Cache {
 }
 
 /// The substituters of a run, with the keys their entries must be signed by.
-pub struct Substituters {
+pub(crate) struct Substituters {
     caches: Vec<Arc<Cache>>,
     trusted: Vec<keys::PublicKey>,
     /// Fail instead of building when no substituter has a node.
@@ -58,7 +58,7 @@ impl std::fmt::Debug for Substituters {
 }
 
 impl Substituters {
-    pub fn new(
+    pub(crate) fn new(
         texts: &[String],
         trusted_key_files: &[PathBuf],
         only: bool,
@@ -73,7 +73,7 @@ impl Substituters {
     }
 
     /// Mirrors for the fetcher: the same registries, serving sources and .debs by digest.
-    pub fn source_mirrors(&self) -> Vec<Box<dyn BlobSource>> {
+    pub(crate) fn source_mirrors(&self) -> Vec<Box<dyn BlobSource>> {
         self.caches
             .iter()
             .map(|c| Box::new(SourceMirror(c.clone())) as Box<dyn BlobSource>)
@@ -83,7 +83,7 @@ impl Substituters {
     /// Take `l` [`ih`] (built on `toolchain`) from the first substituter that has a trusted,
     /// verified entry, and commit it at `dest` (a store entry path). None when none has one
     /// that passes; every refusal is said with its reason.
-    pub fn substitute(
+    pub(crate) fn substitute(
         &self,
         l: &Loaded,
         ih: &str,
@@ -148,7 +148,7 @@ impl Substituters {
 }
 
 /// A cache registry serving sources and .debs by their pins.
-pub struct SourceMirror(Arc<Cache>);
+pub(crate) struct SourceMirror(Arc<Cache>);
 
 impl BlobSource for SourceMirror {
     fn describe(&self) -> String {

@@ -30,7 +30,7 @@ const PINNED_KEYRING: &str = "usr/share/keyrings/debian-archive-keyring.pgp";
 
 /// Which keys an archive's signatures must verify with.
 #[derive(Debug, Clone)]
-pub struct Keyring {
+pub(crate) struct Keyring {
     pub path: PathBuf,
     /// How it was chosen, for messages.
     pub origin: String,
@@ -38,7 +38,7 @@ pub struct Keyring {
 
 /// A suite's verified Release and the mirror base it came from.
 #[derive(Debug, Clone)]
-pub struct SuiteRelease {
+pub(crate) struct SuiteRelease {
     pub suite: String,
     pub base: String,
     pub release: Release,
@@ -48,7 +48,7 @@ pub struct SuiteRelease {
 type Parsed = Arc<Vec<Paragraph>>;
 
 /// A reader of Debian archives whose every index is authenticated.
-pub struct Archive {
+pub(crate) struct Archive {
     client: Client,
     mirrors: Vec<String>,
     sqv: (PathBuf, PathBuf),
@@ -61,7 +61,11 @@ pub struct Archive {
 impl Archive {
     /// The project's mirrors, verified with `keyring` (a file the user trusts) or else the
     /// pinned keyring; the pinned sqv either way (materialised at first use).
-    pub fn open(project: &Project, fetcher: &Fetcher, keyring: Option<&Path>) -> Result<Archive> {
+    pub(crate) fn open(
+        project: &Project,
+        fetcher: &Fetcher,
+        keyring: Option<&Path>,
+    ) -> Result<Archive> {
         anyhow::ensure!(
             !project.debian_mirrors.is_empty(),
             "no Debian mirror configured: set {} or add one to /etc/apt/sources.list.d",
@@ -100,7 +104,7 @@ impl Archive {
 
     /// The verified Release of `suite` from the first mirror that has one (a mirror without
     /// the suite is skipped; one whose InRelease fails a check is an error, not skipped).
-    pub fn release(&self, suite: &str) -> Result<SuiteRelease> {
+    pub(crate) fn release(&self, suite: &str) -> Result<SuiteRelease> {
         if let Some(r) = self.releases.lock().ok().and_then(|m| m.get(suite).cloned()) {
             return Ok(r);
         }
@@ -146,7 +150,7 @@ impl Archive {
     }
 
     /// Whether a mirror has `suite` at all (its InRelease is served); verified when it is.
-    pub fn has_suite(&self, suite: &str) -> Result<bool> {
+    pub(crate) fn has_suite(&self, suite: &str) -> Result<bool> {
         match self.release(suite) {
             Ok(_) => Ok(true),
             Err(e) if e.to_string().starts_with("no configured mirror has the suite") => Ok(false),
@@ -157,7 +161,7 @@ impl Archive {
     /// The text of the index `stem` of a suite (`main/binary-amd64/Packages`,
     /// `main/source/Sources`): the first of its `.xz`, `.gz` or plain forms the Release lists,
     /// fetched within the listed size and checked against the listed sha256, then decompressed.
-    pub fn index_text(&self, suite: &SuiteRelease, stem: &str) -> Result<String> {
+    pub(crate) fn index_text(&self, suite: &SuiteRelease, stem: &str) -> Result<String> {
         let (path, format) = [
             (format!("{stem}.xz"), Some(archive::Format::TarXz)),
             (format!("{stem}.gz"), Some(archive::Format::TarGz)),
@@ -198,7 +202,7 @@ impl Archive {
     /// An archive at `base` whose `suite` has the (already verified) Release `text`: for the
     /// index checks' tests, which have no signed archive.
     #[cfg(test)]
-    pub fn with_release(base: &str, suite: &str, text: &str) -> Archive {
+    pub(crate) fn with_release(base: &str, suite: &str, text: &str) -> Archive {
         let release = debian_release::parse(text).unwrap();
         let r = SuiteRelease { suite: suite.into(), base: base.into(), release };
         Archive {
@@ -212,7 +216,7 @@ impl Archive {
     }
 
     /// The paragraphs of a suite's index `stem` ([`Archive::index_text`]), parsed once.
-    pub fn paragraphs(&self, suite: &SuiteRelease, stem: &str) -> Result<Parsed> {
+    pub(crate) fn paragraphs(&self, suite: &SuiteRelease, stem: &str) -> Result<Parsed> {
         let key = (suite.suite.clone(), stem.to_string());
         if let Some(p) = self.parsed.lock().ok().and_then(|m| m.get(&key).cloned()) {
             return Ok(p);

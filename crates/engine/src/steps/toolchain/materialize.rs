@@ -20,7 +20,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// Map a data.tar member path into the merged-/usr layout.
-pub fn merged_usr(rel: &Path) -> PathBuf {
+pub(crate) fn merged_usr(rel: &Path) -> PathBuf {
     match rel.components().next().map(|c| c.as_os_str().to_string_lossy().into_owned()) {
         Some(f) if matches!(f.as_str(), "bin" | "sbin" | "lib" | "lib64" | "lib32" | "libx32") => {
             Path::new("usr").join(rel)
@@ -54,7 +54,7 @@ fn deb_data(deb: &Path) -> Result<(Vec<u8>, archive::Format)> {
 }
 
 /// Every regular file of a .deb's data (merged-/usr path, `/`-rooted) with its sha256.
-pub fn deb_files(deb: &Path) -> Result<Vec<(String, String)>> {
+pub(crate) fn deb_files(deb: &Path) -> Result<Vec<(String, String)>> {
     let (buf, fmt) = deb_data(deb)?;
     let mut tar = tar::Archive::new(archive::decoder(fmt, std::io::Cursor::new(buf))?);
     let mut out = Vec::new();
@@ -73,7 +73,7 @@ pub fn deb_files(deb: &Path) -> Result<Vec<(String, String)>> {
 
 /// Extract one .deb's data into `root` (merged /usr). Its own symlinks are checked at once
 /// (so a refusal names the package); the whole root is checked again at the end.
-pub fn unpack_deb(deb: &Path, root: &Dir) -> Result<()> {
+pub(crate) fn unpack_deb(deb: &Path, root: &Dir) -> Result<()> {
     let (buf, fmt) = deb_data(deb)?;
     let links = archive::extract_tar(
         archive::decoder(fmt, std::io::Cursor::new(buf))?,
@@ -124,7 +124,7 @@ fn fixups(root: &Dir) -> Result<()> {
 /// `usr/share/qemu/x -> /usr/share/seabios/x` must land in this root's seabios, never the
 /// host's. Links were checked to stay inside the root, and `bin`, `lib`, ... are relative
 /// links to `usr/...`, so `../` up to the root followed by the old target names the same file.
-pub fn relative_links(root: &Dir) -> Result<()> {
+pub(crate) fn relative_links(root: &Dir) -> Result<()> {
     for e in root.walk()? {
         if e.kind != reprovm_fs::beneath::Kind::Symlink {
             continue;
@@ -142,7 +142,7 @@ pub fn relative_links(root: &Dir) -> Result<()> {
 
 /// The fetch request of a locked .deb: by its sha256, from each Debian mirror, then from
 /// Debian's snapshot archive at the lock's time (after the pool has dropped the version).
-pub fn deb_want(project: &Project, lockf: &LockFile, p: &super::resolve::LockedDeb) -> Want {
+pub(crate) fn deb_want(project: &Project, lockf: &LockFile, p: &super::resolve::LockedDeb) -> Want {
     let mirrors = project.debian_mirrors.iter().map(|m| format!("{m}/{}", p.filename));
     let snapshots = lockf
         .snapshot
@@ -159,7 +159,7 @@ pub fn deb_want(project: &Project, lockf: &LockFile, p: &super::resolve::LockedD
 
 /// Build the root for `locks` (a set's base set's lock, then its own) into `dir`
 /// (`dir/root` and `dir/manifest.json`).
-pub fn materialize(
+pub(crate) fn materialize(
     project: &Project,
     fetcher: &Fetcher,
     set: super::PackageSet,

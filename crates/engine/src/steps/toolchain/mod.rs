@@ -3,8 +3,8 @@
 //! nix-bin in `pins/nix.lock`). Each is resolved by `resolve.rs` and materialised into a root by
 //! `materialize.rs`. Also the `toolchain`, `sandbox-exec` and `nix` commands.
 
-pub mod archive;
-pub mod materialize;
+pub(crate) mod archive;
+pub(crate) mod materialize;
 mod resolve;
 
 use crate::mechanisms::fetch::Fetcher;
@@ -18,12 +18,10 @@ use reprovm_sandbox as sandbox;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-pub use materialize::deb_want;
-pub use resolve::LockFile;
-pub use resolve::LockedDeb;
-pub use resolve::{
-    lock, merged_index, packages_index, resolve_set, resolve_set_over, write_lock, ResolvedLock,
-};
+pub(crate) use materialize::deb_want;
+pub(crate) use resolve::LockFile;
+pub(crate) use resolve::LockedDeb;
+pub(crate) use resolve::{lock, resolve_set_over, ResolvedLock};
 
 /// A pinned set of Debian packages and where its spec and lock live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +46,7 @@ pub enum PackageSet {
 }
 
 impl PackageSet {
-    pub const ALL: [PackageSet; 6] = [
+    pub(crate) const ALL: [PackageSet; 6] = [
         PackageSet::Build,
         PackageSet::Nix,
         PackageSet::Tools,
@@ -76,7 +74,7 @@ impl PackageSet {
     ];
 
     /// The toolchain that builds for `arch`.
-    pub fn for_arch(arch: Arch) -> PackageSet {
+    pub(crate) fn for_arch(arch: Arch) -> PackageSet {
         match arch {
             Arch::X86_64 => PackageSet::Build,
             Arch::Aarch64 => PackageSet::Aarch64,
@@ -84,14 +82,14 @@ impl PackageSet {
     }
 
     /// The set whose packages this one's root also holds (it is layered over them).
-    pub fn base(self) -> Option<PackageSet> {
+    pub(crate) fn base(self) -> Option<PackageSet> {
         match self {
             PackageSet::Aarch64 => Some(PackageSet::Build),
             _ => None,
         }
     }
 
-    pub fn spec(self, project: &Project) -> PathBuf {
+    pub(crate) fn spec(self, project: &Project) -> PathBuf {
         project.root.join("toolchain").join(match self {
             PackageSet::Build => "packages.toml",
             PackageSet::Nix => "nix.toml",
@@ -102,7 +100,7 @@ impl PackageSet {
         })
     }
 
-    pub fn lock(self, project: &Project) -> PathBuf {
+    pub(crate) fn lock(self, project: &Project) -> PathBuf {
         match self {
             PackageSet::Build => project.toolchain_lock(),
             PackageSet::Nix => project.pins.join("nix.lock"),
@@ -132,7 +130,7 @@ const TOOLCHAIN_EPOCH: i64 = 1_704_067_200;
 
 /// A command running `program` from a materialised Nix tools root through that root's own
 /// dynamic loader and libraries: the host's libc is not involved, nor replaced.
-pub fn nix_command(root: &Path, program: &str) -> Result<std::process::Command> {
+pub(crate) fn nix_command(root: &Path, program: &str) -> Result<std::process::Command> {
     anyhow::ensure!(
         !program.is_empty() && program.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'),
         "`{program}` is not a Nix program name"
@@ -158,7 +156,7 @@ const ROOT_LIBRARY_DIRS: [&str; 3] =
 /// dynamic program runs as `ROOT/LOADER --argv0 ARGV0 --library-path ROOT/LIBS ROOT/FILE`, so
 /// no library of the host is loaded (the path replaces the host's ld.so cache; it is not in
 /// the environment, so children the program starts are unaffected); a static one runs as it is.
-pub fn root_program(root: &Path, file: &Path, argv0: &str) -> Result<std::process::Command> {
+pub(crate) fn root_program(root: &Path, file: &Path, argv0: &str) -> Result<std::process::Command> {
     let dir = reprovm_fs::beneath::Dir::open(root)?;
     let interpreter = reprovm_fs::elf::interpreter(&mut dir.open_file(file)?)
         .with_context(|| format!("{}", root.join(file).display()))?;
@@ -187,7 +185,7 @@ pub fn root_program(root: &Path, file: &Path, argv0: &str) -> Result<std::proces
 ///   loader here, not Nix (the tests build locally; remote builders need an installed Nix);
 /// - `sandbox-paths`: Debian's build of Nix gives its sandbox `/bin/sh` from
 ///   `/usr/bin/bash-static`, which is inside the tools root, not on the host.
-pub fn nix_config(root: &Path, user: Option<&str>) -> String {
+pub(crate) fn nix_config(root: &Path, user: Option<&str>) -> String {
     let mut conf = format!(
         "build-hook =\nsandbox-paths = /bin/sh={}\n",
         root.join("usr/bin/bash-static").display()
@@ -201,7 +199,7 @@ pub fn nix_config(root: &Path, user: Option<&str>) -> String {
 
 /// A materialised toolchain root and what it is.
 #[derive(Debug, Clone)]
-pub struct Toolchain {
+pub(crate) struct Toolchain {
     /// sha256 over the lock file and the materializer version (or `host-toolchain-…`).
     pub id: String,
     pub root: PathBuf,
@@ -209,7 +207,7 @@ pub struct Toolchain {
 }
 
 impl Toolchain {
-    pub fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         let short = if self.id.starts_with("host-") { &self.id[..] } else { &self.id[..16] };
         format!("{short} ({})", self.version_label)
     }
@@ -218,7 +216,7 @@ impl Toolchain {
 /// `out/toolchain/<id>/manifest.json`: what the materialised root holds.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
-pub struct ToolchainManifest {
+pub(crate) struct ToolchainManifest {
     /// Output hash (as for store entries) of the whole root.
     pub tree_hash: String,
     pub packages: usize,
@@ -226,7 +224,7 @@ pub struct ToolchainManifest {
 }
 
 /// The toolchain identity without materialising it (for `plan`).
-pub fn identity(project: &Project) -> Result<String> {
+pub(crate) fn identity(project: &Project) -> Result<String> {
     match pinned_identity(project)? {
         Some(id) => Ok(id),
         None => Ok(host_root(project)?.0),
@@ -250,7 +248,7 @@ fn set_identity(set: PackageSet, lock: &LockFile) -> String {
 }
 
 /// The locks whose packages make up a set's root: its base set's first, then its own.
-pub fn read_locks(project: &Project, set: PackageSet) -> Result<Vec<LockFile>> {
+pub(crate) fn read_locks(project: &Project, set: PackageSet) -> Result<Vec<LockFile>> {
     let mut locks = Vec::new();
     if let Some(base) = set.base() {
         locks.push(read_lock(project, base)?);
@@ -297,7 +295,7 @@ fn locks_identity(set: PackageSet, locks: &[LockFile]) -> String {
     }
 }
 
-pub fn read_lock(project: &Project, set: PackageSet) -> Result<LockFile> {
+pub(crate) fn read_lock(project: &Project, set: PackageSet) -> Result<LockFile> {
     let path = set.lock(project);
     let text = std::fs::read_to_string(&path).with_context(|| {
         format!("reading {} (create it with `cargo xtask toolchain lock`)", path.display())
@@ -307,7 +305,7 @@ pub fn read_lock(project: &Project, set: PackageSet) -> Result<LockFile> {
 
 /// The toolchain root for the current lock, materialising it if needed. The caller holds
 /// the store lock.
-pub fn ensure(project: &Project, fetcher: &Fetcher, lock: &StoreLock) -> Result<Toolchain> {
+pub(crate) fn ensure(project: &Project, fetcher: &Fetcher, lock: &StoreLock) -> Result<Toolchain> {
     if project.host_toolchain {
         let (id, root) = host_root(project)?;
         return Ok(Toolchain {
@@ -322,7 +320,7 @@ pub fn ensure(project: &Project, fetcher: &Fetcher, lock: &StoreLock) -> Result<
 /// The identity of the pinned build toolchain, read from its lock without materialising it
 /// (builds whose every node is substituted never need its root); None in `--host-toolchain`
 /// mode, whose identity is the hash of a root that must be made first.
-pub fn pinned_identity(project: &Project) -> Result<Option<String>> {
+pub(crate) fn pinned_identity(project: &Project) -> Result<Option<String>> {
     if project.host_toolchain {
         return Ok(None);
     }
@@ -332,7 +330,7 @@ pub fn pinned_identity(project: &Project) -> Result<Option<String>> {
 
 /// The directory name (under out/toolchain) of a package set's root, whether or not it is
 /// materialised; None when its lock is missing.
-pub fn set_dir(project: &Project, set: PackageSet) -> Result<Option<String>> {
+pub(crate) fn set_dir(project: &Project, set: PackageSet) -> Result<Option<String>> {
     if !set.lock(project).is_file() || set.base().is_some_and(|b| !b.lock(project).is_file()) {
         return Ok(None);
     }
@@ -342,7 +340,7 @@ pub fn set_dir(project: &Project, set: PackageSet) -> Result<Option<String>> {
 
 /// The root of a package set, materialising it if needed (which writes `out/toolchain`:
 /// hence the store lock).
-pub fn ensure_set(
+pub(crate) fn ensure_set(
     project: &Project,
     fetcher: &Fetcher,
     set: PackageSet,
@@ -357,7 +355,7 @@ pub fn ensure_set(
 
 /// The root of a package set if it is already materialised. Needs no lock: a root appears by
 /// a rename, complete with its manifest, and is never changed afterwards.
-pub fn find_set(project: &Project, set: PackageSet) -> Result<Option<Toolchain>> {
+pub(crate) fn find_set(project: &Project, set: PackageSet) -> Result<Option<Toolchain>> {
     let (toolchain, _, dir) = locate_set(project, set)?;
     Ok(dir.join("manifest.json").is_file().then_some(toolchain))
 }
@@ -365,7 +363,7 @@ pub fn find_set(project: &Project, set: PackageSet) -> Result<Option<Toolchain>>
 /// The root of a package set, materialised first when it is not yet: the store lock is taken
 /// only then (a running build holds it, and the first use waits for it). What the commands
 /// over one set (`tool`, `nix`, `vagrant`) share.
-pub fn find_or_ensure_set(
+pub(crate) fn find_or_ensure_set(
     project: &Project,
     fetcher: &Fetcher,
     set: PackageSet,

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 /// `toolchain/*.toml`: a set of packages to pin.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct PackageSpec {
+pub(crate) struct PackageSpec {
     pub suite: String,
     pub arch: String,
     /// Suite for the packages listed in `from-backports`.
@@ -45,7 +45,7 @@ pub struct PackageSpec {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
-pub struct LockedDeb {
+pub(crate) struct LockedDeb {
     pub name: String,
     pub version: String,
     pub arch: String,
@@ -57,7 +57,7 @@ pub struct LockedDeb {
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LockFile {
+pub(crate) struct LockFile {
     pub suite: String,
     /// When the packages were resolved (`YYYYMMDDTHHMMSSZ`): their snapshot-archive time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -94,7 +94,7 @@ fn depends(s: &Paragraph) -> Vec<Vec<String>> {
 
 /// Resolve the closure of `spec.packages` over two indices (main and backports).
 #[cfg(test)]
-pub fn resolve(
+pub(crate) fn resolve(
     spec: &PackageSpec,
     main: &[Paragraph],
     backports: &[Paragraph],
@@ -103,7 +103,7 @@ pub fn resolve(
 }
 
 /// The same, leaving out what `provided` names (a base set's packages: already in the root).
-pub fn resolve_over(
+pub(crate) fn resolve_over(
     spec: &PackageSpec,
     main: &[Paragraph],
     backports: &[Paragraph],
@@ -188,7 +188,7 @@ fn locked(name: &str, s: &Paragraph, suite: &str) -> Result<LockedDeb> {
 /// one package for all architectures and must be in `native` (the native closure). A
 /// library also present natively must be at the same version: their shared files
 /// (headers, documentation) are then the same bytes.
-pub fn resolve_foreign(
+pub(crate) fn resolve_foreign(
     spec: &PackageSpec,
     index: &[Paragraph],
     backports: &[Paragraph],
@@ -286,7 +286,11 @@ fn suite_of<'a>(p: &'a Paragraph, default: &'a str) -> &'a str {
 
 /// The Packages indexes of `suites` for `arch` as one, each authenticated: per package the
 /// newest version (dpkg's order; the first suite's on a tie), marked with its suite.
-pub fn merged_index(archive: &Archive, suites: &[String], arch: &str) -> Result<Vec<Paragraph>> {
+pub(crate) fn merged_index(
+    archive: &Archive,
+    suites: &[String],
+    arch: &str,
+) -> Result<Vec<Paragraph>> {
     let mut newest: BTreeMap<String, Paragraph> = BTreeMap::new();
     for suite in suites {
         for p in packages_index(archive, suite, arch)?.iter() {
@@ -307,7 +311,7 @@ pub fn merged_index(archive: &Archive, suites: &[String], arch: &str) -> Result<
 
 /// The Packages index of `suite` for `arch`, authenticated (its InRelease verified, its hash
 /// the one listed there); read once per archive reader.
-pub fn packages_index(
+pub(crate) fn packages_index(
     archive: &Archive,
     suite: &str,
     arch: &str,
@@ -324,7 +328,7 @@ pub fn packages_index(
 
 /// `cargo xtask toolchain lock [SET...]`: resolve package sets into their locks (every index
 /// authenticated by `archive`) and write them.
-pub fn lock(project: &Project, archive: &Archive, sets: &[super::PackageSet]) -> Result<()> {
+pub(crate) fn lock(project: &Project, archive: &Archive, sets: &[super::PackageSet]) -> Result<()> {
     for set in sets {
         let resolved = resolve_set(project, archive, *set)?;
         write_lock(&resolved)?;
@@ -334,7 +338,7 @@ pub fn lock(project: &Project, archive: &Archive, sets: &[super::PackageSet]) ->
 
 /// A package set resolved into a lock, not yet written.
 #[derive(Debug)]
-pub struct ResolvedLock {
+pub(crate) struct ResolvedLock {
     pub set: super::PackageSet,
     pub path: std::path::PathBuf,
     pub lock: LockFile,
@@ -344,13 +348,13 @@ pub struct ResolvedLock {
 
 impl ResolvedLock {
     /// Whether the file holds this text already.
-    pub fn unchanged(&self) -> bool {
+    pub(crate) fn unchanged(&self) -> bool {
         std::fs::read(&self.path).is_ok_and(|t| t == self.body.as_bytes())
     }
 }
 
 /// Write a resolved lock (unless the file already says the same).
-pub fn write_lock(r: &ResolvedLock) -> Result<()> {
+pub(crate) fn write_lock(r: &ResolvedLock) -> Result<()> {
     let same_text = r.unchanged();
     if !same_text {
         util::write_atomic(&r.path, r.body.as_bytes())?;
@@ -365,7 +369,7 @@ pub fn write_lock(r: &ResolvedLock) -> Result<()> {
 }
 
 /// Resolve a package set against the archive's current indexes.
-pub fn resolve_set(
+pub(crate) fn resolve_set(
     project: &Project,
     archive: &Archive,
     set: super::PackageSet,
@@ -375,7 +379,7 @@ pub fn resolve_set(
 
 /// [`resolve_set`], a layered set over `base` (its base set's lock as resolved now) instead
 /// of the base's lock file.
-pub fn resolve_set_over(
+pub(crate) fn resolve_set_over(
     project: &Project,
     archive: &Archive,
     set: super::PackageSet,
