@@ -23,16 +23,8 @@ fn partuuid_in(uki: &[u8]) -> String {
 
 /// Every file under `dir`, depth first.
 fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            files.extend(walk(&p));
-        } else {
-            files.push(p);
-        }
-    }
-    files
+    let entries = walkdir::WalkDir::new(dir).follow_links(true).into_iter().map(Result::unwrap);
+    entries.filter(|e| !e.file_type().is_dir()).map(walkdir::DirEntry::into_path).collect()
 }
 
 fn extract(image: &Path, offset: u64, size: u64, dest: &Path) {

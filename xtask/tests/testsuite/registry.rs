@@ -660,19 +660,10 @@ fn base64_encode(data: &[u8]) -> String {
 
 /// The size in bytes of every file below `dir` (a sample of how much a command has written).
 fn tree_bytes(dir: &Path) -> u64 {
-    let mut total = 0;
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
-        for e in entries.flatten() {
-            match e.metadata() {
-                Ok(m) if m.is_dir() => todo.push(e.path()),
-                Ok(m) => total += m.len(),
-                Err(_) => {}
-            }
-        }
-    }
-    total
+    // The tree changes while it is walked (a pull writes and removes files): what vanished
+    // in between is not counted.
+    let entries = walkdir::WalkDir::new(dir).into_iter().flatten();
+    entries.filter_map(|e| e.metadata().ok()).filter(|m| !m.is_dir()).map(|m| m.len()).sum()
 }
 
 /// Run `c`, sampling how many bytes `watched` holds as it runs: (success, text, peak growth).

@@ -61,14 +61,10 @@ fn every_declared_dependency_is_used_where_it_is_declared() {
     for p in m["packages"].as_array().unwrap() {
         let dir = std::path::Path::new(p["manifest_path"].as_str().unwrap()).parent().unwrap();
         let (mut code, mut tests) = (String::new(), String::new());
-        let mut todo = vec![dir.join("src"), dir.join("tests")];
-        while let Some(d) = todo.pop() {
-            let Ok(entries) = std::fs::read_dir(&d) else { continue };
-            for e in entries {
-                let path = e.unwrap().path();
-                if path.is_dir() {
-                    todo.push(path);
-                } else if path.extension().is_some_and(|x| x == "rs") {
+        for d in [dir.join("src"), dir.join("tests")].iter().filter(|d| d.exists()) {
+            for e in walkdir::WalkDir::new(d) {
+                let path = e.unwrap().into_path();
+                if path.extension().is_some_and(|x| x == "rs") {
                     let text = std::fs::read_to_string(&path).unwrap();
                     if path.starts_with(dir.join("tests")) {
                         tests.push_str(&text);
@@ -180,14 +176,9 @@ fn the_command_line_uses_the_operations_only() {
     let allowed =
         ["reprovm::ops", "reprovm::model::arch::Arch", "reprovm::model::project::Project"];
     let mut stray = Vec::new();
-    let mut todo = vec![repo().join("xtask/src")];
-    while let Some(dir) = todo.pop() {
-        for e in std::fs::read_dir(&dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                todo.push(p);
-                continue;
-            }
+    for e in walkdir::WalkDir::new(repo().join("xtask/src")) {
+        let p = e.unwrap().into_path();
+        if p.is_file() {
             let text = std::fs::read_to_string(&p).unwrap();
             for (at, _) in text.match_indices("reprovm::") {
                 // `reprovm_fs::…` and friends are the crates below the engine; these are the

@@ -198,29 +198,19 @@ impl Drop for FullTier {
 /// nothing under `dir` changed.
 pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (String, u32, Vec<u8>)> {
     let mut out = BTreeMap::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            let m = fs::symlink_metadata(&p).unwrap();
-            let rel = p.strip_prefix(dir).unwrap().to_path_buf();
-            let mode = m.permissions().mode();
-            if m.file_type().is_symlink() {
-                out.insert(
-                    rel,
-                    (
-                        "link".into(),
-                        mode,
-                        fs::read_link(&p).unwrap().into_os_string().into_encoded_bytes(),
-                    ),
-                );
-            } else if m.is_dir() {
-                out.insert(rel, ("dir".into(), mode, Vec::new()));
-                todo.push(p);
-            } else {
-                out.insert(rel, ("file".into(), mode, fs::read(&p).unwrap()));
-            }
-        }
+    for e in walkdir::WalkDir::new(dir).min_depth(1) {
+        let e = e.unwrap();
+        let (p, m) = (e.path(), e.metadata().unwrap());
+        let rel = p.strip_prefix(dir).unwrap().to_path_buf();
+        let mode = m.permissions().mode();
+        let entry = if m.file_type().is_symlink() {
+            ("link", fs::read_link(p).unwrap().into_os_string().into_encoded_bytes())
+        } else if m.is_dir() {
+            ("dir", Vec::new())
+        } else {
+            ("file", fs::read(p).unwrap())
+        };
+        out.insert(rel, (entry.0.to_string(), mode, entry.1));
     }
     out
 }
