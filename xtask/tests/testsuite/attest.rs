@@ -9,16 +9,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 struct Fixture {
-    t: tempfile::TempDir,
-    recipes: PathBuf,
+    tiny: support::Tiny,
 }
 
 impl Fixture {
     fn new() -> Fixture {
-        let t = tempfile::tempdir().unwrap();
-        let recipes = t.path().join("recipes");
-        support::copy_tree(&support::repo().join("tests/fixtures/cache"), &recipes);
-        let f = Fixture { t, recipes };
+        let f = Fixture { tiny: support::Tiny::new("cache") };
         for k in ["ci", "other"] {
             let key = f.path(&format!("{k}.key"));
             f.ok("a", &["cache", "keygen", key.to_str().unwrap(), "--name", k]);
@@ -27,18 +23,11 @@ impl Fixture {
     }
 
     fn path(&self, p: &str) -> PathBuf {
-        self.t.path().join(p)
+        self.tiny.path(p)
     }
 
     fn command(&self, out: &str, args: &[&str]) -> Command {
-        let mut c = support::xtask();
-        c.arg("--host-toolchain")
-            .arg("--recipes")
-            .arg(&self.recipes)
-            .arg("--out")
-            .arg(self.path(out))
-            .args(args);
-        c
+        self.tiny.command(out, args)
     }
 
     fn x(&self, c: &mut Command) -> (bool, String) {
@@ -152,7 +141,7 @@ fn a_changed_dependency_is_explained_by_field_and_audits_regenerate() {
     f.ok("a", &["attest", "top"]);
     let old = f.path("old-provenance.json");
     std::fs::write(&old, f.attestation("a", "provenance.json")).unwrap();
-    let base = f.recipes.join("base.toml");
+    let base = f.tiny.recipes.join("base.toml");
     let text = std::fs::read_to_string(&base).unwrap().replace("base 1", "base 2");
     std::fs::write(&base, text).unwrap();
     f.ok("a", &["attest", "top"]);

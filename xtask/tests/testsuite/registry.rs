@@ -15,8 +15,7 @@ use std::time::{Duration, Instant};
 
 /// Tiny recipes (base, top) built over host programs, pushed honestly to a fresh registry.
 struct Fixture {
-    t: tempfile::TempDir,
-    recipes: PathBuf,
+    tiny: support::Tiny,
     reg: FakeRegistry,
     key: PathBuf,
 }
@@ -24,12 +23,9 @@ struct Fixture {
 impl Fixture {
     /// Build top (and base) in out `a` and push the closure to `cache`, signed unless not.
     fn new(signed: bool) -> Fixture {
-        let t = tempfile::tempdir().unwrap();
-        let recipes = t.path().join("recipes");
-        support::copy_tree(&support::repo().join("tests/fixtures/cache"), &recipes);
-        let reg = FakeRegistry::start();
-        let key = t.path().join("ci.key");
-        let f = Fixture { t, recipes, reg, key };
+        let tiny = support::Tiny::new("cache");
+        let (reg, key) = (FakeRegistry::start(), tiny.path("ci.key"));
+        let f = Fixture { tiny, reg, key };
         f.ok("a", &["cache", "keygen", f.key.to_str().unwrap()]);
         f.ok("a", &["build", "top"]);
         let (repo, key) = (f.reg.repo("cache"), f.key.to_str().unwrap().to_string());
@@ -42,19 +38,12 @@ impl Fixture {
     }
 
     fn out(&self, name: &str) -> PathBuf {
-        self.t.path().join(name)
+        self.tiny.path(name)
     }
 
     fn command(&self, out: &str, args: &[&str]) -> Command {
-        let mut c = support::xtask();
-        c.arg("--host-toolchain")
-            .arg("--recipes")
-            .arg(&self.recipes)
-            .arg("--out")
-            .arg(self.out(out))
-            .args(args)
-            .env("DOCKER_CONFIG", self.t.path().join("no-docker-config"))
-            .env_remove(REALMS);
+        let mut c = self.tiny.command(out, args);
+        c.env("DOCKER_CONFIG", self.tiny.path("no-docker-config")).env_remove(REALMS);
         c
     }
 
@@ -293,7 +282,7 @@ fn credentials_stay_with_the_registry() {
         }
         None
     });
-    let config = f.t.path().join("docker");
+    let config = f.tiny.path("docker");
     std::fs::create_dir_all(&config).unwrap();
     let auth = base64_encode(b"user:s3cret");
     std::fs::write(
@@ -947,7 +936,7 @@ fn a_dripping_registry_is_abandoned_at_the_deadline() {
 #[test]
 fn signed_by_names_the_key_and_same_name_keys_are_warned_about() {
     let f = Fixture::new(true);
-    let other = f.t.path().join("other/ci.key");
+    let other = f.tiny.path("other/ci.key");
     std::fs::create_dir_all(other.parent().unwrap()).unwrap();
     f.ok("a", &["cache", "keygen", other.to_str().unwrap()]);
     let (repo, key) = (f.reg.repo("cache"), f.key.with_extension("pub"));

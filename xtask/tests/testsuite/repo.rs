@@ -3,6 +3,19 @@
 use crate::support::repo;
 use std::process::Command;
 
+/// `cargo metadata EXTRA` of the workspace, as the lock has it.
+fn cargo_metadata(extra: &[&str]) -> serde_json::Value {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let o = Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--locked"])
+        .args(extra)
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
 /// "1.88" and "1.88.0" are the same requirement.
 fn version_key(v: &str) -> Vec<u64> {
     let mut k: Vec<u64> = v.split('.').map(|p| p.parse().unwrap_or(0)).collect();
@@ -14,14 +27,7 @@ fn version_key(v: &str) -> Vec<u64> {
 /// says the same.
 #[test]
 fn rust_version_is_what_the_lock_needs_and_readme_says_so() {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let o = Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--locked"])
-        .current_dir(repo())
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let m: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let m = cargo_metadata(&[]);
     let packages = m["packages"].as_array().unwrap();
     let ours = packages.iter().find(|p| p["name"] == "xtask").unwrap()["rust_version"]
         .as_str()
@@ -49,14 +55,7 @@ fn rust_version_is_what_the_lock_needs_and_readme_says_so() {
 /// used nowhere; filetime only by tests.)
 #[test]
 fn every_declared_dependency_is_used_where_it_is_declared() {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let o = Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--locked", "--no-deps"])
-        .current_dir(repo())
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let m: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let m = cargo_metadata(&["--no-deps"]);
     let mut problems = Vec::new();
     for p in m["packages"].as_array().unwrap() {
         let dir = std::path::Path::new(p["manifest_path"].as_str().unwrap()).parent().unwrap();
@@ -117,14 +116,7 @@ fn every_declared_dependency_is_used_where_it_is_declared() {
 /// README's "Decisions" changed together.
 #[test]
 fn one_http_stack() {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let o = Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--locked"])
-        .current_dir(repo())
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let m: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let m = cargo_metadata(&[]);
     let names: Vec<&str> =
         m["packages"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
     assert!(names.contains(&"ureq"), "ureq is the HTTP client");

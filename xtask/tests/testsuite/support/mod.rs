@@ -321,3 +321,32 @@ impl Drop for LocalRegistry {
         let _ = self.child.wait();
     }
 }
+
+/// Fixture recipes (`tests/fixtures/NAME`) copied into a temporary directory, built over host
+/// programs (`--host-toolchain`) into out dirs beside them, one per name.
+pub struct Tiny {
+    pub t: tempfile::TempDir,
+    pub recipes: PathBuf,
+}
+
+impl Tiny {
+    pub fn new(fixtures: &str) -> Tiny {
+        let t = tempfile::tempdir().unwrap();
+        let recipes = t.path().join("recipes");
+        copy_tree(&repo().join("tests/fixtures").join(fixtures), &recipes);
+        Tiny { t, recipes }
+    }
+
+    /// `p` in the temporary directory (an out dir, a key).
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.t.path().join(p)
+    }
+
+    /// `xtask --host-toolchain --recipes RECIPES --out OUT ARGS`.
+    pub fn command(&self, out: &str, args: &[&str]) -> Command {
+        let mut c = xtask();
+        c.arg("--host-toolchain").arg("--recipes").arg(&self.recipes);
+        c.arg("--out").arg(self.path(out)).args(args);
+        c
+    }
+}
