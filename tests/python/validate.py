@@ -1,4 +1,4 @@
-"""Third-party readers of reprovm's attestations (full tier, xtask/tests/provenance.rs).
+"""Third-party readers of reprovm's attestations (full tier, xtask/tests/testsuite/provenance.rs).
 
     validate.py cyclonedx FILE...   CycloneDX's own library: strict JSON validation, spec 1.6
     validate.py statement FILE...   in-toto's own reader: the Statement v1 protobuf, parsed

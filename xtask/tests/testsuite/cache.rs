@@ -1,12 +1,14 @@
 //! The binary cache on an OCI registry (Debian's docker-registry on 127.0.0.1) and `gc`.
 //!
-//! Fast tier (tiny recipes from tests/fixtures/cache over `--host-toolchain`): a signed push
-//! substitutes a whole closure in a fresh out dir; every refusal (untrusted key, no signature,
-//! tampered layer, output hash mismatch, a transfer cut mid-blob, an unreachable registry)
-//! is named and the node built locally, leaving nothing half-written; `--substitute-only`
-//! fails instead; gc frees exactly the unreachable entries and waits for a running build.
-//! Full tier: the real closure of hd-image substituted on a fresh out dir with no compile and
-//! no toolchain, and every source and .deb fetched from the registry alone.
+//! Tiny recipes from tests/fixtures/cache over `--host-toolchain`. Fast tier: gc frees exactly
+//! the unreachable entries and waits for a running build; a damaged store entry is named by
+//! build, push and `store verify`, and repaired. Full tier (the pinned docker-registry): a
+//! signed push substitutes a whole closure in a fresh out dir; every refusal (untrusted key, no
+//! signature, tampered layer, output hash mismatch, a transfer cut mid-blob, an unreachable
+//! registry) is named and the node built locally, leaving nothing half-written;
+//! `--substitute-only` fails instead; and the real closure of hd-image substituted on a fresh
+//! out dir with no compile and no toolchain, every source and .deb fetched from the registry
+//! alone.
 
 use crate::support;
 
@@ -344,8 +346,8 @@ fn x_repo(out: &Path, args: &[&str]) -> (bool, String) {
 fn a_fresh_machine_takes_hd_image_and_its_sources_from_the_cache() {
     let _full = support::full_tier();
     let reg = registry();
-    // This test binary may run first on a fresh checkout: build what it pushes (a store hit
-    // when another test already built it), which also creates out/ and out/hd.img.
+    // This test may run first on a fresh checkout: build what it pushes (a store hit when
+    // another test already built it), which also creates out/ and out/hd.img.
     support::xtask_ok(&["build", "hd-image"]);
     let t = tempfile::tempdir_in(support::repo().join("out")).unwrap();
     let key = t.path().join("ci.key");

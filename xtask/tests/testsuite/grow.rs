@@ -10,9 +10,6 @@ use crate::support;
 use crate::support::{host_tools, repo, run_tool, xtask_ok as ok};
 use std::path::Path;
 
-/// The tests here boot one at a time: every boot-test writes out/boot-test-console.log.
-static BOOTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 /// `boot-test ARGS`: what it printed, and the console log it left.
 fn boot_test(args: &[&str]) -> (String, String) {
     let o = support::xtask().arg("boot-test").args(args).output().unwrap();
@@ -48,8 +45,8 @@ fn sha256(p: &Path) -> String {
 #[test]
 #[ignore = "full tier: disks that grow: qemu-img resize, two boots, --disk-size"]
 fn a_larger_disk_grows_the_root_file_system_once() {
+    // One boot at a time (every boot-test writes out/boot-test-console.log): full_tier's lock.
     let _full = support::full_tier();
-    let _one_at_a_time = BOOTS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     host_tools("QEMU, qemu-img");
     ok(&["build", "hd-image"]);
     let image = repo().join("out/hd.img");
@@ -88,7 +85,6 @@ fn a_larger_disk_grows_the_root_file_system_once() {
 #[ignore = "full tier: the GPT root partition grows: qemu-img resize, UEFI and BIOS boots, sgdisk"]
 fn a_larger_uefi_disk_grows_its_root_partition_once() {
     let _full = support::full_tier();
-    let _one_at_a_time = BOOTS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     host_tools("QEMU, OVMF, qemu-img, sgdisk, sfdisk");
     ok(&["build", "efi-image"]);
     let w = tempfile::tempdir().unwrap();

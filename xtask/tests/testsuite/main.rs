@@ -9,8 +9,8 @@
 //! host tools and the pinned Nix, and the checks that need root. `REPROVM_FULL=1 cargo test
 //! -- --include-ignored` (README, CI) runs everything; a full-tier test run without
 //! `REPROVM_FULL=1` fails at once and says so. Full-tier tests hold one lock
-//! (`support::full_tier`), so that two of them never share the machine's two cores or the
-//! repository's out/, as when each subject was a binary of its own.
+//! (`support::full_tier`), so that two of them never run together in the repository's out/;
+//! fast tests, each in a temporary directory of its own, may run beside one.
 
 mod support;
 

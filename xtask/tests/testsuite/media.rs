@@ -21,9 +21,9 @@ fn partuuid_in(uki: &[u8]) -> String {
     text[at + 14..at + 14 + 36].to_lowercase()
 }
 
-/// Every file under `dir`, depth first.
+/// Every file under `dir`, symlinked directories followed; a dangling link is left out.
 fn walk(dir: &Path) -> Vec<PathBuf> {
-    let entries = walkdir::WalkDir::new(dir).follow_links(true).into_iter().map(Result::unwrap);
+    let entries = walkdir::WalkDir::new(dir).follow_links(true).into_iter().flatten();
     entries.filter(|e| !e.file_type().is_dir()).map(walkdir::DirEntry::into_path).collect()
 }
 

@@ -1,7 +1,8 @@
 //! The flake's recipe reader (nix/recipe.nix), evaluated offline with no nixpkgs, must produce
 //! exactly the pins and origins the xtask reads from the same TOML; the flake's outputs must
 //! evaluate against the nixpkgs flake.lock pins, each derivation over only its own sources; and
-//! (full tier) Nix must build the flake's derivations to the xtask's bytes.
+//! Nix must build the flake's derivations to the xtask's bytes. All full tier: each runs the
+//! pinned Nix.
 //!
 //! Every Nix program here is the pinned one (`cargo xtask nix`: pins/nix.lock, Debian trixie's
 //! Nix 2.26, which current nixpkgs supports), never the host's.

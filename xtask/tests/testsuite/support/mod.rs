@@ -161,8 +161,9 @@ pub fn is_root() -> bool {
 /// The gate of every full-tier test (`#[ignore = "full tier: …"]`), called first. The test
 /// fails at once unless `REPROVM_FULL=1` (README's test command sets it: the tier downloads
 /// pinned sources and programs, builds kernels and boots them), and holds the returned guard
-/// for its life: full-tier tests run one at a time, each with the machine's cores and the
-/// repository's out/ to itself. The guard says when the test starts and how long it took.
+/// for its life: full-tier tests run one at a time, none beside another in the repository's
+/// out/ (fast tests, each in a temporary directory of its own, may run beside one). The guard
+/// says when the test starts and how long it took.
 pub fn full_tier() -> FullTier {
     static FULL_TIER: std::sync::Mutex<()> = std::sync::Mutex::new(());
     assert!(
