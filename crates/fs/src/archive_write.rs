@@ -83,7 +83,7 @@ impl<W: Write> TarWriter<W> {
         self
     }
 
-    fn header(&self, kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+    fn header(&self, kind: tar::EntryType, mode: u32, size: u64) -> std::io::Result<tar::Header> {
         let mut h = match self.format {
             Format::Gnu => tar::Header::new_gnu(),
             Format::Ustar => tar::Header::new_ustar(),
@@ -92,14 +92,13 @@ impl<W: Write> TarWriter<W> {
         h.set_gid(0);
         h.set_mtime(self.mtime);
         if let Some(name) = self.owner_names {
-            // Fields of fixed width: a name that does not fit is left empty.
-            let _ = h.set_username(name);
-            let _ = h.set_groupname(name);
+            h.set_username(name)?;
+            h.set_groupname(name)?;
         }
         h.set_entry_type(kind);
         h.set_mode(mode);
         h.set_size(size);
-        h
+        Ok(h)
     }
 
     /// Append one entry.
@@ -113,7 +112,7 @@ impl<W: Write> TarWriter<W> {
         };
         let written = match entry {
             Entry::Dir { path, mode } => {
-                let mut h = self.header(tar::EntryType::Directory, mode, 0);
+                let mut h = self.header(tar::EntryType::Directory, mode, 0)?;
                 let name = if self.dir_slash {
                     let mut s = path.as_os_str().to_owned();
                     s.push("/");
@@ -124,20 +123,31 @@ impl<W: Write> TarWriter<W> {
                 self.builder.append_data(&mut h, name, std::io::empty())
             }
             Entry::File { path, mode, size, data } => {
-                let mut h = self.header(tar::EntryType::Regular, mode, size);
-                self.builder.append_data(&mut h, path, data.take(size))
+                let mut h = self.header(tar::EntryType::Regular, mode, size)?;
+                // The tar crate pads what it copied and trusts the header's size: a source
+                // shorter than it says would leave an archive whose next header is misplaced.
+                let mut counted = Counted { inner: data.take(size), count: 0 };
+                self.builder.append_data(&mut h, path, &mut counted).and_then(|()| {
+                    match counted.count == size {
+                        true => Ok(()),
+                        false => Err(std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            format!("{} of its {size} bytes could be read", counted.count),
+                        )),
+                    }
+                })
             }
             Entry::Symlink { path, target, mode } => {
-                let mut h = self.header(tar::EntryType::Symlink, mode, 0);
+                let mut h = self.header(tar::EntryType::Symlink, mode, 0)?;
                 self.builder.append_link(&mut h, path, target)
             }
             Entry::HardLink { path, target, mode } => {
-                let mut h = self.header(tar::EntryType::Link, mode, 0);
+                let mut h = self.header(tar::EntryType::Link, mode, 0)?;
                 self.builder.append_link(&mut h, path, target)
             }
             Entry::Device { path, block, major, minor, mode } => {
                 let kind = if block { tar::EntryType::Block } else { tar::EntryType::Char };
-                let mut h = self.header(kind, mode, 0);
+                let mut h = self.header(kind, mode, 0)?;
                 h.set_device_major(major)?;
                 h.set_device_minor(minor)?;
                 self.builder.append_data(&mut h, path, std::io::empty())
@@ -149,6 +159,20 @@ impl<W: Write> TarWriter<W> {
     /// End the archive and return the writer.
     pub fn finish(self) -> Result<W> {
         self.builder.into_inner().context("finishing the tar stream")
+    }
+}
+
+/// A reader that counts what it gives.
+struct Counted<R> {
+    inner: R,
+    count: u64,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count += n as u64;
+        Ok(n)
     }
 }
 
@@ -248,6 +272,15 @@ mod tests {
         let first = archive.entries().unwrap().next().unwrap().unwrap();
         assert!(first.header().as_ustar().is_some());
         assert_eq!(first.header().username().unwrap(), Some(""));
+    }
+
+    #[test]
+    fn a_file_shorter_than_its_size_is_an_error() {
+        let mut w = TarWriter::new(Vec::new(), Format::Gnu, 0);
+        let short =
+            Entry::File { path: Path::new("f"), mode: 0o644, size: 5, data: &mut &b"abc"[..] };
+        let e = format!("{:#}", w.append(short).unwrap_err());
+        assert!(e.contains("`f`") && e.contains("3 of its 5 bytes"), "{e}");
     }
 
     #[test]

@@ -26,18 +26,7 @@ fn recipes(dir: &Path) -> PathBuf {
 
 /// `xtask --host-toolchain --recipes R --out OUT ARGS`: (success, stdout + stderr).
 fn x(recipes: &Path, out: &Path, args: &[&str]) -> (bool, String) {
-    let o = support::xtask()
-        .arg("--host-toolchain")
-        .arg("--recipes")
-        .arg(recipes)
-        .arg("--out")
-        .arg(out)
-        .args(args)
-        .output()
-        .unwrap();
-    let text =
-        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-    (o.status.success(), text)
+    support::captured(support::on_host(recipes, out).args(args))
 }
 
 fn ok(recipes: &Path, out: &Path, args: &[&str]) -> String {

@@ -343,11 +343,17 @@ impl Tiny {
         self.t.path().join(p)
     }
 
-    /// `xtask --host-toolchain --recipes RECIPES --out OUT ARGS`.
+    /// `xtask --host-toolchain --recipes RECIPES --out OUT ARGS`, OUT in the directory.
     pub fn command(&self, out: &str, args: &[&str]) -> Command {
-        let mut c = xtask();
-        c.arg("--host-toolchain").arg("--recipes").arg(&self.recipes);
-        c.arg("--out").arg(self.path(out)).args(args);
+        let mut c = on_host(&self.recipes, &self.path(out));
+        c.args(args);
         c
     }
+}
+
+/// `xtask --host-toolchain --recipes RECIPES --out OUT`: builds over host programs.
+pub fn on_host(recipes: &Path, out: &Path) -> Command {
+    let mut c = xtask();
+    c.arg("--host-toolchain").arg("--recipes").arg(recipes).arg("--out").arg(out);
+    c
 }
