@@ -13,9 +13,11 @@ fn main() {
     reprovm_fs::progress::set_sink(|line| eprintln!("{line}"));
     match cli::run() {
         Ok(code) => std::process::exit(code),
+        // 1 is a command's negative answer (`diff`, `update --check`, `store verify`); an
+        // error is 2, as clap's own usage errors are (README, "Exit status").
         Err(err) => {
             eprintln!("error: {err:#}");
-            std::process::exit(1);
+            std::process::exit(2);
         }
     }
 }

@@ -225,14 +225,13 @@ pub fn extract_tar(
                     dirs.push((rel.clone(), mtime, mode));
                 }
                 // A sparse entry's holes are zeros the stream never carries: unpacking one
-                // would write more than any bound on the stream allows. Source archives and
-                // layers have no use for them (our layers never hold one).
-                tar::EntryType::GNUSparse if links == Links::StayInTree => {
-                    bail!("a sparse file; source archives and layers may not contain them")
+                // would write more than any bound on the stream allows. No archive reprovm
+                // unpacks has a use for them: source archives, layers, and Debian packages,
+                // whose dpkg takes none either.
+                tar::EntryType::GNUSparse => {
+                    bail!("a sparse file; the archives reprovm unpacks may not contain them")
                 }
-                tar::EntryType::Regular
-                | tar::EntryType::Continuous
-                | tar::EntryType::GNUSparse => {
+                tar::EntryType::Regular | tar::EntryType::Continuous => {
                     let (dir, n) = parents.of(&rel)?;
                     let owner_w = if links == Links::RootFileSystem { 0o200 } else { 0 };
                     let mut f = dir.create_file(Path::new(&n), (mode & 0o777) | owner_w)?;
@@ -527,6 +526,15 @@ mod tests {
         assert!(bytes.len() < 2048);
         refused(s.extract(&bytes), "a sparse file");
         assert!(!s.t.path().join("dest/holes").exists());
+        // Into a root file system (a .deb's data, an image layer read by `diff`) as well.
+        let tar = flate2::read::GzDecoder::new(std::io::Cursor::new(bytes));
+        let dest = Dir::create(&s.t.path().join("root")).unwrap();
+        let same = |p: &Path| p.to_path_buf();
+        refused(
+            extract_tar(Box::new(tar), &dest, 0, &same, Links::RootFileSystem).map(drop),
+            "a sparse file",
+        );
+        assert!(!s.t.path().join("root/holes").exists());
         s.sentinel_intact();
     }
 

@@ -35,6 +35,18 @@ impl UtcTime {
         UtcTime { year, month, day, hour, minute, second }
     }
 
+    /// Days since 1970-01-01 of a proleptic Gregorian date (days_from_civil, the inverse of
+    /// the algorithm in [`UtcTime::from_unix`]).
+    pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+        let y = if month <= 2 { year - 1 } else { year };
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let mp = (month + 9) % 12;
+        let doy = (153 * mp + 2) / 5 + day - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        era * 146_097 + doe - 719_468
+    }
+
     /// RFC 3339, as OCI's `created` fields use: `2024-01-01T00:00:00Z`.
     pub fn rfc3339(&self) -> String {
         format!(
@@ -42,6 +54,14 @@ impl UtcTime {
             self.year, self.month, self.day, self.hour, self.minute, self.second
         )
     }
+}
+
+/// Seconds since the epoch, now (0 on a clock set before 1970).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Path relative to `base` for messages, falling back to the full path.
@@ -57,7 +77,7 @@ pub const MIN_TRANSFER_RATE: u64 = 32 << 10;
 /// covers connecting and the first byte) plus the bytes at [`MIN_TRANSFER_RATE`]. A peer that
 /// sends one byte per read timeout never trips the per-read timeout; it trips this.
 pub fn transfer_deadline(read_timeout: std::time::Duration, bytes: u64) -> std::time::Duration {
-    read_timeout + std::time::Duration::from_secs(bytes / MIN_TRANSFER_RATE)
+    read_timeout.saturating_add(std::time::Duration::from_secs(bytes / MIN_TRANSFER_RATE))
 }
 
 /// Parallel jobs when none are given: the CPU count.
@@ -132,6 +152,19 @@ pub fn output_checked(cmd: &mut Command) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn civil_dates_both_ways() {
+        for secs in [0u64, 951_782_400, 1_704_067_200, 4_102_444_800 + 86_399] {
+            let t = UtcTime::from_unix(secs);
+            let days = UtcTime::days_from_civil(t.year, t.month.into(), t.day.into());
+            assert_eq!(
+                days * 86_400 + i64::from(t.hour * 3600 + t.minute * 60 + t.second),
+                secs as i64
+            );
+        }
+        assert_eq!(UtcTime::days_from_civil(2000, 3, 1), 11_017);
+    }
 
     #[test]
     fn command_lines_are_quoted_for_display() {

@@ -17,7 +17,7 @@ pub enum ToolchainAction {
         #[arg(value_parser = values::parser(&PackageSet::VALUES))]
         sets: Vec<PackageSet>,
         /// Verify the archive's InRelease files with this keyring instead of the pinned
-        /// debian-archive-keyring (a private or test archive; the first lock of `archive`).
+        /// debian-archive-keyring (a private or test archive); the verifier is the pinned sqv.
         #[arg(long, value_name = "FILE")]
         keyring: Option<std::path::PathBuf>,
     },

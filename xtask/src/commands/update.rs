@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct UpdateArgs {
-    /// Exit with status 1 when the archive has a newer file for a source or a lock would
-    /// change (for a scheduled CI job).
-    #[arg(long)]
+    /// Exit with status 1 when the archive has a newer file for a source, a pinned source is
+    /// no longer in its suites, or a lock would change (2 on an error: a scheduled CI job).
+    #[arg(long, conflicts_with = "write")]
     pub check: bool,
     /// Move the pins forward: download every new file (checked against the index), edit the
     /// recipes in place, write the locks; then say which nodes and published outputs changed.
@@ -37,7 +37,7 @@ impl UpdateArgs {
         } else {
             print!("{}", render(&report));
         }
-        Ok(if self.check && report.out_of_date() && !self.write { 1 } else { 0 })
+        Ok(if self.check && report.out_of_date() { 1 } else { 0 })
     }
 }
 

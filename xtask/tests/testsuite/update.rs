@@ -385,11 +385,12 @@ fn update_reads_signed_indexes_lists_what_moved_and_moves_it() {
     }
     assert_eq!(locks.len(), expected_locks.len());
     // Without the keyring, the pinned Debian keyring refuses the stand-in's signature.
-    let (ok, _, _, err) = x(&root, &out, &stand.bases, &["update"]);
+    let (ok, code, _, err) = x(&root, &out, &stand.bases, &["update", "--check"]);
     assert!(
         !ok && err.contains("InRelease: its signature does not verify with debian-archive-keyring"),
         "{err}"
     );
+    assert_eq!(code, 2, "--check that could not read the archive says so apart from 1:\n{err}");
     assert_eq!(err.trim().lines().filter(|l| l.starts_with("error")).count(), 1, "{err}");
 
     // --write: the recipe and the lock, as expected; plan sees the new nodes.

@@ -43,23 +43,6 @@ pub(crate) fn paragraphs(text: &str) -> Vec<Paragraph> {
     out
 }
 
-/// The paragraphs of `text` whose `Package` is in `names`, without parsing the others (an
-/// index of 60,000 packages read for five).
-pub(crate) fn paragraphs_of(
-    text: &str,
-    names: &std::collections::BTreeSet<String>,
-) -> Vec<Paragraph> {
-    let mut out = Vec::new();
-    for block in text.split("\n\n") {
-        let first = block.trim_start_matches('\n').lines().next().unwrap_or("");
-        let wanted = first.strip_prefix("Package:").is_some_and(|n| names.contains(n.trim()));
-        if wanted {
-            out.extend(paragraphs(block));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,9 +57,5 @@ mod tests {
         assert_eq!(p[0].get("Size"), "3");
         assert_eq!(p[1].get("Package"), "b");
         assert_eq!(p[1].get("Missing"), "");
-        let names = ["b".to_string()].into_iter().collect();
-        let only = paragraphs_of("Package: a\nX: 1\n\nPackage: b\nX: 2\n\n\nPackage: c\n", &names);
-        assert_eq!(only.len(), 1);
-        assert_eq!(only[0].get("X"), "2");
     }
 }

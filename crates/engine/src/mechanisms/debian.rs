@@ -33,11 +33,7 @@ pub(crate) fn is_snapshot_time(s: &str) -> bool {
 
 /// Now, as a snapshot time (UTC).
 pub(crate) fn snapshot_time_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    snapshot_time(secs)
+    snapshot_time(reprovm_fs::util::unix_now())
 }
 
 /// Seconds since the epoch as a snapshot time (UTC).

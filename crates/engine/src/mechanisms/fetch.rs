@@ -8,7 +8,7 @@ use reprovm_fs::hash::HashingWriter;
 use reprovm_fs::lock::Lock;
 use reprovm_fs::progress::{self, human_bytes, Timer};
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -274,7 +274,7 @@ impl Fetcher {
             HttpError::Transport(m) => AttemptError::Transfer(m),
         })?;
         let pb = progress::bytes_bar(want.size, &want.file);
-        let mut reader = pb.wrap_read(body.take(want.size + 1));
+        let mut reader = pb.wrap_read(body);
         let r = io::copy(&mut reader, w);
         pb.finish_and_clear();
         r.map_err(|e| {

@@ -40,8 +40,10 @@ impl Client {
         Client { agent }
     }
 
-    /// Start a GET of at most `bytes`; the body is read from the returned reader, which ends
-    /// (an error) at the transfer's overall deadline ([`reprovm_fs::util::transfer_deadline`]).
+    /// Start a GET of at most `bytes`; the body is read from the returned reader, which gives
+    /// at most `bytes + 1` bytes (one more than allowed: the caller tells a body that is too
+    /// long) and ends (an error) at the transfer's overall deadline
+    /// ([`reprovm_fs::util::transfer_deadline`]).
     pub(crate) fn get(
         &self,
         url: &str,
@@ -49,7 +51,7 @@ impl Client {
     ) -> Result<Box<dyn Read + Send + Sync + 'static>, HttpError> {
         let deadline = reprovm_fs::util::transfer_deadline(READ_TIMEOUT, bytes);
         match self.agent.get(url).timeout(deadline).set("Accept-Encoding", "identity").call() {
-            Ok(r) => Ok(r.into_reader()),
+            Ok(r) => Ok(Box::new(r.into_reader().take(bytes.saturating_add(1)))),
             Err(ureq::Error::Status(code, _)) => Err(HttpError::Status(code)),
             Err(e) => Err(HttpError::Transport(e.to_string().replace('\n', " "))),
         }

@@ -169,11 +169,28 @@ pub(crate) fn normalize(dir: &Path, epoch: i64) -> Result<()> {
     Ok(d.set_mtime(Path::new(""), epoch)?)
 }
 
-/// Read a manifest file. A missing file is an error here; callers that treat "absent" as
-/// "not built" check for it first (see `store::lookup`).
+/// The largest manifest.json read, from the store or a registry (the kernel's, with every
+/// module listed, is about 16 KiB).
+pub(crate) const MAX_BYTES: u64 = 16 << 20;
+
+/// Read a manifest file: a regular file opened beneath its directory's handle (a symlink or a
+/// device in its place is refused, never followed), at most [`MAX_BYTES`]. A missing file is an
+/// error here; callers that treat "absent" as "not built" check for it first (see
+/// `store::lookup`).
 pub(crate) fn read(path: &Path) -> Result<Manifest> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let (dir, name) = match (path.parent(), path.file_name()) {
+        (Some(dir), Some(name)) => (dir, Path::new(name)),
+        _ => bail!("{}: not a manifest file's path", path.display()),
+    };
+    let file = Dir::open(dir)?.open_file(name)?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::Read::take(file, MAX_BYTES + 1), &mut text)
+        .with_context(|| format!("reading {}", path.display()))?;
+    anyhow::ensure!(
+        text.len() as u64 <= MAX_BYTES,
+        "{}: larger than the limit of {MAX_BYTES} bytes",
+        path.display()
+    );
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
@@ -181,6 +198,24 @@ pub(crate) fn read(path: &Path) -> Result<Manifest> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    /// A manifest.json that is a symlink (to another file, or to /dev/zero) or larger than the
+    /// limit is refused, never followed or read to the end.
+    #[test]
+    fn a_manifest_is_a_bounded_regular_file() {
+        let t = tempfile::tempdir().unwrap();
+        let entry = t.path().join("entry");
+        std::fs::create_dir(&entry).unwrap();
+        let m = entry.join("manifest.json");
+        std::os::unix::fs::symlink("/dev/zero", &m).unwrap();
+        let e = format!("{:#}", read(&m).unwrap_err());
+        assert!(e.contains("symlink"), "{e}");
+        std::fs::remove_file(&m).unwrap();
+        let f = std::fs::File::create(&m).unwrap();
+        f.set_len(MAX_BYTES + 1).unwrap();
+        let e = format!("{:#}", read(&m).unwrap_err());
+        assert!(e.contains("larger than the limit"), "{e}");
+    }
 
     #[test]
     fn scan_and_hash_see_content_and_mode() {

@@ -197,6 +197,18 @@ impl Budget {
 #[error("{0}")]
 struct OverBudget(String);
 
+/// Writing the pulled layout failed on this machine (a full disk, a permission): the end of
+/// the pull, never a referrer to skip.
+#[derive(Debug, thiserror::Error)]
+#[error("writing the pulled layout: {0:#}")]
+struct LayoutWriteFailed(anyhow::Error);
+
+/// Whether a referrer's failure ends the pull (over budget, or this machine's own failure)
+/// rather than skipping the referrer (what the registry served, or failed to serve).
+fn ends_the_pull(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<OverBudget>().is_some() || e.downcast_ref::<LayoutWriteFailed>().is_some()
+}
+
 /// Send one blob of a layout unless the registry has it, saying which.
 fn push_blob(reg: &Registry, r: &Reference, layout: &Layout, d: &Descriptor) -> Result<()> {
     let digest = d.digest.clone();
@@ -418,7 +430,7 @@ fn pull(reg: &Registry, reference: &Reference, dir: &Path, budget: &Budget) -> R
                 }
                 match pull_referrer(reg, reference, &w, &digest, &image.digest, budget) {
                     Ok(d) => index.push(d),
-                    Err(e) if e.downcast_ref::<OverBudget>().is_some() => return Err(e),
+                    Err(e) if ends_the_pull(&e) => return Err(e),
                     Err(e) => progress::say(&format!("  skipped referrer {digest}: {e:#}")),
                 }
             }
@@ -556,17 +568,19 @@ fn store_manifest(
         let want = d.digest.clone();
         budget.take(&format!("blob {want} of {digest}"), d.size)?;
         let t = Instant::now();
-        let (hex, size, ()) = w.blob_stream(|out| {
-            reg.blob_into(reference, &want, d.size, out)
-                .map_err(|e: RegistryError| anyhow::Error::msg(e.to_string()))
-        })?;
+        let (hex, size, ()) = w
+            .blob_stream(|out| reg.blob_into(reference, &want, d.size, out).map_err(Into::into))
+            .map_err(|e| match e.downcast_ref::<RegistryError>() {
+                Some(_) => e,
+                None => LayoutWriteFailed(e).into(),
+            })?;
         anyhow::ensure!(
             format!("sha256:{hex}") == want && size == d.size,
             "blob {want}: stored bytes differ"
         );
         progress::say(&format!("  {want}: {}", rate(d.size, t)));
     }
-    let hex = w.blob_bytes(bytes)?;
+    let hex = w.blob_bytes(bytes).map_err(LayoutWriteFailed)?;
     let mut d = layout::descriptor(spec::MANIFEST, &hex, bytes.len() as u64, BTreeMap::new());
     if subject.is_some() {
         // A referrer is listed under its own artifactType, whatever the registry's list said.
@@ -579,4 +593,20 @@ fn with_ref_name(d: &Descriptor, tag: &str) -> Descriptor {
     let mut out = d.clone();
     out.annotations.insert(REF_NAME.to_string(), tag.to_string());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_budget_and_local_writes_end_a_pull() {
+        let refused: anyhow::Error = RegistryError::Refused("a lying referrer".into()).into();
+        assert!(!ends_the_pull(&refused.context("referrer sha256:ab")));
+        assert!(!ends_the_pull(&anyhow::anyhow!("listed as a referrer of x, its subject is y")));
+        let disk = std::io::Error::new(std::io::ErrorKind::StorageFull, "no space left");
+        let local: anyhow::Error = LayoutWriteFailed(disk.into()).into();
+        assert!(ends_the_pull(&local.context("referrer sha256:ab")));
+        assert!(ends_the_pull(&OverBudget("pull over 4G".into()).into()));
+    }
 }

@@ -90,20 +90,44 @@ fn entry_names(store: &Path) -> Result<Vec<String>> {
         .collect())
 }
 
-/// Verify one entry; its problems (a manifest that cannot be read is one).
-fn verify_entry(dir: &Path) -> Result<(Vec<Problem>, u64, u64)> {
+/// One entry as verified: its problems (a manifest that cannot be read is one), the files and
+/// bytes read, and its manifest when that could be read.
+struct Verified {
+    problems: Vec<Problem>,
+    files: u64,
+    bytes: u64,
+    manifest: Option<Manifest>,
+}
+
+/// Verify one entry.
+fn verify_entry(dir: &Path) -> Verified {
     let m = match crate::model::manifest::read(&dir.join("manifest.json")) {
         Ok(m) => m,
         Err(e) => {
-            let why = format!("{e:#}");
-            return Ok((vec![Problem { path: "manifest.json".into(), what: why }], 0, 0));
+            let problem = Problem { path: "manifest.json".into(), what: format!("{e:#}") };
+            return Verified { problems: vec![problem], files: 0, bytes: 0, manifest: None };
         }
     };
     // Whatever stops the reading (a directory without permissions, a file gone) is damage to
     // report, not the end of the command.
     match seal::verify(dir, &m) {
-        Ok(v) => Ok((v.problems, v.files, v.bytes)),
-        Err(e) => Ok((vec![Problem { path: "out".into(), what: format!("{e:#}") }], 0, 0)),
+        Ok(v) => {
+            Verified { problems: v.problems, files: v.files, bytes: v.bytes, manifest: Some(m) }
+        }
+        Err(e) => {
+            let problem = Problem { path: "out".into(), what: format!("{e:#}") };
+            Verified { problems: vec![problem], files: 0, bytes: 0, manifest: Some(m) }
+        }
+    }
+}
+
+/// Whether the entry at `path` is there: gone (removed by gc or a repair meanwhile) only when
+/// the name is absent; any other failure to look is an error, never taken for "gone".
+fn present(path: &Path) -> Result<bool> {
+    match std::fs::symlink_metadata(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("looking at {}", path.display())),
     }
 }
 
@@ -116,11 +140,10 @@ pub fn verify(ctx: &mut RunContext, opts: &VerifyOptions) -> Result<VerifyReport
     for name in &names {
         let dir = store_dir.join(name);
         // An entry gc removed meanwhile is not damage.
-        if std::fs::symlink_metadata(&dir).is_err() {
+        if !present(&dir)? {
             continue;
         }
-        let (problems, files, bytes) =
-            verify_entry(&dir).with_context(|| format!("verifying {}", dir.display()))?;
+        let Verified { problems, files, bytes, .. } = verify_entry(&dir);
         report.entries += 1;
         report.files += files;
         report.bytes += bytes;
@@ -189,18 +212,17 @@ fn repair(ctx: &mut RunContext, damaged: &mut [DamagedEntry]) -> Result<()> {
             let path = store_dir.join(&d.entry);
             // Judged without the lock: judged again under it (another repair or a build may
             // have replaced it, or removed it, meanwhile).
-            if std::fs::symlink_metadata(&path).is_err() {
+            if !present(&path)? {
                 gone.insert(d.entry.clone());
                 continue;
             }
-            let (problems, _, _) = verify_entry(&path)?;
-            if problems.is_empty() {
+            let v = verify_entry(&path);
+            if v.problems.is_empty() {
                 gone.insert(d.entry.clone());
                 continue;
             }
-            d.problems = problems;
-            let m = crate::model::manifest::read(&path.join("manifest.json"));
-            recorded.insert(d.entry.clone(), m.ok());
+            d.problems = v.problems;
+            recorded.insert(d.entry.clone(), v.manifest);
             // Renamed aside first: a temp name the next sweep removes if this is killed.
             let aside = format!(".tmp-damaged-{}-{}", d.entry, std::process::id());
             dir.rename(Path::new(&d.entry), Path::new(&aside))?;

@@ -59,13 +59,14 @@ pub fn rate(bytes: u64, since: Instant) -> String {
     )
 }
 
-/// `host[:port]` is this machine.
+/// `host[:port]` is this machine: `localhost`, or an address [`is_local_address`] takes for
+/// one (the resolver's check, so that the two never disagree).
 pub fn is_loopback(host: &str) -> bool {
     let name = match host.strip_prefix('[') {
         Some(v6) => v6.split(']').next().unwrap_or(""),
         None => host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host),
     };
-    name == "localhost" || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    name == "localhost" || name.parse::<std::net::IpAddr>().is_ok_and(|ip| is_local_address(&ip))
 }
 
 /// An address of this machine (loopback, unspecified, or an IPv4-mapped one of those).
@@ -537,7 +538,15 @@ mod tests {
 
     #[test]
     fn plain_http_only_for_loopback() {
-        for h in ["127.0.0.1:5000", "localhost:5000", "[::1]:5000", "127.0.0.1", "localhost"] {
+        for h in [
+            "127.0.0.1:5000",
+            "localhost:5000",
+            "[::1]:5000",
+            "127.0.0.1",
+            "localhost",
+            "[::ffff:127.0.0.1]:5000",
+            "0.0.0.0:5000",
+        ] {
             assert!(is_loopback(h), "{h}");
         }
         for h in
@@ -572,11 +581,14 @@ mod tests {
             .send("GET", "https://127.0.0.1:9/x".into(), &[], Body::Empty, "", false, 0)
             .unwrap_err();
         assert!(e.to_string().contains("sends no request to this one"), "{e}");
-        // Spellings of this machine that are not its names, refused at the address.
-        for url in ["https://127.1:9/x", "https://0.0.0.0:9/x", "https://[::ffff:127.0.0.1]:9/x"] {
+        // Other spellings of this machine: address literals refused by name, as above; one
+        // that is no literal (127.1) at the address the resolver gives.
+        for url in ["https://0.0.0.0:9/x", "https://[::ffff:127.0.0.1]:9/x"] {
             let e = reg.send("GET", url.into(), &[], Body::Empty, "", false, 0).unwrap_err();
-            assert!(e.to_string().contains("is this machine"), "{url}: {e}");
+            assert!(e.to_string().contains("sends no request to this one"), "{url}: {e}");
         }
+        let e = reg.send("GET", "https://127.1:9/x".into(), &[], Body::Empty, "", false, 0);
+        assert!(e.unwrap_err().to_string().contains("is this machine"));
     }
 
     #[test]

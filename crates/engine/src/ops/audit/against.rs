@@ -110,6 +110,12 @@ impl AuditTree {
 
 impl Drop for AuditTree {
     fn drop(&mut self) {
-        let _ = remove(&self.0);
+        // Left behind, it is swept by the next audit or gc; said, so that nobody wonders.
+        if let Err(e) = remove(&self.0) {
+            reprovm_fs::progress::say(&format!(
+                "warning: could not remove {} ({e:#}); the next audit or gc will",
+                self.0.display()
+            ));
+        }
     }
 }

@@ -244,18 +244,7 @@ pub fn update(ctx: &RunContext, opts: &UpdateOptions) -> Result<UpdateReport> {
     let archive = Archive::open(project, &ctx.fetcher, opts.keyring.as_deref())?;
     progress::say(&format!("reading the archive, verified with the {}", archive.keyring.origin));
     let releases = releases(ctx);
-    let mut idx = sources::Indexes {
-        archive: &archive,
-        wanted: pins
-            .iter()
-            .filter_map(|p| p.source.debian.as_ref())
-            .map(|d| match d.file.ends_with(".deb") {
-                true => d.file.split('_').next().unwrap_or_default().to_string(),
-                false => d.package.clone(),
-            })
-            .collect(),
-        loaded: BTreeMap::new(),
-    };
+    let mut idx = sources::Indexes { archive: &archive };
     let mut sources = Vec::new();
     for pin in &pins {
         sources.push(sources::source_row(pin, &releases, &mut idx)?);

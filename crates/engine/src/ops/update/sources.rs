@@ -6,36 +6,23 @@ use crate::mechanisms::debian;
 use crate::mechanisms::debian_version as dv;
 use crate::steps::toolchain::archive::Archive;
 use anyhow::{bail, Context, Result};
-use std::collections::{BTreeMap, BTreeSet};
 
-/// Indexes read for sources, kept by suite and kind, only the paragraphs of wanted packages.
+/// The indexes sources are looked up in: the archive's, each read and parsed once per run
+/// (`Archive::paragraphs`, which the lock resolution shares).
 pub(super) struct Indexes<'a> {
     pub(super) archive: &'a Archive,
-    pub(super) wanted: BTreeSet<String>,
-    /// None: no configured mirror serves the suite.
-    pub(super) loaded: BTreeMap<(String, String), Option<Vec<Paragraph>>>,
 }
 
 impl Indexes<'_> {
-    /// The paragraphs of `package` in `suite`'s index `stem` (none when the mirror has no
-    /// such suite).
     /// The paragraphs of `package` in `suite`'s index `stem`; None when no configured mirror
     /// serves the suite.
     fn of(&mut self, suite: &str, stem: &str, package: &str) -> Result<Option<Vec<Paragraph>>> {
-        let key = (suite.to_string(), stem.to_string());
-        if !self.loaded.contains_key(&key) {
-            let kept = if self.archive.has_suite(suite)? {
-                let release = self.archive.release(suite)?;
-                let text = self.archive.index_text(&release, stem)?;
-                Some(crate::mechanisms::deb822::paragraphs_of(&text, &self.wanted))
-            } else {
-                None
-            };
-            self.loaded.insert(key.clone(), kept);
+        if !self.archive.has_suite(suite)? {
+            return Ok(None);
         }
-        Ok(self.loaded[&key]
-            .as_ref()
-            .map(|ps| ps.iter().filter(|p| p.get("Package") == package).cloned().collect()))
+        let release = self.archive.release(suite)?;
+        let all = self.archive.paragraphs(&release, stem)?;
+        Ok(Some(all.iter().filter(|p| p.get("Package") == package).cloned().collect()))
     }
 }
 

@@ -122,9 +122,11 @@ pub(super) fn write(
         if r.unchanged() {
             continue;
         }
-        let row = report.locks.iter().find(|l| l.set == name).context("a lock row")?;
-        let down: Vec<String> = row
-            .changes
+        // The changes of the lock as it will be written (a layered set re-resolved above has
+        // other rows than the report's).
+        let old = toolchain::read_lock(project, r.set)?;
+        let changes = super::lock_changes(&old, &r.lock);
+        let down: Vec<String> = changes
             .iter()
             .filter(|c| c.downgrade)
             .map(|c| {
@@ -142,7 +144,6 @@ pub(super) fn write(
             r.path.display(),
             down.join(", ")
         );
-        let old = toolchain::read_lock(project, r.set)?;
         let have: BTreeSet<&str> = old.packages.iter().map(|p| p.sha256.as_str()).collect();
         for p in r.lock.packages.iter().filter(|p| !have.contains(p.sha256.as_str())) {
             ctx.fetcher

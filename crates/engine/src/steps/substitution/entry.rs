@@ -40,9 +40,8 @@ const INPUT_HASH: &str = "dev.reprovm.input-hash";
 const OUTPUT_HASH: &str = "dev.reprovm.output-hash";
 const TAR_SIZE: &str = "dev.reprovm.tar-size";
 pub const SIGNATURE: &str = "dev.reprovm.signature";
-/// The largest entry manifest.json taken from a registry (the kernel's, with every module
-/// listed, is about 200 KiB).
-pub(crate) const CONFIG_LIMIT: u64 = 16 << 20;
+/// The largest entry manifest.json taken from a registry: the store's own limit.
+pub(crate) const CONFIG_LIMIT: u64 = crate::model::manifest::MAX_BYTES;
 
 /// What a signature covers: the node, its output, and every blob that carries it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -230,13 +230,12 @@ impl Archive {
 
     /// GET `url`, at most `limit` bytes.
     fn get(&self, url: &str, limit: u64) -> Result<Vec<u8>, Fetch> {
-        let body = self.client.get(url, limit).map_err(|e| match e {
+        let mut body = self.client.get(url, limit).map_err(|e| match e {
             HttpError::Status(404 | 410) => Fetch::Missing(e.to_string()),
             e => Fetch::Failed(anyhow::anyhow!("{url}: {e}")),
         })?;
         let mut bytes = Vec::new();
-        body.take(limit + 1)
-            .read_to_end(&mut bytes)
+        body.read_to_end(&mut bytes)
             .map_err(|e| Fetch::Failed(anyhow::anyhow!("{url}: the transfer broke off: {e}")))?;
         if bytes.len() as u64 > limit {
             return Err(Fetch::TooLarge);
@@ -291,8 +290,5 @@ enum Fetch {
 }
 
 fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    reprovm_fs::util::unix_now() as i64
 }
