@@ -21,7 +21,7 @@
 //! - [`ops`]: one module per command (build, audit, gc, store, update, publish, cache_push,
 //!   attest, pin, plan, fetch, diff, boot, cluster, menuconfig, multiarch, toolchain, bench,
 //!   assemble): functions over a [`ops::context::RunContext`] that return data (reports,
-//!   paths, `ProgramStatus`, the `Command` of a pinned program) and print nothing; progress
+//!   paths, `ProgramRun`, the `Command` of a pinned program) and print nothing; progress
 //!   goes through `reprovm_fs::progress`, whose sink the caller sets.
 //! - The values they take: [`model::arch::Arch`] and [`model::project::Project`].
 //! - For the test suite, which checks the engine's own facts from outside: the pinned targets

@@ -199,9 +199,16 @@ pub fn run_interactive(spec: &Spec, spec_path: &Path) -> Result<i32> {
     Ok(code_of(status?))
 }
 
-/// Run `cmd` over `root` with empty /build and /out and SOURCE_DATE_EPOCH `epoch`; its output
-/// goes to our stdout/stderr.
-pub fn exec_capture(root: &Path, cmd: &[String], epoch: i64) -> Result<i32> {
+/// What a command run in the sandbox for a caller did: its exit code and what it wrote
+/// (stdout and stderr, in order), for the caller to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgramRun {
+    pub code: i32,
+    pub output: String,
+}
+
+/// Run `cmd` over `root` with empty /build and /out and SOURCE_DATE_EPOCH `epoch`.
+pub fn exec_capture(root: &Path, cmd: &[String], epoch: i64) -> Result<ProgramRun> {
     let t = tempfile::tempdir()?;
     let (b, o) = (t.path().join("build"), t.path().join("out"));
     std::fs::create_dir_all(&b)?;
@@ -211,14 +218,14 @@ pub fn exec_capture(root: &Path, cmd: &[String], epoch: i64) -> Result<i32> {
 
 /// Run `cmd` in the sandbox over `root` with the host directories `build` at /build (the
 /// working directory) and `out` at /out, both writable, and `env` added to the fixed
-/// environment (replacing a variable of the same name); print what it wrote (stdout and stderr, in order) and return its exit code.
+/// environment (replacing a variable of the same name).
 pub fn exec_in(
     root: &Path,
     (build, out): (&Path, &Path),
     env: &[(String, String)],
     cmd: &[String],
     epoch: i64,
-) -> Result<i32> {
+) -> Result<ProgramRun> {
     let t = tempfile::tempdir()?;
     let mut environment = base_env(epoch, 1);
     environment.retain(|(k, _)| !env.iter().any(|(e, _)| e == k));
@@ -239,9 +246,7 @@ pub fn exec_in(
     };
     let log = t.path().join("log");
     let code = run(&spec, &t.path().join("spec.json"), &log, None)?;
-    print!(
-        "{}",
-        std::fs::read_to_string(&log).with_context(|| format!("reading {}", log.display()))?
-    );
-    Ok(code)
+    let output =
+        std::fs::read_to_string(&log).with_context(|| format!("reading {}", log.display()))?;
+    Ok(ProgramRun { code, output })
 }

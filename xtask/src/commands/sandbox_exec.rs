@@ -9,6 +9,8 @@ pub struct SandboxExecArgs {
 impl SandboxExecArgs {
     /// Run the command in the sandbox over the toolchain; its exit code is ours.
     pub fn run(self, ctx: &RunContext) -> anyhow::Result<i32> {
-        Ok(reprovm::ops::toolchain::sandbox_exec(ctx, &self.cmd)?.0)
+        let ran = reprovm::ops::toolchain::sandbox_exec(ctx, &self.cmd)?;
+        print!("{}", ran.output);
+        Ok(ran.code)
     }
 }

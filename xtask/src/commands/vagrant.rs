@@ -18,12 +18,13 @@ pub struct VagrantArgs {
 impl VagrantArgs {
     /// Run the pinned vagrant in the build sandbox over its root; its exit code is ours.
     pub fn run(self, ctx: &RunContext) -> anyhow::Result<i32> {
-        let status = reprovm::ops::toolchain::vagrant(
+        let ran = reprovm::ops::toolchain::vagrant(
             ctx,
             self.dir.as_deref(),
             self.home.as_deref(),
             &self.argv,
         )?;
-        Ok(status.0)
+        print!("{}", ran.output);
+        Ok(ran.code)
     }
 }

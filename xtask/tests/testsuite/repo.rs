@@ -193,3 +193,54 @@ fn the_command_line_uses_the_operations_only() {
         stray.join("\n")
     );
 }
+
+/// Every Rust file of the crates under `crates/`, with its text.
+fn crate_sources() -> Vec<(std::path::PathBuf, String)> {
+    walkdir::WalkDir::new(repo().join("crates"))
+        .into_iter()
+        .map(Result::unwrap)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "rs"))
+        .map(|e| (e.path().to_path_buf(), std::fs::read_to_string(e.path()).unwrap()))
+        .collect()
+}
+
+/// The engine and the crates below it print nothing (their tests aside): progress goes through
+/// `reprovm_fs::progress`, whose sink the command line sets, and results are returned.
+#[test]
+fn the_libraries_print_nothing() {
+    let mut printing = Vec::new();
+    for (path, text) in crate_sources() {
+        if path.components().any(|c| c.as_os_str() == "tests") {
+            continue;
+        }
+        let code = &text[..text.find("#[cfg(test)]").unwrap_or(text.len())];
+        for (n, line) in code.lines().enumerate() {
+            let line = line.trim_start();
+            if line.starts_with("//") {
+                continue;
+            }
+            if ["println!(", "eprintln!(", "print!(", "eprint!("].iter().any(|m| line.contains(m)) {
+                printing.push(format!("{}:{}: {line}", path.display(), n + 1));
+            }
+        }
+    }
+    // Two that print by design: progress.rs's default sink (stderr, until the command line
+    // sets its own), and the sandbox's init, which runs as the namespace's process 1 and
+    // writes to the build log, not to any caller.
+    printing.retain(|p| {
+        !p.contains("crates/fs/src/progress.rs") && !p.contains("crates/sandbox/src/init.rs")
+    });
+    assert!(printing.is_empty(), "library code prints:\n{}", printing.join("\n"));
+}
+
+/// No source file of the crates is a giant: a concern that outgrows 700 lines becomes a folder
+/// of its own (as `steps/media/`, `ops/boot/`).
+#[test]
+fn no_crate_file_over_700_lines() {
+    let giants: Vec<String> = crate_sources()
+        .into_iter()
+        .filter(|(_, text)| text.lines().count() > 700)
+        .map(|(path, text)| format!("{} ({} lines)", path.display(), text.lines().count()))
+        .collect();
+    assert!(giants.is_empty(), "split these: {giants:?}");
+}

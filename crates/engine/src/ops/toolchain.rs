@@ -13,10 +13,9 @@ use std::process::Command;
 
 pub use crate::steps::toolchain::PackageSet;
 
-/// The exit status of a program an operation ran for the user (`sandbox-exec`, `vagrant`):
-/// the program's own, which the command line passes on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProgramStatus(pub i32);
+/// What a program an operation ran for the user did (`sandbox-exec`, `vagrant`): its exit
+/// code, which the command line passes on, and its output, which the command line shows.
+pub use reprovm_sandbox::ProgramRun;
 
 /// `toolchain lock [SET...]`: resolve the sets (all when none is named), every index read
 /// through its suite's InRelease, verified with `keyring` or the pinned one.
@@ -39,11 +38,9 @@ pub fn identity(ctx: &RunContext) -> Result<String> {
 
 /// `sandbox-exec CMD`: run `cmd` in the build sandbox over the toolchain (empty /build and
 /// /out), its output passed through.
-pub fn sandbox_exec(ctx: &RunContext, cmd: &[String]) -> Result<ProgramStatus> {
+pub fn sandbox_exec(ctx: &RunContext, cmd: &[String]) -> Result<ProgramRun> {
     let root = materialize(ctx)?;
-    let code =
-        reprovm_sandbox::exec_capture(&root, cmd, crate::model::recipe::DEFAULT_SOURCE_DATE_EPOCH)?;
-    Ok(ProgramStatus(code))
+    reprovm_sandbox::exec_capture(&root, cmd, crate::model::recipe::DEFAULT_SOURCE_DATE_EPOCH)
 }
 
 /// `tool --list`: the programs of the pinned host tools (pins/tools.lock), materialised.
@@ -82,7 +79,7 @@ pub fn vagrant(
     dir: Option<&Path>,
     home: Option<&Path>,
     argv: &[String],
-) -> Result<ProgramStatus> {
+) -> Result<ProgramRun> {
     let project = &ctx.project;
     let root = toolchain::find_or_ensure_set(project, &ctx.fetcher, PackageSet::Vagrant)?.root;
     let dir = match dir {
@@ -101,12 +98,11 @@ pub fn vagrant(
     .map(|(k, v)| (k.to_string(), v.to_string()));
     let cmd: Vec<String> =
         std::iter::once("/usr/bin/vagrant".to_string()).chain(argv.iter().cloned()).collect();
-    let code = reprovm_sandbox::exec_in(
+    reprovm_sandbox::exec_in(
         &root,
         (&dir, &home),
         &env,
         &cmd,
         crate::model::recipe::DEFAULT_SOURCE_DATE_EPOCH,
-    )?;
-    Ok(ProgramStatus(code))
+    )
 }
