@@ -3,12 +3,12 @@
 //! module imports it.
 
 use crate::commands::{
-    assemble, attest, audit, bench, boot_test, build, cache, cluster_test, diff, fetch, gc,
-    menuconfig, multiarch, nix, pin, plan, pull, push, run, sandbox_exec, store, tool, toolchain,
+    assemble, attest, audit, bench, boot_test, build, cache, cluster, diff, fetch, gc, menuconfig,
+    multiarch, nix, pin, plan, pull, push, run, sandbox_exec, store, targets, tool, toolchain,
     update, vagrant, values,
 };
 use anyhow::{bail, Result};
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use reprovm::model::arch::Arch;
 use reprovm::model::project::Project;
 use reprovm::ops::context::{RunContext, SubstitutionSettings};
@@ -22,27 +22,48 @@ use std::path::PathBuf;
     long_about = "reprovm builds a Linux kernel (bzImage + modules) and a bootable ext4 hd.img \
 holding busybox, dropbear and iproute2, from recipes in recipes/*.toml whose every input is \
 pinned by sha256. Builds run in a hermetic namespace sandbox over a pinned Debian toolchain.\n\n\
-First steps:\n  cargo xtask fetch              download and verify every pinned source\n  \
+First steps:\n  cargo xtask targets            what can be built\n  \
 cargo xtask plan hd-image      show the build graph and input hashes\n  \
 cargo xtask build hd-image     build out/hd.img and out/bzImage\n  \
-cargo xtask run                boot it in QEMU",
-    version
+cargo xtask run                boot it in QEMU (SSH on 127.0.0.1:10022)\n  \
+cargo xtask boot-test          boot it, log in over SSH, check it, power off\n\n\
+Documentation: README.md and docs/ (docs/reference/commands.md: every command and option).",
+    version,
+    next_help_heading = "Global options"
 )]
 pub struct Cli {
     /// Recipe directory (default: recipes/ in the repository).
-    #[arg(long, global = true, env = "REPROVM_RECIPES", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "REPROVM_RECIPES",
+        value_name = "DIR"
+    )]
     pub recipes: Option<PathBuf>,
     /// Output directory holding store, cache, logs and links (default: out/).
-    #[arg(long, global = true, env = "REPROVM_OUT", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "REPROVM_OUT",
+        value_name = "DIR"
+    )]
     pub out: Option<PathBuf>,
     /// Download cache (default: OUT/cache); blobs are stored by sha256.
-    #[arg(long, global = true, env = "REPROVM_CACHE", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "REPROVM_CACHE",
+        value_name = "DIR"
+    )]
     pub cache: Option<PathBuf>,
     /// Local mirror directory tried before the network (files by name or sha256/<hash>); repeatable.
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, global = true, help_heading = "Global options", value_name = "DIR")]
     pub mirror: Vec<PathBuf>,
     /// Use only the cache and --mirror directories; never touch the network.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     pub offline: bool,
     /// Substitute a dependency: `--use kernel=kernel@6.18` builds every `kernel` dependency
     /// (the image's modules and bzImage) at the kernel's version 6.18, `--use kernel=my-kernel`
@@ -52,35 +73,44 @@ pub struct Cli {
     /// The architecture to build for: x86_64 (default) or aarch64 (cross-built over
     /// toolchain/aarch64.toml; its pins are pins/outputs-aarch64.toml). Every recipe is the
     /// same, with its `[arch.aarch64]` table merged over it.
-    #[arg(long, global = true, default_value = "x86_64", value_parser = values::parser(&Arch::VALUES))]
+    #[arg(long, global = true, help_heading = "Global options", default_value = "x86_64", value_parser = values::parser(&Arch::VALUES))]
     pub arch: Arch,
     /// Development only: build over a root made of host programs instead of the pinned
     /// toolchain. Outputs are marked HOST TOOLCHAIN and are not reproducible across hosts.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     pub host_toolchain: bool,
     /// A binary cache to take store entries, sources and .debs from before building them
-    /// (`REGISTRY/REPO`, `http://` for a registry on this machine without TLS); repeatable.
+    /// (REF: `REGISTRY/REPO`, `http://` for a registry on this machine without TLS);
+    /// repeatable.
     #[arg(
         long = "substituter",
         global = true,
+        help_heading = "Global options",
         env = "REPROVM_SUBSTITUTERS",
         value_delimiter = ' ',
-        value_name = "REPO"
+        value_name = "REF"
     )]
     pub substituters: Vec<String>,
-    /// A public key (`cache keygen`'s FILE.pub) whose signatures make cache entries trusted;
-    /// repeatable. Entries signed by no trusted key are never used.
+    /// A public key (`cache keygen ci.key` writes it as ci.pub) whose signatures make binary
+    /// cache entries trusted; repeatable. Entries signed by no trusted key are never used.
     #[arg(
-        long = "trusted-key",
+        long = "trusted-cache-key",
         global = true,
+        help_heading = "Global options",
         env = "REPROVM_TRUSTED_KEYS",
         value_delimiter = ' ',
         value_name = "FILE"
     )]
     pub trusted_keys: Vec<PathBuf>,
     /// Fail instead of building a node that no substituter provides.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     pub substitute_only: bool,
+    /// Show no status lines and no progress bars (results and errors still).
+    #[arg(long, short, global = true, help_heading = "Global options", conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Also show each build's log as it is written, each line after its node's name.
+    #[arg(long, short, global = true, help_heading = "Global options")]
+    pub verbose: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -89,10 +119,12 @@ pub struct Cli {
 pub enum Command {
     /// Download and verify every pinned source (or those of TARGET and its dependencies).
     Fetch(fetch::FetchArgs),
-    /// Print the build graph of TARGET with input hashes and cached/not-cached state.
+    /// Print the build graph of the TARGETs with input hashes and cached/not-cached state.
     Plan(plan::PlanArgs),
-    /// Build TARGET and its dependencies in the sandbox (kernel, busybox, dropbear, iproute2, hd-image, ...).
+    /// Build each TARGET and its dependencies in the sandbox (kernel, busybox, dropbear, iproute2, hd-image, ...).
     Build(build::BuildArgs),
+    /// List the targets: name, kind, architectures, versions, and the files each makes.
+    Targets(targets::TargetsArgs),
     /// The pinned Debian toolchain: `lock` resolves it, `materialize` (default) builds its root.
     Toolchain(toolchain::ToolchainArgs),
     /// Which pins the Debian archive has moved past (sources in their series, the locks), read
@@ -100,13 +132,13 @@ pub enum Command {
     Update(update::UpdateArgs),
     /// Run menuconfig for a kernel recipe in the sandbox and record the changes in its last fragment.
     Menuconfig(menuconfig::MenuconfigArgs),
-    /// Boot out/bzImage with out/hd.img under QEMU (serial console here, SSH on 127.0.0.1:PORT).
+    /// Boot out/bzImage with out/hd.img under QEMU (serial console here, SSH on 127.0.0.1:10022).
     Run(run::RunArgs),
     /// Boot the image, log in over SSH with a fresh key, check uname/ip/modules/modprobe, power off.
     BootTest(boot_test::BootTestArgs),
-    /// Boot a cluster (default 3 nodes), check from vm001 that every node answers on both
-    /// private networks, log in to vm002 over net1, see netem's delay, power off.
-    ClusterTest(cluster_test::ClusterTestArgs),
+    /// Clusters of VMs from one kernel and image, xcluster-style: `run` keeps them up,
+    /// `test` checks their networks.
+    Cluster(cluster::ClusterArgs),
     /// Rebuild targets from scratch under varied conditions and explain any difference.
     Audit(audit::AuditArgs),
     /// Compare two output trees (or two files) and explain every difference: ELF sections,
@@ -125,10 +157,11 @@ pub enum Command {
     Verify(attest::VerifyArgs),
     /// Run a command in the build sandbox over the pinned toolchain (empty /build and /out).
     SandboxExec(sandbox_exec::SandboxExecArgs),
-    /// Push a recipe's OCI layout to a registry (`push krata-kernel-oci REGISTRY/REPO`).
+    /// Push a recipe's OCI layout to a registry (`push krata-kernel-oci REF`).
     Push(push::PushArgs),
     /// Build an OCI recipe for x86_64 and aarch64 and merge the layouts into one whose every
-    /// tag is an image index (linux/amd64, linux/arm64/v8), pinned in pins/multiarch.toml.
+    /// tag is an image index (linux/amd64, linux/arm64/v8), pinned in pins/multiarch.toml;
+    /// with REF, push it.
     Multiarch(multiarch::MultiarchArgs),
     /// Pull an image or artifact from a registry into a new OCI layout directory.
     Pull(pull::PullArgs),
@@ -156,9 +189,43 @@ pub enum Command {
     Completions { shell: clap_complete::Shell },
 }
 
+/// The global options that take a value, as typed (`--out`): what the old-spelling rewrite
+/// needs to find the subcommand.
+fn global_value_options() -> Vec<String> {
+    Cli::command()
+        .get_arguments()
+        .filter(|a| a.is_global_set() && a.get_action().takes_values())
+        .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
+        .chain(["--trusted-key".to_string()])
+        .collect()
+}
+
+/// The command line's definition, with `--version` saying the commit and the toolchain.
+pub fn command() -> clap::Command {
+    let project = Project::new(None, None, None);
+    let version = reprovm::ops::version::describe(&project, env!("CARGO_PKG_VERSION"));
+    Cli::command().version(version.clone()).long_version(version)
+}
+
 /// Parse the command line and run the command; returns the process exit code.
 pub fn run() -> Result<i32> {
-    let cli = Cli::parse();
+    let args: Vec<String> = std::env::args_os()
+        .map(|a| a.into_string().map_err(|a| anyhow::format_err!("{a:?}: not UTF-8")))
+        .collect::<Result<_>>()?;
+    let rewritten = crate::legacy::rewrite(&args[1..], &global_value_options());
+    for w in &rewritten.warnings {
+        eprintln!("{w}");
+    }
+    let argv = args[..1].iter().chain(&rewritten.args);
+    let matches = command().get_matches_from(argv);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // Status lines of the engine go to stderr (results to stdout), none with --quiet.
+    reprovm_fs::progress::set_level(cli.quiet, cli.verbose);
+    if cli.quiet {
+        reprovm_fs::progress::set_sink(|_| {});
+    } else {
+        reprovm_fs::progress::set_sink(|line| eprintln!("{line}"));
+    }
     for m in &cli.mirror {
         if !m.is_dir() {
             bail!(
@@ -189,7 +256,8 @@ pub fn run() -> Result<i32> {
         Command::Menuconfig(args) => args.run(&ctx),
         Command::Run(args) => args.run(&ctx),
         Command::BootTest(args) => args.run(&ctx),
-        Command::ClusterTest(args) => args.run(&ctx),
+        Command::Cluster(args) => args.run(&ctx),
+        Command::Targets(args) => args.run(&ctx),
         Command::Audit(args) => args.run(&ctx),
         Command::Diff(args) => args.run(&ctx),
         Command::Assemble(args) => args.run(&ctx),
@@ -235,8 +303,9 @@ mod tests {
     fn commands_with_values_parse_into_their_structs() {
         for argv in [
             &["xtask", "bench", "substitute", "--registry", "http://127.0.0.1:5000/b", "busybox"][..],
-            &["xtask", "--cache", "/tmp/c", "cache", "push", "http://127.0.0.1:5000/c"][..],
+            &["xtask", "--cache", "/tmp/c", "cache", "push", "top", "http://127.0.0.1:5000/c"][..],
             &["xtask", "boot-test", "--target", "efi-vhd"][..],
+            &["xtask", "cache", "push", "busybox", "dropbear", "http://127.0.0.1:5000/c"][..],
         ] {
             Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
         }

@@ -2,10 +2,81 @@
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+/// Bars and spinners are drawn: stderr is a terminal, not CI, and the front end did not ask
+/// for quiet.
 pub fn interactive() -> bool {
-    std::io::stderr().is_terminal() && std::env::var_os("CI").is_none()
+    std::io::stderr().is_terminal() && std::env::var_os("CI").is_none() && !quiet()
+}
+
+static QUIET: AtomicBool = AtomicBool::new(false);
+static VERBOSE: AtomicBool = AtomicBool::new(false);
+
+/// The front end's choice of how much to show: `quiet` drops bars (its sink drops the
+/// lines), `verbose` has long steps follow their logs ([`follow`]).
+pub fn set_level(quiet: bool, verbose: bool) {
+    QUIET.store(quiet, Ordering::Relaxed);
+    VERBOSE.store(verbose, Ordering::Relaxed);
+}
+
+fn quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
+
+/// Whether long steps report their logs' lines as they are written.
+pub fn verbose() -> bool {
+    VERBOSE.load(Ordering::Relaxed)
+}
+
+/// Reports each line written to the log at `path`, prefixed with `prefix: `, until dropped
+/// (then the lines written last).
+pub struct Follower {
+    stop: std::sync::Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Follow `path` (it may not exist yet) as `tail -f` would.
+pub fn follow(path: std::path::PathBuf, prefix: String) -> Follower {
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let stopped = stop.clone();
+    let thread = std::thread::spawn(move || {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut offset = 0u64;
+        let mut partial = Vec::new();
+        loop {
+            let last = stopped.load(Ordering::Relaxed);
+            if let Ok(mut f) = std::fs::File::open(&path) {
+                let mut new = Vec::new();
+                if f.seek(SeekFrom::Start(offset)).is_ok() && f.read_to_end(&mut new).is_ok() {
+                    offset += new.len() as u64;
+                    partial.extend_from_slice(&new);
+                    while let Some(end) = partial.iter().position(|b| *b == b'\n') {
+                        let line: Vec<u8> = partial.drain(..=end).collect();
+                        say(&format!("{prefix}: {}", String::from_utf8_lossy(&line).trim_end()));
+                    }
+                }
+            }
+            if last {
+                if !partial.is_empty() {
+                    say(&format!("{prefix}: {}", String::from_utf8_lossy(&partial)));
+                }
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    Follower { stop, thread: Some(thread) }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// A byte-counting bar for downloads; hidden when stderr is not a terminal.

@@ -23,8 +23,9 @@ pub struct VerifyArgs {
     /// DSSE envelopes (`out/attestations/NODE/*.dsse.json`); none: every attestation that
     /// refers to an image of the OCI layout given with --against (as `pull` fetched them).
     pub envelopes: Vec<PathBuf>,
-    /// A public key to trust (`cargo xtask cache keygen` wrote it as KEY.pub); repeatable.
-    #[arg(long = "trusted-key", value_name = "PUB", required = true)]
+    /// A public key whose signatures on attestations are trusted (`cargo xtask cache keygen
+    /// ci.key` wrote it as ci.pub); repeatable.
+    #[arg(long = "trusted-attestation-key", value_name = "FILE", required = true)]
     pub trusted_keys: Vec<PathBuf>,
     /// The outputs the statements are about: an output directory (files by path) or an OCI
     /// layout (manifests by tag).
@@ -33,6 +34,9 @@ pub struct VerifyArgs {
     /// Check only who signed the envelopes and that they hold Statements, not their subjects.
     #[arg(long, conflicts_with = "against")]
     pub signature_only: bool,
+    /// Print the accepted envelopes as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 impl VerifyArgs {
@@ -43,6 +47,10 @@ impl VerifyArgs {
             against: self.against,
             signature_only: self.signature_only,
         })?;
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&verified)?);
+            return Ok(0);
+        }
         for v in verified {
             println!(
                 "{}: signed by {}, {} ({}); {}",

@@ -6,13 +6,28 @@ pub struct BootTestArgs {
     #[command(flatten)]
     pub boot: BootArgs,
     /// Seconds to wait for the guest to boot and answer SSH.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     pub timeout: u64,
+    /// Print what the test saw (each command in the guest and its output) as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 impl BootTestArgs {
     pub fn run(self, ctx: &RunContext) -> anyhow::Result<i32> {
-        reprovm::ops::boot::boot_test(ctx, &self.boot.options(), self.timeout)?;
+        let report = reprovm::ops::boot::boot_test(ctx, &self.boot.options(), self.timeout)?;
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            println!(
+                "boot-test: {} passed ({}, {}): userspace after {:.1}s, powered off after {:.1}s",
+                report.target,
+                report.architecture,
+                report.accelerator,
+                report.userspace_seconds,
+                report.total_seconds
+            );
+        }
         Ok(0)
     }
 }

@@ -1,11 +1,18 @@
-use reprovm::ops::build::{build_target, BuildOptions};
+use reprovm::ops::build::{build_targets, BuildOptions};
 use reprovm::ops::context::RunContext;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct BuildArgs {
-    pub target: String,
+    /// What to build: recipes by name (`cargo xtask targets` lists them), `NAME@KEY` at
+    /// another version (`hd-image@6.18`); several are built in the order given.
+    #[arg(value_name = "TARGET", required = true)]
+    pub targets: Vec<String>,
+    /// Print what was built as JSON on stdout: each target's store entry, input and output
+    /// hash.
+    #[arg(long)]
+    pub json: bool,
     /// Parallel jobs inside the sandbox (outputs do not depend on it; default: CPU count).
     #[arg(long, short)]
     pub jobs: Option<NonZeroUsize>,
@@ -33,8 +40,28 @@ impl BuildArgs {
             shuffle_dirents: self.shuffle_dirents,
             ..defaults
         };
-        let res = build_target(ctx, &self.target, &opts)?;
-        println!("{}", res.entry.display());
+        let built = build_targets(ctx, &self.targets, &opts)?;
+        if self.json {
+            let list: Vec<serde_json::Value> = self
+                .targets
+                .iter()
+                .zip(&built)
+                .map(|(target, res)| {
+                    serde_json::json!({
+                        "target": target,
+                        "entry": res.entry,
+                        "version": res.manifest.version,
+                        "input_hash": res.manifest.input_hash,
+                        "output_hash": res.manifest.output_hash,
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&list)?);
+        } else {
+            for res in built {
+                println!("{}", res.entry.display());
+            }
+        }
         Ok(0)
     }
 }

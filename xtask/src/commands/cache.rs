@@ -10,16 +10,21 @@ pub struct CacheArgs {
 
 #[derive(clap::Subcommand, Debug)]
 pub enum CacheCommand {
-    /// Push TARGET's closure (default hd-image) and every pinned source and toolchain .deb to
-    /// REPO (`REGISTRY/REPO`; `http://` for a registry on this machine without TLS).
+    /// Push each TARGET's closure and every pinned source and toolchain .deb to REF
+    /// (`REGISTRY/REPO`; `http://` for a registry on this machine without TLS).
     Push {
-        repository: String,
-        target: Option<String>,
+        /// The targets whose closures to push, e.g. hd-image.
+        #[arg(value_name = "TARGET", required = true, num_args = 1..)]
+        targets: Vec<String>,
+        /// The binary cache: a registry repository.
+        #[arg(value_name = "REF")]
+        reference: String,
         /// Sign each entry with this secret key (`cache keygen`).
-        #[arg(long)]
+        #[arg(long, value_name = "KEY")]
         sign_key: Option<PathBuf>,
     },
-    /// Make an ed25519 key pair: FILE (secret, 0600) and FILE.pub, in Nix's format.
+    /// Make an ed25519 key pair in Nix's format: FILE (secret, 0600) and the public key
+    /// beside it, FILE with its extension replaced by `.pub` (`ci.key` gives `ci.pub`).
     Keygen {
         file: PathBuf,
         /// The key's name, which signatures carry (default: the file's name).
@@ -42,18 +47,13 @@ impl CacheArgs {
                 let public = reprovm::ops::cache_push::keygen(&name, &file)?;
                 println!("{public}");
                 reprovm_fs::progress::say(&format!(
-                    "secret key {} (keep it), public key {} (give it to --trusted-key)",
+                    "secret key {} (keep it), public key {} (give it to --trusted-cache-key and verify --trusted-attestation-key)",
                     file.display(),
                     file.with_extension("pub").display()
                 ));
             }
-            CacheCommand::Push { repository, target, sign_key } => {
-                reprovm::ops::cache_push::push(
-                    ctx,
-                    &repository,
-                    target.as_deref().unwrap_or("hd-image"),
-                    sign_key.as_deref(),
-                )?;
+            CacheCommand::Push { targets, reference, sign_key } => {
+                reprovm::ops::cache_push::push(ctx, &reference, &targets, sign_key.as_deref())?;
             }
         }
         Ok(0)

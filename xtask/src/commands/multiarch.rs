@@ -8,9 +8,9 @@ pub struct MultiarchArgs {
     /// Record the indexes' digests in pins/multiarch.toml (otherwise they must match it).
     #[arg(long)]
     pub pin: bool,
-    /// Then push the merged layout to `REGISTRY/REPO` (`:TAG` adds one more tag).
-    #[arg(long, value_name = "REFERENCE")]
-    pub push: Option<String>,
+    /// Then push the merged layout to REF, `REGISTRY/REPO` (`:TAG` adds one more tag).
+    #[arg(value_name = "REF")]
+    pub reference: Option<String>,
     /// Speak plain HTTP to the registry (only to 127.0.0.1, ::1 or localhost).
     #[arg(long)]
     pub plain_http: bool,
@@ -18,8 +18,11 @@ pub struct MultiarchArgs {
 
 impl MultiarchArgs {
     pub fn run(self, ctx: &mut RunContext) -> anyhow::Result<i32> {
+        if let Some(reference) = &self.reference {
+            reprovm::ops::publish::check_reference(reference)?;
+        }
         let dir = reprovm::ops::multiarch::write(ctx, &self.target, self.pin)?;
-        if let Some(reference) = &self.push {
+        if let Some(reference) = &self.reference {
             reprovm::ops::publish::push_layout(&dir, reference, self.plain_http)?;
         }
         println!("{}", dir.display());

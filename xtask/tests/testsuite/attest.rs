@@ -96,7 +96,7 @@ fn attestations_are_reproducible_signed_and_verified() {
     let sbom_envelope = f.path("a/attestations/top/sbom.dsse.json");
     let verify = |env: &Path, key: &str, against: &Path| {
         let mut c = support::xtask();
-        c.args(["verify", env.to_str().unwrap(), "--trusted-key", &f.key(key)])
+        c.args(["verify", env.to_str().unwrap(), "--trusted-attestation-key", &f.key(key)])
             .arg("--against")
             .arg(against);
         f.x(&mut c)

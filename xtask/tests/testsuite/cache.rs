@@ -106,7 +106,8 @@ fn substitutes_verify_refuse_and_fall_back() {
     ok(&r, &out("a"), &["cache", "keygen", ci.to_str().unwrap()]);
     ok(&r, &out("a"), &["cache", "keygen", other.to_str().unwrap(), "--name", "other"]);
     let (ci_pub, other_pub) = (ci.with_extension("pub"), other.with_extension("pub"));
-    let trust = |key: &Path| vec!["--trusted-key".to_string(), key.to_str().unwrap().to_string()];
+    let trust =
+        |key: &Path| vec!["--trusted-cache-key".to_string(), key.to_str().unwrap().to_string()];
     let build_from = |o: &str, repo: &str, extra: &[String]| {
         let mut args: Vec<String> = vec!["--substituter".into(), repo.into()];
         args.extend(extra.iter().cloned());
@@ -119,13 +120,13 @@ fn substitutes_verify_refuse_and_fall_back() {
     let pushed = ok(
         &r,
         &out("a"),
-        &["cache", "push", &repo("cache"), "top", "--sign-key", ci.to_str().unwrap()],
+        &["cache", "push", "top", &repo("cache"), "--sign-key", ci.to_str().unwrap()],
     );
     assert!(pushed.contains("2 entries pushed, 0 already there"), "{pushed}");
     let again = ok(
         &r,
         &out("a"),
-        &["cache", "push", &repo("cache"), "top", "--sign-key", ci.to_str().unwrap()],
+        &["cache", "push", "top", &repo("cache"), "--sign-key", ci.to_str().unwrap()],
     );
     assert!(again.contains("0 entries pushed, 2 already there"), "{again}");
 
@@ -153,7 +154,7 @@ fn substitutes_verify_refuse_and_fall_back() {
     );
     assert!(!good && text.contains("--substitute-only"), "{text}");
 
-    ok(&r, &out("a"), &["cache", "push", &repo("unsigned"), "top"]);
+    ok(&r, &out("a"), &["cache", "push", "top", &repo("unsigned")]);
     let (good, text) = build_from("e", &repo("unsigned"), &trust(&ci_pub));
     assert!(
         good && text.contains("untrusted: it is not signed")
@@ -169,7 +170,7 @@ fn substitutes_verify_refuse_and_fall_back() {
     ok(
         &r,
         &out("a"),
-        &["cache", "push", &repo("tampered"), "top", "--sign-key", ci.to_str().unwrap()],
+        &["cache", "push", "top", &repo("tampered"), "--sign-key", ci.to_str().unwrap()],
     );
     let layer =
         reg.manifest("tampered", &ih_base)["layers"][0]["digest"].as_str().unwrap().to_string();
@@ -198,7 +199,7 @@ fn substitutes_verify_refuse_and_fall_back() {
     let (good, text) = x(
         &r,
         &out("a"),
-        &["cache", "push", &repo("mismatch"), "base", "--sign-key", ci.to_str().unwrap()],
+        &["cache", "push", "base", &repo("mismatch"), "--sign-key", ci.to_str().unwrap()],
     );
     assert!(!good && text.contains("is damaged: out/share/data"), "{text}");
     assert!(
@@ -208,7 +209,7 @@ fn substitutes_verify_refuse_and_fall_back() {
     support::scribble(&altered, &honest);
 
     // The registry goes away in the middle of a blob: refused, built here, nothing left over.
-    ok(&r, &out("b"), &["cache", "push", &repo("cut"), "top", "--sign-key", ci.to_str().unwrap()]);
+    ok(&r, &out("b"), &["cache", "push", "top", &repo("cut"), "--sign-key", ci.to_str().unwrap()]);
     let ih_top: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(store_out(&out("b"), "top").join("manifest.json")).unwrap(),
     )
@@ -351,7 +352,7 @@ fn a_fresh_machine_takes_hd_image_and_its_sources_from_the_cache() {
         key.to_str().unwrap(),
     ]);
     eprintln!("{pushed}");
-    let sub = ["--substituter", repo.as_str(), "--trusted-key"];
+    let sub = ["--substituter", repo.as_str(), "--trusted-cache-key"];
     let trusted = key.with_extension("pub");
 
     // The whole closure from the cache: nothing compiled, no toolchain, the same image.
@@ -440,7 +441,7 @@ fn a_damaged_store_entry_is_named_never_used_nor_published_and_repaired() {
     let (good, text) = x(
         &r,
         &out,
-        &["cache", "push", &reg.repo("cache"), "top", "--sign-key", key.to_str().unwrap()],
+        &["cache", "push", "top", &reg.repo("cache"), "--sign-key", key.to_str().unwrap()],
     );
     assert!(!good && text.contains("is damaged: out/share/data"), "{text}");
     let writes = reg.requests.lock().unwrap().iter().filter(|q| q.method != "GET").count();
@@ -477,7 +478,7 @@ fn a_damaged_store_entry_is_named_never_used_nor_published_and_repaired() {
     let pushed = ok(
         &r,
         &out,
-        &["cache", "push", &reg.repo("cache"), "top", "--sign-key", key.to_str().unwrap()],
+        &["cache", "push", "top", &reg.repo("cache"), "--sign-key", key.to_str().unwrap()],
     );
     assert!(pushed.contains("2 entries pushed"), "{pushed}");
 }

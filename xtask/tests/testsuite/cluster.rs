@@ -1,4 +1,4 @@
-//! Full tier: clusters the xcluster way, under TCG. `cluster-test` with three nodes (both
+//! Full tier: clusters the xcluster way, under TCG. `cluster test` with three nodes (both
 //! private networks, an SSH login over net1, netem's delay, power-off); a run stopped
 //! mid-boot by SIGTERM leaves nothing, and one killed by SIGKILL leaves no QEMU and an overlay
 //! directory the next run removes; a second cluster beside a running one is refused on the
@@ -15,7 +15,7 @@ fn console(base: u16, node: &str) -> PathBuf {
     repo().join("out/cluster").join(base.to_string()).join(format!("{node}.console.log"))
 }
 
-/// `run --nodes N --ssh-port BASE --timeout T --ssh-key KEY.pub` in the background, output to
+/// `cluster run --nodes N --ssh-port BASE --lifetime T --ssh-key KEY.pub` in the background, output to
 /// a file.
 fn start(nodes: usize, base: u16, timeout: u64, log: &Path, key: &Path) -> Child {
     // A console left by an earlier run would answer for this one.
@@ -23,8 +23,8 @@ fn start(nodes: usize, base: u16, timeout: u64, log: &Path, key: &Path) -> Child
         let _ = std::fs::remove_file(console(base, &format!("vm{i:03}")));
     }
     support::xtask()
-        .args(["run", "--nodes", &nodes.to_string(), "--ssh-port", &base.to_string()])
-        .args(["--timeout", &timeout.to_string()])
+        .args(["cluster", "run", "--nodes", &nodes.to_string(), "--ssh-port", &base.to_string()])
+        .args(["--lifetime", &timeout.to_string()])
         .arg("--ssh-key")
         .arg(key.with_extension("pub"))
         .stdin(Stdio::null())
@@ -104,7 +104,7 @@ fn wait_port_free(port: u16, within: Duration) {
 }
 
 #[test]
-#[ignore = "full tier: clusters: cluster-test with 3 nodes, interrupted and concurrent runs"]
+#[ignore = "full tier: clusters: cluster test with 3 nodes, interrupted and concurrent runs"]
 fn clusters_boot_talk_and_leave_nothing_behind() {
     let _full = support::full_tier();
     ok(&["build", "hd-image"]);
@@ -117,9 +117,9 @@ fn clusters_boot_talk_and_leave_nothing_behind() {
 
     // 1. Three nodes: every node answers on net1 and net2, vm002 takes an SSH login over net1,
     //    netem's 50 ms shows in the round trip, every node powers off.
-    let report = ok(&["cluster-test", "--nodes", "3", "--ssh-port", "15022"]);
+    let report = ok(&["cluster", "test", "--nodes", "3", "--ssh-port", "15022"]);
     eprintln!("{report}");
-    assert!(report.contains("cluster-test: 3 nodes up in"), "{report}");
+    assert!(report.contains("cluster test: 3 nodes up in"), "{report}");
 
     // 2. Stopped mid-boot by SIGTERM: every QEMU stops, the overlays go at once.
     let base = 12022;
@@ -146,7 +146,7 @@ fn clusters_boot_talk_and_leave_nothing_behind() {
     // trail the processes leaving /proc (a fresh-clone CI rehearsal once found node 1's
     // port still bound here, and `run` rightly refused it): wait for it, bounded.
     wait_port_free(base + 1, Duration::from_secs(20));
-    ok(&["run", "--nodes", "1", "--ssh-port", &base.to_string(), "--timeout", "1"]);
+    ok(&["cluster", "run", "--nodes", "1", "--ssh-port", &base.to_string(), "--lifetime", "1"]);
     assert!(!home.join(format!("run-{killed}")).exists(), "the killed run's overlays stayed");
 
     // 4. Two clusters at once: the same ports are refused clearly; other ports give a cluster
@@ -156,7 +156,7 @@ fn clusters_boot_talk_and_leave_nothing_behind() {
     let mut first = start(2, a, 400, &logs.path().join("a.log"), &key);
     wait_for(a, 2, "reprovm: boot complete", Duration::from_secs(300));
     let o = support::xtask()
-        .args(["run", "--nodes", "2", "--ssh-port", &a.to_string(), "--timeout", "5"])
+        .args(["cluster", "run", "--nodes", "2", "--ssh-port", &a.to_string(), "--lifetime", "5"])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);

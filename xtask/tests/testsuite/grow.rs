@@ -129,7 +129,7 @@ fn a_larger_uefi_disk_grows_its_root_partition_once() {
     );
     assert_eq!(df_blocks(&text), first, "the second boot changed the size of /");
     // The rewritten tables keep the BIOS path: gptmbr.bin still finds the ESP.
-    let (text, console) = boot_test(&["--target", "efi-image", "--image", d, "--legacy-bios"]);
+    let (text, console) = boot_test(&["--target", "efi-image", "--image", d, "--firmware", "bios"]);
     assert!(console.contains("SYSLINUX 6.04"), "{console}");
     assert_eq!(df_blocks(&text), first);
 }

@@ -273,7 +273,7 @@ fn boot_media_are_well_formed_and_boot() {
         ("efi-image", "SYSLINUX 6.04"),
         ("efi-vhdx", "SYSLINUX 6.04"),
     ] {
-        ok(&["boot-test", "--target", target, "--legacy-bios"]);
+        ok(&["boot-test", "--target", target, "--firmware", "bios"]);
         let console = std::fs::read_to_string(repo().join("out/boot-test-console.log")).unwrap();
         assert!(console.contains(loader), "{target}: {loader} did not boot:\n{console}");
     }

@@ -114,7 +114,7 @@ fn attestations_are_pinned_read_by_others_verified_and_pushed_as_referrers() {
             let o = ok(&[
                 "verify",
                 dir.join(env).to_str().unwrap(),
-                "--trusted-key",
+                "--trusted-attestation-key",
                 public.to_str().unwrap(),
                 "--against",
                 out.to_str().unwrap(),
@@ -221,7 +221,7 @@ fn attestations_are_pinned_read_by_others_verified_and_pushed_as_referrers() {
     ok(&["pull", &format!("{repo_ref}:{tag}"), pulled.to_str().unwrap(), "--plain-http"]);
     let o = ok(&[
         "verify",
-        "--trusted-key",
+        "--trusted-attestation-key",
         public.to_str().unwrap(),
         "--against",
         pulled.to_str().unwrap(),

@@ -29,7 +29,7 @@ impl Fixture {
         f.ok("a", &["cache", "keygen", f.key.to_str().unwrap()]);
         f.ok("a", &["build", "top"]);
         let (repo, key) = (f.reg.repo("cache"), f.key.to_str().unwrap().to_string());
-        let mut push = vec!["cache", "push", repo.as_str(), "top"];
+        let mut push = vec!["cache", "push", "top", repo.as_str()];
         if signed {
             push.extend(["--sign-key", key.as_str()]);
         }
@@ -57,12 +57,12 @@ impl Fixture {
         text
     }
 
-    /// `--substituter cache --trusted-key ci.pub build top` into a fresh out dir.
+    /// `--substituter cache --trusted-cache-key ci.pub build top` into a fresh out dir.
     fn substitute(&self, out: &str) -> (bool, String) {
         let (repo, key) = (self.reg.repo("cache"), self.key.with_extension("pub"));
         self.x(
             out,
-            &["--substituter", &repo, "--trusted-key", key.to_str().unwrap(), "build", "top"],
+            &["--substituter", &repo, "--trusted-cache-key", key.to_str().unwrap(), "build", "top"],
         )
     }
 
@@ -172,7 +172,7 @@ fn a_signed_config_that_lies_about_the_tree_is_refused() {
     let repo = f.reg.repo("lies");
     let before = f.reg.requests.lock().unwrap().len();
     let (good, text) =
-        f.x("a", &["cache", "push", &repo, "base", "--sign-key", f.key.to_str().unwrap()]);
+        f.x("a", &["cache", "push", "base", &repo, "--sign-key", f.key.to_str().unwrap()]);
     assert!(
         !good && text.contains("is damaged: manifest.json: changed since the entry was sealed"),
         "{text}"
@@ -213,8 +213,10 @@ fn a_signed_config_that_lies_about_the_tree_is_refused() {
     doc["annotations"][SIGNATURE] = key.sign(&message).into();
     f.reg.state.lock().unwrap().put_manifest("lies", &ih, serde_json::to_vec(&doc).unwrap());
     let key = f.key.with_extension("pub");
-    let (good, text) = f
-        .x("b", &["--substituter", &repo, "--trusted-key", key.to_str().unwrap(), "build", "base"]);
+    let (good, text) = f.x(
+        "b",
+        &["--substituter", &repo, "--trusted-cache-key", key.to_str().unwrap(), "build", "base"],
+    );
     assert!(good, "{text}");
     assert!(
         text.contains("is not the one its verified tree gives: it lists `share/extra`"),
@@ -291,8 +293,14 @@ fn credentials_stay_with_the_registry() {
     )
     .unwrap();
     let (repo, key) = (f.reg.repo("cache"), f.key.with_extension("pub"));
-    let args =
-        ["--substituter", repo.as_str(), "--trusted-key", key.to_str().unwrap(), "build", "top"];
+    let args = [
+        "--substituter",
+        repo.as_str(),
+        "--trusted-cache-key",
+        key.to_str().unwrap(),
+        "build",
+        "top",
+    ];
     let (good, text) = support::captured(f.command("b", &args).env("DOCKER_CONFIG", &config));
     assert!(good && text.contains("top: 2 substituted, 0 built"), "{text}");
     let leaked = |reg: &FakeRegistry| {
@@ -358,7 +366,7 @@ fn a_huge_manifest_is_refused_at_its_limit() {
     let started = Instant::now();
     let (good, text, peak_kib) = with_peak_rss(&mut f.command(
         "b",
-        &["--substituter", &repo, "--trusted-key", key.to_str().unwrap(), "build", "base"],
+        &["--substituter", &repo, "--trusted-cache-key", key.to_str().unwrap(), "build", "base"],
     ));
     eprintln!(
         "a 400 MiB manifest: refused in {:.1}s, peak RSS {peak_kib} KiB",
@@ -397,8 +405,14 @@ fn a_blob_that_lies_about_its_size_is_cut_off() {
     });
     let started = Instant::now();
     let (repo, key) = (f.reg.repo("cache"), f.key.with_extension("pub"));
-    let args =
-        ["--substituter", repo.as_str(), "--trusted-key", key.to_str().unwrap(), "build", "base"];
+    let args = [
+        "--substituter",
+        repo.as_str(),
+        "--trusted-cache-key",
+        key.to_str().unwrap(),
+        "build",
+        "base",
+    ];
     let (good, text, peak_kib) = with_peak_rss(&mut f.command("b", &args));
     eprintln!(
         "a 1 GiB blob declared small: refused in {:.1}s, peak RSS {peak_kib} KiB",
@@ -945,9 +959,9 @@ fn signed_by_names_the_key_and_same_name_keys_are_warned_about() {
         &[
             "--substituter",
             &repo,
-            "--trusted-key",
+            "--trusted-cache-key",
             other.with_extension("pub").to_str().unwrap(),
-            "--trusted-key",
+            "--trusted-cache-key",
             key.to_str().unwrap(),
             "build",
             "top",

@@ -254,6 +254,26 @@ impl Graph {
         dep.to_string()
     }
 
+    /// Refuse a target whose recipe makes no OCI layout (`push`, `multiarch`), before
+    /// anything is built.
+    pub(crate) fn require_oci(&self, target: &str, command: &str) -> Result<()> {
+        let l = self.get(self.resolve(target))?;
+        if l.recipe.oci.is_none() {
+            let oci: Vec<&str> = self
+                .recipes
+                .iter()
+                .filter(|(n, l)| !n.contains('@') && l.recipe.oci.is_some())
+                .map(|(n, _)| n.as_str())
+                .collect();
+            let file = l.path.file_name().map(|f| f.to_string_lossy()).unwrap_or_default();
+            bail!(
+                "{target} makes no OCI layout (recipes/{file} has no [oci]); `{command}` takes one of {}",
+                oci.join(", ")
+            );
+        }
+        Ok(())
+    }
+
     pub(crate) fn get(&self, name: &str) -> Result<&Loaded> {
         match self.recipes.get(name) {
             Some(l) => Ok(l),

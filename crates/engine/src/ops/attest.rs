@@ -1,6 +1,6 @@
 //! `attest [TARGETS] [--sign-key KEY]`: the provenance and SBOM of built nodes
 //! (`steps::attest`), written to `out/attestations/NODE/`, signed into DSSE envelopes with a
-//! cache key; and `verify ENVELOPE... --trusted-key PUB [--against DIR]`.
+//! cache key; and `verify ENVELOPE... --trusted-attestation-key FILE [--against DIR]`.
 
 use crate::model::graph::Graph;
 use crate::model::pins::targets_or_default;
@@ -114,7 +114,7 @@ pub struct VerifyOptions {
 pub fn verify(opts: &VerifyOptions) -> Result<Vec<VerifiedEnvelope>> {
     anyhow::ensure!(
         !opts.trusted_keys.is_empty(),
-        "verify needs --trusted-key PUB (a public key written by `cargo xtask cache keygen`)"
+        "verify needs --trusted-attestation-key FILE (a public key written by `cargo xtask cache keygen`)"
     );
     anyhow::ensure!(
         opts.against.is_some() != opts.signature_only,
@@ -162,7 +162,7 @@ pub fn verify(opts: &VerifyOptions) -> Result<Vec<VerifiedEnvelope>> {
 }
 
 /// An envelope `verify` accepted.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct VerifiedEnvelope {
     /// The file (or `LAYOUT:DIGEST`) it was read from.
     pub name: String,

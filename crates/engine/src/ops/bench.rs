@@ -175,7 +175,7 @@ pub fn substitute(ctx: &RunContext, cache: &str, target: &str) -> Result<Vec<Str
 
     let key = work.path().join("bench.key");
     crate::ops::cache_push::keygen("reprovm-bench", &key)?;
-    crate::ops::cache_push::push(&local, cache, target, Some(&key))?;
+    crate::ops::cache_push::push(&local, cache, &[target.to_string()], Some(&key))?;
 
     let mut fresh_project = project.clone();
     fresh_project.out = work.path().join("fresh");

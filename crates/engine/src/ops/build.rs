@@ -61,6 +61,19 @@ impl Default for BuildOptions {
 
 /// `build TARGET`: build it (and its closure), copy its results to `out/` and link its OCI
 /// layout unless this is an audit's rebuild.
+/// `build TARGET...`: every target named, checked to exist before any is built, in order.
+pub fn build_targets(
+    ctx: &RunContext,
+    targets: &[String],
+    opts: &BuildOptions,
+) -> Result<Vec<BuildResult>> {
+    let graph = ctx.graph()?;
+    for t in targets {
+        graph.get(graph.resolve(t))?;
+    }
+    targets.iter().map(|t| build_target(ctx, t, opts)).collect()
+}
+
 pub fn build_target(ctx: &RunContext, target: &str, opts: &BuildOptions) -> Result<BuildResult> {
     let graph = ctx.graph()?;
     let res = build(ctx, &graph, target, opts)?;
@@ -359,6 +372,8 @@ fn build_node(
     let odir = store::out_dir(&scratch.tmp_entry);
     Dir::create(&odir)?;
     let spinner = progress::spinner(&format!("building {}", l.node()));
+    // `-v`: the log's lines as they are written (stopped before the result is reported).
+    let follower = progress::verbose().then(|| progress::follow(log.clone(), l.node()));
     let result = (|| -> Result<Manifest> {
         let binds = prepare(project, fetcher, l, &scratch.work, &odir, deps)?;
         let src = scratch.work.join("build/src");
@@ -397,6 +412,7 @@ fn build_node(
         })
     })();
     spinner.finish_and_clear();
+    drop(follower);
     let m = match result {
         Ok(m) => m,
         Err(e) => {

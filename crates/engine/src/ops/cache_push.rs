@@ -24,7 +24,7 @@ pub fn keygen(name: &str, file: &std::path::Path) -> Result<String> {
 pub fn push(
     ctx: &RunContext,
     repository: &str,
-    target: &str,
+    targets: &[String],
     sign_key: Option<&std::path::Path>,
 ) -> Result<()> {
     let key = sign_key.map(keys::SecretKey::load).transpose()?;
@@ -32,12 +32,21 @@ pub fn push(
     let (project, fetcher) = (&ctx.project, &ctx.fetcher);
     let cache = Cache::connect(repository)?;
     let graph = ctx.graph()?;
+    // Every target's closure, each node once, dependencies first.
+    let mut closure: Vec<String> = Vec::new();
+    for t in targets {
+        for n in graph.closure(t)? {
+            if !closure.contains(&n) {
+                closure.push(n);
+            }
+        }
+    }
     let started = Instant::now();
     // Entries: build (or find) every node of the closure, then push each.
     let opts = BuildOptions { quiet: true, ..Default::default() };
     let mut sent = 0u64;
     let (mut pushed, mut present) = (0, 0);
-    for name in graph.closure(target)? {
+    for name in closure {
         let res = build::build(ctx, &graph, &name, &opts)?;
         let sde = graph.get(&name)?.recipe.source_date_epoch();
         let t = Instant::now();
@@ -63,7 +72,14 @@ pub fn push(
     }
     // Sources and .debs, by pin, and one artifact that lists them (so that no registry garbage
     // collection takes them, and `skopeo`/`oras` can list them).
-    let mut wants = crate::steps::sources::wants(&graph, Some(target), project)?;
+    let mut wants = Vec::new();
+    for t in targets {
+        for w in crate::steps::sources::wants(&graph, Some(t), project)? {
+            if !wants.iter().any(|x: &crate::mechanisms::fetch::Want| x.sha256 == w.sha256) {
+                wants.push(w);
+            }
+        }
+    }
     let locks = crate::steps::toolchain::read_locks(
         project,
         crate::steps::toolchain::PackageSet::for_arch(project.arch),

@@ -15,7 +15,8 @@
 //! the timeout stop every QEMU; a QEMU also dies with this process (PR_SET_PDEATHSIG), and a
 //! run killed outright leaves a `run-PID` directory that the next run removes.
 
-use super::boot::{self, Accel, Target};
+use super::boot::{self, need, Accel, Target};
+use crate::model::project::Project;
 use crate::ops::context::RunContext;
 use crate::steps::host_tools::HostTools;
 use anyhow::{bail, Context, Result};
@@ -51,6 +52,47 @@ pub struct ClusterOptions {
     pub persist: Option<PathBuf>,
     /// Extra kernel command line for every node.
     pub append: String,
+}
+
+/// The files a cluster boots, found before anything is fetched or started.
+pub(crate) struct ClusterFiles {
+    kernel: PathBuf,
+    image: Option<PathBuf>,
+    initrd: Option<PathBuf>,
+}
+
+impl ClusterOptions {
+    /// The targets a cluster boots, named as `Target::VALUES` names them.
+    pub const TARGETS: [(Target, &'static str, &'static str); 2] = [
+        (Target::Image, "hd-image", "out/bzImage with an overlay over out/hd.img per node"),
+        (Target::Initramfs, "initramfs", "out/bzImage with out/initramfs.cpio.gz, no disk"),
+    ];
+
+    /// Refuse what a cluster cannot do and find its files, before any work: the node count,
+    /// the target, the architecture, and the kernel and image (or initramfs) it boots.
+    pub(crate) fn check(&self, project: &Project) -> Result<ClusterFiles> {
+        anyhow::ensure!(
+            project.arch.is_default(),
+            "clusters boot x86_64 images (q35 over vde/dgram networks); --arch {} boots one VM with `boot-test` or `run`",
+            project.arch
+        );
+        if self.nodes == 0 || self.nodes > MAX_NODES {
+            bail!("--nodes {}: 1 to {MAX_NODES}", self.nodes);
+        }
+        let out = |f: &str| project.out.join(f);
+        let (image, initrd) = match self.target {
+            Target::Image => {
+                (Some(need(self.image.clone().unwrap_or_else(|| out("hd.img")), "hd-image")?), None)
+            }
+            Target::Initramfs => (None, Some(need(out("initramfs.cpio.gz"), "initramfs")?)),
+            _ => bail!(
+                "--target {}: a cluster boots `--target hd-image` (overlays over hd.img) or `--target initramfs` (no disk)",
+                self.target.name()
+            ),
+        };
+        let kernel = need(self.kernel.clone().unwrap_or_else(|| out("bzImage")), "hd-image")?;
+        Ok(ClusterFiles { kernel, image, initrd })
+    }
 }
 
 impl Default for ClusterOptions {
@@ -190,40 +232,22 @@ impl Cluster {
     /// Start every node; returns when their QEMUs run (not when they have booted).
     pub(crate) fn start(ctx: &RunContext, opts: &ClusterOptions) -> Result<Cluster> {
         let project = &ctx.project;
-        anyhow::ensure!(
-            project.arch.is_default(),
-            "clusters boot x86_64 images (q35 over vde/dgram networks); --arch {} boots one VM with `boot-test` or `run`",
-            project.arch
-        );
+        let files = opts.check(project)?;
+        let kernel = files.kernel.clone();
         let tools = HostTools::get(project, &ctx.fetcher)?;
-        if opts.nodes == 0 || opts.nodes > MAX_NODES {
-            bail!("--nodes {}: 1 to {MAX_NODES}", opts.nodes);
-        }
-        if !matches!(opts.target, Target::Image | Target::Initramfs) {
-            bail!("a cluster boots `--target image` (overlays over hd.img) or `--target initramfs` (no disk)");
-        }
         // The management ports must be free: refuse clearly rather than start half a cluster
         // (another cluster may be running on them).
         for i in 1..=opts.nodes {
             let port = opts.ssh_port_base.checked_add(i as u16).context("SSH port beyond 65535")?;
             if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
                 bail!(
-                    "127.0.0.1:{port} (node {i}'s SSH) is in use, perhaps by another cluster: pass --ssh-port-base with {} free ports above it",
+                    "127.0.0.1:{port} (node {i}'s SSH) is in use, perhaps by another cluster: pass --ssh-port with {} free ports above it",
                     opts.nodes
                 );
             }
         }
         catch_interrupts();
         let out = |f: &str| project.out.join(f);
-        let need = |p: PathBuf, build: &str| -> Result<PathBuf> {
-            anyhow::ensure!(
-                p.is_file(),
-                "{} not found: run `cargo xtask build {build}` first",
-                p.display()
-            );
-            Ok(p)
-        };
-        let kernel = need(opts.kernel.clone().unwrap_or_else(|| out("bzImage")), "hd-image")?;
         let home = out("cluster").join(opts.ssh_port_base.to_string());
         let cluster_dir = Dir::create(&home)?;
         sweep_runs(&cluster_dir)?;
@@ -259,16 +283,7 @@ impl Cluster {
             ..Default::default()
         };
         let accel = boot_opts.accelerator(project, &tools)?;
-        let image = match opts.target {
-            Target::Image => {
-                Some(need(opts.image.clone().unwrap_or_else(|| out("hd.img")), "hd-image")?)
-            }
-            _ => None,
-        };
-        let initrd = match opts.target {
-            Target::Initramfs => Some(need(out("initramfs.cpio.gz"), "initramfs")?),
-            _ => None,
-        };
+        let (image, initrd) = (files.image, files.initrd);
         for i in 1..=opts.nodes {
             let name = format!("vm{i:03}");
             let console = home.join(format!("{name}.console.log"));
@@ -460,7 +475,7 @@ impl Drop for Cluster {
     }
 }
 
-/// `run --nodes N`: start the cluster, say how to reach every node, run until Ctrl-C, the
+/// `cluster run --nodes N`: start the cluster, say how to reach every node, run until Ctrl-C, the
 /// timeout, or every node powers off; then stop and clean up.
 pub fn run_cluster(
     ctx: &RunContext,
@@ -500,7 +515,7 @@ fn ping_avg(out: &str) -> Option<f64> {
 }
 
 /// What a cluster test measured.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct ClusterReport {
     pub nodes: usize,
     pub all_up: Duration,
@@ -509,14 +524,15 @@ pub struct ClusterReport {
     pub rtt_netem_ms: f64,
 }
 
-/// `cluster-test`: boot N nodes, check from vm001 that every node answers on both private
+/// `cluster test`: boot N nodes, check from vm001 that every node answers on both private
 /// networks, log in to vm002 over net1, see netem's delay in the round trip, power off.
 pub fn cluster_test(
     ctx: &RunContext,
     opts: &ClusterOptions,
     timeout: Duration,
 ) -> Result<ClusterReport> {
-    anyhow::ensure!(opts.nodes >= 2, "cluster-test needs at least 2 nodes");
+    anyhow::ensure!(opts.nodes >= 2, "--nodes {}: `cluster test` needs at least 2", opts.nodes);
+    opts.check(&ctx.project)?;
     let tools = HostTools::get(&ctx.project, &ctx.fetcher)?;
     let keys = tempfile::tempdir()?;
     let key = keys.path().join("id_ed25519");

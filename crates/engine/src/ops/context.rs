@@ -15,7 +15,7 @@ use std::path::PathBuf;
 pub struct SubstitutionSettings {
     /// `--substituter REPO`: registries asked for every node before it is built.
     pub repositories: Vec<String>,
-    /// `--trusted-key FILE`: public keys whose signatures make entries trusted.
+    /// `--trusted-cache-key FILE`: public keys whose signatures make entries trusted.
     pub trusted_keys: Vec<PathBuf>,
     /// `--substitute-only`: building a node no substituter has is an error.
     pub only: bool,

@@ -4,7 +4,7 @@
 use crate::ops::context::RunContext;
 use crate::steps::explain::{diff_paths, Tools};
 use crate::steps::toolchain;
-use anyhow::Result;
+use anyhow::{bail, Result};
 use std::path::Path;
 
 pub use crate::steps::explain::{render, FileDiff, Sides};
@@ -14,6 +14,12 @@ pub use crate::steps::explain::{render, FileDiff, Sides};
 /// the toolchain's.
 pub fn diff(ctx: &RunContext, a: &Path, b: &Path, host_tools: bool) -> Result<Vec<FileDiff>> {
     let (project, fetcher) = (&ctx.project, &ctx.fetcher);
+    for side in [a, b] {
+        // Before the toolchain is materialised: a wrong path is a typing error, not work.
+        if let Err(e) = std::fs::symlink_metadata(side) {
+            bail!("{}: {e} (give two output trees or two files)", side.display());
+        }
+    }
     let tc;
     let tools = if host_tools {
         Tools::Path

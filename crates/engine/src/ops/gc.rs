@@ -36,7 +36,7 @@ pub(crate) struct Garbage {
 }
 
 /// One thing `gc` removed (or, with a dry run, would remove).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Removal {
     /// `store entry`, `cache file`, `toolchain`, `audit tree`.
     pub kind: &'static str,
@@ -45,7 +45,7 @@ pub struct Removal {
 }
 
 /// What `gc` did.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct GcReport {
     pub dry_run: bool,
     pub removed: Vec<Removal>,

@@ -18,5 +18,7 @@ pub mod pin;
 pub mod plan;
 pub mod publish;
 pub mod store;
+pub mod targets;
 pub mod toolchain;
 pub mod update;
+pub mod version;

@@ -35,6 +35,7 @@ pub(crate) fn layout_dir(out: &Path, target: &str) -> PathBuf {
 /// Build `target` for every architecture, merge the layouts, compare the indexes' digests
 /// with `pins/multiarch.toml` (or write them with `pin`). Returns the layout's directory.
 pub fn write(ctx: &mut RunContext, target: &str, pin: bool) -> Result<PathBuf> {
+    ctx.graph()?.require_oci(target, "multiarch")?;
     let before = ctx.project.arch;
     let mut layouts = Vec::new();
     for arch in ARCHES {

@@ -10,12 +10,21 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write;
 
-/// `plan TARGET`: the graph with input hashes and what is built.
-pub fn plan_target(ctx: &RunContext, target: &str) -> Result<Plan> {
+/// `plan TARGET...`: the graph of every target named (their closures' union, each node once,
+/// dependencies first) with input hashes and what is built.
+pub fn plan_targets(ctx: &RunContext, targets: &[String]) -> Result<Plan> {
     let (project, fetcher) = (&ctx.project, &ctx.fetcher);
     let graph = ctx.graph()?;
     let tc = toolchain::identity(project)?;
-    plan(project, &graph, target, &tc, fetcher)
+    let mut order: Vec<String> = Vec::new();
+    for t in targets {
+        for n in graph.closure(t)? {
+            if !order.contains(&n) {
+                order.push(n);
+            }
+        }
+    }
+    plan_nodes(project, &graph, order, &tc, fetcher)
 }
 
 /// `plan --json`.
@@ -52,7 +61,16 @@ pub(crate) fn plan(
     toolchain_id: &str,
     fetcher: &Fetcher,
 ) -> Result<Plan> {
-    let order = graph.closure(target)?;
+    plan_nodes(project, graph, graph.closure(target)?, toolchain_id, fetcher)
+}
+
+fn plan_nodes(
+    project: &Project,
+    graph: &Graph,
+    order: Vec<String>,
+    toolchain_id: &str,
+    fetcher: &Fetcher,
+) -> Result<Plan> {
     let mut hashes = InputHashes::new(graph, project, toolchain_id)?;
     let mut nodes = Vec::new();
     for name in order {

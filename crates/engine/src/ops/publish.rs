@@ -53,6 +53,8 @@ pub fn push_target(
 ) -> Result<()> {
     let key = sign_key.map(SecretKey::load).transpose()?;
     let graph = ctx.graph()?;
+    graph.require_oci(target, "push")?;
+    check_reference(reference)?;
     let res = build::build(ctx, &graph, target, &BuildOptions::default())?;
     let dir = crate::model::store::out_dir(&res.entry);
     if !dir.join("oci-layout").is_file() {
@@ -112,8 +114,13 @@ pub fn push_target(
     Ok(())
 }
 
-/// Push a layout on disk (a multi-architecture one: `multiarch --push`) as it is: every tag,
+/// Push a layout on disk (a multi-architecture one: `multiarch TARGET REF`) as it is: every tag,
 /// every image of every index, every referrer; `REFERENCE` may add one more tag.
+/// Refuse a reference that is not `REGISTRY/REPO[:TAG]` before any work.
+pub fn check_reference(reference: &str) -> Result<()> {
+    Reference::parse(reference).map(|_| ())
+}
+
 pub fn push_layout(dir: &Path, reference: &str, plain_http: bool) -> Result<()> {
     let parsed = Reference::parse(reference)?;
     let registry = Registry::connect(&parsed, plain_http)?;

@@ -42,7 +42,7 @@ pub struct CacheComparison {
     pub repository: String,
     /// The cache's output hash; None when the cache has no entry for these inputs.
     pub output_hash: Option<String>,
-    /// The key that signed the entry, if a trusted one (`--trusted-key`): its name and
+    /// The key that signed the entry, if a trusted one (`--trusted-cache-key`): its name and
     /// fingerprint.
     pub signed_by: Option<String>,
     /// Why the signature does not make it trusted, when it does not.

@@ -80,11 +80,12 @@ pub enum Target {
 }
 
 impl Target {
-    /// Every medium with its name on the command line and what it is.
+    /// Every medium with its name on the command line and what it is: the name of the recipe
+    /// that makes it, or of the recipe's form (`efi-vhd`, `iso-disk`).
     pub const VALUES: [(Target, &'static str, &'static str); 8] = [
         (
             Target::Image,
-            "image",
+            "hd-image",
             "out/bzImage (aarch64: out/aarch64/Image) with out/hd.img as root (`build hd-image`)",
         ),
         (Target::Initramfs, "initramfs", "out/bzImage with out/initramfs.cpio.gz, no disk"),
@@ -99,6 +100,11 @@ impl Target {
         (Target::Iso, "iso", "out/reprovm.iso as a CD-ROM through OVMF/AAVMF"),
         (Target::IsoDisk, "iso-disk", "out/reprovm.iso as a disk (a USB stick)"),
     ];
+
+    /// The medium's name on the command line.
+    pub fn name(self) -> &'static str {
+        Target::VALUES.iter().find(|(t, _, _)| *t == self).map(|(_, n, _)| *n).unwrap_or("?")
+    }
 }
 
 /// How to boot (the options of `run` and `boot-test`).
@@ -128,11 +134,8 @@ pub struct BootOptions {
     pub disk_size: Option<u64>,
     /// A QEMU system emulator of the host instead of the pinned one.
     pub qemu: Option<PathBuf>,
-    /// UEFI firmware as one image for `-bios` instead of the pinned OVMF.
-    pub firmware: Option<PathBuf>,
-    /// Boot the ISO or the UEFI disk (any form) through a legacy BIOS (QEMU's own SeaBIOS)
-    /// instead of OVMF.
-    pub legacy_bios: bool,
+    /// The firmware a medium with its own boot loader (the ISO, the UEFI disk) boots through.
+    pub firmware: Firmware,
     /// The disk's and network card's devices.
     pub devices: Devices,
 }
@@ -152,9 +155,38 @@ impl Default for BootOptions {
             memory: 256,
             disk_size: None,
             qemu: None,
-            firmware: None,
-            legacy_bios: false,
+            firmware: Firmware::Uefi,
             devices: Devices::Virtio,
+        }
+    }
+}
+
+/// The firmware of a boot: `--firmware uefi|bios|FILE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Firmware {
+    /// The pinned UEFI firmware (OVMF; AAVMF on aarch64), its code read-only and a fresh copy
+    /// of its variable store as flash.
+    Uefi,
+    /// A legacy BIOS, QEMU's own SeaBIOS (x86_64 only): the ISO's isolinux or the UEFI disk's
+    /// SYSLINUX on the ESP.
+    Bios,
+    /// A UEFI firmware image of the user's, given to QEMU as `-bios FILE`.
+    File(PathBuf),
+}
+
+impl Firmware {
+    /// The command line's names of the two built-in choices (anything else is a file).
+    pub const NAMES: [(&'static str, &'static str); 2] = [
+        ("uefi", "the pinned UEFI firmware (OVMF; AAVMF on aarch64)"),
+        ("bios", "a legacy BIOS, QEMU's own SeaBIOS (x86_64)"),
+    ];
+
+    /// `uefi`, `bios`, or a file's path (`./bios` for a file named so).
+    pub fn parse(value: &str) -> Firmware {
+        match value {
+            "uefi" => Firmware::Uefi,
+            "bios" => Firmware::Bios,
+            file => Firmware::File(PathBuf::from(file)),
         }
     }
 }
@@ -214,12 +246,13 @@ mod qemu;
 
 use disk::*;
 use probe::*;
-pub(crate) use qemu::qemu_program;
 use qemu::*;
+pub(crate) use qemu::{need, qemu_program};
 
 /// `run`: boot with the serial console on this terminal.
 pub fn run_vm(ctx: &RunContext, a: &BootOptions) -> Result<()> {
     check_options(ctx.project.arch, a)?;
+    medium(&ctx.project, a)?;
     let (project, tools) = (&ctx.project, &HostTools::get(&ctx.project, &ctx.fetcher)?);
     let scratch = tempfile::tempdir()?;
     let mut c = qemu_command(project, tools, a, scratch.path())?;
@@ -229,6 +262,28 @@ pub fn run_vm(ctx: &RunContext, a: &BootOptions) -> Result<()> {
         a.ssh_port
     ));
     reprovm_fs::util::run_checked(&mut c)
+}
+
+/// What a passed `boot-test` saw (`boot-test --json`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BootReport {
+    pub target: String,
+    pub architecture: String,
+    pub accelerator: String,
+    /// From QEMU's start to `reprovm: boot complete` on the console.
+    pub userspace_seconds: f64,
+    /// From QEMU's start to its exit after `poweroff`.
+    pub total_seconds: f64,
+    /// Each command run in the guest over SSH and what it printed.
+    pub checks: Vec<BootCheck>,
+    pub console: PathBuf,
+}
+
+/// One command of a boot test.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BootCheck {
+    pub command: String,
+    pub output: String,
 }
 
 struct Vm {
@@ -278,8 +333,9 @@ pub(crate) fn ssh(tools: &HostTools, port: u16, key: &Path, cmd: &str) -> Result
 
 /// `boot-test`: boot, log in with a key made now, run the checks, power off, within
 /// `timeout` seconds. Fails with the console log.
-pub fn boot_test(ctx: &RunContext, run: &BootOptions, timeout: u64) -> Result<()> {
+pub fn boot_test(ctx: &RunContext, run: &BootOptions, timeout: u64) -> Result<BootReport> {
     check_options(ctx.project.arch, run)?;
+    medium(&ctx.project, run)?;
     let (project, tools) = (&ctx.project, &HostTools::get(&ctx.project, &ctx.fetcher)?);
     let dir = tempfile::tempdir()?;
     let key = dir.path().join("id_ed25519");
@@ -306,8 +362,8 @@ pub fn boot_test(ctx: &RunContext, run: &BootOptions, timeout: u64) -> Result<()
         .ok()
         .map(|s| s.trim().to_string());
     reprovm_fs::progress::say(&format!(
-        "boot-test: booting {:?} {} under {} ({:?}, {:?}), console log {}",
-        run.target,
+        "boot-test: booting {} {} under {} ({:?}, {:?}), console log {}",
+        run.target.name(),
         args.kernel
             .as_deref()
             .or(args.image.as_deref())
@@ -332,6 +388,15 @@ pub fn boot_test(ctx: &RunContext, run: &BootOptions, timeout: u64) -> Result<()
     // (qemu.rs). Such a boot is started again, twice at most; one that prints anything, or
     // resets three times, fails as before.
     let mut resets_left = 2;
+    let mut report = BootReport {
+        target: run.target.name().to_string(),
+        architecture: project.arch.to_string(),
+        accelerator: if args.accel == Accel::Kvm { "kvm" } else { "tcg" }.to_string(),
+        userspace_seconds: 0.0,
+        total_seconds: 0.0,
+        checks: Vec::new(),
+        console: vm.console.clone(),
+    };
     let result = (|| -> Result<()> {
         let deadline = started + Duration::from_secs(timeout);
         loop {
@@ -363,9 +428,10 @@ pub fn boot_test(ctx: &RunContext, run: &BootOptions, timeout: u64) -> Result<()
             }
             std::thread::sleep(Duration::from_millis(500));
         }
+        report.userspace_seconds = started.elapsed().as_secs_f64();
         reprovm_fs::progress::say(&format!(
             "boot-test: userspace up after {:.1}s",
-            started.elapsed().as_secs_f64()
+            report.userspace_seconds
         ));
         let mut last = String::new();
         let mut ok = false;
@@ -393,6 +459,9 @@ pub fn boot_test(ctx: &RunContext, run: &BootOptions, timeout: u64) -> Result<()
         for (name, cmd) in checks {
             let (good, out) = ssh(tools, args.ssh_port, &key, cmd)?;
             reprovm_fs::progress::say(&format!("boot-test: $ {cmd}\n{}", out.trim_end()));
+            report
+                .checks
+                .push(BootCheck { command: cmd.to_string(), output: out.trim_end().to_string() });
             // `df` only reports (an initramfs root has no file system df can name).
             anyhow::ensure!(good || name == "df", "`{cmd}` failed in the guest");
             match name {
@@ -423,9 +492,10 @@ pub fn boot_test(ctx: &RunContext, run: &BootOptions, timeout: u64) -> Result<()
         let stop = Instant::now() + Duration::from_secs(120);
         while Instant::now() < stop {
             if let Some(st) = vm.child.try_wait()? {
+                report.total_seconds = started.elapsed().as_secs_f64();
                 reprovm_fs::progress::say(&format!(
                     "boot-test: guest powered off ({st}) after {:.1}s in all",
-                    started.elapsed().as_secs_f64()
+                    report.total_seconds
                 ));
                 return Ok(());
             }
@@ -444,7 +514,7 @@ pub fn boot_test(ctx: &RunContext, run: &BootOptions, timeout: u64) -> Result<()
         ));
         return Err(e.context("boot test failed"));
     }
-    Ok(())
+    Ok(report)
 }
 
 #[cfg(test)]
@@ -472,20 +542,14 @@ mod tests {
             });
             assert_eq!(r.is_ok(), ok, "{target:?}: {r:?}");
         }
-        let r = with(&|o| o.legacy_bios = true).unwrap_err();
-        assert!(r.contains("--legacy-bios boots a medium's own boot loader"), "{r}");
+        let r = with(&|o| o.firmware = Firmware::Bios).unwrap_err();
+        assert!(r.contains("--firmware bios boots a medium's own boot loader"), "{r}");
+        assert!(r.contains("`hd-image` is started"), "{r}");
         assert!(with(&|o| {
             o.target = Target::IsoDisk;
-            o.legacy_bios = true;
+            o.firmware = Firmware::Bios;
         })
         .is_ok());
-        let r = with(&|o| {
-            o.target = Target::EfiImage;
-            o.legacy_bios = true;
-            o.firmware = Some("/x.fd".into());
-        })
-        .unwrap_err();
-        assert!(r.contains("leave out --firmware"), "{r}");
         let r = with(&|o| {
             o.target = Target::Initramfs;
             o.machine = Machine::Microvm;
@@ -499,7 +563,7 @@ mod tests {
         }
         let r = arm(&|o| {
             o.target = Target::IsoDisk;
-            o.legacy_bios = true;
+            o.firmware = Firmware::Bios;
         })
         .unwrap_err();
         assert!(r.contains("no BIOS"), "{r}");

@@ -5,7 +5,7 @@
 use super::*;
 
 /// A file the boot needs, named with the build that makes it when it is missing.
-pub(super) fn need(p: PathBuf, build: &str) -> Result<PathBuf> {
+pub(crate) fn need(p: PathBuf, build: &str) -> Result<PathBuf> {
     anyhow::ensure!(
         p.is_file(),
         "{} not found: run `cargo xtask build {build}` first",
@@ -31,13 +31,14 @@ pub(crate) fn qemu_program(arch: Arch) -> &'static str {
 
 /// Refuse options that do not go together, before anything is fetched or started.
 pub(super) fn check_options(arch: Arch, a: &BootOptions) -> Result<()> {
+    let target = a.target.name();
     if arch == Arch::Aarch64 {
         if a.machine == Machine::Microvm {
             bail!("--machine microvm is x86_64's; an aarch64 guest boots on QEMU's virt (--machine pc, the default)");
         }
-        if a.legacy_bios {
+        if a.firmware == Firmware::Bios {
             bail!(
-                "--legacy-bios: an arm64 machine has no BIOS; its media boot through UEFI (AAVMF)"
+                "--firmware bios: an arm64 machine has no BIOS; its media boot through UEFI (AAVMF)"
             );
         }
         if a.devices == Devices::Classic {
@@ -48,27 +49,80 @@ pub(super) fn check_options(arch: Arch, a: &BootOptions) -> Result<()> {
     }
     let own_loader = a.target.is_uefi_disk() || matches!(a.target, Target::Iso | Target::IsoDisk);
     if a.machine == Machine::Microvm && a.target != Target::Image {
-        bail!("--machine microvm boots a kernel and a disk (--target image)");
+        bail!("--machine microvm boots a kernel and a disk (--target hd-image)");
     }
     if a.devices == Devices::Classic && !a.target.is_uefi_disk() {
         bail!(
-            "--devices classic boots the UEFI disk (--target efi-image, efi-vhd, efi-vhdx, efi-vmdk), whose root is found by PARTUUID on whatever disk it is; `{:?}` names /dev/vda or has no disk",
-            a.target
+            "--devices classic boots the UEFI disk (--target efi-image, efi-vhd, efi-vhdx, efi-vmdk), whose root is found by PARTUUID on whatever disk it is; `{target}` names /dev/vda or has no disk"
         );
     }
-    if a.legacy_bios && !own_loader {
+    if a.firmware != Firmware::Uefi && !own_loader {
         bail!(
-            "--legacy-bios boots a medium's own boot loader (the ISO, the UEFI disk); `{:?}` is started by QEMU with -kernel, which needs no firmware choice",
-            a.target
+            "--firmware {} boots a medium's own boot loader (the ISO, the UEFI disk); `{target}` is started by QEMU with -kernel, which needs no firmware choice",
+            match &a.firmware {
+                Firmware::File(f) => f.display().to_string(),
+                _ => "bios".to_string(),
+            }
         );
     }
-    if a.legacy_bios && a.firmware.is_some() {
-        bail!("--legacy-bios boots QEMU's own SeaBIOS; leave out --firmware");
+    if let Firmware::File(f) = &a.firmware {
+        anyhow::ensure!(
+            f.is_file(),
+            "--firmware {}: no such file (or give uefi or bios)",
+            f.display()
+        );
     }
     if own_loader && !a.append.is_empty() {
-        bail!("--target {:?} boots a unified kernel image (or isolinux's entry), whose command line is built in; --append is for image and initramfs", a.target);
+        bail!("--target {target} boots a unified kernel image (or isolinux's entry), whose command line is built in; --append is for hd-image and initramfs");
     }
     Ok(())
+}
+
+/// The files a boot reads, each found (or named with the build that makes it) before
+/// anything is fetched or started.
+pub(super) struct Medium {
+    /// `-kernel`.
+    kernel: Option<PathBuf>,
+    /// `-initrd`.
+    initrd: Option<PathBuf>,
+    /// The disk and its QEMU format.
+    disk: Option<(PathBuf, &'static str)>,
+    /// The ISO, as a CD-ROM or a read-only disk.
+    iso: Option<PathBuf>,
+}
+
+/// The files of `a`'s target under `project`'s results.
+pub(super) fn medium(project: &Project, a: &BootOptions) -> Result<Medium> {
+    let results = project.results_dir();
+    let out = |f: &str| results.join(f);
+    let kernel_image = project.arch.kernel_image();
+    let given_or =
+        |default: &str, build: &str| need(a.image.clone().unwrap_or_else(|| out(default)), build);
+    let mut m = Medium { kernel: None, initrd: None, disk: None, iso: None };
+    match a.target {
+        Target::Image => {
+            let kernel = match (&a.kernel, a.machine) {
+                (Some(k), _) => k.clone(),
+                (None, Machine::Pc) => out(kernel_image),
+                (None, Machine::Microvm) => bail!(
+                    "--machine microvm boots the uncompressed vmlinux, as Firecracker does: pass --kernel $(cargo xtask build kernel | tail -n1)/out/vmlinux"
+                ),
+            };
+            m.kernel = Some(need(kernel, "hd-image")?);
+            m.disk = Some((given_or("hd.img", "hd-image")?, "raw"));
+        }
+        Target::Initramfs => {
+            m.kernel =
+                Some(need(a.kernel.clone().unwrap_or_else(|| out(kernel_image)), "initramfs")?);
+            m.initrd = Some(need(out("initramfs.cpio.gz"), "initramfs")?);
+        }
+        Target::EfiImage => m.disk = Some((given_or("efi.img", "efi-image")?, "raw")),
+        Target::EfiVhd => m.disk = Some((given_or("efi.vhd", "efi-image")?, "vpc")),
+        Target::EfiVmdk => m.disk = Some((given_or("efi.vmdk", "efi-image")?, "vmdk")),
+        Target::EfiVhdx => m.disk = Some((given_or("efi.vhdx", "efi-image")?, "vhdx")),
+        Target::Iso | Target::IsoDisk => m.iso = Some(given_or("reprovm.iso", "iso")?),
+    }
+    Ok(m)
 }
 
 /// The QEMU command line for a boot; `scratch` is a directory that lives as long as the
@@ -80,8 +134,6 @@ pub(super) fn qemu_command(
     scratch: &Path,
 ) -> Result<Command> {
     check_options(project.arch, a)?;
-    let results = project.results_dir();
-    let out = |f: &str| results.join(f);
     let accel = a.accelerator(project, tools)?;
     let arch = project.arch;
     let mut c = match &a.qemu {
@@ -115,7 +167,6 @@ pub(super) fn qemu_command(
         // under TCG (`max` emulates pointer authentication, several times slower).
         c.args(["-cpu", "cortex-a57"]);
     }
-    let kernel_image = arch.kernel_image();
     let console = arch.serial_console();
     let disk = |c: &mut Command, file: &Path, format: &str| -> Result<()> {
         let (file, format, snap) = match (a.disk_size, a.persist) {
@@ -136,15 +187,15 @@ pub(super) fn qemu_command(
         };
         Ok(())
     };
+    let m = medium(project, a)?;
     let efi_disk = a.target.is_uefi_disk();
-    let uefi = (efi_disk || matches!(a.target, Target::Iso | Target::IsoDisk)) && !a.legacy_bios;
-    if uefi {
+    if efi_disk || matches!(a.target, Target::Iso | Target::IsoDisk) {
         match &a.firmware {
-            Some(fw) => {
-                anyhow::ensure!(fw.is_file(), "--firmware {}: no such file", fw.display());
+            Firmware::Bios => {}
+            Firmware::File(fw) => {
                 c.arg("-bios").arg(fw);
             }
-            None => {
+            Firmware::Uefi => {
                 let fw = tools.uefi_firmware(arch)?;
                 let vars = scratch.join("UEFI_VARS.fd");
                 std::fs::copy(&fw.vars, &vars)
@@ -157,18 +208,17 @@ pub(super) fn qemu_command(
             }
         }
     }
+    if let Some(kernel) = &m.kernel {
+        c.arg("-kernel").arg(kernel);
+    }
+    if let Some(initrd) = &m.initrd {
+        c.arg("-initrd").arg(initrd);
+    }
+    if let Some((file, format)) = &m.disk {
+        disk(&mut c, file, format)?;
+    }
     match a.target {
         Target::Image => {
-            let kernel = match (&a.kernel, a.machine) {
-                (Some(k), _) => k.clone(),
-                (None, Machine::Pc) => need(out(kernel_image), "hd-image")?,
-                (None, Machine::Microvm) => bail!(
-                    "--machine microvm boots the uncompressed vmlinux, as Firecracker does: pass --kernel $(cargo xtask build kernel | tail -n1)/out/vmlinux"
-                ),
-            };
-            let image = need(a.image.clone().unwrap_or_else(|| out("hd.img")), "hd-image")?;
-            c.arg("-kernel").arg(need(kernel, "hd-image")?);
-            disk(&mut c, &image, "raw")?;
             let clock = match (a.machine, accel) {
                 (Machine::Microvm, Accel::Tcg) => tcg_tsc_parameter(),
                 _ => String::new(),
@@ -178,41 +228,17 @@ pub(super) fn qemu_command(
             );
         }
         Target::Initramfs => {
-            let kernel = need(a.kernel.clone().unwrap_or_else(|| out(kernel_image)), "initramfs")?;
-            c.arg("-kernel")
-                .arg(kernel)
-                .arg("-initrd")
-                .arg(need(out("initramfs.cpio.gz"), "initramfs")?);
             c.arg("-append").arg(format!("console={console} panic=-1 {}", a.append).trim());
         }
-        Target::EfiImage => disk(
-            &mut c,
-            &need(a.image.clone().unwrap_or_else(|| out("efi.img")), "efi-image")?,
-            "raw",
-        )?,
-        Target::EfiVhd => disk(
-            &mut c,
-            &need(a.image.clone().unwrap_or_else(|| out("efi.vhd")), "efi-image")?,
-            "vpc",
-        )?,
-        Target::EfiVmdk => disk(
-            &mut c,
-            &need(a.image.clone().unwrap_or_else(|| out("efi.vmdk")), "efi-image")?,
-            "vmdk",
-        )?,
-        Target::EfiVhdx => disk(
-            &mut c,
-            &need(a.image.clone().unwrap_or_else(|| out("efi.vhdx")), "efi-image")?,
-            "vhdx",
-        )?,
+        Target::EfiImage | Target::EfiVhd | Target::EfiVmdk | Target::EfiVhdx => {}
         Target::IsoDisk => {
-            let iso = need(a.image.clone().unwrap_or_else(|| out("reprovm.iso")), "iso")?;
+            let iso = m.iso.as_deref().context("the ISO")?;
             c.arg("-drive")
                 .arg(format!("id=d0,file={},format=raw,if=none,readonly=on", iso.display()));
             c.args(["-device", &format!("virtio-blk-{bus},drive=d0")]);
         }
         Target::Iso => {
-            let iso = need(a.image.clone().unwrap_or_else(|| out("reprovm.iso")), "iso")?;
+            let iso = m.iso.as_deref().context("the ISO")?;
             c.arg("-drive").arg(format!(
                 "file={},format=raw,media=cdrom,if=none,id=cd0,readonly=on",
                 iso.display()

@@ -7,7 +7,7 @@
 //! - Substituters (`--substituter REPO`, `REPROVM_SUBSTITUTERS`): before a node is built, its
 //!   input hash is looked up; a trusted, verified entry is committed to the store like a local
 //!   build. Sources and .debs are fetched from them by digest (`SourceMirror`).
-//! - Trust (`keys.rs`): ed25519 keys in Nix's format; `--trusted-key` / `REPROVM_TRUSTED_KEYS`.
+//! - Trust (`keys.rs`): ed25519 keys in Nix's format; `--trusted-cache-key` / `REPROVM_TRUSTED_KEYS`.
 //!   Unsigned or untrusted entries are refused with the reason and the node is built locally
 //!   (or the build fails with `--substitute-only`).
 
