@@ -1,7 +1,7 @@
 {
   description = "reprovm: reproducible Linux VM kernels and disk images from hash-pinned recipes";
 
-  # A supported NixOS release, pinned by flake.lock (rev and narHash; README "Nix" says where
+  # A supported NixOS release, pinned by flake.lock (rev and narHash; docs/guide/nix.md says where
   # they came from and how to move to the next release). nixos-26.05 has Nix >= 2.18 as its
   # minimum and a rustc that satisfies Cargo.toml's rust-version (asserted below).
   inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-26.05";

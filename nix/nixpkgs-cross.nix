@@ -14,7 +14,7 @@
 # configure uses before plain `pkg-config`, and searches the target's libraries only.
 #
 # Outputs differ from the xtask's pins, as they do on x86_64 over nixpkgs: other compilers,
-# another glibc, libraries found through RUNPATH into /nix/store (README "Nix").
+# another glibc, libraries found through RUNPATH into /nix/store (docs/guide/nix.md).
 {
   pkgs,
   targetArch,

@@ -117,7 +117,7 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Download and verify every pinned source (or those of TARGET and its dependencies).
+    /// Download and verify every pinned source (or those of the TARGETs and their dependencies).
     Fetch(fetch::FetchArgs),
     /// Print the build graph of the TARGETs with input hashes and cached/not-cached state.
     Plan(plan::PlanArgs),

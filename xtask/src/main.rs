@@ -5,6 +5,9 @@ mod cli;
 mod commands;
 mod legacy;
 
+#[cfg(test)]
+mod docs;
+
 /// A closed stdout (`cargo xtask targets | head -1`) ends the command quietly with 141, the
 /// status a shell reports for a process ended by SIGPIPE, instead of a panic (101). The
 /// signal itself stays ignored, as Rust sets it: a pipe to a child that exited must be an
@@ -18,7 +21,8 @@ fn quiet_on_closed_stdout() {
             .map(String::as_str)
             .or_else(|| info.payload().downcast_ref::<&str>().copied())
             .unwrap_or("");
-        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+        // println! ("failed printing to stdout: Broken pipe") and clap_complete's writer.
+        if message.contains("Broken pipe") || message.contains("BrokenPipe") {
             std::process::exit(141);
         }
         default(info)
@@ -34,7 +38,7 @@ fn main() {
     match cli::run() {
         Ok(code) => std::process::exit(code),
         // 1 is a command's negative answer (`diff`, `update --check`, `store verify`); an
-        // error is 2, as clap's own usage errors are (README, "Exit status").
+        // error is 2, as clap's own usage errors are (docs/reference/exit-status.md).
         Err(err) => {
             eprintln!("error: {err:#}");
             std::process::exit(2);

@@ -192,7 +192,7 @@ fn aarch64_builds_matches_its_pins_boots_and_goes_multiarch() {
     // 4. The audit: every aarch64 output, the kernel included, rebuilt under varied
     //    conditions (another work root, -j3, shuffled directory order, time zone, locale,
     //    umask, host name), compared with the store and the pins, explained. This is CI's one
-    //    audit of a kernel; x86_64's kernel gets its second build from Nix (README "CI").
+    //    audit of a kernel; x86_64's kernel gets its second build from Nix (docs/guide/testing.md).
     let mut audited: Vec<&str> = targets.iter().map(String::as_str).collect();
     audited.insert(0, "audit");
     arm(&audited);

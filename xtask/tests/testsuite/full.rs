@@ -114,11 +114,11 @@ fn full_pipeline() {
     // 4. Build everything, then rebuild each target from scratch under varied conditions and
     //    compare with the store and with pins/outputs.toml.
     //    The kernel's other versions are built, pin-checked and booted by kernels.rs, not
-    //    rebuilt a second time here (README "Kernel versions": a kernel build is minutes).
+    //    rebuilt a second time here (docs/guide/testing.md: a kernel build is minutes).
     //    Nor is this kernel: CI gives each kernel one second build, and this one's is Nix's
     //    (nix.rs: its own sandbox, build user and host name, -j3, compared byte for byte),
     //    while the audit's kernel rebuild goes to the arm64 kernel (aarch64.rs), which nothing
-    //    else builds twice (README "CI"). `cargo xtask audit kernel` runs it by hand.
+    //    else builds twice (docs/guide/testing.md). `cargo xtask audit kernel` runs it by hand.
     ok(&["build", "hd-image"]);
     let bundle = repo().join("out/audit-report.zip");
     let mut audit = vec!["audit", "--bundle", bundle.to_str().unwrap()];

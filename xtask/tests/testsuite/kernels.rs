@@ -4,7 +4,7 @@
 //! repository as a tag per version with `latest` on the newest, and it boots the way
 //! Firecracker boots (QEMU's microvm, the ELF vmlinux) over an image with its own modules.
 //! The default version is built, audited and booted by full.rs and oci.rs; the audit's second
-//! build is not repeated here for the other versions (see README "Kernel versions").
+//! build is not repeated here for the other versions (see docs/guide/testing.md).
 //! Runs in the repository's out/, and leaves `out/hd.img` the default image again.
 
 use crate::support;

@@ -7,7 +7,7 @@
 //! `#[ignore = "full tier: …"]`, so a plain `cargo test` counts them as ignored, never as
 //! passed: the real pipeline (sources, toolchain, kernels, images, boots, audits), the pinned
 //! host tools and the pinned Nix, and the checks that need root. `REPROVM_FULL=1 cargo test
-//! -- --include-ignored` (README, CI) runs everything; a full-tier test run without
+//! -- --include-ignored` (README, docs/guide/testing.md) runs everything; a full-tier test run without
 //! `REPROVM_FULL=1` fails at once and says so. Full-tier tests hold one lock
 //! (`support::full_tier`), so that two of them never run together in the repository's out/;
 //! fast tests, each in a temporary directory of its own, may run beside one.
@@ -18,6 +18,7 @@ mod aarch64;
 mod assemble;
 mod attest;
 mod cache;
+mod cli;
 mod cluster;
 mod full;
 mod grow;

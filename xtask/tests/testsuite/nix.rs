@@ -926,7 +926,7 @@ fn nix_builds_match_the_xtask_and_boot() {
     //    aarch64 toolchain root (the build toolchain, the cross compiler and the arm64
     //    libraries) gives the xtask's bytes for the cross-built userland. The arm64 kernel,
     //    and the root and images over it, are left to the xtask's tier (aarch64.rs): another
-    //    kernel build would cost CI about 8 minutes (README "Nix").
+    //    kernel build would cost CI about 8 minutes (docs/guide/nix.md).
     let arm_toolchain = PathBuf::from(xtask_ok(&["--arch", "aarch64", "toolchain"]).trim());
     let arm_names = ["busybox", "dropbear", "iproute2", "grow-rootfs"];
     let mut args = vec!["--argstr", "targetArch", "aarch64"];

@@ -113,7 +113,7 @@ fn every_declared_dependency_is_used_where_it_is_declared() {
 
 /// One HTTP stack (ureq): a second client (reqwest, hyper, tokio's runtime and the rest) came
 /// in through oci-client once and doubled the build; taking one in again needs this test and
-/// README's "Decisions" changed together.
+/// docs/decisions/0032-own-registry-client.md changed together.
 #[test]
 fn one_http_stack() {
     let m = cargo_metadata(&[]);

@@ -113,7 +113,7 @@ pub(crate) fn build(
         let l = graph.get(n)?;
         if let Some(why) = &l.recipe.unavailable {
             bail!(
-                "{}: {n} is not built for {}: {why} (README \"Architectures\")",
+                "{}: {n} is not built for {}: {why} (docs/guide/kernels-and-architectures.md)",
                 l.path.display(),
                 l.arch
             );

@@ -16,10 +16,20 @@ pub struct Fetched {
 }
 
 /// Fetch the sources of `target`'s closure, or of every recipe.
-pub fn fetch_sources(ctx: &RunContext, target: Option<&str>) -> Result<Vec<Fetched>> {
+pub fn fetch_sources(ctx: &RunContext, targets: &[String]) -> Result<Vec<Fetched>> {
     let (project, fetcher) = (&ctx.project, &ctx.fetcher);
     let graph = ctx.graph()?;
-    let wants = sources::wants(&graph, target, project)?;
+    let mut wants: Vec<crate::mechanisms::fetch::Want> = Vec::new();
+    if targets.is_empty() {
+        wants = sources::wants(&graph, None, project)?;
+    }
+    for t in targets {
+        for w in sources::wants(&graph, Some(t), project)? {
+            if !wants.iter().any(|x| x.sha256 == w.sha256) {
+                wants.push(w);
+            }
+        }
+    }
     let timer = progress::Timer::start();
     let mut out = Vec::new();
     for w in &wants {
@@ -37,6 +47,18 @@ pub fn fetch_sources(ctx: &RunContext, target: Option<&str>) -> Result<Vec<Fetch
 }
 
 /// Every source of `target`'s closure (or of every recipe) with its pin and origins.
-pub fn list_sources(ctx: &RunContext, target: Option<&str>) -> Result<Vec<SourceListing>> {
-    sources::list(&ctx.graph()?, target, &ctx.project)
+pub fn list_sources(ctx: &RunContext, targets: &[String]) -> Result<Vec<SourceListing>> {
+    let graph = ctx.graph()?;
+    if targets.is_empty() {
+        return sources::list(&graph, None, &ctx.project);
+    }
+    let mut out: Vec<SourceListing> = Vec::new();
+    for t in targets {
+        for l in sources::list(&graph, Some(t), &ctx.project)? {
+            if !out.contains(&l) {
+                out.push(l);
+            }
+        }
+    }
+    Ok(out)
 }

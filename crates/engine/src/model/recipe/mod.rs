@@ -8,6 +8,8 @@
 
 mod debian_fields;
 pub(crate) mod edit;
+#[cfg(test)]
+mod keys;
 pub mod placeholders;
 pub(crate) mod position;
 mod sections;
