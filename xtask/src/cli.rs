@@ -27,6 +27,11 @@ cargo xtask plan hd-image      show the build graph and input hashes\n  \
 cargo xtask build hd-image     build out/hd.img and out/bzImage\n  \
 cargo xtask run                boot it in QEMU (SSH on 127.0.0.1:10022)\n  \
 cargo xtask boot-test          boot it, log in over SSH, check it, power off\n\n\
+Environment: REPROVM_ROOT (the project), REPROVM_DEFAULT_ROOT, REPROVM_RECIPES, REPROVM_OUT, \
+REPROVM_CACHE, REPROVM_SUBSTITUTERS, REPROVM_TRUSTED_KEYS (as the global options), \
+REPROVM_DEBIAN_MIRROR and REPROVM_DEBIAN_SNAPSHOT (where .debs and sources come from), \
+REPROVM_REGISTRY_TIMEOUT and REPROVM_REGISTRY_TOKEN_REALMS (registries): \
+docs/reference/environment.md.\n\n\
 Documentation: README.md and docs/ (docs/reference/commands.md: every command and option).",
     version,
     next_help_heading = "Global options"

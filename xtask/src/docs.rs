@@ -338,6 +338,49 @@ mod tests {
         assert!(bad[0].starts_with("t.md:5: cargo xtask --nope"), "{bad:?}");
     }
 
+    /// Every REPROVM_ variable the code reads is in docs/reference/environment.md, and every
+    /// one a user sets (those above its "Internal and test-only" section) is named by
+    /// `cargo xtask --help`.
+    #[test]
+    fn every_environment_variable_is_documented_and_in_the_help() {
+        let doc = std::fs::read_to_string(repo().join("docs/reference/environment.md")).unwrap();
+        let mut code = std::collections::BTreeSet::new();
+        let mut stack = vec![repo().join("crates"), repo().join("xtask/src")];
+        while let Some(dir) = stack.pop() {
+            for e in std::fs::read_dir(&dir).unwrap().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|x| x == "rs") {
+                    let text = std::fs::read_to_string(&p).unwrap();
+                    for (i, _) in text.match_indices("\"REPROVM_") {
+                        let name: String = text[i + 1..]
+                            .chars()
+                            .take_while(|c| c.is_ascii_uppercase() || *c == '_')
+                            .collect();
+                        // A prefix (`"REPROVM_"`, as a filter) names no variable.
+                        if !name.ends_with('_') {
+                            code.insert(name);
+                        }
+                    }
+                }
+            }
+        }
+        assert!(code.len() >= 10, "{code:?}");
+        let undocumented: Vec<&String> =
+            code.iter().filter(|v| !doc.contains(&format!("`{v}`"))).collect();
+        assert!(undocumented.is_empty(), "not in environment.md: {undocumented:?}");
+        let user = doc.split("## Internal and test-only").next().unwrap();
+        let help = crate::cli::command().render_long_help().to_string();
+        let missing: Vec<String> = user
+            .split('`')
+            .filter(|w| w.starts_with("REPROVM_") && !w.contains(' '))
+            .filter(|w| !help.contains(*w))
+            .map(String::from)
+            .collect();
+        assert!(missing.is_empty(), "environment.md names, --help does not: {missing:?}");
+    }
+
     /// What the docs say of ports, key files and flag defaults is what the code does.
     #[test]
     fn documented_defaults_are_the_codes() {

@@ -103,7 +103,27 @@ impl Target {
 
     /// The medium's name on the command line.
     pub fn name(self) -> &'static str {
-        Target::VALUES.iter().find(|(t, _, _)| *t == self).map(|(_, n, _)| *n).unwrap_or("?")
+        name_in(&Target::VALUES, self)
+    }
+}
+
+/// A value's name in its `VALUES` list: what the command line calls it, and so what every
+/// message calls it.
+fn name_in<T: PartialEq + Copy>(values: &[(T, &'static str, &'static str)], v: T) -> &'static str {
+    values.iter().find(|(x, _, _)| *x == v).map(|(_, n, _)| *n).unwrap_or("?")
+}
+
+impl Machine {
+    /// The machine's name on the command line.
+    pub fn name(self) -> &'static str {
+        name_in(&Machine::VALUES, self)
+    }
+}
+
+impl Accel {
+    /// The accelerator's name on the command line.
+    pub fn name(self) -> &'static str {
+        name_in(&Accel::VALUES, self)
     }
 }
 
@@ -362,7 +382,7 @@ pub fn boot_test(ctx: &RunContext, run: &BootOptions, timeout: u64) -> Result<Bo
         .ok()
         .map(|s| s.trim().to_string());
     reprovm_fs::progress::say(&format!(
-        "boot-test: booting {} {} under {} ({:?}, {:?}), console log {}",
+        "boot-test: booting {} {} under {} (--machine {}, --accel {}), console log {}",
         run.target.name(),
         args.kernel
             .as_deref()
@@ -373,8 +393,8 @@ pub fn boot_test(ctx: &RunContext, run: &BootOptions, timeout: u64) -> Result<Bo
             Some(q) => format!("the host's {}", q.display()),
             None => format!("the pinned QEMU ({})", tools.label),
         },
-        run.machine,
-        args.accel,
+        run.machine.name(),
+        args.accel.name(),
         console.display()
     ));
     let started = Instant::now();
@@ -391,7 +411,7 @@ pub fn boot_test(ctx: &RunContext, run: &BootOptions, timeout: u64) -> Result<Bo
     let mut report = BootReport {
         target: run.target.name().to_string(),
         architecture: project.arch.to_string(),
-        accelerator: if args.accel == Accel::Kvm { "kvm" } else { "tcg" }.to_string(),
+        accelerator: args.accel.name().to_string(),
         userspace_seconds: 0.0,
         total_seconds: 0.0,
         checks: Vec::new(),
