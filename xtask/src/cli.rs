@@ -190,8 +190,13 @@ pub enum Command {
     Tool(tool::ToolArgs),
     /// Measure: `plan` on a cached graph, warm toolchain materialisation, sandbox overhead.
     Bench(bench::BenchArgs),
-    /// Print shell completions.
-    Completions { shell: clap_complete::Shell },
+    /// Print a shell completion script for the `xtask` binary itself (target/debug/xtask);
+    /// cargo's own completion does not reach its aliases.
+    Completions {
+        /// The shell: bash, elvish, fish, powershell or zsh.
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// The global options that take a value, as typed (`--out`): what the old-spelling rewrite
@@ -214,14 +219,20 @@ pub fn command() -> clap::Command {
 
 /// Parse the command line and run the command; returns the process exit code.
 pub fn run() -> Result<i32> {
-    let args: Vec<String> = std::env::args_os()
-        .map(|a| a.into_string().map_err(|a| anyhow::format_err!("{a:?}: not UTF-8")))
-        .collect::<Result<_>>()?;
-    let rewritten = crate::legacy::rewrite(&args[1..], &global_value_options());
-    for w in &rewritten.warnings {
-        eprintln!("{w}");
-    }
-    let argv = args[..1].iter().chain(&rewritten.args);
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // Old spellings are all UTF-8: a command line with a non-UTF-8 word (a path) is parsed as
+    // it is.
+    let words: Option<Vec<String>> = args.iter().map(|a| a.to_str().map(String::from)).collect();
+    let argv: Vec<std::ffi::OsString> = match words {
+        Some(words) if !words.is_empty() => {
+            let rewritten = crate::legacy::rewrite(&words[1..], &global_value_options());
+            for w in &rewritten.warnings {
+                eprintln!("{w}");
+            }
+            words[..1].iter().chain(&rewritten.args).map(Into::into).collect()
+        }
+        _ => args,
+    };
     let matches = command().get_matches_from(argv);
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     // Status lines of the engine go to stderr (results to stdout), none with --quiet.
@@ -230,6 +241,21 @@ pub fn run() -> Result<i32> {
         reprovm_fs::progress::set_sink(|_| {});
     } else {
         reprovm_fs::progress::set_sink(|line| eprintln!("{line}"));
+    }
+    for (flag, dir) in [("--out", &cli.out), ("--cache", &cli.cache), ("--recipes", &cli.recipes)] {
+        if let Some(d) = dir {
+            if d.exists() && !d.is_dir() {
+                bail!("{flag} {}: not a directory", d.display());
+            }
+        }
+    }
+    for k in &cli.trusted_keys {
+        if !k.is_file() {
+            bail!(
+                "--trusted-cache-key {}: no such file (a public key `cache keygen` wrote)",
+                k.display()
+            );
+        }
     }
     for m in &cli.mirror {
         if !m.is_dir() {
@@ -281,12 +307,7 @@ pub fn run() -> Result<i32> {
         Command::Store(args) => args.run(&mut ctx),
         Command::Bench(args) => args.run(&ctx),
         Command::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "cargo-xtask",
-                &mut std::io::stdout(),
-            );
+            clap_complete::generate(shell, &mut Cli::command(), "xtask", &mut std::io::stdout());
             Ok(0)
         }
     }

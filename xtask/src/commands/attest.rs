@@ -4,6 +4,7 @@ use std::path::PathBuf;
 #[derive(clap::Args, Debug)]
 pub struct AttestArgs {
     /// Targets (default: every published output, as `pin outputs`), built first if needed.
+    #[arg(value_name = "TARGET")]
     pub targets: Vec<String>,
     /// Sign the provenance and the SBOM into DSSE envelopes with this secret key (written by
     /// `cargo xtask cache keygen`).
@@ -26,7 +27,7 @@ pub struct VerifyArgs {
     /// A public key whose signatures on attestations are trusted (`cargo xtask cache keygen
     /// ci.key` wrote it as ci.pub); repeatable.
     #[arg(long = "trusted-attestation-key", value_name = "FILE", required = true)]
-    pub trusted_keys: Vec<PathBuf>,
+    pub attestation_keys: Vec<PathBuf>,
     /// The outputs the statements are about: an output directory (files by path) or an OCI
     /// layout (manifests by tag).
     #[arg(long, value_name = "DIR", required_unless_present = "signature_only")]
@@ -43,7 +44,7 @@ impl VerifyArgs {
     pub fn run(self) -> anyhow::Result<i32> {
         let verified = reprovm::ops::attest::verify(&reprovm::ops::attest::VerifyOptions {
             envelopes: self.envelopes,
-            trusted_keys: self.trusted_keys,
+            trusted_keys: self.attestation_keys,
             against: self.against,
             signature_only: self.signature_only,
         })?;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 #[derive(clap::Args, Debug)]
 pub struct AuditArgs {
     /// Targets to rebuild and compare (default: every published output, as `pin outputs`).
+    #[arg(value_name = "TARGET")]
     pub targets: Vec<String>,
     /// Print the report as JSON on stdout.
     #[arg(long)]
@@ -14,14 +15,14 @@ pub struct AuditArgs {
     pub bundle: Option<PathBuf>,
     /// Parallel jobs of the rebuild (default: one more than the CPU count a build uses, so
     /// that make schedules differently without the rebuild running serially).
-    #[arg(long)]
+    #[arg(long, value_name = "N", value_parser = super::values::at_least_one)]
     pub rebuild_jobs: Option<std::num::NonZeroUsize>,
     /// Keep the rebuilt outputs even when they match.
     #[arg(long)]
     pub keep: bool,
     /// Also compare each rebuild with what this binary cache (`REGISTRY/REPO`) holds for the
     /// same inputs, as Debian's rebuilders check the archive.
-    #[arg(long, value_name = "REPO")]
+    #[arg(long, value_name = "REF")]
     pub against: Option<String>,
 }
 

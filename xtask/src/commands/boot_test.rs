@@ -6,7 +6,7 @@ pub struct BootTestArgs {
     #[command(flatten)]
     pub boot: BootArgs,
     /// Seconds to wait for the guest to boot and answer SSH.
-    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    #[arg(long, value_name = "SECONDS", default_value = "300", value_parser = super::values::seconds)]
     pub timeout: u64,
     /// Print what the test saw (each command in the guest and its output) as JSON on stdout.
     #[arg(long)]

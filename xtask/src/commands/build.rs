@@ -14,7 +14,7 @@ pub struct BuildArgs {
     #[arg(long)]
     pub json: bool,
     /// Parallel jobs inside the sandbox (outputs do not depend on it; default: CPU count).
-    #[arg(long, short)]
+    #[arg(long, short, value_name = "N", value_parser = super::values::at_least_one)]
     pub jobs: Option<NonZeroUsize>,
     /// Audit internals: rebuild NODE even if stored, into --rebuild-into (never the store).
     #[arg(long, hide = true, requires = "rebuild_into")]

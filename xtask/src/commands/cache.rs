@@ -26,8 +26,11 @@ pub enum CacheCommand {
     /// Make an ed25519 key pair in Nix's format: FILE (secret, 0600) and the public key
     /// beside it, FILE with its extension replaced by `.pub` (`ci.key` gives `ci.pub`).
     Keygen {
+        /// Where the secret key goes (e.g. ci.key; the public key beside it, ci.pub).
+        #[arg(value_name = "FILE")]
         file: PathBuf,
-        /// The key's name, which signatures carry (default: the file's name).
+        /// The key's name, which signatures carry (default: the file's name without its
+        /// extension).
         #[arg(long)]
         name: Option<String>,
     },

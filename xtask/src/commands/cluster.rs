@@ -87,7 +87,7 @@ pub struct ClusterRunArgs {
     pub persist: Option<PathBuf>,
     /// Stop every node after this many seconds (default: until Ctrl-C or every node has
     /// powered off).
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_name = "SECONDS", value_parser = super::values::seconds)]
     pub lifetime: Option<u64>,
 }
 
@@ -96,7 +96,7 @@ pub struct ClusterTestArgs {
     #[command(flatten)]
     pub node: NodeArgs,
     /// Seconds to wait for every node to boot.
-    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+    #[arg(long, value_name = "SECONDS", default_value = "600", value_parser = super::values::seconds)]
     pub timeout: u64,
     /// Print the report as JSON on stdout.
     #[arg(long)]

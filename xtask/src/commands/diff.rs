@@ -3,7 +3,11 @@ use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct DiffArgs {
+    /// One side: an output tree (a store entry's `out/`, a rebuild) or a file.
+    #[arg(value_name = "A")]
     pub a: PathBuf,
+    /// The other side, of the same kind.
+    #[arg(value_name = "B")]
     pub b: PathBuf,
     /// Print the differences as JSON.
     #[arg(long)]

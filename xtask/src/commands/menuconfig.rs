@@ -2,7 +2,8 @@ use reprovm::ops::context::RunContext;
 
 #[derive(clap::Args, Debug)]
 pub struct MenuconfigArgs {
-    #[arg(default_value = "kernel")]
+    /// The kernel recipe whose last `[kconfig] fragments` file records the changes.
+    #[arg(value_name = "RECIPE", default_value = "kernel")]
     pub recipe: String,
 }
 

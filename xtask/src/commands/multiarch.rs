@@ -18,8 +18,11 @@ pub struct MultiarchArgs {
 
 impl MultiarchArgs {
     pub fn run(self, ctx: &mut RunContext) -> anyhow::Result<i32> {
+        if self.plain_http && self.reference.is_none() {
+            anyhow::bail!("--plain-http is for the push: give a REF after the target");
+        }
         if let Some(reference) = &self.reference {
-            reprovm::ops::publish::check_reference(reference)?;
+            reprovm::ops::publish::check_destination(reference, self.plain_http)?;
         }
         let dir = reprovm::ops::multiarch::write(ctx, &self.target, self.pin)?;
         if let Some(reference) = &self.reference {

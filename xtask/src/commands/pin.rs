@@ -10,7 +10,11 @@ pub struct PinArgs {
 pub enum PinWhat {
     /// Record the current outputs of TARGETS (default: every published output) in
     /// pins/outputs.toml.
-    Outputs { targets: Vec<String> },
+    Outputs {
+        /// The targets to pin (default: every published output).
+        #[arg(value_name = "TARGET")]
+        targets: Vec<String>,
+    },
 }
 
 impl PinArgs {

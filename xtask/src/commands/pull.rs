@@ -2,9 +2,11 @@ use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct PullArgs {
-    /// `REGISTRY/REPO:TAG` or `REGISTRY/REPO@sha256:...`.
+    /// What to pull: `REGISTRY/REPO:TAG` or `REGISTRY/REPO@sha256:...`.
+    #[arg(value_name = "REF")]
     pub reference: String,
-    /// Directory to create as the OCI layout (must not exist).
+    /// Directory to create as the OCI layout (must not exist; its parent must).
+    #[arg(value_name = "DIR")]
     pub dir: PathBuf,
     /// Speak plain HTTP (only to 127.0.0.1, ::1 or localhost).
     #[arg(long)]

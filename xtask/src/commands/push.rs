@@ -6,6 +6,7 @@ pub struct PushArgs {
     pub target: String,
     /// Destination repository, `REGISTRY/REPO` or `REGISTRY/REPO:TAG`. Every tag of the
     /// layout is pushed; `:TAG` adds one for its main manifest.
+    #[arg(value_name = "REF")]
     pub reference: String,
     /// Speak plain HTTP (only to 127.0.0.1, ::1 or localhost).
     #[arg(long)]

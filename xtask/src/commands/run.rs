@@ -22,12 +22,6 @@ pub struct BootArgs {
     /// UEFI targets carry theirs inside the unified kernel image.
     #[arg(long, default_value = "")]
     pub append: String,
-    /// Host port on 127.0.0.1 forwarded to the guest's SSH port (`boot-test` picks a free one).
-    #[arg(long, value_name = "PORT", default_value_t = 10022)]
-    pub ssh_port: u16,
-    /// Public key file installed as root's authorized_keys (through QEMU fw_cfg).
-    #[arg(long, value_name = "FILE")]
-    pub ssh_key: Option<PathBuf>,
     /// Write to the image (default: changes are discarded, the image stays as built).
     #[arg(long)]
     pub persist: bool,
@@ -35,9 +29,6 @@ pub struct BootArgs {
     /// everywhere) elsewhere.
     #[arg(long, value_parser = values::parser(&Accel::VALUES), default_value = "auto")]
     pub accel: Accel,
-    /// Same as `--accel kvm` (the spelling before `--accel`).
-    #[arg(long, hide = true, conflicts_with = "accel")]
-    pub kvm: bool,
     /// Guest memory in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 256)]
     pub memory: u32,
@@ -76,10 +67,10 @@ impl BootArgs {
             kernel: self.kernel,
             image: self.image,
             append: self.append,
-            ssh_port: self.ssh_port,
-            ssh_key: self.ssh_key,
+            ssh_port: BootOptions::default().ssh_port,
+            ssh_key: None,
             persist: self.persist,
-            accel: if self.kvm { Accel::Kvm } else { self.accel },
+            accel: self.accel,
             memory: self.memory,
             disk_size: self.disk_size,
             qemu: self.qemu,
@@ -93,11 +84,19 @@ impl BootArgs {
 pub struct RunArgs {
     #[command(flatten)]
     pub boot: BootArgs,
+    /// Host port on 127.0.0.1 forwarded to the guest's SSH port.
+    #[arg(long, value_name = "PORT", default_value_t = 10022)]
+    pub ssh_port: u16,
+    /// Public key file installed as root's authorized_keys (through QEMU fw_cfg).
+    #[arg(long, value_name = "FILE")]
+    pub ssh_key: Option<PathBuf>,
 }
 
 impl RunArgs {
     pub fn run(self, ctx: &RunContext) -> anyhow::Result<i32> {
-        reprovm::ops::boot::run_vm(ctx, &self.boot.options())?;
+        let options =
+            BootOptions { ssh_port: self.ssh_port, ssh_key: self.ssh_key, ..self.boot.options() };
+        reprovm::ops::boot::run_vm(ctx, &options)?;
         Ok(0)
     }
 }

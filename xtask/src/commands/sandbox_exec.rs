@@ -2,7 +2,8 @@ use reprovm::ops::context::RunContext;
 
 #[derive(clap::Args, Debug)]
 pub struct SandboxExecArgs {
-    #[arg(trailing_var_arg = true, required = true)]
+    /// The program and its arguments, run in the sandbox (after `--`).
+    #[arg(value_name = "COMMAND", trailing_var_arg = true, required = true)]
     pub cmd: Vec<String>,
 }
 

@@ -14,7 +14,8 @@ pub enum ToolchainAction {
     /// (pins/*.lock), every index authenticated through its suite's signed InRelease (or only
     /// the SETs named).
     Lock {
-        #[arg(value_parser = values::parser(&PackageSet::VALUES))]
+        /// The package sets to lock again (default: all of them).
+        #[arg(value_name = "SET", value_parser = values::parser(&PackageSet::VALUES))]
         sets: Vec<PackageSet>,
         /// Verify the archive's InRelease files with this keyring instead of the pinned
         /// debian-archive-keyring (a private or test archive); the verifier is the pinned sqv.
@@ -23,7 +24,7 @@ pub enum ToolchainAction {
     },
     /// Fetch, verify and extract every locked .deb into the toolchain store entry.
     Materialize,
-    /// Print the toolchain identity and root.
+    /// Print the build toolchain's identity (the hash every input hash includes).
     Show,
 }
 

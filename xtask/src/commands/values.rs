@@ -16,6 +16,23 @@ pub fn parser<T: Copy + Send + Sync + 'static>(
     })
 }
 
+/// A count of at least one (`--jobs`, `--runs`): 0 is refused in words, not as Rust's
+/// "number would be zero for non-zero type".
+pub fn at_least_one(s: &str) -> Result<std::num::NonZeroUsize, String> {
+    let n: usize =
+        s.trim().parse().map_err(|_| format!("`{s}`: expected a whole number, 1 or more"))?;
+    std::num::NonZeroUsize::new(n).ok_or_else(|| "0: give 1 or more".to_string())
+}
+
+/// Seconds, at least one.
+pub fn seconds(s: &str) -> Result<u64, String> {
+    let n: u64 = s.trim().parse().map_err(|_| format!("`{s}`: expected a number of seconds"))?;
+    if n == 0 {
+        return Err("0: give 1 or more seconds".to_string());
+    }
+    Ok(n)
+}
+
 /// A size: bytes, or a number with K, M, G or T (powers of 1024), e.g. `4G`.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();

@@ -34,10 +34,18 @@ fn refused(args: &[&str]) -> (i32, Vec<String>, Vec<String>) {
 /// old spellings), and nothing written.
 fn check(args: &[&str], says: &str) {
     let (code, stderr, left) = refused(args);
-    let errors: Vec<&String> = stderr.iter().filter(|l| !l.starts_with("warning: ")).collect();
+    // One `error:` line; clap adds its usage hints after its own (a blank line, "For more
+    // information, try '--help'.").
+    let errors: Vec<&String> = stderr.iter().filter(|l| l.starts_with("error: ")).collect();
+    let other = stderr.iter().filter(|l| {
+        !(l.starts_with("error: ")
+            || l.starts_with("warning: ")
+            || l.is_empty()
+            || l.starts_with("For more information"))
+    });
     assert_eq!(code, 2, "{args:?}: exit {code}, stderr {stderr:?}");
     assert!(
-        errors.len() == 1 && errors[0].starts_with("error: ") && errors[0].contains(says),
+        errors.len() == 1 && errors[0].contains(says) && other.count() == 0,
         "{args:?}: expected one error line saying {says:?}, got {stderr:?}"
     );
     assert!(left.is_empty(), "{args:?} wrote {left:?}");
@@ -88,6 +96,59 @@ fn errors_spell_values_as_the_command_line_does() {
 fn every_target_is_checked_before_any_is_built() {
     check(&["build", "busybox", "nosuch"], "unknown target `nosuch`");
     check(&["plan", "busybox", "nosuch"], "unknown target `nosuch`");
+}
+
+/// A file of the user's that is not what it is given as: refused before the image it would
+/// boot is touched (a `--persist --disk-size` boot grows its image).
+#[test]
+fn a_wrong_kernel_is_refused_before_the_image_grows() {
+    let t = tempfile::tempdir().unwrap();
+    let (kernel, image) = (t.path().join("bzImage"), t.path().join("hd.img"));
+    std::fs::write(&kernel, b"not a kernel").unwrap();
+    std::fs::write(&image, vec![0u8; 1 << 20]).unwrap();
+    let (k, i) = (kernel.to_str().unwrap(), image.to_str().unwrap());
+    check(&["run", "--persist", "--disk-size", "1T", "--kernel", k, "--image", i], "not a bzImage");
+    assert_eq!(std::fs::metadata(&image).unwrap().len(), 1 << 20, "the image grew");
+    check(&["run", "--kernel", "/typo/bzImage"], "--kernel /typo/bzImage: no such file");
+    check(&["boot-test", "--target", "iso", "--kernel", k], "--kernel: `--target iso` boots");
+    check(&["run", "--memory", "0", "--kernel", k], "--memory 0");
+    check(&["run", "--ssh-key", "/nonexistent.pub", "--kernel", k], "--ssh-key /nonexistent.pub");
+    check(&["cluster", "run", "--nodes", "99", "--ssh-port", "65500"], "--ssh-port 65500");
+    check(&["cluster", "run", "--lifetime", "0"], "give 1 or more seconds");
+}
+
+#[test]
+fn files_and_directories_are_checked_before_any_work() {
+    let t = tempfile::tempdir().unwrap();
+    let file = t.path().join("file");
+    std::fs::write(&file, b"x").unwrap();
+    let f = file.to_str().unwrap();
+    check(&["diff", t.path().to_str().unwrap(), f], "is a directory and");
+    check(&["--cache", f, "build", "busybox"], "--cache");
+    check(&["--trusted-cache-key", "/nonexistent.pub", "build", "busybox"], "no such file");
+    check(&["audit", "nosuch"], "unknown target `nosuch`");
+    check(&["attest", "busybox", "nosuch"], "unknown target `nosuch`");
+    check(&["plan", "busybox@6.18"], "busybox has no version 6.18");
+    // A secret key is never written where its public key goes.
+    let secret = t.path().join("k.pub");
+    check(&["cache", "keygen", secret.to_str().unwrap()], "its own public key");
+    assert!(!secret.exists(), "a secret key was written to k.pub");
+    // A pull creates no directory but its layout.
+    let into = t.path().join("no/such/dir");
+    check(
+        &["pull", "--plain-http", "127.0.0.1:9/r:t", into.to_str().unwrap()],
+        "no such directory to pull into",
+    );
+    assert!(!t.path().join("no").exists());
+    check(&["pull", "--max-size", "0", "127.0.0.1:9/r:t", f], "--max-size 0");
+}
+
+#[test]
+fn a_registry_a_push_cannot_reach_is_refused_before_building() {
+    check(&["push", "krata-kernel-oci", "example.invalid/x", "--plain-http"], "plain HTTP");
+    check(&["push", "krata-kernel-oci", "127.0.0.1:9/r@sha256:".to_string().as_str()], "");
+    check(&["multiarch", "krata-kernel-oci", "--plain-http"], "--plain-http is for the push");
+    check(&["bench", "substitute", "--registry", "no/slash:", "busybox"], "");
 }
 
 #[test]

@@ -254,6 +254,14 @@ impl Graph {
         dep.to_string()
     }
 
+    /// Refuse a list of targets with one that is not a node, before any is built.
+    pub(crate) fn require_targets(&self, targets: &[String]) -> Result<()> {
+        for t in targets {
+            self.get(self.resolve(t))?;
+        }
+        Ok(())
+    }
+
     /// Refuse a target whose recipe makes no OCI layout (`push`, `multiarch`), before
     /// anything is built.
     pub(crate) fn require_oci(&self, target: &str, command: &str) -> Result<()> {
@@ -280,11 +288,32 @@ impl Graph {
             None => {
                 let known: Vec<&str> =
                     self.recipes.keys().filter(|n| !n.contains('@')).map(String::as_str).collect();
+                if known.is_empty() {
+                    bail!("unknown target `{name}`: there are no recipes (no *.toml in the recipe directory)");
+                }
                 let keys: BTreeSet<&str> = self
                     .recipes
                     .values()
                     .flat_map(|l| l.template.versions.keys().map(String::as_str))
                     .collect();
+                if let Some((base, key)) = name.split_once('@') {
+                    if self.recipes.contains_key(base) && keys.contains(key) {
+                        let at: Vec<&str> = self
+                            .recipes
+                            .keys()
+                            .filter(|n| n.ends_with(&format!("@{key}")))
+                            .map(String::as_str)
+                            .collect();
+                        bail!(
+                            "unknown target `{name}`: {base} has no version {key} and depends on nothing that has{}",
+                            if at.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" (the nodes at {key}: {})", at.join(", "))
+                            }
+                        );
+                    }
+                }
                 let versions = if keys.is_empty() {
                     String::new()
                 } else {
@@ -332,8 +361,21 @@ impl Graph {
             let mut cycle: Vec<&str> = stack[pos..].iter().map(String::as_str).collect();
             cycle.push(name);
             let l = &self.recipes[name];
+            // Named from the recipes directory's parent (`recipes/a.toml`) unless the caller
+            // gave a base.
+            let base = match (base == Path::new("/"), l.path.parent().and_then(Path::parent)) {
+                (true, Some(parent)) => parent,
+                _ => base,
+            };
+            let substituted = if self.aliases.is_empty() {
+                String::new()
+            } else {
+                let uses: Vec<String> =
+                    self.aliases.iter().map(|(k, v)| format!("--use {k}={v}")).collect();
+                format!("; or drop {}", uses.join(", "))
+            };
             bail!(
-                "{}: dependency cycle: {} (remove one of these `deps`)",
+                "{}: dependency cycle: {} (remove one of these `deps`{substituted})",
                 display_rel(&l.path, base),
                 cycle.join(" -> ")
             );

@@ -64,6 +64,7 @@ pub(crate) fn attest_target(
 pub fn attest_targets(ctx: &RunContext, targets: &[String], sign_key: Option<&Path>) -> Result<()> {
     let key = sign_key.map(SecretKey::load).transpose()?;
     let graph = ctx.graph()?;
+    graph.require_targets(targets)?;
     let root = ctx.project.out.join("attestations");
     for t in targets_or_default(&graph, targets) {
         let (res, a) = attest_target(ctx, &graph, &t)?;

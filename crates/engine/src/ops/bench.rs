@@ -159,6 +159,11 @@ pub fn unpack_sources(ctx: &RunContext, target: &str) -> Result<Vec<String>> {
 pub fn substitute(ctx: &RunContext, cache: &str, target: &str) -> Result<Vec<String>> {
     let mut figures = Vec::new();
     let project = &ctx.project;
+    // The registry reference and the target, before anything is built.
+    crate::steps::substitution::Cache::connect(cache)?;
+    ctx.graph()?.require_targets(&[target.to_string()])?;
+    std::fs::create_dir_all(&project.out)
+        .with_context(|| format!("creating {}", project.out.display()))?;
     let work = tempfile::tempdir_in(&project.out)?;
     let opts = BuildOptions { quiet: true, ..Default::default() };
     let mut local_project = project.clone();

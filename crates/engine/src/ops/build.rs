@@ -67,10 +67,7 @@ pub fn build_targets(
     targets: &[String],
     opts: &BuildOptions,
 ) -> Result<Vec<BuildResult>> {
-    let graph = ctx.graph()?;
-    for t in targets {
-        graph.get(graph.resolve(t))?;
-    }
+    ctx.graph()?.require_targets(targets)?;
     targets.iter().map(|t| build_target(ctx, t, opts)).collect()
 }
 

@@ -20,14 +20,25 @@ pub fn diff(ctx: &RunContext, a: &Path, b: &Path, host_tools: bool) -> Result<Ve
             bail!("{}: {e} (give two output trees or two files)", side.display());
         }
     }
-    let tc;
-    let tools = if host_tools {
-        Tools::Path
-    } else {
+    if a.is_dir() != b.is_dir() {
+        let (dir, file) = if a.is_dir() { (a, b) } else { (b, a) };
+        bail!(
+            "{} is a directory and {} is not: give two output trees or two files",
+            dir.display(),
+            file.display()
+        );
+    }
+    // The toolchain (its debugfs and dumpe2fs) is materialised only if an ext4 image is read.
+    let root = std::cell::OnceCell::new();
+    let materialise = || -> Result<std::path::PathBuf> {
+        if let Some(r) = root.get() {
+            return Ok(std::path::PathBuf::clone(r));
+        }
         let lock = crate::model::store::store_exclusive(&project.out)?;
-        tc = toolchain::ensure(project, fetcher, &lock)?;
-        Tools::Sandbox(&tc.root)
+        let tc = toolchain::ensure(project, fetcher, &lock)?;
+        Ok(root.get_or_init(|| tc.root.clone()).clone())
     };
+    let tools = if host_tools { Tools::Path } else { Tools::Later(&materialise) };
     let (la, lb) = (a.display().to_string(), b.display().to_string());
     let sides = Sides { a: &la, b: &lb };
     diff_paths(a, b, &tools, &sides)

@@ -64,6 +64,11 @@ impl GcReport {
 
 /// `gc`: remove what nothing reaches (or, with `dry_run`, only say what and how much).
 pub fn gc(project: &Project, dry_run: bool, keep_last: usize) -> Result<GcReport> {
+    anyhow::ensure!(
+        project.out.is_dir(),
+        "--out {}: no such output directory, nothing to collect",
+        project.out.display()
+    );
     let store = crate::model::store::store_exclusive(&project.out)?;
     // Downloads in progress hold the cache lock shared: wait for them.
     let _cache = lock::Lock::exclusive(&project.downloads.join(".lock"))?;

@@ -20,6 +20,7 @@ pub struct PinReport {
 pub fn pin_outputs(ctx: &RunContext, targets: &[String]) -> Result<PinReport> {
     let project = &ctx.project;
     let graph = ctx.graph()?;
+    graph.require_targets(targets)?;
     let mut pins = read_pins(project)?;
     let old = pins.clone();
     for t in targets_or_default(&graph, targets) {

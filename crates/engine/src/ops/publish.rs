@@ -54,7 +54,7 @@ pub fn push_target(
     let key = sign_key.map(SecretKey::load).transpose()?;
     let graph = ctx.graph()?;
     graph.require_oci(target, "push")?;
-    check_reference(reference)?;
+    check_destination(reference, plain_http)?;
     let res = build::build(ctx, &graph, target, &BuildOptions::default())?;
     let dir = crate::model::store::out_dir(&res.entry);
     if !dir.join("oci-layout").is_file() {
@@ -64,6 +64,7 @@ pub fn push_target(
     }
     // Nothing damaged is published: every file of the entry against its manifest.
     crate::model::store::seal::verify_or_refuse(&res.entry, &res.manifest)?;
+    let (reference, plain_http) = plain(reference, plain_http);
     let parsed = Reference::parse(reference)?;
     let registry = Registry::connect(&parsed, plain_http)?;
     let extra_tag = explicit_tag(reference).then(|| parsed.tag()).flatten();
@@ -116,12 +117,29 @@ pub fn push_target(
 
 /// Push a layout on disk (a multi-architecture one: `multiarch TARGET REF`) as it is: every tag,
 /// every image of every index, every referrer; `REFERENCE` may add one more tag.
-/// Refuse a reference that is not `REGISTRY/REPO[:TAG]` before any work.
-pub fn check_reference(reference: &str) -> Result<()> {
-    Reference::parse(reference).map(|_| ())
+/// `http://REGISTRY/REPO` is `REGISTRY/REPO` over plain HTTP, as the binary cache's
+/// references are: one spelling for every command.
+fn plain(reference: &str, plain_http: bool) -> (&str, bool) {
+    match reference.strip_prefix("http://") {
+        Some(rest) => (rest, true),
+        None => (reference, plain_http),
+    }
+}
+
+/// Refuse a destination a push cannot go to before any work: not `REGISTRY/REPO[:TAG]`, a
+/// digest (a push names tags), or plain HTTP to a registry off this machine. Nothing is
+/// sent.
+pub fn check_destination(reference: &str, plain_http: bool) -> Result<()> {
+    let (reference, plain_http) = plain(reference, plain_http);
+    let parsed = Reference::parse(reference)?;
+    if parsed.digest().is_some() {
+        bail!("{reference}: a push names a repository and a tag (REGISTRY/REPO:TAG), not a digest");
+    }
+    Registry::connect(&parsed, plain_http).map(|_| ())
 }
 
 pub fn push_layout(dir: &Path, reference: &str, plain_http: bool) -> Result<()> {
+    let (reference, plain_http) = plain(reference, plain_http);
     let parsed = Reference::parse(reference)?;
     let registry = Registry::connect(&parsed, plain_http)?;
     let extra_tag = explicit_tag(reference).then(|| parsed.tag()).flatten();
@@ -165,6 +183,17 @@ fn attach(
 /// `pull REFERENCE DIR`: a tag or digest and what refers to it, into a new layout at `dir`,
 /// taking at most `max_bytes` in all.
 pub fn pull_reference(reference: &str, dir: &Path, plain_http: bool, max_bytes: u64) -> Result<()> {
+    let (reference, plain_http) = plain(reference, plain_http);
+    anyhow::ensure!(max_bytes > 0, "--max-size 0: a pull takes at least its manifest");
+    if std::fs::symlink_metadata(dir).is_ok() {
+        bail!("{} exists; pull writes a new layout", dir.display());
+    }
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    anyhow::ensure!(
+        parent.is_dir(),
+        "{}: no such directory to pull into (create it first)",
+        parent.display()
+    );
     let parsed = Reference::parse(reference)?;
     if !explicit_tag(reference) && parsed.digest().is_none() {
         bail!("{reference}: name a tag (:TAG) or a digest (@sha256:...) to pull");
@@ -379,7 +408,7 @@ fn pull(reg: &Registry, reference: &Reference, dir: &Path, budget: &Budget) -> R
         bail!("{} exists; pull writes a new layout", dir.display());
     }
     let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let parent_dir = reprovm_fs::beneath::Dir::create(parent)?;
+    let parent_dir = reprovm_fs::beneath::Dir::open(parent)?;
     sweep_pulls(&parent_dir)?;
     let tmp_name = pull_temp_name(dir);
     parent_dir.remove_all(Path::new(&tmp_name))?;

@@ -134,6 +134,12 @@ fn present(path: &Path) -> Result<bool> {
 /// `store verify`: hash every entry's files; with `repair`, rebuild what is damaged.
 pub fn verify(ctx: &mut RunContext, opts: &VerifyOptions) -> Result<VerifyReport> {
     let store_dir = ctx.project.store();
+    anyhow::ensure!(
+        store_dir.is_dir(),
+        "{}: no store here (is --out {} the output directory you built into?)",
+        store_dir.display(),
+        ctx.project.out.display()
+    );
     let names = entry_names(&store_dir)?;
     progress::say(&format!("verifying {} store entries in {}", names.len(), store_dir.display()));
     let mut report = VerifyReport { entries: 0, files: 0, bytes: 0, damaged: Vec::new() };

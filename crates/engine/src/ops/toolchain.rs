@@ -81,12 +81,14 @@ pub fn vagrant(
     argv: &[String],
 ) -> Result<ProgramRun> {
     let project = &ctx.project;
-    let root = toolchain::find_or_ensure_set(project, &ctx.fetcher, PackageSet::Vagrant)?.root;
     let dir = match dir {
         Some(d) => d.to_path_buf(),
         None => std::env::current_dir()?,
     };
+    anyhow::ensure!(dir.is_dir(), "--dir {}: no such directory", dir.display());
     let home = home.map(Path::to_path_buf).unwrap_or_else(|| project.out.join("vagrant.d"));
+    anyhow::ensure!(!home.exists() || home.is_dir(), "--home {}: not a directory", home.display());
+    let root = toolchain::find_or_ensure_set(project, &ctx.fetcher, PackageSet::Vagrant)?.root;
     std::fs::create_dir_all(&home)?;
     let env = [
         ("VAGRANT_HOME", "/out"),

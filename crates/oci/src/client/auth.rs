@@ -33,7 +33,9 @@ pub(super) fn credentials(host: &str) -> Result<Option<Credentials>> {
         }
         Ok(DockerCredential::IdentityToken(t)) => Ok(Some(Credentials::IdentityToken(t))),
         Err(E::ConfigNotFound | E::NoCredentialConfigured | E::ConfigReadError) => Ok(None),
-        Err(e) => bail!("credentials for {host} from the docker config.json: {e:?}"),
+        Err(e) => bail!(
+            "credentials for {host} from the docker config.json ($DOCKER_CONFIG or ~/.docker): {e}"
+        ),
     }
 }
 

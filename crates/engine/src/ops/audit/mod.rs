@@ -167,9 +167,19 @@ impl AuditOptions {
 /// when anything differs).
 pub fn audit(ctx: &RunContext, opts: &AuditOptions) -> Result<Report> {
     let (project, fetcher) = (&ctx.project, &ctx.fetcher);
+    let graph = project.graph()?;
+    graph.require_targets(&opts.targets)?;
+    if let Some(bundle) = &opts.bundle {
+        let parent =
+            bundle.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        anyhow::ensure!(
+            parent.is_dir() && !bundle.is_dir(),
+            "--bundle {}: give a file in an existing directory",
+            bundle.display()
+        );
+    }
     let against =
         opts.against.as_deref().map(crate::steps::substitution::Cache::connect).transpose()?;
-    let graph = project.graph()?;
     let targets = pins::targets_or_default(&graph, &opts.targets);
     let pins = pins::read_pins(project)?;
     let tc = {

@@ -267,7 +267,7 @@ mod qemu;
 use disk::*;
 use probe::*;
 use qemu::*;
-pub(crate) use qemu::{need, qemu_program};
+pub(crate) use qemu::{check_kernel, given, need, qemu_program};
 
 /// `run`: boot with the serial console on this terminal.
 pub fn run_vm(ctx: &RunContext, a: &BootOptions) -> Result<()> {

@@ -22,7 +22,8 @@ pub(super) fn kvm_usable(project: &Project, tools: &HostTools, mut qemu: Command
         .context("reading /proc/sys/kernel/random/boot_id")?
         .trim()
         .to_string();
-    let shown = reprovm_fs::util::display_command(&qemu);
+    // The probe's own form is part of the key: a verdict of an earlier probe is not reused.
+    let shown = format!("{} (OVMF as pflash)", reprovm_fs::util::display_command(&qemu));
     let cache = project.out.join("kvm-probe.json");
     if let Ok(text) = std::fs::read(&cache) {
         if let Ok(v) = serde_json::from_slice::<Verdict>(&text) {
@@ -31,10 +32,19 @@ pub(super) fn kvm_usable(project: &Project, tools: &HostTools, mut qemu: Command
             }
         }
     }
+    // OVMF as a boot uses it (qemu.rs): its code read-only and a copy of its variable store
+    // as flash. (`-bios` takes a single image; the 4 MiB code image alone is refused there,
+    // and the probe would blame KVM for QEMU's refusal.)
     let firmware = tools.ovmf()?;
+    let scratch = tempfile::tempdir()?;
+    let vars = scratch.path().join("UEFI_VARS.fd");
+    std::fs::copy(&firmware.vars, &vars)
+        .with_context(|| format!("copying {}", firmware.vars.display()))?;
     qemu.args(["-accel", "kvm", "-machine", "q35", "-m", "128", "-nodefaults", "-display"])
-        .args(["none", "-no-reboot", "-serial", "stdio", "-bios"])
-        .arg(&firmware.code)
+        .args(["none", "-no-reboot", "-serial", "stdio", "-drive"])
+        .arg(format!("if=pflash,format=raw,unit=0,readonly=on,file={}", firmware.code.display()))
+        .arg("-drive")
+        .arg(format!("if=pflash,format=raw,unit=1,file={}", vars.display()))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());

@@ -65,6 +65,24 @@ pub(super) fn check_options(arch: Arch, a: &BootOptions) -> Result<()> {
             }
         );
     }
+    if a.memory < 32 {
+        bail!("--memory {}: a guest needs at least 32 MiB", a.memory);
+    }
+    if a.disk_size.is_some_and(|size| size < 1 << 20) {
+        bail!("--disk-size: at least 1M (the disk as the guest sees it)");
+    }
+    if a.ssh_port == 0 {
+        bail!("--ssh-port 0: give a port from 1 to 65535");
+    }
+    if let Some(k) = &a.ssh_key {
+        given("--ssh-key", k)?;
+    }
+    if let Some(q) = &a.qemu {
+        given("--qemu", q)?;
+    }
+    if arch != Arch::X86_64 && a.accel == Accel::Kvm {
+        bail!("--accel kvm: an {arch} guest cannot run under KVM on this x86_64 host; use tcg");
+    }
     if let Firmware::File(f) = &a.firmware {
         anyhow::ensure!(
             f.is_file(),
@@ -91,36 +109,84 @@ pub(super) struct Medium {
     iso: Option<PathBuf>,
 }
 
-/// The files of `a`'s target under `project`'s results.
+/// A file the user named with `flag`: it must be a file.
+pub(crate) fn given(flag: &str, p: &Path) -> Result<PathBuf> {
+    anyhow::ensure!(p.is_file(), "{flag} {}: no such file", p.display());
+    Ok(p.to_path_buf())
+}
+
+/// A kernel QEMU can start on this machine: a bzImage (`HdrS` at 0x202) on a PC, the ELF
+/// vmlinux on microvm, an arm64 Image (`ARM\x64` at 0x38) on virt. Checked before anything
+/// is fetched or a disk is grown.
+pub(crate) fn check_kernel(path: &Path, arch: Arch, machine: Machine) -> Result<()> {
+    let mut head = [0u8; 0x210];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| {
+            let mut n = 0;
+            while n < head.len() {
+                match f.read(&mut head[n..])? {
+                    0 => break,
+                    k => n += k,
+                }
+            }
+            Ok(n)
+        })
+        .with_context(|| format!("reading {}", path.display()))?;
+    let head = &head[..n];
+    let (ok, what) = match (arch, machine) {
+        (_, Machine::Microvm) => (head.starts_with(b"\x7fELF"), "an ELF vmlinux"),
+        (Arch::X86_64, Machine::Pc) => (head.get(0x202..0x206) == Some(b"HdrS"), "a bzImage"),
+        (Arch::Aarch64, Machine::Pc) => {
+            (head.get(0x38..0x3c) == Some(b"ARM\x64"), "an arm64 Image")
+        }
+    };
+    anyhow::ensure!(ok, "{}: not {what}, which this machine boots", path.display());
+    Ok(())
+}
+
+/// The files of `a`'s target under `project`'s results, or those the user named.
 pub(super) fn medium(project: &Project, a: &BootOptions) -> Result<Medium> {
     let results = project.results_dir();
     let out = |f: &str| results.join(f);
     let kernel_image = project.arch.kernel_image();
-    let given_or =
-        |default: &str, build: &str| need(a.image.clone().unwrap_or_else(|| out(default)), build);
+    let disk_or = |default: &str, build: &str| match &a.image {
+        Some(p) => given("--image", p),
+        None => need(out(default), build),
+    };
+    let kernel_or = |build: &str| match &a.kernel {
+        Some(p) => given("--kernel", p),
+        None => need(out(kernel_image), build),
+    };
+    let target = a.target.name();
+    if a.kernel.is_some() && !matches!(a.target, Target::Image | Target::Initramfs) {
+        bail!("--kernel: `--target {target}` boots the kernel inside its medium; --kernel is for hd-image and initramfs");
+    }
+    if a.image.is_some() && a.target == Target::Initramfs {
+        bail!("--image: `--target initramfs` boots no disk");
+    }
     let mut m = Medium { kernel: None, initrd: None, disk: None, iso: None };
     match a.target {
         Target::Image => {
-            let kernel = match (&a.kernel, a.machine) {
-                (Some(k), _) => k.clone(),
-                (None, Machine::Pc) => out(kernel_image),
-                (None, Machine::Microvm) => bail!(
+            if a.machine == Machine::Microvm && a.kernel.is_none() {
+                bail!(
                     "--machine microvm boots the uncompressed vmlinux, as Firecracker does: pass --kernel $(cargo xtask build kernel | tail -n1)/out/vmlinux"
-                ),
-            };
-            m.kernel = Some(need(kernel, "hd-image")?);
-            m.disk = Some((given_or("hd.img", "hd-image")?, "raw"));
+                );
+            }
+            m.kernel = Some(kernel_or("hd-image")?);
+            m.disk = Some((disk_or("hd.img", "hd-image")?, "raw"));
         }
         Target::Initramfs => {
-            m.kernel =
-                Some(need(a.kernel.clone().unwrap_or_else(|| out(kernel_image)), "initramfs")?);
+            m.kernel = Some(kernel_or("initramfs")?);
             m.initrd = Some(need(out("initramfs.cpio.gz"), "initramfs")?);
         }
-        Target::EfiImage => m.disk = Some((given_or("efi.img", "efi-image")?, "raw")),
-        Target::EfiVhd => m.disk = Some((given_or("efi.vhd", "efi-image")?, "vpc")),
-        Target::EfiVmdk => m.disk = Some((given_or("efi.vmdk", "efi-image")?, "vmdk")),
-        Target::EfiVhdx => m.disk = Some((given_or("efi.vhdx", "efi-image")?, "vhdx")),
-        Target::Iso | Target::IsoDisk => m.iso = Some(given_or("reprovm.iso", "iso")?),
+        Target::EfiImage => m.disk = Some((disk_or("efi.img", "efi-image")?, "raw")),
+        Target::EfiVhd => m.disk = Some((disk_or("efi.vhd", "efi-image")?, "vpc")),
+        Target::EfiVmdk => m.disk = Some((disk_or("efi.vmdk", "efi-image")?, "vmdk")),
+        Target::EfiVhdx => m.disk = Some((disk_or("efi.vhdx", "efi-image")?, "vhdx")),
+        Target::Iso | Target::IsoDisk => m.iso = Some(disk_or("reprovm.iso", "iso")?),
+    }
+    if let Some(k) = &m.kernel {
+        check_kernel(k, project.arch, a.machine)?;
     }
     Ok(m)
 }

@@ -21,6 +21,9 @@ use std::process::Command;
 pub(crate) enum Tools<'a> {
     /// The sandbox over this root (the pinned toolchain): the xtask's own audits.
     Sandbox(&'a Path),
+    /// The sandbox over the root this gives, asked for only when an image is to be read:
+    /// `diff` of two files or trees with no ext4 image in them needs no toolchain.
+    Later(&'a dyn Fn() -> Result<PathBuf>),
     /// `debugfs`/`dumpe2fs` from PATH: inside a Nix build, which is already a sandbox.
     Path,
 }
@@ -282,7 +285,16 @@ pub(crate) fn explain_ext4(
                   mkdir \"$2/$x\"\n  debugfs -R \"rdump / $2/$x\" \"$1/img/$x.img\" >> \"$2/$x.err\" 2>&1\n  \
                   if grep -v '^debugfs ' \"$2/$x.err\" | grep -q .; then cat \"$2/$x.err\" >&2; exit 3; fi\ndone\n";
     std::fs::write(build.join("explain.sh"), script)?;
+    let later;
+    let tools = match tools {
+        Tools::Later(root) => {
+            later = root()?;
+            &Tools::Sandbox(&later)
+        }
+        other => other,
+    };
     match tools {
+        Tools::Later(_) => unreachable!("resolved above"),
         Tools::Sandbox(root) => {
             let spec = Spec {
                 root: root.to_path_buf(),

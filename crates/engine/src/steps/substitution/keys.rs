@@ -60,6 +60,12 @@ pub(crate) fn generate(name: &str, path: &Path) -> Result<String> {
     let mut secret = seed.to_vec();
     secret.extend_from_slice(&public);
     let pub_path = path.with_extension("pub");
+    if pub_path == path {
+        bail!(
+            "{}: the secret key's file would be its own public key's (FILE.pub is where the public key goes); name it e.g. ci.key",
+            path.display()
+        );
+    }
     for p in [path, pub_path.as_path()] {
         if p.exists() {
             bail!("{} exists; keys are never overwritten (remove it first)", p.display());

@@ -66,6 +66,9 @@ impl Archive {
         fetcher: &Fetcher,
         keyring: Option<&Path>,
     ) -> Result<Archive> {
+        if let Some(k) = keyring {
+            anyhow::ensure!(k.is_file(), "--keyring {}: no such file", k.display());
+        }
         anyhow::ensure!(
             !project.debian_mirrors.is_empty(),
             "no Debian mirror configured: set {} or add one to /etc/apt/sources.list.d",
