@@ -221,3 +221,34 @@ fn version_names_the_commit_and_the_toolchain() {
     let v = String::from_utf8(o.stdout).unwrap();
     assert!(v.contains(" (commit ") && v.contains(", toolchain "), "{v}");
 }
+
+/// `build` of several targets with `--json` and `-v`: both built, the report lists each with
+/// its hashes, and `-v` shows each build's log lines after the node's name as they are
+/// written; `-q` shows no status line; `plan` of several targets is their closures' union.
+#[test]
+fn several_targets_json_verbose_and_quiet() {
+    let tiny = crate::support::Tiny::new("cache");
+    let o = tiny.command("out", &["-v", "build", "--json", "slowish", "top"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    let built: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let names: Vec<&str> =
+        built.as_array().unwrap().iter().map(|b| b["target"].as_str().unwrap()).collect();
+    assert_eq!(names, ["slowish", "top"]);
+    assert_eq!(built[1]["output_hash"].as_str().unwrap().len(), 64, "{built}");
+    // The script's own lines, from its log, while it ran.
+    assert!(stderr.lines().any(|l| l == "slowish: started"), "{stderr}");
+    assert!(
+        stderr.lines().position(|l| l == "slowish: started")
+            < stderr.lines().position(|l| l.starts_with("build top")),
+        "{stderr}"
+    );
+    let o = tiny.command("out", &["-q", "build", "top"]).output().unwrap();
+    assert!(o.status.success());
+    assert!(o.stderr.is_empty(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = tiny.command("out", &["plan", "--json", "slowish", "top"]).output().unwrap();
+    let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let nodes: Vec<&str> =
+        plan["nodes"].as_array().unwrap().iter().map(|n| n["name"].as_str().unwrap()).collect();
+    assert_eq!(nodes, ["slowish", "base", "top"]);
+}
