@@ -4,7 +4,7 @@
 
 use crate::commands::{
     assemble, attest, audit, bench, boot_test, build, cache, cluster, diff, fetch, gc, menuconfig,
-    multiarch, nix, pin, plan, pull, push, run, sandbox_exec, store, targets, tool, toolchain,
+    multiarch, new, nix, pin, plan, pull, push, run, sandbox_exec, store, targets, tool, toolchain,
     update, vagrant, values,
 };
 use anyhow::{bail, Result};
@@ -130,6 +130,10 @@ pub enum Command {
     Build(build::BuildArgs),
     /// List the targets: name, kind, architectures, versions, and the files each makes.
     Targets(targets::TargetsArgs),
+    /// Start a recipe from a source: fetch an upstream tarball (--url) or a Debian source
+    /// package's (--debian) once, pin it (sha256, size, every origin) and write
+    /// recipes/NAME.toml with a build script for its build system, to edit.
+    New(new::NewArgs),
     /// The pinned Debian toolchain: `lock` resolves it, `materialize` (default) builds its root.
     Toolchain(toolchain::ToolchainArgs),
     /// Which pins the Debian archive has moved past (sources in their series, the locks), read
@@ -289,6 +293,7 @@ pub fn run() -> Result<i32> {
         Command::BootTest(args) => args.run(&ctx),
         Command::Cluster(args) => args.run(&ctx),
         Command::Targets(args) => args.run(&ctx),
+        Command::New(args) => args.run(&ctx),
         Command::Audit(args) => args.run(&ctx),
         Command::Diff(args) => args.run(&ctx),
         Command::Assemble(args) => args.run(&ctx),

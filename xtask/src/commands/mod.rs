@@ -15,6 +15,7 @@ pub mod fetch;
 pub mod gc;
 pub mod menuconfig;
 pub mod multiarch;
+pub mod new;
 pub mod nix;
 pub mod pin;
 pub mod plan;

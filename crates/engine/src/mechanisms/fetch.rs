@@ -118,6 +118,16 @@ impl Fetcher {
     }
 
     /// Where a verified blob with this hash lives (whether or not it exists yet).
+    /// `--offline`: no network.
+    pub(crate) fn is_offline(&self) -> bool {
+        self.offline
+    }
+
+    /// The `--mirror` directories.
+    pub(crate) fn mirror_dirs(&self) -> &[PathBuf] {
+        &self.mirrors
+    }
+
     pub(crate) fn cache_path(&self, sha256: &str) -> PathBuf {
         self.cache.join("sha256").join(sha256)
     }

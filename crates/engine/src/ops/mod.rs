@@ -14,6 +14,7 @@ pub mod fetch;
 pub mod gc;
 pub mod menuconfig;
 pub mod multiarch;
+pub mod new_recipe;
 pub mod pin;
 pub mod plan;
 pub mod publish;

@@ -5,7 +5,7 @@
 
 pub(crate) mod archive;
 pub(crate) mod materialize;
-mod resolve;
+pub(crate) mod resolve;
 
 use crate::mechanisms::fetch::Fetcher;
 use crate::model::arch::Arch;
