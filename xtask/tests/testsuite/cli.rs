@@ -129,6 +129,11 @@ fn files_and_directories_are_checked_before_any_work() {
     check(&["audit", "nosuch"], "unknown target `nosuch`");
     check(&["attest", "busybox", "nosuch"], "unknown target `nosuch`");
     check(&["plan", "busybox@6.18"], "busybox has no version 6.18");
+    check(&["--use", "kernel=busybox", "build", "hd-image"], "substitute a kernel");
+    check(
+        &["--use", "kernel=kernel@6.18", "--use", "kernel=kernel", "plan", "hd-image"],
+        "already substituted",
+    );
     // A secret key is never written where its public key goes.
     let secret = t.path().join("k.pub");
     check(&["cache", "keygen", secret.to_str().unwrap()], "its own public key");

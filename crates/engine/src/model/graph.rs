@@ -213,7 +213,17 @@ impl Graph {
             let (dep, recipe) = s.split_once('=').with_context(|| {
                 format!("--use {s}: expected DEP=NODE, e.g. kernel=kernel@6.18")
             })?;
-            self.get(recipe).with_context(|| format!("--use {s}"))?;
+            let substitute = self.get(recipe).with_context(|| format!("--use {s}"))?.recipe.kind();
+            if let Some(prev) = self.aliases.get(dep) {
+                bail!("--use {s}: `{dep}` is already substituted by --use {dep}={prev}; give one");
+            }
+            if let Some(original) = self.recipes.get(dep).map(|l| l.recipe.kind()) {
+                if original != substitute {
+                    bail!(
+                        "--use {s}: `{dep}` makes a {original}, `{recipe}` a {substitute}; substitute a {original}"
+                    );
+                }
+            }
             let used: BTreeSet<&str> = self
                 .recipes
                 .values()

@@ -5,7 +5,6 @@
 use crate::model::arch::Arch;
 use crate::model::graph::Graph;
 use crate::model::pins::{read_pins, DEFAULT_TARGETS};
-use crate::model::recipe::Recipe;
 use crate::ops::context::RunContext;
 use anyhow::Result;
 use serde::Serialize;
@@ -30,31 +29,6 @@ pub struct TargetInfo {
     pub outputs: Vec<String>,
     /// An OCI layout's pinned tags (and artifact types of untagged referrers).
     pub tags: Vec<String>,
-}
-
-/// What a recipe makes, from the step tables it has.
-fn kind(r: &Recipe) -> &'static str {
-    if r.kconfig.is_some() {
-        "kernel"
-    } else if let Some(oci) = &r.oci {
-        if oci.layer.is_some() {
-            "oci-image"
-        } else {
-            "oci-artifact"
-        }
-    } else if r.iso.is_some() {
-        "iso"
-    } else if r.uefi.is_some() {
-        "uefi-disk"
-    } else if r.initramfs.is_some() {
-        "initramfs"
-    } else if r.image.is_some() {
-        "disk-image"
-    } else if r.rootfs.is_some() {
-        "rootfs"
-    } else {
-        "package"
-    }
 }
 
 /// Every target, by name.
@@ -83,7 +57,7 @@ pub fn targets(ctx: &RunContext) -> Result<Vec<TargetInfo>> {
         };
         out.push(TargetInfo {
             name: name.clone(),
-            kind: kind(&l.recipe),
+            kind: l.recipe.kind(),
             description: l.recipe.description.clone(),
             architectures,
             versions,

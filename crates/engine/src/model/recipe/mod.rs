@@ -94,6 +94,32 @@ pub(crate) struct Recipe {
 }
 
 impl Recipe {
+    /// What the recipe makes, from the step tables it has: `kernel`, `package`, `rootfs`,
+    /// `disk-image`, `initramfs`, `uefi-disk`, `iso`, `oci-image` or `oci-artifact`.
+    pub(crate) fn kind(&self) -> &'static str {
+        if self.kconfig.is_some() {
+            "kernel"
+        } else if let Some(oci) = &self.oci {
+            if oci.layer.is_some() {
+                "oci-image"
+            } else {
+                "oci-artifact"
+            }
+        } else if self.iso.is_some() {
+            "iso"
+        } else if self.uefi.is_some() {
+            "uefi-disk"
+        } else if self.initramfs.is_some() {
+            "initramfs"
+        } else if self.image.is_some() {
+            "disk-image"
+        } else if self.rootfs.is_some() {
+            "rootfs"
+        } else {
+            "package"
+        }
+    }
+
     /// The recipe's SOURCE_DATE_EPOCH (its `[env]` value, validated at parse time).
     pub(crate) fn source_date_epoch(&self) -> i64 {
         self.env
