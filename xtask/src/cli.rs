@@ -336,6 +336,8 @@ mod tests {
             &["xtask", "bench", "substitute", "--registry", "http://127.0.0.1:5000/b", "busybox"][..],
             &["xtask", "--cache", "/tmp/c", "cache", "push", "top", "http://127.0.0.1:5000/c"][..],
             &["xtask", "boot-test", "--target", "efi-vhd"][..],
+            &["xtask", "pin", "debian", "rootfs-net", "--keyring", "/k"][..],
+            &["xtask", "new", "x", "--debian", "x", "--suite", "bookworm"][..],
             &["xtask", "cache", "push", "busybox", "dropbear", "http://127.0.0.1:5000/c"][..],
         ] {
             Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));

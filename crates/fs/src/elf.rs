@@ -168,6 +168,22 @@ pub fn closure(
     lib_dirs: &[String],
     machine: Machine,
 ) -> Result<BTreeMap<PathBuf, PathBuf>> {
+    Ok(closure_over(&[root], files, lib_dirs, machine)?
+        .into_iter()
+        .map(|(install, (_, real))| (install, real))
+        .collect())
+}
+
+/// [`closure`] over several roots, searched in order for each library (the first that has
+/// it answers): each library with the index of the root it is in and its path there.
+pub fn closure_over(
+    roots: &[&Dir],
+    files: &[(PathBuf, Vec<u8>)],
+    lib_dirs: &[String],
+    machine: Machine,
+) -> Result<BTreeMap<PathBuf, (usize, PathBuf)>> {
+    let shown: Vec<String> = roots.iter().map(|r| r.path().display().to_string()).collect();
+    let shown = shown.join(" and ");
     let mut out = BTreeMap::new();
     let mut seen = BTreeSet::new();
     let mut queue: VecDeque<(PathBuf, Vec<u8>)> =
@@ -187,16 +203,23 @@ pub fn closure(
     for (at, data) in &queue {
         for_this(at, data)?;
     }
+    // The first root in which `p` resolves: its index and the real path there.
+    let find = |p: &Path| -> Option<(usize, PathBuf)> {
+        roots
+            .iter()
+            .enumerate()
+            .find_map(|(i, r)| r.resolve_in_root(p, true).ok().map(|real| (i, real)))
+    };
     while let Some((at, data)) = queue.pop_front() {
         let info = dyn_info(&data).with_context(|| format!("reading ELF {}", at.display()))?;
-        let mut wanted: Vec<(PathBuf, PathBuf)> = Vec::new();
+        let mut wanted: Vec<(PathBuf, (usize, PathBuf))> = Vec::new();
         if let Some(interp) = &info.interp {
-            let real = root
-                .resolve_in_root(Path::new(interp), true)
-                .with_context(|| format!("interpreter {interp} of {}", at.display()))?;
-            for_this(Path::new(interp), &root.read(&real)?)
+            let (i, real) = find(Path::new(interp)).with_context(|| {
+                format!("interpreter {interp} of {} not found under {shown}", at.display())
+            })?;
+            for_this(Path::new(interp), &roots[i].read(&real)?)
                 .with_context(|| format!("the interpreter of {}", at.display()))?;
-            wanted.push((PathBuf::from(interp), real));
+            wanted.push((PathBuf::from(interp), (i, real)));
         }
         let search: Vec<String> = info
             .search
@@ -207,41 +230,41 @@ pub fn closure(
         for lib in &info.needed {
             let mut other_machines = Vec::new();
             let mut found = None;
-            for d in &search {
+            'dirs: for d in &search {
                 let p = lexical(&Path::new(d).join(lib));
-                let Ok(real) = root.resolve_in_root(&p, true) else { continue };
-                let bytes = root.read(&real)?;
-                match Machine::of(&bytes) {
-                    Ok(m) if m == machine => {
-                        found = Some((p, real));
-                        break;
+                for (i, root) in roots.iter().enumerate() {
+                    let Ok(real) = root.resolve_in_root(&p, true) else { continue };
+                    let bytes = root.read(&real)?;
+                    match Machine::of(&bytes) {
+                        Ok(m) if m == machine => {
+                            found = Some((p, (i, real)));
+                            break 'dirs;
+                        }
+                        Ok(m) => other_machines.push(format!("{} ({})", p.display(), m.name())),
+                        Err(_) => other_machines.push(format!("{} (not ELF)", p.display())),
                     }
-                    Ok(m) => other_machines.push(format!("{} ({})", p.display(), m.name())),
-                    Err(_) => other_machines.push(format!("{} (not ELF)", p.display())),
                 }
             }
             match found {
                 Some(f) => wanted.push(f),
                 None if !other_machines.is_empty() => bail!(
-                    "library {lib} (needed by {}) for {} not found under {}: only {}",
+                    "library {lib} (needed by {}) for {} not found under {shown}: only {}",
                     at.display(),
                     machine.name(),
-                    root.path().display(),
                     other_machines.join(", ")
                 ),
                 None => bail!(
-                    "library {lib} (needed by {}) not found in {} under {}",
+                    "library {lib} (needed by {}) not found in {} under {shown}",
                     at.display(),
                     search.join(":"),
-                    root.path().display()
                 ),
             }
         }
-        for (install, real) in wanted {
+        for (install, (i, real)) in wanted {
             if seen.insert(install.clone()) {
-                let bytes = root.read(&real)?;
+                let bytes = roots[i].read(&real)?;
                 queue.push_back((install.clone(), bytes));
-                out.insert(install, real);
+                out.insert(install, (i, real));
             }
         }
     }

@@ -24,6 +24,7 @@ mod full;
 mod grow;
 mod kernels;
 mod media;
+mod net;
 mod new;
 mod nix;
 mod oci;

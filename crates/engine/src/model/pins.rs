@@ -88,6 +88,21 @@ pub(crate) fn other_versions(graph: &Graph) -> Vec<String> {
     out
 }
 
+/// The lock of a recipe's `[rootfs] debian` packages: `pins/debian/NAME.lock` (x86_64),
+/// `pins/debian/NAME-aarch64.lock`.
+pub(crate) fn debian_lock(
+    pins: &std::path::Path,
+    recipe: &str,
+    arch: crate::model::arch::Arch,
+) -> std::path::PathBuf {
+    let name = if arch.is_default() {
+        format!("{recipe}.lock")
+    } else {
+        format!("{recipe}-{}.lock", arch.name())
+    };
+    pins.join("debian").join(name)
+}
+
 /// The pins; a missing file means no pins, an unreadable or malformed one is an error.
 pub(crate) fn read_pins(project: &Project) -> Result<BTreeMap<String, PinnedOutput>> {
     let p = project.outputs_pin();

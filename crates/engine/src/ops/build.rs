@@ -75,7 +75,16 @@ pub fn build_target(ctx: &RunContext, target: &str, opts: &BuildOptions) -> Resu
     let graph = ctx.graph()?;
     let res = build(ctx, &graph, target, opts)?;
     if opts.rebuild.is_empty() {
-        results::link(&ctx.project.results_dir(), &res.entry, &res.manifest)?;
+        // The published targets' results are `out/hd.img`, `out/bzImage`, ...; any other
+        // recipe's (`hd-image-net`, a user's own image) go to `out/targets/NAME/`, so that
+        // building it never replaces what `run` and `boot-test` boot by default.
+        let recipe = graph.resolve(target).split('@').next().unwrap_or(target);
+        let results_dir = if crate::model::pins::DEFAULT_TARGETS.contains(&recipe) {
+            ctx.project.results_dir()
+        } else {
+            ctx.project.results_dir().join("targets").join(recipe)
+        };
+        results::link(&results_dir, &res.entry, &res.manifest)?;
         results::link_layout(&ctx.project.results_dir(), target, &res.entry)?;
     }
     Ok(res)
@@ -257,6 +266,13 @@ pub(crate) fn stage_inputs(
             let name = blob.file_name().context("cache blob without a name")?;
             copy_file(&cache, Path::new(name), &bdir, &Path::new("sources").join(&s.file))?;
         }
+    }
+    // `[rootfs] debian`: the locked .debs in `debs/`, for the rootfs step.
+    for w in sources::debs_for(l, project)? {
+        let blob = fetcher.fetch(&w).with_context(|| format!("fetching {}", w.file))?;
+        let cache = Dir::open(blob.parent().context("cache blob without a directory")?)?;
+        let name = blob.file_name().context("cache blob without a name")?;
+        copy_file(&cache, Path::new(name), &bdir, &Path::new("debs").join(&w.file))?;
     }
     let recipes = Dir::open(&project.recipes)?;
     for f in &l.recipe.files {

@@ -44,3 +44,76 @@ pub fn pin_outputs(ctx: &RunContext, targets: &[String]) -> Result<PinReport> {
         .collect();
     Ok(PinReport { file: project.outputs_pin(), changes: changes(&old, &pins), new_inputs })
 }
+
+/// One recipe's Debian packages, locked for one architecture.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DebianLocked {
+    pub recipe: String,
+    pub architecture: String,
+    pub lock: std::path::PathBuf,
+    pub packages: usize,
+    pub changed: bool,
+}
+
+/// `cargo xtask pin debian [RECIPES]`: resolve each recipe's `[rootfs] debian` (default:
+/// every recipe that has one) for every architecture it builds for whose toolchain is locked,
+/// against the archive now (every index authenticated), into `pins/debian/`.
+pub fn pin_debian(
+    ctx: &RunContext,
+    recipes: &[String],
+    keyring: Option<&std::path::Path>,
+) -> Result<Vec<DebianLocked>> {
+    use crate::model::arch::Arch;
+    use crate::steps::debian_packages;
+    let project = &ctx.project;
+    let mut work = Vec::new();
+    for (arch, _, _) in Arch::VALUES {
+        let graph = crate::model::graph::Graph::load_for(&project.recipes, arch)?;
+        if !recipes.is_empty() {
+            graph.require_targets(recipes)?;
+        }
+        for (name, l) in graph.recipes.iter().filter(|(n, _)| !n.contains('@')) {
+            let wanted = recipes.is_empty() || recipes.contains(name);
+            let has = l.recipe.rootfs.as_ref().is_some_and(|r| !r.debian.is_empty());
+            if !wanted || !has || l.recipe.unavailable.is_some() {
+                continue;
+            }
+            let set = crate::steps::toolchain::PackageSet::for_arch(arch);
+            if !set.lock(project).is_file() {
+                continue;
+            }
+            work.push((arch, l.recipe.clone()));
+        }
+    }
+    for name in recipes {
+        anyhow::ensure!(
+            work.iter().any(|(_, r)| &r.name == name),
+            "recipes/{name}.toml has no [rootfs] debian packages to lock"
+        );
+    }
+    if work.is_empty() {
+        return Ok(Vec::new());
+    }
+    let archive = crate::steps::toolchain::archive::Archive::open(project, &ctx.fetcher, keyring)?;
+    let mut out = Vec::new();
+    for (arch, recipe) in work {
+        let lock = debian_packages::resolve(project, &archive, &recipe, arch)?;
+        let text = debian_packages::lock_text(&recipe, &lock)?;
+        let path = debian_packages::lock_path(project, &recipe.name, arch);
+        let changed = std::fs::read(&path).map_or(true, |t| t != text.as_bytes());
+        if changed {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            reprovm_fs::util::write_atomic(&path, text.as_bytes())?;
+        }
+        out.push(DebianLocked {
+            recipe: recipe.name.clone(),
+            architecture: arch.name().to_string(),
+            lock: path,
+            packages: lock.packages.len(),
+            changed,
+        });
+    }
+    Ok(out)
+}

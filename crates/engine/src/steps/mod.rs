@@ -3,6 +3,7 @@
 //! the host tools, the results copied to `out/`, and explanations of differences.
 
 pub(crate) mod attest;
+pub(crate) mod debian_packages;
 pub(crate) mod explain;
 pub(crate) mod host_tools;
 pub(crate) mod image;

@@ -118,7 +118,17 @@ impl Tree {
 
     /// Apply a tarball overlay (any compression), refusing hostile member names.
     pub(crate) fn add_tar(&mut self, tarball: std::fs::File) -> Result<()> {
-        let mut ar = tar::Archive::new(archive::tar_stream(tarball)?);
+        self.add_tar_stream(archive::tar_stream(tarball)?, &mut |_, _, _| Ok(true))
+    }
+
+    /// Apply a tar stream; `keep(tree, path, node)` decides for each entry before it is
+    /// inserted: false skips it, an error refuses the stream.
+    pub(crate) fn add_tar_stream(
+        &mut self,
+        stream: impl Read,
+        keep: &mut dyn FnMut(&Tree, &Path, &Node) -> Result<bool>,
+    ) -> Result<()> {
+        let mut ar = tar::Archive::new(stream);
         for e in ar.entries()? {
             let mut e = e?;
             let name = e.path()?.into_owned();
@@ -158,6 +168,9 @@ impl Tree {
                 }
                 other => bail!("entry `{}` has unsupported type {other:?}", rel.display()),
             };
+            if !keep(self, &rel, &node)? {
+                continue;
+            }
             self.insert(&rel, node).with_context(|| format!("entry `{}`", rel.display()))?;
         }
         Ok(())
@@ -235,14 +248,13 @@ fn os_release(text: &str, version: &str, build_id: &str) -> Vec<u8> {
 /// dependency to its output directory; shared libraries come from `root` (the pinned toolchain
 /// in the xtask's builds, `/` inside a Nix build, where RUNPATHs point into /nix/store).
 pub(crate) fn write_rootfs(
-    recipes: &Path,
-    root: &Path,
+    paths: &crate::steps::runner::StepPaths,
     l: &Loaded,
     spec: &RootfsSpec,
-    deps: &BTreeMap<String, PathBuf>,
-    out: &Path,
     sde: i64,
 ) -> Result<()> {
+    let (recipes, root, deps, build, out) =
+        (paths.recipes, paths.lib_root, paths.deps, paths.build, paths.out);
     let here = |m: String| format!("{}: {m}", l.path.display());
     let bad = |e: String| anyhow::format_err!("{}: {e}", l.path.display());
     let dep_dir = |dep: &str| -> Result<Dir> {
@@ -283,6 +295,17 @@ pub(crate) fn write_rootfs(
         )
         .map_err(|e| bad(format!("devices `{d}`: {e}")))?;
     }
+    // Debian packages, before the overlays (which may replace their files on purpose).
+    let packages = if spec.debian.is_empty() {
+        None
+    } else {
+        Some(install_debs(
+            &mut tree,
+            &build.join("debs"),
+            &build.join("debian-root"),
+            &l.recipe.name,
+        )?)
+    };
     let recipes_dir = Dir::open(recipes)?;
     for o in &spec.overlays {
         let rel = recipe::tree_path(o, false).map_err(bad)?;
@@ -317,13 +340,19 @@ pub(crate) fn write_rootfs(
         spec.library_path.clone()
     };
     let root_dir = Dir::open(root)?;
+    // The packages' own libraries first (they are in the tree already), then the toolchain's.
+    let mut roots = Vec::new();
+    if let Some(p) = &packages {
+        roots.push(p);
+    }
+    roots.push(&root_dir);
     // One machine per image: a program or library of another is refused by name.
-    let libs = elf::closure(&root_dir, &elves, &dirs, machine)
+    let libs = elf::closure_over(&roots, &elves, &dirs, machine)
         .with_context(|| format!("resolving shared libraries under {}", root.display()))?;
-    for (install, real) in libs {
+    for (install, (from, real)) in libs {
         let rel = recipe::tree_path(&install.to_string_lossy(), true).map_err(bad)?;
         if !tree.nodes.contains_key(&rel) {
-            tree.insert(&rel, Node::File { data: root_dir.read(&real)?, mode: 0o755 })?;
+            tree.insert(&rel, Node::File { data: roots[from].read(&real)?, mode: 0o755 })?;
         }
     }
     if let Some(o) = &spec.os_release {
@@ -364,6 +393,76 @@ pub(crate) fn write_rootfs(
         0o644,
     )?;
     Ok(())
+}
+
+/// What of a package is not installed: documentation (but its copyright file), manuals,
+/// info pages, translations, lintian overrides.
+fn dropped(rel: &Path) -> bool {
+    if rel.starts_with("usr/share/doc") {
+        // usr/share/doc, usr/share/doc/PACKAGE and usr/share/doc/PACKAGE/copyright stay.
+        return match rel.components().count() {
+            0..=4 => false,
+            5 => rel.file_name().is_some_and(|f| f != "copyright"),
+            _ => true,
+        };
+    }
+    ["usr/share/man", "usr/share/info", "usr/share/locale", "usr/share/lintian"]
+        .iter()
+        .any(|d| rel.starts_with(d))
+}
+
+/// Install every .deb of `debs` (the lock's, in name order) into `tree`, and into `staging`
+/// on disk, where the ELF closure finds the packages' libraries. A path the image already
+/// has (from an install, an applet link, a symlink, a device, or another package) is an
+/// error naming both. Maintainer scripts are not run.
+fn install_debs(tree: &mut Tree, debs: &Path, staging: &Path, recipe: &str) -> Result<Dir> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(debs)
+        .with_context(|| format!("reading {}", debs.display()))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()?;
+    files.retain(|p| p.extension().is_some_and(|x| x == "deb"));
+    files.sort();
+    let stage = Dir::create(staging)?;
+    let mut owner: BTreeMap<PathBuf, String> = BTreeMap::new();
+    for deb in &files {
+        let file = deb.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let package = file.split('_').next().unwrap_or(&file).to_string();
+        let (data, fmt) = crate::steps::toolchain::materialize::deb_data(deb)?;
+        let stream = archive::decoder(fmt, std::io::Cursor::new(data.clone()))?;
+        tree.add_tar_stream(stream, &mut |t, rel, node| {
+            if dropped(rel) {
+                return Ok(false);
+            }
+            match (t.nodes.get(rel), node) {
+                (None, _) | (Some(Node::Dir { .. }), Node::Dir { .. }) => {}
+                (Some(_), _) => bail!(
+                    "/{}: Debian package {package} installs it, but the image has it already from {}",
+                    rel.display(),
+                    match owner.get(rel) {
+                        Some(other) => format!("Debian package {other}"),
+                        None => format!(
+                            "recipes/{recipe}.toml (an install, applet link, symlink or device)"
+                        ),
+                    }
+                ),
+            }
+            if !matches!(node, Node::Dir { .. }) {
+                owner.insert(rel.to_path_buf(), package.clone());
+            }
+            Ok(true)
+        })
+        .with_context(|| format!("installing {file}"))?;
+        let stream = archive::decoder(fmt, std::io::Cursor::new(data))?;
+        archive::extract_tar(
+            stream,
+            &stage,
+            0,
+            &|p: &Path| p.to_path_buf(),
+            archive::Links::RootFileSystem,
+        )
+        .with_context(|| format!("unpacking {file}"))?;
+    }
+    Ok(stage)
 }
 
 /// The rootfs content size an `[image]` recipe sizes itself by (written by [`assemble`]).
@@ -463,5 +562,78 @@ mod tests {
         let mut t = Tree::default();
         assert!(format!("{:#}", t.add_tar(std::fs::File::open(&p).unwrap()).unwrap_err())
             .contains("path traversal"));
+    }
+
+    /// A .deb: an ar archive with `data.tar.gz` holding `files`.
+    fn deb(dir: &Path, name: &str, files: &[(&str, &[u8])]) {
+        let mut data =
+            tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), Default::default()));
+        for (path, bytes) in files {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(bytes.len() as u64);
+            h.set_mode(0o755);
+            h.set_cksum();
+            data.append_data(&mut h, path, *bytes).unwrap();
+        }
+        let data = data.into_inner().unwrap().finish().unwrap();
+        let mut ar = ar::Builder::new(std::fs::File::create(dir.join(name)).unwrap());
+        ar.append(&ar::Header::new(b"debian-binary".to_vec(), 4), &b"2.0\n"[..]).unwrap();
+        ar.append(&ar::Header::new(b"data.tar.gz".to_vec(), data.len() as u64), &data[..]).unwrap();
+    }
+
+    #[test]
+    fn debian_packages_install_without_docs_and_never_over_another_file() {
+        let t = tempfile::tempdir().unwrap();
+        let debs = t.path().join("debs");
+        std::fs::create_dir(&debs).unwrap();
+        deb(
+            &debs,
+            "hello_1_amd64.deb",
+            &[
+                ("./usr/bin/hello", b"hi"),
+                ("./usr/share/doc/hello/copyright", b"GPL"),
+                ("./usr/share/doc/hello/changelog.gz", b"log"),
+                ("./usr/share/man/man1/hello.1.gz", b"man"),
+            ],
+        );
+        let mut tree = Tree::default();
+        tree.insert(Path::new("bin/busybox"), Node::File { data: b"bb".to_vec(), mode: 0o755 })
+            .unwrap();
+        install_debs(&mut tree, &debs, &t.path().join("stage"), "rootfs-x").unwrap();
+        for (p, there) in [
+            ("usr/bin/hello", true),
+            ("usr/share/doc/hello/copyright", true),
+            ("usr/share/doc/hello/changelog.gz", false),
+            ("usr/share/man/man1/hello.1.gz", false),
+        ] {
+            assert_eq!(tree.nodes.contains_key(Path::new(p)), there, "{p}");
+        }
+        assert!(t.path().join("stage/usr/bin/hello").is_file(), "the ELF closure's copy");
+        // A package file where the recipes put one, and where another package did.
+        deb(&debs, "zbusybox_1_amd64.deb", &[("./bin/busybox", b"other")]);
+        let e = install_debs(&mut Tree::default(), &debs, &t.path().join("s2"), "r").map(|_| ());
+        assert!(e.is_ok(), "{e:?}");
+        let mut tree = Tree::default();
+        tree.insert(Path::new("bin/busybox"), Node::File { data: b"bb".to_vec(), mode: 0o755 })
+            .unwrap();
+        let e = format!(
+            "{:#}",
+            install_debs(&mut tree, &debs, &t.path().join("s3"), "rootfs-x").unwrap_err()
+        );
+        assert!(
+            e.contains("/bin/busybox: Debian package zbusybox installs it")
+                && e.contains("recipes/rootfs-x.toml"),
+            "{e}"
+        );
+        deb(&debs, "zzhello_2_amd64.deb", &[("./usr/bin/hello", b"again")]);
+        std::fs::remove_file(debs.join("zbusybox_1_amd64.deb")).unwrap();
+        let e = format!(
+            "{:#}",
+            install_debs(&mut Tree::default(), &debs, &t.path().join("s4"), "r").unwrap_err()
+        );
+        assert!(
+            e.contains("Debian package zzhello installs it") && e.contains("Debian package hello"),
+            "{e}"
+        );
     }
 }

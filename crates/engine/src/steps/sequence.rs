@@ -34,15 +34,7 @@ pub(crate) fn run(
         })?;
     }
     if let Some(spec) = &r.rootfs {
-        rootfs::write_rootfs(
-            paths.recipes,
-            paths.lib_root,
-            l,
-            spec,
-            paths.deps,
-            paths.out,
-            source_date_epoch,
-        )?;
+        rootfs::write_rootfs(paths, l, spec, source_date_epoch)?;
     }
     if let Some(spec) = &r.image {
         // The rootfs tar comes from a dependency, or from this recipe's own [rootfs] step.

@@ -32,7 +32,8 @@ fn recipe_names(graph: &Graph, target: Option<&str>) -> Result<Vec<String>> {
 pub(crate) fn wants(graph: &Graph, target: Option<&str>, project: &Project) -> Result<Vec<Want>> {
     let mut out: Vec<Want> = Vec::new();
     for name in recipe_names(graph, target)? {
-        for w in wants_for(&graph.get(&name)?.recipe, project) {
+        let l = graph.get(&name)?;
+        for w in wants_for(&l.recipe, project).into_iter().chain(debs_for(l, project)?) {
             if !out.iter().any(|o| o.sha256 == w.sha256) {
                 out.push(w);
             }
@@ -49,7 +50,8 @@ pub(crate) fn list(
 ) -> Result<Vec<SourceListing>> {
     let mut out = Vec::new();
     for name in recipe_names(graph, target)? {
-        for w in wants_for(&graph.get(&name)?.recipe, project) {
+        let l = graph.get(&name)?;
+        for w in wants_for(&l.recipe, project).into_iter().chain(debs_for(l, project)?) {
             out.push(SourceListing {
                 recipe: name.clone(),
                 file: w.file,
@@ -60,6 +62,14 @@ pub(crate) fn list(
         }
     }
     Ok(out)
+}
+
+/// The .debs of a node's `[rootfs] debian` lock (none without one).
+pub(crate) fn debs_for(l: &crate::model::recipe::Loaded, project: &Project) -> Result<Vec<Want>> {
+    Ok(match crate::steps::debian_packages::read(project, &l.recipe, l.arch)? {
+        Some(lock) => lock.wants(project),
+        None => Vec::new(),
+    })
 }
 
 /// Fetch requests for one recipe's sources: upstream URLs first, then the Debian mirrors, then

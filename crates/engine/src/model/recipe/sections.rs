@@ -39,6 +39,15 @@ pub(crate) struct RootfsSpec {
     /// A recipe file (listed in `files`) installed as /etc/os-release, with VERSION_ID set to
     /// the recipe's version and BUILD_ID derived from the image's content.
     pub os_release: Option<String>,
+    /// Debian packages installed into the tree with their dependency closure, from the lock
+    /// `cargo xtask pin debian` writes (`pins/debian/NAME.lock`, `NAME-aarch64.lock`): the
+    /// binary packages of the build toolchain's suite, for the image's architecture.
+    #[serde(default)]
+    pub debian: Vec<String>,
+    /// Dependencies of `debian` never installed (besides those the image already has from
+    /// the toolchain, and the install-only packages: see docs/reference/recipes.md).
+    #[serde(default)]
+    pub debian_exclude: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

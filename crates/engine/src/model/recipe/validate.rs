@@ -89,6 +89,21 @@ pub(crate) fn validate(path: &Path, r: &Recipe) -> Result<(), Invalid> {
                 (vec![key("rootfs"), key("applet-links")], format!("applet-links {e}"))
             })?;
         }
+        for (k, list) in [("debian", &fs.debian), ("debian-exclude", &fs.debian_exclude)] {
+            for (n, p) in list.iter().enumerate() {
+                let ok = p.len() >= 2
+                    && p.as_bytes()[0].is_ascii_alphanumeric()
+                    && p.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b)
+                    });
+                if !ok {
+                    return Err((
+                        at(k, n),
+                        format!("`{p}` is not a Debian package name (lowercase letters, digits, `+-.`, at least 2)"),
+                    ));
+                }
+            }
+        }
         for (n, o) in fs.overlays.iter().enumerate() {
             tree_path(o, false)
                 .map_err(|e| (at("overlays", n), format!("overlay {e} inside recipes/")))?;

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 pub(crate) struct InputHashes<'a> {
     graph: &'a Graph,
     recipes: Dir,
+    pins: PathBuf,
     toolchain_id: String,
     memo: BTreeMap<String, String>,
 }
@@ -28,6 +29,7 @@ impl<'a> InputHashes<'a> {
         Ok(InputHashes {
             graph,
             recipes,
+            pins: project.pins.clone(),
             toolchain_id: toolchain_id.to_string(),
             memo: BTreeMap::new(),
         })
@@ -68,6 +70,20 @@ impl<'a> InputHashes<'a> {
         }
         for s in &l.recipe.sources {
             h.field("source", format!("{} {} {}", s.file, s.sha256, s.strip_components).as_bytes());
+        }
+        // `[rootfs] debian`: the lock's bytes (every .deb by sha256). Recipes without it
+        // hash as before.
+        if l.recipe.rootfs.as_ref().is_some_and(|r| !r.debian.is_empty()) {
+            let lock = crate::model::pins::debian_lock(&self.pins, &l.recipe.name, self.graph.arch);
+            let bytes = std::fs::read(&lock).with_context(|| {
+                format!(
+                    "{}: recipes/{}.toml installs Debian packages: run `cargo xtask pin debian {}`",
+                    lock.display(),
+                    l.recipe.name,
+                    l.recipe.name
+                )
+            })?;
+            h.field("debian-lock", reprovm_fs::hash::sha256_bytes(&bytes).as_bytes());
         }
         for d in &l.recipe.deps {
             let dh = self.get(&self.graph.dep_node(name, d))?;

@@ -103,6 +103,22 @@ pub(crate) struct Inputs<'a> {
     pub toolchain: &'a ToolchainPackages<'a>,
 }
 
+/// Every .deb a root file system of the closure installs (`[rootfs] debian`), with the node
+/// that installs it.
+pub(super) fn image_debs(
+    inputs: &Inputs,
+) -> Result<Vec<(String, crate::steps::toolchain::resolve::LockedDeb)>> {
+    let mut out = Vec::new();
+    for node in inputs.closure {
+        let l = inputs.graph.get(&node.name)?;
+        if let Some(lock) = crate::steps::debian_packages::read(inputs.project, &l.recipe, l.arch)?
+        {
+            out.extend(lock.packages.into_iter().map(|p| (node.name.clone(), p)));
+        }
+    }
+    Ok(out)
+}
+
 /// Make the provenance and the SBOM of `inputs.target`.
 pub(crate) fn attest(inputs: &Inputs) -> Result<Attestations> {
     let target = inputs.closure.last().context("attest: empty closure")?;

@@ -26,6 +26,19 @@ pub(super) fn provenance(inputs: &Inputs) -> Result<Provenance> {
             ..Default::default()
         });
     }
+    // The Debian packages a root file system of the closure installs (`[rootfs] debian`).
+    for (node, p) in image_debs(inputs)? {
+        deps.push(ResourceDescriptor {
+            name: Some(p.name.clone()),
+            uri: Some(deb_purl(&p.name, &p.version, &p.arch, &p.suite)),
+            digest: BTreeMap::from([("sha256".into(), p.sha256.clone())]),
+            annotations: BTreeMap::from([
+                ("filename".into(), p.filename.clone().into()),
+                ("installedBy".into(), node.into()),
+            ]),
+            ..Default::default()
+        });
+    }
     if let ToolchainPackages::Pinned { locks, .. } = inputs.toolchain {
         for (_, p) in packages_of(locks) {
             deps.push(ResourceDescriptor {

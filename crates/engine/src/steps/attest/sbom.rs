@@ -31,6 +31,21 @@ pub(super) fn bom(inputs: &Inputs) -> Result<Bom> {
         required.push(c.bom_ref.clone().unwrap_or_default());
         components.push(c);
     }
+    // The Debian packages installed as they are (`[rootfs] debian`), by their .deb's hash.
+    for (node, p) in image_debs(inputs)? {
+        let purl = deb_purl(&p.name, &p.version, &p.arch, &p.suite);
+        required.push(purl.clone());
+        components.push(Component {
+            component_type: "library".into(),
+            bom_ref: Some(purl.clone()),
+            name: p.name.clone(),
+            version: Some(p.version.clone()),
+            hashes: vec![sha256_hash(&p.sha256)],
+            purl: Some(purl),
+            properties: vec![property("reprovm:installed-by", &node)],
+            ..Default::default()
+        });
+    }
     // The toolchain: used to build, not shipped.
     if let ToolchainPackages::Pinned { locks, .. } = inputs.toolchain {
         for (_, p) in packages_of(locks).filter(|(_, p)| !in_image.contains(&owner_key(p))) {
@@ -201,6 +216,18 @@ pub(super) fn image_libraries(inputs: &Inputs) -> Result<BTreeMap<String, Vec<(S
             files.push((path.to_string(), sha.to_string()));
         }
     }
+    // Files of the Debian packages the image installs as they are (`[rootfs] debian`) are
+    // those packages' components, by the .deb's hash: not toolchain libraries.
+    let mut from_debs = BTreeSet::new();
+    for (_, p) in image_debs(inputs)? {
+        let deb = inputs.project.downloads.join("sha256").join(&p.sha256);
+        for (_, sha) in crate::steps::toolchain::materialize::deb_files(&deb)
+            .with_context(|| format!("reading {} ({})", p.filename, deb.display()))?
+        {
+            from_debs.insert(sha);
+        }
+    }
+    files.retain(|(_, sha)| !from_debs.contains(sha));
     if files.is_empty() {
         return Ok(out);
     }

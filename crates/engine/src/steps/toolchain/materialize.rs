@@ -30,7 +30,7 @@ pub(crate) fn merged_usr(rel: &Path) -> PathBuf {
 }
 
 /// The data.tar member of a .deb and its compression.
-fn deb_data(deb: &Path) -> Result<(Vec<u8>, archive::Format)> {
+pub(crate) fn deb_data(deb: &Path) -> Result<(Vec<u8>, archive::Format)> {
     let mut ar = ar::Archive::new(
         std::fs::File::open(deb).with_context(|| format!("opening {}", deb.display()))?,
     );
