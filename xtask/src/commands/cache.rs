@@ -12,13 +12,12 @@ pub struct CacheArgs {
 pub enum CacheCommand {
     /// Push each TARGET's closure and every pinned source and toolchain .deb to REF
     /// (`REGISTRY/REPO`; `http://` for a registry on this machine without TLS).
+    #[command(override_usage = "cargo xtask cache push [OPTIONS] <TARGET>... <REF>")]
     Push {
-        /// The targets whose closures to push, e.g. hd-image.
-        #[arg(value_name = "TARGET", required = true, num_args = 1..)]
-        targets: Vec<String>,
-        /// The binary cache: a registry repository.
-        #[arg(value_name = "REF")]
-        reference: String,
+        /// The targets whose closures to push (e.g. hd-image), then REF, the binary cache: a
+        /// registry repository. Options may come anywhere.
+        #[arg(value_name = "TARGET... REF", required = true, num_args = 1..)]
+        targets_then_reference: Vec<String>,
         /// Sign each entry with this secret key (`cache keygen`).
         #[arg(long, value_name = "KEY")]
         sign_key: Option<PathBuf>,
@@ -55,8 +54,20 @@ impl CacheArgs {
                     file.with_extension("pub").display()
                 ));
             }
-            CacheCommand::Push { targets, reference, sign_key } => {
-                reprovm::ops::cache_push::push(ctx, &reference, &targets, sign_key.as_deref())?;
+            CacheCommand::Push { mut targets_then_reference, sign_key } => {
+                if targets_then_reference.len() < 2 {
+                    anyhow::bail!(
+                        "cache push {}: give the targets, then the cache's REF (cache push hd-image REGISTRY/REPO)",
+                        targets_then_reference.join(" ")
+                    );
+                }
+                let reference = targets_then_reference.pop().context("cache push needs a REF")?;
+                reprovm::ops::cache_push::push(
+                    ctx,
+                    &reference,
+                    &targets_then_reference,
+                    sign_key.as_deref(),
+                )?;
             }
         }
         Ok(0)

@@ -346,8 +346,8 @@ fn a_fresh_machine_takes_hd_image_and_its_sources_from_the_cache() {
     let pushed = support::xtask_ok(&[
         "cache",
         "push",
-        &repo,
         "hd-image",
+        &repo,
         "--sign-key",
         key.to_str().unwrap(),
     ]);
