@@ -13,18 +13,7 @@ use std::time::{Duration, Instant};
 
 /// `cmd` on the node whose SSH is on `port`, with the pinned ssh: (success, output).
 fn ssh(port: u16, key: &Path, cmd: &str) -> (bool, String) {
-    let o = support::tool("ssh")
-        .args(["-F", "/dev/null", "-p", &port.to_string(), "-i"])
-        .arg(key)
-        .args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"])
-        .args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR"])
-        .args(["root@127.0.0.1", cmd])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let text =
-        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-    (o.status.success(), text)
+    support::guest_ssh(port, key, cmd)
 }
 
 fn must(port: u16, key: &Path, cmd: &str) -> String {

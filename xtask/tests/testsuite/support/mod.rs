@@ -357,3 +357,20 @@ pub fn on_host(recipes: &Path, out: &Path) -> Command {
     c.arg("--host-toolchain").arg("--recipes").arg(recipes).arg("--out").arg(out);
     c
 }
+
+/// `cmd` on the guest whose SSH is forwarded from 127.0.0.1:`port`, logged in with `key`
+/// through the pinned ssh: (success, stdout and stderr).
+pub fn guest_ssh(port: u16, key: &Path, cmd: &str) -> (bool, String) {
+    let o = tool("ssh")
+        .args(["-F", "/dev/null", "-p", &port.to_string(), "-i"])
+        .arg(key)
+        .args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"])
+        .args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR"])
+        .args(["root@127.0.0.1", cmd])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    (o.status.success(), text)
+}

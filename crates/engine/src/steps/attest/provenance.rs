@@ -28,29 +28,11 @@ pub(super) fn provenance(inputs: &Inputs) -> Result<Provenance> {
     }
     // The Debian packages a root file system of the closure installs (`[rootfs] debian`).
     for (node, p) in image_debs(inputs)? {
-        deps.push(ResourceDescriptor {
-            name: Some(p.name.clone()),
-            uri: Some(deb_purl(&p.name, &p.version, &p.arch, &p.suite)),
-            digest: BTreeMap::from([("sha256".into(), p.sha256.clone())]),
-            annotations: BTreeMap::from([
-                ("filename".into(), p.filename.clone().into()),
-                ("installedBy".into(), node.into()),
-            ]),
-            ..Default::default()
-        });
+        deps.push(deb_descriptor(&p, "installedBy", &node));
     }
     if let ToolchainPackages::Pinned { locks, .. } = inputs.toolchain {
         for (_, p) in packages_of(locks) {
-            deps.push(ResourceDescriptor {
-                name: Some(p.name.clone()),
-                uri: Some(deb_purl(&p.name, &p.version, &p.arch, &p.suite)),
-                digest: BTreeMap::from([("sha256".into(), p.sha256.clone())]),
-                annotations: BTreeMap::from([
-                    ("filename".into(), p.filename.clone().into()),
-                    ("toolchain".into(), "build".into()),
-                ]),
-                ..Default::default()
-            });
+            deps.push(deb_descriptor(p, "toolchain", "build"));
         }
     }
     Ok(Provenance {
@@ -78,6 +60,24 @@ pub(super) fn provenance(inputs: &Inputs) -> Result<Provenance> {
             },
         },
     })
+}
+
+/// A .deb as a resolved dependency: its purl, its hash, its pool file and what it is for.
+fn deb_descriptor(
+    p: &crate::steps::toolchain::resolve::LockedDeb,
+    role: &str,
+    value: &str,
+) -> ResourceDescriptor {
+    ResourceDescriptor {
+        name: Some(p.name.clone()),
+        uri: Some(deb_purl(&p.name, &p.version, &p.arch, &p.suite)),
+        digest: BTreeMap::from([("sha256".into(), p.sha256.clone())]),
+        annotations: BTreeMap::from([
+            ("filename".into(), p.filename.clone().into()),
+            (role.into(), value.into()),
+        ]),
+        ..Default::default()
+    }
 }
 
 pub(super) fn recipe_descriptor(project: &Project, l: &Loaded) -> Result<ResourceDescriptor> {
