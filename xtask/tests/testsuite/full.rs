@@ -35,6 +35,15 @@ fn full_pipeline() {
         }
     }
     assert!(sources >= 5, "busybox, dropbear, iproute2 and two kernels at least: {sources}");
+    // And the .debs of the images' `[rootfs] debian` locks (x86_64's; `fetch` is for --arch).
+    for e in std::fs::read_dir(repo().join("pins/debian")).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if name.ends_with(".lock") && !name.ends_with("-aarch64.lock") {
+            let lock: toml::Table = std::fs::read_to_string(&p).unwrap().parse().unwrap();
+            sources += lock["package"].as_array().unwrap().len();
+        }
+    }
     let first = ok(&["fetch"]);
     assert_eq!(first.lines().count(), sources, "{first}");
     let again = ok(&["--offline", "fetch"]);
