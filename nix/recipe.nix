@@ -137,7 +137,36 @@ let
     filled;
 
   # { NAME = [ fetchurl args ]; } for every recipe.
-  allSources = dir: builtins.mapAttrs (_: r: map sourceArgs (r.source or [])) (readRecipes dir);
+  # fetchurl arguments for every .deb of a recipe's `[rootfs] debian` lock
+  # (pins/debian/NAME.lock, written by `xtask pin debian`), as the xtask fetches them: the
+  # mirror's pool, then the snapshot archive the pool path names (pool/updates/: security).
+  imageDebArgs = lockFile: let
+    lock = builtins.fromTOML (builtins.readFile lockFile);
+    archiveOf = f:
+      if builtins.substring 0 13 f == "pool/updates/"
+      then "debian-security"
+      else "debian";
+  in
+    map (p: {
+      name = storeFileName (baseNameOf p.filename);
+      inherit (p) sha256;
+      urls = [
+        "mirror://debian/${p.filename}"
+        "${snapshotBase}/archive/${archiveOf p.filename}/${lock.snapshot}/${p.filename}"
+      ];
+    })
+    lock.package;
+
+  # Every recipe's sources, and the .debs of its Debian lock (x86_64's), as `xtask fetch --list`.
+  allSources = dir:
+    builtins.mapAttrs (name: r:
+      map sourceArgs (r.source or [])
+      ++ (
+        if (r.rootfs.debian or []) != []
+        then imageDebArgs (dir + "/../pins/debian/${name}.lock")
+        else []
+      ))
+    (readRecipes dir);
 in {
-  inherit poolDir snapshotUrls sourceArgs lockedDebArgs storeFileName readRecipe readRecipes readRecipesFor forArch fillRecipes allSources;
+  inherit poolDir snapshotUrls sourceArgs lockedDebArgs imageDebArgs storeFileName readRecipe readRecipes readRecipesFor forArch fillRecipes allSources;
 }

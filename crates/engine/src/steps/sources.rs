@@ -51,7 +51,10 @@ pub(crate) fn list(
     let mut out = Vec::new();
     for name in recipe_names(graph, target)? {
         let l = graph.get(&name)?;
-        for w in wants_for(&l.recipe, project).into_iter().chain(debs_for(l, project)?) {
+        // A Debian lock is the recipe's: listed once, under its name, not again under each
+        // node over another version (`rootfs-net@6.18`).
+        let debs = if name.contains('@') { Vec::new() } else { debs_for(l, project)? };
+        for w in wants_for(&l.recipe, project).into_iter().chain(debs) {
             out.push(SourceListing {
                 recipe: name.clone(),
                 file: w.file,
