@@ -636,4 +636,34 @@ mod tests {
             "{e}"
         );
     }
+
+    /// Hostile .debs (the archive crate's shared hostile tars): a member climbing out of the
+    /// root, a symlink leading out with a file written through it. Each is refused, and
+    /// nothing lands outside the staging root.
+    #[test]
+    fn a_hostile_debian_package_is_refused() {
+        use reprovm_fs::archive::tests_support::hostile_tar;
+        use tar::EntryType::{Regular, Symlink};
+        let t = tempfile::tempdir().unwrap();
+        for (i, entries) in [
+            &[("../../escaped", Regular, "")][..],
+            &[("./usr/out", Symlink, "../../.."), ("./usr/out/through", Regular, "")][..],
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let debs = t.path().join(format!("debs{i}"));
+            std::fs::create_dir(&debs).unwrap();
+            let data = hostile_tar(entries);
+            let mut ar =
+                ar::Builder::new(std::fs::File::create(debs.join("evil_1_amd64.deb")).unwrap());
+            ar.append(&ar::Header::new(b"data.tar.gz".to_vec(), data.len() as u64), &data[..])
+                .unwrap();
+            drop(ar);
+            let stage = t.path().join(format!("stage{i}"));
+            let r = install_debs(&mut Tree::default(), &debs, &stage, "r");
+            assert!(r.is_err(), "{entries:?} was accepted");
+        }
+        assert!(!t.path().join("escaped").exists() && !t.path().join("through").exists());
+    }
 }
