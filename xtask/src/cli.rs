@@ -339,6 +339,9 @@ mod tests {
             &["xtask", "pin", "debian", "rootfs-net", "--keyring", "/k"][..],
             &["xtask", "new", "x", "--debian", "x", "--suite", "bookworm"][..],
             &["xtask", "cache", "push", "busybox", "dropbear", "http://127.0.0.1:5000/c"][..],
+            &["xtask", "plan", "--matrix", "--json", "kernel"][..],
+            &["xtask", "multiarch", "--matrix", "--pin", "http://127.0.0.1:5000/p"][..],
+            &["xtask", "boot-test", "--check", "true", "--check", "test -b /dev/nbd0"][..],
         ] {
             Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
         }

@@ -6,7 +6,10 @@
 //! conditions); the Firecracker layouts merge with the x86_64 ones into multi-architecture
 //! layouts whose index digests are pinned, which skopeo reads as two platforms under one tag,
 //! whose arm64 image umoci unpacks to an arm64 Linux Image, and which travel through a
-//! registry and back. Runs in the repository's out/ (aarch64 results in out/aarch64/).
+//! registry and back. Then the kernel matrix's representative arm64 cell (docs/decisions/0073):
+//! `kernel@6.18+bpf` and its images match their pins, its config has what the flavour is
+//! for, and it boots on `virt` over an image with its own modules, where the bpf and tracefs
+//! file systems exist. Runs in the repository's out/ (aarch64 results in out/aarch64/).
 
 use crate::support;
 
@@ -80,7 +83,9 @@ fn aarch64_builds_matches_its_pins_boots_and_goes_multiarch() {
     // 1. Every published aarch64 output builds and is the pinned bytes.
     let pins: toml::Table =
         std::fs::read_to_string(repo().join("pins/outputs-aarch64.toml")).unwrap().parse().unwrap();
-    let targets: Vec<String> = pins.keys().cloned().collect();
+    // The default cell's outputs; the other cells of the kernel matrix are one representative
+    // (at the end) and their input hashes (farm.rs).
+    let targets: Vec<String> = pins.keys().filter(|t| !t.contains(['@', '+'])).cloned().collect();
     for needed in [
         "kernel",
         "busybox",
@@ -266,4 +271,44 @@ fn aarch64_builds_matches_its_pins_boots_and_goes_multiarch() {
     let unzipped = work.path().join("krata-Image");
     std::fs::write(&unzipped, image).unwrap();
     assert_arm64_image(&unzipped);
+
+    // 6. The matrix's arm64 cell: version 6.18 in the bpf flavour.
+    for base in [
+        "kernel",
+        "firecracker-kernel-bin-oci",
+        "firecracker-kernel-modules-oci",
+        "krata-kernel-oci",
+    ] {
+        let target = format!("{base}@6.18+bpf");
+        let entry = PathBuf::from(arm(&["build", &target]).lines().last().unwrap().trim());
+        let m: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(entry.join("manifest.json")).unwrap()).unwrap();
+        let pinned = pins.get(&target).unwrap_or_else(|| {
+            panic!("pins/outputs-aarch64.toml has no [\"{target}\"]: `cargo xtask --arch aarch64 pin outputs`")
+        });
+        assert_eq!(m["output_hash"].as_str(), pinned["output_hash"].as_str(), "{target} (aarch64)");
+        if base == "kernel" {
+            let config = std::fs::read_to_string(entry.join("out/config")).unwrap();
+            for option in [
+                "CONFIG_BPF_SYSCALL=y",
+                "CONFIG_BPF_JIT=y",
+                "CONFIG_CGROUP_BPF=y",
+                "CONFIG_KPROBE_EVENTS=y",
+                "CONFIG_BPF_EVENTS=y",
+            ] {
+                assert!(config.lines().any(|l| l == option), "{target}: no {option}");
+            }
+            let release = std::fs::read_to_string(entry.join("out/kernel.release")).unwrap();
+            assert!(release.starts_with("6.18."), "{target} says it is {release}");
+        }
+    }
+    arm(&["build", "hd-image@6.18+bpf"]);
+    let booted = arm(&[
+        "boot-test",
+        "--check",
+        "grep -w bpf /proc/filesystems && grep -w tracefs /proc/filesystems",
+    ]);
+    eprintln!("{booted}");
+    // out/aarch64/ holds the default image again.
+    arm(&["build", "hd-image"]);
 }

@@ -129,6 +129,16 @@ fn files_and_directories_are_checked_before_any_work() {
     check(&["audit", "nosuch"], "unknown target `nosuch`");
     check(&["attest", "busybox", "nosuch"], "unknown target `nosuch`");
     check(&["plan", "busybox@6.18"], "busybox has no version 6.18");
+    check(&["plan", "busybox+kvm"], "busybox has no flavour kvm");
+    check(
+        &["build", "kernel+btf"],
+        "no recipe has a flavour btf (NAME+FLAVOUR: FLAVOUR one of bpf, kvm)",
+    );
+    check(&["plan", "--matrix", "kernel@6.18"], "name a recipe");
+    check(
+        &["multiarch", "--matrix", "firecracker-kernel-bin-oci", "127.0.0.1:5000/p"],
+        "multiarch --matrix takes no TARGET",
+    );
     check(&["--use", "kernel=busybox", "build", "hd-image"], "substitute a kernel");
     check(
         &["--use", "kernel=kernel@6.18", "--use", "kernel=kernel", "plan", "hd-image"],

@@ -7,32 +7,9 @@
 
 use crate::support;
 
-use crate::support::{host_tools, repo, run_tool, xtask_ok as ok};
+use crate::support::{host_tools, repo, run_tool, validators, xtask_ok as ok};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-/// The readers, installed from tests/python/requirements.txt (every wheel pinned by sha256)
-/// into a virtual environment named by that file's hash.
-fn validators() -> PathBuf {
-    let req = repo().join("tests/python/requirements.txt");
-    let hash = support::registry::sha256_hex(&std::fs::read(&req).unwrap());
-    let venv = repo().join("out/validators").join(&hash[..16]);
-    if venv.join("ready").is_file() {
-        return venv;
-    }
-    let _ = std::fs::remove_dir_all(&venv);
-    let status = Command::new("python3").arg("-m").arg("venv").arg(&venv).status().unwrap();
-    assert!(status.success(), "python3 -m venv {} failed", venv.display());
-    let status = Command::new(venv.join("bin/pip"))
-        .args(["install", "--quiet", "--disable-pip-version-check", "--require-hashes"])
-        .args(["--no-deps", "-r"])
-        .arg(&req)
-        .status()
-        .unwrap();
-    assert!(status.success(), "pip install -r {} failed", req.display());
-    std::fs::write(venv.join("ready"), b"").unwrap();
-    venv
-}
 
 /// Run a reader; true when it accepts.
 fn reader(venv: &Path, program: &str, args: &[&str]) -> (bool, String) {

@@ -8,7 +8,7 @@
 //! version, and `[oci] newest-tags` go to the layout over the newest version.
 
 use crate::model::arch::Arch;
-use crate::model::recipe::{self, placeholders, Loaded, Recipe};
+use crate::model::recipe::{self, placeholders, Cell, Exclusion, Loaded, Recipe};
 use anyhow::{bail, Context, Result};
 use reprovm_fs::util::display_rel;
 use std::collections::{BTreeMap, BTreeSet};
@@ -54,12 +54,13 @@ impl Graph {
                 .with_context(|| format!("{display}: reading [versions]"))?;
             recipes.insert(
                 recipe.name.clone(),
-                Loaded::new(recipe.clone(), path, text, None, identity),
+                Loaded::new(recipe.clone(), path, text, Cell::default(), identity),
             );
         }
         let mut graph = Graph { recipes, aliases: BTreeMap::new(), arch };
         graph.check_deps(base)?;
         graph.add_versions()?;
+        graph.exclude_cells();
         graph.fill()?;
         for l in graph.recipes.values_mut() {
             l.arch = arch;
@@ -67,48 +68,130 @@ impl Graph {
         Ok(graph)
     }
 
-    /// `NAME@KEY` for every `[versions.KEY]`, then `R@KEY` for every recipe R with a
-    /// dependency that has a `@KEY` node (dependencies first).
+    /// `NAME@KEY`, `NAME+FLAVOUR` and `NAME@KEY+FLAVOUR` for every `[versions.KEY]` and
+    /// `[flavours.FLAVOUR]`, then `R` at each such cell for every recipe R with a dependency
+    /// that has a node there (dependencies first).
     fn add_versions(&mut self) -> Result<()> {
-        let mut keys = BTreeSet::new();
+        let mut cells = BTreeSet::new();
         let mut added = Vec::new();
         for (name, l) in &self.recipes {
-            for (key, v) in &l.template.versions {
-                let mut r = l.template.clone();
-                r.version = v.version.clone();
-                r.sources = v.sources.clone();
-                r.versions.clear();
-                let identity = identity(&l.template, &l.text, Some((key, &v.version)), self.arch)?;
-                let node =
-                    Loaded::new(r, l.path.clone(), l.text.clone(), Some(key.clone()), identity);
-                added.push((format!("{name}@{key}"), node));
-                keys.insert(key.clone());
+            let t = &l.template;
+            let versions = std::iter::once(None).chain(t.versions.iter().map(Some));
+            for v in versions {
+                let flavours = std::iter::once(None).chain(t.flavours.keys().map(Some));
+                for f in flavours {
+                    let cell = Cell { version: v.map(|(k, _)| k.clone()), flavour: f.cloned() };
+                    if cell.is_default() {
+                        continue;
+                    }
+                    let mut r = match f {
+                        Some(f) => t.with_flavour(f),
+                        None => t.clone(),
+                    };
+                    r.flavours.clear();
+                    if let Some((_, ov)) = v {
+                        r.version = ov.version.clone();
+                        r.sources = ov.sources.clone();
+                    }
+                    r.versions.clear();
+                    let at = v.map(|(k, ov)| (k, &ov.version));
+                    let mut identity = identity(t, &l.text, at, self.arch)?;
+                    if let Some(f) = f {
+                        let fl = &t.flavours[f];
+                        identity.push_str(&format!(
+                            "\n# reprovm: flavour {f}: fragments {:?}, append-env {:?}\n",
+                            fl.fragments, fl.append_env
+                        ));
+                    }
+                    let node =
+                        Loaded::new(r, l.path.clone(), l.text.clone(), cell.clone(), identity);
+                    added.push((format!("{name}{}", cell.suffix()), node));
+                    cells.insert(cell);
+                }
             }
         }
         self.recipes.extend(added);
         let mut order = Vec::new();
         let mut done = BTreeSet::new();
-        let names: Vec<String> =
-            self.recipes.keys().filter(|n| !n.contains('@')).cloned().collect();
+        let names: Vec<String> = self.recipes.keys().filter(|n| is_base(n)).cloned().collect();
         for n in &names {
             self.visit(n, &mut Vec::new(), &mut done, &mut order, Path::new("/"))?;
         }
-        for key in &keys {
+        for cell in &cells {
+            let suffix = cell.suffix();
             for name in &order {
-                let over = format!("{name}@{key}");
+                let over = format!("{name}{suffix}");
                 if self.recipes.contains_key(&over) {
                     continue;
                 }
                 let l = &self.recipes[name];
-                if l.template.deps.iter().any(|d| self.recipes.contains_key(&format!("{d}@{key}")))
+                if l.template
+                    .deps
+                    .iter()
+                    .any(|d| self.recipes.contains_key(&format!("{d}{suffix}")))
                 {
                     let mut node = l.clone();
-                    node.variant = Some(key.clone());
+                    node.cell = cell.clone();
                     self.recipes.insert(over, node);
                 }
             }
         }
         Ok(())
+    }
+
+    /// Mark the cells `[matrix] exclude` leaves out for this architecture, and every node over
+    /// one, unavailable (a build of one is refused, naming the reason).
+    fn exclude_cells(&mut self) {
+        let mut excluded: Vec<(String, String)> = Vec::new();
+        for (node, l) in &self.recipes {
+            let (base, cell) = Cell::of(node);
+            let Some(b) = self.recipes.get(base) else { continue };
+            if let Some(e) = b
+                .template
+                .matrix
+                .exclude
+                .iter()
+                .find(|e| excludes(e, &b.template, &cell, self.arch))
+            {
+                excluded.push((
+                    node.clone(),
+                    format!(
+                        "excluded from the matrix ({}: [matrix] exclude): {}",
+                        display_rel(
+                            &l.path,
+                            l.path.parent().and_then(Path::parent).unwrap_or(Path::new("/"))
+                        ),
+                        e.reason
+                    ),
+                ));
+            }
+        }
+        // Everything over an excluded cell.
+        let mut changed = true;
+        while changed {
+            changed = false;
+            let names: Vec<String> = self.recipes.keys().cloned().collect();
+            for n in names {
+                if excluded.iter().any(|(e, _)| *e == n) {
+                    continue;
+                }
+                let deps = self.recipes[&n].template.deps.clone();
+                if let Some(why) = deps.iter().find_map(|d| {
+                    let dn = self.dep_node(&n, d);
+                    excluded.iter().find(|(e, _)| *e == dn).map(|(_, w)| w.clone())
+                }) {
+                    excluded.push((n, why));
+                    changed = true;
+                }
+            }
+        }
+        for (n, why) in excluded {
+            let l = self.recipes.get_mut(&n).unwrap();
+            if l.recipe.unavailable.is_none() {
+                l.recipe.unavailable = Some(why.clone());
+                l.template.unavailable = Some(why);
+            }
+        }
     }
 
     /// Fill every node's placeholders from its dependencies (after `--use`), add the newest
@@ -166,6 +249,12 @@ impl Graph {
                 } else {
                     o.newest_tags.clear();
                 }
+                // A flavour's layouts are told apart by their tags: `6.18.15-kvm`, `latest-kvm`.
+                if let Some(f) = &l.cell.flavour {
+                    for t in o.tags.iter_mut() {
+                        *t = format!("{t}-{f}");
+                    }
+                }
                 if let Some(t) = o.tags.iter().find(|t| !recipe::is_oci_tag(t)) {
                     bail!("{}: `{t}` is not an OCI tag", at("[oci] tags"));
                 }
@@ -187,7 +276,7 @@ impl Graph {
     fn is_newest(&self, name: &str) -> Result<bool> {
         for n in self.closure(name)? {
             let l = &self.recipes[&n];
-            let base = n.split('@').next().unwrap_or(&n);
+            let (base, _) = Cell::of(&n);
             let Some(b) = self.recipes.get(base) else { continue };
             if b.template.versions.is_empty() {
                 continue;
@@ -255,10 +344,18 @@ impl Graph {
         if let Some(a) = self.aliases.get(dep) {
             return a.clone();
         }
-        if let Some(key) = self.recipes.get(node).and_then(|l| l.variant.as_ref()) {
-            let at = format!("{dep}@{key}");
-            if self.recipes.contains_key(&at) {
-                return at;
+        if let Some(cell) = self.recipes.get(node).map(|l| &l.cell) {
+            // The dependency at the node's cell, else at as much of it as it has.
+            let partial = [
+                cell.clone(),
+                Cell { version: cell.version.clone(), flavour: None },
+                Cell { version: None, flavour: cell.flavour.clone() },
+            ];
+            for c in partial.iter().filter(|c| !c.is_default()) {
+                let at = format!("{dep}{}", c.suffix());
+                if self.recipes.contains_key(&at) {
+                    return at;
+                }
             }
         }
         dep.to_string()
@@ -280,7 +377,7 @@ impl Graph {
             let oci: Vec<&str> = self
                 .recipes
                 .iter()
-                .filter(|(n, l)| !n.contains('@') && l.recipe.oci.is_some())
+                .filter(|(n, l)| is_base(n) && l.recipe.oci.is_some())
                 .map(|(n, _)| n.as_str())
                 .collect();
             let file = l.path.file_name().map(|f| f.to_string_lossy()).unwrap_or_default();
@@ -297,7 +394,7 @@ impl Graph {
             Some(l) => Ok(l),
             None => {
                 let known: Vec<&str> =
-                    self.recipes.keys().filter(|n| !n.contains('@')).map(String::as_str).collect();
+                    self.recipes.keys().filter(|n| is_base(n)).map(String::as_str).collect();
                 if known.is_empty() {
                     bail!("unknown target `{name}`: there are no recipes (no *.toml in the recipe directory)");
                 }
@@ -306,33 +403,70 @@ impl Graph {
                     .values()
                     .flat_map(|l| l.template.versions.keys().map(String::as_str))
                     .collect();
-                if let Some((base, key)) = name.split_once('@') {
-                    if self.recipes.contains_key(base) && keys.contains(key) {
-                        let at: Vec<&str> = self
-                            .recipes
-                            .keys()
-                            .filter(|n| n.ends_with(&format!("@{key}")))
-                            .map(String::as_str)
-                            .collect();
+                let flavours: BTreeSet<&str> = self
+                    .recipes
+                    .values()
+                    .flat_map(|l| l.template.flavours.keys().map(String::as_str))
+                    .collect();
+                let (base, cell) = Cell::of(name);
+                let list = |s: &BTreeSet<&str>| s.iter().copied().collect::<Vec<_>>().join(", ");
+                if self.recipes.contains_key(base) && !cell.is_default() {
+                    if let Some(k) = cell.version.as_deref().filter(|k| !keys.contains(k)) {
                         bail!(
-                            "unknown target `{name}`: {base} has no version {key} and depends on nothing that has{}",
-                            if at.is_empty() {
+                            "unknown target `{name}`: no recipe has a version {k}{}",
+                            if keys.is_empty() {
                                 String::new()
                             } else {
-                                format!(" (the nodes at {key}: {})", at.join(", "))
+                                format!(" (NAME@KEY: KEY one of {})", list(&keys))
                             }
                         );
                     }
+                    if let Some(f) = cell.flavour.as_deref().filter(|f| !flavours.contains(f)) {
+                        bail!(
+                            "unknown target `{name}`: no recipe has a flavour {f}{}",
+                            if flavours.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" (NAME+FLAVOUR: FLAVOUR one of {})", list(&flavours))
+                            }
+                        );
+                    }
+                    let suffix = cell.suffix();
+                    let at: Vec<&str> = self
+                        .recipes
+                        .keys()
+                        .filter(|n| n.ends_with(&suffix) && Cell::of(n).1 == cell)
+                        .map(String::as_str)
+                        .collect();
+                    let what = match (&cell.version, &cell.flavour) {
+                        (Some(k), None) => format!("version {k}"),
+                        (None, Some(f)) => format!("flavour {f}"),
+                        (Some(k), Some(f)) => format!("version {k} in flavour {f}"),
+                        (None, None) => unreachable!(),
+                    };
+                    bail!(
+                        "unknown target `{name}`: {base} has no {what} and depends on nothing that has{}",
+                        if at.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (the nodes at {}: {})", suffix, at.join(", "))
+                        }
+                    );
                 }
-                let versions = if keys.is_empty() {
-                    String::new()
-                } else {
-                    format!(
+                let mut more = String::new();
+                if !keys.is_empty() {
+                    more.push_str(&format!(
                         "; NAME@KEY builds NAME over another version, KEY one of {}",
-                        keys.into_iter().collect::<Vec<_>>().join(", ")
-                    )
-                };
-                bail!("unknown target `{name}`: known recipes are {}{versions}", known.join(", "))
+                        list(&keys)
+                    ));
+                }
+                if !flavours.is_empty() {
+                    more.push_str(&format!(
+                        "; NAME+FLAVOUR in a flavour, FLAVOUR one of {}",
+                        list(&flavours)
+                    ));
+                }
+                bail!("unknown target `{name}`: known recipes are {}{more}", known.join(", "))
             }
         }
     }
@@ -412,6 +546,28 @@ impl Graph {
     }
 }
 
+/// Whether a node name is a recipe's own (`kernel`), not a cell of it (`kernel@6.18+kvm`).
+pub(crate) fn is_base(node: &str) -> bool {
+    !node.contains(['@', '+'])
+}
+
+/// Whether exclusion `e` of recipe `r` leaves out `cell` on `arch`.
+fn excludes(e: &Exclusion, r: &Recipe, cell: &Cell, arch: crate::model::arch::Arch) -> bool {
+    let version_ok = match &e.version {
+        None => true,
+        Some(v) => match &cell.version {
+            None => v == &r.version,
+            Some(k) => v == k || r.versions.get(k).is_some_and(|o| &o.version == v),
+        },
+    };
+    let flavour_ok = match &e.flavour {
+        None => true,
+        Some(f) => cell.flavour.as_deref().unwrap_or(recipe::DEFAULT_FLAVOUR) == f,
+    };
+    let arch_ok = e.arch.as_deref().is_none_or(|a| a == arch.name());
+    version_ok && flavour_ok && arch_ok
+}
+
 /// What defines a node besides its sources, files and dependencies: the recipe file's text,
 /// without its `[versions]` table when it has one (so listing another version leaves every
 /// existing node's input hash alone) and without its `license` (what the SBOM says of the
@@ -420,11 +576,19 @@ impl Graph {
 /// node is at and, for another architecture than x86_64, its name and the `[arch.NAME]`
 /// table merged for it.
 fn identity(r: &Recipe, text: &str, at: Option<(&String, &String)>, arch: Arch) -> Result<String> {
-    if r.versions.is_empty() && r.license.is_none() && r.arch.is_empty() && arch.is_default() {
+    if r.versions.is_empty()
+        && r.flavours.is_empty()
+        && r.matrix.exclude.is_empty()
+        && r.license.is_none()
+        && r.arch.is_empty()
+        && arch.is_default()
+    {
         return Ok(text.to_string());
     }
     let mut doc: toml_edit::DocumentMut = text.parse()?;
     doc.remove("versions");
+    doc.remove("flavours");
+    doc.remove("matrix");
     doc.remove("license");
     doc.remove("arch");
     let mut out = doc.to_string();
@@ -436,8 +600,11 @@ fn identity(r: &Recipe, text: &str, at: Option<(&String, &String)>, arch: Arch) 
     if !arch.is_default() || r.arch.contains_key(arch.name()) {
         out.push_str(&format!("\n# reprovm: for {arch}\n"));
         if let Some(over) = r.arch.get(arch.name()) {
+            // Its flavours are the flavour nodes' (see `add_versions`), not every node's.
+            let mut over = over.clone();
+            over.remove("flavours");
             let mut t = toml::Table::new();
-            t.insert(arch.name().to_string(), toml::Value::Table(over.clone()));
+            t.insert(arch.name().to_string(), toml::Value::Table(over));
             out.push_str(&toml::to_string(&t)?);
         }
     }
@@ -563,7 +730,71 @@ mod tests {
         let o = g.recipes["layout"].recipe.oci.clone().unwrap();
         assert_eq!(o.tags, ["2.1.5", "latest"]);
         let e = format!("{:#}", g.get("k@9").unwrap_err());
-        assert!(e.contains("NAME@KEY builds NAME over another version, KEY one of 2.1"), "{e}");
+        assert!(e.contains("no recipe has a version 9 (NAME@KEY: KEY one of 2.1)"), "{e}");
+    }
+
+    /// The versioned kernel and its layout, with flavours `kvm` and `bpf` when `flavours`.
+    fn flavoured(d: &Path, flavours: bool) -> Graph {
+        versioned(d, true);
+        let path = d.join("k.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut text = text.replace(
+            "[build]",
+            "[kconfig]\nconfig = \"c\"\nfragments = [\"k/base.config\"]\n\n[build]",
+        );
+        text = text
+            .replace("version = \"1.9.0\"\n", "version = \"1.9.0\"\nfiles = [\"k/base.config\"]\n");
+        if flavours {
+            text.push_str("\n[flavours.kvm]\nfragments = [\"k/kvm.config\"]\nappend-env = { FRAGMENTS = \"k/kvm.config\" }\n[flavours.bpf]\nfragments = [\"k/bpf.config\"]\n[matrix]\nexclude = [{ version = \"2.1\", flavour = \"bpf\", reason = \"not this one\" }]\n");
+        }
+        std::fs::write(&path, text).unwrap();
+        Graph::load(d).unwrap()
+    }
+
+    #[test]
+    fn flavours_are_cells_that_leave_every_other_node_alone() {
+        let t = tempfile::tempdir().unwrap();
+        let plain = flavoured(t.path(), false);
+        let g = flavoured(t.path(), true);
+        // Every node the recipe had before is defined as before.
+        for (name, l) in &plain.recipes {
+            assert_eq!(g.recipes[name].identity, l.identity, "{name}");
+        }
+        // A cell per version and flavour, and the layout over each.
+        for n in ["k+kvm", "k+bpf", "k@2.1+kvm", "k@2.1+bpf", "layout+kvm", "layout@2.1+kvm"] {
+            assert!(g.recipes.contains_key(n), "{n}: {:?}", g.recipes.keys().collect::<Vec<_>>());
+        }
+        let kvm = &g.recipes["k@2.1+kvm"];
+        assert_eq!(kvm.recipe.version, "2.1.5");
+        assert_eq!(kvm.recipe.files, ["k/base.config", "k/kvm.config"]);
+        assert_eq!(
+            kvm.recipe.kconfig.as_ref().unwrap().fragments,
+            ["k/base.config", "k/kvm.config"]
+        );
+        assert_eq!(kvm.recipe.env["FRAGMENTS"], "k/kvm.config");
+        assert_ne!(kvm.identity, g.recipes["k@2.1"].identity);
+        assert_ne!(g.recipes["k+kvm"].identity, g.recipes["k+bpf"].identity);
+        // Dependencies follow the cell; tags get the flavour.
+        assert_eq!(g.dep_node("layout@2.1+kvm", "k"), "k@2.1+kvm");
+        assert_eq!(g.dep_node("layout+bpf", "k"), "k+bpf");
+        let tags = |n: &str| g.recipes[n].recipe.oci.clone().unwrap().tags;
+        assert_eq!(tags("layout@2.1+kvm"), ["2.1.5-kvm", "latest-kvm"]);
+        assert_eq!(tags("layout+kvm"), ["1.9.0-kvm"]);
+        assert_eq!(tags("layout@2.1"), ["2.1.5", "latest"]);
+        // The excluded cell, and what is over it, are unavailable with the reason.
+        for n in ["k@2.1+bpf", "layout@2.1+bpf"] {
+            let why = g.recipes[n].recipe.unavailable.clone().unwrap_or_default();
+            assert!(
+                why.contains("excluded from the matrix") && why.contains("not this one"),
+                "{n}: {why}"
+            );
+        }
+        assert!(g.recipes["k+bpf"].recipe.unavailable.is_none());
+        let e = format!("{:#}", g.get("k+btf").unwrap_err());
+        assert!(
+            e.contains("no recipe has a flavour btf (NAME+FLAVOUR: FLAVOUR one of bpf, kvm)"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use crate::model::graph::Graph;
 use crate::model::manifest::Manifest;
 use crate::model::project::Project;
+use crate::model::recipe::Cell;
 use anyhow::{Context, Result};
 use reprovm_fs::util;
 use serde::{Deserialize, Serialize};
@@ -48,40 +49,43 @@ pub(crate) struct PinnedOutput {
 }
 
 /// The targets a command is about: those named, or every published output:
-/// [`DEFAULT_TARGETS`], and for each other version of one of them (`kernel@6.18`) that
-/// version and the published OCI images built directly over it
-/// (`firecracker-kernel-bin-oci@6.18`), as Liquid Metal publishes an image per kernel.
+/// [`DEFAULT_TARGETS`] (those the architecture can build), and for each other cell of one of
+/// them (`kernel@6.18`, `kernel+kvm`, `kernel@6.18+kvm`: `[versions]` × `[flavours]`) that
+/// cell and the published OCI images built directly over it (`firecracker-kernel-bin-oci+kvm`),
+/// as Liquid Metal and edera publish an image per kernel version and flavour.
 pub(crate) fn targets_or_default(graph: &Graph, targets: &[String]) -> Vec<String> {
     if !targets.is_empty() {
         return targets.to_vec();
     }
-    // Another architecture publishes what its recipes can build, at the default version.
-    if !graph.arch.is_default() {
-        return DEFAULT_TARGETS
-            .iter()
-            .filter(|t| graph.recipes.get(**t).is_some_and(|l| l.recipe.unavailable.is_none()))
-            .map(|s| s.to_string())
-            .collect();
-    }
-    let mut out: Vec<String> = DEFAULT_TARGETS.iter().map(|s| s.to_string()).collect();
-    out.extend(other_versions(graph));
+    let mut out: Vec<String> = DEFAULT_TARGETS
+        .iter()
+        .filter(|t| graph.recipes.get(**t).is_some_and(|l| l.recipe.unavailable.is_none()))
+        .map(|s| s.to_string())
+        .collect();
+    out.extend(other_cells(graph));
     out
 }
 
-/// The published outputs at another version than the default (see [`targets_or_default`]).
-pub(crate) fn other_versions(graph: &Graph) -> Vec<String> {
+/// The published outputs at another cell than the default (see [`targets_or_default`]),
+/// leaving out what this architecture cannot build and what `[matrix] exclude` leaves out.
+pub(crate) fn other_cells(graph: &Graph) -> Vec<String> {
     let mut out = Vec::new();
     for (node, l) in &graph.recipes {
-        let (Some((base, key)), Some(variant)) = (node.split_once('@'), &l.variant) else {
-            continue;
-        };
-        if !DEFAULT_TARGETS.contains(&base) || key != variant {
+        let (base, cell) = Cell::of(node);
+        if cell.is_default() || !DEFAULT_TARGETS.contains(&base) || l.cell != cell {
             continue;
         }
-        let versioned =
-            |n: &str| graph.recipes.get(n).is_some_and(|r| r.template.versions.contains_key(key));
-        if versioned(base) || (l.recipe.oci.is_some() && l.recipe.deps.iter().any(|d| versioned(d)))
-        {
+        if l.recipe.unavailable.is_some() {
+            continue;
+        }
+        let has_cell = |n: &str| {
+            graph.recipes.get(n).is_some_and(|r| {
+                let t = &r.template;
+                cell.version.as_ref().is_none_or(|k| t.versions.contains_key(k))
+                    && cell.flavour.as_ref().is_none_or(|f| t.flavours.contains_key(f))
+            })
+        };
+        if has_cell(base) || (l.recipe.oci.is_some() && l.recipe.deps.iter().any(|d| has_cell(d))) {
             out.push(node.clone());
         }
     }

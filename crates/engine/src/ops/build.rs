@@ -78,7 +78,7 @@ pub fn build_target(ctx: &RunContext, target: &str, opts: &BuildOptions) -> Resu
         // The published targets' results are `out/hd.img`, `out/bzImage`, ...; any other
         // recipe's (`hd-image-net`, a user's own image) go to `out/targets/NAME/`, so that
         // building it never replaces what `run` and `boot-test` boot by default.
-        let recipe = graph.resolve(target).split('@').next().unwrap_or(target);
+        let (recipe, _) = crate::model::recipe::Cell::of(graph.resolve(target));
         let results_dir = if crate::model::pins::DEFAULT_TARGETS.contains(&recipe) {
             ctx.project.results_dir()
         } else {

@@ -12,6 +12,7 @@ pub mod context;
 pub mod diff;
 pub mod fetch;
 pub mod gc;
+pub mod matrix;
 pub mod menuconfig;
 pub mod multiarch;
 pub mod new_recipe;

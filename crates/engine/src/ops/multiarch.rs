@@ -88,6 +88,56 @@ pub fn write(ctx: &mut RunContext, target: &str, pin: bool) -> Result<PathBuf> {
     Ok(dest)
 }
 
+/// One index of `multiarch --matrix`: the merged layout and the repository it is published to.
+#[derive(Debug, Clone)]
+pub struct MatrixIndex {
+    /// `firecracker-kernel-bin-oci@6.18+kvm`.
+    pub target: String,
+    /// The image's repository name: the recipe's without `-oci` (`firecracker-kernel-bin`);
+    /// every cell of the matrix is a tag in it (`6.18.15-kvm`).
+    pub repository: String,
+    pub tags: Vec<String>,
+    pub dir: PathBuf,
+}
+
+/// `multiarch --matrix`: every multi-architecture index of the build matrix (`plan
+/// --matrix`), each built (or, with `--substitute-only`, substituted) for every architecture,
+/// merged and compared with its pin (or pinned). Refuses an unpinned index before building.
+pub fn write_matrix(ctx: &mut RunContext, pin: bool) -> Result<Vec<MatrixIndex>> {
+    let m = crate::ops::matrix::matrix(ctx, &[])?;
+    anyhow::ensure!(
+        !m.indexes.is_empty(),
+        "the recipes' matrix has no multi-architecture index: no published OCI recipe over a recipe with [versions] or [flavours] builds on every architecture"
+    );
+    if !pin {
+        let missing: Vec<&str> =
+            m.indexes.iter().filter(|i| !i.pinned).map(|i| i.target.as_str()).collect();
+        anyhow::ensure!(
+            missing.is_empty(),
+            "{} not in {}: check the layouts and run `cargo xtask multiarch --matrix --pin`",
+            missing.join(", "),
+            ctx.project.pins.join("multiarch.toml").display()
+        );
+    }
+    let mut out = Vec::new();
+    for i in m.indexes {
+        let dir = write(ctx, &i.target, pin)?;
+        out.push(MatrixIndex {
+            repository: repository_of(&i.target),
+            target: i.target,
+            tags: i.tags,
+            dir,
+        });
+    }
+    Ok(out)
+}
+
+/// The repository an OCI target is published to: its recipe's name without `-oci`.
+pub fn repository_of(target: &str) -> String {
+    let (base, _) = crate::model::recipe::Cell::of(target);
+    base.strip_suffix("-oci").unwrap_or(base).to_string()
+}
+
 pub(crate) fn read_pins(path: &Path) -> Result<MultiarchPins> {
     match std::fs::read_to_string(path) {
         Ok(text) => toml::from_str(&text)

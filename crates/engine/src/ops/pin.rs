@@ -72,7 +72,7 @@ pub fn pin_debian(
         if !recipes.is_empty() {
             graph.require_targets(recipes)?;
         }
-        for (name, l) in graph.recipes.iter().filter(|(n, _)| !n.contains('@')) {
+        for (name, l) in graph.recipes.iter().filter(|(n, _)| crate::model::graph::is_base(n)) {
             let wanted = recipes.is_empty() || recipes.contains(name);
             let has = l.recipe.rootfs.as_ref().is_some_and(|r| !r.debian.is_empty());
             if !wanted || !has || l.recipe.unavailable.is_some() {

@@ -22,6 +22,8 @@ pub struct TargetInfo {
     pub architectures: Vec<String>,
     /// Its default version first, then the keys of its other versions (`build NAME@KEY`).
     pub versions: Vec<String>,
+    /// Its flavours (`build NAME+FLAVOUR`).
+    pub flavours: Vec<String>,
     /// Published by default (`audit`, `pin outputs` and `attest` with no target).
     pub published: bool,
     /// The files it makes: its pinned output files where it has a pin (x86_64; an OCI
@@ -40,7 +42,7 @@ pub fn targets(ctx: &RunContext) -> Result<Vec<TargetInfo>> {
     let pins = read_pins(&ctx.project)?;
     let (_, default) = &graphs[0];
     let mut out = Vec::new();
-    for (name, l) in default.recipes.iter().filter(|(n, _)| !n.contains('@')) {
+    for (name, l) in default.recipes.iter().filter(|(n, _)| crate::model::graph::is_base(n)) {
         let architectures = graphs
             .iter()
             .filter(|(_, g)| g.recipes.get(name).is_some_and(|l| l.recipe.unavailable.is_none()))
@@ -61,6 +63,7 @@ pub fn targets(ctx: &RunContext) -> Result<Vec<TargetInfo>> {
             description: l.recipe.description.clone(),
             architectures,
             versions,
+            flavours: l.template.flavours.keys().cloned().collect(),
             published: DEFAULT_TARGETS.contains(&name.as_str()),
             outputs,
             tags,
@@ -86,6 +89,9 @@ pub fn render(targets: &[TargetInfo]) -> String {
             t.description,
             if t.published { "" } else { " (not published)" }
         );
+        if !t.flavours.is_empty() {
+            let _ = writeln!(s, "{:width$}  flavours {}", "", t.flavours.join(", "));
+        }
         let shown: Vec<&str> = t.outputs.iter().take(4).map(String::as_str).collect();
         let more = t.outputs.len().saturating_sub(shown.len());
         let _ = writeln!(

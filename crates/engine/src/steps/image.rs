@@ -147,7 +147,13 @@ mod tests {
         let recipe = crate::model::recipe::parse(&path, text, "hd.toml").unwrap();
         // Recipes refuse such a label; the script does not rely on it.
         let spec = ImageSpec { label: "it's".into(), ..recipe.image.clone().unwrap() };
-        let l = crate::model::recipe::Loaded::new(recipe, path, text.into(), None, text.into());
+        let l = crate::model::recipe::Loaded::new(
+            recipe,
+            path,
+            text.into(),
+            Default::default(),
+            text.into(),
+        );
         let s = mke2fs_script(&l, &spec, &host, &tar, "$OUT/root fs.tar", 1, Path::new("/b d"))
             .unwrap();
         let words: Vec<String> = s

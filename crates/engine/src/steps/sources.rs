@@ -53,7 +53,8 @@ pub(crate) fn list(
         let l = graph.get(&name)?;
         // A Debian lock is the recipe's: listed once, under its name, not again under each
         // node over another version (`rootfs-net@6.18`).
-        let debs = if name.contains('@') { Vec::new() } else { debs_for(l, project)? };
+        let debs =
+            if !crate::model::graph::is_base(&name) { Vec::new() } else { debs_for(l, project)? };
         for w in wants_for(&l.recipe, project).into_iter().chain(debs) {
             out.push(SourceListing {
                 recipe: name.clone(),

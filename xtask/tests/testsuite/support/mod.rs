@@ -374,3 +374,37 @@ pub fn guest_ssh(port: u16, key: &Path, cmd: &str) -> (bool, String) {
         format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     (o.status.success(), text)
 }
+
+/// The validators (check-jsonschema, actionlint, the CycloneDX and SLSA readers), installed
+/// from tests/python/requirements.txt (every wheel pinned by sha256) into a virtual
+/// environment named by that file's hash; tests running at once make it once (a lock).
+pub fn validators() -> PathBuf {
+    let req = repo().join("tests/python/requirements.txt");
+    let hash = registry::sha256_hex(&std::fs::read(&req).unwrap());
+    let base = repo().join("out/validators");
+    std::fs::create_dir_all(&base).unwrap();
+    let lock = std::fs::File::create(base.join(".lock")).unwrap();
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a file this function holds open; released when `lock` is dropped.
+    assert_eq!(
+        unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) },
+        0,
+        "locking out/validators"
+    );
+    let venv = base.join(&hash[..16]);
+    if venv.join("ready").is_file() {
+        return venv;
+    }
+    let _ = std::fs::remove_dir_all(&venv);
+    let status = Command::new("python3").arg("-m").arg("venv").arg(&venv).status().unwrap();
+    assert!(status.success(), "python3 -m venv {} failed", venv.display());
+    let status = Command::new(venv.join("bin/pip"))
+        .args(["install", "--quiet", "--disable-pip-version-check", "--require-hashes"])
+        .args(["--no-deps", "-r"])
+        .arg(&req)
+        .status()
+        .unwrap();
+    assert!(status.success(), "pip install -r {} failed", req.display());
+    std::fs::write(venv.join("ready"), b"").unwrap();
+    venv
+}

@@ -58,6 +58,13 @@ pub(crate) struct Recipe {
     /// version and sources, and every recipe over it has a `@KEY` node too (`model::graph`).
     #[serde(default)]
     pub versions: BTreeMap<String, OtherVersion>,
+    /// Named sets of kernel config fragments over the recipe's own (`[flavours.kvm]`):
+    /// `NAME+FLAVOUR` nodes (`model::graph`).
+    #[serde(default)]
+    pub flavours: BTreeMap<String, Flavour>,
+    /// The cells of the recipe's matrix that are left out (`[matrix] exclude`).
+    #[serde(default)]
+    pub matrix: Matrix,
     /// Files from `recipes/` (configs, scripts) copied to /build/files; part of the input hash.
     #[serde(default)]
     pub files: Vec<String>,
@@ -118,6 +125,30 @@ impl Recipe {
         } else {
             "package"
         }
+    }
+
+    /// The recipe as its flavour `name` makes it: the flavour's fragments appended to
+    /// `files` and `[kconfig] fragments`, its `append-env` values to `[env]`; no flavours left.
+    pub(crate) fn with_flavour(&self, name: &str) -> Recipe {
+        let mut r = self.clone();
+        r.flavours.clear();
+        let Some(f) = self.flavours.get(name) else { return r };
+        for frag in &f.fragments {
+            if !r.files.contains(frag) {
+                r.files.push(frag.clone());
+            }
+            if let Some(k) = &mut r.kconfig {
+                k.fragments.push(frag.clone());
+            }
+        }
+        for (k, v) in &f.append_env {
+            let value = r.env.entry(k.clone()).or_default();
+            if !value.is_empty() {
+                value.push(' ');
+            }
+            value.push_str(v);
+        }
+        r
     }
 
     /// The recipe's SOURCE_DATE_EPOCH (its `[env]` value, validated at parse time).
@@ -311,6 +342,52 @@ pub fn merge_table(base: &mut toml::Table, over: &toml::Table) {
     }
 }
 
+/// Where a node is in its recipe's matrix: at the default version or a `[versions]` key, and
+/// without a flavour or with one. The node's name is the recipe's and [`Cell::suffix`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct Cell {
+    /// The `[versions]` key (`6.18`), or the default version.
+    pub version: Option<String>,
+    /// The `[flavours]` name (`kvm`), or none (the `default` flavour).
+    pub flavour: Option<String>,
+}
+
+/// The flavour of a node without one, as `plan --matrix` and `[matrix] exclude` name it.
+pub(crate) const DEFAULT_FLAVOUR: &str = "default";
+
+impl Cell {
+    /// `@6.18`, `+kvm`, `@6.18+kvm`, or nothing for the recipe itself.
+    pub(crate) fn suffix(&self) -> String {
+        let mut s = String::new();
+        if let Some(v) = &self.version {
+            s.push('@');
+            s.push_str(v);
+        }
+        if let Some(f) = &self.flavour {
+            s.push('+');
+            s.push_str(f);
+        }
+        s
+    }
+
+    pub(crate) fn is_default(&self) -> bool {
+        self.version.is_none() && self.flavour.is_none()
+    }
+
+    /// The cell of a node name (`kernel@6.18+kvm`), with the recipe's name.
+    pub(crate) fn of(node: &str) -> (&str, Cell) {
+        let (rest, flavour) = match node.split_once('+') {
+            Some((r, f)) => (r, Some(f.to_string())),
+            None => (node, None),
+        };
+        let (base, version) = match rest.split_once('@') {
+            Some((b, v)) => (b, Some(v.to_string())),
+            None => (rest, None),
+        };
+        (base, Cell { version, flavour })
+    }
+}
+
 /// A node of the graph: a recipe (at one of its versions) together with where it came from.
 #[derive(Debug, Clone)]
 pub(crate) struct Loaded {
@@ -319,8 +396,9 @@ pub(crate) struct Loaded {
     pub path: PathBuf,
     /// The recipe file's text (error positions).
     pub text: String,
-    /// The `[versions]` key the node is at: `6.18` for `kernel@6.18` and `hd-image@6.18`.
-    pub variant: Option<String>,
+    /// The `[versions]` key and the flavour the node is at: `6.18` and `kvm` for
+    /// `kernel@6.18+kvm` and `hd-image@6.18+kvm`.
+    pub cell: Cell,
     /// What defines the node besides its files, sources and dependencies (its input hash and
     /// the OCI layouts' recipes digest read it): the file's text without its `[versions]`
     /// table, and the version the node is at.
@@ -336,26 +414,15 @@ impl Loaded {
         recipe: Recipe,
         path: PathBuf,
         text: String,
-        variant: Option<String>,
+        cell: Cell,
         identity: String,
     ) -> Loaded {
-        Loaded {
-            template: recipe.clone(),
-            recipe,
-            path,
-            text,
-            variant,
-            identity,
-            arch: Arch::X86_64,
-        }
+        Loaded { template: recipe.clone(), recipe, path, text, cell, identity, arch: Arch::X86_64 }
     }
 
-    /// The node's name in the graph: `kernel`, `kernel@6.18`, `hd-image@6.18`.
+    /// The node's name in the graph: `kernel`, `kernel@6.18`, `hd-image@6.18+kvm`.
     pub(crate) fn node(&self) -> String {
-        match &self.variant {
-            Some(key) => format!("{}@{key}", self.recipe.name),
-            None => self.recipe.name.clone(),
-        }
+        format!("{}{}", self.recipe.name, self.cell.suffix())
     }
 }
 

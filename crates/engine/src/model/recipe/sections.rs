@@ -176,3 +176,43 @@ pub(crate) struct IsoSpec {
 
 /// The forms `[uefi] formats` may name.
 pub(crate) const DISK_FORMATS: [&str; 6] = ["vhd", "vhdx", "vmdk", "ova", "qcow2", "box"];
+
+/// `[flavours.NAME]`: a named variant of a kernel recipe, its config fragments merged over the
+/// recipe's own. `NAME+FLAVOUR` (and `NAME@KEY+FLAVOUR`) is the recipe with `fragments`
+/// appended to `files` and to `[kconfig] fragments`, and each `append-env` value appended,
+/// after a space, to the recipe's `[env]` value of that name (`KERNEL_FRAGMENTS`). Every
+/// recipe over it has a `+FLAVOUR` node too, and an OCI layout's tags get `-FLAVOUR`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct Flavour {
+    /// One line for humans (`plan --matrix`, `targets`).
+    #[serde(default)]
+    pub description: String,
+    /// Fragment files (under recipes/), merged after the recipe's own, in this order.
+    pub fragments: Vec<String>,
+    /// Values appended (after a space) to the recipe's `[env]` values of the same name.
+    #[serde(default)]
+    pub append_env: BTreeMap<String, String>,
+}
+
+/// `[matrix]`: the cells (version × architecture × flavour) left out of the recipe's matrix.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct Matrix {
+    #[serde(default)]
+    pub exclude: Vec<Exclusion>,
+}
+
+/// One exclusion: the cells matching every field given (a missing field matches any value).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct Exclusion {
+    /// A `[versions]` key or a version (`6.1.176`, `6.18`).
+    pub version: Option<String>,
+    /// A flavour's name, or `default` for the recipe without one.
+    pub flavour: Option<String>,
+    /// An architecture (`x86_64`, `aarch64`).
+    pub arch: Option<String>,
+    /// Why: shown by `plan --matrix` and by a build of the cell.
+    pub reason: String,
+}

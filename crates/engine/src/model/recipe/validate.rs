@@ -40,6 +40,7 @@ pub(crate) fn validate(path: &Path, r: &Recipe) -> Result<(), Invalid> {
         }
     }
     validate_versions(r)?;
+    validate_flavours(r)?;
     validate_placeholders(r)?;
     for (n, f) in r.files.iter().enumerate() {
         tree_path(f, false)
@@ -278,6 +279,85 @@ fn validate_versions(r: &Recipe) -> Result<(), Invalid> {
     }
     if !r.versions.is_empty() && placeholders::has_any(&r.version) {
         return Err((vec![key("version")], "a recipe with [versions] has a plain version".into()));
+    }
+    Ok(())
+}
+
+/// `[flavours.NAME]`: names usable in a node name and a tag, fragments of a kernel recipe;
+/// `[matrix] exclude`: every field names a version, flavour or architecture the recipe has.
+fn validate_flavours(r: &Recipe) -> Result<(), Invalid> {
+    for (name, f) in &r.flavours {
+        let at = vec![key("flavours"), key(name)];
+        let name_ok = name.len() <= 32
+            && name.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !name_ok || name == super::DEFAULT_FLAVOUR {
+            return Err((at, format!("flavour `{name}`: 1 to 32 of a-z 0-9 -, starting with a letter, not `default` (it is used as `{}+{name}` and in tags)", r.name)));
+        }
+        if r.kconfig.is_none() {
+            return Err((
+                at,
+                "[flavours] are kernel config fragments: the recipe needs [kconfig]".into(),
+            ));
+        }
+        if f.fragments.is_empty() {
+            return Err((at, format!("flavours.{name}.fragments is empty")));
+        }
+        for (n, frag) in f.fragments.iter().enumerate() {
+            tree_path(frag, false).map_err(|e| {
+                (
+                    vec![key("flavours"), key(name), key("fragments"), index(n)],
+                    format!("file {e} inside recipes/"),
+                )
+            })?;
+        }
+    }
+    for (n, e) in r.matrix.exclude.iter().enumerate() {
+        let at = |k: &str| vec![key("matrix"), key("exclude"), index(n), key(k)];
+        if let Some(v) = &e.version {
+            let known = v == &r.version
+                || r.versions.contains_key(v)
+                || r.versions.values().any(|o| &o.version == v);
+            if !known {
+                let mut keys = vec![r.version.clone()];
+                keys.extend(r.versions.keys().cloned());
+                return Err((
+                    at("version"),
+                    format!(
+                        "matrix.exclude: `{}` has no version `{v}` (one of {})",
+                        r.name,
+                        keys.join(", ")
+                    ),
+                ));
+            }
+        }
+        if let Some(f) = &e.flavour {
+            if f != super::DEFAULT_FLAVOUR && !r.flavours.contains_key(f) {
+                let mut names = vec![super::DEFAULT_FLAVOUR.to_string()];
+                names.extend(r.flavours.keys().cloned());
+                return Err((
+                    at("flavour"),
+                    format!(
+                        "matrix.exclude: `{}` has no flavour `{f}` (one of {})",
+                        r.name,
+                        names.join(", ")
+                    ),
+                ));
+            }
+        }
+        if let Some(a) = &e.arch {
+            if crate::model::arch::Arch::from_name(a).is_none() {
+                let known: Vec<&str> =
+                    crate::model::arch::Arch::VALUES.iter().map(|(_, n, _)| *n).collect();
+                return Err((
+                    at("arch"),
+                    format!("matrix.exclude: no architecture `{a}` (one of {})", known.join(", ")),
+                ));
+            }
+        }
+        if e.reason.trim().is_empty() {
+            return Err((at("reason"), "matrix.exclude: say why (`reason`)".into()));
+        }
     }
     Ok(())
 }

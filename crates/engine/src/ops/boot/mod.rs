@@ -353,7 +353,14 @@ pub(crate) fn ssh(tools: &HostTools, port: u16, key: &Path, cmd: &str) -> Result
 
 /// `boot-test`: boot, log in with a key made now, run the checks, power off, within
 /// `timeout` seconds. Fails with the console log.
-pub fn boot_test(ctx: &RunContext, run: &BootOptions, timeout: u64) -> Result<BootReport> {
+/// `user_checks` are the user's commands (`boot-test --check`), run after the built-in ones; each
+/// must exit 0.
+pub fn boot_test(
+    ctx: &RunContext,
+    run: &BootOptions,
+    timeout: u64,
+    user_checks: &[String],
+) -> Result<BootReport> {
     check_options(ctx.project.arch, run)?;
     medium(&ctx.project, run)?;
     let (project, tools) = (&ctx.project, &HostTools::get(&ctx.project, &ctx.fetcher)?);
@@ -507,6 +514,14 @@ pub fn boot_test(ctx: &RunContext, run: &BootOptions, timeout: u64) -> Result<Bo
                 "df" => {}
                 _ => anyhow::ensure!(out.contains("dummy"), "dummy module not loaded"),
             }
+        }
+        for cmd in user_checks {
+            let (good, out) = ssh(tools, args.ssh_port, &key, cmd)?;
+            reprovm_fs::progress::say(&format!("boot-test: $ {cmd}\n{}", out.trim_end()));
+            report
+                .checks
+                .push(BootCheck { command: cmd.clone(), output: out.trim_end().to_string() });
+            anyhow::ensure!(good, "`{cmd}` (--check) failed in the guest: {}", out.trim());
         }
         let _ = ssh(tools, args.ssh_port, &key, "poweroff");
         let stop = Instant::now() + Duration::from_secs(120);

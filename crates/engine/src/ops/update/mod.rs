@@ -154,7 +154,7 @@ pub(super) struct Pin {
 /// Every source with a Debian origin, per node (a recipe and each of its `[versions]`).
 fn pins_of(graph: &Graph) -> Vec<Pin> {
     let mut out = Vec::new();
-    for (name, l) in graph.recipes.iter().filter(|(n, _)| !n.contains('@')) {
+    for (name, l) in graph.recipes.iter().filter(|(n, _)| crate::model::graph::is_base(n)) {
         let t = &l.template;
         let versions = std::iter::once((None, &t.sources))
             .chain(t.versions.iter().map(|(k, v)| (Some(k.clone()), &v.sources)));
