@@ -9,7 +9,8 @@ pub struct PlanArgs {
     pub targets: Vec<String>,
     /// The build matrix instead: one job per cell (version × architecture × flavour) with the
     /// targets it builds, what it needs, and whether its input hashes are pinned; the cells
-    /// left out; the multi-architecture indexes. `--json` is a CI matrix (`include`).
+    /// left out; the multi-architecture indexes. With `--json`, its `include` key is a CI
+    /// matrix (GitHub Actions' shape).
     #[arg(long)]
     pub matrix: bool,
     /// Machine-readable output.

@@ -478,8 +478,10 @@ fn the_farm_builds_each_cell_once_and_its_indexes_equal_the_pins() {
     }
     let toolchains = prepared.elapsed();
 
-    // The first job is run first alone, and its worker killed when its push sends its second
-    // manifest; what the registry then holds is compared with what the rerun leaves.
+    // The first job is run first alone on worker-1, and the worker killed when its push sends
+    // its second manifest; what the registry then holds is compared with what the rerun
+    // leaves. The rerun goes to worker-2, whose store has nothing of it: it substitutes what
+    // the killed push had finished and builds only the rest.
     let first = &jobs[0];
     let first_arch = first["arch"].as_str().unwrap().to_string();
     let first_targets = strings(&first["targets"]);
@@ -491,9 +493,12 @@ fn the_farm_builds_each_cell_once_and_its_indexes_equal_the_pins() {
         2,
         Box::new(move || {
             let pgid = p.load(std::sync::atomic::Ordering::SeqCst);
-            // SAFETY: kill(2) on the worker's own process group.
-            unsafe { libc::kill(-pgid, libc::SIGKILL) };
-            k.store(true, std::sync::atomic::Ordering::SeqCst);
+            // Never 0 (the test's own group): the worker's pid is stored before it can push.
+            if pgid > 0 {
+                // SAFETY: kill(2) on the worker's own process group.
+                unsafe { libc::kill(-pgid, libc::SIGKILL) };
+                k.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
         }),
     );
     let mut cut_env = env.clone();
@@ -516,6 +521,7 @@ fn the_farm_builds_each_cell_once_and_its_indexes_equal_the_pins() {
         "the push was not cut:\n{cut_text}"
     );
     let after_kill = registry_tags(&registry.storage);
+    assert!(!after_kill.is_empty(), "the push was cut before any entry was complete");
 
     let started = Instant::now();
     // (worker, arch, what it printed); the killed run's first.
@@ -526,7 +532,8 @@ fn the_farm_builds_each_cell_once_and_its_indexes_equal_the_pins() {
         let batch: Vec<&serde_json::Value> = queue.drain(..queue.len().min(2)).collect();
         let handles: Vec<_> = batch
             .iter()
-            .zip(&workers)
+            // The first batch's first job (the killed one) goes to worker-2.
+            .zip(workers.iter().rev())
             .map(|(j, w)| {
                 let arch = j["arch"].as_str().unwrap().to_string();
                 let mut args = vec!["cell".to_string(), arch.clone()];
@@ -573,7 +580,12 @@ fn the_farm_builds_each_cell_once_and_its_indexes_equal_the_pins() {
     assert_eq!(std::fs::read_to_string(root.join("pins/multiarch.toml")).unwrap(), pins);
     let (built, substituted) = did(&index_text, "");
     assert!(built.is_empty(), "the indexes job built {built:?}");
-    let substituted: BTreeSet<String> = substituted.into_iter().collect();
+    // Every image of every index substituted, once per architecture.
+    for i in m["indexes"].as_array().unwrap() {
+        let target = format!("{} ", i["target"].as_str().unwrap());
+        let times = substituted.iter().filter(|s| **s == target).count();
+        assert_eq!(times, 2, "{target}substituted {times} times:\n{index_text}");
+    }
 
     // Every cell built by exactly one worker.
     let mut built_by: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -587,25 +599,40 @@ fn the_farm_builds_each_cell_once_and_its_indexes_equal_the_pins() {
             built_by.entry(n).or_default().push(name.clone());
         }
     }
+    // The rerun of the killed job substituted what the killed push had finished; those nodes
+    // were built once (by the killed run), what it had not pushed twice (killed run, rerun).
+    let (rerun_built, rerun_substituted) = did(&logs[1].2, &first_arch);
+    assert_eq!(logs[1].0, "worker-2", "the rerun");
+    assert!(!rerun_substituted.is_empty(), "the rerun substituted nothing:\n{}", logs[1].2);
     for j in &jobs {
         for target in strings(&j["targets"]) {
             let cell = format!("{target} {}", j["arch"].as_str().unwrap());
             let by = built_by.get(&cell).cloned().unwrap_or_default();
-            assert_eq!(by.len(), 1, "{cell} built by {by:?}");
+            let expected = if rerun_built.contains(&cell) { 2 } else { 1 };
+            assert_eq!(by.len(), expected, "{cell} built by {by:?}");
+            assert!(!(rerun_substituted.contains(&cell) && rerun_built.contains(&cell)));
         }
     }
-    // The published tags: a tag per cell in the image's repository, indexes as pinned.
+    // The published tags: a tag per cell in the image's repository, indexes as pinned, and
+    // no other tag.
     let tags = registry_tags(&registry.storage);
     let pinned: toml::Table = pins.parse().unwrap();
-    for (target, by_tag) in &pinned {
+    let prefix = "farm/firecracker-kernel-bin/_manifests/tags/";
+    let mut want = BTreeMap::new();
+    for by_tag in pinned.values() {
         for (tag, digest) in by_tag.as_table().unwrap() {
-            let link = format!("farm/firecracker-kernel-bin/_manifests/tags/{tag}/current/link");
-            assert_eq!(tags.get(&link).map(String::as_str), digest.as_str(), "{target}:{tag}");
+            want.insert(
+                format!("{prefix}{tag}/current/link"),
+                digest.as_str().unwrap().to_string(),
+            );
         }
     }
+    let published: BTreeMap<String, String> =
+        tags.into_iter().filter(|(k, _)| k.starts_with(prefix)).collect();
+    assert_eq!(published, want, "the published tags are not the pinned indexes");
     eprintln!(
         "farm: {} jobs; per worker (built, substituted): {per_worker:?}; the indexes worker built \
-         nothing and substituted {} nodes; one process built the cells in {:.1} s, two workers \
+         nothing and substituted {} store entries; one process built the cells in {:.1} s, two workers \
          built and pushed them in {:.1} s (after {:.1} s making their toolchains)",
         jobs.len(),
         substituted.len(),

@@ -156,7 +156,7 @@ impl Graph {
                 excluded.push((
                     node.clone(),
                     format!(
-                        "excluded from the matrix ({}: [matrix] exclude): {}",
+                        "{EXCLUDED} ({}: [matrix] exclude): {}",
                         display_rel(
                             &l.path,
                             l.path.parent().and_then(Path::parent).unwrap_or(Path::new("/"))
@@ -545,6 +545,9 @@ impl Graph {
         Ok(order)
     }
 }
+
+/// How an excluded cell's `unavailable` reason starts.
+pub(crate) const EXCLUDED: &str = "excluded from the matrix";
 
 /// Whether a node name is a recipe's own (`kernel`), not a cell of it (`kernel@6.18+kvm`).
 pub(crate) fn is_base(node: &str) -> bool {

@@ -118,11 +118,12 @@ pub(crate) fn build(
     for n in order.iter().rev() {
         let l = graph.get(n)?;
         if let Some(why) = &l.recipe.unavailable {
-            bail!(
-                "{}: {n} is not built for {}: {why} (docs/guide/kernels-and-architectures.md)",
-                l.path.display(),
-                l.arch
-            );
+            let guide = if why.starts_with(crate::model::graph::EXCLUDED) {
+                "docs/guide/build-farm.md"
+            } else {
+                "docs/guide/kernels-and-architectures.md"
+            };
+            bail!("{}: {n} is not built for {}: {why} ({guide})", l.path.display(), l.arch);
         }
     }
     let lock = crate::model::store::store_exclusive(&project.out)?;

@@ -74,7 +74,7 @@ pub struct Index {
     pub target: String,
     /// Its tags (x86_64's layout's; every architecture's are the same).
     pub tags: Vec<String>,
-    /// Whether pins/multiarch.toml has its indexes.
+    /// Whether pins/multiarch.toml has an index for each of its tags, and for no other.
     pub pinned: bool,
 }
 
@@ -214,7 +214,12 @@ fn indexes(
             });
             if everywhere {
                 let tags = default.recipes[t].recipe.oci.as_ref().unwrap().tags.clone();
-                out.push(Index { target: t.clone(), tags, pinned: pins.contains_key(t) });
+                // Pinned: pins/multiarch.toml has an index for each of its tags, and no other.
+                let pinned = pins.get(t).is_some_and(|p| {
+                    p.keys().collect::<std::collections::BTreeSet<_>>()
+                        == tags.iter().collect::<std::collections::BTreeSet<_>>()
+                });
+                out.push(Index { target: t.clone(), tags, pinned });
             }
         }
     }

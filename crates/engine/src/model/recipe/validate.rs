@@ -303,6 +303,12 @@ fn validate_flavours(r: &Recipe) -> Result<(), Invalid> {
         if f.fragments.is_empty() {
             return Err((at, format!("flavours.{name}.fragments is empty")));
         }
+        if let Some(k) = f.append_env.keys().find(|k| !r.env.contains_key(*k)) {
+            return Err((
+                vec![key("flavours"), key(name), key("append-env"), key(k)],
+                format!("flavours.{name}.append-env: `{k}` is not in [env]; it appends to a value the recipe sets (e.g. KERNEL_FRAGMENTS)"),
+            ));
+        }
         for (n, frag) in f.fragments.iter().enumerate() {
             tree_path(frag, false).map_err(|e| {
                 (

@@ -521,7 +521,8 @@ pub fn boot_test(
             report
                 .checks
                 .push(BootCheck { command: cmd.clone(), output: out.trim_end().to_string() });
-            anyhow::ensure!(good, "`{cmd}` (--check) failed in the guest: {}", out.trim());
+            let last = out.trim().lines().last().unwrap_or("no output").to_string();
+            anyhow::ensure!(good, "`{cmd}` (--check) failed in the guest: {last}");
         }
         let _ = ssh(tools, args.ssh_port, &key, "poweroff");
         let stop = Instant::now() + Duration::from_secs(120);

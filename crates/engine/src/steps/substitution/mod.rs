@@ -123,7 +123,7 @@ impl Substituters {
                     };
                     progress::say(&format!(
                         "substituted {} {} [{}] from {}, signed by {signer}, in {}",
-                        r.name,
+                        node,
                         r.version,
                         &ih[..16],
                         c.text,
