@@ -49,8 +49,20 @@ pub(crate) fn list(
     project: &Project,
 ) -> Result<Vec<SourceListing>> {
     let mut out = Vec::new();
-    for name in recipe_names(graph, target)? {
+    let names = recipe_names(graph, target)?;
+    for name in &names {
+        let name = name.clone();
         let l = graph.get(&name)?;
+        // A flavour's sources are its version's (`kernel+kvm` builds `kernel`'s tarball):
+        // listed once, under the node without the flavour when that is listed too, as Nix's
+        // `allSources` has them.
+        if l.cell.flavour.is_some() {
+            let (base, cell) = crate::model::recipe::Cell::of(&name);
+            let plain = crate::model::recipe::Cell { flavour: None, ..cell };
+            if names.contains(&format!("{base}{}", plain.suffix())) {
+                continue;
+            }
+        }
         // A Debian lock is the recipe's: listed once, under its name, not again under each
         // node over another version (`rootfs-net@6.18`).
         let debs =
