@@ -218,6 +218,19 @@ pub(crate) fn write_pins(project: &Project, pins: &BTreeMap<String, PinnedOutput
     util::write_atomic(&project.outputs_pin(), body.as_bytes())
 }
 
+/// `pins/multiarch.toml`: per target, per tag, the digest of its image index.
+pub(crate) type MultiarchPins = BTreeMap<String, BTreeMap<String, String>>;
+
+/// `pins/multiarch.toml` (written by `multiarch --pin`); a missing file means no pins.
+pub(crate) fn read_multiarch_pins(path: &std::path::Path) -> Result<MultiarchPins> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => toml::from_str(&text)
+            .map_err(|e| anyhow::format_err!("{}: {}", path.display(), e.message())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

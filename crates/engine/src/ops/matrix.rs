@@ -204,7 +204,7 @@ fn indexes(
     graphs: &[(Arch, Project, Graph)],
     jobs: &[Job],
 ) -> Result<Vec<Index>> {
-    let pins = crate::ops::multiarch::read_pins(&project.pins.join("multiarch.toml"))?;
+    let pins = crate::model::pins::read_multiarch_pins(&project.pins.join("multiarch.toml"))?;
     let mut out = Vec::new();
     let (_, _, default) = &graphs[0];
     for job in jobs.iter().filter(|j| j.arch == Arch::X86_64.name()) {

@@ -24,8 +24,7 @@ use std::path::{Path, PathBuf};
 /// The architectures a multi-architecture layout carries, in its indexes' order.
 pub(crate) const ARCHES: [Arch; 2] = [Arch::X86_64, Arch::Aarch64];
 
-/// `pins/multiarch.toml`: per target, per tag, the digest of its image index.
-pub(crate) type MultiarchPins = BTreeMap<String, BTreeMap<String, String>>;
+use crate::model::pins::read_multiarch_pins as read_pins;
 
 /// Where the multi-architecture layout of `target` is written.
 pub(crate) fn layout_dir(out: &Path, target: &str) -> PathBuf {
@@ -136,15 +135,6 @@ pub fn write_matrix(ctx: &mut RunContext, pin: bool) -> Result<Vec<MatrixIndex>>
 pub fn repository_of(target: &str) -> String {
     let (base, _) = crate::model::recipe::Cell::of(target);
     base.strip_suffix("-oci").unwrap_or(base).to_string()
-}
-
-pub(crate) fn read_pins(path: &Path) -> Result<MultiarchPins> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => toml::from_str(&text)
-            .map_err(|e| anyhow::format_err!("{}: {}", path.display(), e.message())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-    }
 }
 
 /// The platform an image manifest says it is for (its config's architecture and variant).
