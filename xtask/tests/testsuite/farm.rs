@@ -244,6 +244,32 @@ fn a_malformed_matrix_entry_is_one_line_naming_it_and_an_excluded_cell_is_listed
         );
     }
     std::fs::write(&recipe, &good).unwrap();
+
+    // A cell that cannot have an option its flavour asks for (here the stand-in's configure
+    // drops it, as olddefconfig drops what a version or architecture lacks) fails its check,
+    // named.
+    std::fs::write(
+        &recipe,
+        good.replace(
+            "for f in $FRAGMENTS; do cat \"$REPROVM_BUILD/files/$f\"; done >",
+            "for f in $FRAGMENTS; do grep -v LACKED \"$REPROVM_BUILD/files/$f\" || true; done >",
+        ),
+    )
+    .unwrap();
+    std::fs::write(root.join("recipes/kernel/bpf.config"), "CONFIG_BPF=y\nCONFIG_LACKED=y\n")
+        .unwrap();
+    let (ok, text) = support::captured(
+        support::on_host(&root.join("recipes"), &out)
+            .env("REPROVM_ROOT", &root)
+            .args(["build", "kernel+bpf"]),
+    );
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("kernel configuration check of kernel+bpf for x86_64 at version 1.0")
+            && text.contains("CONFIG_LACKED"),
+        "{text}"
+    );
+    std::fs::write(&recipe, &good).unwrap();
     for (target, says) in [
         ("kernel+btf", "no recipe has a flavour btf (NAME+FLAVOUR: FLAVOUR one of bpf, kvm)"),
         ("kernel@3", "no recipe has a version 3 (NAME@KEY: KEY one of 2)"),

@@ -26,9 +26,10 @@ pub(crate) fn run(
             k.fragments.iter().map(|f| paths.build.join("files").join(f)).collect();
         kconfig::check_files(&paths.build.join(&k.config), &fragments).with_context(|| {
             format!(
-                "{}: kernel configuration check of {} at version {}",
+                "{}: kernel configuration check of {} for {} at version {}",
                 l.path.display(),
                 l.node(),
+                l.arch,
                 r.version
             )
         })?;
