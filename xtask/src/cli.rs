@@ -342,6 +342,15 @@ mod tests {
             &["xtask", "plan", "--matrix", "--json", "kernel"][..],
             &["xtask", "multiarch", "--matrix", "--pin", "http://127.0.0.1:5000/p"][..],
             &["xtask", "boot-test", "--check", "true", "--check", "test -b /dev/nbd0"][..],
+            &[
+                "xtask",
+                "verify",
+                "--image",
+                "http://127.0.0.1:5000/k:1",
+                "--trusted-attestation-key",
+                "k",
+            ][..],
+            &["xtask", "cache", "cosign-key", "ci.key"][..],
         ] {
             Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
         }

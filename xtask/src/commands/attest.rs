@@ -30,11 +30,17 @@ pub struct VerifyArgs {
     pub attestation_keys: Vec<PathBuf>,
     /// The outputs the statements are about: an output directory (files by path) or an OCI
     /// layout (manifests by tag).
-    #[arg(long, value_name = "DIR", required_unless_present = "signature_only")]
+    #[arg(long, value_name = "DIR", required_unless_present_any = ["signature_only", "image"])]
     pub against: Option<PathBuf>,
     /// Check only who signed the envelopes and that they hold Statements, not their subjects.
     #[arg(long, conflicts_with = "against")]
     pub signature_only: bool,
+    /// Check an image on a registry as cosign does (`REGISTRY/REPO:TAG` or `@sha256:…`;
+    /// `http://` for a registry on this machine without TLS): its cosign signature and its
+    /// SLSA provenance and CycloneDX attestations, as `push --sign-key` publishes them. Each
+    /// check is reported; the exit status is 1 when any is refused.
+    #[arg(long, value_name = "REF", conflicts_with_all = ["against", "signature_only", "envelopes"])]
+    pub image: Option<String>,
     /// Print the accepted envelopes as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -42,6 +48,33 @@ pub struct VerifyArgs {
 
 impl VerifyArgs {
     pub fn run(self) -> anyhow::Result<i32> {
+        if let Some(image) = &self.image {
+            let v = reprovm::ops::cosign::verify_image(image, &self.attestation_keys)?;
+            if self.json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                for c in &v.checks {
+                    match (&c.signer, &c.refused) {
+                        (Some(signer), _) => {
+                            println!("{}@{}: {}: signed by {signer}", image, v.digest, c.check)
+                        }
+                        (None, why) => println!(
+                            "{}@{}: {}: REFUSED: {}",
+                            image,
+                            v.digest,
+                            c.check,
+                            why.as_deref().unwrap_or_default()
+                        ),
+                    }
+                }
+            }
+            if !v.accepted() {
+                let refused = v.checks.iter().filter(|c| c.refused.is_some()).count();
+                eprintln!("error: {image}: {refused} of {} checks refused", v.checks.len());
+                return Ok(1);
+            }
+            return Ok(0);
+        }
         let verified = reprovm::ops::attest::verify(&reprovm::ops::attest::VerifyOptions {
             envelopes: self.envelopes,
             trusted_keys: self.attestation_keys,

@@ -23,7 +23,8 @@ pub enum CacheCommand {
         sign_key: Option<PathBuf>,
     },
     /// Make an ed25519 key pair in Nix's format: FILE (secret, 0600) and the public key
-    /// beside it, FILE with its extension replaced by `.pub` (`ci.key` gives `ci.pub`).
+    /// beside it, FILE with its extension replaced by `.pub` (`ci.key` gives `ci.pub`), and
+    /// that public key as cosign reads it, by `.pub.pem` (`ci.pub.pem`).
     Keygen {
         /// Where the secret key goes (e.g. ci.key; the public key beside it, ci.pub).
         #[arg(value_name = "FILE")]
@@ -32,6 +33,13 @@ pub enum CacheCommand {
         /// extension).
         #[arg(long)]
         name: Option<String>,
+    },
+    /// Print the PEM public key `cosign verify --key` reads, of a key `cache keygen` wrote
+    /// (the secret key or the public one).
+    CosignKey {
+        /// The secret key (ci.key) or public key (ci.pub).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
     },
 }
 
@@ -49,10 +57,14 @@ impl CacheArgs {
                 let public = reprovm::ops::cache_push::keygen(&name, &file)?;
                 println!("{public}");
                 reprovm_fs::progress::say(&format!(
-                    "secret key {} (keep it), public key {} (give it to --trusted-cache-key and verify --trusted-attestation-key)",
+                    "secret key {} (keep it), public key {} (give it to --trusted-cache-key and verify --trusted-attestation-key), and {} (give it to cosign verify --key)",
                     file.display(),
-                    file.with_extension("pub").display()
+                    file.with_extension("pub").display(),
+                    file.with_extension("pub.pem").display()
                 ));
+            }
+            CacheCommand::CosignKey { file } => {
+                print!("{}", reprovm::ops::cache_push::cosign_key(&file)?);
             }
             CacheCommand::Push { mut targets_then_reference, sign_key } => {
                 if targets_then_reference.len() < 2 {

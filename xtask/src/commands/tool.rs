@@ -6,7 +6,7 @@ pub struct ToolArgs {
     #[arg(long, conflicts_with = "argv")]
     pub list: bool,
     /// The program (qemu-system-x86_64, qemu-img, ssh, skopeo, umoci, unsquashfs, sgdisk, ...,
-    /// and sqv and sq of pins/archive.lock) and its arguments.
+    /// sqv and sq of pins/archive.lock, cosign of pins/cosign.lock) and its arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required_unless_present = "list")]
     pub argv: Vec<String>,
 }

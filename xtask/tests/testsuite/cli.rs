@@ -148,6 +148,30 @@ fn files_and_directories_are_checked_before_any_work() {
     let secret = t.path().join("k.pub");
     check(&["cache", "keygen", secret.to_str().unwrap()], "its own public key");
     assert!(!secret.exists(), "a secret key was written to k.pub");
+    // cosign's key and image checks: bad input is one line, before any request.
+    let not_a_key = t.path().join("not-a-key");
+    std::fs::write(&not_a_key, "ci:AAAA\n").unwrap();
+    check(
+        &["cache", "cosign-key", not_a_key.to_str().unwrap()],
+        "neither a secret key (64) nor a public key (32)",
+    );
+    check(&["cache", "cosign-key", "/no/such.key"], "reading /no/such.key");
+    check(
+        &["verify", "--image", "127.0.0.1:9/r:t", "--trusted-attestation-key", "/no/such.pub"],
+        "reading /no/such.pub",
+    );
+    let public = t.path().join("v.pub");
+    std::fs::write(&public, "v:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n").unwrap();
+    check(
+        &[
+            "verify",
+            "--image",
+            "http://registry.example/r:t",
+            "--trusted-attestation-key",
+            public.to_str().unwrap(),
+        ],
+        "plain HTTP is only for registries on this machine",
+    );
     // A pull creates no directory but its layout.
     let into = t.path().join("no/such/dir");
     check(

@@ -20,6 +20,7 @@ mod attest;
 mod cache;
 mod cli;
 mod cluster;
+mod cosign;
 mod farm;
 mod full;
 mod grow;

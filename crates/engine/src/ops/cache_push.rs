@@ -14,9 +14,15 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 /// `cache keygen FILE --name NAME`: a new signing key, its secret half in `file` and its
-/// public half beside it (`.pub`); returns the public key's text.
+/// public half beside it (`.pub`, and `.pub.pem` for cosign); returns the public key's text.
 pub fn keygen(name: &str, file: &std::path::Path) -> Result<String> {
     keys::generate(name, file)
+}
+
+/// `cache cosign-key FILE`: the PEM public key cosign reads (`cosign verify --key`) of a secret
+/// or public key file written by `cache keygen`.
+pub fn cosign_key(file: &std::path::Path) -> Result<String> {
+    keys::public_pem(file)
 }
 
 /// `cache push`: TARGET's closure (built where missing) and its sources and .debs, signed

@@ -9,6 +9,7 @@ pub mod build;
 pub mod cache_push;
 pub mod cluster;
 pub mod context;
+pub mod cosign;
 pub mod diff;
 pub mod fetch;
 pub mod gc;

@@ -84,11 +84,12 @@ pub fn push_target(
     push(&registry, &layout, &parsed, extra_tag)?;
     if envelopes.is_empty() {
         progress::say(
-            "no attestations attached (push --sign-key KEY attaches a signed provenance and SBOM)",
+            "no attestations attached (push --sign-key KEY attaches a signed provenance and SBOM, and cosign's signature)",
         );
         return Ok(());
     }
-    // Every image of the layout (not its own referrers) gets both.
+    // Every image of the layout (not its own referrers) gets both, as OCI 1.1 referrers and in
+    // cosign's tag scheme with cosign's signature (`ops::cosign`).
     let mut images = BTreeSet::new();
     for d in layout
         .manifests()
@@ -100,15 +101,14 @@ pub fn push_target(
     {
         let m: ImageManifest = serde_json::from_slice(&layout.blob(&d)?)?;
         if m.subject.is_none() && images.insert(d.digest.clone()) {
+            let mut for_cosign = Vec::new();
             for (artifact_type, predicate_type, env) in &envelopes {
-                attach(
-                    &registry,
-                    &parsed,
-                    &d,
-                    artifact_type,
-                    predicate_type,
-                    &serde_json::to_vec(env)?,
-                )?;
+                let bytes = serde_json::to_vec(env)?;
+                attach(&registry, &parsed, &d, artifact_type, predicate_type, &bytes)?;
+                for_cosign.push((*predicate_type, bytes));
+            }
+            if let Some(key) = &key {
+                crate::ops::cosign::publish(&registry, &parsed, key, &d, &for_cosign)?;
             }
         }
     }

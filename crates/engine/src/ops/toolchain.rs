@@ -48,9 +48,13 @@ pub fn host_tool_programs(ctx: &RunContext) -> Result<Vec<String>> {
     HostTools::get(&ctx.project, &ctx.fetcher)?.programs()
 }
 
-/// `tool PROGRAM ARGS`: the command running the pinned host tool `program` (pins/tools.lock,
-/// or, for the archive's verifier and sq, pins/archive.lock) with `args`.
+/// `tool PROGRAM ARGS`: the command running the pinned host tool `program` (pins/tools.lock;
+/// for the archive's verifier and sq, pins/archive.lock; for cosign, pins/cosign.lock) with
+/// `args`.
 pub fn host_tool(ctx: &RunContext, program: &str, args: &[String]) -> Result<Command> {
+    if program == "cosign" {
+        return HostTools::cosign(&ctx.project, &ctx.fetcher)?.command_with_args(program, args);
+    }
     let tools = HostTools::get(&ctx.project, &ctx.fetcher)?;
     let tools = match tools.has(program) {
         true => tools,

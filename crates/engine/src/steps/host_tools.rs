@@ -45,6 +45,11 @@ impl HostTools {
         Self::of_set(project, fetcher, PackageSet::Archive)
     }
 
+    /// Sigstore's cosign (`pins/cosign.lock`), materialised and run like the host tools.
+    pub(crate) fn cosign(project: &Project, fetcher: &Fetcher) -> Result<HostTools> {
+        Self::of_set(project, fetcher, PackageSet::Cosign)
+    }
+
     fn of_set(project: &Project, fetcher: &Fetcher, set: PackageSet) -> Result<HostTools> {
         let found = toolchain::find_or_ensure_set(project, fetcher, set)?;
         Ok(HostTools { root: found.root, label: found.version_label })

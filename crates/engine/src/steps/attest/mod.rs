@@ -180,6 +180,7 @@ pub(crate) fn subjects(target: &BuiltNode, out: &Path) -> Result<Vec<ResourceDes
     Ok(out_subjects)
 }
 
+pub(crate) mod cosign;
 mod dsse;
 mod provenance;
 mod sbom;

@@ -46,8 +46,9 @@ fn read_key_file(path: &Path) -> Result<(String, Vec<u8>)> {
     Ok((name.to_string(), bytes))
 }
 
-/// Make a key pair named `name`: the secret key at `path` (mode 0600, never overwritten) and
-/// the public key at `path.pub`. Returns the public key line.
+/// Make a key pair named `name`: the secret key at `path` (mode 0600, never overwritten), the
+/// public key at `path.pub`, and the public key as cosign reads it (PEM) at `path.pub.pem`.
+/// Returns the public key line.
 pub(crate) fn generate(name: &str, path: &Path) -> Result<String> {
     check_name(name)?;
     let rng = ring::rand::SystemRandom::new();
@@ -66,7 +67,8 @@ pub(crate) fn generate(name: &str, path: &Path) -> Result<String> {
             path.display()
         );
     }
-    for p in [path, pub_path.as_path()] {
+    let pem_path = pem_path(path);
+    for p in [path, pub_path.as_path(), pem_path.as_path()] {
         if p.exists() {
             bail!("{} exists; keys are never overwritten (remove it first)", p.display());
         }
@@ -74,6 +76,7 @@ pub(crate) fn generate(name: &str, path: &Path) -> Result<String> {
     write_new(path, format!("{name}:{}\n", B64.encode(&secret)).as_bytes(), 0o600)?;
     let line = format!("{name}:{}", B64.encode(&public));
     write_new(&pub_path, format!("{line}\n").as_bytes(), 0o644)?;
+    write_new(&pem_path, pem_of(&public)?.as_bytes(), 0o644)?;
     Ok(line)
 }
 
@@ -209,9 +212,79 @@ pub(crate) fn verify(
     }
 }
 
+/// Check a bare signature (64 bytes, no key name: cosign's signatures name no key) over
+/// `message` against every trusted key; the key that verified it.
+pub(crate) fn verify_any(
+    trusted: &[PublicKey],
+    signature: &[u8],
+    message: &[u8],
+) -> Result<Signer, Untrusted> {
+    trusted
+        .iter()
+        .find(|k| UnparsedPublicKey::new(&ED25519, &k.bytes).verify(message, signature).is_ok())
+        .map(|k| Signer { name: k.name.clone(), fingerprint: k.fingerprint() })
+        .ok_or_else(|| Untrusted::BadSignature("any trusted key".into()))
+}
+
+/// The PEM (`-----BEGIN PUBLIC KEY-----`: an RFC 8410 SubjectPublicKeyInfo) of an ed25519
+/// public key, the form `cosign verify --key` reads.
+fn pem_of(public: &[u8]) -> Result<String> {
+    use ed25519::pkcs8::spki::der::pem::LineEnding;
+    use ed25519::pkcs8::EncodePublicKey;
+    let bytes: [u8; 32] = public.try_into().context("an ed25519 public key is 32 bytes")?;
+    ed25519::pkcs8::PublicKeyBytes(bytes)
+        .to_public_key_pem(LineEnding::LF)
+        .map_err(|e| anyhow::anyhow!("encoding the public key as PEM: {e}"))
+}
+
+/// The PEM public key of a key file: a secret key (`ci.key`) or a public key (`ci.pub`),
+/// told apart by their lengths (64 and 32 bytes).
+pub(crate) fn public_pem(path: &Path) -> Result<String> {
+    let (_, bytes) = read_key_file(path)?;
+    match bytes.len() {
+        64 => {
+            SecretKey::load(path)?;
+            pem_of(&bytes[32..])
+        }
+        32 => pem_of(&bytes),
+        n => bail!(
+            "{}: {n} bytes is neither a secret key (64) nor a public key (32) written by `cargo xtask cache keygen`",
+            path.display()
+        ),
+    }
+}
+
+/// Where `cache keygen FILE` writes the PEM public key: `FILE` with `.pub.pem`.
+pub(crate) fn pem_path(path: &Path) -> std::path::PathBuf {
+    path.with_extension("pub.pem")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pem_public_key_is_rfc_8410_and_bare_signatures_verify() {
+        let t = tempfile::tempdir().unwrap();
+        let k = t.path().join("k.key");
+        generate("k", &k).unwrap();
+        let pem = std::fs::read_to_string(t.path().join("k.pub.pem")).unwrap();
+        assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----\n"), "{pem}");
+        assert!(pem.ends_with("-----END PUBLIC KEY-----\n"), "{pem}");
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let (_, public) = read_key_file(&k.with_extension("pub")).unwrap();
+        // RFC 8410 section 4: SEQUENCE { SEQUENCE { OID 1.3.101.112 }, BIT STRING key }.
+        let mut want = vec![0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
+        want.extend_from_slice(&public);
+        assert_eq!(B64.decode(body).unwrap(), want);
+        assert_eq!(public_pem(&k).unwrap(), pem, "from the secret key");
+        assert_eq!(public_pem(&k.with_extension("pub")).unwrap(), pem, "from the public key");
+        let trusted = vec![PublicKey::load(&k.with_extension("pub")).unwrap()];
+        let sig = SecretKey::load(&k).unwrap().sign_raw(b"payload");
+        assert_eq!(verify_any(&trusted, &sig, b"payload").unwrap().name, "k");
+        assert!(verify_any(&trusted, &sig, b"other payload").is_err());
+        assert!(verify_any(&[], &sig, b"payload").is_err());
+    }
 
     #[test]
     fn sign_verify_and_every_refusal() {

@@ -196,7 +196,10 @@ pub(crate) fn materialize(
     }
     archive::check_links(&root, None, archive::Links::RootFileSystem)?;
     fixups(&root)?;
-    if matches!(set, super::PackageSet::Tools | super::PackageSet::Archive) {
+    if matches!(
+        set,
+        super::PackageSet::Tools | super::PackageSet::Archive | super::PackageSet::Cosign
+    ) {
         relative_links(&root)?;
     }
     if set == super::PackageSet::Vagrant {

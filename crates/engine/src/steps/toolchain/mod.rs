@@ -43,20 +43,24 @@ pub enum PackageSet {
     /// The Debian archive's keyring and the verifier of its signatures (sqv), and sq for the
     /// full tier's stand-in archive: `toolchain/archive.toml`, `pins/archive.lock`.
     Archive,
+    /// Sigstore's cosign (Debian trixie's 2.5), the full tier's second verifier of pushed
+    /// images' signatures and attestations: `toolchain/cosign.toml`, `pins/cosign.lock`.
+    Cosign,
 }
 
 impl PackageSet {
-    pub(crate) const ALL: [PackageSet; 6] = [
+    pub(crate) const ALL: [PackageSet; 7] = [
         PackageSet::Build,
         PackageSet::Nix,
         PackageSet::Tools,
         PackageSet::Vagrant,
         PackageSet::Aarch64,
         PackageSet::Archive,
+        PackageSet::Cosign,
     ];
 
     /// Every set with its name on the command line and what it is.
-    pub const VALUES: [(PackageSet, &'static str, &'static str); 6] = [
+    pub const VALUES: [(PackageSet, &'static str, &'static str); 7] = [
         (PackageSet::Build, "build", "the build toolchain: toolchain/packages.toml"),
         (PackageSet::Nix, "nix", "Nix for the full tier: toolchain/nix.toml"),
         (PackageSet::Tools, "tools", "the host tools: toolchain/tools.toml"),
@@ -71,6 +75,7 @@ impl PackageSet {
             "archive",
             "Debian's archive keyring and its verifier (sqv): toolchain/archive.toml",
         ),
+        (PackageSet::Cosign, "cosign", "Sigstore's cosign: toolchain/cosign.toml"),
     ];
 
     /// The toolchain that builds for `arch`.
@@ -97,6 +102,7 @@ impl PackageSet {
             PackageSet::Vagrant => "vagrant.toml",
             PackageSet::Aarch64 => "aarch64.toml",
             PackageSet::Archive => "archive.toml",
+            PackageSet::Cosign => "cosign.toml",
         })
     }
 
@@ -108,6 +114,7 @@ impl PackageSet {
             PackageSet::Vagrant => project.pins.join("vagrant.lock"),
             PackageSet::Aarch64 => project.pins.join("aarch64.lock"),
             PackageSet::Archive => project.pins.join("archive.lock"),
+            PackageSet::Cosign => project.pins.join("cosign.lock"),
         }
     }
 
@@ -119,6 +126,7 @@ impl PackageSet {
             PackageSet::Vagrant => "reprovm-vagrant",
             PackageSet::Aarch64 => "reprovm-toolchain-aarch64",
             PackageSet::Archive => "reprovm-debian-archive",
+            PackageSet::Cosign => "reprovm-cosign",
         }
     }
 }
@@ -390,6 +398,7 @@ fn locate_set(project: &Project, set: PackageSet) -> Result<(Toolchain, Vec<Lock
         PackageSet::Vagrant => "vagrant",
         PackageSet::Aarch64 => "gcc-12-aarch64-linux-gnu",
         PackageSet::Archive => "sqv",
+        PackageSet::Cosign => "cosign",
     };
     let version =
         lockf.packages.iter().find(|p| p.name == key).map(|p| format!("{key} {}", p.version));
