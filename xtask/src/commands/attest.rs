@@ -32,14 +32,17 @@ pub struct VerifyArgs {
     /// layout (manifests by tag).
     #[arg(long, value_name = "DIR", required_unless_present_any = ["signature_only", "image"])]
     pub against: Option<PathBuf>,
-    /// Check only who signed the envelopes and that they hold Statements, not their subjects.
+    /// Check only who signed the envelopes and that they hold Statements, not their subjects;
+    /// with --image, only the image's cosign signature (a multi-architecture tag that
+    /// `multiarch --sign-key` signed), not its attestations.
     #[arg(long, conflicts_with = "against")]
     pub signature_only: bool,
     /// Check an image on a registry as cosign does (`REGISTRY/REPO:TAG` or `@sha256:…`;
     /// `http://` for a registry on this machine without TLS): its cosign signature and its
     /// SLSA provenance and CycloneDX attestations, as `push --sign-key` publishes them. Each
-    /// check is reported; the exit status is 1 when any is refused.
-    #[arg(long, value_name = "REF", conflicts_with_all = ["against", "signature_only", "envelopes"])]
+    /// check is reported; a refused one fails the command (exit status 2), as any refusal
+    /// of `verify` does.
+    #[arg(long, value_name = "REF", conflicts_with_all = ["against", "envelopes"])]
     pub image: Option<String>,
     /// Print the accepted envelopes as JSON on stdout.
     #[arg(long)]
@@ -49,7 +52,11 @@ pub struct VerifyArgs {
 impl VerifyArgs {
     pub fn run(self) -> anyhow::Result<i32> {
         if let Some(image) = &self.image {
-            let v = reprovm::ops::cosign::verify_image(image, &self.attestation_keys)?;
+            let v = reprovm::ops::cosign::verify_image(
+                image,
+                &self.attestation_keys,
+                self.signature_only,
+            )?;
             if self.json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
@@ -70,8 +77,7 @@ impl VerifyArgs {
             }
             if !v.accepted() {
                 let refused = v.checks.iter().filter(|c| c.refused.is_some()).count();
-                eprintln!("error: {image}: {refused} of {} checks refused", v.checks.len());
-                return Ok(1);
+                anyhow::bail!("{image}: {refused} of {} checks refused", v.checks.len());
             }
             return Ok(0);
         }

@@ -21,6 +21,10 @@ pub struct MultiarchArgs {
     /// Speak plain HTTP to the registry (only to 127.0.0.1, ::1 or localhost).
     #[arg(long)]
     pub plain_http: bool,
+    /// After the push, sign every pushed tag (each image index) and each platform's image for
+    /// cosign (`cosign verify --key`) with this secret key (`cache keygen`).
+    #[arg(long, value_name = "KEY")]
+    pub sign_key: Option<std::path::PathBuf>,
 }
 
 impl MultiarchArgs {
@@ -39,11 +43,23 @@ impl MultiarchArgs {
         if let Some(reference) = &reference {
             reprovm::ops::publish::check_destination(reference, self.plain_http)?;
         }
+        if let Some(key) = &self.sign_key {
+            anyhow::ensure!(reference.is_some(), "--sign-key signs what is pushed: give a REF");
+            reprovm::ops::cosign::check_sign_key(key)?;
+        }
+        let sign = |dir: &std::path::Path, to: &str| -> anyhow::Result<()> {
+            if let Some(key) = &self.sign_key {
+                let n = reprovm::ops::cosign::sign_layout(dir, to, self.plain_http, key)?;
+                reprovm_fs::progress::say(&format!("signed {n} digests for cosign at {to}"));
+            }
+            Ok(())
+        };
         let Some(target) = target else {
             for index in reprovm::ops::multiarch::write_matrix(ctx, self.pin)? {
                 if let Some(reference) = &reference {
                     let to = format!("{}/{}", reference.trim_end_matches('/'), index.repository);
                     reprovm::ops::publish::push_layout(&index.dir, &to, self.plain_http)?;
+                    sign(&index.dir, &to)?;
                     println!("{} -> {to}:{}", index.target, index.tags.join(","));
                 } else {
                     println!("{}", index.dir.display());
@@ -54,6 +70,7 @@ impl MultiarchArgs {
         let dir = reprovm::ops::multiarch::write(ctx, &target, self.pin)?;
         if let Some(reference) = &reference {
             reprovm::ops::publish::push_layout(&dir, reference, self.plain_http)?;
+            sign(&dir, reference)?;
         }
         println!("{}", dir.display());
         Ok(0)

@@ -1,9 +1,10 @@
-//! Full tier: what `push --sign-key` publishes is what Sigstore's cosign verifies. The pinned
+//! What `push --sign-key` publishes is what Sigstore's cosign verifies. The pinned
 //! cosign (pins/cosign.lock, Debian trixie's 2.5) checks a kernel image (krata's) and the
 //! hd-image image pushed to Debian's docker-registry on 127.0.0.1, offline and with a key
 //! (`cosign verify --key`, `cosign verify-attestation --key --type slsaprovenance1|cyclonedx`),
 //! and `xtask verify --image` agrees with it on every case: the right key, another key, an
-//! altered attestation, a tag moved to other bytes, and a signature copied beside them.
+//! altered attestation, a tag moved to other bytes, and a signature copied beside them (full
+//! tier). The fast tier holds `verify --image` to its bounds against a hostile registry.
 
 use crate::support::{self, host_tools, repo, xtask_in_repo, xtask_ok as ok};
 use base64::Engine;
@@ -263,5 +264,96 @@ fn cosign_verifies_pushed_images_and_attestations_and_verify_agrees() {
         "{:<44} each: [verify, verify-attestation slsaprovenance1, cyclonedx]\n{}",
         "case",
         table.join("\n")
+    );
+}
+
+/// Fast tier: `verify --image` against a hostile registry. Every refusal is reported as a
+/// check, the command fails, and nothing it was told is too large is fetched.
+#[test]
+fn verify_image_bounds_what_a_hostile_registry_serves() {
+    use crate::support::registry::{FakeRegistry, Response};
+    let t = tempfile::tempdir().unwrap();
+    let key = t.path().join("ci.key");
+    ok(&["cache", "keygen", key.to_str().unwrap()]);
+    let public = key.with_extension("pub");
+    let reg = FakeRegistry::start();
+    let layer = |digest: &str, size: u64| {
+        serde_json::json!({
+            "mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
+            "digest": digest, "size": size,
+            "annotations": {"dev.cosignproject.cosign/signature": "AAAA"}
+        })
+    };
+    let manifest = |layers: Vec<serde_json::Value>| {
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2, "mediaType": MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": format!("sha256:{}", support::registry::sha256_hex(b"{}")), "size": 2},
+            "layers": layers
+        }))
+        .unwrap()
+    };
+    let (image, huge, lying) = {
+        let mut s = reg.state.lock().unwrap();
+        let image = s.put_manifest("r", "1", manifest(vec![]));
+        let hex = image.trim_start_matches("sha256:").to_string();
+        // The signature tag: one layer declaring 1 GiB. The attestations tag: 17 layers.
+        let huge = format!("sha256:{}", "1".repeat(64));
+        s.put_manifest("r", &format!("sha256-{hex}.sig"), manifest(vec![layer(&huge, 1 << 30)]));
+        let many = (0..17).map(|i| layer(&format!("sha256:{:064x}", i), 10)).collect();
+        s.put_manifest("r", &format!("sha256-{hex}.att"), manifest(many));
+        let lying = s.put_blob(b"a payload".to_vec());
+        (image, huge, lying)
+    };
+    let verify = |reference: &str, extra: &[&str]| {
+        let mut args = vec!["verify", "--image", reference, "--trusted-attestation-key"];
+        args.push(public.to_str().unwrap());
+        args.extend(["--json"]);
+        args.extend(extra);
+        let o = xtask_in_repo(&args);
+        assert_eq!(o.status.code(), Some(2), "{}", support::stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["refused"].as_str().unwrap_or("ACCEPTED").to_string())
+            .collect::<Vec<String>>()
+    };
+    let reference = format!("http://{}/r:1", reg.addr);
+    let why = verify(&reference, &[]);
+    assert!(why[0].contains("declares 1073741824 bytes, more than 65536"), "{why:?}");
+    assert!(why[1].contains("17 layers, more than 16"), "{why:?}");
+    assert!(why[2].contains("17 layers, more than 16"), "{why:?}");
+    assert!(reg.requests_to(&huge).is_empty(), "the 1 GiB layer was fetched");
+    assert!(reg.requests_to("sha256:0000").is_empty(), "a layer of the 17 was fetched");
+
+    // A layer whose bytes are not its digest: cut off and refused; the signature check alone.
+    let hex = image.trim_start_matches("sha256:").to_string();
+    reg.state.lock().unwrap().put_manifest(
+        "r",
+        &format!("sha256-{hex}.sig"),
+        manifest(vec![layer(&lying, 9)]),
+    );
+    let lying_path = format!("/v2/r/blobs/{lying}");
+    reg.hostile(move |req, _| {
+        (req.path() == lying_path).then(|| Response::new(200, b"other byt".to_vec()))
+    });
+    let why = verify(&reference, &["--signature-only"]);
+    assert_eq!(why.len(), 1, "{why:?}");
+    assert!(why[0].contains(&lying), "{why:?}");
+    // No image at all: an error, not a report.
+    reg.honest();
+    let o = support::xtask()
+        .args(["verify", "--image", &format!("http://{}/r:2", reg.addr)])
+        .arg("--trusted-attestation-key")
+        .arg(&public)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        support::stderr(&o).contains("the registry has no such image"),
+        "{}",
+        support::stderr(&o)
     );
 }

@@ -653,9 +653,60 @@ fn the_farm_builds_each_cell_once_and_its_indexes_equal_the_pins() {
             );
         }
     }
-    let published: BTreeMap<String, String> =
-        tags.into_iter().filter(|(k, _)| k.starts_with(prefix)).collect();
+    // cosign's signature tags (`sha256-HEX.sig`) beside them: one per index and per image.
+    let (signatures, published): (BTreeMap<String, String>, BTreeMap<String, String>) = tags
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(prefix))
+        .partition(|(k, _)| k[prefix.len()..].starts_with("sha256-"));
     assert_eq!(published, want, "the published tags are not the pinned indexes");
+    let indexes: BTreeSet<&String> = want.values().collect();
+    assert!(
+        signatures.len() > indexes.len()
+            && signatures.keys().all(|k| k[prefix.len()..].contains(".sig/")),
+        "a cosign signature per index and per image: {signatures:?}"
+    );
+    // The pinned cosign accepts a published tag with the key, and refuses another key;
+    // `verify --image --signature-only` agrees.
+    let pem = keys.join("ci.pub.pem");
+    let other = keys.join("other.key");
+    support::xtask_ok(&["cache", "keygen", other.to_str().unwrap()]);
+    let published_tags: Vec<&str> =
+        want.keys().map(|k| k[prefix.len()..].trim_end_matches("/current/link")).collect();
+    // The first and the last tag: two cells, each its own index (cosign takes a second each).
+    for tag in [published_tags[0], published_tags[published_tags.len() - 1]] {
+        let reference = format!("{}/farm/firecracker-kernel-bin:{tag}", registry.addr);
+        for (pem, public, accepted) in [
+            (pem.clone(), keys.join("ci.pub"), true),
+            (keys.join("other.pub.pem"), keys.join("other.pub"), false),
+        ] {
+            let by_cosign = support::tool("cosign")
+                .args(["verify", "--insecure-ignore-tlog", "--allow-http-registry", "--key"])
+                .arg(&pem)
+                .arg(&reference)
+                .output()
+                .unwrap();
+            let by_xtask = support::xtask_in_repo(&[
+                "verify",
+                "--image",
+                &format!("http://{reference}"),
+                "--signature-only",
+                "--trusted-attestation-key",
+                public.to_str().unwrap(),
+            ]);
+            assert_eq!(
+                by_cosign.status.success(),
+                accepted,
+                "cosign verify {reference}: {}",
+                support::stderr(&by_cosign)
+            );
+            assert_eq!(
+                by_xtask.status.success(),
+                accepted,
+                "verify --image {reference}: {}",
+                support::stderr(&by_xtask)
+            );
+        }
+    }
     eprintln!(
         "farm: {} jobs; per worker (built, substituted): {per_worker:?}; the indexes worker built \
          nothing and substituted {} store entries; one process built the cells in {:.1} s, two workers \

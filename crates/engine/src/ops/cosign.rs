@@ -12,8 +12,9 @@ use crate::steps::substitution::keys::{self, SecretKey};
 use anyhow::{Context, Result};
 use reprovm_fs::progress;
 use reprovm_oci::client::{Reference, Registry, INDEX_TYPE, MANIFEST_TYPE};
+use reprovm_oci::layout::Layout;
 use reprovm_oci::spec::{Descriptor, ImageManifest};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The most layers a `.sig` or `.att` manifest may have (signers and attestations: a few).
 const MAX_LAYERS: usize = 16;
@@ -35,11 +36,48 @@ pub(crate) fn publish(
     let payload = cosign::signature_payload(&repository, &image.digest)?;
     let signature = vec![cosign::signature_layer(key, payload)];
     put(reg, reference, image, CosignTag::Signature, signature)?;
+    if envelopes.is_empty() {
+        return Ok(());
+    }
     let attestations = envelopes
         .iter()
         .map(|(predicate_type, env)| cosign::attestation_layer(predicate_type, env.clone()))
         .collect();
     put(reg, reference, image, CosignTag::Attestations, attestations)
+}
+
+/// Check a signing key before any work (`multiarch --sign-key`): one line naming the file.
+pub fn check_sign_key(key: &Path) -> Result<()> {
+    SecretKey::load(key).map(|_| ())
+}
+
+/// `multiarch … REF --sign-key KEY`, after the push of the layout at `dir` to `reference`:
+/// cosign's signature of every manifest the layout tags (an image index: a multi-architecture
+/// tag) and of every image each lists, so that `cosign verify --key` accepts each tag and each
+/// platform's image. No attestations: they are a single build's (`push --sign-key`), and an
+/// index is the union of two. Returns how many digests were signed.
+pub fn sign_layout(dir: &Path, reference: &str, plain_http: bool, key: &Path) -> Result<usize> {
+    let key = SecretKey::load(key)?;
+    let (reference, plain_http) = match reference.strip_prefix("http://") {
+        Some(rest) => (rest, true),
+        None => (reference, plain_http),
+    };
+    let parsed = Reference::parse(reference)?;
+    let reg = Registry::connect(&parsed, plain_http)?;
+    let layout = Layout::open(dir)?;
+    let mut signed = std::collections::BTreeSet::new();
+    for (_, d) in layout.manifests() {
+        let mut digests = vec![d.clone()];
+        if d.media_type == reprovm_oci::spec::INDEX {
+            digests.extend(layout.images_of(&d)?);
+        }
+        for image in digests {
+            if signed.insert(image.digest.clone()) {
+                publish(&reg, &parsed, &key, &image, &[])?;
+            }
+        }
+    }
+    Ok(signed.len())
 }
 
 /// Add `blobs` as layers of the manifest under `tag` of `image` (made if missing).
@@ -120,10 +158,16 @@ impl ImageVerification {
 
 /// `verify --image REF --trusted-attestation-key FILE...`: resolve REF (a tag or digest;
 /// `http://` for a registry on this machine over plain HTTP), then check its cosign signature
-/// and its SLSA provenance and CycloneDX attestations against the trusted keys. A refused
+/// and (unless `signature_only`: a multi-architecture index, which `multiarch --sign-key`
+/// signs without attestations) its SLSA provenance and CycloneDX attestations against the
+/// trusted keys. A refused
 /// check is data (all three are always reported); a registry that cannot be read, a key
 /// file that cannot be loaded, are errors.
-pub fn verify_image(reference: &str, trusted_keys: &[PathBuf]) -> Result<ImageVerification> {
+pub fn verify_image(
+    reference: &str,
+    trusted_keys: &[PathBuf],
+    signature_only: bool,
+) -> Result<ImageVerification> {
     anyhow::ensure!(
         !trusted_keys.is_empty(),
         "verify --image needs --trusted-attestation-key FILE (a public key written by `cargo xtask cache keygen`)"
@@ -155,6 +199,9 @@ pub fn verify_image(reference: &str, trusted_keys: &[PathBuf]) -> Result<ImageVe
             Err(why.join("; "))
         });
     checks.push(check("signature", "cosign verify --key", signature));
+    if signature_only {
+        return Ok(ImageVerification { reference: reference.to_string(), digest, checks });
+    }
     let attestations = layers(&reg, &parsed, &digest, CosignTag::Attestations, ENVELOPE_LIMIT);
     for (predicate_type, name) in
         [(SLSA_PROVENANCE, "slsaprovenance1"), (CYCLONEDX_PREDICATE, "cyclonedx")]
