@@ -44,7 +44,8 @@ pub struct VerifyArgs {
     /// of `verify` does.
     #[arg(long, value_name = "REF", conflicts_with_all = ["against", "envelopes"])]
     pub image: Option<String>,
-    /// Print the accepted envelopes as JSON on stdout.
+    /// Print the accepted envelopes as JSON on stdout; with --image, every check made, accepted
+    /// or refused.
     #[arg(long)]
     pub json: bool,
 }

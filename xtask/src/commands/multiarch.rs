@@ -47,19 +47,12 @@ impl MultiarchArgs {
             anyhow::ensure!(reference.is_some(), "--sign-key signs what is pushed: give a REF");
             reprovm::ops::cosign::check_sign_key(key)?;
         }
-        let sign = |dir: &std::path::Path, to: &str| -> anyhow::Result<()> {
-            if let Some(key) = &self.sign_key {
-                let n = reprovm::ops::cosign::sign_layout(dir, to, self.plain_http, key)?;
-                reprovm_fs::progress::say(&format!("signed {n} digests for cosign at {to}"));
-            }
-            Ok(())
-        };
         let Some(target) = target else {
             for index in reprovm::ops::multiarch::write_matrix(ctx, self.pin)? {
                 if let Some(reference) = &reference {
                     let to = format!("{}/{}", reference.trim_end_matches('/'), index.repository);
-                    reprovm::ops::publish::push_layout(&index.dir, &to, self.plain_http)?;
-                    sign(&index.dir, &to)?;
+                    let key = self.sign_key.as_deref();
+                    reprovm::ops::publish::push_layout(&index.dir, &to, self.plain_http, key)?;
                     println!("{} -> {to}:{}", index.target, index.tags.join(","));
                 } else {
                     println!("{}", index.dir.display());
@@ -69,8 +62,8 @@ impl MultiarchArgs {
         };
         let dir = reprovm::ops::multiarch::write(ctx, &target, self.pin)?;
         if let Some(reference) = &reference {
-            reprovm::ops::publish::push_layout(&dir, reference, self.plain_http)?;
-            sign(&dir, reference)?;
+            let key = self.sign_key.as_deref();
+            reprovm::ops::publish::push_layout(&dir, reference, self.plain_http, key)?;
         }
         println!("{}", dir.display());
         Ok(0)

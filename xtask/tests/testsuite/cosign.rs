@@ -240,6 +240,25 @@ fn cosign_verifies_pushed_images_and_attestations_and_verify_agrees() {
     raw.put_manifest(repository, &att_tag, &serde_json::to_vec(&att).unwrap());
     let reference = format!("{}/{repository}:{tag}", registry.addr);
     case("krata: SBOM attestation altered", &reference, &pem, &public, [true, true, false]);
+    // What the registry says of a layer is not what the signer said, and neither reads it: the
+    // provenance layer's predicateType annotation relabelled, then its (empty) signature
+    // annotation removed, change nothing.
+    let edit = |what: &dyn Fn(&mut serde_json::Value)| {
+        let mut att = json(&raw.manifest(repository, &att_tag).0);
+        for layer in att["layers"].as_array_mut().unwrap() {
+            if layer["annotations"]["predicateType"] == CHECKS[1] {
+                what(layer);
+            }
+        }
+        raw.put_manifest(repository, &att_tag, &serde_json::to_vec(&att).unwrap());
+    };
+    edit(&|l| l["annotations"]["predicateType"] = CHECKS[2].into());
+    case("krata: provenance layer relabelled", &reference, &pem, &public, [true, true, false]);
+    edit(&|l| {
+        l["annotations"]["predicateType"] = CHECKS[1].into();
+        l["annotations"].as_object_mut().unwrap().remove("dev.cosignproject.cosign/signature");
+    });
+    case("krata: its signature annotation removed", &reference, &pem, &public, [true, true, false]);
 
     // The hd-image tag moved to other bytes (the same layers, one more annotation): nothing
     // signs them. Then the original image's signature and attestations copied beside them.
@@ -297,10 +316,10 @@ fn verify_image_bounds_what_a_hostile_registry_serves() {
         let mut s = reg.state.lock().unwrap();
         let image = s.put_manifest("r", "1", manifest(vec![]));
         let hex = image.trim_start_matches("sha256:").to_string();
-        // The signature tag: one layer declaring 1 GiB. The attestations tag: 17 layers.
+        // The signature tag: one layer declaring 1 GiB. The attestations tag: 51 layers.
         let huge = format!("sha256:{}", "1".repeat(64));
         s.put_manifest("r", &format!("sha256-{hex}.sig"), manifest(vec![layer(&huge, 1 << 30)]));
-        let many = (0..17).map(|i| layer(&format!("sha256:{:064x}", i), 10)).collect();
+        let many = (0..51).map(|i| layer(&format!("sha256:{:064x}", i), 10)).collect();
         s.put_manifest("r", &format!("sha256-{hex}.att"), manifest(many));
         let lying = s.put_blob(b"a payload".to_vec());
         (image, huge, lying)
@@ -323,13 +342,24 @@ fn verify_image_bounds_what_a_hostile_registry_serves() {
     let reference = format!("http://{}/r:1", reg.addr);
     let why = verify(&reference, &[]);
     assert!(why[0].contains("declares 1073741824 bytes, more than 65536"), "{why:?}");
-    assert!(why[1].contains("17 layers, more than 16"), "{why:?}");
-    assert!(why[2].contains("17 layers, more than 16"), "{why:?}");
+    assert!(why[1].contains("51 layers, more than 50"), "{why:?}");
+    assert!(why[2].contains("51 layers, more than 50"), "{why:?}");
     assert!(reg.requests_to(&huge).is_empty(), "the 1 GiB layer was fetched");
-    assert!(reg.requests_to("sha256:0000").is_empty(), "a layer of the 17 was fetched");
+    assert!(reg.requests_to("sha256:0000").is_empty(), "a layer of the 51 was fetched");
+    // Nine attestations of 4 MiB each: each within its limit, more than 32 MiB in all.
+    let hex = image.trim_start_matches("sha256:").to_string();
+    let dsse = |i: u64| {
+        let mut l = layer(&format!("sha256:{i:064x}"), 4 << 20);
+        l["mediaType"] = "application/vnd.dsse.envelope.v1+json".into();
+        l
+    };
+    let large = (0..9).map(dsse).collect();
+    reg.state.lock().unwrap().put_manifest("r", &format!("sha256-{hex}.att"), manifest(large));
+    let why = verify(&reference, &[]);
+    assert!(why[1].contains("37748736 bytes, more than 33554432 in all"), "{why:?}");
+    assert!(reg.requests_to("sha256:0000").is_empty(), "a layer of the nine was fetched");
 
     // A layer whose bytes are not its digest: cut off and refused; the signature check alone.
-    let hex = image.trim_start_matches("sha256:").to_string();
     reg.state.lock().unwrap().put_manifest(
         "r",
         &format!("sha256-{hex}.sig"),

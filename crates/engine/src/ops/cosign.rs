@@ -5,21 +5,22 @@
 //! trusted keys, reporting each of the three checks.
 
 use crate::model::attestation::{CYCLONEDX_PREDICATE, SLSA_PROVENANCE};
-use crate::steps::attest::cosign::{
-    self, Blob, CosignTag, PAYLOAD_LIMIT, PREDICATE_TYPE_ANNOTATION,
-};
+use crate::steps::attest::cosign::{self, Blob, CosignTag, PAYLOAD_LIMIT};
 use crate::steps::substitution::keys::{self, SecretKey};
 use anyhow::{Context, Result};
 use reprovm_fs::progress;
 use reprovm_oci::client::{Reference, Registry, INDEX_TYPE, MANIFEST_TYPE};
 use reprovm_oci::layout::Layout;
 use reprovm_oci::spec::{Descriptor, ImageManifest};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-/// The most layers a `.sig` or `.att` manifest may have (signers and attestations: a few).
-const MAX_LAYERS: usize = 16;
-/// The largest attestation envelope read (an SBOM of a whole image is a few hundred KiB).
-const ENVELOPE_LIMIT: u64 = 16 << 20;
+/// The most layers a `.sig` or `.att` manifest may have: cosign's own default limit on an
+/// image's attachments (`COSIGN_MAX_ATTACHMENTS`).
+const MAX_LAYERS: usize = 50;
+/// The largest attestation envelope read (an SBOM of a whole image is about 110 KiB here).
+const ENVELOPE_LIMIT: u64 = 4 << 20;
+/// The most bytes of layers one tag's check reads in all.
+const TOTAL_LIMIT: u64 = 32 << 20;
 
 /// Sign the image `image` (pushed to `reference`'s repository) with `key` and attest it with
 /// `envelopes` (predicate type, DSSE envelope bytes), in cosign's tag scheme. Layers another
@@ -47,33 +48,42 @@ pub(crate) fn publish(
 }
 
 /// Check a signing key before any work (`multiarch --sign-key`): one line naming the file.
-pub fn check_sign_key(key: &Path) -> Result<()> {
+pub fn check_sign_key(key: &std::path::Path) -> Result<()> {
     SecretKey::load(key).map(|_| ())
 }
 
-/// `multiarch … REF --sign-key KEY`, after the push of the layout at `dir` to `reference`:
-/// cosign's signature of every manifest the layout tags (an image index: a multi-architecture
-/// tag) and of every image each lists, so that `cosign verify --key` accepts each tag and each
-/// platform's image. No attestations: they are a single build's (`push --sign-key`), and an
-/// index is the union of two. Returns how many digests were signed.
-pub fn sign_layout(dir: &Path, reference: &str, plain_http: bool, key: &Path) -> Result<usize> {
-    let key = SecretKey::load(key)?;
-    let (reference, plain_http) = match reference.strip_prefix("http://") {
-        Some(rest) => (rest, true),
-        None => (reference, plain_http),
-    };
-    let parsed = Reference::parse(reference)?;
-    let reg = Registry::connect(&parsed, plain_http)?;
-    let layout = Layout::open(dir)?;
+/// `multiarch … REF --sign-key KEY` (`publish::push_layout` with a key), once the layout's
+/// content is pushed and before its tags move: cosign's signature of every manifest the layout
+/// tags (an image index: a multi-architecture tag) and of every image each index lists, so that
+/// `cosign verify --key` accepts each tag and each platform's image. Referrers (untagged, or
+/// with a `subject`) are not images and are not signed. No attestations: they are a single
+/// build's (`push --sign-key`), and an index is the union of two. Returns how many digests
+/// were signed.
+pub(crate) fn sign_images(
+    reg: &Registry,
+    reference: &Reference,
+    key: &SecretKey,
+    layout: &Layout,
+) -> Result<usize> {
     let mut signed = std::collections::BTreeSet::new();
-    for (_, d) in layout.manifests() {
-        let mut digests = vec![d.clone()];
-        if d.media_type == reprovm_oci::spec::INDEX {
-            digests.extend(layout.images_of(&d)?);
+    for (tag, d) in layout.manifests() {
+        if tag.is_none() {
+            continue;
         }
-        for image in digests {
+        let mut images = Vec::new();
+        if d.media_type == reprovm_oci::spec::INDEX {
+            images.push(d.clone());
+            images.extend(layout.images_of(&d)?);
+        } else {
+            let m: ImageManifest = serde_json::from_slice(&layout.blob(&d)?)
+                .with_context(|| format!("manifest {} of the layout", d.digest))?;
+            if m.subject.is_none() {
+                images.push(d.clone());
+            }
+        }
+        for image in images {
             if signed.insert(image.digest.clone()) {
-                publish(&reg, &parsed, &key, &image, &[])?;
+                publish(reg, reference, key, &image, &[])?;
             }
         }
     }
@@ -89,34 +99,30 @@ fn put(
     blobs: Vec<Blob>,
 ) -> Result<()> {
     let at = reference.at_tag(&tag.of(&image.digest));
-    let mut layers = match reg.manifest(&at, &[MANIFEST_TYPE])? {
+    // What is there already (another signer's layers, an earlier push's) is kept whole.
+    let mut layers: Vec<Descriptor> = match reg.manifest(&at, &[MANIFEST_TYPE])? {
         Some(f) => {
-            let m: ImageManifest = serde_json::from_slice(&f.bytes)
-                .with_context(|| format!("{at}: the registry holds something that is not an image manifest (delete the tag to sign again)"))?;
-            m.layers.into_iter().filter(|l| l.media_type == tag.layer_type()).collect()
+            let m: ImageManifest = serde_json::from_slice(&f.bytes).with_context(|| {
+                format!("{at}: the registry holds something that is not an image manifest (delete the tag to sign again)")
+            })?;
+            m.layers
         }
         None => Vec::new(),
     };
+    let new: Vec<Blob> = blobs.into_iter().filter(|b| !layers.contains(&b.descriptor)).collect();
+    anyhow::ensure!(
+        layers.len() + new.len() <= MAX_LAYERS,
+        "{at} would have {} layers, more than cosign reads ({MAX_LAYERS}); nothing was sent",
+        layers.len() + new.len()
+    );
     let config = cosign::config();
-    reg.send_blob(
-        reference,
-        &config.descriptor.digest,
-        config.descriptor.size,
-        &mut &config.bytes[..],
-    )?;
-    for b in blobs {
-        if layers.iter().any(|l: &Descriptor| l == &b.descriptor) {
-            continue;
-        }
+    let c = &config.descriptor;
+    reg.send_blob(reference, &c.digest, c.size, &mut &config.bytes[..])?;
+    for b in new {
         let d = &b.descriptor;
         reg.send_blob(reference, &d.digest, d.size, &mut &b.bytes[..])?;
         layers.push(b.descriptor);
     }
-    anyhow::ensure!(
-        layers.len() <= MAX_LAYERS,
-        "{at} would have {} layers, more than {MAX_LAYERS}: delete the tag's older signatures first",
-        layers.len()
-    );
     let bytes = cosign::manifest(layers)?;
     reg.put_manifest(&at, &bytes, MANIFEST_TYPE)?;
     progress::say(&format!(
@@ -160,9 +166,9 @@ impl ImageVerification {
 /// `http://` for a registry on this machine over plain HTTP), then check its cosign signature
 /// and (unless `signature_only`: a multi-architecture index, which `multiarch --sign-key`
 /// signs without attestations) its SLSA provenance and CycloneDX attestations against the
-/// trusted keys. A refused
-/// check is data (all three are always reported); a registry that cannot be read, a key
-/// file that cannot be loaded, are errors.
+/// trusted keys. A refused check is data (all three are always reported), and so is a
+/// signature or attestation the registry fails to serve; a key file that cannot be loaded, or
+/// an image the registry does not have, is an error.
 pub fn verify_image(
     reference: &str,
     trusted_keys: &[PathBuf],
@@ -203,33 +209,39 @@ pub fn verify_image(
         return Ok(ImageVerification { reference: reference.to_string(), digest, checks });
     }
     let attestations = layers(&reg, &parsed, &digest, CosignTag::Attestations, ENVELOPE_LIMIT);
+    // Each layer opened once: the predicate type and signer it was found to have, or why it
+    // was refused.
+    let opened: Result<Vec<Opened>, String> = attestations.map(|found| {
+        found
+            .iter()
+            .map(|(layer, envelope)| cosign::check_attestation(&trusted, layer, envelope, &digest))
+            .collect()
+    });
     for (predicate_type, name) in
         [(SLSA_PROVENANCE, "slsaprovenance1"), (CYCLONEDX_PREDICATE, "cyclonedx")]
     {
-        let outcome = attestations.clone().and_then(|found| {
-            let mut why = Vec::new();
-            for (layer, envelope) in &found {
-                match cosign::check_attestation(&trusted, layer, envelope, &digest) {
-                    Ok((t, signer)) if t == predicate_type => return Ok(signer),
-                    Ok(_) => {}
-                    // Only what was said to be of this type explains its refusal.
-                    Err(e)
-                        if layer.annotations.get(PREDICATE_TYPE_ANNOTATION).map(String::as_str)
-                            == Some(predicate_type) =>
-                    {
-                        why.push(e)
-                    }
-                    Err(_) => {}
-                }
+        let outcome = match &opened {
+            Err(e) => Err(e.clone()),
+            Ok(all) => {
+                let accepted = all.iter().find_map(|o| match o {
+                    Ok((t, signer)) if t == predicate_type => Some(signer.clone()),
+                    _ => None,
+                });
+                accepted.ok_or_else(|| {
+                    let mut why = vec![format!("no trusted attestation of {predicate_type}")];
+                    why.extend(all.iter().filter_map(|o| o.as_ref().err().cloned()));
+                    why.join("; ")
+                })
             }
-            why.insert(0, format!("no trusted attestation of {predicate_type}"));
-            Err(why.join("; "))
-        });
+        };
         let cosign = format!("cosign verify-attestation --key --type {name}");
         checks.push(check(predicate_type, &cosign, outcome));
     }
     Ok(ImageVerification { reference: reference.to_string(), digest, checks })
 }
+
+/// One attestation layer checked: its Statement's predicate type and signer, or why not.
+type Opened = Result<(String, keys::Signer), String>;
 
 fn check(what: &str, cosign: &str, outcome: Result<keys::Signer, String>) -> ImageCheck {
     let (signer, refused) = match outcome {
@@ -260,14 +272,26 @@ fn layers(
     if m.layers.len() > MAX_LAYERS {
         return Err(format!("{name} has {} layers, more than {MAX_LAYERS}", m.layers.len()));
     }
-    let mut out = Vec::new();
-    for l in m.layers.into_iter().filter(|l| l.media_type == tag.layer_type()) {
+    // Every declared size is checked before anything is fetched.
+    let wanted: Vec<Descriptor> =
+        m.layers.into_iter().filter(|l| l.media_type == tag.layer_type()).collect();
+    let mut total = 0u64;
+    for l in &wanted {
         if l.size > limit {
             return Err(format!(
                 "{name}: layer {} declares {} bytes, more than {limit}",
                 l.digest, l.size
             ));
         }
+        total = total.saturating_add(l.size);
+    }
+    if total > TOTAL_LIMIT {
+        return Err(format!(
+            "{name}: its layers declare {total} bytes, more than {TOTAL_LIMIT} in all"
+        ));
+    }
+    let mut out = Vec::new();
+    for l in wanted {
         let mut bytes = Vec::new();
         reg.blob_into(reference, &l.digest, l.size, &mut bytes)
             .map_err(|e| format!("{name}: layer {}: {e}", l.digest))?;

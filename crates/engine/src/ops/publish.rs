@@ -81,8 +81,11 @@ pub fn push_target(
         }
         None => Vec::new(),
     };
-    push(&registry, &layout, &parsed, extra_tag)?;
+    // Everything by digest first, then what signs and attests it, and only then the tags: a
+    // push that fails on the way moves no tag to an image without its signature.
+    push_content(&registry, &layout, &parsed)?;
     if envelopes.is_empty() {
+        push_tags(&registry, &layout, &parsed, extra_tag)?;
         progress::say(
             "no attestations attached (push --sign-key KEY attaches a signed provenance and SBOM, and cosign's signature)",
         );
@@ -112,7 +115,7 @@ pub fn push_target(
             }
         }
     }
-    Ok(())
+    push_tags(&registry, &layout, &parsed, extra_tag)
 }
 
 /// Push a layout on disk (a multi-architecture one: `multiarch TARGET REF`) as it is: every tag,
@@ -138,12 +141,26 @@ pub fn check_destination(reference: &str, plain_http: bool) -> Result<()> {
     Registry::connect(&parsed, plain_http).map(|_| ())
 }
 
-pub fn push_layout(dir: &Path, reference: &str, plain_http: bool) -> Result<()> {
+/// With `sign_key`, each tagged image and index, and each image an index lists, is signed for
+/// cosign (`ops::cosign::sign_images`) before any tag moves.
+pub fn push_layout(
+    dir: &Path,
+    reference: &str,
+    plain_http: bool,
+    sign_key: Option<&Path>,
+) -> Result<()> {
+    let key = sign_key.map(SecretKey::load).transpose()?;
     let (reference, plain_http) = plain(reference, plain_http);
     let parsed = Reference::parse(reference)?;
     let registry = Registry::connect(&parsed, plain_http)?;
     let extra_tag = explicit_tag(reference).then(|| parsed.tag()).flatten();
-    push(&registry, &Layout::open(dir)?, &parsed, extra_tag)
+    let layout = Layout::open(dir)?;
+    push_content(&registry, &layout, &parsed)?;
+    if let Some(key) = &key {
+        let n = crate::ops::cosign::sign_images(&registry, &parsed, key, &layout)?;
+        progress::say(&format!("signed {n} digests for cosign"));
+    }
+    push_tags(&registry, &layout, &parsed, extra_tag)
 }
 
 /// Push a DSSE envelope as an OCI 1.1 referrer of `subject`: an artifact manifest (empty
@@ -262,45 +279,51 @@ fn push_blob(reg: &Registry, r: &Reference, layout: &Layout, d: &Descriptor) -> 
     Ok(())
 }
 
-fn push(
+/// Every blob and manifest of the layout, by digest (no tag moves): an image index after
+/// every manifest it lists.
+fn push_content(reg: &Registry, layout: &Layout, reference: &Reference) -> Result<()> {
+    layout.verify().context("the layout to push does not verify")?;
+    // Every manifest once (a manifest listed under several tags is sent once).
+    let mut sent = BTreeSet::new();
+    for (_, d) in &layout.manifests() {
+        if d.media_type == spec::INDEX {
+            for image in layout.images_of(d)? {
+                push_image(reg, layout, reference, &image, &mut sent)?;
+            }
+            if sent.insert(d.digest.clone()) {
+                let bytes = layout.blob(d)?;
+                reg.put_manifest(&reference.at_digest(&d.digest), &bytes, INDEX_TYPE)?;
+                progress::say(&format!("  index {} of its platforms' manifests", d.digest));
+            }
+        } else {
+            push_image(reg, layout, reference, d, &mut sent)?;
+        }
+    }
+    Ok(())
+}
+
+/// Every tag of the layout, and `extra_tag` for its first manifest, once its content is there.
+fn push_tags(
     reg: &Registry,
     layout: &Layout,
     reference: &Reference,
     extra_tag: Option<&str>,
 ) -> Result<()> {
-    layout.verify().context("the layout to push does not verify")?;
     let manifests = layout.manifests();
     let main = manifests
         .first()
         .map(|(_, d)| d.clone())
         .context("the layout's index.json lists no manifest")?;
-    // Every manifest once (a manifest listed under several tags is sent once per tag). An
-    // image index (a multi-architecture image) goes after every manifest it lists.
-    let mut sent = BTreeSet::new();
+    let media_type =
+        |d: &Descriptor| if d.media_type == spec::INDEX { INDEX_TYPE } else { MANIFEST_TYPE };
     for (tag, d) in &manifests {
-        let bytes = layout.blob(d)?;
-        let media_type = if d.media_type == spec::INDEX {
-            for image in layout.images_of(d)? {
-                push_image(reg, layout, reference, &image, &mut sent)?;
-            }
-            if sent.insert(d.digest.clone()) {
-                reg.put_manifest(&reference.at_digest(&d.digest), &bytes, INDEX_TYPE)?;
-                progress::say(&format!("  index {} of its platforms' manifests", d.digest));
-            }
-            INDEX_TYPE
-        } else {
-            push_image(reg, layout, reference, d, &mut sent)?;
-            MANIFEST_TYPE
-        };
         if let Some(tag) = tag {
-            reg.put_manifest(&reference.at_tag(tag), &bytes, media_type)?;
+            reg.put_manifest(&reference.at_tag(tag), &layout.blob(d)?, media_type(d))?;
             progress::say(&format!("  tagged {} as {tag}", d.digest));
         }
     }
     if let Some(tag) = extra_tag {
-        let bytes = layout.blob(&main)?;
-        let media_type = if main.media_type == spec::INDEX { INDEX_TYPE } else { MANIFEST_TYPE };
-        reg.put_manifest(&reference.at_tag(tag), &bytes, media_type)?;
+        reg.put_manifest(&reference.at_tag(tag), &layout.blob(&main)?, media_type(&main))?;
         progress::say(&format!("  tagged {} as {tag}", main.digest));
     }
     Ok(())

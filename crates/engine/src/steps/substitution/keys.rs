@@ -76,7 +76,12 @@ pub(crate) fn generate(name: &str, path: &Path) -> Result<String> {
     write_new(path, format!("{name}:{}\n", B64.encode(&secret)).as_bytes(), 0o600)?;
     let line = format!("{name}:{}", B64.encode(&public));
     write_new(&pub_path, format!("{line}\n").as_bytes(), 0o644)?;
-    write_new(&pem_path, pem_of(&public)?.as_bytes(), 0o644)?;
+    write_new(&pem_path, pem_of(&public)?.as_bytes(), 0o644).with_context(|| {
+        format!(
+            "the key pair was written; `cargo xtask cache cosign-key {}` prints its PEM",
+            path.display()
+        )
+    })?;
     Ok(line)
 }
 
