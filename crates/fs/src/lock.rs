@@ -57,9 +57,16 @@ impl Lock {
     }
 
     /// Take `path` shared (several holders at once; excludes an exclusive holder).
+    /// Tells the user when another process holds it exclusively.
     pub fn shared(path: &Path) -> Result<Lock> {
         let file = open(path)?;
-        flock(&file, libc::LOCK_SH).with_context(|| format!("locking {}", path.display()))?;
+        if flock(&file, libc::LOCK_SH | libc::LOCK_NB).is_err() {
+            crate::progress::say(&format!(
+                "waiting for another reprovm process holding {} alone",
+                path.display()
+            ));
+            flock(&file, libc::LOCK_SH).with_context(|| format!("locking {}", path.display()))?;
+        }
         Ok(Lock { file })
     }
 

@@ -20,6 +20,7 @@ mod attest;
 mod cache;
 mod cli;
 mod cluster;
+mod concurrency;
 mod cosign;
 mod farm;
 mod full;

@@ -32,7 +32,7 @@ pub(crate) fn attest_closure(
 ) -> Result<Attestations> {
     let project = &ctx.project;
     let tc = {
-        let lock = store::store_exclusive(&project.out)?;
+        let lock = store::store_shared(&project.out)?;
         toolchain::ensure(project, &ctx.fetcher, &lock)?
     };
     let packages = ToolchainPackages::of(project, &tc.root, &ctx.fetcher)?;

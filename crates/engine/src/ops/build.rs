@@ -126,7 +126,7 @@ pub(crate) fn build(
             bail!("{}: {n} is not built for {}: {why} ({guide})", l.path.display(), l.arch);
         }
     }
-    let lock = crate::model::store::store_exclusive(&project.out)?;
+    let lock = crate::model::store::store_shared(&project.out)?;
     // The toolchain's root is made only when a node has to be built here: its identity (for
     // input hashes) comes from the lock.
     let mut tc: Option<Toolchain> = None;
@@ -145,7 +145,15 @@ pub(crate) fn build(
         let ih = hashes.get(name)?;
         let rebuild =
             opts.rebuild.contains(name) || opts.rebuild.iter().any(|r| graph.resolve(r) == name);
-        let stored = store::lookup(project, name, &l.recipe.version, &ih)?;
+        let mut stored = store::lookup(project, name, &l.recipe.version, &ih)?;
+        // Missing: take the entry's lock (another process may be writing it right now: wait
+        // for it), then look again. Held until this node is committed.
+        let mut _writing = None;
+        if stored.is_none() && !rebuild {
+            let entry = store::entry_dir(project, name, &l.recipe.version, &ih);
+            _writing = Some(store::entry_lock(&entry, &lock)?);
+            stored = store::lookup(project, name, &l.recipe.version, &ih)?;
+        }
         let (entry, m) = match stored {
             Some(m) if !rebuild => {
                 let entry = store::entry_dir(project, name, &l.recipe.version, &ih);

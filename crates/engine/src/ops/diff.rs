@@ -34,7 +34,7 @@ pub fn diff(ctx: &RunContext, a: &Path, b: &Path, host_tools: bool) -> Result<Ve
         if let Some(r) = root.get() {
             return Ok(std::path::PathBuf::clone(r));
         }
-        let lock = crate::model::store::store_exclusive(&project.out)?;
+        let lock = crate::model::store::store_shared(&project.out)?;
         let tc = toolchain::ensure(project, fetcher, &lock)?;
         Ok(root.get_or_init(|| tc.root.clone()).clone())
     };

@@ -15,8 +15,8 @@ use crate::model::arch::Arch;
 use crate::model::history;
 use crate::model::pins;
 use crate::model::project::Project;
-use crate::model::store::StoreLock;
 use crate::model::store::{self, InputHashes};
+use crate::model::store::{StoreExclusive, ENTRY_LOCKS};
 use crate::steps::toolchain::{self, PackageSet};
 use anyhow::{Context, Result};
 use reprovm_fs::beneath::{Dir, Kind};
@@ -90,7 +90,13 @@ pub fn gc(project: &Project, dry_run: bool, keep_last: usize) -> Result<GcReport
         for (name, size) in list {
             if !dry_run {
                 match &dir {
-                    Some(dir) => Dir::open(dir)?.remove_all(Path::new(name))?,
+                    Some(dir) => {
+                        let d = Dir::open(dir)?;
+                        d.remove_all(Path::new(name))?;
+                        // Its lock, if it had one: nobody holds it while gc holds the store.
+                        let lock = Path::new(ENTRY_LOCKS).join(format!("{name}.lock"));
+                        d.remove_all(&lock)?;
+                    }
                     None => remove_path(&audit_dir.join(name))?,
                 }
                 progress::say(&format!("removed {kind} {name}"));
@@ -103,7 +109,11 @@ pub fn gc(project: &Project, dry_run: bool, keep_last: usize) -> Result<GcReport
 
 /// Everything unreachable. The store lock keeps builds from adding to the store meanwhile (the
 /// caller also holds the download cache's lock exclusively).
-pub(crate) fn find(project: &Project, keep_last: usize, _store: &StoreLock) -> Result<Garbage> {
+pub(crate) fn find(
+    project: &Project,
+    keep_last: usize,
+    _store: &StoreExclusive,
+) -> Result<Garbage> {
     let graph = project.graph()?;
     let mut keep: BTreeSet<String> = BTreeSet::new();
     // Every architecture's pins and pinned closures (whatever `--arch` this run has).

@@ -31,7 +31,7 @@ pub fn menuconfig(ctx: &RunContext, recipe: &str) -> Result<()> {
     let frag = k.fragments.last().context("kernel recipe has no fragments")?;
     let recipes = Dir::open(&project.recipes)?;
     let fragment_text = String::from_utf8(recipes.read(Path::new(frag))?)?;
-    let lock = crate::model::store::store_exclusive(&project.out)?;
+    let lock = crate::model::store::store_shared(&project.out)?;
     let tc = toolchain::ensure(project, fetcher, &lock)?;
     let work = project.work().join(format!("menuconfig-{recipe}"));
     let odir = work.join("out");

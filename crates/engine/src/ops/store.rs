@@ -182,7 +182,7 @@ fn nodes_by_entry(ctx: &RunContext) -> Result<BTreeMap<String, NodeAt>> {
             if !arch.is_default() {
                 continue;
             }
-            let lock = store::store_exclusive(&project.out)?;
+            let lock = store::store_shared(&project.out)?;
             toolchain::ensure(&project, &ctx.fetcher, &lock)?.id
         } else {
             if toolchain::set_dir(&project, PackageSet::for_arch(arch))?.is_none() {

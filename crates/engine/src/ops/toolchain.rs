@@ -27,7 +27,7 @@ pub fn lock(ctx: &RunContext, sets: &[PackageSet], keyring: Option<&Path>) -> Re
 
 /// `toolchain materialize`: the build toolchain's root, made if it is not yet.
 pub fn materialize(ctx: &RunContext) -> Result<PathBuf> {
-    let lock = crate::model::store::store_exclusive(&ctx.project.out)?;
+    let lock = crate::model::store::store_shared(&ctx.project.out)?;
     Ok(toolchain::ensure(&ctx.project, &ctx.fetcher, &lock)?.root)
 }
 

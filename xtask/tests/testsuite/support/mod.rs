@@ -98,7 +98,7 @@ pub fn store_is_clean(out: &Path) {
     for e in fs::read_dir(out.join("store")).unwrap() {
         let e = e.unwrap();
         let name = e.file_name().to_string_lossy().into_owned();
-        if name == ".lock" {
+        if name == ".lock" || name == ".locks" {
             continue;
         }
         assert!(!name.starts_with('.'), "left in the store: {name}");

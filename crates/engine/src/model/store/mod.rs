@@ -179,21 +179,73 @@ pub(crate) fn out_dir(entry: &Path) -> PathBuf {
     entry.join("out")
 }
 
-/// The store lock of an output directory, held exclusively: no other reprovm process writes
-/// the store, the toolchain roots or the work trees while it lives. Functions that write them
-/// take a `&StoreLock`, so holding it is a fact the compiler checks, not a comment.
+/// The store lock of an output directory, held shared or exclusively: no gc runs while it
+/// lives. Builders hold it shared, so that several reprovm processes build in one out/ at
+/// once; each store entry they write is guarded by its own lock ([`entry_lock`]), and each
+/// toolchain root they make by its own. Functions that write the store, the toolchain roots or
+/// the work trees take a `&StoreLock`, so holding it is a fact the compiler checks, not a
+/// comment.
 #[derive(Debug)]
 pub(crate) struct StoreLock {
     _lock: Lock,
 }
 
+/// The store lock held exclusively: nobody else builds, substitutes or collects in this
+/// out/ while it lives (gc, the store's repair, a benchmark's cold build). It is also a
+/// [`StoreLock`].
+#[derive(Debug)]
+pub(crate) struct StoreExclusive(StoreLock);
+
+impl std::ops::Deref for StoreExclusive {
+    type Target = StoreLock;
+    fn deref(&self) -> &StoreLock {
+        &self.0
+    }
+}
+
+fn store_lock_path(out: &Path) -> PathBuf {
+    out.join("store").join(".lock")
+}
+
 /// The store lock of an output directory, taken exclusively; on the way in, the temp entries
 /// and work trees of killed processes are removed (nobody else can be writing them).
-pub(crate) fn store_exclusive(out: &Path) -> Result<StoreLock> {
-    let lock = Lock::exclusive(&out.join("store").join(".lock"))?;
+pub(crate) fn store_exclusive(out: &Path) -> Result<StoreExclusive> {
+    let lock = Lock::exclusive(&store_lock_path(out))?;
     sweep_stale(out)?;
+    Ok(StoreExclusive(StoreLock { _lock: lock }))
+}
+
+/// The store lock of an output directory, taken shared (what builds hold): several processes
+/// at once, none beside a gc. The first holder sweeps what killed processes left (it takes the
+/// lock exclusively for that, then shares it); while another process holds it, nothing is
+/// swept: what a live process is writing is never taken for stale.
+pub(crate) fn store_shared(out: &Path) -> Result<StoreLock> {
+    let path = store_lock_path(out);
+    let lock = match Lock::try_exclusive(&path)? {
+        Some(exclusive) => {
+            sweep_stale(out)?;
+            exclusive.downgrade()?
+        }
+        None => Lock::shared(&path)?,
+    };
     Ok(StoreLock { _lock: lock })
 }
+
+/// The lock of one store entry (`store/.locks/NAME.lock`), held exclusively while the entry is
+/// substituted or built: a second process that needs the same entry waits, then finds it
+/// committed. Taken only under the store lock (so a gc, which removes the lock files of the
+/// entries it removes, never sees it held).
+pub(crate) fn entry_lock(entry: &Path, _store: &StoreLock) -> Result<Lock> {
+    let (Some(store), Some(name)) = (entry.parent(), entry.file_name()) else {
+        anyhow::bail!("{}: not a store entry", entry.display());
+    };
+    let mut file = name.to_os_string();
+    file.push(".lock");
+    Lock::exclusive(&store.join(ENTRY_LOCKS).join(file))
+}
+
+/// Where the entries' locks live, under `store/` (a dot name: never an entry).
+pub(crate) const ENTRY_LOCKS: &str = ".locks";
 
 /// Remove `store/.tmp-*`, `toolchain/.tmp-*` and everything in `work/`.
 fn sweep_stale(out: &Path) -> Result<()> {

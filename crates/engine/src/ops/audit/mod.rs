@@ -183,7 +183,7 @@ pub fn audit(ctx: &RunContext, opts: &AuditOptions) -> Result<Report> {
     let targets = pins::targets_or_default(&graph, &opts.targets);
     let pins = pins::read_pins(project)?;
     let tc = {
-        let lock = crate::model::store::store_exclusive(&project.out)?;
+        let lock = crate::model::store::store_shared(&project.out)?;
         toolchain::ensure(project, fetcher, &lock)?
     };
     let audit_root = project.out.join("audit");

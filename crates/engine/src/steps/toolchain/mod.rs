@@ -356,7 +356,13 @@ pub(crate) fn ensure_set(
 ) -> Result<Toolchain> {
     let (toolchain, locks, dir) = locate_set(project, set)?;
     if !dir.join("manifest.json").is_file() {
-        materialize::materialize(project, fetcher, set, &locks, &dir, lock)?;
+        // One process materialises a root; another that needs it waits, then finds it made.
+        let name = dir.file_name().context("toolchain root name")?.to_string_lossy();
+        let locks_dir = project.out.join("toolchain").join(crate::model::store::ENTRY_LOCKS);
+        let _root = reprovm_fs::lock::Lock::exclusive(&locks_dir.join(format!("{name}.lock")))?;
+        if !dir.join("manifest.json").is_file() {
+            materialize::materialize(project, fetcher, set, &locks, &dir, lock)?;
+        }
     }
     Ok(toolchain)
 }
@@ -379,7 +385,7 @@ pub(crate) fn find_or_ensure_set(
     match find_set(project, set)? {
         Some(t) => Ok(t),
         None => {
-            let lock = crate::model::store::store_exclusive(&project.out)?;
+            let lock = crate::model::store::store_shared(&project.out)?;
             ensure_set(project, fetcher, set, &lock)
         }
     }
@@ -425,6 +431,9 @@ fn host_root(project: &Project) -> Result<(String, PathBuf)> {
     manifest::normalize(&root, TOOLCHAIN_EPOCH)?;
     let tree = manifest::output_hash(&manifest::scan(&root)?);
     let id = format!("host-toolchain-{}", &tree[..48]);
+    // Another process may be putting the same root in place (builds share the store).
+    let locks_dir = project.out.join("toolchain").join(crate::model::store::ENTRY_LOCKS);
+    let _placing = reprovm_fs::lock::Lock::exclusive(&locks_dir.join(format!("{id}.lock")))?;
     if base.metadata(&Path::new(&id).join("root"))?.is_some() {
         base.remove_all(Path::new(&tmp_name))?;
     } else {
