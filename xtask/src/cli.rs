@@ -351,6 +351,8 @@ mod tests {
                 "k",
             ][..],
             &["xtask", "cache", "cosign-key", "ci.key"][..],
+            &["xtask", "build", "--max-nodes", "2", "hd-image"][..],
+            &["xtask", "bench", "schedule", "busybox", "--max-nodes", "3"][..],
         ] {
             Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
         }

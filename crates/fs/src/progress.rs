@@ -98,6 +98,15 @@ pub fn bytes_bar(len: u64, msg: &str) -> ProgressBar {
 }
 
 /// A spinner with elapsed time for long steps (builds).
+/// A [`spinner`] when `show`, a hidden bar otherwise.
+pub fn spinner_if(show: bool, msg: &str) -> ProgressBar {
+    if show {
+        spinner(msg)
+    } else {
+        ProgressBar::hidden()
+    }
+}
+
 pub fn spinner(msg: &str) -> ProgressBar {
     let pb = if interactive() {
         ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())

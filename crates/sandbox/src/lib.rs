@@ -18,6 +18,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 pub use init::maybe_run_init;
@@ -95,6 +96,12 @@ pub fn base_env(source_date_epoch: i64, jobs: usize) -> Vec<(String, String)> {
 #[error("timed out after {}: the sandbox and every process in it were killed", reprovm_fs::progress::human_duration(*.0))]
 pub struct Timeout(pub Duration);
 
+/// A sandbox its caller stopped (killed, with everything in it): another part of the build
+/// failed.
+#[derive(Debug, thiserror::Error)]
+#[error("stopped: another node of the build failed")]
+pub struct Stopped;
+
 /// A started sandbox: the lease of its host id and the trees handed to that id.
 struct Prepared {
     lease: Option<ids::Lease>,
@@ -149,12 +156,22 @@ fn init_command(spec_path: &Path) -> Command {
     c
 }
 
-/// Wait for the init, killing it (and so the whole sandbox) when `timeout` passes.
-fn wait(child: &mut Child, timeout: Option<Duration>) -> Result<ExitStatus> {
+/// Wait for the init, killing it (and so the whole sandbox) when `timeout` passes or `stop`
+/// is set.
+fn wait(
+    child: &mut Child,
+    timeout: Option<Duration>,
+    stop: Option<&AtomicBool>,
+) -> Result<ExitStatus> {
     let start = Instant::now();
     loop {
         if let Some(st) = child.try_wait()? {
             return Ok(st);
+        }
+        if stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(Stopped.into());
         }
         if timeout.is_some_and(|t| start.elapsed() > t) {
             // The init is the parent of the namespace's PID 1, which dies with it
@@ -174,6 +191,17 @@ fn code_of(st: ExitStatus) -> i32 {
 
 /// Run `spec` in a fresh sandbox; stdout and stderr go to `log`. Returns the exit code.
 pub fn run(spec: &Spec, spec_path: &Path, log: &Path, timeout: Option<Duration>) -> Result<i32> {
+    run_stoppable(spec, spec_path, log, timeout, None)
+}
+
+/// Like `run`, killing the sandbox (the error is [`Stopped`]) once `stop` is set.
+pub fn run_stoppable(
+    spec: &Spec,
+    spec_path: &Path,
+    log: &Path,
+    timeout: Option<Duration>,
+    stop: Option<&AtomicBool>,
+) -> Result<i32> {
     let prepared = Prepared::new(spec, spec_path)?;
     let logf = std::fs::OpenOptions::new()
         .create(true)
@@ -186,7 +214,7 @@ pub fn run(spec: &Spec, spec_path: &Path, log: &Path, timeout: Option<Duration>)
         .stderr(logf)
         .spawn()
         .context("starting the sandbox")?;
-    let status = wait(&mut child, timeout);
+    let status = wait(&mut child, timeout, stop);
     prepared.finish()?;
     Ok(code_of(status?))
 }

@@ -33,6 +33,15 @@ pub enum Bench {
         #[arg(long, value_name = "N", default_value = "5", value_parser = super::values::at_least_one)]
         runs: std::num::NonZeroUsize,
     },
+    /// TARGET built cold (a fresh out dir, sources and .debs from the download cache) one node
+    /// at a time, then --max-nodes N at once: wall, CPU and wall ÷ (CPU ÷ cores) of each.
+    Schedule {
+        /// The target built both ways.
+        #[arg(default_value = "hd-image")]
+        target: String,
+        #[arg(long, value_name = "N", default_value = "2", value_parser = super::values::at_least_one)]
+        max_nodes: std::num::NonZeroUsize,
+    },
     /// TARGET built in the sandbox, then with the host's tools on the same tree: the ratio.
     /// The bare half needs root (bind mounts) and the host's build tools.
     Overhead {
@@ -62,6 +71,9 @@ impl BenchArgs {
             Bench::Hash { target, runs } => bench::hash_tree(ctx, &target, runs.get())?,
             Bench::Unpack { target } => bench::unpack_sources(ctx, &target)?,
             Bench::Overhead { target } => bench::overhead(ctx, &target)?,
+            Bench::Schedule { target, max_nodes } => {
+                bench::schedule(ctx, &target, max_nodes.get())?
+            }
             Bench::Substitute { registry, target } => bench::substitute(ctx, &registry, &target)?,
         };
         for line in figures {

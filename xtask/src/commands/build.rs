@@ -16,6 +16,11 @@ pub struct BuildArgs {
     /// Parallel jobs inside the sandbox (outputs do not depend on it; default: CPU count).
     #[arg(long, short, value_name = "N", value_parser = super::values::at_least_one)]
     pub jobs: Option<NonZeroUsize>,
+    /// How many nodes may be substituted or built at once: a node starts as soon as its
+    /// dependencies are in the store and a slot is free (outputs do not depend on it). Each
+    /// built node still runs `-j` jobs. Default: 1, one after another.
+    #[arg(long, value_name = "N", value_parser = super::values::at_least_one)]
+    pub max_nodes: Option<NonZeroUsize>,
     /// Audit internals: rebuild NODE even if stored, into --rebuild-into (never the store).
     #[arg(long, hide = true, requires = "rebuild_into")]
     pub rebuild: Vec<String>,
@@ -38,6 +43,7 @@ impl BuildArgs {
             rebuild_into: self.rebuild_into,
             work_root: self.work_root,
             shuffle_dirents: self.shuffle_dirents,
+            max_nodes: self.max_nodes.map_or(defaults.max_nodes, NonZeroUsize::get),
             ..defaults
         };
         let built = build_targets(ctx, &self.targets, &opts)?;

@@ -208,6 +208,76 @@ pub fn substitute(ctx: &RunContext, cache: &str, target: &str) -> Result<Vec<Str
     Ok(figures)
 }
 
+/// CPU seconds of this process's waited-for children (the sandboxes and everything in them).
+fn children_cpu() -> f64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut u) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(u.ru_utime) + secs(u.ru_stime)
+}
+
+/// CPU seconds of this process itself (its threads: unpacking, hashing, materialising).
+fn own_cpu() -> f64 {
+    // SAFETY: as above.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(u.ru_utime) + secs(u.ru_stime)
+}
+
+/// `bench schedule TARGET --max-nodes N`: TARGET built cold (a fresh out dir: the toolchain
+/// materialised, every node built; sources and .debs from the download cache, filled first),
+/// one node at a time and then `max_nodes` at once, in one run: wall time, CPU time, and wall ÷
+/// (CPU ÷ cores), which is 1 when every core was busy all along; the two outputs' hashes must
+/// be equal.
+pub fn schedule(ctx: &RunContext, target: &str, max_nodes: usize) -> Result<Vec<String>> {
+    let project = &ctx.project;
+    let graph = ctx.graph()?;
+    graph.require_targets(&[target.to_string()])?;
+    std::fs::create_dir_all(&project.out)
+        .with_context(|| format!("creating {}", project.out.display()))?;
+    progress::say(&format!("bench: fetching {target}'s sources and toolchain into the cache"));
+    crate::ops::fetch::fetch_sources(ctx, &[target.to_string()])?;
+    {
+        let lock = crate::model::store::store_shared(&project.out)?;
+        toolchain::ensure(project, &ctx.fetcher, &lock)?; // its .debs into the cache
+    }
+    let work = tempfile::tempdir_in(&project.out)?;
+    let cores = util::default_jobs();
+    let mut figures = Vec::new();
+    let mut outputs = Vec::new();
+    for (label, nodes) in [("one node at a time", 1), ("at once", max_nodes)] {
+        let mut p = project.clone();
+        p.out = work.path().join(format!("nodes-{nodes}"));
+        let mut cold = RunContext::plain(p);
+        cold.fetcher = Fetcher::new(&project.downloads, Vec::new(), false);
+        let opts = BuildOptions { quiet: true, max_nodes: nodes, ..Default::default() };
+        progress::say(&format!(
+            "bench: building {target} cold in {}, --max-nodes {nodes}",
+            cold.project.out.display()
+        ));
+        let (cpu0, own0, start) = (children_cpu(), own_cpu(), Instant::now());
+        let res = build::build(&cold, &cold.graph()?, target, &opts)?;
+        let wall = start.elapsed().as_secs_f64();
+        let cpu = children_cpu() - cpu0 + own_cpu() - own0;
+        outputs.push(res.manifest.output_hash.clone());
+        figures.push(format!(
+            "{target} cold, {label} (--max-nodes {nodes}): wall {wall:.1} s, CPU {cpu:.1} s, wall ÷ (CPU ÷ {cores} cores) = {:.2}",
+            wall / (cpu / cores as f64)
+        ));
+    }
+    crate::ops::gc::remove_path(work.path())?;
+    anyhow::ensure!(
+        outputs[0] == outputs[1],
+        "{target}: the schedule changed the output ({} against {})",
+        outputs[0],
+        outputs[1]
+    );
+    figures.push(format!("the same output both ways: {}", outputs[0]));
+    Ok(figures)
+}
+
 /// Build TARGET in the sandbox, then run the same configure and build scripts on the same
 /// tree with the host's tools (only a mount namespace to provide /build and /out), and report
 /// the ratio of wall times. Both timings include unpacking the sources.

@@ -11,6 +11,7 @@ use crate::model::project::Project;
 use crate::model::recipe::Loaded;
 use crate::model::store::{self, InputHashes, StoreLock};
 use crate::ops::context::RunContext;
+use crate::ops::schedule;
 use crate::steps::results;
 use crate::steps::runner::{ScriptRunner, StepPaths};
 use crate::steps::sequence;
@@ -43,6 +44,10 @@ pub struct BuildOptions {
     /// Re-create unpacked directories' entries in reverse order (audit variation).
     pub shuffle_dirents: bool,
     pub quiet: bool,
+    /// How many nodes may be substituted or built at once (`--max-nodes`): nodes whose
+    /// dependencies are in the store start as soon as a slot is free. 1 builds them one after
+    /// another, in the closure's order.
+    pub max_nodes: usize,
 }
 
 impl Default for BuildOptions {
@@ -55,6 +60,7 @@ impl Default for BuildOptions {
             work_root: None,
             shuffle_dirents: false,
             quiet: false,
+            max_nodes: 1,
         }
     }
 }
@@ -84,6 +90,10 @@ pub fn build_target(ctx: &RunContext, target: &str, opts: &BuildOptions) -> Resu
         } else {
             ctx.project.results_dir().join("targets").join(recipe)
         };
+        // One process at a time writes out/'s results (builds run at once).
+        let _results = reprovm_fs::lock::Lock::exclusive(
+            &ctx.project.results_dir().join(results::RESULTS_LOCK),
+        )?;
         results::link(&results_dir, &res.entry, &res.manifest)?;
         results::link_layout(&ctx.project.results_dir(), target, &res.entry)?;
     }
@@ -126,6 +136,7 @@ pub(crate) fn build(
             bail!("{}: {n} is not built for {}: {why} ({guide})", l.path.display(), l.arch);
         }
     }
+    anyhow::ensure!(opts.max_nodes > 0, "--max-nodes 0: at least one node at a time");
     let lock = crate::model::store::store_shared(&project.out)?;
     // The toolchain's root is made only when a node has to be built here: its identity (for
     // input hashes) comes from the lock.
@@ -136,92 +147,48 @@ pub(crate) fn build(
     };
     let subs = ctx.substituters().filter(|_| opts.substitute);
     let mut hashes = InputHashes::new(graph, project, &tc_id)?;
+    let nodes: Vec<(String, String)> =
+        order.iter().map(|n| Ok((n.clone(), hashes.get(n)?))).collect::<Result<_>>()?;
+    let run = Run {
+        ctx,
+        graph,
+        opts,
+        lock: &lock,
+        subs,
+        tc_id: &tc_id,
+        tc: std::sync::Mutex::new(tc),
+        stop: std::sync::atomic::AtomicBool::new(false),
+    };
+    let deps: BTreeMap<String, Vec<String>> = order
+        .iter()
+        .map(|n| {
+            let l = graph.get(n)?;
+            Ok((n.clone(), l.recipe.deps.iter().map(|d| graph.dep_node(n, d)).collect()))
+        })
+        .collect::<Result<_>>()?;
+    let slots = schedule::Slots { max_nodes: opts.max_nodes, stop: &run.stop, quiet: opts.quiet };
+    let mut done = schedule::schedule(&slots, &nodes, &deps, &|name, ih, given| {
+        let entries = given.iter().map(|(n, d): (&String, &Done)| (n.clone(), d.entry.clone()));
+        realise(&run, name, ih, &entries.collect())
+    })?;
     let mut entries: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut closure: Vec<BuiltNode> = Vec::new();
     let (mut cached, mut substituted, mut built) = (0, 0, 0);
     let mut last = None;
     for name in &order {
-        let l = graph.get(name)?;
-        let ih = hashes.get(name)?;
-        let rebuild =
-            opts.rebuild.contains(name) || opts.rebuild.iter().any(|r| graph.resolve(r) == name);
-        let mut stored = store::lookup(project, name, &l.recipe.version, &ih)?;
-        // Missing: take the entry's lock (another process may be writing it right now: wait
-        // for it), then look again. Held until this node is committed.
-        let mut _writing = None;
-        if stored.is_none() && !rebuild {
-            let entry = store::entry_dir(project, name, &l.recipe.version, &ih);
-            _writing = Some(store::entry_lock(&entry, &lock)?);
-            stored = store::lookup(project, name, &l.recipe.version, &ih)?;
+        let d = done.remove(name).context("a node of the closure was not realised")?;
+        match d.how {
+            Realised::Cached => cached += 1,
+            Realised::Substituted => substituted += 1,
+            Realised::Built => built += 1,
         }
-        let (entry, m) = match stored {
-            Some(m) if !rebuild => {
-                let entry = store::entry_dir(project, name, &l.recipe.version, &ih);
-                // Used only as committed: the check at use (`store::seal`), cheap when nothing
-                // touched the entry since its seal.
-                let checked = store::seal::check(&entry, &m)
-                    .with_context(|| format!("{name} {} [{}]", l.recipe.version, &ih[..16]))?;
-                if !opts.quiet {
-                    let note = match checked {
-                        store::seal::Checked::Sealed => String::new(),
-                        store::seal::Checked::Resealed { hashed } => {
-                            format!(" ({hashed} files touched since its seal hashed: unchanged)")
-                        }
-                    };
-                    progress::say(&format!(
-                        "cached {name} {} [{}]{note}",
-                        l.recipe.version,
-                        &ih[..16]
-                    ));
-                }
-                cached += 1;
-                (entry, m)
-            }
-            _ => {
-                let dest = match (&opts.rebuild_into, rebuild) {
-                    (Some(dir), true) => dir.join(format!("{}-{name}", &ih[..16])),
-                    _ => store::entry_dir(project, name, &l.recipe.version, &ih),
-                };
-                // A rebuild is a build by definition; everything else may come from a cache.
-                let from_cache = match (&subs, rebuild) {
-                    (Some(subs), false) => subs.substitute(l, &ih, &tc_id, &dest, &lock)?,
-                    _ => None,
-                };
-                if let Some(m) = from_cache {
-                    substituted += 1;
-                    entries.insert(name.clone(), dest.clone());
-                    closure.push(BuiltNode {
-                        name: name.clone(),
-                        entry: dest.clone(),
-                        manifest: m.clone(),
-                    });
-                    last = Some((dest, m));
-                    continue;
-                }
-                if subs.as_ref().is_some_and(|s| s.only) && !rebuild {
-                    bail!(
-                        "{name} [{}]: no substituter has a trusted entry and --substitute-only was given",
-                        &ih[..16]
-                    );
-                }
-                let tc = match &tc {
-                    Some(tc) => tc,
-                    None => tc.insert(toolchain::ensure(project, fetcher, &lock)?),
-                };
-                built += 1;
-                let deps: BTreeMap<String, PathBuf> = l
-                    .recipe
-                    .deps
-                    .iter()
-                    .map(|d| (d.clone(), entries[&graph.dep_node(name, d)].clone()))
-                    .collect();
-                let m = build_node(project, fetcher, tc, l, &ih, &deps, opts, &dest, &lock)?;
-                (dest, m)
-            }
-        };
-        entries.insert(name.clone(), entry.clone());
-        closure.push(BuiltNode { name: name.clone(), entry: entry.clone(), manifest: m.clone() });
-        last = Some((entry, m));
+        entries.insert(name.clone(), d.entry.clone());
+        closure.push(BuiltNode {
+            name: name.clone(),
+            entry: d.entry.clone(),
+            manifest: d.manifest.clone(),
+        });
+        last = Some((d.entry, d.manifest));
     }
     let (entry, manifest) = last.context("empty build graph")?;
     // Recorded while the store lock is held, so that a gc waiting for it sees this closure.
@@ -241,6 +208,114 @@ pub(crate) fn build(
         ));
     }
     Ok(BuildResult { entry, manifest, closure })
+}
+
+/// What one build shares with each node it realises (and with the scheduler's threads).
+pub(crate) struct Run<'a> {
+    pub ctx: &'a RunContext,
+    pub graph: &'a Graph,
+    pub opts: &'a BuildOptions,
+    pub lock: &'a StoreLock,
+    pub subs: Option<&'a crate::steps::substitution::Substituters>,
+    pub tc_id: &'a str,
+    /// The toolchain's root, made by the first node that is built here.
+    pub tc: std::sync::Mutex<Option<Toolchain>>,
+    /// Set when a node failed: the nodes still running are stopped (`schedule`).
+    pub stop: std::sync::atomic::AtomicBool,
+}
+
+/// How a node came to be in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Realised {
+    Cached,
+    Substituted,
+    Built,
+}
+
+/// A node realised: its entry (or audit rebuild), manifest, and how.
+#[derive(Debug, Clone)]
+pub(crate) struct Done {
+    pub entry: PathBuf,
+    pub manifest: Manifest,
+    pub how: Realised,
+}
+
+/// Realise one node whose dependencies are `deps` (node name → entry): the store, then the
+/// substituters, then a local build.
+pub(crate) fn realise(
+    run: &Run,
+    name: &str,
+    ih: &str,
+    deps: &BTreeMap<String, PathBuf>,
+) -> Result<Done> {
+    let (project, fetcher, graph, opts) = (&run.ctx.project, &run.ctx.fetcher, run.graph, run.opts);
+    let l = graph.get(name)?;
+    let rebuild = opts.rebuild.iter().any(|r| r == name)
+        || opts.rebuild.iter().any(|r| graph.resolve(r) == name);
+    // The entry's lock first: another process may be writing or sealing it right now (wait
+    // for it, then find it). Held until this node is committed and sealed, or checked.
+    let _entry = match rebuild {
+        false => Some(store::entry_lock(
+            &store::entry_dir(project, name, &l.recipe.version, ih),
+            run.lock,
+        )?),
+        true => None,
+    };
+    let stored = store::lookup(project, name, &l.recipe.version, ih)?;
+    if let (Some(m), false) = (stored, rebuild) {
+        let entry = store::entry_dir(project, name, &l.recipe.version, ih);
+        // Used only as committed: the check at use (`store::seal`), cheap when nothing
+        // touched the entry since its seal.
+        let checked = store::seal::check(&entry, &m)
+            .with_context(|| format!("{name} {} [{}]", l.recipe.version, &ih[..16]))?;
+        if !opts.quiet {
+            let note = match checked {
+                store::seal::Checked::Sealed => String::new(),
+                store::seal::Checked::Resealed { hashed } => {
+                    format!(" ({hashed} files touched since its seal hashed: unchanged)")
+                }
+            };
+            progress::say(&format!("cached {name} {} [{}]{note}", l.recipe.version, &ih[..16]));
+        }
+        return Ok(Done { entry, manifest: m, how: Realised::Cached });
+    }
+    let dest = match (&opts.rebuild_into, rebuild) {
+        (Some(dir), true) => dir.join(format!("{}-{name}", &ih[..16])),
+        _ => store::entry_dir(project, name, &l.recipe.version, ih),
+    };
+    // A rebuild is a build by definition; everything else may come from a cache.
+    let from_cache = match (&run.subs, rebuild) {
+        (Some(subs), false) => subs.substitute(l, ih, run.tc_id, &dest, run.lock)?,
+        _ => None,
+    };
+    if let Some(m) = from_cache {
+        return Ok(Done { entry: dest, manifest: m, how: Realised::Substituted });
+    }
+    if run.subs.is_some_and(|s| s.only) && !rebuild {
+        bail!(
+            "{name} [{}]: no substituter has a trusted entry and --substitute-only was given",
+            &ih[..16]
+        );
+    }
+    let tc = {
+        let mut tc = run.tc.lock().map_err(|_| anyhow::anyhow!("a node panicked"))?;
+        match &*tc {
+            Some(tc) => tc.clone(),
+            None => tc.insert(toolchain::ensure(project, fetcher, run.lock)?).clone(),
+        }
+    };
+    let deps: BTreeMap<String, PathBuf> = l
+        .recipe
+        .deps
+        .iter()
+        .map(|d| {
+            let node = graph.dep_node(name, d);
+            let entry = deps.get(&node).with_context(|| format!("dependency {node} not built"))?;
+            Ok((d.clone(), entry.clone()))
+        })
+        .collect::<Result<_>>()?;
+    let m = build_node(project, fetcher, &tc, l, ih, &deps, opts, &dest, run)?;
+    Ok(Done { entry: dest, manifest: m, how: Realised::Built })
 }
 
 /// Fixed environment plus the recipe's own.
@@ -358,7 +433,7 @@ fn build_node(
     deps: &BTreeMap<String, PathBuf>,
     opts: &BuildOptions,
     dest: &Path,
-    _store: &StoreLock,
+    run: &Run,
 ) -> Result<Manifest> {
     let r = &l.recipe;
     let work_root = opts.work_root.clone().unwrap_or_else(|| project.work());
@@ -385,7 +460,7 @@ fn build_node(
     let parent = dest.parent().context("store entry has no parent")?;
     let scratch = Scratch {
         tmp_entry: parent.join(format!(".tmp-{}-{}", l.node(), std::process::id())),
-        work: work_root.join(format!("{}-{}", &ih[..16], l.node())),
+        work: work_root.join(format!("{}-{}-{}", &ih[..16], l.node(), std::process::id())),
     };
     let pdir = Dir::create(parent)?;
     pdir.remove_all(Path::new(scratch.tmp_entry.file_name().context("temp entry name")?))?;
@@ -393,7 +468,8 @@ fn build_node(
         .remove_all(Path::new(scratch.work.file_name().context("work name")?))?;
     let odir = store::out_dir(&scratch.tmp_entry);
     Dir::create(&odir)?;
-    let spinner = progress::spinner(&format!("building {}", l.node()));
+    // Nodes built at once each say when they start and end; one spinner line cannot show them.
+    let spinner = progress::spinner_if(opts.max_nodes == 1, &format!("building {}", l.node()));
     // `-v`: the log's lines as they are written (stopped before the result is reported).
     let follower = progress::verbose().then(|| progress::follow(log.clone(), l.node()));
     let result = (|| -> Result<Manifest> {
@@ -403,8 +479,15 @@ fn build_node(
             shuffle_dirents(&Dir::open(&src)?)?;
         }
         let env = env_for(l, opts.jobs);
-        let runner =
-            SandboxRunner { tc, binds: &binds, env: &env, work: &scratch.work, log: &log, timeout };
+        let runner = SandboxRunner {
+            tc,
+            binds: &binds,
+            env: &env,
+            work: &scratch.work,
+            log: &log,
+            timeout,
+            stop: Some(&run.stop),
+        };
         if !r.build.configure.trim().is_empty() {
             runner.run_script("configure", &r.build.configure)?;
         }
@@ -437,6 +520,10 @@ fn build_node(
     drop(follower);
     let m = match result {
         Ok(m) => m,
+        Err(e) if schedule::is_stopped(&e) => {
+            progress::say(&format!("stopped {} after {}", l.node(), timer.elapsed()));
+            return Err(e);
+        }
         Err(e) => {
             let tail = util::tail_lines(&log, 25);
             if !tail.is_empty() {
@@ -502,6 +589,8 @@ pub(crate) struct SandboxRunner<'a> {
     pub work: &'a Path,
     pub log: &'a Path,
     pub timeout: Duration,
+    /// Stop the phase (killing the sandbox) when this is set: another node failed.
+    pub stop: Option<&'a std::sync::atomic::AtomicBool>,
 }
 
 impl ScriptRunner for SandboxRunner<'_> {
@@ -530,11 +619,12 @@ impl ScriptRunner for SandboxRunner<'_> {
             argv,
             root_rw: false,
         };
-        let code = sandbox::run(
+        let code = sandbox::run_stoppable(
             &spec,
             &self.work.join(format!("sandbox-{phase}.json")),
             self.log,
             Some(self.timeout),
+            self.stop,
         )?;
         if code != 0 {
             bail!("phase `{phase}` exited with status {code}");

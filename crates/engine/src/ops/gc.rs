@@ -90,18 +90,19 @@ pub fn gc(project: &Project, dry_run: bool, keep_last: usize) -> Result<GcReport
         for (name, size) in list {
             if !dry_run {
                 match &dir {
-                    Some(dir) => {
-                        let d = Dir::open(dir)?;
-                        d.remove_all(Path::new(name))?;
-                        // Its lock, if it had one: nobody holds it while gc holds the store.
-                        let lock = Path::new(ENTRY_LOCKS).join(format!("{name}.lock"));
-                        d.remove_all(&lock)?;
-                    }
+                    Some(dir) => Dir::open(dir)?.remove_all(Path::new(name))?,
                     None => remove_path(&audit_dir.join(name))?,
                 }
                 progress::say(&format!("removed {kind} {name}"));
             }
             report.removed.push(Removal { kind, name: name.clone(), bytes: *size });
+        }
+    }
+    if !dry_run {
+        // The locks of entries and roots that are not there (removed now, never committed, or
+        // repaired): nobody holds one while gc holds the store.
+        for dir in [project.store(), project.out.join("toolchain")] {
+            remove_orphan_locks(&dir)?;
         }
     }
     Ok(report)
@@ -221,6 +222,23 @@ pub(crate) fn dead_audit_trees(project: &Project, kept: bool) -> Result<Vec<(Pat
 }
 
 /// Remove `path` (a directory tree or a file) beneath its parent's handle.
+/// Remove `dir/.locks/NAME.lock` where `dir/NAME` does not exist.
+fn remove_orphan_locks(dir: &Path) -> Result<()> {
+    let locks = dir.join(ENTRY_LOCKS);
+    if !locks.is_dir() {
+        return Ok(());
+    }
+    let (d, l) = (Dir::open(dir)?, Dir::open(&locks)?);
+    for name in l.names()? {
+        let name = name.to_string_lossy().into_owned();
+        let Some(entry) = name.strip_suffix(".lock") else { continue };
+        if d.metadata(Path::new(entry))?.is_none() {
+            l.remove_all(Path::new(&name))?;
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn remove_path(path: &Path) -> Result<()> {
     let parent = path.parent().context("no parent")?;
     let name = path.file_name().context("no name")?;

@@ -33,7 +33,9 @@ pub fn menuconfig(ctx: &RunContext, recipe: &str) -> Result<()> {
     let fragment_text = String::from_utf8(recipes.read(Path::new(frag))?)?;
     let lock = crate::model::store::store_shared(&project.out)?;
     let tc = toolchain::ensure(project, fetcher, &lock)?;
-    let work = project.work().join(format!("menuconfig-{recipe}"));
+    // Per process: two sessions of one recipe do not share a work tree.
+    let work_name = format!("menuconfig-{recipe}-{}", std::process::id());
+    let work = project.work().join(&work_name);
     let odir = work.join("out");
     std::fs::create_dir_all(&odir)?;
     let binds = build::prepare(project, fetcher, l, &work, &odir, &BTreeMap::new())?;
@@ -46,6 +48,7 @@ pub fn menuconfig(ctx: &RunContext, recipe: &str) -> Result<()> {
         work: &work,
         log: &log,
         timeout: l.recipe.timeout()?,
+        stop: None,
     };
     runner.run_script("configure", &l.recipe.build.configure)?;
     let wdir = Dir::open(&work.join("build"))?;
@@ -86,7 +89,7 @@ pub fn menuconfig(ctx: &RunContext, recipe: &str) -> Result<()> {
     // through olddefconfig, the fragments reproduce this exact .config, and the fragment
     // check keeps guarding every changed option.
     let changed = kconfig::changed_lines(&kconfig::parse(&before), &kconfig::parse(&after));
-    Dir::open(&project.work())?.remove_all(Path::new(&format!("menuconfig-{recipe}")))?;
+    Dir::open(&project.work())?.remove_all(Path::new(&work_name))?;
     if changed.is_empty() {
         progress::say("menuconfig: no change");
         return Ok(());

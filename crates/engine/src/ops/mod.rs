@@ -20,6 +20,7 @@ pub mod new_recipe;
 pub mod pin;
 pub mod plan;
 pub mod publish;
+pub(crate) mod schedule;
 pub mod store;
 pub mod targets;
 pub mod toolchain;

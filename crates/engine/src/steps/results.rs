@@ -16,6 +16,9 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+/// The lock a process holds while it writes the results (`out/.results.lock`).
+pub(crate) const RESULTS_LOCK: &str = ".results.lock";
+
 /// Files copied to `out/` when a build produces them.
 pub(crate) const RESULTS: [&str; 14] = [
     "hd.img",

@@ -235,7 +235,11 @@ pub(crate) struct ToolchainManifest {
 pub(crate) fn identity(project: &Project) -> Result<String> {
     match pinned_identity(project)? {
         Some(id) => Ok(id),
-        None => Ok(host_root(project)?.0),
+        None => {
+            // host_root writes under out/toolchain: not beside a gc or a sweep.
+            let _store = crate::model::store::store_shared(&project.out)?;
+            Ok(host_root(project)?.0)
+        }
     }
 }
 

@@ -1,0 +1,142 @@
+//! The build's scheduler: the nodes of a closure realised (`build::realise`: found, substituted
+//! or built) as soon as their dependencies are, up to `--max-nodes` at once, each on a thread
+//! of its own. The first node to fail stops the others: no node starts after it, and each
+//! running sandbox is killed (its temp entry and work tree removed as for any failed build;
+//! what was committed before stays, complete); the error is that node's.
+//!
+//! Outputs do not depend on the schedule: each node sees only its own inputs, and its `JOBS`
+//! stays out of its bytes.
+
+use anyhow::Result;
+use reprovm_fs::progress;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::Instant;
+
+/// What the threads share.
+struct State<T> {
+    done: BTreeMap<String, T>,
+    /// Started (running or done), with when.
+    started: BTreeMap<String, Instant>,
+    running: BTreeSet<String>,
+    failed: Option<anyhow::Error>,
+}
+
+/// How to schedule: at most `max_nodes` at once; `stop` is set at the first failure (the
+/// running nodes watch it); `quiet` says nothing of what runs beside what.
+pub(crate) struct Slots<'a> {
+    pub max_nodes: usize,
+    pub stop: &'a AtomicBool,
+    pub quiet: bool,
+}
+
+/// What realises one node: its name, its input hash, and what its dependencies gave.
+pub(crate) type Realise<'a, T> = dyn Fn(&str, &str, &BTreeMap<String, T>) -> Result<T> + Sync + 'a;
+
+/// Realise `nodes` (name and input hash, dependencies first; `deps` gives each node's
+/// dependencies by node name) with `realise(name, input hash, what its dependencies gave)`.
+/// Every node is realised, or the first failure is returned.
+pub(crate) fn schedule<T: Send + Clone>(
+    slots: &Slots,
+    nodes: &[(String, String)],
+    deps: &BTreeMap<String, Vec<String>>,
+    realise: &Realise<'_, T>,
+) -> Result<BTreeMap<String, T>> {
+    let no_deps = Vec::new();
+    let deps_of = |name: &str| deps.get(name).unwrap_or(&no_deps);
+    let given = |done: &BTreeMap<String, T>, name: &str| -> BTreeMap<String, T> {
+        deps_of(name).iter().filter_map(|d| done.get(d).map(|x| (d.clone(), x.clone()))).collect()
+    };
+    if slots.max_nodes == 1 || nodes.len() == 1 {
+        let mut done = BTreeMap::new();
+        for (name, ih) in nodes {
+            let d = realise(name, ih, &given(&done, name))?;
+            done.insert(name.clone(), d);
+        }
+        return Ok(done);
+    }
+    let state = Mutex::new(State {
+        done: BTreeMap::new(),
+        started: BTreeMap::new(),
+        running: BTreeSet::new(),
+        failed: None,
+    });
+    let wake = Condvar::new();
+    let worker = || loop {
+        // Take the first node (in the closure's order) whose dependencies are done.
+        let (name, ih, entries) = {
+            let Ok(mut st) = state.lock() else { return };
+            loop {
+                if st.failed.is_some() || st.done.len() == nodes.len() {
+                    return;
+                }
+                let ready = nodes.iter().find(|(n, _)| {
+                    !st.started.contains_key(n)
+                        && deps_of(n).iter().all(|d| st.done.contains_key(d))
+                });
+                if let Some((n, ih)) = ready {
+                    if !st.running.is_empty() && !slots.quiet {
+                        let beside: Vec<String> = st
+                            .running
+                            .iter()
+                            .map(|r| format!("{r} ({} s)", st.started[r].elapsed().as_secs()))
+                            .collect();
+                        progress::say(&format!("starting {n} beside {}", beside.join(", ")));
+                    }
+                    st.started.insert(n.clone(), Instant::now());
+                    st.running.insert(n.clone());
+                    break (n.clone(), ih.clone(), given(&st.done, n));
+                }
+                if st.running.is_empty() {
+                    // Nothing runs and nothing is ready: a dependency outside the closure.
+                    st.failed = Some(anyhow::anyhow!("the closure's order left nodes unreachable"));
+                    wake.notify_all();
+                    return;
+                }
+                st = match wake.wait(st) {
+                    Ok(st) => st,
+                    Err(_) => return,
+                };
+            }
+        };
+        let outcome = realise(&name, &ih, &entries);
+        let Ok(mut st) = state.lock() else { return };
+        st.running.remove(&name);
+        match outcome {
+            Ok(d) => {
+                st.done.insert(name, d);
+            }
+            // Stopped because another failed: not the error to report.
+            Err(e) if is_stopped(&e) => {}
+            Err(e) => {
+                if st.failed.is_none() {
+                    slots.stop.store(true, Ordering::SeqCst);
+                    if !st.running.is_empty() {
+                        progress::say(&format!(
+                            "{name} failed: stopping {}",
+                            st.running.iter().cloned().collect::<Vec<_>>().join(", ")
+                        ));
+                    }
+                    st.failed = Some(e);
+                }
+            }
+        }
+        wake.notify_all();
+    };
+    std::thread::scope(|s| {
+        for _ in 0..slots.max_nodes.min(nodes.len()) {
+            s.spawn(worker);
+        }
+    });
+    let st = state.into_inner().map_err(|_| anyhow::anyhow!("a node's thread panicked"))?;
+    match st.failed {
+        Some(e) => Err(e),
+        None => Ok(st.done),
+    }
+}
+
+/// Whether `e` is a node stopped because another failed.
+pub(crate) fn is_stopped(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<reprovm_sandbox::Stopped>().is_some())
+}
