@@ -202,6 +202,9 @@ pub fn run_stoppable(
     timeout: Option<Duration>,
     stop: Option<&AtomicBool>,
 ) -> Result<i32> {
+    if stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+        return Err(Stopped.into());
+    }
     let prepared = Prepared::new(spec, spec_path)?;
     let logf = std::fs::OpenOptions::new()
         .create(true)
@@ -215,8 +218,11 @@ pub fn run_stoppable(
         .spawn()
         .context("starting the sandbox")?;
     let status = wait(&mut child, timeout, stop);
-    prepared.finish()?;
-    Ok(code_of(status?))
+    // Why the phase ended (a timeout, a stop) comes before a failure to take the trees back.
+    let finished = prepared.finish();
+    let code = code_of(status?);
+    finished?;
+    Ok(code)
 }
 
 /// Like `run`, but with the terminal attached (menuconfig).

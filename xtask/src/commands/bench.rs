@@ -33,12 +33,13 @@ pub enum Bench {
         #[arg(long, value_name = "N", default_value = "5", value_parser = super::values::at_least_one)]
         runs: std::num::NonZeroUsize,
     },
-    /// TARGET built cold (a fresh out dir, sources and .debs from the download cache) one node
-    /// at a time, then --max-nodes N at once: wall, CPU and wall ÷ (CPU ÷ cores) of each.
+    /// TARGET built cold (a fresh out dir, sources and .debs from the download cache)
+    /// --max-nodes N at once, then one node at a time: wall, CPU and wall ÷ (CPU ÷ cores).
     Schedule {
         /// The target built both ways.
         #[arg(default_value = "hd-image")]
         target: String,
+        /// How many nodes at once in the concurrent build.
         #[arg(long, value_name = "N", default_value = "2", value_parser = super::values::at_least_one)]
         max_nodes: std::num::NonZeroUsize,
     },

@@ -224,6 +224,16 @@ pub(crate) struct Run<'a> {
     pub stop: std::sync::atomic::AtomicBool,
 }
 
+impl Run<'_> {
+    /// Stop here when another node failed (`schedule`): no more work for this one.
+    pub(crate) fn check_stop(&self) -> Result<()> {
+        if self.stop.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(sandbox::Stopped.into());
+        }
+        Ok(())
+    }
+}
+
 /// How a node came to be in the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Realised {
@@ -250,6 +260,7 @@ pub(crate) fn realise(
 ) -> Result<Done> {
     let (project, fetcher, graph, opts) = (&run.ctx.project, &run.ctx.fetcher, run.graph, run.opts);
     let l = graph.get(name)?;
+    run.check_stop()?;
     let rebuild = opts.rebuild.iter().any(|r| r == name)
         || opts.rebuild.iter().any(|r| graph.resolve(r) == name);
     // The entry's lock first: another process may be writing or sealing it right now (wait
@@ -261,6 +272,7 @@ pub(crate) fn realise(
         )?),
         true => None,
     };
+    run.check_stop()?;
     let stored = store::lookup(project, name, &l.recipe.version, ih)?;
     if let (Some(m), false) = (stored, rebuild) {
         let entry = store::entry_dir(project, name, &l.recipe.version, ih);
@@ -297,6 +309,7 @@ pub(crate) fn realise(
             &ih[..16]
         );
     }
+    run.check_stop()?;
     let tc = {
         let mut tc = run.tc.lock().map_err(|_| anyhow::anyhow!("a node panicked"))?;
         match &*tc {

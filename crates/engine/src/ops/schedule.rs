@@ -1,8 +1,10 @@
 //! The build's scheduler: the nodes of a closure realised (`build::realise`: found, substituted
 //! or built) as soon as their dependencies are, up to `--max-nodes` at once, each on a thread
-//! of its own. The first node to fail stops the others: no node starts after it, and each
-//! running sandbox is killed (its temp entry and work tree removed as for any failed build;
-//! what was committed before stays, complete); the error is that node's.
+//! of its own. The first node to fail stops the others: no node starts after it, each running
+//! sandbox is killed, and a node between sandbox phases stops at its next step (a download or
+//! a toolchain being made finishes first); their temp entries and work trees are removed as
+//! for any failed build, and what was committed before stays, complete. The error is that
+//! node's. A panic in a node is its failure.
 //!
 //! Outputs do not depend on the schedule: each node sees only its own inputs, and its `JOBS`
 //! stays out of its bytes.
@@ -66,7 +68,8 @@ pub(crate) fn schedule<T: Send + Clone>(
     let worker = || loop {
         // Take the first node (in the closure's order) whose dependencies are done.
         let (name, ih, entries) = {
-            let Ok(mut st) = state.lock() else { return };
+            // A thread that panicked holding the lock left the state as it was: go on with it.
+            let mut st = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             loop {
                 if st.failed.is_some() || st.done.len() == nodes.len() {
                     return;
@@ -94,14 +97,15 @@ pub(crate) fn schedule<T: Send + Clone>(
                     wake.notify_all();
                     return;
                 }
-                st = match wake.wait(st) {
-                    Ok(st) => st,
-                    Err(_) => return,
-                };
+                st = wake.wait(st).unwrap_or_else(std::sync::PoisonError::into_inner);
             }
         };
-        let outcome = realise(&name, &ih, &entries);
-        let Ok(mut st) = state.lock() else { return };
+        // A panic is this node's failure, not a thread that never reports.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            realise(&name, &ih, &entries)
+        }))
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("{name}: the build panicked (a bug: report it)")));
+        let mut st = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         st.running.remove(&name);
         match outcome {
             Ok(d) => {
@@ -129,7 +133,7 @@ pub(crate) fn schedule<T: Send + Clone>(
             s.spawn(worker);
         }
     });
-    let st = state.into_inner().map_err(|_| anyhow::anyhow!("a node's thread panicked"))?;
+    let st = state.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
     match st.failed {
         Some(e) => Err(e),
         None => Ok(st.done),

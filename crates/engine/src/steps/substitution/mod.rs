@@ -103,7 +103,7 @@ impl Substituters {
         let parent =
             reprovm_fs::beneath::Dir::create(dest.parent().context("store entry has no parent")?)?;
         for c in &self.caches {
-            let tmp_name = format!(".tmp-{}-{}-substitute", r.name, std::process::id());
+            let tmp_name = format!(".tmp-{}-{}-substitute", l.node(), std::process::id());
             parent.remove_all(Path::new(&tmp_name))?;
             let tmp = parent.path().join(&tmp_name);
             std::fs::create_dir(&tmp)?;
