@@ -179,10 +179,7 @@ pub fn verify_image(
         "verify --image needs --trusted-attestation-key FILE (a public key written by `cargo xtask cache keygen`)"
     );
     let trusted = keys::load_trusted(trusted_keys)?;
-    let (shown, plain_http) = match reference.strip_prefix("http://") {
-        Some(rest) => (rest, true),
-        None => (reference, false),
-    };
+    let (shown, plain_http) = reprovm_oci::client::plain(reference, false);
     let parsed = Reference::parse(shown)?;
     let reg = Registry::connect(&parsed, plain_http)?;
     let image = reg

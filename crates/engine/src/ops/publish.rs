@@ -23,7 +23,7 @@ use anyhow::{bail, Context, Result};
 use reprovm_fs::hash::sha256_bytes;
 use reprovm_fs::progress;
 use reprovm_oci::client::{
-    explicit_tag, rate, Reference, Registry, RegistryError, INDEX_TYPE, MANIFEST_LIMIT,
+    explicit_tag, plain, rate, Reference, Registry, RegistryError, INDEX_TYPE, MANIFEST_LIMIT,
     MANIFEST_TYPE,
 };
 use reprovm_oci::layout::{self, canonical_json, Layout, LayoutWriter, REF_NAME};
@@ -64,10 +64,8 @@ pub fn push_target(
     }
     // Nothing damaged is published: every file of the entry against its manifest.
     crate::model::store::seal::verify_or_refuse(&res.entry, &res.manifest)?;
-    let (reference, plain_http) = plain(reference, plain_http);
-    let parsed = Reference::parse(reference)?;
-    let registry = Registry::connect(&parsed, plain_http)?;
-    let extra_tag = explicit_tag(reference).then(|| parsed.tag()).flatten();
+    let (parsed, registry, extra_tag) = destination(reference, plain_http)?;
+    let extra_tag = extra_tag.as_deref();
     let layout = Layout::open(&dir)?;
     // The attestations are made before anything is sent: a failure leaves no image behind
     // without them.
@@ -118,15 +116,13 @@ pub fn push_target(
     push_tags(&registry, &layout, &parsed, extra_tag)
 }
 
-/// Push a layout on disk (a multi-architecture one: `multiarch TARGET REF`) as it is: every tag,
-/// every image of every index, every referrer; `REFERENCE` may add one more tag.
-/// `http://REGISTRY/REPO` is `REGISTRY/REPO` over plain HTTP, as the binary cache's
-/// references are: one spelling for every command.
-fn plain(reference: &str, plain_http: bool) -> (&str, bool) {
-    match reference.strip_prefix("http://") {
-        Some(rest) => (rest, true),
-        None => (reference, plain_http),
-    }
+/// Where a push goes: the reference, its registry connected, and the one more tag it names.
+fn destination(reference: &str, plain_http: bool) -> Result<(Reference, Registry, Option<String>)> {
+    let (reference, plain_http) = plain(reference, plain_http);
+    let parsed = Reference::parse(reference)?;
+    let registry = Registry::connect(&parsed, plain_http)?;
+    let extra_tag = explicit_tag(reference).then(|| parsed.tag().map(str::to_string)).flatten();
+    Ok((parsed, registry, extra_tag))
 }
 
 /// Refuse a destination a push cannot go to before any work: not `REGISTRY/REPO[:TAG]`, a
@@ -141,7 +137,9 @@ pub fn check_destination(reference: &str, plain_http: bool) -> Result<()> {
     Registry::connect(&parsed, plain_http).map(|_| ())
 }
 
-/// With `sign_key`, each tagged image and index, and each image an index lists, is signed for
+/// Push a layout on disk (a multi-architecture one: `multiarch TARGET REF`) as it is: every tag,
+/// every image of every index, every referrer; `REFERENCE` may add one more tag. With
+/// `sign_key`, each tagged image and index, and each image an index lists, is signed for
 /// cosign (`ops::cosign::sign_images`) before any tag moves.
 pub fn push_layout(
     dir: &Path,
@@ -150,10 +148,8 @@ pub fn push_layout(
     sign_key: Option<&Path>,
 ) -> Result<()> {
     let key = sign_key.map(SecretKey::load).transpose()?;
-    let (reference, plain_http) = plain(reference, plain_http);
-    let parsed = Reference::parse(reference)?;
-    let registry = Registry::connect(&parsed, plain_http)?;
-    let extra_tag = explicit_tag(reference).then(|| parsed.tag()).flatten();
+    let (parsed, registry, extra_tag) = destination(reference, plain_http)?;
+    let extra_tag = extra_tag.as_deref();
     let layout = Layout::open(dir)?;
     push_content(&registry, &layout, &parsed)?;
     if let Some(key) = &key {

@@ -47,7 +47,7 @@ mod reference;
 
 use auth::*;
 pub use blob::BlobReader;
-pub use reference::{check_digest, explicit_tag, parse_repository, Reference};
+pub use reference::{check_digest, explicit_tag, parse_repository, plain, Reference};
 
 /// `DURATION (RATE/s)` for `bytes` moved since `since`.
 pub fn rate(bytes: u64, since: Instant) -> String {

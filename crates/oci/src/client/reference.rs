@@ -128,6 +128,15 @@ pub fn check_digest(d: &str) -> Result<()> {
 }
 
 /// Whether a reference's text names a tag (without one, a pull has nothing to ask for).
+/// `http://REGISTRY/REPO` is `REGISTRY/REPO` over plain HTTP, as the binary cache's
+/// references are: one spelling for every command (`plain_http` is a flag's word for the same).
+pub fn plain(reference: &str, plain_http: bool) -> (&str, bool) {
+    match reference.strip_prefix("http://") {
+        Some(rest) => (rest, true),
+        None => (reference, plain_http),
+    }
+}
+
 pub fn explicit_tag(s: &str) -> bool {
     let before_digest = s.split('@').next().unwrap_or(s);
     !s.contains('@') && before_digest.rsplit('/').next().is_some_and(|last| last.contains(':'))
