@@ -12,5 +12,6 @@ pub mod elf;
 pub mod fields;
 pub mod hash;
 pub mod lock;
+pub mod parallel;
 pub mod progress;
 pub mod util;

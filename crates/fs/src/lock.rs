@@ -46,6 +46,31 @@ impl Lock {
         Ok(Lock { file })
     }
 
+    /// Take `path` exclusively, as `exclusive`, unless `stopped` says to give up first (asked
+    /// every 100 ms while another process holds it): then None.
+    pub fn exclusive_unless(path: &Path, stopped: &dyn Fn() -> bool) -> Result<Option<Lock>> {
+        let file = open(path)?;
+        let mut said = false;
+        loop {
+            match flock(&file, libc::LOCK_EX | libc::LOCK_NB) {
+                Ok(()) => return Ok(Some(Lock { file })),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e).with_context(|| format!("locking {}", path.display())),
+            }
+            if stopped() {
+                return Ok(None);
+            }
+            if !said {
+                crate::progress::say(&format!(
+                    "waiting for another reprovm process holding {}",
+                    path.display()
+                ));
+                said = true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
     /// Take `path` exclusively if nobody holds it at all right now.
     pub fn try_exclusive(path: &Path) -> Result<Option<Lock>> {
         let file = open(path)?;
@@ -94,6 +119,22 @@ mod tests {
             .status()
             .expect("flock(1) from util-linux is needed by this test");
         assert!(!st.success(), "a second process took the lock");
+    }
+
+    #[test]
+    fn a_wait_for_a_held_lock_gives_up_when_told() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join(".lock");
+        let held = Lock::exclusive(&path).unwrap();
+        let asked = std::cell::Cell::new(0);
+        let stopped = || {
+            asked.set(asked.get() + 1);
+            asked.get() > 2
+        };
+        assert!(Lock::exclusive_unless(&path, &stopped).unwrap().is_none());
+        assert_eq!(asked.get(), 3);
+        drop(held);
+        assert!(Lock::exclusive_unless(&path, &|| true).unwrap().is_some());
     }
 
     #[test]

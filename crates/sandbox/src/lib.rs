@@ -9,6 +9,7 @@
 
 mod ids;
 mod init;
+mod jobserver;
 mod lockdown;
 mod preflight;
 mod seccomp;
@@ -22,6 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 pub use init::maybe_run_init;
+pub use jobserver::{Jobserver, Token};
 #[allow(unused_imports)]
 pub use preflight::SandboxError;
 
@@ -149,10 +151,27 @@ impl Prepared {
     }
 }
 
-fn init_command(spec_path: &Path) -> Command {
+fn init_command(spec_path: &Path, jobserver: Option<&Jobserver>) -> Command {
     // /proc/self/exe works even if the binary was replaced on disk while a build runs.
     let mut c = Command::new("/proc/self/exe");
     c.env_clear().env(INIT_ENV, spec_path);
+    if let Some(js) = jobserver {
+        // The token pipe, and nothing else of the xtask's, stays open through the init into
+        // the build, as the numbers its `MAKEFLAGS` names (dup2 leaves them open on exec).
+        let (read, write) = js.fds();
+        use std::os::unix::process::CommandExt;
+        // SAFETY: between fork and exec only dup2, which is async-signal-safe.
+        unsafe {
+            c.pre_exec(move || {
+                for (from, to) in [(read, jobserver::READ_FD), (write, jobserver::WRITE_FD)] {
+                    if libc::dup2(from, to) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+    }
     c
 }
 
@@ -191,16 +210,19 @@ fn code_of(st: ExitStatus) -> i32 {
 
 /// Run `spec` in a fresh sandbox; stdout and stderr go to `log`. Returns the exit code.
 pub fn run(spec: &Spec, spec_path: &Path, log: &Path, timeout: Option<Duration>) -> Result<i32> {
-    run_stoppable(spec, spec_path, log, timeout, None)
+    run_stoppable(spec, spec_path, log, timeout, None, None)
 }
 
-/// Like `run`, killing the sandbox (the error is [`Stopped`]) once `stop` is set.
+/// Like `run`, killing the sandbox (the error is [`Stopped`]) once `stop` is set, with the
+/// pipe of `jobserver` open in it (the caller holds one of its tokens for the phase and puts
+/// its `makeflags` in the environment).
 pub fn run_stoppable(
     spec: &Spec,
     spec_path: &Path,
     log: &Path,
     timeout: Option<Duration>,
     stop: Option<&AtomicBool>,
+    jobserver: Option<&Jobserver>,
 ) -> Result<i32> {
     if stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
         return Err(Stopped.into());
@@ -211,7 +233,7 @@ pub fn run_stoppable(
         .append(true)
         .open(log)
         .with_context(|| format!("opening {}", log.display()))?;
-    let mut child = init_command(spec_path)
+    let mut child = init_command(spec_path, jobserver)
         .stdin(Stdio::null())
         .stdout(logf.try_clone()?)
         .stderr(logf)
@@ -228,7 +250,7 @@ pub fn run_stoppable(
 /// Like `run`, but with the terminal attached (menuconfig).
 pub fn run_interactive(spec: &Spec, spec_path: &Path) -> Result<i32> {
     let prepared = Prepared::new(spec, spec_path)?;
-    let status = init_command(spec_path).status().context("starting the sandbox");
+    let status = init_command(spec_path, None).status().context("starting the sandbox");
     prepared.finish()?;
     Ok(code_of(status?))
 }

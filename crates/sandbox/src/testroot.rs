@@ -38,6 +38,7 @@ pub const PROGRAMS: &[&str] = &[
     "/usr/bin/mkfifo",
     "/usr/bin/unshare",
     "/usr/bin/perl",
+    "/usr/bin/make",
 ];
 
 /// Populate `root` with PROGRAMS (those present), their libraries and the mount points.

@@ -13,12 +13,15 @@ pub struct BuildArgs {
     /// hash.
     #[arg(long)]
     pub json: bool,
-    /// Parallel jobs inside the sandbox (outputs do not depend on it; default: CPU count).
+    /// Parallel jobs (`$JOBS` in the sandbox; outputs do not depend on it; default: CPU
+    /// count): the total over every node's makes, which share one GNU make jobserver of N
+    /// tokens.
     #[arg(long, short, value_name = "N", value_parser = super::values::at_least_one)]
     pub jobs: Option<NonZeroUsize>,
     /// How many nodes may be substituted or built at once: a node starts as soon as its
-    /// dependencies are in the store and a slot is free (outputs do not depend on it). Each
-    /// built node still runs `-j` jobs. Default: 1, one after another.
+    /// dependencies are in the store and a slot is free, the one with the most work after it
+    /// first (outputs do not depend on it). Their makes share -j's jobs. Default: 1, one after
+    /// another.
     #[arg(long, value_name = "N", value_parser = super::values::at_least_one)]
     pub max_nodes: Option<NonZeroUsize>,
     /// Audit internals: rebuild NODE even if stored, into --rebuild-into (never the store).

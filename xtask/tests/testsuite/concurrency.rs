@@ -2,7 +2,8 @@
 //! out/: builds hold the store lock shared and each entry they write by its own lock, so two
 //! commands build unrelated nodes at once, and a node both need is built by one while the
 //! other waits and then takes it from the store. One process with `--max-nodes`: independent
-//! nodes are built at once, into the same bytes; the first node to fail stops the others.
+//! nodes are built at once, into the same bytes; the first node to fail stops the others;
+//! every make of every node takes its jobs from the build's one jobserver.
 
 use crate::support::{self, Tiny};
 use std::io::BufRead;
@@ -75,15 +76,18 @@ fn one_build_makes_independent_nodes_at_once_into_the_same_bytes() {
         events.iter().any(|e| e.line.starts_with("starting ") && e.line.contains(" beside ")),
         "no line says which nodes run beside which"
     );
-    // The same bytes as one node at a time.
-    let hashes = |out: &str, nodes: &str| {
-        let o =
-            tiny.command(out, &["build", "both", "--json", "--max-nodes", nodes]).output().unwrap();
+    // The same bytes as one node at a time with another -j: left's and right's environments
+    // among them.
+    let hashes = |out: &str, nodes: &str, jobs: &str| {
+        let o = tiny
+            .command(out, &["build", "both", "--json", "--max-nodes", nodes, "-j", jobs])
+            .output()
+            .unwrap();
         assert!(o.status.success(), "{}", support::stderr(&o));
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         (v[0]["input_hash"].clone(), v[0]["output_hash"].clone())
     };
-    assert_eq!(hashes("out", "2"), hashes("one-at-a-time", "1"));
+    assert_eq!(hashes("out", "2", "2"), hashes("one-at-a-time", "1", "3"));
     support::store_is_clean(&tiny.path("out"));
 }
 
@@ -190,4 +194,43 @@ fn two_builds_share_one_out_and_build_a_common_node_once() {
     let o = tiny.command("out", &["gc", "--keep-last", "0"]).output().unwrap();
     assert!(o.status.success(), "{}", support::stderr(&o));
     assert_eq!(locks(), 0, "gc left the locks of the entries it removed");
+}
+
+/// The most jobs (lines `START END` in nanoseconds) that ran at one moment.
+fn most_at_once(jobs: &str) -> usize {
+    let mut edges: Vec<(u128, i32)> = Vec::new();
+    for line in jobs.lines() {
+        let (s, e) = line.split_once(' ').unwrap_or_else(|| panic!("a job line: {line:?}"));
+        edges.push((s.parse().unwrap(), 1));
+        edges.push((e.parse().unwrap(), -1));
+    }
+    // An end before a start at the same instant: a slot handed on is not two jobs.
+    edges.sort();
+    let (mut now, mut most) = (0i32, 0i32);
+    for (_, d) in edges {
+        now += d;
+        most = most.max(now);
+    }
+    most as usize
+}
+
+#[test]
+fn every_make_of_every_node_takes_its_jobs_from_one_jobserver() {
+    let tiny = Tiny::new("concurrency");
+    // make-a and make-b each run four one-second jobs with `make -j8`.
+    let most = |out: &str, target: &str, args: &[&str]| {
+        let o = tiny.command(out, &[&["build", target][..], args].concat()).output().unwrap();
+        assert!(o.status.success(), "{}", support::stderr(&o));
+        let entry = support::store_out(&tiny.path(out), target);
+        let jobs = std::fs::read_to_string(entry.join("out/jobs")).unwrap();
+        most_at_once(&jobs)
+    };
+    // Two nodes at once: -j is the total over both nodes' makes, whatever they ask for.
+    assert_eq!(most("out", "make-both", &["--max-nodes", "2", "-j", "2"]), 2);
+    assert_eq!(most("three", "make-both", &["--max-nodes", "2", "-j", "3"]), 3);
+    // One node at a time: the same jobserver, so still -j.
+    assert_eq!(most("alone", "make-both", &["--max-nodes", "1", "-j", "2"]), 2);
+    // A make named by its path is not the wrapper: its own -j8 runs the four jobs at once.
+    assert_eq!(most("own", "make-own", &["-j", "2"]), 4);
+    support::store_is_clean(&tiny.path("out"));
 }

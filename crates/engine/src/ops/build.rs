@@ -14,6 +14,7 @@ use crate::ops::context::RunContext;
 use crate::ops::schedule;
 use crate::steps::results;
 use crate::steps::runner::{ScriptRunner, StepPaths};
+use crate::steps::sandbox_runner::SandboxRunner;
 use crate::steps::sequence;
 use crate::steps::sources;
 use crate::steps::toolchain::{self, Toolchain};
@@ -22,10 +23,9 @@ use reprovm_fs::archive;
 use reprovm_fs::beneath::{Dir, Kind};
 use reprovm_fs::progress;
 use reprovm_fs::util;
-use reprovm_sandbox::{self as sandbox, Bind, Spec};
+use reprovm_sandbox::{self as sandbox, Bind};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// How to build. The default is valid: the CPU count's jobs, substitution from the run's
 /// binary caches, progress shown, the store as the only destination.
@@ -158,6 +158,7 @@ pub(crate) fn build(
         tc_id: &tc_id,
         tc: std::sync::Mutex::new(tc),
         stop: std::sync::atomic::AtomicBool::new(false),
+        jobserver: sandbox::Jobserver::new(opts.jobs)?,
     };
     let deps: BTreeMap<String, Vec<String>> = order
         .iter()
@@ -166,7 +167,16 @@ pub(crate) fn build(
             Ok((n.clone(), l.recipe.deps.iter().map(|d| graph.dep_node(n, d)).collect()))
         })
         .collect::<Result<_>>()?;
-    let slots = schedule::Slots { max_nodes: opts.max_nodes, stop: &run.stop, quiet: opts.quiet };
+    // A node's weight is the size of its pinned sources: the kernel's tarball before the
+    // small packages' (known before anything is built, the same on every machine).
+    let weight =
+        |n: &str| graph.get(n).map_or(0, |l| l.recipe.sources.iter().map(|s| s.size).sum());
+    let slots = schedule::Slots {
+        max_nodes: opts.max_nodes,
+        stop: &run.stop,
+        quiet: opts.quiet,
+        priority: schedule::critical_path(&nodes, &deps, weight),
+    };
     let mut done = schedule::schedule(&slots, &nodes, &deps, &|name, ih, given| {
         let entries = given.iter().map(|(n, d): (&String, &Done)| (n.clone(), d.entry.clone()));
         realise(&run, name, ih, &entries.collect())
@@ -222,6 +232,9 @@ pub(crate) struct Run<'a> {
     pub tc: std::sync::Mutex<Option<Toolchain>>,
     /// Set when a node failed: the nodes still running are stopped (`schedule`).
     pub stop: std::sync::atomic::AtomicBool,
+    /// The `-j` tokens every node's makes share (decision 0077): one node at a time or
+    /// several, each sees the same environment.
+    pub jobserver: sandbox::Jobserver,
 }
 
 impl Run<'_> {
@@ -265,11 +278,16 @@ pub(crate) fn realise(
         || opts.rebuild.iter().any(|r| graph.resolve(r) == name);
     // The entry's lock first: another process may be writing or sealing it right now (wait
     // for it, then find it). Held until this node is committed and sealed, or checked.
+    // A wait for another process gives up when a node of this build failed.
     let _entry = match rebuild {
-        false => Some(store::entry_lock(
-            &store::entry_dir(project, name, &l.recipe.version, ih),
-            run.lock,
-        )?),
+        false => Some(
+            store::entry_lock(
+                &store::entry_dir(project, name, &l.recipe.version, ih),
+                run.lock,
+                &|| run.stop.load(std::sync::atomic::Ordering::SeqCst),
+            )?
+            .ok_or(sandbox::Stopped)?,
+        ),
         true => None,
     };
     run.check_stop()?;
@@ -310,11 +328,13 @@ pub(crate) fn realise(
         );
     }
     run.check_stop()?;
-    let tc = {
+    // Asked for once the node's inputs are staged: one node making the toolchain's root does
+    // not hold back another unpacking its sources (the kernel's takes 12 s on one core).
+    let toolchain = || -> Result<Toolchain> {
         let mut tc = run.tc.lock().map_err(|_| anyhow::anyhow!("a node panicked"))?;
         match &*tc {
-            Some(tc) => tc.clone(),
-            None => tc.insert(toolchain::ensure(project, fetcher, run.lock)?).clone(),
+            Some(tc) => Ok(tc.clone()),
+            None => Ok(tc.insert(toolchain::ensure(project, fetcher, run.lock)?).clone()),
         }
     };
     let deps: BTreeMap<String, PathBuf> = l
@@ -327,7 +347,7 @@ pub(crate) fn realise(
             Ok((d.clone(), entry.clone()))
         })
         .collect::<Result<_>>()?;
-    let m = build_node(project, fetcher, &tc, l, ih, &deps, opts, &dest, run)?;
+    let m = build_node(project, fetcher, &toolchain, l, ih, &deps, opts, &dest, run)?;
     Ok(Done { entry: dest, manifest: m, how: Realised::Built })
 }
 
@@ -440,7 +460,7 @@ impl Drop for Scratch {
 fn build_node(
     project: &Project,
     fetcher: &Fetcher,
-    tc: &Toolchain,
+    toolchain: &dyn Fn() -> Result<Toolchain>,
     l: &Loaded,
     ih: &str,
     deps: &BTreeMap<String, PathBuf>,
@@ -463,7 +483,7 @@ fn build_node(
         l.node(),
         r.version,
         &ih[..16],
-        tc.label(),
+        toolchain::describe(run.tc_id),
         progress::human_duration(timeout),
         log.display()
     ));
@@ -491,6 +511,9 @@ fn build_node(
         if opts.shuffle_dirents {
             shuffle_dirents(&Dir::open(&src)?)?;
         }
+        run.check_stop()?;
+        let tc = &toolchain()?;
+        run.check_stop()?;
         let env = env_for(l, opts.jobs);
         let runner = SandboxRunner {
             tc,
@@ -500,6 +523,7 @@ fn build_node(
             log: &log,
             timeout,
             stop: Some(&run.stop),
+            jobserver: Some(&run.jobserver),
         };
         if !r.build.configure.trim().is_empty() {
             runner.run_script("configure", &r.build.configure)?;
@@ -592,58 +616,6 @@ fn commit_entry(tmp: &Path, dest: &Path, m: &Manifest) -> Result<()> {
     parent.rename(Path::new(tmp.file_name().context("temp entry name")?), name)?;
     std::fs::File::open(parent.path())?.sync_all()?;
     Ok(())
-}
-
-/// Runs phases of one node in the sandbox over the toolchain.
-pub(crate) struct SandboxRunner<'a> {
-    pub tc: &'a Toolchain,
-    pub binds: &'a [Bind],
-    pub env: &'a [(String, String)],
-    pub work: &'a Path,
-    pub log: &'a Path,
-    pub timeout: Duration,
-    /// Stop the phase (killing the sandbox) when this is set: another node failed.
-    pub stop: Option<&'a std::sync::atomic::AtomicBool>,
-}
-
-impl ScriptRunner for SandboxRunner<'_> {
-    fn build_dir(&self) -> &Path {
-        Path::new(sandbox::BUILD_DIR)
-    }
-
-    fn run_script(&self, phase: &str, script: &str) -> Result<()> {
-        let dir = Dir::open(&self.work.join("build"))?;
-        let rel = Path::new(".reprovm").join(format!("{phase}.sh"));
-        dir.write_atomic(&rel, script.as_bytes(), 0o644)?;
-        let argv = vec![
-            "/bin/sh".into(),
-            "-eu".into(),
-            Path::new(sandbox::BUILD_DIR).join(&rel).display().to_string(),
-        ];
-        use std::io::Write;
-        let mut lf = std::fs::OpenOptions::new().create(true).append(true).open(self.log)?;
-        writeln!(lf, "==== reprovm phase {phase}: {}", argv.join(" "))?;
-        drop(lf);
-        let spec = Spec {
-            root: self.tc.root.clone(),
-            binds: self.binds.to_vec(),
-            env: self.env.to_vec(),
-            cwd: Path::new(sandbox::BUILD_DIR).join("src"),
-            argv,
-            root_rw: false,
-        };
-        let code = sandbox::run_stoppable(
-            &spec,
-            &self.work.join(format!("sandbox-{phase}.json")),
-            self.log,
-            Some(self.timeout),
-            self.stop,
-        )?;
-        if code != 0 {
-            bail!("phase `{phase}` exited with status {code}");
-        }
-        Ok(())
-    }
 }
 
 /// Re-create every directory's entries in reverse name order, so that readdir order differs

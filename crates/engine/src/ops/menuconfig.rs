@@ -4,9 +4,10 @@
 //! as tinyconfig, so it would not be a correct fragment.)
 
 use crate::mechanisms::kconfig;
-use crate::ops::build::{self, SandboxRunner};
+use crate::ops::build;
 use crate::ops::context::RunContext;
 use crate::steps::runner::ScriptRunner;
+use crate::steps::sandbox_runner::SandboxRunner;
 use crate::steps::toolchain;
 use anyhow::{Context, Result};
 use reprovm_fs::beneath::Dir;
@@ -49,6 +50,7 @@ pub fn menuconfig(ctx: &RunContext, recipe: &str) -> Result<()> {
         log: &log,
         timeout: l.recipe.timeout()?,
         stop: None,
+        jobserver: None,
     };
     runner.run_script("configure", &l.recipe.build.configure)?;
     let wdir = Dir::open(&work.join("build"))?;

@@ -6,6 +6,10 @@
 //! for any failed build, and what was committed before stays, complete. The error is that
 //! node's. A panic in a node is its failure.
 //!
+//! Of the nodes ready at once, the one with the longest path of work still after it starts
+//! first (`critical_path`): the kernel before busybox, so that the long compile is not left
+//! to run alone at the end while the small nodes finish beside each other at the start.
+//!
 //! Outputs do not depend on the schedule: each node sees only its own inputs, and its `JOBS`
 //! stays out of its bytes.
 
@@ -26,11 +30,36 @@ struct State<T> {
 }
 
 /// How to schedule: at most `max_nodes` at once; `stop` is set at the first failure (the
-/// running nodes watch it); `quiet` says nothing of what runs beside what.
+/// running nodes watch it); `quiet` says nothing of what runs beside what; of the nodes
+/// ready, the highest `priority` starts first (a node not in it counts 0; ties go to the
+/// closure's order).
 pub(crate) struct Slots<'a> {
     pub max_nodes: usize,
     pub stop: &'a AtomicBool,
     pub quiet: bool,
+    pub priority: BTreeMap<String, u64>,
+}
+
+/// Each node's priority: its own `weight` plus the largest priority among the nodes that
+/// depend on it, i.e. the heaviest chain of work from it to the end of the closure (`nodes`
+/// dependencies first, `deps` by node name).
+pub(crate) fn critical_path(
+    nodes: &[(String, String)],
+    deps: &BTreeMap<String, Vec<String>>,
+    weight: impl Fn(&str) -> u64,
+) -> BTreeMap<String, u64> {
+    let mut after: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut priority = BTreeMap::new();
+    // Dependents come later in the closure: walked backwards, each is final when reached.
+    for (name, _) in nodes.iter().rev() {
+        let p = weight(name).saturating_add(after.get(name.as_str()).copied().unwrap_or(0));
+        for d in deps.get(name).into_iter().flatten() {
+            let e = after.entry(d.as_str()).or_insert(0);
+            *e = (*e).max(p);
+        }
+        priority.insert(name.clone(), p);
+    }
+    priority
 }
 
 /// What realises one node: its name, its input hash, and what its dependencies gave.
@@ -74,10 +103,17 @@ pub(crate) fn schedule<T: Send + Clone>(
                 if st.failed.is_some() || st.done.len() == nodes.len() {
                     return;
                 }
-                let ready = nodes.iter().find(|(n, _)| {
-                    !st.started.contains_key(n)
-                        && deps_of(n).iter().all(|d| st.done.contains_key(d))
-                });
+                let ready = nodes
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (n, _))| {
+                        !st.started.contains_key(n)
+                            && deps_of(n).iter().all(|d| st.done.contains_key(d))
+                    })
+                    .max_by_key(|(i, (n, _))| {
+                        (slots.priority.get(n).copied().unwrap_or(0), std::cmp::Reverse(*i))
+                    })
+                    .map(|(_, node)| node);
                 if let Some((n, ih)) = ready {
                     if !st.running.is_empty() && !slots.quiet {
                         let beside: Vec<String> = st
@@ -143,4 +179,75 @@ pub(crate) fn schedule<T: Send + Clone>(
 /// Whether `e` is a node stopped because another failed.
 pub(crate) fn is_stopped(e: &anyhow::Error) -> bool {
     e.chain().any(|c| c.downcast_ref::<reprovm_sandbox::Stopped>().is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Nodes = Vec<(String, String)>;
+    type Deps = BTreeMap<String, Vec<String>>;
+
+    fn graph(edges: &[(&str, &[&str])]) -> (Nodes, Deps) {
+        let nodes = edges.iter().map(|(n, _)| (n.to_string(), format!("{n}-hash"))).collect();
+        let deps = edges
+            .iter()
+            .map(|(n, d)| (n.to_string(), d.iter().map(|x| x.to_string()).collect()))
+            .collect();
+        (nodes, deps)
+    }
+
+    #[test]
+    fn the_heaviest_chain_ranks_first() {
+        // hd-image's shape: the kernel beside busybox -> rootfs, both under the image.
+        let (nodes, deps) = graph(&[
+            ("busybox", &[]),
+            ("rootfs", &["busybox"]),
+            ("kernel", &[]),
+            ("image", &["kernel", "rootfs"]),
+        ]);
+        let weight = |n: &str| match n {
+            "kernel" => 100,
+            "busybox" => 3,
+            "rootfs" => 5,
+            _ => 1,
+        };
+        let p = critical_path(&nodes, &deps, weight);
+        assert_eq!(p["image"], 1);
+        assert_eq!(p["rootfs"], 6);
+        assert_eq!(p["busybox"], 9);
+        assert_eq!(p["kernel"], 101);
+    }
+
+    #[test]
+    fn ready_nodes_start_by_priority_then_closure_order() {
+        let (nodes, deps) = graph(&[
+            ("a", &[]),
+            ("b", &[]),
+            ("c", &[]),
+            ("d", &[]),
+            ("top", &["a", "b", "c", "d"]),
+        ]);
+        let stop = AtomicBool::new(false);
+        let priority: BTreeMap<String, u64> =
+            [("c".to_string(), 9), ("b".to_string(), 5), ("d".to_string(), 5)].into();
+        let slots = Slots { max_nodes: 2, stop: &stop, quiet: true, priority };
+        let started = Mutex::new(Vec::new());
+        // One node at a time runs (the other thread waits at the gate).
+        let gate = Mutex::new(());
+        let done = schedule(&slots, &nodes, &deps, &|name, _, _| {
+            let _one = gate.lock().unwrap();
+            started.lock().unwrap().push(name.to_string());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(done.len(), 5);
+        let started = started.into_inner().unwrap();
+        // The two threads take c (9) and b (5, before d in the closure) first; which of the two
+        // reaches the gate first is the threads' race, what was chosen is not. Then d and a.
+        let set = |s: &[String]| s.iter().cloned().collect::<BTreeSet<String>>();
+        assert_eq!(set(&started[..2]), set(&["c".into(), "b".into()]), "{started:?}");
+        assert_eq!(set(&started[2..4]), set(&["d".into(), "a".into()]), "{started:?}");
+        assert_eq!(started[4], "top");
+    }
 }

@@ -12,6 +12,7 @@ pub(crate) mod oci_layout;
 pub(crate) mod results;
 pub(crate) mod rootfs;
 pub(crate) mod runner;
+pub(crate) mod sandbox_runner;
 pub(crate) mod sequence;
 pub(crate) mod sources;
 pub mod substitution;

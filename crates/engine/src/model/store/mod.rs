@@ -234,14 +234,18 @@ pub(crate) fn store_shared(out: &Path) -> Result<StoreLock> {
 /// The lock of one store entry (`store/.locks/NAME.lock`), held exclusively while the entry is
 /// substituted or built: a second process that needs the same entry waits, then finds it
 /// committed. Taken only under the store lock (so a gc, which removes the lock files of the
-/// entries it removes, never sees it held).
-pub(crate) fn entry_lock(entry: &Path, _store: &StoreLock) -> Result<Lock> {
+/// entries it removes, never sees it held). None when `stopped` said to give up waiting.
+pub(crate) fn entry_lock(
+    entry: &Path,
+    _store: &StoreLock,
+    stopped: &dyn Fn() -> bool,
+) -> Result<Option<Lock>> {
     let (Some(store), Some(name)) = (entry.parent(), entry.file_name()) else {
         anyhow::bail!("{}: not a store entry", entry.display());
     };
     let mut file = name.to_os_string();
     file.push(".lock");
-    Lock::exclusive(&store.join(ENTRY_LOCKS).join(file))
+    Lock::exclusive_unless(&store.join(ENTRY_LOCKS).join(file), stopped)
 }
 
 /// Where the entries' locks live, under `store/` (a dot name: never an entry).

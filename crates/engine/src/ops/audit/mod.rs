@@ -134,7 +134,11 @@ impl Conditions {
             v("directory order", "every source directory's entries re-created in reverse order".into(), true),
             v(
                 "parallelism",
-                format!("-j{} (a build runs -j{})", self.jobs, util::default_jobs()),
+                format!(
+                    "-j{} (a build runs -j{}): the jobserver's tokens, all a node sees of the schedule (the nodes beside it change how many it gets)",
+                    self.jobs,
+                    util::default_jobs()
+                ),
                 self.jobs != util::default_jobs(),
             ),
             v("umask", "0002 in the rebuilding process".into(), true),

@@ -69,7 +69,8 @@ pub(super) fn sandbox_root() -> bool {
 }
 
 /// Rebuild `target` in a child xtask: umask 0002, another hostname (as root), another
-/// environment, another job count, another work root, reversed directory order.
+/// environment, another job count (the jobserver's tokens), another work root, reversed
+/// directory order.
 pub(super) fn rebuild(
     project: &Project,
     target: &str,

@@ -1,5 +1,6 @@
 //! Materialisation: `pins/toolchain.lock` -> a root directory. Every locked .deb is fetched
-//! by sha256 and its data.tar extracted in Rust, in name order, into one merged-/usr root
+//! by sha256 and decompressed (on several threads, a few packages ahead) and its data.tar
+//! extracted in Rust, in name order, into one merged-/usr root
 //! (through a directory handle: no write through a symlink, no link out of the root), then
 //! fixed up the way maintainer scripts would, given an ld.so cache by its own ldconfig in the
 //! sandbox, normalised, and renamed into place.
@@ -71,18 +72,44 @@ pub(crate) fn deb_files(deb: &Path) -> Result<Vec<(String, String)>> {
     Ok(out)
 }
 
-/// Extract one .deb's data into `root` (merged /usr). Its own symlinks are checked at once
-/// (so a refusal names the package); the whole root is checked again at the end.
-pub(crate) fn unpack_deb(deb: &Path, root: &Dir) -> Result<()> {
+/// The most one package's data.tar may hold once decompressed.
+const MAX_DEB_DATA: u64 = 4 << 30;
+
+/// One .deb's data.tar, decompressed.
+pub(crate) fn deb_tar(deb: &Path) -> Result<Vec<u8>> {
     let (buf, fmt) = deb_data(deb)?;
+    let mut tar = Vec::new();
+    archive::decoder(fmt, std::io::Cursor::new(buf))?
+        .take(MAX_DEB_DATA + 1)
+        .read_to_end(&mut tar)
+        .with_context(|| format!("decompressing {}", deb.display()))?;
+    anyhow::ensure!(
+        tar.len() as u64 <= MAX_DEB_DATA,
+        "{}: its data.tar holds more than {} GiB",
+        deb.display(),
+        MAX_DEB_DATA >> 30
+    );
+    Ok(tar)
+}
+
+/// Extract a .deb's decompressed data.tar into `root` (merged /usr). Its own symlinks are
+/// checked at once (so a refusal names the package); the whole root is checked again at the
+/// end.
+pub(crate) fn unpack_tar(tar: Vec<u8>, root: &Dir) -> Result<()> {
     let links = archive::extract_tar(
-        archive::decoder(fmt, std::io::Cursor::new(buf))?,
+        Box::new(std::io::Cursor::new(tar)),
         root,
         0,
         &merged_usr,
         archive::Links::RootFileSystem,
     )?;
     archive::check_links(root, Some(&links), archive::Links::RootFileSystem)
+}
+
+/// Extract one .deb's data into `root` (merged /usr), as `unpack_tar`.
+#[cfg(test)]
+pub(crate) fn unpack_deb(deb: &Path, root: &Dir) -> Result<()> {
+    unpack_tar(deb_tar(deb)?, root)
 }
 
 /// What maintainer scripts and update-alternatives would have done.
@@ -166,6 +193,7 @@ pub(crate) fn materialize(
     locks: &[LockFile],
     dir: &Path,
     _lock: &crate::model::store::StoreLock,
+    workers: usize,
 ) -> Result<()> {
     let timer = progress::Timer::start();
     let count: usize = locks.iter().map(|l| l.packages.len()).sum();
@@ -186,14 +214,24 @@ pub(crate) fn materialize(
     let mut pkgs: Vec<(&LockFile, &super::resolve::LockedDeb)> =
         locks.iter().flat_map(|l| l.packages.iter().map(move |p| (l, p))).collect();
     pkgs.sort_by(|a, b| (&a.1.name, &a.1.arch).cmp(&(&b.1.name, &b.1.arch)));
-    for (lockf, p) in &pkgs {
-        let want = deb_want(project, lockf, p);
-        let file = want.file.clone();
-        let deb = fetcher.fetch(&want).with_context(|| {
-            format!("package {} {} ({})", p.name, p.version, set.lock(project).display())
-        })?;
-        unpack_deb(&deb, &root).with_context(|| format!("unpacking {file}"))?;
-    }
+    // Fetched and decompressed on `workers` threads a few packages ahead; written into the
+    // root one at a time in that order (a path two packages share ends as the later one's).
+    reprovm_fs::parallel::map_in_order(
+        &pkgs,
+        workers,
+        2 * workers,
+        |(lockf, p)| {
+            let want = deb_want(project, lockf, p);
+            let deb = fetcher.fetch(&want).with_context(|| {
+                format!("package {} {} ({})", p.name, p.version, set.lock(project).display())
+            })?;
+            deb_tar(&deb).with_context(|| format!("unpacking {}", want.file))
+        },
+        |(_, p), tar| {
+            let file = p.filename.rsplit('/').next().unwrap_or(&p.filename);
+            unpack_tar(tar, &root).with_context(|| format!("unpacking {file}"))
+        },
+    )?;
     archive::check_links(&root, None, archive::Links::RootFileSystem)?;
     fixups(&root)?;
     if matches!(

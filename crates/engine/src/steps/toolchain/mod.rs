@@ -214,10 +214,16 @@ pub(crate) struct Toolchain {
     pub version_label: String,
 }
 
-impl Toolchain {
-    pub(crate) fn label(&self) -> String {
-        let short = if self.id.starts_with("host-") { &self.id[..] } else { &self.id[..16] };
-        format!("{short} ({})", self.version_label)
+/// What the host toolchain's outputs and messages are marked with.
+const HOST_MARK: &str = "HOST TOOLCHAIN: not pinned, development only";
+
+/// A toolchain's identity as a build's header shows it: 16 hex digits, or the host's whole
+/// identity with its mark.
+pub(crate) fn describe(id: &str) -> String {
+    if id.starts_with("host-") {
+        format!("{id} ({HOST_MARK})")
+    } else {
+        id[..16.min(id.len())].to_string()
     }
 }
 
@@ -320,11 +326,7 @@ pub(crate) fn read_lock(project: &Project, set: PackageSet) -> Result<LockFile> 
 pub(crate) fn ensure(project: &Project, fetcher: &Fetcher, lock: &StoreLock) -> Result<Toolchain> {
     if project.host_toolchain {
         let (id, root) = host_root(project)?;
-        return Ok(Toolchain {
-            id,
-            root,
-            version_label: "HOST TOOLCHAIN: not pinned, development only".into(),
-        });
+        return Ok(Toolchain { id, root, version_label: HOST_MARK.into() });
     }
     ensure_set(project, fetcher, PackageSet::for_arch(project.arch), lock)
 }
@@ -358,6 +360,19 @@ pub(crate) fn ensure_set(
     set: PackageSet,
     lock: &StoreLock,
 ) -> Result<Toolchain> {
+    ensure_set_with(project, fetcher, set, lock, reprovm_fs::util::default_jobs())
+}
+
+/// `ensure_set`, its packages decompressed on `workers` threads if it has to be made (0: one
+/// after another on this thread; the root is the same bytes whatever the count, and `bench
+/// toolchain` compares 0 with the cores).
+pub(crate) fn ensure_set_with(
+    project: &Project,
+    fetcher: &Fetcher,
+    set: PackageSet,
+    lock: &StoreLock,
+    workers: usize,
+) -> Result<Toolchain> {
     let (toolchain, locks, dir) = locate_set(project, set)?;
     if !dir.join("manifest.json").is_file() {
         // One process materialises a root; another that needs it waits, then finds it made.
@@ -365,7 +380,7 @@ pub(crate) fn ensure_set(
         let locks_dir = project.out.join("toolchain").join(crate::model::store::ENTRY_LOCKS);
         let _root = reprovm_fs::lock::Lock::exclusive(&locks_dir.join(format!("{name}.lock")))?;
         if !dir.join("manifest.json").is_file() {
-            materialize::materialize(project, fetcher, set, &locks, &dir, lock)?;
+            materialize::materialize(project, fetcher, set, &locks, &dir, lock, workers)?;
         }
     }
     Ok(toolchain)
