@@ -54,8 +54,13 @@ pub fn map_in_order<T: Sync, R: Send>(
         wake.notify_all();
     };
     std::thread::scope(|s| {
-        for _ in 0..workers.clamp(1, items.len().max(1)) {
-            s.spawn(worker);
+        for n in 0..workers.clamp(1, items.len().max(1)) {
+            if let Err(e) = std::thread::Builder::new().spawn_scoped(s, worker) {
+                // Without its threads the work cannot go on; the ones started stop.
+                lock().stop = true;
+                wake.notify_all();
+                return Err(anyhow::Error::new(e).context(format!("starting worker thread {n}")));
+            }
         }
         // A panic of `use_item` stops the workers too, or the scope would wait for them.
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

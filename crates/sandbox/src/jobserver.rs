@@ -46,6 +46,22 @@ impl Jobserver {
         anyhow::ensure!(tokens > 0, "a jobserver needs at least one token");
         let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
             .context("creating the jobserver's pipe")?;
+        // Above the numbers the sandbox gives them, so that the init's dup2 never meets its
+        // own source (still close-on-exec: only the sandbox's init gets them).
+        let high = |fd: OwnedFd| {
+            rustix::io::fcntl_dupfd_cloexec(&fd, WRITE_FD + 1).with_context(|| {
+                format!(
+                    "moving the jobserver's pipe above descriptor {WRITE_FD}: raise the open-file limit (ulimit -n) above {}",
+                    WRITE_FD + 2
+                )
+            })
+        };
+        let (read, write) = (high(read)?, high(write)?);
+        let room = rustix::pipe::fcntl_getpipe_size(&write)?;
+        anyhow::ensure!(
+            tokens <= room,
+            "-j {tokens}: more jobs than the jobserver's pipe holds tokens ({room}); give a smaller -j"
+        );
         // GNU make reads the pipe without blocking (after waiting for it to be readable), and
         // so does `acquire`.
         rustix::fs::fcntl_setfl(&read, rustix::fs::OFlags::NONBLOCK)?;
@@ -140,9 +156,15 @@ impl Drop for Token<'_> {
     fn drop(&mut self) {
         let mut held = self.server.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         *held -= 1;
-        // A pipe of a few bytes has room for its own token; if the write failed anyway, the
-        // next `acquire` with nothing running puts the count back.
-        let _ = rustix::io::write(self.server.write.as_fd(), b"+");
+        // Never blocks: a pipe a script filled with bytes of its own (the only way it has no
+        // room for this token) is left as it is, and the next `acquire` with nothing running
+        // puts the count back; so does it after a failed write.
+        let mut fds =
+            [rustix::event::PollFd::new(&self.server.write, rustix::event::PollFlags::OUT)];
+        let now = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
+        if rustix::event::poll(&mut fds, Some(&now)).is_ok_and(|n| n > 0) {
+            let _ = rustix::io::write(self.server.write.as_fd(), b"+");
+        }
     }
 }
 
@@ -171,6 +193,15 @@ mod tests {
             waiter.join().unwrap().unwrap();
         });
         assert_eq!(js.available().unwrap(), 2);
+    }
+
+    #[test]
+    fn the_pipe_sits_above_the_sandbox_numbers_and_holds_every_token() {
+        let js = Jobserver::new(4).unwrap();
+        let (read, write) = js.fds();
+        assert!(read > WRITE_FD && write > WRITE_FD, "{read} {write}");
+        let e = Jobserver::new(10_000_000).unwrap_err().to_string();
+        assert!(e.contains("give a smaller -j"), "{e}");
     }
 
     #[test]

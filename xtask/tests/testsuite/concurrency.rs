@@ -232,5 +232,7 @@ fn every_make_of_every_node_takes_its_jobs_from_one_jobserver() {
     assert_eq!(most("alone", "make-both", &["--max-nodes", "1", "-j", "2"]), 2);
     // A make named by its path is not the wrapper: its own -j8 runs the four jobs at once.
     assert_eq!(most("own", "make-own", &["-j", "2"]), 4);
+    // A make asked for no parallel jobs runs one at a time, jobserver or not.
+    assert_eq!(most("plain", "make-plain", &["-j", "2"]), 1);
     support::store_is_clean(&tiny.path("out"));
 }

@@ -332,6 +332,8 @@ pub(crate) fn realise(
     // not hold back another unpacking its sources (the kernel's takes 12 s on one core).
     let toolchain = || -> Result<Toolchain> {
         let mut tc = run.tc.lock().map_err(|_| anyhow::anyhow!("a node panicked"))?;
+        // Another node may have failed (making the root, perhaps) while this one waited.
+        run.check_stop()?;
         match &*tc {
             Some(tc) => Ok(tc.clone()),
             None => Ok(tc.insert(toolchain::ensure(project, fetcher, run.lock)?).clone()),

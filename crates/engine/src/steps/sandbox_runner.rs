@@ -25,19 +25,36 @@ pub(crate) struct SandboxRunner<'a> {
     pub jobserver: Option<&'a sandbox::Jobserver>,
 }
 
-/// `make` as a phase sharing the build's jobserver finds it first in `PATH`: GNU make 4.3
-/// leaves an inherited jobserver for one of its own when given `-jN`, and recipes say
-/// `make -j"$JOBS"`; so `-jN`, `-j N`, `--jobs=N` and `--jobs N` are dropped, and the real
-/// make runs with the phase's `PATH` without this directory, wherever a script put it (no make
-/// below sees the wrapper, none loops back to it, and `$(MAKE)` stays `make`).
-fn make_wrapper() -> String {
+/// `make` as every phase finds it first in `PATH`, so that the recipes' `make -j"$JOBS"` joins
+/// the build's jobserver: GNU make 4.3 leaves an inherited jobserver for one of its own when
+/// given `-jN` on its command line. A make asked for parallel jobs (`-jN` with N above 1, `-j`,
+/// `--jobs[=N]`, its abbreviations, or a `j` in a group of short options such as `-sj8`) has
+/// that option dropped and takes its jobs from the jobserver; a make asked for one job (`-j1`)
+/// or for none (no `-j`) runs as before, serially, with the jobserver taken out of its
+/// `MAKEFLAGS`. The real make is run with `PATH` as the phase had it minus this directory (so
+/// no make below sees the wrapper, and `$(MAKE)` stays `make`), or, if a script put the
+/// directory there another way, by the path of the first other `make` on `PATH`.
+fn make_wrapper(auth: &str) -> String {
     let bin = Path::new(sandbox::BUILD_DIR).join(MAKE_WRAPPER_DIR);
     format!(
         r#"#!/bin/sh
-# reprovm: this phase takes its jobs from the build's jobserver (MAKEFLAGS names it; decision
-# 0077), which make 4.3 leaves for one of its own when given -jN: drop -jN, then run make
-# with this directory out of PATH, wherever a script put it.
-d={}
+# reprovm: make joins the build's jobserver (MAKEFLAGS names it; decision 0077); GNU make 4.3
+# leaves it for one of its own when given -jN, so a parallel -j is dropped here.
+d={dir}
+auth='{auth}'
+real=
+rest=$PATH:
+while [ -n "$rest" ]; do
+  e=${{rest%%:*}}
+  rest=${{rest#*:}}
+  if [ -z "$real" ] && [ -x "${{e:-.}}/make" ] && ! [ "${{e:-.}}/make" -ef "$0" ]; then
+    real=${{e:-.}}/make
+  fi
+done
+if [ -z "$real" ]; then
+  echo "make: not found (only reprovm's jobserver wrapper, $0, is on PATH)" >&2
+  exit 127
+fi
 p=:$PATH:
 while :; do
   case $p in
@@ -47,22 +64,61 @@ while :; do
 done
 p=${{p#:}}
 PATH=${{p%:}}
+parallel=
+serial=
 skip=
 for a do
   shift
   if [ -n "$skip" ]; then
     skip=
-    case $a in [0-9]*) continue ;; esac
+    case $a in
+      1) set -- "$@" -j1; serial=1; continue ;;
+      [0-9]*) continue ;;
+    esac
   fi
   case $a in
-    -j|--jobs) skip=1; continue ;;
-    -j[0-9]*|--jobs=*) continue ;;
+    --jo|--job|--jobs|-j) parallel=1; skip=1; continue ;;
+    --jo=1|--job=1|--jobs=1|-j1) serial=1 ;;
+    --jo=*|--job=*|--jobs=*|-j[0-9]*) parallel=1; continue ;;
+    --*|-) ;;
+    -*j*)
+      # A group of short options: the first letter taking an argument ends the group.
+      flags=${{a#-}}
+      kept=
+      while [ -n "$flags" ]; do
+        c=${{flags%"${{flags#?}}"}}
+        flags=${{flags#?}}
+        case $c in
+          j)
+            case $flags in
+              1) kept=${{kept}}j1; serial=1 ;;
+              '') parallel=1; skip=1 ;;
+              *) parallel=1 ;;
+            esac
+            flags=
+            ;;
+          [CfIoWlEO]) kept=$kept$c$flags; flags= ;;
+          *) kept=$kept$c ;;
+        esac
+      done
+      [ -n "$kept" ] && set -- "$@" "-$kept"
+      continue
+      ;;
   esac
   set -- "$@" "$a"
 done
+if [ -n "$serial" ] || [ -z "$parallel" ]; then
+  MAKEFLAGS=${{MAKEFLAGS%"$auth"}}
+  MAKEFLAGS=${{MAKEFLAGS% }}
+  [ -n "$MAKEFLAGS" ] || unset MAKEFLAGS
+fi
+found=$(command -v make) || found=
+if [ -z "$found" ] || [ "$found" -ef "$0" ]; then
+  exec "$real" "$@"
+fi
 exec make "$@"
 "#,
-        bin.display()
+        dir = bin.display(),
     )
 }
 
@@ -89,7 +145,7 @@ impl ScriptRunner for SandboxRunner<'_> {
             Some(js) => {
                 let token = js.acquire(self.stop)?;
                 let wrapper = Path::new(MAKE_WRAPPER_DIR).join("make");
-                dir.write_atomic(&wrapper, make_wrapper().as_bytes(), 0o755)?;
+                dir.write_atomic(&wrapper, make_wrapper(&js.makeflags()).as_bytes(), 0o755)?;
                 let bin = Path::new(sandbox::BUILD_DIR).join(MAKE_WRAPPER_DIR);
                 for (k, v) in env.iter_mut() {
                     match k.as_str() {

@@ -214,12 +214,15 @@ pub(crate) fn materialize(
     let mut pkgs: Vec<(&LockFile, &super::resolve::LockedDeb)> =
         locks.iter().flat_map(|l| l.packages.iter().map(move |p| (l, p))).collect();
     pkgs.sort_by(|a, b| (&a.1.name, &a.1.arch).cmp(&(&b.1.name, &b.1.arch)));
-    // Fetched and decompressed on `workers` threads a few packages ahead; written into the
-    // root one at a time in that order (a path two packages share ends as the later one's).
+    // Fetched and decompressed on `workers` threads (at most 4), as many packages ahead (each
+    // held whole in memory until it is written: a few hundred MB at worst); written into the
+    // root one at a time in the lock's order (a path two packages share ends as the later
+    // one's).
+    let workers = workers.min(4);
     reprovm_fs::parallel::map_in_order(
         &pkgs,
         workers,
-        2 * workers,
+        workers,
         |(lockf, p)| {
             let want = deb_want(project, lockf, p);
             let deb = fetcher.fetch(&want).with_context(|| {
