@@ -29,6 +29,9 @@ pub const WRITE_FD: i32 = 835;
 pub struct Jobserver {
     read: OwnedFd,
     write: OwnedFd,
+    /// The write end opened again without blocking (an open file description of its own:
+    /// the sandboxes' makes keep a blocking one), for giving tokens back.
+    give_back: OwnedFd,
     tokens: usize,
     /// Tokens the engine holds: one per sandbox phase running.
     held: Mutex<usize>,
@@ -41,6 +44,9 @@ pub struct Token<'a> {
 }
 
 impl Jobserver {
+    /// The pipe's descriptor numbers inside a sandbox (read, write).
+    pub const SANDBOX_FDS: (i32, i32) = (READ_FD, WRITE_FD);
+
     /// A pipe holding `tokens` tokens (the build's `-j`).
     pub fn new(tokens: usize) -> Result<Jobserver> {
         anyhow::ensure!(tokens > 0, "a jobserver needs at least one token");
@@ -57,7 +63,9 @@ impl Jobserver {
             })
         };
         let (read, write) = (high(read)?, high(write)?);
-        let room = rustix::pipe::fcntl_getpipe_size(&write)?;
+        // A page of slack: the pipe's room is counted in pages, and one partly read keeps
+        // its page.
+        let room = rustix::pipe::fcntl_getpipe_size(&write)?.saturating_sub(4096);
         anyhow::ensure!(
             tokens <= room,
             "-j {tokens}: more jobs than the jobserver's pipe holds tokens ({room}); give a smaller -j"
@@ -65,7 +73,14 @@ impl Jobserver {
         // GNU make reads the pipe without blocking (after waiting for it to be readable), and
         // so does `acquire`.
         rustix::fs::fcntl_setfl(&read, rustix::fs::OFlags::NONBLOCK)?;
-        let server = Jobserver { read, write, tokens, held: Mutex::new(0) };
+        let give_back = rustix::fs::open(
+            format!("/proc/self/fd/{}", write.as_raw_fd()),
+            rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .context("opening the jobserver's pipe without blocking")?;
+        let give_back = high(give_back)?;
+        let server = Jobserver { read, write, give_back, tokens, held: Mutex::new(0) };
         server.refill()?;
         Ok(server)
     }
@@ -158,13 +173,8 @@ impl Drop for Token<'_> {
         *held -= 1;
         // Never blocks: a pipe a script filled with bytes of its own (the only way it has no
         // room for this token) is left as it is, and the next `acquire` with nothing running
-        // puts the count back; so does it after a failed write.
-        let mut fds =
-            [rustix::event::PollFd::new(&self.server.write, rustix::event::PollFlags::OUT)];
-        let now = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
-        if rustix::event::poll(&mut fds, Some(&now)).is_ok_and(|n| n > 0) {
-            let _ = rustix::io::write(self.server.write.as_fd(), b"+");
-        }
+        // puts the count back; so does it after any failed write.
+        let _ = rustix::io::write(self.server.give_back.as_fd(), b"+");
     }
 }
 
@@ -202,6 +212,19 @@ mod tests {
         assert!(read > WRITE_FD && write > WRITE_FD, "{read} {write}");
         let e = Jobserver::new(10_000_000).unwrap_err().to_string();
         assert!(e.contains("give a smaller -j"), "{e}");
+    }
+
+    #[test]
+    fn a_token_given_back_to_a_full_pipe_does_not_block() {
+        let js = Jobserver::new(2).unwrap();
+        let t = js.acquire(None).unwrap();
+        // A script fills the pipe.
+        while rustix::io::write(&js.give_back, &[b'x'; 512]).is_ok() {}
+        drop(t);
+        let t = js.acquire(None).unwrap();
+        assert_eq!(js.available().unwrap(), 1);
+        drop(t);
+        assert_eq!(js.available().unwrap(), 2);
     }
 
     #[test]

@@ -27,18 +27,23 @@ pub(crate) struct SandboxRunner<'a> {
 
 /// `make` as every phase finds it first in `PATH`, so that the recipes' `make -j"$JOBS"` joins
 /// the build's jobserver: GNU make 4.3 leaves an inherited jobserver for one of its own when
-/// given `-jN` on its command line. A make asked for parallel jobs (`-jN` with N above 1, `-j`,
-/// `--jobs[=N]`, its abbreviations, or a `j` in a group of short options such as `-sj8`) has
-/// that option dropped and takes its jobs from the jobserver; a make asked for one job (`-j1`)
-/// or for none (no `-j`) runs as before, serially, with the jobserver taken out of its
-/// `MAKEFLAGS`. The real make is run with `PATH` as the phase had it minus this directory (so
-/// no make below sees the wrapper, and `$(MAKE)` stays `make`), or, if a script put the
-/// directory there another way, by the path of the first other `make` on `PATH`.
-fn make_wrapper(auth: &str) -> String {
+/// given `-jN` on its command line. The last `-j` decides, as in make: asked for parallel jobs
+/// (`-jN` with N above 1, `-j`, `-j N`, `--jobs[=N]`, or a `j` in a group of short options
+/// such as `-sj8`), the wrapper drops every `-j` and make takes its jobs from the jobserver;
+/// asked for one (`-j1`), or for none at the top level (no `-j`, `MAKELEVEL` unset or 0), make
+/// runs one job at a time as it would without a jobserver (the jobserver taken out of its
+/// `MAKEFLAGS`). What make 4.3 would refuse (`-j0`, `-j2k`, `--jo`) is passed on for it to
+/// refuse; words after `--`, or after an option that takes the next word, are left alone; a make
+/// that cannot join (`MAKEFLAGS` without the jobserver, its descriptors closed) gets its
+/// words unchanged. The real make runs with the phase's `PATH` minus this directory (nothing
+/// below sees the wrapper, and `$(MAKE)` stays `make`), or by the path of the first other
+/// `make` on `PATH` if a script put the directory there in another spelling.
+fn make_wrapper(js: &sandbox::Jobserver) -> String {
     let bin = Path::new(sandbox::BUILD_DIR).join(MAKE_WRAPPER_DIR);
+    let (read, write) = sandbox::Jobserver::SANDBOX_FDS;
     format!(
         r#"#!/bin/sh
-# reprovm: make joins the build's jobserver (MAKEFLAGS names it; decision 0077); GNU make 4.3
+# reprovm: make joins the build's jobserver (MAKEFLAGS names it; decision 0077). GNU make 4.3
 # leaves it for one of its own when given -jN, so a parallel -j is dropped here.
 d={dir}
 auth='{auth}'
@@ -47,8 +52,9 @@ rest=$PATH:
 while [ -n "$rest" ]; do
   e=${{rest%%:*}}
   rest=${{rest#*:}}
-  if [ -z "$real" ] && [ -x "${{e:-.}}/make" ] && ! [ "${{e:-.}}/make" -ef "$0" ]; then
-    real=${{e:-.}}/make
+  m=${{e:-.}}/make
+  if [ -z "$real" ] && [ -f "$m" ] && [ -x "$m" ] && ! [ "$m" -ef "$0" ]; then
+    real=$m
   fi
 done
 if [ -z "$real" ]; then
@@ -64,61 +70,104 @@ while :; do
 done
 p=${{p#:}}
 PATH=${{p%:}}
-parallel=
-serial=
-skip=
+run() {{
+  found=$(command -v make) || found=
+  if [ -z "$found" ] || [ "$found" -ef "$0" ]; then
+    exec "$real" "$@"
+  fi
+  exec make "$@"
+}}
+case " ${{MAKEFLAGS-}} " in
+  *" $auth "*) [ -e /proc/self/fd/{read} ] && [ -e /proc/self/fd/{write} ] || run "$@" ;;
+  *) run "$@" ;;
+esac
+# The last -j decides: parallel, serial, or none.
+mode=
+number=
+verbatim=
+ended=
+jobs() {{
+  case $1 in
+    ''|*[!0-9]*) return 1 ;;
+  esac
+  if [ "$1" -eq 0 ]; then
+    return 1
+  elif [ "$1" -eq 1 ]; then
+    mode=serial
+  else
+    mode=parallel
+  fi
+}}
 for a do
   shift
-  if [ -n "$skip" ]; then
-    skip=
-    case $a in
-      1) set -- "$@" -j1; serial=1; continue ;;
-      [0-9]*) continue ;;
-    esac
+  if [ -n "$ended$verbatim" ]; then
+    verbatim=
+    set -- "$@" "$a"
+    continue
+  fi
+  if [ -n "$number" ]; then
+    number=
+    jobs "$a" && continue
   fi
   case $a in
-    --jo|--job|--jobs|-j) parallel=1; skip=1; continue ;;
-    --jo=1|--job=1|--jobs=1|-j1) serial=1 ;;
-    --jo=*|--job=*|--jobs=*|-j[0-9]*) parallel=1; continue ;;
+    --) ended=1 ;;
+    --jobs) mode=parallel; number=1; continue ;;
+    --jobs=*) jobs "${{a#--jobs=}}" && continue ;;
+    --file|--makefile|--directory|--include-dir|--old-file|--assume-old|--what-if|--new-file|--assume-new|--eval) verbatim=1 ;;
     --*|-) ;;
-    -*j*)
-      # A group of short options: the first letter taking an argument ends the group.
+    -*)
+      # A group of short options: a letter taking an argument ends it (the rest, or the next
+      # word, is that argument).
       flags=${{a#-}}
       kept=
+      group=
       while [ -n "$flags" ]; do
         c=${{flags%"${{flags#?}}"}}
         flags=${{flags#?}}
         case $c in
           j)
-            case $flags in
-              1) kept=${{kept}}j1; serial=1 ;;
-              '') parallel=1; skip=1 ;;
-              *) parallel=1 ;;
-            esac
-            flags=
+            if [ -z "$flags" ]; then
+              mode=parallel
+              number=1
+            elif jobs "$flags"; then
+              :
+            else
+              kept=; group=invalid
+            fi
+            break
             ;;
-          [CfIoWlEO]) kept=$kept$c$flags; flags= ;;
+          [CfIoWE])
+            kept=$kept$c$flags
+            [ -n "$flags" ] || verbatim=1
+            break
+            ;;
+          [lO]) kept=$kept$c$flags; break ;;
           *) kept=$kept$c ;;
         esac
       done
-      [ -n "$kept" ] && set -- "$@" "-$kept"
+      if [ "$group" = invalid ]; then
+        set -- "$@" "$a"
+      elif [ -n "$kept" ]; then
+        set -- "$@" "-$kept"
+      fi
       continue
       ;;
   esac
   set -- "$@" "$a"
 done
-if [ -n "$serial" ] || [ -z "$parallel" ]; then
-  MAKEFLAGS=${{MAKEFLAGS%"$auth"}}
-  MAKEFLAGS=${{MAKEFLAGS% }}
+if [ "$mode" = serial ] || {{ [ -z "$mode" ] && [ "${{MAKELEVEL:-0}}" = 0 ]; }}; then
+  [ "$mode" = serial ] && set -- -j1 "$@"
+  m=" $MAKEFLAGS "
+  m="${{m%%" $auth "*}} ${{m#*" $auth "}}"
+  m=${{m# }}
+  m=${{m% }}
+  MAKEFLAGS=$m
   [ -n "$MAKEFLAGS" ] || unset MAKEFLAGS
 fi
-found=$(command -v make) || found=
-if [ -z "$found" ] || [ "$found" -ef "$0" ]; then
-  exec "$real" "$@"
-fi
-exec make "$@"
+run "$@"
 "#,
         dir = bin.display(),
+        auth = js.makeflags(),
     )
 }
 
@@ -145,12 +194,13 @@ impl ScriptRunner for SandboxRunner<'_> {
             Some(js) => {
                 let token = js.acquire(self.stop)?;
                 let wrapper = Path::new(MAKE_WRAPPER_DIR).join("make");
-                dir.write_atomic(&wrapper, make_wrapper(&js.makeflags()).as_bytes(), 0o755)?;
+                dir.write_atomic(&wrapper, make_wrapper(js).as_bytes(), 0o755)?;
                 let bin = Path::new(sandbox::BUILD_DIR).join(MAKE_WRAPPER_DIR);
                 for (k, v) in env.iter_mut() {
                     match k.as_str() {
                         "PATH" => *v = format!("{}:{v}", bin.display()),
-                        "MAKEFLAGS" => *v = format!("{v} {}", js.makeflags()),
+                        // First: after a recipe's `--`, it would be no option.
+                        "MAKEFLAGS" => *v = format!("{} {v}", js.makeflags()),
                         _ => {}
                     }
                 }
