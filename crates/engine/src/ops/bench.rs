@@ -100,10 +100,8 @@ pub fn toolchain_from_warm_cache(ctx: &RunContext) -> Result<Vec<String>> {
         let start = Instant::now();
         let made = toolchain::ensure_set_with(&p, fetcher, set, &lock, workers)?;
         times.push(start.elapsed().as_secs_f64());
-        let manifest = made.root.parent().context("a toolchain root without a parent")?;
-        let m: toolchain::ToolchainManifest =
-            serde_json::from_slice(&std::fs::read(manifest.join("manifest.json"))?)?;
-        trees.push(m.tree_hash);
+        let dir = made.root.parent().context("a toolchain root without a parent")?;
+        trees.push(toolchain::read_manifest(dir)?.tree_hash);
         drop(lock);
         crate::ops::gc::remove_path(t.path())?;
     }

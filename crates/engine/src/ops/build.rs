@@ -169,13 +169,15 @@ pub(crate) fn build(
         .collect::<Result<_>>()?;
     // A node's weight is the size of its pinned sources: the kernel's tarball before the
     // small packages' (known before anything is built, the same on every machine).
-    let weight =
-        |n: &str| graph.get(n).map_or(0, |l| l.recipe.sources.iter().map(|s| s.size).sum());
+    let weights: BTreeMap<&str, u64> = order
+        .iter()
+        .map(|n| Ok((n.as_str(), graph.get(n)?.recipe.sources.iter().map(|s| s.size).sum())))
+        .collect::<Result<_>>()?;
     let slots = schedule::Slots {
         max_nodes: opts.max_nodes,
         stop: &run.stop,
         quiet: opts.quiet,
-        priority: schedule::critical_path(&nodes, &deps, weight),
+        priority: schedule::critical_path(&nodes, &deps, |n| weights[n]),
     };
     let mut done = schedule::schedule(&slots, &nodes, &deps, &|name, ih, given| {
         let entries = given.iter().map(|(n, d): (&String, &Done)| (n.clone(), d.entry.clone()));

@@ -72,6 +72,16 @@ pub(crate) fn deb_files(deb: &Path) -> Result<Vec<(String, String)>> {
     Ok(out)
 }
 
+/// The manifest of the materialised root in `dir` (`dir/manifest.json`).
+pub(crate) fn read_manifest(dir: &Path) -> Result<ToolchainManifest> {
+    let manifest_path = dir.join("manifest.json");
+    let text = std::fs::read(&manifest_path)
+        .with_context(|| format!("reading {}", manifest_path.display()))?;
+    serde_json::from_slice::<ToolchainManifest>(&text).with_context(|| {
+        format!("{}: damaged; remove {} and run again", manifest_path.display(), dir.display())
+    })
+}
+
 /// The most one package's data.tar may hold once decompressed.
 const MAX_DEB_DATA: u64 = 4 << 30;
 

@@ -7,6 +7,8 @@ pub(crate) mod archive;
 pub(crate) mod materialize;
 pub(crate) mod resolve;
 
+pub(crate) use materialize::read_manifest;
+
 use crate::mechanisms::fetch::Fetcher;
 use crate::model::arch::Arch;
 use crate::model::manifest;
@@ -429,12 +431,8 @@ fn locate_set(project: &Project, set: PackageSet) -> Result<(Toolchain, Vec<Lock
         lockf.packages.iter().find(|p| p.name == key).map(|p| format!("{key} {}", p.version));
     let label = format!("debian {} {}", lockf.suite, version.unwrap_or_default());
     let dir = project.out.join("toolchain").join(&id[..32]);
-    let manifest_path = dir.join("manifest.json");
-    if manifest_path.is_file() {
-        let text = std::fs::read(&manifest_path)?;
-        serde_json::from_slice::<ToolchainManifest>(&text).with_context(|| {
-            format!("{}: damaged; remove {} and run again", manifest_path.display(), dir.display())
-        })?;
+    if dir.join("manifest.json").is_file() {
+        read_manifest(&dir)?;
     }
     Ok((Toolchain { id, root: dir.join("root"), version_label: label }, locks, dir))
 }
