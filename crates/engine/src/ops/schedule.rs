@@ -233,18 +233,22 @@ mod tests {
             [("c".to_string(), 9), ("b".to_string(), 5), ("d".to_string(), 5)].into();
         let slots = Slots { max_nodes: 2, stop: &stop, quiet: true, priority };
         let started = Mutex::new(Vec::new());
-        // One node at a time runs (the other thread waits at the gate).
-        let gate = Mutex::new(());
+        // The first two nodes chosen wait for each other before either ends, so both were
+        // chosen before anything was done, and both are recorded before anything after them.
+        let first_two = std::sync::Barrier::new(2);
+        let calls = std::sync::atomic::AtomicUsize::new(0);
         let done = schedule(&slots, &nodes, &deps, &|name, _, _| {
-            let _one = gate.lock().unwrap();
             started.lock().unwrap().push(name.to_string());
+            if calls.fetch_add(1, Ordering::SeqCst) < 2 {
+                first_two.wait();
+            }
             Ok(())
         })
         .unwrap();
         assert_eq!(done.len(), 5);
         let started = started.into_inner().unwrap();
         // The two threads take c (9) and b (5, before d in the closure) first; which of the two
-        // reaches the gate first is the threads' race, what was chosen is not. Then d and a.
+        // records itself first is the threads' race, what was chosen is not. Then d and a.
         let set = |s: &[String]| s.iter().cloned().collect::<BTreeSet<String>>();
         assert_eq!(set(&started[..2]), set(&["c".into(), "b".into()]), "{started:?}");
         assert_eq!(set(&started[2..4]), set(&["d".into(), "a".into()]), "{started:?}");
