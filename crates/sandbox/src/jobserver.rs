@@ -194,14 +194,15 @@ mod tests {
         let stop = AtomicBool::new(true);
         let e = js.acquire(Some(&stop)).unwrap_err();
         assert!(e.downcast_ref::<crate::Stopped>().is_some(), "{e:#}");
-        drop(a);
-        assert_eq!(js.available().unwrap(), 1);
         std::thread::scope(|s| {
             let waiter = s.spawn(|| js.acquire(None).map(drop));
             std::thread::sleep(std::time::Duration::from_millis(150));
-            drop(b);
+            assert!(!waiter.is_finished(), "a third token was taken while two were held");
+            drop(a);
             waiter.join().unwrap().unwrap();
         });
+        assert_eq!(js.available().unwrap(), 1);
+        drop(b);
         assert_eq!(js.available().unwrap(), 2);
     }
 

@@ -288,13 +288,13 @@ fn gc_frees_the_unreachable_and_waits_for_builds() {
     assert!(again.contains("cached top") && again.contains("cached base"), "{again}");
 
     // A build running during gc: gc waits for it, the build completes and is kept.
-    let mut slow = support::xtask()
+    let mut held = support::xtask()
         .arg("--host-toolchain")
         .arg("--recipes")
         .arg(&r)
         .arg("--out")
         .arg(&out)
-        .args(["build", "slowish"])
+        .args(["build", "held"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -302,17 +302,47 @@ fn gc_frees_the_unreachable_and_waits_for_builds() {
     let log = out.join("logs");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while !std::fs::read_dir(&log)
-        .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("slowish")))
+        .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("held")))
         .unwrap_or(false)
     {
-        assert!(std::time::Instant::now() < deadline, "slowish never started");
+        assert!(std::time::Instant::now() < deadline, "held never started");
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    let gc = ok(&r, &out, &["gc", "--keep-last", "1"]);
-    let status = slow.wait().unwrap();
+    // gc starts while held runs (held waits for `go` in its output directory), and
+    // held is let go only once gc says it waits.
+    let mut gc = support::on_host(&r, &out)
+        .args(["gc", "--keep-last", "1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut said = String::new();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(gc.stderr.take().unwrap()));
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        said.push_str(&line);
+        said.push('\n');
+        if line.contains("waiting for another reprovm process") {
+            break;
+        }
+    }
+    assert!(said.contains("waiting for another reprovm process"), "gc did not wait: {said}");
+    let pid = format!("-{}", held.id());
+    let tmp = std::fs::read_dir(out.join("store"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with(".tmp-") && n.contains("held") && n.ends_with(&pid))
+        .expect("held's temp entry");
+    std::fs::write(out.join("store").join(tmp).join("out/go"), b"").unwrap();
+    let status = held.wait().unwrap();
     assert!(status.success(), "the build beside gc failed");
-    assert!(gc.contains("waiting for another reprovm process"), "gc did not wait: {gc}");
-    assert!(store_out(&out, "slowish").join("out/done").is_file());
+    for line in lines {
+        said.push_str(&line.unwrap());
+        said.push('\n');
+    }
+    assert!(gc.wait().unwrap().success(), "gc failed: {said}");
+    assert!(store_out(&out, "held").join("out/done").is_file());
 }
 
 /// `xtask ARGS` in the repository's project with `out` as its output directory and the Debian

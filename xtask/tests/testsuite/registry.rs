@@ -914,8 +914,9 @@ fn pull_refuses_more_than_its_size_bound_before_fetching() {
     assert!(ok, "{text}");
 }
 
-/// 6. A registry that drips one byte per half second never trips the per-read timeout; the
-///    transfer's overall deadline ends it.
+/// 6. A registry that drips one byte per 2 s never trips the 4 s per-read timeout; the
+///    transfer's overall deadline (4 s for 11 bytes) ends it, long before the 22 s the drip
+///    would take.
 #[test]
 fn a_dripping_registry_is_abandoned_at_the_deadline() {
     let reg = FakeRegistry::start();
@@ -925,7 +926,7 @@ fn a_dripping_registry_is_abandoned_at_the_deadline() {
         (req.method == "GET" && req.path().ends_with(&layer)).then(|| Response {
             status: 200,
             headers: Vec::new(),
-            body: Body::Drip { data: vec![b'x'; 11], every: Duration::from_millis(700) },
+            body: Body::Drip { data: vec![b'x'; 11], every: Duration::from_secs(2) },
             content_length: None,
         })
     });
@@ -936,12 +937,12 @@ fn a_dripping_registry_is_abandoned_at_the_deadline() {
             .args(["pull", &format!("{}/img:drip", reg.addr)])
             .arg(t.path().join("a"))
             .arg("--plain-http")
-            .env("REPROVM_REGISTRY_TIMEOUT", "2"),
+            .env("REPROVM_REGISTRY_TIMEOUT", "4"),
     );
     let took = started.elapsed();
-    eprintln!("a dripping blob (a byte per 0.7 s, 2 s per-read timeout): abandoned after {took:?}");
+    eprintln!("a dripping blob (a byte per 2 s, 4 s per-read timeout): abandoned after {took:?}");
     assert!(!ok && text.contains("the transfer broke off"), "{text}");
-    assert!(took < Duration::from_secs(6), "abandoned only after {took:?}");
+    assert!(took < Duration::from_secs(15), "abandoned only after {took:?}");
     assert!(!t.path().join("a").exists());
 }
 

@@ -381,6 +381,12 @@ fn symlinks_out_of_outputs_are_never_followed() {
 fn what_a_killed_run_leaves_is_swept_by_the_next() {
     let t = tempfile::tempdir().unwrap();
     let recipes = recipes_in(t.path());
+    // The kill must land while the sandbox runs, however slow the machine: not after `slow`'s
+    // own 2 s timeout has already cleaned up.
+    let slow = recipes.join("slow.toml");
+    let text = fs::read_to_string(&slow).unwrap();
+    assert!(text.contains("timeout = \"2s\""), "slow.toml's timeout moved: {text}");
+    fs::write(&slow, text.replace("timeout = \"2s\"", "timeout = \"300s\"")).unwrap();
     let out = t.path().join("out");
     let wait_for = |what: &str, found: &dyn Fn() -> bool| {
         let start = Instant::now();

@@ -235,12 +235,18 @@ mod tests {
         let started = Mutex::new(Vec::new());
         // The first two nodes chosen wait for each other before either ends, so both were
         // chosen before anything was done, and both are recorded before anything after them.
-        let first_two = std::sync::Barrier::new(2);
-        let calls = std::sync::atomic::AtomicUsize::new(0);
+        // A scheduler that ran one node at a time fails here after 30 s rather than hanging.
+        let (calls, arrived) = (Mutex::new(0usize), Condvar::new());
         let done = schedule(&slots, &nodes, &deps, &|name, _, _| {
             started.lock().unwrap().push(name.to_string());
-            if calls.fetch_add(1, Ordering::SeqCst) < 2 {
-                first_two.wait();
+            let mut n = calls.lock().unwrap();
+            *n += 1;
+            if *n <= 2 {
+                arrived.notify_all();
+                let wait = std::time::Duration::from_secs(30);
+                let (n, waited) = arrived.wait_timeout_while(n, wait, |n| *n < 2).unwrap();
+                drop(n);
+                anyhow::ensure!(!waited.timed_out(), "the first two nodes did not run at once");
             }
             Ok(())
         })

@@ -547,9 +547,12 @@ mod tests {
             UdpSocket::bind("127.0.0.1:0").unwrap(),
         );
         let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
-        for s in [&a, &b, &c, &stranger] {
-            s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
-        }
+        // A frame that must arrive gets 10 s (a loaded machine may be slow to run the hub);
+        // one that must not arrive is looked for for 500 ms.
+        let expect = |s: &UdpSocket, arrives: bool| {
+            let wait = if arrives { 10_000 } else { 500 };
+            s.set_read_timeout(Some(Duration::from_millis(wait))).unwrap();
+        };
         let hub = Hub::start(vec![
             a.local_addr().unwrap(),
             b.local_addr().unwrap(),
@@ -559,12 +562,15 @@ mod tests {
         a.send_to(b"frame from a", hub.addr).unwrap();
         let mut buf = [0u8; 64];
         for s in [&b, &c] {
+            expect(s, true);
             let (n, from) = s.recv_from(&mut buf).unwrap();
             assert_eq!((&buf[..n], from), (&b"frame from a"[..], hub.addr));
         }
+        expect(&a, false);
         assert!(a.recv_from(&mut buf).is_err(), "the sender got its own frame back");
         stranger.send_to(b"let me in", hub.addr).unwrap();
         for s in [&a, &b, &c] {
+            expect(s, false);
             assert!(s.recv_from(&mut buf).is_err(), "a stranger's frame was forwarded");
         }
     }
